@@ -1,0 +1,21 @@
+// The `gatehouse` command line: one program, one module per command group.
+// Each module registers its commands on the shared commander program.
+import { Command } from 'commander';
+import { registerServe } from './serve.ts';
+import { registerDemo } from './demo.ts';
+import { registerCheck } from './check.ts';
+import { registerPki } from './pki.ts';
+import { registerToken } from './token.ts';
+
+const program = new Command('gatehouse')
+  .description('Policy-enforcing reverse proxy and tunnel gateway (mTLS + Biscuit + audit)')
+  .showHelpAfterError()
+  .exitOverride((err) => process.exit(err.exitCode));
+
+registerServe(program);
+registerDemo(program);
+registerCheck(program);
+registerPki(program);
+registerToken(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,97 @@
+// The routes.yaml schema: every key the gateway reads, its type and its default.
+// Validation only; paths stay as written here and are resolved against the config file by loadConfig.
+import { z } from 'zod';
+
+/** A route template parameter name, as in `{user}`. */
+const paramName = /^[a-z][a-z0-9_]*$/;
+
+const listenAddress = z
+  .object({
+    /** `host:port` or `[v6]:port`. */
+    tcp: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port').optional(),
+    /** Path of a UNIX socket the gateway creates (an existing stale socket is replaced). */
+    unix: z.string().min(1).optional(),
+    /** Mode of the UNIX socket file, octal string such as "0660". */
+    mode: z.string().regex(/^0?[0-7]{3}$/, 'expected an octal mode such as "0660"').optional(),
+  })
+  .strict()
+  .refine((l) => (l.tcp === undefined) !== (l.unix === undefined), {
+    message: 'each listen entry needs exactly one of tcp or unix',
+  });
+
+const tlsSchema = z
+  .object({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** CA bundle that client certificates must chain to. */
+    clientCa: z.string().min(1),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  })
+  .strict();
+
+const limitsSchema = z
+  .object({
+    maxFacts: z.number().int().positive().default(1000),
+    maxIterations: z.number().int().positive().default(100),
+    maxTimeMicros: z.number().int().positive().default(10_000),
+  })
+  .strict();
+
+const authzSchema = z
+  .object({
+    /** File holding the root public key as `ed25519/<hex>` (the output of `gatehouse token keygen`). */
+    rootKey: z.string().min(1),
+    /** File with one revoked revocation id (hex) per line; `#` comments allowed. Unreadable -> deny all. */
+    revocationList: z.string().min(1).optional(),
+    limits: limitsSchema.prefault({}),
+  })
+  .strict();
+
+const auditSchema = z
+  .object({
+    /** JSON-lines audit file, appended to. */
+    file: z.string().min(1),
+    /** Also write every record to standard output. */
+    stdout: z.boolean().default(false),
+  })
+  .strict();
+
+const protocol = z.enum(['http', 'websocket', 'tcp']);
+
+const routeSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'route names are letters, digits, _ . -'),
+    /** Host name the request must carry (Host header, without port); absent or "*" = any host. */
+    host: z.string().min(1).optional(),
+    /** Path prefix, optionally with `{param}` segments, e.g. `/~{user}/{service}/`. */
+    path: z.string().startsWith('/', 'paths start with /').default('/'),
+    protocols: z.array(protocol).min(1).default(['http']),
+    /** `unix:/path/{param}.sock` or `tcp:host:port`. */
+    upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5})$/, 'expected unix:/path or tcp:host:port'),
+    /** Name of a path parameter holding a user name; the UNIX socket must be owned by that user. */
+    socketOwner: z.string().regex(paramName).optional(),
+    /** Remove the matched prefix before forwarding (default true). */
+    stripPrefix: z.boolean().default(true),
+    /** Forward the client's Authorization header to the upstream (default false). */
+    forwardToken: z.boolean().default(false),
+    /** Datalog: checks and allow/deny policies added to the authorizer for this route. */
+    policy: z.string().min(1),
+    limits: limitsSchema.partial().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    listen: z.array(listenAddress).min(1),
+    tls: tlsSchema,
+    authz: authzSchema,
+    audit: auditSchema,
+    routes: z.array(routeSchema).min(1),
+  })
+  .strict();
+
+export type GatewayConfig = z.infer<typeof configSchema>;
+export type RouteConfig = z.infer<typeof routeSchema>;
+export type ListenAddress = z.infer<typeof listenAddress>;
+export type RunLimits = z.infer<typeof limitsSchema>;
+export type Protocol = z.infer<typeof protocol>;

@@ -1,0 +1,12 @@
+// Test runner settings: real processes, sockets and TLS make tests slower than unit tests,
+// so timeouts are generous and files run in parallel across the two cores.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+  },
+});
