@@ -1,5 +1,123 @@
-// PLACEHOLDER: replaced by the real `gatehouse pki` commands.
+// `gatehouse pki init` and `gatehouse pki client NAME`: the development CA, server certificate
+// and client certificates. Prints what was written; errors are one line and exit code 1.
+import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
+import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS, initPki, issueClientCertificate } from '../pki/index.ts';
+import type { PkiFileReport, PkiInitResult, IssuedClientCertificate } from '../pki/index.ts';
+
+const DESCRIPTIONS: Record<string, string> = {
+  'ca.crt': 'CA certificate: tls.clientCa, and --cacert for clients',
+  'ca.key': 'CA private key (mode 0600): signs client certificates, keep it secret',
+  'server.crt': 'server certificate: tls.cert',
+  'server.key': 'server private key (mode 0600): tls.key',
+};
+
+function parseDays(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of days');
+  return Number(value);
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Shell-quotes a path only when it needs it, so printed commands can be pasted. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function fail(command: string, err: unknown): void {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`gatehouse pki ${command}: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exitCode = 1;
+}
+
+function fileLine(report: PkiFileReport): string {
+  const why = report.reason ? ` (${report.reason})` : '';
+  return `  ${report.status.padEnd(8)} ${report.path}${why}  ${DESCRIPTIONS[report.file] ?? ''}`.trimEnd();
+}
+
+function printInit(result: PkiInitResult): void {
+  const out: string[] = [];
+  if (!result.changed) {
+    out.push(`nothing to do: ${result.dir} already has a CA and a valid server certificate`);
+  } else {
+    out.push(`development PKI in ${result.dir}:`);
+  }
+  for (const report of result.files) out.push(fileLine(report));
+  const serverWritten = result.files.some((f) => f.file === 'server.crt' && f.status !== 'kept');
+  if (serverWritten) out.push(`server certificate names: ${result.serverNames.join(', ')}`);
+  if (result.caCreated && result.files.some((f) => f.file === 'ca.crt' && f.status === 'replaced')) {
+    out.push('new CA: client certificates issued by the old one no longer work; issue them again');
+  }
+  out.push(`next: gatehouse pki client NAME --dir ${shellWord(result.dir)}`);
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+function printClient(name: string, issued: IssuedClientCertificate): void {
+  const [cert, key, ca] = [issued.cert, issued.key, issued.caCert].map(shellWord);
+  process.stdout.write(
+    [
+      `client certificate for ${name}:`,
+      `  wrote ${issued.cert}`,
+      `  wrote ${issued.key}  (private key, mode 0600)`,
+      `  serial ${issued.serial}`,
+      `  fingerprint ${issued.fingerprint}`,
+      `  expires ${issued.notAfter.toISOString()}`,
+      `curl flags: --cert ${cert} --key ${key} --cacert ${ca}`,
+    ].join('\n') + '\n',
+  );
+}
+
 export function registerPki(program: Command): void {
-  program.command('pki').description('(not yet implemented)');
+  const pki = program
+    .command('pki')
+    .description('development CA, server certificate and client certificates (real sites bring their own CA)');
+
+  pki
+    .command('init')
+    .description('create a development CA and a server certificate signed by it; keeps what already exists')
+    .option('--dir <dir>', 'directory for ca.crt, ca.key, server.crt, server.key', 'certs')
+    .option('--server-name <name>', 'extra DNS name or IP address for the server certificate (repeatable)', collect)
+    .option('--days <days>', `server certificate validity in days (default ${DEFAULT_SERVER_DAYS})`, parseDays)
+    .option('--force', 'replace the CA and server certificate even if they exist (invalidates client certificates)')
+    .addHelpText(
+      'after',
+      '\nThe server certificate always names localhost, 127.0.0.1 and ::1. Private keys are written\n' +
+        'with mode 0600; never commit them. Point the gateway at them with tls.cert, tls.key and tls.clientCa.',
+    )
+    .action(async (opts: { dir: string; serverName?: string[]; days?: number; force?: boolean }) => {
+      try {
+        const result = await initPki({ dir: opts.dir, serverNames: opts.serverName ?? [], force: opts.force ?? false, ...(opts.days !== undefined && { days: opts.days }) });
+        printInit(result);
+      } catch (err) {
+        fail('init', err);
+      }
+    });
+
+  pki
+    .command('client')
+    .description('issue a client certificate (CN=NAME, O=gatehouse dev) signed by the development CA')
+    .argument('<name>', 'client name: letters, digits, dot, underscore, dash (becomes the CN and the file name)')
+    .option('--dir <dir>', 'directory that holds ca.crt and ca.key', 'certs')
+    .option('--email <address>', 'add an email subject alternative name')
+    .option('--out <dir>', 'where to write NAME.crt and NAME.key (default: <dir>/clients)')
+    .option('--days <days>', `validity in days (default ${DEFAULT_CLIENT_DAYS})`, parseDays)
+    .option('--force', 'replace an existing certificate of the same name')
+    .addHelpText('after', '\nExample: gatehouse pki client alice --email alice@example.org')
+    .action(async (name: string, opts: { dir: string; email?: string; out?: string; days?: number; force?: boolean }) => {
+      try {
+        const issued = await issueClientCertificate({
+          dir: opts.dir,
+          name,
+          force: opts.force ?? false,
+          ...(opts.email !== undefined && { email: opts.email }),
+          ...(opts.out !== undefined && { out: opts.out }),
+          ...(opts.days !== undefined && { days: opts.days }),
+        });
+        printClient(name, issued);
+      } catch (err) {
+        fail('client', err);
+      }
+    });
 }
