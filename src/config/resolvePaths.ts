@@ -1,0 +1,24 @@
+// Makes every file and socket path in a validated config absolute, against the config file's directory,
+// so later stages never depend on the working directory. Route templates such as `{user}` stay intact.
+import path from 'node:path';
+import type { GatewayConfig } from './schema.ts';
+
+function resolveUpstream(upstream: string, dir: string): string {
+  return upstream.startsWith('unix:') ? `unix:${path.resolve(dir, upstream.slice('unix:'.length))}` : upstream;
+}
+
+export function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig {
+  const at = (p: string): string => path.resolve(dir, p);
+  return {
+    ...config,
+    listen: config.listen.map((l) => (l.unix === undefined ? { ...l } : { ...l, unix: at(l.unix) })),
+    tls: { ...config.tls, cert: at(config.tls.cert), key: at(config.tls.key), clientCa: at(config.tls.clientCa) },
+    authz: {
+      ...config.authz,
+      rootKey: at(config.authz.rootKey),
+      ...(config.authz.revocationList === undefined ? {} : { revocationList: at(config.authz.revocationList) }),
+    },
+    audit: { ...config.audit, file: at(config.audit.file) },
+    routes: config.routes.map((r) => ({ ...r, upstream: resolveUpstream(r.upstream, dir) })),
+  };
+}

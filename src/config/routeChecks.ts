@@ -1,0 +1,160 @@
+// Checks across keys that the schema cannot express: route templates, upstreams, socket owners,
+// policies, duplicate routes and listeners. Works on the raw document so it runs even when the schema fails.
+import path from 'node:path';
+import type { ConfigIssue } from './configError.ts';
+import { checkPathTemplate, templateParams } from './pathTemplate.ts';
+import { checkPolicy } from './policyCheck.ts';
+
+type Raw = Record<string, unknown>;
+
+function record(value: unknown): Raw | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Raw) : undefined;
+}
+
+function list(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function validPort(port: string): boolean {
+  const n = Number(port);
+  return Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
+/** Upstream checks; `captured` are the path's parameters (undefined when the path is broken). */
+function checkUpstream(route: Raw, at: (string | number)[], captured: string[] | undefined, issues: ConfigIssue[]): void {
+  const upstream = text(route.upstream);
+  if (upstream === undefined || !/^(unix:.+|tcp:.+:\d{1,5})$/.test(upstream)) return; // the schema reports it
+  const where = [...at, 'upstream'];
+  const used = templateParams(upstream);
+  if (!used.ok) {
+    issues.push({ path: where, message: used.message });
+    return;
+  }
+  const protocols = list(route.protocols ?? ['http']);
+  if (protocols.includes('tcp') && used.params.length > 0) {
+    issues.push({ path: where, message: `tcp tunnels have no request path, so the upstream cannot use ${used.params.map((p) => `{${p}}`).join(', ')}` });
+  } else if (captured) {
+    for (const name of used.params) {
+      if (!captured.includes(name)) issues.push({ path: where, message: `upstream uses {${name}}, which the path does not capture` });
+    }
+  }
+  if (upstream.startsWith('unix:')) {
+    const socket = upstream.slice('unix:'.length);
+    if (socket.split('/').includes('..')) issues.push({ path: where, message: 'socket paths must not contain ".." segments' });
+  } else {
+    const port = upstream.slice(upstream.lastIndexOf(':') + 1);
+    if (!validPort(port)) issues.push({ path: where, message: `port ${port} is out of range 1..65535` });
+  }
+}
+
+function checkSocketOwner(route: Raw, at: (string | number)[], captured: string[] | undefined, issues: ConfigIssue[]): void {
+  const owner = text(route.socketOwner);
+  if (owner === undefined) return;
+  const where = [...at, 'socketOwner'];
+  const upstream = text(route.upstream);
+  if (upstream !== undefined && !upstream.startsWith('unix:')) {
+    issues.push({ path: where, message: 'socketOwner needs a unix: upstream' });
+  }
+  if (list(route.protocols ?? ['http']).includes('tcp')) {
+    issues.push({ path: where, message: 'socketOwner names a path parameter, and tcp tunnels have no request path' });
+  } else if (captured && !captured.includes(owner)) {
+    issues.push({ path: where, message: `socketOwner "${owner}" is not a parameter captured by the path` });
+  }
+}
+
+function checkRoute(route: Raw, index: number, issues: ConfigIssue[]): void {
+  const at = ['routes', index];
+  const routePath = text(route.path ?? '/');
+  let captured: string[] | undefined;
+  if (routePath !== undefined && routePath.startsWith('/')) {
+    const parsed = checkPathTemplate(routePath);
+    if (parsed.ok) captured = parsed.params;
+    else issues.push({ path: [...at, 'path'], message: parsed.message });
+  }
+  const host = text(route.host);
+  if (host !== undefined && host !== '*' && !/^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.?)+$|^\[[0-9a-fA-F:.]+\]$/.test(host)) {
+    issues.push({ path: [...at, 'host'], message: `"${host}" is not a host name (no port, no scheme, no path)` });
+  }
+  checkUpstream(route, at, captured, issues);
+  checkSocketOwner(route, at, captured, issues);
+  const policy = text(route.policy);
+  if (policy !== undefined && policy.trim() !== '') {
+    for (const problem of checkPolicy(policy, captured ?? [])) {
+      issues.push({ path: [...at, 'policy'], message: problem.message, lineInValue: problem.line });
+    }
+  }
+}
+
+function checkDuplicateRoutes(routes: unknown[], issues: ConfigIssue[]): void {
+  const names = new Map<string, number>();
+  const places = new Map<string, number>();
+  routes.forEach((value, index) => {
+    const route = record(value);
+    if (!route) return;
+    const name = text(route.name);
+    if (name !== undefined) {
+      const first = names.get(name);
+      if (first === undefined) names.set(name, index);
+      else issues.push({ path: ['routes', index, 'name'], message: `duplicate route name "${name}" (also routes[${first}])` });
+    }
+    // Tunnel-only routes are chosen by name, not by host and path.
+    const protocols = list(route.protocols ?? ['http']);
+    const routePath = text(route.path ?? '/');
+    const host = text(route.host ?? '*');
+    if (routePath === undefined || host === undefined || !protocols.some((p) => p === 'http' || p === 'websocket')) return;
+    const place = `${host.toLowerCase()} ${routePath.replace(/\{[^{}]*\}/g, '{}')}`;
+    const first = places.get(place);
+    if (first === undefined) places.set(place, index);
+    else {
+      const where = route.path === undefined ? ['routes', index] : ['routes', index, 'path'];
+      issues.push({ path: where, message: `same host and path as routes[${first}]: requests could reach only one of them` });
+    }
+  });
+}
+
+function checkListeners(listen: unknown[], configDir: string, issues: ConfigIssue[]): void {
+  const seen = new Map<string, number>();
+  listen.forEach((value, index) => {
+    const entry = record(value);
+    if (!entry) return;
+    let identity: string | undefined;
+    const tcp = text(entry.tcp);
+    const unix = text(entry.unix);
+    if (tcp !== undefined && /:\d{1,5}$/.test(tcp)) {
+      const port = tcp.slice(tcp.lastIndexOf(':') + 1);
+      if (!validPort(port)) issues.push({ path: ['listen', index, 'tcp'], message: `port ${port} is out of range 1..65535` });
+      identity = `tcp ${tcp.toLowerCase()}`;
+      if (entry.mode !== undefined) issues.push({ path: ['listen', index, 'mode'], message: 'mode applies only to unix listeners' });
+    } else if (unix !== undefined && unix !== '') {
+      const socket = path.resolve(configDir, unix);
+      // sun_path holds 108 bytes including the terminating NUL.
+      if (Buffer.byteLength(socket) > 107) {
+        issues.push({ path: ['listen', index, 'unix'], message: `socket path ${socket} is longer than the 107 bytes a UNIX socket address holds` });
+      }
+      identity = `unix ${socket}`;
+    }
+    if (identity === undefined) return;
+    const first = seen.get(identity);
+    if (first === undefined) seen.set(identity, index);
+    else issues.push({ path: ['listen', index], message: `duplicate listener (same as listen[${first}])` });
+  });
+}
+
+/** Every cross-key problem in the raw document. */
+export function routeChecks(data: unknown, configDir: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const root = record(data);
+  if (!root) return issues;
+  const routes = list(root.routes);
+  routes.forEach((value, index) => {
+    const route = record(value);
+    if (route) checkRoute(route, index, issues);
+  });
+  checkDuplicateRoutes(routes, issues);
+  checkListeners(list(root.listen), configDir, issues);
+  return issues;
+}

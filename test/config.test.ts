@@ -1,0 +1,335 @@
+// Tests for loading routes.yaml: the shipped config, every error with its exact line, file checks,
+// resolved paths, and the `gatehouse check` command as a real process.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
+import { formatConfigError, loadConfig, type ConfigError } from '../src/config/loadConfig.ts';
+
+const repo = path.resolve(import.meta.dirname, '..');
+const temps: string[] = [];
+
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-config-'));
+  temps.push(dir);
+  return dir;
+}
+
+function selfSigned(dir: string, name: string, cn: string): void {
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', path.join(dir, `${name}.key`), '-out', path.join(dir, `${name}.crt`),
+    '-subj', `/CN=${cn}`, '-days', '2',
+  ], { stdio: 'ignore' });
+}
+
+/** A directory holding the files the shipped routes.yaml names (certs/, root key, revocation list). */
+function siteDir(): string {
+  const dir = tempDir();
+  const certs = path.join(dir, 'certs');
+  fs.mkdirSync(certs);
+  selfSigned(certs, 'ca', 'test CA');
+  selfSigned(certs, 'server', 'localhost');
+  const keys = new KeyPair(SignatureAlgorithm.Ed25519);
+  fs.writeFileSync(path.join(certs, 'token-root.pub'), `${keys.getPublicKey().toString()}\n`);
+  fs.writeFileSync(path.join(certs, 'token-root.private'), `${keys.getPrivateKey().toString()}\n`);
+  fs.writeFileSync(path.join(certs, 'revoked.txt'), '');
+  return dir;
+}
+
+let site: string;
+beforeAll(() => {
+  site = siteDir();
+});
+afterAll(() => {
+  for (const dir of temps) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes `lines` as routes.yaml in a fresh copy of the site and loads it. */
+async function loadLines(lines: string[]): Promise<{ file: string; errors: ConfigError[] }> {
+  const dir = tempDir();
+  fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });
+  const file = path.join(dir, 'routes.yaml');
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  const result = await loadConfig(file);
+  return { file, errors: result.ok ? [] : result.errors };
+}
+
+const header = [
+  'listen:', //                          1
+  '  - tcp: 127.0.0.1:8443', //          2
+  'tls:', //                             3
+  '  cert: certs/server.crt', //         4
+  '  key: certs/server.key', //          5
+  '  clientCa: certs/ca.crt', //         6
+  'authz:', //                           7
+  '  rootKey: certs/token-root.pub', //  8
+  '  revocationList: certs/revoked.txt', // 9
+  'audit:', //                           10
+  '  file: audit/audit.log', //          11
+  'routes:', //                          12
+];
+
+function route(name: string, extra: string[] = [], policy = 'allow if user($u);'): string[] {
+  return [`  - name: ${name}`, `    path: /${name}/`, '    upstream: unix:run/x.sock', ...extra, `    policy: ${JSON.stringify(policy)}`];
+}
+
+function brief(errors: ConfigError[]): string[] {
+  return errors.map((e) => `${e.line}:${e.column} ${e.key}: ${e.message}`);
+}
+
+describe('the shipped routes.yaml', () => {
+  it('validates once the files it names exist, with every path made absolute', async () => {
+    const file = path.join(site, 'routes.yaml');
+    fs.copyFileSync(path.join(repo, 'routes.yaml'), file);
+    const result = await loadConfig(file);
+    if (!result.ok) throw new Error(result.errors.map(formatConfigError).join('\n'));
+    const { config } = result;
+    expect(result.file).toBe(file);
+    expect(config.routes.map((r) => r.name)).toEqual(['demo', 'user-services', 'demo-tcp']);
+    expect(config.tls.cert).toBe(path.join(site, 'certs/server.crt'));
+    expect(config.tls.key).toBe(path.join(site, 'certs/server.key'));
+    expect(config.tls.clientCa).toBe(path.join(site, 'certs/ca.crt'));
+    expect(config.authz.rootKey).toBe(path.join(site, 'certs/token-root.pub'));
+    expect(config.authz.revocationList).toBe(path.join(site, 'certs/revoked.txt'));
+    expect(config.audit.file).toBe(path.join(site, 'audit/audit.log'));
+    expect(config.routes[1]?.upstream).toBe(`unix:${path.join(site, 'run/users')}/{user}/{service}.sock`);
+    expect(config.routes[1]?.socketOwner).toBe('user');
+    expect(config.routes[2]?.path).toBe('/');
+    expect(config.authz.limits).toEqual({ maxFacts: 1000, maxIterations: 100, maxTimeMicros: 10000 });
+    expect(config.listen).toEqual([{ tcp: '127.0.0.1:8443' }]);
+  });
+
+  it('explains every key it sets with a comment above it, and every route key in the route key table', () => {
+    const lines = fs.readFileSync(path.join(repo, 'routes.yaml'), 'utf8').split('\n');
+    const routesAt = lines.indexOf('routes:');
+    const table = lines.slice(0, routesAt).join('\n');
+    for (const key of ['name', 'host', 'path', 'protocols', 'upstream', 'socketOwner', 'stripPrefix', 'forwardToken', 'policy', 'limits']) {
+      expect(table, key).toMatch(new RegExp(`^#   ${key} +\\S`, 'm'));
+    }
+    lines.forEach((line, index) => {
+      const key = /^\s*(?:- )?([A-Za-z]+):/.exec(line)?.[1];
+      if (key === undefined || index > routesAt) return;
+      expect(lines[index - 1], `comment above "${key}" (line ${index + 1})`).toMatch(/^\s*#/);
+    });
+    expect(lines.slice(routesAt).join('\n')).toMatch(/\/\/ allow if group\(/);
+  });
+});
+
+describe('errors carry their line and key', () => {
+  it('reports all of several different mistakes at once', async () => {
+    const { errors } = await loadLines([
+      ...header.slice(0, 6),
+      '  minVersoin: TLSv1.3', //                                      7
+      ...header.slice(6),
+      ...route('a'), //                                                14-17
+      '  - name: b', //                                                18
+      '    path: /b/', //                                              19
+      '    upstream: http://localhost:8080', //                        20
+      '    policy: allow if user($u);', //                             21
+      '  - name: a', //                                                22
+      '    path: /c/', //                                              23
+      '    upstream: unix:/run/c.sock', //                             24
+      '    policy: |', //                                              25
+      '      allow if user($u);', //                                   26
+      '      allow if user($u) and;', //                               27
+    ]);
+    expect(brief(errors)).toEqual([
+      '7:3 tls.minVersoin: unknown key "minVersoin" (did you mean "minVersion"?)',
+      '20:15 routes[1].upstream: expected unix:/path or tcp:host:port',
+      '22:11 routes[2].name: duplicate route name "a" (also routes[0])',
+      '27:7 routes[2].policy: policy does not parse near "allow if user($u) and"',
+    ]);
+    expect(errors[1]?.file).toMatch(/routes\.yaml$/);
+    expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path or tcp:host:port$/);
+  });
+
+  it('reports YAML syntax errors with their line', async () => {
+    const { errors } = await loadLines([...header, ...route('a'), '  - name: [b', '    path: /b/']);
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors[0]?.key).toBe('(document)');
+    expect(errors[0]?.message).toMatch(/^YAML syntax: /);
+    expect(errors[0]?.line).toBeGreaterThanOrEqual(17);
+  });
+
+  it('reports a duplicated key as a syntax error at that key', async () => {
+    const { errors } = await loadLines([...header.slice(0, 4), '  cert: other.crt', ...header.slice(4), ...route('a')]);
+    expect(brief(errors)).toEqual(['5:3 (document): YAML syntax: Map keys must be unique']);
+  });
+
+  it('points a missing key at the mapping that lacks it', async () => {
+    const { errors } = await loadLines([...header, '  - name: a', '    path: /a/', '    policy: "allow if true;"']);
+    expect(brief(errors)).toEqual(['13:5 routes[0].upstream: missing required key "upstream"']);
+  });
+
+  it('checks templates, upstream parameters, socket owners, tunnels, hosts and policies', async () => {
+    const { errors } = await loadLines([
+      ...header,
+      '  - name: t1', //                                           13
+      '    path: /~{user}/{user}/', //                             14
+      '    upstream: unix:run/x.sock', //                          15
+      '    policy: "allow if user($u);"', //                       16
+      '  - name: t2', //                                           17
+      '    path: /~{user}/', //                                    18
+      '    upstream: unix:run/{user}/{svc}.sock', //               19
+      '    socketOwner: owner', //                                 20
+      '    policy: "allow if user($u), param(\\"usr\\", $u);"', // 21
+      '  - name: t3', //                                           22
+      '    protocols: [tcp]', //                                   23
+      '    upstream: unix:run/{user}.sock', //                     24
+      '    policy: "deny if true;"', //                            25
+      '  - name: t4', //                                           26
+      '    path: /t4/', //                                         27
+      '    host: "example.org:443"', //                            28
+      '    upstream: tcp:localhost:70000', //                      29
+      '    policy: "allow if user({u});"', //                      30
+      '  - name: t5', //                                           31
+      '    path: /x/../{a}{b}/', //                                32
+      '    upstream: unix:../outside.sock', //                     33
+      '    socketOwner: a', //                                     34
+      '    policy: "allow if true;"', //                           35
+    ]);
+    expect(brief(errors)).toEqual([
+      '14:11 routes[0].path: parameter {user} is captured twice',
+      '19:15 routes[1].upstream: upstream uses {svc}, which the path does not capture',
+      '20:18 routes[1].socketOwner: socketOwner "owner" is not a parameter captured by the path',
+      '21:13 routes[1].policy: policy tests param("usr", ...) but the path captures only {user}; it can never match',
+      '24:15 routes[2].upstream: tcp tunnels have no request path, so the upstream cannot use {user}',
+      '25:13 routes[2].policy: policy has no "allow if" rule: every request would be denied',
+      '28:11 routes[3].host: "example.org:443" is not a host name (no port, no scheme, no path)',
+      '29:15 routes[3].upstream: port 70000 is out of range 1..65535',
+      '30:13 routes[3].policy: policy uses {u}, which is not filled in; match path captures with param("name", $var)',
+      '32:11 routes[4].path: two captures side by side ("}{") cannot be told apart',
+      '33:15 routes[4].upstream: socket paths must not contain ".." segments',
+    ]);
+  });
+
+  it('finds routes on the same host and path, and duplicate or invalid listeners', async () => {
+    const { errors } = await loadLines([
+      'listen:', //                                 1
+      '  - tcp: 127.0.0.1:8443', //                 2
+      '  - tcp: 127.0.0.1:8443', //                 3
+      '  - tcp: "[::1]:0"', //                      4
+      '  - unix: run/g.sock', //                    5
+      '  - unix: ./run/g.sock', //                  6
+      ...header.slice(2),
+      ...route('a'), //                             17-20
+      '  - name: b', //                             21
+      '    path: /a/', //                           22
+      '    protocols: [websocket]', //              23
+      '    upstream: unix:run/x.sock', //           24
+      '    policy: "allow if true;"', //            25
+    ]);
+    expect(brief(errors)).toEqual([
+      '3:5 listen[1]: duplicate listener (same as listen[0])',
+      '4:10 listen[2].tcp: port 0 is out of range 1..65535',
+      '6:5 listen[4]: duplicate listener (same as listen[3])',
+      '22:11 routes[1].path: same host and path as routes[0]: requests could reach only one of them',
+    ]);
+  });
+  it('keeps only the route limits written, so the others come from authz.limits', async () => {
+    const dir = tempDir();
+    fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });
+    const file = path.join(dir, 'routes.yaml');
+    fs.writeFileSync(file, [...header, ...route('a', ['    limits: { maxFacts: 2000 }']), ...route('b')].join('\n'));
+    const result = await loadConfig(file);
+    if (!result.ok) throw new Error(result.errors.map(formatConfigError).join('\n'));
+    expect(result.config.routes[0]?.limits).toEqual({ maxFacts: 2000 });
+    expect(result.config.routes[1]?.limits).toBeUndefined();
+  });
+
+  it('explains that an unquoted socket mode is read as a number', async () => {
+    const { errors } = await loadLines(['listen:', '  - unix: run/g.sock', '    mode: 0660', ...header.slice(2), ...route('a')]);
+    expect(brief(errors)).toEqual(['3:11 listen[0].mode: expected a string, got a number (660); put it in quotes']);
+  });
+});
+
+describe('files named by the config', () => {
+  it('reports a missing file at its key, and a missing revocation list as deny-all', async () => {
+    const lines = [...header, ...route('a')];
+    lines[5] = '  clientCa: certs/missing-ca.crt';
+    lines[8] = '  revocationList: certs/nope.txt';
+    const { file, errors } = await loadLines(lines);
+    const dir = path.dirname(file);
+    expect(brief(errors)).toEqual([
+      `6:13 tls.clientCa: cannot read ${path.join(dir, 'certs/missing-ca.crt')}: no such file`,
+      `9:19 authz.revocationList: cannot read ${path.join(dir, 'certs/nope.txt')}: no such file: the gateway would deny every request`,
+    ]);
+  });
+
+  it('reports a key that does not match the certificate, and a private root key', async () => {
+    const lines = [...header, ...route('a')];
+    lines[4] = '  key: certs/ca.key';
+    lines[7] = '  rootKey: certs/token-root.private';
+    const { errors } = await loadLines(lines);
+    expect(brief(errors)).toEqual([
+      '5:8 tls.key: this private key does not belong to the certificate in tls.cert',
+      '8:12 authz.rootKey: this file holds a PRIVATE key; authz.rootKey must be the public key (ed25519/<hex>)',
+    ]);
+  });
+
+  it('rejects unparsable certificates, bare-hex root keys and bad revocation list lines', async () => {
+    const dir = tempDir();
+    fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'certs/ca.crt'), 'not a certificate\n');
+    const publicKey = fs.readFileSync(path.join(dir, 'certs/token-root.pub'), 'utf8').trim();
+    fs.writeFileSync(path.join(dir, 'certs/token-root.pub'), publicKey.replace('ed25519/', ''));
+    fs.writeFileSync(path.join(dir, 'certs/revoked.txt'), `# revoked 2026-11-02\n${'ab'.repeat(64)}\n${'cd'.repeat(64)} # bob\n`);
+    const file = path.join(dir, 'routes.yaml');
+    fs.writeFileSync(file, [...header, ...route('a')].join('\n'));
+    const result = await loadConfig(file);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors.map(formatConfigError)).toEqual([
+      `${file}:6:13: tls.clientCa: no PEM certificate (BEGIN CERTIFICATE) in the file`,
+      `${file}:8:12: authz.rootKey: expected ed25519/<64 hex digits> (the public key from "gatehouse token keygen")`,
+      `${path.join(dir, 'certs/revoked.txt')}:3:1: authz.revocationList: expected one revocation id (hex) per line; comments go on their own line starting with "#"`,
+    ]);
+  });
+});
+
+describe('gatehouse check', () => {
+  function check(cwd: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+    const run = spawnSync(process.execPath, [path.join(repo, 'bin/gatehouse.js'), 'check', ...args], { cwd, encoding: 'utf8' });
+    return { status: run.status, stdout: run.stdout, stderr: run.stderr };
+  }
+
+  it('prints OK and exits 0 for a valid config', () => {
+    fs.copyFileSync(path.join(repo, 'routes.yaml'), path.join(site, 'routes.yaml'));
+    const run = check(site, '--config', 'routes.yaml');
+    expect(run.stderr).not.toMatch(/routes\.yaml:\d/);
+    expect(run.stdout).toMatch(/^routes\.yaml: OK \(3 routes\)$/m);
+    expect(run.status).toBe(0);
+  });
+
+  it('prints every error on stderr, one per line, and exits 1', () => {
+    const dir = tempDir();
+    fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });
+    const lines = [...header, ...route('a'), ...route('a', ['    bogus: 1'])];
+    fs.writeFileSync(path.join(dir, 'bad.yaml'), lines.join('\n'));
+    const run = check(dir, '--config', 'bad.yaml');
+    const reported = run.stderr.split('\n').filter((l) => l.startsWith('bad.yaml:'));
+    expect(reported).toEqual([
+      'bad.yaml:17:11: routes[1].name: duplicate route name "a" (also routes[0])',
+      'bad.yaml:18:11: routes[1].path: same host and path as routes[0]: requests could reach only one of them',
+      'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, socketOwner, stripPrefix, forwardToken, policy, limits)',
+    ]);
+    expect(run.stdout).not.toMatch(/OK/);
+    expect(run.status).toBe(1);
+  });
+
+  it('reports an unreadable config file as one error', () => {
+    const run = check(tempDir(), '--config', 'absent.yaml');
+    expect(run.stderr).toMatch(/^absent\.yaml: \(document\): cannot read config: no such file$/m);
+    expect(run.status).toBe(1);
+  });
+
+  it('has help text', () => {
+    const run = check(repo, '--help');
+    expect(run.stdout).toMatch(/--config <file>/);
+    expect(run.stdout).toMatch(/routes\.yaml:12:5: routes\[2\]\.upstream/);
+    expect(run.status).toBe(0);
+  });
+});
