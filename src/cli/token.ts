@@ -1,5 +1,259 @@
-// PLACEHOLDER: replaced by the real `gatehouse token` commands.
-import type { Command } from 'commander';
+// `gatehouse token keygen|mint|attenuate|inspect|revoke`: root keys, tokens and the revocation list.
+// Failures print one line and exit 1; the token library is loaded only when a token command runs.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
+import type { TokenResult } from '../token/tokenErrors.ts';
+
+/** A failure already worded for the operator. */
+class CommandFailure extends Error {}
+
+function unwrap<T>(result: TokenResult<T>): T {
+  if (!result.ok) throw new CommandFailure(result.error.message);
+  return result.value;
+}
+
+function run<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await body(...args);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      process.stderr.write(`error: ${message.split('\n')[0]}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+async function ttlSeconds(text: string | undefined): Promise<number | undefined> {
+  if (text === undefined) return undefined;
+  const { parseTtl } = await import('../token/duration.ts');
+  return unwrap(parseTtl(text));
+}
+
+/** SHA-256 fingerprint of a PEM certificate, exactly as the gateway computes it for client certificates. */
+async function certificateFingerprint(file: string): Promise<string> {
+  let pem: Buffer;
+  try {
+    pem = fs.readFileSync(file);
+  } catch (error) {
+    throw new CommandFailure(`cannot read certificate ${file}: ${(error as Error).message}`);
+  }
+  const { identityFromPem } = await import('../tls/peerIdentity.ts');
+  try {
+    return identityFromPem(pem).fingerprint;
+  } catch (error) {
+    throw new CommandFailure(`${file} is not a PEM certificate: ${(error as Error).message}`);
+  }
+}
+
+async function readPublicKeyFile(file: string): Promise<PublicKey> {
+  const { readPublicKey } = await import('../token/keyFiles.ts');
+  return unwrap(readPublicKey(file));
+}
+
+async function readToken(options: { token?: string; tokenFile?: string }): Promise<string> {
+  const { readTokenInput } = await import('../token/tokenInput.ts');
+  return unwrap(await readTokenInput(options));
+}
+
+/** Prints a token, or writes it to a file only its owner can read. */
+function emitToken(token: string, out: string | undefined): void {
+  if (out === undefined) {
+    process.stdout.write(`${token}\n`);
+    return;
+  }
+  try {
+    fs.writeFileSync(out, `${token}\n`, { mode: 0o600 });
+    fs.chmodSync(out, 0o600);
+  } catch (error) {
+    throw new CommandFailure(`cannot write ${out}: ${(error as Error).message}`);
+  }
+  process.stderr.write(`wrote the token to ${out}\n`);
+}
+
+interface BindingOptions {
+  bindCert?: string;
+  bindCn?: string;
+}
+
+async function binding(options: BindingOptions): Promise<{ clientFingerprint?: string; clientCn?: string }> {
+  if (options.bindCert !== undefined) return { clientFingerprint: await certificateFingerprint(options.bindCert) };
+  if (options.bindCn !== undefined) return { clientCn: options.bindCn };
+  return {};
+}
+
+function registerKeygen(token: Command): void {
+  token
+    .command('keygen')
+    .description('create the root key pair that signs tokens: <out>.key (private, 0600) and <out>.pub')
+    .option('--out <base>', 'path of the key files without extension', 'certs/token-root')
+    .option('--force', 'replace existing key files (every token signed by the old key stops working)')
+    .action(
+      run(async (options: { out: string; force?: boolean }) => {
+        const { writeKeyPair } = await import('../token/keyFiles.ts');
+        const privatePath = `${options.out}.key`;
+        const publicPath = `${options.out}.pub`;
+        fs.mkdirSync(path.dirname(privatePath), { recursive: true });
+        const keys = unwrap(writeKeyPair(privatePath, publicPath, { force: options.force ?? false }));
+        process.stderr.write(`wrote ${privatePath} (keep it secret) and ${publicPath} (authz.rootKey in routes.yaml)\n`);
+        process.stdout.write(`${keys.publicKey}\n`);
+      }),
+    );
+}
+
+function registerMint(token: Command): void {
+  token
+    .command('mint')
+    .description('mint a token for a user, signed with the root private key; prints it')
+    .option('--key <file>', 'root private key file', 'certs/token-root.key')
+    .requiredOption('--user <name>', 'user the token speaks for: user("<name>")')
+    .option('--group <name>', 'group membership: group("<name>") (repeatable)', collect)
+    .option('--ttl <duration>', 'lifetime: 30s, 15m, 8h, 7d', '12h')
+    .option('--route <name>', 'limit the token to this route (repeatable)', collect)
+    .addOption(new Option('--bind-cert <pem>', 'bind to this client certificate (its SHA-256 fingerprint)').conflicts(['bindCn', 'unbound']))
+    .addOption(new Option('--bind-cn <cn>', 'bind to client certificates with this common name').conflicts(['unbound']))
+    .option('--unbound', 'usable with any client certificate (the default for now)')
+    .option('--out <file>', 'write the token to this file (mode 0600) instead of printing it')
+    .action(
+      run(
+        async (options: BindingOptions & { key: string; user: string; group?: string[]; ttl: string; route?: string[]; out?: string }) => {
+          const { readPrivateKey, privateKeyModeWarning } = await import('../token/keyFiles.ts');
+          const { mintToken } = await import('../token/mintToken.ts');
+          const ttl = await ttlSeconds(options.ttl);
+          const warning = privateKeyModeWarning(options.key);
+          if (warning) process.stderr.write(`${warning}\n`);
+          const privateKey = unwrap(readPrivateKey(options.key));
+          const minted = mintToken({
+            privateKey,
+            user: options.user,
+            ...(options.group ? { groups: options.group } : {}),
+            ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
+            ...(options.route ? { routes: options.route } : {}),
+            ...(await binding(options)),
+          });
+          emitToken(unwrap(minted), options.out);
+        },
+      ),
+    );
+}
+
+function registerAttenuate(token: Command): void {
+  token
+    .command('attenuate')
+    .description('append a block that narrows a token (from --token, --token-file or standard input); prints the new token')
+    .option('--pubkey <file>', 'root public key file (the token is verified first)', 'certs/token-root.pub')
+    .option('--token <token>', 'the token text')
+    .option('--token-file <file>', 'file holding the token (- for standard input)')
+    .option('--ttl <duration>', 'expire after: 30s, 15m, 8h, 7d')
+    .option('--route <name>', 'allow only this route (repeatable)', collect)
+    .option('--method <method>', 'allow only this HTTP method (repeatable)', collect)
+    .option('--path-prefix <prefix>', 'allow only paths starting with this (end it with / for a folder)')
+    .addOption(new Option('--bind-cert <pem>', 'bind to this client certificate (its SHA-256 fingerprint)').conflicts(['bindCn']))
+    .option('--bind-cn <cn>', 'bind to client certificates with this common name')
+    .option('--out <file>', 'write the token to this file (mode 0600) instead of printing it')
+    .action(
+      run(
+        async (
+          options: BindingOptions & {
+            pubkey: string;
+            token?: string;
+            tokenFile?: string;
+            ttl?: string;
+            route?: string[];
+            method?: string[];
+            pathPrefix?: string;
+            out?: string;
+          },
+        ) => {
+          const { attenuateToken } = await import('../token/attenuateToken.ts');
+          const ttl = await ttlSeconds(options.ttl);
+          const publicKey = await readPublicKeyFile(options.pubkey);
+          const attenuated = attenuateToken({
+            token: await readToken(options),
+            publicKey,
+            ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
+            ...(options.route ? { routes: options.route } : {}),
+            ...(options.method ? { methods: options.method } : {}),
+            ...(options.pathPrefix !== undefined ? { pathPrefix: options.pathPrefix } : {}),
+            ...(await binding(options)),
+          });
+          emitToken(unwrap(attenuated), options.out);
+        },
+      ),
+    );
+}
+
+function registerInspect(token: Command): void {
+  token
+    .command('inspect')
+    .description('show a token: blocks as Datalog, revocation ids, user, groups, expiry')
+    .option('--pubkey <file>', 'root public key file; without it only block count and revocation ids are shown, unverified')
+    .option('--token <token>', 'the token text')
+    .option('--token-file <file>', 'file holding the token (- for standard input)')
+    .option('--json', 'machine-readable output')
+    .action(
+      run(async (options: { pubkey?: string; token?: string; tokenFile?: string; json?: boolean }) => {
+        const { inspectToken } = await import('../token/inspectToken.ts');
+        const { formatInspection } = await import('../token/inspectFormat.ts');
+        const publicKey = options.pubkey !== undefined ? await readPublicKeyFile(options.pubkey) : undefined;
+        const inspection = unwrap(inspectToken(await readToken(options), publicKey));
+        process.stdout.write(options.json ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(inspection));
+      }),
+    );
+}
+
+function registerRevoke(token: Command): void {
+  token
+    .command('revoke')
+    .description('add revocation ids to the revocation list; prints the ids added')
+    .option('--list <file>', 'revocation list file (authz.revocationList in routes.yaml)', 'certs/revoked.txt')
+    .option('--id <hex>', 'revocation id to add (repeatable)', collect)
+    .option('--token <token>', 'revoke this token')
+    .option('--token-file <file>', 'revoke the token in this file')
+    .option('--pubkey <file>', 'root public key file, to verify the token before revoking it')
+    .option('--block <n>', 'revoke from this block: 0 (default) kills the token and everything derived from it', '0')
+    .action(
+      run(
+        async (options: { list: string; id?: string[]; token?: string; tokenFile?: string; pubkey?: string; block: string }) => {
+          const { appendRevokedIds } = await import('../token/revocationFile.ts');
+          const fromToken = options.token !== undefined || options.tokenFile !== undefined;
+          if (options.id !== undefined && fromToken) throw new CommandFailure('give either --id or a token, not both');
+          if (options.id === undefined && !fromToken) throw new CommandFailure('nothing to revoke: give --id HEX, --token or --token-file');
+          let ids = options.id ?? [];
+          if (fromToken) ids = [await tokenRevocationId(options)];
+          const added = unwrap(appendRevokedIds(options.list, ids));
+          if (added.length === 0) process.stderr.write(`already revoked in ${options.list}\n`);
+          else process.stderr.write(`added ${added.length} id(s) to ${options.list}\n`);
+          for (const id of added) process.stdout.write(`${id}\n`);
+        },
+      ),
+    );
+}
+
+/** The revocation id of block `--block` of a token, verified when a public key is given. */
+async function tokenRevocationId(options: { token?: string; tokenFile?: string; pubkey?: string; block: string }): Promise<string> {
+  const { inspectToken } = await import('../token/inspectToken.ts');
+  if (!/^\d{1,4}$/.test(options.block)) throw new CommandFailure(`invalid --block ${JSON.stringify(options.block)}: expected a block number`);
+  const block = Number(options.block);
+  const publicKey = options.pubkey !== undefined ? await readPublicKeyFile(options.pubkey) : undefined;
+  const inspection = unwrap(inspectToken(await readToken(options), publicKey));
+  if (!inspection.verified) process.stderr.write('note: token signatures not verified (no --pubkey)\n');
+  const id = inspection.revocationIds[block];
+  if (id === undefined) throw new CommandFailure(`the token has ${inspection.revocationIds.length} block(s); there is no block ${block}`);
+  return id;
+}
+
 export function registerToken(program: Command): void {
-  program.command('token').description('(not yet implemented)');
+  const token = program
+    .command('token')
+    .description('root keys, minting, attenuation, inspection and revocation of Biscuit tokens');
+  registerKeygen(token);
+  registerMint(token);
+  registerAttenuate(token);
+  registerInspect(token);
+  registerRevoke(token);
 }

@@ -1,0 +1,69 @@
+// Minting: an authority block naming the user and groups, plus the checks that bound it
+// (expiry, routes, client certificate), signed with the root private key.
+import type { PrivateKey } from '@biscuit-auth/biscuit-wasm';
+import { biscuit, biscuitErrorText, datalogParameters } from './biscuitModule.ts';
+import { defaultTtlSeconds } from './duration.ts';
+import { validGroup, validUser } from './names.ts';
+import { restrictionChecks, type DatalogParameter } from './restrictions.ts';
+import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
+
+export interface MintOptions {
+  privateKey: PrivateKey;
+  user: string;
+  groups?: string[];
+  /** Lifetime in seconds; default 12 hours. Every minted token expires. */
+  ttlSeconds?: number;
+  /** Route names the token is limited to; absent = any route whose policy accepts the user. */
+  routes?: string[];
+  /** Bind to the client certificate with this fingerprint (`sha256:<hex>`). */
+  clientFingerprint?: string;
+  /** Bind to client certificates with this common name. */
+  clientCn?: string;
+  /** The minting time the expiry counts from; default now. */
+  now?: Date;
+}
+
+/** The Datalog source and parameters of the authority block (exported for inspection in tests). */
+export function authorityCode(options: MintOptions): TokenResult<{ code: string; parameters: Record<string, DatalogParameter> }> {
+  const user = validUser(options.user);
+  if (!user.ok) return passOn(user);
+  const lines = ['user({user});'];
+  const parameters: Record<string, DatalogParameter> = { user: user.value };
+  const groups = [...new Set(options.groups ?? [])];
+  for (const [index, name] of groups.entries()) {
+    const group = validGroup(name);
+    if (!group.ok) return passOn(group);
+    lines.push(`group({group_${index}});`);
+    parameters[`group_${index}`] = group.value;
+  }
+  const checks = restrictionChecks(
+    {
+      ttlSeconds: options.ttlSeconds ?? defaultTtlSeconds,
+      ...(options.routes !== undefined ? { routes: options.routes } : {}),
+      ...(options.clientFingerprint !== undefined ? { clientFingerprint: options.clientFingerprint } : {}),
+      ...(options.clientCn !== undefined ? { clientCn: options.clientCn } : {}),
+    },
+    options.now ?? new Date(),
+  );
+  if (!checks.ok) return passOn(checks);
+  return ok({ code: [...lines, checks.value.code].join('\n'), parameters: { ...parameters, ...checks.value.parameters } });
+}
+
+/** Mints a token; returns it as base64url text. */
+export function mintToken(options: MintOptions): TokenResult<string> {
+  const authority = authorityCode(options);
+  if (!authority.ok) return passOn(authority);
+  const builder = new biscuit.BiscuitBuilder();
+  let token;
+  try {
+    builder.addCodeWithParameters(authority.value.code, datalogParameters(authority.value.parameters), {});
+    token = builder.build(options.privateKey);
+  } catch (error) {
+    return fail('library', `cannot mint the token: ${biscuitErrorText(error)}`);
+  }
+  try {
+    return ok(token.toBase64());
+  } finally {
+    token.free();
+  }
+}
