@@ -1,0 +1,77 @@
+// biscuit-wasm throws plain objects ({"FailedLogic":{...}}, {"RunLimit":"Timeout"}, ...) instead of
+// Errors; these helpers render them and read the shapes the authorization stage acts on.
+
+/** One line for the audit log: the library's error as JSON, or an Error's message. */
+export function biscuitErrorText(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    return String(error);
+  }
+}
+
+export interface FailedCheck {
+  /** `block 0 check 1` or `authorizer check 0`. */
+  origin: string;
+  /** True when the check comes from the token (a block), not from the route policy. */
+  fromToken: boolean;
+  rule: string;
+}
+
+export type Failure =
+  | { kind: 'no-matching-policy'; checks: FailedCheck[] }
+  | { kind: 'unauthorized'; policy: { allow: boolean; index: number }; checks: FailedCheck[] }
+  | { kind: 'run-limit'; detail: string }
+  | { kind: 'execution'; detail: string }
+  | { kind: 'other'; detail: string };
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function failedChecks(value: unknown): FailedCheck[] {
+  if (!Array.isArray(value)) return [];
+  const checks: FailedCheck[] = [];
+  for (const item of value) {
+    if (!isObject(item)) continue;
+    const block = item['Block'];
+    const authorizer = item['Authorizer'];
+    if (isObject(block)) {
+      checks.push({ origin: `block ${String(block['block_id'])} check ${String(block['check_id'])}`, fromToken: true, rule: String(block['rule']) });
+    } else if (isObject(authorizer)) {
+      checks.push({ origin: `route policy check ${String(authorizer['check_id'])}`, fromToken: false, rule: String(authorizer['rule']) });
+    } else {
+      checks.push({ origin: 'check', fromToken: false, rule: JSON.stringify(item) });
+    }
+  }
+  return checks;
+}
+
+/** Classifies what `authorizeWithLimits` threw. */
+export function classifyFailure(error: unknown): Failure {
+  if (isObject(error)) {
+    const logic = error['FailedLogic'];
+    if (isObject(logic)) {
+      const none = logic['NoMatchingPolicy'];
+      if (isObject(none)) return { kind: 'no-matching-policy', checks: failedChecks(none['checks']) };
+      const unauthorized = logic['Unauthorized'];
+      if (isObject(unauthorized) && isObject(unauthorized['policy'])) {
+        const policy = unauthorized['policy'];
+        const allow = typeof policy['Allow'] === 'number';
+        const index = Number(allow ? policy['Allow'] : policy['Deny']);
+        return { kind: 'unauthorized', policy: { allow, index }, checks: failedChecks(unauthorized['checks']) };
+      }
+    }
+    if ('RunLimit' in error) return { kind: 'run-limit', detail: JSON.stringify(error['RunLimit']) };
+    if ('Execution' in error) {
+      const inner = error['Execution'];
+      if (isObject(inner) && 'RunLimit' in inner) return { kind: 'run-limit', detail: JSON.stringify(inner['RunLimit']) };
+      return { kind: 'execution', detail: JSON.stringify(inner) };
+    }
+  }
+  return { kind: 'other', detail: biscuitErrorText(error) };
+}
