@@ -211,7 +211,7 @@ describe('errors carry their line and key', () => {
       'listen:', //                                 1
       '  - tcp: 127.0.0.1:8443', //                 2
       '  - tcp: 127.0.0.1:8443', //                 3
-      '  - tcp: "[::1]:0"', //                      4
+      '  - tcp: "[::1]:99999"', //                  4
       '  - unix: run/g.sock', //                    5
       '  - unix: ./run/g.sock', //                  6
       ...header.slice(2),
@@ -224,7 +224,7 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(errors)).toEqual([
       '3:5 listen[1]: duplicate listener (same as listen[0])',
-      '4:10 listen[2].tcp: port 0 is out of range 1..65535',
+      '4:10 listen[2].tcp: port 99999 is out of range 0..65535',
       '6:5 listen[4]: duplicate listener (same as listen[3])',
       '22:11 routes[1].path: same host and path as routes[0]: requests could reach only one of them',
     ]);

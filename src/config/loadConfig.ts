@@ -15,21 +15,6 @@ export { formatConfigError, type ConfigError } from './configError.ts';
 
 export type ConfigResult = { ok: true; config: GatewayConfig; file: string } | { ok: false; errors: ConfigError[] };
 
-/**
- * Route `limits` keep only the keys written in the file. The schema's partial limits still carry
- * the built-in defaults, which would otherwise override authz.limits for every key not written.
- */
-function keepWrittenRouteLimits(config: GatewayConfig, data: unknown): GatewayConfig {
-  const rawRoutes = (data as { routes?: { limits?: Record<string, unknown> }[] }).routes ?? [];
-  const routes = config.routes.map((route, index) => {
-    const written = rawRoutes[index]?.limits;
-    if (!route.limits || !written) return route;
-    const limits = Object.fromEntries(Object.entries(route.limits).filter(([key]) => key in written));
-    return { ...route, limits };
-  });
-  return { ...config, routes };
-}
-
 function byPlace(a: ConfigError, b: ConfigError, configFile: string): number {
   const fileOrder = Number(a.file !== configFile) - Number(b.file !== configFile) || a.file.localeCompare(b.file);
   return fileOrder || a.line - b.line || a.column - b.column;
@@ -100,6 +85,6 @@ export async function loadConfig(file: string): Promise<ConfigResult> {
     });
     return { ok: false, errors: errors.sort((a, b) => byPlace(a, b, file)) };
   }
-  const config = resolvePaths(keepWrittenRouteLimits(parsed.data, data), configDir);
+  const config = resolvePaths(parsed.data, configDir);
   return { ok: true, config, file: path.resolve(file) };
 }

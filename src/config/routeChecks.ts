@@ -126,7 +126,8 @@ function checkListeners(listen: unknown[], configDir: string, issues: ConfigIssu
     const unix = text(entry.unix);
     if (tcp !== undefined && /:\d{1,5}$/.test(tcp)) {
       const port = tcp.slice(tcp.lastIndexOf(':') + 1);
-      if (!validPort(port)) issues.push({ path: ['listen', index, 'tcp'], message: `port ${port} is out of range 1..65535` });
+      // Port 0 asks the system for a free port (the gateway prints the one it got): tests use it.
+      if (!validPort(port) && Number(port) !== 0) issues.push({ path: ['listen', index, 'tcp'], message: `port ${port} is out of range 0..65535` });
       identity = `tcp ${tcp.toLowerCase()}`;
       if (entry.mode !== undefined) issues.push({ path: ['listen', index, 'mode'], message: 'mode applies only to unix listeners' });
     } else if (unix !== undefined && unix !== '') {

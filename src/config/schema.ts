@@ -37,6 +37,15 @@ const limitsSchema = z
   })
   .strict();
 
+/** A route's own limits: only the keys written override the gateway's (authz.limits). */
+const routeLimitsSchema = z
+  .object({
+    maxFacts: z.number().int().positive().optional(),
+    maxIterations: z.number().int().positive().optional(),
+    maxTimeMicros: z.number().int().positive().optional(),
+  })
+  .strict();
+
 const authzSchema = z
   .object({
     /** File holding the root public key as `ed25519/<hex>` (the output of `gatehouse token keygen`). */
@@ -76,7 +85,7 @@ const routeSchema = z
     forwardToken: z.boolean().default(false),
     /** Datalog: checks and allow/deny policies added to the authorizer for this route. */
     policy: z.string().min(1),
-    limits: limitsSchema.partial().optional(),
+    limits: routeLimitsSchema.optional(),
   })
   .strict();
 

@@ -1,0 +1,53 @@
+// Turns a request target into the one canonical path that routing, authorization and the upstream
+// all see, so that no encoding trick can match one route and reach another.
+export type NormalizedTarget =
+  | { ok: true; path: string; segments: string[]; trailingSlash: boolean; query: string }
+  | { ok: false; reason: string };
+
+/**
+ * Decodes percent-escapes per segment, drops `.` segments, resolves `..`, collapses duplicate slashes.
+ * Refused outright (never "fixed"): non origin-form targets, bad escapes, encoded `/` or `\`, NUL and
+ * control characters, and `..` that would climb above the root. Refusing is safer than guessing which
+ * reading a given upstream would use.
+ */
+export function normalizeTarget(target: string): NormalizedTarget {
+  if (!target.startsWith('/')) return { ok: false, reason: 'request target is not origin-form' };
+  const q = target.indexOf('?');
+  const rawPath = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? '' : target.slice(q);
+  if (rawPath.includes('\\')) return { ok: false, reason: 'backslash in path' };
+
+  const segments: string[] = [];
+  const raw = rawPath.split('/');
+  for (let i = 1; i < raw.length; i++) {
+    const part = raw[i] as string;
+    if (part === '') continue;
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(part);
+    } catch {
+      return { ok: false, reason: `malformed percent-encoding in path segment ${JSON.stringify(part)}` };
+    }
+    // eslint-disable-next-line no-control-regex
+    if (/[/\\\u0000-\u001f\u007f]/.test(decoded)) {
+      return { ok: false, reason: `encoded separator or control character in path segment ${JSON.stringify(part)}` };
+    }
+    if (decoded === '.') continue;
+    if (decoded === '..') {
+      if (segments.length === 0) return { ok: false, reason: 'path climbs above the root' };
+      segments.pop();
+      continue;
+    }
+    segments.push(decoded);
+  }
+  const lastRaw = raw[raw.length - 1];
+  const trailingSlash = segments.length > 0 && (lastRaw === '' || lastRaw === '.' || lastRaw === '..');
+  const path = '/' + segments.join('/') + (trailingSlash ? '/' : '');
+  return { ok: true, path, segments, trailingSlash, query };
+}
+
+/** Re-encodes decoded segments for the upstream request line. */
+export function encodePath(segments: readonly string[], trailingSlash: boolean): string {
+  const body = segments.map((s) => encodeURIComponent(s).replace(/%40/g, '@').replace(/%7E/gi, '~')).join('/');
+  return '/' + body + (trailingSlash && segments.length > 0 ? '/' : '');
+}

@@ -1,0 +1,112 @@
+// The route table: compiles routes.yaml templates once and matches a request's host and
+// normalized path to exactly one route, capturing template parameters.
+import type { Protocol, RouteConfig, RunLimits } from '../config/schema.ts';
+
+/**
+ * Captured values may name a user or a service and end up inside a socket path, so they are held
+ * to a narrow alphabet: no `/`, no leading dot (so never `.` or `..`), nothing a shell or path would
+ * treat specially.
+ */
+const PARAM_VALUE = /^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}$/;
+
+interface SegmentMatcher {
+  literal?: string;
+  pattern?: RegExp;
+  names: string[];
+}
+
+export interface CompiledRoute {
+  config: RouteConfig;
+  host: string | undefined;
+  matchers: SegmentMatcher[];
+  /** Higher wins: literal segments count more than captures, deeper more than shallower. */
+  specificity: number;
+  /** Authorizer run limits: the route's own, else the gateway's. */
+  limits: RunLimits;
+}
+
+export type RouteMatch =
+  | { ok: true; route: CompiledRoute; params: Record<string, string>; rest: string[] }
+  | { ok: false; status: 400 | 404; reason: string };
+
+function compileSegment(segment: string): SegmentMatcher {
+  if (!segment.includes('{')) return { literal: segment, names: [] };
+  const names: string[] = [];
+  let source = '^';
+  for (const piece of segment.split(/(\{[a-z][a-z0-9_]*\})/)) {
+    if (piece.startsWith('{') && piece.endsWith('}')) {
+      names.push(piece.slice(1, -1));
+      source += '(.+?)';
+    } else {
+      source += piece.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    }
+  }
+  return { pattern: new RegExp(source + '$'), names };
+}
+
+export function compileRoute(config: RouteConfig, defaults: RunLimits): CompiledRoute {
+  const segments = config.path.split('/').filter((s) => s !== '');
+  const matchers = segments.map(compileSegment);
+  const specificity = matchers.reduce((n, m) => n + (m.literal !== undefined ? 3 : 2), 0) * 2 +
+    (config.host && config.host !== '*' ? 1 : 0);
+  const host = config.host && config.host !== '*' ? config.host.toLowerCase() : undefined;
+  return { config, host, matchers, specificity, limits: { ...defaults, ...config.limits } };
+}
+
+export class RouteTable {
+  readonly #routes: CompiledRoute[];
+  readonly #byName = new Map<string, CompiledRoute>();
+
+  constructor(routes: readonly RouteConfig[], defaultLimits: RunLimits) {
+    this.#routes = routes.map((r) => compileRoute(r, defaultLimits)).sort((a, b) => b.specificity - a.specificity);
+    for (const r of this.#routes) this.#byName.set(r.config.name, r);
+  }
+
+  /** Tunnel routes are addressed by name (CONNECT target or tunnel endpoint), not by path. */
+  byName(name: string): CompiledRoute | undefined {
+    return this.#byName.get(name);
+  }
+
+  /** Matches an HTTP request. `host` is the Host header; `segments` come from normalizeTarget. */
+  match(hostHeader: string | undefined, segments: readonly string[], protocol: Protocol): RouteMatch {
+    const host = hostOnly(hostHeader);
+    for (const route of this.#routes) {
+      if (!route.config.protocols.includes(protocol)) continue;
+      if (route.host !== undefined && route.host !== host) continue;
+      if (segments.length < route.matchers.length) continue;
+      const params: Record<string, string> = {};
+      let matched = true;
+      for (let i = 0; i < route.matchers.length && matched; i++) {
+        const m = route.matchers[i] as SegmentMatcher;
+        const seg = segments[i] as string;
+        if (m.literal !== undefined) {
+          matched = m.literal === seg;
+          continue;
+        }
+        const found = m.pattern?.exec(seg);
+        if (!found) {
+          matched = false;
+          continue;
+        }
+        m.names.forEach((name, j) => (params[name] = found[j + 1] as string));
+      }
+      if (!matched) continue;
+      for (const [name, value] of Object.entries(params)) {
+        if (!PARAM_VALUE.test(value)) {
+          return { ok: false, status: 400, reason: `route ${route.config.name}: parameter ${name}=${JSON.stringify(value)} has characters outside [A-Za-z0-9._@+-] or starts with a dot` };
+        }
+      }
+      return { ok: true, route, params, rest: segments.slice(route.matchers.length) };
+    }
+    return { ok: false, status: 404, reason: `no ${protocol} route for host ${JSON.stringify(host ?? '')} and path /${segments.join('/')}` };
+  }
+}
+
+/** Host header without port, lowercased; IPv6 literals keep their brackets. */
+export function hostOnly(hostHeader: string | undefined): string | undefined {
+  if (!hostHeader) return undefined;
+  const h = hostHeader.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  const colon = h.lastIndexOf(':');
+  return colon < 0 ? h : h.slice(0, colon);
+}

@@ -1,0 +1,74 @@
+// Resolves a route's upstream (`unix:/path/{param}.sock` or `tcp:host:port`) for one request and,
+// where the route asks for it, proves the UNIX socket belongs to the user the path names.
+import { execFile } from 'node:child_process';
+import { lstat, realpath } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { LRUCache } from 'lru-cache';
+
+export type UpstreamTarget =
+  | { kind: 'unix'; path: string; label: string }
+  | { kind: 'tcp'; host: string; port: number; label: string };
+
+export type UpstreamCheck = { ok: true; target: UpstreamTarget } | { ok: false; reason: string };
+
+/** Fills `{param}` placeholders. Values were already held to a safe alphabet by the route table. */
+export function resolveUpstream(template: string, params: Record<string, string>): UpstreamCheck {
+  let missing: string | undefined;
+  const filled = template.replace(/\{([a-z][a-z0-9_]*)\}/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) missing = name;
+    return value ?? '';
+  });
+  if (missing) return { ok: false, reason: `upstream template needs parameter ${missing}` };
+  if (filled.startsWith('unix:')) {
+    const path = filled.slice(5);
+    if (path.split('/').some((s) => s === '..' || s === '.')) return { ok: false, reason: `upstream path ${path} has dot segments` };
+    return { ok: true, target: { kind: 'unix', path, label: filled } };
+  }
+  const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(filled);
+  if (!m) return { ok: false, reason: `unrecognized upstream ${filled}` };
+  return { ok: true, target: { kind: 'tcp', host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]), label: filled } };
+}
+
+// Lookups go through NSS (`id -u`), so LDAP/SSSD users work too; cached briefly to keep them off the hot path.
+const uidCache = new LRUCache<string, number | 'unknown'>({ max: 4096, ttl: 60_000 });
+
+export function uidOf(user: string): Promise<number | undefined> {
+  const cached = uidCache.get(user);
+  if (cached !== undefined) return Promise.resolve(cached === 'unknown' ? undefined : cached);
+  return new Promise((resolve) => {
+    execFile('id', ['-u', '--', user], { timeout: 2000 }, (err, stdout) => {
+      const uid = err ? undefined : Number(stdout.trim());
+      const known = uid !== undefined && Number.isInteger(uid) ? uid : undefined;
+      uidCache.set(user, known ?? 'unknown');
+      resolve(known);
+    });
+  });
+}
+
+/**
+ * The socket must be a real socket (a symlink is refused, even one pointing at a good socket),
+ * in a directory reached without symlinks, owned by `user`'s uid. What remains is a race with the
+ * owner replacing their own socket between this check and connect, which only hurts that owner.
+ */
+export async function verifySocketOwner(path: string, user: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const uid = await uidOf(user);
+  if (uid === undefined) return { ok: false, reason: `no local user ${JSON.stringify(user)} to own ${path}` };
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    return { ok: false, reason: `upstream socket ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+  }
+  if (st.isSymbolicLink()) return { ok: false, reason: `upstream socket ${path} is a symlink` };
+  if (!st.isSocket()) return { ok: false, reason: `upstream ${path} is not a socket` };
+  if (st.uid !== uid) return { ok: false, reason: `upstream socket ${path} is owned by uid ${st.uid}, not ${user} (uid ${uid})` };
+  try {
+    if ((await realpath(dirname(path))) !== dirname(path)) {
+      return { ok: false, reason: `upstream socket directory ${dirname(path)} is reached through a symlink` };
+    }
+  } catch (err) {
+    return { ok: false, reason: `upstream socket directory ${dirname(path)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+  }
+  return { ok: true };
+}
