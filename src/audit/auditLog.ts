@@ -17,7 +17,7 @@ export interface AuditLog {
 export function openAuditLog(options: { file: string; stdout?: boolean }): AuditLog {
   mkdirSync(dirname(options.file), { recursive: true, mode: 0o750 });
   // sync: false keeps the hot path off disk latency; minLength 0 still writes each record promptly,
-  // and close() flushes synchronously, so a clean shutdown loses nothing.
+  // and close() waits for the last byte, so a clean shutdown loses nothing.
   const file = pino.destination({ dest: options.file, sync: false, minLength: 0, mkdir: true, append: true, mode: 0o640 });
   let healthy = true;
   let lastError: string | undefined;
@@ -40,15 +40,15 @@ export function openAuditLog(options: { file: string; stdout?: boolean }): Audit
       return lastError;
     },
     close() {
+      // end() writes what is buffered, in order, after any write already in flight (flushSync
+      // could overtake an in-flight write and reorder the last records).
       return new Promise((resolve) => {
-        try {
-          file.flushSync();
-        } catch {
-          // the error handler above has recorded it
-        }
-        file.once('close', () => resolve());
+        const done = () => resolve();
+        file.once('close', done);
+        file.once('error', done);
         file.end();
-        setTimeout(resolve, 2000).unref();
+        echo?.end();
+        setTimeout(done, 5000).unref();
       });
     },
   };

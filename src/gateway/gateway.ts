@@ -94,6 +94,9 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
       for (const l of listeners) l.server.closeIdleConnections();
       const timer = setTimeout(() => listeners.forEach((l) => l.server.closeAllConnections()), graceMs);
       await Promise.all(closing);
+      // The server reports closed before the sockets' own close handlers have written their records.
+      const open = listeners.flatMap((l) => [...l.connections]);
+      await Promise.all(open.map((socket) => new Promise<void>((resolve) => (socket.destroyed && !socket.listenerCount('close') ? resolve() : socket.once('close', () => setImmediate(resolve))))));
       clearTimeout(timer);
       http.close();
       await admission.close();

@@ -24,6 +24,8 @@ export interface ListenerHandlers {
 
 export interface BoundListener {
   server: Server;
+  /** Authenticated connections still open: shutdown waits for their close records. */
+  connections: Set<TLSSocket>;
   /** `127.0.0.1:8443` or the UNIX socket path. */
   address: string;
   port?: number;
@@ -63,6 +65,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     audit.write({ event: 'tls.reject', source, decision: 'deny', reason });
   });
 
+  const connections = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
     const identity = peerIdentity(socket);
     const { source, sourceIp } = sourceOf(socket);
@@ -73,8 +76,10 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     }
     const context = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0 };
     attachContext(socket, context);
+    connections.add(socket);
     audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim() });
     socket.once('close', () => {
+      connections.delete(socket);
       audit.write({
         event: 'connection.close',
         conn: context.id,
@@ -116,11 +121,11 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     await removeStaleSocket(listen.unix);
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(listen.unix, () => resolve()));
     await chmod(listen.unix, parseInt(listen.mode ?? '0660', 8));
-    return { server, address: listen.unix };
+    return { server, connections, address: listen.unix };
   }
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(listen.tcp ?? '') ?? [];
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(Number(port), host, () => resolve()));
   const bound = server.address();
   const boundPort = typeof bound === 'object' && bound ? bound.port : Number(port);
-  return { server, address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
+  return { server, connections, address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
 }
