@@ -94,3 +94,25 @@ describe('gateway life cycle', () => {
     expect(records.some((r) => r.event === 'request' && r.path === '/slow/wait' && r.status === 200)).toBe(true);
   });
 });
+
+describe('an audit log that cannot be written', () => {
+  it('makes the gateway refuse traffic (503) and say so on stderr', async () => {
+    // /dev/full accepts the open and fails every write with ENOSPC: a full disk, even for root.
+    const g = await startHarness({ routes, auditFile: '/dev/full' });
+    try {
+      const client = await g.pki.client('alice');
+      await startEchoService(join(g.dir, 'run', 'demo.sock'));
+      const t = mintRaw(g.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
+      let res = await curl(g, '/demo/x', { client, token: t });
+      for (let i = 0; i < 20 && res.status !== 503; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        res = await curl(g, '/demo/x', { client, token: t });
+      }
+      expect(res.status).toBe(503);
+      expect(JSON.parse(res.body)).toEqual({ error: 'gateway unavailable' });
+      expect(g.stderr()).toMatch(/audit log \/dev\/full cannot be written .*refusing all traffic/);
+    } finally {
+      await g.stop('SIGKILL');
+    }
+  });
+});

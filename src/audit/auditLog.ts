@@ -14,7 +14,7 @@ export interface AuditLog {
   close(): Promise<void>;
 }
 
-export function openAuditLog(options: { file: string; stdout?: boolean }): AuditLog {
+export function openAuditLog(options: { file: string; stdout?: boolean; onError?: (err: Error) => void }): AuditLog {
   mkdirSync(dirname(options.file), { recursive: true, mode: 0o750 });
   // sync: false keeps the hot path off disk latency; minLength 0 still writes each record promptly,
   // and close() waits for the last byte, so a clean shutdown loses nothing.
@@ -22,6 +22,7 @@ export function openAuditLog(options: { file: string; stdout?: boolean }): Audit
   let healthy = true;
   let lastError: string | undefined;
   file.on('error', (err: Error) => {
+    if (healthy) options.onError?.(err);
     healthy = false;
     lastError = err.message;
   });

@@ -45,7 +45,10 @@ async function admissionFor(config: GatewayConfig): Promise<AdmissionContext & {
 }
 
 export async function startGateway(config: GatewayConfig, source: string): Promise<Gateway> {
-  const audit = openAuditLog(config.audit);
+  const audit = openAuditLog({
+    ...config.audit,
+    onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until restart\n`),
+  });
   let admission = await admissionFor(config);
   const http = createHttpForwarder({ admission: () => admission, audit });
   const handlers = {

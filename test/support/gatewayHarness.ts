@@ -31,6 +31,8 @@ export interface HarnessOptions {
   /** routes: YAML list items (already indented by 2) placed under `routes:`. */
   routes: string;
   extraTop?: string;
+  /** audit.file in routes.yaml (default audit/audit.log). */
+  auditFile?: string;
 }
 
 export function makeRootKey(): { privateKey: string; publicKey: string } {
@@ -69,7 +71,7 @@ authz:
   rootKey: certs/token-root.pub
   revocationList: certs/revoked.txt
 audit:
-  file: audit/audit.log
+  file: ${opts.auditFile ?? 'audit/audit.log'}
 ${opts.extraTop ?? ''}routes:
 ${opts.routes}`,
   );
