@@ -232,8 +232,13 @@ describe('gateway core, end to end with curl', () => {
     expect(r).toMatchObject({ decision: 'deny', status: 404 });
   });
 
-  it('writes exactly one request record per attempt', async () => {
-    const paths = requests().map((r) => r.req);
-    expect(new Set(paths).size).toBe(paths.length);
+  it('writes exactly one record per attempt: one request per connection, one tls.reject per refused handshake', async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    const records = h.audit();
+    const opened = records.filter((r) => r.event === 'connection.open');
+    // Every curl above is one connection carrying one request (revocation polling included).
+    for (const c of opened) expect(records.filter((r) => r.event === 'request' && r.conn === c.conn)).toHaveLength(1);
+    expect(requests()).toHaveLength(opened.length);
+    expect(records.filter((r) => r.event === 'tls.reject')).toHaveLength(2);
   });
 });
