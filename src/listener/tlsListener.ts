@@ -1,6 +1,7 @@
 // The front door: HTTPS servers on TCP addresses and UNIX sockets that demand a client certificate
 // from the site CA, record who connected, and hand requests, upgrades and CONNECTs to the forwarders.
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -118,9 +119,17 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   });
 
   if (listen.unix) {
+    await mkdir(dirname(listen.unix), { recursive: true, mode: 0o755 });
     await removeStaleSocket(listen.unix);
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(listen.unix, () => resolve()));
-    await chmod(listen.unix, parseInt(listen.mode ?? '0660', 8));
+    const mode = parseInt(listen.mode ?? '0660', 8);
+    // Create the socket file with its final mode (no window where it is wider), then chmod to be sure.
+    const umask = process.umask(0o777 & ~mode);
+    try {
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(listen.unix, () => resolve()));
+    } finally {
+      process.umask(umask);
+    }
+    await chmod(listen.unix, mode);
     return { server, connections, address: listen.unix };
   }
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(listen.tcp ?? '') ?? [];

@@ -31,6 +31,8 @@ export interface HarnessOptions {
   /** routes: YAML list items (already indented by 2) placed under `routes:`. */
   routes: string;
   extraTop?: string;
+  /** More `listen:` entries (YAML list items indented by 2), besides the loopback TCP port. */
+  extraListen?: string;
   /** audit.file in routes.yaml (default audit/audit.log). */
   auditFile?: string;
 }
@@ -63,7 +65,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     join(dir, 'routes.yaml'),
     `listen:
   - tcp: 127.0.0.1:0
-tls:
+${opts.extraListen ?? ''}tls:
   cert: certs/server.crt
   key: certs/server.key
   clientCa: certs/ca.crt
