@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
-import { admitRequest, type AdmissionContext } from '../gateway/admitRequest.ts';
+import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
 import { applyIdentityHeaders, bearerToken } from './identityHeaders.ts';
@@ -17,15 +17,21 @@ export interface HttpForwarderDeps {
   audit: AuditLog;
 }
 
+/** The headers and JSON body of a refusal; shared with the forwarders that answer on a raw socket. */
+export function refusal(status: number, clientReason: string): { headers: Record<string, string | number>; body: string } {
+  const body = JSON.stringify({ error: clientReason }) + '\n';
+  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+  if (status === 401) headers['www-authenticate'] = 'Bearer realm="gatehouse"';
+  return { headers, body };
+}
+
 /** Sends a short JSON refusal. Never includes internals: those go to the audit log only. */
 export function refuse(res: ServerResponse, status: number, clientReason: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: clientReason }) + '\n';
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-  if (status === 401) headers['www-authenticate'] = 'Bearer realm="gatehouse"';
+  const { headers, body } = refusal(status, clientReason);
   res.writeHead(status, headers).end(body);
 }
 

@@ -1,0 +1,134 @@
+// Raw TCP tunnels to `protocols: [tcp]` routes, two ways in: HTTP CONNECT (`CONNECT <route>:<port>`) and
+// the WebSocket tunnel endpoint (GET /.well-known/gatehouse/tunnel/<route>, subprotocol gatehouse-tunnel.v1).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import { auditClient } from '../audit/auditRecord.ts';
+import { contextOf } from '../listener/connectionContext.ts';
+import { normalizeTarget } from '../routing/normalizePath.ts';
+import { openUpstream } from '../upstream/openUpstream.ts';
+import { refuse } from './httpForwarder.ts';
+import { bearerToken } from './identityHeaders.ts';
+import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelMessageStream } from './tunnelMessageStream.ts';
+import { admitTunnel, allowHalfOpen, refuseEarly, type TunnelDeps } from './tunnelSession.ts';
+
+/** Reserved path of the WebSocket tunnel endpoint, `/.well-known/gatehouse/tunnel/<route>`; checked before HTTP routing. */
+const ENDPOINT_SEGMENTS = ['.well-known', 'gatehouse', 'tunnel'];
+
+/**
+ * The route named by a request for the tunnel endpoint ('' when it names none), or undefined when the
+ * request is not for the endpoint. Judged on the normalized path, so no encoding of it reaches a route.
+ */
+export function tunnelEndpointRoute(url: string | undefined): string | undefined {
+  if (url === undefined || (!url.includes('well-known') && !url.includes('%'))) return undefined;
+  const target = normalizeTarget(url);
+  if (!target.ok || !ENDPOINT_SEGMENTS.every((segment, i) => target.segments[i] === segment)) return undefined;
+  return target.segments.length === ENDPOINT_SEGMENTS.length + 1 ? (target.segments.at(-1) as string) : '';
+}
+
+export function isTunnelEndpoint(url: string | undefined): boolean {
+  return tunnelEndpointRoute(url) !== undefined;
+}
+
+/** `route:port` (the port is ignored), or a bare `route`; anything else is malformed. */
+export function connectTargetRoute(target: string): string | undefined {
+  const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*)(?::\d{1,5})?$/.exec(target);
+  return m?.[1];
+}
+
+/** What ws itself would reject, checked before an upstream is opened for nothing. */
+function isWebSocketHandshake(req: IncomingMessage): boolean {
+  const key = req.headers['sec-websocket-key'];
+  const version = req.headers['sec-websocket-version'];
+  return req.method === 'GET' && req.headers.upgrade?.toLowerCase() === 'websocket' &&
+    typeof key === 'string' && /^[+/0-9A-Za-z]{22}==$/.test(key) && (version === '13' || version === '8');
+}
+
+export function createTunnelForwarder(deps: TunnelDeps) {
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false,
+    maxPayload: MAX_MESSAGE_BYTES,
+    handleProtocols: (offered) => (offered.has(TUNNEL_SUBPROTOCOL) ? TUNNEL_SUBPROTOCOL : false),
+  });
+
+  async function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {}); // the HTTP server let go of the socket; errors are handled by whoever carries it
+    allowHalfOpen(socket);
+    const target = req.url ?? '';
+    const routeName = connectTargetRoute(target);
+    if (routeName === undefined) {
+      return refuseEarly(deps, req, socket, 400, 'CONNECT target must be <route>:<port>', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`, { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
+    }
+    const tunnel = await admitTunnel(
+      deps,
+      req,
+      socket,
+      { protocol: 'tcp', routeName, token: bearerToken(req.headers, 'proxy-authorization', 'authorization') },
+      { protocol: 'tcp', method: 'CONNECT', target, transport: 'connect' },
+    );
+    if (!tunnel) return;
+    const upstream = await openUpstream(tunnel.admission.upstream, tunnel.connectTimeoutMs);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, 502, 'upstream unavailable');
+    if (socket.destroyed) {
+      upstream.socket.destroy();
+      return tunnel.fail('client closed before the tunnel opened');
+    }
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    tunnel.run({ client: socket, upstream: upstream.socket, clientHead: head }, 200);
+  }
+
+  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const routeName = tunnelEndpointRoute(req.url) ?? '';
+    const path = `/${ENDPOINT_SEGMENTS.join('/')}/${routeName}`;
+    if (!isWebSocketHandshake(req)) {
+      return refuseEarly(deps, req, socket, 400, 'expected a WebSocket upgrade', 'tunnel endpoint without a valid WebSocket handshake', { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
+    }
+    const tunnel = await admitTunnel(
+      deps,
+      req,
+      socket,
+      { protocol: 'tcp', routeName, token: bearerToken(req.headers, 'authorization') },
+      { protocol: 'tcp', method: 'GET', path: path.slice(0, 300), ...(req.url !== path && { target: (req.url ?? '').slice(0, 300) }), transport: 'websocket-tunnel' },
+    );
+    if (!tunnel) return;
+    const upstream = await openUpstream(tunnel.admission.upstream, tunnel.connectTimeoutMs);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, 502, 'upstream unavailable');
+    // ws answers a handshake it dislikes itself and never calls back: then the socket closes, and so must the upstream.
+    let upgraded = false;
+    const abandon = () => {
+      if (upgraded) return;
+      upgraded = true;
+      upstream.socket.destroy();
+      tunnel.fail('client closed before the tunnel opened');
+    };
+    if (socket.destroyed) return abandon();
+    socket.once('close', abandon);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      if (upgraded) return void ws.terminate();
+      upgraded = true;
+      socket.removeListener('close', abandon);
+      tunnel.run({ client: new TunnelMessageStream(ws), upstream: upstream.socket }, 101);
+    });
+  }
+
+  /** A plain HTTP request on the reserved path: it is not a route, whatever routes.yaml says. */
+  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    const conn = contextOf(req.socket as TLSSocket);
+    deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', target: (req.url ?? '').slice(0, 200), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
+    res.setHeader('upgrade', 'websocket');
+    refuse(res, 426, 'tunnel endpoint needs a WebSocket upgrade');
+  }
+
+  return {
+    handleConnect,
+    handleUpgrade,
+    handleRequest,
+    close(): void {
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,179 @@
+// What every tunnel (CONNECT, WebSocket tunnel, proxied WebSocket) shares: admission once per connection,
+// the deny record, one tunnel.open and one tunnel.close record, refusals on the raw socket, and shutdown.
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { AuditLog } from '../audit/auditLog.ts';
+import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
+import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
+import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
+import { splice, type SpliceEnds } from './byteSplice.ts';
+import { refusal } from './httpForwarder.ts';
+
+/** Route defaults for `idleTimeoutSeconds` and `connectTimeoutSeconds` (see the route schema). */
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 3600;
+export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 10;
+
+export interface TunnelDeps {
+  /** Read per connection, so a config reload takes effect for the next tunnel. */
+  admission: () => AdmissionContext;
+  audit: AuditLog;
+  tunnels: TunnelRegistry;
+}
+
+/** The tunnels that are carrying bytes right now, so shutdown can end them with a close record. */
+export interface TunnelRegistry {
+  readonly accepting: boolean;
+  readonly size: number;
+  add(stop: (reason: string) => Promise<void>): () => void;
+  /** Stops accepting and ends every open tunnel; resolves when their close records are written. */
+  closeAll(reason: string): Promise<void>;
+}
+
+export function createTunnelRegistry(): TunnelRegistry {
+  const open = new Set<(reason: string) => Promise<void>>();
+  let accepting = true;
+  return {
+    get accepting() {
+      return accepting;
+    },
+    get size() {
+      return open.size;
+    },
+    add(stop) {
+      open.add(stop);
+      return () => open.delete(stop);
+    },
+    async closeAll(reason) {
+      accepting = false;
+      await Promise.all([...open].map((stop) => stop(reason)));
+    },
+  };
+}
+
+/** Answers on a socket that has left HTTP parsing (upgrade, CONNECT): status + JSON body, then close. */
+export function refuseSocket(socket: Duplex, status: number, clientReason: string): void {
+  if (socket.destroyed || !socket.writable) return void socket.destroy();
+  const { headers, body } = refusal(status, clientReason);
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), 'connection: close'];
+  socket.resume(); // read and drop whatever the client still sends, so closing does not reset the answer away
+  socket.end(lines.join('\r\n') + '\r\n\r\n' + body);
+  setTimeout(() => socket.destroy(), 2_000).unref();
+}
+
+/** Refuses a request that is malformed before admission can even look at it, with its audit record. */
+export function refuseEarly(deps: TunnelDeps, req: IncomingMessage, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
+  const conn = contextOf(req.socket as TLSSocket);
+  deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, decision: 'deny', status, reason });
+  refuseSocket(socket, status, clientReason);
+}
+
+/** The audit fields that describe what the client asked for. */
+export interface TunnelRequestFields {
+  protocol: 'http' | 'websocket' | 'tcp';
+  method: string;
+  path?: string;
+  target?: string;
+  /** 'connect', 'websocket-tunnel' or 'websocket': how the bytes travel. */
+  transport: string;
+}
+
+export interface AdmittedTunnel {
+  conn: ConnectionContext;
+  admission: Extract<Admission, { allow: true }>;
+  connectTimeoutMs: number;
+  /**
+   * No bytes will flow (upstream unreachable or refusing, client gone): writes the close record.
+   * With `clientReason`, answers the client with `status`; with a status alone the caller has answered;
+   * with neither, the client socket is dropped.
+   */
+  fail(reason: string, status?: number, clientReason?: string): void;
+  /** Carries bytes until both sides are done; writes the close record with the counts. */
+  run(ends: Omit<SpliceEnds, 'idleTimeoutMs'>, status: number): void;
+}
+
+function tokenOf(admission: Admission): AuditToken | undefined {
+  const d = admission.decision;
+  return d && { user: d.user, ...(d.allow && { groups: d.groups }), revocationIds: d.revocationIds };
+}
+
+/**
+ * Admits one tunnel. On refusal it answers on `socket`, writes the `request` deny record and returns
+ * undefined; on success it writes `tunnel.open` and hands back what the forwarder needs.
+ */
+export async function admitTunnel(
+  deps: TunnelDeps,
+  req: IncomingMessage,
+  socket: Duplex,
+  ask: Omit<AdmissionRequest, 'identity' | 'sourceIp'>,
+  fields: TunnelRequestFields,
+): Promise<AdmittedTunnel | undefined> {
+  const started = performance.now();
+  const conn = contextOf(req.socket as TLSSocket);
+  if (!conn) {
+    refuseSocket(socket, 421, 'connection not authenticated');
+    return undefined;
+  }
+  conn.requests += 1;
+  const { transport, ...requestFields } = fields;
+  const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), ...requestFields };
+  const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
+  const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>) => {
+    refuseSocket(socket, status, clientReason);
+    deps.audit.write({ ...base, decision: 'deny', status, durationMs: elapsed(), ...extra, detail: { transport } });
+    return undefined;
+  };
+
+  if (!deps.audit.healthy) return deny(503, 'gateway unavailable', { reason: `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}` });
+  if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', { reason: 'gateway shutting down' });
+  const admission = await admitRequest(deps.admission(), { ...ask, identity: conn.identity, sourceIp: conn.sourceIp });
+  const token = tokenOf(admission);
+  if (admission.path !== undefined && admission.path === fields.target) delete base.target;
+  if (!admission.allow) {
+    return deny(admission.status, admission.clientReason, { reason: admission.reason, route: admission.route?.config.name, token, ...(admission.path !== undefined && { path: admission.path }) });
+  }
+  if (!deps.tunnels.accepting || socket.destroyed) {
+    return deny(503, 'gateway shutting down', { reason: socket.destroyed ? 'client left during admission' : 'gateway shutting down', route: admission.route.config.name, token });
+  }
+
+  const { route, upstream } = admission;
+  const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, token, ...(admission.path !== undefined && { path: admission.path }) };
+  deps.audit.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: elapsed(), detail: { transport } });
+  const opened = performance.now();
+  const close = (extra: Partial<AuditRecord>) =>
+    deps.audit.write({ ...tunnel, event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport }, ...extra });
+
+  return {
+    conn,
+    admission,
+    connectTimeoutMs: Math.round((route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000),
+    fail(reason, status, clientReason) {
+      if (clientReason !== undefined) refuseSocket(socket, status ?? 502, clientReason);
+      else if (status === undefined) socket.destroy();
+      close({ ...(status !== undefined && { status }), reason, bytesIn: 0, bytesOut: 0 });
+    },
+    run(ends, status) {
+      const live = splice({ ...ends, idleTimeoutMs: Math.round((route.config.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000) });
+      let recorded!: () => void;
+      const written = new Promise<void>((resolve) => (recorded = resolve));
+      const forget = deps.tunnels.add((reason) => {
+        live.stop(reason, 1001);
+        return written;
+      });
+      // Shutdown began while this one was still reaching its upstream.
+      if (!deps.tunnels.accepting) live.stop('gateway shutting down', 1001);
+      void live.done.then((result) => {
+        forget();
+        close({ status, ...result });
+        recorded();
+      });
+    },
+  };
+}
+
+/** Lets both directions of a client socket finish independently (Node's https server turns that off). */
+export function allowHalfOpen(socket: Duplex): void {
+  (socket as Socket).allowHalfOpen = true;
+}

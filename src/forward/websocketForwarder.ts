@@ -1,0 +1,134 @@
+// WebSocket upgrades on HTTP routes that allow `websocket`: admitted like HTTP (protocol "websocket"),
+// the upgrade is replayed to the upstream with the verified identity headers, then bytes are spliced.
+import { request, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { openUpstream } from '../upstream/openUpstream.ts';
+import type { Side } from './byteSplice.ts';
+import { applyIdentityHeaders, bearerToken } from './identityHeaders.ts';
+import { watchForCloseFrame } from './websocketFrames.ts';
+import { admitTunnel, allowHalfOpen, refuseEarly, type AdmittedTunnel, type TunnelDeps } from './tunnelSession.ts';
+
+/** An upstream's refusal of the upgrade is passed on to the client, body cut at this size. */
+const REFUSAL_BODY_LIMIT = 64 << 10;
+/** Hop-by-hop headers that describe the client's connection to the gateway, not the upstream's. */
+const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding'];
+const NOT_PASSED_BACK = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade']);
+
+/** Sends the upstream's non-101 answer to the client (status, headers, bounded body) and closes. */
+function passRefusalBack(res: IncomingMessage, socket: Duplex, done: () => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  res.on('data', (chunk: Buffer) => {
+    if (size >= REFUSAL_BODY_LIMIT) return;
+    chunks.push(chunk);
+    size += chunk.length;
+  });
+  let sent = false;
+  const send = () => {
+    if (sent) return;
+    sent = true;
+    const body = Buffer.concat(chunks).subarray(0, REFUSAL_BODY_LIMIT);
+    const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`];
+    for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+      if (!NOT_PASSED_BACK.has((res.rawHeaders[i] as string).toLowerCase())) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+    }
+    lines.push(`content-length: ${body.length}`, 'connection: close');
+    if (!socket.destroyed) {
+      socket.resume();
+      socket.end(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n'), body]));
+      setTimeout(() => socket.destroy(), 2_000).unref();
+    }
+    res.socket?.destroy();
+    done();
+  };
+  res.once('end', send);
+  res.once('error', send);
+  res.once('close', send);
+}
+
+/** Replays the (already rewritten) upgrade request on `upstreamSocket` and splices on 101. */
+function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Duplex, head: Buffer, upstreamSocket: Socket): void {
+  let settled = false;
+  const settle = () => {
+    const first = !settled;
+    settled = true;
+    clearTimeout(timer);
+    socket.removeListener('close', clientLeft);
+    return first;
+  };
+  const headers: Record<string, string | string[] | undefined> = { ...req.headers, connection: 'Upgrade', upgrade: 'websocket' };
+  for (const name of HOP_BY_HOP) delete headers[name];
+  const proxyReq = request({
+    createConnection: () => upstreamSocket,
+    method: req.method ?? 'GET',
+    path: tunnel.admission.upstreamTarget,
+    headers,
+  });
+  const timer = setTimeout(() => proxyReq.destroy(new Error(`no answer to the upgrade within ${tunnel.connectTimeoutMs} ms`)), tunnel.connectTimeoutMs);
+  const clientLeft = () => {
+    if (!settle()) return;
+    proxyReq.destroy();
+    upstreamSocket.destroy();
+    tunnel.fail('client closed before the tunnel opened');
+  };
+  socket.once('close', clientLeft);
+
+  proxyReq.on('error', (err: NodeJS.ErrnoException) => {
+    if (!settle()) return;
+    upstreamSocket.destroy();
+    tunnel.fail(`upstream error: ${err.code ?? err.message}`, 502, 'upstream unavailable');
+  });
+  proxyReq.on('response', (res) => {
+    if (!settle()) return void res.destroy();
+    passRefusalBack(res, socket, () => tunnel.fail(`upstream refused the upgrade with ${res.statusCode}`, res.statusCode ?? 502));
+  });
+  proxyReq.on('upgrade', (res, upSocket, upHead) => {
+    if (!settle()) return void upSocket.destroy();
+    const lines = [`HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`];
+    for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+    socket.write(lines.join('\r\n') + '\r\n\r\n');
+    // Whoever sends the first close frame ended the conversation (the server always closes TCP first).
+    const watchers = { client: watchForCloseFrame(), upstream: watchForCloseFrame() };
+    let closer: Side | undefined;
+    const inspect = (from: Side, chunk: Buffer) => {
+      if (closer) return;
+      watchers[from].scan(chunk);
+      if (watchers[from].sawClose) closer = from;
+    };
+    tunnel.run({ client: socket, upstream: upSocket, clientHead: head, upstreamHead: upHead, inspect, closedBy: () => closer }, 101);
+  });
+  proxyReq.end();
+}
+
+export function createWebSocketForwarder(deps: TunnelDeps) {
+  async function handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {}); // the HTTP server let go of the socket; the splice records its errors
+    allowHalfOpen(socket);
+    const method = req.method ?? 'GET';
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      const offered = String(req.headers.upgrade ?? '').slice(0, 100);
+      return refuseEarly(deps, req, socket, 400, 'unsupported upgrade', `upgrade to ${JSON.stringify(offered)} is not supported`, { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });
+    }
+    const tunnel = await admitTunnel(
+      deps,
+      req,
+      socket,
+      { protocol: 'websocket', method, hostHeader: req.headers.host, target: req.url ?? '', token: bearerToken(req.headers, 'authorization') },
+      { protocol: 'websocket', method, target: req.url ?? '', transport: 'websocket' },
+    );
+    if (!tunnel) return;
+    const { admission, conn } = tunnel;
+    const { route, decision } = admission;
+    applyIdentityHeaders(req.headers, { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name }, route.config.forwardToken);
+    const upstream = await openUpstream(admission.upstream, tunnel.connectTimeoutMs);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, 502, 'upstream unavailable');
+    if (socket.destroyed) {
+      upstream.socket.destroy();
+      return tunnel.fail('client closed before the tunnel opened');
+    }
+    replayUpgrade(tunnel, req, socket, head, upstream.socket);
+  }
+
+  return { handle };
+}
