@@ -1,0 +1,155 @@
+// `gatehouse tunnel`: the ssh -L replacement. Local ports or private UNIX sockets (-L) or stdin/stdout
+// (--stdio) reach a route through the gateway over CONNECT or WebSocket, with certificate + token.
+import type { Command } from 'commander';
+import { expandPath } from '../client/clientConfigFile.ts';
+import { parseForwardSpec, type ForwardSpec } from '../client/forwardSpec.ts';
+import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
+import { endpointOf } from '../client/gatewayEndpoint.ts';
+import { openTunnel, preflight } from '../client/tunnelDialer.ts';
+import { startForward, type LocalForward } from '../client/localListeners.ts';
+import { runStdioTunnel } from '../client/stdioTunnel.ts';
+import { EXIT, describeFailure, exitCodeFor } from '../client/tunnelFailure.ts';
+import { validRoute } from '../token/names.ts';
+
+interface TunnelCommandOptions extends TunnelFlags {
+  local?: string[];
+  stdio?: string;
+  verbose?: boolean;
+  graceMs?: string;
+}
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+const signalNumbers: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+function usageError(errors: string[]): never {
+  for (const e of errors) say(`error: ${e}`);
+  process.exit(EXIT.usage);
+}
+
+async function runStdio(route: string, opts: TunnelCommandOptions): Promise<never> {
+  const settings = resolveClientSettings(opts);
+  if (!settings.ok) usageError(settings.errors);
+  for (const w of settings.warnings) say(w);
+  const endpoint = endpointOf(settings.settings);
+  let abort: (() => void) | undefined;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      abort?.();
+      process.exit(128 + (signalNumbers[signal] ?? 0));
+    });
+  }
+  const code = await runStdioTunnel(route, {
+    open: (r) => openTunnel(endpoint, settings.settings.transport, r),
+    gateway: endpoint.label,
+    say,
+    onOpen: (a) => (abort = a),
+  });
+  process.exit(code);
+}
+
+async function runListeners(specs: ForwardSpec[], opts: TunnelCommandOptions): Promise<void> {
+  const settings = resolveClientSettings(opts);
+  if (!settings.ok) usageError(settings.errors);
+  for (const w of settings.warnings) say(w);
+  const endpoint = endpointOf(settings.settings);
+  const checked = await preflight(endpoint);
+  if (!checked.ok) {
+    say(`error: ${describeFailure(checked.failure, endpoint.label, specs[0]?.route ?? '')}`);
+    process.exit(exitCodeFor(checked.failure));
+  }
+  const forwards: LocalForward[] = [];
+  const stopAll = () => Promise.all(forwards.map((f) => f.stopListening()));
+  for (const spec of specs) {
+    const started = await startForward(spec, {
+      open: (route) => openTunnel(endpoint, settings.settings.transport, route),
+      gateway: endpoint.label,
+      transport: settings.settings.transport,
+      say,
+      verbose: opts.verbose === true,
+    });
+    if (!started.ok) {
+      say(`error: ${started.error}`);
+      await stopAll();
+      process.exit(EXIT.usage);
+    }
+    forwards.push(started.forward);
+  }
+  const graceMs = Number(opts.graceMs ?? 2000);
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // A second signal: no more waiting.
+      process.exit(128 + (signalNumbers[signal] ?? 0));
+    }
+    stopping = true;
+    say(`${signal}: no longer accepting; letting open tunnels finish (up to ${graceMs / 1000} s)`);
+    void (async () => {
+      await stopAll();
+      await Promise.all(forwards.map((f) => f.drain(graceMs)));
+      process.exit(EXIT.ok);
+    })();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+export function registerTunnel(program: Command): void {
+  program
+    .command('tunnel')
+    .description('reach a route through the gateway from local ports, private UNIX sockets (-L) or stdin/stdout (--stdio)')
+    .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE or unix:PATH:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
+    .option('--stdio <route>', 'one tunnel over stdin/stdout, e.g. as ssh ProxyCommand')
+    .option('--gateway <url>', 'gateway address, https://HOST[:PORT] (env GATEHOUSE_GATEWAY)')
+    .option('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)')
+    .option('--cert <file>', 'client certificate, PEM (env GATEHOUSE_CERT)')
+    .option('--key <file>', 'client private key, PEM (env GATEHOUSE_KEY)')
+    .option('--ca <file>', 'CA that signed the gateway certificate (env GATEHOUSE_CA; default: system CAs)')
+    .option('--token-file <file>', 'file holding the token (env GATEHOUSE_TOKEN_FILE; default ~/.config/gatehouse/token)')
+    .option('--config <file>', 'client config file (default ~/.config/gatehouse/client.yaml)')
+    .option('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long open tunnels may finish', '2000')
+    .option('-v, --verbose', 'log every connection: open, close, bytes each way')
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
+    .addHelpText(
+      'after',
+      `
+Settings come from flags, then environment, then the config file (YAML keys: gateway, cert, key,
+ca, tokenFile, transport; relative paths are relative to the file). The token is read from a file
+(or GATEHOUSE_TOKEN), never from the command line, where other users could see it.
+
+-L unix:PATH:ROUTE creates PATH with mode 0600. Its directory must belong to you and be closed to
+others (mode 0700); a missing directory is created with mode 0700, any other is refused. A stale
+socket at PATH is replaced; the socket is removed on exit. A TCP port (-L 8888:ROUTE) can be used
+by every local user of this machine: prefer a UNIX socket on shared machines.
+
+Examples:
+  gatehouse tunnel --gateway https://gw.example.org:8443 -L unix:$HOME/.gatehouse/jupyter.sock:jupyter
+  gatehouse tunnel --gateway https://gw.example.org:8443 -L 8888:jupyter
+  ssh -o ProxyCommand='gatehouse tunnel --stdio sshd' user@login-node
+
+Exit codes: 0 done, 1 tunnel broke, 2 bad options or files, 3 gateway unreachable or TLS failed,
+4 refused by the gateway (401/403/404), 5 service behind the route unavailable (502).`,
+    )
+    .action(async (opts: TunnelCommandOptions) => {
+      const locals = opts.local ?? [];
+      if (opts.stdio !== undefined && locals.length > 0) usageError(['give either -L specs or --stdio ROUTE, not both']);
+      if (opts.stdio === undefined && locals.length === 0) usageError(['nothing to do: give -L [ADDR:]PORT:ROUTE, -L unix:PATH:ROUTE or --stdio ROUTE']);
+      if (opts.graceMs !== undefined && !/^\d+$/.test(opts.graceMs)) usageError([`--grace-ms ${JSON.stringify(opts.graceMs)}: expected milliseconds`]);
+      if (opts.stdio !== undefined) {
+        const route = validRoute(opts.stdio);
+        if (!route.ok) usageError([`--stdio: ${route.error.message}`]);
+        await runStdio(opts.stdio, opts);
+        return;
+      }
+      const specs: ForwardSpec[] = [];
+      const errors: string[] = [];
+      for (const text of locals) {
+        const parsed = parseForwardSpec(text);
+        // `unix:~/x.sock:route` reaches us unexpanded: the shell expands ~ only at the start of a word.
+        if (parsed.ok) specs.push(parsed.spec.kind === 'unix' ? { ...parsed.spec, path: expandPath(parsed.spec.path) } : parsed.spec);
+        else errors.push(parsed.error);
+      }
+      if (errors.length > 0) usageError(errors);
+      await runListeners(specs, opts);
+    });
+}

@@ -1,0 +1,187 @@
+// Resolves the tunnel client's settings from flags, environment and the client config file
+// (flags > environment > file > defaults), then reads and checks every file before anything connects.
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
+import { expandPath, readClientConfigFile } from './clientConfigFile.ts';
+
+export type Transport = 'connect' | 'websocket';
+
+/** What the command line gave (commander's camel-cased option names). */
+export interface TunnelFlags {
+  gateway?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  tokenFile?: string;
+  transport?: string;
+  config?: string;
+}
+
+/** Everything needed to reach the gateway, read and checked. */
+export interface ClientSettings {
+  /** `https://host:port` as shown in messages. */
+  gatewayLabel: string;
+  host: string;
+  port: number;
+  transport: Transport;
+  cert: Buffer;
+  key: Buffer;
+  /** Absent: the system's CA store verifies the gateway. */
+  ca?: Buffer;
+  token: string;
+}
+
+export type SettingsResult = { ok: true; settings: ClientSettings; warnings: string[] } | { ok: false; errors: string[] };
+
+/** The user's home: $HOME, else the password database's. */
+function homeOf(env: NodeJS.ProcessEnv): string {
+  return env.HOME || homedir();
+}
+
+export function defaultClientConfigFile(env: NodeJS.ProcessEnv = process.env): string {
+  return join(homeOf(env), '.config', 'gatehouse', 'client.yaml');
+}
+
+export function defaultTokenFile(env: NodeJS.ProcessEnv = process.env): string {
+  return join(homeOf(env), '.config', 'gatehouse', 'token');
+}
+
+type GatewayCheck = { ok: true; host: string; port: number; label: string } | { ok: false; error: string };
+
+export function parseGatewayUrl(text: string): GatewayCheck {
+  const bad = (why: string): GatewayCheck => ({ ok: false, error: `gateway ${JSON.stringify(text)}: ${why}` });
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return bad('not a URL; expected https://HOST[:PORT]');
+  }
+  if (url.protocol !== 'https:') return bad(`the gateway speaks HTTPS only; expected https://HOST[:PORT], not ${url.protocol.replace(/:$/, '')}://`);
+  if (url.username || url.password) return bad('credentials do not belong in the URL; the token comes from a file or GATEHOUSE_TOKEN');
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) return bad('expected https://HOST[:PORT] without a path or query');
+  const port = url.port ? Number(url.port) : 443;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return { ok: true, host, port, label: `https://${url.host}` };
+}
+
+function readFileOr(errors: string[], what: string, file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    errors.push(code === 'ENOENT' ? `${what} ${file} does not exist` : `cannot read ${what} ${file}: ${code ?? (err as Error).message}`);
+    return undefined;
+  }
+}
+
+/** Only base64url (and the standard alphabet's + / =) can travel in a Bearer header. */
+function cleanToken(text: string): string {
+  return text.trim().replace(/^Bearer\s+/i, '').trim();
+}
+
+function tokenProblem(token: string, source: string): string | undefined {
+  if (token.length === 0) return `${source} is empty`;
+  if (!/^[A-Za-z0-9_\-=+/.]+$/.test(token)) return `${source} does not hold a token (expected one line of base64url text)`;
+  return undefined;
+}
+
+function modeWarning(file: string, what: string): string | undefined {
+  try {
+    const mode = statSync(file).mode & 0o777;
+    if (mode & 0o077) return `warning: ${what} ${file} can be read by other users (mode ${mode.toString(8).padStart(4, '0')}); chmod 600 it`;
+  } catch {
+    // The read reports the problem.
+  }
+  return undefined;
+}
+
+function checkCertificate(errors: string[], warnings: string[], certFile: string, cert: Buffer, keyFile: string, key: Buffer, ca: Buffer | undefined): void {
+  try {
+    const x509 = new X509Certificate(cert);
+    const notAfter = new Date(x509.validTo);
+    if (notAfter.getTime() < Date.now()) errors.push(`client certificate ${certFile} expired on ${notAfter.toISOString()}`);
+    else if (notAfter.getTime() - Date.now() < 7 * 86400_000) warnings.push(`warning: client certificate ${certFile} expires on ${notAfter.toISOString()}`);
+  } catch (err) {
+    errors.push(`client certificate ${certFile} is not a PEM certificate: ${(err as Error).message}`);
+    return;
+  }
+  try {
+    createSecureContext({ cert, key, ...(ca && { ca }) });
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/key values mismatch/i.test(message)) errors.push(`client key ${keyFile} does not belong to certificate ${certFile}`);
+    else errors.push(`cannot use client certificate ${certFile} with key ${keyFile}${ca ? ' and the CA file' : ''}: ${message}`);
+  }
+}
+
+/** Flags beat environment, environment beats the config file. Reports every problem at once. */
+export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv = process.env): SettingsResult {
+  const home = homeOf(env);
+  const configFile = flags.config !== undefined ? expandPath(flags.config, home) : defaultClientConfigFile(env);
+  const file = readClientConfigFile(configFile, flags.config !== undefined, home);
+  if (!file.ok) return { ok: false, errors: file.errors };
+  const fromFile = file.values;
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const envValue = (name: string) => (env[name] !== undefined && env[name] !== '' ? env[name] : undefined);
+  const pathOf = (flag: string | undefined, envName: string, fileValue: string | undefined) => {
+    const chosen = flag ?? envValue(envName);
+    return chosen !== undefined ? expandPath(chosen, home) : fileValue;
+  };
+
+  const gatewayText = flags.gateway ?? envValue('GATEHOUSE_GATEWAY') ?? fromFile.gateway;
+  const gateway = gatewayText === undefined ? undefined : parseGatewayUrl(gatewayText);
+  if (gatewayText === undefined) errors.push(`no gateway: give --gateway https://HOST[:PORT], set GATEHOUSE_GATEWAY, or put "gateway:" in ${configFile}`);
+  else if (gateway && !gateway.ok) errors.push(gateway.error);
+
+  const transport = flags.transport ?? envValue('GATEHOUSE_TRANSPORT') ?? fromFile.transport ?? 'connect';
+  if (transport !== 'connect' && transport !== 'websocket') errors.push(`transport ${JSON.stringify(transport)}: expected connect or websocket`);
+
+  const certFile = pathOf(flags.cert, 'GATEHOUSE_CERT', fromFile.cert);
+  const keyFile = pathOf(flags.key, 'GATEHOUSE_KEY', fromFile.key);
+  const caFile = pathOf(flags.ca, 'GATEHOUSE_CA', fromFile.ca);
+  if (certFile === undefined) errors.push(`no client certificate: give --cert FILE, set GATEHOUSE_CERT, or put "cert:" in ${configFile}`);
+  if (keyFile === undefined) errors.push(`no client key: give --key FILE, set GATEHOUSE_KEY, or put "key:" in ${configFile}`);
+  const cert = certFile === undefined ? undefined : readFileOr(errors, 'client certificate', certFile);
+  const key = keyFile === undefined ? undefined : readFileOr(errors, 'client key', keyFile);
+  const ca = caFile === undefined ? undefined : readFileOr(errors, 'gateway CA file', caFile);
+  if (keyFile !== undefined && key) {
+    const w = modeWarning(keyFile, 'client key');
+    if (w) warnings.push(w);
+  }
+  if (certFile !== undefined && keyFile !== undefined && cert && key && (caFile === undefined || ca)) checkCertificate(errors, warnings, certFile, cert, keyFile, key, ca);
+
+  // The token: --token-file, then GATEHOUSE_TOKEN (the token itself), GATEHOUSE_TOKEN_FILE, the file's tokenFile, the default file.
+  let token: string | undefined;
+  const envToken = envValue('GATEHOUSE_TOKEN');
+  if (flags.tokenFile === undefined && envToken !== undefined) {
+    token = cleanToken(envToken);
+    const problem = tokenProblem(token, 'GATEHOUSE_TOKEN');
+    if (problem) errors.push(problem);
+  } else {
+    const tokenFile = pathOf(flags.tokenFile, 'GATEHOUSE_TOKEN_FILE', fromFile.tokenFile) ?? defaultTokenFile(env);
+    const explicit = tokenFile !== defaultTokenFile(env);
+    try {
+      token = cleanToken(readFileSync(tokenFile, 'utf8'));
+      const problem = tokenProblem(token, `token file ${tokenFile}`);
+      if (problem) errors.push(problem);
+      const w = modeWarning(tokenFile, 'token file');
+      if (w) warnings.push(w);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && !explicit) errors.push(`no token: save it in ${tokenFile} (chmod 600), or give --token-file FILE, GATEHOUSE_TOKEN_FILE or GATEHOUSE_TOKEN`);
+      else if (code === 'ENOENT') errors.push(`token file ${tokenFile} does not exist`);
+      else errors.push(`cannot read token file ${tokenFile}: ${code ?? (err as Error).message}`);
+    }
+  }
+
+  if (errors.length > 0 || !gateway?.ok || !cert || !key || token === undefined) return { ok: false, errors };
+  return {
+    ok: true,
+    warnings,
+    settings: { gatewayLabel: gateway.label, host: gateway.host, port: gateway.port, transport: transport as Transport, cert, key, ...(ca && { ca }), token },
+  };
+}

@@ -1,0 +1,57 @@
+// Parses `-L` forward specifications: `[addr:]port:ROUTE` (a local TCP port) and `unix:PATH:ROUTE`
+// (a local UNIX socket). Pure: binding and permission checks happen in the listener modules.
+import { isIP } from 'node:net';
+import { validRoute } from '../token/names.ts';
+
+export type ForwardSpec =
+  | { kind: 'tcp'; host: string; port: number; route: string }
+  | { kind: 'unix'; path: string; route: string };
+
+export type SpecResult = { ok: true; spec: ForwardSpec } | { ok: false; error: string };
+
+const usage = 'expected [ADDR:]PORT:ROUTE or unix:PATH:ROUTE';
+
+function invalid(text: string, why: string): SpecResult {
+  return { ok: false, error: `-L ${JSON.stringify(text)}: ${why}` };
+}
+
+/** `-L` text -> what to bind and which route it leads to. Ports may be 0 (the system picks one). */
+export function parseForwardSpec(text: string): SpecResult {
+  const cut = text.lastIndexOf(':');
+  if (cut <= 0) return invalid(text, usage);
+  const local = text.slice(0, cut);
+  const route = text.slice(cut + 1);
+  const routeCheck = validRoute(route);
+  if (!routeCheck.ok) return invalid(text, routeCheck.error.message);
+
+  if (local.startsWith('unix:')) {
+    const path = local.slice('unix:'.length);
+    if (path.length === 0) return invalid(text, `empty socket path; ${usage}`);
+    if (path.includes('\0')) return invalid(text, 'socket path contains a NUL byte');
+    // Linux sun_path holds 107 bytes plus the terminator.
+    if (Buffer.byteLength(path) > 107) return invalid(text, `socket path is ${Buffer.byteLength(path)} bytes; UNIX socket paths are limited to 107`);
+    return { ok: true, spec: { kind: 'unix', path, route } };
+  }
+
+  // `port`, `addr:port` or `[v6]:port`.
+  const m = /^(?:(\[[^\]]*\]|[^:[\]]+):)?(\d{1,5})$/.exec(local);
+  if (!m) return invalid(text, usage);
+  const port = Number(m[2]);
+  if (port > 65535) return invalid(text, `port ${port} is out of range (0-65535)`);
+  const host = (m[1] ?? '127.0.0.1').replace(/^\[|\]$/g, '');
+  if (host.length === 0) return invalid(text, 'empty address');
+  if (m[1]?.startsWith('[') && isIP(host) !== 6) return invalid(text, `${m[1]} is not an IPv6 address`);
+  return { ok: true, spec: { kind: 'tcp', host, port, route } };
+}
+
+/** How a listener is named in messages: `127.0.0.1:8888`, `[::1]:8888`, `unix:/path`. */
+export function listenerLabel(spec: ForwardSpec, boundPort?: number): string {
+  if (spec.kind === 'unix') return `unix:${spec.path}`;
+  const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+  return `${host}:${boundPort ?? spec.port}`;
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}

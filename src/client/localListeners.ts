@@ -1,0 +1,172 @@
+// `-L` listeners: a local TCP port or private UNIX socket; every accepted connection gets its own
+// tunnel through the gateway, spliced with half-close and backpressure. A failing tunnel stays local.
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { isLoopback, listenerLabel, type ForwardSpec } from './forwardSpec.ts';
+import { preparePrivateSocketPath, removeOwnSocket, restrictSocket } from './privateSocket.ts';
+import { describeFailure, type OpenResult } from './tunnelFailure.ts';
+
+export interface ForwardDeps {
+  open(route: string): Promise<OpenResult>;
+  /** `https://host:port`, for messages. */
+  gateway: string;
+  transport: string;
+  /** One line to the user (stderr). */
+  say(line: string): void;
+  verbose: boolean;
+}
+
+export interface LocalForward {
+  label: string;
+  /** The bound TCP port (useful with port 0). */
+  port?: number;
+  /** Stops accepting and removes the UNIX socket; open tunnels go on. */
+  stopListening(): Promise<void>;
+  /** Waits up to `graceMs` for open tunnels to finish, then cuts the rest. */
+  drain(graceMs: number): Promise<void>;
+}
+
+export type ForwardResult = { ok: true; forward: LocalForward } | { ok: false; error: string };
+
+let connectionCounter = 0;
+
+function formatBytes(n: number): string {
+  if (n < 10_000) return `${n} B`;
+  if (n < 10_000_000) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+/**
+ * Closes `dest` once everything `src` handed it is flushed (src ended cleanly: dest sees a FIN), or at
+ * once when `src` was cut short (dest is reset, so the application there sees the truncation).
+ */
+function closeAfterFlush(dest: Duplex, src: Duplex): void {
+  if (dest.destroyed) return;
+  if (!src.readableEnded || dest.writableFinished) return void dest.destroy();
+  dest.once('finish', () => dest.destroy());
+}
+
+/**
+ * Joins a local connection and a tunnel: each side's end() becomes the other's end() (half-close),
+ * pipe() pauses the faster side (backpressure), and when either side fails or closes, the other is
+ * closed after flushing what it was given, or reset if the stream was cut short.
+ */
+export function spliceStreams(local: Socket, tunnel: Duplex, onDone: (failure: { side: 'local' | 'tunnel'; error: Error } | undefined) => void): void {
+  let failure: { side: 'local' | 'tunnel'; error: Error } | undefined;
+  let closed = 0;
+  const closedOne = () => {
+    closed += 1;
+    if (closed === 2) onDone(failure);
+  };
+  local.on('error', (error) => {
+    failure ??= { side: 'local', error };
+    closeAfterFlush(tunnel, local);
+  });
+  tunnel.on('error', (error) => {
+    failure ??= { side: 'tunnel', error };
+    closeAfterFlush(local, tunnel);
+  });
+  local.once('close', () => {
+    closeAfterFlush(tunnel, local);
+    closedOne();
+  });
+  tunnel.once('close', () => {
+    closeAfterFlush(local, tunnel);
+    closedOne();
+  });
+  local.pipe(tunnel);
+  tunnel.pipe(local);
+}
+
+async function bind(server: Server, spec: ForwardSpec): Promise<{ ok: true; port?: number; path?: string; ino?: number } | { ok: false; error: string }> {
+  let path: string | undefined;
+  if (spec.kind === 'unix') {
+    const prepared = await preparePrivateSocketPath(spec.path);
+    if (!prepared.ok) return prepared;
+    path = prepared.path;
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const listening = () => {
+        server.off('error', reject);
+        resolve();
+      };
+      if (path !== undefined) server.listen(path, listening);
+      else if (spec.kind === 'tcp') server.listen(spec.port, spec.host, listening);
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (err as Error).message;
+    return { ok: false, error: `cannot listen on ${listenerLabel(spec)}: ${why}` };
+  }
+  if (path !== undefined) return { ok: true, path, ino: await restrictSocket(path) };
+  const address = server.address();
+  return { ok: true, ...(typeof address === 'object' && address && { port: address.port }) };
+}
+
+export async function startForward(spec: ForwardSpec, deps: ForwardDeps): Promise<ForwardResult> {
+  const open = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (local) => {
+    open.add(local);
+    local.once('close', () => open.delete(local));
+    void handle(local);
+  });
+  const bound = await bind(server, spec);
+  if (!bound.ok) return bound;
+  const label = spec.kind === 'unix' ? `unix:${bound.path}` : listenerLabel(spec, bound.port);
+  server.on('error', (err) => deps.say(`error: listener ${label}: ${err.message}`));
+
+  async function handle(local: Socket): Promise<void> {
+    const id = ++connectionCounter;
+    const started = performance.now();
+    const peer = local.remoteAddress ? `${local.remoteAddress}:${local.remotePort}` : 'local socket';
+    local.on('error', () => {}); // Until spliced, a reset only means the client gave up.
+    if (deps.verbose) deps.say(`[${id}] ${peer} -> ${spec.route}: opening`);
+    const result = await deps.open(spec.route);
+    if (!result.ok) {
+      deps.say(`error: [${id}] ${describeFailure(result.failure, deps.gateway, spec.route)}`);
+      local.destroy();
+      return;
+    }
+    if (local.destroyed) {
+      result.stream.destroy();
+      return;
+    }
+    if (deps.verbose) deps.say(`[${id}] ${peer} -> ${spec.route}: open`);
+    spliceStreams(local, result.stream, (failure) => {
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const outcome = failure ? `${failure.side === 'tunnel' ? 'tunnel' : 'local connection'} failed: ${failure.error.message}` : 'closed';
+      const line = `[${id}] ${peer} -> ${spec.route}: ${outcome}; ${formatBytes(local.bytesRead)} sent, ${formatBytes(local.bytesWritten)} received, ${seconds} s`;
+      if (deps.verbose) deps.say(line);
+      else if (failure?.side === 'tunnel') deps.say(`error: ${line}`);
+    });
+  }
+
+  if (spec.kind === 'tcp') {
+    const who = isLoopback(spec.host) ? 'every local user on this machine' : 'anyone who can reach this address';
+    deps.say(`warning: ${label} is a TCP port: ${who} can connect to it and use the tunnel with your credentials; on a shared machine use -L unix:PATH:${spec.route} instead`);
+  }
+  deps.say(`ready: ${label} -> ${spec.route} via ${deps.gateway} (${deps.transport})`);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    ok: true,
+    forward: {
+      label,
+      ...(bound.port !== undefined && { port: bound.port }),
+      stopListening() {
+        stopped ??= (async () => {
+          server.close();
+          if (bound.path !== undefined && bound.ino !== undefined) await removeOwnSocket(bound.path, bound.ino);
+        })();
+        return stopped;
+      },
+      async drain(graceMs) {
+        const until = Date.now() + graceMs;
+        while (open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+        for (const socket of open) socket.destroy();
+      },
+    },
+  };
+}

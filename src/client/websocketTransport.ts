@@ -1,0 +1,79 @@
+// The WebSocket transport, for networks that pass only HTTP(S): an mTLS upgrade to
+// /.well-known/gatehouse/tunnel/<route> with subprotocol gatehouse-tunnel.v1 and the token as Bearer.
+import type { IncomingMessage } from 'node:http';
+import WebSocket from 'ws';
+import { tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
+import { WebSocketStream } from './websocketStream.ts';
+import { classifyError, refusalReason, type OpenResult } from './tunnelFailure.ts';
+
+export const TUNNEL_SUBPROTOCOL = 'gatehouse-tunnel.v1';
+export const TUNNEL_PATH = '/.well-known/gatehouse/tunnel/';
+
+// Client frames must be masked (RFC 6455). Masking protects HTTP intermediaries that read frames in
+// clear text from hostile browser scripts; inside our end-to-end mTLS connection there are none, so an
+// all-zero mask key (which ws recognizes and skips XORing) saves a full pass over every byte.
+const zeroMask = (mask: Buffer) => {
+  mask.fill(0);
+};
+
+function readBody(res: IncomingMessage, limit = 64 * 1024): Promise<string> {
+  return new Promise((resolve) => {
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      if (body.length < limit) body += chunk;
+    });
+    res.on('end', () => resolve(body));
+    res.on('error', () => resolve(body));
+    res.on('close', () => resolve(body));
+  });
+}
+
+export function openWebSocketTunnel(endpoint: GatewayEndpoint, route: string, timeoutMs = 20_000): Promise<OpenResult> {
+  return new Promise((resolve) => {
+    const tls = tlsOptions(endpoint);
+    const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
+    const ws = new WebSocket(`wss://${host}:${endpoint.port}${TUNNEL_PATH}${encodeURIComponent(route)}`, TUNNEL_SUBPROTOCOL, {
+      cert: tls.cert,
+      key: tls.key,
+      ...(tls.ca && { ca: tls.ca }),
+      ...(tls.servername && { servername: tls.servername }),
+      rejectUnauthorized: true,
+      headers: { authorization: `Bearer ${endpoint.token}`, 'user-agent': 'gatehouse-tunnel' },
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+      maxPayload: 64 << 20,
+      skipUTF8Validation: true,
+      generateMask: zeroMask,
+    });
+    let settled = false;
+    const finish = (result: OpenResult) => {
+      if (settled) return;
+      settled = true;
+      ws.off('error', onError);
+      // A refused or failed socket may still report errors while it is torn down.
+      if (!result.ok) ws.on('error', () => {});
+      resolve(result);
+    };
+    const onError = (err: Error) => {
+      finish({ ok: false, failure: /timed out/i.test(err.message) ? { kind: 'network', code: 'TIMEOUT', detail: err.message } : classifyError(err) });
+      ws.terminate();
+    };
+    ws.on('error', onError);
+    ws.once('unexpected-response', (req, res) => {
+      void readBody(res).then((body) => {
+        finish({ ok: false, failure: { kind: 'refused', status: res.statusCode ?? 0, reason: refusalReason(body, res.statusMessage ?? '') } });
+        req.destroy();
+        ws.terminate();
+      });
+    });
+    ws.once('open', () => {
+      if (ws.protocol !== TUNNEL_SUBPROTOCOL) {
+        finish({ ok: false, failure: { kind: 'protocol', detail: `the gateway did not accept subprotocol ${TUNNEL_SUBPROTOCOL}` } });
+        ws.terminate();
+        return;
+      }
+      finish({ ok: true, stream: new WebSocketStream(ws) });
+    });
+  });
+}
