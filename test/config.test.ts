@@ -98,7 +98,7 @@ describe('the shipped routes.yaml', () => {
     expect(config.routes[1]?.upstream).toBe(`unix:${path.join(site, 'run/users')}/{user}/{service}.sock`);
     expect(config.routes[1]?.socketOwner).toBe('user');
     expect(config.routes[2]?.path).toBe('/');
-    expect(config.authz.limits).toEqual({ maxFacts: 1000, maxIterations: 100, maxTimeMicros: 10000 });
+    expect(config.authz.limits).toEqual({ maxFacts: 1000, maxIterations: 100, maxTimeMicros: 10000, deadlineMs: 100 });
     expect(config.listen).toEqual([{ tcp: '127.0.0.1:8443' }]);
   });
 
@@ -200,7 +200,7 @@ describe('errors carry their line and key', () => {
       '25:13 routes[2].policy: policy has no "allow if" rule: every request would be denied',
       '28:11 routes[3].host: "example.org:443" is not a host name (no port, no scheme, no path)',
       '29:15 routes[3].upstream: port 70000 is out of range 1..65535',
-      '30:13 routes[3].policy: policy uses {u}, which is not filled in; match path captures with param("name", $var)',
+      '30:13 routes[3].policy: policy uses {u}, which is not filled in: declare it in authz.externalKeys to trust blocks signed by that key ("trusting {u}"); match path captures with param("name", $var)',
       '32:11 routes[4].path: two captures side by side ("}{") cannot be told apart',
       '33:15 routes[4].upstream: socket paths must not contain ".." segments',
     ]);
@@ -314,7 +314,7 @@ describe('gatehouse check', () => {
     expect(reported).toEqual([
       'bad.yaml:17:11: routes[1].name: duplicate route name "a" (also routes[0])',
       'bad.yaml:18:11: routes[1].path: same host and path as routes[0]: requests could reach only one of them',
-      'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, socketOwner, stripPrefix, forwardToken, policy, limits)',
+      'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, socketOwner, stripPrefix, forwardToken, policy, limits, idleTimeoutSeconds, connectTimeoutSeconds)',
     ]);
     expect(run.stdout).not.toMatch(/OK/);
     expect(run.status).toBe(1);

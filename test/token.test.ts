@@ -407,21 +407,23 @@ describe('gatehouse token CLI', () => {
   it('prints only the token on standard output, so $(gatehouse token mint ...) is usable', async () => {
     const cwd = tempDir();
     await run(['token', 'keygen', '--out', 'k/root'], { cwd });
-    const mint = await run(['token', 'mint', '--key', 'k/root.key', '--user', 'bob'], { cwd });
+    const mint = await run(['token', 'mint', '--key', 'k/root.key', '--user', 'bob', '--unbound'], { cwd });
     expect(mint.stdout.split('\n')).toHaveLength(2);
     expect(value(inspectToken(mint.stdout, value(readPublicKey(path.join(cwd, 'k', 'root.pub'))))).user).toBe('bob');
   });
 
   it('fails with one line and exit 1', async () => {
     const cwd = tempDir();
-    expectOneLineError(await run(['token', 'mint', '--key', 'missing.key', '--user', 'alice'], { cwd }), /missing\.key does not exist/);
+    expectOneLineError(await run(['token', 'mint', '--key', 'missing.key', '--user', 'alice', '--unbound'], { cwd }), /missing\.key does not exist/);
     await run(['token', 'keygen'], { cwd });
-    expectOneLineError(await run(['token', 'mint', '--user', 'al"ice'], { cwd }), /invalid user name/);
-    expectOneLineError(await run(['token', 'mint', '--user', 'alice', '--ttl', '8 hours'], { cwd }), /invalid duration/);
+    expectOneLineError(await run(['token', 'mint', '--user', 'alice'], { cwd }), /bound to their holder's client certificate: give --bind-cert/);
+    expectOneLineError(await run(['token', 'mint', '--user', 'alice', '--unbound', '--delegable'], { cwd }), /cannot be used with/);
+    expectOneLineError(await run(['token', 'mint', '--user', 'al"ice', '--unbound'], { cwd }), /invalid user name/);
+    expectOneLineError(await run(['token', 'mint', '--user', 'alice', '--ttl', '8 hours', '--unbound'], { cwd }), /invalid duration/);
     expectOneLineError(await run(['token', 'mint', '--user', 'alice', '--bind-cert', 'nope.pem'], { cwd }), /cannot read certificate nope\.pem/);
     expectOneLineError(await run(['token', 'mint', '--user', 'alice', '--bind-cn', 'a', '--unbound'], { cwd }), /cannot be used with/);
     expectOneLineError(await run(['token', 'inspect', '--pubkey', 'certs/token-root.pub'], { cwd, input: 'garbage' }), /not a valid Biscuit/);
-    const token = (await run(['token', 'mint', '--user', 'alice'], { cwd })).stdout;
+    const token = (await run(['token', 'mint', '--user', 'alice', '--unbound'], { cwd })).stdout;
     await run(['token', 'keygen', '--out', 'other/root'], { cwd });
     expectOneLineError(await run(['token', 'inspect', '--pubkey', 'other/root.pub'], { cwd, input: token }), /does not verify against the root public key/);
     expectOneLineError(await run(['token', 'attenuate', '--pubkey', 'other/root.pub', '--ttl', '1h'], { cwd, input: token }), /does not verify/);

@@ -12,6 +12,11 @@ export function biscuitErrorText(error: unknown): string {
   }
 }
 
+/** A WebAssembly trap (a Rust panic inside biscuit-wasm): the engine's state can no longer be trusted. */
+export function isWasmTrap(error: unknown): boolean {
+  return error instanceof Error && error.name === 'RuntimeError';
+}
+
 export interface FailedCheck {
   /** `block 0 check 1` or `authorizer check 0`. */
   origin: string;

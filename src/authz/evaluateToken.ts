@@ -1,9 +1,9 @@
 // The authorization engine: a pure function of (verified token, request facts, route policy, limits)
-// to a Decision. Holds no state, so it can run in a worker that owns its own biscuit-wasm instance.
+// to a Decision. Holds no state, so it runs in the engine workers that each own a biscuit-wasm instance.
 import { AuthorizerBuilder, Rule, type Authorizer, type Biscuit } from '@biscuit-auth/biscuit-wasm';
-import { biscuitErrorText, classifyFailure, type FailedCheck, type Failure } from './biscuitErrors.ts';
+import { biscuitErrorText, classifyFailure, isWasmTrap, type FailedCheck, type Failure } from './biscuitErrors.ts';
 import { policyStatements } from './policyStatements.ts';
-import { requestFactsCode } from './requestFactsCode.ts';
+import { addRequestFacts } from './requestFacts.ts';
 import type { Decision, RequestFacts, RoutePolicy } from './types.ts';
 
 type Denial = Extract<Decision, { allow: false }>;
@@ -16,9 +16,27 @@ interface WasmLimits {
 
 /**
  * What biscuit-wasm 0.6.0 actually enforces while deriving facts, whatever authorizeWithLimits is given
- * (measured): the library defaults, with the time checked only between rule iterations.
+ * (measured): its own defaults, with the time checked only between rule iterations, so one iteration
+ * (a join in a token block) can run for seconds. The gateway's hard deadline (limits.deadlineMs) is
+ * what bounds a call; see workerPool.ts.
  */
-const engineLimits = 'maxFacts=1000 maxIterations=100 1ms between iterations';
+export const engineLimits = 'derivation capped by biscuit-wasm at 1000 facts, 100 iterations, 1 ms checked between iterations';
+
+/** Options of one evaluation. */
+export interface EvaluateOptions {
+  /** Scope parameters for `trusting {name}` in route policies: name -> `ed25519/<hex>` (validated). */
+  scope?: Record<string, string>;
+  /** Told how the run ended, for `authz explain` and for the worker's health. */
+  observe?: (detail: EvaluationDetail) => void;
+}
+
+export interface EvaluationDetail {
+  /** Index of the allow policy that matched. */
+  policyIndex?: number;
+  failure?: Failure;
+  /** biscuit-wasm trapped (a Rust panic): its state can no longer be trusted. */
+  fault?: boolean;
+}
 
 /** Identity facts are read from the authority block only: later blocks are written by whoever holds the token. */
 const userQuery = 'u($u) <- user($u) trusting authority';
@@ -33,21 +51,24 @@ function unavailable(reason: string, extra: Partial<Denial> = {}): Denial {
   return { allow: false, status: 503, clientReason: 'authorization unavailable', reason, ...extra };
 }
 
+/** Parsed once per thread and reused: parsing a rule per call costs WebAssembly memory that is never returned. */
+const queries = new Map<string, Rule>();
+
 /** String values of the one-term facts a query returns; the Fact objects are freed. */
 function queryStrings(authorizer: Authorizer, rule: string, limits: WasmLimits): string[] {
-  const query = Rule.fromString(rule);
-  try {
-    const facts: unknown[] = authorizer.queryWithLimits(query, limits);
-    const values: string[] = [];
-    for (const fact of facts as { terms(): unknown[]; free(): void }[]) {
-      const [term] = fact.terms();
-      if (typeof term === 'string') values.push(term);
-      fact.free();
-    }
-    return [...new Set(values)].sort();
-  } finally {
-    query.free();
+  let query = queries.get(rule);
+  if (query === undefined) {
+    query = Rule.fromString(rule);
+    queries.set(rule, query);
   }
+  const facts: unknown[] = authorizer.queryWithLimits(query, limits);
+  const values: string[] = [];
+  for (const fact of facts as { terms(): unknown[]; free(): void }[]) {
+    const [term] = fact.terms();
+    if (typeof term === 'string') values.push(term);
+    fact.free();
+  }
+  return [...new Set(values)].sort();
 }
 
 function usersOf(authorizer: Authorizer, limits: WasmLimits): string[] | undefined {
@@ -62,8 +83,33 @@ function describeChecks(checks: FailedCheck[]): string {
   return checks.map((c) => `${c.origin}: ${c.rule}`).join('; ');
 }
 
+/** Route policies split into statements, remembered per policy text (a handful of routes). */
+const statementsByPolicy = new Map<string, string[]>();
+
 function policyText(route: RoutePolicy, index: number): string {
-  return policyStatements(route.policy)[index] ?? `policy #${index} of route ${route.name}`;
+  let statements = statementsByPolicy.get(route.policy);
+  if (statements === undefined) {
+    if (statementsByPolicy.size >= 256) statementsByPolicy.clear();
+    statements = policyStatements(route.policy);
+    statementsByPolicy.set(route.policy, statements);
+  }
+  return statements[index] ?? `policy #${index} of route ${route.name}`;
+}
+
+/** The user named by the authority block (for attributing a refused token), without running any policy. */
+export function authorityUser(token: Biscuit): string | undefined {
+  let authorizer: Authorizer;
+  try {
+    authorizer = new AuthorizerBuilder().buildAuthenticated(token);
+  } catch {
+    return undefined;
+  }
+  try {
+    const users = usersOf(authorizer, { max_facts: 1000, max_iterations: 100, max_time_micro: 10_000 });
+    return users?.length === 1 ? users[0] : undefined;
+  } finally {
+    authorizer.free();
+  }
 }
 
 /** Short client reason and full audit reason for a failed authorization. */
@@ -99,8 +145,14 @@ function explain(failure: Failure, route: RoutePolicy): { clientReason: string; 
  * Runs the route policy against a token whose signature (and revocation) has already been checked.
  * Never throws: an unexpected error becomes a 503 decision.
  */
-export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: RequestFacts): Decision {
+export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: RequestFacts, options: EvaluateOptions = {}, attempt = 1): Decision {
   let revocationIds: string[] = [];
+  // A trap (Rust panic) leaves biscuit-wasm in an unknown state: say so, and answer "cannot decide".
+  const trapped = (error: unknown): boolean => {
+    if (!isWasmTrap(error)) return false;
+    options.observe?.({ fault: true });
+    return true;
+  };
   try {
     revocationIds = revocationIdsOf(token);
     const limits: WasmLimits = {
@@ -108,13 +160,13 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
       max_iterations: route.limits.maxIterations,
       max_time_micro: route.limits.maxTimeMicros,
     };
-    const code = requestFactsCode(facts);
-
     const builder = new AuthorizerBuilder();
     try {
-      builder.addCodeWithParameters(code.source, code.parameters, {});
-      builder.addCode(route.policy);
+      addRequestFacts(builder, facts);
+      // Scope parameters only: a `{name}` in a term position stays unfilled and fails to compile.
+      builder.addCodeWithParameters(route.policy, {}, options.scope ?? {});
     } catch (error) {
+      if (trapped(error)) throw error;
       builder.free();
       return unavailable(`route ${route.name}: policy does not compile: ${biscuitErrorText(error)}`, { revocationIds });
     }
@@ -124,18 +176,31 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
       // Consumes the builder, whether it succeeds or not: it must not be freed after this.
       authorizer = builder.buildAuthenticated(token);
     } catch (error) {
+      if (trapped(error)) throw error;
       return { allow: false, status: 403, clientReason: 'token rejected', reason: `route ${route.name}: token cannot be loaded: ${biscuitErrorText(error)}`, revocationIds };
     }
 
+    let released = false;
     try {
       let index: number;
       try {
         index = authorizer.authorizeWithLimits(limits);
       } catch (error) {
+        if (trapped(error)) throw error;
+        const failure = classifyFailure(error);
+        // The fixed 1 ms derivation budget also trips when this thread was merely preempted (GC, a busy
+        // machine): try once more before denying. A really heavy token fails again, within the deadline.
+        if (attempt === 1 && failure.kind === 'run-limit' && failure.detail.includes('Timeout')) {
+          authorizer.free();
+          released = true;
+          return evaluateToken(token, route, facts, options, 2);
+        }
+        options.observe?.({ failure });
         const users = usersOf(authorizer, limits);
         const user = users?.length === 1 ? users[0] : undefined;
-        return { allow: false, status: 403, ...explain(classifyFailure(error), route), revocationIds, ...(user !== undefined && { user }) };
+        return { allow: false, status: 403, ...explain(failure, route), revocationIds, ...(user !== undefined && { user }) };
       }
+      options.observe?.({ policyIndex: index });
       const users = queryStrings(authorizer, userQuery, limits);
       const [user] = users;
       if (user === undefined || users.length !== 1) {
@@ -148,9 +213,10 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
       const groups = queryStrings(authorizer, groupQuery, limits);
       return { allow: true, user, groups, revocationIds, matched: policyText(route, index) };
     } finally {
-      authorizer.free();
+      if (!released) authorizer.free();
     }
   } catch (error) {
+    if (isWasmTrap(error)) options.observe?.({ fault: true });
     return unavailable(`route ${route.name}: unexpected authorization error: ${biscuitErrorText(error)}`, { revocationIds });
   }
 }

@@ -6,6 +6,8 @@ import { registerDemo } from './demo.ts';
 import { registerCheck } from './check.ts';
 import { registerPki } from './pki.ts';
 import { registerToken } from './token.ts';
+import { registerAuthz } from './authz.ts';
+import { registerTunnel } from './tunnel.ts';
 
 const program = new Command('gatehouse')
   .description('Policy-enforcing reverse proxy and tunnel gateway (mTLS + Biscuit + audit)')
@@ -17,5 +19,7 @@ registerDemo(program);
 registerCheck(program);
 registerPki(program);
 registerToken(program);
+registerAuthz(program);
+registerTunnel(program);
 
 await program.parseAsync(process.argv);

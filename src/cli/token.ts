@@ -114,28 +114,46 @@ function registerMint(token: Command): void {
     .option('--group <name>', 'group membership: group("<name>") (repeatable)', collect)
     .option('--ttl <duration>', 'lifetime: 30s, 15m, 8h, 7d', '12h')
     .option('--route <name>', 'limit the token to this route (repeatable)', collect)
-    .addOption(new Option('--bind-cert <pem>', 'bind to this client certificate (its SHA-256 fingerprint)').conflicts(['bindCn', 'unbound']))
+    .addOption(new Option('--bind-cert <pem>', "bind to the holder's client certificate (its SHA-256 fingerprint)").conflicts(['bindCn', 'unbound']))
     .addOption(new Option('--bind-cn <cn>', 'bind to client certificates with this common name').conflicts(['unbound']))
-    .option('--unbound', 'usable with any client certificate (the default for now)')
+    .addOption(new Option('--unbound', 'usable with any client certificate (must be asked for: tokens are bound by default)').conflicts(['delegable']))
+    .option('--delegable', 'let the holder lend the token to another certificate: writes a delegation key (see token attenuate --delegation-key)')
+    .option('--delegation-key-out <file>', 'where --delegable writes the delegation private key (default: <--out>.delegation.key)')
     .option('--out <file>', 'write the token to this file (mode 0600) instead of printing it')
     .action(
       run(
-        async (options: BindingOptions & { key: string; user: string; group?: string[]; ttl: string; route?: string[]; out?: string }) => {
-          const { readPrivateKey, privateKeyModeWarning } = await import('../token/keyFiles.ts');
+        async (
+          options: BindingOptions & { key: string; user: string; group?: string[]; ttl: string; route?: string[]; out?: string; unbound?: boolean; delegable?: boolean; delegationKeyOut?: string },
+        ) => {
+          if (options.bindCert === undefined && options.bindCn === undefined && !options.unbound) {
+            throw new CommandFailure("tokens are bound to their holder's client certificate: give --bind-cert PEM (or --bind-cn CN), or --unbound for a token any certificate may use");
+          }
+          const { readPrivateKey, privateKeyModeWarning, writeDelegationKey } = await import('../token/keyFiles.ts');
           const { mintToken } = await import('../token/mintToken.ts');
           const ttl = await ttlSeconds(options.ttl);
           const warning = privateKeyModeWarning(options.key);
           if (warning) process.stderr.write(`${warning}\n`);
           const privateKey = unwrap(readPrivateKey(options.key));
+          const bound = await binding(options);
+          let delegationKey: string | undefined;
+          let delegationFile: string | undefined;
+          if (options.delegable) {
+            delegationFile = options.delegationKeyOut ?? (options.out !== undefined ? `${options.out}.delegation.key` : undefined);
+            if (delegationFile === undefined) throw new CommandFailure('--delegable needs --delegation-key-out FILE (or --out FILE) for the delegation key');
+            delegationKey = unwrap(writeDelegationKey(delegationFile)).publicKey;
+          }
           const minted = mintToken({
             privateKey,
             user: options.user,
             ...(options.group ? { groups: options.group } : {}),
             ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
             ...(options.route ? { routes: options.route } : {}),
-            ...(await binding(options)),
+            ...bound,
+            ...(delegationKey !== undefined ? { delegationKey } : {}),
           });
+          if (!minted.ok && delegationFile !== undefined) fs.rmSync(delegationFile, { force: true });
           emitToken(unwrap(minted), options.out);
+          if (delegationFile !== undefined) process.stderr.write(`wrote the delegation key to ${delegationFile} (mode 0600): give it only to the token's holder\n`);
         },
       ),
     );
@@ -152,8 +170,9 @@ function registerAttenuate(token: Command): void {
     .option('--route <name>', 'allow only this route (repeatable)', collect)
     .option('--method <method>', 'allow only this HTTP method (repeatable)', collect)
     .option('--path-prefix <prefix>', 'allow only paths starting with this (end it with / for a folder)')
-    .addOption(new Option('--bind-cert <pem>', 'bind to this client certificate (its SHA-256 fingerprint)').conflicts(['bindCn']))
-    .option('--bind-cn <cn>', 'bind to client certificates with this common name')
+    .addOption(new Option('--bind-cert <pem>', 'allow only this client certificate (its SHA-256 fingerprint)').conflicts(['bindCn']))
+    .option('--bind-cn <cn>', 'allow only client certificates with this common name')
+    .option('--delegation-key <file>', "delegate: sign the block with the token's delegation key, so --bind-cert/--bind-cn may name another holder")
     .option('--out <file>', 'write the token to this file (mode 0600) instead of printing it')
     .action(
       run(
@@ -166,12 +185,20 @@ function registerAttenuate(token: Command): void {
             route?: string[];
             method?: string[];
             pathPrefix?: string;
+            delegationKey?: string;
             out?: string;
           },
         ) => {
           const { attenuateToken } = await import('../token/attenuateToken.ts');
+          const { readPrivateKey, privateKeyModeWarning } = await import('../token/keyFiles.ts');
           const ttl = await ttlSeconds(options.ttl);
           const publicKey = await readPublicKeyFile(options.pubkey);
+          let delegationPrivateKey;
+          if (options.delegationKey !== undefined) {
+            const warning = privateKeyModeWarning(options.delegationKey);
+            if (warning) process.stderr.write(`${warning}\n`);
+            delegationPrivateKey = unwrap(readPrivateKey(options.delegationKey));
+          }
           const attenuated = attenuateToken({
             token: await readToken(options),
             publicKey,
@@ -180,6 +207,7 @@ function registerAttenuate(token: Command): void {
             ...(options.method ? { methods: options.method } : {}),
             ...(options.pathPrefix !== undefined ? { pathPrefix: options.pathPrefix } : {}),
             ...(await binding(options)),
+            ...(delegationPrivateKey !== undefined ? { delegationPrivateKey } : {}),
           });
           emitToken(unwrap(attenuated), options.out);
         },

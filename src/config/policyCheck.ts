@@ -1,6 +1,7 @@
 // Compiles a route's Datalog policy with the Biscuit library, the way the gateway will,
 // and reports parse errors, `{placeholders}` and policies that could never allow anything.
-import { AuthorizerBuilder } from '@biscuit-auth/biscuit-wasm';
+// `{name}` is allowed only as `trusting {name}` for a key declared in authz.externalKeys.
+import { AuthorizerBuilder, KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 
 export interface PolicyProblem {
   message: string;
@@ -24,7 +25,20 @@ function lineOf(text: string, offset: number): number {
   return text.slice(0, offset).split('\n').length - 1;
 }
 
-function describe(policy: string, thrown: unknown): PolicyProblem[] {
+/** A real public key in Datalog parameter form, standing in for each declared external key while compiling. */
+let standIn: string | undefined;
+function standInKey(): string {
+  if (standIn === undefined) {
+    const pair = new KeyPair(SignatureAlgorithm.Ed25519);
+    const key = pair.getPublicKey();
+    standIn = key.toDatalogParameter();
+    key.free();
+    pair.free();
+  }
+  return standIn;
+}
+
+function describe(policy: string, thrown: unknown, externalKeys: readonly string[]): PolicyProblem[] {
   const error = thrown as ParseErrorShape;
   const parse = error?.Language?.ParseError?.errors;
   if (parse && parse.length > 0) {
@@ -40,25 +54,36 @@ function describe(policy: string, thrown: unknown): PolicyProblem[] {
   }
   const missing = error?.Language?.Parameters?.missing_parameters;
   if (missing && missing.length > 0) {
-    const names = missing.map((m) => `{${m}}`).join(', ');
-    return [{ message: `policy uses ${names}, which is not filled in; match path captures with param("name", $var)` }];
+    return missing.map((name) => {
+      const at = policy.indexOf(`{${name}}`);
+      const line = at === -1 ? undefined : lineOf(policy, at);
+      const message = externalKeys.includes(name)
+        ? `{${name}} is an external key: it may only follow "trusting" (e.g. "allow if ... trusting authority, {${name}};")`
+        : `policy uses {${name}}, which is not filled in: declare it in authz.externalKeys to trust blocks signed by that key ("trusting {${name}}"); match path captures with param("name", $var)`;
+      return line === undefined ? { message } : { message, line };
+    });
   }
   return [{ message: `policy does not compile: ${typeof thrown === 'object' ? JSON.stringify(thrown) : String(thrown)}` }];
 }
 
-/** Problems with one route policy; `captured` are the route's path parameters. */
-export function checkPolicy(policy: string, captured: readonly string[]): PolicyProblem[] {
+/** Problems with one route policy; `captured` are the route's path parameters, `externalKeys` the declared key names. */
+export function checkPolicy(policy: string, captured: readonly string[], externalKeys: readonly string[] = []): PolicyProblem[] {
   const builder = new AuthorizerBuilder();
   let compiled: string;
   try {
-    builder.addCode(policy);
+    builder.addCodeWithParameters(policy, {}, Object.fromEntries(externalKeys.map((name) => [name, standInKey()])));
     compiled = builder.toString();
   } catch (thrown) {
-    return describe(policy, thrown);
+    return describe(policy, thrown, externalKeys);
   } finally {
     builder.free();
   }
   const problems: PolicyProblem[] = [];
+  // Delegable tokens accept a client named by delegated_* facts from a block signed by their delegation
+  // key, and facts of the route policy are trusted everywhere: a policy must never state them.
+  for (const match of withoutComments(policy).matchAll(/(?:^|;)\s*(delegated_(?:fingerprint|cn))\s*\(/g)) {
+    problems.push({ message: `policy must not define ${match[1]} facts or rules: delegable tokens would accept any certificate they name`, line: lineOf(policy, match.index + match[0].indexOf('delegated_')) });
+  }
   if (!/^allow if /m.test(compiled)) {
     problems.push({ message: 'policy has no "allow if" rule: every request would be denied' });
   }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { ConfigIssue } from './configError.ts';
 import { checkPathTemplate, templateParams } from './pathTemplate.ts';
 import { checkPolicy } from './policyCheck.ts';
+import { authzChecks, externalKeyNames } from './authzChecks.ts';
 
 type Raw = Record<string, unknown>;
 
@@ -66,7 +67,22 @@ function checkSocketOwner(route: Raw, at: (string | number)[], captured: string[
   }
 }
 
-function checkRoute(route: Raw, index: number, issues: ConfigIssue[]): void {
+/** Tunnel settings only mean something where there are tunnels; tcp-only routes are chosen by name. */
+function checkTunnelKeys(route: Raw, at: (string | number)[], issues: ConfigIssue[]): void {
+  const protocols = list(route.protocols ?? ['http']);
+  if (!protocols.includes('websocket') && !protocols.includes('tcp')) {
+    for (const key of ['idleTimeoutSeconds', 'connectTimeoutSeconds']) {
+      if (route[key] !== undefined) issues.push({ path: [...at, key], message: `${key} applies to websocket and tcp routes; this route has protocols ${JSON.stringify(protocols)}` });
+    }
+  }
+  if (protocols.length > 0 && protocols.every((p) => p === 'tcp')) {
+    for (const key of ['host', 'path', 'stripPrefix', 'forwardToken']) {
+      if (route[key] !== undefined) issues.push({ path: [...at, key], message: `${key} has no effect on a tcp-only route: tunnels name the route itself and carry raw bytes` });
+    }
+  }
+}
+
+function checkRoute(route: Raw, index: number, issues: ConfigIssue[], externalKeys: readonly string[]): void {
   const at = ['routes', index];
   const routePath = text(route.path ?? '/');
   let captured: string[] | undefined;
@@ -81,9 +97,10 @@ function checkRoute(route: Raw, index: number, issues: ConfigIssue[]): void {
   }
   checkUpstream(route, at, captured, issues);
   checkSocketOwner(route, at, captured, issues);
+  checkTunnelKeys(route, at, issues);
   const policy = text(route.policy);
   if (policy !== undefined && policy.trim() !== '') {
-    for (const problem of checkPolicy(policy, captured ?? [])) {
+    for (const problem of checkPolicy(policy, captured ?? [], externalKeys)) {
       issues.push({ path: [...at, 'policy'], message: problem.message, lineInValue: problem.line });
     }
   }
@@ -151,10 +168,12 @@ export function routeChecks(data: unknown, configDir: string): ConfigIssue[] {
   const root = record(data);
   if (!root) return issues;
   const routes = list(root.routes);
+  const externalKeys = externalKeyNames(root);
   routes.forEach((value, index) => {
     const route = record(value);
-    if (route) checkRoute(route, index, issues);
+    if (route) checkRoute(route, index, issues, externalKeys);
   });
+  issues.push(...authzChecks(root));
   checkDuplicateRoutes(routes, issues);
   checkListeners(list(root.listen), configDir, issues);
   return issues;

@@ -34,6 +34,8 @@ const limitsSchema = z
     maxFacts: z.number().int().positive().default(1000),
     maxIterations: z.number().int().positive().default(100),
     maxTimeMicros: z.number().int().positive().default(10_000),
+    /** Hard wall-clock deadline for one authorization, enforced outside the engine (default 100 ms). */
+    deadlineMs: z.number().int().positive().max(60_000).optional(),
   })
   .strict();
 
@@ -43,6 +45,7 @@ const routeLimitsSchema = z
     maxFacts: z.number().int().positive().optional(),
     maxIterations: z.number().int().positive().optional(),
     maxTimeMicros: z.number().int().positive().optional(),
+    deadlineMs: z.number().int().positive().max(60_000).optional(),
   })
   .strict();
 
@@ -53,6 +56,33 @@ const authzSchema = z
     /** File with one revoked revocation id (hex) per line; `#` comments allowed. Unreadable -> deny all. */
     revocationList: z.string().min(1).optional(),
     limits: limitsSchema.prefault({}),
+    /** Third-party block signers by name, `ed25519/<hex>`; route policies trust them with `trusting {name}`. */
+    externalKeys: z.record(z.string().regex(paramName, 'key names are lower case letters, digits and _'), z.string().regex(/^(ed25519|secp256r1)\/[0-9a-fA-F]+$/, 'expected ed25519/<hex>')).default({}),
+    /** Worker threads that run biscuit-wasm, replaced when their WebAssembly memory grows past a bound. */
+    workers: z
+      .object({
+        count: z.number().int().min(1).max(32).default(2),
+        recycleAfterMB: z.number().int().min(8).max(4096).default(24),
+        recycleAfterAuthorizations: z.number().int().positive().optional(),
+      })
+      .strict()
+      .prefault({}),
+    /** Verified-token and decision caches; 0 disables one. */
+    cache: z
+      .object({
+        tokens: z.number().int().min(0).default(10_000),
+        decisions: z.number().int().min(0).default(10_000),
+        decisionTtlMs: z.number().int().min(0).max(60_000).default(1000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const metricsSchema = z
+  .object({
+    /** Plain-HTTP listener for Prometheus (`GET /metrics`), `host:port`; keep it on loopback. */
+    listen: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port'),
   })
   .strict();
 
@@ -86,6 +116,10 @@ const routeSchema = z
     /** Datalog: checks and allow/deny policies added to the authorizer for this route. */
     policy: z.string().min(1),
     limits: routeLimitsSchema.optional(),
+    /** websocket and tcp routes: close a tunnel after this many seconds with no byte either way; 0 = never (default 3600). */
+    idleTimeoutSeconds: z.number().nonnegative().max(604_800).optional(),
+    /** websocket and tcp routes: give up reaching the upstream (connect, and for WebSocket its 101) after this long (default 10). */
+    connectTimeoutSeconds: z.number().positive().max(300).optional(),
   })
   .strict();
 
@@ -96,6 +130,7 @@ export const configSchema = z
     authz: authzSchema,
     audit: auditSchema,
     routes: z.array(routeSchema).min(1),
+    metrics: metricsSchema.optional(),
   })
   .strict();
 
@@ -104,3 +139,4 @@ export type RouteConfig = z.infer<typeof routeSchema>;
 export type ListenAddress = z.infer<typeof listenAddress>;
 export type RunLimits = z.infer<typeof limitsSchema>;
 export type Protocol = z.infer<typeof protocol>;
+export type AuthzConfig = z.infer<typeof authzSchema>;

@@ -1,15 +1,22 @@
 // The composition root: wires listener -> admission (routing + authz) -> forwarders, with audit
 // observing every stage. Owns reload (new config, same sockets) and graceful shutdown.
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { openAuditLog } from '../audit/auditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { createRequestAuthorizer } from '../authz/requestAuthorizer.ts';
+import { authorizerOptions } from '../authz/authorizerOptions.ts';
+import { auditWithMetrics, createGatewayMetrics, type GatewayMetrics } from '../metrics/gatewayMetrics.ts';
+import { startMetricsServer, type MetricsServer } from '../metrics/metricsServer.ts';
 import { createHttpForwarder } from '../forward/httpForwarder.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import { openListener, type BoundListener, type TlsSettings } from '../listener/tlsListener.ts';
-import type { AdmissionContext } from './admitRequest.ts';
-import { refuseUnsupported } from './unsupported.ts';
+import type { AdmissionContext } from '../admission/admitRequest.ts';
+import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
+import { createTunnelRegistry } from '../forward/tunnelSession.ts';
+import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -31,11 +38,16 @@ function tlsSettings(config: GatewayConfig): TlsSettings {
   };
 }
 
-async function admissionFor(config: GatewayConfig): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
-  const authorizer = await createRequestAuthorizer({
-    rootKeyFile: config.authz.rootKey,
-    ...(config.authz.revocationList !== undefined && { revocationListFile: config.authz.revocationList }),
-  });
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
+  const authorizer = await createRequestAuthorizer(
+    authorizerOptions(config.authz, {
+      observer: metrics.authz,
+      onRevocationReload: (result) =>
+        audit.write(result.ok
+          ? { event: 'revocation.reload', decision: 'allow', detail: { file: config.authz.revocationList, count: result.count } }
+          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every request until the list is readable`, detail: { file: config.authz.revocationList } }),
+    }),
+  );
   return {
     routes: new RouteTable(config.routes, config.authz.limits),
     authorizer,
@@ -45,16 +57,35 @@ async function admissionFor(config: GatewayConfig): Promise<AdmissionContext & {
 }
 
 export async function startGateway(config: GatewayConfig, source: string): Promise<Gateway> {
-  const audit = openAuditLog({
-    ...config.audit,
-    onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until restart\n`),
-  });
-  let admission = await admissionFor(config);
+  // Metrics count what the audit records say, so every stage is observed without knowing about metrics.
+  const metrics = createGatewayMetrics();
+  const audit = auditWithMetrics(
+    openAuditLog({
+      ...config.audit,
+      onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until restart\n`),
+    }),
+    metrics,
+  );
+  let admission = await admissionFor(config, audit, metrics);
+  let metricsServer: MetricsServer | undefined;
+  try {
+    if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry);
+  } catch (err) {
+    await admission.close();
+    await audit.close();
+    throw new Error(`metrics listener ${config.metrics?.listen}: ${err instanceof Error ? err.message : String(err)}`);
+  }
   const http = createHttpForwarder({ admission: () => admission, audit });
+  // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown ends them.
+  const tunnels = createTunnelRegistry();
+  const tunnelDeps = { admission: () => admission, audit, tunnels };
+  const tcp = createTunnelForwarder(tunnelDeps);
+  const websocket = createWebSocketForwarder(tunnelDeps);
   const handlers = {
-    request: http.handle,
-    upgrade: refuseUnsupported(audit, 'websocket'),
-    connect: refuseUnsupported(audit, 'tcp'),
+    // The tunnel endpoint's path is reserved: it is checked before any route sees the request.
+    request: (req: IncomingMessage, res: ServerResponse) => (isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : http.handle(req, res)),
+    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => (isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : websocket.handle(req, socket, head)),
+    connect: tcp.handleConnect,
   };
   const tls = tlsSettings(config);
   const listeners: BoundListener[] = [];
@@ -62,11 +93,12 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit));
   } catch (err) {
     for (const l of listeners) l.server.close();
+    await metricsServer?.close();
     await admission.close();
     await audit.close();
     throw err;
   }
-  audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid } });
+  audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, ...(metricsServer && { metrics: metricsServer.address }) } });
 
   return {
     listeners,
@@ -74,12 +106,12 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     async reload(next, nextSource) {
       try {
         const nextTls = tlsSettings(next);
-        const nextAdmission = await admissionFor(next);
+        const nextAdmission = await admissionFor(next, audit, metrics);
         for (const l of listeners) l.server.setSecureContext(nextTls);
         const previous = admission;
         admission = nextAdmission;
         await previous.close();
-        const listenChanged = JSON.stringify(next.listen) !== JSON.stringify(config.listen);
+        const listenChanged = JSON.stringify([next.listen, next.metrics]) !== JSON.stringify([config.listen, config.metrics]);
         audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), ...(listenChanged && { note: 'listen addresses change only on restart' }) } });
         config = next;
         return { ok: true };
@@ -95,14 +127,19 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     async close(graceMs = 10_000) {
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
       for (const l of listeners) l.server.closeIdleConnections();
+      // Tunnels never finish on their own: end them now, each with its close record.
+      const tunnelsClosed = tunnels.closeAll('gateway shutting down');
       const timer = setTimeout(() => listeners.forEach((l) => l.server.closeAllConnections()), graceMs);
       await Promise.all(closing);
       // The server reports closed before the sockets' own close handlers have written their records.
       const open = listeners.flatMap((l) => [...l.connections]);
       await Promise.all(open.map((socket) => new Promise<void>((resolve) => (socket.destroyed && !socket.listenerCount('close') ? resolve() : socket.once('close', () => setImmediate(resolve))))));
       clearTimeout(timer);
+      await tunnelsClosed;
+      tcp.close();
       http.close();
       await admission.close();
+      await metricsServer?.close();
       audit.write({ event: 'gateway.stop', detail: { pid: process.pid } });
       await audit.close();
     },

@@ -1,34 +1,58 @@
 // Attenuation: appends a block of checks to a verified token, so the result allows a subset of
 // what the original allows (shorter life, fewer routes, methods or paths, one client certificate).
-import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
+// With the token's delegation key, the block is signed by that key and may name another client.
+import type { PrivateKey, PublicKey } from '@biscuit-auth/biscuit-wasm';
 import { biscuit, biscuitErrorText, datalogParameters } from './biscuitModule.ts';
 import { parseToken } from './parseToken.ts';
 import { hasRestriction, restrictionChecks, type Restrictions } from './restrictions.ts';
 import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
 
-export interface AttenuateOptions extends Restrictions {
+export interface AttenuateOptions extends Omit<Restrictions, 'delegationKey' | 'delegate'> {
   /** The token to attenuate, base64url. */
   token: string;
   /** Root public key: the token is verified before anything is appended to it. */
   publicKey: PublicKey;
+  /**
+   * The delegation private key written when a delegable token was minted: the block is then a
+   * third-party block signed by it, and its client binding (required) hands the token to that client.
+   */
+  delegationPrivateKey?: PrivateKey;
   /** The time a TTL counts from; default now. */
   now?: Date;
 }
 
 /** Returns the attenuated token as base64url text. */
 export function attenuateToken(options: AttenuateOptions): TokenResult<string> {
-  if (!hasRestriction(options)) {
+  const { token: text, publicKey, delegationPrivateKey, now, ...restrictions } = options;
+  if (!hasRestriction(restrictions)) {
     return fail('invalid-input', 'nothing to attenuate: give at least one of a TTL, routes, methods, a path prefix or a client binding');
   }
-  const checks = restrictionChecks(options, options.now ?? new Date());
+  const delegating = delegationPrivateKey !== undefined;
+  if (delegating && restrictions.clientFingerprint === undefined && restrictions.clientCn === undefined) {
+    return fail('invalid-input', 'delegating needs the client to delegate to: give its certificate (or common name)');
+  }
+  const checks = restrictionChecks({ ...restrictions, ...(delegating && { delegate: true }) }, now ?? new Date());
   if (!checks.ok) return passOn(checks);
-  const parsed = parseToken(options.token, options.publicKey);
+  const parsed = parseToken(text, publicKey);
   if (!parsed.ok) return passOn(parsed);
   const token = parsed.value;
   try {
-    const block = biscuit.Biscuit.block_builder();
+    const block = delegating ? new biscuit.BlockBuilder() : biscuit.Biscuit.block_builder();
     block.addCodeWithParameters(checks.value.code, datalogParameters(checks.value.parameters), {});
-    const attenuated = token.appendBlock(block);
+    let attenuated;
+    if (delegationPrivateKey !== undefined) {
+      const pair = biscuit.KeyPair.fromPrivateKey(delegationPrivateKey);
+      const signer = pair.getPublicKey();
+      const request = token.getThirdPartyRequest();
+      try {
+        attenuated = token.appendThirdPartyBlock(signer, request.createBlock(delegationPrivateKey, block));
+      } finally {
+        signer.free();
+        pair.free();
+      }
+    } else {
+      attenuated = token.appendBlock(block);
+    }
     try {
       return ok(attenuated.toBase64());
     } finally {

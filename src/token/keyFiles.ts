@@ -74,6 +74,16 @@ export function writeKeyPair(
   return ok(keys);
 }
 
+/**
+ * Generates a delegation key pair and writes its private key (mode 0600, never clobbered without
+ * `force`); the public key goes into the token it makes delegable.
+ */
+export function writeDelegationKey(file: string, options: { force?: boolean } = {}): TokenResult<RootKeyStrings> {
+  const keys = generateRootKey();
+  const written = writeKeyFile(file, `${keys.privateKey}\n`, 0o600, options.force ?? false);
+  return written.ok ? ok(keys) : written;
+}
+
 function readKeyText(file: string): TokenResult<string> {
   try {
     return ok(fs.readFileSync(file, 'utf8').trim());

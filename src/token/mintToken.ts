@@ -3,6 +3,7 @@
 import type { PrivateKey } from '@biscuit-auth/biscuit-wasm';
 import { biscuit, biscuitErrorText, datalogParameters } from './biscuitModule.ts';
 import { defaultTtlSeconds } from './duration.ts';
+import { parsePublicKey } from './keyFiles.ts';
 import { validGroup, validUser } from './names.ts';
 import { restrictionChecks, type DatalogParameter } from './restrictions.ts';
 import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
@@ -19,12 +20,17 @@ export interface MintOptions {
   clientFingerprint?: string;
   /** Bind to client certificates with this common name. */
   clientCn?: string;
+  /**
+   * Makes the token delegable: `ed25519/<hex>` public key of a delegation key pair. A block signed with
+   * its private key may name another client certificate (`gatehouse token attenuate --delegation-key`).
+   */
+  delegationKey?: string;
   /** The minting time the expiry counts from; default now. */
   now?: Date;
 }
 
 /** The Datalog source and parameters of the authority block (exported for inspection in tests). */
-export function authorityCode(options: MintOptions): TokenResult<{ code: string; parameters: Record<string, DatalogParameter> }> {
+export function authorityCode(options: MintOptions): TokenResult<{ code: string; parameters: Record<string, DatalogParameter>; scope: Record<string, string> }> {
   const user = validUser(options.user);
   if (!user.ok) return passOn(user);
   const lines = ['user({user});'];
@@ -42,21 +48,39 @@ export function authorityCode(options: MintOptions): TokenResult<{ code: string;
       ...(options.routes !== undefined ? { routes: options.routes } : {}),
       ...(options.clientFingerprint !== undefined ? { clientFingerprint: options.clientFingerprint } : {}),
       ...(options.clientCn !== undefined ? { clientCn: options.clientCn } : {}),
+      ...(options.delegationKey !== undefined ? { delegationKey: options.delegationKey } : {}),
     },
     options.now ?? new Date(),
   );
   if (!checks.ok) return passOn(checks);
-  return ok({ code: [...lines, checks.value.code].join('\n'), parameters: { ...parameters, ...checks.value.parameters } });
+  return ok({ code: [...lines, checks.value.code].join('\n'), parameters: { ...parameters, ...checks.value.parameters }, scope: checks.value.scope });
+}
+
+/**
+ * Scope parameters checked by parsing each key first: biscuit-wasm panics on a value that is not a
+ * valid public key, so only what the library itself printed reaches it.
+ */
+export function scopeParameters(scope: Record<string, string>): TokenResult<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [name, text] of Object.entries(scope)) {
+    const key = parsePublicKey(text, `${name} key`);
+    if (!key.ok) return passOn(key);
+    out[name] = key.value.toDatalogParameter();
+    key.value.free();
+  }
+  return ok(out);
 }
 
 /** Mints a token; returns it as base64url text. */
 export function mintToken(options: MintOptions): TokenResult<string> {
   const authority = authorityCode(options);
   if (!authority.ok) return passOn(authority);
+  const scope = scopeParameters(authority.value.scope);
+  if (!scope.ok) return passOn(scope);
   const builder = new biscuit.BiscuitBuilder();
   let token;
   try {
-    builder.addCodeWithParameters(authority.value.code, datalogParameters(authority.value.parameters), {});
+    builder.addCodeWithParameters(authority.value.code, datalogParameters(authority.value.parameters), scope.value);
     token = builder.build(options.privateKey);
   } catch (error) {
     return fail('library', `cannot mint the token: ${biscuitErrorText(error)}`);

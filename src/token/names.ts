@@ -53,6 +53,13 @@ export function validFingerprint(fingerprint: string): TokenResult<string> {
   return fail('invalid-input', `invalid certificate fingerprint ${JSON.stringify(fingerprint)}: expected sha256:<64 hex digits>`);
 }
 
+/** An Ed25519 public key as `ed25519/<64 hex>`, lower-cased: the only form a scope parameter may take. */
+export function validDelegationKey(key: string): TokenResult<string> {
+  const text = key.trim().toLowerCase();
+  if (/^ed25519\/[0-9a-f]{64}$/.test(text)) return ok(text);
+  return fail('invalid-input', `invalid delegation key ${JSON.stringify(key)}: expected ed25519/<64 hex digits>`);
+}
+
 /** Validates every entry of a list; the first failure wins. An empty list is refused. */
 export function validList(
   what: string,

@@ -35,6 +35,8 @@ export interface HarnessOptions {
   extraListen?: string;
   /** audit.file in routes.yaml (default audit/audit.log). */
   auditFile?: string;
+  /** More keys under `authz:` (lines indented by 2), e.g. externalKeys or cache settings. */
+  authzExtra?: string;
 }
 
 export function makeRootKey(): { privateKey: string; publicKey: string } {
@@ -72,7 +74,7 @@ ${opts.extraListen ?? ''}tls:
 authz:
   rootKey: certs/token-root.pub
   revocationList: certs/revoked.txt
-audit:
+${opts.authzExtra ?? ''}audit:
   file: ${opts.auditFile ?? 'audit/audit.log'}
 ${opts.extraTop ?? ''}routes:
 ${opts.routes}`,

@@ -1,0 +1,19 @@
+// Turns the `authz` section of routes.yaml into RequestAuthorizer options: one place, used by the
+// gateway and by the benchmark, so both run exactly the same authorizer.
+import type { AuthzConfig } from '../config/schema.ts';
+import type { AuthzObserver } from './authzObserver.ts';
+import type { ReloadResult, RequestAuthorizerOptions } from './requestAuthorizer.ts';
+
+export function authorizerOptions(
+  authz: AuthzConfig,
+  hooks: { onRevocationReload?: (result: ReloadResult) => void; observer?: AuthzObserver } = {},
+): RequestAuthorizerOptions {
+  return {
+    rootKeyFile: authz.rootKey,
+    ...(authz.revocationList !== undefined && { revocationListFile: authz.revocationList }),
+    externalKeys: authz.externalKeys,
+    workers: authz.workers,
+    cache: authz.cache,
+    ...hooks,
+  };
+}

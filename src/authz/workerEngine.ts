@@ -1,0 +1,134 @@
+// The body of an engine worker: owns one biscuit-wasm instance, verifies tokens (keeping a few
+// parsed ones), checks revocation before any Datalog runs, and evaluates route policies.
+import { MessagePort, parentPort, workerData } from 'node:worker_threads';
+import { Biscuit, type PublicKey } from '@biscuit-auth/biscuit-wasm';
+import { earliestExpiry } from '../token/inspectToken.ts';
+import { biscuitErrorText, isWasmTrap } from './biscuitErrors.ts';
+import { authorityUser, evaluateToken, revocationIdsOf } from './evaluateToken.ts';
+import { parsePublicKey } from './rootKey.ts';
+import { revokedDecision } from './revokedDecision.ts';
+import type { Decision } from './types.ts';
+import { wasmMemoryReader } from './wasmMemory.ts';
+import { warmUpEngine } from './warmUp.ts';
+import type { EngineWorkerInit, FromWorker, ToWorker, TokenInfo } from './workerProtocol.ts';
+
+interface ParsedToken {
+  biscuit: Biscuit;
+  revocationIds: string[];
+  expiresAt?: number;
+}
+
+const port = parentPort;
+if (port === null) throw new Error('workerEngine.ts runs only as a worker thread');
+const init = workerData as EngineWorkerInit;
+const results = init.results instanceof MessagePort ? init.results : port;
+const send = (message: FromWorker): void => results.postMessage(message);
+
+function fail(reason: string): never {
+  send({ type: 'failed', reason });
+  process.exit(1);
+}
+
+const root = parsePublicKey(init.rootKey, 'root key');
+if (!root.ok) fail(root.reason);
+const rootKey: PublicKey = root.key;
+const scope: Record<string, string> = {};
+for (const [name, text] of Object.entries(init.externalKeys)) {
+  const parsed = parsePublicKey(text, `external key ${name}`);
+  if (!parsed.ok) fail(parsed.reason);
+  // The form addCodeWithParameters expects for a scope parameter; anything else panics the engine.
+  scope[name] = parsed.key.toDatalogParameter();
+  parsed.key.free();
+}
+let revoked = new Set(init.revoked);
+const wasmBytes = await wasmMemoryReader();
+const parsedTokens = new Map<string, ParsedToken>();
+let count = 0;
+let poisoned = false;
+
+/** Earliest expiry from the printed block sources: only used to cut a cached decision's life shorter. */
+function expiryOf(token: Biscuit): number | undefined {
+  const sources: string[] = [];
+  for (let i = 0; i < token.countBlocks(); i++) sources.push(token.getBlockSource(i));
+  const text = earliestExpiry(sources);
+  const at = text === undefined ? Number.NaN : Date.parse(text);
+  return Number.isFinite(at) ? at : undefined;
+}
+
+function parse(token: string): { ok: true; value: ParsedToken; cached: boolean } | { ok: false; reason: string } {
+  const known = parsedTokens.get(token);
+  if (known) {
+    parsedTokens.delete(token);
+    parsedTokens.set(token, known);
+    return { ok: true, value: known, cached: true };
+  }
+  let biscuit: Biscuit;
+  try {
+    biscuit = Biscuit.fromBase64(token, rootKey);
+  } catch (error) {
+    if (isWasmTrap(error)) poisoned = true;
+    return { ok: false, reason: `token does not parse or verify: ${biscuitErrorText(error)}` };
+  }
+  const expiresAt = expiryOf(biscuit);
+  const value: ParsedToken = { biscuit, revocationIds: revocationIdsOf(biscuit), ...(expiresAt !== undefined && { expiresAt }) };
+  if (init.parsedTokens <= 0) return { ok: true, value, cached: false };
+  parsedTokens.set(token, value);
+  if (parsedTokens.size > init.parsedTokens) {
+    const [oldest] = parsedTokens.keys();
+    if (oldest !== undefined) {
+      parsedTokens.get(oldest)?.biscuit.free();
+      parsedTokens.delete(oldest);
+    }
+  }
+  return { ok: true, value, cached: true };
+}
+
+function authorize(message: Extract<ToWorker, { type: 'authorize' }>): { decision: Decision; info?: TokenInfo } {
+  const parsed = parse(message.token);
+  if (!parsed.ok) {
+    return { decision: { allow: false, status: 401, clientReason: 'invalid token', reason: parsed.reason }, info: { valid: false, reason: parsed.reason } };
+  }
+  const token = parsed.value;
+  const info: TokenInfo | undefined = message.wantInfo
+    ? { valid: true, revocationIds: token.revocationIds, ...(token.expiresAt !== undefined && { expiresAt: token.expiresAt }) }
+    : undefined;
+  if (info) send({ type: 'info', id: message.id, info });
+  try {
+    // Revocation is checked on every block's id before any Datalog runs.
+    if (revokedDecision(token.revocationIds, revoked)) {
+      return { decision: revokedDecision(token.revocationIds, revoked, authorityUser(token.biscuit)) as Decision };
+    }
+    const decision = evaluateToken(token.biscuit, message.route, message.facts, {
+      scope,
+      observe: (detail) => {
+        if (detail.fault) poisoned = true;
+      },
+    });
+    // The main thread already holds this token's ids: do not copy them back on every call.
+    if (!message.wantInfo && decision.revocationIds) decision.revocationIds = [];
+    return { decision };
+  } finally {
+    if (!parsed.cached) token.biscuit.free();
+  }
+}
+
+port.on('message', (message: ToWorker) => {
+  if (message.type === 'revocations') {
+    revoked = new Set(message.ids);
+    return;
+  }
+  count += 1;
+  let outcome: { decision: Decision; info?: TokenInfo };
+  try {
+    outcome = authorize(message);
+  } catch (error) {
+    if (isWasmTrap(error)) poisoned = true;
+    outcome = { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: `route ${message.route.name}: unexpected authorization error: ${biscuitErrorText(error)}` } };
+  }
+  send({ type: 'result', id: message.id, ...outcome, wasmBytes: wasmBytes(), count, ...(poisoned && { poisoned: true }) });
+});
+
+// Warm up before taking work: biscuit-wasm compiles lazily, and a cold first call is slow.
+const selfTest = warmUpEngine();
+if (!selfTest.allow) fail(`authorization engine self-test failed: ${selfTest.reason}`);
+send({ type: 'ready', wasmBytes: wasmBytes() });

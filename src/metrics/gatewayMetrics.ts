@@ -1,0 +1,97 @@
+// The gateway's Prometheus metrics (prom-client, one registry, names prefixed `gatehouse_`): the
+// authorization engine's workers, decisions and caches, plus traffic counted from the audit records.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AuditLog } from '../audit/auditLog.ts';
+import type { AuditRecord } from '../audit/auditRecord.ts';
+import type { AuthzObserver } from '../authz/authzObserver.ts';
+
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  /** Hooks for the authorizer; they outlive config reloads (each reload builds a new authorizer). */
+  readonly authz: AuthzObserver;
+  /** Counts what an audit record says happened (requests, tunnels, reloads, TLS refusals). */
+  observeAudit(record: AuditRecord): void;
+}
+
+export function createGatewayMetrics(options: { processMetrics?: boolean } = {}): GatewayMetrics {
+  const registry = new Registry();
+  const prefix = 'gatehouse_';
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix });
+  const registers = [registry];
+
+  const wasmMemory = new Gauge({ name: `${prefix}authz_worker_wasm_memory_bytes`, help: 'WebAssembly memory of each authorization worker (biscuit-wasm never returns it)', labelNames: ['worker'], registers });
+  const replacements = new Counter({ name: `${prefix}authz_worker_replacements_total`, help: 'Authorization workers replaced, by reason (memory, count, deadline, crash, fault)', labelNames: ['reason'], registers });
+  const decisions = new Counter({ name: `${prefix}authz_decisions_total`, help: 'Authorization decisions by result and by the path that produced them', labelNames: ['result', 'path'], registers });
+  const cacheHits = new Counter({ name: `${prefix}authz_cache_hits_total`, help: 'Authorization cache hits (token: verified tokens; decision: recent decisions)', labelNames: ['cache'], registers });
+  const cacheMisses = new Counter({ name: `${prefix}authz_cache_misses_total`, help: 'Authorization cache misses', labelNames: ['cache'], registers });
+  const latency = new Histogram({
+    name: `${prefix}authz_decision_seconds`,
+    help: 'Time to decide one authorization, by path',
+    labelNames: ['path'],
+    buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5],
+    registers,
+  });
+  const requests = new Counter({ name: `${prefix}requests_total`, help: 'Requests and tunnel attempts by protocol, route, decision and status', labelNames: ['protocol', 'route', 'decision', 'status'], registers });
+  const tunnels = new Counter({ name: `${prefix}tunnels_opened_total`, help: 'Tunnels and WebSocket sessions opened, by protocol and route', labelNames: ['protocol', 'route'], registers });
+  const tunnelBytes = new Counter({ name: `${prefix}tunnel_bytes_total`, help: 'Bytes carried by closed tunnels, by direction (in: client to upstream)', labelNames: ['direction'], registers });
+  const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
+  const tlsRejects = new Counter({ name: `${prefix}tls_rejects_total`, help: 'Connections refused during the TLS handshake', registers });
+
+  const authz: AuthzObserver = {
+    workerMemory: (slot, bytes) => {
+      if (bytes >= 0) wasmMemory.set({ worker: String(slot) }, bytes);
+    },
+    workerReplaced: (reason) => replacements.inc({ reason }),
+    decided: (decision, path, seconds) => {
+      const result = decision.allow ? 'allow' : decision.status === 503 ? 'unavailable' : 'deny';
+      decisions.inc({ result, path });
+      latency.observe({ path }, seconds);
+    },
+    cacheLookup: (cache, hit) => (hit ? cacheHits : cacheMisses).inc({ cache }),
+  };
+
+  return {
+    registry,
+    authz,
+    observeAudit(record) {
+      switch (record.event) {
+        case 'request':
+          requests.inc({ protocol: record.protocol ?? '', route: record.route ?? '', decision: record.decision ?? '', status: String(record.status ?? '') });
+          break;
+        case 'tunnel.open':
+          tunnels.inc({ protocol: record.protocol ?? '', route: record.route ?? '' });
+          break;
+        case 'tunnel.close':
+          if (record.bytesIn) tunnelBytes.inc({ direction: 'in' }, record.bytesIn);
+          if (record.bytesOut) tunnelBytes.inc({ direction: 'out' }, record.bytesOut);
+          break;
+        case 'config.reload':
+        case 'revocation.reload':
+          reloads.inc({ kind: record.event === 'config.reload' ? 'config' : 'revocation', result: record.decision === 'deny' ? 'error' : 'ok' });
+          break;
+        case 'tls.reject':
+          tlsRejects.inc();
+          break;
+        default:
+          break;
+      }
+    },
+  };
+}
+
+/** An audit log that also feeds the metrics: every stage already writes a record, so nothing else changes. */
+export function auditWithMetrics(audit: AuditLog, metrics: GatewayMetrics): AuditLog {
+  return {
+    write(record) {
+      audit.write(record);
+      metrics.observeAudit(record);
+    },
+    get healthy() {
+      return audit.healthy;
+    },
+    get lastError() {
+      return audit.lastError;
+    },
+    close: () => audit.close(),
+  };
+}
