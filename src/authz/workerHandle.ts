@@ -1,7 +1,7 @@
 // One engine worker as the pool sees it: the thread, its result channel, the calls it was sent, and
 // the CPU probe that tells a worker stuck on a call from one merely starved of CPU.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { EngineCall, EngineOutcome, ReplaceReason } from './workerPool.ts';
+import type { EngineCall, EngineOutcome, ReplaceReason } from './workerProtocol.ts';
 import type { EngineWorkerInit, TokenInfo } from './workerProtocol.ts';
 import type { WorkerSources } from './workerSources.ts';
 

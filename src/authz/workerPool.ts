@@ -6,8 +6,9 @@
 // window and the worker is stopped only if it is computing (a thread merely starved of CPU on a busy
 // machine is not the token's fault). Ten times the deadline stops it regardless.
 import { receiveMessageOnPort } from 'node:worker_threads';
-import type { Decision, RequestFacts, RoutePolicy } from './types.ts';
-import type { EngineWorkerInit, FromWorker, TokenInfo, ToWorker } from './workerProtocol.ts';
+import type { EngineCall, EngineOutcome, EngineWorkerInit, FromWorker, ReplaceReason, ToWorker } from './workerProtocol.ts';
+
+export type { EngineCall, EngineOutcome, ReplaceReason } from './workerProtocol.ts';
 import { sharedWasmModule } from './sharedWasm.ts';
 import { probeOverdue, spawnHandle, workerUrl, type Handle, type Job } from './workerHandle.ts';
 import { workerSources } from './workerSources.ts';
@@ -32,24 +33,8 @@ export interface PoolObserver {
   workerReplaced?(reason: ReplaceReason): void;
 }
 
-export type ReplaceReason = 'memory' | 'count' | 'deadline' | 'crash' | 'fault';
-
 /** Without a readable memory size, replace a worker after this many calls (~12-20 KB leaked each). */
 const fallbackRecycleCount = 2000;
-
-export interface EngineCall {
-  token: string;
-  route: RoutePolicy;
-  facts: RequestFacts;
-  wantInfo: boolean;
-  /** Hard deadline for the call once a worker starts it, in ms. */
-  deadlineMs: number;
-}
-
-export type EngineOutcome =
-  | { kind: 'done'; decision: Decision; info?: TokenInfo }
-  | { kind: 'deadline'; elapsedMs: number; cpuMs?: number; info?: TokenInfo }
-  | { kind: 'unavailable'; reason: string };
 
 export interface PoolStats {
   workers: { slot: number; wasmBytes: number; authorizations: number; inflight: number }[];

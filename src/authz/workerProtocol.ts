@@ -49,3 +49,20 @@ export type FromWorker =
       /** The engine hit a WebAssembly trap: its state cannot be trusted any more. */
       poisoned?: boolean;
     };
+
+// What the pool is asked, and what it answers (main thread only; shared with the worker handles).
+export type ReplaceReason = 'memory' | 'count' | 'deadline' | 'crash' | 'fault';
+
+export interface EngineCall {
+  token: string;
+  route: RoutePolicy;
+  facts: RequestFacts;
+  wantInfo: boolean;
+  /** Hard deadline for the call once a worker starts it, in ms. */
+  deadlineMs: number;
+}
+
+export type EngineOutcome =
+  | { kind: 'done'; decision: Decision; info?: TokenInfo }
+  | { kind: 'deadline'; elapsedMs: number; cpuMs?: number; info?: TokenInfo }
+  | { kind: 'unavailable'; reason: string };
