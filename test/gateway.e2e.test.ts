@@ -2,6 +2,7 @@
 // reaches the UNIX-socket service, and the one audit record each attempt leaves behind.
 import { chownSync, mkdirSync, appendFileSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +20,7 @@ let echo: Server;
 let nobodyEcho: Server;
 let upstreamHits = 0;
 let aliceToken: string;
+let truncating: NetServer;
 
 const routes = `  - name: demo
     path: /demo/
@@ -28,6 +30,16 @@ const routes = `  - name: demo
   - name: other
     path: /other/
     upstream: unix:run/demo.sock
+    policy: |
+      allow if user($u);
+  - name: hostcheck
+    path: /hostcheck/
+    upstream: unix:run/demo.sock
+    policy: |
+      allow if user($u), host("localhost");
+  - name: truncating
+    path: /truncated/
+    upstream: unix:run/truncating.sock
     policy: |
       allow if user($u);
   - name: users
@@ -64,11 +76,15 @@ beforeAll(async () => {
   nobodyEcho = await startEchoService(join(h.dir, 'run', 'users', 'nobody', 'svc.sock'), 'nobody-svc');
   nobodyEcho.on('request', () => upstreamHits++);
   aliceToken = token('alice');
+  // An upstream that promises 100 bytes, sends 5 and dies.
+  truncating = createNetServer((sock) => sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello', () => sock.destroy())));
+  await new Promise<void>((ok) => truncating.listen(join(h.dir, 'run', 'truncating.sock'), ok));
 });
 
 afterAll(async () => {
   echo?.close();
   nobodyEcho?.close();
+  truncating?.close();
   await h?.stop();
 });
 
@@ -200,6 +216,31 @@ describe('gateway core, end to end with curl', () => {
     expect(reply.headers['proxy-authorization']).toBeUndefined();
     const r = await h.waitForAudit((a) => a.event === 'request' && a.path === '/demo/spoof');
     expectAuditFields(r);
+  });
+
+  it('gives policies the host that routing matched (lowercase, without the port)', async () => {
+    const res = await curl(h, '/hostcheck/x', { client: alice, token: aliceToken, args: ['-H', `Host: LocalHost:${h.port}`] });
+    expect(res.status).toBe(200);
+  });
+
+  it('drops underscore variants of identity headers, rewrite headers and headers the client marks hop-by-hop', async () => {
+    const spoof = ['X-Gatehouse_User: root', 'X_Forwarded_For: 10.9.9.9', 'X-Original-URL: /admin', 'X-Rewrite-URL: /admin', 'Connection: keep-alive, X-Custom', 'X-Custom: 1', 'X-Kept: yes'];
+    const res = await curl(h, '/demo/spoof2', { client: alice, token: aliceToken, args: spoof.flatMap((s) => ['-H', s]) });
+    expect(res.status).toBe(200);
+    const headers = (JSON.parse(res.body) as EchoReply).headers;
+    expect(Object.keys(headers).filter((k) => k.includes('_'))).toEqual([]);
+    expect(headers['x-original-url']).toBeUndefined();
+    expect(headers['x-rewrite-url']).toBeUndefined();
+    expect(headers['x-custom']).toBeUndefined();
+    expect(headers['x-kept']).toBe('yes');
+    expect(headers['x-gatehouse-user']).toBe('alice');
+  });
+
+  it('cuts the client off when the upstream dies mid-response, and records why', async () => {
+    const res = await curl(h, '/truncated/x', { client: alice, token: aliceToken });
+    expect(res.exitCode).not.toBe(0);
+    const r = await h.waitForAudit((a) => a.event === 'request' && a.path === '/truncated/x');
+    expect(r).toMatchObject({ decision: 'allow', route: 'truncating', reason: 'upstream closed before the response was complete' });
   });
 
   it('refuses a socket owned by another user than the one the path names', async () => {

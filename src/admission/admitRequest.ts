@@ -3,7 +3,7 @@
 import type { Protocol } from '../config/schema.ts';
 import type { Decision, RequestAuthorizer, RequestFacts } from '../authz/types.ts';
 import { normalizeTarget, encodePath } from '../routing/normalizePath.ts';
-import type { CompiledRoute, RouteTable } from '../routing/routeTable.ts';
+import { hostOnly, type CompiledRoute, type RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { resolveUpstream, verifySocketOwner, type UpstreamTarget } from '../upstream/upstreamTarget.ts';
 
@@ -79,7 +79,8 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
     sourceIp: req.sourceIp,
     client: req.identity,
     ...(req.method !== undefined && { method: req.method }),
-    ...(req.hostHeader !== undefined && { host: req.hostHeader }),
+    // The host routing matched on (lowercase, no port), so a policy's host() sees what routing saw.
+    ...(req.hostHeader !== undefined && { host: hostOnly(req.hostHeader) ?? '' }),
     ...(path !== undefined && { path }),
   };
   const policy = { name: route.config.name, policy: route.config.policy, limits: route.limits };

@@ -43,10 +43,17 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
   // One keep-alive agent for all upstreams: Node keys its pools by socket path or host:port.
   const agent = new Agent({ keepAlive: true, maxFreeSockets: 64, timeout: 60_000 });
   const proxy = createProxyServer({ xfwd: false, agent, proxyTimeout: 120_000 });
-  const responseBytes = new WeakMap<IncomingMessage, { n: number }>();
-  proxy.on('proxyRes', (proxyRes, req) => {
+  const responseBytes = new WeakMap<IncomingMessage, { n: number; truncated: boolean }>();
+  proxy.on('proxyRes', (proxyRes, req, res) => {
     const counter = responseBytes.get(req);
     if (counter) proxyRes.on('data', (chunk: Buffer) => (counter.n += chunk.length));
+    // An upstream that dies mid-body: http-proxy-3 neither reports it nor ends the response, which
+    // would leave the client waiting forever and the request unrecorded. Cut the client off instead.
+    proxyRes.once('close', () => {
+      if (proxyRes.complete) return;
+      if (counter) counter.truncated = true;
+      res.destroy();
+    });
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -76,6 +83,9 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       refuse(res, 503, 'gateway unavailable');
       return finish({ decision: 'deny', status: 503, reason: `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}` });
     }
+    // Watch for the client leaving while admission runs: its 'close' may fire before we listen again.
+    let clientLeft = false;
+    res.once('close', () => (clientLeft = true));
     const admission = await admitRequest(deps.admission(), {
       identity: conn.identity,
       sourceIp: conn.sourceIp,
@@ -96,10 +106,14 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     }
 
     const { route, upstream, decision } = admission;
+    if (clientLeft || res.destroyed) {
+      // Nobody is waiting for the answer: do not act on the upstream on their behalf.
+      return finish({ decision: 'allow', status: 499, reason: 'client closed during admission; not forwarded', route: route.config.name, path: admission.path, token });
+    }
     applyIdentityHeaders(req.headers, { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name }, route.config.forwardToken);
     req.url = admission.upstreamTarget;
     const bytesIn = { n: 0 };
-    const bytesOut = { n: 0 };
+    const bytesOut = { n: 0, truncated: false };
     responseBytes.set(req, bytesOut);
     const body = new PassThrough();
     body.on('data', (chunk: Buffer) => (bytesIn.n += chunk.length));
@@ -115,7 +129,13 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         path: admission.path,
         token,
         status: upstreamError ? 502 : res.statusCode,
-        reason: upstreamError ? `upstream error: ${upstreamError}` : complete ? decision.matched : 'client closed before response completed',
+        reason: upstreamError
+          ? `upstream error: ${upstreamError}`
+          : bytesOut.truncated
+            ? 'upstream closed before the response was complete'
+            : complete
+              ? decision.matched
+              : 'client closed before response completed',
         bytesIn: bytesIn.n,
         bytesOut: bytesOut.n,
       });

@@ -20,6 +20,9 @@ const CLIENT_CONTROLLED = new Set([
   'x-ssl-client-cert',
   'x-ssl-client-dn',
   'remote-user',
+  // Some frameworks route by these instead of the request line: the path that was authorized must win.
+  'x-original-url',
+  'x-rewrite-url',
 ]);
 
 export interface VerifiedCaller {
@@ -40,8 +43,14 @@ function headerSafe(value: string): string {
  * for it; Proxy-Authorization is always dropped (it is addressed to the gateway, never the service).
  */
 export function applyIdentityHeaders(headers: IncomingHttpHeaders, caller: VerifiedCaller, keepToken: boolean): void {
+  // Headers the client lists in Connection are hop-by-hop: a proxy behind us would drop them, and a
+  // client could use that to make it drop the identity headers set below. Drop them here instead.
+  const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((t) => t.trim()) : [];
+  for (const name of connection) if (name !== 'upgrade' && name !== 'keep-alive' && name !== 'close') delete headers[name];
   for (const name of Object.keys(headers)) {
-    if (CLIENT_CONTROLLED.has(name) || name.startsWith(IDENTITY_PREFIX) || name === 'proxy-authorization') delete headers[name];
+    // CGI, WSGI and PHP map `_` and `-` alike (X-Gatehouse_User reads as X-Gatehouse-User), so a name
+    // with an underscore could smuggle an identity past an exact-name check: drop all of them, as nginx does.
+    if (name.includes('_') || CLIENT_CONTROLLED.has(name) || name.startsWith(IDENTITY_PREFIX) || name === 'proxy-authorization') delete headers[name];
   }
   if (!keepToken) delete headers.authorization;
   const host = headers.host;

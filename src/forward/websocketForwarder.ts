@@ -20,14 +20,19 @@ function passRefusalBack(res: IncomingMessage, socket: Duplex, done: () => void)
   const chunks: Buffer[] = [];
   let size = 0;
   res.on('data', (chunk: Buffer) => {
-    if (size >= REFUSAL_BODY_LIMIT) return;
     chunks.push(chunk);
     size += chunk.length;
+    // A refusal that keeps streaming (an event stream, say) is cut at the limit, not read forever.
+    if (size >= REFUSAL_BODY_LIMIT) send();
   });
   let sent = false;
+  // Neither a slow upstream nor a client that left may hold both sockets open.
+  const timer = setTimeout(() => send(), 10_000);
   const send = () => {
     if (sent) return;
     sent = true;
+    clearTimeout(timer);
+    socket.removeListener('close', send);
     const body = Buffer.concat(chunks).subarray(0, REFUSAL_BODY_LIMIT);
     const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`];
     for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
@@ -45,6 +50,7 @@ function passRefusalBack(res: IncomingMessage, socket: Duplex, done: () => void)
   res.once('end', send);
   res.once('error', send);
   res.once('close', send);
+  socket.once('close', send);
 }
 
 /** Replays the (already rewritten) upgrade request on `upstreamSocket` and splices on 101. */

@@ -12,6 +12,7 @@ import { auditClient } from '../audit/auditRecord.ts';
 import type { ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
 import { attachContext, contextOf, newConnectionId, sourceOf } from './connectionContext.ts';
+import { createRejectLimiter } from './rejectLimiter.ts';
 
 export interface TlsSettings extends SecureContextOptions {
   minVersion: 'TLSv1.2' | 'TLSv1.3';
@@ -54,16 +55,19 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     keepAliveTimeout: 30_000,
   });
 
+  const rejects = createRejectLimiter();
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     // By now the TLS socket may be destroyed and have forgotten its peer; the TCP socket under it has not.
     const parent = (socket as TLSSocket & { _parent?: Socket })._parent;
-    const { source } = sourceOf(socket.remoteAddress ? socket : parent ?? socket);
+    const { source, sourceIp } = sourceOf(socket.remoteAddress ? socket : parent ?? socket);
+    const limit = rejects.admit(sourceIp || source);
+    if (!limit.write) return;
     // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
     // why it failed in authorizationError and drops the socket, so that is the reason worth recording.
     const reason = socket.authorizationError
       ? `client certificate rejected: ${String(socket.authorizationError)}`
       : `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}`;
-    audit.write({ event: 'tls.reject', source, decision: 'deny', reason });
+    audit.write({ event: 'tls.reject', source, decision: 'deny', reason, ...(limit.suppressed > 0 && { detail: { suppressedBefore: limit.suppressed } }) });
   });
 
   const connections = new Set<TLSSocket>();
