@@ -1,7 +1,6 @@
 // `gatehouse check`: validates routes.yaml and the files it names without starting anything.
 // Prints every error as file:line:column: key: message on stderr and exits 1, or a one-line OK.
 import type { Command } from 'commander';
-import { formatConfigError, loadConfig } from '../config/loadConfig.ts';
 
 export function registerCheck(program: Command): void {
   program
@@ -22,6 +21,7 @@ Each error names file:line:column and the key, e.g.
   routes.yaml:12:5: routes[2].upstream: expected unix:/path or tcp:host:port`,
     )
     .action(async (options: { config: string }) => {
+      const { formatConfigError, loadConfig } = await import('../config/loadConfig.ts');
       const result = await loadConfig(options.config);
       if (!result.ok) {
         for (const error of result.errors) process.stderr.write(`${formatConfigError(error)}\n`);
