@@ -9,15 +9,22 @@ import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
 import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 let h: Harness;
 let alice: TestClientCertificate;
 let echo: Server;
+let raw: UnixService;
 
 const routes = `  - name: demo
     path: /demo/
     upstream: unix:run/demo.sock
+    policy: |
+      allow if user($u);
+  - name: raw
+    protocols: [tcp]
+    upstream: unix:run/raw.sock
     policy: |
       allow if user($u);
 `;
@@ -26,11 +33,13 @@ beforeAll(async () => {
   h = await startHarness({ routes, extraTop: 'metrics:\n  listen: 127.0.0.1:0\n' });
   alice = await h.pki.client('alice');
   echo = await startEchoService(join(h.dir, 'run', 'demo.sock'), 'demo');
+  raw = await unixService(join(h.dir, 'run', 'raw.sock'), (socket) => socket.pipe(socket));
   writeFileSync(join(h.dir, 'certs', 'token-root.key'), `${h.rootKey.privateKey}\n`, { mode: 0o600 });
 });
 
 afterAll(async () => {
   echo?.close();
+  raw?.close();
   await h?.stop();
 });
 
@@ -113,6 +122,24 @@ describe('revocation without restart', () => {
     await h.waitForAudit(() => reloads().length > counted);
     expect(reloads().at(-1)).toMatchObject({ decision: 'allow', detail: { count: 4 } });
     expect(h.audit().some((r) => r.event === 'config.reload' && r.decision === 'allow')).toBe(true);
+  });
+
+  it('ends a tunnel that is already open when its token is revoked', async () => {
+    const t = token('alice');
+    const opened = await connectTunnel(h, alice, 'raw:443', { 'Proxy-Authorization': `Bearer ${t}` });
+    if (!opened.ok) throw new Error(`tunnel refused: ${opened.status} ${opened.body}`);
+    const echoed = new Promise<string>((resolve) => opened.end.onData((d) => resolve(d.toString())));
+    await opened.end.write(Buffer.from('ping'));
+    expect(await echoed).toBe('ping');
+    appendFileSync(h.revocationList, `${ids(t)[0]}\n`);
+    h.proc.kill('SIGHUP');
+    // The client socket is half-open: the gateway ending the tunnel shows as the peer's end (or a close).
+    const ended = Promise.race([opened.end.peerEnded, opened.end.closed]);
+    await Promise.race([ended, sleep(10_000).then(() => Promise.reject(new Error('tunnel still open 10 s after the revocation')))]);
+    opened.end.destroy();
+    const record = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.route === 'raw');
+    expect(record.reason).toBe('token revoked');
+    expect(record.token?.revocationIds).toContain(ids(t)[0]);
   });
 
   it('fails closed while the list is malformed, and recovers when it is fixed', async () => {

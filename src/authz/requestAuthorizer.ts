@@ -42,6 +42,8 @@ export interface ReloadableRequestAuthorizer extends RequestAuthorizer {
   reloadRevocations(): Promise<ReloadResult>;
   /** The engine workers: memory, authorizations, replacements. */
   stats(): PoolStats;
+  /** Whether any of these ids is on the revocation list as last loaded (false while it is unreadable). */
+  isRevoked(ids: readonly string[]): boolean;
 }
 
 
@@ -208,6 +210,10 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     },
     reloadRevocations: () => revocations.reload(),
     stats: () => engine.stats(),
+    isRevoked(ids) {
+      const status = revocations.status();
+      return status.kind === 'loaded' && ids.some((id) => status.ids.has(id));
+    },
     async close() {
       revocations.close();
       await engine.close();

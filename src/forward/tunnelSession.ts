@@ -27,13 +27,16 @@ export interface TunnelDeps {
 export interface TunnelRegistry {
   readonly accepting: boolean;
   readonly size: number;
-  add(stop: (reason: string) => Promise<void>): () => void;
+  /** `revocationIds`: the ids of the token that opened the tunnel, so a revocation can end it. */
+  add(stop: (reason: string) => Promise<void>, revocationIds?: readonly string[]): () => void;
   /** Stops accepting and ends every open tunnel; resolves when their close records are written. */
   closeAll(reason: string): Promise<void>;
+  /** Ends the open tunnels whose token has a revoked id (a tunnel is decided once, at its start). */
+  endRevoked(isRevoked: (ids: readonly string[]) => boolean): Promise<number>;
 }
 
 export function createTunnelRegistry(): TunnelRegistry {
-  const open = new Set<(reason: string) => Promise<void>>();
+  const open = new Map<(reason: string) => Promise<void>, readonly string[]>();
   let accepting = true;
   return {
     get accepting() {
@@ -42,13 +45,18 @@ export function createTunnelRegistry(): TunnelRegistry {
     get size() {
       return open.size;
     },
-    add(stop) {
-      open.add(stop);
+    add(stop, revocationIds = []) {
+      open.set(stop, revocationIds);
       return () => open.delete(stop);
     },
     async closeAll(reason) {
       accepting = false;
-      await Promise.all([...open].map((stop) => stop(reason)));
+      await Promise.all([...open.keys()].map((stop) => stop(reason)));
+    },
+    async endRevoked(isRevoked) {
+      const ended = [...open].filter(([, ids]) => ids.length > 0 && isRevoked(ids)).map(([stop]) => stop('token revoked'));
+      await Promise.all(ended);
+      return ended.length;
     },
   };
 }
@@ -159,9 +167,9 @@ export async function admitTunnel(
       let recorded!: () => void;
       const written = new Promise<void>((resolve) => (recorded = resolve));
       const forget = deps.tunnels.add((reason) => {
-        live.stop(reason, 1001);
+        live.stop(reason, reason === 'token revoked' ? 1008 : 1001);
         return written;
-      });
+      }, admission.decision.revocationIds);
       // Shutdown began while this one was still reaching its upstream.
       if (!deps.tunnels.accepting) live.stop('gateway shutting down', 1001);
       void live.done.then((result) => {

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { openAuditLog } from '../audit/auditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
-import { createRequestAuthorizer } from '../authz/requestAuthorizer.ts';
+import { createRequestAuthorizer, type ReloadableRequestAuthorizer, type ReloadResult } from '../authz/requestAuthorizer.ts';
 import { authorizerOptions } from '../authz/authorizerOptions.ts';
 import { auditWithMetrics, createGatewayMetrics, type GatewayMetrics } from '../metrics/gatewayMetrics.ts';
 import { startMetricsServer, type MetricsServer } from '../metrics/metricsServer.ts';
@@ -15,7 +15,7 @@ import { RouteTable } from '../routing/routeTable.ts';
 import { openListener, type BoundListener, type TlsSettings } from '../listener/tlsListener.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
-import { createTunnelRegistry } from '../forward/tunnelSession.ts';
+import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 
 export interface Gateway {
@@ -38,21 +38,24 @@ function tlsSettings(config: GatewayConfig): TlsSettings {
   };
 }
 
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
-  const authorizer = await createRequestAuthorizer(
-    authorizerOptions(config.authz, {
-      observer: metrics.authz,
-      onRevocationReload: (result) =>
-        audit.write(result.ok
-          ? { event: 'revocation.reload', decision: 'allow', detail: { file: config.authz.revocationList, count: result.count } }
-          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every request until the list is readable`, detail: { file: config.authz.revocationList } }),
-    }),
-  );
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
+  // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
+  let authorizer: ReloadableRequestAuthorizer | undefined;
+  const onRevocationReload = (result: ReloadResult) => {
+    audit.write(result.ok
+      ? { event: 'revocation.reload', decision: 'allow', detail: { file: config.authz.revocationList, count: result.count } }
+      : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every request until the list is readable`, detail: { file: config.authz.revocationList } });
+    // Tunnels are decided once, when they open: a revocation must also end the ones already open.
+    const current = authorizer;
+    if (result.ok && current) void tunnels.endRevoked((ids) => current.isRevoked(ids));
+  };
+  authorizer = await createRequestAuthorizer(authorizerOptions(config.authz, { observer: metrics.authz, onRevocationReload }));
+  const ready = authorizer;
   return {
     routes: new RouteTable(config.routes, config.authz.limits),
-    authorizer,
-    close: () => authorizer.close(),
-    reloadRevocations: () => authorizer.reloadRevocations(),
+    authorizer: ready,
+    close: () => ready.close(),
+    reloadRevocations: () => ready.reloadRevocations(),
   };
 }
 
@@ -66,7 +69,9 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     }),
     metrics,
   );
-  let admission = await admissionFor(config, audit, metrics);
+  // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown or a revocation ends them.
+  const tunnels = createTunnelRegistry();
+  let admission = await admissionFor(config, audit, metrics, tunnels);
   let metricsServer: MetricsServer | undefined;
   try {
     if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry);
@@ -76,8 +81,6 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     throw new Error(`metrics listener ${config.metrics?.listen}: ${err instanceof Error ? err.message : String(err)}`);
   }
   const http = createHttpForwarder({ admission: () => admission, audit });
-  // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown ends them.
-  const tunnels = createTunnelRegistry();
   const tunnelDeps = { admission: () => admission, audit, tunnels };
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
@@ -106,7 +109,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     async reload(next, nextSource) {
       try {
         const nextTls = tlsSettings(next);
-        const nextAdmission = await admissionFor(next, audit, metrics);
+        const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
         for (const l of listeners) l.server.setSecureContext(nextTls);
         const previous = admission;
         admission = nextAdmission;
