@@ -9,7 +9,8 @@ import { parseArgs } from 'node:util';
 import { startHarness } from '../test/support/gatewayHarness.ts';
 import { makeTestPki } from '../test/support/pki.ts';
 import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
-import { freePort, nginxStreamMtls, nginxStreamModule, type PeerProcess, socatForward, socatTlsClient, sshForward, startSshd, which } from './support/streamPeers.ts';
+import { freePort, startSshd, which, type PeerProcess } from '../test/support/localServices.ts';
+import { nginxStreamMtls, nginxStreamModule, socatForward, socatTlsClient, sshForward } from './support/streamPeers.ts';
 
 const { values: args } = parseArgs({ options: { 'size-mib': { type: 'string', default: '1024' }, rounds: { type: 'string', default: '1' }, only: { type: 'string' } } });
 const size = Number(args['size-mib']) * (1 << 20);

@@ -1,22 +1,19 @@
 // Real clients through `gatehouse tunnel` and a real `gatehouse serve`: ssh (ProxyCommand --stdio) to a
 // real sshd, redis-cli and psql through -L to services on UNIX sockets, 64 MiB each way on both transports.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
 import { cli, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
+import { freePort, startSshd, which } from './support/localServices.ts';
 import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, sourceHandler, startTunnel, upload, writeToken } from './support/tunnelClient.ts';
 
 const isRoot = process.getuid?.() === 0;
 
-function which(bin: string): string | undefined {
-  if (bin.startsWith('/')) return existsSync(bin) ? bin : undefined;
-  return (process.env.PATH ?? '').split(delimiter).map((d) => join(d, bin)).find((p) => existsSync(p));
-}
 const postgresBin = ['/usr/lib/postgresql'].flatMap((d) => (existsSync(d) ? readdirSync(d).sort().reverse().map((v) => join(d, v, 'bin')) : [])).find((d) => existsSync(join(d, 'initdb')));
 const missing = {
   ssh: ['/usr/sbin/sshd', 'ssh', 'ssh-keygen'].filter((b) => !which(b)),
@@ -37,15 +34,6 @@ const servers: Server[] = [];
 
 const MiB = 1 << 20;
 const TRANSFER = 64 * MiB;
-
-function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => ok(port));
-    });
-  });
-}
 
 function run(cmd: string, args: string[], opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((ok) => {
@@ -138,33 +126,12 @@ afterAll(async () => {
 
 describe('ssh through --stdio as ProxyCommand', () => {
   it.skipIf(missing.ssh.length > 0)(`runs a remote command on a real sshd${skipReason(missing.ssh)}`, async () => {
-    const dir = join(work, 'sshd');
-    mkdirSync(dir, { mode: 0o700 });
-    if (isRoot) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege separation directory
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id_user')]);
-    execFileSync('cp', [join(dir, 'id_user.pub'), join(dir, 'authorized_keys')]);
-    writeFileSync(
-      join(dir, 'sshd_config'),
-      [
-        `ListenAddress 127.0.0.1:${sshdPort}`,
-        `HostKey ${join(dir, 'host_key')}`,
-        `PidFile ${join(dir, 'sshd.pid')}`,
-        `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-        'PermitRootLogin prohibit-password',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'UsePAM no',
-        'StrictModes no',
-        'LogLevel ERROR',
-        '',
-      ].join('\n'),
-    );
-    await startService('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], () => existsSync(join(dir, 'sshd.pid')), 'sshd');
+    const sshd = await startSshd(join(work, 'sshd'), sshdPort);
+    children.push(sshd.proc);
 
     const proxy = [process.execPath, cli, 'tunnel', '--stdio', 'sshd', ...gatewayFlags(h, alice, tokenFile)].join(' ');
     const ssh = (command: string, input?: Buffer) =>
-      run('ssh', ['-F', '/dev/null', '-o', `ProxyCommand=${proxy}`, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-i', join(dir, 'id_user'), `${userInfo().username}@login-node`, command], input === undefined ? {} : { input });
+      run('ssh', ['-F', '/dev/null', '-o', `ProxyCommand=${proxy}`, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-i', sshd.identityFile, `${sshd.user}@login-node`, command], input === undefined ? {} : { input });
 
     const hello = await ssh('echo hello-from-sshd; whoami');
     expect(hello.stderr).toBe('');
