@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, makeRootKey } from './support/gatewayHarness.ts';
+import { cli, gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
 import { makeTestPki, type TestClientCertificate } from './support/pki.ts';
 
 let dir: string;
@@ -23,21 +23,7 @@ function gatehouse(args: string[], input?: string): Promise<{ code: number; stdo
   });
 }
 
-function config(routes: string, authzExtra = ''): string {
-  return `listen:
-  - tcp: 127.0.0.1:0
-tls:
-  cert: certs/server.crt
-  key: certs/server.key
-  clientCa: certs/ca.crt
-authz:
-  rootKey: certs/token-root.pub
-  revocationList: certs/revoked.txt
-${authzExtra}audit:
-  file: audit/audit.log
-routes:
-${routes}`;
-}
+const config = (routes: string, authzExtra = ''): string => gatewayConfig({ routes, authzExtra });
 
 const routes = `  - name: user-services
     path: /~{user}/{service}/

@@ -55,17 +55,9 @@ export function inOneHour(): string {
   return new Date(Date.now() + 3600_000).toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
-export async function startHarness(opts: HarnessOptions): Promise<Harness> {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-'));
-  const pki = await makeTestPki(join(dir, 'certs'));
-  const rootKey = makeRootKey();
-  writeFileSync(join(dir, 'certs', 'token-root.pub'), rootKey.publicKey + '\n');
-  const revocationList = join(dir, 'certs', 'revoked.txt');
-  writeFileSync(revocationList, '# revoked token ids\n');
-  const auditFile = join(dir, 'audit', 'audit.log');
-  writeFileSync(
-    join(dir, 'routes.yaml'),
-    `listen:
+/** The routes.yaml of a test gateway: dev PKI and token files under certs/, loopback port 0. */
+export function gatewayConfig(opts: HarnessOptions): string {
+  return `listen:
   - tcp: 127.0.0.1:0
 ${opts.extraListen ?? ''}tls:
   cert: certs/server.crt
@@ -77,8 +69,18 @@ authz:
 ${opts.authzExtra ?? ''}audit:
   file: ${opts.auditFile ?? 'audit/audit.log'}
 ${opts.extraTop ?? ''}routes:
-${opts.routes}`,
-  );
+${opts.routes}`;
+}
+
+export async function startHarness(opts: HarnessOptions): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-'));
+  const pki = await makeTestPki(join(dir, 'certs'));
+  const rootKey = makeRootKey();
+  writeFileSync(join(dir, 'certs', 'token-root.pub'), rootKey.publicKey + '\n');
+  const revocationList = join(dir, 'certs', 'revoked.txt');
+  writeFileSync(revocationList, '# revoked token ids\n');
+  const auditFile = join(dir, 'audit', 'audit.log');
+  writeFileSync(join(dir, 'routes.yaml'), gatewayConfig(opts));
   const proc = spawn(process.execPath, [cli, 'serve', '--config', join(dir, 'routes.yaml')], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
