@@ -95,6 +95,37 @@ const auditSchema = z
   })
   .strict();
 
+/**
+ * What one client, one source address or the whole gateway may hold or send. Every limit refuses with
+ * a short reason, a rate-limited audit record and a metric; defaults are safe for one 2-core host.
+ */
+const gatewayLimitsSchema = z
+  .object({
+    /** Open client connections (TLS or not yet), all sources together. */
+    connections: z.number().int().positive().max(1_000_000).default(4096),
+    /** Open client connections from one source IP address (UNIX-socket clients count as one source). */
+    connectionsPerSource: z.number().int().positive().max(1_000_000).default(256),
+    /** Concurrent tunnels and proxied WebSockets of one identity (token user; certificate when no token). */
+    tunnelsPerIdentity: z.number().int().positive().max(100_000).default(64),
+    /** Sustained requests per second of one client certificate (token bucket); past it: 429 + Retry-After. */
+    requestsPerSecond: z.number().positive().max(1_000_000).default(100),
+    /** Requests one client certificate may send at once above the sustained rate (the bucket's size). */
+    requestBurst: z.number().int().positive().max(1_000_000).default(200),
+    /** Request line plus headers, in bytes (431 past it). */
+    maxHeaderBytes: z.number().int().min(1024).max(1 << 20).default(16_384),
+    /** A bearer token's length in characters (401 past it, before any parsing). */
+    maxTokenBytes: z.number().int().min(256).max(1 << 20).default(8192),
+    /** A client that has not finished the TLS handshake by then is disconnected. */
+    handshakeTimeoutSeconds: z.number().positive().max(300).default(10),
+    /** A request whose headers have not all arrived by then gets 408 and is disconnected. */
+    headersTimeoutSeconds: z.number().positive().max(600).default(20),
+    /** A request (headers and body) that has not fully arrived by then gets 408 and is disconnected; 0 = never. */
+    requestTimeoutSeconds: z.number().nonnegative().max(86_400).default(300),
+    /** A keep-alive connection with no request in flight is closed after this long. */
+    idleTimeoutSeconds: z.number().positive().max(3600).default(30),
+  })
+  .strict();
+
 const protocol = z.enum(['http', 'websocket', 'tcp']);
 
 const routeSchema = z
@@ -131,6 +162,7 @@ export const configSchema = z
     audit: auditSchema,
     routes: z.array(routeSchema).min(1),
     metrics: metricsSchema.optional(),
+    limits: gatewayLimitsSchema.prefault({}),
   })
   .strict();
 
@@ -140,3 +172,4 @@ export type ListenAddress = z.infer<typeof listenAddress>;
 export type RunLimits = z.infer<typeof limitsSchema>;
 export type Protocol = z.infer<typeof protocol>;
 export type AuthzConfig = z.infer<typeof authzSchema>;
+export type GatewayLimits = z.infer<typeof gatewayLimitsSchema>;
