@@ -11,6 +11,7 @@ import { authorizerOptions } from '../authz/authorizerOptions.ts';
 import { auditWithMetrics, createGatewayMetrics, type GatewayMetrics } from '../metrics/gatewayMetrics.ts';
 import { startMetricsServer, type MetricsServer } from '../metrics/metricsServer.ts';
 import { createHttpForwarder } from '../forward/httpForwarder.ts';
+import { createIdentityLimits } from '../admission/identityLimits.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import { openListener, type BoundListener, type TlsSettings } from '../listener/tlsListener.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
@@ -80,8 +81,11 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     await audit.close();
     throw new Error(`metrics listener ${config.metrics?.listen}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const http = createHttpForwarder({ admission: () => admission, audit });
-  const tunnelDeps = { admission: () => admission, audit, tunnels };
+  // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
+  const limits = () => config.limits;
+  const identityLimits = createIdentityLimits(limits);
+  const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits });
+  const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits };
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
   const handlers = {

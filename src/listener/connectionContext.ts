@@ -12,6 +12,10 @@ export interface ConnectionContext {
   sourceIp: string;
   openedAt: number;
   requests: number;
+  /** Requests being handled right now (pipelining can make it more than one). */
+  inFlight: number;
+  /** The HTTP parser's error code, once the client sent something malformed (the connection then closes). */
+  parseError?: string;
 }
 
 const contexts = new WeakMap<Socket, ConnectionContext>();

@@ -79,7 +79,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
       socket.destroy();
       return;
     }
-    const context = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0 };
+    const context = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: 0 };
     attachContext(socket, context);
     connections.add(socket);
     audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim() });
@@ -117,7 +117,9 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const ctx = contextOf(socket as TLSSocket);
     // Errors on sockets that never authenticated are TLS failures, already recorded as tls.reject.
-    if (ctx) audit.write({ event: 'request', conn: ctx.id, source: ctx.source, client: auditClient(ctx.identity), status: 400, decision: 'deny', reason: `malformed HTTP: ${err.code ?? err.message}` });
+    // A request in flight (a bad chunk after admission) is recorded by its forwarder, which reads this code.
+    if (ctx) ctx.parseError = err.code ?? err.message;
+    if (ctx && ctx.inFlight === 0) audit.write({ event: 'request', conn: ctx.id, source: ctx.source, client: auditClient(ctx.identity), status: 400, decision: 'deny', reason: `malformed HTTP: ${err.code ?? err.message}` });
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     else socket.destroy();
   });
