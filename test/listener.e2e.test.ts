@@ -99,6 +99,7 @@ describe('sockets that never finish the TLS handshake', () => {
     for (const c of clients) c.socket.destroy();
     const back = await eventually(() => fdCount(pid) <= baseline + 2, 5000);
     const after = fdCount(pid);
+    console.info(`fds: baseline ${baseline}, with 100 silent sockets ${held}, after ${after}`);
     expect({ baseline, held, after, back }).toMatchObject({ back: true });
   }, 20_000);
 
@@ -211,7 +212,7 @@ describe('idle connections', () => {
 });
 
 describe('TLS renegotiation', () => {
-  it('a TLS 1.2 client that asks to renegotiate is refused, after its request on the same connection worked', async () => {
+  async function renegotiationOutcome(): Promise<Error | null> {
     const c = await tlsClient(h, alice, { maxVersion: 'TLSv1.2' });
     expect(c.socket.getProtocol()).toBe('TLSv1.2');
     c.socket.write(`GET /web/before-renegotiation HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`);
@@ -223,7 +224,35 @@ describe('TLS renegotiation', () => {
       setTimeout(() => resolve(null), 5000);
     });
     c.socket.destroy();
-    expect(outcome).toBeInstanceOf(Error);
+    return outcome;
+  }
+
+  it('a TLS 1.2 client that asks to renegotiate is refused, after its request on the same connection worked', async () => {
+    expect(await renegotiationOutcome()).toBeInstanceOf(Error);
+  });
+
+  it('is still refused after a configuration reload replaced the TLS context', async () => {
+    const reloads = () => h.audit().filter((r) => r.event === 'config.reload').length;
+    const before = reloads();
+    h.proc.kill('SIGHUP');
+    expect(await eventually(() => reloads() > before, 5000)).toBe(true);
+    expect(h.audit().filter((r) => r.event === 'config.reload').at(-1)).toMatchObject({ decision: 'allow' });
+    expect(await renegotiationOutcome()).toBeInstanceOf(Error);
+  });
+});
+
+describe('header size', () => {
+  it('a header block over limits.maxHeaderBytes gets 431 with connection: close and an audit record', async () => {
+    const c = await tlsClient(h, alice);
+    c.socket.write(`GET /web/huge HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nx-filler: ${'a'.repeat(20_000)}\r\n\r\n`);
+    const { status, head } = await responseHead(c);
+    const closedMs = await Promise.race([c.closed, sleep(3000).then(() => -1)]);
+    c.socket.destroy();
+    expect(status).toBe(431);
+    expect(head.toLowerCase()).toContain('connection: close');
+    expect(closedMs).toBeGreaterThan(0);
+    const r = await h.waitForAudit((a) => a.event === 'request' && a.status === 431);
+    expect(r.reason).toMatch(/maxHeaderBytes/);
   });
 });
 
@@ -249,4 +278,20 @@ describe('Expect and Host reach the request handler', () => {
     const res = await curl(h, '/web/plain', { client: alice, token });
     expect(res.status).toBe(200);
   });
+});
+
+// Last: it stops the gateway.
+describe('shutdown', () => {
+  it('SIGTERM with 5 silent sockets past the handshake timeout exits 0 within the grace period and writes gateway.stop', async () => {
+    const clients = await Promise.all(Array.from({ length: 5 }, () => rawTcp(h.port)));
+    await sleep(HANDSHAKE_S * 1000 + 500);
+    const started = performance.now();
+    const code = await Promise.race([h.stop('SIGTERM'), sleep(12_000).then(() => 'still running')]);
+    const tookMs = performance.now() - started;
+    console.info(`SIGTERM exit after ${Math.round(tookMs)} ms`);
+    for (const c of clients) c.socket.destroy();
+    expect(code).toBe(0);
+    expect(tookMs).toBeLessThan(5000);
+    expect(h.audit().at(-1)).toMatchObject({ event: 'gateway.stop' });
+  }, 20_000);
 });

@@ -42,8 +42,8 @@ export function sourceOf(socket: Socket): ConnectionSource {
 
 /** What the listener knows about one accepted TCP or UNIX socket, before and after TLS. */
 export interface RawConnection extends ConnectionSource {
-  /** Refused by a connection limit: destroyed before TLS, already recorded. */
-  refused: boolean;
+  /** Destroyed by the gateway itself (a connection limit, shutdown): the reset that follows is not the client's doing. */
+  dropped: boolean;
   /** Completed TLS with a verified client certificate. */
   authenticated: boolean;
 }
@@ -52,7 +52,7 @@ const rawConnections = new WeakMap<Socket, RawConnection>();
 
 /** Notes where a just-accepted socket comes from: once destroyed, a socket forgets its peer. */
 export function recordRawConnection(raw: Socket): RawConnection {
-  const record = { ...sourceOf(raw), refused: false, authenticated: false };
+  const record = { ...sourceOf(raw), dropped: false, authenticated: false };
   rawConnections.set(raw, record);
   return record;
 }

@@ -71,7 +71,7 @@ export function createConnectionLimits(limits: Pick<GatewayLimits, 'connections'
         const fromSource = perSource.get(sourceKey) ?? 0;
         const over: ConnectionLimit | undefined = open >= limits.connections ? 'connections' : fromSource >= limits.connectionsPerSource ? 'connectionsPerSource' : undefined;
         if (over) {
-          record.refused = true;
+          record.dropped = true;
           raw.destroy();
           refuse(over, record.source, sourceKey);
           return;

@@ -78,8 +78,8 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   const rejects = createRejectLimiter();
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     const raw = rawConnectionOf(socket);
-    // Refused by a connection limit: already recorded, and the reset that follows is our own doing.
-    if (raw?.refused) return;
+    // Refused by a connection limit (already recorded) or dropped at shutdown: the reset is our own doing.
+    if (raw?.dropped) return;
     // By now the TLS socket may be destroyed and have forgotten its peer; the record made on accept has not.
     const { source, sourceIp } = raw ?? sourceOf(socket);
     const limit = rejects.admit(sourceIp || source);
@@ -164,7 +164,12 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     connections,
     setTls: (next: TlsSettings) => server.setSecureContext({ ...next, secureOptions: listenerSecureOptions }),
     dropUnauthenticated: () => {
-      for (const socket of held) if (!rawConnectionOf(socket)?.authenticated) socket.destroy();
+      for (const socket of held) {
+        const raw = rawConnectionOf(socket);
+        if (raw?.authenticated) continue;
+        if (raw) raw.dropped = true;
+        socket.destroy();
+      }
     },
   };
   if (listen.unix) {
