@@ -21,7 +21,8 @@ export interface IdentityLimits {
   tunnelsOf(identity: string): number;
 }
 
-export function createIdentityLimits(limits: () => GatewayLimits): IdentityLimits {
+/** `onRefused` counts each refusal by limit name (records of them are rate limited, counts are not). */
+export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (limit: 'requestsPerSecond' | 'tunnelsPerIdentity') => void = () => {}): IdentityLimits {
   // Bounded: an attacker with many certificates cannot grow this without limit (the oldest are
   // forgotten, which at worst hands them a fresh bucket).
   const buckets = new LRUCache<string, Bucket>({ max: 100_000 });
@@ -38,13 +39,17 @@ export function createIdentityLimits(limits: () => GatewayLimits): IdentityLimit
         bucket.tokens -= 1;
         return { ok: true };
       }
+      onRefused('requestsPerSecond');
       const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
       return { ok: false, retryAfterSeconds, reason: `request rate over limits.requestsPerSecond (${rate}/s, burst ${burst})` };
     },
     reserveTunnel(identity) {
       const max = limits().tunnelsPerIdentity;
       const open = tunnels.get(identity) ?? 0;
-      if (open >= max) return { ok: false, retryAfterSeconds: 5, reason: `${open} tunnels open, limits.tunnelsPerIdentity is ${max}` };
+      if (open >= max) {
+        onRefused('tunnelsPerIdentity');
+        return { ok: false, retryAfterSeconds: 5, reason: `${open} tunnels open, limits.tunnelsPerIdentity is ${max}` };
+      }
       tunnels.set(identity, open + 1);
       let released = false;
       return {

@@ -136,18 +136,16 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
       // and the record must not read like a completed request.
       const bodyBroken = !req.complete && shape.framing.kind !== 'none';
-      const parseError = conn.parseError;
+      const broken = bodyBroken ? (conn.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
       finish({
         decision: 'allow',
         route: route.config.name,
         upstream: upstream.label,
         path: admission.path,
         token,
-        status: bodyBroken ? (parseError ? 400 : 499) : upstreamError ? 502 : res.statusCode,
-        reason: bodyBroken
-          ? parseError
-            ? `malformed request body (${parseError}); connection closed`
-            : 'client closed before sending the whole body'
+        status: broken ? broken.status : upstreamError ? 502 : res.statusCode,
+        reason: broken
+          ? `${broken.reason}; not completed`
           : upstreamError
             ? `upstream error: ${upstreamError}`
             : flight.truncated

@@ -14,6 +14,7 @@ import { createHttpForwarder } from '../forward/httpForwarder.ts';
 import { createIdentityLimits } from '../admission/identityLimits.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import { openListener, type BoundListener, type TlsSettings } from '../listener/tlsListener.ts';
+import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
@@ -83,7 +84,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   }
   // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
   const limits = () => config.limits;
-  const identityLimits = createIdentityLimits(limits);
+  const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
   const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits });
   const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits };
   const tcp = createTunnelForwarder(tunnelDeps);
@@ -97,7 +98,8 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const tls = tlsSettings(config);
   const listeners: BoundListener[] = [];
   try {
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit));
+    const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit, { limits: config.limits, connectionLimits }));
   } catch (err) {
     for (const l of listeners) l.server.close();
     await metricsServer?.close();
@@ -114,7 +116,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
       try {
         const nextTls = tlsSettings(next);
         const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
-        for (const l of listeners) l.server.setSecureContext(nextTls);
+        for (const l of listeners) l.setTls(nextTls);
         const previous = admission;
         admission = nextAdmission;
         await previous.close();
@@ -134,6 +136,8 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     async close(graceMs = 10_000) {
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
       for (const l of listeners) l.server.closeIdleConnections();
+      // Sockets still in (or stuck before) the TLS handshake are owed nothing and would hold close() open.
+      for (const l of listeners) l.dropUnauthenticated();
       // Tunnels never finish on their own: end them now, each with its close record.
       const tunnelsClosed = tunnels.closeAll('gateway shutting down');
       const timer = setTimeout(() => listeners.forEach((l) => l.server.closeAllConnections()), graceMs);
