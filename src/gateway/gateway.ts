@@ -61,6 +61,9 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
   };
 }
 
+/** Limits the listener applies when its sockets open; the others are read per request. */
+const LISTENER_LIMITS = ['connections', 'connectionsPerSource', 'maxHeaderBytes', 'handshakeTimeoutSeconds', 'headersTimeoutSeconds', 'requestTimeoutSeconds', 'idleTimeoutSeconds'] as const;
+
 export async function startGateway(config: GatewayConfig, source: string): Promise<Gateway> {
   // Metrics count what the audit records say, so every stage is observed without knowing about metrics.
   const metrics = createGatewayMetrics();
@@ -121,7 +124,11 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
         admission = nextAdmission;
         await previous.close();
         const listenChanged = JSON.stringify([next.listen, next.metrics]) !== JSON.stringify([config.listen, config.metrics]);
-        audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), ...(listenChanged && { note: 'listen addresses change only on restart' }) } });
+        // The identity limits (rate, tunnels, token size) follow the config at once; the listener's
+        // (connections, timeouts, header size) are fixed when the sockets open.
+        const limitsChanged = LISTENER_LIMITS.some((key) => next.limits[key] !== config.limits[key]);
+        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart'].filter(Boolean);
+        audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), ...(notes.length > 0 && { note: notes.join('; ') }) } });
         config = next;
         return { ok: true };
       } catch (err) {
