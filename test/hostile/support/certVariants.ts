@@ -120,7 +120,7 @@ export async function certificateVariants(caDir: string, outDir: string) {
       const keys = await generateKeyPair();
       const cert = await leaf({ certificate: middle, signingKey: middleKeys.privateKey }, keys, { name: 'alice' });
       const saved = await save(outDir, 'leaf-issued', cert, keys);
-      const chain = saved.cert + middle.toString('pem');
+      const chain = `${saved.cert.trimEnd()}\n${middle.toString('pem').trimEnd()}\n`;
       await writeFile(saved.certPath, chain);
       return { ...saved, cert: chain };
     },
