@@ -51,6 +51,8 @@ export interface ExchangeOptions {
   timeoutMs?: number;
   /** Methods of the requests in order: a response to HEAD has no body. */
   methods?: string[];
+  /** Wait for the gateway to close (up to the deadline) instead of ending on a quiet line. */
+  untilClosed?: boolean;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -163,6 +165,8 @@ export class RawConnection {
   private error: string | undefined;
   private readonly ready: Promise<void>;
   private methods: string[] = [];
+  // Read once connected: a destroyed socket forgets its local port.
+  private localPort = 0;
 
   constructor(target: RawClientTarget) {
     this.socket = connect({ host: target.host ?? '127.0.0.1', port: target.port, ca: target.ca, cert: target.cert, key: target.key, servername: 'localhost' });
@@ -180,6 +184,7 @@ export class RawConnection {
       this.error ??= e.message;
       markClosed();
     });
+    this.socket.once('connect', () => (this.localPort = this.socket.localPort ?? 0));
     this.ready = new Promise<void>((ok) => {
       this.socket.once('secureConnect', () => ok());
       this.socket.once('close', () => ok());
@@ -211,7 +216,7 @@ export class RawConnection {
       responses,
       finals: responses.filter((r) => r.status >= 200 || r.status === 101),
       closedByGateway: this.closed,
-      localPort: this.socket.localPort ?? 0,
+      localPort: this.localPort,
       ...(this.error === undefined ? {} : { error: this.error }),
     };
   }
@@ -238,6 +243,10 @@ export class RawConnection {
     for (;;) {
       if (this.closed || Date.now() > until) break;
       const quiet = Date.now() - this.lastActivity >= quietMs;
+      if (opts.untilClosed) {
+        await new Promise((r) => setTimeout(r, 10));
+        continue;
+      }
       if (expect === undefined && quiet) break;
       if (expect !== undefined && quiet) {
         const finals = this.snapshot().finals.filter((r) => r.complete);

@@ -36,6 +36,8 @@ export interface UpstreamRecorder {
   readonly requests: RecordedRequest[];
   /** Strict-parser errors since the last reset (each closed its connection after a 400). */
   readonly parseErrors: string[];
+  /** Bytes received on open connections that are not (yet) part of a parsed request: a smuggled prefix waits here. */
+  leftover(): number;
   /** Every byte received since the last reset, all connections in accept order. */
   raw(): Buffer;
   /** Bytes received on one connection since the last reset. */
@@ -137,7 +139,9 @@ export function parseRequest(buf: Buffer): Parsed | undefined {
 
 function defaultResponse(req: RecordedRequest, index: number): string {
   const body = JSON.stringify({ ok: true, request: index, method: req.method, target: req.target });
-  return `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  const head = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  // A response to HEAD carries the length of the body it would have, and no body.
+  return req.method === 'HEAD' ? head : head + body;
 }
 
 export async function startUpstreamRecorder(path: string, opts: RecorderOptions = {}): Promise<UpstreamRecorder> {
@@ -149,6 +153,7 @@ export async function startUpstreamRecorder(path: string, opts: RecorderOptions 
   // Per connection index: the bytes received since the last reset.
   let rawByConn = new Map<number, Buffer[]>();
   const sockets = new Set<Socket>();
+  const pendingBySocket = new Map<Socket, number>();
   let respond = opts.respond;
   let connSeq = 0;
 
@@ -156,7 +161,10 @@ export async function startUpstreamRecorder(path: string, opts: RecorderOptions 
     const id = connSeq++;
     connections++;
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      pendingBySocket.delete(socket);
+    });
     socket.on('error', () => undefined);
     let pending = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
@@ -178,8 +186,10 @@ export async function startUpstreamRecorder(path: string, opts: RecorderOptions 
           pending = Buffer.alloc(0);
           return;
         }
+        pendingBySocket.set(socket, pending.length);
         if (!parsed) return;
         pending = pending.subarray(parsed.consumed);
+        pendingBySocket.set(socket, pending.length);
         const req: RecordedRequest = { conn: id, ...parsed.request };
         requests.push(req);
         const index = requests.length - 1;
@@ -207,6 +217,7 @@ export async function startUpstreamRecorder(path: string, opts: RecorderOptions 
     get parseErrors() {
       return parseErrors;
     },
+    leftover: () => [...pendingBySocket.values()].reduce((a, b) => a + b, 0),
     raw: () => Buffer.concat([...rawByConn.keys()].sort((a, b) => a - b).flatMap((k) => rawByConn.get(k) ?? [])),
     rawOf: (conn) => Buffer.concat(rawByConn.get(conn) ?? []),
     reset() {
