@@ -119,6 +119,7 @@ export async function runHttpCase(g: HostileGateway, c: HttpCase): Promise<void>
   const x = await g.send(withAuth(g, c.send, as), {
     as,
     expectResponses: c.status.length,
+    quietMs: 80,
     ...(c.closed === true && { untilClosed: true, timeoutMs: 4000 }),
     ...(c.methods && { methods: c.methods }),
   });
