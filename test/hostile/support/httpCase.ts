@@ -37,6 +37,8 @@ export interface HttpCase {
   closed?: boolean;
   /** Exactly the requests the upstream parses, in order ([] = not contacted). */
   upstream: ExpectedUpstreamRequest[];
+  /** The raw answer of the `hop` upstream for this case (default: 200 with a small JSON body). */
+  hopResponse?: string;
   /** Which recorder the upstream requests land on (default the shared one). */
   upstreamOf?: 'recorder' | 'userRecorder' | 'hopUpstream';
   /** The connection's `request` audit records, in order. */
@@ -116,11 +118,15 @@ export async function runHttpCase(g: HostileGateway, c: HttpCase): Promise<void>
   const as = c.as ?? 'alice';
   const upstream = g[c.upstreamOf ?? 'recorder'];
   g.resetUpstreams();
+  if (c.hopResponse !== undefined) {
+    const answer = c.hopResponse;
+    g.hopUpstream.respondWith(() => answer);
+  }
   const x = await g.send(withAuth(g, c.send, as), {
     as,
     expectResponses: c.status.length,
     quietMs: 80,
-    ...(c.closed === true && { untilClosed: true, timeoutMs: 4000 }),
+    ...(c.closed === true && { untilClosed: true, timeoutMs: 2500 }),
     ...(c.methods && { methods: c.methods }),
   });
   expect(x.error, 'TLS/socket error').toBeUndefined();
@@ -140,7 +146,7 @@ export async function runHttpCase(g: HostileGateway, c: HttpCase): Promise<void>
   expect(upstream.leftover(), 'bytes left unparsed at the upstream (a smuggled prefix)').toBe(0);
   want.forEach(({ u }, i) => expectGatewayHeaders(g, got[i]!.req, as, u.user ?? as, u.route ?? 'web'));
 
-  const audit = await g.auditOf(x, c.audit.length);
+  const audit = await g.auditOf(x, c.audit.length, 1500);
   // A record that should not exist may come late: give it a moment once the expected ones are in.
   await new Promise((r) => setTimeout(r, 30));
   const records = await g.auditOf(x, c.audit.length, 0);
