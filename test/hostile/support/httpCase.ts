@@ -22,6 +22,8 @@ export interface ExpectedAudit {
   reason?: RegExp;
   route?: string;
   path?: string;
+  /** The raw request target the record keeps when it differs from `path`; null: no `target` field. */
+  target?: string | null;
   method?: string;
 }
 
@@ -159,6 +161,7 @@ export async function runHttpCase(g: HostileGateway, c: HttpCase): Promise<void>
     if (a.route !== undefined) expect(r.route, `audit[${i}].route`).toBe(a.route);
     if (a.path !== undefined) expect(r.path, `audit[${i}].path`).toBe(a.path);
     if (a.method !== undefined) expect(r.method, `audit[${i}].method`).toBe(a.method);
+    if (a.target !== undefined) expect(r.target, `audit[${i}].target`).toBe(a.target ?? undefined);
   });
   if (c.check) await c.check(x, { g, upstream, audit });
   await expectStillServes(g);
