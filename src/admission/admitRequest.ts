@@ -54,7 +54,7 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   if (req.routeName !== undefined) {
     route = ctx.routes.byName(req.routeName);
     if (!route || !route.config.protocols.includes(req.protocol)) {
-      return { allow: false, status: 404, clientReason: 'no such route', reason: `no ${req.protocol} route named ${JSON.stringify(req.routeName)}` };
+      return { allow: false, status: 404, clientReason: 'no such route', reason: `no ${req.protocol} route named ${JSON.stringify(req.routeName.slice(0, 100))}${req.routeName.length > 100 ? ` (${req.routeName.length} characters)` : ''}` };
     }
   } else {
     const normalized = normalizeTarget(req.target ?? '');

@@ -15,8 +15,11 @@ export function bearerCredential(headers: IncomingHttpHeaders, maxTokenBytes: nu
   for (const name of names) {
     const value = headers[name];
     if (typeof value !== 'string') continue;
-    if (value.length > maxTokenBytes + 16) return { kind: 'invalid', clientReason: 'token too large', reason: `${name} is ${value.length} bytes, over limits.maxTokenBytes (${maxTokenBytes})` };
+    // Measured before the token is matched or parsed; the scheme and spaces get a little slack.
+    const tooLarge = (bytes: number) => ({ kind: 'invalid' as const, clientReason: 'token too large', reason: `token too large: ${bytes} bytes in ${name}, over limits.maxTokenBytes (${maxTokenBytes})` });
+    if (value.length > maxTokenBytes + 64) return tooLarge(value.length);
     const m = BEARER.exec(value);
+    if (m && (m[1] as string).length > maxTokenBytes) return tooLarge((m[1] as string).length);
     if (m) return { kind: 'token', token: m[1] as string };
   }
   return { kind: 'none' };

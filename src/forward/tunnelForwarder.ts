@@ -67,7 +67,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       req,
       socket,
       { protocol: 'tcp', routeName },
-      { protocol: 'tcp', method: 'CONNECT', target, transport: 'connect' },
+      { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 300), transport: 'connect' },
       ['proxy-authorization', 'authorization'],
     );
     if (!tunnel) return;
@@ -87,6 +87,12 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     const path = `/${ENDPOINT_SEGMENTS.join('/')}/${routeName}`;
     if (!isWebSocketHandshake(req)) {
       return refuseEarly(deps, req, socket, 400, 'expected a WebSocket upgrade', 'tunnel endpoint without a valid WebSocket handshake', { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
+    }
+    // A client offering only other subprotocols would not speak the tunnel's framing: refuse before any
+    // upstream is opened. (Offering none stays allowed: the endpoint has always accepted that.)
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+    if (offered.length > 0 && !offered.includes(TUNNEL_SUBPROTOCOL)) {
+      return refuseEarly(deps, req, socket, 400, `expected subprotocol ${TUNNEL_SUBPROTOCOL}`, `tunnel endpoint without subprotocol ${TUNNEL_SUBPROTOCOL} (offered ${JSON.stringify(offered.join(',').slice(0, 100))})`, { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
     }
     const tunnel = await admitTunnel(
       deps,

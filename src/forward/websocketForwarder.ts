@@ -108,6 +108,10 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
     socket.on('error', () => {}); // the HTTP server let go of the socket; the splice records its errors
     allowHalfOpen(socket);
     const method = req.method ?? 'GET';
+    // RFC 6455 4.1: the opening handshake is a GET; anything else is not a WebSocket, whatever it claims.
+    if (method !== 'GET') {
+      return refuseEarly(deps, req, socket, 400, 'WebSocket upgrade must be GET', `upgrade to websocket with method ${JSON.stringify(method.slice(0, 20))}`, { protocol: 'http', method: method.slice(0, 20), target: (req.url ?? '').slice(0, 200) });
+    }
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       const offered = String(req.headers.upgrade ?? '').slice(0, 100);
       return refuseEarly(deps, req, socket, 400, 'unsupported upgrade', `upgrade to ${JSON.stringify(offered)} is not supported`, { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });

@@ -44,7 +44,7 @@ const sampleCases: SampleCase[] = samples.testcases.flatMap((t) =>
     }),
 );
 
-const MAX_TOKEN_BYTES = 4096;
+const MAX_TOKEN_BYTES = 8192;
 const routes =
   [
     ['web', 'allow if user($u);'],

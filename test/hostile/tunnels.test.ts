@@ -180,15 +180,19 @@ describe('WebSocket handshakes that must not open a tunnel or reach an upstream'
     expect(res.conn.snapshot().responses[0]?.header('sec-websocket-protocol')).toBeUndefined();
   });
 
-  it('tunnel endpoint offering only a wrong subprotocol: 101 selecting none (an RFC 6455 client then fails the connection), no byte reaches the upstream', async () => {
-    g.resetUpstreams();
-    const res = await exchange(upgradeRequest(ENDPOINT, g.auth(), { protocol: 'chat.v2' }));
-    expect(res.status).toBe(101);
-    expect(res.conn.snapshot().responses[0]?.header('sec-websocket-protocol')).toBeUndefined();
-    res.conn.socket.destroy();
-    await sleep(100);
-    expect(g.tcpUpstream.raw().length).toBe(0);
-  });
+  for (const [name, protocol] of [['offering only a wrong subprotocol', 'chat.v2'], ['offering two wrong subprotocols', 'chat.v2, gatehouse-tunnel.v2']] as const) {
+    it(`tunnel endpoint ${name}: 400 before any upstream is opened, with its record`, async () => {
+      g.resetUpstreams();
+      const mark = auditMark(g);
+      const res = await exchange(upgradeRequest(ENDPOINT, g.auth(), { protocol }));
+      res.conn.socket.destroy();
+      expect(res.status).toBe(400);
+      const r = await requestRecord(res.source, mark);
+      expect(r).toMatchObject({ event: 'request', decision: 'deny', status: 400 });
+      expect(r?.reason).toMatch(/subprotocol gatehouse-tunnel\.v1/);
+      expect(g.tcpUpstream.connections + g.recorder.connections).toBe(0);
+    });
+  }
 });
 
 describe('WebSocket tunnel: frames that break RFC 6455 or the tunnel protocol', () => {
