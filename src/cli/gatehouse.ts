@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=4 --experimental-wasm-modules
-// Entry point of the `gatehouse` command: built into dist/cli/gatehouse.js (the package's `bin`), and run
+// Entry point of the `gatehouse` command: built into dist/lib/cli/gatehouse.js (the package's `bin`), and run
 // from the sources by bin/gatehouse.js during development.
 // --max-semi-space-size=4 caps V8's young generation, which otherwise grows to ~64 MB under load
 // (bench/authz.ts: 1M authorizations grew RSS by 210 MB without it, 89 MB with it).
