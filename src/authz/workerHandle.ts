@@ -37,7 +37,8 @@ type CpuUsage = () => Promise<{ user: number; system: number }>;
 /** Share of a sampling window a worker must spend computing to be judged stuck rather than starved. */
 const stuckCpuShare = 0.4;
 
-export const workerUrl = new URL('./engineWorker.ts', import.meta.url);
+// This module runs as TypeScript from the sources and as JavaScript from dist/: the worker is its sibling.
+export const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './engineWorker.ts' : './engineWorker.js', import.meta.url);
 /** Starts a worker thread; it announces `ready` on `results` once it has warmed up. */
 export function spawnHandle(init: EngineWorkerInit, prepared: WorkerSources | undefined, slot: number): Handle {
   // A worker's JS heap stays small: a 4 MB young generation (V8 sizes it far larger by default, and

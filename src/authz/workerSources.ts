@@ -46,6 +46,8 @@ let prepared: Promise<WorkerSources | undefined> | undefined;
  */
 export function workerSources(entry: URL): Promise<WorkerSources | undefined> {
   prepared ??= (async () => {
+    // Built JavaScript (dist/) has nothing to strip.
+    if (!entry.pathname.endsWith('.ts')) return undefined;
     const strip = await stripper();
     if (!strip) return undefined;
     try {

@@ -2,7 +2,7 @@
 // and client certificates. Prints what was written; errors are one line and exit code 1.
 import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
-import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS, initPki, issueClientCertificate } from '../pki/index.ts';
+import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS } from '../pki/defaults.ts';
 import type { PkiFileReport, PkiInitResult, IssuedClientCertificate } from '../pki/index.ts';
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -88,6 +88,7 @@ export function registerPki(program: Command): void {
     )
     .action(async (opts: { dir: string; serverName?: string[]; days?: number; force?: boolean }) => {
       try {
+        const { initPki } = await import('../pki/index.ts');
         const result = await initPki({ dir: opts.dir, serverNames: opts.serverName ?? [], force: opts.force ?? false, ...(opts.days !== undefined && { days: opts.days }) });
         printInit(result);
       } catch (err) {
@@ -107,6 +108,7 @@ export function registerPki(program: Command): void {
     .addHelpText('after', '\nExample: gatehouse pki client alice --email alice@example.org')
     .action(async (name: string, opts: { dir: string; email?: string; out?: string; days?: number; force?: boolean }) => {
       try {
+        const { issueClientCertificate } = await import('../pki/index.ts');
         const issued = await issueClientCertificate({
           dir: opts.dir,
           name,

@@ -1,10 +1,11 @@
 // Checks the files routes.yaml points at: TLS certificate, key and client CA, the token root key
-// and the revocation list must exist, be readable and hold what the gateway expects.
+// and the revocation list must exist, be readable and hold what the gateway expects; what it writes must be writable.
 import { readFile } from 'node:fs/promises';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { PublicKey, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import type { ConfigIssue, KeyPath } from './configError.ts';
+import { writablePathChecks } from './writablePaths.ts';
 
 type Raw = Record<string, unknown>;
 
@@ -126,6 +127,7 @@ export async function fileChecks(data: unknown, configFile: string): Promise<Con
       checkRevocationList(revoked.toString('utf8'), shown, issues);
     }
   }
+  issues.push(...writablePathChecks(root, dir));
   await tlsDone;
   return issues;
 }

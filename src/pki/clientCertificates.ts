@@ -9,7 +9,8 @@ import { createClientCertificate } from './certificates.ts';
 import { CA_CERT_FILE, checkDays, loadCa } from './devCa.ts';
 
 export const CLIENTS_DIR = 'clients';
-export const DEFAULT_CLIENT_DAYS = 365;
+import { DEFAULT_CLIENT_DAYS } from './defaults.ts';
+export { DEFAULT_CLIENT_DAYS };
 
 /** Names become file names and common names: a conservative alphabet and at most 64 characters. */
 const CLIENT_NAME = /^[A-Za-z0-9._-]{1,64}$/;

@@ -18,7 +18,8 @@ export const SERVER_KEY_FILE = 'server.key';
 /** The CA lives ten years, or longer if the server certificate is asked to. */
 const CA_MIN_DAYS = 3650;
 /** The longest server certificate lifetime Apple platforms accept, even from a private CA. */
-export const DEFAULT_SERVER_DAYS = 825;
+import { DEFAULT_SERVER_DAYS } from './defaults.ts';
+export { DEFAULT_SERVER_DAYS };
 const MAX_DAYS = 36500;
 
 const DNS_NAME = /^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;

@@ -37,9 +37,13 @@ export function gatewayFlags(h: Harness, client: TestClientCertificate, tokenFil
   return ['--gateway', `https://localhost:${h.port}`, '--ca', h.pki.caCertPath, '--cert', client.certPath, '--key', client.keyPath, '--token-file', tokenFile, '--transport', transport];
 }
 
-/** Starts `gatehouse tunnel ARGS` and waits for `readyCount` ready lines (or its exit). */
-export function startTunnel(args: string[], env: NodeJS.ProcessEnv, readyCount = 1): Promise<TunnelProcess> {
-  const proc = spawn(process.execPath, [cli, 'tunnel', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Starts `gatehouse tunnel ARGS` and waits for `readyCount` ready lines (or its exit). `command` is the
+ * program and its leading arguments (default: this Node running the sources' bin/gatehouse.js).
+ */
+export function startTunnel(args: string[], env: NodeJS.ProcessEnv, readyCount = 1, command: string[] = [process.execPath, cli]): Promise<TunnelProcess> {
+  const [program = process.execPath, ...leading] = command;
+  const proc = spawn(program, [...leading, 'tunnel', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const ready: TunnelProcess['ready'] = [];
   proc.stderr?.on('data', (d: Buffer) => {
