@@ -265,6 +265,24 @@ describe('gateway core, end to end with curl', () => {
     expect(denied.status).toBe(403);
   });
 
+  it('never treats a numeric user name as a uid: a token for user "<my uid>" cannot reach my socket', async () => {
+    const uid = String(process.getuid?.() ?? 0);
+    mkdirSync(join(h.dir, 'run', 'users', uid), { recursive: true });
+    const mine = await startEchoService(join(h.dir, 'run', 'users', uid, 'svc.sock'), 'numeric');
+    let hits = 0;
+    mine.on('request', () => hits++);
+    try {
+      const res = await curl(h, `/~${uid}/svc/x`, { client: alice, token: token(uid) });
+      expect(res.status).toBe(502);
+      expect(hits).toBe(0);
+      const r = await h.waitForAudit((a) => a.event === 'request' && a.path === `/~${uid}/svc/x`);
+      expect(r).toMatchObject({ decision: 'deny', status: 502, route: 'users' });
+      expect(r.reason).toMatch(/not a valid user name/);
+    } finally {
+      mine.close();
+    }
+  });
+
   it('answers 404 for an unknown route, with an audit record', async () => {
     const res = await curl(h, '/nowhere', { client: alice, token: aliceToken });
     expect(res.status).toBe(404);

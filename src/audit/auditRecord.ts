@@ -8,6 +8,7 @@ export type AuditEvent =
   | 'config.reload'
   | 'revocation.reload'
   | 'tls.reject'
+  | 'connection.reject'
   | 'connection.open'
   | 'connection.close'
   | 'request'

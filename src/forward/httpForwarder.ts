@@ -1,5 +1,5 @@
-// HTTP forwarding: admits each request through the shared admission path, then streams it to the
-// upstream with http-proxy-3 and writes one audit record when the response is done.
+// HTTP forwarding: checks the request's shape and its identity's rate, admits it through the shared
+// admission path, then streams it to the upstream with http-proxy-3 and writes one audit record.
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { PassThrough } from 'node:stream';
@@ -7,137 +7,154 @@ import { createProxyServer } from 'http-proxy-3';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
+import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
+import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
+import { createRejectLimiter } from '../listener/rejectLimiter.ts';
 import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
-import { applyIdentityHeaders, bearerToken } from './identityHeaders.ts';
+import { redactTarget } from './redactTarget.ts';
+import { refuse } from './refusals.ts';
+import { checkRequestShape } from './requestShape.ts';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 
 export interface HttpForwarderDeps {
   /** Read per request, so a config reload takes effect for the next request. */
   admission: () => AdmissionContext;
   audit: AuditLog;
-}
-
-/** The headers and JSON body of a refusal; shared with the forwarders that answer on a raw socket. */
-export function refusal(status: number, clientReason: string): { headers: Record<string, string | number>; body: string } {
-  const body = JSON.stringify({ error: clientReason }) + '\n';
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-  if (status === 401) headers['www-authenticate'] = 'Bearer realm="gatehouse"';
-  return { headers, body };
-}
-
-/** Sends a short JSON refusal. Never includes internals: those go to the audit log only. */
-export function refuse(res: ServerResponse, status: number, clientReason: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const { headers, body } = refusal(status, clientReason);
-  res.writeHead(status, headers).end(body);
+  identityLimits: IdentityLimits;
+  /** The current config's limits (read per request, like admission). */
+  limits: () => GatewayLimits;
 }
 
 export function proxyTarget(upstream: UpstreamTarget): { socketPath: string; host: string } | { host: string; port: number } {
   return upstream.kind === 'unix' ? { socketPath: upstream.path, host: 'localhost' } : { host: upstream.host, port: upstream.port };
 }
 
+/** What the response side needs to know about a request on its way through. */
+interface InFlight {
+  headers: Record<string, string | string[]>;
+  bytesOut: number;
+  truncated: boolean;
+}
+
 export function createHttpForwarder(deps: HttpForwarderDeps) {
   // One keep-alive agent for all upstreams: Node keys its pools by socket path or host:port.
   const agent = new Agent({ keepAlive: true, maxFreeSockets: 64, timeout: 60_000 });
-  const proxy = createProxyServer({ xfwd: false, agent, proxyTimeout: 120_000 });
-  const responseBytes = new WeakMap<IncomingMessage, { n: number; truncated: boolean }>();
+  // selfHandleResponse: the response's headers are decided by upstreamHeaders.ts, not by http-proxy-3's passes.
+  const proxy = createProxyServer({ xfwd: false, agent, proxyTimeout: 120_000, selfHandleResponse: true });
+  const flights = new WeakMap<IncomingMessage, InFlight>();
+  // http-proxy-3's deleteLength pass rewrites framing for DELETE/OPTIONS (turning a chunked body into
+  // raw bytes after `content-length: 0`): the headers decided in upstreamHeaders.ts go on after it.
+  // (Its `after()` inserts *before* the named pass, so this anchors on XHeaders, which follows
+  // deleteLength and precedes the pass that sends: correct whether or not that quirk is ever fixed.)
+  proxy.after('web', 'XHeaders', (req: IncomingMessage) => {
+    const flight = flights.get(req);
+    if (flight) req.headers = flight.headers as IncomingMessage['headers'];
+  });
   proxy.on('proxyRes', (proxyRes, req, res) => {
-    const counter = responseBytes.get(req);
-    if (counter) proxyRes.on('data', (chunk: Buffer) => (counter.n += chunk.length));
-    // An upstream that dies mid-body: http-proxy-3 neither reports it nor ends the response, which
-    // would leave the client waiting forever and the request unrecorded. Cut the client off instead.
+    const flight = flights.get(req);
+    if (flight) proxyRes.on('data', (chunk: Buffer) => (flight.bytesOut += chunk.length));
+    // An upstream that dies mid-body must not leave the client waiting forever: cut the client off.
     proxyRes.once('close', () => {
       if (proxyRes.complete) return;
-      if (counter) counter.truncated = true;
+      if (flight) flight.truncated = true;
       res.destroy();
     });
+    if (res.headersSent || res.destroyed) return void proxyRes.destroy();
+    res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, downstreamResponseHeaders(proxyRes.rawHeaders));
+    proxyRes.pipe(res);
   });
+  const limitRecords = createRejectLimiter();
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const conn = contextOf(req.socket as TLSSocket);
     if (!conn) return refuse(res, 421, 'connection not authenticated');
     conn.requests += 1;
-    const base: AuditRecord = {
-      event: 'request',
-      conn: conn.id,
-      req: `${conn.id}.${conn.requests}`,
-      source: conn.source,
-      client: auditClient(conn.identity),
-      protocol: 'http',
-      method: req.method ?? '',
-    };
-    const target = req.url ?? '';
+    // While a request is being handled its parse errors are its own to record (see the listener's clientError).
+    conn.inFlight += 1;
+    res.once('close', () => (conn.inFlight -= 1));
+    const target = redactTarget(req.url ?? '');
+    const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', method: req.method ?? '' };
     const finish = (fields: Partial<AuditRecord>) =>
-      deps.audit.write({
-        ...base,
-        ...fields,
-        ...(fields.path !== target && { target }),
-        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
-      });
+      deps.audit.write({ ...base, ...fields, ...(fields.path !== target && { target }), durationMs: Math.round((performance.now() - started) * 1000) / 1000 });
+    const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}, headers: Record<string, string | number> = {}) => {
+      refuse(res, status, clientReason, headers);
+      finish({ decision: 'deny', status, reason, ...extra });
+    };
 
-    if (!deps.audit.healthy) {
-      refuse(res, 503, 'gateway unavailable');
-      return finish({ decision: 'deny', status: 503, reason: `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}` });
+    if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
+    const shape = checkRequestShape(req);
+    if (!shape.ok) return deny(shape.status, shape.clientReason, shape.reason);
+    const ctx = deps.admission();
+    // The rate is per certificate and checked before the token: a flood of bad tokens costs one bucket.
+    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
+    if (!rate.ok) {
+      refuse(res, 429, 'too many requests', { 'retry-after': rate.retryAfterSeconds });
+      // Refusals under a limit are recorded at a bounded rate, so they cannot fill the audit disk.
+      const record = limitRecords.admit(conn.identity.fingerprint);
+      if (record.write) finish({ decision: 'deny', status: 429, reason: rate.reason, ...(record.suppressed > 0 && { detail: { suppressedBefore: record.suppressed } }) });
+      return;
     }
+    const credential = bearerCredential(req.headers, deps.limits().maxTokenBytes, 'authorization');
+    if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason);
+
     // Watch for the client leaving while admission runs: its 'close' may fire before we listen again.
     let clientLeft = false;
     res.once('close', () => (clientLeft = true));
-    const admission = await admitRequest(deps.admission(), {
+    const admission = await admitRequest(ctx, {
       identity: conn.identity,
       sourceIp: conn.sourceIp,
       protocol: 'http',
       method: req.method ?? 'GET',
       hostHeader: req.headers.host,
       target: req.url ?? '',
-      token: bearerToken(req.headers, 'authorization'),
+      token: tokenOf(credential),
     });
-    const token = admission.decision && {
-      user: admission.decision.user,
-      ...(admission.decision.allow && { groups: admission.decision.groups }),
-      revocationIds: admission.decision.revocationIds,
-    };
-    if (!admission.allow) {
-      refuse(res, admission.status, admission.clientReason);
-      return finish({ decision: 'deny', status: admission.status, reason: admission.reason, route: admission.route?.config.name, path: admission.path, token });
-    }
+    const token = admission.decision && { user: admission.decision.user, ...(admission.decision.allow && { groups: admission.decision.groups }), revocationIds: admission.decision.revocationIds };
+    if (!admission.allow) return deny(admission.status, admission.clientReason, admission.reason, { route: admission.route?.config.name, path: admission.path, token });
 
     const { route, upstream, decision } = admission;
     if (clientLeft || res.destroyed) {
       // Nobody is waiting for the answer: do not act on the upstream on their behalf.
       return finish({ decision: 'allow', status: 499, reason: 'client closed during admission; not forwarded', route: route.config.name, path: admission.path, token });
     }
-    applyIdentityHeaders(req.headers, { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name }, route.config.forwardToken);
+    // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
+    if (shape.expectsContinue) res.writeContinue();
+    const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
+    const flight: InFlight = { headers: upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: shape.framing }), bytesOut: 0, truncated: false };
+    flights.set(req, flight);
     req.url = admission.upstreamTarget;
-    const bytesIn = { n: 0 };
-    const bytesOut = { n: 0, truncated: false };
-    responseBytes.set(req, bytesOut);
+    let bytesIn = 0;
     const body = new PassThrough();
-    body.on('data', (chunk: Buffer) => (bytesIn.n += chunk.length));
+    body.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
     req.pipe(body);
 
     let upstreamError: string | undefined;
     res.once('close', () => {
-      const complete = res.writableFinished;
+      // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
+      // and the record must not read like a completed request.
+      const bodyBroken = !req.complete && shape.framing.kind !== 'none';
+      const broken = bodyBroken ? (conn.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
       finish({
         decision: 'allow',
         route: route.config.name,
         upstream: upstream.label,
         path: admission.path,
         token,
-        status: upstreamError ? 502 : res.statusCode,
-        reason: upstreamError
-          ? `upstream error: ${upstreamError}`
-          : bytesOut.truncated
-            ? 'upstream closed before the response was complete'
-            : complete
-              ? decision.matched
-              : 'client closed before response completed',
-        bytesIn: bytesIn.n,
-        bytesOut: bytesOut.n,
+        status: broken ? broken.status : upstreamError ? 502 : res.statusCode,
+        reason: broken
+          ? `${broken.reason}; not completed`
+          : upstreamError
+            ? `upstream error: ${upstreamError}`
+            : flight.truncated
+              ? 'upstream closed before the response was complete'
+              : res.writableFinished
+                ? decision.matched
+                : 'client closed before response completed',
+        bytesIn,
+        bytesOut: flight.bytesOut,
       });
     });
     proxy.web(req, res, { target: proxyTarget(upstream) as never, buffer: body }, (err: Error) => {

@@ -8,8 +8,8 @@ import { auditClient } from '../audit/auditRecord.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
 import { openUpstream } from '../upstream/openUpstream.ts';
-import { refuse } from './httpForwarder.ts';
-import { bearerToken } from './identityHeaders.ts';
+import { redactTarget } from './redactTarget.ts';
+import { refuse } from './refusals.ts';
 import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelMessageStream } from './tunnelMessageStream.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type TunnelDeps } from './tunnelSession.ts';
 
@@ -66,8 +66,9 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       deps,
       req,
       socket,
-      { protocol: 'tcp', routeName, token: bearerToken(req.headers, 'proxy-authorization', 'authorization') },
+      { protocol: 'tcp', routeName },
       { protocol: 'tcp', method: 'CONNECT', target, transport: 'connect' },
+      ['proxy-authorization', 'authorization'],
     );
     if (!tunnel) return;
     const upstream = await openUpstream(tunnel.admission.upstream, tunnel.connectTimeoutMs);
@@ -91,8 +92,9 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       deps,
       req,
       socket,
-      { protocol: 'tcp', routeName, token: bearerToken(req.headers, 'authorization') },
+      { protocol: 'tcp', routeName },
       { protocol: 'tcp', method: 'GET', path: path.slice(0, 300), ...(req.url !== path && { target: (req.url ?? '').slice(0, 300) }), transport: 'websocket-tunnel' },
+      ['authorization'],
     );
     if (!tunnel) return;
     const upstream = await openUpstream(tunnel.admission.upstream, tunnel.connectTimeoutMs);
@@ -118,7 +120,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
   /** A plain HTTP request on the reserved path: it is not a route, whatever routes.yaml says. */
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const conn = contextOf(req.socket as TLSSocket);
-    deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', target: (req.url ?? '').slice(0, 200), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
+    deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
     res.setHeader('upgrade', 'websocket');
     refuse(res, 426, 'tunnel endpoint needs a WebSocket upgrade');
   }

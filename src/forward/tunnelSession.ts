@@ -3,14 +3,18 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { STATUS_CODES } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
+import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
+import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
+import { createRejectLimiter } from '../listener/rejectLimiter.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
-import { refusal } from './httpForwarder.ts';
+import { redactTarget } from './redactTarget.ts';
+import { refuseSocket } from './refusals.ts';
 
 /** Route defaults for `idleTimeoutSeconds` and `connectTimeoutSeconds` (see the route schema). */
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 3600;
@@ -21,6 +25,9 @@ export interface TunnelDeps {
   admission: () => AdmissionContext;
   audit: AuditLog;
   tunnels: TunnelRegistry;
+  identityLimits: IdentityLimits;
+  /** The current config's limits. */
+  limits: () => GatewayLimits;
 }
 
 /** The tunnels that are carrying bytes right now, so shutdown can end them with a close record. */
@@ -61,20 +68,10 @@ export function createTunnelRegistry(): TunnelRegistry {
   };
 }
 
-/** Answers on a socket that has left HTTP parsing (upgrade, CONNECT): status + JSON body, then close. */
-export function refuseSocket(socket: Duplex, status: number, clientReason: string): void {
-  if (socket.destroyed || !socket.writable) return void socket.destroy();
-  const { headers, body } = refusal(status, clientReason);
-  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), 'connection: close'];
-  socket.resume(); // read and drop whatever the client still sends, so closing does not reset the answer away
-  socket.end(lines.join('\r\n') + '\r\n\r\n' + body);
-  setTimeout(() => socket.destroy(), 2_000).unref();
-}
-
 /** Refuses a request that is malformed before admission can even look at it, with its audit record. */
 export function refuseEarly(deps: TunnelDeps, req: IncomingMessage, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
   const conn = contextOf(req.socket as TLSSocket);
-  deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, decision: 'deny', status, reason });
+  deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason });
   refuseSocket(socket, status, clientReason);
 }
 
@@ -102,7 +99,7 @@ export interface AdmittedTunnel {
   run(ends: Omit<SpliceEnds, 'idleTimeoutMs'>, status: number): void;
 }
 
-function tokenOf(admission: Admission): AuditToken | undefined {
+function auditTokenOf(admission: Admission): AuditToken | undefined {
   const d = admission.decision;
   return d && { user: d.user, ...(d.allow && { groups: d.groups }), revocationIds: d.revocationIds };
 }
@@ -111,12 +108,15 @@ function tokenOf(admission: Admission): AuditToken | undefined {
  * Admits one tunnel. On refusal it answers on `socket`, writes the `request` deny record and returns
  * undefined; on success it writes `tunnel.open` and hands back what the forwarder needs.
  */
+const limitRecords = createRejectLimiter();
+
 export async function admitTunnel(
   deps: TunnelDeps,
   req: IncomingMessage,
   socket: Duplex,
-  ask: Omit<AdmissionRequest, 'identity' | 'sourceIp'>,
+  ask: Omit<AdmissionRequest, 'identity' | 'sourceIp' | 'token'>,
   fields: TunnelRequestFields,
+  tokenHeaders: Array<'authorization' | 'proxy-authorization'>,
 ): Promise<AdmittedTunnel | undefined> {
   const started = performance.now();
   const conn = contextOf(req.socket as TLSSocket);
@@ -126,6 +126,7 @@ export async function admitTunnel(
   }
   conn.requests += 1;
   const { transport, ...requestFields } = fields;
+  if (requestFields.target !== undefined) requestFields.target = redactTarget(requestFields.target);
   const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), ...requestFields };
   const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
   const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>) => {
@@ -133,11 +134,24 @@ export async function admitTunnel(
     deps.audit.write({ ...base, decision: 'deny', status, durationMs: elapsed(), ...extra, detail: { transport } });
     return undefined;
   };
+  // Refusals under a limit are recorded at a bounded rate per identity, so they cannot fill the audit disk.
+  const denyLimited = (retryAfterSeconds: number, reason: string, key: string, extra: Partial<AuditRecord> = {}) => {
+    refuseSocket(socket, 429, 'too many requests', { 'retry-after': retryAfterSeconds });
+    const record = limitRecords.admit(key);
+    if (record.write) deps.audit.write({ ...base, decision: 'deny', status: 429, reason, durationMs: elapsed(), ...extra, detail: { transport, ...(record.suppressed > 0 && { suppressedBefore: record.suppressed }) } });
+    return undefined;
+  };
 
   if (!deps.audit.healthy) return deny(503, 'gateway unavailable', { reason: `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}` });
   if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', { reason: 'gateway shutting down' });
-  const admission = await admitRequest(deps.admission(), { ...ask, identity: conn.identity, sourceIp: conn.sourceIp });
-  const token = tokenOf(admission);
+  const ctx = deps.admission();
+  // Opening a tunnel is a request too: it spends the certificate's request rate.
+  const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
+  if (!rate.ok) return denyLimited(rate.retryAfterSeconds, rate.reason, conn.identity.fingerprint);
+  const credential = bearerCredential(req.headers, deps.limits().maxTokenBytes, ...tokenHeaders);
+  if (credential.kind === 'invalid') return deny(401, credential.clientReason, { reason: credential.reason });
+  const admission = await admitRequest(ctx, { ...ask, token: tokenOf(credential), identity: conn.identity, sourceIp: conn.sourceIp });
+  const token = auditTokenOf(admission);
   if (admission.path !== undefined && admission.path === fields.target) delete base.target;
   if (!admission.allow) {
     return deny(admission.status, admission.clientReason, { reason: admission.reason, route: admission.route?.config.name, token, ...(admission.path !== undefined && { path: admission.path }) });
@@ -147,11 +161,16 @@ export async function admitTunnel(
   }
 
   const { route, upstream } = admission;
+  // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
+  const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
+  if (!slot.ok) return denyLimited(slot.retryAfterSeconds, slot.reason, `tunnels:${admission.decision.user}`, { route: route.config.name, token });
   const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, token, ...(admission.path !== undefined && { path: admission.path }) };
   deps.audit.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: elapsed(), detail: { transport } });
   const opened = performance.now();
-  const close = (extra: Partial<AuditRecord>) =>
+  const close = (extra: Partial<AuditRecord>) => {
+    slot.release();
     deps.audit.write({ ...tunnel, event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport }, ...extra });
+  };
 
   return {
     conn,

@@ -5,15 +5,17 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { openUpstream } from '../upstream/openUpstream.ts';
 import type { Side } from './byteSplice.ts';
-import { applyIdentityHeaders, bearerToken } from './identityHeaders.ts';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { watchForCloseFrame } from './websocketFrames.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type AdmittedTunnel, type TunnelDeps } from './tunnelSession.ts';
 
 /** An upstream's refusal of the upgrade is passed on to the client, body cut at this size. */
 const REFUSAL_BODY_LIMIT = 64 << 10;
-/** Hop-by-hop headers that describe the client's connection to the gateway, not the upstream's. */
-const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding'];
-const NOT_PASSED_BACK = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade']);
+
+/** Header lines of a response head, from the fields upstreamHeaders.ts lets through. */
+function headLines(headers: Record<string, string | string[]>): string[] {
+  return Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((v) => `${name}: ${v}`));
+}
 
 /** Sends the upstream's non-101 answer to the client (status, headers, bounded body) and closes. */
 function passRefusalBack(res: IncomingMessage, socket: Duplex, done: () => void): void {
@@ -34,10 +36,7 @@ function passRefusalBack(res: IncomingMessage, socket: Duplex, done: () => void)
     clearTimeout(timer);
     socket.removeListener('close', send);
     const body = Buffer.concat(chunks).subarray(0, REFUSAL_BODY_LIMIT);
-    const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`];
-    for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
-      if (!NOT_PASSED_BACK.has((res.rawHeaders[i] as string).toLowerCase())) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
-    }
+    const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`, ...headLines(downstreamResponseHeaders(res.rawHeaders, { upgrade: true }))];
     lines.push(`content-length: ${body.length}`, 'connection: close');
     if (!socket.destroyed) {
       socket.resume();
@@ -54,7 +53,7 @@ function passRefusalBack(res: IncomingMessage, socket: Duplex, done: () => void)
 }
 
 /** Replays the (already rewritten) upgrade request on `upstreamSocket` and splices on 101. */
-function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Duplex, head: Buffer, upstreamSocket: Socket): void {
+function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Duplex, head: Buffer, upstreamSocket: Socket, headers: Record<string, string | string[]>): void {
   let settled = false;
   const settle = () => {
     const first = !settled;
@@ -63,8 +62,6 @@ function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Dup
     socket.removeListener('close', clientLeft);
     return first;
   };
-  const headers: Record<string, string | string[] | undefined> = { ...req.headers, connection: 'Upgrade', upgrade: 'websocket' };
-  for (const name of HOP_BY_HOP) delete headers[name];
   const proxyReq = request({
     createConnection: () => upstreamSocket,
     method: req.method ?? 'GET',
@@ -91,8 +88,7 @@ function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Dup
   });
   proxyReq.on('upgrade', (res, upSocket, upHead) => {
     if (!settle()) return void upSocket.destroy();
-    const lines = [`HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`];
-    for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+    const lines = [`HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`, ...headLines(downstreamResponseHeaders(res.rawHeaders, { upgrade: true })), 'connection: Upgrade', 'upgrade: websocket'];
     socket.write(lines.join('\r\n') + '\r\n\r\n');
     // Whoever sends the first close frame ended the conversation (the server always closes TCP first).
     const watchers = { client: watchForCloseFrame(), upstream: watchForCloseFrame() };
@@ -120,20 +116,22 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
       deps,
       req,
       socket,
-      { protocol: 'websocket', method, hostHeader: req.headers.host, target: req.url ?? '', token: bearerToken(req.headers, 'authorization') },
+      { protocol: 'websocket', method, hostHeader: req.headers.host, target: req.url ?? '' },
       { protocol: 'websocket', method, target: req.url ?? '', transport: 'websocket' },
+      ['authorization'],
     );
     if (!tunnel) return;
     const { admission, conn } = tunnel;
     const { route, decision } = admission;
-    applyIdentityHeaders(req.headers, { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name }, route.config.forwardToken);
+    const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
+    const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });
     const upstream = await openUpstream(admission.upstream, tunnel.connectTimeoutMs);
     if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, 502, 'upstream unavailable');
     if (socket.destroyed) {
       upstream.socket.destroy();
       return tunnel.fail('client closed before the tunnel opened');
     }
-    replayUpgrade(tunnel, req, socket, head, upstream.socket);
+    replayUpgrade(tunnel, req, socket, head, upstream.socket, headers);
   }
 
   return { handle };

@@ -11,8 +11,10 @@ import { authorizerOptions } from '../authz/authorizerOptions.ts';
 import { auditWithMetrics, createGatewayMetrics, type GatewayMetrics } from '../metrics/gatewayMetrics.ts';
 import { startMetricsServer, type MetricsServer } from '../metrics/metricsServer.ts';
 import { createHttpForwarder } from '../forward/httpForwarder.ts';
+import { createIdentityLimits } from '../admission/identityLimits.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import { openListener, type BoundListener, type TlsSettings } from '../listener/tlsListener.ts';
+import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
@@ -59,6 +61,9 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
   };
 }
 
+/** Limits the listener applies when its sockets open; the others are read per request. */
+const LISTENER_LIMITS = ['connections', 'connectionsPerSource', 'maxHeaderBytes', 'handshakeTimeoutSeconds', 'headersTimeoutSeconds', 'requestTimeoutSeconds', 'idleTimeoutSeconds'] as const;
+
 export async function startGateway(config: GatewayConfig, source: string): Promise<Gateway> {
   // Metrics count what the audit records say, so every stage is observed without knowing about metrics.
   const metrics = createGatewayMetrics();
@@ -80,8 +85,11 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     await audit.close();
     throw new Error(`metrics listener ${config.metrics?.listen}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const http = createHttpForwarder({ admission: () => admission, audit });
-  const tunnelDeps = { admission: () => admission, audit, tunnels };
+  // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
+  const limits = () => config.limits;
+  const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
+  const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits });
+  const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits };
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
   const handlers = {
@@ -93,7 +101,8 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const tls = tlsSettings(config);
   const listeners: BoundListener[] = [];
   try {
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit));
+    const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit, { limits: config.limits, connectionLimits }));
   } catch (err) {
     for (const l of listeners) l.server.close();
     await metricsServer?.close();
@@ -110,12 +119,16 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
       try {
         const nextTls = tlsSettings(next);
         const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
-        for (const l of listeners) l.server.setSecureContext(nextTls);
+        for (const l of listeners) l.setTls(nextTls);
         const previous = admission;
         admission = nextAdmission;
         await previous.close();
         const listenChanged = JSON.stringify([next.listen, next.metrics]) !== JSON.stringify([config.listen, config.metrics]);
-        audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), ...(listenChanged && { note: 'listen addresses change only on restart' }) } });
+        // The identity limits (rate, tunnels, token size) follow the config at once; the listener's
+        // (connections, timeouts, header size) are fixed when the sockets open.
+        const limitsChanged = LISTENER_LIMITS.some((key) => next.limits[key] !== config.limits[key]);
+        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart'].filter(Boolean);
+        audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), ...(notes.length > 0 && { note: notes.join('; ') }) } });
         config = next;
         return { ok: true };
       } catch (err) {
@@ -130,6 +143,8 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     async close(graceMs = 10_000) {
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
       for (const l of listeners) l.server.closeIdleConnections();
+      // Sockets still in (or stuck before) the TLS handshake are owed nothing and would hold close() open.
+      for (const l of listeners) l.dropUnauthenticated();
       // Tunnels never finish on their own: end them now, each with its close record.
       const tunnelsClosed = tunnels.closeAll('gateway shutting down');
       const timer = setTimeout(() => listeners.forEach((l) => l.server.closeAllConnections()), graceMs);

@@ -12,6 +12,10 @@ export interface ConnectionContext {
   sourceIp: string;
   openedAt: number;
   requests: number;
+  /** Requests being handled right now (pipelining can make it more than one). */
+  inFlight: number;
+  /** Why the connection broke mid-request (malformed body, body timeout): the request's own record says so. */
+  brokenBy?: { status: number; reason: string };
 }
 
 const contexts = new WeakMap<Socket, ConnectionContext>();
@@ -28,9 +32,38 @@ export function contextOf(socket: Socket): ConnectionContext | undefined {
   return contexts.get(socket);
 }
 
-export function sourceOf(socket: Socket): { source: string; sourceIp: string } {
+export interface ConnectionSource {
+  source: string;
+  sourceIp: string;
+}
+
+export function sourceOf(socket: Socket): ConnectionSource {
   const ip = socket.remoteAddress;
   if (!ip) return { source: 'unix', sourceIp: '' };
   const bare = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
   return { source: bare.includes(':') ? `[${bare}]:${socket.remotePort}` : `${bare}:${socket.remotePort}`, sourceIp: bare };
+}
+
+/** What the listener knows about one accepted TCP or UNIX socket, before and after TLS. */
+export interface RawConnection extends ConnectionSource {
+  /** Destroyed by the gateway itself (a connection limit, shutdown): the reset that follows is not the client's doing. */
+  dropped: boolean;
+  /** Completed TLS with a verified client certificate. */
+  authenticated: boolean;
+}
+
+const rawConnections = new WeakMap<Socket, RawConnection>();
+
+/** Notes where a just-accepted socket comes from: once destroyed, a socket forgets its peer. */
+export function recordRawConnection(raw: Socket): RawConnection {
+  const record = { ...sourceOf(raw), dropped: false, authenticated: false };
+  rawConnections.set(raw, record);
+  return record;
+}
+
+/** The record of `socket`, a raw socket or the TLS socket wrapping one. */
+export function rawConnectionOf(socket: Socket): RawConnection | undefined {
+  // Node keeps the accepted socket under the TLS socket it wraps it in as `_parent`.
+  const parent = (socket as Socket & { _parent?: Socket })._parent;
+  return rawConnections.get(socket) ?? (parent ? rawConnections.get(parent) : undefined);
 }

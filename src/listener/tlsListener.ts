@@ -1,5 +1,6 @@
 // The front door: HTTPS servers on TCP addresses and UNIX sockets that demand a client certificate
 // from the site CA, record who connected, and hand requests, upgrades and CONNECTs to the forwarders.
+import { constants as cryptoConstants } from 'node:crypto';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:https';
@@ -9,9 +10,12 @@ import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient } from '../audit/auditRecord.ts';
-import type { ListenAddress } from '../config/schema.ts';
+import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
-import { attachContext, contextOf, newConnectionId, sourceOf } from './connectionContext.ts';
+import { handleClientError } from './clientErrors.ts';
+import { attachContext, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
+import type { ConnectionLimits } from './connectionLimits.ts';
+import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createRejectLimiter } from './rejectLimiter.ts';
 
 export interface TlsSettings extends SecureContextOptions {
@@ -31,6 +35,16 @@ export interface BoundListener {
   /** `127.0.0.1:8443` or the UNIX socket path. */
   address: string;
   port?: number;
+  /** New certificate, key and CA (reload); the listener's own TLS options stay. */
+  setTls(tls: TlsSettings): void;
+  /** Destroys every socket that has not authenticated (shutdown): nothing is owed to them. */
+  dropUnauthenticated(): void;
+}
+
+export interface ListenerOptions {
+  limits: GatewayLimits;
+  /** Shared by every listener of the gateway, so the connection limits count them together. */
+  connectionLimits: ConnectionLimits;
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
@@ -43,23 +57,31 @@ async function removeStaleSocket(path: string): Promise<void> {
   }
 }
 
-export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog): Promise<BoundListener> {
+/** Client-initiated TLS 1.2 renegotiation costs the server a handshake per request of the client's choosing. */
+const listenerSecureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
+
+export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): Promise<BoundListener> {
+  const { limits } = options;
   const server = createServer({
     ...tls,
+    secureOptions: listenerSecureOptions,
     requestCert: true,
     rejectUnauthorized: true,
     // Slow or silent clients must not hold sockets forever.
-    handshakeTimeout: 10_000,
-    headersTimeout: 20_000,
-    requestTimeout: 0,
-    keepAliveTimeout: 30_000,
+    ...serverTimeoutOptions(limits),
+    // The HTTP forwarder answers a Host-less HTTP/1.1 request itself, with an audit record.
+    requireHostHeader: false,
   });
+  const held = options.connectionLimits.watch(server);
+  destroyIdleSockets(server, limits);
 
   const rejects = createRejectLimiter();
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-    // By now the TLS socket may be destroyed and have forgotten its peer; the TCP socket under it has not.
-    const parent = (socket as TLSSocket & { _parent?: Socket })._parent;
-    const { source, sourceIp } = sourceOf(socket.remoteAddress ? socket : parent ?? socket);
+    const raw = rawConnectionOf(socket);
+    // Refused by a connection limit (already recorded) or dropped at shutdown: the reset is our own doing.
+    if (raw?.dropped) return;
+    // By now the TLS socket may be destroyed and have forgotten its peer; the record made on accept has not.
+    const { source, sourceIp } = raw ?? sourceOf(socket);
     const limit = rejects.admit(sourceIp || source);
     if (!limit.write) return;
     // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
@@ -79,8 +101,10 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
       socket.destroy();
       return;
     }
-    const context = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0 };
+    const context = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: 0 };
     attachContext(socket, context);
+    const raw = rawConnectionOf(socket);
+    if (raw) raw.authenticated = true;
     connections.add(socket);
     audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim() });
     socket.once('close', () => {
@@ -108,20 +132,46 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
           onFail(...args);
         });
     };
-  server.on('request', guard(handlers.request, (_req, res) => {
-    if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal error"}\n');
-    else res.destroy();
-  }));
-  server.on('upgrade', guard(handlers.upgrade, (_req, socket) => socket.destroy()));
-  server.on('connect', guard(handlers.connect, (_req, socket) => socket.destroy()));
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const ctx = contextOf(socket as TLSSocket);
-    // Errors on sockets that never authenticated are TLS failures, already recorded as tls.reject.
-    if (ctx) audit.write({ event: 'request', conn: ctx.id, source: ctx.source, client: auditClient(ctx.identity), status: 400, decision: 'deny', reason: `malformed HTTP: ${err.code ?? err.message}` });
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
-  });
+  const onRequest = guard(
+    (req: IncomingMessage, res: ServerResponse) => {
+      trackResponse(req, res);
+      return handlers.request(req, res);
+    },
+    (_req, res) => {
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal error"}\n');
+      else res.destroy();
+    },
+  );
+  server.on('request', onRequest);
+  // Expect is decided by the request handler, after authorization: Node would send 100 Continue (or
+  // 417) to anyone first.
+  server.on('checkContinue', onRequest);
+  server.on('checkExpectation', onRequest);
+  const onTunnel = (handler: ListenerHandlers['upgrade']) =>
+    guard(
+      (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        releaseToTunnel(socket as Socket);
+        return handler(req, socket, head);
+      },
+      (_req, socket) => socket.destroy(),
+    );
+  server.on('upgrade', onTunnel(handlers.upgrade));
+  server.on('connect', onTunnel(handlers.connect));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, audit, limits));
 
+  const bound = {
+    server,
+    connections,
+    setTls: (next: TlsSettings) => server.setSecureContext({ ...next, secureOptions: listenerSecureOptions }),
+    dropUnauthenticated: () => {
+      for (const socket of held) {
+        const raw = rawConnectionOf(socket);
+        if (raw?.authenticated) continue;
+        if (raw) raw.dropped = true;
+        socket.destroy();
+      }
+    },
+  };
   if (listen.unix) {
     await mkdir(dirname(listen.unix), { recursive: true, mode: 0o755 });
     await removeStaleSocket(listen.unix);
@@ -134,11 +184,11 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
       process.umask(umask);
     }
     await chmod(listen.unix, mode);
-    return { server, connections, address: listen.unix };
+    return { ...bound, address: listen.unix };
   }
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(listen.tcp ?? '') ?? [];
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(Number(port), host, () => resolve()));
-  const bound = server.address();
-  const boundPort = typeof bound === 'object' && bound ? bound.port : Number(port);
-  return { server, connections, address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
+  const address = server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : Number(port);
+  return { ...bound, address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
 }

@@ -11,6 +11,11 @@ export interface GatewayMetrics {
   readonly authz: AuthzObserver;
   /** Counts what an audit record says happened (requests, tunnels, reloads, TLS refusals). */
   observeAudit(record: AuditRecord): void;
+  /** A connection or request refused by one of `limits` (its key, e.g. `connectionsPerSource`); counted even when its record is suppressed. */
+  limitRefused(limit: string): void;
+  /** Client connections accepted and closed (before TLS too): the open-connections gauge. */
+  connectionOpened(): void;
+  connectionClosed(): void;
 }
 
 export function createGatewayMetrics(options: { processMetrics?: boolean } = {}): GatewayMetrics {
@@ -35,6 +40,8 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const tunnels = new Counter({ name: `${prefix}tunnels_opened_total`, help: 'Tunnels and WebSocket sessions opened, by protocol and route', labelNames: ['protocol', 'route'], registers });
   const tunnelBytes = new Counter({ name: `${prefix}tunnel_bytes_total`, help: 'Bytes carried by closed tunnels, by direction (in: client to upstream)', labelNames: ['direction'], registers });
   const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
+  const limitRefusals = new Counter({ name: `${prefix}limit_refusals_total`, help: 'Connections and requests refused by a configured limit, by limit', labelNames: ['limit'], registers });
+  const openConnections = new Gauge({ name: `${prefix}open_connections`, help: 'Client connections open now, including those still in the TLS handshake', registers });
   const tlsRejects = new Counter({ name: `${prefix}tls_rejects_total`, help: 'Connections refused during the TLS handshake', registers });
 
   const authz: AuthzObserver = {
@@ -53,6 +60,9 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   return {
     registry,
     authz,
+    limitRefused: (limit) => limitRefusals.inc({ limit }),
+    connectionOpened: () => openConnections.inc(),
+    connectionClosed: () => openConnections.dec(),
     observeAudit(record) {
       switch (record.event) {
         case 'request':

@@ -28,8 +28,10 @@ export function normalizeTarget(target: string): NormalizedTarget {
     } catch {
       return { ok: false, reason: `malformed percent-encoding in path segment ${JSON.stringify(part)}` };
     }
+    // C0 and C1 controls, DEL, and the Unicode line separators: none belongs in a path, and some
+    // upstreams (or their logs) treat them as line breaks.
     // eslint-disable-next-line no-control-regex
-    if (/[/\\\u0000-\u001f\u007f]/.test(decoded)) {
+    if (/[/\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(decoded)) {
       return { ok: false, reason: `encoded separator or control character in path segment ${JSON.stringify(part)}` };
     }
     if (decoded === '.') continue;

@@ -30,6 +30,9 @@ export function resolveUpstream(template: string, params: Record<string, string>
   return { ok: true, target: { kind: 'tcp', host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]), label: filled } };
 }
 
+/** POSIX portable user names (plus the `$` of machine accounts), as useradd accepts them by default. */
+const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
+
 // Lookups go through NSS (`id -u`), so LDAP/SSSD users work too; cached briefly to keep them off the hot path.
 const uidCache = new LRUCache<string, number | 'unknown'>({ max: 4096, ttl: 60_000 });
 
@@ -52,6 +55,9 @@ export function uidOf(user: string): Promise<number | undefined> {
  * owner replacing their own socket between this check and connect, which only hurts that owner.
  */
 export async function verifySocketOwner(path: string, user: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+  // `id -u 0` answers uid 0: a numeric "user name" would name a uid, not a user (a token for user "0"
+  // would reach root's sockets). Only names a site could have created are looked up.
+  if (!USER_NAME.test(user) || /^\d+$/.test(user)) return { ok: false, reason: `${JSON.stringify(user)} is not a valid user name to own ${path}` };
   const uid = await uidOf(user);
   if (uid === undefined) return { ok: false, reason: `no local user ${JSON.stringify(user)} to own ${path}` };
   let st;

@@ -1,0 +1,70 @@
+// Per-identity limits: a request-rate token bucket per client certificate, and a count of the tunnels
+// each identity holds open. Both outlive config reloads; their numbers are read from the current config.
+import { LRUCache } from 'lru-cache';
+import type { GatewayLimits } from '../config/schema.ts';
+
+export type LimitDecision = { ok: true } | { ok: false; retryAfterSeconds: number; reason: string };
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export interface IdentityLimits {
+  /** Takes one request from `identity`'s bucket (its certificate fingerprint). */
+  takeRequest(identity: string): LimitDecision;
+  /**
+   * Reserves a tunnel slot for `identity` (token user, or certificate without one); the returned
+   * function releases it (idempotent). A full identity gets a refusal instead.
+   */
+  reserveTunnel(identity: string): { ok: true; release: () => void } | { ok: false; retryAfterSeconds: number; reason: string };
+  tunnelsOf(identity: string): number;
+}
+
+/** `onRefused` counts each refusal by limit name (records of them are rate limited, counts are not). */
+export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (limit: 'requestsPerSecond' | 'tunnelsPerIdentity') => void = () => {}): IdentityLimits {
+  // Bounded: an attacker with many certificates cannot grow this without limit (the oldest are
+  // forgotten, which at worst hands them a fresh bucket).
+  const buckets = new LRUCache<string, Bucket>({ max: 100_000 });
+  const tunnels = new Map<string, number>();
+  return {
+    takeRequest(identity) {
+      const { requestsPerSecond: rate, requestBurst: burst } = limits();
+      const now = performance.now();
+      const bucket = buckets.get(identity) ?? { tokens: burst, at: now };
+      bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+      bucket.at = now;
+      buckets.set(identity, bucket);
+      if (bucket.tokens >= 1) {
+        bucket.tokens -= 1;
+        return { ok: true };
+      }
+      onRefused('requestsPerSecond');
+      const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
+      return { ok: false, retryAfterSeconds, reason: `request rate over limits.requestsPerSecond (${rate}/s, burst ${burst})` };
+    },
+    reserveTunnel(identity) {
+      const max = limits().tunnelsPerIdentity;
+      const open = tunnels.get(identity) ?? 0;
+      if (open >= max) {
+        onRefused('tunnelsPerIdentity');
+        return { ok: false, retryAfterSeconds: 5, reason: `${open} tunnels open, limits.tunnelsPerIdentity is ${max}` };
+      }
+      tunnels.set(identity, open + 1);
+      let released = false;
+      return {
+        ok: true,
+        release() {
+          if (released) return;
+          released = true;
+          const left = (tunnels.get(identity) ?? 1) - 1;
+          if (left > 0) tunnels.set(identity, left);
+          else tunnels.delete(identity);
+        },
+      };
+    },
+    tunnelsOf(identity) {
+      return tunnels.get(identity) ?? 0;
+    },
+  };
+}
