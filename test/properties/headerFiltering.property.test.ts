@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../src/forward/upstreamHeaders.ts';
 import type { BodyFraming, ForwardedCaller } from '../../src/forward/upstreamHeaders.ts';
 
-const numRuns = 500;
+const numRuns = 300;
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'http2-settings', 'expect'];
 const FRAMING = ['content-length', 'transfer-encoding'];
