@@ -64,7 +64,9 @@ function connectionOptions(rawHeaders: readonly string[]): Set<string> {
 
 /** Header values must be visible ASCII; anything else (UTF-8 in a DN, CR/LF) is percent-encoded. */
 export function headerSafe(value: string): string {
-  return value.replace(/[^\x20-\x7e]|%/g, (c) => encodeURIComponent(c));
+  // Per code point (`u`): a character outside the BMP is one unit, not two halves that cannot be
+  // encoded; a lone surrogate (no valid UTF-8 exists for it) becomes U+FFFD's encoding.
+  return value.replace(/[^\x20-\x7e]|%/gu, (c) => (/^[\uD800-\uDFFF]$/.test(c) ? '%EF%BF%BD' : encodeURIComponent(c)));
 }
 
 /** CR, LF and NUL end or corrupt a field: such a value is never forwarded (the parser refuses most already). */

@@ -9,8 +9,8 @@ import { RouteTable } from '../../src/routing/routeTable.ts';
 const numRuns = 1000;
 const runLimits = { maxFacts: 1000, maxIterations: 100, maxTimeMicros: 10_000 };
 
-/** Unicode general category Cc: C0 controls, DEL and the C1 controls (U+0080–U+009F). */
-const CONTROL = /\p{Cc}/u;
+/** Unicode general category Cc (C0 controls, DEL, C1 controls) and the line and paragraph separators. */
+const CONTROL = /[\p{Cc}\u2028\u2029]/u;
 
 /** Pieces an attacker combines: separators, dots, their percent-encodings and overlong forms, delimiters. */
 const hostilePiece = fc.constantFrom('%', '.', '/', '\\', '2e', '2f', '5c', '00', 'c0', 'ae', '%2e', '%2f', '%5c', '%00', '%c0%ae', ';', '?', '#', 'a', 'b', 'x', 'Z');
@@ -20,8 +20,8 @@ const hostile = fc.array(hostilePiece, { maxLength: 24 }).map((pieces) => pieces
 const escapedByte = fc.integer({ min: 0, max: 255 }).map((b) => '%' + b.toString(16).padStart(2, '0'));
 /** A code point percent-encoded as UTF-8, the way a client would send a non-ASCII or control character. */
 const escapedCodePoint = fc.oneof(fc.integer({ min: 0, max: 0x2fff }), fc.integer({ min: 0xe000, max: 0x10ffff })).map((c) => encodeURIComponent(String.fromCodePoint(c)));
-/** Control characters percent-encoded as UTF-8: C0, DEL and C1 (`%C2%85` is NEL). */
-const escapedControl = fc.oneof(fc.integer({ min: 0, max: 0x1f }), fc.constant(0x7f), fc.integer({ min: 0x80, max: 0x9f })).map((c) => encodeURIComponent(String.fromCodePoint(c)));
+/** Control characters percent-encoded as UTF-8: C0, DEL, C1 (`%C2%85` is NEL), U+2028 and U+2029. */
+const escapedControl = fc.oneof(fc.integer({ min: 0, max: 0x1f }), fc.constantFrom(0x7f, 0x2028, 0x2029), fc.integer({ min: 0x80, max: 0x9f })).map((c) => encodeURIComponent(String.fromCodePoint(c)));
 const targetPiece = fc.oneof(hostilePiece, escapedByte, escapedCodePoint, escapedControl, fc.string({ unit: 'binary', maxLength: 3 }), fc.constantFrom('..', '/../', '/./', '//'));
 const anyTarget = fc.array(targetPiece, { maxLength: 30 }).map((pieces) => '/' + pieces.join(''));
 
@@ -35,7 +35,7 @@ function routeConfig(name: string, path: string, stripPrefix: boolean): RouteCon
 }
 
 describe('normalizeTarget (properties)', () => {
-  it('yields segments that are plain names: never empty, `.` or `..`, never a separator, NUL or control character', () => {
+  it('yields segments that are plain names: never empty, `.` or `..`, never a separator, NUL, control character or line separator', () => {
     fc.assert(
       fc.property(anyTarget, (target) => {
         const n = normalizeTarget(target);
