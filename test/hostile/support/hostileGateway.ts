@@ -8,6 +8,8 @@ import { RawConnection, rawExchange, type ExchangeOptions, type RawClientTarget,
 import { startUpstreamRecorder, type UpstreamRecorder } from './upstreamRecorder.ts';
 
 export type UserName = 'alice' | 'bob' | 'admin';
+/** A client connection as the audit log knows it: its local port, and when it was opened if known. */
+export type ConnectionRef = { localPort: number; startedAt?: number };
 export type AuditEntry = AuditRecord & { time: string };
 
 /**
@@ -88,9 +90,9 @@ export interface HostileGateway {
   /** Opens a connection as `user` for step-by-step exchanges. */
   open(user?: UserName): RawConnection;
   /** `request` audit records of the connection behind `x` (by its source port, in request order), waiting up to `waitMs` for `n`. */
-  auditOf(x: { localPort: number }, n?: number, waitMs?: number): Promise<AuditEntry[]>;
+  auditOf(x: ConnectionRef, n?: number, waitMs?: number): Promise<AuditEntry[]>;
   /** All audit records of the connection behind `x` (any event). */
-  allAuditOf(x: { localPort: number }): AuditEntry[];
+  allAuditOf(x: ConnectionRef): AuditEntry[];
   /** Resets every recorder (call at the start of each case). */
   resetUpstreams(): void;
   stop(): Promise<void>;
@@ -114,11 +116,17 @@ export async function startHostileGateway(opts: HostileGatewayOptions = {}): Pro
   const mint = (user: string, extra = '') => mintRaw(h.rootKey.privateKey, `user("${user}"); check if time($t), $t <= ${inOneHour()}; ${extra}`);
   const tokens = { alice: mint('alice', 'group("staff");'), bob: mint('bob'), admin: mint('admin') };
   const target = (user: UserName = 'alice'): RawClientTarget => ({ port: h.port, ca: h.pki.caCert, cert: certs[user].cert, key: certs[user].key });
-  const source = (x: { localPort: number }) => `127.0.0.1:${x.localPort}`;
-  const allAuditOf = (x: { localPort: number }) => h.audit().filter((r) => r.source === source(x));
+  const source = (x: ConnectionRef) => `127.0.0.1:${x.localPort}`;
+  // Ports are reused: when the exchange says when it started, keep only records of the connection
+  // opened from that port since then (by its connection id), so an earlier connection never counts.
+  const allAuditOf = (x: ConnectionRef) => {
+    const fromPort = h.audit().filter((r) => r.source === source(x) && (x.startedAt === undefined || Date.parse(r.time) >= x.startedAt - 5));
+    const conn = fromPort.find((r) => r.event === 'connection.open')?.conn;
+    return conn === undefined ? fromPort : fromPort.filter((r) => r.conn === undefined || r.conn === conn);
+  };
   // Records are written when a request ends, so a pipelined deny can precede an earlier allow: order by request id.
   const reqSeq = (r: AuditEntry) => Number(/\.(\d+)$/.exec(r.req ?? '')?.[1] ?? 0);
-  const requestsOf = (x: { localPort: number }) => allAuditOf(x).filter((r) => r.event === 'request').sort((a, b) => reqSeq(a) - reqSeq(b));
+  const requestsOf = (x: ConnectionRef) => allAuditOf(x).filter((r) => r.event === 'request').sort((a, b) => reqSeq(a) - reqSeq(b));
   return {
     h,
     certs,

@@ -67,6 +67,14 @@ export function http(line: string, headers: string[], body = ''): string {
   return `${line}\r\n${headers.map((h) => h + '\r\n').join('')}\r\n${body}`;
 }
 
+/** The record a parser refusal leaves. */
+export const malformedRecord: ExpectedAudit = { status: 400, decision: 'deny', reason: /^malformed HTTP/ };
+
+/** The parser refuses: 400, closed, upstream untouched, one "malformed HTTP" record. */
+export function parserRefuses(name: string, send: string): HttpCase {
+  return { name, send, status: [400], closed: true, upstream: [], audit: [malformedRecord] };
+}
+
 /** A chunked body holding `data` in one chunk. */
 export function chunked(data: string): string {
   return data.length === 0 ? '0\r\n\r\n' : `${Buffer.byteLength(data, 'latin1').toString(16)}\r\n${data}\r\n0\r\n\r\n`;
@@ -127,7 +135,7 @@ export async function runHttpCase(g: HostileGateway, c: HttpCase): Promise<void>
   const x = await g.send(withAuth(g, c.send, as), {
     as,
     expectResponses: c.status.length,
-    quietMs: 80,
+    quietMs: 50,
     ...(c.closed === true && { untilClosed: true, timeoutMs: 2500 }),
     ...(c.methods && { methods: c.methods }),
   });

@@ -38,6 +38,8 @@ export interface RawExchange {
   closedByGateway: boolean;
   /** Local port of the client socket: the audit `source` is `127.0.0.1:<localPort>`. */
   localPort: number;
+  /** When the connection was opened (ms since the epoch): tells this connection from an earlier one on the same port. */
+  startedAt: number;
   /** The TLS handshake or socket failed (e.g. certificate refused): the error message. */
   error?: string;
 }
@@ -167,6 +169,7 @@ export class RawConnection {
   private methods: string[] = [];
   // Read once connected: a destroyed socket forgets its local port.
   private localPort = 0;
+  private readonly startedAt = Date.now();
 
   constructor(target: RawClientTarget) {
     this.socket = connect({ host: target.host ?? '127.0.0.1', port: target.port, ca: target.ca, cert: target.cert, key: target.key, servername: 'localhost' });
@@ -217,6 +220,7 @@ export class RawConnection {
       finals: responses.filter((r) => r.status >= 200 || r.status === 101),
       closedByGateway: this.closed,
       localPort: this.localPort,
+      startedAt: this.startedAt,
       ...(this.error === undefined ? {} : { error: this.error }),
     };
   }
