@@ -36,6 +36,8 @@ interface InFlight {
   headers: Record<string, string | string[]>;
   bytesOut: number;
   truncated: boolean;
+  /** The upstream answered something the gateway could not pass on. */
+  upstreamFault?: string;
 }
 
 export function createHttpForwarder(deps: HttpForwarderDeps) {
@@ -62,7 +64,14 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       res.destroy();
     });
     if (res.headersSent || res.destroyed) return void proxyRes.destroy();
-    res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, downstreamResponseHeaders(proxyRes.rawHeaders));
+    try {
+      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, downstreamResponseHeaders(proxyRes.rawHeaders));
+    } catch (err) {
+      // Whatever an upstream answers must never throw out of this handler (that would end the process).
+      if (flight) flight.upstreamFault = `unusable response head: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+      proxyRes.destroy();
+      return void refuse(res, 502, 'upstream unavailable');
+    }
     proxyRes.pipe(res);
   });
   const limitRecords = createRejectLimiter();
@@ -71,6 +80,9 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     const started = performance.now();
     const conn = contextOf(req.socket as TLSSocket);
     if (!conn) return refuse(res, 421, 'connection not authenticated');
+    // The parser may hand over a request whose header block it has already refused (an invalid
+    // Transfer-Encoding): the listener answered and recorded it; there is nothing left to decide.
+    if (conn.brokenBy) return void res.destroy();
     conn.requests += 1;
     // While a request is being handled its parse errors are its own to record (see the listener's clientError).
     conn.inFlight += 1;
@@ -117,8 +129,11 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
 
     const { route, upstream, decision } = admission;
     if (clientLeft || res.destroyed) {
-      // Nobody is waiting for the answer: do not act on the upstream on their behalf.
-      return finish({ decision: 'allow', status: 499, reason: 'client closed during admission; not forwarded', route: route.config.name, path: admission.path, token });
+      // Nobody is waiting for the answer (the client left, or broke the request while it was being
+      // admitted): do not act on the upstream on their behalf.
+      // A request the client broke (malformed, timed out) is refused like any malformed request.
+      const broken = conn.brokenBy ?? { status: 499, reason: 'client closed during admission' };
+      return finish({ decision: conn.brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: route.config.name, path: admission.path, token });
     }
     // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
     if (shape.expectsContinue) res.writeContinue();
@@ -133,6 +148,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
 
     let upstreamError: string | undefined;
     res.once('close', () => {
+      upstreamError ??= flight.upstreamFault;
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
       // and the record must not read like a completed request.
       const bodyBroken = !req.complete && shape.framing.kind !== 'none';

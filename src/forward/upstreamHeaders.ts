@@ -45,6 +45,15 @@ const IDENTITY_CLAIM_PREFIXES = [IDENTITY_PREFIX, 'x-forwarded-', 'x-auth-reques
 /** The WebSocket handshake fields a proxied upgrade carries (RFC 6455 4.1); the gateway sets Connection/Upgrade. */
 const WEBSOCKET_FIELDS = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions']);
 
+/**
+ * Fields Node's parser keeps only the first of (it drops later duplicates from `req.headers`): what
+ * admission saw (the first Authorization, say) must be all the upstream sees, never a second value.
+ */
+const SINGLETONS = new Set([
+  'age', 'authorization', 'content-type', 'etag', 'expires', 'from', 'if-modified-since', 'if-unmodified-since',
+  'last-modified', 'location', 'max-forwards', 'referer', 'retry-after', 'server', 'user-agent',
+]);
+
 function isIdentityClaim(name: string): boolean {
   return IDENTITY_CLAIMS.has(name) || IDENTITY_CLAIM_PREFIXES.some((p) => name.startsWith(p));
 }
@@ -118,6 +127,7 @@ export function upstreamRequestHeaders(
       host ??= value;
       continue;
     }
+    if (SINGLETONS.has(name) && out[name] !== undefined) continue;
     append(out, name, value);
   }
   const headers: Record<string, string | string[]> = host === undefined ? {} : { host };

@@ -110,7 +110,16 @@ const teCases: HttpCase[] = [
     upstream: [ok('POST', '/web/x', 'hello')],
     audit: [allow()],
   },
-  parserRefuses('Transfer-Encoding: identity, chunked (a coding other than chunked)', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: identity, chunked'], chunked('hello'))),
+  {
+    // The parser accepts it (chunked is final), but the gateway cannot restate a coding it does not
+    // apply: RFC 9112 6.1 answers an unsupported transfer coding with 501.
+    name: 'Transfer-Encoding: identity, chunked (a coding other than chunked) -> 501, upstream untouched',
+    send: http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: identity, chunked'], chunked('hello')),
+    status: [501],
+    closed: true,
+    upstream: [],
+    audit: [{ status: 501, decision: 'deny', reason: /transfer coding/ }],
+  },
   parserRefuses('Transfer-Encoding: chunked twice in two headers (chunked applied twice)', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked', 'Transfer-Encoding: chunked'], chunked('hello'))),
   parserRefuses('Transfer-Encoding: chunked, chunked in one header', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked, chunked'], chunked('hello'))),
   {
