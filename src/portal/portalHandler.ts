@@ -8,7 +8,7 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import { nextTarget, PORTAL_PATH } from '../session/nextTarget.ts';
-import { ownOrigin } from '../session/requestCredential.ts';
+import { fromOwnOrigin } from '../session/requestCredential.ts';
 import { clearSessionCookie, DEFAULT_SESSION_SECONDS, readSessionCookie, setSessionCookie } from '../session/sessionCookie.ts';
 import { mintSessionToken, sessionExpiry, verifyForCertificate, type TokenCheck } from '../session/sessionToken.ts';
 import { earliestExpiry } from '../token/inspectToken.ts';
@@ -95,7 +95,7 @@ export function createPortal(deps: PortalDeps) {
     if (!rate.ok) return refuse(429, 'too many requests', rate.reason);
     const origin = req.headers.origin;
     // A sign-in started by another site would sign this browser in as someone else (login CSRF).
-    if (origin !== undefined && origin.toLowerCase() !== ownOrigin(req.headers)) return refuse(403, 'sign-in form posted from another site', `sign-in posted from origin ${JSON.stringify(origin.slice(0, 200))}`);
+    if (origin !== undefined && !fromOwnOrigin(req.headers)) return refuse(403, 'sign-in form posted from another site', `sign-in posted from origin ${JSON.stringify(origin.slice(0, 200))}`);
     const form = await readForm(req, deps.limits().maxTokenBytes + 8192);
     if (form === undefined) return refuse(413, 'form too large or incomplete', 'sign-in form over the size limit or broken off');
     const next = nextTarget(form.get('next'));
@@ -125,7 +125,7 @@ export function createPortal(deps: PortalDeps) {
 
   function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): void {
     const origin = req.headers.origin;
-    if (origin !== undefined && origin.toLowerCase() !== ownOrigin(req.headers)) {
+    if (origin !== undefined && !fromOwnOrigin(req.headers)) {
       record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'deny', status: 403, reason: `sign-out posted from origin ${JSON.stringify(origin.slice(0, 200))}` });
       return send(res, 403, messagePage('Not signed out', 'The sign-out form was posted from another site.'));
     }

@@ -22,7 +22,8 @@ export function pageHeaders(formTargets: readonly string[] = []): Record<string,
     'content-security-policy': `default-src 'none'; style-src '${STYLE_HASH}'; form-action 'self'${formTargets.map((o) => ` ${o}`).join('')}; frame-ancestors 'none'; base-uri 'none'`,
     'x-frame-options': 'DENY',
     'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
+    // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on the page's own form posts.
+    'referrer-policy': 'same-origin',
     'cross-origin-opener-policy': 'same-origin',
   };
 }

@@ -41,9 +41,21 @@ export function ownOrigin(headers: IncomingHttpHeaders): string | undefined {
  */
 export function sessionOriginCheck(headers: IncomingHttpHeaders, method: string, upgrade: boolean): { ok: true } | { ok: false; reason: string } {
   if (!upgrade && (method === 'GET' || method === 'HEAD')) return { ok: true };
+  if (fromOwnOrigin(headers)) return { ok: true };
   const origin = headers.origin?.trim().toLowerCase();
   const own = ownOrigin(headers);
-  if (origin !== undefined && own !== undefined && (origin === own || origin === own.replace(/:443$/, ''))) return { ok: true };
   const what = upgrade ? 'WebSocket upgrade' : `${method} request`;
   return { ok: false, reason: `${what} with the session cookie from ${origin === undefined ? 'no Origin' : `origin ${JSON.stringify(origin.slice(0, 200))}`}, not ${own ?? 'the route\'s origin'}` };
+}
+
+/**
+ * Whether the browser says the request comes from the origin it addresses: Origin equals it, or, for a
+ * form posted from a page with `Referrer-Policy: no-referrer` (Origin is then "null"), the browser's own
+ * `Sec-Fetch-Site: same-origin` (a header pages cannot set).
+ */
+export function fromOwnOrigin(headers: IncomingHttpHeaders): boolean {
+  const origin = headers.origin?.trim().toLowerCase();
+  const own = ownOrigin(headers);
+  if (origin !== undefined && own !== undefined && (origin === own || origin === own.replace(/:443$/, ''))) return true;
+  return origin === 'null' && headers['sec-fetch-site'] === 'same-origin';
 }
