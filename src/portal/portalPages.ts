@@ -105,3 +105,19 @@ ${blocks}`);
 export function messagePage(title: string, message: string): string {
   return layout(title, `<p id="message">${escapeHtml(message)}</p><p><a href="/.well-known/gatehouse/">Back to sign-in</a></p>`);
 }
+
+/** Asks before handing the session to a service's origin (a page elsewhere could otherwise send the browser here). */
+export function continuePage(user: string, target: string, next: string): string {
+  return layout('Open a service', `<p>Signed in as <strong id="user">${escapeHtml(user)}</strong>.</p>
+<p>Open <strong id="target">${escapeHtml(target)}</strong> with this session?</p>
+<form method="post" action="/.well-known/gatehouse/session/handoff">
+<input type="hidden" name="next" value="${escapeHtml(next)}">
+<p><button type="submit" id="continue">Continue</button> <a href="/.well-known/gatehouse/">Back to the portal</a></p>
+</form>`);
+}
+
+/** Lands on a service's origin with its new cookie; the refresh is a navigation of this origin, so the Strict cookie goes with it. */
+export function landingPage(next: string): string {
+  return layout('Signed in', `<meta http-equiv="refresh" content="0;url=${escapeHtml(next)}">
+<p>Signed in. <a id="continue" href="${escapeHtml(next)}">Continue</a>.</p>`);
+}

@@ -94,14 +94,16 @@ export function sessionExpiry(token: VerifiedToken, lifetimeSeconds: number, now
  * certificate and the session's end and keeps it to HTTP and WebSocket (no raw tunnels from a cookie).
  * Attenuation needs no private key; the token's revocation ids carry over, so revoking it ends the session.
  */
-export function mintSessionToken(text: string, publicKey: PublicKey, fingerprint: string, expiresAt: Date): { ok: true; token: string } | { ok: false; reason: string } {
+export function mintSessionToken(text: string, publicKey: PublicKey, fingerprint: string, expiresAt: Date, host?: string): { ok: true; token: string } | { ok: false; reason: string } {
   const parsed = parseToken(text, publicKey);
   if (!parsed.ok) return { ok: false, reason: parsed.error.message };
   try {
     const block = biscuit.Biscuit.block_builder();
+    // A session handed to a service's own origin is bound to that host too: its cookie cannot be replayed elsewhere.
+    const hostCheck = host === undefined ? '' : '\ncheck if host({host});';
     block.addCodeWithParameters(
-      'check if client_fingerprint({fingerprint});\ncheck if time($time), $time <= {expires};\ncheck if protocol($p), {protocols}.contains($p);',
-      datalogParameters({ fingerprint, expires: expiresAt, protocols: new Set(['http', 'websocket']) }),
+      `check if client_fingerprint({fingerprint});\ncheck if time($time), $time <= {expires};\ncheck if protocol($p), {protocols}.contains($p);${hostCheck}`,
+      datalogParameters({ fingerprint, expires: expiresAt, protocols: new Set(['http', 'websocket']), ...(host !== undefined && { host }) }),
       {},
     );
     const session = parsed.value.appendBlock(block);
