@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
+import { startEchoService } from '../src/demo/echoService.ts';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -24,6 +25,12 @@ const routes = `  - name: app
     upstream: unix:run/app.sock
     policy: |
       allow if user($u);
+  - name: mine
+    path: /~{user}/{service}/
+    upstream: unix:run/users/{user}/{service}.sock
+    policy: |
+      allow if user($u), param("user", $u);
+      allow if user("bob"), param("service", "shared");
 `;
 
 let h: Harness;
@@ -32,6 +39,7 @@ let bob: TestClientCertificate;
 let app: Server;
 const seen: Array<{ url: string; headers: IncomingHttpHeaders }> = [];
 let upgrades = 0;
+let shared: Server;
 
 interface Reply {
   status: number;
@@ -120,10 +128,12 @@ beforeAll(async () => {
     ws.send('hi');
   });
   await new Promise<void>((resolve) => app.listen(socket, () => resolve()));
+  shared = await startEchoService(join(h.dir, 'run', 'users', 'alice', 'shared.sock'), 'shared');
 });
 
 afterAll(async () => {
   app?.close();
+  shared?.close();
   await h?.stop();
 });
 
@@ -284,5 +294,31 @@ describe('reverse-proxy conventions for a stripped prefix', () => {
     expect((await get('/app/relative')).headers.location).toEqual(['tree']);
     // A route that keeps its prefix passes Location unchanged.
     expect((await get('/kept/redirect')).headers.location).toBeUndefined();
+  });
+});
+
+describe('the portal', () => {
+  it('lists what the user can open, their own activity, and who used their services', async () => {
+    expect((await curlRaw(bob, '/~alice/shared/from-bob', ['-H', `Authorization: Bearer ${token('bob')}`])).status).toBe(200);
+    const { jar } = await signIn(alice, token('alice'));
+    expect((await curlRaw(alice, '/~alice/shared/mine', ['-b', jar])).status).toBe(200);
+    await h.waitForAudit((r) => r.path === '/~alice/shared/mine');
+    const portal = await curlRaw(alice, '/.well-known/gatehouse/', ['-b', jar]);
+    const section = (id: string) => new RegExp(`id="${id}">([\\s\\S]*?)</(ul|table|p)>`).exec(portal.body)?.[1] ?? '';
+    const links = section('links');
+    expect(links).toContain('href="/app/"');
+    expect(links).toContain('href="/~alice/shared/"');
+    expect(links).not.toContain('/~bob/');
+    expect(section('activity')).toContain('/~alice/shared/mine');
+    expect(section('activity')).not.toContain('from-bob');
+    const usedBy = section('used-by');
+    expect(usedBy).toContain('<td>bob</td>');
+    expect(usedBy).toContain(bob.fingerprint);
+    expect(usedBy).toContain('/~alice/shared/from-bob');
+    // bob's portal does not show alice's service's visitors, nor alice's activity.
+    const { jar: bobJar } = await signIn(bob, token('bob'));
+    const bobs = await curlRaw(bob, '/.well-known/gatehouse/', ['-b', bobJar]);
+    expect(bobs.body).toContain('id="user">bob<');
+    expect(bobs.body).not.toContain('/~alice/shared/mine');
   });
 });

@@ -93,7 +93,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
-  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), routes: () => admission.routes, browser: () => config.browser });
+  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser });
   const handlers = {
     // The tunnel endpoint's path and the gateway's pages are reserved: checked before any route sees the request.
     request: (req: IncomingMessage, res: ServerResponse) => (isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : isPortalPath(req.url) ? portal.handle(req, res) : http.handle(req, res)),

@@ -9,7 +9,8 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
-import { hostOnly, type RouteTable } from '../routing/routeTable.ts';
+import type { AdmissionContext } from '../admission/admitRequest.ts';
+import { hostOnly } from '../routing/routeTable.ts';
 import type { BrowserSettings } from '../session/browserSettings.ts';
 import { createHandoffCodes } from '../session/handoffCodes.ts';
 import { nextTarget, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
@@ -18,6 +19,7 @@ import { clearSessionCookie, DEFAULT_SESSION_SECONDS, readSessionCookie, setSess
 import { mintSessionToken, sessionExpiry, verifyForCertificate, type TokenCheck } from '../session/sessionToken.ts';
 import { earliestExpiry } from '../token/inspectToken.ts';
 import { continuePage, landingPage, messagePage, pageHeaders, portalPage, signInPage } from './portalPages.ts';
+import { portalSections } from './portalSections.ts';
 import type { RootKeySource } from './rootKeySource.ts';
 
 const SESSION_PATH = '/.well-known/gatehouse/session';
@@ -36,7 +38,9 @@ export interface PortalDeps {
   rootKey: RootKeySource;
   /** Whether any of these revocation ids is revoked, per the list as last loaded. */
   isRevoked: (ids: readonly string[]) => boolean;
-  routes: () => RouteTable;
+  /** Routes and authorizer, for `next` checks and the portal's dry runs. */
+  admission: () => AdmissionContext;
+  auditFile: () => string;
   browser: () => BrowserSettings | undefined;
 }
 
@@ -84,7 +88,7 @@ export function createPortal(deps: PortalDeps) {
     return nextTarget(value, (url) => {
       if ((url.port || '443') !== port) return false;
       const target = normalizeTarget(url.pathname + url.search);
-      return target.ok && deps.routes().match(url.host, target.segments, 'http').ok;
+      return target.ok && deps.admission().routes.match(url.host, target.segments, 'http').ok;
     });
   }
 
@@ -108,7 +112,7 @@ export function createPortal(deps: PortalDeps) {
     return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${code}` };
   }
 
-  function showPage(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): void {
+  async function showPage(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
     const portalHost = deps.browser()?.portalHost?.toLowerCase();
     const host = hostOnly(req.headers.host);
     // A service with an origin of its own: signing in happens on the gateway's origin, never here.
@@ -125,7 +129,8 @@ export function createPortal(deps: PortalDeps) {
       const { token } = session.check;
       if (next.ok && next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
       const ownExpiry = earliestExpiry(token.blocks.slice(0, -1).map((b) => b.source ?? ''));
-      const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date() };
+      const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '' });
+      const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date(), sections };
       return send(res, 200, portalPage(view));
     }
     const error = session && !session.check.ok ? `Your session ended (${session.check.clientReason}); sign in again.` : undefined;

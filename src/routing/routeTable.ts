@@ -66,6 +66,11 @@ export class RouteTable {
     for (const r of this.#routes) this.#byName.set(r.config.name, r);
   }
 
+  /** Every route, most specific first (for the portal's list of what a user can open). */
+  list(): readonly CompiledRoute[] {
+    return this.#routes;
+  }
+
   /** Tunnel routes are addressed by name (CONNECT target or tunnel endpoint), not by path. */
   byName(name: string): CompiledRoute | undefined {
     return this.#byName.get(name);
