@@ -2,6 +2,7 @@
 // and portal, signing in (token -> session cookie) and out, and handing a session to a service's own
 // origin with a one-time code. Every sign-in and sign-out is audited.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LRUCache } from 'lru-cache';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
@@ -70,8 +71,14 @@ function portOf(hostHeader: string | undefined): string {
   return m ? (m[1] as string) : '443';
 }
 
+/** How long a verified session cookie is trusted without verifying it again (revocation is checked every time). */
+const VERIFIED_TTL_MS = 60_000;
+
 export function createPortal(deps: PortalDeps) {
   const codes = createHandoffCodes();
+  // Verifying a token in this thread costs biscuit-wasm memory that is never returned: a session is
+  // verified once a minute at most (per certificate), not on every page view.
+  const verified = new LRUCache<string, Extract<TokenCheck, { ok: true }>>({ max: 2048, ttl: VERIFIED_TTL_MS });
   const sessionSeconds = () => deps.browser()?.sessionSeconds ?? DEFAULT_SESSION_SECONDS;
 
   function send(res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}, formTargets: string[] = []): void {
@@ -98,7 +105,13 @@ export function createPortal(deps: PortalDeps) {
     if (cookie.kind !== 'token') return undefined;
     const key = deps.rootKey.current();
     if (!key.ok) return { cookie: cookie.token, check: { ok: false, status: 503, clientReason: 'gateway unavailable', reason: key.reason } };
-    return { cookie: cookie.token, check: verifyForCertificate(cookie.token, key.key, conn.identity, conn.sourceIp, deps.isRevoked) };
+    const cacheKey = `${conn.identity.fingerprint} ${cookie.token}`;
+    const known = verified.get(cacheKey);
+    if (known && !deps.isRevoked(known.token.revocationIds) && (known.token.expiresAt?.getTime() ?? Infinity) > Date.now()) return { cookie: cookie.token, check: known };
+    const check = verifyForCertificate(cookie.token, key.key, conn.identity, conn.sourceIp, deps.isRevoked);
+    if (check.ok) verified.set(cacheKey, check);
+    else verified.delete(cacheKey);
+    return { cookie: cookie.token, check };
   }
 
   /** Issues a code that hands a session for `origin` to the browser, and the URL that redeems it there. */
@@ -143,8 +156,6 @@ export function createPortal(deps: PortalDeps) {
       record(conn, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status, reason, durationMs: Math.round(performance.now() - started), ...extra });
       send(res, status, signInPage({ identity: conn.identity, error: `Not signed in: ${clientReason}.` }));
     };
-    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) return refuse(429, 'too many requests', rate.reason);
     // A sign-in started by another site would sign this browser in as someone else (login CSRF).
     if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) return refuse(403, 'sign-in form posted from another site', `sign-in posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}`);
     const form = await readForm(req, deps.limits().maxTokenBytes + 8192);
@@ -230,6 +241,12 @@ export function createPortal(deps: PortalDeps) {
     if (!conn) return send(res, 421, messagePage('Not authenticated', 'The connection presented no client certificate.'));
     conn.requests += 1;
     if (!deps.audit.healthy) return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
+    // Gateway pages spend the certificate's request rate like any request (they verify tokens).
+    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
+    if (!rate.ok) {
+      req.resume();
+      return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
+    }
     const url = new URL(req.url ?? '/', 'https://gateway.invalid');
     const method = req.method ?? 'GET';
     if (url.pathname === '/.well-known/gatehouse') return void res.writeHead(308, { location: PORTAL_PATH, 'content-length': '0' }).end();
