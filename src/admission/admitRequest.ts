@@ -27,6 +27,8 @@ export type Admission =
       upstream: UpstreamTarget;
       /** Request target for the upstream (prefix stripped if the route says so, re-encoded, with query). */
       upstreamTarget: string;
+      /** The prefix the route stripped (`/~alice/jupyter`), so responses can be put back under it. */
+      strippedPrefix?: string;
       path: string | undefined;
       decision: Extract<Decision, { allow: true }>;
     }
@@ -50,6 +52,7 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   let params: Record<string, string> = {};
   let path: string | undefined;
   let upstreamTarget = '/';
+  let strippedPrefix: string | undefined;
 
   if (req.routeName !== undefined) {
     route = ctx.routes.byName(req.routeName);
@@ -69,6 +72,7 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
     params = match.params;
     const kept = route.config.stripPrefix ? match.rest : normalized.segments;
     upstreamTarget = encodePath(kept, normalized.trailingSlash || kept.length === 0) + normalized.query;
+    if (route.config.stripPrefix && match.rest.length < normalized.segments.length) strippedPrefix = encodePath(normalized.segments.slice(0, normalized.segments.length - match.rest.length), false);
   }
 
   const facts: RequestFacts = {
@@ -97,5 +101,5 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
     const check = await verifySocketOwner(resolved.target.path, params[owner] ?? '');
     if (!check.ok) return { allow: false, status: 502, clientReason: 'upstream unavailable', reason: check.reason, route, decision, ...(path !== undefined && { path }) };
   }
-  return { allow: true, route, params, upstream: resolved.target, upstreamTarget, path, decision };
+  return { allow: true, route, params, upstream: resolved.target, upstreamTarget, path, decision, ...(strippedPrefix !== undefined && { strippedPrefix }) };
 }

@@ -13,7 +13,8 @@ export type AuditEvent =
   | 'connection.close'
   | 'request'
   | 'tunnel.open'
-  | 'tunnel.close';
+  | 'tunnel.close'
+  | 'session.start' | 'session.end';
 
 export interface AuditClient {
   cn: string;
@@ -39,6 +40,8 @@ export interface AuditRecord {
   source?: string;
   client?: AuditClient;
   token?: AuditToken;
+  /** How the request was authenticated: `Authorization: Bearer` or the browser session cookie. */
+  auth?: 'bearer' | 'session';
   route?: string;
   upstream?: string;
   protocol?: 'http' | 'websocket' | 'tcp';

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import type { ConfigIssue } from './configError.ts';
 import { checkPathTemplate, templateParams } from './pathTemplate.ts';
+import { hostTemplateExample, hostTemplateParams } from '../routing/hostTemplate.ts';
 import { checkPolicy } from './policyCheck.ts';
 import { authzChecks, externalKeyNames } from './authzChecks.ts';
 
@@ -92,7 +93,9 @@ function checkRoute(route: Raw, index: number, issues: ConfigIssue[], externalKe
     else issues.push({ path: [...at, 'path'], message: parsed.message });
   }
   const host = text(route.host);
-  if (host !== undefined && host !== '*' && !/^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.?)+$|^\[[0-9a-fA-F:.]+\]$/.test(host)) {
+  // A host template's captures are parameters like the path's (`{service}--{user}.apps.example.org`).
+  if (host !== undefined && captured) captured = [...captured, ...hostTemplateParams(host)];
+  if (host !== undefined && host !== '*' && !/^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.?)+$|^\[[0-9a-fA-F:.]+\]$/.test(hostTemplateExample(host))) {
     issues.push({ path: [...at, 'host'], message: `"${host}" is not a host name (no port, no scheme, no path)` });
   }
   checkUpstream(route, at, captured, issues);

@@ -1,6 +1,7 @@
 // The routes.yaml schema: every key the gateway reads, its type and its default.
 // Validation only; paths stay as written here and are resolved against the config file by loadConfig.
 import { z } from 'zod';
+import { browserSettingsSchema } from '../session/browserSettings.ts';
 
 /** A route template parameter name, as in `{user}`. */
 const paramName = /^[a-z][a-z0-9_]*$/;
@@ -163,6 +164,7 @@ export const configSchema = z
     routes: z.array(routeSchema).min(1),
     metrics: metricsSchema.optional(),
     limits: gatewayLimitsSchema.prefault({}),
+    browser: browserSettingsSchema.optional(),
   })
   .strict();
 

@@ -7,7 +7,9 @@ import { createProxyServer } from 'http-proxy-3';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
-import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
+import { tokenOf } from '../admission/bearerCredential.ts';
+import { requestCredential, sessionOriginCheck } from '../session/requestCredential.ts';
+import { signInRedirect } from '../session/signInRedirect.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
@@ -16,6 +18,7 @@ import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
 import { checkRequestShape } from './requestShape.ts';
+import type { PrefixRewrite } from './prefixRewrite.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 
 export interface HttpForwarderDeps {
@@ -38,6 +41,8 @@ interface InFlight {
   truncated: boolean;
   /** The upstream answered something the gateway could not pass on. */
   upstreamFault?: string;
+  /** Set when the route stripped a prefix: Location and cookie paths go back under it. */
+  prefix?: PrefixRewrite;
 }
 
 export function createHttpForwarder(deps: HttpForwarderDeps) {
@@ -65,7 +70,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     });
     if (res.headersSent || res.destroyed) return void proxyRes.destroy();
     try {
-      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, downstreamResponseHeaders(proxyRes.rawHeaders));
+      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, downstreamResponseHeaders(proxyRes.rawHeaders, { ...(flight?.prefix && { prefix: flight.prefix }) }));
     } catch (err) {
       // Whatever an upstream answers must never throw out of this handler (that would end the process).
       if (flight) flight.upstreamFault = `unusable response head: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
@@ -109,8 +114,13 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       if (record.write) finish({ decision: 'deny', status: 429, reason: rate.reason, ...(record.suppressed > 0 && { detail: { suppressedBefore: record.suppressed } }) });
       return;
     }
-    const credential = bearerCredential(req.headers, deps.limits().maxTokenBytes, 'authorization');
+    const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, ['authorization', 'cookie']);
+    if (credential.auth) base.auth = credential.auth;
     if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason);
+    if (credential.auth === 'session') {
+      const origin = sessionOriginCheck(req.headers, req.method ?? 'GET', false);
+      if (!origin.ok) return deny(403, 'cross-origin request refused', origin.reason);
+    }
 
     // Watch for the client leaving while admission runs: its 'close' may fire before we listen again.
     let clientLeft = false;
@@ -125,7 +135,11 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       token: tokenOf(credential),
     });
     const token = admission.decision && { user: admission.decision.user, ...(admission.decision.allow && { groups: admission.decision.groups }), revocationIds: admission.decision.revocationIds };
-    if (!admission.allow) return deny(admission.status, admission.clientReason, admission.reason, { route: admission.route?.config.name, path: admission.path, token });
+    if (!admission.allow) {
+      // A browser without a (working) session is sent to sign in, and back here afterwards.
+      const signIn = admission.status === 401 ? signInRedirect(req) : undefined;
+      return deny(signIn ? 303 : admission.status, admission.clientReason, admission.reason, { route: admission.route?.config.name, path: admission.path, token }, signIn ? { location: signIn } : {});
+    }
 
     const { route, upstream, decision } = admission;
     if (clientLeft || res.destroyed) {
@@ -139,6 +153,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     if (shape.expectsContinue) res.writeContinue();
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
     const flight: InFlight = { headers: upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: shape.framing }), bytesOut: 0, truncated: false };
+    if (admission.strippedPrefix !== undefined) flight.prefix = { prefix: admission.strippedPrefix, ...(req.headers.host !== undefined && { host: req.headers.host }) };
     flights.set(req, flight);
     req.url = admission.upstreamTarget;
     let bytesIn = 0;

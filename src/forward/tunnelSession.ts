@@ -7,7 +7,8 @@ import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
-import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
+import { tokenOf } from '../admission/bearerCredential.ts';
+import { requestCredential, sessionOriginCheck, type CredentialSource } from '../session/requestCredential.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
@@ -116,7 +117,7 @@ export async function admitTunnel(
   socket: Duplex,
   ask: Omit<AdmissionRequest, 'identity' | 'sourceIp' | 'token'>,
   fields: TunnelRequestFields,
-  tokenHeaders: Array<'authorization' | 'proxy-authorization'>,
+  tokenHeaders: CredentialSource[],
 ): Promise<AdmittedTunnel | undefined> {
   const started = performance.now();
   const conn = contextOf(req.socket as TLSSocket);
@@ -148,8 +149,14 @@ export async function admitTunnel(
   // Opening a tunnel is a request too: it spends the certificate's request rate.
   const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
   if (!rate.ok) return denyLimited(rate.retryAfterSeconds, rate.reason, conn.identity.fingerprint);
-  const credential = bearerCredential(req.headers, deps.limits().maxTokenBytes, ...tokenHeaders);
+  const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, tokenHeaders);
+  if (credential.auth) base.auth = credential.auth;
   if (credential.kind === 'invalid') return deny(401, credential.clientReason, { reason: credential.reason });
+  if (credential.auth === 'session') {
+    // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
+    const origin = sessionOriginCheck(req.headers, fields.method, true);
+    if (!origin.ok) return deny(403, 'cross-origin request refused', { reason: origin.reason });
+  }
   const admission = await admitRequest(ctx, { ...ask, token: tokenOf(credential), identity: conn.identity, sourceIp: conn.sourceIp });
   const token = auditTokenOf(admission);
   if (admission.path !== undefined && admission.path === fields.target) delete base.target;

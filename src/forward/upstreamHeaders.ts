@@ -2,6 +2,8 @@
 // forwarder: RFC 9110 7.6.1 (Connection and hop-by-hop), RFC 9112 6 (framing is the gateway's own).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import { setsGatewayCookie, withoutGatewayCookies } from '../session/sessionCookie.ts';
+import { rewriteCookiePath, rewriteLocation, type PrefixRewrite } from './prefixRewrite.ts';
 
 /** Prefix of every header the gateway sets about the caller. */
 export const IDENTITY_PREFIX = 'x-gatehouse-';
@@ -118,10 +120,16 @@ export function upstreamRequestHeaders(
   let host: string | undefined;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase();
-    const value = rawHeaders[i + 1] as string;
+    let value = rawHeaders[i + 1] as string;
     if (HOP_BY_HOP.has(name) || FRAMING.has(name) || named.has(name) || isIdentityClaim(name) || name.includes('_')) continue;
     if (UNSAFE_VALUE.test(value)) continue;
     if (name === 'authorization' && !options.keepToken) continue;
+    // The gateway's session cookie is the user's credential: the application never sees it (its own cookies pass).
+    if (name === 'cookie') {
+      const kept = withoutGatewayCookies(value);
+      if (kept === undefined) continue;
+      value = kept;
+    }
     if (name.startsWith('sec-websocket-') && !(options.upgrade && WEBSOCKET_FIELDS.has(name))) continue;
     if (name === 'host') {
       host ??= value;
@@ -158,14 +166,18 @@ export function upstreamRequestHeaders(
  * what the upstream's Connection names. Framing towards the client is Node's (it re-chunks when no
  * Content-Length remains); the client's own Connection value is never echoed.
  */
-export function downstreamResponseHeaders(rawHeaders: readonly string[], options: { upgrade?: boolean } = {}): Record<string, string | string[]> {
+export function downstreamResponseHeaders(rawHeaders: readonly string[], options: { upgrade?: boolean; prefix?: PrefixRewrite } = {}): Record<string, string | string[]> {
   const named = connectionOptions(rawHeaders);
   const out: Record<string, string | string[]> = {};
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase();
-    const value = rawHeaders[i + 1] as string;
+    let value = rawHeaders[i + 1] as string;
     if (HOP_BY_HOP.has(name) || named.has(name) || name === 'transfer-encoding' || UNSAFE_VALUE.test(value)) continue;
     if (options.upgrade && name === 'content-length') continue;
+    // Only the gateway sets or clears its cookies (an application must not plant a session of its choosing).
+    if (name === 'set-cookie' && setsGatewayCookie(value)) continue;
+    if (options.prefix && name === 'location') value = rewriteLocation(value, options.prefix);
+    if (options.prefix && name === 'set-cookie') value = rewriteCookiePath(value, options.prefix);
     append(out, name, value);
   }
   return out;

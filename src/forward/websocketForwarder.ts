@@ -122,7 +122,7 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
       socket,
       { protocol: 'websocket', method, hostHeader: req.headers.host, target: req.url ?? '' },
       { protocol: 'websocket', method, target: req.url ?? '', transport: 'websocket' },
-      ['authorization'],
+      ['authorization', 'cookie'],
     );
     if (!tunnel) return;
     const { admission, conn } = tunnel;

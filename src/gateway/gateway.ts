@@ -19,6 +19,8 @@ import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
+import { createPortal, isPortalPath } from '../portal/portalHandler.ts';
+import { createRootKeySource } from '../portal/rootKeySource.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -40,7 +42,7 @@ function tlsSettings(config: GatewayConfig): TlsSettings {
   };
 }
 
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean }> {
   // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
   let authorizer: ReloadableRequestAuthorizer | undefined;
   const onRevocationReload = (result: ReloadResult) => {
@@ -58,6 +60,7 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     authorizer: ready,
     close: () => ready.close(),
     reloadRevocations: () => ready.reloadRevocations(),
+    isRevoked: (ids) => ready.isRevoked(ids),
   };
 }
 
@@ -92,9 +95,12 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits };
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
+  const rootKey = createRootKeySource();
+  await rootKey.load(config.authz.rootKey);
+  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser });
   const handlers = {
-    // The tunnel endpoint's path is reserved: it is checked before any route sees the request.
-    request: (req: IncomingMessage, res: ServerResponse) => (isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : http.handle(req, res)),
+    // The tunnel endpoint's path and the gateway's pages are reserved: checked before any route sees the request.
+    request: (req: IncomingMessage, res: ServerResponse) => (isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : isPortalPath(req.url) ? portal.handle(req, res) : http.handle(req, res)),
     upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => (isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : websocket.handle(req, socket, head)),
     connect: tcp.handleConnect,
   };
@@ -119,6 +125,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
       try {
         const nextTls = tlsSettings(next);
         const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
+        await rootKey.load(next.authz.rootKey);
         for (const l of listeners) l.setTls(nextTls);
         const previous = admission;
         admission = nextAdmission;

@@ -1,6 +1,7 @@
 // The route table: compiles routes.yaml templates once and matches a request's host and
 // normalized path to exactly one route, capturing template parameters.
 import type { Protocol, RouteConfig, RunLimits } from '../config/schema.ts';
+import { compileHostTemplate, isHostTemplate, matchHostTemplate, type HostTemplate } from './hostTemplate.ts';
 
 /**
  * Captured values may name a user or a service and end up inside a socket path, so they are held
@@ -18,6 +19,8 @@ interface SegmentMatcher {
 export interface CompiledRoute {
   config: RouteConfig;
   host: string | undefined;
+  /** Set instead of `host` when the route's host captures parameters. */
+  hostTemplate?: HostTemplate;
   matchers: SegmentMatcher[];
   /** Higher wins: literal segments count more than captures, deeper more than shallower. */
   specificity: number;
@@ -50,6 +53,7 @@ export function compileRoute(config: RouteConfig, defaults: RunLimits): Compiled
   const specificity = matchers.reduce((n, m) => n + (m.literal !== undefined ? 3 : 2), 0) * 2 +
     (config.host && config.host !== '*' ? 1 : 0);
   const host = config.host && config.host !== '*' ? config.host.toLowerCase() : undefined;
+  if (host !== undefined && isHostTemplate(host)) return { config, host: undefined, hostTemplate: compileHostTemplate(host), matchers, specificity, limits: { ...defaults, ...config.limits } };
   return { config, host, matchers, specificity, limits: { ...defaults, ...config.limits } };
 }
 
@@ -60,6 +64,11 @@ export class RouteTable {
   constructor(routes: readonly RouteConfig[], defaultLimits: RunLimits) {
     this.#routes = routes.map((r) => compileRoute(r, defaultLimits)).sort((a, b) => b.specificity - a.specificity);
     for (const r of this.#routes) this.#byName.set(r.config.name, r);
+  }
+
+  /** Every route, most specific first (for the portal's list of what a user can open). */
+  list(): readonly CompiledRoute[] {
+    return this.#routes;
   }
 
   /** Tunnel routes are addressed by name (CONNECT target or tunnel endpoint), not by path. */
@@ -73,8 +82,10 @@ export class RouteTable {
     for (const route of this.#routes) {
       if (!route.config.protocols.includes(protocol)) continue;
       if (route.host !== undefined && route.host !== host) continue;
+      const hostParams = route.hostTemplate ? matchHostTemplate(route.hostTemplate, host) : {};
+      if (hostParams === undefined) continue;
       if (segments.length < route.matchers.length) continue;
-      const params: Record<string, string> = {};
+      const params: Record<string, string> = { ...hostParams };
       let matched = true;
       for (let i = 0; i < route.matchers.length && matched; i++) {
         const m = route.matchers[i] as SegmentMatcher;

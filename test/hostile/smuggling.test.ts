@@ -2,7 +2,7 @@
 // Transfer-Encoding, chunks or the request line, the upstream parses exactly the requests the gateway admitted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHostileGateway, type HostileGateway } from './support/hostileGateway.ts';
-import { chunked, expectStillServes, http, parserRefuses, runHttpCase, withAuth, type HttpCase } from './support/httpCase.ts';
+import { chunked, expectStillServes, http, parserRefuses, bodyRefused, runHttpCase, withAuth, type HttpCase } from './support/httpCase.ts';
 
 let g: HostileGateway;
 beforeAll(async () => {
@@ -162,14 +162,14 @@ const clCases: HttpCase[] = [
 ];
 
 const chunkCases: HttpCase[] = [
-  parserRefuses('chunk size ffffffffffffffffff (overflows 64 bits)', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], 'ffffffffffffffffff\r\nhello\r\n0\r\n\r\n')),
-  parserRefuses('chunk size -5', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '-5\r\nhello\r\n0\r\n\r\n')),
-  parserRefuses('chunk size 0x5', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '0x5\r\nhello\r\n0\r\n\r\n')),
-  parserRefuses('chunk size zz', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], 'zz\r\nhello\r\n0\r\n\r\n')),
-  parserRefuses('chunk extension holding a bare CR', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5;a=\rb\r\nhello\r\n0\r\n\r\n')),
-  parserRefuses('chunk extension holding a bare LF', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5;a=\nb\r\nhello\r\n0\r\n\r\n')),
-  parserRefuses('chunk data not followed by CRLF', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5\r\nhelloXX0\r\n\r\n')),
-  parserRefuses('chunks framed by bare LF', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5\nhello\n0\n\n')),
+  bodyRefused('chunk size ffffffffffffffffff (overflows 64 bits)', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], 'ffffffffffffffffff\r\nhello\r\n0\r\n\r\n')),
+  bodyRefused('chunk size -5', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '-5\r\nhello\r\n0\r\n\r\n')),
+  bodyRefused('chunk size 0x5', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '0x5\r\nhello\r\n0\r\n\r\n')),
+  bodyRefused('chunk size zz', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], 'zz\r\nhello\r\n0\r\n\r\n')),
+  bodyRefused('chunk extension holding a bare CR', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5;a=\rb\r\nhello\r\n0\r\n\r\n')),
+  bodyRefused('chunk extension holding a bare LF', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5;a=\nb\r\nhello\r\n0\r\n\r\n')),
+  bodyRefused('chunk data not followed by CRLF', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5\r\nhelloXX0\r\n\r\n')),
+  bodyRefused('chunks framed by bare LF', http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5\nhello\n0\n\n')),
   {
     name: 'a chunk extension (name=value) is accepted and not forwarded',
     send: http('POST /web/x HTTP/1.1', [H, A, 'Transfer-Encoding: chunked'], '5;name=value\r\nhello\r\n0\r\n\r\n'),

@@ -1,0 +1,264 @@
+// The gateway's own paths under /.well-known/gatehouse/ (the tunnel endpoint aside): the sign-in page
+// and portal, signing in (token -> session cookie) and out, and handing a session to a service's own
+// origin with a one-time code. Every sign-in and sign-out is audited.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LRUCache } from 'lru-cache';
+import type { TLSSocket } from 'node:tls';
+import type { AuditLog } from '../audit/auditLog.ts';
+import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
+import type { GatewayLimits } from '../config/schema.ts';
+import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
+import { normalizeTarget } from '../routing/normalizePath.ts';
+import type { AdmissionContext } from '../admission/admitRequest.ts';
+import { hostOnly } from '../routing/routeTable.ts';
+import type { BrowserSettings } from '../session/browserSettings.ts';
+import { createHandoffCodes } from '../session/handoffCodes.ts';
+import { nextTarget, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
+import { fromOwnOrigin } from '../session/requestCredential.ts';
+import { clearSessionCookie, DEFAULT_SESSION_SECONDS, readSessionCookie, setSessionCookie } from '../session/sessionCookie.ts';
+import { mintSessionToken, sessionExpiry, verifyForCertificate, type TokenCheck } from '../session/sessionToken.ts';
+import { earliestExpiry } from '../token/inspectToken.ts';
+import { continuePage, landingPage, messagePage, pageHeaders, portalPage, signInPage } from './portalPages.ts';
+import { portalSections } from './portalSections.ts';
+import type { RootKeySource } from './rootKeySource.ts';
+
+const SESSION_PATH = '/.well-known/gatehouse/session';
+const SIGN_OUT_PATH = '/.well-known/gatehouse/session/end';
+const HANDOFF_PATH = '/.well-known/gatehouse/session/handoff';
+
+/** The gateway's own pages: everything under this prefix that is not the tunnel endpoint. */
+export function isPortalPath(url: string | undefined): boolean {
+  return url !== undefined && (url === '/.well-known/gatehouse' || url.startsWith(PORTAL_PATH)) && !url.startsWith('/.well-known/gatehouse/tunnel/');
+}
+
+export interface PortalDeps {
+  audit: AuditLog;
+  identityLimits: IdentityLimits;
+  limits: () => GatewayLimits;
+  rootKey: RootKeySource;
+  /** Whether any of these revocation ids is revoked, per the list as last loaded. */
+  isRevoked: (ids: readonly string[]) => boolean;
+  /** Routes and authorizer, for `next` checks and the portal's dry runs. */
+  admission: () => AdmissionContext;
+  auditFile: () => string;
+  browser: () => BrowserSettings | undefined;
+}
+
+/** Reads a form body up to `limit` bytes; undefined when it is larger or broken off. */
+function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        resolve(undefined);
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
+    req.once('error', () => resolve(undefined));
+    req.once('close', () => resolve(undefined));
+  });
+}
+
+/** The port part of a Host header (443 when absent). */
+function portOf(hostHeader: string | undefined): string {
+  const m = /:(\d+)$/.exec(hostHeader ?? '');
+  return m ? (m[1] as string) : '443';
+}
+
+/** How long a verified session cookie is trusted without verifying it again (revocation is checked every time). */
+const VERIFIED_TTL_MS = 60_000;
+
+export function createPortal(deps: PortalDeps) {
+  const codes = createHandoffCodes();
+  // Verifying a token in this thread costs biscuit-wasm memory that is never returned: a session is
+  // verified once a minute at most (per certificate), not on every page view.
+  const verified = new LRUCache<string, Extract<TokenCheck, { ok: true }>>({ max: 2048, ttl: VERIFIED_TTL_MS });
+  const sessionSeconds = () => deps.browser()?.sessionSeconds ?? DEFAULT_SESSION_SECONDS;
+
+  function send(res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}, formTargets: string[] = []): void {
+    res.writeHead(status, { ...pageHeaders(formTargets), ...extra, 'content-length': String(Buffer.byteLength(html)) }).end(html);
+  }
+
+  function record(conn: ConnectionContext, fields: Partial<AuditRecord> & Pick<AuditRecord, 'event'>): void {
+    deps.audit.write({ conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', ...fields });
+  }
+
+  /** `next` for this request: a path here, or a URL on the same port that one of this gateway's routes serves. */
+  function readNext(req: IncomingMessage, value: string | null | undefined): NextTarget {
+    const port = portOf(req.headers.host);
+    return nextTarget(value, (url) => {
+      if ((url.port || '443') !== port) return false;
+      const target = normalizeTarget(url.pathname + url.search);
+      return target.ok && deps.admission().routes.match(url.host, target.segments, 'http').ok;
+    });
+  }
+
+  /** The signed-in session of this request, if its cookie verifies for this certificate now. */
+  function currentSession(req: IncomingMessage, conn: ConnectionContext): { check: TokenCheck; cookie: string } | undefined {
+    const cookie = readSessionCookie(req.headers.cookie, deps.limits().maxTokenBytes);
+    if (cookie.kind !== 'token') return undefined;
+    const key = deps.rootKey.current();
+    if (!key.ok) return { cookie: cookie.token, check: { ok: false, status: 503, clientReason: 'gateway unavailable', reason: key.reason } };
+    const cacheKey = `${conn.identity.fingerprint} ${cookie.token}`;
+    const known = verified.get(cacheKey);
+    if (known && !deps.isRevoked(known.token.revocationIds) && (known.token.expiresAt?.getTime() ?? Infinity) > Date.now()) return { cookie: cookie.token, check: known };
+    const check = verifyForCertificate(cookie.token, key.key, conn.identity, conn.sourceIp, deps.isRevoked);
+    if (check.ok) verified.set(cacheKey, check);
+    else verified.delete(cacheKey);
+    return { cookie: cookie.token, check };
+  }
+
+  /** Issues a code that hands a session for `origin` to the browser, and the URL that redeems it there. */
+  function handoff(conn: ConnectionContext, tokenText: string, user: string, revocationIds: string[], endsAt: Date, origin: string, next: string): { ok: true; location: string } | { ok: false; reason: string } {
+    const key = deps.rootKey.current();
+    if (!key.ok) return key;
+    const url = new URL(origin);
+    const minted = mintSessionToken(tokenText, key.key, conn.identity.fingerprint, endsAt, url.hostname.toLowerCase());
+    if (!minted.ok) return minted;
+    const code = codes.issue({ token: minted.token, maxAgeSeconds: Math.floor((endsAt.getTime() - Date.now()) / 1000), fingerprint: conn.identity.fingerprint, host: url.host.toLowerCase(), next, user, revocationIds });
+    return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${code}` };
+  }
+
+  async function showPage(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
+    const portalHost = deps.browser()?.portalHost?.toLowerCase();
+    const host = hostOnly(req.headers.host);
+    // A service with an origin of its own: signing in happens on the gateway's origin, never here.
+    if (portalHost !== undefined && host !== undefined && host !== portalHost) {
+      const back = readNext(req, url.searchParams.get('next') ?? '/');
+      const target = `https://${req.headers.host}${back.ok ? back.path : '/'}`;
+      const port = portOf(req.headers.host);
+      return send(res, 303, '', { location: `https://${portalHost}${port === '443' ? '' : `:${port}`}${PORTAL_PATH}?next=${encodeURIComponent(target)}` });
+    }
+    const session = currentSession(req, conn);
+    const next = readNext(req, url.searchParams.get('next'));
+    const targets = next.ok && next.origin ? [next.origin] : [];
+    if (session?.check.ok) {
+      const { token } = session.check;
+      if (next.ok && next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
+      const ownExpiry = earliestExpiry(token.blocks.slice(0, -1).map((b) => b.source ?? ''));
+      const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '' });
+      const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date(), sections };
+      return send(res, 200, portalPage(view));
+    }
+    const error = session && !session.check.ok ? `Your session ended (${session.check.clientReason}); sign in again.` : undefined;
+    send(res, 200, signInPage({ identity: conn.identity, next: url.searchParams.get('next') ?? '', ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
+  }
+
+  async function signIn(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
+    const started = performance.now();
+    const refuse = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}) => {
+      record(conn, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status, reason, durationMs: Math.round(performance.now() - started), ...extra });
+      send(res, status, signInPage({ identity: conn.identity, error: `Not signed in: ${clientReason}.` }));
+    };
+    // A sign-in started by another site would sign this browser in as someone else (login CSRF).
+    if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) return refuse(403, 'sign-in form posted from another site', `sign-in posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}`);
+    const form = await readForm(req, deps.limits().maxTokenBytes + 8192);
+    if (form === undefined) return refuse(413, 'form too large or incomplete', 'sign-in form over the size limit or broken off');
+    const next = readNext(req, form.get('next'));
+    if (!next.ok) return refuse(400, 'the page to return to is not on this gateway', next.reason);
+    const text = (form.get('token') ?? '').trim().replace(/^Bearer\s+/i, '');
+    if (text === '') return refuse(400, 'no token given', 'sign-in form without a token');
+    if (text.length > deps.limits().maxTokenBytes) return refuse(413, 'token too large', `token is ${text.length} bytes, over limits.maxTokenBytes`);
+    const key = deps.rootKey.current();
+    if (!key.ok) return refuse(503, 'gateway unavailable', key.reason);
+    const checked = verifyForCertificate(text, key.key, conn.identity, conn.sourceIp, deps.isRevoked);
+    if (!checked.ok) {
+      return refuse(checked.status, checked.clientReason, checked.reason, { token: { ...(checked.user !== undefined && { user: checked.user }), ...(checked.revocationIds && { revocationIds: checked.revocationIds }) } });
+    }
+    const { token } = checked;
+    const endsAt = sessionExpiry(token, sessionSeconds());
+    const minted = mintSessionToken(text, key.key, conn.identity.fingerprint, endsAt);
+    if (!minted.ok) return refuse(503, 'cannot start a session', minted.reason);
+    let location = next.path;
+    if (next.origin !== undefined) {
+      const handed = handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
+      if (!handed.ok) return refuse(503, 'cannot start a session', handed.reason);
+      location = handed.location;
+    }
+    record(conn, {
+      event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'allow', status: 303, auth: 'session',
+      token: { user: token.user, groups: token.groups, revocationIds: token.revocationIds },
+      reason: 'token verified for this certificate', durationMs: Math.round(performance.now() - started),
+      detail: { expiresAt: endsAt.toISOString(), next: (next.origin ?? '') + next.path },
+    });
+    const maxAge = Math.floor((endsAt.getTime() - Date.now()) / 1000);
+    res.writeHead(303, { ...pageHeaders(), location, 'set-cookie': setSessionCookie(minted.token, maxAge), 'content-length': '0' }).end();
+  }
+
+  /** On the gateway's origin: a signed-in user continues to a service's origin (POST, so another site cannot start it). */
+  async function continueTo(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
+    const refuse = (status: number, message: string, reason: string) => {
+      record(conn, { event: 'session.start', method: 'POST', path: HANDOFF_PATH, decision: 'deny', status, reason });
+      send(res, status, messagePage('Not signed in', message));
+    };
+    if (!fromOwnOrigin(req.headers)) return refuse(403, 'The request came from another site.', `hand-off posted from origin ${JSON.stringify((req.headers.origin ?? 'none').slice(0, 200))}`);
+    const form = await readForm(req, 8192);
+    const next = readNext(req, form?.get('next'));
+    if (!next.ok || next.origin === undefined) return refuse(400, 'That page is not served by this gateway.', next.ok ? 'hand-off without another origin' : next.reason);
+    const session = currentSession(req, conn);
+    if (!session) return refuse(401, 'Sign in first.', 'no session');
+    if (!session.check.ok) return refuse(401, 'Sign in first.', session.check.reason);
+    const { token } = session.check;
+    const endsAt = token.expiresAt ?? new Date(Date.now() + sessionSeconds() * 1000);
+    const handed = handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
+    if (!handed.ok) return refuse(503, 'Cannot hand the session over now.', handed.reason);
+    res.writeHead(303, { ...pageHeaders(), location: handed.location, 'content-length': '0' }).end();
+  }
+
+  /** On a service's origin: redeems the one-time code, sets that host's own cookie, lands on `next`. */
+  function redeem(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): void {
+    const taken = codes.take(url.searchParams.get('code') ?? '', conn.identity.fingerprint, req.headers.host ?? '');
+    const path = `${HANDOFF_PATH}`;
+    if (!taken.ok) {
+      record(conn, { event: 'session.start', method: 'GET', path, decision: 'deny', status: 403, reason: taken.reason });
+      return send(res, 403, messagePage('Not signed in', 'This sign-in link is not valid (any more). Sign in again.'));
+    }
+    const { handoff: h } = taken;
+    record(conn, { event: 'session.start', method: 'GET', path, decision: 'allow', status: 200, auth: 'session', token: { user: h.user, revocationIds: h.revocationIds }, reason: 'one-time sign-in code redeemed', detail: { host: h.host, next: h.next } });
+    send(res, 200, landingPage(h.next), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
+  }
+
+  function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): void {
+    if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) {
+      record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'deny', status: 403, reason: `sign-out posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}` });
+      return send(res, 403, messagePage('Not signed out', 'The sign-out form was posted from another site.'));
+    }
+    const session = currentSession(req, conn);
+    const token = session?.check.ok ? { user: session.check.token.user, revocationIds: session.check.token.revocationIds } : undefined;
+    record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'allow', status: 303, ...(token && { token }), reason: session ? 'signed out' : 'no session to end' });
+    req.resume();
+    res.writeHead(303, { ...pageHeaders(), location: PORTAL_PATH, 'set-cookie': clearSessionCookie(), 'content-length': '0' }).end();
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const conn = contextOf(req.socket as TLSSocket);
+    if (!conn) return send(res, 421, messagePage('Not authenticated', 'The connection presented no client certificate.'));
+    conn.requests += 1;
+    if (!deps.audit.healthy) return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
+    // Gateway pages spend the certificate's request rate like any request (they verify tokens).
+    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
+    if (!rate.ok) {
+      req.resume();
+      return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
+    }
+    const url = new URL(req.url ?? '/', 'https://gateway.invalid');
+    const method = req.method ?? 'GET';
+    if (url.pathname === '/.well-known/gatehouse') return void res.writeHead(308, { location: PORTAL_PATH, 'content-length': '0' }).end();
+    if (url.pathname === PORTAL_PATH && (method === 'GET' || method === 'HEAD')) return showPage(req, res, conn, url);
+    if (url.pathname === SESSION_PATH && method === 'POST') return signIn(req, res, conn);
+    if (url.pathname === SIGN_OUT_PATH && method === 'POST') return signOut(req, res, conn);
+    if (url.pathname === HANDOFF_PATH && method === 'POST') return continueTo(req, res, conn);
+    if (url.pathname === HANDOFF_PATH && method === 'GET') return redeem(req, res, conn, url);
+    const known = [PORTAL_PATH, SESSION_PATH, SIGN_OUT_PATH, HANDOFF_PATH].includes(url.pathname);
+    req.resume();
+    send(res, known ? 405 : 404, messagePage(known ? 'Method not allowed' : 'Not found', known ? `${method} is not used here.` : 'No such gateway page.'), known ? { allow: url.pathname === PORTAL_PATH ? 'GET, HEAD' : 'POST' } : {});
+  }
+
+  return { handle };
+}

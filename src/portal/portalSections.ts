@@ -1,0 +1,145 @@
+// What the portal shows a signed-in user besides the session: the services they can open (each one
+// checked by a dry run of admission with their session), their own recent audit records, and who used
+// the services they own (the upstream template's {user} is them): accountability in both directions.
+import { open, readdir } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
+import type { AuditRecord } from '../audit/auditRecord.ts';
+import type { CompiledRoute } from '../routing/routeTable.ts';
+import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import { escapeHtml } from './portalPages.ts';
+
+const PARAM = /\{([a-z][a-z0-9_]*)\}/g;
+const VALUE = '[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}';
+const MAX_LINKS = 30;
+const AUDIT_TAIL_BYTES = 1 << 20;
+
+export interface SectionInput {
+  admission: AdmissionContext;
+  auditFile: string;
+  identity: PeerIdentity;
+  sourceIp: string;
+  /** The session token (the cookie's value): links are offered only where it would be admitted. */
+  token: string;
+  user: string;
+  /** The Host header of the portal request, for links on the same origin and port. */
+  hostHeader: string;
+}
+
+const fill = (template: string, params: Record<string, string>) => template.replace(PARAM, (_, n: string) => params[n] ?? `{${n}}`);
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** A regular expression for a filled-in-as-far-as-known template; remaining captures become groups. */
+function templatePattern(template: string): { pattern: RegExp; names: string[] } {
+  const names: string[] = [];
+  const source = template.split(/(\{[a-z][a-z0-9_]*\})/).map((piece) => {
+    const m = /^\{([a-z][a-z0-9_]*)\}$/.exec(piece);
+    if (!m) return escapeRegExp(piece);
+    names.push(m[1] as string);
+    return `(${VALUE}?)`;
+  });
+  return { pattern: new RegExp(`^${source.join('')}$`), names };
+}
+
+/** Services of `user` a unix upstream template names, found by listing the socket directory. */
+async function servicesOf(upstream: string, user: string): Promise<Array<Record<string, string>>> {
+  if (!upstream.startsWith('unix:')) return [];
+  const filled = fill(upstream.slice(5), { user });
+  if (dirname(filled).includes('{')) return [];
+  const file = templatePattern(basename(filled));
+  if (file.names.length === 0) return [{}];
+  if (file.names.length !== 1) return [];
+  const name = file.names[0] as string;
+  const entries = await readdir(dirname(filled)).catch(() => [] as string[]);
+  return entries.flatMap((entry) => {
+    const m = file.pattern.exec(entry);
+    return m ? [{ [name]: m[1] as string }] : [];
+  });
+}
+
+/** Candidate URLs of one route for `user`: every capture must be the user or a service found on disk. */
+async function candidates(route: CompiledRoute, input: SectionInput): Promise<Array<{ host: string; path: string }>> {
+  const { config } = route;
+  if (!config.protocols.includes('http')) return [];
+  const hostTemplate = config.host && config.host !== '*' ? config.host : undefined;
+  const wanted = new Set([...config.path.matchAll(PARAM), ...(hostTemplate ?? '').matchAll(PARAM)].map((m) => m[1] as string));
+  wanted.delete('user');
+  const port = /:(\d+)$/.exec(input.hostHeader)?.[1];
+  const options = wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(config.upstream, input.user) : [];
+  return options.map((extra) => {
+    const params = { user: input.user, ...extra };
+    const host = hostTemplate ? `${fill(hostTemplate, params).toLowerCase()}${port ? `:${port}` : ''}` : input.hostHeader;
+    return { host, path: fill(config.path, params) };
+  });
+}
+
+/** The routes the user can open: each candidate admitted by a dry run (GET, the session token), never forwarded. */
+export async function openableLinks(input: SectionInput, routes: readonly CompiledRoute[]): Promise<string[]> {
+  const links: string[] = [];
+  for (const route of routes) {
+    for (const c of await candidates(route, input)) {
+      if (links.length >= MAX_LINKS || c.host.includes('{') || c.path.includes('{')) continue;
+      const admitted = await admitRequest(input.admission, { identity: input.identity, sourceIp: input.sourceIp, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path, token: input.token });
+      if (admitted.allow) links.push(c.host === input.hostHeader ? c.path : `https://${c.host}${c.path}`);
+    }
+  }
+  return links;
+}
+
+/** The last records of the audit log (its last MiB), oldest first; unparsable lines are skipped. */
+export async function auditTail(file: string): Promise<AuditRecord[]> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+    const { size } = await handle.stat();
+    const start = Math.max(0, size - AUDIT_TAIL_BYTES);
+    const buffer = Buffer.alloc(size - start);
+    await handle.read(buffer, 0, buffer.length, start);
+    const lines = buffer.toString('utf8').split('\n');
+    if (start > 0) lines.shift(); // a partial first line
+    return lines.flatMap((line) => {
+      try {
+        return line ? [JSON.parse(line) as AuditRecord] : [];
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** Whether the upstream of a record belongs to `user`: the route's upstream template puts them in {user}. */
+export function ownedBy(record: AuditRecord, routes: ReadonlyMap<string, CompiledRoute>, user: string): boolean {
+  if (record.route === undefined || record.upstream === undefined) return false;
+  const route = routes.get(record.route);
+  if (!route || !/\{user\}/.test(route.config.upstream)) return false;
+  const { pattern, names } = templatePattern(route.config.upstream);
+  const m = pattern.exec(record.upstream);
+  return m !== null && m[names.indexOf('user') + 1] === user;
+}
+
+type Timed = AuditRecord & { time?: string };
+
+function table(id: string, headings: string[], rows: string[][]): string {
+  if (rows.length === 0) return `<p id="${id}">None recently.</p>`;
+  return `<table id="${id}"><tr>${headings.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>
+${rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n')}</table>`;
+}
+
+/** The portal's sections as HTML. */
+export async function portalSections(input: SectionInput): Promise<string[]> {
+  const routes = input.admission.routes.list();
+  const byName = new Map(routes.map((r) => [r.config.name, r] as const));
+  const links = await openableLinks(input, routes);
+  const records = (await auditTail(input.auditFile)) as Timed[];
+  const mine = records.filter((r) => r.token?.user === input.user).slice(-20).reverse();
+  const usedByOthers = records.filter((r) => (r.event === 'request' || r.event === 'tunnel.open') && r.token?.user !== input.user && ownedBy(r, byName, input.user)).slice(-20).reverse();
+  return [
+    `<h2>Services you can open</h2>\n${links.length === 0 ? '<p id="links">None found.</p>' : `<ul id="links">${links.map((l) => `<li><a href="${escapeHtml(l)}">${escapeHtml(l)}</a></li>`).join('')}</ul>`}`,
+    `<h2>Your recent activity</h2>\n${table('activity', ['time', 'event', 'route', 'path', 'decision', 'status', 'auth'], mine.map((r) => [r.time ?? '', r.event, r.route ?? '', r.path ?? r.target ?? '', r.decision ?? '', String(r.status ?? ''), r.auth ?? '']))}`,
+    `<h2>Who used your services</h2>\n${table('used-by', ['time', 'user', 'certificate', 'token blocks', 'route', 'path', 'decision', 'status'], usedByOthers.map((r) => [r.time ?? '', r.token?.user ?? '', `${r.client?.cn ?? ''} ${r.client?.fingerprint ?? ''}`, String(r.token?.revocationIds?.length ?? ''), r.route ?? '', r.path ?? '', r.decision ?? '', String(r.status ?? '')]))}`,
+  ];
+}

@@ -1,0 +1,57 @@
+// One-time codes that carry a session from the gateway's own origin to a service's origin: the browser
+// is redirected with the code (never the token) in the URL; the code works once, for one certificate
+// and one host, for a few seconds. Held in this process's memory only.
+import { randomBytes } from 'node:crypto';
+
+/** Long enough for a redirect, short enough that a code in a log is useless. */
+export const HANDOFF_TTL_MS = 30_000;
+const MAX_PENDING = 10_000;
+
+export interface Handoff {
+  /** The session token for that host (already bound to the host, the certificate and the session's end). */
+  token: string;
+  maxAgeSeconds: number;
+  fingerprint: string;
+  /** `host[:port]` as the browser will send it, lower case. */
+  host: string;
+  /** Path (and query) to land on at that host. */
+  next: string;
+  user: string;
+  revocationIds: string[];
+}
+
+export type HandoffTake = { ok: true; handoff: Handoff } | { ok: false; reason: string };
+
+export function createHandoffCodes(now: () => number = Date.now) {
+  const pending = new Map<string, Handoff & { expiresAt: number }>();
+  const sweep = () => {
+    const t = now();
+    for (const [code, entry] of pending) if (entry.expiresAt <= t) pending.delete(code);
+  };
+  return {
+    issue(handoff: Handoff): string {
+      sweep();
+      // Bounded: when full, the oldest pending code gives way (a flood only delays other sign-ins).
+      if (pending.size >= MAX_PENDING) pending.delete(pending.keys().next().value as string);
+      const code = randomBytes(32).toString('base64url');
+      pending.set(code, { ...handoff, expiresAt: now() + HANDOFF_TTL_MS });
+      return code;
+    },
+    /** Redeems a code: it is gone afterwards whatever the outcome, so a code is never tried twice. */
+    take(code: string, fingerprint: string, host: string): HandoffTake {
+      const entry = pending.get(code);
+      pending.delete(code);
+      if (entry === undefined) return { ok: false, reason: 'unknown or already used sign-in code' };
+      if (entry.expiresAt <= now()) return { ok: false, reason: 'sign-in code expired' };
+      if (entry.fingerprint !== fingerprint) return { ok: false, reason: 'sign-in code issued to another certificate' };
+      if (entry.host !== host.toLowerCase()) return { ok: false, reason: `sign-in code issued for ${entry.host}, redeemed at ${host.toLowerCase()}` };
+      const { expiresAt: _expiresAt, ...handoff } = entry;
+      return { ok: true, handoff };
+    },
+    get size(): number {
+      return pending.size;
+    },
+  };
+}
+
+export type HandoffCodes = ReturnType<typeof createHandoffCodes>;

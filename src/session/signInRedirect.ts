@@ -1,0 +1,13 @@
+// A browser that reaches a route without a working session is sent to the sign-in page, which brings
+// it back afterwards; programs (anything not navigating to an HTML page) get the plain refusal.
+import type { IncomingMessage } from 'node:http';
+import { PORTAL_PATH } from './nextTarget.ts';
+
+/** The sign-in URL for a top-level GET navigation, or undefined for anything else. */
+export function signInRedirect(req: IncomingMessage): string | undefined {
+  if (req.method !== 'GET') return undefined;
+  const mode = req.headers['sec-fetch-mode'];
+  const navigating = mode === undefined ? (req.headers.accept ?? '').includes('text/html') : mode === 'navigate';
+  if (!navigating) return undefined;
+  return `${PORTAL_PATH}?next=${encodeURIComponent(req.url ?? '/')}`;
+}
