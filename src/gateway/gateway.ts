@@ -102,7 +102,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const listeners: BoundListener[] = [];
   try {
     const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit, { limits: config.limits, connectionLimits }));
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused }));
   } catch (err) {
     for (const l of listeners) l.server.close();
     await metricsServer?.close();

@@ -16,6 +16,7 @@ import { handleClientError } from './clientErrors.ts';
 import { attachContext, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
+import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { createRejectLimiter } from './rejectLimiter.ts';
 
 export interface TlsSettings extends SecureContextOptions {
@@ -45,6 +46,8 @@ export interface ListenerOptions {
   limits: GatewayLimits;
   /** Shared by every listener of the gateway, so the connection limits count them together. */
   connectionLimits: ConnectionLimits;
+  /** Counts connections refused by a `proxyProtocol` listener. */
+  proxyRefused?(reason: ProxyRefusal): void;
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
@@ -72,7 +75,15 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     // The HTTP forwarder answers a Host-less HTTP/1.1 request itself, with an audit record.
     requireHostHeader: false,
   });
-  const held = options.connectionLimits.watch(server);
+  // With proxyProtocol a plain TCP server accepts, reads the balancer's header, then hands the socket to
+  // the TLS server: the header must be consumed before the first TLS byte is read.
+  const front = listen.proxyProtocol
+    ? createProxyFront(server, { trusted: listen.proxyProtocol.trusted, headerTimeoutMs: Math.max(1, limits.handshakeTimeoutSeconds * 1000), audit, refused: options.proxyRefused })
+    : undefined;
+  const acceptor = front?.server ?? server;
+  // Closing the TLS server (shutdown) stops the front from accepting too.
+  if (front) server.once('close', () => front.server.close());
+  const held = options.connectionLimits.watch(server, acceptor);
   destroyIdleSockets(server, limits);
 
   const rejects = createRejectLimiter();
@@ -95,7 +106,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   const connections = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
     const identity = peerIdentity(socket);
-    const { source, sourceIp } = sourceOf(socket);
+    const { source, sourceIp, via } = sourceOf(socket);
     if (!identity) {
       audit.write({ event: 'tls.reject', source, decision: 'deny', reason: `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}` });
       socket.destroy();
@@ -106,7 +117,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     const raw = rawConnectionOf(socket);
     if (raw) raw.authenticated = true;
     connections.add(socket);
-    audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim() });
+    audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim(), ...(via && { detail: { via } }) });
     socket.once('close', () => {
       connections.delete(socket);
       audit.write({
@@ -164,6 +175,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     connections,
     setTls: (next: TlsSettings) => server.setSecureContext({ ...next, secureOptions: listenerSecureOptions }),
     dropUnauthenticated: () => {
+      front?.dropPending();
       for (const socket of held) {
         const raw = rawConnectionOf(socket);
         if (raw?.authenticated) continue;
@@ -187,8 +199,8 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     return { ...bound, address: listen.unix };
   }
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(listen.tcp ?? '') ?? [];
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(Number(port), host, () => resolve()));
-  const address = server.address();
+  await new Promise<void>((resolve, reject) => acceptor.once('error', reject).listen(Number(port), host, () => resolve()));
+  const address = acceptor.address();
   const boundPort = typeof address === 'object' && address ? address.port : Number(port);
   return { ...bound, address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
 }

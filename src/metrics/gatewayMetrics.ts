@@ -16,6 +16,8 @@ export interface GatewayMetrics {
   /** Client connections accepted and closed (before TLS too): the open-connections gauge. */
   connectionOpened(): void;
   connectionClosed(): void;
+  /** A connection refused by a `proxyProtocol` listener (untrusted peer, invalid or late header). */
+  proxyRefused(reason: string): void;
 }
 
 export function createGatewayMetrics(options: { processMetrics?: boolean } = {}): GatewayMetrics {
@@ -42,6 +44,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
   const limitRefusals = new Counter({ name: `${prefix}limit_refusals_total`, help: 'Connections and requests refused by a configured limit, by limit', labelNames: ['limit'], registers });
   const openConnections = new Gauge({ name: `${prefix}open_connections`, help: 'Client connections open now, including those still in the TLS handshake', registers });
+  const proxyRefusals = new Counter({ name: `${prefix}proxy_protocol_refusals_total`, help: 'Connections refused by a proxyProtocol listener, by reason (untrusted, invalid, timeout)', labelNames: ['reason'], registers });
   const tlsRejects = new Counter({ name: `${prefix}tls_rejects_total`, help: 'Connections refused during the TLS handshake', registers });
 
   const authz: AuthzObserver = {
@@ -63,6 +66,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     limitRefused: (limit) => limitRefusals.inc({ limit }),
     connectionOpened: () => openConnections.inc(),
     connectionClosed: () => openConnections.dec(),
+    proxyRefused: (reason) => proxyRefusals.inc({ reason }),
     observeAudit(record) {
       switch (record.event) {
         case 'request':
