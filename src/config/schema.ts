@@ -40,6 +40,8 @@ const tlsSchema = z
     key: z.string().min(1),
     /** CA bundle that client certificates must chain to. */
     clientCa: z.string().min(1),
+    /** Client-certificate revocation lists (PEM, one or more, or one DER), one per client CA; re-read when the file changes. */
+    crl: z.string().min(1).optional(),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   })
   .strict();

@@ -1,6 +1,5 @@
 // The composition root: wires listener -> admission (routing + authz) -> forwarders, with audit
 // observing every stage. Owns reload (new config, same sockets) and graceful shutdown.
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
@@ -13,7 +12,8 @@ import { startMetricsServer, type MetricsServer } from '../metrics/metricsServer
 import { createHttpForwarder } from '../forward/httpForwarder.ts';
 import { createIdentityLimits } from '../admission/identityLimits.ts';
 import { RouteTable } from '../routing/routeTable.ts';
-import { openListener, type BoundListener, type TlsSettings } from '../listener/tlsListener.ts';
+import { openListener, type BoundListener } from '../listener/tlsListener.ts';
+import { openTlsMaterial } from '../tls/tlsMaterial.ts';
 import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
@@ -29,15 +29,6 @@ export interface Gateway {
   reloadRevocations(): Promise<void>;
   /** Stops accepting, lets requests in flight finish (up to `graceMs`), then flushes the audit log. */
   close(graceMs?: number): Promise<void>;
-}
-
-function tlsSettings(config: GatewayConfig): TlsSettings {
-  return {
-    cert: readFileSync(config.tls.cert),
-    key: readFileSync(config.tls.key),
-    ca: readFileSync(config.tls.clientCa),
-    minVersion: config.tls.minVersion,
-  };
 }
 
 async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
@@ -98,18 +89,27 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => (isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : websocket.handle(req, socket, head)),
     connect: tcp.handleConnect,
   };
-  const tls = tlsSettings(config);
   const listeners: BoundListener[] = [];
+  let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   try {
+    tls = await openTlsMaterial(config.tls, {
+      apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
+      onCrlReload: (result) =>
+        audit.write(result.ok
+          ? { event: 'revocation.reload', decision: 'allow', detail: { crl: result.snapshot.file, lists: result.snapshot.lists.map((l) => ({ ...l, nextUpdate: l.nextUpdate?.toISOString() })) } }
+          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } }),
+    });
     const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused }));
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused }));
   } catch (err) {
     for (const l of listeners) l.server.close();
+    tls?.close();
     await metricsServer?.close();
     await admission.close();
     await audit.close();
     throw err;
   }
+  const material = tls;
   audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, ...(metricsServer && { metrics: metricsServer.address }) } });
 
   return {
@@ -117,9 +117,14 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     audit,
     async reload(next, nextSource) {
       try {
-        const nextTls = tlsSettings(next);
         const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
-        for (const l of listeners) l.setTls(nextTls);
+        try {
+          await material.reload(next.tls);
+        } catch (err) {
+          await nextAdmission.close();
+          throw err;
+        }
+        for (const l of listeners) l.setTls(material.settings());
         const previous = admission;
         admission = nextAdmission;
         await previous.close();
@@ -139,6 +144,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     },
     async reloadRevocations() {
       await admission.reloadRevocations();
+      await material.reloadCrl();
     },
     async close(graceMs = 10_000) {
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
@@ -157,6 +163,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
       tcp.close();
       http.close();
       await admission.close();
+      material.close();
       await metricsServer?.close();
       audit.write({ event: 'gateway.stop', detail: { pid: process.pid } });
       await audit.close();

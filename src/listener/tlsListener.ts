@@ -21,6 +21,13 @@ import { createRejectLimiter } from './rejectLimiter.ts';
 
 export interface TlsSettings extends SecureContextOptions {
   minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** Set when every client certificate must be refused (fail closed: the client CRL cannot be used); says why. */
+  refuseClients?: string;
+}
+
+/** The secure-context part of `tls`, without our own keys, with renegotiation refused. */
+function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): SecureContextOptions {
+  return { ...tls, secureOptions: listenerSecureOptions };
 }
 
 export interface ListenerHandlers {
@@ -63,11 +70,23 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** Client-initiated TLS 1.2 renegotiation costs the server a handshake per request of the client's choosing. */
 const listenerSecureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 
+/** Why a handshake failed, for tls.reject: OpenSSL's verification code, with revocation said plainly. */
+function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): string {
+  // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
+  // why it failed in authorizationError and drops the socket, so that is the reason worth recording.
+  const verifyError = socket.authorizationError ?? (/^(CERT|CRL)_[A-Z_]+$/.test(err.code ?? '') ? err.code : undefined);
+  const code = String(verifyError ?? err.code ?? '');
+  if (code.includes('CERT_REVOKED') || /certificate revoked/i.test(err.message)) return `client certificate revoked (tls.crl): ${code || err.message.trim()}`;
+  if (/CRL/.test(code) || /\bcrl\b/i.test(err.message)) return `client certificate revocation could not be checked (tls.crl): ${code || err.message.trim()}`;
+  if (verifyError) return `client certificate rejected: ${String(verifyError)}`;
+  return `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}`;
+}
+
 export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): Promise<BoundListener> {
   const { limits } = options;
+  let refuseClients = tls.refuseClients;
   const server = createServer({
-    ...tls,
-    secureOptions: listenerSecureOptions,
+    ...secureContextOf(tls),
     requestCert: true,
     rejectUnauthorized: true,
     // Slow or silent clients must not hold sockets forever.
@@ -95,11 +114,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     const { source, sourceIp } = raw ?? sourceOf(socket);
     const limit = rejects.admit(sourceIp || source);
     if (!limit.write) return;
-    // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
-    // why it failed in authorizationError and drops the socket, so that is the reason worth recording.
-    const reason = socket.authorizationError
-      ? `client certificate rejected: ${String(socket.authorizationError)}`
-      : `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}`;
+    const reason = tlsRejectReason(err, socket);
     audit.write({ event: 'tls.reject', source, decision: 'deny', reason, ...(limit.suppressed > 0 && { detail: { suppressedBefore: limit.suppressed } }) });
   });
 
@@ -109,6 +124,11 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     const { source, sourceIp, via } = sourceOf(socket);
     if (!identity) {
       audit.write({ event: 'tls.reject', source, decision: 'deny', reason: `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}` });
+      socket.destroy();
+      return;
+    }
+    if (refuseClients) {
+      audit.write({ event: 'tls.reject', source, client: auditClient(identity), decision: 'deny', reason: refuseClients });
       socket.destroy();
       return;
     }
@@ -173,7 +193,10 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   const bound = {
     server,
     connections,
-    setTls: (next: TlsSettings) => server.setSecureContext({ ...next, secureOptions: listenerSecureOptions }),
+    setTls: (next: TlsSettings) => {
+      refuseClients = next.refuseClients;
+      server.setSecureContext(secureContextOf(next));
+    },
     dropUnauthenticated: () => {
       front?.dropPending();
       for (const socket of held) {
