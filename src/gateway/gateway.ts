@@ -8,7 +8,7 @@ import type { GatewayConfig } from '../config/schema.ts';
 import { createRequestAuthorizer, type ReloadableRequestAuthorizer, type ReloadResult } from '../authz/requestAuthorizer.ts';
 import { authorizerOptions } from '../authz/authorizerOptions.ts';
 import { auditWithMetrics, createGatewayMetrics, type GatewayMetrics } from '../metrics/gatewayMetrics.ts';
-import { startMetricsServer, type MetricsServer } from '../metrics/metricsServer.ts';
+import { startMetricsServer, type MetricsServer, type ReadinessChecks } from '../metrics/metricsServer.ts';
 import { createHttpForwarder } from '../forward/httpForwarder.ts';
 import { createIdentityLimits } from '../admission/identityLimits.ts';
 import { RouteTable } from '../routing/routeTable.ts';
@@ -31,7 +31,7 @@ export interface Gateway {
   close(graceMs?: number): Promise<void>;
 }
 
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; workers(): number }> {
   // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
   let authorizer: ReloadableRequestAuthorizer | undefined;
   const onRevocationReload = (result: ReloadResult) => {
@@ -48,6 +48,7 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     routes: new RouteTable(config.routes, config.authz.limits),
     authorizer: ready,
     close: () => ready.close(),
+    workers: () => ready.stats().workers.length,
     reloadRevocations: () => ready.reloadRevocations(),
   };
 }
@@ -69,8 +70,10 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const tunnels = createTunnelRegistry();
   let admission = await admissionFor(config, audit, metrics, tunnels);
   let metricsServer: MetricsServer | undefined;
+  // Set once the listeners are open: until then /readyz says not ready.
+  let readiness: (() => ReadinessChecks) | undefined;
   try {
-    if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry);
+    if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry, () => readiness?.());
   } catch (err) {
     await admission.close();
     await audit.close();
@@ -100,7 +103,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
           : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } }),
     });
     const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused }));
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
   } catch (err) {
     for (const l of listeners) l.server.close();
     tls?.close();
@@ -110,6 +113,8 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     throw err;
   }
   const material = tls;
+  metrics.observeState({ tlsExpiry: () => material.expiry(), auditHealthy: () => audit.healthy });
+  readiness = () => ({ configLoaded: true, authorizationWorkers: admission.workers() > 0, auditWritable: audit.healthy, accepting: tunnels.accepting });
   audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, ...(metricsServer && { metrics: metricsServer.address }) } });
 
   return {

@@ -30,6 +30,9 @@ function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): Secur
   return { ...tls, secureOptions: listenerSecureOptions };
 }
 
+/** Why a TLS handshake was refused, for metrics (gatehouse_tls_rejects_total{reason}). */
+export type TlsRejectKind = 'revoked' | 'crl_unusable' | 'certificate' | 'no_certificate' | 'timeout' | 'handshake';
+
 export interface ListenerHandlers {
   request(req: IncomingMessage, res: ServerResponse): void | Promise<void>;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void | Promise<void>;
@@ -55,6 +58,8 @@ export interface ListenerOptions {
   connectionLimits: ConnectionLimits;
   /** Counts connections refused by a `proxyProtocol` listener. */
   proxyRefused?(reason: ProxyRefusal): void;
+  /** Counts refused handshakes (before their records' rate limit). */
+  tlsRejected?(kind: TlsRejectKind): void;
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
@@ -70,16 +75,19 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** Client-initiated TLS 1.2 renegotiation costs the server a handshake per request of the client's choosing. */
 const listenerSecureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 
-/** Why a handshake failed, for tls.reject: OpenSSL's verification code, with revocation said plainly. */
-function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): string {
+/** Why a handshake failed, for tls.reject and its metric: OpenSSL's verification code, revocation said plainly. */
+function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): { kind: TlsRejectKind; reason: string } {
   // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
   // why it failed in authorizationError and drops the socket, so that is the reason worth recording.
   const verifyError = socket.authorizationError ?? (/^(CERT|CRL)_[A-Z_]+$/.test(err.code ?? '') ? err.code : undefined);
   const code = String(verifyError ?? err.code ?? '');
-  if (code.includes('CERT_REVOKED') || /certificate revoked/i.test(err.message)) return `client certificate revoked (tls.crl): ${code || err.message.trim()}`;
-  if (/CRL/.test(code) || /\bcrl\b/i.test(err.message)) return `client certificate revocation could not be checked (tls.crl): ${code || err.message.trim()}`;
-  if (verifyError) return `client certificate rejected: ${String(verifyError)}`;
-  return `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}`;
+  const said = code || err.message.trim();
+  if (code.includes('CERT_REVOKED') || /certificate revoked/i.test(err.message)) return { kind: 'revoked', reason: `client certificate revoked (tls.crl): ${said}` };
+  if (/CRL/.test(code) || /\bcrl\b/i.test(err.message)) return { kind: 'crl_unusable', reason: `client certificate revocation could not be checked (tls.crl): ${said}` };
+  if (verifyError) return { kind: 'certificate', reason: `client certificate rejected: ${String(verifyError)}` };
+  if (/peer did not return a certificate|PEER_DID_NOT_RETURN_A_CERTIFICATE/i.test(`${err.code} ${err.message}`)) return { kind: 'no_certificate', reason: `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}` };
+  if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return { kind: 'timeout', reason: `${err.code}: ${err.message.trim()}` };
+  return { kind: 'handshake', reason: `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}` };
 }
 
 export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): Promise<BoundListener> {
@@ -112,9 +120,10 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     if (raw?.dropped) return;
     // By now the TLS socket may be destroyed and have forgotten its peer; the record made on accept has not.
     const { source, sourceIp } = raw ?? sourceOf(socket);
+    const { kind, reason } = tlsRejectReason(err, socket);
+    options.tlsRejected?.(kind);
     const limit = rejects.admit(sourceIp || source);
     if (!limit.write) return;
-    const reason = tlsRejectReason(err, socket);
     audit.write({ event: 'tls.reject', source, decision: 'deny', reason, ...(limit.suppressed > 0 && { detail: { suppressedBefore: limit.suppressed } }) });
   });
 
@@ -123,11 +132,13 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     const identity = peerIdentity(socket);
     const { source, sourceIp, via } = sourceOf(socket);
     if (!identity) {
+      options.tlsRejected?.('certificate');
       audit.write({ event: 'tls.reject', source, decision: 'deny', reason: `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}` });
       socket.destroy();
       return;
     }
     if (refuseClients) {
+      options.tlsRejected?.('crl_unusable');
       audit.write({ event: 'tls.reject', source, client: auditClient(identity), decision: 'deny', reason: refuseClients });
       socket.destroy();
       return;
