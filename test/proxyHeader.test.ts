@@ -1,6 +1,7 @@
 // The PROXY protocol header parser on its own: v1 and v2 as balancers write them, every prefix of a
 // header is "incomplete" (never a wrong answer), malformed and oversized headers are refused.
 import { describe, expect, it } from 'vitest';
+import { configSchema } from '../src/config/schema.ts';
 import { parseProxyHeader, V2_MAX_LENGTH } from '../src/listener/proxyHeader.ts';
 
 const SIG = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
@@ -113,4 +114,20 @@ it('no header at all (a TLS ClientHello, plain HTTP, a near miss of the signatur
   for (const start of [tlsHello, Buffer.from('GET / HTTP/1.1\r\n'), Buffer.from('PROXX'), Buffer.from('\r\n\r\n\0\r\nQUIT\r')]) {
     expect(parseProxyHeader(start).kind).toBe('invalid');
   }
+});
+
+describe('listen[].proxyProtocol in the config schema', () => {
+  const listen = (entry: Record<string, unknown>) => configSchema.shape.listen.safeParse([entry]);
+  it('takes CIDRs and bare addresses, IPv4 and IPv6', () => {
+    expect(listen({ tcp: '127.0.0.1:8443', proxyProtocol: { trusted: ['10.0.0.0/8', '192.0.2.7', '2001:db8::/32', '::1'] } }).success).toBe(true);
+  });
+  it.each([['10.0.0.0/33'], ['10.0.0.0/8/1'], ['haproxy.internal'], ['10.0.0.0/'], ['::1/129']])('refuses %s', (entry) => {
+    expect(listen({ tcp: '127.0.0.1:8443', proxyProtocol: { trusted: [entry] } }).success).toBe(false);
+  });
+  it('refuses an empty trusted list and UNIX listeners', () => {
+    expect(listen({ tcp: '127.0.0.1:8443', proxyProtocol: { trusted: [] } }).success).toBe(false);
+    const unix = listen({ unix: 'run/g.sock', proxyProtocol: { trusted: ['127.0.0.1'] } });
+    expect(unix.success).toBe(false);
+    expect(JSON.stringify(unix.error?.issues)).toContain('tcp listeners only');
+  });
 });
