@@ -3,6 +3,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
+import { webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadCa } from '../src/pki/index.ts';
@@ -124,6 +125,23 @@ it('serve refuses to start on a CRL it cannot read, naming the file', async () =
   );
   expect(result.code).toBe(1);
   expect(result.stderr).toContain('missing.crl');
+});
+
+it('gatehouse check refuses a CRL not signed by the client CA, naming tls.crl', async () => {
+  const impostor = await x509.X509CrlGenerator.create({
+    issuer: (await loadCa(h.pki.dir)).certificate.subject,
+    signingKey: (await webcrypto.subtle.generateKey(SIGNING_ALGORITHM, false, ['sign', 'verify'])).privateKey,
+    signingAlgorithm: SIGNING_ALGORITHM,
+    nextUpdate: new Date(Date.now() + HOUR),
+  });
+  writeFileSync(join(h.dir, 'certs', 'impostor.crl'), impostor.toString('pem'));
+  const config = join(h.dir, 'impostor.yaml');
+  writeFileSync(config, readFileSync(join(h.dir, 'routes.yaml'), 'utf8').replace('crl: certs/clients.crl', 'crl: certs/impostor.crl'));
+  const result = await new Promise<{ code: number; stderr: string }>((resolve) =>
+    execFile(process.execPath, [cli, 'check', '--config', config], { cwd: h.dir, timeout: 30_000 }, (err, out, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr: out + stderr })),
+  );
+  expect(result.code).not.toBe(0);
+  expect(result.stderr).toMatch(/tls\.crl: .*impostor\.crl: the CRL of .* is not signed by any certificate in tls\.clientCa/);
 });
 
 it('openssl agrees the DER list it wrote is a CRL of this CA (the format administrators produce)', async () => {

@@ -239,3 +239,17 @@ it.skipIf(!hasNginxStream)(`behind nginx stream proxy_protocol on (v1) the audit
   expect(rec.source).toMatch(/^127\.0\.0\.3:\d+$/);
   nginx.kill('SIGTERM');
 });
+
+it('SIGTERM with a trusted balancer connected but its header not sent exits at once, writing gateway.stop', async () => {
+  const pending = await new Promise<Socket>((resolve, reject) => {
+    const raw = netConnect({ host: GATEWAY, port: proxyPort, localAddress: BALANCER }, () => resolve(raw));
+    raw.on('error', () => {});
+    raw.once('error', reject);
+  });
+  await sleep(100);
+  const started = Date.now();
+  expect(await h.stop()).toBe(0);
+  expect(Date.now() - started).toBeLessThan(5000);
+  expect(h.audit().some((r) => r.event === 'gateway.stop')).toBe(true);
+  pending.destroy();
+});

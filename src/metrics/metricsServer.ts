@@ -41,7 +41,7 @@ export async function startMetricsServer(listen: string, registry: Registry, rea
         answer(req, res, 200, 'text/plain', 'ok\n');
         return;
       case '/readyz': {
-        const checks = readiness() ?? { started: false };
+        const checks = readiness() ?? { configLoaded: false };
         const ready = Object.values(checks).every(Boolean);
         answer(req, res, ready ? 200 : 503, 'application/json', JSON.stringify({ ready, checks }) + '\n');
         return;

@@ -37,7 +37,7 @@ export async function loadCrlFile(file: string, clientCaPem: string): Promise<Cr
   try {
     bytes = await readFile(file);
   } catch (err) {
-    return { ok: false, code: 'unreadable', reason: `${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+    return { ok: false, code: 'unreadable', reason: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})` };
   }
   const text = bytes.toString('latin1');
   const blocks = text.includes('-----BEGIN') ? (text.match(PEM_BLOCK) ?? []) : [];
