@@ -1,4 +1,4 @@
-// Checks the files routes.yaml points at: TLS certificate, key and client CA, the token root key
+// Checks the files routes.yaml points at: TLS certificate, key, client CA and CRL, the token root key
 // and the revocation list must exist, be readable and hold what the gateway expects; what it writes must be writable.
 import { readFile } from 'node:fs/promises';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
@@ -72,6 +72,12 @@ async function checkTls(tls: Raw, dir: string, issues: ConfigIssue[]): Promise<v
     const blocks = caPem.toString('utf8').match(pemCertificate) ?? [];
     if (blocks.length === 0) issues.push({ path: ['tls', 'clientCa'], message: 'no PEM certificate (BEGIN CERTIFICATE) in the file' });
     for (const block of blocks) parseCertificate(block, ['tls', 'clientCa'], issues);
+  }
+  if (typeof tls.crl === 'string' && tls.crl !== '' && caPem) {
+    // Loaded only when a CRL is configured: it brings the X.509 library.
+    const { loadCrlFile } = await import('../tls/clientCrl.ts');
+    const loaded = await loadCrlFile(path.resolve(dir, tls.crl), caPem.toString('latin1'));
+    if (!loaded.ok) issues.push({ path: ['tls', 'crl'], message: loaded.reason });
   }
 }
 

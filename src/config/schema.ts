@@ -1,7 +1,16 @@
 // The routes.yaml schema: every key the gateway reads, its type and its default.
 // Validation only; paths stay as written here and are resolved against the config file by loadConfig.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { browserSettingsSchema } from '../session/browserSettings.ts';
+
+/** `10.0.0.0/8`, `2001:db8::/32`, or one address. */
+function isCidr(text: string): boolean {
+  const [address = '', bits, extra] = text.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}
 
 /** A route template parameter name, as in `{user}`. */
 const paramName = /^[a-z][a-z0-9_]*$/;
@@ -14,10 +23,16 @@ const listenAddress = z
     unix: z.string().min(1).optional(),
     /** Mode of the UNIX socket file, octal string such as "0660". */
     mode: z.string().regex(/^0?[0-7]{3}$/, 'expected an octal mode such as "0660"').optional(),
+    /** Expect a PROXY protocol (v1 or v2) header from these balancers only; every other peer is refused. */
+    proxyProtocol: z.object({ trusted: z.array(z.string().refine(isCidr, 'expected an IP address or CIDR such as 10.0.0.0/8')).min(1) }).strict().optional(),
   })
   .strict()
   .refine((l) => (l.tcp === undefined) !== (l.unix === undefined), {
     message: 'each listen entry needs exactly one of tcp or unix',
+  })
+  .refine((l) => l.proxyProtocol === undefined || l.tcp !== undefined, {
+    message: 'proxyProtocol applies to tcp listeners only',
+    path: ['proxyProtocol'],
   });
 
 const tlsSchema = z
@@ -26,6 +41,8 @@ const tlsSchema = z
     key: z.string().min(1),
     /** CA bundle that client certificates must chain to. */
     clientCa: z.string().min(1),
+    /** Client-certificate revocation lists (PEM, one or more, or one DER), one per client CA; re-read when the file changes. */
+    crl: z.string().min(1).optional(),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   })
   .strict();

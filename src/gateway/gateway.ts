@@ -1,6 +1,5 @@
 // The composition root: wires listener -> admission (routing + authz) -> forwarders, with audit
 // observing every stage. Owns reload (new config, same sockets) and graceful shutdown.
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
@@ -9,11 +8,12 @@ import type { GatewayConfig } from '../config/schema.ts';
 import { createRequestAuthorizer, type ReloadableRequestAuthorizer, type ReloadResult } from '../authz/requestAuthorizer.ts';
 import { authorizerOptions } from '../authz/authorizerOptions.ts';
 import { auditWithMetrics, createGatewayMetrics, type GatewayMetrics } from '../metrics/gatewayMetrics.ts';
-import { startMetricsServer, type MetricsServer } from '../metrics/metricsServer.ts';
+import { startMetricsServer, type MetricsServer, type ReadinessChecks } from '../metrics/metricsServer.ts';
 import { createHttpForwarder } from '../forward/httpForwarder.ts';
 import { createIdentityLimits } from '../admission/identityLimits.ts';
 import { RouteTable } from '../routing/routeTable.ts';
-import { openListener, type BoundListener, type TlsSettings } from '../listener/tlsListener.ts';
+import { openListener, type BoundListener } from '../listener/tlsListener.ts';
+import { openTlsMaterial } from '../tls/tlsMaterial.ts';
 import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
@@ -33,16 +33,7 @@ export interface Gateway {
   close(graceMs?: number): Promise<void>;
 }
 
-function tlsSettings(config: GatewayConfig): TlsSettings {
-  return {
-    cert: readFileSync(config.tls.cert),
-    key: readFileSync(config.tls.key),
-    ca: readFileSync(config.tls.clientCa),
-    minVersion: config.tls.minVersion,
-  };
-}
-
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean }> {
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean; workers(): number }> {
   // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
   let authorizer: ReloadableRequestAuthorizer | undefined;
   const onRevocationReload = (result: ReloadResult) => {
@@ -59,6 +50,7 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     routes: new RouteTable(config.routes, config.authz.limits),
     authorizer: ready,
     close: () => ready.close(),
+    workers: () => ready.stats().workers.length,
     reloadRevocations: () => ready.reloadRevocations(),
     isRevoked: (ids) => ready.isRevoked(ids),
   };
@@ -81,8 +73,10 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const tunnels = createTunnelRegistry();
   let admission = await admissionFor(config, audit, metrics, tunnels);
   let metricsServer: MetricsServer | undefined;
+  // Set once the listeners are open: until then /readyz says not ready.
+  let readiness: (() => ReadinessChecks) | undefined;
   try {
-    if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry);
+    if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry, () => readiness?.());
   } catch (err) {
     await admission.close();
     await audit.close();
@@ -104,18 +98,29 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => (isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : websocket.handle(req, socket, head)),
     connect: tcp.handleConnect,
   };
-  const tls = tlsSettings(config);
   const listeners: BoundListener[] = [];
+  let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   try {
+    tls = await openTlsMaterial(config.tls, {
+      apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
+      onCrlReload: (result) =>
+        audit.write(result.ok
+          ? { event: 'revocation.reload', decision: 'allow', detail: { crl: result.snapshot.file, lists: result.snapshot.lists.map((l) => ({ ...l, nextUpdate: l.nextUpdate?.toISOString() })) } }
+          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } }),
+    });
     const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls, handlers, audit, { limits: config.limits, connectionLimits }));
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
   } catch (err) {
     for (const l of listeners) l.server.close();
+    tls?.close();
     await metricsServer?.close();
     await admission.close();
     await audit.close();
     throw err;
   }
+  const material = tls;
+  metrics.observeState({ tlsExpiry: () => material.expiry(), auditHealthy: () => audit.healthy });
+  readiness = () => ({ configLoaded: true, authorizationWorkers: admission.workers() > 0, auditWritable: audit.healthy, accepting: tunnels.accepting });
   audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, ...(metricsServer && { metrics: metricsServer.address }) } });
 
   return {
@@ -123,10 +128,15 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     audit,
     async reload(next, nextSource) {
       try {
-        const nextTls = tlsSettings(next);
         const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
-        await rootKey.load(next.authz.rootKey);
-        for (const l of listeners) l.setTls(nextTls);
+        try {
+          await material.reload(next.tls);
+          await rootKey.load(next.authz.rootKey);
+        } catch (err) {
+          await nextAdmission.close();
+          throw err;
+        }
+        for (const l of listeners) l.setTls(material.settings());
         const previous = admission;
         admission = nextAdmission;
         await previous.close();
@@ -146,6 +156,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     },
     async reloadRevocations() {
       await admission.reloadRevocations();
+      await material.reloadCrl();
     },
     async close(graceMs = 10_000) {
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
@@ -164,6 +175,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
       tcp.close();
       http.close();
       await admission.close();
+      material.close();
       await metricsServer?.close();
       audit.write({ event: 'gateway.stop', detail: { pid: process.pid } });
       await audit.close();

@@ -35,13 +35,29 @@ export function contextOf(socket: Socket): ConnectionContext | undefined {
 export interface ConnectionSource {
   source: string;
   sourceIp: string;
+  /** The trusted balancer that relayed the connection with a PROXY header (its own `ip:port`). */
+  via?: string;
+}
+
+export function formatSource(ip: string, port: number | undefined): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Sources named by a PROXY header, keyed by the accepted socket: they replace the socket's own peer. */
+const proxiedSources = new WeakMap<Socket, ConnectionSource>();
+
+export function setProxiedSource(raw: Socket, source: ConnectionSource): void {
+  proxiedSources.set(raw, source);
 }
 
 export function sourceOf(socket: Socket): ConnectionSource {
+  const parent = (socket as Socket & { _parent?: Socket })._parent;
+  const proxied = proxiedSources.get(socket) ?? (parent ? proxiedSources.get(parent) : undefined);
+  if (proxied) return proxied;
   const ip = socket.remoteAddress;
   if (!ip) return { source: 'unix', sourceIp: '' };
   const bare = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-  return { source: bare.includes(':') ? `[${bare}]:${socket.remotePort}` : `${bare}:${socket.remotePort}`, sourceIp: bare };
+  return { source: formatSource(bare, socket.remotePort), sourceIp: bare };
 }
 
 /** What the listener knows about one accepted TCP or UNIX socket, before and after TLS. */

@@ -19,8 +19,9 @@ export interface ConnectionLimits {
   /**
    * Counts and bounds `server`'s accepted sockets; call before it listens. Returns the live set of the
    * sockets it holds (authenticated or not), which shutdown uses to drop the ones TLS never finished.
+   * `acceptor` is the server that listens, when another (a PROXY protocol front) accepts for `server`.
    */
-  watch(server: Server): ReadonlySet<Socket>;
+  watch(server: Server, acceptor?: Server): ReadonlySet<Socket>;
   /** Client connections open now, all listeners together. */
   readonly open: number;
 }
@@ -55,12 +56,12 @@ export function createConnectionLimits(limits: Pick<GatewayLimits, 'connections'
   };
 
   return {
-    watch(server) {
+    watch(server, acceptor = server) {
       const held = new Set<Socket>();
       // Node refuses past this before making a socket at all ('drop'); the shared count below covers
       // several listeners together.
-      server.maxConnections = limits.connections;
-      server.on('drop', (dropped?: DropArgument) => {
+      acceptor.maxConnections = limits.connections;
+      acceptor.on('drop', (dropped?: DropArgument) => {
         const ip = dropped?.remoteAddress?.replace(/^::ffff:/, '');
         refuse('connections', ip ? (ip.includes(':') ? `[${ip}]:${dropped?.remotePort}` : `${ip}:${dropped?.remotePort}`) : UNIX_SOURCE, ip || UNIX_SOURCE);
       });

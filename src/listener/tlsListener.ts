@@ -16,11 +16,22 @@ import { handleClientError } from './clientErrors.ts';
 import { attachContext, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
+import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { createRejectLimiter } from './rejectLimiter.ts';
 
 export interface TlsSettings extends SecureContextOptions {
   minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** Set when every client certificate must be refused (fail closed: the client CRL cannot be used); says why. */
+  refuseClients?: string;
 }
+
+/** The secure-context part of `tls`, without our own keys, with renegotiation refused. */
+function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): SecureContextOptions {
+  return { ...tls, secureOptions: listenerSecureOptions };
+}
+
+/** Why a TLS handshake was refused, for metrics (gatehouse_tls_rejects_total{reason}). */
+export type TlsRejectKind = 'revoked' | 'crl_unusable' | 'certificate' | 'no_certificate' | 'timeout' | 'handshake';
 
 export interface ListenerHandlers {
   request(req: IncomingMessage, res: ServerResponse): void | Promise<void>;
@@ -45,6 +56,10 @@ export interface ListenerOptions {
   limits: GatewayLimits;
   /** Shared by every listener of the gateway, so the connection limits count them together. */
   connectionLimits: ConnectionLimits;
+  /** Counts connections refused by a `proxyProtocol` listener. */
+  proxyRefused?(reason: ProxyRefusal): void;
+  /** Counts refused handshakes (before their records' rate limit). */
+  tlsRejected?(kind: TlsRejectKind): void;
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
@@ -60,11 +75,26 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** Client-initiated TLS 1.2 renegotiation costs the server a handshake per request of the client's choosing. */
 const listenerSecureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 
+/** Why a handshake failed, for tls.reject and its metric: OpenSSL's verification code, revocation said plainly. */
+function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): { kind: TlsRejectKind; reason: string } {
+  // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
+  // why it failed in authorizationError and drops the socket, so that is the reason worth recording.
+  const verifyError = socket.authorizationError ?? (/^(CERT|CRL)_[A-Z_]+$/.test(err.code ?? '') ? err.code : undefined);
+  const code = String(verifyError ?? err.code ?? '');
+  const said = code || err.message.trim();
+  if (code.includes('CERT_REVOKED') || /certificate revoked/i.test(err.message)) return { kind: 'revoked', reason: `client certificate revoked (tls.crl): ${said}` };
+  if (/CRL/.test(code) || /\bcrl\b/i.test(err.message)) return { kind: 'crl_unusable', reason: `client certificate revocation could not be checked (tls.crl): ${said}` };
+  if (verifyError) return { kind: 'certificate', reason: `client certificate rejected: ${String(verifyError)}` };
+  if (/peer did not return a certificate|PEER_DID_NOT_RETURN_A_CERTIFICATE/i.test(`${err.code} ${err.message}`)) return { kind: 'no_certificate', reason: `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}` };
+  if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return { kind: 'timeout', reason: `${err.code}: ${err.message.trim()}` };
+  return { kind: 'handshake', reason: `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}` };
+}
+
 export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): Promise<BoundListener> {
   const { limits } = options;
+  let refuseClients = tls.refuseClients;
   const server = createServer({
-    ...tls,
-    secureOptions: listenerSecureOptions,
+    ...secureContextOf(tls),
     requestCert: true,
     rejectUnauthorized: true,
     // Slow or silent clients must not hold sockets forever.
@@ -72,7 +102,15 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     // The HTTP forwarder answers a Host-less HTTP/1.1 request itself, with an audit record.
     requireHostHeader: false,
   });
-  const held = options.connectionLimits.watch(server);
+  // With proxyProtocol a plain TCP server accepts, reads the balancer's header, then hands the socket to
+  // the TLS server: the header must be consumed before the first TLS byte is read.
+  const front = listen.proxyProtocol
+    ? createProxyFront(server, { trusted: listen.proxyProtocol.trusted, headerTimeoutMs: Math.max(1, limits.handshakeTimeoutSeconds * 1000), audit, refused: options.proxyRefused })
+    : undefined;
+  const acceptor = front?.server ?? server;
+  // Closing the TLS server (shutdown) stops the front from accepting too.
+  if (front) server.once('close', () => front.server.close());
+  const held = options.connectionLimits.watch(server, acceptor);
   destroyIdleSockets(server, limits);
 
   const rejects = createRejectLimiter();
@@ -82,22 +120,26 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     if (raw?.dropped) return;
     // By now the TLS socket may be destroyed and have forgotten its peer; the record made on accept has not.
     const { source, sourceIp } = raw ?? sourceOf(socket);
+    const { kind, reason } = tlsRejectReason(err, socket);
+    options.tlsRejected?.(kind);
     const limit = rejects.admit(sourceIp || source);
     if (!limit.write) return;
-    // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
-    // why it failed in authorizationError and drops the socket, so that is the reason worth recording.
-    const reason = socket.authorizationError
-      ? `client certificate rejected: ${String(socket.authorizationError)}`
-      : `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}`;
     audit.write({ event: 'tls.reject', source, decision: 'deny', reason, ...(limit.suppressed > 0 && { detail: { suppressedBefore: limit.suppressed } }) });
   });
 
   const connections = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
     const identity = peerIdentity(socket);
-    const { source, sourceIp } = sourceOf(socket);
+    const { source, sourceIp, via } = sourceOf(socket);
     if (!identity) {
+      options.tlsRejected?.('certificate');
       audit.write({ event: 'tls.reject', source, decision: 'deny', reason: `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}` });
+      socket.destroy();
+      return;
+    }
+    if (refuseClients) {
+      options.tlsRejected?.('crl_unusable');
+      audit.write({ event: 'tls.reject', source, client: auditClient(identity), decision: 'deny', reason: refuseClients });
       socket.destroy();
       return;
     }
@@ -106,7 +148,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     const raw = rawConnectionOf(socket);
     if (raw) raw.authenticated = true;
     connections.add(socket);
-    audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim() });
+    audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim(), ...(via && { detail: { via } }) });
     socket.once('close', () => {
       connections.delete(socket);
       audit.write({
@@ -162,8 +204,12 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   const bound = {
     server,
     connections,
-    setTls: (next: TlsSettings) => server.setSecureContext({ ...next, secureOptions: listenerSecureOptions }),
+    setTls: (next: TlsSettings) => {
+      refuseClients = next.refuseClients;
+      server.setSecureContext(secureContextOf(next));
+    },
     dropUnauthenticated: () => {
+      front?.dropPending();
       for (const socket of held) {
         const raw = rawConnectionOf(socket);
         if (raw?.authenticated) continue;
@@ -187,8 +233,8 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     return { ...bound, address: listen.unix };
   }
   const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(listen.tcp ?? '') ?? [];
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(Number(port), host, () => resolve()));
-  const address = server.address();
+  await new Promise<void>((resolve, reject) => acceptor.once('error', reject).listen(Number(port), host, () => resolve()));
+  const address = acceptor.address();
   const boundPort = typeof address === 'object' && address ? address.port : Number(port);
   return { ...bound, address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
 }

@@ -1,9 +1,18 @@
 // The gateway's Prometheus metrics (prom-client, one registry, names prefixed `gatehouse_`): the
-// authorization engine's workers, decisions and caches, plus traffic counted from the audit records.
+// authorization engine, traffic counted from the audit records, and TLS/audit state read at each scrape.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AuditLog } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { AuthzObserver } from '../authz/authzObserver.ts';
+import type { ReplaceReason } from '../authz/workerProtocol.ts';
+import type { TlsRejectKind } from '../listener/tlsListener.ts';
+
+/** Dates the gateway's TLS material stops working; the expiry gauges read them at each scrape. */
+export interface TlsExpiryDates {
+  serverCert: Date;
+  clientCa: Date;
+  crlNextUpdate?: Date;
+}
 
 export interface GatewayMetrics {
   readonly registry: Registry;
@@ -16,6 +25,12 @@ export interface GatewayMetrics {
   /** Client connections accepted and closed (before TLS too): the open-connections gauge. */
   connectionOpened(): void;
   connectionClosed(): void;
+  /** A connection refused by a `proxyProtocol` listener (untrusted peer, invalid or late header). */
+  proxyRefused(reason: string): void;
+  /** A TLS handshake refused; counted here because its tls.reject records are rate limited. */
+  tlsRejected(kind: TlsRejectKind): void;
+  /** What the scrape-time gauges read: TLS expiry dates and whether the audit log is writable. */
+  observeState(state: { tlsExpiry(): TlsExpiryDates; auditHealthy(): boolean }): void;
 }
 
 export function createGatewayMetrics(options: { processMetrics?: boolean } = {}): GatewayMetrics {
@@ -42,7 +57,41 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
   const limitRefusals = new Counter({ name: `${prefix}limit_refusals_total`, help: 'Connections and requests refused by a configured limit, by limit', labelNames: ['limit'], registers });
   const openConnections = new Gauge({ name: `${prefix}open_connections`, help: 'Client connections open now, including those still in the TLS handshake', registers });
-  const tlsRejects = new Counter({ name: `${prefix}tls_rejects_total`, help: 'Connections refused during the TLS handshake', registers });
+  const proxyRefusals = new Counter({ name: `${prefix}proxy_protocol_refusals_total`, help: 'Connections refused by a proxyProtocol listener, by reason (untrusted, invalid, timeout)', labelNames: ['reason'], registers });
+  const tlsRejects = new Counter({ name: `${prefix}tls_rejects_total`, help: 'Connections refused during the TLS handshake, by reason (revoked, crl_unusable, certificate, no_certificate, timeout, handshake)', labelNames: ['reason'], registers });
+  const openTunnels = new Gauge({ name: `${prefix}open_tunnels`, help: 'Tunnels and proxied WebSockets open now, by protocol (tcp, websocket) and route', labelNames: ['protocol', 'route'], registers });
+  const routeBytes = new Counter({ name: `${prefix}bytes_total`, help: 'Bytes by route and direction (in: client to upstream), HTTP bodies as each request ends and tunnels as each closes', labelNames: ['route', 'direction'], registers });
+  const auditRecords = new Counter({ name: `${prefix}audit_records_total`, help: 'Audit records handed to the audit log, by event (see gatehouse_audit_healthy for whether they reached the file)', labelNames: ['event'], registers });
+  let state: { tlsExpiry(): TlsExpiryDates; auditHealthy(): boolean } | undefined;
+  new Gauge({
+    name: `${prefix}audit_healthy`,
+    help: '1 while the audit log accepts writes; 0 once a write failed (the gateway then refuses all traffic)',
+    registers,
+    collect() {
+      if (state) this.set(state.auditHealthy() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: `${prefix}tls_expiry_seconds`,
+    help: 'Seconds until TLS material stops working: server certificate, earliest client CA, earliest CRL nextUpdate (negative once past)',
+    labelNames: ['what'],
+    registers,
+    collect() {
+      if (!state) return;
+      const dates = state.tlsExpiry();
+      const left = (d: Date) => Math.round((d.getTime() - Date.now()) / 1000);
+      this.set({ what: 'server_certificate' }, left(dates.serverCert));
+      this.set({ what: 'client_ca' }, left(dates.clientCa));
+      if (dates.crlNextUpdate) this.set({ what: 'crl_next_update' }, left(dates.crlNextUpdate));
+      else this.remove({ what: 'crl_next_update' });
+    },
+  });
+
+  // Series with a known, small set of labels start at 0, so rate() and alerts see them before the first event.
+  for (const reason of ['revoked', 'crl_unusable', 'certificate', 'no_certificate', 'timeout', 'handshake'] satisfies TlsRejectKind[]) tlsRejects.inc({ reason }, 0);
+  for (const reason of ['untrusted', 'invalid', 'timeout']) proxyRefusals.inc({ reason }, 0);
+  for (const limit of ['connections', 'connectionsPerSource']) limitRefusals.inc({ limit }, 0);
+  for (const reason of ['memory', 'count', 'deadline', 'crash', 'fault'] satisfies ReplaceReason[]) replacements.inc({ reason }, 0);
 
   const authz: AuthzObserver = {
     workerMemory: (slot, bytes) => {
@@ -63,24 +112,36 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     limitRefused: (limit) => limitRefusals.inc({ limit }),
     connectionOpened: () => openConnections.inc(),
     connectionClosed: () => openConnections.dec(),
+    proxyRefused: (reason) => proxyRefusals.inc({ reason }),
+    tlsRejected: (reason) => tlsRejects.inc({ reason }),
+    observeState: (next) => {
+      state = next;
+    },
     observeAudit(record) {
+      auditRecords.inc({ event: record.event });
+      const route = record.route ?? '';
+      const countBytes = () => {
+        if (record.bytesIn) routeBytes.inc({ route, direction: 'in' }, record.bytesIn);
+        if (record.bytesOut) routeBytes.inc({ route, direction: 'out' }, record.bytesOut);
+      };
       switch (record.event) {
         case 'request':
-          requests.inc({ protocol: record.protocol ?? '', route: record.route ?? '', decision: record.decision ?? '', status: String(record.status ?? '') });
+          requests.inc({ protocol: record.protocol ?? '', route, decision: record.decision ?? '', status: String(record.status ?? '') });
+          countBytes();
           break;
         case 'tunnel.open':
-          tunnels.inc({ protocol: record.protocol ?? '', route: record.route ?? '' });
+          tunnels.inc({ protocol: record.protocol ?? '', route });
+          openTunnels.inc({ protocol: record.protocol ?? '', route });
           break;
         case 'tunnel.close':
+          openTunnels.dec({ protocol: record.protocol ?? '', route });
           if (record.bytesIn) tunnelBytes.inc({ direction: 'in' }, record.bytesIn);
           if (record.bytesOut) tunnelBytes.inc({ direction: 'out' }, record.bytesOut);
+          countBytes();
           break;
         case 'config.reload':
         case 'revocation.reload':
-          reloads.inc({ kind: record.event === 'config.reload' ? 'config' : 'revocation', result: record.decision === 'deny' ? 'error' : 'ok' });
-          break;
-        case 'tls.reject':
-          tlsRejects.inc();
+          reloads.inc({ kind: record.event === 'config.reload' ? 'config' : record.detail?.crl !== undefined ? 'crl' : 'revocation', result: record.decision === 'deny' ? 'error' : 'ok' });
           break;
         default:
           break;

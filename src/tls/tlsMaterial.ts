@@ -1,0 +1,120 @@
+// The listeners' TLS material from `tls:`: certificate, key, client CA and the optional client CRL,
+// read at start and on reload, with the CRL file watched so a new list applies to the next handshake.
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { GatewayConfig } from '../config/schema.ts';
+import type { TlsSettings } from '../listener/tlsListener.ts';
+import type { CrlLoad, CrlSnapshot } from './clientCrl.ts';
+
+type TlsConfig = GatewayConfig['tls'];
+
+export interface TlsExpiry {
+  /** notAfter of the server certificate, and of the earliest-expiring client CA. */
+  serverCert: Date;
+  clientCa: Date;
+  /** The earliest nextUpdate of the CRLs; absent without `tls.crl` or when no list states one. */
+  crlNextUpdate?: Date;
+}
+
+export interface TlsMaterial {
+  /** What the listeners should use now. */
+  settings(): TlsSettings;
+  expiry(): TlsExpiry;
+  /** Reads `next` (a config reload); throws, keeping the current material, when it cannot be used. */
+  reload(next: TlsConfig): Promise<void>;
+  /** Re-reads the CRL now (SIGHUP). */
+  reloadCrl(): Promise<void>;
+  close(): void;
+}
+
+export interface TlsMaterialOptions {
+  /** New settings to hand to every listener (the CRL changed, or could no longer be read). */
+  apply(settings: TlsSettings): void;
+  /** Every CRL read after the first, for the audit log. */
+  onCrlReload(result: CrlLoad): void;
+}
+
+interface Base {
+  config: TlsConfig;
+  settings: TlsSettings;
+  expiry: Omit<TlsExpiry, 'crlNextUpdate'>;
+}
+
+function readBase(config: TlsConfig): Base {
+  const cert = readFileSync(config.cert);
+  const ca = readFileSync(config.clientCa);
+  const caNotAfter = (ca.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [])
+    .map((pem) => new Date(new X509Certificate(pem).validToDate))
+    .reduce((min, d) => (d < min ? d : min), new Date(8.64e15));
+  return {
+    config,
+    settings: { cert, key: readFileSync(config.key), ca, minVersion: config.minVersion },
+    expiry: { serverCert: new X509Certificate(cert).validToDate, clientCa: caNotAfter },
+  };
+}
+
+async function loadCrl(config: TlsConfig, ca: Buffer): Promise<CrlLoad> {
+  // Loaded only when a CRL is configured: the X.509 library is large and nothing else in serve needs it.
+  const { loadCrlFile } = await import('./clientCrl.ts');
+  return loadCrlFile(config.crl ?? '', ca.toString('latin1'));
+}
+
+/** Reads the material; a CRL that cannot be used at start is an error (the gateway does not start). */
+export async function openTlsMaterial(config: TlsConfig, options: TlsMaterialOptions): Promise<TlsMaterial> {
+  let base = readBase(config);
+  let crl: CrlSnapshot | undefined;
+  /** Why every client certificate is refused (fail closed: the CRL could not be read on a reload). */
+  let refuseClients: string | undefined;
+  let stopWatching: (() => void) | undefined;
+
+  const settings = (): TlsSettings => ({ ...base.settings, ...(crl && { crl: crl.pem }), ...(refuseClients && { refuseClients }) });
+
+  const readCrlNow = async (): Promise<void> => {
+    if (!base.config.crl) return;
+    const result = await loadCrl(base.config, base.settings.ca as Buffer);
+    if (result.ok) {
+      crl = result.snapshot;
+      refuseClients = undefined;
+    } else {
+      refuseClients = `client CRL unusable (${result.reason}): refusing every client certificate until it is fixed`;
+    }
+    options.onCrlReload(result);
+    options.apply(settings());
+  };
+
+  const watch = async (): Promise<void> => {
+    stopWatching?.();
+    stopWatching = undefined;
+    if (!base.config.crl) return;
+    const { watchCrlFile } = await import('./clientCrl.ts');
+    stopWatching = watchCrlFile(base.config.crl, () => void readCrlNow());
+  };
+
+  if (config.crl) {
+    const first = await loadCrl(config, base.settings.ca as Buffer);
+    if (!first.ok) throw new Error(`tls.crl: ${first.reason}`);
+    crl = first.snapshot;
+    await watch();
+  }
+
+  return {
+    settings,
+    expiry: () => ({ ...base.expiry, ...(crl?.nextUpdate && { crlNextUpdate: crl.nextUpdate }) }),
+    async reload(nextConfig) {
+      const nextBase = readBase(nextConfig);
+      let nextCrl: CrlSnapshot | undefined;
+      if (nextConfig.crl) {
+        const loaded = await loadCrl(nextConfig, nextBase.settings.ca as Buffer);
+        if (!loaded.ok) throw new Error(`tls.crl: ${loaded.reason}`);
+        nextCrl = loaded.snapshot;
+      }
+      base = nextBase;
+      crl = nextCrl;
+      refuseClients = undefined;
+      await watch();
+    },
+    reloadCrl: readCrlNow,
+    close: () => stopWatching?.(),
+  };
+}
+
