@@ -18,7 +18,7 @@ export function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig 
       rootKey: at(config.authz.rootKey),
       ...(config.authz.revocationList === undefined ? {} : { revocationList: at(config.authz.revocationList) }),
     },
-    audit: { ...config.audit, file: at(config.audit.file) },
+    audit: { ...config.audit, file: at(config.audit.file), ...(config.audit.signingKey === undefined ? {} : { signingKey: at(config.audit.signingKey) }) },
     routes: config.routes.map((r) => ({ ...r, upstream: resolveUpstream(r.upstream, dir) })),
   };
 }

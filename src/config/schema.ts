@@ -92,6 +92,16 @@ const auditSchema = z
     file: z.string().min(1),
     /** Also write every record to standard output. */
     stdout: z.boolean().default(false),
+    /** ed25519 private key (PKCS#8 PEM, `gatehouse audit keygen`) that signs checkpoints. */
+    signingKey: z.string().min(1).optional(),
+    /** A signed checkpoint after this many records or seconds, whichever comes first (and at reopen and shutdown). */
+    checkpoint: z
+      .object({
+        records: z.number().int().min(1).max(1_000_000).default(1000),
+        seconds: z.number().min(1).max(86_400).default(60),
+      })
+      .strict()
+      .default({ records: 1000, seconds: 60 }),
   })
   .strict();
 

@@ -1,7 +1,7 @@
 // The gateway's Prometheus metrics (prom-client, one registry, names prefixed `gatehouse_`): the
 // authorization engine's workers, decisions and caches, plus traffic counted from the audit records.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AuditLog } from '../audit/auditLog.ts';
+import type { AuditLog, AuditLogObserver } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { AuthzObserver } from '../authz/authzObserver.ts';
 
@@ -9,6 +9,8 @@ export interface GatewayMetrics {
   readonly registry: Registry;
   /** Hooks for the authorizer; they outlive config reloads (each reload builds a new authorizer). */
   readonly authz: AuthzObserver;
+  /** Hooks for the audit log itself: the logging is monitored too. */
+  readonly auditLog: AuditLogObserver;
   /** Counts what an audit record says happened (requests, tunnels, reloads, TLS refusals). */
   observeAudit(record: AuditRecord): void;
 }
@@ -37,6 +39,27 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
   const tlsRejects = new Counter({ name: `${prefix}tls_rejects_total`, help: 'Connections refused during the TLS handshake', registers });
 
+  const auditRecords = new Counter({ name: `${prefix}audit_records_total`, help: 'Audit records added to the chain (checkpoints included)', registers });
+  const auditWriteErrors = new Counter({ name: `${prefix}audit_write_errors_total`, help: 'Failed writes to the audit file (traffic is refused until a write succeeds)', registers });
+  const auditDropped = new Counter({ name: `${prefix}audit_dropped_records_total`, help: 'Audit records lost: over the unwritten-data bound while the file failed, or written after close', registers });
+  const auditCheckpoints = new Counter({ name: `${prefix}audit_checkpoints_total`, help: 'Checkpoint records written (signed when audit.signingKey is set)', registers });
+  const auditLastWrite = new Gauge({ name: `${prefix}audit_last_write_timestamp_seconds`, help: 'Unix time of the last successful write to the audit file', registers });
+  const auditHealthy = new Gauge({ name: `${prefix}audit_healthy`, help: '1 while the audit file takes writes, 0 after a failed write (traffic refused)', registers });
+  auditHealthy.set(1);
+  const auditLog: AuditLogObserver = {
+    recordQueued: () => auditRecords.inc(),
+    bytesWritten: (_bytes, atMs) => {
+      auditLastWrite.set(atMs / 1000);
+      auditHealthy.set(1);
+    },
+    writeFailed: () => {
+      auditWriteErrors.inc();
+      auditHealthy.set(0);
+    },
+    recordDropped: () => auditDropped.inc(),
+    checkpointWritten: () => auditCheckpoints.inc(),
+  };
+
   const authz: AuthzObserver = {
     workerMemory: (slot, bytes) => {
       if (bytes >= 0) wasmMemory.set({ worker: String(slot) }, bytes);
@@ -53,6 +76,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   return {
     registry,
     authz,
+    auditLog,
     observeAudit(record) {
       switch (record.event) {
         case 'request':
