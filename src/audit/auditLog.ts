@@ -174,7 +174,10 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
         };
         file.once('close', done);
         file.once('error', done);
-        file.end();
+        // sonic-boom ignores a reopen asked for before end() and then never writes what it holds:
+        // end only once the new file is open.
+        if (reopenPending) file.once('ready', () => file.end());
+        else file.end();
         echo?.end();
         setTimeout(done, 5000).unref();
       });
