@@ -1,24 +1,15 @@
 // The audit trail of a real `gatehouse serve` under real traffic (HTTP allowed and denied, a proxied
 // WebSocket, CONNECT and WebSocket tunnels, a reload, a TLS refusal): the exact records, a valid
 // chain, signed checkpoints that `gatehouse audit verify` accepts; failing closed and recovering.
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync, symlinkSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket, WebSocketServer } from 'ws';
-import { writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
-import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { WebSocket } from 'ws';
+import { auditKeys, runCli, signedAudit, webUpstream } from './support/auditFixtures.ts';
+import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { echoHandler } from './support/tunnelClient.ts';
 import { connectTunnel, unixService, webSocketTunnel, type UnixService } from './support/tunnelPeers.ts';
-
-const keyDir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-keys-'));
-const keys = join(keyDir, 'audit-signing');
-writeAuditKeyPair(keys, false);
-
-/** audit: keys after `file:` (the harness writes `file:` first). */
-export const signedAudit = (records = 7) => `  signingKey: ${keys}.key\n  checkpoint:\n    records: ${records}\n    seconds: 60\n`;
 
 const routes = `  - name: web
     path: /web/
@@ -37,19 +28,6 @@ const routes = `  - name: web
     policy: |
       allow if user($u), protocol("tcp");
 `;
-
-export function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((ok) => execFile(process.execPath, [cli, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => ok({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr })));
-}
-
-export async function webUpstream(path: string): Promise<Server> {
-  mkdirSync(join(path, '..'), { recursive: true });
-  const server = createServer((_req, res) => res.writeHead(200).end('hello\n'));
-  const wss = new WebSocketServer({ server, perMessageDeflate: false });
-  wss.on('connection', (ws) => ws.on('message', (d, binary) => ws.send(d, { binary })));
-  await new Promise<void>((resolve) => server.listen(path, () => resolve()));
-  return server;
-}
 
 describe('audit trail of real traffic', () => {
   let h: Harness;
@@ -124,7 +102,7 @@ describe('audit trail of real traffic', () => {
     expect(records.at(-1)?.event).toBe('audit.checkpoint');
     expect(records.at(-2)?.event).toBe('gateway.stop');
 
-    const verified = await runCli(['audit', 'verify', '--key', `${keys}.pub`, h.auditFile]);
+    const verified = await runCli(['audit', 'verify', '--key', `${auditKeys}.pub`, h.auditFile]);
     expect(verified.stdout).toContain(`OK 1 file(s), ${records.length} records, seq 1..${records.length}`);
     expect(verified.stdout).toMatch(/\d+ signatures good/);
     expect(verified.code).toBe(0);
@@ -173,7 +151,7 @@ describe('a failed audit write', () => {
     expect(h.stderr()).toContain('written again: serving');
     expect(await h.stop()).toBe(0);
     // Every request made has its record (the ones written while the disk was full were held and written after the reopen).
-    const verified = await runCli(['audit', 'verify', '--key', `${keys}.pub`, h.auditFile, `${h.auditFile}.1`]);
+    const verified = await runCli(['audit', 'verify', '--key', `${auditKeys}.pub`, h.auditFile, `${h.auditFile}.1`]);
     expect(verified.stdout).toMatch(/^OK 2 file\(s\)/);
     const requests = await runCli(['audit', 'query', '--event', 'request', '--format', 'json', `${h.auditFile}.1`, h.auditFile]);
     const paths = requests.stdout.trim().split('\n').map((l) => { const r = JSON.parse(l) as { path?: string; target?: string }; return r.path ?? r.target ?? ''; });

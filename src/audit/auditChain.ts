@@ -1,6 +1,7 @@
 // The hash chain of the audit log: what is hashed (a record's exact line bytes) and where a writer
 // continues the chain from when it starts (the last line of the file, or the head saved at rotation).
 import { createHash } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
 
 /** The `prev` of the very first record of a chain. */
@@ -22,9 +23,12 @@ export interface ChainHead {
 
 export const EMPTY_CHAIN: ChainHead = { seq: 0, hash: GENESIS_HASH };
 
-/** Where the head is saved when the file is reopened or closed: found again if the next file starts empty. */
+/**
+ * Where the head is saved when the file is reopened or closed: found again if the next file starts
+ * empty. A hidden name beside the log, so `audit.log*` (what one hands to verify) does not match it.
+ */
 export function headFileOf(auditFile: string): string {
-  return `${auditFile}.chain`;
+  return join(dirname(auditFile), `.${basename(auditFile)}.head`);
 }
 
 export type ChainHeadResult =
