@@ -87,3 +87,10 @@ export function writeAuditKeyPair(base: string, force: boolean): AuditKeyResult<
   }
   return { ok: true, value: { privateFile, publicFile, keyId: auditKeyId(pair.publicKey) } };
 }
+
+/** For `gatehouse demo`: creates the key pair `keyFile` names (`<base>.key`) if it does not exist yet. */
+export function ensureAuditSigningKey(keyFile: string): AuditKeyResult<{ created: boolean; keyId?: string }> {
+  if (existsSync(keyFile)) return { ok: true, value: { created: false } };
+  const written = writeAuditKeyPair(keyFile.replace(/\.key$/, ''), false);
+  return written.ok ? { ok: true, value: { created: true, keyId: written.value.keyId } } : written;
+}
