@@ -72,6 +72,21 @@ describe('the written chain', () => {
   });
 });
 
+describe('a restart on a file rotated away', () => {
+  it('continues the chain from the head saved at close, so the new file links to the old one', async () => {
+    const file = join(dir, 'restart', 'audit.log');
+    await writeRecords(file, 0, 5);
+    renameSync(file, `${file}.1`);
+    await writeRecords(file, 5, 5);
+    const first = JSON.parse(readFileSync(file, 'utf8').split('\n')[0] ?? '') as { seq: number; prev: string };
+    const old = readFileSync(`${file}.1`, 'utf8').trimEnd().split('\n');
+    expect(first).toMatchObject({ seq: old.length + 1, prev: lineHash(old.at(-1) ?? '') });
+    const report = await verifyAuditFiles([`${file}.1`, file], { publicKey: publicKey() });
+    expect(report.failure).toBeUndefined();
+    expect(report.records).toBe(12);
+  });
+});
+
 describe('audit verify pinpoints tampering', () => {
   it('one byte changed', async () => {
     const lines = [...original];
