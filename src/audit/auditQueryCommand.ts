@@ -2,6 +2,7 @@
 // (.gz too) record by record and writes a table, JSON lines or a summary, minding backpressure.
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
+import { orderAuditFiles } from './auditFileOrder.ts';
 import { linesOfFiles } from './auditLines.ts';
 import { matchesFilter, parseQueryTime, type AuditFilter } from './auditQuery.ts';
 import type { WrittenAuditRecord } from './auditRecord.ts';
@@ -55,7 +56,8 @@ export async function runAuditQuery(files: readonly string[], opts: Record<strin
   };
   try {
     if (format === 'table') await emit(TABLE_HEAD.trimEnd() + '\n');
-    for await (const l of linesOfFiles(files)) {
+    // Oldest file first, whatever order a shell glob gave (`audit.log*` lists the live file first).
+    for await (const l of linesOfFiles(await orderAuditFiles(files))) {
       let r: WrittenAuditRecord;
       try {
         r = JSON.parse(l.bytes.toString('utf8')) as WrittenAuditRecord;

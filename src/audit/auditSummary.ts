@@ -61,6 +61,7 @@ function human(bytes: number): string {
 }
 
 function duration(ms: number): string {
+  if (ms < 10_000) return `${(ms / 1000).toFixed(2)}s`;
   const s = Math.round(ms / 1000);
   return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
