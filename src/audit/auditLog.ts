@@ -6,6 +6,7 @@ import pino from 'pino';
 import { lineHash, readChainHead, saveChainHead, type ChainHead } from './auditChain.ts';
 import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
 import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
+import { startSyslogShipper, type SyslogObserver, type SyslogTarget } from './syslogShipper.ts';
 
 export interface AuditLog {
   write(record: AuditRecord): void;
@@ -32,6 +33,7 @@ export interface AuditLogObserver {
   writeFailed(err: Error): void;
   recordDropped(): void;
   checkpointWritten(): void;
+  syslog?: SyslogObserver;
 }
 
 export interface AuditLogOptions {
@@ -41,6 +43,8 @@ export interface AuditLogOptions {
   signingKey?: string;
   /** A checkpoint after this many records or seconds, whichever comes first (and at reopen and close). */
   checkpoint?: { records: number; seconds: number };
+  /** Also ship every line to this syslog receiver (a copy the gateway host cannot rewrite). */
+  syslog?: SyslogTarget;
   onError?: (err: Error) => void;
   /** Called when a write succeeds after a failure. */
   onRecovered?: () => void;
@@ -69,6 +73,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   // chunk makes each record cost more (1 MiB chunks cut bulk writing from ~70k to ~1k records/s).
   const file = pino.destination({ dest: options.file, sync: false, minLength: 0, maxLength: MAX_BUFFERED_BYTES, mkdir: true, append: true, mode: 0o640 });
   const echo = options.stdout ? pino.destination({ dest: 1, sync: false }) : undefined;
+  const shipper = options.syslog && startSyslogShipper(options.syslog, observer?.syslog);
 
   let head: ChainHead = start.head;
   // A crash mid-line leaves a torn last line: the next record starts on a line of its own.
@@ -126,6 +131,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     queuedBytes += Buffer.byteLength(bytes);
     file.write(bytes);
     echo?.write(line + '\n');
+    shipper?.send(line);
     observer?.recordQueued(record.event);
   }
 
@@ -183,7 +189,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
           if (finished) return;
           finished = true;
           saveChainHead(options.file, head);
-          resolve();
+          void (shipper ? shipper.close() : Promise.resolve()).then(() => resolve());
         };
         file.once('close', done);
         file.once('error', done);

@@ -46,7 +46,19 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const auditLastWrite = new Gauge({ name: `${prefix}audit_last_write_timestamp_seconds`, help: 'Unix time of the last successful write to the audit file', registers });
   const auditHealthy = new Gauge({ name: `${prefix}audit_healthy`, help: '1 while the audit file takes writes, 0 after a failed write (traffic refused)', registers });
   auditHealthy.set(1);
+  const syslogShipped = new Counter({ name: `${prefix}audit_syslog_shipped_bytes_total`, help: 'Audit bytes handed to the syslog connection', registers });
+  const syslogQueued = new Gauge({ name: `${prefix}audit_syslog_queued_bytes`, help: 'Audit bytes waiting for the syslog receiver (the shipping lag)', registers });
+  const syslogDropped = new Counter({ name: `${prefix}audit_syslog_dropped_total`, help: 'Audit records not shipped: the queue for an unreachable receiver was full', registers });
+  const syslogUp = new Gauge({ name: `${prefix}audit_syslog_connected`, help: '1 while connected to the syslog receiver', registers });
   const auditLog: AuditLogObserver = {
+    syslog: {
+      shipped: (bytes, queued) => {
+        syslogShipped.inc(bytes);
+        syslogQueued.set(queued);
+      },
+      dropped: () => syslogDropped.inc(),
+      connected: (up) => syslogUp.set(up ? 1 : 0),
+    },
     recordQueued: () => auditRecords.inc(),
     bytesWritten: (_bytes, atMs) => {
       auditLastWrite.set(atMs / 1000);
