@@ -115,7 +115,7 @@ describe('a failed audit write', () => {
   let token: string;
 
   beforeAll(async () => {
-    h = await startHarness({ routes, extraTop: signedAudit(1000) });
+    h = await startHarness({ routes, extraTop: `${signedAudit(1000)}metrics:\n  listen: 127.0.0.1:0\n` });
     web = await webUpstream(join(h.dir, 'run', 'web.sock'));
     token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
   }, 30_000);
@@ -129,6 +129,7 @@ describe('a failed audit write', () => {
     const alice = await h.pki.client('alice');
     expect((await curl(h, '/web/1', { client: alice, token })).status).toBe(200);
     await h.waitForAudit((r) => r.event === 'request');
+    const metricsAddress = String((await h.waitForAudit((r) => r.event === 'gateway.start')).detail?.metrics);
     // A full disk: the path now leads to /dev/full (every write fails with ENOSPC).
     renameSync(h.auditFile, `${h.auditFile}.1`);
     symlinkSync('/dev/full', h.auditFile);
@@ -149,6 +150,13 @@ describe('a failed audit write', () => {
     }
     expect(status).toBe(200);
     expect(h.stderr()).toContain('written again: serving');
+    // The logging itself is monitored: the failures, the records and the last good write are in the metrics.
+    const metrics = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+    expect(Number(/^gatehouse_audit_write_errors_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(Number(/^gatehouse_audit_records_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(statuses.length);
+    expect(Number(/^gatehouse_audit_checkpoints_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+    expect(/^gatehouse_audit_healthy 1$/m.test(metrics)).toBe(true);
+    expect(Math.abs(Number(/^gatehouse_audit_last_write_timestamp_seconds (\S+)/m.exec(metrics)?.[1]) - Date.now() / 1000)).toBeLessThan(30);
     expect(await h.stop()).toBe(0);
     // Every request made has its record (the ones written while the disk was full were held and written after the reopen).
     const verified = await runCli(['audit', 'verify', '--key', `${auditKeys}.pub`, h.auditFile, `${h.auditFile}.1`]);
