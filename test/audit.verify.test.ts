@@ -3,7 +3,7 @@
 // re-signed with another key, a rotated file missing), plus gzip rotations.
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -84,6 +84,20 @@ describe('a restart on a file rotated away', () => {
     const report = await verifyAuditFiles([`${file}.1`, file], { publicKey: publicKey() });
     expect(report.failure).toBeUndefined();
     expect(report.records).toBe(12);
+  });
+});
+
+describe('a crash in the middle of a line', () => {
+  it('continues the chain from the last complete line on a line of its own; verify names the torn line', async () => {
+    const file = join(dir, 'torn', 'audit.log');
+    await writeRecords(file, 0, 4);
+    appendFileSync(file, '{"seq":6,"prev":"sha256:ab');
+    await writeRecords(file, 4, 3);
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    expect(lines[5]).toBe('{"seq":6,"prev":"sha256:ab');
+    expect(JSON.parse(lines[6] ?? '')).toMatchObject({ seq: 6, prev: lineHash(lines[4] ?? '') });
+    const report = await verifyAuditFiles([file], { publicKey: publicKey() });
+    expect(report.failure).toMatchObject({ problem: 'changed', line: 6, message: 'not a JSON record' });
   });
 });
 
