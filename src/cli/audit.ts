@@ -53,7 +53,7 @@ export function registerAudit(program: Command): void {
   audit
     .command('query')
     .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines or a per-user, per-route summary')
-    .argument('<files...>', 'audit files (.gz too), read in the order given')
+    .argument('<files...>', 'audit files (.gz too), in any order: read oldest first')
     .option('--user <name>', 'token user', collect)
     .option('--cn <cn>', 'client certificate CN', collect)
     .option('--fingerprint <sha256:hex>', 'client certificate fingerprint', collect)
