@@ -1,38 +1,160 @@
-// The audit sink: JSON lines through pino's asynchronous file destination to an append-only file (and optionally stdout).
-// It reports its own health so the gateway can refuse traffic it could not account for.
-import { mkdirSync } from 'node:fs';
+// The audit sink: hash-chained JSON lines through pino's asynchronous file destination (sonic-boom),
+// signed checkpoints, reopen after rotation, and its own health so the gateway can fail closed.
+import { fsync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import type { AuditRecord } from './auditRecord.ts';
+import { lineHash, readChainHead, saveChainHead, type ChainHead } from './auditChain.ts';
+import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
+import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
+import { startSyslogShipper, type SyslogObserver, type SyslogTarget } from './syslogShipper.ts';
 
 export interface AuditLog {
   write(record: AuditRecord): void;
-  /** False once a write to the file failed: the gateway then denies new traffic (fail closed). */
+  /** False once a write to the file failed, true again once a write succeeds: the gateway denies traffic in between (fail closed). */
   readonly healthy: boolean;
   readonly lastError: string | undefined;
-  /** Flushes everything written so far to disk. */
+  /** Writes a last checkpoint and flushes everything written so far to disk. */
   close(): Promise<void>;
 }
 
-export function openAuditLog(options: { file: string; stdout?: boolean; onError?: (err: Error) => void }): AuditLog {
+export interface ChainedAuditLog extends AuditLog {
+  /** Writes a checkpoint, then reopens the file by its path (after logrotate moved it); retries a failed file. */
+  reopen(): void;
+  /** The last record in the chain (written or queued). */
+  readonly head: ChainHead;
+  /** Bytes accepted but not yet written to the file (a bulk writer waits while this is large). */
+  readonly unwrittenBytes: number;
+}
+
+/** What the log reports to metrics (the logging itself is monitored). */
+export interface AuditLogObserver {
+  recordQueued(event: string): void;
+  bytesWritten(bytes: number, atMs: number): void;
+  writeFailed(err: Error): void;
+  recordDropped(): void;
+  checkpointWritten(): void;
+  syslog?: SyslogObserver;
+}
+
+export interface AuditLogOptions {
+  file: string;
+  stdout?: boolean;
+  /** PKCS#8 PEM ed25519 key that signs checkpoints; without it checkpoints carry the hash only. */
+  signingKey?: string;
+  /** A checkpoint after this many records or seconds, whichever comes first (and at reopen and close). */
+  checkpoint?: { records: number; seconds: number };
+  /** Also ship every line to this syslog receiver (a copy the gateway host cannot rewrite). */
+  syslog?: SyslogTarget;
+  onError?: (err: Error) => void;
+  /** Called when a write succeeds after a failure. */
+  onRecovered?: () => void;
+  observer?: AuditLogObserver;
+}
+
+/** Beyond this much unwritten data (a failing disk), new records are dropped and counted, not buffered. */
+const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+
+export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   mkdirSync(dirname(options.file), { recursive: true, mode: 0o750 });
+  const start = readChainHead(options.file);
+  if (!start.ok) throw new Error(start.message);
+  let signer: AuditSigner | undefined;
+  if (options.signingKey) {
+    const read = readAuditSigner(options.signingKey);
+    if (!read.ok) throw new Error(read.error.message);
+    signer = read.value;
+  }
+  const every = options.checkpoint ?? { records: 1000, seconds: 60 };
+  const observer = options.observer;
   // sync: false keeps the hot path off disk latency; minLength 0 still writes each record promptly,
-  // and close() waits for the last byte, so a clean shutdown loses nothing.
-  const file = pino.destination({ dest: options.file, sync: false, minLength: 0, mkdir: true, append: true, mode: 0o640 });
+  // and close() waits for the last byte, so a clean shutdown loses nothing. A failed write keeps its
+  // bytes buffered: the next write or a reopen retries them, so a transient failure loses no record.
+  // maxWrite stays at sonic-boom's 16 KiB: it measures the pending chunk on every write, so a larger
+  // chunk makes each record cost more (1 MiB chunks cut bulk writing from ~70k to ~1k records/s).
+  const file = pino.destination({ dest: options.file, sync: false, minLength: 0, maxLength: MAX_BUFFERED_BYTES, mkdir: true, append: true, mode: 0o640 });
+  const echo = options.stdout ? pino.destination({ dest: 1, sync: false }) : undefined;
+  const shipper = options.syslog && startSyslogShipper(options.syslog, observer?.syslog);
+
+  let head: ChainHead = start.head;
+  // A crash mid-line leaves a torn last line: the next record starts on a line of its own.
+  let pendingPrefix = start.tornTail ? '\n' : '';
   let healthy = true;
   let lastError: string | undefined;
-  file.on('error', (err: Error) => {
+  let sinceCheckpoint = 0;
+  let closed = false;
+  let reopenPending = false;
+  let queuedBytes = 0;
+  let writtenBytes = 0;
+  let fsyncAt = 0;
+
+  file.on('write', (n: number) => {
+    writtenBytes += n;
+    observer?.bytesWritten(n, Date.now());
+    if (!healthy) {
+      healthy = true;
+      lastError = undefined;
+      options.onRecovered?.();
+    }
+    // fsync once the checkpoint's bytes have reached the OS: a checkpoint is the durable mark.
+    // (sonic-boom's `fd` is public at run time but missing from pino's typings.)
+    const fd = (file as unknown as { fd: number }).fd;
+    if (fsyncAt > 0 && writtenBytes >= fsyncAt && fd >= 0) {
+      fsyncAt = 0;
+      fsync(fd, () => undefined);
+    }
+  });
+  file.on('error', (err: NodeJS.ErrnoException) => {
     if (healthy) options.onError?.(err);
     healthy = false;
     lastError = err.message;
+    observer?.writeFailed(err);
+    // A reopen asked for while a write was failing is forgotten by sonic-boom: ask again.
+    if (reopenPending && err.syscall !== 'open' && err.syscall !== 'mkdir' && !closed) setImmediate(() => file.reopen());
   });
-  const echo = options.stdout ? pino.destination({ dest: 1, sync: false }) : undefined;
+  file.on('ready', () => {
+    reopenPending = false;
+  });
+  // A dropped record is a hole in the chain (verify reports it as missing): refuse traffic meanwhile.
+  file.on('drop', (data: string) => {
+    queuedBytes -= Buffer.byteLength(data);
+    healthy = false;
+    lastError = `more than ${MAX_BUFFERED_BYTES} bytes of records could not be written yet`;
+    observer?.recordDropped();
+  });
+
+  function append(record: AuditRecord, time: string): void {
+    const seq = head.seq + 1;
+    const line = JSON.stringify({ seq, prev: head.hash, time, ...record });
+    head = { seq, hash: lineHash(line) };
+    const bytes = pendingPrefix + line + '\n';
+    pendingPrefix = '';
+    queuedBytes += Buffer.byteLength(bytes);
+    file.write(bytes);
+    echo?.write(line + '\n');
+    shipper?.send(line);
+    observer?.recordQueued(record.event);
+  }
+
+  function checkpoint(): void {
+    if (sinceCheckpoint === 0 || closed) return;
+    const time = new Date().toISOString();
+    const cp: AuditCheckpoint = { seq: head.seq, hash: head.hash, records: sinceCheckpoint, ...(signer && { key: signer.keyId, sig: signer.sign(head.seq, head.hash, time) }) };
+    sinceCheckpoint = 0;
+    append({ event: 'audit.checkpoint', checkpoint: cp }, time);
+    fsyncAt = queuedBytes;
+    observer?.checkpointWritten();
+  }
+
+  const timer = setInterval(checkpoint, every.seconds * 1000);
+  timer.unref();
+
   return {
     write(record) {
-      // Records are plain data we built ourselves, so JSON.stringify is all the serializing they need.
-      const line = JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n';
-      file.write(line);
-      echo?.write(line);
+      // After close the destination is gone; a straggler must not crash the process.
+      if (closed) return observer?.recordDropped();
+      append(record, new Date().toISOString());
+      sinceCheckpoint += 1;
+      if (sinceCheckpoint >= every.records) checkpoint();
     },
     get healthy() {
       return healthy;
@@ -40,14 +162,41 @@ export function openAuditLog(options: { file: string; stdout?: boolean; onError?
     get lastError() {
       return lastError;
     },
+    get head() {
+      return head;
+    },
+    get unwrittenBytes() {
+      return queuedBytes - writtenBytes;
+    },
+    reopen() {
+      if (closed) return;
+      // The checkpoint usually lands in the file being rotated out (sonic-boom finishes the write in
+      // flight on the old descriptor first); either way the chain runs on unbroken into the new file.
+      checkpoint();
+      saveChainHead(options.file, head);
+      reopenPending = true;
+      file.reopen();
+    },
     close() {
-      // end() writes what is buffered, in order, after any write already in flight (flushSync
-      // could overtake an in-flight write and reorder the last records).
+      checkpoint();
+      closed = true;
+      clearInterval(timer);
+      // end() writes what is buffered, in order, after any write already in flight, then fsyncs
+      // (flushSync could overtake an in-flight write and reorder the last records).
       return new Promise((resolve) => {
-        const done = () => resolve();
+        let finished = false;
+        const done = () => {
+          if (finished) return;
+          finished = true;
+          saveChainHead(options.file, head);
+          void (shipper ? shipper.close() : Promise.resolve()).then(() => resolve());
+        };
         file.once('close', done);
         file.once('error', done);
-        file.end();
+        // sonic-boom ignores a reopen asked for before end() and then never writes what it holds:
+        // end only once the new file is open.
+        if (reopenPending) file.once('ready', () => file.end());
+        else file.end();
         echo?.end();
         setTimeout(done, 5000).unref();
       });

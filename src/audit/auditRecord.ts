@@ -14,7 +14,10 @@ export type AuditEvent =
   | 'request'
   | 'tunnel.open'
   | 'tunnel.close'
-  | 'session.start' | 'session.end';
+  | 'session.start'
+  | 'session.end'
+  /** A signed statement of the chain's head (auditCheckpoint.ts); written by the audit log itself. */
+  | 'audit.checkpoint';
 
 export interface AuditClient {
   cn: string;
@@ -61,7 +64,35 @@ export interface AuditRecord {
   durationMs?: number;
   /** Free-form details for gateway events (config file, counts, errors). */
   detail?: Record<string, unknown>;
+  /** Only on `audit.checkpoint` records. */
+  checkpoint?: AuditCheckpoint;
 }
+
+/**
+ * What a checkpoint states: "the chain up to record `seq`, whose line hashes to `hash`, existed at
+ * `time`", signed with the audit signing key `key` (auditCheckpoint.ts defines the signed bytes).
+ */
+export interface AuditCheckpoint {
+  seq: number;
+  hash: string;
+  /** Records since the previous checkpoint (this process), for a reader's orientation only. */
+  records: number;
+  /** Key id of the signing key (`auditKeyId`); absent with `sig` when no signing key is configured. */
+  key?: string;
+  /** Ed25519 signature, base64. */
+  sig?: string;
+}
+
+/** The fields the audit log adds in front of every record: the line as written is `{seq, prev, time, ...record}`. */
+export interface ChainFields {
+  /** 1, 2, 3, ... across files and restarts. */
+  seq: number;
+  /** `sha256:<hex>` of the previous record's line bytes (without its newline); GENESIS_HASH for seq 1. */
+  prev: string;
+  time: string;
+}
+
+export type WrittenAuditRecord = ChainFields & AuditRecord;
 
 export function auditClient(identity: PeerIdentity | undefined): AuditClient | undefined {
   if (!identity) return undefined;

@@ -8,6 +8,7 @@ import { registerPki } from './pki.ts';
 import { registerToken } from './token.ts';
 import { registerAuthz } from './authz.ts';
 import { registerTunnel } from './tunnel.ts';
+import { registerAudit } from './audit.ts';
 
 const program = new Command('gatehouse')
   .description('Policy-enforcing reverse proxy and tunnel gateway (mTLS + Biscuit + audit)')
@@ -21,5 +22,6 @@ registerPki(program);
 registerToken(program);
 registerAuthz(program);
 registerTunnel(program);
+registerAudit(program);
 
 await program.parseAsync(process.argv);

@@ -1,5 +1,6 @@
 // Runs the gateway for `gatehouse serve` and `gatehouse demo`: load and validate the config, start,
-// reload on SIGHUP (keeping the running config on errors), drain on SIGTERM/SIGINT.
+// reopen the audit file on SIGUSR1 and SIGHUP, reload on SIGHUP (keeping the running config on
+// errors), drain on SIGTERM/SIGINT.
 import { formatConfigError, loadConfig } from '../config/loadConfig.ts';
 import { startGateway, type Gateway } from '../gateway/gateway.ts';
 import { say } from './say.ts';
@@ -21,7 +22,10 @@ export async function runGateway(configFile: string): Promise<Gateway> {
   }
   for (const l of gateway.listeners) say(`listening on ${l.address.startsWith('/') ? `unix:${l.address}` : `https://${l.address}`}`);
 
+  // logrotate's postrotate sends either signal; the reopen comes first so the reload's record is in the new file.
+  process.on('SIGUSR1', () => gateway.reopenAudit());
   process.on('SIGHUP', () => {
+    gateway.reopenAudit();
     void (async () => {
       const next = await loadConfig(configFile);
       if (!next.ok) {

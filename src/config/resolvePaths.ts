@@ -18,7 +18,12 @@ export function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig 
       rootKey: at(config.authz.rootKey),
       ...(config.authz.revocationList === undefined ? {} : { revocationList: at(config.authz.revocationList) }),
     },
-    audit: { ...config.audit, file: at(config.audit.file) },
+    audit: {
+      ...config.audit,
+      file: at(config.audit.file),
+      ...(config.audit.signingKey === undefined ? {} : { signingKey: at(config.audit.signingKey) }),
+      ...(config.audit.syslog?.tls === undefined ? {} : { syslog: { ...config.audit.syslog, tls: { ...config.audit.syslog.tls, ca: at(config.audit.syslog.tls.ca), ...(config.audit.syslog.tls.cert && { cert: at(config.audit.syslog.tls.cert) }), ...(config.audit.syslog.tls.key && { key: at(config.audit.syslog.tls.key) }) } } }),
+    },
     routes: config.routes.map((r) => ({ ...r, upstream: resolveUpstream(r.upstream, dir) })),
   };
 }

@@ -110,6 +110,26 @@ const auditSchema = z
     file: z.string().min(1),
     /** Also write every record to standard output. */
     stdout: z.boolean().default(false),
+    /** ed25519 private key (PKCS#8 PEM, `gatehouse audit keygen`) that signs checkpoints. */
+    signingKey: z.string().min(1).optional(),
+    /** Ship every record to a syslog receiver (RFC 5424 over TCP, optionally TLS). */
+    syslog: z
+      .object({
+        tcp: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port'),
+        tls: z.object({ ca: z.string().min(1), cert: z.string().min(1).optional(), key: z.string().min(1).optional(), servername: z.string().min(1).optional() }).strict().optional(),
+        facility: z.enum(['kern', 'user', 'daemon', 'auth', 'syslog', 'authpriv', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7']).default('authpriv'),
+        appName: z.string().regex(/^[!-~]{1,48}$/, 'printable ASCII, no spaces, at most 48 characters').default('gatehouse'),
+      })
+      .strict()
+      .optional(),
+    /** A signed checkpoint after this many records or seconds, whichever comes first (and at reopen and shutdown). */
+    checkpoint: z
+      .object({
+        records: z.number().int().min(1).max(1_000_000).default(1000),
+        seconds: z.number().min(1).max(86_400).default(60),
+      })
+      .strict()
+      .default({ records: 1000, seconds: 60 }),
   })
   .strict();
 

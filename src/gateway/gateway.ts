@@ -27,6 +27,8 @@ export interface Gateway {
   readonly audit: AuditLog;
   /** Swaps routes, TLS material and keys; the running config stays if anything fails. */
   reload(config: GatewayConfig, source: string): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Checkpoints and reopens the audit file by its path (SIGUSR1 and SIGHUP: after logrotate moved it). */
+  reopenAudit(): void;
   /** Re-reads the revocation list (SIGHUP does this too). */
   reloadRevocations(): Promise<void>;
   /** Stops accepting, lets requests in flight finish (up to `graceMs`), then flushes the audit log. */
@@ -62,13 +64,13 @@ const LISTENER_LIMITS = ['connections', 'connectionsPerSource', 'maxHeaderBytes'
 export async function startGateway(config: GatewayConfig, source: string): Promise<Gateway> {
   // Metrics count what the audit records say, so every stage is observed without knowing about metrics.
   const metrics = createGatewayMetrics();
-  const audit = auditWithMetrics(
-    openAuditLog({
-      ...config.audit,
-      onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until restart\n`),
-    }),
-    metrics,
-  );
+  const auditLog = openAuditLog({
+    ...config.audit,
+    observer: metrics.auditLog,
+    onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until a write succeeds (SIGUSR1 reopens the file)\n`),
+    onRecovered: () => process.stderr.write(`gatehouse: audit log ${config.audit.file} written again: serving\n`),
+  });
+  const audit = auditWithMetrics(auditLog, metrics);
   // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown or a revocation ends them.
   const tunnels = createTunnelRegistry();
   let admission = await admissionFor(config, audit, metrics, tunnels);
@@ -153,6 +155,9 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
         audit.write({ event: 'config.reload', decision: 'deny', reason: `kept the running config: ${reason}`, detail: { config: nextSource } });
         return { ok: false, reason };
       }
+    },
+    reopenAudit() {
+      auditLog.reopen();
     },
     async reloadRevocations() {
       await admission.reloadRevocations();

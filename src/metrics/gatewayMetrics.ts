@@ -1,7 +1,7 @@
 // The gateway's Prometheus metrics (prom-client, one registry, names prefixed `gatehouse_`): the
 // authorization engine, traffic counted from the audit records, and TLS/audit state read at each scrape.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AuditLog } from '../audit/auditLog.ts';
+import type { AuditLog, AuditLogObserver } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { AuthzObserver } from '../authz/authzObserver.ts';
 import type { ReplaceReason } from '../authz/workerProtocol.ts';
@@ -18,6 +18,8 @@ export interface GatewayMetrics {
   readonly registry: Registry;
   /** Hooks for the authorizer; they outlive config reloads (each reload builds a new authorizer). */
   readonly authz: AuthzObserver;
+  /** Hooks for the audit log itself: the logging is monitored too. */
+  readonly auditLog: AuditLogObserver;
   /** Counts what an audit record says happened (requests, tunnels, reloads, TLS refusals). */
   observeAudit(record: AuditRecord): void;
   /** A connection or request refused by one of `limits` (its key, e.g. `connectionsPerSource`); counted even when its record is suppressed. */
@@ -64,14 +66,6 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const auditRecords = new Counter({ name: `${prefix}audit_records_total`, help: 'Audit records handed to the audit log, by event (see gatehouse_audit_healthy for whether they reached the file)', labelNames: ['event'], registers });
   let state: { tlsExpiry(): TlsExpiryDates; auditHealthy(): boolean } | undefined;
   new Gauge({
-    name: `${prefix}audit_healthy`,
-    help: '1 while the audit log accepts writes; 0 once a write failed (the gateway then refuses all traffic)',
-    registers,
-    collect() {
-      if (state) this.set(state.auditHealthy() ? 1 : 0);
-    },
-  });
-  new Gauge({
     name: `${prefix}tls_expiry_seconds`,
     help: 'Seconds until TLS material stops working: server certificate, earliest client CA, earliest CRL nextUpdate (negative once past)',
     labelNames: ['what'],
@@ -92,6 +86,39 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   for (const reason of ['untrusted', 'invalid', 'timeout']) proxyRefusals.inc({ reason }, 0);
   for (const limit of ['connections', 'connectionsPerSource']) limitRefusals.inc({ limit }, 0);
   for (const reason of ['memory', 'count', 'deadline', 'crash', 'fault'] satisfies ReplaceReason[]) replacements.inc({ reason }, 0);
+
+  const auditWriteErrors = new Counter({ name: `${prefix}audit_write_errors_total`, help: 'Failed writes to the audit file (traffic is refused until a write succeeds)', registers });
+  const auditDropped = new Counter({ name: `${prefix}audit_dropped_records_total`, help: 'Audit records lost: over the unwritten-data bound while the file failed, or written after close', registers });
+  const auditCheckpoints = new Counter({ name: `${prefix}audit_checkpoints_total`, help: 'Checkpoint records written (signed when audit.signingKey is set)', registers });
+  const auditLastWrite = new Gauge({ name: `${prefix}audit_last_write_timestamp_seconds`, help: 'Unix time of the last successful write to the audit file', registers });
+  const auditHealthy = new Gauge({ name: `${prefix}audit_healthy`, help: '1 while the audit file takes writes, 0 after a failed write (traffic refused)', registers });
+  auditHealthy.set(1);
+  const syslogShipped = new Counter({ name: `${prefix}audit_syslog_shipped_bytes_total`, help: 'Audit bytes handed to the syslog connection', registers });
+  const syslogQueued = new Gauge({ name: `${prefix}audit_syslog_queued_bytes`, help: 'Audit bytes waiting for the syslog receiver (the shipping lag)', registers });
+  const syslogDropped = new Counter({ name: `${prefix}audit_syslog_dropped_total`, help: 'Audit records not shipped: the queue for an unreachable receiver was full', registers });
+  const syslogUp = new Gauge({ name: `${prefix}audit_syslog_connected`, help: '1 while connected to the syslog receiver', registers });
+  const auditLog: AuditLogObserver = {
+    syslog: {
+      shipped: (bytes, queued) => {
+        syslogShipped.inc(bytes);
+        syslogQueued.set(queued);
+      },
+      dropped: () => syslogDropped.inc(),
+      connected: (up) => syslogUp.set(up ? 1 : 0),
+    },
+    // Counted by event in observeAudit (checkpoints in gatehouse_audit_checkpoints_total).
+    recordQueued: () => {},
+    bytesWritten: (_bytes, atMs) => {
+      auditLastWrite.set(atMs / 1000);
+      auditHealthy.set(1);
+    },
+    writeFailed: () => {
+      auditWriteErrors.inc();
+      auditHealthy.set(0);
+    },
+    recordDropped: () => auditDropped.inc(),
+    checkpointWritten: () => auditCheckpoints.inc(),
+  };
 
   const authz: AuthzObserver = {
     workerMemory: (slot, bytes) => {
@@ -117,6 +144,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     observeState: (next) => {
       state = next;
     },
+    auditLog,
     observeAudit(record) {
       auditRecords.inc({ event: record.event });
       const route = record.route ?? '';

@@ -1,0 +1,29 @@
+// Puts a set of audit files in chain order by the seq of each file's first record, so a shell glob
+// (`audit.log*`, which lists the live file first) can be handed to verify as it is.
+import { linesOf } from './auditLines.ts';
+
+async function firstSeq(file: string): Promise<number> {
+  try {
+    for await (const l of linesOf(file)) {
+      try {
+        const v = JSON.parse(l.bytes.toString('utf8')) as { seq?: unknown };
+        // A file from before the chain (no seq) comes first; its first chained record follows it.
+        return Number.isSafeInteger(v.seq) ? (v.seq as number) : -1;
+      } catch {
+        return -1;
+      }
+    }
+  } catch {
+    // Unreadable: verify reports it where it stands.
+    return Number.MAX_SAFE_INTEGER;
+  }
+  // Empty (just rotated in): holds nothing, last.
+  return Number.MAX_SAFE_INTEGER;
+}
+
+/** The files sorted by their first record's seq; ties keep the order given. */
+export async function orderAuditFiles(files: readonly string[]): Promise<string[]> {
+  const keyed = await Promise.all(files.map(async (file, index) => ({ file, index, seq: await firstSeq(file) })));
+  keyed.sort((a, b) => a.seq - b.seq || a.index - b.index);
+  return keyed.map((k) => k.file);
+}

@@ -1,0 +1,81 @@
+// The `--format summary` view of `gatehouse audit query`: per user and route, requests and tunnels
+// allowed and denied, denials by reason, bytes each way and tunnel time. Memory grows with the
+// number of distinct (user, route) pairs and reasons, not with the number of records.
+import type { WrittenAuditRecord } from './auditRecord.ts';
+
+export interface SummaryRow {
+  user: string;
+  route: string;
+  /** HTTP requests and tunnel attempts (a `request` record or a `tunnel.open`). */
+  requests: number;
+  allowed: number;
+  denied: number;
+  denials: Map<string, number>;
+  bytesIn: number;
+  bytesOut: number;
+  tunnels: number;
+  tunnelMs: number;
+}
+
+export class AuditSummary {
+  private readonly rows = new Map<string, SummaryRow>();
+
+  add(r: WrittenAuditRecord): void {
+    if (r.event !== 'request' && r.event !== 'tunnel.open' && r.event !== 'tunnel.close') return;
+    const user = r.token?.user ?? (r.client ? `cn:${r.client.cn}` : '-');
+    const route = r.route ?? '-';
+    const key = `${user}\u0000${route}`;
+    let row = this.rows.get(key);
+    if (!row) {
+      row = { user, route, requests: 0, allowed: 0, denied: 0, denials: new Map(), bytesIn: 0, bytesOut: 0, tunnels: 0, tunnelMs: 0 };
+      this.rows.set(key, row);
+    }
+    if (r.event === 'tunnel.close') {
+      // The close carries the tunnel's bytes and lifetime; its open was counted as the request.
+      row.tunnels += 1;
+      row.tunnelMs += r.durationMs ?? 0;
+    } else {
+      row.requests += 1;
+      if (r.decision === 'deny') {
+        row.denied += 1;
+        const reason = (r.reason ?? `status ${r.status ?? '?'}`).slice(0, 120);
+        row.denials.set(reason, (row.denials.get(reason) ?? 0) + 1);
+      } else if (r.decision === 'allow') row.allowed += 1;
+    }
+    row.bytesIn += r.bytesIn ?? 0;
+    row.bytesOut += r.bytesOut ?? 0;
+  }
+
+  sorted(): SummaryRow[] {
+    return [...this.rows.values()].sort((a, b) => a.user.localeCompare(b.user) || a.route.localeCompare(b.route));
+  }
+}
+
+function human(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes / 1024;
+  let i = 0;
+  for (; v >= 1024 && i < units.length - 1; i += 1) v /= 1024;
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function duration(ms: number): string {
+  if (ms < 10_000) return `${(ms / 1000).toFixed(2)}s`;
+  const s = Math.round(ms / 1000);
+  return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+export function formatSummary(rows: SummaryRow[]): string {
+  const head = ['user', 'route', 'requests', 'allowed', 'denied', 'bytes in', 'bytes out', 'tunnels', 'tunnel time'];
+  const table = rows.map((r) => [r.user, r.route, String(r.requests), String(r.allowed), String(r.denied), human(r.bytesIn), human(r.bytesOut), String(r.tunnels), duration(r.tunnelMs)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const out = [line(head), ...table.map(line)];
+  for (const r of rows) {
+    if (r.denials.size === 0) continue;
+    out.push('', `denials ${r.user} ${r.route}:`);
+    for (const [reason, n] of [...r.denials].sort((a, b) => b[1] - a[1])) out.push(`  ${String(n).padStart(6)}  ${reason}`);
+  }
+  return out.join('\n') + '\n';
+}

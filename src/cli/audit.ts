@@ -1,0 +1,76 @@
+// `gatehouse audit keygen|verify|query`: the audit signing key, the integrity check of a set of
+// audit files (hash chain + signed checkpoints), and filtered views of them. All stream their input.
+import type { Command } from 'commander';
+import { say } from './say.ts';
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function registerAudit(program: Command): void {
+  const audit = program.command('audit').description('audit log tools: signing key, integrity check, queries');
+
+  audit
+    .command('keygen')
+    .description('write an ed25519 audit signing key pair: <out>.key (private, mode 0600, for audit.signingKey) and <out>.pub (for audit verify)')
+    .option('-o, --out <base>', 'path of the key files without extension', 'certs/audit-signing')
+    .option('-f, --force', 'replace existing key files')
+    .action(async (opts: { out: string; force?: boolean }) => {
+      const { writeAuditKeyPair } = await import('../audit/auditCheckpoint.ts');
+      const written = writeAuditKeyPair(opts.out, opts.force ?? false);
+      if (!written.ok) {
+        say(written.error.message);
+        process.exit(1);
+      }
+      process.stdout.write(`key id ${written.value.keyId}\nprivate key: ${written.value.privateFile} (set audit.signingKey to it)\npublic key:  ${written.value.publicFile} (give it to auditors: gatehouse audit verify --key ${written.value.publicFile} ...)\n`);
+    });
+
+  audit
+    .command('verify')
+    .description('check the hash chain and checkpoint signatures of audit files (rotated files in any order, .gz too); exit 1 on the first bad record')
+    .argument('<files...>', 'audit files: the live file and its rotations')
+    .option('-k, --key <file>', 'audit public key (PEM) the checkpoints must be signed with')
+    .action(async (files: string[], opts: { key?: string }) => {
+      const { readAuditPublicKey } = await import('../audit/auditCheckpoint.ts');
+      const { verifyAuditFiles } = await import('../audit/auditVerify.ts');
+      const { orderAuditFiles } = await import('../audit/auditFileOrder.ts');
+      const { formatVerifyReport } = await import('../audit/auditVerifyReport.ts');
+      let publicKey;
+      if (opts.key) {
+        const read = readAuditPublicKey(opts.key);
+        if (!read.ok) {
+          say(read.error.message);
+          process.exit(2);
+        }
+        publicKey = read.value;
+      }
+      const ordered = await orderAuditFiles(files);
+      const report = await verifyAuditFiles(ordered, { publicKey });
+      process.stdout.write(formatVerifyReport(report, ordered));
+      process.exitCode = report.failure ? 1 : 0;
+    });
+
+  audit
+    .command('query')
+    .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines or a per-user, per-route summary')
+    .argument('<files...>', 'audit files (.gz too), in any order: read oldest first')
+    .option('--user <name>', 'token user', collect)
+    .option('--cn <cn>', 'client certificate CN', collect)
+    .option('--fingerprint <sha256:hex>', 'client certificate fingerprint', collect)
+    .option('--route <name>', 'route', collect)
+    .option('--decision <allow|deny>', 'decision', collect)
+    .option('--status <code>', 'HTTP status (e.g. 403, or 4xx)', collect)
+    .option('--source <ip>', 'client IP address (or ip:port)', collect)
+    .option('--event <event>', 'event, e.g. request, tunnel.close (a trailing * matches a prefix: tunnel.*)', collect)
+    .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
+    .option('--until <time>', 'up to this time (same forms)')
+    .option('--format <format>', 'table | json | summary', 'table')
+    .action(async (files: string[], opts: Record<string, unknown>) => {
+      const { runAuditQuery } = await import('../audit/auditQueryCommand.ts');
+      const result = await runAuditQuery(files, opts, process.stdout);
+      if (!result.ok) {
+        say(result.message);
+        process.exit(2);
+      }
+    });
+}

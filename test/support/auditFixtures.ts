@@ -1,0 +1,32 @@
+// Shared pieces of the audit tests: a signing key pair for the run, the audit config lines that use
+// it, the `gatehouse` CLI as a child process, and an HTTP + WebSocket echo upstream on a UNIX socket.
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { WebSocketServer } from 'ws';
+import { writeAuditKeyPair } from '../../src/audit/auditCheckpoint.ts';
+import { cli } from './gatewayHarness.ts';
+
+/** `<auditKeys>.key` signs, `<auditKeys>.pub` verifies. */
+export const auditKeys = join(mkdtempSync(join(tmpdir(), 'gatehouse-audit-keys-')), 'audit-signing');
+const written = writeAuditKeyPair(auditKeys, false);
+if (!written.ok) throw new Error(written.error.message);
+
+/** Lines under `audit:` after `file:` (the harness writes `file:` first, then `extraTop`). */
+export const signedAudit = (records = 7): string => `  signingKey: ${auditKeys}.key\n  checkpoint:\n    records: ${records}\n    seconds: 60\n`;
+
+export function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((ok) => execFile(process.execPath, [cli, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => ok({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr })));
+}
+
+/** Answers HTTP with `hello` and echoes WebSocket messages. */
+export async function webUpstream(path: string): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true });
+  const server = createServer((_req, res) => res.writeHead(200).end('hello\n'));
+  const wss = new WebSocketServer({ server, perMessageDeflate: false });
+  wss.on('connection', (ws) => ws.on('message', (d, binary) => ws.send(d, { binary })));
+  await new Promise<void>((resolve) => server.listen(path, () => resolve()));
+  return server;
+}
