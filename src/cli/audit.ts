@@ -62,9 +62,10 @@ export function registerAudit(program: Command): void {
     .option('--status <code>', 'HTTP status (e.g. 403, or 4xx)', collect)
     .option('--source <ip>', 'client IP address (or ip:port)', collect)
     .option('--event <event>', 'event, e.g. request, tunnel.close (a trailing * matches a prefix: tunnel.*)', collect)
+    .option('--delegated-by <user>', 'made under a token this user lent to another certificate', collect)
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
-    .option('--format <format>', 'table | json | summary', 'table')
+    .option('--format <format>', 'table | json | summary | delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', 'table')
     .action(async (files: string[], opts: Record<string, unknown>) => {
       const { runAuditQuery } = await import('../audit/auditQueryCommand.ts');
       const result = await runAuditQuery(files, opts, process.stdout);
