@@ -52,7 +52,7 @@ export function registerAudit(program: Command): void {
 
   audit
     .command('query')
-    .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines or a per-user, per-route summary')
+    .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines, a per-user, per-route summary or a per-loan delegation summary')
     .argument('<files...>', 'audit files (.gz too), in any order: read oldest first')
     .option('--user <name>', 'token user', collect)
     .option('--cn <cn>', 'client certificate CN', collect)
