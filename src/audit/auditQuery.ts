@@ -1,5 +1,6 @@
 // The filters of `gatehouse audit query`: what a security team asks of the log (who, with which
 // certificate, which route, what decision, when), as a pure predicate over one parsed record.
+import { loanOf } from './auditDelegations.ts';
 import type { WrittenAuditRecord } from './auditRecord.ts';
 
 export interface AuditFilter {
@@ -11,6 +12,8 @@ export interface AuditFilter {
   status?: string[];
   source?: string[];
   event?: string[];
+  /** Lenders: records made under a token their user lent to another certificate (auditDelegations.ts). */
+  delegatedBy?: string[];
   /** Milliseconds since the epoch, inclusive. */
   since?: number;
   /** Milliseconds since the epoch, inclusive. */
@@ -64,6 +67,7 @@ export function matchesFilter(r: WrittenAuditRecord, f: AuditFilter): boolean {
     anyOf(f.route, (v) => r.route === v) &&
     anyOf(f.decision, (v) => r.decision === v) &&
     anyOf(f.status, (v) => statusMatches(r.status, v)) &&
-    anyOf(f.source, (v) => r.source !== undefined && (r.source === v || sourceIp(r.source) === v))
+    anyOf(f.source, (v) => r.source !== undefined && (r.source === v || sourceIp(r.source) === v)) &&
+    anyOf(f.delegatedBy, (v) => loanOf(r)?.lender === v)
   );
 }

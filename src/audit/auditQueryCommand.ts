@@ -1,5 +1,5 @@
 // Runs `gatehouse audit query`: turns the command's options into a filter, streams the files
-// (.gz too) record by record and writes a table, JSON lines or a summary, minding backpressure.
+// (.gz too) record by record and writes a table, JSON lines, a summary or the loans, minding backpressure.
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { orderAuditFiles } from './auditFileOrder.ts';
@@ -7,11 +7,12 @@ import { linesOfFiles } from './auditLines.ts';
 import { matchesFilter, parseQueryTime, type AuditFilter } from './auditQuery.ts';
 import type { WrittenAuditRecord } from './auditRecord.ts';
 import { AuditSummary, formatSummary } from './auditSummary.ts';
+import { DelegationSummary, formatDelegations } from './auditDelegations.ts';
 
 export type QueryResult = { ok: true; matched: number; skipped: number } | { ok: false; message: string };
 
-const LIST_OPTIONS = ['user', 'cn', 'fingerprint', 'route', 'decision', 'status', 'source', 'event'] as const;
-const FORMATS = ['table', 'json', 'summary'] as const;
+const LIST_OPTIONS = ['user', 'cn', 'fingerprint', 'route', 'decision', 'status', 'source', 'event', 'delegatedBy'] as const;
+const FORMATS = ['table', 'json', 'summary', 'delegations'] as const;
 type Format = (typeof FORMATS)[number];
 
 export function filterFromOptions(opts: Record<string, unknown>, now = Date.now()): { ok: true; filter: AuditFilter } | { ok: false; message: string } {
@@ -48,7 +49,7 @@ export async function runAuditQuery(files: readonly string[], opts: Record<strin
   if (!FORMATS.includes(format)) return { ok: false, message: `--format: expected one of ${FORMATS.join(', ')}` };
   const parsed = filterFromOptions(opts);
   if (!parsed.ok) return parsed;
-  const summary = format === 'summary' ? new AuditSummary() : undefined;
+  const summary = format === 'summary' ? new AuditSummary() : format === 'delegations' ? new DelegationSummary() : undefined;
   let matched = 0;
   let skipped = 0;
   const emit = async (text: string) => {
@@ -73,6 +74,7 @@ export async function runAuditQuery(files: readonly string[], opts: Record<strin
   } catch (err) {
     return { ok: false, message: err instanceof Error ? err.message : String(err) };
   }
-  if (summary) await emit(formatSummary(summary.sorted()));
+  if (summary instanceof AuditSummary) await emit(formatSummary(summary.sorted()));
+  else if (summary) await emit(formatDelegations(summary.sorted()));
   return { ok: true, matched, skipped };
 }

@@ -31,6 +31,19 @@ export interface AuditToken {
   user?: string;
   groups?: string[];
   revocationIds?: string[];
+  /** Tokens with more than one block: each block's role, signer and bound certificate (README, "Audit record"). */
+  blocks?: AuditTokenBlock[];
+}
+
+export interface AuditTokenBlock {
+  index: number;
+  role: 'authority' | 'attenuation' | 'third-party';
+  revocationId: string;
+  /** Third-party blocks: the `authz.externalKeys` name of the signer, else its public key. */
+  signer?: string;
+  /** Signed by the delegation key the authority block names: the token's user lent it. */
+  delegation?: true;
+  boundTo?: { fingerprint?: string; cn?: string };
 }
 
 export interface AuditRecord {

@@ -2,7 +2,7 @@
 // and revoked tokens are refused without a round trip) and recent decisions. Bounded; cleared together.
 import { LRUCache } from 'lru-cache';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
-import type { Decision, RequestFacts, RoutePolicy } from './types.ts';
+import type { Decision, RequestFacts, RoutePolicy, TokenBlock } from './types.ts';
 import type { TokenInfo } from './workerProtocol.ts';
 
 export type TokenEntry =
@@ -15,6 +15,8 @@ export type TokenEntry =
       expiresAt?: number;
       /** The token's user, once a decision named it (for attributing a later refusal). */
       user?: string;
+      /** Multi-block tokens: what each block is, attached to every decision about the token. */
+      blocks?: TokenBlock[];
     }
   | { valid: false; reason: string };
 
@@ -63,7 +65,7 @@ export class AuthzCaches {
   /** Records what a worker learned; returns the entry (also when the token cache is off). */
   rememberToken(token: string, info: TokenInfo): TokenEntry {
     const entry: TokenEntry = info.valid
-      ? { valid: true, id: this.#nextId++, revocationIds: info.revocationIds, ...(info.expiresAt !== undefined && { expiresAt: info.expiresAt }) }
+      ? { valid: true, id: this.#nextId++, revocationIds: info.revocationIds, ...(info.expiresAt !== undefined && { expiresAt: info.expiresAt }), ...(info.blocks !== undefined && { blocks: info.blocks }) }
       : { valid: false, reason: info.reason };
     this.#tokens?.set(token, entry);
     return entry;

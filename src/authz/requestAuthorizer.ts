@@ -54,10 +54,15 @@ function familyOf(token: string, entry: TokenEntry | undefined): string | undefi
   return envelope.ok ? envelope.value.revocationIds[0] : undefined;
 }
 
+/** Attaches the token's block descriptions (kept once per token in the cache) to a decision about it. */
+function withBlocks<D extends Decision>(decision: D, entry: TokenEntry | undefined): D {
+  return entry?.valid && entry.blocks !== undefined && decision.blocks === undefined ? { ...decision, blocks: entry.blocks } : decision;
+}
+
 function runLimit(route: RoutePolicy, detail: string, entry: TokenEntry | undefined): Denial {
   const denial: Denial = { allow: false, status: 403, clientReason: 'run limit exceeded', reason: `route ${route.name}: run limit exceeded: ${detail}` };
   if (!entry?.valid) return denial;
-  return { ...denial, revocationIds: entry.revocationIds, ...(entry.user !== undefined && { user: entry.user }) };
+  return withBlocks({ ...denial, revocationIds: entry.revocationIds, ...(entry.user !== undefined && { user: entry.user }) }, entry);
 }
 
 /**
@@ -131,7 +136,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     }
     let known = entry;
     if (outcome.info) known = caches.rememberToken(token, outcome.info);
-    const decision = known?.valid && outcome.decision.revocationIds?.length === 0 ? { ...outcome.decision, revocationIds: known.revocationIds } : outcome.decision;
+    const decision = withBlocks(known?.valid && outcome.decision.revocationIds?.length === 0 ? { ...outcome.decision, revocationIds: known.revocationIds } : outcome.decision, known);
     if (known?.valid && !decision.allow && decision.user === undefined && known.user !== undefined) return { decision: { ...decision, user: known.user }, entry: known };
     if (known?.valid && decision.user !== undefined) known.user = decision.user;
     return { decision, entry: known };
@@ -156,7 +161,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     }
     if (entry) {
       const revoked = status.kind === 'loaded' ? revokedDecision(entry.revocationIds, status.ids, entry.user) : undefined;
-      if (revoked) return { decision: revoked, path: 'token-cached' };
+      if (revoked) return { decision: withBlocks(revoked, entry), path: 'token-cached' };
     }
     if (quarantined.size > 0) {
       // A new token of a quarantined family is known by its authority block's id, read without
@@ -183,7 +188,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       const current = revocations.status();
       if (known?.valid && current.kind === 'loaded' && decision.allow) {
         const revoked = revokedDecision(known.revocationIds, current.ids, decision.user);
-        if (revoked) return revoked;
+        if (revoked) return withBlocks(revoked, known);
       }
       if (key !== undefined && known?.valid) caches.rememberDecision(entry ? key : caches.decisionKey(text, known, route, facts), decision, known);
       return decision;

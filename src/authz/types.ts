@@ -26,12 +26,29 @@ export interface RoutePolicy {
   limits: RunLimits;
 }
 
+/** What a block of a multi-block (attenuated, delegated) token is, for the audit record. */
+export interface TokenBlock {
+  index: number;
+  /** `authority`: block 0, signed with the root key; `attenuation`: appended by whoever held the token; `third-party`: signed by `signer`. */
+  role: 'authority' | 'attenuation' | 'third-party';
+  /** Lowercase hex, as in `revocationIds`. */
+  revocationId: string;
+  /** Third-party blocks: the `authz.externalKeys` name of the signing key, else the key itself (`ed25519/<hex>`). */
+  signer?: string;
+  /** Third-party blocks signed by the delegation key the authority block names: a loan by the token's user. */
+  delegation?: true;
+  /** The client certificate the block's checks require (`check if client_fingerprint(...)` / `client_cn(...)`). */
+  boundTo?: { fingerprint?: string; cn?: string };
+}
+
 export type Decision =
   | {
       allow: true;
       user: string;
       groups: string[];
       revocationIds: string[];
+      /** Tokens with more than one block only: what each block is (filled in by the main thread from its token cache). */
+      blocks?: TokenBlock[];
       /** The allow policy that matched, as Datalog source. */
       matched: string;
     }
@@ -45,6 +62,7 @@ export type Decision =
       reason: string;
       user?: string;
       revocationIds?: string[];
+      blocks?: TokenBlock[];
     };
 
 export interface RequestAuthorizer {

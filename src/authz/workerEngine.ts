@@ -7,7 +7,8 @@ import { biscuitErrorText, isWasmTrap } from './biscuitErrors.ts';
 import { authorityUser, evaluateToken, revocationIdsOf } from './evaluateToken.ts';
 import { parsePublicKey } from './rootKey.ts';
 import { revokedDecision } from './revokedDecision.ts';
-import type { Decision } from './types.ts';
+import { describeBlocks } from './tokenBlocks.ts';
+import type { Decision, TokenBlock } from './types.ts';
 import { wasmMemoryReader } from './wasmMemory.ts';
 import { warmUpEngine } from './warmUp.ts';
 import type { EngineWorkerInit, FromWorker, ToWorker, TokenInfo } from './workerProtocol.ts';
@@ -16,6 +17,8 @@ interface ParsedToken {
   biscuit: Biscuit;
   revocationIds: string[];
   expiresAt?: number;
+  /** Multi-block tokens only: what each block is, sent to the main thread once with the token's info. */
+  blocks?: TokenBlock[];
 }
 
 const port = parentPort;
@@ -33,7 +36,10 @@ const root = parsePublicKey(init.rootKey, 'root key');
 if (!root.ok) fail(root.reason);
 const rootKey: PublicKey = root.key;
 const scope: Record<string, string> = {};
+/** `ed25519/<hex>` -> its `authz.externalKeys` name, to name a third-party block's signer. */
+const signerNames = new Map<string, string>();
 for (const [name, text] of Object.entries(init.externalKeys)) {
+  signerNames.set(text.toLowerCase(), name);
   const parsed = parsePublicKey(text, `external key ${name}`);
   if (!parsed.ok) fail(parsed.reason);
   // The form addCodeWithParameters expects for a scope parameter; anything else panics the engine.
@@ -46,10 +52,14 @@ const parsedTokens = new Map<string, ParsedToken>();
 let count = 0;
 let poisoned = false;
 
-/** Earliest expiry from the printed block sources: only used to cut a cached decision's life shorter. */
-function expiryOf(token: Biscuit): number | undefined {
+function sourcesOf(token: Biscuit): string[] {
   const sources: string[] = [];
   for (let i = 0; i < token.countBlocks(); i++) sources.push(token.getBlockSource(i));
+  return sources;
+}
+
+/** Earliest expiry from the printed block sources: only used to cut a cached decision's life shorter. */
+function expiryOf(sources: readonly string[]): number | undefined {
   const text = earliestExpiry(sources);
   const at = text === undefined ? Number.NaN : Date.parse(text);
   return Number.isFinite(at) ? at : undefined;
@@ -69,8 +79,12 @@ function parse(token: string): { ok: true; value: ParsedToken; cached: boolean }
     if (isWasmTrap(error)) poisoned = true;
     return { ok: false, reason: `token does not parse or verify: ${biscuitErrorText(error)}` };
   }
-  const expiresAt = expiryOf(biscuit);
-  const value: ParsedToken = { biscuit, revocationIds: revocationIdsOf(biscuit), ...(expiresAt !== undefined && { expiresAt }) };
+  // The sources are printed once per parse anyway (expiry); describing the blocks reuses them.
+  const sources = sourcesOf(biscuit);
+  const expiresAt = expiryOf(sources);
+  const revocationIds = revocationIdsOf(biscuit);
+  const blocks = describeBlocks(token, sources, revocationIds, signerNames);
+  const value: ParsedToken = { biscuit, revocationIds, ...(expiresAt !== undefined && { expiresAt }), ...(blocks !== undefined && { blocks }) };
   if (init.parsedTokens <= 0) return { ok: true, value, cached: false };
   parsedTokens.set(token, value);
   if (parsedTokens.size > init.parsedTokens) {
@@ -90,7 +104,7 @@ function authorize(message: Extract<ToWorker, { type: 'authorize' }>): { decisio
   }
   const token = parsed.value;
   const info: TokenInfo | undefined = message.wantInfo
-    ? { valid: true, revocationIds: token.revocationIds, ...(token.expiresAt !== undefined && { expiresAt: token.expiresAt }) }
+    ? { valid: true, revocationIds: token.revocationIds, ...(token.expiresAt !== undefined && { expiresAt: token.expiresAt }), ...(token.blocks !== undefined && { blocks: token.blocks }) }
     : undefined;
   if (info) send({ type: 'info', id: message.id, info });
   try {

@@ -1,6 +1,6 @@
 // Messages between the authorizer (main thread) and the engine workers that own biscuit-wasm.
 // Plain data only: everything here crosses a worker boundary by structured clone.
-import type { Decision, RequestFacts, RoutePolicy } from './types.ts';
+import type { Decision, RequestFacts, RoutePolicy, TokenBlock } from './types.ts';
 
 /** What a worker is started with (workerData). */
 export interface EngineWorkerInit {
@@ -25,6 +25,8 @@ export type TokenInfo =
       revocationIds: string[];
       /** Earliest expiry (ms since epoch) stated by a standard time check; only ever used to shorten cache life. */
       expiresAt?: number;
+      /** Multi-block tokens: role, signer and bound certificate of each block (the main thread caches it with the token). */
+      blocks?: TokenBlock[];
     }
   | { valid: false; reason: string };
 

@@ -52,7 +52,7 @@ export function registerAudit(program: Command): void {
 
   audit
     .command('query')
-    .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines or a per-user, per-route summary')
+    .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines, a per-user, per-route summary or a per-loan delegation summary')
     .argument('<files...>', 'audit files (.gz too), in any order: read oldest first')
     .option('--user <name>', 'token user', collect)
     .option('--cn <cn>', 'client certificate CN', collect)
@@ -62,9 +62,10 @@ export function registerAudit(program: Command): void {
     .option('--status <code>', 'HTTP status (e.g. 403, or 4xx)', collect)
     .option('--source <ip>', 'client IP address (or ip:port)', collect)
     .option('--event <event>', 'event, e.g. request, tunnel.close (a trailing * matches a prefix: tunnel.*)', collect)
+    .option('--delegated-by <user>', 'made under a token this user lent to another certificate', collect)
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
-    .option('--format <format>', 'table | json | summary', 'table')
+    .option('--format <format>', 'table | json | summary | delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', 'table')
     .action(async (files: string[], opts: Record<string, unknown>) => {
       const { runAuditQuery } = await import('../audit/auditQueryCommand.ts');
       const result = await runAuditQuery(files, opts, process.stdout);

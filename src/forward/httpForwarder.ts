@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
+import { auditTokenOf } from '../audit/auditToken.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { requestCredential, sessionOriginCheck } from '../session/requestCredential.ts';
@@ -134,7 +135,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       target: req.url ?? '',
       token: tokenOf(credential),
     });
-    const token = admission.decision && { user: admission.decision.user, ...(admission.decision.allow && { groups: admission.decision.groups }), revocationIds: admission.decision.revocationIds };
+    const token = auditTokenOf(admission.decision);
     if (!admission.allow) {
       // A browser without a (working) session is sent to sign in, and back here afterwards.
       const signIn = admission.status === 401 ? signInRedirect(req) : undefined;

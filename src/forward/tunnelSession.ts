@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
+import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { requestCredential, sessionOriginCheck, type CredentialSource } from '../session/requestCredential.ts';
@@ -101,8 +102,7 @@ export interface AdmittedTunnel {
 }
 
 function auditTokenOf(admission: Admission): AuditToken | undefined {
-  const d = admission.decision;
-  return d && { user: d.user, ...(d.allow && { groups: d.groups }), revocationIds: d.revocationIds };
+  return tokenSummary(admission.decision);
 }
 
 /**

@@ -7,6 +7,11 @@ export interface TokenEnvelope {
   blockCount: number;
   /** Hex, authority block first; equal to what biscuit reports once the token verifies. */
   revocationIds: string[];
+  /**
+   * Per block, the key that signed it as a third-party block (`ed25519/<hex>`), or undefined for
+   * the authority block and ordinary attenuation blocks. Trust it only once the token verified.
+   */
+  externalKeys: (string | undefined)[];
   rootKeyId?: number;
 }
 
@@ -62,6 +67,23 @@ function signatureOf(signedBlock: Uint8Array): string {
   return Buffer.from(signature).toString('hex');
 }
 
+const ALGORITHMS = ['ed25519', 'secp256r1'];
+
+function externalKeyOf(signedBlock: Uint8Array): string | undefined {
+  // SignedBlock { ...; ExternalSignature externalSignature = 4; }
+  // ExternalSignature { bytes signature = 1; PublicKey publicKey = 2; } PublicKey { Algorithm algorithm = 1; bytes key = 2; }
+  const external = readFields(signedBlock).find((f) => f.field === 4)?.value;
+  if (!(external instanceof Uint8Array)) return undefined;
+  const publicKey = readFields(external).find((f) => f.field === 2)?.value;
+  if (!(publicKey instanceof Uint8Array)) throw new Error('external signature without a public key');
+  const fields = readFields(publicKey);
+  const algorithm = fields.find((f) => f.field === 1)?.value;
+  const key = fields.find((f) => f.field === 2)?.value;
+  if (!(key instanceof Uint8Array)) throw new Error('external public key without key bytes');
+  const name = ALGORITHMS[typeof algorithm === 'bigint' ? Number(algorithm) : 0] ?? `algorithm-${String(algorithm)}`;
+  return `${name}/${Buffer.from(key).toString('hex')}`;
+}
+
 export function readTokenEnvelope(text: string): TokenResult<TokenEnvelope> {
   const token = cleanTokenText(text);
   if (!/^[A-Za-z0-9_-]+={0,2}$/.test(token)) return fail('invalid-token', 'the token is not base64url text');
@@ -71,14 +93,17 @@ export function readTokenEnvelope(text: string): TokenResult<TokenEnvelope> {
     const authority = fields.find((f) => f.field === 2)?.value;
     if (!(authority instanceof Uint8Array)) throw new Error('no authority block');
     const blocks = fields.filter((f) => f.field === 3).map((f) => f.value);
-    const revocationIds = [authority, ...blocks].map((block) => {
+    const signedBlocks = [authority, ...blocks].map((block) => {
       if (!(block instanceof Uint8Array)) throw new Error('malformed block');
-      return signatureOf(block);
+      return block;
     });
+    const revocationIds = signedBlocks.map(signatureOf);
+    const externalKeys = signedBlocks.map((block, index) => (index === 0 ? undefined : externalKeyOf(block)));
     const rootKeyId = fields.find((f) => f.field === 1)?.value;
     return ok({
       blockCount: revocationIds.length,
       revocationIds,
+      externalKeys,
       ...(typeof rootKeyId === 'bigint' ? { rootKeyId: Number(rootKeyId) } : {}),
     });
   } catch (error) {

@@ -1,0 +1,15 @@
+// The `token` summary of an audit record, built from an authorization decision: who the token names,
+// its revocation ids, and for an attenuated or delegated token what each block is and whom it binds.
+import type { Decision } from '../authz/types.ts';
+import type { AuditToken } from './auditRecord.ts';
+
+export function auditTokenOf(decision: Decision | undefined): AuditToken | undefined {
+  if (decision === undefined) return undefined;
+  return {
+    user: decision.user,
+    ...(decision.allow && { groups: decision.groups }),
+    revocationIds: decision.revocationIds,
+    // Shared by reference with the token cache: decisions about one token carry the same array.
+    ...(decision.blocks !== undefined && decision.blocks.length > 1 && { blocks: decision.blocks }),
+  };
+}
