@@ -12,7 +12,8 @@ export type AuditEvent =
   | 'connection.close'
   | 'request'
   | 'tunnel.open'
-  | 'tunnel.close';
+  | 'tunnel.close'
+  | 'publish.open' | 'publish.close';
 
 export interface AuditClient {
   cn: string;
@@ -40,6 +41,8 @@ export interface AuditRecord {
   token?: AuditToken;
   route?: string;
   upstream?: string;
+  /** The publisher connection (its `conn` id) a request or tunnel to a published service went through. */
+  publisher?: string;
   protocol?: 'http' | 'websocket' | 'tcp';
   method?: string;
   /** Normalized path: what routing and policy saw. */

@@ -12,7 +12,8 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { createRejectLimiter } from '../listener/rejectLimiter.ts';
-import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
+import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
+import type { Duplex } from 'node:stream';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
 import { checkRequestShape } from './requestShape.ts';
@@ -25,10 +26,23 @@ export interface HttpForwarderDeps {
   identityLimits: IdentityLimits;
   /** The current config's limits (read per request, like admission). */
   limits: () => GatewayLimits;
+  /** Opens streams to upstreams node:http cannot dial itself (published services). */
+  upstreams: UpstreamOpener;
 }
 
-export function proxyTarget(upstream: UpstreamTarget): { socketPath: string; host: string } | { host: string; port: number } {
-  return upstream.kind === 'unix' ? { socketPath: upstream.path, host: 'localhost' } : { host: upstream.host, port: upstream.port };
+/** How long a stream-only upstream may take to open (the publisher connecting to its local service). */
+const STREAM_OPEN_TIMEOUT_MS = 10_000;
+
+/** Hands node:http one already-open stream for one request: no pooling, the stream ends with the response. */
+class OneStreamAgent extends Agent {
+  readonly #stream: Duplex;
+  constructor(stream: Duplex) {
+    super({ keepAlive: false });
+    this.#stream = stream;
+  }
+  override createConnection(): Duplex {
+    return this.#stream;
+  }
 }
 
 /** What the response side needs to know about a request on its way through. */
@@ -131,7 +145,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     body.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
     req.pipe(body);
 
-    let upstreamError: string | undefined;
+    let upstreamError: { status: number; reason: string } | undefined;
     res.once('close', () => {
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
       // and the record must not read like a completed request.
@@ -141,15 +155,16 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         decision: 'allow',
         route: route.config.name,
         upstream: upstream.label,
+        ...(upstream.via !== undefined && { publisher: upstream.via }),
         path: admission.path,
         token,
-        status: bodyBroken ? (parseError ? 400 : 499) : upstreamError ? 502 : res.statusCode,
+        status: bodyBroken ? (parseError ? 400 : 499) : upstreamError ? upstreamError.status : res.statusCode,
         reason: bodyBroken
           ? parseError
             ? `malformed request body (${parseError}); connection closed`
             : 'client closed before sending the whole body'
           : upstreamError
-            ? `upstream error: ${upstreamError}`
+            ? `upstream error: ${upstreamError.reason}`
             : flight.truncated
               ? 'upstream closed before the response was complete'
               : res.writableFinished
@@ -159,8 +174,20 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         bytesOut: flight.bytesOut,
       });
     });
-    proxy.web(req, res, { target: proxyTarget(upstream) as never, buffer: body }, (err: Error) => {
-      upstreamError = (err as NodeJS.ErrnoException).code ?? err.message;
+    const address = socketAddress(upstream);
+    let agent: OneStreamAgent | undefined;
+    if (!address) {
+      // Reached only through a stream (a published service): open it first, so "not published" is a 503 of its own.
+      const opened = await deps.upstreams.open(upstream, STREAM_OPEN_TIMEOUT_MS);
+      if (!opened.ok) {
+        upstreamError = { status: opened.status, reason: opened.reason };
+        return refuse(res, opened.status, opened.clientReason);
+      }
+      if (res.destroyed) return void opened.stream.destroy();
+      agent = new OneStreamAgent(opened.stream);
+    }
+    proxy.web(req, res, { target: (address ?? { host: 'localhost', port: 80 }) as never, buffer: body, ...(agent && { agent }) }, (err: Error) => {
+      upstreamError = { status: 502, reason: (err as NodeJS.ErrnoException).code ?? err.message };
       refuse(res, 502, 'upstream unavailable');
     });
   }

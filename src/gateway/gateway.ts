@@ -18,6 +18,9 @@ import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
+import { createPublishEndpoint, isPublishEndpoint } from '../forward/publishEndpoint.ts';
+import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
+import { createPublishedServices } from '../upstream/publishedServices.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -39,7 +42,7 @@ function tlsSettings(config: GatewayConfig): TlsSettings {
   };
 }
 
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry, upstreams: UpstreamOpener): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown> }> {
   // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
   let authorizer: ReloadableRequestAuthorizer | undefined;
   const onRevocationReload = (result: ReloadResult) => {
@@ -55,6 +58,7 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
   return {
     routes: new RouteTable(config.routes, config.authz.limits),
     authorizer: ready,
+    upstreams,
     close: () => ready.close(),
     reloadRevocations: () => ready.reloadRevocations(),
   };
@@ -72,7 +76,11 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   );
   // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown or a revocation ends them.
   const tunnels = createTunnelRegistry();
-  let admission = await admissionFor(config, audit, metrics, tunnels);
+  // Services published by `gatehouse publish` outlive reloads; every forwarder reaches them through `upstreams`.
+  const published = createPublishedServices();
+  published.registerMetrics(metrics.registry);
+  const upstreams = createUpstreamOpener(published);
+  let admission = await admissionFor(config, audit, metrics, tunnels, upstreams);
   let metricsServer: MetricsServer | undefined;
   try {
     if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry);
@@ -84,14 +92,16 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
   const limits = () => config.limits;
   const identityLimits = createIdentityLimits(limits);
-  const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits });
-  const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits };
+  const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits, upstreams });
+  const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits, upstreams };
+  const publish = createPublishEndpoint({ admission: () => admission, audit, tunnels, identityLimits, config: () => config, published });
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
   const handlers = {
     // The tunnel endpoint's path is reserved: it is checked before any route sees the request.
-    request: (req: IncomingMessage, res: ServerResponse) => (isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : http.handle(req, res)),
-    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => (isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : websocket.handle(req, socket, head)),
+    request: (req: IncomingMessage, res: ServerResponse) => (isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : isPublishEndpoint(req.url) ? publish.handleRequest(req, res) : http.handle(req, res)),
+    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : isPublishEndpoint(req.url) ? publish.handleUpgrade(req, socket) : websocket.handle(req, socket, head),
     connect: tcp.handleConnect,
   };
   const tls = tlsSettings(config);
@@ -113,7 +123,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     async reload(next, nextSource) {
       try {
         const nextTls = tlsSettings(next);
-        const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
+        const nextAdmission = await admissionFor(next, audit, metrics, tunnels, upstreams);
         for (const l of listeners) l.server.setSecureContext(nextTls);
         const previous = admission;
         admission = nextAdmission;
