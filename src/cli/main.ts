@@ -8,6 +8,7 @@ import { registerPki } from './pki.ts';
 import { registerToken } from './token.ts';
 import { registerAuthz } from './authz.ts';
 import { registerTunnel } from './tunnel.ts';
+import { registerPublish } from './publish.ts';
 
 const program = new Command('gatehouse')
   .description('Policy-enforcing reverse proxy and tunnel gateway (mTLS + Biscuit + audit)')
@@ -21,5 +22,6 @@ registerPki(program);
 registerToken(program);
 registerAuthz(program);
 registerTunnel(program);
+registerPublish(program);
 
 await program.parseAsync(process.argv);
