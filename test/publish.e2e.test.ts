@@ -1,6 +1,8 @@
 // `gatehouse publish` end to end, all real processes: alice publishes an HTTP/WebSocket service and a raw
 // echo from UNIX sockets in a 0700 directory; users reach them by path, WebSocket and `gatehouse tunnel`.
-import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { userInfo } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
@@ -23,7 +25,9 @@ export const publishedRoute = `  - name: published
     policy: |
       allow if user($u), param("user", $u);
 `;
-export const publishTop = `publish:
+export const publishTop = `metrics:
+  listen: 127.0.0.1:0
+publish:
   policy: |
     allow if user($u);
   streamsPerPublisher: 400
@@ -31,6 +35,24 @@ limits:
   tunnelsPerIdentity: 400
   requestsPerSecond: 1000
   requestBurst: 2000
+`;
+
+/** Routes beside the one above: a policy that pins the publisher's certificate, and a templated unix: tcp route. */
+const pinnedRoute = (fingerprint: string) => `  - name: pinned
+    path: /pinned/{user}/{service}/
+    tunnel: "{service}.{user}.pinned"
+    protocols: [http, tcp]
+    upstream: published:{user}/{service}
+    policy: |
+      allow if user($u), param("user", $u), publisher_fingerprint("${fingerprint}");
+`;
+const socketsRoute = (dir: string) => `  - name: user-sockets
+    protocols: [tcp]
+    tunnel: "{service}.{user}.local"
+    upstream: unix:${dir}/{user}/{service}.sock
+    socketOwner: user
+    policy: |
+      allow if user($u), param("user", $u);
 `;
 
 let h: Harness;
@@ -43,6 +65,9 @@ let publisher: PublisherProcess;
 let publisherId: string;
 const servers: Array<Server | HttpServer> = [];
 const tunnels: TunnelProcess[] = [];
+/** The gateway after a restart (the harness knows only the first one). */
+let restarted: ChildProcess | undefined;
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const token = (user: string, extra = '') => mintRaw(h.rootKey.privateKey, `user("${user}"); check if time($t), $t <= ${inOneHour()}; ${extra}`);
 const aliceFlags = () => gatewayFlags(h, alice, join(home, 'alice.token')).filter((f, i, all) => f !== '--transport' && all[i - 1] !== '--transport');
@@ -80,8 +105,9 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const t of tunnels) await t.stop('SIGKILL');
   await publisher?.stop('SIGKILL');
+  restarted?.kill('SIGKILL');
   for (const s of servers) s.close();
-  await h?.stop();
+  if (!restarted) await h?.stop();
 });
 
 describe('a published service', () => {
@@ -155,4 +181,98 @@ describe('a published service', () => {
     await dup.waitForStderr(/409 .*"service web is already published"; retrying/);
     await dup.stop('SIGKILL');
   });
+});
+
+describe('policy facts, templates, metrics', () => {
+  let userSockets: string;
+  it('gives route policies publisher_fingerprint(), so a route can require the publisher\'s certificate (survives a reload)', async () => {
+    userSockets = mkdtempSync(join(tmpdir(), 'gatehouse-user-sockets-'));
+    appendFileSync(join(h.dir, 'routes.yaml'), pinnedRoute(alice.fingerprint) + pinnedRoute('sha256:' + '0'.repeat(64)).replace(/pinned/g, 'pinned-other') + socketsRoute(userSockets));
+    h.proc.kill('SIGHUP');
+    await h.waitForAudit((r) => r.event === 'config.reload' && r.decision === 'allow');
+    expect((await curl(h, '/pinned/alice/web/a', { client: alice, token: aliceToken })).status).toBe(200);
+    expect((await curl(h, '/pinned-other/alice/web/a', { client: alice, token: aliceToken })).status).toBe(403);
+    const denied = await h.waitForAudit((r) => r.event === 'request' && r.route === 'pinned-other');
+    expect(denied.decision).toBe('deny');
+  });
+
+  it('reaches a templated unix: tcp route by tunnel name, with socketOwner checked on the captured user', async () => {
+    const me = userInfo().username;
+    const sockets = userSockets;
+    mkdirSync(join(sockets, me), { recursive: true });
+    servers.push(await echoService(join(sockets, me, 'db.sock')));
+    const mine = token(me);
+    const tunnel = await connectTunnel(h, alice, `db.${me}.local:443`, { 'Proxy-Authorization': `Bearer ${mine}` });
+    if (!tunnel.ok) throw new Error(`refused: ${tunnel.status} ${tunnel.body}`);
+    const echoed = new Promise<string>((resolve) => tunnel.end.onData((d) => resolve(d.toString())));
+    await tunnel.end.write(Buffer.from('ping'));
+    expect(await echoed).toBe('ping');
+    tunnel.end.destroy();
+    const open = await h.waitForAudit((r) => r.event === 'tunnel.open' && r.route === 'user-sockets');
+    expect(open.upstream).toBe(`unix:${sockets}/${me}/db.sock`);
+    // Another user's token on the same name: the policy's param("user") check refuses it.
+    const other = await connectTunnel(h, alice, `db.${me}.local:443`, { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+    expect(other.ok ? 200 : other.status).toBe(403);
+  });
+
+  it('exports publishers, services and streams as metrics', async () => {
+    const start = h.audit().find((r) => r.event === 'gateway.start');
+    const address = (start?.detail as { metrics?: string } | undefined)?.metrics as string;
+    const text = await (await fetch(`http://${address}/metrics`)).text();
+    expect(text).toMatch(/^gatehouse_publishers_connected 1$/m);
+    expect(text).toMatch(/^gatehouse_published_services 2$/m);
+    expect(text).toMatch(/^gatehouse_published_streams_open \d+$/m);
+  });
+});
+
+describe('when one end goes away', () => {
+  it('publisher killed: in-flight tunnels end with close records, new requests get 503 within 1 s', async () => {
+    const inFlight = await connectTunnel(h, alice, 'echo.alice:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+    if (!inFlight.ok) throw new Error(`refused: ${inFlight.status}`);
+    const echoed = new Promise<string>((resolve) => inFlight.end.onData((d) => resolve(d.toString())));
+    await inFlight.end.write(Buffer.from('before'));
+    expect(await echoed).toBe('before');
+    const killedAt = performance.now();
+    await publisher.stop('SIGKILL');
+    let firstUnpublished: number | undefined;
+    let status = 0;
+    while (performance.now() - killedAt < 3000) {
+      status = (await curl(h, '/~alice/web/', { client: alice, token: aliceToken })).status;
+      if (status === 503) {
+        firstUnpublished = performance.now() - killedAt;
+        break;
+      }
+    }
+    console.log(`publish e2e: first 503 ${Math.round(firstUnpublished ?? -1)} ms after the publisher was killed`);
+    expect(status).toBe(503);
+    expect(firstUnpublished).toBeLessThan(1000);
+    // The gateway ends the client's side of the tunnel (the test client is half-open capable, so it closes its own).
+    await inFlight.end.peerEnded;
+    inFlight.end.destroy();
+    const closed = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.publisher === publisherId && r.bytesIn === 6 && r.route === 'published');
+    expect(closed.reason).toMatch(/upstream/);
+    const gone = await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === publisherId);
+    expect(gone).toMatchObject({ token: { user: 'alice' }, detail: { services: ['web', 'echo'] } });
+    expect((gone.detail as { streams: number }).streams).toBeGreaterThanOrEqual(1);
+  });
+
+  it('gateway killed and restarted: the publisher is back and serving within 10 s', async () => {
+    publisher = startPublisher([...aliceFlags(), `web=unix:${join(home, 'private', 'web.sock')}`], cleanEnv(home));
+    await publisher.waitForStderr(/published as alice/);
+    const before = publisher.stderr().length;
+    restarted = await restartGateway(h, 1500);
+    const backAt = performance.now();
+    await publisher.waitForStderr(/connection to \S+ lost/, 5000);
+    let status = 0;
+    while (performance.now() - backAt < 10_000) {
+      status = (await curl(h, '/~alice/web/again', { client: alice, token: aliceToken })).status;
+      if (status === 200) break;
+      await wait(100);
+    }
+    const serving = performance.now() - backAt;
+    console.log(`publish e2e: requests work again ${Math.round(serving)} ms after the gateway was back`);
+    expect(status).toBe(200);
+    expect(serving).toBeLessThan(10_000);
+    expect(publisher.stderr().slice(before)).toMatch(/re-registered as alice/);
+  }, 30_000);
 });

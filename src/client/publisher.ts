@@ -1,6 +1,7 @@
 // `gatehouse publish` kept alive: register, serve streams, and when the connection goes (gateway restart,
 // network loss) say so on stderr and come back with backoff and jitter, registering the same services again.
 import type { ServerHttp2Session } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { registerPublisher } from './publishConnection.ts';
 import { targetLabel, type PublishSpec } from './publishSpec.ts';
@@ -32,9 +33,11 @@ const PING_EVERY_MS = 15_000;
 const PING_TIMEOUT_MS = 10_000;
 
 /** Resolves when the session is gone, with why. Pings the gateway so a silent network loss is noticed. */
-function whenClosed(session: ServerHttp2Session): Promise<string> {
+function whenClosed(session: ServerHttp2Session, socket: TLSSocket): Promise<string> {
   return new Promise((resolve) => {
     let reason: string | undefined;
+    // A vanished gateway: end the streams now rather than wait for closes a dead connection cannot carry.
+    socket.once('close', () => session.destroy());
     session.on('error', (err: NodeJS.ErrnoException) => (reason ??= err.code ?? err.message));
     session.on('goaway', () => (reason ??= 'the gateway is going away'));
     const pinger = setInterval(() => {
@@ -93,7 +96,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
         continue;
       }
       failures = 0;
-      const { session, user, publisherId } = registration;
+      const { session, socket, user, publisherId } = registration;
       current = session;
       say(`${everRegistered ? 're-registered' : 'published'} as ${user} through ${endpoint.label} (publisher ${publisherId}): ${specs.map((s) => `${s.service} -> ${targetLabel(s.target)}`).join(', ')}`);
       everRegistered = true;
@@ -104,7 +107,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           closed: (service: string, summary: string) => say(`stream for ${service} closed: ${summary}`),
         }),
       });
-      const reason = await whenClosed(session);
+      const reason = await whenClosed(session, socket);
       current = undefined;
       if (stopped) break;
       const delay = Math.round(minDelay * (0.5 + Math.random() / 2));

@@ -61,13 +61,15 @@ export function compileRoute(config: RouteConfig, defaults: RunLimits): Compiled
 export class RouteTable {
   readonly #routes: CompiledRoute[];
   readonly #byName = new Map<string, CompiledRoute>();
-  /** Routes with a tunnel template, in config order: the first match wins. */
+  /** Routes with a tunnel template, most literal first: the first match wins. */
   readonly #inOrder: CompiledRoute[];
 
   constructor(routes: readonly RouteConfig[], defaultLimits: RunLimits) {
     this.#routes = routes.map((r) => compileRoute(r, defaultLimits)).sort((a, b) => b.specificity - a.specificity);
     for (const r of this.#routes) this.#byName.set(r.config.name, r);
-    this.#inOrder = this.#routes.filter((r) => r.tunnel).sort((a, b) => routes.indexOf(a.config) - routes.indexOf(b.config));
+    // The template with the most literal text wins (`{service}.{user}.local` before `{service}.{user}`), then config order.
+    const literal = (r: CompiledRoute) => (r.config.tunnel ?? '').replace(/\{[^}]*\}/g, '').length;
+    this.#inOrder = this.#routes.filter((r) => r.tunnel).sort((a, b) => literal(b) - literal(a) || routes.indexOf(a.config) - routes.indexOf(b.config));
   }
 
   /** Tunnel routes are addressed by name (CONNECT target or tunnel endpoint), not by path. */
@@ -77,7 +79,7 @@ export class RouteTable {
 
   /**
    * The route a tunnel name (CONNECT target, tunnel endpoint name) reaches: a route of that name without
-   * a `tunnel:` template, else the first route whose template matches, with its captures.
+   * a `tunnel:` template, else the most specific route whose template matches, with its captures.
    */
   tunnel(name: string, protocol: Protocol): TunnelMatch {
     const named = this.#byName.get(name);

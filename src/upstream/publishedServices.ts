@@ -94,6 +94,12 @@ export function createPublishedServices(): PublishedServices {
     session.on('error', (err: NodeJS.ErrnoException) => (reason ??= `publisher connection error: ${err.code ?? err.message}`));
     session.on('goaway', () => (reason ??= 'publisher said goodbye'));
     socket.once('end', () => (reason ??= 'publisher closed the connection'));
+    // Node's own handling of a closed socket only asks open streams to close, which a dead connection never
+    // completes: destroy the session, so every stream ends now (and the forwarders write their records).
+    socket.once('close', () => {
+      reason ??= 'publisher connection closed';
+      session.destroy();
+    });
     const pinger = setInterval(() => {
       const timer = setTimeout(() => {
         reason ??= `publisher did not answer a ping within ${PING_TIMEOUT_MS / 1000} s`;
