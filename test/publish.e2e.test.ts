@@ -13,29 +13,9 @@ import { curl, mintRaw, inOneHour, startHarness, type Harness } from './support/
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
 import { connectTunnel } from './support/tunnelPeers.ts';
-import { echoService, echoThrough, httpAndWebSocketService, restartGateway, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { echoService, echoThrough, httpAndWebSocketService, publishedRoute, publishTop, restartGateway, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 
 const MiB = 1 << 20;
-
-export const publishedRoute = `  - name: published
-    path: /~{user}/{service}/
-    tunnel: "{service}.{user}"
-    protocols: [http, websocket, tcp]
-    upstream: published:{user}/{service}
-    policy: |
-      allow if user($u), param("user", $u);
-`;
-export const publishTop = `metrics:
-  listen: 127.0.0.1:0
-publish:
-  policy: |
-    allow if user($u);
-  streamsPerPublisher: 400
-limits:
-  tunnelsPerIdentity: 400
-  requestsPerSecond: 1000
-  requestBurst: 2000
-`;
 
 /** Routes beside the one above: a policy that pins the publisher's certificate, and a templated unix: tcp route. */
 const pinnedRoute = (fingerprint: string) => `  - name: pinned

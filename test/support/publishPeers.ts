@@ -9,6 +9,27 @@ import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { cli, type Harness } from './gatewayHarness.ts';
 
+/** The one route for every user's published services (README), and a publish block with room for load tests. */
+export const publishedRoute = `  - name: published
+    path: /~{user}/{service}/
+    tunnel: "{service}.{user}"
+    protocols: [http, websocket, tcp]
+    upstream: published:{user}/{service}
+    policy: |
+      allow if user($u), param("user", $u);
+`;
+export const publishTop = `metrics:
+  listen: 127.0.0.1:0
+publish:
+  policy: |
+    allow if user($u);
+  streamsPerPublisher: 400
+limits:
+  tunnelsPerIdentity: 400
+  requestsPerSecond: 1000
+  requestBurst: 2000
+`;
+
 export interface PublisherProcess {
   proc: ChildProcess;
   stderr(): string;
