@@ -14,8 +14,8 @@ export type Registration =
 const MAX_HEAD = 16 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
 /** Per-stream receive window (towards the local service): what a slow local service may leave unread. */
-export const STREAM_WINDOW = 1 << 20;
-const CONNECTION_WINDOW = 64 << 20;
+export const STREAM_WINDOW = 256 << 10;
+const CONNECTION_WINDOW = 16 << 20;
 
 function headerValue(head: string, name: string): string {
   const line = head.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name}:`));

@@ -49,8 +49,8 @@ export interface PublishedServices extends StreamUpstreams {
  * Per-stream receive window: what one stream may have in flight towards a reader that is not reading.
  * A stalled reader costs at most this much at each end; the others keep flowing within the connection window.
  */
-const STREAM_WINDOW = 1 << 20;
-const CONNECTION_WINDOW = 64 << 20;
+const STREAM_WINDOW = 256 << 10;
+const CONNECTION_WINDOW = 16 << 20;
 /** A publisher that does not answer a ping within this long is gone (network loss sends no FIN). */
 const PING_EVERY_MS = 15_000;
 const PING_TIMEOUT_MS = 10_000;
