@@ -5,6 +5,6 @@
 // (measured in bench/authz.ts: 1M authorizations grew RSS by 210 MB without it, 89 MB with it).
 
 // biscuit-wasm is loaded first, quietly (see the module for why). The tunnel client never uses it,
-// and its commands load their modules lazily, so it is spared the ~70 MB.
-if (process.argv[2] !== 'tunnel') await import('../src/authz/loadBiscuitQuietly.ts');
+// and its commands load their modules lazily, so it is spared the ~70 MB; so is the publisher.
+if (process.argv[2] !== 'tunnel' && process.argv[2] !== 'publish') await import('../src/authz/loadBiscuitQuietly.ts');
 await import('../src/cli/main.ts');

@@ -122,13 +122,14 @@ export function echoThrough(port: number, bytes: number): Promise<{ sentSha: str
   });
 }
 
-/** Kills the gateway and starts it again on the same port and config; resolves once it listens. */
-export async function restartGateway(h: Harness, gap = 0): Promise<ChildProcess> {
+/** Kills the gateway and starts it again on the same port and config (under `wrap`, e.g. setpriv); resolves once it listens. */
+export async function restartGateway(h: Harness, gap = 0, wrap: string[] = []): Promise<ChildProcess> {
   await h.stop('SIGKILL');
   const config = join(h.dir, 'routes.yaml');
   writeFileSync(config, readFileSync(config, 'utf8').replace('tcp: 127.0.0.1:0', `tcp: 127.0.0.1:${h.port}`));
   if (gap > 0) await new Promise((r) => setTimeout(r, gap));
-  const proc = spawn(process.execPath, [cli, 'serve', '--config', config], { cwd: h.dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const command = [...wrap, process.execPath, cli, 'serve', '--config', config];
+  const proc = spawn(command[0] as string, command.slice(1), { cwd: h.dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   await new Promise<void>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`gateway did not restart:\n${err}`)), 20_000);
