@@ -1,6 +1,7 @@
 // `gatehouse publish` end to end, all real processes: alice publishes an HTTP/WebSocket service and a raw
 // echo from UNIX sockets in a 0700 directory; users reach them by path, WebSocket and `gatehouse tunnel`.
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { userInfo } from 'node:os';
 import { tmpdir } from 'node:os';
@@ -99,6 +100,15 @@ describe('a published service', () => {
     expect(record).toMatchObject({ decision: 'allow', status: 200, route: 'published', upstream: 'published:alice/web', publisher: publisherId });
     const open = h.audit().find((r) => r.event === 'publish.open' && r.decision === 'allow');
     expect(open).toMatchObject({ conn: publisherId, publisher: publisherId, token: { user: 'alice' }, client: { cn: 'alice' }, detail: { services: ['web', 'echo'] } });
+  });
+
+  it('carries a request body (8 MiB POST) to the published service', async () => {
+    const file = join(home, 'upload.bin');
+    const data = randomBytes(8 * MiB);
+    writeFileSync(file, data);
+    const res = await curl(h, '/~alice/web/upload', { client: alice, token: aliceToken, args: ['-X', 'POST', '--data-binary', `@${file}`] });
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({ path: '/upload', user: 'alice', received: 8 * MiB, sha256: createHash('sha256').update(data).digest('hex') });
   });
 
   it('carries a WebSocket', async () => {

@@ -134,12 +134,29 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       // Nobody is waiting for the answer: do not act on the upstream on their behalf.
       return finish({ decision: 'allow', status: 499, reason: 'client closed during admission; not forwarded', route: route.config.name, path: admission.path, token });
     }
+    const address = socketAddress(upstream);
     // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
     if (shape.expectsContinue) res.writeContinue();
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
     const flight: InFlight = { headers: upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: shape.framing }), bytesOut: 0, truncated: false };
     flights.set(req, flight);
     req.url = admission.upstreamTarget;
+    let agent: OneStreamAgent | undefined;
+    if (!address) {
+      // Reached only through a stream (a published service): opened before the body starts to flow, so no
+      // byte is read before there is somewhere to send it, and "not published" is a 503 of its own.
+      const opened = await deps.upstreams.open(upstream, STREAM_OPEN_TIMEOUT_MS);
+      const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), path: admission.path, token };
+      if (!opened.ok) {
+        refuse(res, opened.status, opened.clientReason);
+        return finish({ decision: 'allow', ...where, status: opened.status, reason: `upstream error: ${opened.reason}`, bytesIn: 0, bytesOut: 0 });
+      }
+      if (res.destroyed) {
+        opened.stream.destroy();
+        return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while the upstream stream opened; not forwarded' });
+      }
+      agent = new OneStreamAgent(opened.stream);
+    }
     let bytesIn = 0;
     const body = new PassThrough();
     body.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
@@ -174,18 +191,6 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         bytesOut: flight.bytesOut,
       });
     });
-    const address = socketAddress(upstream);
-    let agent: OneStreamAgent | undefined;
-    if (!address) {
-      // Reached only through a stream (a published service): open it first, so "not published" is a 503 of its own.
-      const opened = await deps.upstreams.open(upstream, STREAM_OPEN_TIMEOUT_MS);
-      if (!opened.ok) {
-        upstreamError = { status: opened.status, reason: opened.reason };
-        return refuse(res, opened.status, opened.clientReason);
-      }
-      if (res.destroyed) return void opened.stream.destroy();
-      agent = new OneStreamAgent(opened.stream);
-    }
     proxy.web(req, res, { target: (address ?? { host: 'localhost', port: 80 }) as never, buffer: body, ...(agent && { agent }) }, (err: Error) => {
       upstreamError = { status: 502, reason: (err as NodeJS.ErrnoException).code ?? err.message };
       refuse(res, 502, 'upstream unavailable');

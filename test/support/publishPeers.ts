@@ -65,11 +65,19 @@ export function startPublisher(args: string[], env: NodeJS.ProcessEnv, wrap: str
   };
 }
 
-/** An HTTP service answering `{path, user}` (the gateway's identity header), with a WebSocket echo. */
+/** An HTTP service answering `{path, user}` (the gateway's identity header) and `received` for a body, with a WebSocket echo. */
 export async function httpAndWebSocketService(path: string): Promise<HttpServer> {
   const server = createHttpServer((req, res) => {
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ path: req.url, user: req.headers['x-gatehouse-user'] ?? null }));
+    const body = createHash('sha256');
+    let received = 0;
+    req.on('data', (d: Buffer) => {
+      received += d.length;
+      body.update(d);
+    });
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ path: req.url, user: req.headers['x-gatehouse-user'] ?? null, ...(received > 0 && { received, sha256: body.digest('hex') }) }));
+    });
   });
   const wss = new WebSocketServer({ server });
   wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
