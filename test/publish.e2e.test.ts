@@ -1,6 +1,7 @@
 // `gatehouse publish` end to end, all real processes: alice publishes an HTTP/WebSocket service and a raw
 // echo from UNIX sockets in a 0700 directory; users reach them by path, WebSocket and `gatehouse tunnel`.
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { userInfo } from 'node:os';
@@ -10,7 +11,7 @@ import type { Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { curl, mintRaw, inOneHour, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { cli, curl, mintRaw, inOneHour, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
 import { connectTunnel } from './support/tunnelPeers.ts';
@@ -157,8 +158,10 @@ describe('a published service', () => {
     expect((await curl(h, '/~bob/web/x', { client: bob, token: bobToken })).status).toBe(200);
     expect((await curl(h, '/~bob/web/x', { client: alice, token: aliceToken })).status).toBe(403);
     await bobs.stop();
-    // A token that restricts itself to publishing `jupyter` cannot publish `web` (exit 4, the reason on stderr).
-    writeToken(h, join(bobHome, 'narrow.token'), 'bob', 'check if service("jupyter");');
+    // A token narrowed to publishing `jupyter` for 8 h (as a batch job gets it) cannot publish `web` (exit 4,
+    // the reason on stderr), nor be used for requests.
+    execFileSync(process.execPath, [cli, 'token', 'attenuate', '--pubkey', join(h.dir, 'certs', 'token-root.pub'), '--token-file', join(bobHome, 'bob.token'), '--publish', 'jupyter', '--ttl', '8h', '--out', join(bobHome, 'narrow.token')]);
+    expect((await curl(h, '/~bob/web/x', { client: bob, token: readFileSync(join(bobHome, 'narrow.token'), 'utf8').trim() })).status).toBe(403);
     const narrowFlags = bobFlags.map((f) => (f.endsWith('bob.token') ? join(bobHome, 'narrow.token') : f));
     const narrow = startPublisher([...narrowFlags, `web=unix:${sock}`], cleanEnv(bobHome));
     expect(await new Promise((r) => narrow.proc.once('exit', r))).toBe(4);
