@@ -218,6 +218,23 @@ describe('policy facts, templates, metrics', () => {
   });
 });
 
+describe('revocation', () => {
+  it('a revoked token ends its publisher (publish.close "token revoked"), which then stops for good', async () => {
+    const tokenFile = writeToken(h, join(home, 'revocable.token'), 'alice');
+    const flags = aliceFlags().map((f) => (f.endsWith('alice.token') ? tokenFile : f));
+    const revocable = startPublisher([...flags, `revocable=unix:${join(home, 'private', 'echo.sock')}`], cleanEnv(home));
+    const id = (await revocable.waitForStderr(/published as alice through \S+ \(publisher ([0-9a-f]+)\)/))[1] as string;
+    const open = await h.waitForAudit((r) => r.event === 'publish.open' && r.publisher === id);
+    appendFileSync(h.revocationList, `${open.token?.revocationIds?.[0]}\n`);
+    const closed = await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === id, 10_000);
+    expect(closed.reason).toBe('token revoked');
+    expect(await new Promise((r) => revocable.proc.once('exit', r))).toBe(4);
+    expect(revocable.stderr()).toMatch(/403/);
+    // alice's other publisher, with its own token, is untouched.
+    expect((await curl(h, '/~alice/web/still', { client: alice, token: aliceToken })).status).toBe(200);
+  }, 30_000);
+});
+
 describe('when one end goes away', () => {
   it('publisher killed: in-flight tunnels end with close records, new requests get 503 within 1 s', async () => {
     const inFlight = await connectTunnel(h, alice, 'echo.alice:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
