@@ -22,6 +22,8 @@ let publisher: PublisherProcess;
 let service: Server;
 /** Bytes the service got off its hands (write callbacks) towards the stalled reader. */
 let stalledTaken = 0;
+/** The service's side of the stalled stream: it must be closed once the user leaves. */
+let stalledSocket: import('node:net').Socket | undefined;
 let aliceToken: string;
 
 /** Reads "<bytes>\n", then sends that many bytes (with backpressure) and ends. */
@@ -35,6 +37,7 @@ async function sourceService(path: string): Promise<Server> {
       socket.off('data', onData);
       let left = Number(line.slice(0, line.indexOf('\n')));
       const stalled = left === STALLED_OFFER;
+      if (stalled) stalledSocket = socket;
       const chunk = Buffer.alloc(64 * 1024, 0x5a);
       const pump = () => {
         while (left > 0 && !socket.destroyed) {
@@ -118,7 +121,22 @@ it(`${TUNNELS} concurrent tunnels through one publisher, one reader stalled: the
   expect(stalledTaken).toBeLessThan(32 * MiB);
   expect(peak.gateway - baseline.gateway).toBeLessThan(200);
   expect(peak.publisher - baseline.publisher).toBeLessThan(200);
+  // The user leaves: the publisher must close the service's connection, not read the rest into the void.
   stalled.destroy();
+  const until = Date.now() + 2000;
+  while (!stalledSocket?.destroyed && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  expect(stalledSocket?.destroyed).toBe(true);
+  expect(stalledTaken).toBeLessThan(32 * MiB);
   const closes = await h.waitForAudit(() => h.audit().filter((r) => r.event === 'tunnel.close' && r.route === 'published').length >= TUNNELS, 10_000);
   expect(closes).toBeDefined();
 }, 120_000);
+
+it('a gateway shutdown with a publisher connected: publish.close before gateway.stop, exit 0, the publisher says it lost the connection', async () => {
+  const from = publisher.stderr().length;
+  expect(await h.stop('SIGTERM')).toBe(0);
+  const records = h.audit();
+  const close = records.findIndex((r) => r.event === 'publish.close' && r.reason === 'gateway shutting down');
+  expect(close).toBeGreaterThan(-1);
+  expect(records.findIndex((r) => r.event === 'gateway.stop')).toBeGreaterThan(close);
+  await publisher.waitForStderr(/connection to \S+ lost/, 5000, from);
+}, 30_000);

@@ -41,6 +41,13 @@ function carry(stream: ServerHttp2Stream, local: Socket, done: (reason: string) 
     local.destroy();
   });
   // A stream reset by the gateway (the user left, shutdown) ends the local connection too.
+  // A reset (the user left) must stop the local side at once: with writes still queued behind flow control,
+  // Node would otherwise keep the stream half-alive while pipe() reads the service into the void.
+  stream.once('aborted', () => {
+    reason ??= 'gateway reset the stream';
+    local.destroy();
+    stream.destroy();
+  });
   stream.on('close', () => {
     if (stream.rstCode !== h2.NGHTTP2_NO_ERROR) {
       reason ??= `gateway reset the stream (${stream.rstCode})`;

@@ -15,6 +15,7 @@ import { normalizeTarget } from '../routing/normalizePath.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refuseSocket } from './refusals.ts';
+import { headerSafe } from './upstreamHeaders.ts';
 import type { TunnelRegistry } from './tunnelSession.ts';
 
 /** A registered publisher is authorized again this often: an expired, attenuated or no longer allowed token ends it. */
@@ -75,7 +76,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
     if (!reservation.ok) return deny(reservation.status, reservation.clientReason, reservation.reason, { token: tokenRecord, detail });
 
     const record: AuditRecord = { ...base, token: tokenRecord, publisher: conn.id, detail };
-    const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${decision.user}`, `${PUBLISHER_HEADER}: ${conn.id}`];
+    const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
     // HTTP/2 may take the socket only once the 101 is fully written (it writes to the same TLS stream).
     socket.write(head.join('\r\n') + '\r\n\r\n', (err) => {
       if (err || socket.destroyed) {

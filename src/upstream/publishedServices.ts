@@ -178,6 +178,8 @@ export function createPublishedServices(): PublishedServices {
     }
     entry.streamsOpen += 1;
     stream.once('close', () => (entry.streamsOpen -= 1));
+    // A reset by the publisher ends the stream now, even with writes queued behind flow control (see publishStreams.ts).
+    stream.once('aborted', () => stream.destroy());
     return new Promise((resolve) => {
       const fail = (reason: string, status = 502, clientReason = 'upstream unavailable') => {
         clearTimeout(timer);
