@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { cli, curl, mintRaw, inOneHour, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
-import { connectTunnel } from './support/tunnelPeers.ts';
+import { connectTunnel, webSocketTunnel } from './support/tunnelPeers.ts';
 import { echoService, echoThrough, httpAndWebSocketService, publishedRoute, publishTop, restartGateway, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 
 const MiB = 1 << 20;
@@ -129,6 +129,16 @@ describe('a published service', () => {
     const close = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.route === 'published' && r.protocol === 'tcp' && (r.bytesIn ?? 0) === 64 * MiB);
     expect(close).toMatchObject({ publisher: publisherId, upstream: 'published:alice/echo', bytesOut: 64 * MiB });
   }, 60_000);
+
+  it('carries a tunnel over the WebSocket tunnel endpoint to the same published service', async () => {
+    const opened = await webSocketTunnel(h, alice, 'echo.alice', aliceToken);
+    if (!opened.ok) throw new Error(`refused: ${opened.status} ${opened.body}`);
+    const echoed = new Promise<string>((resolve) => opened.end.onData((d) => resolve(d.toString())));
+    await opened.end.write(Buffer.from('over websocket'));
+    expect(await echoed).toBe('over websocket');
+    opened.end.destroy();
+    await h.waitForAudit((r) => r.event === 'tunnel.close' && r.publisher === publisherId && (r.detail as { transport?: string } | undefined)?.transport === 'websocket-tunnel');
+  });
 
   it('refuses bob on alice\'s service (403), and an unpublished name with 503', async () => {
     expect((await curl(h, '/~alice/web/', { client: bob, token: bobToken })).status).toBe(403);
