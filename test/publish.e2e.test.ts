@@ -228,6 +228,35 @@ describe('policy facts, templates, metrics', () => {
   });
 });
 
+describe('limits', () => {
+  it('refuses past publishersPerUser (429) and streamsPerPublisher (503 service busy), each with its reason, as the reloaded config says', async () => {
+    const config = join(h.dir, 'routes.yaml');
+    const original = readFileSync(config, 'utf8');
+    writeFileSync(config, original.replace('  streamsPerPublisher: 400\n', '  streamsPerPublisher: 1\n  publishersPerUser: 1\n'));
+    const reloads = h.audit().filter((r) => r.event === 'config.reload').length;
+    h.proc.kill('SIGHUP');
+    await h.waitForAudit(() => h.audit().filter((r) => r.event === 'config.reload' && r.decision === 'allow').length > reloads);
+    try {
+      const second = startPublisher([...aliceFlags(), `other=unix:${join(home, 'private', 'echo.sock')}`], cleanEnv(home));
+      await second.waitForStderr(/429 .*"too many publishers"; retrying/);
+      await second.stop('SIGKILL');
+      await h.waitForAudit((r) => r.event === 'publish.open' && r.status === 429 && /publish.publishersPerUser 1/.test(r.reason ?? ''));
+      const first = await connectTunnel(h, alice, 'echo.alice:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+      if (!first.ok) throw new Error(`refused: ${first.status}`);
+      const busy = await connectTunnel(h, alice, 'echo.alice:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+      expect(busy.ok ? 200 : busy.status).toBe(503);
+      expect(busy.ok ? '' : busy.body).toMatch(/service busy/);
+      await h.waitForAudit((r) => r.route === 'published' && r.status === 503 && /streams open \(publish.streamsPerPublisher 1\)/.test(r.reason ?? ''));
+      first.end.destroy();
+    } finally {
+      writeFileSync(config, original);
+      const now = h.audit().filter((r) => r.event === 'config.reload').length;
+      h.proc.kill('SIGHUP');
+      await h.waitForAudit(() => h.audit().filter((r) => r.event === 'config.reload').length > now);
+    }
+  }, 30_000);
+});
+
 describe('revocation', () => {
   it('a revoked token ends its publisher (publish.close "token revoked"), which then stops for good', async () => {
     const tokenFile = writeToken(h, join(home, 'revocable.token'), 'alice');

@@ -70,9 +70,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
     if (socket.destroyed) return deny(499, 'client left', 'publisher left during admission', { token: tokenRecord, detail });
 
     const { decision } = admitted;
-    const publish = config.publish;
-    if (!publish) return deny(403, 'publishing is not enabled on this gateway', 'routes.yaml has no publish: block', { detail });
-    const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: named.services }, publish);
+    const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: named.services });
     if (!reservation.ok) return deny(reservation.status, reservation.clientReason, reservation.reason, { token: tokenRecord, detail });
 
     const record: AuditRecord = { ...base, token: tokenRecord, publisher: conn.id, detail };

@@ -77,7 +77,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown or a revocation ends them.
   const tunnels = createTunnelRegistry();
   // Services published by `gatehouse publish` outlive reloads; every forwarder reaches them through `upstreams`.
-  const published = createPublishedServices();
+  const published = createPublishedServices(() => config.publish);
   published.registerMetrics(metrics.registry);
   const upstreams = createUpstreamOpener(published);
   let admission = await admissionFor(config, audit, metrics, tunnels, upstreams);

@@ -39,7 +39,7 @@ export type Reservation =
   | Refusal;
 
 export interface PublishedServices extends StreamUpstreams {
-  reserve(info: PublisherInfo, limits: PublisherLimits): Reservation;
+  reserve(info: PublisherInfo): Reservation;
   counts(): { publishers: number; services: number; streams: number };
   /** Gauges for the gateway's Prometheus registry. */
   registerMetrics(registry: Registry): void;
@@ -59,7 +59,6 @@ type Published = Extract<UpstreamTarget, { kind: 'published' }>;
 
 interface Entry extends Publisher {
   session: ClientHttp2Session | undefined;
-  limits: PublisherLimits;
   streamsOpen: number;
   streamsServed: number;
 }
@@ -70,7 +69,8 @@ function notPublished(target: Published, why = 'nobody publishes it'): Refusal {
   return { ok: false, status: 503, clientReason: 'service not published', reason: `${target.label}: ${why}` };
 }
 
-export function createPublishedServices(): PublishedServices {
+/** `limits` is read at each registration and stream, so a config reload applies to publishers already connected. */
+export function createPublishedServices(limits: () => PublisherLimits | undefined): PublishedServices {
   const byService = new Map<string, Entry>();
   const byUser = new Map<string, Set<Entry>>();
 
@@ -122,23 +122,25 @@ export function createPublishedServices(): PublishedServices {
     };
   }
 
-  function reserve(info: PublisherInfo, limits: PublisherLimits): Reservation {
+  function reserve(info: PublisherInfo): Reservation {
+    const now = limits();
+    if (!now) return { ok: false, status: 403, clientReason: 'publishing is not enabled on this gateway', reason: 'routes.yaml has no publish: block' };
     const taken = info.services.map((s) => byService.get(key(info.user, s))).find((e) => e !== undefined);
     if (taken) {
       const service = info.services.find((s) => byService.get(key(info.user, s)) === taken);
       return { ok: false, status: 409, clientReason: `service ${service} is already published`, reason: `service ${service} of ${info.user} is already published by connection ${taken.id} (certificate ${taken.fingerprint})` };
     }
     const mine = byUser.get(info.user) ?? new Set<Entry>();
-    if (mine.size >= limits.publishersPerUser) {
-      return { ok: false, status: 429, clientReason: 'too many publishers', reason: `${info.user} already has ${mine.size} publishers connected (publish.publishersPerUser ${limits.publishersPerUser})` };
+    if (mine.size >= now.publishersPerUser) {
+      return { ok: false, status: 429, clientReason: 'too many publishers', reason: `${info.user} already has ${mine.size} publishers connected (publish.publishersPerUser ${now.publishersPerUser})` };
     }
     const services = [...mine].reduce((n, e) => n + e.services.length, 0);
-    if (services + info.services.length > limits.servicesPerUser) {
-      return { ok: false, status: 429, clientReason: 'too many published services', reason: `${info.user} publishes ${services} services; ${info.services.length} more would pass publish.servicesPerUser ${limits.servicesPerUser}` };
+    if (services + info.services.length > now.servicesPerUser) {
+      return { ok: false, status: 429, clientReason: 'too many published services', reason: `${info.user} publishes ${services} services; ${info.services.length} more would pass publish.servicesPerUser ${now.servicesPerUser}` };
     }
     let settle!: (reason: string) => void;
     const closed = new Promise<string>((resolve) => (settle = resolve));
-    const entry: Entry = { ...info, services: [...info.services], limits, session: undefined, streamsOpen: 0, streamsServed: 0, closed, close: () => {} };
+    const entry: Entry = { ...info, services: [...info.services], session: undefined, streamsOpen: 0, streamsServed: 0, closed, close: () => {} };
     for (const s of info.services) byService.set(key(info.user, s), entry);
     mine.add(entry);
     byUser.set(info.user, mine);
@@ -167,8 +169,9 @@ export function createPublishedServices(): PublishedServices {
     if (!entry || !session || session.closed || session.destroyed) return Promise.resolve(notPublished(target));
     // The policy decided on the publisher it saw: one that reconnected since is a different one.
     if (target.via !== undefined && target.via !== entry.id) return Promise.resolve(notPublished(target, `publisher ${target.via} went away during admission`));
-    if (entry.streamsOpen >= entry.limits.streamsPerPublisher) {
-      return Promise.resolve({ ok: false, status: 503, clientReason: 'service busy', reason: `publisher ${entry.id} has ${entry.streamsOpen} streams open (publish.streamsPerPublisher ${entry.limits.streamsPerPublisher})` });
+    const streamLimit = limits()?.streamsPerPublisher ?? 0;
+    if (entry.streamsOpen >= streamLimit) {
+      return Promise.resolve({ ok: false, status: 503, clientReason: 'service busy', reason: `publisher ${entry.id} has ${entry.streamsOpen} streams open (publish.streamsPerPublisher ${streamLimit})` });
     }
     let stream: ClientHttp2Stream;
     try {
