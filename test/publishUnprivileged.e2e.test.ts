@@ -71,11 +71,17 @@ describe.skipIf(!isRoot)('gateway as an unprivileged user, alice publishing as h
   afterAll(async () => {
     await tunnel?.stop('SIGKILL');
     await publisher?.stop('SIGKILL');
-    services?.kill('SIGKILL');
-    gateway?.kill('SIGKILL');
+    // userdel refuses a user that still runs a process: wait for each to be gone.
+    const gone = (proc: ChildProcess | undefined) =>
+      new Promise<void>((resolve) => {
+        if (!proc || proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill('SIGKILL');
+      });
+    await Promise.all([gone(services), gone(gateway)]);
     for (const user of [gatewayUser, aliceUser]) {
       try {
-        execFileSync('userdel', [user]);
+        execFileSync('userdel', [user], { stdio: 'ignore' });
       } catch {
         // not created
       }
