@@ -138,12 +138,12 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(errors)).toEqual([
       '7:3 tls.minVersoin: unknown key "minVersoin" (did you mean "minVersion"?)',
-      '20:15 routes[1].upstream: expected unix:/path or tcp:host:port',
+      '20:15 routes[1].upstream: expected unix:/path, tcp:host:port or published:USER/SERVICE',
       '22:11 routes[2].name: duplicate route name "a" (also routes[0])',
       '27:7 routes[2].policy: policy does not parse near "allow if user($u) and"',
     ]);
     expect(errors[1]?.file).toMatch(/routes\.yaml$/);
-    expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path or tcp:host:port$/);
+    expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path, tcp:host:port or published:USER\/SERVICE$/);
   });
 
   it('reports YAML syntax errors with their line', async () => {
@@ -193,10 +193,10 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(errors)).toEqual([
       '14:11 routes[0].path: parameter {user} is captured twice',
-      '19:15 routes[1].upstream: upstream uses {svc}, which the path does not capture',
-      '20:18 routes[1].socketOwner: socketOwner "owner" is not a parameter captured by the path',
+      '19:15 routes[1].upstream: upstream uses {svc}, but the path does not capture it',
+      '20:18 routes[1].socketOwner: socketOwner "owner" must be a captured parameter, but the path does not capture it',
       '21:13 routes[1].policy: policy tests param("usr", ...) but the path captures only {user}; it can never match',
-      '24:15 routes[2].upstream: tcp tunnels have no request path, so the upstream cannot use {user}',
+      '24:15 routes[2].upstream: upstream uses {user}, but tcp tunnels name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"',
       '25:13 routes[2].policy: policy has no "allow if" rule: every request would be denied',
       '28:11 routes[3].host: "example.org:443" is not a host name (no port, no scheme, no path)',
       '29:15 routes[3].upstream: port 70000 is out of range 1..65535',
@@ -314,7 +314,7 @@ describe('gatehouse check', () => {
     expect(reported).toEqual([
       'bad.yaml:17:11: routes[1].name: duplicate route name "a" (also routes[0])',
       'bad.yaml:18:11: routes[1].path: same host and path as routes[0]: requests could reach only one of them',
-      'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, socketOwner, stripPrefix, forwardToken, policy, limits, idleTimeoutSeconds, connectTimeoutSeconds)',
+      'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, tunnel, socketOwner, stripPrefix, forwardToken, policy, limits, idleTimeoutSeconds, connectTimeoutSeconds)',
     ]);
     expect(run.stdout).not.toMatch(/OK/);
     expect(run.status).toBe(1);

@@ -5,6 +5,7 @@ import type { Decision, RequestAuthorizer, RequestFacts } from '../authz/types.t
 import { normalizeTarget, encodePath } from '../routing/normalizePath.ts';
 import { hostOnly, type CompiledRoute, type RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { UpstreamOpener } from '../upstream/openUpstream.ts';
 import { resolveUpstream, verifySocketOwner, type UpstreamTarget } from '../upstream/upstreamTarget.ts';
 
 export interface AdmissionRequest {
@@ -13,7 +14,7 @@ export interface AdmissionRequest {
   protocol: Protocol;
   method?: string;
   hostHeader?: string;
-  /** Origin-form request target for HTTP and WebSocket; for tunnels, `routeName` is used instead. */
+  /** Origin-form request target for HTTP and WebSocket; for tunnels, `routeName` (the tunnel name) is used instead. */
   target?: string;
   routeName?: string;
   token: string | undefined;
@@ -45,6 +46,8 @@ export type Admission =
 export interface AdmissionContext {
   routes: RouteTable;
   authorizer: RequestAuthorizer;
+  /** What a policy may know about an upstream before it is opened (absent: nothing, as in `authz explain`). */
+  upstreams?: Pick<UpstreamOpener, 'inspect'>;
 }
 
 export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest): Promise<Admission> {
@@ -55,10 +58,11 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   let strippedPrefix: string | undefined;
 
   if (req.routeName !== undefined) {
-    route = ctx.routes.byName(req.routeName);
-    if (!route || !route.config.protocols.includes(req.protocol)) {
-      return { allow: false, status: 404, clientReason: 'no such route', reason: `no ${req.protocol} route named ${JSON.stringify(req.routeName.slice(0, 100))}${req.routeName.length > 100 ? ` (${req.routeName.length} characters)` : ''}` };
-    }
+    const match = ctx.routes.tunnel(req.routeName, req.protocol);
+    // A tunnel name is client input of any length: the record keeps a bounded piece of it.
+    if (!match.ok) return { allow: false, status: match.status, clientReason: match.status === 404 ? 'no such route' : 'invalid tunnel name', reason: match.reason.length > 300 ? `${match.reason.slice(0, 300)}… (${req.routeName.length}-character name)` : match.reason };
+    route = match.route;
+    params = match.params;
   } else {
     const normalized = normalizeTarget(req.target ?? '');
     if (!normalized.ok) return { allow: false, status: 400, clientReason: 'invalid request path', reason: normalized.reason };
@@ -75,6 +79,10 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
     if (route.config.stripPrefix && match.rest.length < normalized.segments.length) strippedPrefix = encodePath(normalized.segments.slice(0, normalized.segments.length - match.rest.length), false);
   }
 
+  // The upstream is resolved before authorization only so a policy can see who publishes it; an
+  // unauthorized caller learns nothing of it (its problems are reported only after an allow).
+  const resolved = resolveUpstream(route.config.upstream, params);
+  const inspected = resolved.ok && ctx.upstreams ? ctx.upstreams.inspect(resolved.target) : undefined;
   const facts: RequestFacts = {
     time: new Date(),
     route: route.config.name,
@@ -86,6 +94,7 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
     // The host routing matched on (lowercase, no port), so a policy's host() sees what routing saw.
     ...(req.hostHeader !== undefined && { host: hostOnly(req.hostHeader) ?? '' }),
     ...(path !== undefined && { path }),
+    ...(inspected?.publisherFingerprint !== undefined && { publisherFingerprint: inspected.publisherFingerprint }),
   };
   const policy = { name: route.config.name, policy: route.config.policy, limits: route.limits };
   const decision = await ctx.authorizer.authorize(req.token, policy, facts);
@@ -94,12 +103,14 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   }
 
   // Only now, for an authorized caller, look at the upstream: an unauthorized one learns nothing about it.
-  const resolved = resolveUpstream(route.config.upstream, params);
   if (!resolved.ok) return { allow: false, status: 502, clientReason: 'upstream unavailable', reason: resolved.reason, route, decision, ...(path !== undefined && { path }) };
+  const gone = inspected?.unavailable;
+  if (gone) return { allow: false, status: gone.status, clientReason: gone.clientReason, reason: gone.reason, route, decision, ...(path !== undefined && { path }) };
+  const target: UpstreamTarget = inspected?.target ?? resolved.target;
   const owner = route.config.socketOwner;
-  if (owner !== undefined && resolved.target.kind === 'unix') {
-    const check = await verifySocketOwner(resolved.target.path, params[owner] ?? '');
+  if (owner !== undefined && target.kind === 'unix') {
+    const check = await verifySocketOwner(target.path, params[owner] ?? '');
     if (!check.ok) return { allow: false, status: 502, clientReason: 'upstream unavailable', reason: check.reason, route, decision, ...(path !== undefined && { path }) };
   }
-  return { allow: true, route, params, upstream: resolved.target, upstreamTarget, path, decision, ...(strippedPrefix !== undefined && { strippedPrefix }) };
+  return { allow: true, route, params, upstream: target, upstreamTarget, path, decision, ...(strippedPrefix !== undefined && { strippedPrefix }) };
 }

@@ -16,6 +16,8 @@ export type AuditEvent =
   | 'tunnel.close'
   | 'session.start'
   | 'session.end'
+  | 'publish.open'
+  | 'publish.close'
   /** A signed statement of the chain's head (auditCheckpoint.ts); written by the audit log itself. */
   | 'audit.checkpoint';
 
@@ -60,6 +62,8 @@ export interface AuditRecord {
   auth?: 'bearer' | 'session';
   route?: string;
   upstream?: string;
+  /** The publisher connection (its `conn` id) a request or tunnel to a published service went through. */
+  publisher?: string;
   protocol?: 'http' | 'websocket' | 'tcp';
   method?: string;
   /** Normalized path: what routing and policy saw. */

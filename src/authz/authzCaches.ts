@@ -74,7 +74,7 @@ export class AuthzCaches {
   /** Token, route and every request fact except the time. */
   decisionKey(token: string, entry: TokenEntry | undefined, route: RoutePolicy, facts: RequestFacts): string {
     const tokenKey = entry?.valid ? `#${entry.id}` : token;
-    return `${tokenKey}\u0000${this.#routeId(route)}\u0000${this.#identityId(facts.client)}\u0000${JSON.stringify([facts.route, facts.protocol, facts.method, facts.host, facts.path, facts.params, facts.sourceIp])}`;
+    return `${tokenKey}\u0000${this.#routeId(route)}\u0000${this.#identityId(facts.client)}\u0000${JSON.stringify([facts.route, facts.protocol, facts.method, facts.host, facts.path, facts.params, facts.sourceIp, facts.service, facts.publisherFingerprint])}`;
   }
 
   decision(key: string): Decision | undefined {

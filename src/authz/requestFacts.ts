@@ -4,7 +4,7 @@
 import { Fact, type AuthorizerBuilder } from '@biscuit-auth/biscuit-wasm';
 import type { RequestFacts } from './types.ts';
 
-const unary = ['route', 'protocol', 'method', 'host', 'path', 'source_ip', 'client_cn', 'client_subject', 'client_serial', 'client_fingerprint', 'client_issuer'] as const;
+const unary = ['route', 'protocol', 'method', 'host', 'path', 'source_ip', 'client_cn', 'client_subject', 'client_serial', 'client_fingerprint', 'client_issuer', 'service', 'publisher_fingerprint'] as const;
 type Unary = (typeof unary)[number];
 
 interface Templates {
@@ -42,6 +42,8 @@ export function requestFactList(facts: RequestFacts): { predicate: string; value
     client_serial: client.serial,
     client_fingerprint: client.fingerprint,
     client_issuer: client.issuer,
+    service: facts.service,
+    publisher_fingerprint: facts.publisherFingerprint,
   };
   for (const name of unary) {
     const value = values[name];

@@ -6,8 +6,10 @@ import type { PeerIdentity } from '../tls/peerIdentity.ts';
 /** Everything the gateway knows about one request; becomes the authorizer facts of the README. */
 export interface RequestFacts {
   time: Date;
-  route: string;
-  protocol: Protocol;
+  /** Absent when publishing (no route is involved). */
+  route?: string;
+  /** `publish` when a publisher registers its services. */
+  protocol: Protocol | 'publish';
   method?: string;
   host?: string;
   /** Normalized request path. */
@@ -16,6 +18,10 @@ export interface RequestFacts {
   params: Record<string, string>;
   sourceIp: string;
   client: PeerIdentity;
+  /** The service a publisher registers (`service(name)`). */
+  service?: string;
+  /** Certificate fingerprint of the publisher a published upstream is reached through (`publisher_fingerprint(fp)`). */
+  publisherFingerprint?: string;
 }
 
 /** The route-specific part of authorization. */

@@ -1,14 +1,16 @@
 // The laptop client's command line: `gatehouse tunnel` (and the user's other client-side commands)
 // without the gateway, the token tooling or the development CA, built into dist/client/ by build/client.ts.
 import { Command } from 'commander';
+import { registerPublish } from './publish.ts';
 import { registerTunnel } from './tunnel.ts';
 
 const program = new Command('gatehouse')
-  .description('gatehouse client: reach routes through a gatehouse gateway (tunnel)')
+  .description('gatehouse client: reach routes through a gatehouse gateway (tunnel), publish your services (publish)')
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode));
 
 registerTunnel(program);
+registerPublish(program);
 
 // No top-level await: the same entry is bundled as CommonJS for the single binary.
 void program.parseAsync(process.argv);

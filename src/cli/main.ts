@@ -9,6 +9,7 @@ import { registerToken } from './token.ts';
 import { registerAuthz } from './authz.ts';
 import { registerTunnel } from './tunnel.ts';
 import { registerAudit } from './audit.ts';
+import { registerPublish } from './publish.ts';
 
 const program = new Command('gatehouse')
   .description('Policy-enforcing reverse proxy and tunnel gateway (mTLS + Biscuit + audit)')
@@ -23,5 +24,6 @@ registerToken(program);
 registerAuthz(program);
 registerTunnel(program);
 registerAudit(program);
+registerPublish(program);
 
 await program.parseAsync(process.argv);

@@ -170,6 +170,7 @@ function registerAttenuate(token: Command): void {
     .option('--route <name>', 'allow only this route (repeatable)', collect)
     .option('--method <method>', 'allow only this HTTP method (repeatable)', collect)
     .option('--path-prefix <prefix>', 'allow only paths starting with this (end it with / for a folder)')
+    .option('--publish <service>', 'allow only publishing this service with gatehouse publish, no requests (repeatable)', collect)
     .addOption(new Option('--bind-cert <pem>', 'allow only this client certificate (its SHA-256 fingerprint)').conflicts(['bindCn']))
     .option('--bind-cn <cn>', 'allow only client certificates with this common name')
     .option('--delegation-key <file>', "delegate: sign the block with the token's delegation key, so --bind-cert/--bind-cn may name another holder")
@@ -185,6 +186,7 @@ function registerAttenuate(token: Command): void {
             route?: string[];
             method?: string[];
             pathPrefix?: string;
+            publish?: string[];
             delegationKey?: string;
             out?: string;
           },
@@ -206,6 +208,7 @@ function registerAttenuate(token: Command): void {
             ...(options.route ? { routes: options.route } : {}),
             ...(options.method ? { methods: options.method } : {}),
             ...(options.pathPrefix !== undefined ? { pathPrefix: options.pathPrefix } : {}),
+            ...(options.publish ? { publishServices: options.publish } : {}),
             ...(await binding(options)),
             ...(delegationPrivateKey !== undefined ? { delegationPrivateKey } : {}),
           });

@@ -1,6 +1,7 @@
 // `gatehouse tunnel`: the ssh -L replacement. Local ports or private UNIX sockets (-L) or stdin/stdout
 // (--stdio) reach a route through the gateway over CONNECT or WebSocket, with certificate + token.
 import type { Command } from 'commander';
+import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { expandPath } from '../client/clientConfigFile.ts';
 import { parseForwardSpec, type ForwardSpec } from '../client/forwardSpec.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
@@ -95,27 +96,20 @@ async function runListeners(specs: ForwardSpec[], opts: TunnelCommandOptions): P
 }
 
 export function registerTunnel(program: Command): void {
-  program
+  const command = program
     .command('tunnel')
     .description('reach a route through the gateway from local ports, private UNIX sockets (-L) or stdin/stdout (--stdio)')
     .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE or unix:PATH:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
     .option('--stdio <route>', 'one tunnel over stdin/stdout, e.g. as ssh ProxyCommand')
-    .option('--gateway <url>', 'gateway address, https://HOST[:PORT] (env GATEHOUSE_GATEWAY)')
-    .option('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)')
-    .option('--cert <file>', 'client certificate, PEM (env GATEHOUSE_CERT)')
-    .option('--key <file>', 'client private key, PEM (env GATEHOUSE_KEY)')
-    .option('--ca <file>', 'CA that signed the gateway certificate (env GATEHOUSE_CA; default: system CAs)')
-    .option('--token-file <file>', 'file holding the token (env GATEHOUSE_TOKEN_FILE; default ~/.config/gatehouse/token)')
-    .option('--config <file>', 'client config file (default ~/.config/gatehouse/client.yaml)')
+    .option('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)');
+  addGatewayOptions(command)
     .option('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long open tunnels may finish', '2000')
     .option('-v, --verbose', 'log every connection: open, close, bytes each way')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
     .addHelpText(
       'after',
       `
-Settings come from flags, then environment, then the config file (YAML keys: gateway, cert, key,
-ca, tokenFile, transport; relative paths are relative to the file). The token is read from a file
-(or GATEHOUSE_TOKEN), never from the command line, where other users could see it.
+${SETTINGS_HELP}
 
 -L unix:PATH:ROUTE creates PATH with mode 0600. Its directory must belong to you and be closed to
 others (mode 0700); a missing directory is created with mode 0700, any other is refused. A stale

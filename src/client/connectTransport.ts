@@ -7,7 +7,7 @@ import { tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
 const MAX_HEAD = 16 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
 
-interface ResponseHead {
+export interface ResponseHead {
   status: number;
   statusText: string;
   contentLength: number | undefined;
@@ -15,7 +15,7 @@ interface ResponseHead {
   rest: Buffer;
 }
 
-function parseHead(head: string, rest: Buffer): ResponseHead | undefined {
+export function parseHead(head: string, rest: Buffer): ResponseHead | undefined {
   const lines = head.split('\r\n');
   const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0] ?? '');
   if (!m) return undefined;

@@ -48,3 +48,21 @@ export function checkPathTemplate(path: string): TemplateResult {
   }
   return parsed;
 }
+
+/**
+ * Checks a tunnel name template (`{service}.{user}`): letters, digits, `_ . -` and captures, each
+ * parameter once, never two captures side by side (nothing would tell where one ends).
+ */
+export function checkTunnelTemplate(name: string): TemplateResult {
+  const parsed = templateParams(name);
+  if (!parsed.ok) return parsed;
+  const seen = new Set<string>();
+  for (const param of parsed.params) {
+    if (seen.has(param)) return { ok: false, message: `parameter {${param}} is captured twice` };
+    seen.add(param);
+  }
+  if (/\}\{/.test(name)) return { ok: false, message: 'two captures side by side ("}{") cannot be told apart' };
+  if (!/^[A-Za-z0-9_.{}-]+$/.test(name)) return { ok: false, message: 'tunnel names are letters, digits, _ . - and {param} captures' };
+  if (/^[._-]/.test(name.replace(/\{[^}]*\}/g, 'x'))) return { ok: false, message: 'a tunnel name starts with a letter or digit' };
+  return parsed;
+}

@@ -2,7 +2,7 @@
 // policies, duplicate routes and listeners. Works on the raw document so it runs even when the schema fails.
 import path from 'node:path';
 import type { ConfigIssue } from './configError.ts';
-import { checkPathTemplate, templateParams } from './pathTemplate.ts';
+import { checkPathTemplate, checkTunnelTemplate, templateParams } from './pathTemplate.ts';
 import { hostTemplateExample, hostTemplateParams } from '../routing/hostTemplate.ts';
 import { checkPolicy } from './policyCheck.ts';
 import { authzChecks, externalKeyNames } from './authzChecks.ts';
@@ -26,34 +26,53 @@ function validPort(port: string): boolean {
   return Number.isInteger(n) && n >= 1 && n <= 65535;
 }
 
-/** Upstream checks; `captured` are the path's parameters (undefined when the path is broken). */
-function checkUpstream(route: Raw, at: (string | number)[], captured: string[] | undefined, issues: ConfigIssue[]): void {
+/** What each way in captures: the path (http, websocket) and the tunnel name (tcp); undefined when broken. */
+interface Captures {
+  path: string[] | undefined;
+  tunnel: string[] | undefined;
+  protocols: unknown[];
+}
+
+/** Parameters that every way into the route captures (those the upstream and socketOwner may use). */
+function missingFrom(captures: Captures, name: string): string | undefined {
+  const viaPath = captures.protocols.includes('http') || captures.protocols.includes('websocket');
+  if (viaPath && captures.path && !captures.path.includes(name)) return 'the path does not capture it';
+  if (captures.protocols.includes('tcp') && captures.tunnel && !captures.tunnel.includes(name)) {
+    return captures.tunnel.length === 0 ? 'tcp tunnels name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"' : 'the tunnel template does not capture it';
+  }
+  return undefined;
+}
+
+const UPSTREAM = /^(unix:.+|tcp:.+:\d{1,5}|published:[^/]+\/[^/]+)$/;
+
+/** Upstream checks: its template uses only what every way in captures. */
+function checkUpstream(route: Raw, at: (string | number)[], captures: Captures, issues: ConfigIssue[]): void {
   const upstream = text(route.upstream);
-  if (upstream === undefined || !/^(unix:.+|tcp:.+:\d{1,5})$/.test(upstream)) return; // the schema reports it
+  if (upstream === undefined || !UPSTREAM.test(upstream)) return; // the schema reports it
   const where = [...at, 'upstream'];
   const used = templateParams(upstream);
   if (!used.ok) {
     issues.push({ path: where, message: used.message });
     return;
   }
-  const protocols = list(route.protocols ?? ['http']);
-  if (protocols.includes('tcp') && used.params.length > 0) {
-    issues.push({ path: where, message: `tcp tunnels have no request path, so the upstream cannot use ${used.params.map((p) => `{${p}}`).join(', ')}` });
-  } else if (captured) {
-    for (const name of used.params) {
-      if (!captured.includes(name)) issues.push({ path: where, message: `upstream uses {${name}}, which the path does not capture` });
-    }
+  for (const name of used.params) {
+    const why = missingFrom(captures, name);
+    if (why) issues.push({ path: where, message: `upstream uses {${name}}, but ${why}` });
   }
   if (upstream.startsWith('unix:')) {
     const socket = upstream.slice('unix:'.length);
     if (socket.split('/').includes('..')) issues.push({ path: where, message: 'socket paths must not contain ".." segments' });
+  } else if (upstream.startsWith('published:')) {
+    for (const part of upstream.slice('published:'.length).split('/')) {
+      if (!/^(\{[a-z][a-z0-9_]*\}|[A-Za-z0-9][A-Za-z0-9._@+-]*)$/.test(part)) issues.push({ path: where, message: `published:USER/SERVICE: ${JSON.stringify(part)} is neither a name nor one {param}` });
+    }
   } else {
     const port = upstream.slice(upstream.lastIndexOf(':') + 1);
     if (!validPort(port)) issues.push({ path: where, message: `port ${port} is out of range 1..65535` });
   }
 }
 
-function checkSocketOwner(route: Raw, at: (string | number)[], captured: string[] | undefined, issues: ConfigIssue[]): void {
+function checkSocketOwner(route: Raw, at: (string | number)[], captures: Captures, issues: ConfigIssue[]): void {
   const owner = text(route.socketOwner);
   if (owner === undefined) return;
   const where = [...at, 'socketOwner'];
@@ -61,11 +80,22 @@ function checkSocketOwner(route: Raw, at: (string | number)[], captured: string[
   if (upstream !== undefined && !upstream.startsWith('unix:')) {
     issues.push({ path: where, message: 'socketOwner needs a unix: upstream' });
   }
-  if (list(route.protocols ?? ['http']).includes('tcp')) {
-    issues.push({ path: where, message: 'socketOwner names a path parameter, and tcp tunnels have no request path' });
-  } else if (captured && !captured.includes(owner)) {
-    issues.push({ path: where, message: `socketOwner "${owner}" is not a parameter captured by the path` });
+  const why = missingFrom(captures, owner);
+  if (why) issues.push({ path: where, message: `socketOwner "${owner}" must be a captured parameter, but ${why}` });
+}
+
+function checkTunnelTemplateKey(route: Raw, at: (string | number)[], issues: ConfigIssue[]): string[] | undefined {
+  const template = text(route.tunnel);
+  if (template === undefined) return [];
+  if (!list(route.protocols ?? ['http']).includes('tcp')) {
+    issues.push({ path: [...at, 'tunnel'], message: 'tunnel names tcp tunnels; this route does not allow tcp' });
   }
+  const parsed = checkTunnelTemplate(template);
+  if (!parsed.ok) {
+    issues.push({ path: [...at, 'tunnel'], message: parsed.message });
+    return undefined;
+  }
+  return parsed.params;
 }
 
 /** Tunnel settings only mean something where there are tunnels; tcp-only routes are chosen by name. */
@@ -98,12 +128,14 @@ function checkRoute(route: Raw, index: number, issues: ConfigIssue[], externalKe
   if (host !== undefined && host !== '*' && !/^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.?)+$|^\[[0-9a-fA-F:.]+\]$/.test(hostTemplateExample(host))) {
     issues.push({ path: [...at, 'host'], message: `"${host}" is not a host name (no port, no scheme, no path)` });
   }
-  checkUpstream(route, at, captured, issues);
-  checkSocketOwner(route, at, captured, issues);
+  const captures: Captures = { path: captured, tunnel: checkTunnelTemplateKey(route, at, issues), protocols: list(route.protocols ?? ['http']) };
+  checkUpstream(route, at, captures, issues);
+  checkSocketOwner(route, at, captures, issues);
   checkTunnelKeys(route, at, issues);
   const policy = text(route.policy);
   if (policy !== undefined && policy.trim() !== '') {
-    for (const problem of checkPolicy(policy, captured ?? [], externalKeys)) {
+    const params = [...new Set([...(captured ?? []), ...(captures.tunnel ?? [])])];
+    for (const problem of checkPolicy(policy, params, externalKeys)) {
       issues.push({ path: [...at, 'policy'], message: problem.message, lineInValue: problem.line });
     }
   }
@@ -177,6 +209,10 @@ export function routeChecks(data: unknown, configDir: string): ConfigIssue[] {
     if (route) checkRoute(route, index, issues, externalKeys);
   });
   issues.push(...authzChecks(root));
+  const publishPolicy = text(record(root.publish)?.policy);
+  if (publishPolicy !== undefined && publishPolicy.trim() !== '') {
+    for (const problem of checkPolicy(publishPolicy, [], externalKeys)) issues.push({ path: ['publish', 'policy'], message: problem.message, lineInValue: problem.line });
+  }
   checkDuplicateRoutes(routes, issues);
   checkListeners(list(root.listen), configDir, issues);
   return issues;

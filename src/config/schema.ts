@@ -174,9 +174,11 @@ const routeSchema = z
     /** Path prefix, optionally with `{param}` segments, e.g. `/~{user}/{service}/`. */
     path: z.string().startsWith('/', 'paths start with /').default('/'),
     protocols: z.array(protocol).min(1).default(['http']),
-    /** `unix:/path/{param}.sock` or `tcp:host:port`. */
-    upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5})$/, 'expected unix:/path or tcp:host:port'),
-    /** Name of a path parameter holding a user name; the UNIX socket must be owned by that user. */
+    /** `unix:/path/{param}.sock`, `tcp:host:port`, or `published:{user}/{service}` (a service a user publishes with `gatehouse publish`). */
+    upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5}|published:[^/]+\/[^/]+)$/, 'expected unix:/path, tcp:host:port or published:USER/SERVICE'),
+    /** tcp routes: the tunnel name template, e.g. `{service}.{user}` (CONNECT target / tunnel endpoint name); without it the route's name. */
+    tunnel: z.string().regex(/^[A-Za-z0-9_.{}-]+$/, 'tunnel names are letters, digits, _ . - and {param} captures').optional(),
+    /** Name of a path (or tunnel) parameter holding a user name; the UNIX socket must be owned by that user. */
     socketOwner: z.string().regex(paramName).optional(),
     /** Remove the matched prefix before forwarding (default true). */
     stripPrefix: z.boolean().default(true),
@@ -192,6 +194,20 @@ const routeSchema = z
   })
   .strict();
 
+/** `gatehouse publish`: who may publish services (under their token's user name) and how many. */
+const publishSchema = z
+  .object({
+    /** Datalog run for each service a publisher registers; facts: the token's, the certificate's, service(name), source_ip. */
+    policy: z.string().min(1),
+    /** Services one user may have published at once, over all their publishers. */
+    servicesPerUser: z.number().int().positive().max(10_000).default(16),
+    /** Publisher connections one user may hold at once. */
+    publishersPerUser: z.number().int().positive().max(10_000).default(8),
+    /** Streams (requests, tunnels) open at once through one publisher. */
+    streamsPerPublisher: z.number().int().positive().max(100_000).default(1024),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listen: z.array(listenAddress).min(1),
@@ -202,9 +218,12 @@ export const configSchema = z
     metrics: metricsSchema.optional(),
     limits: gatewayLimitsSchema.prefault({}),
     browser: browserSettingsSchema.optional(),
+    /** Absent: nobody may publish (published: routes answer 503). */
+    publish: publishSchema.optional(),
   })
   .strict();
 
+export type PublishConfig = z.infer<typeof publishSchema>;
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;
 export type ListenAddress = z.infer<typeof listenAddress>;

@@ -15,7 +15,8 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { createRejectLimiter } from '../listener/rejectLimiter.ts';
-import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
+import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
+import type { Duplex } from 'node:stream';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
 import { checkRequestShape } from './requestShape.ts';
@@ -29,10 +30,23 @@ export interface HttpForwarderDeps {
   identityLimits: IdentityLimits;
   /** The current config's limits (read per request, like admission). */
   limits: () => GatewayLimits;
+  /** Opens streams to upstreams node:http cannot dial itself (published services). */
+  upstreams: UpstreamOpener;
 }
 
-export function proxyTarget(upstream: UpstreamTarget): { socketPath: string; host: string } | { host: string; port: number } {
-  return upstream.kind === 'unix' ? { socketPath: upstream.path, host: 'localhost' } : { host: upstream.host, port: upstream.port };
+/** How long a stream-only upstream may take to open (the publisher connecting to its local service). */
+const STREAM_OPEN_TIMEOUT_MS = 10_000;
+
+/** Hands node:http one already-open stream for one request: no pooling, the stream ends with the response. */
+class OneStreamAgent extends Agent {
+  readonly #stream: Duplex;
+  constructor(stream: Duplex) {
+    super({ keepAlive: false });
+    this.#stream = stream;
+  }
+  override createConnection(): Duplex {
+    return this.#stream;
+  }
 }
 
 /** What the response side needs to know about a request on its way through. */
@@ -41,7 +55,7 @@ interface InFlight {
   bytesOut: number;
   truncated: boolean;
   /** The upstream answered something the gateway could not pass on. */
-  upstreamFault?: string;
+  upstreamFault?: { status: number; reason: string };
   /** Set when the route stripped a prefix: Location and cookie paths go back under it. */
   prefix?: PrefixRewrite;
 }
@@ -74,7 +88,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, downstreamResponseHeaders(proxyRes.rawHeaders, { ...(flight?.prefix && { prefix: flight.prefix }) }));
     } catch (err) {
       // Whatever an upstream answers must never throw out of this handler (that would end the process).
-      if (flight) flight.upstreamFault = `unusable response head: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+      if (flight) flight.upstreamFault = { status: 502, reason: `unusable response head: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
       proxyRes.destroy();
       return void refuse(res, 502, 'upstream unavailable');
     }
@@ -150,6 +164,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       const broken = conn.brokenBy ?? { status: 499, reason: 'client closed during admission' };
       return finish({ decision: conn.brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: route.config.name, path: admission.path, token });
     }
+    const address = socketAddress(upstream);
     // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
     if (shape.expectsContinue) res.writeContinue();
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
@@ -157,12 +172,28 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     if (admission.strippedPrefix !== undefined) flight.prefix = { prefix: admission.strippedPrefix, ...(req.headers.host !== undefined && { host: req.headers.host }) };
     flights.set(req, flight);
     req.url = admission.upstreamTarget;
+    let agent: OneStreamAgent | undefined;
+    if (!address) {
+      // Reached only through a stream (a published service): opened before the body starts to flow, so no
+      // byte is read before there is somewhere to send it, and "not published" is a 503 of its own.
+      const opened = await deps.upstreams.open(upstream, STREAM_OPEN_TIMEOUT_MS);
+      const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), path: admission.path, token };
+      if (!opened.ok) {
+        refuse(res, opened.status, opened.clientReason);
+        return finish({ decision: 'allow', ...where, status: opened.status, reason: `upstream error: ${opened.reason}`, bytesIn: 0, bytesOut: 0 });
+      }
+      if (res.destroyed) {
+        opened.stream.destroy();
+        return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while the upstream stream opened; not forwarded' });
+      }
+      agent = new OneStreamAgent(opened.stream);
+    }
     let bytesIn = 0;
     const body = new PassThrough();
     body.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
     req.pipe(body);
 
-    let upstreamError: string | undefined;
+    let upstreamError: { status: number; reason: string } | undefined;
     res.once('close', () => {
       upstreamError ??= flight.upstreamFault;
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
@@ -173,13 +204,14 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         decision: 'allow',
         route: route.config.name,
         upstream: upstream.label,
+        ...(upstream.via !== undefined && { publisher: upstream.via }),
         path: admission.path,
         token,
-        status: broken ? broken.status : upstreamError ? 502 : res.statusCode,
+        status: broken ? broken.status : upstreamError ? upstreamError.status : res.statusCode,
         reason: broken
           ? `${broken.reason}; not completed`
           : upstreamError
-            ? `upstream error: ${upstreamError}`
+            ? `upstream error: ${upstreamError.reason}`
             : flight.truncated
               ? 'upstream closed before the response was complete'
               : res.writableFinished
@@ -189,8 +221,8 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         bytesOut: flight.bytesOut,
       });
     });
-    proxy.web(req, res, { target: proxyTarget(upstream) as never, buffer: body }, (err: Error) => {
-      upstreamError = (err as NodeJS.ErrnoException).code ?? err.message;
+    proxy.web(req, res, { target: (address ?? { host: 'localhost', port: 80 }) as never, buffer: body, ...(agent && { agent }) }, (err: Error) => {
+      upstreamError = { status: 502, reason: (err as NodeJS.ErrnoException).code ?? err.message };
       refuse(res, 502, 'upstream unavailable');
     });
   }

@@ -7,7 +7,6 @@ import { WebSocketServer } from 'ws';
 import { auditClient } from '../audit/auditRecord.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
-import { openUpstream } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
 import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelMessageStream } from './tunnelMessageStream.ts';
@@ -71,14 +70,14 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       ['proxy-authorization', 'authorization'],
     );
     if (!tunnel) return;
-    const upstream = await openUpstream(tunnel.admission.upstream, tunnel.connectTimeoutMs);
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, 502, 'upstream unavailable');
+    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     if (socket.destroyed) {
-      upstream.socket.destroy();
+      upstream.stream.destroy();
       return tunnel.fail('client closed before the tunnel opened');
     }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    tunnel.run({ client: socket, upstream: upstream.socket, clientHead: head }, 200);
+    tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head }, 200);
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -103,14 +102,14 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       ['authorization'],
     );
     if (!tunnel) return;
-    const upstream = await openUpstream(tunnel.admission.upstream, tunnel.connectTimeoutMs);
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, 502, 'upstream unavailable');
+    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     // ws answers a handshake it dislikes itself and never calls back: then the socket closes, and so must the upstream.
     let upgraded = false;
     const abandon = () => {
       if (upgraded) return;
       upgraded = true;
-      upstream.socket.destroy();
+      upstream.stream.destroy();
       tunnel.fail('client closed before the tunnel opened');
     };
     if (socket.destroyed) return abandon();
@@ -119,7 +118,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       if (upgraded) return void ws.terminate();
       upgraded = true;
       socket.removeListener('close', abandon);
-      tunnel.run({ client: new TunnelMessageStream(ws), upstream: upstream.socket }, 101);
+      tunnel.run({ client: new TunnelMessageStream(ws), upstream: upstream.stream }, 101);
     });
   }
 

@@ -14,6 +14,7 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import { createRejectLimiter } from '../listener/rejectLimiter.ts';
+import type { UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuseSocket } from './refusals.ts';
@@ -30,6 +31,8 @@ export interface TunnelDeps {
   identityLimits: IdentityLimits;
   /** The current config's limits. */
   limits: () => GatewayLimits;
+  /** Opens a stream to any kind of upstream (socket, address, published service). */
+  upstreams: UpstreamOpener;
 }
 
 /** The tunnels that are carrying bytes right now, so shutdown can end them with a close record. */
@@ -171,7 +174,7 @@ export async function admitTunnel(
   // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
   const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
   if (!slot.ok) return denyLimited(slot.retryAfterSeconds, slot.reason, `tunnels:${admission.decision.user}`, { route: route.config.name, token });
-  const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, token, ...(admission.path !== undefined && { path: admission.path }) };
+  const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
   deps.audit.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: elapsed(), detail: { transport } });
   const opened = performance.now();
   const close = (extra: Partial<AuditRecord>) => {

@@ -1,9 +1,7 @@
 // WebSocket upgrades on HTTP routes that allow `websocket`: admitted like HTTP (protocol "websocket"),
 // the upgrade is replayed to the upstream with the verified identity headers, then bytes are spliced.
 import { request, type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { openUpstream } from '../upstream/openUpstream.ts';
 import type { Side } from './byteSplice.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { watchForCloseFrame } from './websocketFrames.ts';
@@ -53,7 +51,7 @@ function passRefusalBack(res: IncomingMessage, socket: Duplex, done: () => void)
 }
 
 /** Replays the (already rewritten) upgrade request on `upstreamSocket` and splices on 101. */
-function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Duplex, head: Buffer, upstreamSocket: Socket, headers: Record<string, string | string[]>): void {
+function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Duplex, head: Buffer, upstreamSocket: Duplex, headers: Record<string, string | string[]>): void {
   let settled = false;
   const settle = () => {
     const first = !settled;
@@ -129,13 +127,13 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
     const { route, decision } = admission;
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
     const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });
-    const upstream = await openUpstream(admission.upstream, tunnel.connectTimeoutMs);
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, 502, 'upstream unavailable');
+    const upstream = await deps.upstreams.open(admission.upstream, tunnel.connectTimeoutMs);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     if (socket.destroyed) {
-      upstream.socket.destroy();
+      upstream.stream.destroy();
       return tunnel.fail('client closed before the tunnel opened');
     }
-    replayUpgrade(tunnel, req, socket, head, upstream.socket, headers);
+    replayUpgrade(tunnel, req, socket, head, upstream.stream, headers);
   }
 
   return { handle };

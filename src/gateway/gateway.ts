@@ -21,6 +21,9 @@ import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSess
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 import { createPortal, isPortalPath } from '../portal/portalHandler.ts';
 import { createRootKeySource } from '../portal/rootKeySource.ts';
+import { createPublishEndpoint, isPublishEndpoint } from '../forward/publishEndpoint.ts';
+import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
+import { createPublishedServices } from '../upstream/publishedServices.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -35,7 +38,7 @@ export interface Gateway {
   close(graceMs?: number): Promise<void>;
 }
 
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean; workers(): number }> {
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry, upstreams: UpstreamOpener): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean; workers(): number }> {
   // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
   let authorizer: ReloadableRequestAuthorizer | undefined;
   const onRevocationReload = (result: ReloadResult) => {
@@ -51,6 +54,7 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
   return {
     routes: new RouteTable(config.routes, config.authz.limits),
     authorizer: ready,
+    upstreams,
     close: () => ready.close(),
     workers: () => ready.stats().workers.length,
     reloadRevocations: () => ready.reloadRevocations(),
@@ -73,7 +77,11 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const audit = auditWithMetrics(auditLog, metrics);
   // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown or a revocation ends them.
   const tunnels = createTunnelRegistry();
-  let admission = await admissionFor(config, audit, metrics, tunnels);
+  // Services published by `gatehouse publish` outlive reloads; every forwarder reaches them through `upstreams`.
+  const published = createPublishedServices(() => config.publish);
+  published.registerMetrics(metrics.registry);
+  const upstreams = createUpstreamOpener(published);
+  let admission = await admissionFor(config, audit, metrics, tunnels, upstreams);
   let metricsServer: MetricsServer | undefined;
   // Set once the listeners are open: until then /readyz says not ready.
   let readiness: (() => ReadinessChecks) | undefined;
@@ -87,17 +95,20 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
   const limits = () => config.limits;
   const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
-  const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits });
-  const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits };
+  const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits, upstreams });
+  const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits, upstreams };
+  const publish = createPublishEndpoint({ admission: () => admission, audit, tunnels, identityLimits, config: () => config, published });
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
   const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser });
   const handlers = {
-    // The tunnel endpoint's path and the gateway's pages are reserved: checked before any route sees the request.
-    request: (req: IncomingMessage, res: ServerResponse) => (isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : isPortalPath(req.url) ? portal.handle(req, res) : http.handle(req, res)),
-    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => (isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : websocket.handle(req, socket, head)),
+    // The tunnel and publish endpoints and the gateway's pages are reserved: checked before any route sees the request.
+    request: (req: IncomingMessage, res: ServerResponse) =>
+      isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : isPublishEndpoint(req.url) ? publish.handleRequest(req, res) : isPortalPath(req.url) ? portal.handle(req, res) : http.handle(req, res),
+    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : isPublishEndpoint(req.url) ? publish.handleUpgrade(req, socket) : websocket.handle(req, socket, head),
     connect: tcp.handleConnect,
   };
   const listeners: BoundListener[] = [];
@@ -130,7 +141,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
     audit,
     async reload(next, nextSource) {
       try {
-        const nextAdmission = await admissionFor(next, audit, metrics, tunnels);
+        const nextAdmission = await admissionFor(next, audit, metrics, tunnels, upstreams);
         try {
           await material.reload(next.tls);
           await rootKey.load(next.authz.rootKey);

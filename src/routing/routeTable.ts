@@ -22,11 +22,15 @@ export interface CompiledRoute {
   /** Set instead of `host` when the route's host captures parameters. */
   hostTemplate?: HostTemplate;
   matchers: SegmentMatcher[];
+  /** The tunnel name template (`tunnel:`) compiled, when the route has one. */
+  tunnel: SegmentMatcher | undefined;
   /** Higher wins: literal segments count more than captures, deeper more than shallower. */
   specificity: number;
   /** Authorizer run limits: the route's own, else the gateway's. */
   limits: RunLimits;
 }
+
+export type TunnelMatch = { ok: true; route: CompiledRoute; params: Record<string, string> } | { ok: false; status: 400 | 404; reason: string };
 
 export type RouteMatch =
   | { ok: true; route: CompiledRoute; params: Record<string, string>; rest: string[] }
@@ -53,17 +57,23 @@ export function compileRoute(config: RouteConfig, defaults: RunLimits): Compiled
   const specificity = matchers.reduce((n, m) => n + (m.literal !== undefined ? 3 : 2), 0) * 2 +
     (config.host && config.host !== '*' ? 1 : 0);
   const host = config.host && config.host !== '*' ? config.host.toLowerCase() : undefined;
-  if (host !== undefined && isHostTemplate(host)) return { config, host: undefined, hostTemplate: compileHostTemplate(host), matchers, specificity, limits: { ...defaults, ...config.limits } };
-  return { config, host, matchers, specificity, limits: { ...defaults, ...config.limits } };
+  const tunnel = config.tunnel === undefined ? undefined : compileSegment(config.tunnel);
+  if (host !== undefined && isHostTemplate(host)) return { config, host: undefined, hostTemplate: compileHostTemplate(host), matchers, tunnel, specificity, limits: { ...defaults, ...config.limits } };
+  return { config, host, matchers, tunnel, specificity, limits: { ...defaults, ...config.limits } };
 }
 
 export class RouteTable {
   readonly #routes: CompiledRoute[];
   readonly #byName = new Map<string, CompiledRoute>();
+  /** Routes with a tunnel template, most literal first: the first match wins. */
+  readonly #inOrder: CompiledRoute[];
 
   constructor(routes: readonly RouteConfig[], defaultLimits: RunLimits) {
     this.#routes = routes.map((r) => compileRoute(r, defaultLimits)).sort((a, b) => b.specificity - a.specificity);
     for (const r of this.#routes) this.#byName.set(r.config.name, r);
+    // The template with the most literal text wins (`{service}.{user}.local` before `{service}.{user}`), then config order.
+    const literal = (r: CompiledRoute) => (r.config.tunnel ?? '').replace(/\{[^}]*\}/g, '').length;
+    this.#inOrder = this.#routes.filter((r) => r.tunnel).sort((a, b) => literal(b) - literal(a) || routes.indexOf(a.config) - routes.indexOf(b.config));
   }
 
   /** Every route, most specific first (for the portal's list of what a user can open). */
@@ -74,6 +84,23 @@ export class RouteTable {
   /** Tunnel routes are addressed by name (CONNECT target or tunnel endpoint), not by path. */
   byName(name: string): CompiledRoute | undefined {
     return this.#byName.get(name);
+  }
+
+  /**
+   * The route a tunnel name (CONNECT target, tunnel endpoint name) reaches: a route of that name without
+   * a `tunnel:` template, else the most specific route whose template matches, with its captures.
+   */
+  tunnel(name: string, protocol: Protocol): TunnelMatch {
+    const named = this.#byName.get(name);
+    if (named && named.tunnel === undefined && named.config.protocols.includes(protocol)) return { ok: true, route: named, params: {} };
+    for (const route of this.#inOrder) {
+      if (!route.tunnel || !route.config.protocols.includes(protocol)) continue;
+      const params = matchSegment(route.tunnel, name);
+      if (!params) continue;
+      const bad = badParam(route, params);
+      return bad ?? { ok: true, route, params };
+    }
+    return { ok: false, status: 404, reason: `no ${protocol} route named ${JSON.stringify(name)}` };
   }
 
   /** Matches an HTTP request. `host` is the Host header; `segments` come from normalizeTarget. */
@@ -102,15 +129,30 @@ export class RouteTable {
         m.names.forEach((name, j) => (params[name] = found[j + 1] as string));
       }
       if (!matched) continue;
-      for (const [name, value] of Object.entries(params)) {
-        if (!PARAM_VALUE.test(value)) {
-          return { ok: false, status: 400, reason: `route ${route.config.name}: parameter ${name}=${JSON.stringify(value)} has characters outside [A-Za-z0-9._@+-] or starts with a dot` };
-        }
-      }
+      const bad = badParam(route, params);
+      if (bad) return bad;
       return { ok: true, route, params, rest: segments.slice(route.matchers.length) };
     }
     return { ok: false, status: 404, reason: `no ${protocol} route for host ${JSON.stringify(host ?? '')} and path /${segments.join('/')}` };
   }
+}
+
+function matchSegment(m: SegmentMatcher, text: string): Record<string, string> | undefined {
+  if (m.literal !== undefined) return m.literal === text ? {} : undefined;
+  const found = m.pattern?.exec(text);
+  if (!found) return undefined;
+  const params: Record<string, string> = {};
+  m.names.forEach((name, j) => (params[name] = found[j + 1] as string));
+  return params;
+}
+
+function badParam(route: CompiledRoute, params: Record<string, string>): { ok: false; status: 400; reason: string } | undefined {
+  for (const [name, value] of Object.entries(params)) {
+    if (!PARAM_VALUE.test(value)) {
+      return { ok: false, status: 400, reason: `route ${route.config.name}: parameter ${name}=${JSON.stringify(value)} has characters outside [A-Za-z0-9._@+-] or starts with a dot` };
+    }
+  }
+  return undefined;
 }
 
 /** Host header without port, lowercased; IPv6 literals keep their brackets. */

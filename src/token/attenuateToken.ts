@@ -25,7 +25,7 @@ export interface AttenuateOptions extends Omit<Restrictions, 'delegationKey' | '
 export function attenuateToken(options: AttenuateOptions): TokenResult<string> {
   const { token: text, publicKey, delegationPrivateKey, now, ...restrictions } = options;
   if (!hasRestriction(restrictions)) {
-    return fail('invalid-input', 'nothing to attenuate: give at least one of a TTL, routes, methods, a path prefix or a client binding');
+    return fail('invalid-input', 'nothing to attenuate: give at least one of a TTL, routes, methods, a path prefix, services to publish or a client binding');
   }
   const delegating = delegationPrivateKey !== undefined;
   if (delegating && restrictions.clientFingerprint === undefined && restrictions.clientCn === undefined) {

@@ -24,6 +24,12 @@ export function validRoute(name: string): TokenResult<string> {
   return fail('invalid-input', `invalid route name ${JSON.stringify(name)}: route names are letters, digits, _ . - (at most 128)`);
 }
 
+/** A published service name (`gatehouse publish NAME=...`): lower case letters, digits, _ and -. */
+export function validService(name: string): TokenResult<string> {
+  if (/^[a-z0-9][a-z0-9_-]{0,62}$/.test(name)) return ok(name);
+  return fail('invalid-input', `invalid service name ${JSON.stringify(name)}: use lower case letters, digits, _ and - (at most 63)`);
+}
+
 /** HTTP methods are compared upper-case, as the gateway supplies them. */
 export function validMethod(name: string): TokenResult<string> {
   if (methodName.test(name)) return ok(name.toUpperCase());

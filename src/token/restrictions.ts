@@ -13,6 +13,7 @@ import {
   validMethod,
   validPathPrefix,
   validRoute,
+  validService,
 } from './names.ts';
 import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
 
@@ -25,6 +26,8 @@ export interface Restrictions {
   methods?: string[];
   /** Request path prefix; end it with `/` to mean a folder. */
   pathPrefix?: string;
+  /** Only publishing (`gatehouse publish`) of these services: `check if service($s)`, so no request passes. */
+  publishServices?: string[];
   /** `sha256:<hex>` of the client certificate the token is bound to. */
   clientFingerprint?: string;
   /** Common name of the client certificate the token is bound to. */
@@ -53,6 +56,7 @@ export function hasRestriction(r: Restrictions): boolean {
     r.routes !== undefined ||
     r.methods !== undefined ||
     r.pathPrefix !== undefined ||
+    r.publishServices !== undefined ||
     r.clientFingerprint !== undefined ||
     r.clientCn !== undefined
   );
@@ -87,6 +91,12 @@ export function restrictionChecks(r: Restrictions, now: Date): TokenResult<Param
     if (!prefix.ok) return passOn(prefix);
     lines.push('check if path($path), $path.starts_with({path_prefix});');
     parameters.path_prefix = prefix.value;
+  }
+  if (r.publishServices !== undefined) {
+    const services = validList('service', r.publishServices, validService);
+    if (!services.ok) return passOn(services);
+    lines.push('check if service($service), {services}.contains($service);');
+    parameters.services = new Set(services.value);
   }
   const scope: Record<string, string> = {};
   let delegable = '';

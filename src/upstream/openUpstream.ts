@@ -1,11 +1,47 @@
-// Opens a byte stream to a resolved upstream (UNIX socket or TCP) within a deadline, for tunnels and
-// WebSocket proxying: the socket is half-open capable, so either direction can finish on its own.
-import { connect, type Socket } from 'node:net';
+// Opens a byte stream to a resolved upstream within a deadline, whatever its kind: a UNIX socket, a TCP
+// address, or a published service (a stream over the publisher's connection). Every forwarder uses this.
+import { connect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 
-export type UpstreamConnection = { ok: true; socket: Socket } | { ok: false; reason: string };
+/** A refusal carries the status and words the client gets (502 for the network, 503 when not published). */
+export type UpstreamConnection = { ok: true; stream: Duplex } | { ok: false; reason: string; status: number; clientReason: string };
 
-export function openUpstream(target: UpstreamTarget, timeoutMs: number): Promise<UpstreamConnection> {
+/** What an authorization policy may know about an upstream before it is opened (facts), and the target pinned to it. */
+export interface UpstreamInspection {
+  target: UpstreamTarget;
+  publisherFingerprint?: string;
+  /** Set when the upstream cannot be reached at all; told only to an authorized caller. */
+  unavailable?: { status: number; clientReason: string; reason: string };
+}
+
+/** Published services: found by user and service, reached by a stream over their publisher's connection. */
+export interface StreamUpstreams {
+  inspect(target: Extract<UpstreamTarget, { kind: 'published' }>): UpstreamInspection;
+  open(target: Extract<UpstreamTarget, { kind: 'published' }>, timeoutMs: number): Promise<UpstreamConnection>;
+}
+
+export interface UpstreamOpener {
+  inspect(target: UpstreamTarget): UpstreamInspection;
+  open(target: UpstreamTarget, timeoutMs: number): Promise<UpstreamConnection>;
+}
+
+/** Where node:http can connect (and pool connections) by itself; undefined for stream-only upstreams. */
+export function socketAddress(target: UpstreamTarget): { socketPath: string; host: string } | { host: string; port: number } | undefined {
+  if (target.kind === 'unix') return { socketPath: target.path, host: 'localhost' };
+  if (target.kind === 'tcp') return { host: target.host, port: target.port };
+  return undefined;
+}
+
+export function createUpstreamOpener(published: StreamUpstreams): UpstreamOpener {
+  return {
+    inspect: (target) => (target.kind === 'published' ? published.inspect(target) : { target }),
+    open: (target, timeoutMs) => (target.kind === 'published' ? published.open(target, timeoutMs) : openSocket(target, timeoutMs)),
+  };
+}
+
+/** The socket is half-open capable, so either direction can finish on its own. */
+export function openSocket(target: Exclude<UpstreamTarget, { kind: 'published' }>, timeoutMs: number): Promise<UpstreamConnection> {
   return new Promise((resolve) => {
     const socket =
       target.kind === 'unix'
@@ -14,7 +50,7 @@ export function openUpstream(target: UpstreamTarget, timeoutMs: number): Promise
     const fail = (reason: string) => {
       clearTimeout(timer);
       socket.destroy();
-      resolve({ ok: false, reason });
+      resolve({ ok: false, reason, status: 502, clientReason: 'upstream unavailable' });
     };
     const timer = setTimeout(() => fail(`connect timed out after ${timeoutMs} ms`), timeoutMs);
     const onError = (err: NodeJS.ErrnoException) => fail(err.code ?? err.message);
@@ -24,7 +60,7 @@ export function openUpstream(target: UpstreamTarget, timeoutMs: number): Promise
       socket.removeListener('error', onError);
       // Whoever takes the socket adds its own listener; until then an error must not crash the process.
       socket.on('error', () => {});
-      resolve({ ok: true, socket });
+      resolve({ ok: true, stream: socket });
     });
   });
 }

@@ -1,13 +1,18 @@
-// Resolves a route's upstream (`unix:/path/{param}.sock` or `tcp:host:port`) for one request and,
+// Resolves a route's upstream (`unix:/path/{param}.sock`, `tcp:host:port`, `published:{user}/{service}`) for one request and,
 // where the route asks for it, proves the UNIX socket belongs to the user the path names.
 import { execFile } from 'node:child_process';
 import { lstat, realpath } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LRUCache } from 'lru-cache';
 
+/**
+ * Where a request goes. `via` names the connection it is reached through when that is not the gateway's
+ * own (the publisher's connection id, for a published service), for the audit record.
+ */
 export type UpstreamTarget =
-  | { kind: 'unix'; path: string; label: string }
-  | { kind: 'tcp'; host: string; port: number; label: string };
+  | { kind: 'unix'; path: string; label: string; via?: string }
+  | { kind: 'tcp'; host: string; port: number; label: string; via?: string }
+  | { kind: 'published'; user: string; service: string; label: string; via?: string };
 
 export type UpstreamCheck = { ok: true; target: UpstreamTarget } | { ok: false; reason: string };
 
@@ -24,6 +29,11 @@ export function resolveUpstream(template: string, params: Record<string, string>
     const path = filled.slice(5);
     if (path.split('/').some((s) => s === '..' || s === '.')) return { ok: false, reason: `upstream path ${path} has dot segments` };
     return { ok: true, target: { kind: 'unix', path, label: filled } };
+  }
+  if (filled.startsWith('published:')) {
+    const [user, service, extra] = filled.slice('published:'.length).split('/');
+    if (!user || !service || extra !== undefined) return { ok: false, reason: `upstream ${filled} is not published:USER/SERVICE` };
+    return { ok: true, target: { kind: 'published', user, service, label: filled } };
   }
   const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(filled);
   if (!m) return { ok: false, reason: `unrecognized upstream ${filled}` };

@@ -1,0 +1,17 @@
+// The options every client command (`tunnel`, `publish`) takes to reach the gateway, defined once so the
+// two stay the same: flags, then environment, then client.yaml (see src/client/clientSettings.ts).
+import type { Command } from 'commander';
+
+export function addGatewayOptions(command: Command): Command {
+  return command
+    .option('--gateway <url>', 'gateway address, https://HOST[:PORT] (env GATEHOUSE_GATEWAY)')
+    .option('--cert <file>', 'client certificate, PEM (env GATEHOUSE_CERT)')
+    .option('--key <file>', 'client private key, PEM (env GATEHOUSE_KEY)')
+    .option('--ca <file>', 'CA that signed the gateway certificate (env GATEHOUSE_CA; default: system CAs)')
+    .option('--token-file <file>', 'file holding the token (env GATEHOUSE_TOKEN_FILE; default ~/.config/gatehouse/token)')
+    .option('--config <file>', 'client config file (default ~/.config/gatehouse/client.yaml)');
+}
+
+export const SETTINGS_HELP = `Settings come from flags, then environment, then the config file (YAML keys: gateway, cert, key,
+ca, tokenFile, transport; relative paths are relative to the file). The token is read from a file
+(or GATEHOUSE_TOKEN), never from the command line, where other users could see it.`;

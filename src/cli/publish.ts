@@ -1,0 +1,77 @@
+// `gatehouse publish NAME=TARGET ...`: run next to a service (login shell, systemd --user, a batch job);
+// dials out to the gateway and publishes the service under the token's user until stopped.
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
+import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
+import { endpointOf } from '../client/gatewayEndpoint.ts';
+import { parsePublishSpec, type PublishSpec } from '../client/publishSpec.ts';
+import { runPublisher } from '../client/publisher.ts';
+import { EXIT } from '../client/tunnelFailure.ts';
+
+interface PublishCommandOptions extends TunnelFlags {
+  verbose?: boolean;
+}
+
+const say = (line: string) => process.stderr.write(`gatehouse publish: ${line}\n`);
+
+function usageError(errors: string[]): never {
+  for (const e of errors) say(`error: ${e}`);
+  process.exit(EXIT.usage);
+}
+
+export function registerPublish(program: Command): void {
+  const command = program
+    .command('publish')
+    .description('publish local services (UNIX sockets or loopback ports) through the gateway under your own name')
+    .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT')
+    .option('-v, --verbose', 'log every stream: open, close, bytes each way');
+  addGatewayOptions(command)
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
+    .addHelpText(
+      'after',
+      `
+${SETTINGS_HELP}
+
+The services are published under the user named in your token, never under a name you choose:
+alice's "jupyter" is reached as /~alice/jupyter/ or with "gatehouse tunnel -L 8888:jupyter.alice"
+(as the gateway's routes say). The gateway can only ask for the services named here; the publisher
+connects to nothing else. It reconnects after a gateway restart or a network loss.
+
+Examples:
+  gatehouse publish jupyter=unix:~/.gatehouse/jupyter.sock
+  gatehouse publish api=127.0.0.1:8000 db=unix:/run/user/1000/db.sock
+
+Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gateway (400/401/403).`,
+    )
+    .action(async (args: string[], opts: PublishCommandOptions) => {
+      const specs: PublishSpec[] = [];
+      const errors: string[] = [];
+      for (const text of args) {
+        const parsed = parsePublishSpec(text, process.env.HOME);
+        if (parsed.ok) specs.push(parsed.spec);
+        else errors.push(parsed.error);
+      }
+      const names = specs.map((s) => s.service);
+      if (new Set(names).size !== names.length) errors.push('a service name is given twice');
+      const settings = resolveClientSettings(opts);
+      if (!settings.ok) errors.push(...settings.errors);
+      if (errors.length > 0 || !settings.ok) usageError(errors);
+      for (const w of settings.warnings) say(w);
+      for (const spec of specs) {
+        if (spec.target.kind === 'unix' && !existsSync(spec.target.path)) say(`warning: ${spec.target.path} does not exist yet; streams for ${spec.service} fail until the service listens there`);
+      }
+      const publisher = runPublisher({ endpoint: endpointOf(settings.settings), specs, say, verbose: opts.verbose === true });
+      let signals = 0;
+      const stop = (signal: NodeJS.Signals) => {
+        signals += 1;
+        if (signals > 1) process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+        say(`${signal}: withdrawing the services`);
+        publisher.stop();
+        setTimeout(() => process.exit(EXIT.ok), 2_000).unref();
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+      process.exit(await publisher.done);
+    });
+}

@@ -1,0 +1,47 @@
+// Parses `gatehouse publish` arguments, NAME=TARGET: the service name and what the publisher may connect
+// to for it (a UNIX socket path, or a loopback port). Nothing else can ever be a target.
+import { isIP } from 'node:net';
+import { expandPath } from './clientConfigFile.ts';
+import { isLoopback } from './forwardSpec.ts';
+import { serviceNameProblem } from '../upstream/publishProtocol.ts';
+
+export type PublishTarget = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+export interface PublishSpec {
+  service: string;
+  target: PublishTarget;
+}
+
+export type PublishSpecResult = { ok: true; spec: PublishSpec } | { ok: false; error: string };
+
+const usage = 'expected NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT';
+
+/** `jupyter=unix:~/.gatehouse/jupyter.sock`, `api=127.0.0.1:8000`, `api=8000`, `api=[::1]:8000`. */
+export function parsePublishSpec(text: string, home?: string): PublishSpecResult {
+  const bad = (why: string): PublishSpecResult => ({ ok: false, error: `${JSON.stringify(text)}: ${why}` });
+  const eq = text.indexOf('=');
+  if (eq <= 0) return bad(usage);
+  const service = text.slice(0, eq);
+  const problem = serviceNameProblem(service);
+  if (problem) return bad(problem);
+  const target = text.slice(eq + 1);
+  if (target.startsWith('unix:')) {
+    const path = expandPath(target.slice('unix:'.length), home);
+    if (path.length === 0) return bad(`empty socket path; ${usage}`);
+    if (path.includes('\0')) return bad('socket path contains a NUL byte');
+    if (Buffer.byteLength(path) > 107) return bad(`socket path is ${Buffer.byteLength(path)} bytes; UNIX socket paths are limited to 107`);
+    return { ok: true, spec: { service, target: { kind: 'unix', path } } };
+  }
+  const m = /^(?:tcp:)?(?:(\[[^\]]*\]|[^:[\]]+):)?(\d{1,5})$/.exec(target);
+  if (!m) return bad(usage);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return bad(`port ${port} is out of range (1-65535)`);
+  const host = (m[1] ?? '127.0.0.1').replace(/^\[|\]$/g, '');
+  if (m[1]?.startsWith('[') && isIP(host) !== 6) return bad(`${m[1]} is not an IPv6 address`);
+  // Only this machine: a publisher must not become a way into the network it runs in.
+  if (!isLoopback(host)) return bad(`${host} is not a loopback address; a publisher reaches only this machine (127.0.0.0/8, ::1, localhost) or a UNIX socket`);
+  return { ok: true, spec: { service, target: { kind: 'tcp', host, port } } };
+}
+
+export function targetLabel(target: PublishTarget): string {
+  return target.kind === 'unix' ? `unix:${target.path}` : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+}

@@ -1,0 +1,104 @@
+// The publisher's side of each user stream: the gateway opens an HTTP/2 CONNECT stream naming a service;
+// the publisher connects to that service's target (the one the user named, nothing else) and carries bytes.
+import { constants as h2, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { connect, type Socket } from 'node:net';
+import { STREAM_ERROR_HEADER } from '../upstream/publishProtocol.ts';
+import type { PublishSpec } from './publishSpec.ts';
+
+const LOCAL_CONNECT_TIMEOUT_MS = 10_000;
+
+export interface StreamObserver {
+  opened?(service: string): void;
+  closed?(service: string, summary: string): void;
+  refused?(service: string, reason: string): void;
+}
+
+function refuse(stream: ServerHttp2Stream, status: number, reason: string): void {
+  if (stream.destroyed || stream.headersSent) return void stream.destroy();
+  stream.respond({ [h2.HTTP2_HEADER_STATUS]: status, [STREAM_ERROR_HEADER]: reason.replace(/[^\x20-\x7e]/g, '?') }, { endStream: true });
+}
+
+function openLocal(spec: PublishSpec): Socket {
+  const { target } = spec;
+  return target.kind === 'unix' ? connect({ path: target.path, allowHalfOpen: true }) : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+}
+
+/** Bytes both ways with half-close and backpressure (pipe pauses a reader whose writer is full). */
+function carry(stream: ServerHttp2Stream, local: Socket, done: (reason: string) => void): void {
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let reason: string | undefined;
+  stream.on('data', (c: Buffer) => (bytesIn += c.length));
+  local.on('data', (c: Buffer) => (bytesOut += c.length));
+  stream.pipe(local);
+  local.pipe(stream);
+  local.on('error', (err: NodeJS.ErrnoException) => {
+    reason ??= `service error: ${err.code ?? err.message}`;
+    if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+  });
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    reason ??= `stream error: ${err.code ?? err.message}`;
+    local.destroy();
+  });
+  // A stream reset by the gateway (the user left, shutdown) ends the local connection too.
+  // A reset (the user left) must stop the local side at once: with writes still queued behind flow control,
+  // Node would otherwise keep the stream half-alive while pipe() reads the service into the void.
+  stream.once('aborted', () => {
+    reason ??= 'gateway reset the stream';
+    local.destroy();
+    stream.destroy();
+  });
+  stream.on('close', () => {
+    if (stream.rstCode !== h2.NGHTTP2_NO_ERROR) {
+      reason ??= `gateway reset the stream (${stream.rstCode})`;
+      local.destroy();
+    } else if (!local.destroyed && local.writableFinished && local.readableEnded) local.destroy();
+    maybeDone();
+  });
+  local.on('close', () => {
+    if (!stream.destroyed && !local.readableEnded) stream.close(h2.NGHTTP2_CANCEL);
+    maybeDone();
+  });
+  let finished = false;
+  const maybeDone = () => {
+    if (finished || !stream.closed || !local.destroyed) return;
+    finished = true;
+    done(`${reason ?? 'closed'}; ${bytesIn} bytes in, ${bytesOut} out`);
+  };
+}
+
+/** Serves the gateway's streams on `session` to the targets of `specs` (by service name). */
+export function serveStreams(session: ServerHttp2Session, specs: readonly PublishSpec[], observer: StreamObserver = {}): void {
+  const byService = new Map(specs.map((s) => [s.service, s]));
+  session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    stream.on('error', () => {});
+    const service = String(headers[h2.HTTP2_HEADER_AUTHORITY] ?? '');
+    if (headers[h2.HTTP2_HEADER_METHOD] !== 'CONNECT') return refuse(stream, 405, 'expected CONNECT');
+    const spec = byService.get(service);
+    // The gateway names a service; the target is only ever the one this user gave for it.
+    if (!spec) {
+      observer.refused?.(service, 'not published here');
+      return refuse(stream, 404, `${service} is not published by this publisher`);
+    }
+    const local = openLocal(spec);
+    const timer = setTimeout(() => local.destroy(new Error(`no connection within ${LOCAL_CONNECT_TIMEOUT_MS} ms`)), LOCAL_CONNECT_TIMEOUT_MS);
+    const onError = (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const why = `${service}: ${err.code ?? err.message}`;
+      observer.refused?.(service, why);
+      refuse(stream, 502, why);
+    };
+    local.once('error', onError);
+    stream.once('close', () => {
+      if (local.connecting) local.destroy();
+    });
+    local.once('connect', () => {
+      clearTimeout(timer);
+      local.off('error', onError);
+      if (stream.destroyed) return void local.destroy();
+      stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+      observer.opened?.(service);
+      carry(stream, local, (summary) => observer.closed?.(service, summary));
+    });
+  });
+}

@@ -1,0 +1,128 @@
+// The publish endpoint (`/.well-known/gatehouse/publish`, Upgrade: gatehouse-publish.v1): a publisher's
+// registration is admitted by the publish policy, answered with 101, and its connection becomes an HTTP/2 session.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { AuditLog } from '../audit/auditLog.ts';
+import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
+import type { AdmissionContext } from '../admission/admitRequest.ts';
+import { admitPublisher } from '../admission/admitPublisher.ts';
+import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
+import type { GatewayConfig } from '../config/schema.ts';
+import { contextOf } from '../listener/connectionContext.ts';
+import { normalizeTarget } from '../routing/normalizePath.ts';
+import type { PublishedServices } from '../upstream/publishedServices.ts';
+import { parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { refuse, refuseSocket } from './refusals.ts';
+import { headerSafe } from './upstreamHeaders.ts';
+import type { TunnelRegistry } from './tunnelSession.ts';
+
+/** A registered publisher is authorized again this often: an expired, attenuated or no longer allowed token ends it. */
+const RECHECK_MS = 30_000;
+
+export interface PublishDeps {
+  admission: () => AdmissionContext;
+  audit: AuditLog;
+  tunnels: TunnelRegistry;
+  identityLimits: IdentityLimits;
+  /** The current config (publish block, limits, authz run limits). */
+  config: () => GatewayConfig;
+  published: PublishedServices;
+}
+
+/** Judged on the normalized path, like the tunnel endpoint, so no encoding of it reaches a route. */
+export function isPublishEndpoint(url: string | undefined): boolean {
+  if (url === undefined || (!url.includes('publish') && !url.includes('%'))) return false;
+  const target = normalizeTarget(url);
+  return target.ok && target.path === PUBLISH_PATH;
+}
+
+export function createPublishEndpoint(deps: PublishDeps) {
+  async function handleUpgrade(req: IncomingMessage, socket: Duplex): Promise<void> {
+    socket.on('error', () => {});
+    const started = performance.now();
+    const conn = contextOf(req.socket as TLSSocket);
+    if (!conn) return refuseSocket(socket, 421, 'connection not authenticated');
+    conn.requests += 1;
+    const base: AuditRecord = { event: 'publish.open', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), method: req.method ?? '', path: PUBLISH_PATH };
+    const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
+    const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}) => {
+      refuseSocket(socket, status, clientReason);
+      deps.audit.write({ ...base, decision: 'deny', status, reason, durationMs: elapsed(), ...extra });
+    };
+    if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
+    if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', 'gateway shutting down');
+    if (req.headers.upgrade?.toLowerCase() !== PUBLISH_PROTOCOL) return deny(400, `expected Upgrade: ${PUBLISH_PROTOCOL}`, `publish endpoint asked to upgrade to ${JSON.stringify(String(req.headers.upgrade ?? '').slice(0, 60))}`);
+    const named = parseServiceList(req.headers[SERVICES_HEADER] as string | undefined);
+    if (!named.ok) return deny(400, named.reason, named.reason);
+    const detail = { services: named.services };
+    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
+    if (!rate.ok) return deny(429, 'too many requests', rate.reason, { detail });
+    const config = deps.config();
+    const credential = bearerCredential(req.headers, config.limits.maxTokenBytes, 'authorization');
+    if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason, { detail });
+    const token = tokenOf(credential);
+    const ask = { identity: conn.identity, sourceIp: conn.sourceIp, token, services: named.services };
+    const admitted = await admitPublisher(deps.admission().authorizer, config.publish, config.authz.limits, ask);
+    const tokenRecord = admitted.decision && { user: admitted.decision.user, ...(admitted.decision.allow && { groups: admitted.decision.groups }), revocationIds: admitted.decision.revocationIds };
+    if (!admitted.allow) return deny(admitted.status, admitted.clientReason, admitted.reason, { token: tokenRecord, detail });
+    if (socket.destroyed) return deny(499, 'client left', 'publisher left during admission', { token: tokenRecord, detail });
+
+    const { decision } = admitted;
+    const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: named.services });
+    if (!reservation.ok) return deny(reservation.status, reservation.clientReason, reservation.reason, { token: tokenRecord, detail });
+
+    const record: AuditRecord = { ...base, token: tokenRecord, publisher: conn.id, detail };
+    const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
+    // HTTP/2 may take the socket only once the 101 is fully written (it writes to the same TLS stream).
+    socket.write(head.join('\r\n') + '\r\n\r\n', (err) => {
+      if (err || socket.destroyed) {
+        reservation.cancel();
+        return deny(499, 'client left', 'publisher left before the 101 was written', { token: tokenRecord, detail });
+      }
+      const publisher = reservation.attach(socket);
+      deps.audit.write({ ...record, decision: 'allow', status: 101, reason: decision.matched, durationMs: elapsed() });
+      const opened = performance.now();
+      let recorded!: () => void;
+      const written = new Promise<void>((resolve) => (recorded = resolve));
+      // Shutdown and revocations end publishers like tunnels; the close record follows.
+      const forget = deps.tunnels.add((why) => {
+        publisher.close(why);
+        return written;
+      }, decision.revocationIds);
+      const recheck = setInterval(() => {
+        const now = deps.config();
+        void admitPublisher(deps.admission().authorizer, now.publish, now.authz.limits, ask).then((again) => {
+          if (!again.allow) publisher.close(`authorization withdrawn: ${again.reason}`);
+        });
+      }, RECHECK_MS);
+      recheck.unref();
+      void publisher.closed.then((why) => {
+        clearInterval(recheck);
+        forget();
+        const tls = req.socket as TLSSocket;
+        deps.audit.write({
+          ...record,
+          event: 'publish.close',
+          reason: why,
+          bytesIn: tls.bytesRead,
+          bytesOut: tls.bytesWritten,
+          durationMs: Math.round(performance.now() - opened),
+          detail: { ...detail, streams: publisher.streamsServed },
+        });
+        recorded();
+      });
+    });
+  }
+
+  /** A plain request on the reserved path: publishing needs the upgrade. */
+  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    const conn = contextOf(req.socket as TLSSocket);
+    deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL });
+    res.setHeader('upgrade', PUBLISH_PROTOCOL);
+    refuse(res, 426, `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}`);
+  }
+
+  return { handleUpgrade, handleRequest };
+}

@@ -1,0 +1,37 @@
+// The publish protocol, shared by the gateway and `gatehouse publish`: the reserved path and upgrade
+// token, the header naming the services, service names, and how each user stream is asked for.
+export const PUBLISH_PATH = '/.well-known/gatehouse/publish';
+/** Upgrade token: after 101 the connection carries HTTP/2, the gateway as client, the publisher as server. */
+export const PUBLISH_PROTOCOL = 'gatehouse-publish.v1';
+/** Request header listing the services to publish, comma-separated. */
+export const SERVICES_HEADER = 'gatehouse-publish';
+/** 101 headers: the user the services are published under (the token's), and the publisher's connection id. */
+export const USER_HEADER = 'gatehouse-user';
+export const PUBLISHER_HEADER = 'gatehouse-publisher';
+/** On a refused stream (publisher to gateway): why the local service could not be reached. */
+export const STREAM_ERROR_HEADER = 'gatehouse-error';
+/**
+ * Each user stream is an HTTP/2 CONNECT stream whose :authority is the service name; the publisher
+ * answers 200 once its local target is connected, then carries bytes both ways until each side ends.
+ */
+export const MAX_SERVICES_PER_PUBLISHER = 64;
+
+/** Lower case letters, digits, `_` and `-`: a service name is one path segment and one label of a tunnel name. */
+export const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+export function serviceNameProblem(name: string): string | undefined {
+  return SERVICE_NAME.test(name) ? undefined : `service name ${JSON.stringify(name.slice(0, 80))}: use lower case letters, digits, _ and - (at most 63, starting with a letter or digit)`;
+}
+
+/** The services a publisher names in its header, checked. */
+export function parseServiceList(header: string | undefined): { ok: true; services: string[] } | { ok: false; reason: string } {
+  const services = (header ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (services.length === 0) return { ok: false, reason: `no services named (${SERVICES_HEADER} header)` };
+  if (services.length > MAX_SERVICES_PER_PUBLISHER) return { ok: false, reason: `${services.length} services named; at most ${MAX_SERVICES_PER_PUBLISHER} per publisher` };
+  for (const s of services) {
+    const problem = serviceNameProblem(s);
+    if (problem) return { ok: false, reason: problem };
+  }
+  if (new Set(services).size !== services.length) return { ok: false, reason: 'a service is named twice' };
+  return { ok: true, services };
+}

@@ -1,0 +1,116 @@
+// The configuration side of publishing, without processes: routes.yaml keys (tunnel templates, published:
+// upstreams, the publish block), tunnel-name routing, and what `gatehouse publish` accepts as a target.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/loadConfig.ts';
+import type { RouteConfig } from '../src/config/schema.ts';
+import { RouteTable } from '../src/routing/routeTable.ts';
+import { parsePublishSpec } from '../src/client/publishSpec.ts';
+import { parseServiceList } from '../src/upstream/publishProtocol.ts';
+import { gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
+import { makeTestPki } from './support/pki.ts';
+import { publishedRoute } from './support/publishPeers.ts';
+
+let dir: string;
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-publish-config-'));
+  await makeTestPki(join(dir, 'certs'));
+  writeFileSync(join(dir, 'certs', 'token-root.pub'), makeRootKey().publicKey + '\n');
+  writeFileSync(join(dir, 'certs', 'revoked.txt'), '');
+});
+
+async function problems(routes: string, extraTop = 'publish:\n  policy: |\n    allow if user($u);\n'): Promise<string[]> {
+  const file = join(dir, `routes-${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, gatewayConfig({ routes, extraTop }));
+  const result = await loadConfig(file);
+  return result.ok ? [] : result.errors.map((e) => `${e.key}: ${e.message}`);
+}
+
+const userSockets = `  - name: user-sockets
+    protocols: [tcp]
+    tunnel: "{service}.{user}.local"
+    upstream: unix:/run/user-sockets/{user}/{service}.sock
+    socketOwner: user
+    policy: |
+      allow if user($u), param("user", $u);
+`;
+
+describe('routes.yaml', () => {
+  it('accepts the published route, a templated unix: tcp route with socketOwner, and the publish block', async () => {
+    expect(await problems(publishedRoute + userSockets, 'publish:\n  policy: |\n    allow if user($u), service($s);\n  servicesPerUser: 4\n  publishersPerUser: 2\n  streamsPerPublisher: 100\n')).toEqual([]);
+  });
+
+  it('names what is wrong with tunnel templates and published upstreams', async () => {
+    const found = await problems(`  - name: untemplated
+    protocols: [tcp]
+    upstream: unix:/run/x/{user}.sock
+    policy: "allow if true;"
+  - name: glued
+    protocols: [tcp]
+    tunnel: "{service}{user}"
+    upstream: published:{user}/{service}
+    policy: "allow if true;"
+  - name: http-only
+    path: /h/{user}/
+    tunnel: "{user}"
+    upstream: unix:/run/h.sock
+    policy: "allow if true;"
+  - name: half
+    protocols: [tcp]
+    tunnel: "{service}.x"
+    upstream: published:{user}/{service}
+    policy: "allow if true;"
+`, 'publish:\n  policy: |\n    allow if user($u) and;\n');
+    const text = found.join('\n');
+    expect(text).toMatch(/upstream uses \{user\}, but tcp tunnels name the route itself: give the route a tunnel: template/);
+    expect(text).toMatch(/two captures side by side/);
+    expect(text).toMatch(/tunnel names tcp tunnels; this route does not allow tcp/);
+    expect(text).toMatch(/upstream uses \{user\}, but the tunnel template does not capture it/);
+    expect(text).toMatch(/^publish.policy: policy does not parse/m);
+    expect(text).toMatch(/^routes\[0\].upstream: /m);
+  });
+});
+
+describe('tunnel names', () => {
+  const limits = { maxFacts: 1000, maxIterations: 100, maxTimeMicros: 10_000 };
+  const route = (over: Partial<RouteConfig>): RouteConfig => ({ name: 'r', path: '/', protocols: ['tcp'], upstream: 'unix:/x.sock', stripPrefix: true, forwardToken: false, policy: 'allow if true;', ...over });
+  const table = new RouteTable(
+    [
+      route({ name: 'published', tunnel: '{service}.{user}', upstream: 'published:{user}/{service}' }),
+      route({ name: 'local', tunnel: '{service}.{user}.local', upstream: 'unix:/run/{user}/{service}.sock' }),
+      route({ name: 'db.alice' }),
+    ],
+    limits,
+  );
+
+  it('captures parameters, the most literal template winning; a route\'s own name wins over templates', () => {
+    expect(table.tunnel('jupyter.alice', 'tcp')).toMatchObject({ ok: true, route: { config: { name: 'published' } }, params: { service: 'jupyter', user: 'alice' } });
+    expect(table.tunnel('db.alice.local', 'tcp')).toMatchObject({ ok: true, route: { config: { name: 'local' } }, params: { service: 'db', user: 'alice' } });
+    expect(table.tunnel('db.alice', 'tcp')).toMatchObject({ ok: true, route: { config: { name: 'db.alice' } }, params: {} });
+    expect(table.tunnel('jupyter', 'tcp')).toMatchObject({ ok: false, status: 404 });
+    expect(table.tunnel('jupyter.alice', 'websocket')).toMatchObject({ ok: false, status: 404 });
+  });
+});
+
+describe('gatehouse publish targets', () => {
+  it('accepts UNIX sockets and loopback ports only', () => {
+    expect(parsePublishSpec('jupyter=unix:~/.gatehouse/j.sock', '/home/alice')).toEqual({ ok: true, spec: { service: 'jupyter', target: { kind: 'unix', path: '/home/alice/.gatehouse/j.sock' } } });
+    expect(parsePublishSpec('api=8000')).toEqual({ ok: true, spec: { service: 'api', target: { kind: 'tcp', host: '127.0.0.1', port: 8000 } } });
+    expect(parsePublishSpec('api=127.0.0.2:8000')).toMatchObject({ ok: true, spec: { target: { host: '127.0.0.2' } } });
+    expect(parsePublishSpec('api=[::1]:8000')).toMatchObject({ ok: true, spec: { target: { host: '::1' } } });
+    expect(parsePublishSpec('api=tcp:localhost:8000')).toMatchObject({ ok: true, spec: { target: { host: 'localhost' } } });
+    for (const bad of ['api=10.0.0.5:22', 'api=example.org:80', 'api=[2001:db8::1]:80', 'api=0.0.0.0:80']) {
+      expect(parsePublishSpec(bad)).toMatchObject({ ok: false, error: expect.stringMatching(/not a loopback address/) });
+    }
+    for (const bad of ['Api=8000', 'alice/api=8000', 'a.b=8000', '=8000', 'api=', 'api=unix:', 'api=99999']) expect(parsePublishSpec(bad).ok).toBe(false);
+  });
+
+  it('checks the service list a publisher sends', () => {
+    expect(parseServiceList('web, echo')).toEqual({ ok: true, services: ['web', 'echo'] });
+    expect(parseServiceList('web, web')).toMatchObject({ ok: false });
+    expect(parseServiceList('../alice')).toMatchObject({ ok: false });
+    expect(parseServiceList('')).toMatchObject({ ok: false });
+  });
+});
