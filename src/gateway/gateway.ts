@@ -1,7 +1,5 @@
 // The composition root: wires listener -> admission (routing + authz) -> forwarders, with audit
 // observing every stage. Owns reload (new config, same sockets) and graceful shutdown.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { openAuditLog } from '../audit/auditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
@@ -16,12 +14,13 @@ import { openListener, type BoundListener } from '../listener/tlsListener.ts';
 import { openTlsMaterial } from '../tls/tlsMaterial.ts';
 import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
-import { createTunnelForwarder, isTunnelEndpoint } from '../forward/tunnelForwarder.ts';
+import { createTunnelForwarder } from '../forward/tunnelForwarder.ts';
+import { dispatchTo } from '../forward/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
-import { createPortal, isPortalPath } from '../portal/portalHandler.ts';
+import { createPortal } from '../portal/portalHandler.ts';
 import { createRootKeySource } from '../portal/rootKeySource.ts';
-import { createPublishEndpoint, isPublishEndpoint } from '../forward/publishEndpoint.ts';
+import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { createPublishedServices } from '../upstream/publishedServices.ts';
 
@@ -103,14 +102,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
   const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser });
-  const handlers = {
-    // The tunnel and publish endpoints and the gateway's pages are reserved: checked before any route sees the request.
-    request: (req: IncomingMessage, res: ServerResponse) =>
-      isTunnelEndpoint(req.url) ? tcp.handleRequest(req, res) : isPublishEndpoint(req.url) ? publish.handleRequest(req, res) : isPortalPath(req.url) ? portal.handle(req, res) : http.handle(req, res),
-    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      isTunnelEndpoint(req.url) ? tcp.handleUpgrade(req, socket, head) : isPublishEndpoint(req.url) ? publish.handleUpgrade(req, socket) : websocket.handle(req, socket, head),
-    connect: tcp.handleConnect,
-  };
+  const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   try {
