@@ -103,6 +103,19 @@ describe('a published service', () => {
     expect(open).toMatchObject({ conn: publisherId, publisher: publisherId, token: { user: 'alice' }, client: { cn: 'alice' }, detail: { services: ['web', 'echo'] } });
   });
 
+  it("lists what alice publishes on her portal page, with a link to open it", async () => {
+    const jar = join(home, 'portal-cookies.txt');
+    const signIn = await curl(h, '/.well-known/gatehouse/session', { client: alice, args: ['-c', jar, '--data-urlencode', `token=${aliceToken}`] });
+    expect(signIn.status).toBe(303);
+    const portal = await curl(h, '/.well-known/gatehouse/', { client: alice, args: ['-b', jar] });
+    expect(portal.status).toBe(200);
+    const published = /<table id="published">([\s\S]*?)<\/table>/.exec(portal.body)?.[1] ?? '';
+    expect(published).toContain('<td>web</td>');
+    expect(published).toContain('<td>echo</td>');
+    expect(published).toContain(`<td>${publisherId}</td>`);
+    expect(portal.body).toContain('href="/~alice/web/"');
+  });
+
   it('carries a request body (8 MiB POST) to the published service', async () => {
     const file = join(home, 'upload.bin');
     const data = randomBytes(8 * MiB);

@@ -101,7 +101,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
-  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser });
+  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user) });
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;

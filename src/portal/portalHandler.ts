@@ -12,6 +12,7 @@ import { contextOf, type ConnectionContext } from '../listener/connectionContext
 import { normalizeTarget } from '../routing/normalizePath.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { hostOnly } from '../routing/routeTable.ts';
+import type { PublishedListing } from '../upstream/publishedServices.ts';
 import type { BrowserSettings } from '../session/browserSettings.ts';
 import { createHandoffCodes } from '../session/handoffCodes.ts';
 import { nextTarget, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
@@ -43,6 +44,8 @@ export interface PortalDeps {
   admission: () => AdmissionContext;
   auditFile: () => string;
   browser: () => BrowserSettings | undefined;
+  /** What a user publishes now (`gatehouse publish`). */
+  publishedBy: (user: string) => PublishedListing[];
 }
 
 /** Reads a form body up to `limit` bytes; undefined when it is larger or broken off. */
@@ -142,7 +145,7 @@ export function createPortal(deps: PortalDeps) {
       const { token } = session.check;
       if (next.ok && next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
       const ownExpiry = earliestExpiry(token.blocks.slice(0, -1).map((b) => b.source ?? ''));
-      const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '' });
+      const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '', published: deps.publishedBy(token.user) });
       const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date(), sections };
       return send(res, 200, portalPage(view));
     }

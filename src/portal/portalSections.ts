@@ -7,6 +7,7 @@ import { admitRequest, type AdmissionContext } from '../admission/admitRequest.t
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { CompiledRoute } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { PublishedListing } from '../upstream/publishedServices.ts';
 import { escapeHtml } from './portalPages.ts';
 
 const PARAM = /\{([a-z][a-z0-9_]*)\}/g;
@@ -24,6 +25,8 @@ export interface SectionInput {
   user: string;
   /** The Host header of the portal request, for links on the same origin and port. */
   hostHeader: string;
+  /** What the user publishes right now with `gatehouse publish`. */
+  published: readonly PublishedListing[];
 }
 
 const fill = (template: string, params: Record<string, string>) => template.replace(PARAM, (_, n: string) => params[n] ?? `{${n}}`);
@@ -41,8 +44,12 @@ function templatePattern(template: string): { pattern: RegExp; names: string[] }
   return { pattern: new RegExp(`^${source.join('')}$`), names };
 }
 
-/** Services of `user` a unix upstream template names, found by listing the socket directory. */
-async function servicesOf(upstream: string, user: string): Promise<Array<Record<string, string>>> {
+/**
+ * Services of `user` an upstream template names: for `published:` the ones the user publishes now,
+ * for `unix:` the sockets found by listing the directory.
+ */
+async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[]): Promise<Array<Record<string, string>>> {
+  if (upstream.startsWith('published:') && /\{service\}/.test(upstream)) return published.map((p) => ({ service: p.service }));
   if (!upstream.startsWith('unix:')) return [];
   const filled = fill(upstream.slice(5), { user });
   if (dirname(filled).includes('{')) return [];
@@ -65,7 +72,7 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
   const wanted = new Set([...config.path.matchAll(PARAM), ...(hostTemplate ?? '').matchAll(PARAM)].map((m) => m[1] as string));
   wanted.delete('user');
   const port = /:(\d+)$/.exec(input.hostHeader)?.[1];
-  const options = wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(config.upstream, input.user) : [];
+  const options = wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(config.upstream, input.user, input.published) : [];
   return options.map((extra) => {
     const params = { user: input.user, ...extra };
     const host = hostTemplate ? `${fill(hostTemplate, params).toLowerCase()}${port ? `:${port}` : ''}` : input.hostHeader;
@@ -137,7 +144,9 @@ export async function portalSections(input: SectionInput): Promise<string[]> {
   const records = (await auditTail(input.auditFile)) as Timed[];
   const mine = records.filter((r) => r.token?.user === input.user).slice(-20).reverse();
   const usedByOthers = records.filter((r) => (r.event === 'request' || r.event === 'tunnel.open') && r.token?.user !== input.user && ownedBy(r, byName, input.user)).slice(-20).reverse();
+  const publishedRows = input.published.map((p) => [p.service, p.publisher, p.fingerprint, String(p.streamsOpen), String(p.streamsServed)]);
   return [
+    `<h2>Services you publish</h2>\n${table('published', ['service', 'publisher connection', 'publisher certificate', 'streams open', 'streams served'], publishedRows)}`,
     `<h2>Services you can open</h2>\n${links.length === 0 ? '<p id="links">None found.</p>' : `<ul id="links">${links.map((l) => `<li><a href="${escapeHtml(l)}">${escapeHtml(l)}</a></li>`).join('')}</ul>`}`,
     `<h2>Your recent activity</h2>\n${table('activity', ['time', 'event', 'route', 'path', 'decision', 'status', 'auth'], mine.map((r) => [r.time ?? '', r.event, r.route ?? '', r.path ?? r.target ?? '', r.decision ?? '', String(r.status ?? ''), r.auth ?? '']))}`,
     `<h2>Who used your services</h2>\n${table('used-by', ['time', 'user', 'certificate', 'token blocks', 'route', 'path', 'decision', 'status'], usedByOthers.map((r) => [r.time ?? '', r.token?.user ?? '', `${r.client?.cn ?? ''} ${r.client?.fingerprint ?? ''}`, String(r.token?.revocationIds?.length ?? ''), r.route ?? '', r.path ?? '', r.decision ?? '', String(r.status ?? '')]))}`,

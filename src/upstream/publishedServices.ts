@@ -38,9 +38,21 @@ export type Reservation =
   | { ok: true; attach(socket: Duplex): Publisher; cancel(): void }
   | Refusal;
 
+/** One service a user publishes now, as the portal shows it to that user. */
+export interface PublishedListing {
+  service: string;
+  /** The publisher's connection id. */
+  publisher: string;
+  fingerprint: string;
+  streamsOpen: number;
+  streamsServed: number;
+}
+
 export interface PublishedServices extends StreamUpstreams {
   reserve(info: PublisherInfo): Reservation;
   counts(): { publishers: number; services: number; streams: number };
+  /** What `user` publishes right now (one row per service). */
+  listOf(user: string): PublishedListing[];
   /** Gauges for the gateway's Prometheus registry. */
   registerMetrics(registry: Registry): void;
 }
@@ -229,6 +241,13 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     inspect,
     open,
     counts,
+    listOf(user) {
+      return [...(byUser.get(user) ?? [])].flatMap((entry) =>
+        entry.services
+          .filter((service) => byService.get(key(user, service)) === entry)
+          .map((service) => ({ service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: entry.streamsOpen, streamsServed: entry.streamsServed })),
+      );
+    },
     registerMetrics(registry) {
       const gauge = (name: string, help: string, pick: (c: ReturnType<typeof counts>) => number) =>
         new Gauge({ name: `gatehouse_${name}`, help, registers: [registry], collect() { this.set(pick(counts())); } });
