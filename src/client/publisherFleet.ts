@@ -21,12 +21,24 @@ async function systemResolveAll(host: string): Promise<string[]> {
   return [...new Set(found.map((a) => a.address))];
 }
 
-/** The instances behind one endpoint: itself when given as an address; undefined when the name does not resolve now. */
-async function instancesOf(endpoint: GatewayEndpoint, resolveAll: (host: string) => Promise<string[]>): Promise<GatewayEndpoint[] | undefined> {
-  if (isIP(endpoint.host) !== 0) return [endpoint];
-  const addresses = await resolveAll(endpoint.host).catch(() => [] as string[]);
+interface Instance {
+  /** Stable while the address stays: the gateway as given, and the address dialled. */
+  key: string;
+  endpoint: GatewayEndpoint;
+}
+
+/**
+ * The instances behind one endpoint: itself when given as an address; undefined when the name does not
+ * resolve now. One family only (IPv4 when the name has any): a dual-stack instance has an address in each,
+ * and two connections to one instance would count twice against the publisher limits.
+ */
+async function instancesOf(endpoint: GatewayEndpoint, resolveAll: (host: string) => Promise<string[]>): Promise<Instance[] | undefined> {
+  if (isIP(endpoint.host) !== 0) return [{ key: endpoint.label, endpoint }];
+  const found = await resolveAll(endpoint.host).catch(() => [] as string[]);
+  const v4 = found.filter((address) => isIP(address) === 4);
+  const addresses = v4.length > 0 ? v4 : found;
   if (addresses.length === 0) return undefined;
-  return addresses.map((address) => ({ ...endpoint, address, label: `${endpoint.label} (${address})` }));
+  return addresses.map((address) => ({ key: `${endpoint.label} (${address})`, endpoint: { ...endpoint, address, label: addresses.length > 1 ? `${endpoint.label} (${address})` : endpoint.label } }));
 }
 
 /** Runs one publisher per gateway instance; stops them all on a refusal that retrying cannot fix (same token everywhere). */
@@ -47,11 +59,11 @@ export function runPublisherFleet(options: FleetOptions): RunningPublisher {
     if (stopped && [...running.values()].length === 0) finish(exitCode);
   };
 
-  const start = (endpoint: GatewayEndpoint) => {
+  const start = ({ key, endpoint }: Instance) => {
     const publisher = runPublisher({ ...publisherOptions, endpoint });
-    running.set(endpoint.label, publisher);
+    running.set(key, publisher);
     void publisher.done.then((code) => {
-      if (running.get(endpoint.label) === publisher) running.delete(endpoint.label);
+      if (running.get(key) === publisher) running.delete(key);
       if (code !== 0 && !stopped) {
         exitCode = code;
         stopAll();
@@ -64,24 +76,24 @@ export function runPublisherFleet(options: FleetOptions): RunningPublisher {
   const reconcile = async () => {
     const found = await Promise.all(endpoints.map((e) => instancesOf(e, resolveAll)));
     if (stopped) return;
-    const wanted: GatewayEndpoint[] = [];
+    const wanted: Instance[] = [];
     const keep = new Set<string>();
     endpoints.forEach((endpoint, i) => {
       const instances = found[i];
       if (instances) return wanted.push(...instances);
       // The name does not resolve now: keep the connections it had; with none, dial the name (its retries say why).
-      const had = [...running.keys()].filter((label) => label.startsWith(`${endpoint.label} (`));
-      if (had.length > 0) had.forEach((label) => keep.add(label));
-      else wanted.push(endpoint);
+      const had = [...running.keys()].filter((key) => key.startsWith(`${endpoint.label} (`));
+      if (had.length > 0) had.forEach((key) => keep.add(key));
+      else wanted.push({ key: endpoint.label, endpoint });
     });
-    for (const endpoint of wanted) {
-      keep.add(endpoint.label);
-      if (!running.has(endpoint.label)) start(endpoint);
+    for (const instance of wanted) {
+      keep.add(instance.key);
+      if (!running.has(instance.key)) start(instance);
     }
-    for (const [label, publisher] of running) {
-      if (keep.has(label)) continue;
-      publisherOptions.say(`${label} is no longer among the gateway's addresses; leaving it`);
-      running.delete(label);
+    for (const [key, publisher] of running) {
+      if (keep.has(key)) continue;
+      publisherOptions.say(`${key} is no longer among the gateway's addresses; leaving it`);
+      running.delete(key);
       publisher.stop();
     }
   };
