@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect, type SecureVersion } from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
+import { runPublisherFleet } from '../src/client/publisherFleet.ts';
 import { loadCa } from '../src/pki/index.ts';
 import { SIGNING_ALGORITHM } from '../src/pki/keyFiles.ts';
 import { x509 } from '../src/pki/x509.ts';
@@ -264,6 +265,30 @@ it.skipIf(!hasHaproxy)(`one instance killed: the other keeps serving through HAP
   expect(publisher.stderr().slice(mark)).not.toMatch(new RegExp(`connection to https://127\\.0\\.0\\.1:${instanceA.port} lost`));
   expect(instanceA.audit().some((r) => r.event === 'publish.close')).toBe(false);
 }, 90_000);
+
+it.skipIf(!hasHaproxy)(`a gateway name resolving to several addresses gets one publisher connection per address (IPv4 only when it has some)${skipNote}`, async () => {
+  const lines: string[] = [];
+  const asked: string[] = [];
+  const fleet = runPublisherFleet({
+    endpoints: [{ host: 'localhost', port: instanceA.port, label: `https://localhost:${instanceA.port}`, cert: Buffer.from(alice.cert), key: Buffer.from(alice.key), ca: Buffer.from(a.pki.caCert), token }],
+    specs: [{ service: 'named', target: { kind: 'unix', path: join(home, 'web.sock') } }],
+    say: (line) => lines.push(line),
+    verbose: false,
+    minDelayMs: 200,
+    resolveAll: async (host) => (asked.push(host), ['127.0.0.1', '127.0.0.3', '::1']),
+  });
+  try {
+    // 127.0.0.1 is instance A (its certificate verified against the name); nothing listens on 127.0.0.3.
+    await waitFor('registration through 127.0.0.1', () => lines.find((l) => l.startsWith(`published as alice through https://localhost:${instanceA.port} (127.0.0.1)`)));
+    await waitFor('a retry for 127.0.0.3', () => lines.find((l) => l.includes('(127.0.0.3)') && /retrying/.test(l)));
+    expect(asked).toEqual(['localhost']);
+    expect(lines.some((l) => l.includes('::1'))).toBe(false);
+    await waitFor('publish.open on A', () => instanceA.audit().find((r) => r.event === 'publish.open' && r.decision === 'allow' && JSON.stringify(r.detail).includes('named')));
+  } finally {
+    fleet.stop();
+    expect(await fleet.done).toBe(0);
+  }
+}, 60_000);
 
 /** A PEM CRL signed by the test CA revoking `serials`. */
 async function makeCrl(serials: string[]): Promise<string> {
