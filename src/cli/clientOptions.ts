@@ -2,9 +2,16 @@
 // two stay the same: flags, then environment, then client.yaml (see src/client/clientSettings.ts).
 import type { Command } from 'commander';
 
-export function addGatewayOptions(command: Command): Command {
-  return command
-    .option('--gateway <url>', 'gateway address, https://HOST[:PORT] (env GATEHOUSE_GATEWAY)')
+/** Repeated `--gateway` flags, joined as a comma list (how the environment and the file give several). */
+function joinGateways(value: string, previous: string | undefined): string {
+  return previous === undefined ? value : `${previous},${value}`;
+}
+
+export function addGatewayOptions(command: Command, options: { severalGateways?: boolean } = {}): Command {
+  const gateway = options.severalGateways
+    ? command.option('--gateway <url>', 'gateway address, https://HOST[:PORT]; repeat it or give a comma list to connect to every instance (env GATEHOUSE_GATEWAY)', joinGateways)
+    : command.option('--gateway <url>', 'gateway address, https://HOST[:PORT] (env GATEHOUSE_GATEWAY)');
+  return gateway
     .option('--cert <file>', 'client certificate, PEM (env GATEHOUSE_CERT)')
     .option('--key <file>', 'client private key, PEM (env GATEHOUSE_KEY)')
     .option('--ca <file>', 'CA that signed the gateway certificate (env GATEHOUSE_CA; default: system CAs)')

@@ -1,5 +1,5 @@
-// `gatehouse pki init` and `gatehouse pki client NAME`: the development CA, server certificate
-// and client certificates. Prints what was written; errors are one line and exit code 1.
+// `gatehouse pki init`, `gatehouse pki client NAME` and `gatehouse pki ticket-key FILE`: the development CA,
+// server and client certificates, and the shared session-ticket key. Errors are one line and exit code 1.
 import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS } from '../pki/defaults.ts';
@@ -120,6 +120,21 @@ export function registerPki(program: Command): void {
         printClient(name, issued);
       } catch (err) {
         fail('client', err);
+      }
+    });
+
+  pki
+    .command('ticket-key')
+    .description('write a new TLS session-ticket key (tls.ticketKeys) shared by every gateway instance')
+    .argument('<file>', 'where to write the 48-byte key (mode 0600)')
+    .option('--force', 'replace an existing key (rotation: copy it to every instance, then SIGHUP them all)')
+    .action(async (file: string, opts: { force?: boolean }) => {
+      try {
+        const { writeTicketKeyFile } = await import('../tls/ticketKeyFile.ts');
+        const id = await writeTicketKeyFile(file, opts.force ?? false);
+        process.stdout.write(`wrote ${file} (session-ticket key ${id}, mode 0600): tls.ticketKeys on every instance\n`);
+      } catch (err) {
+        fail('ticket-key', err);
       }
     });
 }

@@ -4,9 +4,9 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
-import { endpointOf } from '../client/gatewayEndpoint.ts';
+import { endpointsOf } from '../client/gatewayEndpoint.ts';
 import { parsePublishSpec, type PublishSpec } from '../client/publishSpec.ts';
-import { runPublisher } from '../client/publisher.ts';
+import { runPublisherFleet } from '../client/publisherFleet.ts';
 import { EXIT } from '../client/tunnelFailure.ts';
 
 interface PublishCommandOptions extends TunnelFlags {
@@ -26,7 +26,7 @@ export function registerPublish(program: Command): void {
     .description('publish local services (UNIX sockets or loopback ports) through the gateway under your own name')
     .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT')
     .option('-v, --verbose', 'log every stream: open, close, bytes each way');
-  addGatewayOptions(command)
+  addGatewayOptions(command, { severalGateways: true })
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
     .addHelpText(
       'after',
@@ -38,9 +38,15 @@ alice's "jupyter" is reached as /~alice/jupyter/ or with "gatehouse tunnel -L 88
 (as the gateway's routes say). The gateway can only ask for the services named here; the publisher
 connects to nothing else. It reconnects after a gateway restart or a network loss.
 
+Several gateway instances (behind a load balancer): give each one, with --gateway repeated or as a
+comma list (also in GATEHOUSE_GATEWAY and "gateway:"), or one name that resolves to all of them; the
+publisher keeps one connection to each instance (each address of a name, looked up again every
+minute), each reconnecting on its own, so a request reaches the service whichever instance serves it.
+
 Examples:
   gatehouse publish jupyter=unix:~/.gatehouse/jupyter.sock
   gatehouse publish api=127.0.0.1:8000 db=unix:/run/user/1000/db.sock
+  gatehouse publish --gateway https://gw1.example.org --gateway https://gw2.example.org jupyter=unix:~/j.sock
 
 Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gateway (400/401/403).`,
     )
@@ -54,14 +60,14 @@ Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gate
       }
       const names = specs.map((s) => s.service);
       if (new Set(names).size !== names.length) errors.push('a service name is given twice');
-      const settings = resolveClientSettings(opts);
+      const settings = resolveClientSettings(opts, process.env, { severalGateways: true });
       if (!settings.ok) errors.push(...settings.errors);
       if (errors.length > 0 || !settings.ok) usageError(errors);
       for (const w of settings.warnings) say(w);
       for (const spec of specs) {
         if (spec.target.kind === 'unix' && !existsSync(spec.target.path)) say(`warning: ${spec.target.path} does not exist yet; streams for ${spec.service} fail until the service listens there`);
       }
-      const publisher = runPublisher({ endpoint: endpointOf(settings.settings), specs, say, verbose: opts.verbose === true });
+      const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings), specs, say, verbose: opts.verbose === true });
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
         signals += 1;

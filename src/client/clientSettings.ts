@@ -20,12 +20,21 @@ export interface TunnelFlags {
   config?: string;
 }
 
+/** One gateway instance as given: host name or address, port, and `https://host:port` for messages. */
+export interface GatewayAddress {
+  host: string;
+  port: number;
+  label: string;
+}
+
 /** Everything needed to reach the gateway, read and checked. */
 export interface ClientSettings {
-  /** `https://host:port` as shown in messages. */
+  /** `https://host:port` as shown in messages (the first gateway given). */
   gatewayLabel: string;
   host: string;
   port: number;
+  /** Every gateway given (`publish` takes several: one connection to each instance); the first is host/port. */
+  gateways: GatewayAddress[];
   transport: Transport;
   cert: Buffer;
   key: Buffer;
@@ -117,8 +126,27 @@ function checkCertificate(errors: string[], warnings: string[], certFile: string
   }
 }
 
+/** Several gateways, comma-separated (repeated `--gateway` flags arrive joined so). */
+function parseGatewayList(text: string, several: boolean, errors: string[]): GatewayAddress[] {
+  const items = text.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if (items.length === 0) errors.push('gateway: empty; expected https://HOST[:PORT]');
+  if (items.length > 1 && !several) errors.push(`gateway ${JSON.stringify(text)}: this command takes one gateway (publish takes several)`);
+  const gateways: GatewayAddress[] = [];
+  for (const item of items) {
+    const parsed = parseGatewayUrl(item);
+    if (!parsed.ok) errors.push(parsed.error);
+    else if (!gateways.some((g) => g.label === parsed.label)) gateways.push({ host: parsed.host, port: parsed.port, label: parsed.label });
+  }
+  return gateways;
+}
+
+export interface ResolveOptions {
+  /** Accept several gateways (comma list or repeated flag): `publish` connects to each. */
+  severalGateways?: boolean;
+}
+
 /** Flags beat environment, environment beats the config file. Reports every problem at once. */
-export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv = process.env): SettingsResult {
+export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv = process.env, options: ResolveOptions = {}): SettingsResult {
   const home = homeOf(env);
   const configFile = flags.config !== undefined ? expandPath(flags.config, home) : defaultClientConfigFile(env);
   const file = readClientConfigFile(configFile, flags.config !== undefined, home);
@@ -133,9 +161,9 @@ export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv
   };
 
   const gatewayText = flags.gateway ?? envValue('GATEHOUSE_GATEWAY') ?? fromFile.gateway;
-  const gateway = gatewayText === undefined ? undefined : parseGatewayUrl(gatewayText);
+  const gateways = gatewayText === undefined ? [] : parseGatewayList(gatewayText, options.severalGateways === true, errors);
+  const gateway = gateways[0];
   if (gatewayText === undefined) errors.push(`no gateway: give --gateway https://HOST[:PORT], set GATEHOUSE_GATEWAY, or put "gateway:" in ${configFile}`);
-  else if (gateway && !gateway.ok) errors.push(gateway.error);
 
   const transport = flags.transport ?? envValue('GATEHOUSE_TRANSPORT') ?? fromFile.transport ?? 'connect';
   if (transport !== 'connect' && transport !== 'websocket') errors.push(`transport ${JSON.stringify(transport)}: expected connect or websocket`);
@@ -178,10 +206,10 @@ export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv
     }
   }
 
-  if (errors.length > 0 || !gateway?.ok || !cert || !key || token === undefined) return { ok: false, errors };
+  if (errors.length > 0 || !gateway || !cert || !key || token === undefined) return { ok: false, errors };
   return {
     ok: true,
     warnings,
-    settings: { gatewayLabel: gateway.label, host: gateway.host, port: gateway.port, transport: transport as Transport, cert, key, ...(ca && { ca }), token },
+    settings: { gatewayLabel: gateway.label, host: gateway.host, port: gateway.port, gateways, transport: transport as Transport, cert, key, ...(ca && { ca }), token },
   };
 }

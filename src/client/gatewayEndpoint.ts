@@ -5,7 +5,10 @@ import type { ConnectionOptions } from 'node:tls';
 import type { ClientSettings } from './clientSettings.ts';
 
 export interface GatewayEndpoint {
+  /** The name the gateway's certificate must carry (and the Host header). */
   host: string;
+  /** The address to dial when a name resolved to several instances; absent: dial `host`. */
+  address?: string;
   port: number;
   label: string;
   cert: Buffer;
@@ -18,10 +21,16 @@ export function endpointOf(settings: ClientSettings): GatewayEndpoint {
   return { host: settings.host, port: settings.port, label: settings.gatewayLabel, cert: settings.cert, key: settings.key, ...(settings.ca && { ca: settings.ca }), token: settings.token };
 }
 
+/** One endpoint per gateway given (same certificate, key, CA and token). */
+export function endpointsOf(settings: ClientSettings): GatewayEndpoint[] {
+  const base = endpointOf(settings);
+  return settings.gateways.map((g) => ({ ...base, host: g.host, port: g.port, label: g.label }));
+}
+
 /** tls.connect options: mTLS, server verified against `ca` (or the system store), SNI unless an IP. */
 export function tlsOptions(endpoint: GatewayEndpoint): ConnectionOptions {
   return {
-    host: endpoint.host,
+    host: endpoint.address ?? endpoint.host,
     port: endpoint.port,
     cert: endpoint.cert,
     key: endpoint.key,

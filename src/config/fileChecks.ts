@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PublicKey, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import type { ConfigIssue, KeyPath } from './configError.ts';
 import { writablePathChecks } from './writablePaths.ts';
+import { readTicketKeyFile } from '../tls/ticketKeys.ts';
 
 type Raw = Record<string, unknown>;
 
@@ -78,6 +79,10 @@ async function checkTls(tls: Raw, dir: string, issues: ConfigIssue[]): Promise<v
     const { loadCrlFile } = await import('../tls/clientCrl.ts');
     const loaded = await loadCrlFile(path.resolve(dir, tls.crl), caPem.toString('latin1'));
     if (!loaded.ok) issues.push({ path: ['tls', 'crl'], message: loaded.reason });
+  }
+  if (typeof tls.ticketKeys === 'string' && tls.ticketKeys !== '') {
+    const read = readTicketKeyFile(path.resolve(dir, tls.ticketKeys));
+    if (!read.ok) issues.push({ path: ['tls', 'ticketKeys'], message: read.reason });
   }
 }
 

@@ -12,7 +12,7 @@ export function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig 
   return {
     ...config,
     listen: config.listen.map((l) => (l.unix === undefined ? { ...l } : { ...l, unix: at(l.unix) })),
-    tls: { ...config.tls, cert: at(config.tls.cert), key: at(config.tls.key), clientCa: at(config.tls.clientCa), ...(config.tls.crl === undefined ? {} : { crl: at(config.tls.crl) }) },
+    tls: { ...config.tls, cert: at(config.tls.cert), key: at(config.tls.key), clientCa: at(config.tls.clientCa), ...(config.tls.crl === undefined ? {} : { crl: at(config.tls.crl) }), ...(config.tls.ticketKeys === undefined ? {} : { ticketKeys: at(config.tls.ticketKeys) }) },
     authz: {
       ...config.authz,
       rootKey: at(config.authz.rootKey),

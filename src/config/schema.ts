@@ -43,6 +43,8 @@ const tlsSchema = z
     clientCa: z.string().min(1),
     /** Client-certificate revocation lists (PEM, one or more, or one DER), one per client CA; re-read when the file changes. */
     crl: z.string().min(1).optional(),
+    /** Session-ticket key shared by every instance (48 bytes), so a session resumes on any of them; re-read on SIGHUP. */
+    ticketKeys: z.string().min(1).optional(),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   })
   .strict();

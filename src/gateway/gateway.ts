@@ -126,7 +126,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
   const material = tls;
   metrics.observeState({ tlsExpiry: () => material.expiry(), auditHealthy: () => audit.healthy });
   readiness = () => ({ configLoaded: true, authorizationWorkers: admission.workers() > 0, auditWritable: audit.healthy, accepting: tunnels.accepting });
-  audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, ...(metricsServer && { metrics: metricsServer.address }) } });
+  audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, tlsTicketKey: material.ticketKeyId(), ...(metricsServer && { metrics: metricsServer.address }) } });
 
   return {
     listeners,
@@ -150,7 +150,7 @@ export async function startGateway(config: GatewayConfig, source: string): Promi
         // (connections, timeouts, header size) are fixed when the sockets open.
         const limitsChanged = LISTENER_LIMITS.some((key) => next.limits[key] !== config.limits[key]);
         const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart'].filter(Boolean);
-        audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), ...(notes.length > 0 && { note: notes.join('; ') }) } });
+        audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), tlsTicketKey: material.ticketKeyId(), ...(notes.length > 0 && { note: notes.join('; ') }) } });
         config = next;
         return { ok: true };
       } catch (err) {

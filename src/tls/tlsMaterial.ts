@@ -1,10 +1,11 @@
-// The listeners' TLS material from `tls:`: certificate, key, client CA and the optional client CRL,
-// read at start and on reload, with the CRL file watched so a new list applies to the next handshake.
+// The listeners' TLS material from `tls:`: certificate, key, client CA, the optional client CRL and session-
+// ticket key, read at start and on reload, with the CRL file watched so a new list applies to the next handshake.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { GatewayConfig } from '../config/schema.ts';
 import type { TlsSettings } from '../listener/tlsListener.ts';
 import type { CrlLoad, CrlSnapshot } from './clientCrl.ts';
+import { processTicketKey, readTicketKeyFile, sessionContextOf } from './ticketKeys.ts';
 
 type TlsConfig = GatewayConfig['tls'];
 
@@ -20,6 +21,8 @@ export interface TlsMaterial {
   /** What the listeners should use now. */
   settings(): TlsSettings;
   expiry(): TlsExpiry;
+  /** Which session-ticket key the listeners use: `sha256:…` of the shared `tls.ticketKeys`, or `process-local`. */
+  ticketKeyId(): string;
   /** Reads `next` (a config reload); throws, keeping the current material, when it cannot be used. */
   reload(next: TlsConfig): Promise<void>;
   /** Re-reads the CRL now (SIGHUP). */
@@ -38,6 +41,17 @@ interface Base {
   config: TlsConfig;
   settings: TlsSettings;
   expiry: Omit<TlsExpiry, 'crlNextUpdate'>;
+  ticketKeyId: string;
+}
+
+/** Made once: without a shared file, sessions still resume on this process across reloads. */
+let ownTicketKey: ReturnType<typeof processTicketKey> | undefined;
+
+function readTicketKey(config: TlsConfig): { key: Buffer; id: string } {
+  if (config.ticketKeys === undefined) return (ownTicketKey ??= processTicketKey());
+  const read = readTicketKeyFile(config.ticketKeys);
+  if (!read.ok) throw new Error(`tls.ticketKeys: ${read.reason}`);
+  return read;
 }
 
 function readBase(config: TlsConfig): Base {
@@ -46,10 +60,12 @@ function readBase(config: TlsConfig): Base {
   const caNotAfter = (ca.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [])
     .map((pem) => new Date(new X509Certificate(pem).validToDate))
     .reduce((min, d) => (d < min ? d : min), new Date(8.64e15));
+  const ticketKey = readTicketKey(config);
   return {
     config,
-    settings: { cert, key: readFileSync(config.key), ca, minVersion: config.minVersion },
+    settings: { cert, key: readFileSync(config.key), ca, minVersion: config.minVersion, ticketKeys: ticketKey.key },
     expiry: { serverCert: new X509Certificate(cert).validToDate, clientCa: caNotAfter },
+    ticketKeyId: ticketKey.id,
   };
 }
 
@@ -67,7 +83,12 @@ export async function openTlsMaterial(config: TlsConfig, options: TlsMaterialOpt
   let refuseClients: string | undefined;
   let stopWatching: (() => void) | undefined;
 
-  const settings = (): TlsSettings => ({ ...base.settings, ...(crl && { crl: crl.pem }), ...(refuseClients && { refuseClients }) });
+  const settings = (): TlsSettings => ({
+    ...base.settings,
+    sessionIdContext: sessionContextOf(base.settings.ca as Buffer, crl?.pem.join('')),
+    ...(crl && { crl: crl.pem }),
+    ...(refuseClients && { refuseClients }),
+  });
 
   const readCrlNow = async (): Promise<void> => {
     if (!base.config.crl) return;
@@ -100,6 +121,7 @@ export async function openTlsMaterial(config: TlsConfig, options: TlsMaterialOpt
   return {
     settings,
     expiry: () => ({ ...base.expiry, ...(crl?.nextUpdate && { crlNextUpdate: crl.nextUpdate }) }),
+    ticketKeyId: () => base.ticketKeyId,
     async reload(nextConfig) {
       const nextBase = readBase(nextConfig);
       let nextCrl: CrlSnapshot | undefined;
