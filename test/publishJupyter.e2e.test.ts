@@ -98,5 +98,3 @@ describe.skipIf(!hasJupyter)('Jupyter published from a UNIX socket (skipped wher
     expect(closed.publisher).toBeDefined();
   }, 60_000);
 });
-
-it.skipIf(hasJupyter)('Jupyter published from a UNIX socket: skipped, jupyter-notebook is not installed', () => {});
