@@ -4,13 +4,14 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { curl, inOneHour, mintRaw, startHarness, type CurlResult, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { sleep } from './support/rawClients.ts';
+import { freePort, waitForPort } from './support/localServices.ts';
 
 /** The balancers' address (trusted) and clients' addresses behind them; all loopback. */
 const BALANCER = '127.0.0.2';
@@ -38,27 +39,6 @@ let web: Server;
 let proxyPort = 0;
 let metricsBase = '';
 const children: ChildProcess[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const s = netConnect({ host: '127.0.0.1', port }, () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 /** curl from `from` to a balancer on `port` in front of the gateway. */
 function curlVia(port: number, path: string, from: string): Promise<CurlResult> {

@@ -3,7 +3,6 @@
 // connected to both, TLS sessions resumed across instances, and one instance killed.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createNetServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type SecureVersion } from 'node:tls';
@@ -17,6 +16,7 @@ import { cli, curl, startHarness, type CurlResult, type Harness } from './suppor
 import type { TestClientCertificate } from './support/pki.ts';
 import { httpAndWebSocketService, publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv, writeToken } from './support/tunnelClient.ts';
+import { freePort, waitForPort } from './support/localServices.ts';
 
 function installed(cmd: string, args: string[]): boolean {
   try {
@@ -86,27 +86,6 @@ async function startSecondInstance(dir: string, configText: string, name: string
   });
   const start = await waitFor('gateway.start', () => readAudit(auditFile).find((r) => r.event === 'gateway.start'));
   return { proc, port, metrics: String(start.detail?.metrics), auditFile, audit: () => readAudit(auditFile) };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const s = netConnect({ host: '127.0.0.1', port }, () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 /** One request on a fresh mTLS connection to `port`; says whether the handshake resumed `session`, and the newest ticket. */

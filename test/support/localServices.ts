@@ -28,6 +28,15 @@ function listening(port: number): boolean {
   return readFileSync('/proc/net/tcp', 'utf8').split('\n').some((l) => l.includes(` ${hex} `) && / 0A /.test(l));
 }
 
+/** Waits until something listens on 127.0.0.1:`port` (up to `timeoutMs`). */
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!listening(port)) {
+    if (Date.now() > until) throw new Error(`nothing listens on 127.0.0.1:${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export interface PeerProcess {
   proc: ChildProcess;
   stop(): Promise<void>;
