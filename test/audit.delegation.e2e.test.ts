@@ -1,7 +1,6 @@
 // Attribution of delegation in the audit log, with real tokens, a real `gatehouse serve`, curl and a
 // CONNECT tunnel: each block's role, signer and bound certificate is recorded, and `audit query`
 // answers "who lent access to whom, when, and what did the borrower do".
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
@@ -9,7 +8,7 @@ import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord, AuditTokenBlock } from '../src/audit/auditRecord.ts';
 import { startEchoService } from '../src/demo/echoService.ts';
-import { cli, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { runGatehouse, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { echoHandler } from './support/tunnelClient.ts';
 import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
@@ -42,11 +41,7 @@ const routes = `  - name: notebook
       allow if user($u), member($u, "beamline") trusting authority, {facility};
 `;
 
-function gatehouse(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) =>
-    execFile(process.execPath, [cli, ...args], { cwd: h.dir }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })),
-  );
-}
+const gatehouse = (args: string[]) => runGatehouse(args, { cwd: h.dir });
 
 async function ok(args: string[]): Promise<string> {
   const result = await gatehouse(args);

@@ -1,7 +1,6 @@
 // The audit chain on real files: a writer that continues the chain across restarts and reopen,
 // and `audit verify` pinpointing each kind of tampering (changed, deleted, inserted, swapped,
 // re-signed with another key, a rotated file missing), plus gzip rotations.
-import { execFile } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +11,7 @@ import { GENESIS_HASH, lineHash } from '../src/audit/auditChain.ts';
 import { auditKeyId, checkpointMessage, readAuditPublicKey, writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
 import { openAuditLog } from '../src/audit/auditLog.ts';
 import { verifyAuditFiles, type VerifyReport } from '../src/audit/auditVerify.ts';
-import { cli } from './support/gatewayHarness.ts';
+import { runGatehouse } from './support/gatewayHarness.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-verify-'));
 const keys = join(dir, 'audit-signing');
@@ -38,9 +37,7 @@ async function verifyLines(name: string, lines: string[]): Promise<VerifyReport>
   return verifyAuditFiles([file], { publicKey: publicKey() });
 }
 
-function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((ok) => execFile(process.execPath, [cli, ...args], (err, stdout, stderr) => ok({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr })));
-}
+const runCli = (args: string[]) => runGatehouse(args);
 
 beforeAll(async () => {
   const keyPair = writeAuditKeyPair(keys, false);

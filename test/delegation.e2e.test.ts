@@ -1,14 +1,13 @@
 // Binding and delegation end to end, with the real CLI, a real `gatehouse serve` and curl: alice's
 // token is bound to her certificate; she lends it to bob's certificate and to no one else. Also
 // third-party blocks: a facility's signed attestation is honoured, an unknown signer's is not.
-import { execFile } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService, type EchoReply } from '../src/demo/echoService.ts';
-import { cli, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { runGatehouse, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 const facility = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
@@ -33,11 +32,7 @@ const routes = `  - name: notebook
       allow if user($u), member($u, "beamline") trusting authority, {facility};
 `;
 
-function gatehouse(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) =>
-    execFile(process.execPath, [cli, ...args], { cwd: h.dir }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })),
-  );
-}
+const gatehouse = (args: string[]) => runGatehouse(args, { cwd: h.dir });
 
 async function ok(args: string[]): Promise<string> {
   const result = await gatehouse(args);

@@ -1,13 +1,12 @@
 // `gatehouse authz explain` as an operator runs it (real CLI, real config, PKI and tokens): facts,
 // decision, matching policy or failing checks, exit status. Also `gatehouse check` on the authz keys
 // this work added (external keys, `trusting {name}`, reserved delegation facts, deadlines).
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
+import { runGatehouse, gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
 import { makeTestPki, type TestClientCertificate } from './support/pki.ts';
 
 let dir: string;
@@ -16,12 +15,7 @@ let bob: TestClientCertificate;
 const root = makeRootKey();
 const facility = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
 
-function gatehouse(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { cwd: dir }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }));
-    if (input !== undefined) child.stdin?.end(input);
-  });
-}
+const gatehouse = (args: string[], input?: string) => runGatehouse(args, { cwd: dir, ...(input !== undefined && { input }) });
 
 const config = (routes: string, authzExtra = ''): string => gatewayConfig({ routes, authzExtra });
 

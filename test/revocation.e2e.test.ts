@@ -1,14 +1,13 @@
 // Revocation through a real `gatehouse serve` and curl: a revoked id takes effect without a restart,
 // by editing the list (file watch) and by SIGHUP, for authority and attenuation block ids; a broken
 // list fails closed. Also the Prometheus listener that the same gateway exposes.
-import { execFile } from 'node:child_process';
 import { appendFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
-import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { runGatehouse, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
@@ -65,11 +64,7 @@ async function eventually(path: string, t: string, expected: number): Promise<nu
   return last;
 }
 
-function gatehouse(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) =>
-    execFile(process.execPath, [cli, ...args], { cwd: h.dir }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })),
-  );
-}
+const gatehouse = (args: string[]) => runGatehouse(args, { cwd: h.dir });
 
 const reloads = () => h.audit().filter((r) => r.event === 'revocation.reload');
 

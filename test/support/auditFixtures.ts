@@ -1,13 +1,12 @@
 // Shared pieces of the audit tests: a signing key pair for the run, the audit config lines that use
 // it, the `gatehouse` CLI as a child process, and an HTTP + WebSocket echo upstream on a UNIX socket.
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { writeAuditKeyPair } from '../../src/audit/auditCheckpoint.ts';
-import { cli } from './gatewayHarness.ts';
+import { runGatehouse } from './gatewayHarness.ts';
 
 /** `<auditKeys>.key` signs, `<auditKeys>.pub` verifies. */
 export const auditKeys = join(mkdtempSync(join(tmpdir(), 'gatehouse-audit-keys-')), 'audit-signing');
@@ -17,9 +16,7 @@ if (!written.ok) throw new Error(written.error.message);
 /** Lines under `audit:` after `file:` (the harness writes `file:` first, then `extraTop`). */
 export const signedAudit = (records = 7): string => `  signingKey: ${auditKeys}.key\n  checkpoint:\n    records: ${records}\n    seconds: 60\n`;
 
-export function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((ok) => execFile(process.execPath, [cli, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => ok({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr })));
-}
+export const runCli = (args: string[]) => runGatehouse(args);
 
 /** Answers HTTP with `hello` and echoes WebSocket messages. */
 export async function webUpstream(path: string): Promise<Server> {

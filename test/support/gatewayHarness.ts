@@ -132,6 +132,23 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   };
 }
 
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the `gatehouse` command from the sources in `cwd`, with `input` on its stdin if given. */
+export function runGatehouse(args: string[], options: { cwd?: string; input?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [cli, ...args], { maxBuffer: 64 << 20, ...(options.cwd !== undefined && { cwd: options.cwd }) }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+    if (options.input !== undefined) child.stdin?.end(options.input);
+  });
+}
+
+
 export interface CurlResult {
   status: number;
   body: string;
