@@ -1,13 +1,14 @@
 // `gatehouse serve --processes 2`: two gateway processes share the port, both serve, the primary writes
 // one audit chain for both (each record names its process's pid), SIGHUP reloads both, SIGUSR1 reopens
 // the file, SIGTERM drains both.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
 import { runCli } from './support/auditFixtures.ts';
-import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 const routes = `  - name: demo
@@ -49,6 +50,16 @@ describe('serve --processes 2', () => {
     const served = await waitFor(h, (r) => r.event === 'request' && r.status === 200, 8);
     expect(new Set(served.map((r) => r.pid))).toEqual(new Set(starts));
   }, 60_000);
+
+  it('stops with exit 1, promptly, when a gateway process cannot start (its port is taken)', async () => {
+    const config = join(h.dir, 'taken.yaml');
+    writeFileSync(config, readFileSync(join(h.dir, 'routes.yaml'), 'utf8').replace('tcp: 127.0.0.1:0', `tcp: 127.0.0.1:${h.port}`).replace('audit/audit.log', 'audit-taken/audit.log'));
+    const started = Date.now();
+    const run = spawnSync(process.execPath, [cli, 'serve', '--config', config, '--processes', '2'], { cwd: h.dir, encoding: 'utf8', timeout: 25_000 });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/not started/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  }, 30_000);
 
   it('reloads every process on SIGHUP to the primary', async () => {
     const config = join(h.dir, 'routes.yaml');

@@ -90,6 +90,8 @@ const loadFigures = (r: MergedLoad, serverCores: number | undefined): Figures =>
   errors: r.errors,
   loadCpuCores: r.loadCpuCores,
   serverCpuCores: serverCores,
+  // CPU per request (or handshake) is steadier than throughput on a shared machine: it does not depend on how much of a core the server got.
+  ...(serverCores !== undefined && { serverCpuUsPerOp: (serverCores / r.perSecond) * 1e6 }),
   ...(r.resumed !== undefined && { resumedShare: r.resumed / Math.max(1, r.completed) }),
 });
 
@@ -125,6 +127,7 @@ export async function httpThroughput(env: BenchEnv, o: ScenarioOptions): Promise
   const c = (g: string, peers: string[], note: string): Comparison[] => [
     ...compare(ms, g, peers, 'perSecond', { scenario: `HTTP req/s, token checked per request (${note})`, unit: 'req/s', higherIsBetter: true, goal: 0.6, goalText: '>= 0.6' }),
     ...compare(ms, g, peers, 'p99ms', { scenario: `HTTP p99 under that load (${note})`, unit: 'ms', higherIsBetter: false, goal: 1 / 1.5, goalText: '<= 1.5x' }),
+    ...compare(ms, g, peers, 'serverCpuUsPerOp', { scenario: `HTTP server CPU per request (${note})`, unit: 'µs', higherIsBetter: false }),
   ];
   return {
     measurements: [...ms.values()],
@@ -174,6 +177,7 @@ export async function handshakes(env: BenchEnv, o: ScenarioOptions): Promise<Sce
     }, skipped);
     out.measurements.push(...ms.values());
     out.comparisons.push(...compare(ms, 'gatehouse 1 process', ['nginx 1 worker', 'HAProxy 1 thread'], 'perSecond', { scenario: `${scenario} (per core)`, unit: '/s', higherIsBetter: true }));
+    out.comparisons.push(...compare(ms, 'gatehouse 1 process', ['nginx 1 worker', 'HAProxy 1 thread'], 'serverCpuUsPerOp', { scenario: `${scenario}: server CPU per handshake`, unit: 'µs', higherIsBetter: false }));
   }
   return out;
 }

@@ -90,13 +90,17 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
     const worker = cluster.fork({ [PROCESS_ENV]: String(index) });
     workers.set(index, worker);
     writeWorkerRecords(worker, audit);
+    let wasReady = false;
     return new Promise((ready, failed) => {
       worker.on('message', (m: unknown) => {
-        if (isProcessMessage(m) && m.gatehouse === 'ready') ready(m.listening);
+        if (!isProcessMessage(m) || m.gatehouse !== 'ready') return;
+        wasReady = true;
+        ready(m.listening);
       });
       worker.once('exit', (code, signal) => {
         failed(new Error(`gateway process ${index} exited (${signal ?? code}) before it was ready`));
-        if (stopping || workers.get(index) !== worker) return;
+        // One that never started (a port in use, a bad key) would fail again: only a running one is replaced.
+        if (stopping || !wasReady || workers.get(index) !== worker) return;
         const now = Date.now();
         restarts.push(now);
         while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift();
@@ -123,7 +127,8 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
       w.once('exit', () => ((exited = true), check()));
       w.once('disconnect', () => ((disconnected = true), check()));
     }));
-    broadcast({ gatehouse: 'stop' });
+    // A signal, not a message: one still starting has no handler yet and simply ends.
+    for (const w of workers.values()) if (!w.isDead()) w.process.kill('SIGTERM');
     // The gateway processes' own grace is 10 s; past 30 s one is stuck.
     const kill = setTimeout(() => workers.forEach((w) => w.process.kill('SIGKILL')), 30_000);
     await Promise.all(gone);
