@@ -66,8 +66,8 @@ export function markdown(run: BenchRun): string {
 /** Horizontal bars of "goodness" (log scale, 1 = parity with the peer), with the goal marked. */
 export function svgChart(run: BenchRun): string {
   const rows = run.comparisons.filter((c) => Number.isFinite(goodness(c)) && goodness(c) > 0);
-  const width = 900;
-  const left = 430;
+  const width = 960;
+  const left = 480;
   const barWidth = width - left - 40;
   const rowHeight = 26;
   const height = 60 + rows.length * rowHeight;
@@ -76,15 +76,15 @@ export function svgChart(run: BenchRun): string {
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<text x="10" y="18" font-size="14">gatehouse vs peers, ${esc(run.date)} (bar: how gatehouse compares, log scale; 1 = parity; right is better; | = goal)</text>`,
+    `<text x="10" y="18" font-size="13">gatehouse vs peers, ${esc(run.date.slice(0, 16))}Z: log scale, 1 = parity, right is better, | = goal (green met, red not, grey no goal)</text>`,
   ];
   for (const t of [0.1, 0.25, 0.5, 1, 2, 4, 10]) parts.push(`<line x1="${x(t)}" y1="30" x2="${x(t)}" y2="${height - 20}" stroke="${t === 1 ? '#000' : '#ddd'}"/><text x="${x(t) - 8}" y="${height - 6}">${t}</text>`);
   rows.forEach((c, i) => {
     const y = 36 + i * rowHeight;
     const g = goodness(c);
-    const ok = c.goal === undefined || g >= c.goal;
-    parts.push(`<text x="10" y="${y + 14}">${esc(`${c.scenario} vs ${c.peer}`).slice(0, 70)}</text>`);
-    parts.push(`<rect x="${x(lo)}" y="${y + 3}" width="${Math.max(1, x(g) - x(lo))}" height="16" fill="${ok ? '#4a9' : '#d65'}"/>`);
+    const colour = c.goal === undefined ? '#999' : g >= c.goal ? '#4a9' : '#d65';
+    parts.push(`<text x="10" y="${y + 14}" font-size="11">${esc(`${c.scenario} vs ${c.peer}`).slice(0, 72)}</text>`);
+    parts.push(`<rect x="${x(lo)}" y="${y + 3}" width="${Math.max(1, x(g) - x(lo))}" height="16" fill="${colour}"/>`);
     parts.push(`<text x="${x(g) + 4}" y="${y + 15}">${g.toFixed(2)}</text>`);
     if (c.goal !== undefined) parts.push(`<line x1="${x(c.goal)}" y1="${y}" x2="${x(c.goal)}" y2="${y + 22}" stroke="#000" stroke-width="2"/>`);
   });
