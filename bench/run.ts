@@ -1,13 +1,13 @@
 // `npm run bench`: every scenario against every peer installed on this machine, in one run; writes
 // JSON, a Markdown table and an SVG chart of the ratios to bench/results/ (see bench/README.md).
-// Usage: npm run bench [-- --quick] [--only http,latency,handshake,idle,tunnel,parallel] [--seconds 8 --rounds 3]
+// Usage: npm run bench [-- --quick] [--only http,latency,handshake,idle,tunnel,parallel,server-tunnel] [--seconds 8 --rounds 3]
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBenchEnv } from './support/benchEnv.ts';
 import { loadProcesses } from './support/loadGenerator.ts';
 import { markdown, writeResults, type BenchRun } from './support/report.ts';
-import { handshakes, httpThroughput, idleTunnels, lowLoadLatency, tunnelThroughput, type ScenarioOptions, type ScenarioResult } from './support/scenarios.ts';
+import { handshakes, httpThroughput, idleTunnels, lowLoadLatency, serverTunnels, tunnelThroughput, type ScenarioOptions, type ScenarioResult } from './support/scenarios.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,6 +36,7 @@ const scenarios: Record<string, (env: Awaited<ReturnType<typeof createBenchEnv>>
   idle: (env) => idleTunnels(env, options),
   tunnel: (env) => tunnelThroughput(env, { ...options, rounds: Math.min(options.rounds, 2) }, 1),
   parallel: (env) => tunnelThroughput(env, { ...options, rounds: 1 }, 8),
+  'server-tunnel': (env) => serverTunnels(env, options),
 };
 const wanted = args.only ? args.only.split(',') : Object.keys(scenarios);
 

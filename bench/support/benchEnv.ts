@@ -107,10 +107,14 @@ export async function createBenchEnv(): Promise<BenchEnv> {
   writeFileSync(join(certs, 'revoked.txt'), '');
   const httpSocket = join(dir, 'upstream.sock');
   const holdSocket = join(dir, 'hold.sock');
-  // The upstreams run in their own processes (own event loops); the holder accepts and keeps idle tunnels.
+  // The upstreams run in their own processes (own event loops). The holder keeps idle tunnels, discards
+  // what it is sent (a sink), and answers `SEND <n>\n` with n bytes (a source).
   const code = `const n=require('net'),h=require('http');
 h.createServer((q,s)=>{s.writeHead(200,{'content-type':'text/plain','content-length':3});s.end('ok\\n')}).listen(${JSON.stringify(httpSocket)},()=>{
-n.createServer({allowHalfOpen:true},(s)=>{s.on('error',()=>{});s.on('end',()=>s.end())}).listen(${JSON.stringify(holdSocket)},()=>console.log('up'))})`;
+n.createServer({allowHalfOpen:true},(s)=>{s.on('error',()=>{});let first=true;const z=Buffer.alloc(1<<20);
+s.on('data',(d)=>{if(!first)return;first=false;const m=/^SEND (\\d+)\\n/.exec(d.toString('latin1',0,32));if(!m)return;let left=+m[1];
+const pump=()=>{while(left>0){const c=left>=z.length?z:z.subarray(0,left);left-=c.length;if(!s.write(c))return void s.once('drain',pump)}s.end()};pump()});
+s.on('end',()=>s.end())}).listen(${JSON.stringify(holdSocket)},()=>console.log('up'))})`;
   const upstream = spawnWithFds(process.execPath, ['-e', code], SERVER_FDS, { cwd: dir });
   await waitForOutput(upstream, /up/);
   // nginx and HAProxy workers may run as another user: let them reach the sockets.

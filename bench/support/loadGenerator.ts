@@ -21,6 +21,8 @@ export interface MergedLoad {
   /** Cores the load generator kept busy during the measured window (sum over its processes). */
   loadCpuCores: number;
   processes: number;
+  /** The longest measured window of the processes. */
+  seconds: number;
 }
 
 /** Runs a command with the fd limit raised (as `ulimit -n` in a shell, then exec). */
@@ -61,6 +63,7 @@ function merge(reports: LoadReport[]): MergedLoad {
     ...(reports.some((r) => r.resumed !== undefined) && { resumed }),
     loadCpuCores: reports.reduce((n, r) => n + r.cpuSeconds, 0) / seconds,
     processes: reports.length,
+    seconds,
   };
 }
 
@@ -70,8 +73,9 @@ export async function runLoad(job: LoadJob, processes = loadProcesses()): Promis
   const jobs: LoadJob[] = Array.from({ length: processes }, (_, i) => {
     if (job.mode === 'http') return { ...job, connections: share(job.connections, i) };
     if (job.mode === 'handshake') return { ...job, concurrency: share(job.concurrency, i) };
+    if (job.mode === 'bulk') return { ...job, streams: share(job.streams, i) };
     return job;
-  }).filter((j) => !('connections' in j && j.connections === 0) && !('concurrency' in j && j.concurrency === 0));
+  }).filter((j) => !('connections' in j && j.connections === 0) && !('concurrency' in j && j.concurrency === 0) && !('streams' in j && j.streams === 0));
   return merge(await Promise.all(jobs.map((j) => runWorker(j).report)));
 }
 

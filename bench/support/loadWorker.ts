@@ -9,7 +9,8 @@ export type LoadJob =
   | { mode: 'http'; target: Target; connections: number; seconds: number; warmupSeconds: number; token: string }
   | { mode: 'latency'; target: Target; rate: number; seconds: number; warmupSeconds: number; token: string }
   | { mode: 'handshake'; target: Target; resume: boolean; concurrency: number; seconds: number; warmupSeconds: number }
-  | { mode: 'idle'; target: Target; count: number; concurrency: number; connectRoute?: string; token: string };
+  | { mode: 'idle'; target: Target; count: number; concurrency: number; connectRoute?: string; token: string }
+  | { mode: 'bulk'; target: Target; streams: number; bytes: number; direction: 'up' | 'down'; connectRoute?: string; token: string };
 
 export interface Target {
   /** https://localhost:PORT, or http://localhost with socketPath (direct to the upstream). */
@@ -189,7 +190,52 @@ async function idle(j: Extract<LoadJob, { mode: 'idle' }>): Promise<void> {
   });
 }
 
+/** A TLS connection (through CONNECT when a route is given) to the benchmark's holder: a sink, and a source on `SEND n`. */
+function openStream(j: { connectRoute?: string; token: string }): Promise<TLSSocket> {
+  return new Promise((ok, fail) => {
+    const socket = tlsConnect(tlsOptions());
+    socket.once('error', fail);
+    socket.once('secureConnect', () => {
+      if (!j.connectRoute) return ok(socket);
+      socket.write(`CONNECT ${j.connectRoute}:1 HTTP/1.1\r\nHost: ${j.connectRoute}:1\r\nProxy-Authorization: Bearer ${j.token}\r\n\r\n`);
+      socket.once('data', (d: Buffer) => (/^HTTP\/1\.1 200/.test(d.toString('latin1')) ? ok(socket) : fail(new Error(d.toString('latin1').split('\r\n')[0]))));
+    });
+  });
+}
+
+/** Moves `bytes` per stream up (into the sink) or down (from the source) on `streams` connections at once. */
+async function bulk(j: Extract<LoadJob, { mode: 'bulk' }>): Promise<LoadReport> {
+  const sockets = await Promise.all(Array.from({ length: j.streams }, () => openStream(j)));
+  const chunk = Buffer.alloc(256 << 10, 7);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let errors = 0;
+  await Promise.all(sockets.map(async (socket) => {
+    if (j.direction === 'up') {
+      for (let sent = 0; sent < j.bytes; sent += chunk.length) {
+        if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r));
+      }
+      socket.end();
+      await new Promise((r) => socket.once('close', r));
+      return;
+    }
+    let got = 0;
+    socket.on('data', (d: Buffer) => (got += d.length));
+    socket.write(`SEND ${j.bytes}\n`);
+    await new Promise((r) => socket.once('end', r));
+    socket.destroy();
+    if (got !== j.bytes) errors++;
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { completed: j.streams, errors, latencies: [], seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
 if (job.mode === 'idle') await idle(job);
+else if (job.mode === 'bulk') {
+  const report = await bulk(job);
+  process.stdout.write(JSON.stringify(report) + '\n', () => process.exit(0));
+}
 else {
   const report = job.mode === 'handshake' ? await handshakes(job) : await httpLoad(job);
   // Exit only once the report is out: a large report to a pipe is written asynchronously.

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { directTarget, maxIdleTunnels, missingPeer, startServer, type BenchEnv, type RunningServer, type ServerKind } from './benchEnv.ts';
-import { holdConnections, runLoad, type MergedLoad } from './loadGenerator.ts';
+import { holdConnections, loadProcesses, runLoad, type MergedLoad } from './loadGenerator.ts';
 import type { LoadJob, Target } from './loadWorker.ts';
 import { cpuDuring, treeRssMiB } from './procStats.ts';
 import type { Comparison, Measurement } from './report.ts';
@@ -205,6 +205,36 @@ export async function idleTunnels(env: BenchEnv, o: ScenarioOptions): Promise<Sc
     comparisons: compare(ms, 'gatehouse 1 process', ['nginx stream mTLS 1 worker'], 'kibPerTunnel', { scenario: 'memory per idle tunnel (RSS growth / tunnels)', unit: 'KiB', higherIsBetter: false }),
     skipped,
   };
+}
+
+/**
+ * The server side of tunnels alone: plain TLS clients in the load processes (no tunnel client, no ssh),
+ * through gatehouse CONNECT and through nginx stream mTLS to the same holder socket; 1 and 8 streams.
+ */
+export async function serverTunnels(env: BenchEnv, o: ScenarioOptions): Promise<ScenarioResult> {
+  const skipped: string[] = [];
+  const scenario = `tunnel server side only (TLS clients, ${o.tunnelMiB} MiB each way)`;
+  const specs = available([{ name: 'gatehouse 1 process', kind: 'gatehouse', processes: 1 }, { name: 'nginx stream mTLS 1 worker', kind: 'nginx-stream', processes: 1 }], skipped, scenario);
+  const total = o.tunnelMiB * (1 << 20);
+  const ms = await roundsOf(env, scenario, specs, Math.min(o.rounds, 2), async (target, server) => {
+    const figures: Figures = {};
+    for (const streams of [1, 8]) {
+      for (const direction of ['up', 'down'] as const) {
+        const r = await runLoad({ mode: 'bulk', target, streams, bytes: Math.floor(total / streams), direction, token: env.token, ...(server?.name.startsWith('gatehouse') && { connectRoute: 'hold' }) }, Math.min(streams, loadProcesses()));
+        if (r.errors > 0) throw new Error(`${r.errors} streams incomplete`);
+        figures[`${direction}${streams}MBps`] = total / 1e6 / r.seconds;
+        figures[`${direction}${streams}LoadCpuCores`] = r.loadCpuCores;
+      }
+    }
+    figures.rssMiB = server ? treeRssMiB(server.pid) : undefined;
+    return figures;
+  }, skipped);
+  const comparisons: Comparison[] = [];
+  for (const key of ['up1MBps', 'down1MBps', 'up8MBps', 'down8MBps']) {
+    const [dir, streams] = [key.startsWith('up') ? 'up' : 'down', key.includes('8') ? 8 : 1];
+    comparisons.push(...compare(ms, 'gatehouse 1 process', ['nginx stream mTLS 1 worker'], key, { scenario: `tunnel server side only, ${streams} stream${streams > 1 ? 's' : ''}, ${dir} MB/s`, unit: 'MB/s', higherIsBetter: true, goal: 1, goalText: '>= 1.0x' }));
+  }
+  return { measurements: [...ms.values()], comparisons, skipped };
 }
 
 /** Runs bench/tunnel-integrity.ts (gatehouse tunnel -L vs ssh -L, nginx stream, socat) and reads its JSON. */
