@@ -1,7 +1,8 @@
 // Tunnel integrity and throughput: N MiB (default 1024) up and down through `gatehouse tunnel -L` on both
 // transports and through its peers (Node relay, socat, ssh -L, nginx stream mTLS), sha256-checked; ratios to ssh -L.
-// Usage: node bench/tunnel-integrity.ts [--size-mib 1024] [--rounds 1] [--only connect,websocket,ssh,socat,nginx,node]
-import { mkdtempSync, rmSync } from 'node:fs';
+// Usage: node bench/tunnel-integrity.ts [--size-mib 1024] [--rounds 1] [--parallel 1] [--json FILE] [--only connect,websocket,ssh,socat,nginx,node]
+// --parallel N moves the same total as N concurrent streams of size/N each way (aggregate MB/s).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +13,11 @@ import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listen
 import { freePort, startSshd, which, type PeerProcess } from '../test/support/localServices.ts';
 import { nginxStreamMtls, nginxStreamModule, socatForward, socatTlsClient, sshForward } from './support/streamPeers.ts';
 
-const { values: args } = parseArgs({ options: { 'size-mib': { type: 'string', default: '1024' }, rounds: { type: 'string', default: '1' }, only: { type: 'string' } } });
-const size = Number(args['size-mib']) * (1 << 20);
+const { values: args } = parseArgs({ options: { 'size-mib': { type: 'string', default: '1024' }, rounds: { type: 'string', default: '1' }, parallel: { type: 'string', default: '1' }, json: { type: 'string' }, only: { type: 'string' } } });
+const parallel = Math.max(1, Number(args.parallel));
+// Each stream carries size / parallel bytes (rounded to 64 KiB chunks), so the total stays the same.
+const size = Math.floor((Number(args['size-mib']) * (1 << 20)) / parallel / 65536) * 65536 * parallel;
+const streamSize = size / parallel;
 const rounds = Math.max(1, Number(args.rounds));
 const only = args.only?.split(',');
 const wanted = (key: string) => !only || only.includes(key);
@@ -43,15 +47,33 @@ const results = new Map<string, Samples>();
 const skipped: string[] = [];
 const cleanups: Array<() => Promise<void> | void> = [];
 
-process.stderr.write(`expected sha256 of ${size} bytes: computing...\n`);
-const expected = keystreamSha256(size);
+process.stderr.write(`expected sha256 of ${streamSize} bytes: computing...\n`);
+const expected = keystreamSha256(streamSize);
 const mbps = (ms: number) => size / 1e6 / (ms / 1000);
 
-function record(path: string, up: { ms: number; bytes: number; sha256: string }, down: { ms: number; bytes: number; sha256: string }, extra: Partial<Samples> = {}): void {
+interface Moved {
+  ms: number;
+  intact: boolean;
+}
+
+/** `parallel` streams at once, each streamSize bytes; intact when every stream's bytes and hash match. */
+async function uploads(port: number): Promise<Moved> {
+  const t0 = performance.now();
+  const all = await Promise.all(Array.from({ length: parallel }, () => upload(port, streamSize)));
+  return { ms: performance.now() - t0, intact: all.every((u) => u.bytes === streamSize && u.sha256 === expected && u.sentSha256 === expected) };
+}
+
+async function downloads(port: number): Promise<Moved> {
+  const t0 = performance.now();
+  const all = await Promise.all(Array.from({ length: parallel }, () => download(port, streamSize)));
+  return { ms: performance.now() - t0, intact: all.every((d) => d.bytes === streamSize && d.sha256 === expected) };
+}
+
+function record(path: string, up: Moved, down: Moved, extra: Partial<Samples> = {}): void {
   const s = results.get(path) ?? { up: [], down: [], intact: true, auditBytes: '-' };
   s.up.push(mbps(up.ms));
   s.down.push(mbps(down.ms));
-  s.intact &&= up.bytes === size && up.sha256 === expected && down.bytes === size && down.sha256 === expected && extra.intact !== false;
+  s.intact &&= up.intact && down.intact && extra.intact !== false;
   if (extra.auditBytes) s.auditBytes = extra.auditBytes;
   s.clientPeakMiB = Math.max(s.clientPeakMiB ?? 0, extra.clientPeakMiB ?? 0) || undefined;
   s.gatewayPeakMiB = Math.max(s.gatewayPeakMiB ?? 0, extra.gatewayPeakMiB ?? 0) || undefined;
@@ -128,31 +150,30 @@ async function startPeers(dir: string): Promise<Peer[]> {
 }
 
 async function runPeer(peer: Peer): Promise<void> {
-  const up = await upload(peer.sinkPort, size);
-  const down = await download(peer.sourcePort, size);
-  record(peer.path, up, down, { intact: up.sentSha256 === expected, clientPeakMiB: peakRssMiB(peer.client?.proc.pid) });
+  const up = await uploads(peer.sinkPort);
+  const down = await downloads(peer.sourcePort);
+  record(peer.path, up, down, { clientPeakMiB: peakRssMiB(peer.client?.proc.pid) });
 }
 
 async function throughTunnel(transport: 'connect' | 'websocket'): Promise<void> {
   // A fresh gateway per transport and round, so its peak memory belongs to this run alone.
-  const h = await startHarness({ routes });
+  const h = await startHarness({ routes, extraTop: `limits:\n  tunnelsPerIdentity: ${Math.max(64, parallel * 4)}\n` });
   try {
     const alice = await h.pki.client('alice');
     const tokenFile = writeToken(h, join(h.dir, 'home', 'token'), 'alice');
     const sink = await listenUnix(join(h.dir, 'run', 'sink.sock'), countHandler);
     const source = await listenUnix(join(h.dir, 'run', 'source.sock'), sourceHandler);
     const t = await startTunnel([...gatewayFlags(h, alice, tokenFile, transport), '-L', '0:sink', '-L', '0:source'], cleanEnv(join(h.dir, 'home')), 2);
-    const up = await upload(t.ready[0]?.port as number, size);
-    const down = await download(t.ready[1]?.port as number, size);
+    const up = await uploads(t.ready[0]?.port as number);
+    const down = await downloads(t.ready[1]?.port as number);
     const clientPeakMiB = peakRssMiB(t.proc.pid);
     const gatewayPeakMiB = peakRssMiB(h.proc.pid);
     await t.stop();
     await new Promise((r) => setTimeout(r, 300));
     const closes = h.audit().filter((r) => r.event === 'tunnel.close');
-    const sinkClose = closes.find((r) => r.route === 'sink');
-    const sourceClose = closes.find((r) => r.route === 'source');
-    const exact = sinkClose?.bytesIn === size && sourceClose?.bytesOut === size && up.sentSha256 === expected;
-    const auditBytes = `up: in ${sinkClose?.bytesIn} out ${sinkClose?.bytesOut}; down: in ${sourceClose?.bytesIn} out ${sourceClose?.bytesOut}`;
+    const sum = (route: string, key: 'bytesIn' | 'bytesOut') => closes.filter((r) => r.route === route).reduce((n, r) => n + (r[key] ?? 0), 0);
+    const exact = sum('sink', 'bytesIn') === size && sum('source', 'bytesOut') === size && closes.length === 2 * parallel;
+    const auditBytes = `up: in ${sum('sink', 'bytesIn')} out ${sum('sink', 'bytesOut')}; down: in ${sum('source', 'bytesIn')} out ${sum('source', 'bytesOut')}`;
     record(`gatehouse tunnel (${transport})`, up, down, { intact: exact, auditBytes, clientPeakMiB, gatewayPeakMiB });
     sink.close();
     source.close();
@@ -191,7 +212,7 @@ try {
 
 const ssh = [...results].find(([path]) => path.startsWith('ssh -L'))?.[1];
 const ratio = (value: number, ref: number[] | undefined) => (ref ? (value / median(ref)).toFixed(2) : '-');
-console.log(`\n${size / (1 << 20)} MiB each way (sha256 ${expected.slice(0, 16)}...), ${rounds > 1 ? `medians of ${rounds} rounds` : '1 round'}\n`);
+console.log(`\n${size / (1 << 20)} MiB each way${parallel > 1 ? ` as ${parallel} parallel streams` : ''} (sha256 ${expected.slice(0, 16)}...), ${rounds > 1 ? `medians of ${rounds} rounds` : '1 round'}\n`);
 for (const reason of skipped) console.log(`skipped ${reason}`);
 console.log('| path | up MB/s | down MB/s | up vs ssh -L | down vs ssh -L | byte-identical | gateway close records | client peak RSS | gateway peak RSS |');
 console.log('| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |');
@@ -200,4 +221,5 @@ for (const [path, s] of results) {
   const mib = (v: number | undefined) => (v === undefined ? '-' : `${v} MiB`);
   console.log(`| ${path} | ${up.toFixed(0)} | ${down.toFixed(0)} | ${ratio(up, ssh?.up)} | ${ratio(down, ssh?.down)} | ${s.intact ? 'yes' : 'NO'} | ${s.auditBytes} | ${mib(s.clientPeakMiB)} | ${mib(s.gatewayPeakMiB)} |`);
 }
+if (args.json) writeFileSync(args.json, JSON.stringify({ sizeMiB: size / (1 << 20), parallel, rounds, skipped, paths: Object.fromEntries([...results].map(([path, s]) => [path, { ...s, upMedian: median(s.up), downMedian: median(s.down) }])) }, null, 2));
 process.exitCode = [...results.values()].every((s) => s.intact) ? 0 : 1;

@@ -83,6 +83,8 @@ export interface AuditRecord {
   detail?: Record<string, unknown>;
   /** Only on `audit.checkpoint` records. */
   checkpoint?: AuditCheckpoint;
+  /** The gateway process that wrote the record, under `serve --processes N` (absent with one process). */
+  pid?: number;
 }
 
 /**

@@ -1,7 +1,7 @@
 // The composition root: wires listener -> admission (routing + authz) -> forwarders, with audit
 // observing every stage. Owns reload (new config, same sockets) and graceful shutdown.
 import type { AuditLog } from '../audit/auditLog.ts';
-import { openAuditLog } from '../audit/auditLog.ts';
+import { openAuditLog, type AuditLogOptions } from '../audit/auditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { createRequestAuthorizer, type ReloadableRequestAuthorizer, type ReloadResult } from '../authz/requestAuthorizer.ts';
 import { authorizerOptions } from '../authz/authorizerOptions.ts';
@@ -64,10 +64,16 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
 /** Limits the listener applies when its sockets open; the others are read per request. */
 const LISTENER_LIMITS = ['connections', 'connectionsPerSource', 'maxHeaderBytes', 'handshakeTimeoutSeconds', 'headersTimeoutSeconds', 'requestTimeoutSeconds', 'idleTimeoutSeconds'] as const;
 
-export async function startGateway(config: GatewayConfig, source: string): Promise<Gateway> {
+/** What a gateway process of `serve --processes N` gets from its primary instead of opening it itself. */
+export interface GatewayProcessDeps {
+  /** The audit log (the primary writes the file: one chain, one writer). */
+  openAudit?: (options: AuditLogOptions) => AuditLog & { reopen(): void };
+}
+
+export async function startGateway(config: GatewayConfig, source: string, deps: GatewayProcessDeps = {}): Promise<Gateway> {
   // Metrics count what the audit records say, so every stage is observed without knowing about metrics.
   const metrics = createGatewayMetrics();
-  const auditLog = openAuditLog({
+  const auditLog = (deps.openAudit ?? openAuditLog)({
     ...config.audit,
     observer: metrics.auditLog,
     onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until a write succeeds (SIGUSR1 reopens the file)\n`),

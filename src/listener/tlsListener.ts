@@ -1,5 +1,6 @@
 // The front door: HTTPS servers on TCP addresses and UNIX sockets that demand a client certificate
 // from the site CA, record who connected, and hand requests, upgrades and CONNECTs to the forwarders.
+import cluster from 'node:cluster';
 import { constants as cryptoConstants } from 'node:crypto';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -220,7 +221,8 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   };
   if (listen.unix) {
     await mkdir(dirname(listen.unix), { recursive: true, mode: 0o755 });
-    await removeStaleSocket(listen.unix);
+    // Under `serve --processes` the primary binds the socket once for all processes and removed any stale file first.
+    if (!cluster.isWorker) await removeStaleSocket(listen.unix);
     const mode = parseInt(listen.mode ?? '0660', 8);
     // Create the socket file with its final mode (no window where it is wider), then chmod to be sure.
     const umask = process.umask(0o777 & ~mode);

@@ -37,6 +37,8 @@ export interface HarnessOptions {
   auditFile?: string;
   /** More keys under `authz:` (lines indented by 2), e.g. externalKeys or cache settings. */
   authzExtra?: string;
+  /** More arguments to `gatehouse serve`, e.g. `['--processes', '2']`. */
+  serveArgs?: string[];
 }
 
 export function makeRootKey(): { privateKey: string; publicKey: string } {
@@ -81,7 +83,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   writeFileSync(revocationList, '# revoked token ids\n');
   const auditFile = join(dir, 'audit', 'audit.log');
   writeFileSync(join(dir, 'routes.yaml'), gatewayConfig(opts));
-  const proc = spawn(process.execPath, [cli, 'serve', '--config', join(dir, 'routes.yaml')], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [cli, 'serve', '--config', join(dir, 'routes.yaml'), ...(opts.serveArgs ?? [])], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const port = await new Promise<number>((ok, fail) => {
