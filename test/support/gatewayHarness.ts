@@ -125,7 +125,8 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
       }
     },
     stop(signal = 'SIGTERM') {
-      if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
+      // A child ended by a signal has signalCode set and exitCode null: it will not exit again.
+      if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode);
       return new Promise((ok) => {
         proc.once('exit', (code) => ok(code));
         proc.kill(signal);
