@@ -120,7 +120,7 @@ http { access_log off; upstream u { server unix:${sock}; keepalive 64; }
       url: `https://localhost:${port.gatehouse}`,
       tls: true,
       start: async () => {
-        writeFileSync(join(dir, 'routes.yaml'), `listen:\n  - tcp: 127.0.0.1:${port.gatehouse}\ntls:\n  cert: certs/server.crt\n  key: certs/server.key\n  clientCa: certs/ca.crt\nauthz:\n  rootKey: certs/root.pub\n  revocationList: certs/revoked.txt\naudit:\n  file: audit.log\nroutes:\n  - name: bench\n    path: /\n    upstream: unix:${sock}\n    policy: |\n      allow if user($u);\n`);
+        writeFileSync(join(dir, 'routes.yaml'), `listen:\n  - tcp: 127.0.0.1:${port.gatehouse}\ntls:\n  cert: certs/server.crt\n  key: certs/server.key\n  clientCa: certs/ca.crt\nauthz:\n  rootKey: certs/root.pub\n  revocationList: certs/revoked.txt\naudit:\n  file: audit.log\nlimits:\n  requestsPerSecond: 1000000\n  requestBurst: 1000000\nroutes:\n  - name: bench\n    path: /\n    upstream: unix:${sock}\n    policy: |\n      allow if user($u);\n`);
         return startProc(process.execPath, [join(repo, 'bin', 'gatehouse.js'), 'serve', '--config', join(dir, 'routes.yaml')], /listening on/);
       },
     },
