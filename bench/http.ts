@@ -10,6 +10,7 @@ import { Pool } from 'undici';
 import { initPki, issueClientCertificate } from '../src/pki/index.ts';
 import { mintToken } from '../src/token/mintToken.ts';
 import { readPrivateKey, writeKeyPair } from '../src/token/keyFiles.ts';
+import { waitForOutput } from './support/benchEnv.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,27 +34,11 @@ interface Peer {
   start(): Promise<ChildProcess | undefined>;
 }
 
-function waitFor(proc: ChildProcess, pattern: RegExp | undefined, ms = 15_000): Promise<void> {
-  if (!pattern) return new Promise((r) => setTimeout(r, 500));
-  return new Promise((ok, fail) => {
-    let out = '';
-    const timer = setTimeout(() => fail(new Error(`timed out waiting for ${pattern}: ${out}`)), ms);
-    const on = (d: Buffer) => {
-      out += d.toString();
-      if (pattern.test(out)) {
-        clearTimeout(timer);
-        ok();
-      }
-    };
-    proc.stdout?.on('data', on);
-    proc.stderr?.on('data', on);
-    proc.once('exit', (code) => fail(new Error(`exited ${code}: ${out}`)));
-  });
-}
-
 async function startProc(cmd: string, argv: string[], ready?: RegExp): Promise<ChildProcess> {
   const proc = spawn(cmd, argv, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  await waitFor(proc, ready);
+  // A peer that prints nothing when ready gets half a second.
+  if (ready) await waitForOutput(proc, ready, 15_000);
+  else await new Promise((r) => setTimeout(r, 500));
   return proc;
 }
 

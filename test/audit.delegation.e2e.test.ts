@@ -8,7 +8,7 @@ import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord, AuditTokenBlock } from '../src/audit/auditRecord.ts';
 import { startEchoService } from '../src/demo/echoService.ts';
-import { runGatehouse, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { runGatehouseOk, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { echoHandler } from './support/tunnelClient.ts';
 import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
@@ -41,13 +41,8 @@ const routes = `  - name: notebook
       allow if user($u), member($u, "beamline") trusting authority, {facility};
 `;
 
-const gatehouse = (args: string[]) => runGatehouse(args, { cwd: h.dir });
 
-async function ok(args: string[]): Promise<string> {
-  const result = await gatehouse(args);
-  if (result.code !== 0) throw new Error(`gatehouse ${args.join(' ')} failed: ${result.stderr}`);
-  return result.stdout;
-}
+const ok = (args: string[]) => runGatehouseOk(args, { cwd: h.dir });
 
 const read = (file: string) => readFileSync(join(h.dir, file), 'utf8').trim();
 const get = async (path: string, client: TestClientCertificate, token: string) => (await curl(h, path, { client, token })).status;

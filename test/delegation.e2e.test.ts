@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService, type EchoReply } from '../src/demo/echoService.ts';
-import { runGatehouse, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { runGatehouse, runGatehouseOk, curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 const facility = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
@@ -34,11 +34,7 @@ const routes = `  - name: notebook
 
 const gatehouse = (args: string[]) => runGatehouse(args, { cwd: h.dir });
 
-async function ok(args: string[]): Promise<string> {
-  const result = await gatehouse(args);
-  if (result.code !== 0) throw new Error(`gatehouse ${args.join(' ')} failed: ${result.stderr}`);
-  return result.stdout;
-}
+const ok = (args: string[]) => runGatehouseOk(args, { cwd: h.dir });
 
 const read = (file: string) => readFileSync(join(h.dir, file), 'utf8').trim();
 const status = async (path: string, client: TestClientCertificate, token: string, args: string[] = []) => (await curl(h, path, { client, token, args })).status;

@@ -56,7 +56,8 @@ export function missingPeer(kind: ServerKind): string | undefined {
   return undefined;
 }
 
-function waitForOutput(proc: ChildProcess, pattern: RegExp, ms = 30_000): Promise<void> {
+/** Waits until `proc` prints `pattern` on stdout or stderr; fails when it exits first or `ms` passes. */
+export function waitForOutput(proc: ChildProcess, pattern: RegExp, ms = 30_000): Promise<void> {
   return new Promise((ok, fail) => {
     let out = '';
     const timer = setTimeout(() => fail(new Error(`timed out waiting for ${pattern}: ${out}`)), ms);

@@ -152,6 +152,13 @@ export function runGatehouse(args: string[], options: { cwd?: string; input?: st
 }
 
 
+/** Runs the `gatehouse` command and returns its stdout; throws with its stderr when it fails. */
+export async function runGatehouseOk(args: string[], options: { cwd?: string; input?: string } = {}): Promise<string> {
+  const result = await runGatehouse(args, options);
+  if (result.code !== 0) throw new Error(`gatehouse ${args.join(' ')} failed: ${result.stderr}`);
+  return result.stdout;
+}
+
 export interface CurlResult {
   status: number;
   body: string;
