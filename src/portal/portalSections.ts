@@ -1,10 +1,11 @@
 // What the portal shows a signed-in user besides the session: the services they can open (each one
 // checked by a dry run of admission with their session), their own recent audit records, and who used
 // the services they own (the upstream template's {user} is them): accountability in both directions.
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
+import { auditTail } from './auditTail.ts';
 import type { CompiledRoute } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
@@ -13,7 +14,6 @@ import { escapeHtml } from './portalPages.ts';
 const PARAM = /\{([a-z][a-z0-9_]*)\}/g;
 const VALUE = '[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}';
 const MAX_LINKS = 30;
-const AUDIT_TAIL_BYTES = 1 << 20;
 
 export interface SectionInput {
   admission: AdmissionContext;
@@ -91,31 +91,6 @@ export async function openableLinks(input: SectionInput, routes: readonly Compil
     }
   }
   return links;
-}
-
-/** The last records of the audit log (its last MiB), oldest first; unparsable lines are skipped. */
-export async function auditTail(file: string): Promise<AuditRecord[]> {
-  let handle;
-  try {
-    handle = await open(file, 'r');
-    const { size } = await handle.stat();
-    const start = Math.max(0, size - AUDIT_TAIL_BYTES);
-    const buffer = Buffer.alloc(size - start);
-    await handle.read(buffer, 0, buffer.length, start);
-    const lines = buffer.toString('utf8').split('\n');
-    if (start > 0) lines.shift(); // a partial first line
-    return lines.flatMap((line) => {
-      try {
-        return line ? [JSON.parse(line) as AuditRecord] : [];
-      } catch {
-        return [];
-      }
-    });
-  } catch {
-    return [];
-  } finally {
-    await handle?.close();
-  }
 }
 
 /** Whether the upstream of a record belongs to `user`: the route's upstream template puts them in {user}. */
