@@ -270,6 +270,20 @@ describe('files named by the config', () => {
     ]);
   });
 
+  it('refuses a server key every local user can read, and allows group read (0640, the ssl-cert group)', async () => {
+    const dir = tempDir();
+    fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });
+    const file = path.join(dir, 'routes.yaml');
+    fs.writeFileSync(file, [...header, ...route('a')].join('\n') + '\n');
+    fs.chmodSync(path.join(dir, 'certs/server.key'), 0o644);
+    const loaded = await loadConfig(file);
+    expect(loaded.ok ? [] : brief(loaded.errors)).toEqual([
+      "5:8 tls.key: the server's private key can be read by every user (mode 0644); chmod o-r it",
+    ]);
+    fs.chmodSync(path.join(dir, 'certs/server.key'), 0o640);
+    expect((await loadConfig(file)).ok).toBe(true);
+  });
+
   it('rejects unparsable certificates, bare-hex root keys and bad revocation list lines', async () => {
     const dir = tempDir();
     fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });

@@ -1,5 +1,6 @@
 // Checks the files routes.yaml points at: TLS certificate, key, client CA and CRL, the token root key
 // and the revocation list must exist, be readable and hold what the gateway expects; what it writes must be writable.
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import path from 'node:path';
@@ -49,6 +50,16 @@ function parseCertificate(pem: string, key: KeyPath, issues: ConfigIssue[]): X50
   }
 }
 
+/** The file's mode as four octal digits when every local user may read it; undefined otherwise. */
+function everyoneReads(file: string): string | undefined {
+  try {
+    const mode = statSync(file).mode & 0o777;
+    return mode & 0o004 ? mode.toString(8).padStart(4, '0') : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function checkTls(tls: Raw, dir: string, issues: ConfigIssue[]): Promise<void> {
   const [certPem, keyPem, caPem] = await Promise.all([
     readAt(['tls', 'cert'], tls.cert, dir, issues),
@@ -57,6 +68,11 @@ async function checkTls(tls: Raw, dir: string, issues: ConfigIssue[]): Promise<v
   ]);
   const cert = certPem && parseCertificate(certPem.toString('utf8'), ['tls', 'cert'], issues);
   let key: KeyObject | undefined;
+  const keyMode = keyPem && everyoneReads(path.resolve(dir, String(tls.key)));
+  if (keyMode) {
+    // Group read stays allowed: Debian's ssl-cert group (mode 0640) is how sites share a key with a service.
+    issues.push({ path: ['tls', 'key'], message: `the server's private key can be read by every user (mode ${keyMode}); chmod o-r it` });
+  }
   if (keyPem) {
     try {
       key = createPrivateKey(keyPem);
