@@ -100,10 +100,12 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
       fail(new Error(`gateway exited with ${code}:\n${err}`));
     });
   });
-  const audit = () =>
-    existsSync(auditFile)
-      ? readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord & { time: string })
-      : [];
+  // Only complete lines: the gateway may be in the middle of writing the last one.
+  const audit = () => {
+    if (!existsSync(auditFile)) return [];
+    const text = readFileSync(auditFile, 'utf8');
+    return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord & { time: string });
+  };
   return {
     dir,
     pki,
