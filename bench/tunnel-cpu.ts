@@ -1,6 +1,6 @@
 // Server CPU per MB through the tunnel path: a real `gatehouse serve` (1 process) and nginx stream mTLS,
 // plain TLS clients in this process, CONNECT to the holder; CPU seconds of the server's tree per MB moved.
-// Usage: node bench/tunnel-cpu.ts [--mib 512] [--rounds 3] [--streams 1] [--only gatehouse,nginx]
+// Usage: node bench/tunnel-cpu.ts [--mib 512] [--rounds 3] [--streams 1] [--only gatehouse,nginx] [--directions up,down]
 // CPU per MB hardly depends on how busy the shared machine is; MB/s does. Both are printed, medians.
 import { readFileSync } from 'node:fs';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { createBenchEnv, missingPeer, startServer, type BenchEnv, type RunningServer } from './support/benchEnv.ts';
 import { treeCpuSeconds, treeRssMiB } from './support/procStats.ts';
 
-const { values: args } = parseArgs({ options: { mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '3' }, streams: { type: 'string', default: '1' }, only: { type: 'string', default: 'gatehouse,nginx' } } });
+const { values: args } = parseArgs({ options: { mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '3' }, streams: { type: 'string', default: '1' }, only: { type: 'string', default: 'gatehouse,nginx' }, directions: { type: 'string', default: 'up,down' } } });
 const streams = Number(args.streams);
 const bytesPerStream = Math.floor((Number(args.mib) * (1 << 20)) / streams);
 
@@ -55,7 +55,7 @@ async function measure(env: BenchEnv, server: RunningServer, viaConnect: boolean
   return { MBps: mb / seconds, cpuUsPerMB: ((treeCpuSeconds(server.pid) - cpu0) * 1e6) / mb };
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const median = (xs: number[]): number => (xs.length === 0 ? NaN : ([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number));
 const env = await createBenchEnv();
 const kinds = args.only.split(',').filter((k) => (k === 'nginx' ? missingPeer('nginx-stream') === undefined : k === 'gatehouse'));
 const results = new Map<string, { up: Figures[]; down: Figures[]; rss: number[] }>();
@@ -63,8 +63,8 @@ for (let round = 0; round < Number(args.rounds); round++) {
   for (const kind of kinds) {
     const server = await startServer(env, kind === 'nginx' ? 'nginx-stream' : 'gatehouse', 1, kind);
     const r = results.get(kind) ?? { up: [], down: [], rss: [] };
-    r.up.push(await measure(env, server, kind === 'gatehouse', up));
-    r.down.push(await measure(env, server, kind === 'gatehouse', down));
+    if (args.directions.includes('up')) r.up.push(await measure(env, server, kind === 'gatehouse', up));
+    if (args.directions.includes('down')) r.down.push(await measure(env, server, kind === 'gatehouse', down));
     r.rss.push(treeRssMiB(server.pid));
     await server.stop();
     results.set(kind, r);

@@ -49,8 +49,9 @@ export function stopError(message: string, closeCode: number): Error & { closeCo
 /** After one side has closed, the other gets this long to flush what it was given. */
 const LINGER_MS = 30_000;
 
-export function splice(ends: SpliceEnds): Splice {
-  const { client, upstream } = ends;
+// Only what the closures below use is kept for the tunnel's lifetime: not `ends` itself, whose heads are
+// views that would hold the whole read they came in (the CONNECT request's) for as long as the tunnel lives.
+export function splice({ client, upstream, clientHead, upstreamHead, idleTimeoutMs, upstreamReads, inspect, closedBy }: SpliceEnds): Splice {
   const streams: Record<Side, Duplex> = { client, upstream };
   const other = (side: Side): Side => (side === 'client' ? 'upstream' : 'client');
   const bytes = { client: 0, upstream: 0 }; // bytes read from each side (and handed to the other)
@@ -83,7 +84,7 @@ export function splice(ends: SpliceEnds): Splice {
     if (sink.destroyed || sink.writableEnded) return true; // the other side is gone: nothing is carried
     bytes[from] += chunk.length;
     lastActivity = performance.now();
-    ends.inspect?.(from, chunk);
+    inspect?.(from, chunk);
     if (toUpstream && !upstreamCorked) {
       upstreamCorked = true;
       upstream.cork();
@@ -113,7 +114,7 @@ export function splice(ends: SpliceEnds): Splice {
     if (!closed.client || !closed.upstream) return;
     clearTimeout(idleTimer);
     clearTimeout(lingerTimer);
-    const reason = fault ?? `${ends.closedBy?.() ?? firstEnd ?? 'client'} closed`;
+    const reason = fault ?? `${closedBy?.() ?? firstEnd ?? 'client'} closed`;
     settle({ bytesIn: bytes.client, bytesOut: bytes.upstream, reason });
   };
 
@@ -153,18 +154,18 @@ export function splice(ends: SpliceEnds): Splice {
 
   watch('client');
   watch('upstream');
-  ends.upstreamReads?.attach(deliverSharedRead);
-  if (ends.clientHead?.length) deliver('client', ends.clientHead);
-  if (ends.upstreamHead?.length) deliver('upstream', ends.upstreamHead);
+  upstreamReads?.attach(deliverSharedRead);
+  if (clientHead?.length) deliver('client', clientHead);
+  if (upstreamHead?.length) deliver('upstream', upstreamHead);
 
-  if (ends.idleTimeoutMs > 0) {
+  if (idleTimeoutMs > 0) {
     const check = (): void => {
       const idle = performance.now() - lastActivity;
-      if (idle >= ends.idleTimeoutMs) return stop('idle timeout');
-      idleTimer = setTimeout(check, ends.idleTimeoutMs - idle);
+      if (idle >= idleTimeoutMs) return stop('idle timeout');
+      idleTimer = setTimeout(check, idleTimeoutMs - idle);
       idleTimer.unref();
     };
-    idleTimer = setTimeout(check, ends.idleTimeoutMs);
+    idleTimer = setTimeout(check, idleTimeoutMs);
     idleTimer.unref();
   }
   return { done, stop };
