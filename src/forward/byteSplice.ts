@@ -68,13 +68,6 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
   // Per direction, built once: the chunk path allocates nothing but what the streams themselves do.
   const resumeClient = (): void => void client.resume();
   const resumeUpstream = (): void => void upstream.resume();
-  // Writes to the upstream are corked until the end of the event-loop turn: the TLS socket hands over a
-  // 64 KiB read as four 16 KiB records in one go, and one writev of them costs one syscall, not four.
-  let upstreamCorked = false;
-  const uncorkUpstream = (): void => {
-    upstreamCorked = false;
-    upstream.uncork();
-  };
 
   /** Carries one chunk; false when the reader should pause (its sink is full or gone). */
   const deliver = (from: Side, chunk: Buffer): boolean => {
@@ -85,11 +78,6 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
     bytes[from] += chunk.length;
     lastActivity = performance.now();
     inspect?.(from, chunk);
-    if (toUpstream && !upstreamCorked) {
-      upstreamCorked = true;
-      upstream.cork();
-      setImmediate(uncorkUpstream);
-    }
     if (sink.write(chunk) || source.isPaused()) return true;
     source.pause();
     sink.once('drain', toUpstream ? resumeClient : resumeUpstream);
@@ -98,10 +86,11 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
 
   /**
    * A read of the upstream in the shared buffer. The client consumes it at once (TLS encrypts it on
-   * write) unless earlier writes still wait in its queue: then the view would sit there by reference
-   * and be overwritten by the next read of any tunnel, so it is copied first.
+   * write) unless earlier writes still wait in its queue, or it is corked: then the view would sit there
+   * by reference and be overwritten by the next read of any tunnel, so it is copied first.
    */
-  const deliverSharedRead = (view: Buffer): boolean => deliver('upstream', client.writableLength === 0 ? view : Buffer.from(view));
+  const deliverSharedRead = (view: Buffer): boolean =>
+    deliver('upstream', client.writableLength === 0 && client.writableCorked === 0 ? view : Buffer.from(view));
 
   const stop = (reason: string, closeCode = 1000): void => {
     fault ??= reason;

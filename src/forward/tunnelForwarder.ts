@@ -31,9 +31,6 @@ export function isTunnelEndpoint(url: string | undefined): boolean {
   return tunnelEndpointRoute(url) !== undefined;
 }
 
-/** A bulk tunnel's upstream socket queues this much before the client is paused: fewer pause/resume turns. */
-const TUNNEL_SOCKET_HIGH_WATER = 256 << 10;
-
 /** `route:port` (the port is ignored), or a bare `route`; anything else is malformed. */
 export function connectTargetRoute(target: string): string | undefined {
   const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*)(?::\d{1,5})?$/.exec(target);
@@ -77,7 +74,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
     // read into the shared buffer (see byteSplice's upstreamReads).
     const reads = sharedReads();
-    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs, { onread: reads.onread, highWaterMark: TUNNEL_SOCKET_HIGH_WATER });
+    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs, { onread: reads.onread });
     if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     if (socket.destroyed) {
       upstream.stream.destroy();

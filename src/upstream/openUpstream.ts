@@ -25,8 +25,6 @@ export interface StreamUpstreams {
 export interface StreamOptions {
   /** Reads into a caller's buffer instead of a fresh Buffer per read (see net `onread`). */
   onread?: OnReadOpts;
-  /** Bytes the socket queues before its writer waits. */
-  highWaterMark?: number;
 }
 
 export interface UpstreamOpener {
