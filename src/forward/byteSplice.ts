@@ -1,6 +1,7 @@
 // Carries bytes both ways between a client stream and an upstream stream, for every tunnel kind:
 // half-close each way, backpressure (a full writer pauses its reader), idle timeout, byte counts, who closed.
 import type { Duplex } from 'node:stream';
+import type { SharedReads } from './sharedReads.ts';
 
 export type Side = 'client' | 'upstream';
 
@@ -13,7 +14,13 @@ export interface SpliceEnds {
   upstreamHead?: Buffer;
   /** Close after this long without a byte in either direction; 0 = never. */
   idleTimeoutMs: number;
-  /** Sees every chunk carried (e.g. to spot a WebSocket close frame). */
+  /**
+   * The upstream socket reads into the shared buffer (opened with its `onread`): its bytes come from
+   * there instead of 'data' events. Only for a client that consumes a write at once when nothing is
+   * queued on it (a TLS socket encrypts on write); anything else would keep a view that gets overwritten.
+   */
+  upstreamReads?: SharedReads;
+  /** Sees every chunk carried (e.g. to spot a WebSocket close frame); must not keep it. */
   inspect?: (from: Side, chunk: Buffer) => void;
   /** Who ended the conversation when the protocol inside says so better than the byte stream does. */
   closedBy?: () => Side | undefined;
@@ -42,8 +49,9 @@ export function stopError(message: string, closeCode: number): Error & { closeCo
 /** After one side has closed, the other gets this long to flush what it was given. */
 const LINGER_MS = 30_000;
 
-export function splice(ends: SpliceEnds): Splice {
-  const { client, upstream } = ends;
+// Only what the closures below use is kept for the tunnel's lifetime: not `ends` itself, whose heads are
+// views that would hold the whole read they came in (the CONNECT request's) for as long as the tunnel lives.
+export function splice({ client, upstream, clientHead, upstreamHead, idleTimeoutMs, upstreamReads, inspect, closedBy }: SpliceEnds): Splice {
   const streams: Record<Side, Duplex> = { client, upstream };
   const other = (side: Side): Side => (side === 'client' ? 'upstream' : 'client');
   const bytes = { client: 0, upstream: 0 }; // bytes read from each side (and handed to the other)
@@ -57,18 +65,32 @@ export function splice(ends: SpliceEnds): Splice {
   let settle!: (result: SpliceResult) => void;
   const done = new Promise<SpliceResult>((resolve) => (settle = resolve));
 
-  const deliver = (from: Side, chunk: Buffer): void => {
-    const source = streams[from];
-    const sink = streams[other(from)];
-    if (sink.destroyed || sink.writableEnded) return; // the other side is gone: nothing is carried
+  // Per direction, built once: the chunk path allocates nothing but what the streams themselves do.
+  const resumeClient = (): void => void client.resume();
+  const resumeUpstream = (): void => void upstream.resume();
+
+  /** Carries one chunk; false when the reader should pause (its sink is full or gone). */
+  const deliver = (from: Side, chunk: Buffer): boolean => {
+    const toUpstream = from === 'client';
+    const source = toUpstream ? client : upstream;
+    const sink = toUpstream ? upstream : client;
+    if (sink.destroyed || sink.writableEnded) return true; // the other side is gone: nothing is carried
     bytes[from] += chunk.length;
     lastActivity = performance.now();
-    ends.inspect?.(from, chunk);
-    if (!sink.write(chunk) && !source.isPaused()) {
-      source.pause();
-      sink.once('drain', () => source.resume());
-    }
+    inspect?.(from, chunk);
+    if (sink.write(chunk) || source.isPaused()) return true;
+    source.pause();
+    sink.once('drain', toUpstream ? resumeClient : resumeUpstream);
+    return false;
   };
+
+  /**
+   * A read of the upstream in the shared buffer. The client consumes it at once (TLS encrypts it on
+   * write) unless earlier writes still wait in its queue, or it is corked: then the view would sit there
+   * by reference and be overwritten by the next read of any tunnel, so it is copied first.
+   */
+  const deliverSharedRead = (view: Buffer): boolean =>
+    deliver('upstream', client.writableLength === 0 && client.writableCorked === 0 ? view : Buffer.from(view));
 
   const stop = (reason: string, closeCode = 1000): void => {
     fault ??= reason;
@@ -81,14 +103,14 @@ export function splice(ends: SpliceEnds): Splice {
     if (!closed.client || !closed.upstream) return;
     clearTimeout(idleTimer);
     clearTimeout(lingerTimer);
-    const reason = fault ?? `${ends.closedBy?.() ?? firstEnd ?? 'client'} closed`;
+    const reason = fault ?? `${closedBy?.() ?? firstEnd ?? 'client'} closed`;
     settle({ bytesIn: bytes.client, bytesOut: bytes.upstream, reason });
   };
 
   const watch = (side: Side): void => {
     const stream = streams[side];
     const peer = streams[other(side)];
-    stream.on('data', (chunk: Buffer) => deliver(side, chunk));
+    stream.on('data', (chunk: Buffer) => void deliver(side, chunk));
     stream.on('end', () => {
       ended[side] = true;
       firstEnd ??= side;
@@ -121,17 +143,18 @@ export function splice(ends: SpliceEnds): Splice {
 
   watch('client');
   watch('upstream');
-  if (ends.clientHead?.length) deliver('client', ends.clientHead);
-  if (ends.upstreamHead?.length) deliver('upstream', ends.upstreamHead);
+  upstreamReads?.attach(deliverSharedRead);
+  if (clientHead?.length) deliver('client', clientHead);
+  if (upstreamHead?.length) deliver('upstream', upstreamHead);
 
-  if (ends.idleTimeoutMs > 0) {
+  if (idleTimeoutMs > 0) {
     const check = (): void => {
       const idle = performance.now() - lastActivity;
-      if (idle >= ends.idleTimeoutMs) return stop('idle timeout');
-      idleTimer = setTimeout(check, ends.idleTimeoutMs - idle);
+      if (idle >= idleTimeoutMs) return stop('idle timeout');
+      idleTimer = setTimeout(check, idleTimeoutMs - idle);
       idleTimer.unref();
     };
-    idleTimer = setTimeout(check, ends.idleTimeoutMs);
+    idleTimer = setTimeout(check, idleTimeoutMs);
     idleTimer.unref();
   }
   return { done, stop };

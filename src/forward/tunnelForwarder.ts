@@ -9,6 +9,7 @@ import { contextOf } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
+import { sharedReads } from './sharedReads.ts';
 import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelMessageStream } from './tunnelMessageStream.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type TunnelDeps } from './tunnelSession.ts';
 
@@ -70,14 +71,17 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       ['proxy-authorization', 'authorization'],
     );
     if (!tunnel) return;
-    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs);
+    // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
+    // read into the shared buffer (see byteSplice's upstreamReads).
+    const reads = sharedReads();
+    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs, { onread: reads.onread });
     if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     if (socket.destroyed) {
       upstream.stream.destroy();
       return tunnel.fail('client closed before the tunnel opened');
     }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head }, 200);
+    tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

@@ -1,6 +1,6 @@
 // Opens a byte stream to a resolved upstream within a deadline, whatever its kind: a UNIX socket, a TCP
 // address, or a published service (a stream over the publisher's connection). Every forwarder uses this.
-import { connect } from 'node:net';
+import { connect, type OnReadOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 
@@ -21,9 +21,15 @@ export interface StreamUpstreams {
   open(target: Extract<UpstreamTarget, { kind: 'published' }>, timeoutMs: number): Promise<UpstreamConnection>;
 }
 
+/** Socket options for a stream that carries a tunnel; a published service's stream has its own. */
+export interface StreamOptions {
+  /** Reads into a caller's buffer instead of a fresh Buffer per read (see net `onread`). */
+  onread?: OnReadOpts;
+}
+
 export interface UpstreamOpener {
   inspect(target: UpstreamTarget): UpstreamInspection;
-  open(target: UpstreamTarget, timeoutMs: number): Promise<UpstreamConnection>;
+  open(target: UpstreamTarget, timeoutMs: number, options?: StreamOptions): Promise<UpstreamConnection>;
 }
 
 /** Where node:http can connect (and pool connections) by itself; undefined for stream-only upstreams. */
@@ -36,17 +42,17 @@ export function socketAddress(target: UpstreamTarget): { socketPath: string; hos
 export function createUpstreamOpener(published: StreamUpstreams): UpstreamOpener {
   return {
     inspect: (target) => (target.kind === 'published' ? published.inspect(target) : { target }),
-    open: (target, timeoutMs) => (target.kind === 'published' ? published.open(target, timeoutMs) : openSocket(target, timeoutMs)),
+    open: (target, timeoutMs, options) => (target.kind === 'published' ? published.open(target, timeoutMs) : openSocket(target, timeoutMs, options)),
   };
 }
 
 /** The socket is half-open capable, so either direction can finish on its own. */
-export function openSocket(target: Exclude<UpstreamTarget, { kind: 'published' }>, timeoutMs: number): Promise<UpstreamConnection> {
+export function openSocket(target: Exclude<UpstreamTarget, { kind: 'published' }>, timeoutMs: number, options: StreamOptions = {}): Promise<UpstreamConnection> {
   return new Promise((resolve) => {
     const socket =
       target.kind === 'unix'
-        ? connect({ path: target.path, allowHalfOpen: true })
-        : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+        ? connect({ path: target.path, allowHalfOpen: true, ...options })
+        : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, ...options });
     const fail = (reason: string) => {
       clearTimeout(timer);
       socket.destroy();
