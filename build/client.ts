@@ -5,7 +5,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
-import { buildClientBundle, clientBundleFile, clientEntry } from './clientBundle.ts';
+import { buildClientBundle, clientBundleFile, clientEntry, clientNodeFlags } from './clientBundle.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const out = join(root, 'dist', 'client');
@@ -25,7 +25,7 @@ const inputs = await buildClientBundle(bundle);
 console.log(`${bundle}: ${(statSync(bundle).size / 1024).toFixed(0)} KiB from ${inputs.length} modules`);
 
 // 2. The single binary: a copy of this Node (the pinned one) with the client injected (Node's SEA, which
-// runs one CommonJS script: the same entry bundled as CommonJS).
+// runs one CommonJS script: the same entry bundled as CommonJS), started with the bundle's Node flags.
 const seaDir = mkdtempSync(join(tmpdir(), 'gatehouse-sea-'));
 const seaMain = join(seaDir, 'gatehouse-client.cjs');
 await build({
@@ -38,7 +38,7 @@ await build({
   minify: true,
   external: ['bufferutil', 'utf-8-validate'],
 });
-writeFileSync(join(seaDir, 'sea-config.json'), JSON.stringify({ main: seaMain, output: join(seaDir, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useCodeCache: false }));
+writeFileSync(join(seaDir, 'sea-config.json'), JSON.stringify({ main: seaMain, output: join(seaDir, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useCodeCache: false, execArgv: clientNodeFlags }));
 copyFileSync(process.execPath, binary);
 run(process.execPath, ['--experimental-sea-config', join(seaDir, 'sea-config.json')]);
 run(process.execPath, [join(root, 'node_modules', 'postject', 'dist', 'cli.js'), binary, 'NODE_SEA_BLOB', join(seaDir, 'sea-prep.blob'), '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2']);
