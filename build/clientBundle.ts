@@ -17,7 +17,7 @@ const forbidden = /biscuit|@peculiar|reflect-metadata|pkijs|asn1|http-proxy|pino
  */
 export const clientNodeFlags = ['--max-semi-space-size=1'];
 
-/** Builds the bundle; returns the source files it was built from. ws's optional native helpers are left out: ws falls back to JS. */
+/** Builds the bundle; returns the source files it was built from. ws's optional native add-ons are left out: ws falls back to JS. */
 export async function buildClientBundle(outfile = clientBundleFile): Promise<string[]> {
   rmSync(outfile, { force: true });
   mkdirSync(dirname(outfile), { recursive: true });
