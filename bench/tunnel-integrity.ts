@@ -1,6 +1,9 @@
 // Tunnel integrity and throughput: N MiB (default 1024) up and down through `gatehouse tunnel -L` on both
 // transports and through its peers (Node relay, socat, ssh -L, nginx stream mTLS), sha256-checked; ratios to ssh -L.
 // Usage: node bench/tunnel-integrity.ts [--size-mib 1024] [--rounds 1] [--parallel 1] [--json FILE] [--only connect,websocket,ssh,socat,nginx,node]
+//   [--client bundle|sources|package|sea]
+// The client runs as laptop users run it: the bundle of `npm run build:client` (rebuilt here from the sources
+// first, so the figures are the checkout's), with the Node flags of its first line; --client picks another form.
 // --parallel N moves the same total as N concurrent streams of size/N each way (aggregate MB/s).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
@@ -12,8 +15,13 @@ import { makeTestPki } from '../test/support/pki.ts';
 import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
 import { freePort, startSshd, which, type PeerProcess } from '../test/support/localServices.ts';
 import { nginxStreamMtls, nginxStreamModule, socatForward, socatTlsClient, sshForward } from './support/streamPeers.ts';
+import { clientCommand, type ClientForm } from './support/tunnelClientForm.ts';
+import { buildClientBundle } from '../build/clientBundle.ts';
+import { treeCpuSeconds } from './support/procStats.ts';
 
-const { values: args } = parseArgs({ options: { 'size-mib': { type: 'string', default: '1024' }, rounds: { type: 'string', default: '1' }, parallel: { type: 'string', default: '1' }, json: { type: 'string' }, only: { type: 'string' } } });
+const { values: args } = parseArgs({ options: { 'size-mib': { type: 'string', default: '1024' }, rounds: { type: 'string', default: '1' }, parallel: { type: 'string', default: '1' }, json: { type: 'string' }, only: { type: 'string' }, client: { type: 'string', default: 'bundle' } } });
+const clientForm = args.client as ClientForm;
+if (clientForm === 'bundle') await buildClientBundle();
 const parallel = Math.max(1, Number(args.parallel));
 // Each stream carries size / parallel bytes (rounded to 64 KiB chunks), so the total stays the same.
 const size = Math.floor((Number(args['size-mib']) * (1 << 20)) / parallel / 65536) * 65536 * parallel;
@@ -42,6 +50,9 @@ interface Samples {
   auditBytes: string;
   clientPeakMiB?: number;
   gatewayPeakMiB?: number;
+  /** CPU of the tunnel client (gatehouse tunnel, ssh) per MB moved, ms: the figure a busy machine hardly moves. */
+  clientCpuUp: number[];
+  clientCpuDown: number[];
 }
 const results = new Map<string, Samples>();
 const skipped: string[] = [];
@@ -54,6 +65,15 @@ const mbps = (ms: number) => size / 1e6 / (ms / 1000);
 interface Moved {
   ms: number;
   intact: boolean;
+  /** CPU the client process used, ms per MB. */
+  clientCpuMsPerMB?: number;
+}
+
+/** Runs `move` and adds the CPU that `clientPid` used meanwhile, per MB of `size`. */
+async function withClientCpu(clientPid: number | undefined, move: () => Promise<Moved>): Promise<Moved> {
+  const c0 = clientPid ? treeCpuSeconds(clientPid) : 0;
+  const moved = await move();
+  return clientPid ? { ...moved, clientCpuMsPerMB: ((treeCpuSeconds(clientPid) - c0) * 1000) / (size / 1e6) } : moved;
 }
 
 /** `parallel` streams at once, each streamSize bytes; intact when every stream's bytes and hash match. */
@@ -70,9 +90,11 @@ async function downloads(port: number): Promise<Moved> {
 }
 
 function record(path: string, up: Moved, down: Moved, extra: Partial<Samples> = {}): void {
-  const s = results.get(path) ?? { up: [], down: [], intact: true, auditBytes: '-' };
+  const s = results.get(path) ?? { up: [], down: [], intact: true, auditBytes: '-', clientCpuUp: [], clientCpuDown: [] };
   s.up.push(mbps(up.ms));
   s.down.push(mbps(down.ms));
+  if (up.clientCpuMsPerMB !== undefined) s.clientCpuUp.push(up.clientCpuMsPerMB);
+  if (down.clientCpuMsPerMB !== undefined) s.clientCpuDown.push(down.clientCpuMsPerMB);
   s.intact &&= up.intact && down.intact && extra.intact !== false;
   if (extra.auditBytes) s.auditBytes = extra.auditBytes;
   s.clientPeakMiB = Math.max(s.clientPeakMiB ?? 0, extra.clientPeakMiB ?? 0) || undefined;
@@ -150,8 +172,8 @@ async function startPeers(dir: string): Promise<Peer[]> {
 }
 
 async function runPeer(peer: Peer): Promise<void> {
-  const up = await uploads(peer.sinkPort);
-  const down = await downloads(peer.sourcePort);
+  const up = await withClientCpu(peer.client?.proc.pid, () => uploads(peer.sinkPort));
+  const down = await withClientCpu(peer.client?.proc.pid, () => downloads(peer.sourcePort));
   record(peer.path, up, down, { clientPeakMiB: peakRssMiB(peer.client?.proc.pid) });
 }
 
@@ -163,9 +185,9 @@ async function throughTunnel(transport: 'connect' | 'websocket'): Promise<void> 
     const tokenFile = writeToken(h, join(h.dir, 'home', 'token'), 'alice');
     const sink = await listenUnix(join(h.dir, 'run', 'sink.sock'), countHandler);
     const source = await listenUnix(join(h.dir, 'run', 'source.sock'), sourceHandler);
-    const t = await startTunnel([...gatewayFlags(h, alice, tokenFile, transport), '-L', '0:sink', '-L', '0:source'], cleanEnv(join(h.dir, 'home')), 2);
-    const up = await uploads(t.ready[0]?.port as number);
-    const down = await downloads(t.ready[1]?.port as number);
+    const t = await startTunnel([...gatewayFlags(h, alice, tokenFile, transport), '-L', '0:sink', '-L', '0:source'], cleanEnv(join(h.dir, 'home')), 2, clientCommand(clientForm));
+    const up = await withClientCpu(t.proc.pid, () => uploads(t.ready[0]?.port as number));
+    const down = await withClientCpu(t.proc.pid, () => downloads(t.ready[1]?.port as number));
     const clientPeakMiB = peakRssMiB(t.proc.pid);
     const gatewayPeakMiB = peakRssMiB(h.proc.pid);
     await t.stop();
@@ -212,14 +234,15 @@ try {
 
 const ssh = [...results].find(([path]) => path.startsWith('ssh -L'))?.[1];
 const ratio = (value: number, ref: number[] | undefined) => (ref ? (value / median(ref)).toFixed(2) : '-');
-console.log(`\n${size / (1 << 20)} MiB each way${parallel > 1 ? ` as ${parallel} parallel streams` : ''} (sha256 ${expected.slice(0, 16)}...), ${rounds > 1 ? `medians of ${rounds} rounds` : '1 round'}\n`);
+console.log(`\n${size / (1 << 20)} MiB each way${parallel > 1 ? ` as ${parallel} parallel streams` : ''} (sha256 ${expected.slice(0, 16)}...), ${rounds > 1 ? `medians of ${rounds} rounds` : '1 round'}; gatehouse tunnel run as: ${clientForm}\n`);
 for (const reason of skipped) console.log(`skipped ${reason}`);
-console.log('| path | up MB/s | down MB/s | up vs ssh -L | down vs ssh -L | byte-identical | gateway close records | client peak RSS | gateway peak RSS |');
-console.log('| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |');
+console.log('| path | up MB/s | down MB/s | up vs ssh -L | down vs ssh -L | byte-identical | gateway close records | client peak RSS | client CPU up / down, ms per MB | gateway peak RSS |');
+console.log('| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |');
 for (const [path, s] of results) {
   const [up, down] = [median(s.up), median(s.down)];
   const mib = (v: number | undefined) => (v === undefined ? '-' : `${v} MiB`);
-  console.log(`| ${path} | ${up.toFixed(0)} | ${down.toFixed(0)} | ${ratio(up, ssh?.up)} | ${ratio(down, ssh?.down)} | ${s.intact ? 'yes' : 'NO'} | ${s.auditBytes} | ${mib(s.clientPeakMiB)} | ${mib(s.gatewayPeakMiB)} |`);
+  const cpu = s.clientCpuUp.length > 0 ? `${median(s.clientCpuUp).toFixed(2)} / ${median(s.clientCpuDown).toFixed(2)}` : '-';
+  console.log(`| ${path} | ${up.toFixed(0)} | ${down.toFixed(0)} | ${ratio(up, ssh?.up)} | ${ratio(down, ssh?.down)} | ${s.intact ? 'yes' : 'NO'} | ${s.auditBytes} | ${mib(s.clientPeakMiB)} | ${cpu} | ${mib(s.gatewayPeakMiB)} |`);
 }
-if (args.json) writeFileSync(args.json, JSON.stringify({ sizeMiB: size / (1 << 20), parallel, rounds, skipped, paths: Object.fromEntries([...results].map(([path, s]) => [path, { ...s, upMedian: median(s.up), downMedian: median(s.down) }])) }, null, 2));
+if (args.json) writeFileSync(args.json, JSON.stringify({ sizeMiB: size / (1 << 20), parallel, rounds, clientForm, skipped, paths: Object.fromEntries([...results].map(([path, s]) => [path, { ...s, upMedian: median(s.up), downMedian: median(s.down), ...(s.clientCpuUp.length > 0 && { clientCpuUpMsPerMB: median(s.clientCpuUp), clientCpuDownMsPerMB: median(s.clientCpuDown) }) }])) }, null, 2));
 process.exitCode = [...results.values()].every((s) => s.intact) ? 0 : 1;

@@ -42,6 +42,11 @@ const routes = `  - name: echo
     upstream: unix:run/flood.sock
     policy: |
       allow if user($u);
+  - name: greet
+    protocols: [tcp]
+    upstream: unix:run/greet.sock
+    policy: |
+      allow if user($u);
   - name: late
     protocols: [tcp]
     upstream: unix:run/late.sock
@@ -73,6 +78,11 @@ beforeAll(async () => {
   servers.push(await listenUnix(join(h.dir, 'run', 'echo.sock'), echoHandler));
   servers.push(await listenUnix(join(h.dir, 'run', 'count.sock'), countHandler));
   servers.push(await listenUnix(join(h.dir, 'run', 'flood.sock'), floodHandler));
+  // Speaks first (as sshd and SMTP do): its greeting may reach the client with the CONNECT answer.
+  servers.push(await listenUnix(join(h.dir, 'run', 'greet.sock'), (socket) => {
+    socket.write('hello from the service\n');
+    echoHandler(socket);
+  }));
 });
 
 /** Bytes the flood service managed to hand to its socket, per connection. */
@@ -264,6 +274,22 @@ describe('through the gateway', () => {
         // The count service answers only after our FIN reached it through the tunnel.
         const answer = (await exchange({ port: t.ready[1]?.port }, payload)).toString();
         expect(answer).toMatch(/^300000 [0-9a-f]{64}\n$/);
+      } finally {
+        expect(await t.stop()).toBe(0);
+      }
+    });
+  }
+
+  for (const transport of ['connect', 'websocket'] as const) {
+    it(`${transport}: -L delivers what the service says first, then relays many chunks each way intact`, async () => {
+      const t = await startTunnel([...gatewayFlags(h, alice, tokenFile, transport), '-L', '0:greet'], env);
+      try {
+        // Enough records, in uneven sizes, that reused read memory would show as corrupted bytes.
+        const payload = Buffer.from(Array.from({ length: 3_000_001 }, (_, i) => (i * 7919) % 251));
+        const got = await exchange({ port: t.ready[0]?.port }, payload);
+        const greeting = Buffer.from('hello from the service\n');
+        expect(got.subarray(0, greeting.length).toString()).toBe(greeting.toString());
+        expect(got.subarray(greeting.length).equals(payload)).toBe(true);
       } finally {
         expect(await t.stop()).toBe(0);
       }

@@ -243,14 +243,14 @@ export async function tunnelThroughput(env: BenchEnv, o: ScenarioOptions, parall
   const args = [join(import.meta.dirname, '..', 'tunnel-integrity.ts'), '--size-mib', String(o.tunnelMiB), '--rounds', String(o.rounds), '--parallel', String(parallel), '--json', file, '--only', 'connect,ssh,nginx,socat'];
   log(`tunnel throughput, ${parallel} stream(s): ${o.tunnelMiB} MiB each way, ${o.rounds} round(s)`);
   await new Promise<void>((ok, fail) => spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }).once('exit', (code) => (code === 0 ? ok() : fail(new Error(`tunnel-integrity exited ${code}`)))));
-  type Path = { upMedian: number; downMedian: number; up: number[]; down: number[]; intact: boolean; clientPeakMiB?: number; gatewayPeakMiB?: number };
-  const data = JSON.parse(readFileSync(file, 'utf8')) as { skipped: string[]; paths: Record<string, Path> };
+  type Path = { upMedian: number; downMedian: number; up: number[]; down: number[]; intact: boolean; clientPeakMiB?: number; gatewayPeakMiB?: number; clientCpuUpMsPerMB?: number; clientCpuDownMsPerMB?: number };
+  const data = JSON.parse(readFileSync(file, 'utf8')) as { skipped: string[]; clientForm: string; paths: Record<string, Path> };
   const label = parallel > 1 ? `${parallel} parallel bulk tunnels` : 'bulk tunnel';
   const measurements: Measurement[] = Object.entries(data.paths).map(([path, p]) => ({
     scenario: `${label}, ${o.tunnelMiB} MiB each way`,
     server: path,
     rounds: p.up.map((up, i) => ({ upMBps: up, downMBps: p.down[i] })),
-    median: { upMBps: p.upMedian, downMBps: p.downMedian, intact: p.intact ? 1 : 0, clientPeakMiB: p.clientPeakMiB, gatewayPeakMiB: p.gatewayPeakMiB },
+    median: { upMBps: p.upMedian, downMBps: p.downMedian, intact: p.intact ? 1 : 0, clientPeakMiB: p.clientPeakMiB, gatewayPeakMiB: p.gatewayPeakMiB, clientCpuUpMsPerMB: p.clientCpuUpMsPerMB, clientCpuDownMsPerMB: p.clientCpuDownMsPerMB },
   }));
   const g = data.paths['gatehouse tunnel (connect)'];
   const comparisons: Comparison[] = [];
@@ -264,6 +264,10 @@ export async function tunnelThroughput(env: BenchEnv, o: ScenarioOptions, parall
   }
   if (g?.gatewayPeakMiB !== undefined) comparisons.push({ scenario: `${label}: gateway peak RSS`, unit: 'MiB', gatehouse: g.gatewayPeakMiB, peer: 'goal', peerValue: 64, higherIsBetter: false, goal: 1, goalText: '< 64 MiB' });
   const ssh = data.paths['ssh -L (sshd, default cipher)'];
-  if (g?.clientPeakMiB !== undefined && ssh?.clientPeakMiB !== undefined) comparisons.push({ scenario: `${label}: tunnel client peak RSS`, unit: 'MiB', gatehouse: g.clientPeakMiB, peer: 'ssh', peerValue: ssh.clientPeakMiB, higherIsBetter: false, note: 'goal < 60 MiB' });
+  if (g?.clientPeakMiB !== undefined && ssh?.clientPeakMiB !== undefined) comparisons.push({ scenario: `${label}: tunnel client peak RSS`, unit: 'MiB', gatehouse: g.clientPeakMiB, peer: 'ssh', peerValue: ssh.clientPeakMiB, higherIsBetter: false, note: `goal < 60 MiB; client run as the ${data.clientForm}` });
+  for (const dir of ['Up', 'Down'] as const) {
+    const [ours, theirs] = [g?.[`clientCpu${dir}MsPerMB`], ssh?.[`clientCpu${dir}MsPerMB`]];
+    if (ours !== undefined && theirs !== undefined) comparisons.push({ scenario: `${label}: tunnel client CPU per MB, ${dir.toLowerCase()}`, unit: 'ms', gatehouse: ours, peer: 'ssh', peerValue: theirs, higherIsBetter: false });
+  }
   return { measurements, comparisons, skipped: data.skipped.map((s) => `${label}: ${s}`) };
 }

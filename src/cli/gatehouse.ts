@@ -8,7 +8,11 @@
 
 /** Commands that use biscuit-wasm. The others (tunnel, pki, --help) are spared its ~70 MB. */
 const biscuitCommands = new Set(['serve', 'demo', 'check', 'token', 'authz']);
+const clientCommands = new Set(['tunnel', 'publish']);
 
 // biscuit-wasm is loaded first, quietly (see the module for why); later imports share that instance.
 if (biscuitCommands.has(process.argv[2] ?? '')) await import('../authz/loadBiscuitQuietly.ts');
-await import('./main.ts');
+// The client commands load the client's command line alone (as the laptop bundle does): no module of the
+// gateway, the token tooling or the PKI is parsed or kept in memory by a long-running `gatehouse tunnel`.
+if (clientCommands.has(process.argv[2] ?? '')) await import('./client.ts');
+else await import('./main.ts');

@@ -6,7 +6,6 @@ import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
 import { endpointsOf } from '../client/gatewayEndpoint.ts';
 import { parsePublishSpec, type PublishSpec } from '../client/publishSpec.ts';
-import { runPublisherFleet } from '../client/publisherFleet.ts';
 import { EXIT } from '../client/tunnelFailure.ts';
 
 interface PublishCommandOptions extends TunnelFlags {
@@ -67,6 +66,8 @@ Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gate
       for (const spec of specs) {
         if (spec.target.kind === 'unix' && !existsSync(spec.target.path)) say(`warning: ${spec.target.path} does not exist yet; streams for ${spec.service} fail until the service listens there`);
       }
+      // Loaded here, not at startup: node:http2 and the publisher are not needed by `gatehouse tunnel`.
+      const { runPublisherFleet } = await import('../client/publisherFleet.ts');
       const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings), specs, say, verbose: opts.verbose === true });
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {

@@ -63,7 +63,7 @@ async function runListeners(specs: ForwardSpec[], opts: TunnelCommandOptions): P
   const stopAll = () => Promise.all(forwards.map((f) => f.stopListening()));
   for (const spec of specs) {
     const started = await startForward(spec, {
-      open: (route) => openTunnel(endpoint, settings.settings.transport, route),
+      open: (route) => openTunnel(endpoint, settings.settings.transport, route, 'relay'),
       gateway: endpoint.label,
       transport: settings.settings.transport,
       say,

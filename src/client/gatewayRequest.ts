@@ -2,6 +2,7 @@
 // step of the CONNECT transport and of the publisher's upgrade. A refusal's short body becomes its reason.
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
+import type { TunnelReads } from './tunnelReads.ts';
 import { classifyError, refusalReason, type TunnelFailure } from './tunnelFailure.ts';
 
 const MAX_HEAD = 16 * 1024;
@@ -31,8 +32,11 @@ export function headerValue(headText: string, name: string): string {
 }
 
 export type GatewayResponse =
-  /** The socket is paused, with any bytes after the head put back: the caller's protocol starts there. */
-  | { ok: true; socket: TLSSocket; headText: string }
+  /**
+   * The socket is paused, with any bytes after the head put back (with `reads`: in `early`, and the
+   * socket's further bytes go to `reads.sink` once resumed): the caller's protocol starts there.
+   */
+  | { ok: true; socket: TLSSocket; headText: string; early: Buffer }
   | { ok: false; failure: TunnelFailure };
 
 export interface GatewayRequest {
@@ -43,6 +47,10 @@ export interface GatewayRequest {
   /** Keep the write side open when the gateway ends its side (a tunnel's half-close). */
   allowHalfOpen?: boolean;
   timeoutMs?: number;
+  /** Read the socket into reused memory (see TunnelReads) instead of 'data' events. */
+  reads?: TunnelReads;
+  /** How much may wait to be written before write() asks the writer to pause (stream default: 64 KiB). */
+  highWaterMark?: number;
 }
 
 /** Sends one request and resolves once its response head is in: success, or the gateway's refusal and reason. */
@@ -50,7 +58,8 @@ export function requestOverTls(endpoint: GatewayEndpoint, request: GatewayReques
   const timeoutMs = request.timeoutMs ?? 20_000;
   return new Promise((resolve) => {
     // allowHalfOpen (honoured by tls.connect, missing from its types): the gateway's FIN must not end our side.
-    const socket: TLSSocket = connect({ ...tlsOptions(endpoint), ...(request.allowHalfOpen && { allowHalfOpen: true }) } as ConnectionOptions);
+    const reads = request.reads;
+    const socket: TLSSocket = connect({ ...tlsOptions(endpoint), ...(request.allowHalfOpen && { allowHalfOpen: true }), ...(reads && { onread: reads.onread }), ...(request.highWaterMark && { highWaterMark: request.highWaterMark }) } as ConnectionOptions);
     let settled = false;
     let received = Buffer.alloc(0);
     let refusal: ResponseHead | undefined;
@@ -59,7 +68,8 @@ export function requestOverTls(endpoint: GatewayEndpoint, request: GatewayReques
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.off('data', onData);
+      if (reads) reads.hold();
+      else socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onError);
       if (!result.ok) socket.destroy();
@@ -92,8 +102,8 @@ export function requestOverTls(endpoint: GatewayEndpoint, request: GatewayReques
       }
       socket.pause();
       // The next protocol's first bytes may have come with the head: put them back for its reader.
-      if (head.rest.length > 0) socket.unshift(head.rest);
-      finish({ ok: true, socket, headText });
+      if (head.rest.length > 0 && !reads) socket.unshift(head.rest);
+      finish({ ok: true, socket, headText, early: reads ? head.rest : Buffer.alloc(0) });
     };
     const onEnd = () => {
       if (refusal) return refused(refusal, refusal.rest);
@@ -102,7 +112,15 @@ export function requestOverTls(endpoint: GatewayEndpoint, request: GatewayReques
     const onError = (err: Error) => finish({ ok: false, failure: classifyError(err) });
     const timer = setTimeout(() => finish({ ok: false, failure: { kind: 'network', code: 'TIMEOUT', detail: `no answer within ${timeoutMs} ms` } }), timeoutMs);
 
-    socket.on('data', onData);
+    if (reads) {
+      // The head is parsed from copies (the memory is read into again); once it is in, reading pauses
+      // until the caller's sink takes over.
+      reads.sink = (chunk, release) => {
+        onData(Buffer.from(chunk));
+        release();
+        return !settled;
+      };
+    } else socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.once('secureConnect', () => socket.write(request.lines(endpoint).join('\r\n') + '\r\n\r\n'));

@@ -5,8 +5,10 @@ import type { Duplex } from 'node:stream';
 import { isLoopback, listenerLabel, type ForwardSpec } from './forwardSpec.ts';
 import { preparePrivateSocketPath, removeOwnSocket, restrictSocket } from './privateSocket.ts';
 import { describeFailure, type OpenResult } from './tunnelFailure.ts';
+import type { ChunkSink, TunnelReads } from './tunnelReads.ts';
 
 export interface ForwardDeps {
+  /** Opens a tunnel for this listener's relay (CONNECT: read into reused memory, see TunnelReads). */
   open(route: string): Promise<OpenResult>;
   /** `https://host:port`, for messages. */
   gateway: string;
@@ -46,12 +48,46 @@ function closeAfterFlush(dest: Duplex, src: Duplex): void {
   dest.once('finish', () => dest.destroy());
 }
 
+/** Read buffering of each accepted connection, and how much may wait to be written to it (see relayReads). */
+const LOCAL_HIGH_WATER_MARK = 256 * 1024;
+
+/**
+ * The tunnel -> local direction when the tunnel is read into reused memory: each chunk is written to the
+ * local socket as is (no copy) and released once that write is done. Writes are corked until the event
+ * loop's next turn, so the TLS records decrypted from one socket read (16 KiB each) leave in one writev
+ * instead of one write each; the tunnel pauses while the local side holds more than its high-water mark.
+ */
+function relayReads(reads: { from: TunnelReads; early: Buffer }, tunnel: Duplex, local: Socket): void {
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    local.uncork();
+  };
+  const sink: ChunkSink = (chunk, release) => {
+    if (local.destroyed) {
+      release();
+      return false;
+    }
+    if (!corked) {
+      corked = true;
+      local.cork();
+      setImmediate(uncork);
+    }
+    return local.write(chunk, release);
+  };
+  if (reads.early.length > 0) local.write(reads.early);
+  local.on('drain', () => tunnel.resume());
+  tunnel.once('end', () => local.end());
+  if (reads.from.attach(sink)) tunnel.resume();
+}
+
 /**
  * Joins a local connection and a tunnel: each side's end() becomes the other's end() (half-close),
  * pipe() pauses the faster side (backpressure), and when either side fails or closes, the other is
- * closed after flushing what it was given, or reset if the stream was cut short.
+ * closed after flushing what it was given, or reset if the stream was cut short. A tunnel opened with
+ * `reads` (see TunnelReads) is relayed from its reused memory instead of piped.
  */
-export function spliceStreams(local: Socket, tunnel: Duplex, onDone: (failure: { side: 'local' | 'tunnel'; error: Error } | undefined) => void): void {
+export function spliceStreams(local: Socket, tunnel: Duplex, onDone: (failure: { side: 'local' | 'tunnel'; error: Error } | undefined) => void, reads?: { from: TunnelReads; early: Buffer }): void {
   let failure: { side: 'local' | 'tunnel'; error: Error } | undefined;
   let closed = 0;
   const closedOne = () => {
@@ -75,7 +111,8 @@ export function spliceStreams(local: Socket, tunnel: Duplex, onDone: (failure: {
     closedOne();
   });
   local.pipe(tunnel);
-  tunnel.pipe(local);
+  if (reads) relayReads(reads, tunnel, local);
+  else tunnel.pipe(local);
 }
 
 async function bind(server: Server, spec: ForwardSpec): Promise<{ ok: true; port?: number; path?: string; ino?: number } | { ok: false; error: string }> {
@@ -107,7 +144,7 @@ async function bind(server: Server, spec: ForwardSpec): Promise<{ ok: true; port
 
 export async function startForward(spec: ForwardSpec, deps: ForwardDeps): Promise<ForwardResult> {
   const open = new Set<Socket>();
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (local) => {
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, highWaterMark: LOCAL_HIGH_WATER_MARK }, (local) => {
     open.add(local);
     local.once('close', () => open.delete(local));
     void handle(local);
@@ -134,13 +171,18 @@ export async function startForward(spec: ForwardSpec, deps: ForwardDeps): Promis
       return;
     }
     if (deps.verbose) deps.say(`[${id}] ${peer} -> ${spec.route}: open`);
-    spliceStreams(local, result.stream, (failure) => {
+    spliceStreams(
+      local,
+      result.stream,
+      (failure) => {
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       const outcome = failure ? `${failure.side === 'tunnel' ? 'tunnel' : 'local connection'} failed: ${failure.error.message}` : 'closed';
       const line = `[${id}] ${peer} -> ${spec.route}: ${outcome}; ${formatBytes(local.bytesRead)} sent, ${formatBytes(local.bytesWritten)} received, ${seconds} s`;
       if (deps.verbose) deps.say(line);
       else if (failure?.side === 'tunnel') deps.say(`error: ${line}`);
-    });
+      },
+      result.reads,
+    );
   }
 
   if (spec.kind === 'tcp') {

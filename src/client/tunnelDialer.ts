@@ -3,12 +3,16 @@
 import { connect } from 'node:tls';
 import type { Transport } from './clientSettings.ts';
 import { openConnectTunnel } from './connectTransport.ts';
+import { TunnelReads } from './tunnelReads.ts';
 import { tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
-import { openWebSocketTunnel } from './websocketTransport.ts';
 import { classifyError, type OpenResult, type TunnelFailure } from './tunnelFailure.ts';
 
-export function openTunnel(endpoint: GatewayEndpoint, transport: Transport, route: string): Promise<OpenResult> {
-  return transport === 'websocket' ? openWebSocketTunnel(endpoint, route) : openConnectTunnel(endpoint, route);
+/** `relay`: the caller splices the tunnel with a socket (see TunnelReads); a CONNECT tunnel then reads into reused memory. */
+export async function openTunnel(endpoint: GatewayEndpoint, transport: Transport, route: string, use: 'relay' | 'stream' = 'stream'): Promise<OpenResult> {
+  if (transport !== 'websocket') return openConnectTunnel(endpoint, route, use === 'relay' ? { reads: new TunnelReads() } : {});
+  // Loaded on first use: ws costs the CONNECT client (the default) ~15 MiB it never needs.
+  const { openWebSocketTunnel } = await import('./websocketTransport.ts');
+  return openWebSocketTunnel(endpoint, route);
 }
 
 /**

@@ -1,6 +1,7 @@
 // Why a tunnel could not be opened, as a value: the gateway's refusal (status + its reason), a TLS
 // problem, a network problem or a protocol surprise, each explained to the user in one line.
 import type { Duplex } from 'node:stream';
+import type { TunnelReads } from './tunnelReads.ts';
 
 export type TunnelFailure =
   | { kind: 'refused'; status: number; reason: string }
@@ -8,7 +9,11 @@ export type TunnelFailure =
   | { kind: 'network'; code: string; detail: string }
   | { kind: 'protocol'; detail: string };
 
-export type OpenResult = { ok: true; stream: Duplex } | { ok: false; failure: TunnelFailure };
+/**
+ * An open tunnel. With `reads` the stream emits no 'data': its bytes go to `reads.attach(sink)`, after
+ * `early` (the bytes that came with the response head).
+ */
+export type OpenResult = { ok: true; stream: Duplex; reads?: { from: TunnelReads; early: Buffer } } | { ok: false; failure: TunnelFailure };
 
 /** Exit codes of `gatehouse tunnel`, stable for scripts and ssh ProxyCommand users. */
 export const EXIT = {
