@@ -10,5 +10,11 @@
 const biscuitCommands = new Set(['serve', 'demo', 'check', 'token', 'authz']);
 
 // biscuit-wasm is loaded first, quietly (see the module for why); later imports share that instance.
-if (biscuitCommands.has(process.argv[2] ?? '')) await import('../authz/loadBiscuitQuietly.ts');
+// This thread instantiates the same compiled module the engine workers get: one copy of the machine code
+// in the process instead of a second compilation of the .wasm by the ES module loader.
+if (biscuitCommands.has(process.argv[2] ?? '')) {
+  const { installSharedWasm, sharedWasmModule } = await import('../authz/sharedWasm.ts');
+  await installSharedWasm(await sharedWasmModule());
+  await import('../authz/loadBiscuitQuietly.ts');
+}
 await import('./main.ts');
