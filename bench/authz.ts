@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-// Same malloc arenas as `gatehouse serve` (which restarts itself under MALLOC_ARENA_MAX=2).
-(await import('../src/cli/mallocArenas.ts')).restartWithFewerMallocArenas();
+// The memory settings of `gatehouse serve`, which restarts itself with them (gatewayMemoryLimits.ts).
+(await import('../src/cli/gatewayMemoryLimits.ts')).restartWithGatewayMemoryLimits();
 // biscuit-wasm loaded as \`gatehouse serve\` loads it: this thread instantiates the compiled module the
 // engine workers share (one copy of the machine code), quietly (no banner, no ExperimentalWarning).
 const { installSharedWasm, sharedWasmModule } = await import('../src/authz/sharedWasm.ts');

@@ -6,9 +6,9 @@
 // --experimental-wasm-modules lets Node 20 import biscuit-wasm's .wasm (Node 24 accepts it and needs
 // no flag); the warning it brings is silenced by loadBiscuitQuietly.
 
-/** Commands that run a gateway: restarted once with fewer malloc arenas (see mallocArenas.ts). */
+/** Commands that run a gateway: restarted once with its memory settings (see gatewayMemoryLimits.ts). */
 const gatewayCommands = new Set(['serve', 'demo']);
-if (gatewayCommands.has(process.argv[2] ?? '')) (await import('./mallocArenas.ts')).restartWithFewerMallocArenas();
+if (gatewayCommands.has(process.argv[2] ?? '')) (await import('./gatewayMemoryLimits.ts')).restartWithGatewayMemoryLimits();
 
 /** Commands that use biscuit-wasm. The others (tunnel, pki, --help) are spared its ~70 MB. */
 const biscuitCommands = new Set(['serve', 'demo', 'check', 'token', 'authz']);
