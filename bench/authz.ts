@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 const { installSharedWasm, sharedWasmModule } = await import('../src/authz/sharedWasm.ts');
 await installSharedWasm(await sharedWasmModule());
 await import('../src/authz/loadBiscuitQuietly.ts');
+(await import('../src/authz/warmUp.ts')).warmUpEngine();
 const biscuit = await import('@biscuit-auth/biscuit-wasm');
 const { configSchema } = await import('../src/config/schema.ts');
 const { authorizerOptions } = await import('../src/authz/authorizerOptions.ts');
