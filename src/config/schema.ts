@@ -1,7 +1,6 @@
 // The routes.yaml schema: every key the gateway reads, its type and its default.
 // Validation only; paths stay as written here and are resolved against the config file by loadConfig.
 import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { browserSettingsSchema } from '../session/browserSettings.ts';
 
@@ -11,15 +10,6 @@ function isCidr(text: string): boolean {
   const family = isIP(address);
   if (family === 0 || extra !== undefined) return false;
   return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
-}
-
-/**
- * Engine workers when routes.yaml does not say: one on a machine of one or two cores, where the thread
- * that serves connections needs a core of its own and a second worker only adds its memory (a V8 isolate
- * and up to `recycleAfterMB` of WebAssembly memory); two on larger machines.
- */
-export function defaultAuthzWorkers(cores = availableParallelism()): number {
-  return cores <= 2 ? 1 : 2;
 }
 
 /** A route template parameter name, as in `{user}`. */
@@ -91,7 +81,7 @@ const authzSchema = z
     /** Worker threads that run biscuit-wasm, replaced when their WebAssembly memory grows past a bound. */
     workers: z
       .object({
-        count: z.number().int().min(1).max(32).default(() => defaultAuthzWorkers()),
+        count: z.number().int().min(1).max(32).default(2),
         recycleAfterMB: z.number().int().min(8).max(4096).default(24),
         recycleAfterAuthorizations: z.number().int().positive().optional(),
       })
