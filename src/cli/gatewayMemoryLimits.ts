@@ -1,6 +1,5 @@
-// Starts the gateway with glibc's malloc limited to one arena (MALLOC_ARENA_MAX=1) and V8's young
-// generation capped (--max-semi-space-size=4), by re-executing the process once (same pid, arguments
-// and descriptors) before anything else is loaded.
+// Restarts a gateway process once, before anything is loaded (same pid, arguments and descriptors),
+// under one glibc malloc arena (MALLOC_ARENA_MAX=1) and a capped V8 young generation (--max-semi-space-size=4).
 //
 // Arenas: glibc gives each thread that allocates its own arena (up to 8 per core), and never hands back
 // what those arenas once held. V8 compiles biscuit-wasm's largest function (188 KB of WebAssembly) with
