@@ -1,19 +1,20 @@
 // Benchmark of the gateway's authorizer (not a test): a mix of tokens through admitRequest and the
 // worker-pool authorizer built from routes.yaml defaults. Reports memory growth, failures, replacements, µs.
-// Usage: npm run bench:authz [-- --total 1000000 --concurrency 32]
+// Usage: npm run bench:authz [-- --total 1000000 --concurrency 32 --workers <n>]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-// Quiet biscuit-wasm load (its banner and Node's ExperimentalWarning), as bin/gatehouse.js does.
-const emitWarning = process.emitWarning;
-process.emitWarning = ((warning: string | Error, ...rest: unknown[]) =>
-  String(warning instanceof Error ? warning.message : warning).includes('WebAssembly module') ? undefined : (emitWarning as (...a: unknown[]) => void).call(process, warning, ...rest)) as typeof process.emitWarning;
-const log = console.log;
-console.log = () => {};
+// The memory settings of `gatehouse serve`, which restarts itself with them (gatewayMemoryLimits.ts).
+(await import('../src/cli/gatewayMemoryLimits.ts')).restartWithGatewayMemoryLimits();
+// biscuit-wasm loaded as \`gatehouse serve\` loads it: this thread instantiates the compiled module the
+// engine workers share (one copy of the machine code), quietly (no banner, no ExperimentalWarning).
+const { installSharedWasm, sharedWasmModule } = await import('../src/authz/sharedWasm.ts');
+await installSharedWasm(await sharedWasmModule());
+await import('../src/authz/loadBiscuitQuietly.ts');
+(await import('../src/authz/warmUp.ts')).warmUpEngine();
 const biscuit = await import('@biscuit-auth/biscuit-wasm');
-console.log = log;
 const { configSchema } = await import('../src/config/schema.ts');
 const { authorizerOptions } = await import('../src/authz/authorizerOptions.ts');
 const { createRequestAuthorizer } = await import('../src/authz/requestAuthorizer.ts');
@@ -23,10 +24,12 @@ type Observer = import('../src/authz/authzObserver.ts').AuthzObserver;
 type PeerIdentity = import('../src/tls/peerIdentity.ts').PeerIdentity;
 type Admission = import('../src/admission/admitRequest.ts').AdmissionRequest;
 
-const { values: args } = parseArgs({ options: { total: { type: 'string', default: '1000000' }, concurrency: { type: 'string', default: '32' }, samples: { type: 'string', default: '5000' } } });
+const { values: args } = parseArgs({ options: { total: { type: 'string', default: '1000000' }, concurrency: { type: 'string', default: '32' }, samples: { type: 'string', default: '5000' }, workers: { type: 'string' } } });
 const total = Number(args.total);
 const concurrency = Number(args.concurrency);
 const samples = Number(args.samples);
+/** authz.workers.count; the configuration default (sized to the machine) when not given. */
+const workers = args.workers === undefined ? {} : { count: Number(args.workers) };
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
 const root = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
@@ -98,11 +101,21 @@ const observer: Observer = {
 };
 type Authz = Awaited<ReturnType<typeof createRequestAuthorizer>>;
 async function authorizer(cache: Record<string, number> = {}, withObserver = false): Promise<Authz> {
-  const authz = configSchema.shape.authz.parse({ rootKey: path.join(dir, 'root.pub'), revocationList, cache });
+  const authz = configSchema.shape.authz.parse({ rootKey: path.join(dir, 'root.pub'), revocationList, cache, workers });
   return createRequestAuthorizer(authorizerOptions(authz, withObserver ? { observer } : {}));
 }
 
 const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
+/** Anonymous and file-backed (mostly the node binary's code) shares of RSS, in MB; empty off Linux. */
+function rssParts(): string {
+  try {
+    const status = fs.readFileSync('/proc/self/status', 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+    return ` (anonymous ${(kb('RssAnon') / 1024).toFixed(1)} MB, file-backed ${(kb('RssFile') / 1024).toFixed(1)} MB)`;
+  } catch {
+    return '';
+  }
+}
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 /** Sequential calls, one at a time: median µs per decision. */
@@ -123,6 +136,7 @@ global.gc?.();
 const rssStart = process.memoryUsage().rss;
 const a = await authorizer({}, true);
 const rssReady = process.memoryUsage().rss;
+const rssReadyParts = rssParts();
 let rssPeak = rssReady;
 let rssPeakAfterWarmUp = 0;
 const warmUpCalls = Math.min(50_000, Math.floor(total / 10));
@@ -167,6 +181,7 @@ await Promise.all(Array.from({ length: concurrency }, () => client()));
 const seconds = (performance.now() - started) / 1000;
 clearInterval(sampler);
 const rssEnd = process.memoryUsage().rss;
+const rssEndParts = rssParts();
 const stats = a.stats();
 await a.close();
 
@@ -176,9 +191,10 @@ mixed run: ${total} authorizations through admitRequest, ${cases.length} token/r
   paths           ${JSON.stringify(paths)}
   failed calls    ${failed} (503), wrong outcomes ${wrong}${failures.length ? `\n  first failures  ${failures.join('\n                  ')}` : ''}
   replacements    ${replacements} ${JSON.stringify(replacedBy)}
-  workers at end  ${stats.workers.map((w) => `#${w.slot}: ${mb(w.wasmBytes)} MB wasm, ${w.authorizations} calls`).join('; ')}
+  workers at end  ${stats.workers.length} (authz.workers.count ${workers.count ?? 'default'}): ${stats.workers.map((w) => `#${w.slot}: ${mb(w.wasmBytes)} MB wasm, ${w.authorizations} calls`).join('; ')}
   RSS             process start ${mb(rssStart)} MB, authorizer ready ${mb(rssReady)} MB, after ${warmUpCalls} calls ${mb(rssWarm)} MB, peak ${mb(rssPeak)} MB, end ${mb(rssEnd)} MB
   growth          end - ready ${mb(rssEnd - rssReady)} MB, peak - ready ${mb(rssPeak - rssReady)} MB (limit 100 MB); after warm-up: end ${mb(rssEnd - rssWarm)} MB, peak ${mb(rssPeakAfterWarmUp - rssWarm)} MB
+  RSS parts       ready${rssReadyParts}, end${rssEndParts}
 `);
 
 // 2. Median µs per decision on each path, one call at a time.

@@ -1,6 +1,7 @@
 // biscuit-wasm's compiled WebAssembly module, shared by the engine workers. Compiling and warming the
 // module up per worker costs ~50 ms of CPU; a compiled module posted to a worker shares its machine code,
 // so a replacement worker only instantiates it (~1 ms). The instance, and its memory, stay per worker.
+// The main thread instantiates the same module (src/cli/gatehouse.ts), so the process holds one copy of the code.
 import { readFile } from 'node:fs/promises';
 
 /** The few WebAssembly JS-API calls used here (the TypeScript lib in use has no WebAssembly types). */
@@ -29,7 +30,7 @@ export function sharedWasmModule(): Promise<object | undefined> {
 }
 
 /**
- * In a worker, before biscuit-wasm is imported: instantiates `module` and makes the package's
+ * In a thread, before biscuit-wasm is imported: instantiates `module` and makes the package's
  * `import * as wasm from "./biscuit_bg.wasm"` resolve to that instance (a module load hook).
  * Returns false (and changes nothing) when it cannot, so the normal import still works.
  */
