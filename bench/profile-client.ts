@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startHarness } from '../test/support/gatewayHarness.ts';
-import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
+import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, sinkSourceRoutes, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
 import { summarize, type Profile } from './support/cpuProfile.ts';
 import { clientCommand, type ClientForm } from './support/tunnelClientForm.ts';
 import { treeCpuSeconds } from './support/procStats.ts';
@@ -18,17 +18,7 @@ if (form === 'bundle') await buildClientBundle();
 
 const rssMiB = (pid: number) => Math.round(Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024);
 
-const routes = `  - name: sink
-    protocols: [tcp]
-    upstream: unix:run/sink.sock
-    policy: |
-      allow if user($u);
-  - name: source
-    protocols: [tcp]
-    upstream: unix:run/source.sock
-    policy: |
-      allow if user($u);
-`;
+const routes = sinkSourceRoutes;
 const expected = keystreamSha256(bytes);
 const h = await startHarness({ routes });
 try {

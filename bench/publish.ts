@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startHarness } from '../test/support/gatewayHarness.ts';
-import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
+import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, sinkSourceRoutes, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
 import { freePort, startSshd, which } from '../test/support/localServices.ts';
 import { publishedRoute, startPublisher } from '../test/support/publishPeers.ts';
 import { sshForward } from './support/streamPeers.ts';
@@ -17,17 +17,7 @@ const rounds = Math.max(1, Number(args.rounds));
 const only = args.only?.split(',');
 const wanted = (key: string) => !only || only.includes(key);
 
-const directRoutes = `  - name: sink
-    protocols: [tcp]
-    upstream: unix:run/sink.sock
-    policy: |
-      allow if user($u);
-  - name: source
-    protocols: [tcp]
-    upstream: unix:run/source.sock
-    policy: |
-      allow if user($u);
-`;
+const directRoutes = sinkSourceRoutes;
 const publishTop = 'publish:\n  policy: |\n    allow if user($u);\n';
 
 interface Samples {

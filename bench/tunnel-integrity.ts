@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startHarness } from '../test/support/gatewayHarness.ts';
 import { makeTestPki } from '../test/support/pki.ts';
-import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
+import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, sinkSourceRoutes, peakRssMiB, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
 import { freePort, startSshd, which, type PeerProcess } from '../test/support/localServices.ts';
 import { nginxStreamMtls, nginxStreamModule, socatForward, socatTlsClient, sshForward } from './support/streamPeers.ts';
 import { clientCommand, type ClientForm } from './support/tunnelClientForm.ts';
@@ -30,17 +30,7 @@ const rounds = Math.max(1, Number(args.rounds));
 const only = args.only?.split(',');
 const wanted = (key: string) => !only || only.includes(key);
 
-const routes = `  - name: sink
-    protocols: [tcp]
-    upstream: unix:run/sink.sock
-    policy: |
-      allow if user($u);
-  - name: source
-    protocols: [tcp]
-    upstream: unix:run/source.sock
-    policy: |
-      allow if user($u);
-`;
+const routes = sinkSourceRoutes;
 
 /** Every round's figures for one path, in the order the table prints them. */
 interface Samples {

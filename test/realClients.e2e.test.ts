@@ -10,7 +10,7 @@ import type { AuditRecord } from '../src/audit/auditRecord.ts';
 import { cli, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { freePort, startSshd, which } from './support/localServices.ts';
-import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, sourceHandler, startTunnel, upload, writeToken } from './support/tunnelClient.ts';
+import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, sinkSourceRoutes, sourceHandler, startTunnel, upload, writeToken } from './support/tunnelClient.ts';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -98,17 +98,7 @@ beforeAll(async () => {
     upstream: unix:${pgSocketDir}/.s.PGSQL.5432
     policy: |
       allow if user($u);
-  - name: sink
-    protocols: [tcp]
-    upstream: unix:run/sink.sock
-    policy: |
-      allow if user($u);
-  - name: source
-    protocols: [tcp]
-    upstream: unix:run/source.sock
-    policy: |
-      allow if user($u);
-`,
+${sinkSourceRoutes}`,
   });
   alice = await h.pki.client('alice');
   home = mkdtempSync(join(tmpdir(), 'gatehouse-home-'));

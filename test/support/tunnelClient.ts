@@ -152,6 +152,19 @@ export function* keystream(total: number, chunk = 64 << 10): Generator<Buffer> {
 }
 
 /** The sha256 of `keystream(total)`. */
+/** Two tcp routes for bulk transfers: `sink` (bytes up) and `source` (bytes down), sockets in the harness's run/. */
+export const sinkSourceRoutes = `  - name: sink
+    protocols: [tcp]
+    upstream: unix:run/sink.sock
+    policy: |
+      allow if user($u);
+  - name: source
+    protocols: [tcp]
+    upstream: unix:run/source.sock
+    policy: |
+      allow if user($u);
+`;
+
 export function keystreamSha256(total: number): string {
   const hash = createHash('sha256');
   for (const c of keystream(total)) hash.update(c);
