@@ -180,11 +180,15 @@ export function oneStreamLease(stream: Duplex): Lease {
   const client = new Client('http://localhost', {
     ...COMMON,
     connect: (_options, callback) => {
-      // undici asks again only if the first stream failed before the exchange: there is no second one.
-      if (handedOut) return void callback(new Error('upstream stream already used'), null);
-      handedOut = true;
-      // undici needs only the Duplex side of a socket (ref/unref and the rest are used when present).
-      callback(null, stream as Socket);
+      // Answered on a later tick: a connector that calls back at once finds undici still inside the
+      // dispatch loop that asked, which then never sends the request.
+      queueMicrotask(() => {
+        // undici asks again only if the first stream failed before the exchange: there is no second one.
+        if (handedOut) return void callback(new Error('upstream stream already used'), null);
+        handedOut = true;
+        // undici needs only the Duplex side of a socket (ref/unref and the rest are used when present).
+        callback(null, stream as Socket);
+      });
     },
   });
   const end = () => void client.destroy().catch(() => {});
