@@ -76,6 +76,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
     this.#lease.release();
   }
 
+  // undici hands over its abort here; this relay ends a running exchange through the lease instead
+  // (destroying the connection), which undici's abort would replace with a fresh one (upstreamPools.ts).
   onConnect(): void {}
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
