@@ -1,9 +1,8 @@
 // HTTP forwarding: checks the request's shape and its identity's rate, admits it through the shared
-// admission path, then streams it to the upstream with http-proxy-3 and writes one audit record.
-import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
+// admission path, then streams it to the upstream over undici (upstreamExchange.ts) and writes one audit record.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { PassThrough } from 'node:stream';
-import { createProxyServer } from 'http-proxy-3';
+import { Transform } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
@@ -16,12 +15,13 @@ import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { createRejectLimiter } from '../listener/rejectLimiter.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
-import type { Duplex } from 'node:stream';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
 import { checkRequestShape } from './requestShape.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
+import { upstreamRequestHeaders } from './upstreamHeaders.ts';
+import { relayExchange } from './upstreamExchange.ts';
+import { createUpstreamPools, oneStreamLease, type Lease } from './upstreamPools.ts';
 
 export interface HttpForwarderDeps {
   /** Read per request, so a config reload takes effect for the next request. */
@@ -30,70 +30,17 @@ export interface HttpForwarderDeps {
   identityLimits: IdentityLimits;
   /** The current config's limits (read per request, like admission). */
   limits: () => GatewayLimits;
-  /** Opens streams to upstreams node:http cannot dial itself (published services). */
+  /** Opens streams to upstreams the gateway cannot dial itself (published services). */
   upstreams: UpstreamOpener;
 }
 
 /** How long a stream-only upstream may take to open (the publisher connecting to its local service). */
 const STREAM_OPEN_TIMEOUT_MS = 10_000;
 
-/** Hands node:http one already-open stream for one request: no pooling, the stream ends with the response. */
-class OneStreamAgent extends Agent {
-  readonly #stream: Duplex;
-  constructor(stream: Duplex) {
-    super({ keepAlive: false });
-    this.#stream = stream;
-  }
-  override createConnection(): Duplex {
-    return this.#stream;
-  }
-}
-
-/** What the response side needs to know about a request on its way through. */
-interface InFlight {
-  headers: Record<string, string | string[]>;
-  bytesOut: number;
-  truncated: boolean;
-  /** The upstream answered something the gateway could not pass on. */
-  upstreamFault?: { status: number; reason: string };
-  /** Set when the route stripped a prefix: Location and cookie paths go back under it. */
-  prefix?: PrefixRewrite;
-}
-
 export function createHttpForwarder(deps: HttpForwarderDeps) {
-  // One keep-alive agent for all upstreams: Node keys its pools by socket path or host:port.
-  const agent = new Agent({ keepAlive: true, maxFreeSockets: 64, timeout: 60_000 });
-  // selfHandleResponse: the response's headers are decided by upstreamHeaders.ts, not by http-proxy-3's passes.
-  const proxy = createProxyServer({ xfwd: false, agent, proxyTimeout: 120_000, selfHandleResponse: true });
-  const flights = new WeakMap<IncomingMessage, InFlight>();
-  // http-proxy-3's deleteLength pass rewrites framing for DELETE/OPTIONS (turning a chunked body into
-  // raw bytes after `content-length: 0`): the headers decided in upstreamHeaders.ts go on after it.
-  // (Its `after()` inserts *before* the named pass, so this anchors on XHeaders, which follows
-  // deleteLength and precedes the pass that sends: correct whether or not that quirk is ever fixed.)
-  proxy.after('web', 'XHeaders', (req: IncomingMessage) => {
-    const flight = flights.get(req);
-    if (flight) req.headers = flight.headers as IncomingMessage['headers'];
-  });
-  proxy.on('proxyRes', (proxyRes, req, res) => {
-    const flight = flights.get(req);
-    if (flight) proxyRes.on('data', (chunk: Buffer) => (flight.bytesOut += chunk.length));
-    // An upstream that dies mid-body must not leave the client waiting forever: cut the client off.
-    proxyRes.once('close', () => {
-      if (proxyRes.complete) return;
-      if (flight) flight.truncated = true;
-      res.destroy();
-    });
-    if (res.headersSent || res.destroyed) return void proxyRes.destroy();
-    try {
-      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, downstreamResponseHeaders(proxyRes.rawHeaders, { ...(flight?.prefix && { prefix: flight.prefix }) }));
-    } catch (err) {
-      // Whatever an upstream answers must never throw out of this handler (that would end the process).
-      if (flight) flight.upstreamFault = { status: 502, reason: `unusable response head: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
-      proxyRes.destroy();
-      return void refuse(res, 502, 'upstream unavailable');
-    }
-    proxyRes.pipe(res);
-  });
+  // Keep-alive pools per upstream address (socket path or host:port), undici's: the forwarding layer's
+  // CPU per request is about half of node:http's with http-proxy-3 (bench/README.md, forwarding designs).
+  const pools = createUpstreamPools();
   const limitRecords = createRejectLimiter();
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -168,16 +115,24 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
     if (shape.expectsContinue) res.writeContinue();
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
-    const flight: InFlight = { headers: upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: shape.framing }), bytesOut: 0, truncated: false };
-    if (admission.strippedPrefix !== undefined) flight.prefix = { prefix: admission.strippedPrefix, ...(req.headers.host !== undefined && { host: req.headers.host }) };
-    flights.set(req, flight);
-    req.url = admission.upstreamTarget;
-    let agent: OneStreamAgent | undefined;
-    if (!address) {
+    const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: shape.framing });
+    // undici states chunked framing itself (it refuses the field): a body without a length is sent chunked.
+    if (shape.framing.kind === 'chunked') delete headers['transfer-encoding'];
+    const prefix: PrefixRewrite | undefined = admission.strippedPrefix === undefined ? undefined : { prefix: admission.strippedPrefix, ...(req.headers.host !== undefined && { host: req.headers.host }) };
+    const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), path: admission.path, token };
+    let lease: Lease;
+    if (address) {
+      const leased = pools.acquire(address);
+      // Waits only while every connection to this upstream is busy (the pool's bound).
+      lease = leased instanceof Promise ? await leased : leased;
+      if (res.destroyed) {
+        lease.release();
+        return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while waiting for an upstream connection; not forwarded' });
+      }
+    } else {
       // Reached only through a stream (a published service): opened before the body starts to flow, so no
       // byte is read before there is somewhere to send it, and "not published" is a 503 of its own.
       const opened = await deps.upstreams.open(upstream, STREAM_OPEN_TIMEOUT_MS);
-      const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), path: admission.path, token };
       if (!opened.ok) {
         refuse(res, opened.status, opened.clientReason);
         return finish({ decision: 'allow', ...where, status: opened.status, reason: `upstream error: ${opened.reason}`, bytesIn: 0, bytesOut: 0 });
@@ -186,57 +141,60 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         opened.stream.destroy();
         return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while the upstream stream opened; not forwarded' });
       }
-      agent = new OneStreamAgent(opened.stream);
+      lease = oneStreamLease(opened.stream);
     }
     let bytesIn = 0;
-    // Only a request with a body gets the counting pass-through: most requests have none, and the
-    // extra stream was a measurable share of the per-request cost (bench/README.md, the HTTP profile).
-    let body: PassThrough | undefined;
+    // Only a request with a body gets the counting stage: most requests have none, and the extra stream
+    // was a measurable share of the per-request cost (bench/README.md, the HTTP profile). The stage also
+    // keeps the client's request out of undici's hands: undici destroys a body it gives up on, and that
+    // would take the client's connection (and the refusal it is owed) with it.
+    let body: Transform | null = null;
     if (shape.framing.kind !== 'none') {
-      body = new PassThrough();
-      body.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
+      body = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          bytesIn += chunk.length;
+          callback(null, chunk);
+        },
+      });
       req.pipe(body);
     }
 
-    let upstreamError: { status: number; reason: string } | undefined;
+    const exchange = relayExchange(lease, { method: req.method ?? 'GET', path: admission.upstreamTarget, headers, body, ...(prefix && { prefix }) }, res);
     res.once('close', () => {
-      upstreamError ??= flight.upstreamFault;
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
       // and the record must not read like a completed request.
       const bodyBroken = !req.complete && shape.framing.kind !== 'none';
       const broken = bodyBroken ? (conn.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
+      const { upstreamError } = exchange;
       finish({
         decision: 'allow',
-        route: route.config.name,
-        upstream: upstream.label,
-        ...(upstream.via !== undefined && { publisher: upstream.via }),
-        path: admission.path,
-        token,
+        ...where,
         status: broken ? broken.status : upstreamError ? upstreamError.status : res.statusCode,
         reason: broken
           ? `${broken.reason}; not completed`
           : upstreamError
             ? `upstream error: ${upstreamError.reason}`
-            : flight.truncated
+            : exchange.truncated
               ? 'upstream closed before the response was complete'
               : res.writableFinished
                 ? decision.matched
                 : 'client closed before response completed',
         bytesIn,
-        bytesOut: flight.bytesOut,
+        bytesOut: exchange.bytesOut,
       });
-    });
-    proxy.web(req, res, { target: (address ?? { host: 'localhost', port: 80 }) as never, ...(body && { buffer: body }), ...(agent && { agent }) }, (err: Error) => {
-      upstreamError = { status: 502, reason: (err as NodeJS.ErrnoException).code ?? err.message };
-      refuse(res, 502, 'upstream unavailable');
+      // A client that left before the answer was complete takes the upstream request with it.
+      if (!res.writableFinished) exchange.abort();
     });
   }
 
   return {
     handle,
+    /** Closes the pools nothing is in flight on: after a reload, those of removed routes go at once. */
+    closeIdle(): void {
+      pools.closeIdle();
+    },
     close(): void {
-      agent.destroy();
-      proxy.close();
+      pools.close();
     },
   };
 }

@@ -151,6 +151,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
         const previous = admission;
         admission = nextAdmission;
         await previous.close();
+        // Upstream pools of routes the new config no longer has must not linger (the rest reopen on use).
+        http.closeIdle();
         const listenChanged = JSON.stringify([next.listen, next.metrics]) !== JSON.stringify([config.listen, config.metrics]);
         // The identity limits (rate, tunnels, token size) follow the config at once; the listener's
         // (connections, timeouts, header size) are fixed when the sockets open.

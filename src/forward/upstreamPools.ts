@@ -1,0 +1,196 @@
+// Keep-alive connections to the upstreams the HTTP forwarder reaches by address: one bounded pool per UNIX
+// socket path or host:port, of undici Clients lent one exchange at a time; closed once idle, on reload, on shutdown.
+import { Client, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/** Where the gateway can connect (and keep connections) by itself. */
+export type PoolAddress = { socketPath: string; host: string } | { host: string; port: number };
+
+/**
+ * Connections per upstream. A bound on descriptors, set high because a pool queues what exceeds it:
+ * an application with long-polling or event-stream responses must not starve its other requests.
+ */
+const CONNECTIONS_PER_UPSTREAM = 256;
+/** How long an upstream may take to send a response head, then between body chunks (as before: 120 s). */
+const UPSTREAM_TIMEOUT_MS = 120_000;
+/** Idle keep-alive connections close after this (less when the upstream announces a shorter Keep-Alive). */
+const KEEP_ALIVE_MS = 4_000;
+/** A pool nobody used for this long is closed (routes with `{param}` upstreams name many sockets). */
+const POOL_IDLE_MS = 60_000;
+
+/** Options every dispatcher to an upstream shares: one request at a time per connection (no pipelining). */
+const COMMON = {
+  pipelining: 1,
+  headersTimeout: UPSTREAM_TIMEOUT_MS,
+  bodyTimeout: UPSTREAM_TIMEOUT_MS,
+  keepAliveTimeout: KEEP_ALIVE_MS,
+  // Lengths are the gateway's own (re-derived from what it read), so a mismatch is a bug to refuse, not to warn of.
+  strictContentLength: true,
+} as const;
+
+/**
+ * One exchange's hold on a connection. `release` when undici is done with it (it may serve the next
+ * request); `discard` to end it at once (the client left mid-exchange: the upstream request stops now).
+ */
+export interface Lease {
+  dispatcher: Dispatcher;
+  release(): void;
+  discard(): void;
+}
+
+/**
+ * One upstream's connections: undici Clients of one connection each, lent out one exchange at a time.
+ * Not undici's Pool: aborting a request on a Pool connection makes it open a spare connection to the
+ * upstream at once (it re-queues the aborted request until a socket exists); destroying the lent Client
+ * ends exactly that connection and nothing else.
+ */
+class ConnectionPool {
+  readonly #create: () => Client;
+  readonly #all = new Set<Client>();
+  /** Most recently released last: reused first, so the other keep-alive connections can time out. */
+  readonly #idle: Client[] = [];
+  readonly #waiting: Array<(lease: Lease) => void> = [];
+  lastUsed = performance.now();
+
+  constructor(create: () => Client) {
+    this.#create = create;
+  }
+
+  get inFlight(): number {
+    return this.#all.size - this.#idle.length;
+  }
+
+  /** A lease now when a connection is free or may be added; otherwise once one is released. */
+  acquire(): Lease | Promise<Lease> {
+    this.lastUsed = performance.now();
+    const idle = this.#idle.pop();
+    if (idle) return this.#lease(idle);
+    if (this.#all.size < CONNECTIONS_PER_UPSTREAM) return this.#lease(this.#added());
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  #added(): Client {
+    const client = this.#create();
+    this.#all.add(client);
+    return client;
+  }
+
+  #lease(client: Client): Lease {
+    let returned = false;
+    return {
+      dispatcher: client,
+      release: () => {
+        if (returned) return;
+        returned = true;
+        const next = this.#waiting.shift();
+        if (next) next(this.#lease(client));
+        else this.#idle.push(client);
+      },
+      discard: () => {
+        if (returned) return;
+        returned = true;
+        this.#all.delete(client);
+        void client.destroy().catch(() => {});
+        const next = this.#waiting.shift();
+        if (next) next(this.#lease(this.#added()));
+      },
+    };
+  }
+
+  close(): Promise<void> {
+    this.#idle.length = 0;
+    const closing = [...this.#all].map((client) => client.close().catch(() => {}));
+    this.#all.clear();
+    return Promise.all(closing).then(() => {});
+  }
+
+  destroy(): void {
+    for (const client of this.#all) void client.destroy().catch(() => {});
+    this.#all.clear();
+    this.#idle.length = 0;
+  }
+}
+
+export interface UpstreamPools {
+  /** A connection to `address` for one exchange (a promise only while all its connections are lent). */
+  acquire(address: PoolAddress): Lease | Promise<Lease>;
+  /** Closes every pool with nothing in flight (after a reload, so pools of removed routes go now). */
+  closeIdle(): void;
+  /** Destroys every pool and its connections (shutdown). */
+  close(): void;
+}
+
+function keyOf(address: PoolAddress): string {
+  return 'socketPath' in address ? `unix:${address.socketPath}` : `tcp:${address.host}:${address.port}`;
+}
+
+function connectionsTo(address: PoolAddress): ConnectionPool {
+  if ('socketPath' in address) {
+    const { socketPath } = address;
+    return new ConnectionPool(() => new Client('http://localhost', { ...COMMON, socketPath }));
+  }
+  const origin = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  return new ConnectionPool(() => new Client(origin, COMMON));
+}
+
+export function createUpstreamPools(): UpstreamPools {
+  const pools = new Map<string, ConnectionPool>();
+  const sweep = setInterval(() => {
+    const before = performance.now() - POOL_IDLE_MS;
+    for (const [key, pool] of pools) {
+      if (pool.inFlight > 0 || pool.lastUsed > before) continue;
+      pools.delete(key);
+      void pool.close();
+    }
+  }, POOL_IDLE_MS / 2);
+  sweep.unref();
+
+  return {
+    acquire(address) {
+      const key = keyOf(address);
+      let pool = pools.get(key);
+      if (!pool) {
+        pool = connectionsTo(address);
+        pools.set(key, pool);
+      }
+      return pool.acquire();
+    },
+    closeIdle() {
+      for (const [key, pool] of pools) {
+        if (pool.inFlight > 0) continue;
+        pools.delete(key);
+        void pool.close();
+      }
+    },
+    close() {
+      clearInterval(sweep);
+      for (const pool of pools.values()) pool.destroy();
+      pools.clear();
+    },
+  };
+}
+
+/**
+ * A lease for one exchange over an already-open stream (a published service): no pooling, as the
+ * publisher counts every open stream against its limit; the stream ends with the exchange.
+ */
+export function oneStreamLease(stream: Duplex): Lease {
+  let handedOut = false;
+  const client = new Client('http://localhost', {
+    ...COMMON,
+    connect: (_options, callback) => {
+      // Answered on a later tick: a connector that calls back at once finds undici still inside the
+      // dispatch loop that asked, which then never sends the request.
+      queueMicrotask(() => {
+        // undici asks again only if the first stream failed before the exchange: there is no second one.
+        if (handedOut) return void callback(new Error('upstream stream already used'), null);
+        handedOut = true;
+        // undici needs only the Duplex side of a socket (ref/unref and the rest are used when present).
+        callback(null, stream as Socket);
+      });
+    },
+  });
+  const end = () => void client.destroy().catch(() => {});
+  return { dispatcher: client, release: end, discard: end };
+}
