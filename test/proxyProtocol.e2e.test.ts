@@ -10,6 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { curl, inOneHour, mintRaw, startHarness, type CurlResult, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
+import type { AuditRecord } from '../src/audit/auditRecord.ts';
 import { sleep } from './support/rawClients.ts';
 import { freePort, waitForPort } from './support/localServices.ts';
 
@@ -146,7 +147,10 @@ it('a peer outside proxyProtocol.trusted is refused before anything is read, eve
 it('a trusted balancer that sends no header, or a malformed one, is refused; the main listener is unaffected', async () => {
   expect(await requestThrough(BALANCER, Buffer.alloc(0), '/web/no-header')).toBe(0);
   expect(await requestThrough(BALANCER, Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n'), '/web/bad')).toBe(0);
-  const reasons = h.audit().filter((r) => r.event === 'connection.reject' && (r.source ?? '').startsWith(`${BALANCER}:`)).map((r) => r.reason);
+  const fromBalancer = (r: AuditRecord) => r.event === 'connection.reject' && (r.source ?? '').startsWith(`${BALANCER}:`);
+  // The records are written asynchronously: wait for the second refusal before reading them all.
+  await h.waitForAudit((r) => fromBalancer(r) && (r.reason ?? '').includes('port'));
+  const reasons = h.audit().filter(fromBalancer).map((r) => r.reason);
   expect(reasons.some((r) => r?.includes('no PROXY protocol header'))).toBe(true);
   expect(reasons.some((r) => r?.includes('port'))).toBe(true);
   expect((await curl(h, '/web/plain', { client: alice, token })).status).toBe(200);

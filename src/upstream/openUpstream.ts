@@ -32,7 +32,7 @@ export interface UpstreamOpener {
   open(target: UpstreamTarget, timeoutMs: number, options?: StreamOptions): Promise<UpstreamConnection>;
 }
 
-/** Where node:http can connect (and pool connections) by itself; undefined for stream-only upstreams. */
+/** Where the HTTP forwarder's pools can connect by themselves; undefined for stream-only upstreams. */
 export function socketAddress(target: UpstreamTarget): { socketPath: string; host: string } | { host: string; port: number } | undefined {
   if (target.kind === 'unix') return { socketPath: target.path, host: 'localhost' };
   if (target.kind === 'tcp') return { host: target.host, port: target.port };
