@@ -1,11 +1,13 @@
-// What an idle `gatehouse serve` costs: CPU per second of the process and of each of its threads
-// with no traffic at all (timers and watchdogs), the floor under the low-load latency scenario's CPU.
-// Usage: node bench/scratch/idle-cpu.ts [--seconds 10]
-import { readdirSync, readFileSync } from 'node:fs';
+// What a `gatehouse serve` costs by thread: CPU per second of the process and of each of its threads,
+// idle (timers and watchdogs) or under the HTTP or low-load latency scenario's load (`--load`).
+// Usage: node bench/scratch/idle-cpu.ts [--seconds 10] [--load none|http|latency] [--profile out.cpuprofile]
+import { copyFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBenchEnv, startServer } from '../support/benchEnv.ts';
+import { runLoad } from '../support/loadGenerator.ts';
 
-const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' } } });
+const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, load: { type: 'string', default: 'none' }, profile: { type: 'string' } } });
 const ticksPerSecond = 100;
 
 /** utime + stime in clock ticks, by thread id (name in parentheses), from /proc. */
@@ -22,11 +24,19 @@ function threadTicks(pid: number): Map<string, number> {
 }
 
 const env = await createBenchEnv();
-const server = await startServer(env, 'gatehouse', 1, 'gatehouse 1 process');
+const profDir = join(env.dir, 'profiles');
+const server = await startServer(env, 'gatehouse', 1, 'gatehouse 1 process', args.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
 await new Promise((r) => setTimeout(r, 3000));
-const before = threadTicks(server.pid);
 const seconds = Number(args.seconds);
-await new Promise((r) => setTimeout(r, seconds * 1000));
+let before = threadTicks(server.pid);
+let requests = 0;
+if (args.load === 'none') await new Promise((r) => setTimeout(r, seconds * 1000));
+else {
+  // The load's own warm-up is left out of the window: the threads are read when the measured part starts.
+  setTimeout(() => (before = threadTicks(server.pid)), 2000);
+  const load = await runLoad(args.load === 'latency' ? { mode: 'latency', target: server.target, rate: 200, seconds, warmupSeconds: 2, token: env.token } : { mode: 'http', target: server.target, connections: 32, seconds, warmupSeconds: 2, token: env.token }, args.load === 'latency' ? 1 : undefined);
+  requests = load.perSecond * seconds;
+}
 const after = threadTicks(server.pid);
 let total = 0;
 const rows: string[] = [];
@@ -35,6 +45,12 @@ for (const [thread, ticks] of after) {
   total += used;
   if (used > 0) rows.push(`${((used / seconds) * 1000).toFixed(1).padStart(7)} ms/s  ${thread}`);
 }
-process.stdout.write(`idle gateway: ${((total / seconds) * 1000).toFixed(1)} ms CPU per second over ${seconds} s\n${rows.join('\n')}\n`);
+const perRequest = requests > 0 ? `, ${((total / requests) * 1e6).toFixed(0)} µs per request (${requests.toFixed(0)} requests)` : '';
+process.stdout.write(`gateway, load ${args.load}: ${((total / seconds) * 1000).toFixed(1)} ms CPU per second over ${seconds} s${perRequest}\n${rows.join('\n')}\n`);
 await server.stop();
+if (args.profile) {
+  // The largest profile is the main thread's.
+  const main = readdirSync(profDir).map((f) => join(profDir, f)).sort((a, b) => statSync(b).size - statSync(a).size)[0];
+  if (main) copyFileSync(main, args.profile);
+}
 await env.stop();
