@@ -166,23 +166,15 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   });
 
   // A handler that throws must never take the gateway down or touch other connections.
-  // The handler runs at once, in the server's own event: deferring it to a microtask cost every
-  // request a promise and a turn of the microtask queue for nothing a try/catch does not give.
-  const guard = <A extends unknown[]>(fn: (...args: A) => void | Promise<void>, onFail: (...args: A) => void) => {
-    const failed = (err: unknown, args: A) => {
-      audit.write({ event: 'request', reason: `internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`, status: 500 });
-      onFail(...args);
+  const guard = <A extends unknown[]>(fn: (...args: A) => void | Promise<void>, onFail: (...args: A) => void) =>
+    (...args: A) => {
+      Promise.resolve()
+        .then(() => fn(...args))
+        .catch((err: unknown) => {
+          audit.write({ event: 'request', reason: `internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`, status: 500 });
+          onFail(...args);
+        });
     };
-    return (...args: A) => {
-      let pending: void | Promise<void>;
-      try {
-        pending = fn(...args);
-      } catch (err) {
-        return failed(err, args);
-      }
-      if (pending) pending.catch((err: unknown) => failed(err, args));
-    };
-  };
   const onRequest = guard(
     (req: IncomingMessage, res: ServerResponse) => {
       trackResponse(req, res);
