@@ -98,9 +98,25 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const auditWriteErrors = new Counter({ name: `${prefix}audit_write_errors_total`, help: 'Failed writes to the audit file (traffic is refused until a write succeeds)', registers });
   const auditDropped = new Counter({ name: `${prefix}audit_dropped_records_total`, help: 'Audit records lost: over the unwritten-data bound while the file failed, or written after close', registers });
   const auditCheckpoints = new Counter({ name: `${prefix}audit_checkpoints_total`, help: 'Checkpoint records written (signed when audit.signingKey is set)', registers });
-  const auditLastWrite = new Gauge({ name: `${prefix}audit_last_write_timestamp_seconds`, help: 'Unix time of the last successful write to the audit file', registers });
-  const auditHealthy = new Gauge({ name: `${prefix}audit_healthy`, help: '1 while the audit file takes writes, 0 after a failed write (traffic refused)', registers });
-  auditHealthy.set(1);
+  // Written on every write to the audit file, read at each scrape.
+  let lastAuditWriteMs: number | undefined;
+  let auditWritable = 1;
+  new Gauge({
+    name: `${prefix}audit_last_write_timestamp_seconds`,
+    help: 'Unix time of the last successful write to the audit file',
+    registers,
+    collect() {
+      if (lastAuditWriteMs !== undefined) this.set(lastAuditWriteMs / 1000);
+    },
+  });
+  new Gauge({
+    name: `${prefix}audit_healthy`,
+    help: '1 while the audit file takes writes, 0 after a failed write (traffic refused)',
+    registers,
+    collect() {
+      this.set(auditWritable);
+    },
+  });
   const syslogShipped = new Counter({ name: `${prefix}audit_syslog_shipped_bytes_total`, help: 'Audit bytes handed to the syslog connection', registers });
   const syslogQueued = new Gauge({ name: `${prefix}audit_syslog_queued_bytes`, help: 'Audit bytes waiting for the syslog receiver (the shipping lag)', registers });
   const syslogDropped = new Counter({ name: `${prefix}audit_syslog_dropped_total`, help: 'Audit records not shipped: the queue for an unreachable receiver was full', registers });
@@ -117,12 +133,12 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     // Counted by event in observeAudit (checkpoints in gatehouse_audit_checkpoints_total).
     recordQueued: () => {},
     bytesWritten: (_bytes, atMs) => {
-      auditLastWrite.set(atMs / 1000);
-      auditHealthy.set(1);
+      lastAuditWriteMs = atMs;
+      auditWritable = 1;
     },
     writeFailed: () => {
       auditWriteErrors.inc();
-      auditHealthy.set(0);
+      auditWritable = 0;
     },
     recordDropped: () => auditDropped.inc(),
     checkpointWritten: () => auditCheckpoints.inc(),
