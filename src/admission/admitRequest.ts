@@ -97,19 +97,13 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   // unauthorized caller learns nothing of it (its problems are reported only after an allow).
   const resolved = resolveUpstream(route.config.upstream, params);
   const inspected = resolved.ok && ctx.upstreams ? ctx.upstreams.inspect(resolved.target) : undefined;
-  const facts: RequestFacts = {
-    time: new Date(),
-    route: route.config.name,
-    protocol: req.protocol,
-    params,
-    sourceIp: req.sourceIp,
-    client: req.identity,
-    ...(req.method !== undefined && { method: req.method }),
-    // The host routing matched on (lowercase, no port), so a policy's host() sees what routing saw.
-    ...(req.hostHeader !== undefined && { host: hostOnly(req.hostHeader) ?? '' }),
-    ...(path !== undefined && { path }),
-    ...(inspected?.publisherFingerprint !== undefined && { publisherFingerprint: inspected.publisherFingerprint }),
-  };
+  // Optional facts are set one by one (same order as before), not spread from temporary objects.
+  const facts: RequestFacts = { time: new Date(), route: route.config.name, protocol: req.protocol, params, sourceIp: req.sourceIp, client: req.identity };
+  if (req.method !== undefined) facts.method = req.method;
+  // The host routing matched on (lowercase, no port), so a policy's host() sees what routing saw.
+  if (req.hostHeader !== undefined) facts.host = hostOnly(req.hostHeader) ?? '';
+  if (path !== undefined) facts.path = path;
+  if (inspected?.publisherFingerprint !== undefined) facts.publisherFingerprint = inspected.publisherFingerprint;
   const decision = await ctx.authorizer.authorize(req.token, policyOf(route), facts);
   if (!decision.allow) {
     return { allow: false, status: decision.status, clientReason: decision.clientReason, reason: decision.reason, route, decision, ...(path !== undefined && { path }) };
