@@ -1,13 +1,13 @@
 // What a `gatehouse serve` costs by thread: CPU per second of the process and of each of its threads,
 // idle (timers and watchdogs) or under the HTTP or low-load latency scenario's load (`--load`).
-// Usage: node bench/scratch/idle-cpu.ts [--seconds 10] [--load none|http|latency] [--profile out.cpuprofile]
+// Usage: node bench/scratch/idle-cpu.ts [--seconds 10] [--load none|http|latency] [--profile out.cpuprofile] [--node-arg --flag ...]
 import { copyFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBenchEnv, startServer } from '../support/benchEnv.ts';
 import { runLoad } from '../support/loadGenerator.ts';
 
-const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, load: { type: 'string', default: 'none' }, profile: { type: 'string' } } });
+const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, load: { type: 'string', default: 'none' }, profile: { type: 'string' }, 'node-arg': { type: 'string', multiple: true, default: [] } } });
 const ticksPerSecond = 100;
 
 /** utime + stime in clock ticks, by thread id (name in parentheses), from /proc. */
@@ -25,7 +25,7 @@ function threadTicks(pid: number): Map<string, number> {
 
 const env = await createBenchEnv();
 const profDir = join(env.dir, 'profiles');
-const server = await startServer(env, 'gatehouse', 1, 'gatehouse 1 process', args.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+const server = await startServer(env, 'gatehouse', 1, 'gatehouse 1 process', [...args['node-arg'], ...(args.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
 await new Promise((r) => setTimeout(r, 3000));
 const seconds = Number(args.seconds);
 let before = threadTicks(server.pid);
