@@ -1,7 +1,7 @@
 // The one admission path every forwarder shares: normalize -> route -> authorize -> resolve upstream.
 // HTTP, WebSocket and tunnels differ only in how they carry bytes afterwards.
 import type { Protocol } from '../config/schema.ts';
-import type { Decision, RequestAuthorizer, RequestFacts } from '../authz/types.ts';
+import type { Decision, RequestAuthorizer, RequestFacts, RoutePolicy } from '../authz/types.ts';
 import { normalizeTarget, encodePath } from '../routing/normalizePath.ts';
 import { hostOnly, type CompiledRoute, type RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
@@ -50,6 +50,20 @@ export interface AdmissionContext {
   upstreams?: Pick<UpstreamOpener, 'inspect'>;
 }
 
+/**
+ * What the authorizer is told about a route, built once per compiled route (a reload compiles new
+ * ones): the authorizer's decision cache then knows the route by identity instead of by its text.
+ */
+const policies = new WeakMap<CompiledRoute, RoutePolicy>();
+function policyOf(route: CompiledRoute): RoutePolicy {
+  let policy = policies.get(route);
+  if (policy === undefined) {
+    policy = { name: route.config.name, policy: route.config.policy, limits: route.limits };
+    policies.set(route, policy);
+  }
+  return policy;
+}
+
 export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest): Promise<Admission> {
   let route: CompiledRoute | undefined;
   let params: Record<string, string> = {};
@@ -83,21 +97,14 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   // unauthorized caller learns nothing of it (its problems are reported only after an allow).
   const resolved = resolveUpstream(route.config.upstream, params);
   const inspected = resolved.ok && ctx.upstreams ? ctx.upstreams.inspect(resolved.target) : undefined;
-  const facts: RequestFacts = {
-    time: new Date(),
-    route: route.config.name,
-    protocol: req.protocol,
-    params,
-    sourceIp: req.sourceIp,
-    client: req.identity,
-    ...(req.method !== undefined && { method: req.method }),
-    // The host routing matched on (lowercase, no port), so a policy's host() sees what routing saw.
-    ...(req.hostHeader !== undefined && { host: hostOnly(req.hostHeader) ?? '' }),
-    ...(path !== undefined && { path }),
-    ...(inspected?.publisherFingerprint !== undefined && { publisherFingerprint: inspected.publisherFingerprint }),
-  };
-  const policy = { name: route.config.name, policy: route.config.policy, limits: route.limits };
-  const decision = await ctx.authorizer.authorize(req.token, policy, facts);
+  // Optional facts are set one by one (same order as before), not spread from temporary objects.
+  const facts: RequestFacts = { time: new Date(), route: route.config.name, protocol: req.protocol, params, sourceIp: req.sourceIp, client: req.identity };
+  if (req.method !== undefined) facts.method = req.method;
+  // The host routing matched on (lowercase, no port), so a policy's host() sees what routing saw.
+  if (req.hostHeader !== undefined) facts.host = hostOnly(req.hostHeader) ?? '';
+  if (path !== undefined) facts.path = path;
+  if (inspected?.publisherFingerprint !== undefined) facts.publisherFingerprint = inspected.publisherFingerprint;
+  const decision = await ctx.authorizer.authorize(req.token, policyOf(route), facts);
   if (!decision.allow) {
     return { allow: false, status: decision.status, clientReason: decision.clientReason, reason: decision.reason, route, decision, ...(path !== undefined && { path }) };
   }

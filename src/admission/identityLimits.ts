@@ -21,6 +21,9 @@ export interface IdentityLimits {
   tunnelsOf(identity: string): number;
 }
 
+/** Shared by every allowed request (nothing writes to it). */
+const REQUEST_ALLOWED = Object.freeze({ ok: true as const });
+
 /** `onRefused` counts each refusal by limit name (records of them are rate limited, counts are not). */
 export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (limit: 'requestsPerSecond' | 'tunnelsPerIdentity') => void = () => {}): IdentityLimits {
   // Bounded: an attacker with many certificates cannot grow this without limit (the oldest are
@@ -31,13 +34,17 @@ export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (li
     takeRequest(identity) {
       const { requestsPerSecond: rate, requestBurst: burst } = limits();
       const now = performance.now();
-      const bucket = buckets.get(identity) ?? { tokens: burst, at: now };
+      // get() already makes a known bucket the most recent; only a new one needs a set().
+      let bucket = buckets.get(identity);
+      if (bucket === undefined) {
+        bucket = { tokens: burst, at: now };
+        buckets.set(identity, bucket);
+      }
       bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * rate);
       bucket.at = now;
-      buckets.set(identity, bucket);
       if (bucket.tokens >= 1) {
         bucket.tokens -= 1;
-        return { ok: true };
+        return REQUEST_ALLOWED;
       }
       onRefused('requestsPerSecond');
       const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / rate));

@@ -40,6 +40,8 @@ export class AuthzCaches {
   readonly #ttlMs: number;
   #nextId = 1;
   readonly #routeIds = new Map<string, number>();
+  /** The same ids by policy object: admission hands over one object per route, so the text is built once. */
+  readonly #routeIdsByPolicy = new WeakMap<RoutePolicy, number>();
   /** Certificate identities (one object per connection) -> a number for decision keys. */
   readonly #identityIds = new WeakMap<PeerIdentity, number>();
   readonly #identityByText = new Map<string, number>();
@@ -96,6 +98,8 @@ export class AuthzCaches {
   }
 
   #routeId(route: RoutePolicy): number {
+    const known = this.#routeIdsByPolicy.get(route);
+    if (known !== undefined) return known;
     const key = `${route.name}\u0000${route.policy}\u0000${JSON.stringify(route.limits)}`;
     let id = this.#routeIds.get(key);
     if (id === undefined) {
@@ -103,6 +107,7 @@ export class AuthzCaches {
       id = this.#routeIds.size + 1 + this.#nextId++;
       this.#routeIds.set(key, id);
     }
+    this.#routeIdsByPolicy.set(route, id);
     return id;
   }
 

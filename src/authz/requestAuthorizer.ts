@@ -16,6 +16,9 @@ export type { PoolStats } from './workerPool.ts';
 
 /** Longest token accepted, in characters of base64url; a real token is well under 2 KiB. */
 export const maxTokenLength = 16 * 1024;
+/** A decision and the path that produced it (for metrics). */
+type Outcome = { decision: Decision; path: DecisionPath };
+
 /** Hard deadline of one authorization when the route sets none: 100 ms, or twice maxTimeMicros if longer. */
 export function deadlineOf(limits: RoutePolicy['limits']): number {
   return limits.deadlineMs ?? Math.max(100, Math.ceil((2 * limits.maxTimeMicros) / 1000));
@@ -142,7 +145,11 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     return { decision, entry: known };
   }
 
-  async function authorizeNow(token: string | undefined, route: RoutePolicy, facts: RequestFacts): Promise<{ decision: Decision; path: DecisionPath }> {
+  /**
+   * Decides from the caches when it can, synchronously (most requests: a cached decision), and
+   * returns a promise only when a worker (or a decision already being made) is waited for.
+   */
+  function authorizeNow(token: string | undefined, route: RoutePolicy, facts: RequestFacts): Outcome | Promise<Outcome> {
     const status = revocations.status();
     if (status.kind === 'unavailable') {
       return { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: status.reason }, path: 'early' };
@@ -180,7 +187,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       observer.cacheLookup?.('decision', cached !== undefined);
       if (cached) return { decision: cached, path: 'decision-cached' };
       const running = inflight.get(key);
-      if (running) return { decision: await running, path: 'decision-cached' };
+      if (running) return running.then((decision) => ({ decision, path: 'decision-cached' }));
     }
 
     const work = decideInWorker(text, entry, route, facts).then(({ decision, entry: known }) => {
@@ -197,21 +204,29 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       inflight.set(key, work);
       void work.finally(() => inflight.delete(key));
     }
-    return { decision: await work, path: entry ? 'token-cached' : 'cold' };
+    const path: DecisionPath = entry ? 'token-cached' : 'cold';
+    return work.then((decision) => ({ decision, path }));
   }
 
   return {
-    async authorize(token, route, facts) {
+    authorize(token, route, facts) {
       const started = performance.now();
-      let result: { decision: Decision; path: DecisionPath };
-      try {
-        result = await authorizeNow(token, route, facts);
-      } catch (error) {
+      const unexpected = (error: unknown): Outcome => {
         const reason = `unexpected authorization error: ${error instanceof Error ? error.message : String(error)}`;
-        result = { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason }, path: 'cold' };
+        return { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason }, path: 'cold' };
+      };
+      const decided = (result: Outcome): Decision => {
+        observer.decided?.(result.decision, result.path, (performance.now() - started) / 1000);
+        return result.decision;
+      };
+      let outcome: Outcome | Promise<Outcome>;
+      try {
+        outcome = authorizeNow(token, route, facts);
+      } catch (error) {
+        outcome = unexpected(error);
       }
-      observer.decided?.(result.decision, result.path, (performance.now() - started) / 1000);
-      return result.decision;
+      // A decision from the caches resolves at once: no chain of promises for the common case.
+      return outcome instanceof Promise ? outcome.catch(unexpected).then(decided) : Promise.resolve(decided(outcome));
     },
     reloadRevocations: () => revocations.reload(),
     stats: () => engine.stats(),

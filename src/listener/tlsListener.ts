@@ -166,6 +166,9 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   });
 
   // A handler that throws must never take the gateway down or touch other connections.
+  // It runs a microtask after the server's event, not inside it: by then the parser has gone through
+  // the bytes it holds, so a request it refuses mid-way (a bad Transfer-Encoding, a broken chunk, the
+  // next pipelined request over a limit) is known to the handler first (test/hostile/smuggling.test.ts).
   const guard = <A extends unknown[]>(fn: (...args: A) => void | Promise<void>, onFail: (...args: A) => void) =>
     (...args: A) => {
       Promise.resolve()

@@ -6,6 +6,7 @@ import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { AuthzObserver } from '../authz/authzObserver.ts';
 import type { ReplaceReason } from '../authz/workerProtocol.ts';
 import type { TlsRejectKind } from '../listener/tlsListener.ts';
+import { CounterTally } from './counterTally.ts';
 
 /** Dates the gateway's TLS material stops working; the expiry gauges read them at each scrape. */
 export interface TlsExpiryDates {
@@ -43,9 +44,13 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
 
   const wasmMemory = new Gauge({ name: `${prefix}authz_worker_wasm_memory_bytes`, help: 'WebAssembly memory of each authorization worker (biscuit-wasm never returns it)', labelNames: ['worker'], registers });
   const replacements = new Counter({ name: `${prefix}authz_worker_replacements_total`, help: 'Authorization workers replaced, by reason (memory, count, deadline, crash, fault)', labelNames: ['reason'], registers });
-  const decisions = new Counter({ name: `${prefix}authz_decisions_total`, help: 'Authorization decisions by result and by the path that produced them', labelNames: ['result', 'path'], registers });
-  const cacheHits = new Counter({ name: `${prefix}authz_cache_hits_total`, help: 'Authorization cache hits (token: verified tokens; decision: recent decisions)', labelNames: ['cache'], registers });
-  const cacheMisses = new Counter({ name: `${prefix}authz_cache_misses_total`, help: 'Authorization cache misses', labelNames: ['cache'], registers });
+  // Counters touched on every request count into a tally first (counterTally.ts): read at each scrape.
+  const decisions = new CounterTally<'result' | 'path'>();
+  decisions.bind(new Counter({ name: `${prefix}authz_decisions_total`, help: 'Authorization decisions by result and by the path that produced them', labelNames: ['result', 'path'], registers, collect: () => decisions.flush() }));
+  const cacheHits = new CounterTally<'cache'>();
+  cacheHits.bind(new Counter({ name: `${prefix}authz_cache_hits_total`, help: 'Authorization cache hits (token: verified tokens; decision: recent decisions)', labelNames: ['cache'], registers, collect: () => cacheHits.flush() }));
+  const cacheMisses = new CounterTally<'cache'>();
+  cacheMisses.bind(new Counter({ name: `${prefix}authz_cache_misses_total`, help: 'Authorization cache misses', labelNames: ['cache'], registers, collect: () => cacheMisses.flush() }));
   const latency = new Histogram({
     name: `${prefix}authz_decision_seconds`,
     help: 'Time to decide one authorization, by path',
@@ -53,7 +58,8 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5],
     registers,
   });
-  const requests = new Counter({ name: `${prefix}requests_total`, help: 'Requests and tunnel attempts by protocol, route, decision and status', labelNames: ['protocol', 'route', 'decision', 'status'], registers });
+  const requests = new CounterTally<'protocol' | 'route' | 'decision' | 'status'>();
+  requests.bind(new Counter({ name: `${prefix}requests_total`, help: 'Requests and tunnel attempts by protocol, route, decision and status', labelNames: ['protocol', 'route', 'decision', 'status'], registers, collect: () => requests.flush() }));
   const tunnels = new Counter({ name: `${prefix}tunnels_opened_total`, help: 'Tunnels and WebSocket sessions opened, by protocol and route', labelNames: ['protocol', 'route'], registers });
   const tunnelBytes = new Counter({ name: `${prefix}tunnel_bytes_total`, help: 'Bytes carried by closed tunnels, by direction (in: client to upstream)', labelNames: ['direction'], registers });
   const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
@@ -62,8 +68,10 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const proxyRefusals = new Counter({ name: `${prefix}proxy_protocol_refusals_total`, help: 'Connections refused by a proxyProtocol listener, by reason (untrusted, invalid, timeout)', labelNames: ['reason'], registers });
   const tlsRejects = new Counter({ name: `${prefix}tls_rejects_total`, help: 'Connections refused during the TLS handshake, by reason (revoked, crl_unusable, certificate, no_certificate, timeout, handshake)', labelNames: ['reason'], registers });
   const openTunnels = new Gauge({ name: `${prefix}open_tunnels`, help: 'Tunnels and proxied WebSockets open now, by protocol (tcp, websocket) and route', labelNames: ['protocol', 'route'], registers });
-  const routeBytes = new Counter({ name: `${prefix}bytes_total`, help: 'Bytes by route and direction (in: client to upstream), HTTP bodies as each request ends and tunnels as each closes', labelNames: ['route', 'direction'], registers });
-  const auditRecords = new Counter({ name: `${prefix}audit_records_total`, help: 'Audit records handed to the audit log, by event (see gatehouse_audit_healthy for whether they reached the file)', labelNames: ['event'], registers });
+  const routeBytes = new CounterTally<'route' | 'direction'>();
+  routeBytes.bind(new Counter({ name: `${prefix}bytes_total`, help: 'Bytes by route and direction (in: client to upstream), HTTP bodies as each request ends and tunnels as each closes', labelNames: ['route', 'direction'], registers, collect: () => routeBytes.flush() }));
+  const auditRecords = new CounterTally<'event'>();
+  auditRecords.bind(new Counter({ name: `${prefix}audit_records_total`, help: 'Audit records handed to the audit log, by event (see gatehouse_audit_healthy for whether they reached the file)', labelNames: ['event'], registers, collect: () => auditRecords.flush() }));
   let state: { tlsExpiry(): TlsExpiryDates; auditHealthy(): boolean } | undefined;
   new Gauge({
     name: `${prefix}tls_expiry_seconds`,
@@ -90,9 +98,25 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const auditWriteErrors = new Counter({ name: `${prefix}audit_write_errors_total`, help: 'Failed writes to the audit file (traffic is refused until a write succeeds)', registers });
   const auditDropped = new Counter({ name: `${prefix}audit_dropped_records_total`, help: 'Audit records lost: over the unwritten-data bound while the file failed, or written after close', registers });
   const auditCheckpoints = new Counter({ name: `${prefix}audit_checkpoints_total`, help: 'Checkpoint records written (signed when audit.signingKey is set)', registers });
-  const auditLastWrite = new Gauge({ name: `${prefix}audit_last_write_timestamp_seconds`, help: 'Unix time of the last successful write to the audit file', registers });
-  const auditHealthy = new Gauge({ name: `${prefix}audit_healthy`, help: '1 while the audit file takes writes, 0 after a failed write (traffic refused)', registers });
-  auditHealthy.set(1);
+  // Written on every write to the audit file, read at each scrape.
+  let lastAuditWriteMs: number | undefined;
+  let auditWritable = 1;
+  new Gauge({
+    name: `${prefix}audit_last_write_timestamp_seconds`,
+    help: 'Unix time of the last successful write to the audit file',
+    registers,
+    collect() {
+      if (lastAuditWriteMs !== undefined) this.set(lastAuditWriteMs / 1000);
+    },
+  });
+  new Gauge({
+    name: `${prefix}audit_healthy`,
+    help: '1 while the audit file takes writes, 0 after a failed write (traffic refused)',
+    registers,
+    collect() {
+      this.set(auditWritable);
+    },
+  });
   const syslogShipped = new Counter({ name: `${prefix}audit_syslog_shipped_bytes_total`, help: 'Audit bytes handed to the syslog connection', registers });
   const syslogQueued = new Gauge({ name: `${prefix}audit_syslog_queued_bytes`, help: 'Audit bytes waiting for the syslog receiver (the shipping lag)', registers });
   const syslogDropped = new Counter({ name: `${prefix}audit_syslog_dropped_total`, help: 'Audit records not shipped: the queue for an unreachable receiver was full', registers });
@@ -109,12 +133,12 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     // Counted by event in observeAudit (checkpoints in gatehouse_audit_checkpoints_total).
     recordQueued: () => {},
     bytesWritten: (_bytes, atMs) => {
-      auditLastWrite.set(atMs / 1000);
-      auditHealthy.set(1);
+      lastAuditWriteMs = atMs;
+      auditWritable = 1;
     },
     writeFailed: () => {
       auditWriteErrors.inc();
-      auditHealthy.set(0);
+      auditWritable = 0;
     },
     recordDropped: () => auditDropped.inc(),
     checkpointWritten: () => auditCheckpoints.inc(),
@@ -127,10 +151,10 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     workerReplaced: (reason) => replacements.inc({ reason }),
     decided: (decision, path, seconds) => {
       const result = decision.allow ? 'allow' : decision.status === 503 ? 'unavailable' : 'deny';
-      decisions.inc({ result, path });
+      decisions.add(`${result}\u0000${path}`, () => ({ result, path }));
       latency.observe({ path }, seconds);
     },
-    cacheLookup: (cache, hit) => (hit ? cacheHits : cacheMisses).inc({ cache }),
+    cacheLookup: (cache, hit) => (hit ? cacheHits : cacheMisses).add(cache, () => ({ cache })),
   };
 
   return {
@@ -146,17 +170,22 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
     },
     auditLog,
     observeAudit(record) {
-      auditRecords.inc({ event: record.event });
+      const event = record.event;
+      auditRecords.add(event, () => ({ event }));
       const route = record.route ?? '';
       const countBytes = () => {
-        if (record.bytesIn) routeBytes.inc({ route, direction: 'in' }, record.bytesIn);
-        if (record.bytesOut) routeBytes.inc({ route, direction: 'out' }, record.bytesOut);
+        if (record.bytesIn) routeBytes.add(`${route}\u0000in`, () => ({ route, direction: 'in' }), record.bytesIn);
+        if (record.bytesOut) routeBytes.add(`${route}\u0000out`, () => ({ route, direction: 'out' }), record.bytesOut);
       };
       switch (record.event) {
-        case 'request':
-          requests.inc({ protocol: record.protocol ?? '', route, decision: record.decision ?? '', status: String(record.status ?? '') });
+        case 'request': {
+          const protocol = record.protocol ?? '';
+          const decision = record.decision ?? '';
+          const status = String(record.status ?? '');
+          requests.add(`${protocol}\u0000${route}\u0000${decision}\u0000${status}`, () => ({ protocol, route, decision, status }));
           countBytes();
           break;
+        }
         case 'tunnel.open':
           tunnels.inc({ protocol: record.protocol ?? '', route });
           openTunnels.inc({ protocol: record.protocol ?? '', route });
