@@ -76,13 +76,14 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
   let closed = false;
   let drained: (() => void) | undefined;
 
-  const watchdog = setInterval(checkDeadlines, 5);
-  watchdog.unref();
+  // Deadlines are watched only while calls are in flight: an idle gateway is not woken 200 times a second.
+  let watchdog: NodeJS.Timeout | undefined;
 
   function settle(job: Job, outcome: EngineOutcome): void {
     pending -= 1;
     if (pending === 0) {
-      watchdog.unref();
+      clearInterval(watchdog);
+      watchdog = undefined;
       drained?.();
     }
     job.resolve(outcome);
@@ -285,7 +286,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
       if (closed) return Promise.resolve({ kind: 'unavailable', reason: 'the authorizer was replaced (configuration reloaded)' });
       return new Promise((resolve) => {
         pending += 1;
-        if (pending === 1) watchdog.ref();
+        if (pending === 1) watchdog ??= setInterval(checkDeadlines, 5);
         waiting.push({ id: nextId++, call, resolve, queuedAt: performance.now() });
         dispatch();
       });
