@@ -52,7 +52,28 @@ describe('upstream pools', () => {
     const waiting = pools.acquire({ socketPath, host: 'localhost' });
     expect(waiting).toBeInstanceOf(Promise);
     (leases[7] as Lease).release();
-    expect((await waiting).dispatcher).toBe((leases[7] as Lease).dispatcher);
+    expect((await waiting)?.dispatcher).toBe((leases[7] as Lease).dispatcher);
+    pools.close();
+  });
+
+  it('a client that leaves while waiting gives up its place: the waiting line does not grow with clients long gone', async () => {
+    const pools = createUpstreamPools();
+    const address = { socketPath, host: 'localhost' };
+    const leases = Array.from({ length: 256 }, () => pools.acquire(address) as Lease);
+    // 1,000 clients arrive while every connection is busy, and each leaves before one is free.
+    const gone = Array.from({ length: 1000 }, () => {
+      let leave = () => {};
+      const waiting = pools.acquire(address, (cancel) => (leave = cancel));
+      leave();
+      return waiting;
+    });
+    expect(await Promise.all(gone)).toEqual(Array.from({ length: 1000 }, () => undefined));
+    // A released connection goes to nobody of those: it is free for the next exchange at once.
+    const released = leases[3] as Lease;
+    released.release();
+    const next = pools.acquire(address);
+    expect(next).not.toBeInstanceOf(Promise);
+    expect((next as Lease).dispatcher).toBe(released.dispatcher);
     pools.close();
   });
 

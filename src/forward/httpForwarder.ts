@@ -122,13 +122,15 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), path: admission.path, token };
     let lease: Lease;
     if (address) {
-      const leased = pools.acquire(address);
-      // Waits only while every connection to this upstream is busy (the pool's bound).
-      lease = leased instanceof Promise ? await leased : leased;
-      if (res.destroyed) {
-        lease.release();
+      // Waits only while every connection to this upstream is busy (the pool's bound); a client that
+      // leaves meanwhile gives up its place in the line.
+      const leased = pools.acquire(address, (cancel) => res.once('close', cancel));
+      const got = leased instanceof Promise ? await leased : leased;
+      if (!got || res.destroyed) {
+        got?.release();
         return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while waiting for an upstream connection; not forwarded' });
       }
+      lease = got;
     } else {
       // Reached only through a stream (a published service): opened before the body starts to flow, so no
       // byte is read before there is somewhere to send it, and "not published" is a 503 of its own.

@@ -61,13 +61,28 @@ class ConnectionPool {
     return this.#all.size - this.#idle.length;
   }
 
-  /** A lease now when a connection is free or may be added; otherwise once one is released. */
-  acquire(): Lease | Promise<Lease> {
+  /**
+   * A lease now when a connection is free or may be added; otherwise once one is released, or undefined
+   * if the exchange is given up first (`whenGone` is handed the means to do so, on this path only).
+   */
+  acquire(whenGone?: GiveUp): Lease | Promise<Lease | undefined> {
     this.lastUsed = performance.now();
     const idle = this.#idle.pop();
     if (idle) return this.#lease(idle);
     if (this.#all.size < CONNECTIONS_PER_UPSTREAM) return this.#lease(this.#added());
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve) => {
+      const waiter = (lease: Lease) => resolve(lease);
+      this.#waiting.push(waiter);
+      // A client that left must not keep its place: while the upstream's connections stay busy (an
+      // upstream that never answers holds them up to UPSTREAM_TIMEOUT_MS), clients that come and go would
+      // otherwise grow the line, each entry holding its request, without bound.
+      whenGone?.(() => {
+        const at = this.#waiting.indexOf(waiter);
+        if (at === -1) return;
+        this.#waiting.splice(at, 1);
+        resolve(undefined);
+      });
+    });
   }
 
   #added(): Client {
@@ -112,9 +127,15 @@ class ConnectionPool {
   }
 }
 
+/** Registers how a waiting exchange is given up: `cancel` takes it out of the line (the client left). */
+export type GiveUp = (cancel: () => void) => void;
+
 export interface UpstreamPools {
-  /** A connection to `address` for one exchange (a promise only while all its connections are lent). */
-  acquire(address: PoolAddress): Lease | Promise<Lease>;
+  /**
+   * A connection to `address` for one exchange: a promise only while all its connections are lent,
+   * resolving to undefined if `whenGone`'s cancel is called before one is free.
+   */
+  acquire(address: PoolAddress, whenGone?: GiveUp): Lease | Promise<Lease | undefined>;
   /** Closes every pool with nothing in flight (after a reload, so pools of removed routes go now). */
   closeIdle(): void;
   /** Destroys every pool and its connections (shutdown). */
@@ -147,14 +168,14 @@ export function createUpstreamPools(): UpstreamPools {
   sweep.unref();
 
   return {
-    acquire(address) {
+    acquire(address, whenGone) {
       const key = keyOf(address);
       let pool = pools.get(key);
       if (!pool) {
         pool = connectionsTo(address);
         pools.set(key, pool);
       }
-      return pool.acquire();
+      return pool.acquire(whenGone);
     },
     closeIdle() {
       for (const [key, pool] of pools) {
