@@ -77,6 +77,20 @@ describe('upstream pools', () => {
     pools.close();
   });
 
+  it('shutdown gives up every waiting exchange and lends nothing after it', async () => {
+    const pools = createUpstreamPools();
+    const address = { socketPath, host: 'localhost' };
+    const leases = Array.from({ length: 256 }, () => pools.acquire(address) as Lease);
+    const waiting = pools.acquire(address);
+    pools.close();
+    expect(await waiting).toBeUndefined();
+    // A lease discarded after shutdown opens no connection in its place.
+    const before = accepted;
+    (leases[0] as Lease).discard();
+    await sleep(100);
+    expect(accepted).toBe(before);
+  });
+
   it('a discarded exchange closes its own upstream connection, and no other is opened in its place', async () => {
     const pools = createUpstreamPools();
     const before = accepted;

@@ -50,7 +50,9 @@ class ConnectionPool {
   readonly #all = new Set<Client>();
   /** Most recently released last: reused first, so the other keep-alive connections can time out. */
   readonly #idle: Client[] = [];
-  readonly #waiting: Array<(lease: Lease) => void> = [];
+  readonly #waiting: Array<(lease: Lease | undefined) => void> = [];
+  /** After shutdown nothing is lent or opened again. */
+  #closed = false;
   lastUsed = performance.now();
 
   constructor(create: () => Client) {
@@ -71,7 +73,7 @@ class ConnectionPool {
     if (idle) return this.#lease(idle);
     if (this.#all.size < CONNECTIONS_PER_UPSTREAM) return this.#lease(this.#added());
     return new Promise((resolve) => {
-      const waiter = (lease: Lease) => resolve(lease);
+      const waiter = (lease: Lease | undefined) => resolve(lease);
       this.#waiting.push(waiter);
       // A client that left must not keep its place: while the upstream's connections stay busy (an
       // upstream that never answers holds them up to UPSTREAM_TIMEOUT_MS), clients that come and go would
@@ -98,6 +100,7 @@ class ConnectionPool {
       release: () => {
         if (returned) return;
         returned = true;
+        if (this.#closed) return void client.destroy().catch(() => {});
         const next = this.#waiting.shift();
         if (next) next(this.#lease(client));
         else this.#idle.push(client);
@@ -107,13 +110,21 @@ class ConnectionPool {
         returned = true;
         this.#all.delete(client);
         void client.destroy().catch(() => {});
+        if (this.#closed) return;
         const next = this.#waiting.shift();
         if (next) next(this.#lease(this.#added()));
       },
     };
   }
 
+  /** Ends the line: every waiting exchange is given up (undefined), nothing new is lent. */
+  #shut(): void {
+    this.#closed = true;
+    for (const waiter of this.#waiting.splice(0)) waiter(undefined);
+  }
+
   close(): Promise<void> {
+    this.#shut();
     this.#idle.length = 0;
     const closing = [...this.#all].map((client) => client.close().catch(() => {}));
     this.#all.clear();
@@ -121,6 +132,7 @@ class ConnectionPool {
   }
 
   destroy(): void {
+    this.#shut();
     for (const client of this.#all) void client.destroy().catch(() => {});
     this.#all.clear();
     this.#idle.length = 0;
