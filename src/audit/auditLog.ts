@@ -179,8 +179,10 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     const time = new Date().toISOString();
     const cp: AuditCheckpoint = { seq: head.seq, hash: head.hash, records: sinceCheckpoint, ...(signer && { key: signer.keyId, sig: signer.sign(head.seq, head.hash, time) }) };
     sinceCheckpoint = 0;
-    append({ event: 'audit.checkpoint', checkpoint: cp }, time);
+    // Set before the append: a checkpoint that fills the batch flushes it inside append, and that
+    // flush must carry the fsync (not the next batch, which may come much later or go to another file).
     fsyncAfterBatch = true;
+    append({ event: 'audit.checkpoint', checkpoint: cp }, time);
     observer?.checkpointWritten();
   }
 
