@@ -1,6 +1,7 @@
 // Carries bytes both ways between a client stream and an upstream stream, for every tunnel kind:
 // half-close each way, backpressure (a full writer pauses its reader), idle timeout, byte counts, who closed.
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import type { SharedReads } from './sharedReads.ts';
 
 export type Side = 'client' | 'upstream';
@@ -89,8 +90,11 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
    * write) unless earlier writes still wait in its queue, or it is corked: then the view would sit there
    * by reference and be overwritten by the next read of any tunnel, so it is copied first.
    */
+  // Only a TLS client consumes the bytes during write() (OpenSSL encrypts them at once); any other stream
+  // may keep the view queued by reference, so it always gets a copy.
+  const consumesOnWrite = client instanceof TLSSocket;
   const deliverSharedRead = (view: Buffer): boolean =>
-    deliver('upstream', client.writableLength === 0 && client.writableCorked === 0 ? view : Buffer.from(view));
+    deliver('upstream', consumesOnWrite && client.writableLength === 0 && client.writableCorked === 0 ? view : Buffer.from(view));
 
   const stop = (reason: string, closeCode = 1000): void => {
     fault ??= reason;
