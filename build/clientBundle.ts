@@ -9,7 +9,7 @@ export const clientEntry = join(root, 'src', 'cli', 'client.ts');
 export const clientBundleFile = join(root, 'dist', 'client', 'gatehouse-client.mjs');
 
 /** Modules the client must never carry: the gateway's authorization engine and the development CA. */
-const forbidden = /biscuit|@peculiar|reflect-metadata|pkijs|asn1|http-proxy|pino|prom-client/;
+const forbidden = /biscuit|@peculiar|reflect-metadata|pkijs|asn1|http-proxy|pino|prom-client|undici/;
 
 /**
  * Node flags of the client, in the bundle's first line. A tunnel's bytes live outside V8's heap (Buffers),

@@ -93,8 +93,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
     } catch (err) {
       // Whatever an upstream answers must never throw out of this handler.
       this.upstreamError = { status: 502, reason: `unusable response head: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
-      this.#settled = true;
-      this.#lease.discard();
+      this.abort();
       refuse(res, 502, 'upstream unavailable');
       return false;
     }
