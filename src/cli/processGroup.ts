@@ -1,11 +1,11 @@
 // `gatehouse serve --processes N|auto`: a primary that forks N gateway processes sharing the listeners
 // (node:cluster), writes the one audit chain for all of them, and fans signals out (reload, drain).
 import cluster, { type Worker } from 'node:cluster';
-import { lstat, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { openAuditLog } from '../audit/auditLog.ts';
 import { isProcessMessage, openIpcAuditLog, writeWorkerRecords, type ParentChannel, type ProcessMessage } from '../audit/ipcAuditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
+import { removeStaleSocket } from '../listener/tlsListener.ts';
 import { loadConfigOrExit, reloadFromFile, startOrExit } from './runGateway.ts';
 import { say } from './say.ts';
 
@@ -160,14 +160,4 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
   };
   process.on('SIGTERM', onStop('SIGTERM'));
   process.on('SIGINT', onStop('SIGINT'));
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    const st = await lstat(path);
-    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-    await unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
 }

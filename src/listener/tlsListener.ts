@@ -63,7 +63,8 @@ export interface ListenerOptions {
   tlsRejected?(kind: TlsRejectKind): void;
 }
 
-async function removeStaleSocket(path: string): Promise<void> {
+/** Removes a UNIX socket left by an earlier run before listening on its path; refuses anything that is not a socket. */
+export async function removeStaleSocket(path: string): Promise<void> {
   try {
     const st = await lstat(path);
     if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
