@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHostileGateway, type HostileGateway } from './support/hostileGateway.ts';
-import { expectStillServes, http, runHttpCase, withAuth, type HttpCase } from './support/httpCase.ts';
+import { expectStillServes, http, runHttpCase, withAuth, type HttpCase, HOST_LINE as H, AUTH_LINE as A } from './support/httpCase.ts';
 
 let g: HostileGateway;
 beforeAll(async () => {
@@ -13,8 +13,6 @@ afterAll(async () => {
   await g?.stop();
 });
 
-const H = 'Host: localhost';
-const A = '<AUTH>';
 
 describe('Expect', () => {
   const refusedBeforeBody: HttpCase[] = [

@@ -2,7 +2,7 @@
 // with the client's value, Host is checked, header size limits hold, and bad bytes are refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHostileGateway, type HostileGateway } from './support/hostileGateway.ts';
-import { http, runHttpCase, type HttpCase } from './support/httpCase.ts';
+import { http, runHttpCase, type HttpCase, HOST_LINE as H, AUTH_LINE as A, allowedOnWeb as allow, malformedRecord as malformed } from './support/httpCase.ts';
 
 let g: HostileGateway;
 beforeAll(async () => {
@@ -12,10 +12,6 @@ afterAll(async () => {
   await g?.stop();
 });
 
-const H = 'Host: localhost';
-const A = '<AUTH>';
-const allow = (path = '/web/x') => ({ status: 200, decision: 'allow' as const, route: 'web', path });
-const malformed = { status: 400, decision: 'deny' as const, reason: /^malformed HTTP/ };
 const get = (headers: string[]) => http('GET /web/x HTTP/1.1', [H, A, ...headers]);
 
 /** Identity claims from the contract: a client may send any of them; none may reach the upstream with its value. */

@@ -2,7 +2,7 @@
 // and whatever the parser tolerates in the request line reaches the upstream as one clean HTTP/1.1 request.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHostileGateway, type HostileGateway } from './support/hostileGateway.ts';
-import { chunked, expectStillServes, http, parserRefuses, runHttpCase, type HttpCase } from './support/httpCase.ts';
+import { chunked, expectStillServes, http, parserRefuses, runHttpCase, type HttpCase, HOST_LINE as H, AUTH_LINE as A, contentLengthLine as CL, upstreamSees as ok, allowedOnWeb as allow } from './support/httpCase.ts';
 
 let g: HostileGateway;
 beforeAll(async () => {
@@ -12,11 +12,6 @@ afterAll(async () => {
   await g?.stop();
 });
 
-const H = 'Host: localhost';
-const A = '<AUTH>';
-const CL = (body: string) => `Content-Length: ${Buffer.byteLength(body, 'latin1')}`;
-const ok = (method: string, target = '/web/x', body = '') => ({ method, target, body });
-const allow = (path = '/web/x') => ({ status: 200, decision: 'allow' as const, route: 'web', path });
 
 const pipelineCases: HttpCase[] = [
   {

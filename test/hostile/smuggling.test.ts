@@ -2,7 +2,7 @@
 // Transfer-Encoding, chunks or the request line, the upstream parses exactly the requests the gateway admitted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHostileGateway, type HostileGateway } from './support/hostileGateway.ts';
-import { chunked, expectStillServes, http, parserRefuses, bodyRefused, runHttpCase, withAuth, type HttpCase } from './support/httpCase.ts';
+import { chunked, expectStillServes, http, parserRefuses, bodyRefused, runHttpCase, withAuth, type HttpCase, HOST_LINE as H, AUTH_LINE as A, contentLengthLine as CL, upstreamSees as ok, allowedOnWeb as allow } from './support/httpCase.ts';
 
 let g: HostileGateway;
 beforeAll(async () => {
@@ -12,13 +12,8 @@ afterAll(async () => {
   await g?.stop();
 });
 
-const H = 'Host: localhost';
-const A = '<AUTH>';
 /** What an attacker hides in a body: a request for the admin-only route claiming to be admin. */
 const SMUGGLED = 'GET /secret/only-admin HTTP/1.1\r\nHost: localhost\r\nX-Gatehouse-User: admin\r\n\r\n';
-const CL = (body: string) => `Content-Length: ${Buffer.byteLength(body, 'latin1')}`;
-const ok = (method: string, target = '/web/x', body = '') => ({ method, target, body });
-const allow = (path = '/web/x') => ({ status: 200, decision: 'allow' as const, route: 'web', path });
 
 const connectionHeaderCases: HttpCase[] = [
   {

@@ -68,6 +68,19 @@ export function http(line: string, headers: string[], body = ''): string {
   return `${line}\r\n${headers.map((h) => h + '\r\n').join('')}\r\n${body}`;
 }
 
+/** The Host line of every case, and the placeholder `withAuth` turns into the caller's Authorization line. */
+export const HOST_LINE = 'Host: localhost';
+export const AUTH_LINE = '<AUTH>';
+
+/** A Content-Length line for `body` as sent (latin1). */
+export const contentLengthLine = (body: string): string => `Content-Length: ${Buffer.byteLength(body, 'latin1')}`;
+
+/** One request the upstream should see (the `web` route's default target). */
+export const upstreamSees = (method: string, target = '/web/x', body = '') => ({ method, target, body });
+
+/** The record of a request allowed on the `web` route. */
+export const allowedOnWeb = (path = '/web/x') => ({ status: 200, decision: 'allow' as const, route: 'web', path });
+
 /** The record a parser refusal leaves. */
 export const malformedRecord: ExpectedAudit = { status: 400, decision: 'deny', reason: /^malformed HTTP/ };
 
