@@ -86,7 +86,7 @@ describe.skipIf(skipReason !== '')(`npm pack + npm i -g under the system Node${s
     await new Promise<void>((ok) => echo?.listen(socket, ok));
     writeFileSync(
       join(site(), 'routes.yaml'),
-      `listen:\n  - tcp: 127.0.0.1:0\ntls:\n  cert: certs/server.crt\n  key: certs/server.key\n  clientCa: certs/ca.crt\nauthz:\n  rootKey: certs/token-root.pub\n  revocationList: revoked.txt\n  limits:\n    maxTimeMicros: 500000\naudit:\n  file: audit/audit.log\nroutes:\n  - name: hello\n    path: /hello/\n    protocols: [http]\n    upstream: unix:${socket}\n    policy: |\n      allow if user("alice");\n`,
+      `listen:\n  - tcp: 127.0.0.1:0\ntls:\n  cert: certs/server.crt\n  key: certs/server.key\n  clientCa: certs/ca.crt\nauthz:\n  rootKey: certs/token-root.pub\n  revocationList: revoked.txt\n  limits:\n    maxTimeMicros: 500000\naudit:\n  file: audit/audit.log\nmetrics:\n  listen: 127.0.0.1:0\nroutes:\n  - name: hello\n    path: /hello/\n    protocols: [http]\n    upstream: unix:${socket}\n    policy: |\n      allow if user("alice");\n`,
     );
     // (maxTimeMicros is raised above: biscuit's run limit is wall time, and this test shares the CPU
     // with the rest of the suite; a cold first decision on a loaded machine can pass 10 ms.)
@@ -116,6 +116,15 @@ describe.skipIf(skipReason !== '')(`npm pack + npm i -g under the system Node${s
       { cwd: site(), env },
     );
     expect(curl.stdout).toBe('hello\n');
+    // Prometheus and the readiness probe on the installed package (certificate expiry gauges included).
+    const start = readFileSync(join(site(), 'audit', 'audit.log'), 'utf8').split('\n').find((line) => line.includes('"gateway.start"')) ?? '{}';
+    const metricsAt = (JSON.parse(start) as { detail?: { metrics?: string } }).detail?.metrics;
+    expect(metricsAt).toMatch(/^127\.0\.0\.1:\d+$/);
+    const scrape = await run('curl', ['-sS', '-w', '\n%{http_code}', `http://${metricsAt}/metrics`], { cwd: site(), env });
+    expect(scrape.stdout.trim().split('\n').pop()).toBe('200');
+    expect(scrape.stdout).toMatch(/gatehouse_tls_expiry_seconds\{what="server_certificate"\} \d{6,}/);
+    const ready = await run('curl', ['-sS', '-w', '\n%{http_code}', `http://${metricsAt}/readyz`], { cwd: site(), env });
+    expect(ready.stdout.trim().split('\n').pop()).toBe('200');
     // Nothing but the gateway's own lines on stderr: no ExperimentalWarning, no biscuit-wasm banner.
     expect(err).not.toMatch(/warning|biscuit-wasm loading/i);
   }, 120_000);

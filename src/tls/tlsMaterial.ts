@@ -54,17 +54,22 @@ function readTicketKey(config: TlsConfig): { key: Buffer; id: string } {
   return read;
 }
 
+/** The certificate's expiry. `validToDate` is Node 22+; the string form parses the same on Node 20. */
+function notAfter(cert: X509Certificate): Date {
+  return new Date(cert.validTo);
+}
+
 function readBase(config: TlsConfig): Base {
   const cert = readFileSync(config.cert);
   const ca = readFileSync(config.clientCa);
   const caNotAfter = (ca.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [])
-    .map((pem) => new Date(new X509Certificate(pem).validToDate))
+    .map((pem) => notAfter(new X509Certificate(pem)))
     .reduce((min, d) => (d < min ? d : min), new Date(8.64e15));
   const ticketKey = readTicketKey(config);
   return {
     config,
     settings: { cert, key: readFileSync(config.key), ca, minVersion: config.minVersion, ticketKeys: ticketKey.key },
-    expiry: { serverCert: new X509Certificate(cert).validToDate, clientCa: caNotAfter },
+    expiry: { serverCert: notAfter(new X509Certificate(cert)), clientCa: caNotAfter },
     ticketKeyId: ticketKey.id,
   };
 }
