@@ -1,11 +1,11 @@
 // The gateway can also listen on a UNIX socket (for a front proxy on the same host): same mTLS,
 // same routing and policy, with the socket file's mode as configured.
-import { statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startEchoService, type EchoReply } from '../src/demo/echoService.ts';
-import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { curl, inOneHour, mintRaw, runGatehouse, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 let h: Harness;
@@ -38,4 +38,22 @@ it('serves mTLS on a UNIX socket with the configured mode, audited with source "
   expect(r).toMatchObject({ source: 'unix', decision: 'allow', status: 200, client: { cn: 'alice' } });
   const refused = await curl(h, '/demo/via-unix', { token, args: ['--unix-socket', sock] });
   expect(refused.status).toBe(0);
+});
+
+it('a second start on the same sockets fails and leaves the running gateway and service their sockets', async () => {
+  const sock = join(h.dir, 'run', 'gatehouse.sock');
+  const demoSock = join(h.dir, 'run', 'demo.sock');
+  const before = { gateway: statSync(sock).ino, demo: statSync(demoSock).ino };
+  // The demo's echo service started twice (as `npm start` twice does).
+  await expect(startEchoService(demoSock)).rejects.toThrow(/in use by another process/);
+  // The gateway started twice on the same UNIX listener (its own audit file, so the first's chain is untouched).
+  const second = join(h.dir, 'routes-second.yaml');
+  writeFileSync(second, readFileSync(join(h.dir, 'routes.yaml'), 'utf8').replace('file: audit/audit.log', 'file: audit/second.log'));
+  const run = await runGatehouse(['serve', '--config', second], { cwd: h.dir });
+  expect(run.code).not.toBe(0);
+  expect(run.stderr).toMatch(/gatehouse\.sock is in use by another process/);
+  expect({ gateway: statSync(sock).ino, demo: statSync(demoSock).ino }).toEqual(before);
+  const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
+  const res = await curl(h, '/demo/still-there', { client: alice, token, args: ['--unix-socket', sock] });
+  expect(res.status).toBe(200);
 });

@@ -36,7 +36,10 @@ export function registerDemo(program: Command): void {
         say(`demo setup failed: ${err instanceof Error ? err.message : String(err)}`);
         process.exit(1);
       }
-      const echo = await startEchoService(l.echoSocket, 'demo');
+      const echo = await startEchoService(l.echoSocket, 'demo').catch((err: unknown) => {
+        say(`demo echo service: ${err instanceof Error ? err.message : String(err)} (is the demo already running?)`);
+        process.exit(1);
+      });
       say(`demo echo service listening on unix:${l.echoSocket}`);
       await runGateway(opts.config);
       process.once('exit', () => echo.close());

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { openAuditLog } from '../audit/auditLog.ts';
 import { isProcessMessage, openIpcAuditLog, writeWorkerRecords, type ParentChannel, type ProcessMessage } from '../audit/ipcAuditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
-import { removeStaleSocket } from '../listener/tlsListener.ts';
+import { removeStaleSocket } from '../listener/staleSocket.ts';
 import { loadConfigOrExit, reloadFromFile, startOrExit } from './runGateway.ts';
 import { say } from './say.ts';
 

@@ -1,25 +1,13 @@
 // Local UNIX sockets only their owner can use: the socket lives in a directory that only the user
 // can enter (created 0700 if missing, refused if anyone else could get in), and is itself mode 0600.
-import { connect } from 'node:net';
 import { chmod, lstat, mkdir, realpath, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { socketInUse } from '../listener/staleSocket.ts';
 
 export type PrivatePathResult = { ok: true; path: string; createdDir?: string } | { ok: false; error: string };
 
 function modeText(mode: number): string {
   return (mode & 0o777).toString(8).padStart(4, '0');
-}
-
-/** Whether something accepts connections on the socket at `path` (a stale socket refuses). */
-function socketInUse(path: string): Promise<boolean> {
-  return new Promise((ok) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      ok(true);
-    });
-    probe.once('error', () => ok(false));
-  });
 }
 
 /**

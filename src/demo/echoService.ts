@@ -1,8 +1,9 @@
 // The demo upstream: a tiny HTTP service on a UNIX socket that answers with what it received,
 // so a user can see exactly which identity the gateway vouched for. Also used by the tests.
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname } from 'node:path';
+import { removeStaleSocket } from '../listener/staleSocket.ts';
 
 export interface EchoReply {
   service: string;
@@ -14,9 +15,10 @@ export interface EchoReply {
   bodyBytes: number;
 }
 
-export function startEchoService(socketPath: string, name = 'echo'): Promise<Server> {
+export async function startEchoService(socketPath: string, name = 'echo'): Promise<Server> {
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
-  rmSync(socketPath, { force: true });
+  // A demo already running answers on the socket: refuse rather than cut it off its clients.
+  await removeStaleSocket(socketPath);
   const server = createServer((req, res) => {
     let bodyBytes = 0;
     req.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));

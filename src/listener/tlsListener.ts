@@ -2,7 +2,7 @@
 // from the site CA, record who connected, and hand requests, upgrades and CONNECTs to the forwarders.
 import cluster from 'node:cluster';
 import { constants as cryptoConstants } from 'node:crypto';
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,6 +19,7 @@ import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { createRejectLimiter } from './rejectLimiter.ts';
+import { removeStaleSocket } from './staleSocket.ts';
 
 export interface TlsSettings extends SecureContextOptions {
   minVersion: 'TLSv1.2' | 'TLSv1.3';
@@ -61,17 +62,6 @@ export interface ListenerOptions {
   proxyRefused?(reason: ProxyRefusal): void;
   /** Counts refused handshakes (before their records' rate limit). */
   tlsRejected?(kind: TlsRejectKind): void;
-}
-
-/** Removes a UNIX socket left by an earlier run before listening on its path; refuses anything that is not a socket. */
-export async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    const st = await lstat(path);
-    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-    await unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
 }
 
 /** Client-initiated TLS 1.2 renegotiation costs the server a handshake per request of the client's choosing. */
