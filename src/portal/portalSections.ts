@@ -116,7 +116,7 @@ export async function portalSections(input: SectionInput): Promise<string[]> {
   const routes = input.admission.routes.list();
   const byName = new Map(routes.map((r) => [r.config.name, r] as const));
   const links = await openableLinks(input, routes);
-  const records = (await auditTail(input.auditFile)) as Timed[];
+  const records = (await auditTail(input.auditFile)).records as Timed[];
   const mine = records.filter((r) => r.token?.user === input.user).slice(-20).reverse();
   const usedByOthers = records.filter((r) => (r.event === 'request' || r.event === 'tunnel.open') && r.token?.user !== input.user && ownedBy(r, byName, input.user)).slice(-20).reverse();
   const publishedRows = input.published.map((p) => [p.service, p.publisher, p.fingerprint, String(p.streamsOpen), String(p.streamsServed)]);
