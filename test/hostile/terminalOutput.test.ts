@@ -6,7 +6,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runGatehouse } from '../support/gatewayHarness.ts';
+import { gatewayConfig, runGatehouse } from '../support/gatewayHarness.ts';
 import { runTunnel } from '../support/tunnelClient.ts';
 import { startHostileGateway, type HostileGateway } from './support/hostileGateway.ts';
 import { http } from './support/httpCase.ts';
@@ -96,6 +96,17 @@ describe('token and policy tools', () => {
     expectInert(stdout, 'authz explain');
     expect(stdout).toMatch(/^decision: +DENY/m);
     expect(stdout.split('\n').filter((l) => l.includes('GET /web/forged'))).toHaveLength(stdout.split('\n').filter((l) => l.includes('\\r\\x1b[2K')).length);
+  });
+});
+
+describe('check', () => {
+  it('prints an error about a policy with control characters escaped', async () => {
+    const yamlString = JSON.stringify(`allow if user("${FORGED}"`);
+    writeFileSync(join(g.h.dir, 'forged.yaml'), gatewayConfig({ routes: `  - name: forged\n    path: /forged/\n    upstream: unix:run/recorder.sock\n    policy: ${yamlString}\n` }));
+    const { stderr, code } = await runGatehouse(['check', '--config', join(g.h.dir, 'forged.yaml')], { cwd: g.h.dir });
+    expect(code).toBe(1);
+    expect(stderr).toContain('policy');
+    expectInert(stderr, 'check');
   });
 });
 
