@@ -123,7 +123,7 @@ describe('the portal', () => {
   });
 });
 
-describe('the tunnel client', () => {
+describe('the tunnel and publish clients', () => {
   let fake: TlsServer;
   beforeAll(async () => {
     // A gateway whose refusal carries the same text (a compromised or impersonated one, or a reason echoing input).
@@ -136,7 +136,7 @@ describe('the tunnel client', () => {
   });
   afterAll(() => fake?.close());
 
-  it('prints a gateway refusal escaped', async () => {
+  it('prints a gateway refusal escaped (tunnel over CONNECT and WebSocket, publish)', async () => {
     const port = (fake.address() as { port: number }).port;
     const alice = g.certs.alice;
     const flags = ['--gateway', `https://localhost:${port}`, '--ca', g.h.pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', tokenFile];
@@ -146,5 +146,9 @@ describe('the tunnel client', () => {
       expect(run.stderr).toContain('403');
       expectInert(run.stderr, `gatehouse tunnel (${transport})`);
     }
+    const published = await runGatehouse(['publish', `app=unix:${join(g.h.dir, 'run', 'recorder.sock')}`, ...flags], { cwd: g.h.dir });
+    expect(published.code, published.stderr).toBe(4);
+    expect(published.stderr).toContain('403');
+    expectInert(published.stderr, 'gatehouse publish');
   });
 });
