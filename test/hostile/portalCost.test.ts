@@ -1,11 +1,12 @@
-// A huge audit log must not make the portal work in proportion to it: after hundreds of MiB of growth
-// (valid-looking records around a sparse stretch) a view still shows the user's latest activity, reads a bounded tail, and the gateway's memory stays flat.
-import { appendFileSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+// A portal view's cost must not grow with what users control: after hundreds of MiB of audit growth (valid-looking
+// records around a sparse stretch) it shows the latest activity from a bounded tail with flat memory; a socket directory of thousands of files is read in part.
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeRssMiB } from '../../bench/support/procStats.ts';
 import { auditTail, TAIL_WINDOW_BYTES } from '../../src/portal/auditTail.ts';
+import { MAX_DIRECTORY_ENTRIES, servicesOf } from '../../src/portal/portalSections.ts';
 import { startHostileGateway, type HostileGateway, type UserName } from './support/hostileGateway.ts';
 import { http } from './support/httpCase.ts';
 
@@ -122,6 +123,22 @@ describe('the tail reader', () => {
       expect(again.records.slice(-2).map((r) => r.path)).toEqual(['/web/after-growth', '/web/later']);
     } finally {
       rmSync(file);
+    }
+  });
+});
+
+describe('the services found in a user\'s socket directory', () => {
+  it('looks at a bounded number of entries however many files the user made', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'gatehouse-sockets-'));
+    try {
+      mkdirSync(join(root, 'alice'));
+      for (let i = 0; i < MAX_DIRECTORY_ENTRIES * 4; i++) writeFileSync(join(root, 'alice', `s${i}.sock`), '');
+      const found = await servicesOf(`unix:${root}/{user}/{service}.sock`, 'alice', []);
+      expect(found.length).toBeGreaterThan(0);
+      expect(found.length).toBeLessThanOrEqual(MAX_DIRECTORY_ENTRIES);
+      expect(await servicesOf(`unix:${root}/{user}/{service}.sock`, 'nobody', [])).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });
