@@ -1,5 +1,5 @@
 // The portal's view of the audit log: it reads only what was appended, stays bounded, waits for a
-// line to be whole, and starts again on a rotated file.
+// line to be whole, and continues on a rotated file after the records it kept.
 import { appendFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { auditTail } from '../src/portal/auditTail.ts';
 
 const line = (n: number, pad = '') => JSON.stringify({ event: 'request', req: `r.${n}`, reason: pad }) + '\n';
-const reqs = async (file: string) => (await auditTail(file)).map((r) => r.req);
+const reqs = async (file: string) => (await auditTail(file)).records.map((r) => r.req);
 
 describe('portal audit tail', () => {
   it('returns appended records, and a line only once it is whole', async () => {
@@ -20,14 +20,14 @@ describe('portal audit tail', () => {
     expect(await reqs(file)).toEqual(['r.1', 'r.2', 'r.3', 'r.4']);
   });
 
-  it('starts again on a rotated file', async () => {
+  it('continues on a rotated file after the records it kept from the old one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-tail-'));
     const file = join(dir, 'audit.log');
     writeFileSync(file, line(1) + line(2) + line(3));
     expect(await reqs(file)).toHaveLength(3);
     renameSync(file, `${file}.1`);
     writeFileSync(file, line(9));
-    expect(await reqs(file)).toEqual(['r.9']);
+    expect(await reqs(file)).toEqual(['r.1', 'r.2', 'r.3', 'r.9']);
   });
 
   it('keeps about the last MiB, dropping the oldest records', async () => {

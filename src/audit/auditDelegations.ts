@@ -1,6 +1,7 @@
 // Delegation in the audit log: which loan (a token block binding another certificate than the
 // authority block does) a record was made under, and the `--format delegations` view of the loans.
 import type { AuditTokenBlock, WrittenAuditRecord } from './auditRecord.ts';
+import { textColumns } from '../cli/displayText.ts';
 
 export interface Loan {
   /** The token's user: who lent. */
@@ -116,7 +117,5 @@ export function formatDelegations(rows: LoanRow[]): string {
     [...r.routes].sort().join(','),
     r.others.size === 0 ? '-' : [...r.others].sort().join(','),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(head), ...table.map(line)].join('\n') + '\n';
+  return textColumns(head, table) + '\n';
 }

@@ -8,6 +8,7 @@ import { matchesFilter, parseQueryTime, type AuditFilter } from './auditQuery.ts
 import type { WrittenAuditRecord } from './auditRecord.ts';
 import { AuditSummary, formatSummary } from './auditSummary.ts';
 import { DelegationSummary, formatDelegations } from './auditDelegations.ts';
+import { displaySafe } from '../cli/displayText.ts';
 
 export type QueryResult = { ok: true; matched: number; skipped: number } | { ok: false; message: string };
 
@@ -32,7 +33,8 @@ export function filterFromOptions(opts: Record<string, unknown>, now = Date.now(
 }
 
 function cell(value: string | number | undefined, width: number): string {
-  const s = value === undefined ? '-' : String(value);
+  // Escaped before it is cut and padded: a record's text must not move the cursor or start a row.
+  const s = value === undefined ? '-' : displaySafe(String(value));
   return (s.length > width ? s.slice(0, width - 1) + '…' : s).padEnd(width);
 }
 
@@ -41,7 +43,7 @@ const TABLE_HEAD = `${cell('time', 24)} ${cell('event', 16)} ${cell('user', 12)}
 function tableRow(r: WrittenAuditRecord): string {
   const request = r.method ? `${r.method} ${r.path ?? r.target ?? ''}` : undefined;
   const bytes = r.bytesIn === undefined && r.bytesOut === undefined ? undefined : `${r.bytesIn ?? 0}/${r.bytesOut ?? 0}`;
-  return `${cell(r.time, 24)} ${cell(r.event, 16)} ${cell(r.token?.user, 12)} ${cell(r.client?.cn, 12)} ${cell(r.source, 21)} ${cell(r.route, 14)} ${cell(request, 28)} ${cell(r.decision, 8)} ${cell(r.status, 6)} ${cell(bytes, 15)} ${r.reason ?? ''}`.trimEnd();
+  return `${cell(r.time, 24)} ${cell(r.event, 16)} ${cell(r.token?.user, 12)} ${cell(r.client?.cn, 12)} ${cell(r.source, 21)} ${cell(r.route, 14)} ${cell(request, 28)} ${cell(r.decision, 8)} ${cell(r.status, 6)} ${cell(bytes, 15)} ${displaySafe(r.reason ?? '')}`.trimEnd();
 }
 
 export async function runAuditQuery(files: readonly string[], opts: Record<string, unknown>, out: Writable): Promise<QueryResult> {

@@ -2,6 +2,7 @@
 // allowed and denied, denials by reason, bytes each way and tunnel time. Memory grows with the
 // number of distinct (user, route) pairs and reasons, not with the number of records.
 import type { WrittenAuditRecord } from './auditRecord.ts';
+import { displaySafe, textColumns } from '../cli/displayText.ts';
 
 export interface SummaryRow {
   user: string;
@@ -69,13 +70,11 @@ function duration(ms: number): string {
 export function formatSummary(rows: SummaryRow[]): string {
   const head = ['user', 'route', 'requests', 'allowed', 'denied', 'bytes in', 'bytes out', 'tunnels', 'tunnel time'];
   const table = rows.map((r) => [r.user, r.route, String(r.requests), String(r.allowed), String(r.denied), human(r.bytesIn), human(r.bytesOut), String(r.tunnels), duration(r.tunnelMs)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  const out = [line(head), ...table.map(line)];
+  const out = [textColumns(head, table)];
   for (const r of rows) {
     if (r.denials.size === 0) continue;
-    out.push('', `denials ${r.user} ${r.route}:`);
-    for (const [reason, n] of [...r.denials].sort((a, b) => b[1] - a[1])) out.push(`  ${String(n).padStart(6)}  ${reason}`);
+    out.push('', `denials ${displaySafe(r.user)} ${displaySafe(r.route)}:`);
+    for (const [reason, n] of [...r.denials].sort((a, b) => b[1] - a[1])) out.push(`  ${String(n).padStart(6)}  ${displaySafe(reason)}`);
   }
   return out.join('\n') + '\n';
 }

@@ -3,31 +3,33 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import type { Explanation } from '../admission/explainDecision.ts';
+import { displayDatalog, displayLines, displaySafe } from './displayText.ts';
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 function fail(message: string): void {
-  process.stderr.write(`error: ${message}\n`);
+  process.stderr.write(`error: ${displayLines(message)}\n`);
   process.exitCode = 1;
 }
 
+/** Lines indented by two, each escaped (a fact or rule with a line break in a string literal stays one line). */
 function indent(lines: string[]): string[] {
-  return lines.flatMap((l) => l.split('\n')).map((l) => `  ${l}`);
+  return lines.map((l) => `  ${displaySafe(l)}`);
 }
 
 export function formatExplanation(e: Explanation): string {
   const d = e.decision;
-  const out: string[] = [`route:     ${e.route}`, 'facts:', ...indent(e.facts), 'policy:', ...indent(e.policy)];
+  const out: string[] = [`route:     ${displaySafe(e.route)}`, 'facts:', ...indent(e.facts), 'policy:', ...indent(e.policy.flatMap((p) => displayDatalog(p).split('\n')))];
   out.push(`token:     ${e.blocks.length > 0 ? `${e.blocks.length} block(s), signatures verified` : 'not verified'}`);
-  for (const b of e.blocks) out.push(`  block ${b.index}${b.index === 0 ? ' (authority)' : ''}, revocation id ${b.revocationId.slice(0, 16)}…`, ...indent(indent(b.source.split('\n'))));
+  for (const b of e.blocks) out.push(`  block ${b.index}${b.index === 0 ? ' (authority)' : ''}, revocation id ${b.revocationId.slice(0, 16)}…`, ...displayDatalog(b.source).split('\n').map((l) => `    ${l}`));
   if (d.allow) {
-    out.push(`decision:  ALLOW (user ${d.user}${d.groups.length > 0 ? `, groups ${d.groups.join(', ')}` : ''})`, `matched:   ${d.matched}`);
+    out.push(`decision:  ALLOW (user ${displaySafe(d.user)}${d.groups.length > 0 ? `, groups ${displaySafe(d.groups.join(', '))}` : ''})`, `matched:   ${displaySafe(d.matched)}`);
   } else {
-    out.push(`decision:  DENY ${d.status} (${d.clientReason})${d.user !== undefined ? ` for user ${d.user}` : ''}`, `reason:    ${d.reason}`);
+    out.push(`decision:  DENY ${d.status} (${displaySafe(d.clientReason)})${d.user !== undefined ? ` for user ${displaySafe(d.user)}` : ''}`, `reason:    ${displaySafe(d.reason)}`);
     if (e.failingChecks.length > 0) out.push('failing checks:', ...indent(e.failingChecks.map((c) => `${c.origin}: ${c.rule}`)));
   }
   out.push(`evaluated: in ${e.elapsedMs.toFixed(1)} ms (the gateway's hard deadline for this route: ${e.deadlineMs} ms)`);
-  for (const note of e.notes) out.push(`note:      ${note}`);
+  for (const note of e.notes) out.push(`note:      ${displaySafe(note)}`);
   return out.join('\n') + '\n';
 }
 

@@ -4,6 +4,7 @@ import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS } from '../pki/defaults.ts';
 import type { PkiFileReport, PkiInitResult, IssuedClientCertificate } from '../pki/index.ts';
+import { displaySafe } from './displayText.ts';
 
 const DESCRIPTIONS: Record<string, string> = {
   'ca.crt': 'CA certificate: tls.clientCa, and --cacert for clients',
@@ -28,7 +29,7 @@ function shellWord(word: string): string {
 
 function fail(command: string, err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`gatehouse pki ${command}: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.stderr.write(`gatehouse pki ${command}: ${displaySafe(message.replace(/\s*\n\s*/g, ' '))}\n`);
   process.exitCode = 1;
 }
 

@@ -7,12 +7,13 @@ import { resolveClientSettings, type TunnelFlags } from '../client/clientSetting
 import { endpointsOf } from '../client/gatewayEndpoint.ts';
 import { parsePublishSpec, type PublishSpec } from '../client/publishSpec.ts';
 import { EXIT } from '../client/tunnelFailure.ts';
+import { sayer } from './say.ts';
 
 interface PublishCommandOptions extends TunnelFlags {
   verbose?: boolean;
 }
 
-const say = (line: string) => process.stderr.write(`gatehouse publish: ${line}\n`);
+const say = sayer('gatehouse publish: ');
 
 function usageError(errors: string[]): never {
   for (const e of errors) say(`error: ${e}`);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
 import type { TokenResult } from '../token/tokenErrors.ts';
+import { displaySafe } from './displayText.ts';
 
 /** A failure already worded for the operator. */
 class CommandFailure extends Error {}
@@ -20,7 +21,8 @@ function run<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args
       await body(...args);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      process.stderr.write(`error: ${message.split('\n')[0]}\n`);
+      // The message may quote the token or Datalog given: shown escaped.
+      process.stderr.write(`error: ${displaySafe(message.split('\n')[0] ?? '')}\n`);
       process.exitCode = 1;
     }
   };

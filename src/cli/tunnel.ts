@@ -11,6 +11,7 @@ import { startForward, type LocalForward } from '../client/localListeners.ts';
 import { runStdioTunnel } from '../client/stdioTunnel.ts';
 import { EXIT, describeFailure, exitCodeFor } from '../client/tunnelFailure.ts';
 import { validRoute } from '../token/names.ts';
+import { sayer } from './say.ts';
 
 interface TunnelCommandOptions extends TunnelFlags {
   local?: string[];
@@ -19,7 +20,7 @@ interface TunnelCommandOptions extends TunnelFlags {
   graceMs?: string;
 }
 
-const say = (line: string) => process.stderr.write(`${line}\n`);
+const say = sayer('');
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 const signalNumbers: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 

@@ -1,5 +1,6 @@
 // Config errors: what `loadConfig` reports and how `gatehouse check` prints it.
 // Checks produce issues keyed by a path into the document; loadConfig turns them into file positions.
+import { displayLines } from '../cli/displayText.ts';
 
 /** A path into the YAML document, as zod reports it: `['routes', 2, 'upstream']`. */
 export type KeyPath = readonly (string | number)[];
@@ -39,5 +40,5 @@ export function keyText(path: KeyPath): string {
 /** `routes.yaml:12:5: routes[2].upstream: expected unix:/path or tcp:host:port` */
 export function formatConfigError(e: ConfigError): string {
   const where = e.line > 0 ? `${e.file}:${e.line}:${e.column}` : e.file;
-  return `${where}: ${e.key}: ${e.message}`;
+  return displayLines(`${where}: ${e.key}: ${e.message}`);
 }

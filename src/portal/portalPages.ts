@@ -1,6 +1,7 @@
 // The gateway's own pages, rendered on the server as plain HTML: no script, no CDN, one inline style
 // allowed by its hash. Every value from a certificate or token is escaped.
 import { createHash } from 'node:crypto';
+import { displayDatalog, displayLines } from '../cli/displayText.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { VerifiedToken } from '../session/sessionToken.ts';
 
@@ -28,8 +29,9 @@ export function pageHeaders(formTargets: readonly string[] = []): Record<string,
   };
 }
 
+/** Text for HTML: markup characters as references, and controls and bidi overrides written as visible escapes. */
 export function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  return displayLines(value).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function layout(title: string, body: string): string {
@@ -86,7 +88,7 @@ export interface PortalView {
 export function portalPage(view: PortalView): string {
   const { token } = view;
   const blocks = token.blocks
-    .map((b) => `<h3>Block ${b.index}${b.index === 0 ? ' (authority)' : ''}</h3><pre>${escapeHtml(b.source ?? '')}</pre>`)
+    .map((b) => `<h3>Block ${b.index}${b.index === 0 ? ' (authority)' : ''}</h3><pre>${escapeHtml(displayDatalog(b.source ?? ''))}</pre>`)
     .join('\n');
   return layout('gatehouse', `<p>Signed in as <strong id="user">${escapeHtml(token.user)}</strong>${token.groups.length > 0 ? ` (groups: ${escapeHtml(token.groups.join(', '))})` : ''}.</p>
 <dl>

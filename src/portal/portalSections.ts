@@ -1,7 +1,7 @@
 // What the portal shows a signed-in user besides the session: the services they can open (each one
 // checked by a dry run of admission with their session), their own recent audit records, and who used
 // the services they own (the upstream template's {user} is them): accountability in both directions.
-import { readdir } from 'node:fs/promises';
+import { opendir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
@@ -14,6 +14,9 @@ import { escapeHtml } from './portalPages.ts';
 const PARAM = /\{([a-z][a-z0-9_]*)\}/g;
 const VALUE = '[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}';
 const MAX_LINKS = 30;
+/** Entries of a user's socket directory looked at, and admission dry runs, per view: a directory of a million files costs no more. */
+export const MAX_DIRECTORY_ENTRIES = 1024;
+const MAX_DRY_RUNS = 64;
 
 export interface SectionInput {
   admission: AdmissionContext;
@@ -44,11 +47,26 @@ function templatePattern(template: string): { pattern: RegExp; names: string[] }
   return { pattern: new RegExp(`^${source.join('')}$`), names };
 }
 
+/** Up to `limit` names in `dir`, read a few at a time (the user decides how many there are); none if it cannot be read. */
+async function someEntries(dir: string, limit: number): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    // Leaving the loop closes the directory.
+    for await (const entry of await opendir(dir, { bufferSize: 64 })) {
+      names.push(entry.name);
+      if (names.length >= limit) break;
+    }
+  } catch {
+    // Missing or unreadable: no services there.
+  }
+  return names;
+}
+
 /**
  * Services of `user` an upstream template names: for `published:` the ones the user publishes now,
- * for `unix:` the sockets found by listing the directory.
+ * for `unix:` the sockets found among the first MAX_DIRECTORY_ENTRIES entries of the directory.
  */
-async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[]): Promise<Array<Record<string, string>>> {
+export async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[]): Promise<Array<Record<string, string>>> {
   if (upstream.startsWith('published:') && /\{service\}/.test(upstream)) return published.map((p) => ({ service: p.service }));
   if (!upstream.startsWith('unix:')) return [];
   const filled = fill(upstream.slice(5), { user });
@@ -57,7 +75,7 @@ async function servicesOf(upstream: string, user: string, published: readonly Pu
   if (file.names.length === 0) return [{}];
   if (file.names.length !== 1) return [];
   const name = file.names[0] as string;
-  const entries = await readdir(dirname(filled)).catch(() => [] as string[]);
+  const entries = await someEntries(dirname(filled), MAX_DIRECTORY_ENTRIES);
   return entries.flatMap((entry) => {
     const m = file.pattern.exec(entry);
     return m ? [{ [name]: m[1] as string }] : [];
@@ -83,9 +101,12 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
 /** The routes the user can open: each candidate admitted by a dry run (GET, the session token), never forwarded. */
 export async function openableLinks(input: SectionInput, routes: readonly CompiledRoute[]): Promise<string[]> {
   const links: string[] = [];
+  let dryRuns = 0;
   for (const route of routes) {
     for (const c of await candidates(route, input)) {
-      if (links.length >= MAX_LINKS || c.host.includes('{') || c.path.includes('{')) continue;
+      if (links.length >= MAX_LINKS || dryRuns >= MAX_DRY_RUNS) return links;
+      if (c.host.includes('{') || c.path.includes('{')) continue;
+      dryRuns += 1;
       const admitted = await admitRequest(input.admission, { identity: input.identity, sourceIp: input.sourceIp, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path, token: input.token });
       if (admitted.allow) links.push(c.host === input.hostHeader ? c.path : `https://${c.host}${c.path}`);
     }
@@ -116,7 +137,7 @@ export async function portalSections(input: SectionInput): Promise<string[]> {
   const routes = input.admission.routes.list();
   const byName = new Map(routes.map((r) => [r.config.name, r] as const));
   const links = await openableLinks(input, routes);
-  const records = (await auditTail(input.auditFile)) as Timed[];
+  const records = (await auditTail(input.auditFile)).records as Timed[];
   const mine = records.filter((r) => r.token?.user === input.user).slice(-20).reverse();
   const usedByOthers = records.filter((r) => (r.event === 'request' || r.event === 'tunnel.open') && r.token?.user !== input.user && ownedBy(r, byName, input.user)).slice(-20).reverse();
   const publishedRows = input.published.map((p) => [p.service, p.publisher, p.fingerprint, String(p.streamsOpen), String(p.streamsServed)]);

@@ -103,10 +103,12 @@ export interface HostileGatewayOptions {
   extraTop?: string;
   /** More routes (YAML list items indented by 2). */
   extraRoutes?: string;
+  /** More arguments to `gatehouse serve`, e.g. `['--processes', '2']`. */
+  serveArgs?: string[];
 }
 
 export async function startHostileGateway(opts: HostileGatewayOptions = {}): Promise<HostileGateway> {
-  const h = await startHarness({ routes: hostileRoutes + (opts.extraRoutes ?? ''), ...(opts.extraTop === undefined ? {} : { extraTop: opts.extraTop }) });
+  const h = await startHarness({ routes: hostileRoutes + (opts.extraRoutes ?? ''), ...(opts.extraTop === undefined ? {} : { extraTop: opts.extraTop }), ...(opts.serveArgs === undefined ? {} : { serveArgs: opts.serveArgs }) });
   const run = join(h.dir, 'run');
   const recorder = await startUpstreamRecorder(join(run, 'recorder.sock'));
   const userRecorder = await startUpstreamRecorder(join(run, 'users', 'alice', 'app.sock'));
