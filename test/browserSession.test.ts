@@ -39,11 +39,14 @@ describe('where a sign-in returns to', () => {
   });
 
   it('accepts another origin only when the gateway says it serves it', () => {
-    const served = (url: URL) => url.hostname.endsWith('.apps.test');
-    expect(nextTarget('https://jupyter--alice.apps.test:8443/tree', served)).toEqual({ ok: true, origin: 'https://jupyter--alice.apps.test:8443', path: '/tree' });
-    expect(nextTarget('https://evil.example/tree', served).ok).toBe(false);
-    expect(nextTarget('https://alice@x.apps.test/', served).ok).toBe(false);
-    expect(nextTarget('http://x.apps.test/', served).ok).toBe(false);
+    const own = { hostHeader: 'gw.test:8443', serves: (hostname: string) => hostname.endsWith('.apps.test') };
+    expect(nextTarget('https://jupyter--alice.apps.test:8443/tree', own)).toEqual({ ok: true, origin: 'https://jupyter--alice.apps.test:8443', path: '/tree' });
+    expect(nextTarget('https://evil.example:8443/tree', own).ok).toBe(false);
+    expect(nextTarget('https://alice@x.apps.test:8443/', own).ok).toBe(false);
+    expect(nextTarget('http://x.apps.test:8443/', own).ok).toBe(false);
+    expect(nextTarget('https://x.apps.test/', own).ok).toBe(false);
+    expect(nextTarget('https://x.apps.test:8443//evil.example/x', own)).toEqual({ ok: true, origin: 'https://x.apps.test:8443', path: '/evil.example/x' });
+    expect(nextTarget('https://GW.test:8443//x', own)).toEqual({ ok: true, path: '/x' });
   });
 });
 

@@ -19,6 +19,7 @@ import { dispatchTo } from '../forward/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 import { createPortal } from '../portal/portalHandler.ts';
+import { listenerHostNames } from '../session/ownHosts.ts';
 import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
@@ -107,7 +108,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
-  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user) });
+  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen) });
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;

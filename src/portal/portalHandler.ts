@@ -9,13 +9,13 @@ import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
-import { normalizeTarget } from '../routing/normalizePath.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
 import type { BrowserSettings } from '../session/browserSettings.ts';
 import { createHandoffCodes } from '../session/handoffCodes.ts';
-import { nextTarget, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
+import { asLocalPath, nextTarget, portOf, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
+import { isGatewayHost } from '../session/ownHosts.ts';
 import { fromOwnOrigin } from '../session/requestCredential.ts';
 import { clearSessionCookie, DEFAULT_SESSION_SECONDS, readSessionCookie, setSessionCookie } from '../session/sessionCookie.ts';
 import { mintSessionToken, sessionExpiry, verifyForCertificate, type TokenCheck } from '../session/sessionToken.ts';
@@ -46,6 +46,8 @@ export interface PortalDeps {
   browser: () => BrowserSettings | undefined;
   /** What a user publishes now (`gatehouse publish`). */
   publishedBy: (user: string) => PublishedListing[];
+  /** Host names of the gateway's listeners (where `next` may also point). */
+  listenerHosts: () => readonly string[];
 }
 
 /** Reads a form body up to `limit` bytes; undefined when it is larger or broken off. */
@@ -68,12 +70,6 @@ function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams 
   });
 }
 
-/** The port part of a Host header (443 when absent). */
-function portOf(hostHeader: string | undefined): string {
-  const m = /:(\d+)$/.exec(hostHeader ?? '');
-  return m ? (m[1] as string) : '443';
-}
-
 /** How long a verified session cookie is trusted without verifying it again (revocation is checked every time). */
 const VERIFIED_TTL_MS = 60_000;
 
@@ -92,13 +88,13 @@ export function createPortal(deps: PortalDeps) {
     deps.audit.write({ conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', ...fields });
   }
 
-  /** `next` for this request: a path here, or a URL on the same port that one of this gateway's routes serves. */
+  /** `next` for this request: a path here, or a URL on the same port, on a host of the gateway's own, that one of its routes serves. */
   function readNext(req: IncomingMessage, value: string | null | undefined): NextTarget {
-    const port = portOf(req.headers.host);
-    return nextTarget(value, (url) => {
-      if ((url.port || '443') !== port) return false;
-      const target = normalizeTarget(url.pathname + url.search);
-      return target.ok && deps.admission().routes.match(url.host, target.segments, 'http').ok;
+    const { routes } = deps.admission();
+    const hosts = { portalHost: deps.browser()?.portalHost, listenerHosts: deps.listenerHosts(), routes: routes.list() };
+    return nextTarget(value, {
+      hostHeader: req.headers.host,
+      serves: (hostname, segments) => isGatewayHost(hostname, hosts) && routes.match(hostname, segments, 'http').ok,
     });
   }
 
@@ -131,26 +127,31 @@ export function createPortal(deps: PortalDeps) {
   async function showPage(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
     const portalHost = deps.browser()?.portalHost?.toLowerCase();
     const host = hostOnly(req.headers.host);
+    const next = readNext(req, url.searchParams.get('next'));
+    // Nowhere to go back to that the gateway serves: refused, never shown as a link or a form target.
+    if (!next.ok) {
+      record(conn, { event: 'session.start', method: 'GET', path: PORTAL_PATH, decision: 'deny', status: 400, reason: next.reason });
+      return send(res, 400, messagePage('Not a page of this gateway', 'The page to return to after signing in is not served by this gateway.'));
+    }
     // A service with an origin of its own: signing in happens on the gateway's origin, never here.
     if (portalHost !== undefined && host !== undefined && host !== portalHost) {
-      const back = readNext(req, url.searchParams.get('next') ?? '/');
-      const target = `https://${req.headers.host}${back.ok ? back.path : '/'}`;
+      const target = `https://${req.headers.host}${url.searchParams.has('next') ? next.path : '/'}`;
       const port = portOf(req.headers.host);
       return send(res, 303, '', { location: `https://${portalHost}${port === '443' ? '' : `:${port}`}${PORTAL_PATH}?next=${encodeURIComponent(target)}` });
     }
     const session = currentSession(req, conn);
-    const next = readNext(req, url.searchParams.get('next'));
-    const targets = next.ok && next.origin ? [next.origin] : [];
+    const targets = next.origin ? [next.origin] : [];
     if (session?.check.ok) {
       const { token } = session.check;
-      if (next.ok && next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
+      if (next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
       const ownExpiry = earliestExpiry(token.blocks.slice(0, -1).map((b) => b.source ?? ''));
       const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '', published: deps.publishedBy(token.user) });
       const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date(), sections };
       return send(res, 200, portalPage(view));
     }
     const error = session && !session.check.ok ? `Your session ended (${session.check.clientReason}); sign in again.` : undefined;
-    send(res, 200, signInPage({ identity: conn.identity, next: url.searchParams.get('next') ?? '', ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
+    const back = url.searchParams.has('next') ? (next.origin ?? '') + next.path : '';
+    send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
   }
 
   async function signIn(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
@@ -178,7 +179,7 @@ export function createPortal(deps: PortalDeps) {
     const endsAt = sessionExpiry(token, sessionSeconds());
     const minted = mintSessionToken(text, key.key, conn.identity.fingerprint, endsAt);
     if (!minted.ok) return refuse(503, 'cannot start a session', minted.reason);
-    let location = next.path;
+    let location: string = next.path;
     if (next.origin !== undefined) {
       const handed = handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
       if (!handed.ok) return refuse(503, 'cannot start a session', handed.reason);
@@ -224,7 +225,8 @@ export function createPortal(deps: PortalDeps) {
     }
     const { handoff: h } = taken;
     record(conn, { event: 'session.start', method: 'GET', path, decision: 'allow', status: 200, auth: 'session', token: { user: h.user, revocationIds: h.revocationIds }, reason: 'one-time sign-in code redeemed', detail: { host: h.host, next: h.next } });
-    send(res, 200, landingPage(h.next), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
+    // The path was rebuilt by the gateway when the code was issued; checked again where it becomes a URL.
+    send(res, 200, landingPage(asLocalPath(h.next) ?? PORTAL_PATH), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
   }
 
   function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): void {
