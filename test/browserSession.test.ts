@@ -7,6 +7,7 @@ import { compileHostTemplate, matchHostTemplate } from '../src/routing/hostTempl
 import { nextTarget } from '../src/session/nextTarget.ts';
 import { readSessionCookie, withoutGatewayCookies } from '../src/session/sessionCookie.ts';
 import { createHandoffCodes } from '../src/session/handoffCodes.ts';
+import { openIpcHandoffStore } from '../src/session/ipcHandoffCodes.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 
 const limits = { maxFacts: 1000, maxIterations: 100, maxTimeMicros: 5000 };
@@ -96,5 +97,21 @@ describe('a stripped prefix put back', () => {
     expect(rewriteCookiePath('a=1; Path=/; HttpOnly', prefix)).toBe('a=1; Path=/~alice/jupyter/; HttpOnly');
     expect(rewriteCookiePath('a=1; path=/x', prefix)).toBe('a=1; path=/~alice/jupyter/x');
     expect(rewriteCookiePath('a=1', prefix)).toBe('a=1');
+  });
+});
+
+describe('one-time sign-in codes kept by the primary', () => {
+  it('fail closed when the primary cannot be asked', async () => {
+    const closed = { connected: false, on: () => undefined, send: () => true };
+    const store = openIpcHandoffStore(closed);
+    const handoff = { token: 't', maxAgeSeconds: 60, fingerprint: 'sha256:aa', host: 'x.apps.test:8443', next: '/', user: 'alice', revocationIds: [] };
+    expect(await store.issue(handoff)).toMatchObject({ ok: false, reason: expect.stringContaining('closed') });
+    expect(await store.take('code', 'sha256:aa', 'x.apps.test:8443')).toMatchObject({ ok: false });
+  });
+
+  it('fail closed when the primary does not answer', async () => {
+    const silent = { connected: true, on: () => undefined, send: () => true };
+    const store = openIpcHandoffStore(silent, 50);
+    expect(await store.take('code', 'sha256:aa', 'x.apps.test:8443')).toMatchObject({ ok: false, reason: expect.stringContaining('did not answer') });
   });
 });

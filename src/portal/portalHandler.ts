@@ -13,7 +13,7 @@ import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
 import type { BrowserSettings } from '../session/browserSettings.ts';
-import { createHandoffCodes } from '../session/handoffCodes.ts';
+import { localHandoffStore, type HandoffStore } from '../session/handoffCodes.ts';
 import { asLocalPath, nextTarget, portOf, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
 import { isGatewayHost } from '../session/ownHosts.ts';
 import { fromOwnOrigin } from '../session/requestCredential.ts';
@@ -48,6 +48,8 @@ export interface PortalDeps {
   publishedBy: (user: string) => PublishedListing[];
   /** Host names of the gateway's listeners (where `next` may also point). */
   listenerHosts: () => readonly string[];
+  /** Where hand-off codes are kept (default: this process; the primary under `serve --processes N`). */
+  handoffs?: HandoffStore;
 }
 
 /** Reads a form body up to `limit` bytes; undefined when it is larger or broken off. */
@@ -74,7 +76,7 @@ function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams 
 const VERIFIED_TTL_MS = 60_000;
 
 export function createPortal(deps: PortalDeps) {
-  const codes = createHandoffCodes();
+  const codes = deps.handoffs ?? localHandoffStore();
   // Verifying a token in this thread costs biscuit-wasm memory that is never returned: a session is
   // verified once a minute at most (per certificate), not on every page view.
   const verified = new LRUCache<string, Extract<TokenCheck, { ok: true }>>({ max: 2048, ttl: VERIFIED_TTL_MS });
@@ -114,14 +116,15 @@ export function createPortal(deps: PortalDeps) {
   }
 
   /** Issues a code that hands a session for `origin` to the browser, and the URL that redeems it there. */
-  function handoff(conn: ConnectionContext, tokenText: string, user: string, revocationIds: string[], endsAt: Date, origin: string, next: string): { ok: true; location: string } | { ok: false; reason: string } {
+  async function handoff(conn: ConnectionContext, tokenText: string, user: string, revocationIds: string[], endsAt: Date, origin: string, next: string): Promise<{ ok: true; location: string } | { ok: false; reason: string }> {
     const key = deps.rootKey.current();
     if (!key.ok) return key;
     const url = new URL(origin);
     const minted = mintSessionToken(tokenText, key.key, conn.identity.fingerprint, endsAt, url.hostname.toLowerCase());
     if (!minted.ok) return minted;
-    const code = codes.issue({ token: minted.token, maxAgeSeconds: Math.floor((endsAt.getTime() - Date.now()) / 1000), fingerprint: conn.identity.fingerprint, host: url.host.toLowerCase(), next, user, revocationIds });
-    return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${code}` };
+    const issued = await codes.issue({ token: minted.token, maxAgeSeconds: Math.floor((endsAt.getTime() - Date.now()) / 1000), fingerprint: conn.identity.fingerprint, host: url.host.toLowerCase(), next, user, revocationIds });
+    if (!issued.ok) return issued;
+    return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${issued.code}` };
   }
 
   async function showPage(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
@@ -181,7 +184,7 @@ export function createPortal(deps: PortalDeps) {
     if (!minted.ok) return refuse(503, 'cannot start a session', minted.reason);
     let location: string = next.path;
     if (next.origin !== undefined) {
-      const handed = handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
+      const handed = await handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
       if (!handed.ok) return refuse(503, 'cannot start a session', handed.reason);
       location = handed.location;
     }
@@ -210,14 +213,14 @@ export function createPortal(deps: PortalDeps) {
     if (!session.check.ok) return refuse(401, 'Sign in first.', session.check.reason);
     const { token } = session.check;
     const endsAt = token.expiresAt ?? new Date(Date.now() + sessionSeconds() * 1000);
-    const handed = handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
+    const handed = await handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
     if (!handed.ok) return refuse(503, 'Cannot hand the session over now.', handed.reason);
     res.writeHead(303, { ...pageHeaders(), location: handed.location, 'content-length': '0' }).end();
   }
 
   /** On a service's origin: redeems the one-time code, sets that host's own cookie, lands on `next`. */
-  function redeem(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): void {
-    const taken = codes.take(url.searchParams.get('code') ?? '', conn.identity.fingerprint, req.headers.host ?? '');
+  async function redeem(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
+    const taken = await codes.take(url.searchParams.get('code') ?? '', conn.identity.fingerprint, req.headers.host ?? '');
     const path = `${HANDOFF_PATH}`;
     if (!taken.ok) {
       record(conn, { event: 'session.start', method: 'GET', path, decision: 'deny', status: 403, reason: taken.reason });
