@@ -3,7 +3,8 @@
 // browser accepts, and the gateway's cookies never reach an upstream in any spelling either.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHostileGateway, type HostileGateway } from './support/hostileGateway.ts';
-import { http, runHttpCase, HOST_LINE as H, AUTH_LINE as A } from './support/httpCase.ts';
+import { http, runHttpCase, withAuth, HOST_LINE as H, AUTH_LINE as A } from './support/httpCase.ts';
+import { upgradeRequest } from './support/wsRaw.ts';
 
 let g: HostileGateway;
 beforeAll(async () => {
@@ -65,6 +66,17 @@ describe('Set-Cookie from an upstream', () => {
       expect(got).toEqual(['kept=1; Path=/']);
     });
   }
+});
+
+describe('Set-Cookie on an upstream\'s answer to a WebSocket upgrade', () => {
+  it('loses Domain and never sets the gateway\'s cookie there either', async () => {
+    g.resetUpstreams();
+    g.recorder.respondWith(() => 'HTTP/1.1 302 Found\r\nLocation: /ws/login\r\nSet-Cookie: app=1; Domain=apps.example; Path=/\r\nSet-Cookie: =__Host-gatehouse-session=planted; Path=/; Secure\r\nSet-Cookie: __HOST-gatehouse-session=planted; Path=/; Secure\r\ncontent-length: 0\r\n\r\n');
+    const x = await g.send(upgradeRequest('/ws/chat', withAuth(g, `${A}\r\n`, 'alice'), { protocol: null }), { expectResponses: 1 });
+    g.recorder.respondWith(undefined);
+    expect(x.finals.map((r) => r.status)).toEqual([302]);
+    expect(x.finals[0]!.all('set-cookie')).toEqual(['app=1; Path=/']);
+  });
 });
 
 describe('Cookie towards an upstream', () => {
