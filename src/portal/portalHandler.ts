@@ -133,7 +133,7 @@ export function createPortal(deps: PortalDeps) {
     const next = readNext(req, url.searchParams.get('next'));
     // Nowhere to go back to that the gateway serves: refused, never shown as a link or a form target.
     if (!next.ok) {
-      record(conn, { event: 'session.start', method: 'GET', path: PORTAL_PATH, decision: 'deny', status: 400, reason: next.reason });
+      record(conn, { event: 'session.start', method: req.method ?? 'GET', path: PORTAL_PATH, decision: 'deny', status: 400, reason: next.reason });
       return send(res, 400, messagePage('Not a page of this gateway', 'The page to return to after signing in is not served by this gateway.'));
     }
     // A service with an origin of its own: signing in happens on the gateway's origin, never here.
