@@ -230,4 +230,30 @@ suite(title, () => {
     // bob's service never saw a gateway cookie.
     expect(JSON.stringify(bobSaw)).not.toContain('gatehouse-session');
   }, 180_000);
+
+  it('a `next` a browser could read as another site lands on the service\'s own origin or is refused (no open redirect)', async () => {
+    if (!browser || !resolver) throw new Error('no browser');
+    const alicesService = `https://jupyter--alice.apps.test:${h.port}`;
+    const evil = `https://evil.example:${h.port}`;
+    const context = await browser.newContext({
+      clientCertificates: [h.base, alicesService, evil].map((o) => ({ origin: o, certPath: alice.certPath, keyPath: alice.keyPath })),
+      ignoreHTTPSErrors: true,
+      proxy: { server: `http://127.0.0.1:${(resolver.address() as AddressInfo).port}` },
+    });
+    const page = await context.newPage();
+    const visited: string[] = [];
+    page.on('request', (r) => visited.push(r.url()));
+    try {
+      // The landing page on the service's origin once carried a scheme-relative refresh to //evil.example/phish.
+      await page.goto(`${h.base}/.well-known/gatehouse/?next=${encodeURIComponent(`${alicesService}//evil.example/phish`)}`);
+      await page.fill('#token', mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`));
+      await Promise.all([page.waitForURL(`${alicesService}/evil.example/phish`), page.click('#sign-in')]);
+      // Another host, on a route without host: (which serves any Host): refused, nothing offered.
+      const refused = await page.goto(`${h.base}/.well-known/gatehouse/?next=${encodeURIComponent(`${evil}/~alice/jupyter/`)}`);
+      expect(refused?.status()).toBe(400);
+    } finally {
+      await context.close();
+    }
+    expect(visited.filter((u) => new URL(u).hostname === 'evil.example')).toEqual([]);
+  }, 120_000);
 });

@@ -7,6 +7,7 @@ import { compileHostTemplate, matchHostTemplate } from '../src/routing/hostTempl
 import { nextTarget } from '../src/session/nextTarget.ts';
 import { readSessionCookie, withoutGatewayCookies } from '../src/session/sessionCookie.ts';
 import { createHandoffCodes } from '../src/session/handoffCodes.ts';
+import { openIpcHandoffStore } from '../src/session/ipcHandoffCodes.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 
 const limits = { maxFacts: 1000, maxIterations: 100, maxTimeMicros: 5000 };
@@ -39,11 +40,14 @@ describe('where a sign-in returns to', () => {
   });
 
   it('accepts another origin only when the gateway says it serves it', () => {
-    const served = (url: URL) => url.hostname.endsWith('.apps.test');
-    expect(nextTarget('https://jupyter--alice.apps.test:8443/tree', served)).toEqual({ ok: true, origin: 'https://jupyter--alice.apps.test:8443', path: '/tree' });
-    expect(nextTarget('https://evil.example/tree', served).ok).toBe(false);
-    expect(nextTarget('https://alice@x.apps.test/', served).ok).toBe(false);
-    expect(nextTarget('http://x.apps.test/', served).ok).toBe(false);
+    const own = { hostHeader: 'gw.test:8443', serves: (hostname: string) => hostname.endsWith('.apps.test') };
+    expect(nextTarget('https://jupyter--alice.apps.test:8443/tree', own)).toEqual({ ok: true, origin: 'https://jupyter--alice.apps.test:8443', path: '/tree' });
+    expect(nextTarget('https://evil.example:8443/tree', own).ok).toBe(false);
+    expect(nextTarget('https://alice@x.apps.test:8443/', own).ok).toBe(false);
+    expect(nextTarget('http://x.apps.test:8443/', own).ok).toBe(false);
+    expect(nextTarget('https://x.apps.test/', own).ok).toBe(false);
+    expect(nextTarget('https://x.apps.test:8443//evil.example/x', own)).toEqual({ ok: true, origin: 'https://x.apps.test:8443', path: '/evil.example/x' });
+    expect(nextTarget('https://GW.test:8443//x', own)).toEqual({ ok: true, path: '/x' });
   });
 });
 
@@ -93,5 +97,21 @@ describe('a stripped prefix put back', () => {
     expect(rewriteCookiePath('a=1; Path=/; HttpOnly', prefix)).toBe('a=1; Path=/~alice/jupyter/; HttpOnly');
     expect(rewriteCookiePath('a=1; path=/x', prefix)).toBe('a=1; path=/~alice/jupyter/x');
     expect(rewriteCookiePath('a=1', prefix)).toBe('a=1');
+  });
+});
+
+describe('one-time sign-in codes kept by the primary', () => {
+  it('fail closed when the primary cannot be asked', async () => {
+    const closed = { connected: false, on: () => undefined, send: () => true };
+    const store = openIpcHandoffStore(closed);
+    const handoff = { token: 't', maxAgeSeconds: 60, fingerprint: 'sha256:aa', host: 'x.apps.test:8443', next: '/', user: 'alice', revocationIds: [] };
+    expect(await store.issue(handoff)).toMatchObject({ ok: false, reason: expect.stringContaining('closed') });
+    expect(await store.take('code', 'sha256:aa', 'x.apps.test:8443')).toMatchObject({ ok: false });
+  });
+
+  it('fail closed when the primary does not answer', async () => {
+    const silent = { connected: true, on: () => undefined, send: () => true };
+    const store = openIpcHandoffStore(silent, 50);
+    expect(await store.take('code', 'sha256:aa', 'x.apps.test:8443')).toMatchObject({ ok: false, reason: expect.stringContaining('did not answer') });
   });
 });

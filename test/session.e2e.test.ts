@@ -1,7 +1,6 @@
 // Browser sessions through a real `gatehouse serve` and real curl (with a cookie jar): signing in binds
 // the session to the certificate, revocation ends it, the upstream never sees the gateway's cookie,
 // cross-origin requests and WebSocket upgrades carrying the cookie are refused before the upstream.
-import { execFile } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -9,7 +8,7 @@ import { startEchoService } from '../src/demo/echoService.ts';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { curlReply, inOneHour, mintRaw, startHarness, type CurlReply, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 const COOKIE = '__Host-gatehouse-session';
@@ -41,30 +40,8 @@ const seen: Array<{ url: string; headers: IncomingHttpHeaders }> = [];
 let upgrades = 0;
 let shared: Server;
 
-interface Reply {
-  status: number;
-  headers: Record<string, string[]>;
-  body: string;
-}
-
-/** Real curl with `-i`: status, every response header (lower-case names) and the body. */
-function curlRaw(client: TestClientCertificate, path: string, args: string[] = []): Promise<Reply> {
-  const all = ['-sS', '-i', '--max-time', '10', '--cacert', h.pki.caCertPath, '--cert', client.certPath, '--key', client.keyPath, ...args, '--path-as-is', `${h.base}${path}`];
-  return new Promise((resolve, reject) =>
-    execFile('curl', all, { maxBuffer: 16 << 20 }, (error, stdout) => {
-      if (error && !stdout) return reject(error);
-      const cut = stdout.indexOf('\r\n\r\n');
-      const [statusLine = '', ...lines] = stdout.slice(0, cut).split('\r\n');
-      const headers: Record<string, string[]> = {};
-      for (const line of lines) {
-        const colon = line.indexOf(':');
-        const name = line.slice(0, colon).toLowerCase();
-        (headers[name] ??= []).push(line.slice(colon + 1).trim());
-      }
-      resolve({ status: Number(statusLine.split(' ')[1]), headers, body: stdout.slice(cut + 4) });
-    }),
-  );
-}
+type Reply = CurlReply;
+const curlRaw = (client: TestClientCertificate, path: string, args: string[] = []): Promise<Reply> => curlReply(h, client, path, args);
 
 const token = (user: string, extra = '') => mintRaw(h.rootKey.privateKey, `user("${user}"); check if time($t), $t <= ${inOneHour()}; ${extra}`);
 const rootPublic = () => biscuit.PublicKey.fromString(h.rootKey.publicKey.replace(/^ed25519\//, ''), biscuit.SignatureAlgorithm.Ed25519);

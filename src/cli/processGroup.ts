@@ -1,11 +1,14 @@
 // `gatehouse serve --processes N|auto`: a primary that forks N gateway processes sharing the listeners
-// (node:cluster), writes the one audit chain for all of them, and fans signals out (reload, drain).
+// (node:cluster), writes the one audit chain for all of them, keeps the sign-in hand-off codes, and fans
+// signals out (reload, drain).
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { openAuditLog } from '../audit/auditLog.ts';
 import { isProcessMessage, openIpcAuditLog, writeWorkerRecords, type ParentChannel, type ProcessMessage } from '../audit/ipcAuditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { removeStaleSocket } from '../listener/staleSocket.ts';
+import { createHandoffCodes } from '../session/handoffCodes.ts';
+import { openIpcHandoffStore, serveHandoffCodes, type HandoffChannel } from '../session/ipcHandoffCodes.ts';
 import { loadConfigOrExit, reloadFromFile, startOrExit } from './runGateway.ts';
 import { say } from './say.ts';
 
@@ -38,7 +41,8 @@ async function runGatewayProcess(configFile: string, processes: number): Promise
   const channel = process as unknown as ParentChannel;
   const audit = openIpcAuditLog(channel);
   const adjust = (c: GatewayConfig): GatewayConfig => ({ ...c, authz: { ...c.authz, workers: { ...c.authz.workers, count: authzWorkersPerProcess(c.authz.workers.count, processes) } } });
-  const gateway = await startOrExit(configFile, adjust, { openAudit: () => audit });
+  const handoffs = openIpcHandoffStore(process as unknown as HandoffChannel);
+  const gateway = await startOrExit(configFile, adjust, { openAudit: () => audit, handoffs });
   const send = (message: ProcessMessage) => process.send?.(message);
   send({ gatehouse: 'ready', listening: gateway.listeners.map((l) => l.address) });
   let stopping = false;
@@ -77,6 +81,8 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
       broadcast({ gatehouse: 'audit-health', healthy: true });
     },
   });
+  // Sign-in hand-off codes: one holder for every process, so a code works once wherever it is redeemed.
+  const handoffCodes = createHandoffCodes();
   // The cluster binds each listener once, in this process; a stale socket file is removed here, never by a gateway process.
   for (const listen of config.listen) if (listen.unix) await removeStaleSocket(listen.unix);
 
@@ -90,6 +96,7 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
     const worker = cluster.fork({ [PROCESS_ENV]: String(index) });
     workers.set(index, worker);
     writeWorkerRecords(worker, audit);
+    serveHandoffCodes(worker, handoffCodes);
     let wasReady = false;
     return new Promise((ready, failed) => {
       worker.on('message', (m: unknown) => {

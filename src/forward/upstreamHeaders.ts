@@ -162,9 +162,22 @@ export function upstreamRequestHeaders(
 }
 
 /**
+ * A Set-Cookie from an upstream without its Domain attributes (RFC 6265 5.2: names case-insensitive,
+ * whitespace trimmed), so the cookie stays with the host that served it: one user's service must not set
+ * cookies for every other service under the same parent domain (cookie tossing).
+ */
+export function hostOnlyCookie(setCookie: string): string {
+  if (!/domain/i.test(setCookie)) return setCookie;
+  const [pair = '', ...attributes] = setCookie.split(';');
+  const kept = attributes.filter((a) => (a.split('=', 1)[0] as string).trim().toLowerCase() !== 'domain');
+  return [pair, ...kept].join(';');
+}
+
+/**
  * Headers of the upstream's response that go back to the client: everything but hop-by-hop fields and
- * what the upstream's Connection names. Framing towards the client is Node's (it re-chunks when no
- * Content-Length remains); the client's own Connection value is never echoed.
+ * what the upstream's Connection names; cookies only for the host that served them and never the
+ * gateway's own. Framing towards the client is Node's (it re-chunks when no Content-Length remains);
+ * the client's own Connection value is never echoed.
  */
 export function downstreamResponseHeaders(rawHeaders: readonly string[], options: { upgrade?: boolean; prefix?: PrefixRewrite } = {}): Record<string, string | string[]> {
   const named = connectionOptions(rawHeaders);
@@ -175,7 +188,10 @@ export function downstreamResponseHeaders(rawHeaders: readonly string[], options
     if (HOP_BY_HOP.has(name) || named.has(name) || name === 'transfer-encoding' || UNSAFE_VALUE.test(value)) continue;
     if (options.upgrade && name === 'content-length') continue;
     // Only the gateway sets or clears its cookies (an application must not plant a session of its choosing).
-    if (name === 'set-cookie' && setsGatewayCookie(value)) continue;
+    if (name === 'set-cookie') {
+      if (setsGatewayCookie(value)) continue;
+      value = hostOnlyCookie(value);
+    }
     if (options.prefix && name === 'location') value = rewriteLocation(value, options.prefix);
     if (options.prefix && name === 'set-cookie') value = rewriteCookiePath(value, options.prefix);
     append(out, name, value);

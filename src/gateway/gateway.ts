@@ -19,6 +19,8 @@ import { dispatchTo } from '../forward/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 import { createPortal } from '../portal/portalHandler.ts';
+import { listenerHostNames } from '../session/ownHosts.ts';
+import type { HandoffStore } from '../session/handoffCodes.ts';
 import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
@@ -68,6 +70,8 @@ const LISTENER_LIMITS = ['connections', 'connectionsPerSource', 'maxHeaderBytes'
 export interface GatewayProcessDeps {
   /** The audit log (the primary writes the file: one chain, one writer). */
   openAudit?: (options: AuditLogOptions) => AuditLog & { reopen(): void };
+  /** Sign-in hand-off codes (the primary keeps them: a code issued here may be redeemed in another process). */
+  handoffs?: HandoffStore;
 }
 
 export async function startGateway(config: GatewayConfig, source: string, deps: GatewayProcessDeps = {}): Promise<Gateway> {
@@ -107,7 +111,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
-  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user) });
+  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(deps.handoffs && { handoffs: deps.handoffs }) });
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;

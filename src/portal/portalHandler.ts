@@ -9,13 +9,13 @@ import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
-import { normalizeTarget } from '../routing/normalizePath.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
 import type { BrowserSettings } from '../session/browserSettings.ts';
-import { createHandoffCodes } from '../session/handoffCodes.ts';
-import { nextTarget, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
+import { localHandoffStore, type HandoffStore } from '../session/handoffCodes.ts';
+import { asLocalPath, nextTarget, portOf, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
+import { isGatewayHost } from '../session/ownHosts.ts';
 import { fromOwnOrigin } from '../session/requestCredential.ts';
 import { clearSessionCookie, DEFAULT_SESSION_SECONDS, readSessionCookie, setSessionCookie } from '../session/sessionCookie.ts';
 import { mintSessionToken, sessionExpiry, verifyForCertificate, type TokenCheck } from '../session/sessionToken.ts';
@@ -46,6 +46,10 @@ export interface PortalDeps {
   browser: () => BrowserSettings | undefined;
   /** What a user publishes now (`gatehouse publish`). */
   publishedBy: (user: string) => PublishedListing[];
+  /** Host names of the gateway's listeners (where `next` may also point). */
+  listenerHosts: () => readonly string[];
+  /** Where hand-off codes are kept (default: this process; the primary under `serve --processes N`). */
+  handoffs?: HandoffStore;
 }
 
 /** Reads a form body up to `limit` bytes; undefined when it is larger or broken off. */
@@ -68,17 +72,11 @@ function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams 
   });
 }
 
-/** The port part of a Host header (443 when absent). */
-function portOf(hostHeader: string | undefined): string {
-  const m = /:(\d+)$/.exec(hostHeader ?? '');
-  return m ? (m[1] as string) : '443';
-}
-
 /** How long a verified session cookie is trusted without verifying it again (revocation is checked every time). */
 const VERIFIED_TTL_MS = 60_000;
 
 export function createPortal(deps: PortalDeps) {
-  const codes = createHandoffCodes();
+  const codes = deps.handoffs ?? localHandoffStore();
   // Verifying a token in this thread costs biscuit-wasm memory that is never returned: a session is
   // verified once a minute at most (per certificate), not on every page view.
   const verified = new LRUCache<string, Extract<TokenCheck, { ok: true }>>({ max: 2048, ttl: VERIFIED_TTL_MS });
@@ -92,13 +90,13 @@ export function createPortal(deps: PortalDeps) {
     deps.audit.write({ conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', ...fields });
   }
 
-  /** `next` for this request: a path here, or a URL on the same port that one of this gateway's routes serves. */
+  /** `next` for this request: a path here, or a URL on the same port, on a host of the gateway's own, that one of its routes serves. */
   function readNext(req: IncomingMessage, value: string | null | undefined): NextTarget {
-    const port = portOf(req.headers.host);
-    return nextTarget(value, (url) => {
-      if ((url.port || '443') !== port) return false;
-      const target = normalizeTarget(url.pathname + url.search);
-      return target.ok && deps.admission().routes.match(url.host, target.segments, 'http').ok;
+    const { routes } = deps.admission();
+    const hosts = { portalHost: deps.browser()?.portalHost, listenerHosts: deps.listenerHosts(), routes: routes.list() };
+    return nextTarget(value, {
+      hostHeader: req.headers.host,
+      serves: (hostname, segments) => isGatewayHost(hostname, hosts) && routes.match(hostname, segments, 'http').ok,
     });
   }
 
@@ -118,39 +116,45 @@ export function createPortal(deps: PortalDeps) {
   }
 
   /** Issues a code that hands a session for `origin` to the browser, and the URL that redeems it there. */
-  function handoff(conn: ConnectionContext, tokenText: string, user: string, revocationIds: string[], endsAt: Date, origin: string, next: string): { ok: true; location: string } | { ok: false; reason: string } {
+  async function handoff(conn: ConnectionContext, tokenText: string, user: string, revocationIds: string[], endsAt: Date, origin: string, next: string): Promise<{ ok: true; location: string } | { ok: false; reason: string }> {
     const key = deps.rootKey.current();
     if (!key.ok) return key;
     const url = new URL(origin);
     const minted = mintSessionToken(tokenText, key.key, conn.identity.fingerprint, endsAt, url.hostname.toLowerCase());
     if (!minted.ok) return minted;
-    const code = codes.issue({ token: minted.token, maxAgeSeconds: Math.floor((endsAt.getTime() - Date.now()) / 1000), fingerprint: conn.identity.fingerprint, host: url.host.toLowerCase(), next, user, revocationIds });
-    return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${code}` };
+    const issued = await codes.issue({ token: minted.token, maxAgeSeconds: Math.floor((endsAt.getTime() - Date.now()) / 1000), fingerprint: conn.identity.fingerprint, host: url.host.toLowerCase(), next, user, revocationIds });
+    if (!issued.ok) return issued;
+    return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${issued.code}` };
   }
 
   async function showPage(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
     const portalHost = deps.browser()?.portalHost?.toLowerCase();
     const host = hostOnly(req.headers.host);
+    const next = readNext(req, url.searchParams.get('next'));
+    // Nowhere to go back to that the gateway serves: refused, never shown as a link or a form target.
+    if (!next.ok) {
+      record(conn, { event: 'session.start', method: req.method ?? 'GET', path: PORTAL_PATH, decision: 'deny', status: 400, reason: next.reason });
+      return send(res, 400, messagePage('Not a page of this gateway', 'The page to return to after signing in is not served by this gateway.'));
+    }
     // A service with an origin of its own: signing in happens on the gateway's origin, never here.
     if (portalHost !== undefined && host !== undefined && host !== portalHost) {
-      const back = readNext(req, url.searchParams.get('next') ?? '/');
-      const target = `https://${req.headers.host}${back.ok ? back.path : '/'}`;
+      const target = `https://${req.headers.host}${url.searchParams.has('next') ? next.path : '/'}`;
       const port = portOf(req.headers.host);
       return send(res, 303, '', { location: `https://${portalHost}${port === '443' ? '' : `:${port}`}${PORTAL_PATH}?next=${encodeURIComponent(target)}` });
     }
     const session = currentSession(req, conn);
-    const next = readNext(req, url.searchParams.get('next'));
-    const targets = next.ok && next.origin ? [next.origin] : [];
+    const targets = next.origin ? [next.origin] : [];
     if (session?.check.ok) {
       const { token } = session.check;
-      if (next.ok && next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
+      if (next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
       const ownExpiry = earliestExpiry(token.blocks.slice(0, -1).map((b) => b.source ?? ''));
       const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '', published: deps.publishedBy(token.user) });
       const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date(), sections };
       return send(res, 200, portalPage(view));
     }
     const error = session && !session.check.ok ? `Your session ended (${session.check.clientReason}); sign in again.` : undefined;
-    send(res, 200, signInPage({ identity: conn.identity, next: url.searchParams.get('next') ?? '', ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
+    const back = url.searchParams.has('next') ? (next.origin ?? '') + next.path : '';
+    send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
   }
 
   async function signIn(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
@@ -178,9 +182,9 @@ export function createPortal(deps: PortalDeps) {
     const endsAt = sessionExpiry(token, sessionSeconds());
     const minted = mintSessionToken(text, key.key, conn.identity.fingerprint, endsAt);
     if (!minted.ok) return refuse(503, 'cannot start a session', minted.reason);
-    let location = next.path;
+    let location: string = next.path;
     if (next.origin !== undefined) {
-      const handed = handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
+      const handed = await handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
       if (!handed.ok) return refuse(503, 'cannot start a session', handed.reason);
       location = handed.location;
     }
@@ -209,14 +213,14 @@ export function createPortal(deps: PortalDeps) {
     if (!session.check.ok) return refuse(401, 'Sign in first.', session.check.reason);
     const { token } = session.check;
     const endsAt = token.expiresAt ?? new Date(Date.now() + sessionSeconds() * 1000);
-    const handed = handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
+    const handed = await handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
     if (!handed.ok) return refuse(503, 'Cannot hand the session over now.', handed.reason);
     res.writeHead(303, { ...pageHeaders(), location: handed.location, 'content-length': '0' }).end();
   }
 
   /** On a service's origin: redeems the one-time code, sets that host's own cookie, lands on `next`. */
-  function redeem(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): void {
-    const taken = codes.take(url.searchParams.get('code') ?? '', conn.identity.fingerprint, req.headers.host ?? '');
+  async function redeem(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
+    const taken = await codes.take(url.searchParams.get('code') ?? '', conn.identity.fingerprint, req.headers.host ?? '');
     const path = `${HANDOFF_PATH}`;
     if (!taken.ok) {
       record(conn, { event: 'session.start', method: 'GET', path, decision: 'deny', status: 403, reason: taken.reason });
@@ -224,7 +228,8 @@ export function createPortal(deps: PortalDeps) {
     }
     const { handoff: h } = taken;
     record(conn, { event: 'session.start', method: 'GET', path, decision: 'allow', status: 200, auth: 'session', token: { user: h.user, revocationIds: h.revocationIds }, reason: 'one-time sign-in code redeemed', detail: { host: h.host, next: h.next } });
-    send(res, 200, landingPage(h.next), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
+    // The path was rebuilt by the gateway when the code was issued; checked again where it becomes a URL.
+    send(res, 200, landingPage(asLocalPath(h.next) ?? PORTAL_PATH), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
   }
 
   function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): void {

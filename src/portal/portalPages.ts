@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { displayDatalog, displayLines } from '../cli/displayText.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { LocalPath } from '../session/nextTarget.ts';
 import type { VerifiedToken } from '../session/sessionToken.ts';
 
 const STYLE = `body{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
@@ -118,8 +119,11 @@ export function continuePage(user: string, target: string, next: string): string
 </form>`);
 }
 
-/** Lands on a service's origin with its new cookie; the refresh is a navigation of this origin, so the Strict cookie goes with it. */
-export function landingPage(next: string): string {
+/**
+ * Lands on a service's origin with its new cookie; the refresh is a navigation of this origin, so the
+ * Strict cookie goes with it. Only a path the gateway rebuilt: never a scheme-relative or absolute URL.
+ */
+export function landingPage(next: LocalPath): string {
   return layout('Signed in', `<meta http-equiv="refresh" content="0;url=${escapeHtml(next)}">
 <p>Signed in. <a id="continue" href="${escapeHtml(next)}">Continue</a>.</p>`);
 }

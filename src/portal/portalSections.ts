@@ -9,6 +9,7 @@ import { auditTail } from './auditTail.ts';
 import type { CompiledRoute } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
+import { asLocalPath } from '../session/nextTarget.ts';
 import { escapeHtml } from './portalPages.ts';
 
 const PARAM = /\{([a-z][a-z0-9_]*)\}/g;
@@ -105,7 +106,8 @@ export async function openableLinks(input: SectionInput, routes: readonly Compil
   for (const route of routes) {
     for (const c of await candidates(route, input)) {
       if (links.length >= MAX_LINKS || dryRuns >= MAX_DRY_RUNS) return links;
-      if (c.host.includes('{') || c.path.includes('{')) continue;
+      // A link is a path the gateway could have built (a route path of `//x/` would be another site's URL).
+      if (c.host.includes('{') || c.path.includes('{') || asLocalPath(c.path) === undefined) continue;
       dryRuns += 1;
       const admitted = await admitRequest(input.admission, { identity: input.identity, sourceIp: input.sourceIp, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path, token: input.token });
       if (admitted.allow) links.push(c.host === input.hostHeader ? c.path : `https://${c.host}${c.path}`);

@@ -1,6 +1,6 @@
 // One-time codes that carry a session from the gateway's own origin to a service's origin: the browser
 // is redirected with the code (never the token) in the URL; the code works once, for one certificate
-// and one host, for a few seconds. Held in this process's memory only.
+// and one host, for a few seconds. One holder keeps them (this process, or the primary of a process group).
 import { randomBytes } from 'node:crypto';
 
 /** Long enough for a redirect, short enough that a code in a log is useless. */
@@ -55,3 +55,23 @@ export function createHandoffCodes(now: () => number = Date.now) {
 }
 
 export type HandoffCodes = ReturnType<typeof createHandoffCodes>;
+
+export type HandoffIssue = { ok: true; code: string } | { ok: false; reason: string };
+
+/**
+ * Where the portal issues and redeems codes. Asynchronous because under `serve --processes N` the one
+ * holder is the primary: the redirect's new connection may land in any gateway process, and single use
+ * needs a single place that forgets a code.
+ */
+export interface HandoffStore {
+  issue(handoff: Handoff): Promise<HandoffIssue>;
+  take(code: string, fingerprint: string, host: string): Promise<HandoffTake>;
+}
+
+/** The store of a gateway that runs as one process: the codes live here. */
+export function localHandoffStore(codes: HandoffCodes = createHandoffCodes()): HandoffStore {
+  return {
+    issue: (handoff) => Promise.resolve({ ok: true, code: codes.issue(handoff) }),
+    take: (code, fingerprint, host) => Promise.resolve(codes.take(code, fingerprint, host)),
+  };
+}

@@ -52,20 +52,34 @@ export function clearSessionCookie(): string {
   return `${SESSION_COOKIE}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict`;
 }
 
+const GATEWAY_PREFIX_ANY_CASE = /__host-gatehouse-/i;
+
 /**
- * A Cookie header value without the gateway's own cookies, or undefined when nothing is left. The
- * application's cookies pass unchanged (their bytes are kept, only whole pairs are removed).
+ * Whether one `name=value` pair (of a Cookie header, or the first pair of a Set-Cookie) is, or would come
+ * back from a browser as, one of the gateway's cookies. Names are compared case-insensitively (browsers
+ * apply the `__Host-` rules so), after the whitespace a browser trims; a nameless cookie (`=value`, or no
+ * `=` at all) counts by its value, since a browser sends it back as the value alone.
+ */
+export function isGatewayCookiePair(pair: string): boolean {
+  return GATEWAY_PREFIX_ANY_CASE.test(pair) && pair.replace(/^[\s=]+/, '').toLowerCase().startsWith(GATEWAY_COOKIE_PREFIX.toLowerCase());
+}
+
+/**
+ * A Cookie header value without the gateway's own cookies (in any spelling), or undefined when nothing is
+ * left. The application's cookies pass unchanged (their bytes are kept, only whole pairs are removed).
  */
 export function withoutGatewayCookies(value: string): string | undefined {
-  if (!value.includes(GATEWAY_COOKIE_PREFIX)) return value;
+  // Most Cookie headers carry none of ours: one scan, no split.
+  if (!GATEWAY_PREFIX_ANY_CASE.test(value)) return value;
   const kept = value
     .split(';')
-    .filter((part) => part.trim() !== '' && !part.trim().startsWith(GATEWAY_COOKIE_PREFIX))
+    .filter((part) => part.trim() !== '' && !isGatewayCookiePair(part))
     .map((part) => part.trim());
   return kept.length > 0 ? kept.join('; ') : undefined;
 }
 
 /** Whether a Set-Cookie value (from an upstream) would set or clear one of the gateway's cookies. */
 export function setsGatewayCookie(setCookie: string): boolean {
-  return setCookie.trimStart().startsWith(GATEWAY_COOKIE_PREFIX);
+  const semicolon = setCookie.indexOf(';');
+  return isGatewayCookiePair(semicolon < 0 ? setCookie : setCookie.slice(0, semicolon));
 }

@@ -1,7 +1,8 @@
 // A browser that reaches a route without a working session is sent to the sign-in page, which brings
 // it back afterwards; programs (anything not navigating to an HTML page) get the plain refusal.
 import type { IncomingMessage } from 'node:http';
-import { PORTAL_PATH } from './nextTarget.ts';
+import { encodePath, normalizeTarget } from '../routing/normalizePath.ts';
+import { nextTarget, PORTAL_PATH } from './nextTarget.ts';
 
 /** The sign-in URL for a top-level GET navigation, or undefined for anything else. */
 export function signInRedirect(req: IncomingMessage): string | undefined {
@@ -9,5 +10,8 @@ export function signInRedirect(req: IncomingMessage): string | undefined {
   const mode = req.headers['sec-fetch-mode'];
   const navigating = mode === undefined ? (req.headers.accept ?? '').includes('text/html') : mode === 'navigate';
   if (!navigating) return undefined;
-  return `${PORTAL_PATH}?next=${encodeURIComponent(req.url ?? '/')}`;
+  // `next` is the path as the router read it (`//a//b` is `/a/b`), in a form the sign-in accepts.
+  const target = normalizeTarget(req.url ?? '/');
+  const next = target.ok ? nextTarget(encodePath(target.segments, target.trailingSlash) + target.query) : undefined;
+  return next?.ok ? `${PORTAL_PATH}?next=${encodeURIComponent(next.path)}` : undefined;
 }

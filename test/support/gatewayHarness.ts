@@ -39,6 +39,8 @@ export interface HarnessOptions {
   authzExtra?: string;
   /** More arguments to `gatehouse serve`, e.g. `['--processes', '2']`. */
   serveArgs?: string[];
+  /** More names in the server certificate (besides localhost and the loopback addresses), e.g. `*.apps.test`. */
+  serverNames?: string[];
 }
 
 export function makeRootKey(): { privateKey: string; publicKey: string } {
@@ -76,7 +78,7 @@ ${opts.routes}`;
 
 export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-'));
-  const pki = await makeTestPki(join(dir, 'certs'));
+  const pki = await makeTestPki(join(dir, 'certs'), opts.serverNames);
   const rootKey = makeRootKey();
   writeFileSync(join(dir, 'certs', 'token-root.pub'), rootKey.publicKey + '\n');
   const revocationList = join(dir, 'certs', 'revoked.txt');
@@ -180,4 +182,34 @@ export function curl(h: Harness, path: string, opts: { client?: TestClientCertif
       ok({ status: Number(stdout.slice(cut + 1)) || 0, body: stdout.slice(0, cut), stderr, exitCode: error ? Number((error as { code?: number }).code ?? 1) : 0 });
     });
   });
+}
+
+export interface CurlReply {
+  status: number;
+  /** Every response header, lower-case names, values in order. */
+  headers: Record<string, string[]>;
+  body: string;
+}
+
+/**
+ * Real curl with `-i` as `client`: status, every response header and the body. `target` is a path on the
+ * gateway's base URL or a full `https://` URL (with `--resolve` in `args` for other host names).
+ */
+export function curlReply(h: Harness, client: TestClientCertificate, target: string, args: string[] = []): Promise<CurlReply> {
+  const url = target.startsWith('https://') ? target : `${h.base}${target}`;
+  const all = ['-sS', '-i', '--max-time', '10', '--cacert', h.pki.caCertPath, '--cert', client.certPath, '--key', client.keyPath, ...args, '--path-as-is', url];
+  return new Promise((resolve, reject) =>
+    execFile('curl', all, { maxBuffer: 16 << 20 }, (error, stdout) => {
+      if (error && !stdout) return reject(error);
+      const cut = stdout.indexOf('\r\n\r\n');
+      const [statusLine = '', ...lines] = stdout.slice(0, cut).split('\r\n');
+      const headers: Record<string, string[]> = {};
+      for (const line of lines) {
+        const colon = line.indexOf(':');
+        const name = line.slice(0, colon).toLowerCase();
+        (headers[name] ??= []).push(line.slice(colon + 1).trim());
+      }
+      resolve({ status: Number(statusLine.split(' ')[1]), headers, body: stdout.slice(cut + 4) });
+    }),
+  );
 }
