@@ -29,9 +29,10 @@ export interface RefusalRecords {
   write(record: AuditRecord, origin: RefusalOrigin): void;
   /**
    * A request's deny record from a client with a certificate: its own refusals (4xx, 429 as a limit)
-   * within its budgets; anything else (the gateway's 5xx, a redirect to sign in) is always written.
+   * within its budgets; anything else (the gateway's 5xx, a redirect to sign in), or a record without
+   * a known client, is always written.
    */
-  request(record: AuditRecord, client: { source: string; identity: string }): void;
+  request(record: AuditRecord, client: { source: string; identity: string } | undefined): void;
   /** Writes the summary of what was left out so far (shutdown), and stops the timer. */
   close(): void;
 }
@@ -62,8 +63,8 @@ interface Group {
 }
 
 /** The client of a connection as the budgets know it: its address (or `unix`) and its certificate. */
-export function refusalClient(conn: { source: string; sourceIp: string; identity: { fingerprint: string } }): { source: string; identity: string } {
-  return { source: conn.sourceIp || conn.source, identity: conn.identity.fingerprint };
+export function refusalClient(conn: { source: string; sourceIp: string; identity: { fingerprint: string } } | undefined): { source: string; identity: string } | undefined {
+  return conn && { source: conn.sourceIp || conn.source, identity: conn.identity.fingerprint };
 }
 
 export const DEFAULT_REFUSAL_BUDGETS: RefusalBudgets = { windowSeconds: 10, perSource: 10, perIdentity: 200, anonymous: 100, identified: 1000 };
@@ -121,7 +122,7 @@ export function createRefusalRecords(audit: Pick<AuditLog, 'write'>, budgets: Re
   const refusals: RefusalRecords = {
     request(record, client) {
       const status = record.status ?? 0;
-      if (status < 400 || status > 499) return audit.write(record);
+      if (!client || status < 400 || status > 499) return audit.write(record);
       refusals.write(record, { ...client, kind: String(status), limited: status === 429 });
     },
     write(record, origin) {

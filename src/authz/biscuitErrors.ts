@@ -5,10 +5,9 @@ import { cutText } from '../audit/recordBound.ts';
 /**
  * A token's author chooses its checks, and biscuit prints a check in full (a set literal of 540
  * strings of 2,700 characters is 1.46 MB of text from a 7.8 KB token): each rule is cut here, where it
- * leaves the engine, and at most this many are listed, so no reason built from them is long.
+ * leaves the engine, so no reason built from them is long (evaluateToken lists at most a few).
  */
 const RULE_CHARS = 1024;
-const LISTED_CHECKS = 8;
 
 /** One line for the audit log: the library's error as JSON, or an Error's message (cut like a rule: it may quote the token). */
 export function biscuitErrorText(error: unknown): string {
@@ -56,10 +55,6 @@ function failedChecks(value: unknown): FailedCheck[] {
   const checks: FailedCheck[] = [];
   for (const item of value) {
     if (!isObject(item)) continue;
-    if (checks.length === LISTED_CHECKS) {
-      checks.push({ origin: `${value.length - LISTED_CHECKS} more failing checks`, fromToken: false, rule: '(not listed)' });
-      break;
-    }
     const block = item['Block'];
     const authorizer = item['Authorizer'];
     if (isObject(block)) {

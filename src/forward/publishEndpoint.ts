@@ -123,7 +123,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
   /** A plain request on the reserved path: publishing needs the upgrade. */
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const conn = contextOf(req.socket as TLSSocket);
-    deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL });
+    deps.refusals.request({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL }, refusalClient(conn));
     res.setHeader('upgrade', PUBLISH_PROTOCOL);
     refuse(res, 426, `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}`);
   }

@@ -79,8 +79,7 @@ export function createTunnelRegistry(): TunnelRegistry {
 export function refuseEarly(deps: TunnelDeps, req: IncomingMessage, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
   const conn = contextOf(req.socket as TLSSocket);
   const record: AuditRecord = { event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason };
-  if (conn) deps.refusals.request(record, refusalClient(conn));
-  else deps.audit.write(record);
+  deps.refusals.request(record, refusalClient(conn));
   refuseSocket(socket, status, clientReason);
 }
 

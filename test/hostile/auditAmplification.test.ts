@@ -96,6 +96,21 @@ describe('a token whose failing check prints 1.46 MB', () => {
   }, 60_000);
 });
 
+it('twelve such checks in one block: the reason lists eight, each cut, and counts the rest', async () => {
+  const check = `check if path($p), [${Array.from({ length: 10 }, () => JSON.stringify('y'.repeat(2700))).join(', ')}].contains($p)`;
+  const token = appendBlock(g.mint('alice'), Array.from({ length: 12 }, () => `${check};`).join('\n'));
+  expect(token.length).toBeLessThan(8192);
+  const x = await g.send(get('/web/twelve-checks', token), { expectResponses: 1, timeoutMs: 15_000 });
+  expect(x.finals[0]?.status).toBe(403);
+  const [record] = await g.auditOf(x);
+  const line = auditLines().find((l) => l.record.req === record?.req);
+  expect(line?.bytes).toBeLessThanOrEqual(CAP);
+  expect(record?.reason).toMatch(/block 1 check 7: check if path/);
+  expect(record?.reason).not.toMatch(/block 1 check 8:/);
+  expect(record?.reason).toMatch(/; and 4 more/);
+  expect(record?.reason?.match(new RegExp(CUT.source, 'g'))).toHaveLength(8);
+});
+
 describe('fields longer than a record may be', () => {
   it('a 20 KB path with a 10 KB query: the record is within the cap and keeps the start and the hash of each', async () => {
     const path = `/web/${'p'.repeat(20_000)}`;
