@@ -6,8 +6,8 @@ import type { AuditRecord } from './auditRecord.ts';
 export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024;
 
 /**
- * What the chain adds around a record's own fields: `{"seq":…,"prev":"sha256:<64 hex>","time":"<ISO>",`
- * is at most ~135 bytes (a 16-digit seq); the rest is margin for `pid`, which the primary adds.
+ * What the chain adds in front of a record's own fields: `{"seq":…,"prev":"sha256:<64 hex>","time":"<ISO>",`
+ * is at most ~140 bytes (a 16-digit seq); the rest is margin.
  */
 const CHAIN_FIELDS_BYTES = 192;
 
