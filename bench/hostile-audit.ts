@@ -1,7 +1,7 @@
 // Measures what a hostile client can make the gateway write to its audit log (issue 16, acceptance 2
 // and 6): a token whose failing check prints megabytes, and a crowd of addresses without certificates.
 // Usage: node bench/hostile-audit.ts [--seconds 10] [--connections 8] [--crowd 20000] [--concurrency 200] [--only amplification|crowd]
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
@@ -142,6 +142,16 @@ async function amplification(): Promise<void> {
   }
 }
 
+/** CPU seconds (user + system) the process has used, from /proc; 0 where there is no /proc. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** One plaintext connection from `address` that sends an HTTP request to the TLS port and waits for the close. */
 function plaintext(port: number, address: string): Promise<void> {
   return new Promise((resolve) => {
@@ -170,6 +180,7 @@ async function crowd(): Promise<void> {
       return statuses;
     })();
     const started = performance.now();
+    const cpuBefore = cpuSeconds(h.proc.pid);
     let next = 0;
     await Promise.all(
       Array.from({ length: Number(args.concurrency) }, async () => {
@@ -177,6 +188,7 @@ async function crowd(): Promise<void> {
       }),
     );
     const floodSeconds = (performance.now() - started) / 1000;
+    const gatewayCpu = cpuSeconds(h.proc.pid) - cpuBefore;
     flooding = false;
     const legitimateStatuses = await legitimate;
     await legitimatePool.close();
@@ -190,7 +202,7 @@ async function crowd(): Promise<void> {
     const rejectBytes = rejectRecords.reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r)) + 1, 0);
     const summaries = records.filter((r) => r.event === 'audit.suppressed');
     const growth = statSync(h.auditFile).size - startBytes;
-    console.log(`crowd: ${total} plaintext connections from ${total} loopback addresses in ${floodSeconds.toFixed(1)} s (${Math.round(total / floodSeconds)}/s)`);
+    console.log(`crowd: ${total} plaintext connections from ${total} loopback addresses in ${floodSeconds.toFixed(1)} s (${Math.round(total / floodSeconds)}/s); gateway CPU ${gatewayCpu.toFixed(2)} s (${Math.round((gatewayCpu / total) * 1e6)} µs per connection)`);
     console.log(`  handshakes refused (metric): ${rejects}; tls.reject records written: ${written}; suppressed (metric): ${suppressed}; summary records: ${summaries.length}`);
     console.log(`  audit bytes written from the first connection to the stop: ${growth} (${(growth / 2 ** 10).toFixed(1)} KiB), of which tls.reject records ${rejectBytes} (${written > 0 ? Math.round(rejectBytes / written) : 0} bytes each)`);
     console.log(`  legitimate client during the flood: ${show(legitimateStatuses)}`);
