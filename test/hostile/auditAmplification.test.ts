@@ -93,7 +93,7 @@ describe('a token whose failing check prints 1.46 MB', () => {
     expect(largest).toBeLessThanOrEqual(CAP);
     const verify = await runGatehouse(['audit', 'verify', g.h.auditFile]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-  }, 60_000);
+  }, 90_000);
 });
 
 it('twelve such checks in one block: the reason lists eight, each cut, and counts the rest', async () => {
@@ -153,8 +153,9 @@ describe('fields longer than a record may be', () => {
 });
 
 describe('a crowd of addresses without certificates', () => {
-  it('2,000 plaintext connections from 2,000 loopback addresses: bounded tls.reject records, one summary, a metric, and service throughout', async () => {
+  it('2,000 plaintext connections from 2,000 loopback addresses: bounded tls.reject records, summaries, a metric, and service throughout', async () => {
     const mark = auditMark(g);
+    const started = performance.now();
     const addresses = Array.from({ length: 2000 }, (_, i) => `127.77.${Math.floor(i / 250)}.${(i % 250) + 1}`);
     for (let i = 0; i < addresses.length; i += 100) {
       await Promise.all(
@@ -166,18 +167,28 @@ describe('a crowd of addresses without certificates', () => {
       );
       if (i === 1000) await expectStillServes(g);
     }
+    // The budget is per 10 s window: a slow machine may spread the crowd over more than one.
+    const windows = Math.ceil((performance.now() - started) / 10_000);
     await expectStillServes(g);
     const fromCrowd = (r: AuditEntry) => r.event === 'tls.reject' && (r.source ?? '').startsWith('127.77.');
-    // The summary comes at the end of the budget window (10 s by default).
-    const summary = await recordAfter(g, mark, (r) => r.event === 'audit.suppressed', 15_000);
     const written = g.h.audit().slice(mark).filter(fromCrowd);
     expect(written.length).toBeGreaterThan(0);
-    expect(written.length).toBeLessThanOrEqual(100);
-    const groups = (summary?.detail?.['groups'] ?? []) as Array<{ event: string; count: number; byGatewayBudget: number }>;
-    const suppressed = groups.filter((gr) => gr.event === 'tls.reject').reduce((n, gr) => n + gr.count, 0);
-    expect(suppressed + written.length).toBeGreaterThanOrEqual(2000);
+    expect(written.length).toBeLessThanOrEqual(100 * windows);
+    // Each window's summary comes at its end: wait until they account for every connection.
+    const suppressedSoFar = () =>
+      g.h
+        .audit()
+        .slice(mark)
+        .filter((r) => r.event === 'audit.suppressed')
+        .flatMap((r) => (r.detail?.['groups'] ?? []) as Array<{ event: string; count: number }>)
+        .filter((gr) => gr.event === 'tls.reject')
+        .reduce((n, gr) => n + gr.count, 0);
+    const until = Date.now() + 25_000;
+    while (suppressedSoFar() + written.length < 2000 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    const suppressed = suppressedSoFar();
+    expect(suppressed + written.length).toBe(2000);
     const metrics = await (await fetch(`${metricsBase}/metrics`)).text();
     const counted = [...metrics.matchAll(/^gatehouse_audit_suppressed_records_total\{event="tls\.reject",kind="[a-z_]+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     expect(counted).toBeGreaterThanOrEqual(suppressed);
-  }, 60_000);
+  }, 90_000);
 });
