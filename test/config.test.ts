@@ -146,6 +146,11 @@ describe('errors carry their line and key', () => {
     expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path, tcp:host:port or published:USER\/SERVICE$/);
   });
 
+  it('bounds audit records: a cap under 4 KiB and a budget of zero are errors at their keys', async () => {
+    const { errors } = await loadLines([...header.slice(0, 11), '  maxRecordBytes: 1000', '  refusalRecords:', '    anonymous: 0', ...header.slice(11), ...route('a')]);
+    expect(brief(errors)).toEqual([expect.stringMatching(/^12:\d+ audit\.maxRecordBytes: /), expect.stringMatching(/^14:\d+ audit\.refusalRecords\.anonymous: /)]);
+  });
+
   it('reports YAML syntax errors with their line', async () => {
     const { errors } = await loadLines([...header, ...route('a'), '  - name: [b', '    path: /b/']);
     expect(errors.length).toBeGreaterThan(0);

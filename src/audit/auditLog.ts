@@ -6,6 +6,7 @@ import pino from 'pino';
 import { lineHash, readChainHead, saveChainHead, type ChainHead } from './auditChain.ts';
 import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
 import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
+import { boundedRecordJson, DEFAULT_MAX_RECORD_BYTES } from './recordBound.ts';
 import { startSyslogShipper, type SyslogObserver, type SyslogTarget } from './syslogShipper.ts';
 
 export interface AuditLog {
@@ -45,6 +46,8 @@ export interface AuditLogOptions {
   checkpoint?: { records: number; seconds: number };
   /** Also ship every line to this syslog receiver (a copy the gateway host cannot rewrite). */
   syslog?: SyslogTarget;
+  /** Largest line a record may take (audit.maxRecordBytes); longer records are cut (recordBound.ts). */
+  maxRecordBytes?: number;
   onError?: (err: Error) => void;
   /** Called when a write succeeds after a failure. */
   onRecovered?: () => void;
@@ -61,7 +64,11 @@ const BATCH_CHARACTERS = 16 * 1024;
  * those three names), without copying every record into a new object first.
  */
 export function chainedLine(seq: number, prev: string, time: string, record: AuditRecord): string {
-  const fields = JSON.stringify(record);
+  return chainFields(seq, prev, time, JSON.stringify(record));
+}
+
+/** `{seq, prev, time, ...fields}` from the record's own JSON (`fields`). */
+function chainFields(seq: number, prev: string, time: string, fields: string): string {
   return `{"seq":${seq},"prev":${JSON.stringify(prev)},"time":${JSON.stringify(time)}${fields === '{}' ? '}' : `,${fields.slice(1)}`}`;
 }
 
@@ -76,6 +83,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     signer = read.value;
   }
   const every = options.checkpoint ?? { records: 1000, seconds: 60 };
+  const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   const observer = options.observer;
   // sync: false keeps the hot path off disk latency; minLength 0 still writes each record promptly,
   // and close() waits for the last byte, so a clean shutdown loses nothing. A failed write keeps its
@@ -159,7 +167,8 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
 
   function append(record: AuditRecord, time: string): void {
     const seq = head.seq + 1;
-    const line = chainedLine(seq, head.hash, time, record);
+    // Bounded before it is chained: the hash covers the line exactly as written.
+    const line = chainFields(seq, head.hash, time, boundedRecordJson(record, maxRecordBytes));
     head = { seq, hash: lineHash(line) };
     if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
     batch += pendingPrefix + line + '\n';

@@ -18,6 +18,8 @@ export type AuditEvent =
   | 'session.end'
   | 'publish.open'
   | 'publish.close'
+  /** Refusal records left out by their budgets in the last period, counted (refusalRecords.ts). */
+  | 'audit.suppressed'
   /** A signed statement of the chain's head (auditCheckpoint.ts); written by the audit log itself. */
   | 'audit.checkpoint';
 
@@ -85,6 +87,12 @@ export interface AuditRecord {
   checkpoint?: AuditCheckpoint;
   /** The gateway process that wrote the record, under `serve --processes N` (absent with one process). */
   pid?: number;
+  /**
+   * Present when the record was longer than `audit.maxRecordBytes` (recordBound.ts): `bytes` is the size
+   * of its fields before long values were cut (each cut value says `…[cut <n> bytes sha256:<hex>]`);
+   * `dropped` names the top-level fields left out when cutting values was not enough.
+   */
+  cut?: { bytes: number; dropped?: string[] };
 }
 
 /**

@@ -1,8 +1,20 @@
 // biscuit-wasm throws plain objects ({"FailedLogic":{...}}, {"RunLimit":"Timeout"}, ...) instead of
 // Errors; these helpers render them and read the shapes the authorization stage acts on.
+import { cutText } from '../audit/recordBound.ts';
 
-/** One line for the audit log: the library's error as JSON, or an Error's message. */
+/**
+ * A token's author chooses its checks, and biscuit prints a check in full (a set literal of 540
+ * strings of 2,700 characters is 1.46 MB of text from a 7.8 KB token): each rule is cut here, where it
+ * leaves the engine, so no reason built from them is long (evaluateToken lists at most a few).
+ */
+const RULE_CHARS = 1024;
+
+/** One line for the audit log: the library's error as JSON, or an Error's message (cut like a rule: it may quote the token). */
 export function biscuitErrorText(error: unknown): string {
+  return cutText(errorText(error), RULE_CHARS);
+}
+
+function errorText(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   if (typeof error === 'string') return error;
   try {
@@ -46,11 +58,11 @@ function failedChecks(value: unknown): FailedCheck[] {
     const block = item['Block'];
     const authorizer = item['Authorizer'];
     if (isObject(block)) {
-      checks.push({ origin: `block ${String(block['block_id'])} check ${String(block['check_id'])}`, fromToken: true, rule: String(block['rule']) });
+      checks.push({ origin: `block ${String(block['block_id'])} check ${String(block['check_id'])}`, fromToken: true, rule: cutText(String(block['rule']), RULE_CHARS) });
     } else if (isObject(authorizer)) {
-      checks.push({ origin: `route policy check ${String(authorizer['check_id'])}`, fromToken: false, rule: String(authorizer['rule']) });
+      checks.push({ origin: `route policy check ${String(authorizer['check_id'])}`, fromToken: false, rule: cutText(String(authorizer['rule']), RULE_CHARS) });
     } else {
-      checks.push({ origin: 'check', fromToken: false, rule: JSON.stringify(item) });
+      checks.push({ origin: 'check', fromToken: false, rule: cutText(JSON.stringify(item), RULE_CHARS) });
     }
   }
   return checks;
@@ -75,7 +87,7 @@ export function classifyFailure(error: unknown): Failure {
     if ('Execution' in error) {
       const inner = error['Execution'];
       if (isObject(inner) && 'RunLimit' in inner) return { kind: 'run-limit', detail: JSON.stringify(inner['RunLimit']) };
-      return { kind: 'execution', detail: JSON.stringify(inner) };
+      return { kind: 'execution', detail: cutText(JSON.stringify(inner), RULE_CHARS) };
     }
   }
   return { kind: 'other', detail: biscuitErrorText(error) };

@@ -79,8 +79,12 @@ function usersOf(authorizer: Authorizer, limits: WasmLimits): string[] | undefin
   }
 }
 
+/** Failing checks named in a reason; each rule is already cut where it left the engine (biscuitErrors.ts). */
+const LISTED_CHECKS = 8;
+
 function describeChecks(checks: FailedCheck[]): string {
-  return checks.map((c) => `${c.origin}: ${c.rule}`).join('; ');
+  const listed = checks.slice(0, LISTED_CHECKS).map((c) => `${c.origin}: ${c.rule}`).join('; ');
+  return checks.length > LISTED_CHECKS ? `${listed}; and ${checks.length - LISTED_CHECKS} more` : listed;
 }
 
 /** Route policies split into statements, remembered per policy text (a handful of routes). */

@@ -132,6 +132,24 @@ const auditSchema = z
       })
       .strict()
       .default({ records: 1000, seconds: 60 }),
+    /** Largest audit line in bytes: longer values are cut with `…[cut <n> bytes sha256:<hex>]`, so one record never exceeds it. */
+    maxRecordBytes: z.number().int().min(4096).max(1 << 20).default(16_384),
+    /** Budgets for records of refused connections and requests (per client and for the whole gateway); the rest is counted in `audit.suppressed`. */
+    refusalRecords: z
+      .object({
+        /** Length of one budget window, and how often a summary of what was left out is written. */
+        windowSeconds: z.number().int().min(1).max(3600).default(10),
+        /** Records per window for one source address without a certificate (tls.reject, connection.reject). */
+        perSource: z.number().int().min(1).max(100_000).default(10),
+        /** Records per window for one client certificate (4xx refusals of its requests; 429s count against `perSource`'s number). */
+        perIdentity: z.number().int().min(1).max(100_000).default(200),
+        /** Records per window for all clients without a certificate together. */
+        anonymous: z.number().int().min(1).max(1_000_000).default(100),
+        /** Records per window for all refusals of clients with a certificate together. */
+        identified: z.number().int().min(1).max(1_000_000).default(1000),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { Transform } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
+import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
@@ -13,7 +14,6 @@ import { signInRedirect } from '../session/signInRedirect.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
-import { createRejectLimiter } from '../listener/rejectLimiter.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
@@ -27,6 +27,8 @@ export interface HttpForwarderDeps {
   /** Read per request, so a config reload takes effect for the next request. */
   admission: () => AdmissionContext;
   audit: AuditLog;
+  /** Deny records go through their budgets here. */
+  refusals: RefusalRecords;
   identityLimits: IdentityLimits;
   /** The current config's limits (read per request, like admission). */
   limits: () => GatewayLimits;
@@ -41,7 +43,6 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
   // Keep-alive pools per upstream address (socket path or host:port), undici's: the forwarding layer's
   // CPU per request is about half of node:http's with http-proxy-3 (bench/README.md, forwarding designs).
   const pools = createUpstreamPools();
-  const limitRecords = createRejectLimiter();
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
@@ -56,11 +57,12 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     res.once('close', () => (conn.inFlight -= 1));
     const target = redactTarget(req.url ?? '');
     const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', method: req.method ?? '' };
-    const finish = (fields: Partial<AuditRecord>) =>
-      deps.audit.write({ ...base, ...fields, ...(fields.path !== target && { target }), durationMs: Math.round((performance.now() - started) * 1000) / 1000 });
+    const recordOf = (fields: Partial<AuditRecord>): AuditRecord => ({ ...base, ...fields, ...(fields.path !== target && { target }), durationMs: Math.round((performance.now() - started) * 1000) / 1000 });
+    const finish = (fields: Partial<AuditRecord>) => deps.audit.write(recordOf(fields));
     const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}, headers: Record<string, string | number> = {}) => {
       refuse(res, status, clientReason, headers);
-      finish({ decision: 'deny', status, reason, ...extra });
+      // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
+      deps.refusals.request(recordOf({ decision: 'deny', status, reason, ...extra }), refusalClient(conn));
     };
 
     if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
@@ -70,11 +72,8 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     // The rate is per certificate and checked before the token: a flood of bad tokens costs one bucket.
     const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
     if (!rate.ok) {
-      refuse(res, 429, 'too many requests', { 'retry-after': rate.retryAfterSeconds });
       // Refusals under a limit are recorded at a bounded rate, so they cannot fill the audit disk.
-      const record = limitRecords.admit(conn.identity.fingerprint);
-      if (record.write) finish({ decision: 'deny', status: 429, reason: rate.reason, ...(record.suppressed > 0 && { detail: { suppressedBefore: record.suppressed } }) });
-      return;
+      return deny(429, 'too many requests', rate.reason, {}, { 'retry-after': rate.retryAfterSeconds });
     }
     const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, ['authorization', 'cookie']);
     if (credential.auth) base.auth = credential.auth;

@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
+import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { admitPublisher } from '../admission/admitPublisher.ts';
 import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
@@ -24,6 +25,8 @@ const RECHECK_MS = 30_000;
 export interface PublishDeps {
   admission: () => AdmissionContext;
   audit: AuditLog;
+  /** Deny records go through their budgets here. */
+  refusals: RefusalRecords;
   tunnels: TunnelRegistry;
   identityLimits: IdentityLimits;
   /** The current config (publish block, limits, authz run limits). */
@@ -49,7 +52,8 @@ export function createPublishEndpoint(deps: PublishDeps) {
     const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
     const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}) => {
       refuseSocket(socket, status, clientReason);
-      deps.audit.write({ ...base, decision: 'deny', status, reason, durationMs: elapsed(), ...extra });
+      // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
+      deps.refusals.request({ ...base, decision: 'deny', status, reason, durationMs: elapsed(), ...extra }, refusalClient(conn));
     };
     if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
     if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', 'gateway shutting down');
@@ -119,7 +123,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
   /** A plain request on the reserved path: publishing needs the upgrade. */
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const conn = contextOf(req.socket as TLSSocket);
-    deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL });
+    deps.refusals.request({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL }, refusalClient(conn));
     res.setHeader('upgrade', PUBLISH_PROTOCOL);
     refuse(res, 426, `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}`);
   }

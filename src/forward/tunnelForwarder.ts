@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { auditClient } from '../audit/auditRecord.ts';
+import { refusalClient } from '../audit/refusalRecords.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
 import { redactTarget } from './redactTarget.ts';
@@ -129,7 +130,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
   /** A plain HTTP request on the reserved path: it is not a route, whatever routes.yaml says. */
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const conn = contextOf(req.socket as TLSSocket);
-    deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
+    deps.refusals.request({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' }, refusalClient(conn));
     res.setHeader('upgrade', 'websocket');
     refuse(res, 426, 'tunnel endpoint needs a WebSocket upgrade');
   }

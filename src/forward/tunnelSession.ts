@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
+import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
 import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
@@ -13,7 +14,6 @@ import { requestCredential, sessionOriginCheck, type CredentialSource } from '..
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
-import { createRejectLimiter } from '../listener/rejectLimiter.ts';
 import type { UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
@@ -27,6 +27,8 @@ export interface TunnelDeps {
   /** Read per connection, so a config reload takes effect for the next tunnel. */
   admission: () => AdmissionContext;
   audit: AuditLog;
+  /** Deny records go through their budgets here. */
+  refusals: RefusalRecords;
   tunnels: TunnelRegistry;
   identityLimits: IdentityLimits;
   /** The current config's limits. */
@@ -76,7 +78,8 @@ export function createTunnelRegistry(): TunnelRegistry {
 /** Refuses a request that is malformed before admission can even look at it, with its audit record. */
 export function refuseEarly(deps: TunnelDeps, req: IncomingMessage, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
   const conn = contextOf(req.socket as TLSSocket);
-  deps.audit.write({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason });
+  const record: AuditRecord = { event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason };
+  deps.refusals.request(record, refusalClient(conn));
   refuseSocket(socket, status, clientReason);
 }
 
@@ -112,8 +115,6 @@ function auditTokenOf(admission: Admission): AuditToken | undefined {
  * Admits one tunnel. On refusal it answers on `socket`, writes the `request` deny record and returns
  * undefined; on success it writes `tunnel.open` and hands back what the forwarder needs.
  */
-const limitRecords = createRejectLimiter();
-
 export async function admitTunnel(
   deps: TunnelDeps,
   req: IncomingMessage,
@@ -133,16 +134,10 @@ export async function admitTunnel(
   if (requestFields.target !== undefined) requestFields.target = redactTarget(requestFields.target);
   const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), ...requestFields };
   const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
-  const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>) => {
-    refuseSocket(socket, status, clientReason);
-    deps.audit.write({ ...base, decision: 'deny', status, durationMs: elapsed(), ...extra, detail: { transport } });
-    return undefined;
-  };
-  // Refusals under a limit are recorded at a bounded rate per identity, so they cannot fill the audit disk.
-  const denyLimited = (retryAfterSeconds: number, reason: string, key: string, extra: Partial<AuditRecord> = {}) => {
-    refuseSocket(socket, 429, 'too many requests', { 'retry-after': retryAfterSeconds });
-    const record = limitRecords.admit(key);
-    if (record.write) deps.audit.write({ ...base, decision: 'deny', status: 429, reason, durationMs: elapsed(), ...extra, detail: { transport, ...(record.suppressed > 0 && { suppressedBefore: record.suppressed }) } });
+  const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>, headers: Record<string, string | number> = {}) => {
+    refuseSocket(socket, status, clientReason, headers);
+    // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
+    deps.refusals.request({ ...base, decision: 'deny', status, durationMs: elapsed(), ...extra, detail: { transport } }, refusalClient(conn));
     return undefined;
   };
 
@@ -151,7 +146,7 @@ export async function admitTunnel(
   const ctx = deps.admission();
   // Opening a tunnel is a request too: it spends the certificate's request rate.
   const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-  if (!rate.ok) return denyLimited(rate.retryAfterSeconds, rate.reason, conn.identity.fingerprint);
+  if (!rate.ok) return deny(429, 'too many requests', { reason: rate.reason }, { 'retry-after': rate.retryAfterSeconds });
   const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, tokenHeaders);
   if (credential.auth) base.auth = credential.auth;
   if (credential.kind === 'invalid') return deny(401, credential.clientReason, { reason: credential.reason });
@@ -173,7 +168,7 @@ export async function admitTunnel(
   const { route, upstream } = admission;
   // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
   const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
-  if (!slot.ok) return denyLimited(slot.retryAfterSeconds, slot.reason, `tunnels:${admission.decision.user}`, { route: route.config.name, token });
+  if (!slot.ok) return deny(429, 'too many requests', { reason: slot.reason, route: route.config.name, token }, { 'retry-after': slot.retryAfterSeconds });
   const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
   deps.audit.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: elapsed(), detail: { transport } });
   const opened = performance.now();

@@ -2,6 +2,7 @@
 // observing every stage. Owns reload (new config, same sockets) and graceful shutdown.
 import type { AuditLog } from '../audit/auditLog.ts';
 import { openAuditLog, type AuditLogOptions } from '../audit/auditLog.ts';
+import { createRefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { createRequestAuthorizer, type ReloadableRequestAuthorizer, type ReloadResult } from '../authz/requestAuthorizer.ts';
 import { authorizerOptions } from '../authz/authorizerOptions.ts';
@@ -84,6 +85,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     onRecovered: () => process.stderr.write(`gatehouse: audit log ${config.audit.file} written again: serving\n`),
   });
   const audit = auditWithMetrics(auditLog, metrics);
+  // One set of budgets for every refusal record of this process (listeners and forwarders together).
+  const refusals = createRefusalRecords(audit, config.audit.refusalRecords, metrics.refusals);
   // Tunnels (CONNECT, the WebSocket tunnel endpoint) and proxied WebSockets live until shutdown or a revocation ends them.
   const tunnels = createTunnelRegistry();
   // Services published by `gatehouse publish` outlive reloads; every forwarder reaches them through `upstreams`.
@@ -104,9 +107,9 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
   const limits = () => config.limits;
   const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
-  const http = createHttpForwarder({ admission: () => admission, audit, identityLimits, limits, upstreams });
-  const tunnelDeps = { admission: () => admission, audit, tunnels, identityLimits, limits, upstreams };
-  const publish = createPublishEndpoint({ admission: () => admission, audit, tunnels, identityLimits, config: () => config, published });
+  const http = createHttpForwarder({ admission: () => admission, audit, refusals, identityLimits, limits, upstreams });
+  const tunnelDeps = { admission: () => admission, audit, refusals, tunnels, identityLimits, limits, upstreams };
+  const publish = createPublishEndpoint({ admission: () => admission, audit, refusals, tunnels, identityLimits, config: () => config, published });
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
@@ -123,8 +126,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
           ? { event: 'revocation.reload', decision: 'allow', detail: { crl: result.snapshot.file, lists: result.snapshot.lists.map((l) => ({ ...l, nextUpdate: l.nextUpdate?.toISOString() })) } }
           : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } }),
     });
-    const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
+    const connectionLimits = createConnectionLimits(config.limits, refusals, metrics);
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
   } catch (err) {
     for (const l of listeners) l.server.close();
     tls?.close();
@@ -197,6 +200,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       await admission.close();
       material.close();
       await metricsServer?.close();
+      refusals.close();
       audit.write({ event: 'gateway.stop', detail: { pid: process.pid } });
       await audit.close();
     },

@@ -3,7 +3,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { AuditLog } from '../audit/auditLog.ts';
+import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import { auditClient } from '../audit/auditRecord.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from './connectionContext.ts';
@@ -40,7 +40,7 @@ function refusalFor(err: NodeJS.ErrnoException & { reason?: unknown }, socket: S
 }
 
 /** The server's 'clientError' handler. */
-export function handleClientError(err: NodeJS.ErrnoException, duplex: Duplex, audit: AuditLog, limits: ErrorLimits): void {
+export function handleClientError(err: NodeJS.ErrnoException, duplex: Duplex, refusals: RefusalRecords, limits: ErrorLimits): void {
   const socket = duplex as Socket;
   const ctx = contextOf(socket);
   // Never authenticated (handshake timeout, TLS failure, not TLS at all): nothing may be written into
@@ -61,7 +61,8 @@ export function handleClientError(err: NodeJS.ErrnoException, duplex: Duplex, au
     socket.destroy();
     return;
   }
-  if (ctx.inFlight === 0) audit.write({ event: 'request', conn: ctx.id, source: ctx.source, client: auditClient(ctx.identity), status: refusal.status, decision: 'deny', reason: refusal.reason });
+  // A client with a certificate can open connection after connection of garbage: bounded per certificate.
+  if (ctx.inFlight === 0) refusals.request({ event: 'request', conn: ctx.id, source: ctx.source, client: auditClient(ctx.identity), status: refusal.status, decision: 'deny', reason: refusal.reason }, refusalClient(ctx));
   const body = JSON.stringify({ error: refusal.error }) + '\n';
   socket.pause();
   const linger = setTimeout(() => socket.destroy(), ANSWER_LINGER_MS);

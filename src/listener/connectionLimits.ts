@@ -1,10 +1,9 @@
 // Counts the client connections the gateway holds, all listeners together and per source address, and
 // refuses those over limits.connections / limits.connectionsPerSource on arrival, before any TLS work.
 import type { DropArgument, Server, Socket } from 'node:net';
-import type { AuditLog } from '../audit/auditLog.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { recordRawConnection } from './connectionContext.ts';
-import { createRejectLimiter } from './rejectLimiter.ts';
 
 /** What the listener reports to metrics; GatewayMetrics provides it. */
 export interface ListenerMetrics {
@@ -29,22 +28,19 @@ export interface ConnectionLimits {
 /** UNIX-socket clients have no address: together they are one source. */
 const UNIX_SOURCE = 'unix';
 
-export function createConnectionLimits(limits: Pick<GatewayLimits, 'connections' | 'connectionsPerSource'>, audit: AuditLog, metrics?: ListenerMetrics): ConnectionLimits {
+export function createConnectionLimits(limits: Pick<GatewayLimits, 'connections' | 'connectionsPerSource'>, refusals: RefusalRecords, metrics?: ListenerMetrics): ConnectionLimits {
   let open = 0;
   const perSource = new Map<string, number>();
-  // Anyone who can reach the port can be refused: the records are bounded like tls.reject's. The overall
-  // limit is keyed as one source, so a crowd of addresses cannot multiply its records either.
-  const rejects = createRejectLimiter();
 
   const refuse = (limit: ConnectionLimit, source: string, sourceKey: string) => {
     metrics?.limitRefused(limit);
-    const gate = rejects.admit(limit === 'connections' ? '*' : sourceKey);
-    if (!gate.write) return;
     const reason =
       limit === 'connections'
         ? `too many connections: limits.connections is ${limits.connections}`
         : `too many connections from ${sourceKey}: limits.connectionsPerSource is ${limits.connectionsPerSource}`;
-    audit.write({ event: 'connection.reject', source, decision: 'deny', reason, detail: { limit, ...(gate.suppressed > 0 && { suppressedBefore: gate.suppressed }) } });
+    // Anyone who can reach the port can be refused: the records are bounded like tls.reject's. The overall
+    // limit is keyed as one source, so a crowd of addresses cannot multiply its records either.
+    refusals.write({ event: 'connection.reject', source, decision: 'deny', reason, detail: { limit } }, { source: limit === 'connections' ? '*' : sourceKey, kind: limit });
   };
 
   const release = (sourceKey: string) => {

@@ -1,10 +1,9 @@
 // The plain TCP server in front of a listener with `proxyProtocol`: it accepts only trusted balancers,
 // reads their PROXY header before any TLS byte, and hands the socket on with the client's address.
 import { BlockList, createServer, isIPv6, type Server, type Socket } from 'node:net';
-import type { AuditLog } from '../audit/auditLog.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import { formatSource, setProxiedSource } from './connectionContext.ts';
 import { parseProxyHeader } from './proxyHeader.ts';
-import { createRejectLimiter } from './rejectLimiter.ts';
 
 export type ProxyRefusal = 'untrusted' | 'invalid' | 'timeout';
 
@@ -13,7 +12,8 @@ export interface ProxyFrontOptions {
   trusted: readonly string[];
   /** The whole header must arrive within this many milliseconds of the connection. */
   headerTimeoutMs: number;
-  audit: AuditLog;
+  /** Where refusal records go, within their budgets. */
+  refusals: RefusalRecords;
   refused?(reason: ProxyRefusal): void;
 }
 
@@ -44,14 +44,11 @@ function isTrusted(list: BlockList, ip: string): boolean {
 export function createProxyFront(next: Server, options: ProxyFrontOptions): ProxyFront {
   const trusted = trustedBlockList(options.trusted);
   const pending = new Set<Socket>();
-  // Whoever can reach the port can be refused: bounded records, as for failed handshakes.
-  const rejects = createRejectLimiter();
   const refuse = (socket: Socket, peer: string, peerIp: string, why: ProxyRefusal, reason: string) => {
     socket.destroy();
     options.refused?.(why);
-    const gate = rejects.admit(peerIp || peer);
-    if (!gate.write) return;
-    options.audit.write({ event: 'connection.reject', source: peer, decision: 'deny', reason, detail: { proxyProtocol: why, ...(gate.suppressed > 0 && { suppressedBefore: gate.suppressed }) } });
+    // Whoever can reach the port can be refused: bounded records, as for failed handshakes.
+    options.refusals.write({ event: 'connection.reject', source: peer, decision: 'deny', reason, detail: { proxyProtocol: why } }, { source: peerIp || peer, kind: `proxy_${why}` });
   };
 
   const server = createServer((socket: Socket) => {

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
 import { handleClientError } from './clientErrors.ts';
@@ -18,7 +19,6 @@ import { attachContext, newConnectionId, rawConnectionOf, sourceOf } from './con
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
-import { createRejectLimiter } from './rejectLimiter.ts';
 import { removeStaleSocket } from './staleSocket.ts';
 
 export interface TlsSettings extends SecureContextOptions {
@@ -58,6 +58,8 @@ export interface ListenerOptions {
   limits: GatewayLimits;
   /** Shared by every listener of the gateway, so the connection limits count them together. */
   connectionLimits: ConnectionLimits;
+  /** Records of refused handshakes and connections, within their budgets (shared by every listener). */
+  refusals: RefusalRecords;
   /** Counts connections refused by a `proxyProtocol` listener. */
   proxyRefused?(reason: ProxyRefusal): void;
   /** Counts refused handshakes (before their records' rate limit). */
@@ -97,7 +99,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   // With proxyProtocol a plain TCP server accepts, reads the balancer's header, then hands the socket to
   // the TLS server: the header must be consumed before the first TLS byte is read.
   const front = listen.proxyProtocol
-    ? createProxyFront(server, { trusted: listen.proxyProtocol.trusted, headerTimeoutMs: Math.max(1, limits.handshakeTimeoutSeconds * 1000), audit, refused: options.proxyRefused })
+    ? createProxyFront(server, { trusted: listen.proxyProtocol.trusted, headerTimeoutMs: Math.max(1, limits.handshakeTimeoutSeconds * 1000), refusals: options.refusals, refused: options.proxyRefused })
     : undefined;
   const acceptor = front?.server ?? server;
   // Closing the TLS server (shutdown) stops the front from accepting too.
@@ -105,7 +107,6 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   const held = options.connectionLimits.watch(server, acceptor);
   destroyIdleSockets(server, limits);
 
-  const rejects = createRejectLimiter();
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     const raw = rawConnectionOf(socket);
     // Refused by a connection limit (already recorded) or dropped at shutdown: the reset is our own doing.
@@ -114,9 +115,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     const { source, sourceIp } = raw ?? sourceOf(socket);
     const { kind, reason } = tlsRejectReason(err, socket);
     options.tlsRejected?.(kind);
-    const limit = rejects.admit(sourceIp || source);
-    if (!limit.write) return;
-    audit.write({ event: 'tls.reject', source, decision: 'deny', reason, ...(limit.suppressed > 0 && { detail: { suppressedBefore: limit.suppressed } }) });
+    options.refusals.write({ event: 'tls.reject', source, decision: 'deny', reason }, { source: sourceIp || source, kind });
   });
 
   const connections = new Set<TLSSocket>();
@@ -125,13 +124,13 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     const { source, sourceIp, via } = sourceOf(socket);
     if (!identity) {
       options.tlsRejected?.('certificate');
-      audit.write({ event: 'tls.reject', source, decision: 'deny', reason: `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}` });
+      options.refusals.write({ event: 'tls.reject', source, decision: 'deny', reason: `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}` }, { source: sourceIp || source, kind: 'certificate' });
       socket.destroy();
       return;
     }
     if (refuseClients) {
       options.tlsRejected?.('crl_unusable');
-      audit.write({ event: 'tls.reject', source, client: auditClient(identity), decision: 'deny', reason: refuseClients });
+      options.refusals.write({ event: 'tls.reject', source, client: auditClient(identity), decision: 'deny', reason: refuseClients }, { source: sourceIp || source, identity: identity.fingerprint, kind: 'crl_unusable' });
       socket.destroy();
       return;
     }
@@ -194,7 +193,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     );
   server.on('upgrade', onTunnel(handlers.upgrade));
   server.on('connect', onTunnel(handlers.connect));
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, audit, limits));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, options.refusals, limits));
 
   const bound = {
     server,

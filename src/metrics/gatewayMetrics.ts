@@ -3,6 +3,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AuditLog, AuditLogObserver } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
+import type { RefusalObserver } from '../audit/refusalRecords.ts';
 import type { AuthzObserver } from '../authz/authzObserver.ts';
 import type { ReplaceReason } from '../authz/workerProtocol.ts';
 import type { TlsRejectKind } from '../listener/tlsListener.ts';
@@ -21,6 +22,8 @@ export interface GatewayMetrics {
   readonly authz: AuthzObserver;
   /** Hooks for the audit log itself: the logging is monitored too. */
   readonly auditLog: AuditLogObserver;
+  /** Refusal records left out by their budgets (the audit.suppressed summary counts them too). */
+  readonly refusals: RefusalObserver;
   /** Counts what an audit record says happened (requests, tunnels, reloads, TLS refusals). */
   observeAudit(record: AuditRecord): void;
   /** A connection or request refused by one of `limits` (its key, e.g. `connectionsPerSource`); counted even when its record is suppressed. */
@@ -95,6 +98,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   for (const limit of ['connections', 'connectionsPerSource']) limitRefusals.inc({ limit }, 0);
   for (const reason of ['memory', 'count', 'deadline', 'crash', 'fault'] satisfies ReplaceReason[]) replacements.inc({ reason }, 0);
 
+  const auditSuppressed = new Counter({ name: `${prefix}audit_suppressed_records_total`, help: 'Refusal records left out by their budgets (audit.refusalRecords), by event and kind; each period is summarized in an audit.suppressed record', labelNames: ['event', 'kind'], registers });
   const auditWriteErrors = new Counter({ name: `${prefix}audit_write_errors_total`, help: 'Failed writes to the audit file (traffic is refused until a write succeeds)', registers });
   const auditDropped = new Counter({ name: `${prefix}audit_dropped_records_total`, help: 'Audit records lost: over the unwritten-data bound while the file failed, or written after close', registers });
   const auditCheckpoints = new Counter({ name: `${prefix}audit_checkpoints_total`, help: 'Checkpoint records written (signed when audit.signingKey is set)', registers });
@@ -160,6 +164,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   return {
     registry,
     authz,
+    refusals: { suppressed: (event, kind) => auditSuppressed.inc({ event, kind }) },
     limitRefused: (limit) => limitRefusals.inc({ limit }),
     connectionOpened: () => openConnections.inc(),
     connectionClosed: () => openConnections.dec(),
