@@ -23,6 +23,7 @@ import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { createPublishedServices } from '../upstream/publishedServices.ts';
+import { endRevokedConnections } from '../listener/revokedConnections.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -111,13 +112,17 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
+  // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
+  const endRevokedCertificates = (isRevoked: (certificate: Uint8Array) => boolean) => void endRevokedConnections(listeners.flatMap((l) => [...l.connections]), isRevoked, tunnels);
   try {
     tls = await openTlsMaterial(config.tls, {
       apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
-      onCrlReload: (result) =>
+      onCrlReload: (result) => {
         audit.write(result.ok
           ? { event: 'revocation.reload', decision: 'allow', detail: { crl: result.snapshot.file, lists: result.snapshot.lists.map((l) => ({ ...l, nextUpdate: l.nextUpdate?.toISOString() })) } }
-          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } }),
+          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } });
+        if (result.ok) endRevokedCertificates(result.snapshot.isRevoked);
+      },
     });
     const connectionLimits = createConnectionLimits(config.limits, audit, metrics);
     for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
@@ -148,6 +153,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
           throw err;
         }
         for (const l of listeners) l.setTls(material.settings());
+        endRevokedCertificates(material.isRevoked);
         const previous = admission;
         admission = nextAdmission;
         await previous.close();

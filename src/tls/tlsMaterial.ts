@@ -27,6 +27,8 @@ export interface TlsMaterial {
   reload(next: TlsConfig): Promise<void>;
   /** Re-reads the CRL now (SIGHUP). */
   reloadCrl(): Promise<void>;
+  /** Whether the current CRL revokes this client certificate (DER); false without `tls.crl`. */
+  isRevoked(certificate: Uint8Array): boolean;
   close(): void;
 }
 
@@ -136,6 +138,7 @@ export async function openTlsMaterial(config: TlsConfig, options: TlsMaterialOpt
       await watch();
     },
     reloadCrl: readCrlNow,
+    isRevoked: (certificate) => crl?.isRevoked(certificate) ?? false,
     close: () => stopWatching?.(),
   };
 }

@@ -1,0 +1,113 @@
+// A client certificate revoked in the CRL while its connections are open: at the CRL reload its publisher,
+// tunnels, WebSockets and keep-alive connections end (each close record naming the reason), and nobody else's.
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Server } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { curl, startHarness, type Harness } from './support/gatewayHarness.ts';
+import type { TestClientCertificate } from './support/pki.ts';
+import { crlPathOf, enableCrl, installCrl, makeCrl } from './support/clientCrls.ts';
+import { echoService, publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { cleanEnv, gatewayFlags, writeToken } from './support/tunnelClient.ts';
+import { connectTunnel, webSocketTunnel, type TunnelEnd } from './support/tunnelPeers.ts';
+
+const REVOKED = 'client certificate revoked (tls.crl)';
+/** Any user may reach any published service here, so alice's streams go through carol's publisher. */
+const sharedRoute = `  - name: shared
+    protocols: [tcp]
+    tunnel: "{service}.{user}.shared"
+    upstream: published:{user}/{service}
+    policy: |
+      allow if user($u);
+`;
+let h: Harness;
+let alice: TestClientCertificate;
+let carol: TestClientCertificate;
+let aliceToken: string;
+let carolToken: string;
+let publisher: PublisherProcess | undefined;
+let echo: Server;
+
+beforeAll(async () => {
+  h = await startHarness({ routes: publishedRoute + sharedRoute, extraTop: publishTop });
+  alice = await h.pki.client('alice');
+  carol = await h.pki.client('carol');
+  const home = mkdtempSync(join(tmpdir(), 'gatehouse-revoked-cert-'));
+  mkdirSync(join(home, 'private'), { mode: 0o700 });
+  echo = await echoService(join(home, 'private', 'echo.sock'));
+  aliceToken = readFileSync(writeToken(h, join(home, 'alice.token'), 'alice'), 'utf8').trim();
+  const carolFile = writeToken(h, join(home, 'carol.token'), 'carol');
+  carolToken = readFileSync(carolFile, 'utf8').trim();
+  await enableCrl(h);
+  const flags = gatewayFlags(h, carol, carolFile).filter((f, i, all) => f !== '--transport' && all[i - 1] !== '--transport');
+  publisher = startPublisher([...flags, `echo=unix:${join(home, 'private', 'echo.sock')}`], cleanEnv(home));
+  await publisher.waitForStderr(/published as carol/);
+}, 60_000);
+
+afterAll(async () => {
+  await publisher?.stop('SIGKILL');
+  echo?.close();
+  await h?.stop();
+});
+
+async function echoes(end: TunnelEnd, text: string): Promise<void> {
+  const got = new Promise<string>((resolve) => end.onData((d) => resolve(d.toString())));
+  await end.write(Buffer.from(text));
+  expect(await got).toBe(text);
+}
+
+/** A keep-alive HTTPS connection that has served one request and stays open. */
+function keepAlive(client: TestClientCertificate, token: string): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: h.port, servername: 'localhost', ca: h.pki.caCert, cert: client.cert, key: client.key }, () => {
+      socket.write(`GET /~carol/none/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    });
+    socket.on('error', reject);
+    socket.once('data', () => resolve(socket));
+  });
+}
+
+it("a revoked certificate's publisher, tunnels, WebSocket tunnel and keep-alive connection end at the CRL reload, each record naming why", async () => {
+  const publishOpen = await h.waitForAudit((r) => r.event === 'publish.open' && r.decision === 'allow' && r.client?.cn === 'carol');
+  // alice reaches carol's service: her stream goes through carol's publisher.
+  const aliceThrough = await connectTunnel(h, alice, 'echo.carol.shared:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+  if (!aliceThrough.ok) throw new Error(`refused: ${aliceThrough.status} ${aliceThrough.body}`);
+  await echoes(aliceThrough.end, 'alice before');
+  // carol's own connections: a CONNECT tunnel, the WebSocket tunnel endpoint, an idle keep-alive connection.
+  const carolTunnel = await connectTunnel(h, carol, 'echo.carol:443', { 'Proxy-Authorization': `Bearer ${carolToken}` });
+  if (!carolTunnel.ok) throw new Error(`refused: ${carolTunnel.status} ${carolTunnel.body}`);
+  await echoes(carolTunnel.end, 'carol before');
+  const carolWs = await webSocketTunnel(h, carol, 'echo.carol', carolToken);
+  if (!carolWs.ok) throw new Error(`refused: ${carolWs.status} ${carolWs.body}`);
+  await echoes(carolWs.end, 'carol ws before');
+  const idle = await keepAlive(carol, carolToken);
+  const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
+  // alice's own keep-alive connection must survive.
+  const aliceIdle = await keepAlive(alice, aliceToken);
+  let aliceIdleClosed = false;
+  aliceIdle.once('close', () => (aliceIdleClosed = true));
+
+  installCrl(crlPathOf(h), await makeCrl(h, [carol.serial]));
+
+  const closed = await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === publishOpen.publisher, 15_000);
+  expect(closed.reason).toBe(REVOKED);
+  const tunnelClosed = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.client?.cn === 'carol' && (r.detail as { transport?: string } | undefined)?.transport === 'connect', 10_000);
+  expect(tunnelClosed.reason).toBe(REVOKED);
+  const wsClosed = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.client?.cn === 'carol' && (r.detail as { transport?: string } | undefined)?.transport === 'websocket-tunnel', 10_000);
+  expect(wsClosed.reason).toBe(REVOKED);
+  await idleClosed;
+  const connections = await h.waitForAudit((r) => r.event === 'connection.close' && r.client?.cn === 'carol' && r.reason === REVOKED);
+  expect(connections).toBeDefined();
+  // alice's stream through carol's publisher ends as an error, with its close record.
+  await aliceThrough.end.peerEnded;
+  aliceThrough.end.destroy();
+  const aliceClosed = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.client?.cn === 'alice' && r.upstream === 'published:carol/echo', 10_000);
+  expect(aliceClosed.reason).not.toBe(REVOKED);
+  // carol cannot come back (the handshake refuses her); alice is served on her open connection and new ones.
+  await h.waitForAudit((r) => r.event === 'tls.reject' && /revoked/.test(r.reason ?? ''), 15_000);
+  expect(aliceIdleClosed).toBe(false);
+  expect((await curl(h, '/~alice/none/', { client: alice, token: aliceToken })).status).toBe(503);
+  aliceIdle.destroy();
+}, 60_000);
