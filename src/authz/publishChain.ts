@@ -10,7 +10,7 @@ let templates: { blocks: Fact; granted: Fact } | undefined;
 export function publishRightOf(token: Biscuit, service: string | undefined): PublishRight {
   const sources: string[] = [];
   for (let i = 0; i < token.countBlocks(); i++) sources.push(token.getBlockSource(i));
-  // No service named: nothing can be granted (the endpoint always names one; fail closed anyway).
+  // No service named: refused (the endpoint always names one; fail closed anyway).
   return publishRightFor(sources, service ?? '');
 }
 

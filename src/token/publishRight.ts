@@ -55,6 +55,7 @@ export type PublishRight = { ok: true; chain: PublishChain } | { ok: false; chai
 /** Whether every block of the token (printed sources, authority first) grants publishing `service`. */
 export function publishRightFor(sources: readonly string[], service: string): PublishRight {
   const chain: PublishChain = { blocks: sources.length, grants: sources.map(grantsIn) };
+  if (service === '') return { ok: false, chain, block: 0, reason: 'no service named: nothing can be granted' };
   for (const [block, grants] of chain.grants.entries()) {
     if (grants.includes(ANY_SERVICE) || grants.includes(service)) continue;
     const reason = block === 0
