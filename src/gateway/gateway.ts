@@ -24,6 +24,7 @@ import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { createPublishedServices } from '../upstream/publishedServices.ts';
 import { endRevokedConnections } from '../listener/revokedConnections.ts';
+import type { CertificateRef } from '../tls/clientCrl.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -113,7 +114,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
-  const endRevokedCertificates = (isRevoked: (certificate: Uint8Array) => boolean) => void endRevokedConnections(listeners.flatMap((l) => [...l.connections]), isRevoked, tunnels);
+  const endRevokedCertificates = (isRevoked: (certificate: CertificateRef) => boolean) => void endRevokedConnections(listeners.flatMap((l) => [...l.connections]), isRevoked, tunnels);
   try {
     tls = await openTlsMaterial(config.tls, {
       apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
@@ -153,7 +154,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
           throw err;
         }
         for (const l of listeners) l.setTls(material.settings());
-        endRevokedCertificates(material.isRevoked);
+        const revocationCheck = material.revocationCheck();
+        if (revocationCheck) endRevokedCertificates(revocationCheck);
         const previous = admission;
         admission = nextAdmission;
         await previous.close();

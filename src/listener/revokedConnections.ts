@@ -2,6 +2,7 @@
 // CRL reload the open ones are found, their tunnels and publishers ended (close records), then dropped.
 import type { TLSSocket } from 'node:tls';
 import type { TunnelRegistry } from '../forward/tunnelSession.ts';
+import type { CertificateRef } from '../tls/clientCrl.ts';
 import { contextOf } from './connectionContext.ts';
 
 export const CERTIFICATE_REVOKED = 'client certificate revoked (tls.crl)';
@@ -11,12 +12,12 @@ export const CERTIFICATE_REVOKED = 'client certificate revoked (tls.crl)';
  * runs on it through `tunnels` (tunnels, WebSockets, a publisher and its streams, each with its close
  * record naming the reason), then the connection itself (keep-alive requests too). Returns how many.
  */
-export async function endRevokedConnections(connections: Iterable<TLSSocket>, isRevoked: (certificate: Uint8Array) => boolean, tunnels: TunnelRegistry): Promise<number> {
+export async function endRevokedConnections(connections: Iterable<TLSSocket>, isRevoked: (certificate: CertificateRef) => boolean, tunnels: TunnelRegistry): Promise<number> {
   const revoked = new Map<string, TLSSocket>();
   for (const socket of connections) {
     const context = contextOf(socket);
     const certificate = socket.destroyed ? undefined : socket.getPeerX509Certificate();
-    if (context && certificate && isRevoked(certificate.raw)) revoked.set(context.id, socket);
+    if (context && certificate && isRevoked(certificate)) revoked.set(context.id, socket);
   }
   if (revoked.size === 0) return 0;
   for (const socket of revoked.values()) {

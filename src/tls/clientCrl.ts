@@ -19,10 +19,18 @@ export interface CrlSnapshot {
   /** The earliest nextUpdate of the lists: the whole file is due by then. */
   nextUpdate?: Date;
   /**
-   * Whether a certificate (DER) is on one of the lists: its issuer's list names its serial. The handshake
+   * Whether a certificate is on one of the lists: its issuer's list names its serial. The handshake
    * checks new connections; this is for the ones opened before the list changed.
    */
-  isRevoked(certificate: Uint8Array): boolean;
+  isRevoked(certificate: CertificateRef): boolean;
+}
+
+/** What `isRevoked` reads of a certificate (Node's X509Certificate has both). */
+export interface CertificateRef {
+  /** DER. */
+  raw: Uint8Array;
+  /** Hex, any case, leading zeros or not. */
+  serialNumber: string;
 }
 
 export type CrlLoad = { ok: true; snapshot: CrlSnapshot } | { ok: false; code: 'unreadable' | 'invalid' | 'unsigned'; reason: string };
@@ -41,16 +49,20 @@ function serialKey(hex: string): string {
 }
 
 /** `isRevoked` of a snapshot: revoked serials (lowercase hex, no leading zeros) by issuer name. */
-function revokedBy(revokedSerials: ReadonlyMap<string, ReadonlySet<string>>): (certificate: Uint8Array) => boolean {
+function revokedBy(revokedSerials: ReadonlyMap<string, ReadonlySet<string>>): (certificate: CertificateRef) => boolean {
+  const anyIssuer = new Set([...revokedSerials.values()].flatMap((serials) => [...serials]));
   return (certificate) => {
+    // Runs for every open connection at each reload: the serial alone clears almost all of them unparsed.
+    const serial = serialKey(certificate.serialNumber);
+    if (!anyIssuer.has(serial)) return false;
     let cert: x509.X509Certificate;
     try {
-      cert = new x509.X509Certificate(certificate);
+      cert = new x509.X509Certificate(certificate.raw);
     } catch {
       // A certificate the handshake accepted but this library cannot read: it cannot be cleared either.
       return true;
     }
-    return revokedSerials.get(cert.issuer)?.has(serialKey(cert.serialNumber)) ?? false;
+    return revokedSerials.get(cert.issuer)?.has(serial) ?? false;
   };
 }
 

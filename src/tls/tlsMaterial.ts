@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { GatewayConfig } from '../config/schema.ts';
 import type { TlsSettings } from '../listener/tlsListener.ts';
-import type { CrlLoad, CrlSnapshot } from './clientCrl.ts';
+import type { CertificateRef, CrlLoad, CrlSnapshot } from './clientCrl.ts';
 import { processTicketKey, readTicketKeyFile, sessionContextOf } from './ticketKeys.ts';
 
 type TlsConfig = GatewayConfig['tls'];
@@ -27,8 +27,8 @@ export interface TlsMaterial {
   reload(next: TlsConfig): Promise<void>;
   /** Re-reads the CRL now (SIGHUP). */
   reloadCrl(): Promise<void>;
-  /** Whether the current CRL revokes this client certificate (DER); false without `tls.crl`. */
-  isRevoked(certificate: Uint8Array): boolean;
+  /** The current CRL's check of a client certificate; undefined without `tls.crl`. */
+  revocationCheck(): ((certificate: CertificateRef) => boolean) | undefined;
   close(): void;
 }
 
@@ -138,7 +138,7 @@ export async function openTlsMaterial(config: TlsConfig, options: TlsMaterialOpt
       await watch();
     },
     reloadCrl: readCrlNow,
-    isRevoked: (certificate) => crl?.isRevoked(certificate) ?? false,
+    revocationCheck: () => crl?.isRevoked,
     close: () => stopWatching?.(),
   };
 }
