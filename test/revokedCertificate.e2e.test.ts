@@ -1,12 +1,12 @@
 // A client certificate revoked in the CRL while its connections are open: at the CRL reload its publisher,
 // tunnels, WebSockets and keep-alive connections end (each close record naming the reason), and nobody else's.
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { curl, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { crlPathOf, enableCrl, installCrl, makeCrl } from './support/clientCrls.ts';
 import { echoService, publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
@@ -91,8 +91,11 @@ it("a revoked certificate's publisher, tunnels, WebSocket tunnel and keep-alive 
 
   installCrl(crlPathOf(h), await makeCrl(h, [carol.serial]));
 
+  const installedAt = Date.now();
   const closed = await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === publishOpen.publisher, 15_000);
   expect(closed.reason).toBe(REVOKED);
+  const reload = h.audit().filter((r) => r.event === 'revocation.reload' && r.detail?.crl !== undefined).at(-1);
+  console.log(`revoked certificate: publisher dropped ${Date.parse(closed.time) - installedAt} ms after the CRL file was replaced, ${Date.parse(closed.time) - Date.parse(reload?.time ?? '')} ms after its reload`);
   const tunnelClosed = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.client?.cn === 'carol' && (r.detail as { transport?: string } | undefined)?.transport === 'connect', 10_000);
   expect(tunnelClosed.reason).toBe(REVOKED);
   const wsClosed = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.client?.cn === 'carol' && (r.detail as { transport?: string } | undefined)?.transport === 'websocket-tunnel', 10_000);
@@ -111,3 +114,18 @@ it("a revoked certificate's publisher, tunnels, WebSocket tunnel and keep-alive 
   expect((await curl(h, '/~alice/none/', { client: alice, token: aliceToken })).status).toBe(503);
   aliceIdle.destroy();
 }, 60_000);
+
+it('a config reload that brings a CRL revoking an open connection ends it too', async () => {
+  const dave = await h.pki.client('dave');
+  const daveToken = mintRaw(h.rootKey.privateKey, `user("dave"); check if time($t), $t <= ${inOneHour()};`);
+  const idle = await keepAlive(dave, daveToken);
+  const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
+  const config = join(h.dir, 'routes.yaml');
+  writeFileSync(join(h.dir, 'certs', 'other.crl'), await makeCrl(h, [carol.serial, dave.serial]));
+  const reloads = h.audit().filter((r) => r.event === 'config.reload').length;
+  writeFileSync(config, readFileSync(config, 'utf8').replace('  crl: certs/clients.crl\n', '  crl: certs/other.crl\n'));
+  h.proc.kill('SIGHUP');
+  await h.waitForAudit(() => h.audit().filter((r) => r.event === 'config.reload' && r.decision === 'allow').length > reloads, 10_000);
+  await idleClosed;
+  await h.waitForAudit((r) => r.event === 'connection.close' && r.client?.cn === 'dave' && r.reason === REVOKED);
+}, 30_000);
