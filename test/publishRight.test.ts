@@ -8,7 +8,7 @@ import { attenuateToken } from '../src/token/attenuateToken.ts';
 import { inspectToken } from '../src/token/inspectToken.ts';
 import { generateRootKey, parsePublicKey, readPrivateKey } from '../src/token/keyFiles.ts';
 import { mintToken } from '../src/token/mintToken.ts';
-import { grantsIn, publishRightFor } from '../src/token/publishRight.ts';
+import { grantsIn, publishableServices, publishRightFor } from '../src/token/publishRight.ts';
 import type { TokenResult } from '../src/token/tokenErrors.ts';
 
 function value<T>(result: TokenResult<T>): T {
@@ -64,5 +64,15 @@ describe('publishRightFor', () => {
     expect(grantsIn('check if publish_right("*");\n')).toEqual([]);
     expect(grantsIn('publish_rights("*");\nxpublish_right("*");\npublish_right("Web");\n')).toEqual([]);
     expect(publishRightFor(['user("alice");\npublish_right("*");\n'], '')).toMatchObject({ ok: false });
+  });
+});
+
+describe('publishableServices (token inspect)', () => {
+  it('is what every block grants', () => {
+    expect(publishableServices(['publish_right("*");\n'])).toEqual(['*']);
+    expect(publishableServices(['publish_right("*");\n', 'publish_right("web");\npublish_right("api");\n', 'publish_right("*");\n'])).toEqual(['web', 'api']);
+    expect(publishableServices(['publish_right("web");\n', 'publish_right("api");\n'])).toEqual([]);
+    expect(publishableServices(['publish_right("*");\n', 'check if time($t), $t <= 2100-01-01T00:00:00Z;\n'])).toEqual([]);
+    expect(publishableServices(['user("alice");\n'])).toEqual([]);
   });
 });

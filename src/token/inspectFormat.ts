@@ -1,6 +1,7 @@
 // Human-readable rendering of a token inspection for `gatehouse token inspect`
 // (the --json form is the TokenInspection object itself).
 import type { TokenInspection } from './inspectToken.ts';
+import { publishableServices } from './publishRight.ts';
 
 function indent(text: string, prefix: string): string {
   return text
@@ -17,6 +18,8 @@ export function formatInspection(inspection: TokenInspection): string {
     out.push(`user:      ${inspection.user ?? '(none)'}`);
     out.push(`groups:    ${inspection.groups.length > 0 ? inspection.groups.join(', ') : '(none)'}`);
     out.push(`expires:   ${inspection.expiresAt ?? '(no expiry check found)'}`);
+    const publishable = publishableServices(inspection.blocks.map((b) => b.source ?? ''));
+    out.push(`publish:   ${publishable.length === 0 ? 'no (no right to publish, or a block does not pass it on)' : publishable.join(', ').replace(/^\*$/, 'any service')}`);
   }
   out.push(`blocks:    ${inspection.blocks.length}`);
   for (const block of inspection.blocks) {

@@ -69,3 +69,13 @@ export function publishRightFor(sources: readonly string[], service: string): Pu
   }
   return { ok: true, chain };
 }
+
+/** What a token may publish after all its blocks: `*` (any service), the services every block grants, or none. */
+export function publishableServices(sources: readonly string[]): string[] {
+  let allowed: string[] | undefined;
+  for (const grants of sources.map(grantsIn)) {
+    if (grants.includes(ANY_SERVICE)) continue;
+    allowed = allowed === undefined ? grants : allowed.filter((service) => grants.includes(service));
+  }
+  return sources.length === 0 ? [] : (allowed ?? [ANY_SERVICE]);
+}

@@ -81,6 +81,8 @@ afterAll(async () => {
 describe('a loan does not carry the right to publish', () => {
   it("bob with alice's plain loan (--bind-cert bob.crt --ttl 1h) cannot publish jupyter under her name: 403, reason audited, /~alice/jupyter/ stays hers", async () => {
     const loan = attenuate(aliceToken, ['--bind-cert', bob.certPath, '--ttl', '1h']);
+    // What bob is handed says so: `token inspect` shows the loan cannot publish.
+    expect(gatehouse(['token', 'inspect', '--pubkey', pubkey(), '--token', loan])).toMatch(/^publish: +no\b/m);
     const loanFile = join(home, 'loan.token');
     writeFileSync(loanFile, `${loan}\n`, { mode: 0o600 });
     // The loan still works for what it is for: requests as alice (the route policy decides).
@@ -153,6 +155,7 @@ describe('the right must be granted, and can only narrow', () => {
 
   it("alice's loan that grants publishing (--allow-publish) can publish; --publish NAME passes on that service only", async () => {
     const granted = attenuate(aliceToken, ['--bind-cert', bob.certPath, '--ttl', '1h', '--allow-publish']);
+    expect(gatehouse(['token', 'inspect', '--pubkey', pubkey(), '--token', granted])).toMatch(/^publish: +any service$/m);
     expect(await register(bob, granted, ['lent-any'])).toBe(101);
     const open = await h.waitForAudit((r) => r.event === 'publish.open' && r.decision === 'allow' && (r.detail as { services?: string[] } | undefined)?.services?.[0] === 'lent-any');
     expect(open).toMatchObject({ token: { user: 'alice' }, client: { cn: 'bob' } });
