@@ -189,3 +189,29 @@ describe('the right must be granted, and can only narrow', () => {
     }
   });
 });
+
+describe("a loan does not open the lender's account", () => {
+  /** Signs in with `token` as `client` and returns the portal page. */
+  async function portalWith(client: TestClientCertificate, token: string, name: string): Promise<string> {
+    const jar = join(home, `${name}.cookies`);
+    const signIn = await curl(h, '/.well-known/gatehouse/session', { client, args: ['-c', jar, '--data-urlencode', `token=${token}`] });
+    expect(signIn.status).toBe(303);
+    const page = await curl(h, '/.well-known/gatehouse/', { client, args: ['-b', jar] });
+    expect(page.status).toBe(200);
+    return page.body;
+  }
+
+  it("bob signed in with alice's loan sees what the loan opens, not alice's activity, who used her services or her publishers", async () => {
+    expect((await curl(h, '/~alice/private-diary/entry', { client: alice, token: aliceToken })).status).toBe(503);
+    await h.waitForAudit((r) => r.event === 'request' && r.path === '/~alice/private-diary/entry');
+    // alice herself sees it (the control).
+    expect(await portalWith(alice, aliceToken, 'alice')).toContain('/~alice/private-diary/entry');
+    for (const [name, extra] of [['plain', []], ['granted', ['--allow-publish']]] as const) {
+      const loan = attenuate(aliceToken, ['--bind-cert', bob.certPath, '--ttl', '1h', ...extra]);
+      const page = await portalWith(bob, loan, `bob-${name}`);
+      expect(page).not.toContain('private-diary');
+      expect(page).not.toMatch(/id="(activity|used-by|published)"/);
+      expect(page).toMatch(/lent or attenuated token/);
+    }
+  });
+});
