@@ -5,7 +5,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { crlPathOf, enableCrl, installCrl, makeCrl } from './support/clientCrls.ts';
@@ -59,9 +59,9 @@ async function echoes(end: TunnelEnd, text: string): Promise<void> {
 }
 
 /** A keep-alive HTTPS connection that has served one request and stays open. */
-function keepAlive(client: TestClientCertificate, token: string): Promise<TLSSocket> {
+function keepAlive(client: TestClientCertificate, token: string, on: Harness = h): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port: h.port, servername: 'localhost', ca: h.pki.caCert, cert: client.cert, key: client.key }, () => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: on.port, servername: 'localhost', ca: on.pki.caCert, cert: client.cert, key: client.key }, () => {
       socket.write(`GET /~carol/none/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`);
     });
     socket.on('error', reject);
@@ -129,3 +129,26 @@ it('a config reload that brings a CRL revoking an open connection ends it too', 
   await idleClosed;
   await h.waitForAudit((r) => r.event === 'connection.close' && r.client?.cn === 'dave' && r.reason === REVOKED);
 }, 30_000);
+
+describe('serve --processes 2', () => {
+  let two: Harness;
+  beforeAll(async () => {
+    two = await startHarness({ routes: publishedRoute, serveArgs: ['--processes', '2'] });
+    await enableCrl(two);
+  }, 60_000);
+  afterAll(async () => {
+    await two?.stop();
+  });
+
+  it("every process ends the revoked certificate's connections it holds", async () => {
+    const erin = await two.pki.client('erin');
+    const token = mintRaw(two.rootKey.privateKey, `user("erin"); check if time($t), $t <= ${inOneHour()};`);
+    // The cluster hands new connections to the processes in turn: four land on both.
+    const sockets = await Promise.all([0, 1, 2, 3].map(() => keepAlive(erin, token, two)));
+    const closed = sockets.map((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve())));
+    installCrl(crlPathOf(two), await makeCrl(two, [erin.serial]));
+    await Promise.all(closed);
+    const records = () => two.audit().filter((r) => r.event === 'connection.close' && r.client?.cn === 'erin' && r.reason === REVOKED);
+    await two.waitForAudit(() => records().length === 4, 10_000);
+  }, 30_000);
+});
