@@ -114,7 +114,10 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
-  const endRevokedCertificates = (isRevoked: (certificate: CertificateRef) => boolean) => void endRevokedConnections(listeners.flatMap((l) => [...l.connections]), isRevoked, tunnels);
+  const endRevokedCertificates = (isRevoked: (certificate: CertificateRef) => boolean) =>
+    void endRevokedConnections(listeners.flatMap((l) => [...l.connections]), isRevoked, tunnels).catch((err: unknown) =>
+      audit.write({ event: 'revocation.reload', decision: 'deny', reason: `could not end the connections of revoked certificates: ${err instanceof Error ? err.message : String(err)}` }),
+    );
   try {
     tls = await openTlsMaterial(config.tls, {
       apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
