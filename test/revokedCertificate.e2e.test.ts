@@ -130,6 +130,37 @@ it('a config reload that brings a CRL revoking an open connection ends it too', 
   await h.waitForAudit((r) => r.event === 'connection.close' && r.client?.cn === 'dave' && r.reason === REVOKED);
 }, 30_000);
 
+it('a revoked certificate cannot come back by resuming a TLS session from before the revocation', async () => {
+  const frank = await h.pki.client('frank');
+  const token = mintRaw(h.rootKey.privateKey, `user("frank"); check if time($t), $t <= ${inOneHour()};`);
+  const options = { host: '127.0.0.1', port: h.port, servername: 'localhost', ca: h.pki.caCert, cert: frank.cert, key: frank.key };
+  /** One request on a new connection (resuming `session` if given): the status, and the session to resume next time. */
+  const once = (session?: Buffer) =>
+    new Promise<{ status: number; reused: boolean; session?: Buffer }>((resolve) => {
+      let ticket: Buffer | undefined;
+      let answer = '';
+      let reused = false;
+      const socket = tlsConnect({ ...options, ...(session && { session }) }, () => {
+        reused = socket.isSessionReused();
+        socket.write(`GET /~frank/none/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
+      });
+      socket.on('session', (s: Buffer) => (ticket = s));
+      socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0), reused, ...(ticket && { session: ticket }) }));
+    });
+  const first = await once();
+  expect(first.status).toBe(503);
+  const resumed = await once(first.session);
+  expect(resumed).toMatchObject({ status: 503, reused: true });
+  const revocations = h.audit().filter((r) => r.event === 'revocation.reload').length;
+  installCrl(crlPathOf(h), await makeCrl(h, [carol.serial, frank.serial]));
+  await h.waitForAudit(() => h.audit().filter((r) => r.event === 'revocation.reload').length > revocations, 10_000);
+  const after = await once(resumed.session ?? first.session);
+  expect(after.status).toBe(0);
+  expect(after.reused).toBe(false);
+}, 30_000);
+
 describe('serve --processes 2', () => {
   let two: Harness;
   beforeAll(async () => {
