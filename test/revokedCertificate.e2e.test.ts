@@ -154,7 +154,9 @@ it('a revoked certificate cannot come back by resuming a TLS session from before
   const resumed = await once(first.session);
   expect(resumed).toMatchObject({ status: 503, reused: true });
   const revocations = h.audit().filter((r) => r.event === 'revocation.reload').length;
-  installCrl(crlPathOf(h), await makeCrl(h, [carol.serial, frank.serial]));
+  // The list the running config names (a test above switched it).
+  const configured = /^ {2}crl: (\S+)$/m.exec(readFileSync(join(h.dir, 'routes.yaml'), 'utf8'))?.[1] ?? '';
+  installCrl(join(h.dir, configured), await makeCrl(h, [carol.serial, frank.serial]));
   await h.waitForAudit(() => h.audit().filter((r) => r.event === 'revocation.reload').length > revocations, 10_000);
   const after = await once(resumed.session ?? first.session);
   expect(after.status).toBe(0);
