@@ -12,6 +12,7 @@ import { crlPathOf, enableCrl, installCrl, makeCrl } from './support/clientCrls.
 import { echoService, publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv, gatewayFlags, writeToken } from './support/tunnelClient.ts';
 import { connectTunnel, webSocketTunnel, type TunnelEnd } from './support/tunnelPeers.ts';
+import { certificateVariants } from './hostile/support/certVariants.ts';
 
 const REVOKED = 'client certificate revoked (tls.crl)';
 /** Any user may reach any published service here, so alice's streams go through carol's publisher. */
@@ -162,6 +163,30 @@ it('a revoked certificate cannot come back by resuming a TLS session from before
   expect(after.status).toBe(0);
   expect(after.reused).toBe(false);
 }, 30_000);
+
+it('a connection does not outlive its client certificate: at expiry its publisher and keep-alive connection end', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'gatehouse-expiring-cert-'));
+  // Signed by the site CA, valid for a few more seconds.
+  const variant = await (await certificateVariants(h.pki.dir, join(home, 'certs'))).signed('gina', { name: 'gina', notAfter: new Date(Date.now() + 6000) });
+  const gina: TestClientCertificate = { ...variant, serial: '' };
+  mkdirSync(join(home, 'private'), { mode: 0o700 });
+  const service = await echoService(join(home, 'private', 'echo.sock'));
+  const tokenFile = writeToken(h, join(home, 'gina.token'), 'gina');
+  const flags = gatewayFlags(h, gina, tokenFile).filter((f, i, all) => f !== '--transport' && all[i - 1] !== '--transport');
+  const expiring = startPublisher([...flags, `echo=unix:${join(home, 'private', 'echo.sock')}`], cleanEnv(home));
+  try {
+    await expiring.waitForStderr(/published as gina/);
+    const idle = await keepAlive(gina, readFileSync(tokenFile, 'utf8').trim());
+    const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
+    const closed = await h.waitForAudit((r) => r.event === 'publish.close' && r.client?.cn === 'gina', 30_000);
+    expect(closed.reason).toBe('client certificate expired');
+    await idleClosed;
+    await h.waitForAudit((r) => r.event === 'connection.close' && r.client?.cn === 'gina' && r.reason === 'client certificate expired');
+  } finally {
+    await expiring.stop('SIGKILL');
+    service.close();
+  }
+}, 60_000);
 
 describe('serve --processes 2', () => {
   let two: Harness;

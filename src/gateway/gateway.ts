@@ -23,7 +23,7 @@ import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { createPublishedServices } from '../upstream/publishedServices.ts';
-import { endRevokedConnections } from '../listener/revokedConnections.ts';
+import { endExpiredConnections, endRevokedConnections } from '../listener/revokedConnections.ts';
 import type { CertificateRef } from '../tls/clientCrl.ts';
 
 export interface Gateway {
@@ -62,6 +62,9 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     isRevoked: (ids) => ready.isRevoked(ids),
   };
 }
+
+/** How often open connections are checked for a client certificate past its notAfter. */
+const CERTIFICATE_EXPIRY_SWEEP_MS = 10_000;
 
 /** Limits the listener applies when its sockets open; the others are read per request. */
 const LISTENER_LIMITS = ['connections', 'connectionsPerSource', 'maxHeaderBytes', 'handshakeTimeoutSeconds', 'headersTimeoutSeconds', 'requestTimeoutSeconds', 'idleTimeoutSeconds'] as const;
@@ -114,10 +117,10 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
-  const endRevokedCertificates = (isRevoked: (certificate: CertificateRef) => boolean) =>
-    void endRevokedConnections(listeners.flatMap((l) => [...l.connections]), isRevoked, tunnels).catch((err: unknown) =>
-      audit.write({ event: 'revocation.reload', decision: 'deny', reason: `could not end the connections of revoked certificates: ${err instanceof Error ? err.message : String(err)}` }),
-    );
+  const openConnections = () => listeners.flatMap((l) => [...l.connections]);
+  const couldNotEnd = (what: string) => (err: unknown) =>
+    audit.write({ event: 'revocation.reload', decision: 'deny', reason: `could not end the connections of ${what} certificates: ${err instanceof Error ? err.message : String(err)}` });
+  const endRevokedCertificates = (isRevoked: (certificate: CertificateRef) => boolean) => void endRevokedConnections(openConnections(), isRevoked, tunnels).catch(couldNotEnd('revoked'));
   try {
     tls = await openTlsMaterial(config.tls, {
       apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
@@ -139,6 +142,9 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     throw err;
   }
   const material = tls;
+  // Nor does a connection outlive its certificate: a sweep ends the ones past notAfter (one date comparison each).
+  const expirySweep = setInterval(() => void endExpiredConnections(openConnections(), Date.now(), tunnels).catch(couldNotEnd('expired')), CERTIFICATE_EXPIRY_SWEEP_MS);
+  expirySweep.unref();
   metrics.observeState({ tlsExpiry: () => material.expiry(), auditHealthy: () => audit.healthy });
   readiness = () => ({ configLoaded: true, authorizationWorkers: admission.workers() > 0, auditWritable: audit.healthy, accepting: tunnels.accepting });
   audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, tlsTicketKey: material.ticketKeyId(), ...(metricsServer && { metrics: metricsServer.address }) } });
@@ -186,6 +192,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       await material.reloadCrl();
     },
     async close(graceMs = 10_000) {
+      clearInterval(expirySweep);
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
       for (const l of listeners) l.server.closeIdleConnections();
       // Sockets still in (or stuck before) the TLS handshake are owed nothing and would hold close() open.
