@@ -1,16 +1,17 @@
 // Client-certificate revocation (`tls.crl`) on a real `gatehouse serve`: a certificate revoked in a new
 // CRL is refused in the handshake without a restart; an unusable or expired CRL refuses everyone.
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loadCa } from '../src/pki/index.ts';
-import { x509 } from '../src/pki/x509.ts';
-import { SIGNING_ALGORITHM } from '../src/pki/keyFiles.ts';
 import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { x509 } from '../src/pki/x509.ts';
+import { loadCa } from '../src/pki/index.ts';
+import { SIGNING_ALGORITHM } from '../src/pki/keyFiles.ts';
 import type { TestClientCertificate } from './support/pki.ts';
+import { installCrl as installCrlAt, makeCrl as makeCrlFor } from './support/clientCrls.ts';
 
 let h: Harness;
 let alice: TestClientCertificate;
@@ -21,27 +22,8 @@ let crlPath = '';
 
 const HOUR = 3600_000;
 
-/** A CRL signed by the harness CA revoking `serials`; PEM unless `der`. */
-async function makeCrl(serials: string[], opts: { nextUpdate?: Date; der?: boolean } = {}): Promise<Buffer> {
-  const ca = await loadCa(h.pki.dir);
-  const crl = await x509.X509CrlGenerator.create({
-    issuer: ca.certificate.subject,
-    signingKey: ca.signingKey,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    thisUpdate: new Date(Date.now() - 2 * HOUR),
-    nextUpdate: opts.nextUpdate ?? new Date(Date.now() + 24 * HOUR),
-    entries: serials.map((serialNumber) => ({ serialNumber, revocationDate: new Date(Date.now() - HOUR) })),
-  });
-  if (opts.der) return Buffer.from(crl.rawData);
-  // The label OpenSSL writes (`openssl ca -gencrl`), which is what sites have.
-  return Buffer.from(crl.toString('pem').replace(/(BEGIN|END) CRL/g, '$1 X509 CRL') + '\n');
-}
-
-/** Replaces the CRL file the way an administrator's tooling would: write aside, then rename over it. */
-function installCrl(bytes: Buffer): void {
-  writeFileSync(`${crlPath}.new`, bytes);
-  renameSync(`${crlPath}.new`, crlPath);
-}
+const makeCrl = (serials: string[], opts: { nextUpdate?: Date; der?: boolean } = {}) => makeCrlFor(h, serials, opts);
+const installCrl = (bytes: Buffer) => installCrlAt(crlPath, bytes);
 
 const reloads = () => h.audit().filter((r) => r.event === 'revocation.reload' && r.detail?.crl !== undefined).length;
 

@@ -28,7 +28,7 @@ let bob: TestClientCertificate;
 const ids: Record<string, number> = {};
 
 const as = (user: string) => ['setpriv', `--reuid=${ids[user]}`, `--regid=${ids[user]}`, '--clear-groups', '--'];
-const token = (user: string) => mintRaw(h.rootKey.privateKey, `user("${user}"); check if time($t), $t <= ${inOneHour()};`);
+const token = (user: string) => mintRaw(h.rootKey.privateKey, `user("${user}"); publish_right("*"); check if time($t), $t <= ${inOneHour()};`);
 
 describe.skipIf(!isRoot)('gateway as an unprivileged user, alice publishing as herself (needs root to create the OS users)', () => {
   beforeAll(async () => {

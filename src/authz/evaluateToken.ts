@@ -3,6 +3,7 @@
 import { AuthorizerBuilder, Rule, type Authorizer, type Biscuit } from '@biscuit-auth/biscuit-wasm';
 import { biscuitErrorText, classifyFailure, isWasmTrap, type FailedCheck, type Failure } from './biscuitErrors.ts';
 import { policyStatements } from './policyStatements.ts';
+import { addPublishChainFacts, publishRightOf } from './publishChain.ts';
 import { addRequestFacts } from './requestFacts.ts';
 import type { Decision, RequestFacts, RoutePolicy } from './types.ts';
 
@@ -164,9 +165,16 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
       max_iterations: route.limits.maxIterations,
       max_time_micro: route.limits.maxTimeMicros,
     };
+    // Publishing needs the right in every block of the token, whatever the site's policy says.
+    const publishRight = facts.protocol === 'publish' ? publishRightOf(token, facts.service) : undefined;
+    if (publishRight && !publishRight.ok) {
+      const user = authorityUser(token);
+      return { allow: false, status: 403, clientReason: 'token carries no right to publish', reason: `route ${route.name}: ${publishRight.reason}`, revocationIds, ...(user !== undefined && { user }) };
+    }
     const builder = new AuthorizerBuilder();
     try {
       addRequestFacts(builder, facts);
+      if (publishRight) addPublishChainFacts(builder, publishRight);
       // Scope parameters only: a `{name}` in a term position stays unfilled and fails to compile.
       builder.addCodeWithParameters(route.policy, {}, options.scope ?? {});
     } catch (error) {

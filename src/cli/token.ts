@@ -29,6 +29,8 @@ function run<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+/** For an option whose value is optional: `true` when given bare, else the values given. */
+const collectOrAll = (value: string, previous: true | string[] | undefined): string[] => [...(Array.isArray(previous) ? previous : []), value];
 
 async function ttlSeconds(text: string | undefined): Promise<number | undefined> {
   if (text === undefined) return undefined;
@@ -119,13 +121,14 @@ function registerMint(token: Command): void {
     .addOption(new Option('--bind-cert <pem>', "bind to the holder's client certificate (its SHA-256 fingerprint)").conflicts(['bindCn', 'unbound']))
     .addOption(new Option('--bind-cn <cn>', 'bind to client certificates with this common name').conflicts(['unbound']))
     .addOption(new Option('--unbound', 'usable with any client certificate (must be asked for: tokens are bound by default)').conflicts(['delegable']))
+    .option('--publish [service]', 'grant the right to publish this service with gatehouse publish (repeatable; without a service: any). Lent or attenuated copies carry it only if their block grants it again', collectOrAll)
     .option('--delegable', 'let the holder lend the token to another certificate: writes a delegation key (see token attenuate --delegation-key)')
     .option('--delegation-key-out <file>', 'where --delegable writes the delegation private key (default: <--out>.delegation.key)')
     .option('--out <file>', 'write the token to this file (mode 0600) instead of printing it')
     .action(
       run(
         async (
-          options: BindingOptions & { key: string; user: string; group?: string[]; ttl: string; route?: string[]; out?: string; unbound?: boolean; delegable?: boolean; delegationKeyOut?: string },
+          options: BindingOptions & { key: string; user: string; group?: string[]; ttl: string; route?: string[]; publish?: true | string[]; out?: string; unbound?: boolean; delegable?: boolean; delegationKeyOut?: string },
         ) => {
           if (options.bindCert === undefined && options.bindCn === undefined && !options.unbound) {
             throw new CommandFailure("tokens are bound to their holder's client certificate: give --bind-cert PEM (or --bind-cn CN), or --unbound for a token any certificate may use");
@@ -150,6 +153,7 @@ function registerMint(token: Command): void {
             ...(options.group ? { groups: options.group } : {}),
             ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
             ...(options.route ? { routes: options.route } : {}),
+            ...(options.publish !== undefined ? { publish: options.publish === true ? ['*'] : options.publish } : {}),
             ...bound,
             ...(delegationKey !== undefined ? { delegationKey } : {}),
           });
@@ -172,7 +176,8 @@ function registerAttenuate(token: Command): void {
     .option('--route <name>', 'allow only this route (repeatable)', collect)
     .option('--method <method>', 'allow only this HTTP method (repeatable)', collect)
     .option('--path-prefix <prefix>', 'allow only paths starting with this (end it with / for a folder)')
-    .option('--publish <service>', 'allow only publishing this service with gatehouse publish, no requests (repeatable)', collect)
+    .option('--publish <service>', 'allow only publishing this service with gatehouse publish, no requests (repeatable); passes on the right to publish it', collect)
+    .option('--allow-publish', 'pass on the right to publish (a lent or attenuated token cannot publish without it, or --publish)')
     .addOption(new Option('--bind-cert <pem>', 'allow only this client certificate (its SHA-256 fingerprint)').conflicts(['bindCn']))
     .option('--bind-cn <cn>', 'allow only client certificates with this common name')
     .option('--delegation-key <file>', "delegate: sign the block with the token's delegation key, so --bind-cert/--bind-cn may name another holder")
@@ -189,6 +194,7 @@ function registerAttenuate(token: Command): void {
             method?: string[];
             pathPrefix?: string;
             publish?: string[];
+            allowPublish?: boolean;
             delegationKey?: string;
             out?: string;
           },
@@ -211,6 +217,7 @@ function registerAttenuate(token: Command): void {
             ...(options.method ? { methods: options.method } : {}),
             ...(options.pathPrefix !== undefined ? { pathPrefix: options.pathPrefix } : {}),
             ...(options.publish ? { publishServices: options.publish } : {}),
+            ...(options.allowPublish ? { allowPublish: true } : {}),
             ...(await binding(options)),
             ...(delegationPrivateKey !== undefined ? { delegationPrivateKey } : {}),
           });

@@ -90,11 +90,11 @@ export function createPublishEndpoint(deps: PublishDeps) {
       const opened = performance.now();
       let recorded!: () => void;
       const written = new Promise<void>((resolve) => (recorded = resolve));
-      // Shutdown and revocations end publishers like tunnels; the close record follows.
+      // Shutdown and revocations (of the token, or of the certificate: conn.id) end publishers like tunnels; the close record follows.
       const forget = deps.tunnels.add((why) => {
         publisher.close(why);
         return written;
-      }, decision.revocationIds);
+      }, decision.revocationIds, conn.id);
       const recheck = setInterval(() => {
         const now = deps.config();
         void admitPublisher(deps.admission().authorizer, now.publish, now.authz.limits, ask).then((again) => {

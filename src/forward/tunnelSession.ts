@@ -41,16 +41,21 @@ export interface TunnelDeps {
 export interface TunnelRegistry {
   readonly accepting: boolean;
   readonly size: number;
-  /** `revocationIds`: the ids of the token that opened the tunnel, so a revocation can end it. */
-  add(stop: (reason: string) => Promise<void>, revocationIds?: readonly string[]): () => void;
+  /**
+   * `revocationIds`: the ids of the token that opened the tunnel, so a revocation can end it; `conn`: the
+   * id of the client connection it came on, so a revoked client certificate can end it.
+   */
+  add(stop: (reason: string) => Promise<void>, revocationIds?: readonly string[], conn?: string): () => void;
   /** Stops accepting and ends every open tunnel; resolves when their close records are written. */
   closeAll(reason: string): Promise<void>;
   /** Ends the open tunnels whose token has a revoked id (a tunnel is decided once, at its start). */
   endRevoked(isRevoked: (ids: readonly string[]) => boolean): Promise<number>;
+  /** Ends the open tunnels that came on these client connections, with `reason`; resolves when their close records are written. */
+  endConnections(conns: ReadonlySet<string>, reason: string): Promise<number>;
 }
 
 export function createTunnelRegistry(): TunnelRegistry {
-  const open = new Map<(reason: string) => Promise<void>, readonly string[]>();
+  const open = new Map<(reason: string) => Promise<void>, { revocationIds: readonly string[]; conn?: string }>();
   let accepting = true;
   return {
     get accepting() {
@@ -59,8 +64,8 @@ export function createTunnelRegistry(): TunnelRegistry {
     get size() {
       return open.size;
     },
-    add(stop, revocationIds = []) {
-      open.set(stop, revocationIds);
+    add(stop, revocationIds = [], conn) {
+      open.set(stop, { revocationIds, ...(conn !== undefined && { conn }) });
       return () => open.delete(stop);
     },
     async closeAll(reason) {
@@ -68,7 +73,12 @@ export function createTunnelRegistry(): TunnelRegistry {
       await Promise.all([...open.keys()].map((stop) => stop(reason)));
     },
     async endRevoked(isRevoked) {
-      const ended = [...open].filter(([, ids]) => ids.length > 0 && isRevoked(ids)).map(([stop]) => stop('token revoked'));
+      const ended = [...open].filter(([, { revocationIds: ids }]) => ids.length > 0 && isRevoked(ids)).map(([stop]) => stop('token revoked'));
+      await Promise.all(ended);
+      return ended.length;
+    },
+    async endConnections(conns, reason) {
+      const ended = [...open].filter(([, { conn }]) => conn !== undefined && conns.has(conn)).map(([stop]) => stop(reason));
       await Promise.all(ended);
       return ended.length;
     },
@@ -191,9 +201,9 @@ export async function admitTunnel(
       let recorded!: () => void;
       const written = new Promise<void>((resolve) => (recorded = resolve));
       const forget = deps.tunnels.add((reason) => {
-        live.stop(reason, reason === 'token revoked' ? 1008 : 1001);
+        live.stop(reason, reason === 'gateway shutting down' ? 1001 : 1008);
         return written;
-      }, admission.decision.revocationIds);
+      }, admission.decision.revocationIds, conn.id);
       // Shutdown began while this one was still reaching its upstream.
       if (!deps.tunnels.accepting) live.stop('gateway shutting down', 1001);
       void live.done.then((result) => {

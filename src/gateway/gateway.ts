@@ -26,6 +26,8 @@ import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { createPublishedServices } from '../upstream/publishedServices.ts';
+import { endExpiredConnections, endRevokedConnections } from '../listener/revokedConnections.ts';
+import type { CertificateRef } from '../tls/clientCrl.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -63,6 +65,9 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     isRevoked: (ids) => ready.isRevoked(ids),
   };
 }
+
+/** How often open connections are checked for a client certificate past its notAfter. */
+const CERTIFICATE_EXPIRY_SWEEP_MS = 10_000;
 
 /** Limits the listener applies when its sockets open; the others are read per request. */
 const LISTENER_LIMITS = ['connections', 'connectionsPerSource', 'maxHeaderBytes', 'handshakeTimeoutSeconds', 'headersTimeoutSeconds', 'requestTimeoutSeconds', 'idleTimeoutSeconds'] as const;
@@ -118,13 +123,20 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
+  // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
+  const openConnections = () => listeners.flatMap((l) => [...l.connections]);
+  const couldNotEnd = (what: string) => (err: unknown) =>
+    audit.write({ event: 'revocation.reload', decision: 'deny', reason: `could not end the connections of ${what} certificates: ${err instanceof Error ? err.message : String(err)}` });
+  const endRevokedCertificates = (isRevoked: (certificate: CertificateRef) => boolean) => void endRevokedConnections(openConnections(), isRevoked, tunnels).catch(couldNotEnd('revoked'));
   try {
     tls = await openTlsMaterial(config.tls, {
       apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
-      onCrlReload: (result) =>
+      onCrlReload: (result) => {
         audit.write(result.ok
           ? { event: 'revocation.reload', decision: 'allow', detail: { crl: result.snapshot.file, lists: result.snapshot.lists.map((l) => ({ ...l, nextUpdate: l.nextUpdate?.toISOString() })) } }
-          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } }),
+          : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every client certificate until the CRL is usable`, detail: { crl: config.tls.crl } });
+        if (result.ok) endRevokedCertificates(result.snapshot.isRevoked);
+      },
     });
     const connectionLimits = createConnectionLimits(config.limits, refusals, metrics);
     for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
@@ -137,6 +149,9 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     throw err;
   }
   const material = tls;
+  // Nor does a connection outlive its certificate: a sweep ends the ones past notAfter (one date comparison each).
+  const expirySweep = setInterval(() => void endExpiredConnections(openConnections(), Date.now(), tunnels).catch(couldNotEnd('expired')), CERTIFICATE_EXPIRY_SWEEP_MS);
+  expirySweep.unref();
   metrics.observeState({ tlsExpiry: () => material.expiry(), auditHealthy: () => audit.healthy });
   readiness = () => ({ configLoaded: true, authorizationWorkers: admission.workers() > 0, auditWritable: audit.healthy, accepting: tunnels.accepting });
   audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, tlsTicketKey: material.ticketKeyId(), ...(metricsServer && { metrics: metricsServer.address }) } });
@@ -155,6 +170,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
           throw err;
         }
         for (const l of listeners) l.setTls(material.settings());
+        const revocationCheck = material.revocationCheck();
+        if (revocationCheck) endRevokedCertificates(revocationCheck);
         const previous = admission;
         admission = nextAdmission;
         await previous.close();
@@ -182,6 +199,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       await material.reloadCrl();
     },
     async close(graceMs = 10_000) {
+      clearInterval(expirySweep);
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
       for (const l of listeners) l.server.closeIdleConnections();
       // Sockets still in (or stuck before) the TLS handshake are owed nothing and would hold close() open.

@@ -16,6 +16,8 @@ export interface ConnectionContext {
   inFlight: number;
   /** Why the connection broke mid-request (malformed body, body timeout): the request's own record says so. */
   brokenBy?: { status: number; reason: string };
+  /** Why the gateway ended the connection on its own (its certificate was revoked): the connection.close record says so. */
+  endedBy?: string;
 }
 
 const contexts = new WeakMap<Socket, ConnectionContext>();

@@ -15,7 +15,7 @@ import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
 import { handleClientError } from './clientErrors.ts';
-import { attachContext, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
+import { attachContext, newConnectionId, rawConnectionOf, sourceOf, type ConnectionContext } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
@@ -134,7 +134,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
       socket.destroy();
       return;
     }
-    const context = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: 0 };
+    const context: ConnectionContext = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: 0 };
     attachContext(socket, context);
     const raw = rawConnectionOf(socket);
     if (raw) raw.authenticated = true;
@@ -150,6 +150,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
         bytesIn: socket.bytesRead,
         bytesOut: socket.bytesWritten,
         durationMs: Math.round(performance.now() - context.openedAt),
+        ...(context.endedBy !== undefined && { reason: context.endedBy }),
         detail: { requests: context.requests },
       });
     });

@@ -148,7 +148,9 @@ export function createPortal(deps: PortalDeps) {
       const { token } = session.check;
       if (next.origin) return send(res, 200, continuePage(token.user, next.origin + next.path, next.origin + next.path), {}, targets);
       const ownExpiry = earliestExpiry(token.blocks.slice(0, -1).map((b) => b.source ?? ''));
-      const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '', published: deps.publishedBy(token.user) });
+      // The cookie's token is the signed-in token plus the gateway's session block: more than two blocks is a loan or an attenuation.
+      const account = token.blocks.length <= 2;
+      const sections = await portalSections({ admission: deps.admission(), auditFile: deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '', published: account ? deps.publishedBy(token.user) : [], account });
       const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date(), sections };
       return send(res, 200, portalPage(view));
     }

@@ -31,6 +31,11 @@ export interface SectionInput {
   hostHeader: string;
   /** What the user publishes right now with `gatehouse publish`. */
   published: readonly PublishedListing[];
+  /**
+   * Whether the session's token is the user's as minted (no block but the gateway's session block). A lent
+   * or attenuated token sees only what it opens, not the account's activity, users or publishers.
+   */
+  account: boolean;
 }
 
 const fill = (template: string, params: Record<string, string>) => template.replace(PARAM, (_, n: string) => params[n] ?? `{${n}}`);
@@ -139,13 +144,17 @@ export async function portalSections(input: SectionInput): Promise<string[]> {
   const routes = input.admission.routes.list();
   const byName = new Map(routes.map((r) => [r.config.name, r] as const));
   const links = await openableLinks(input, routes);
+  const linkSection = `<h2>Services you can open</h2>\n${links.length === 0 ? '<p id="links">None found.</p>' : `<ul id="links">${links.map((l) => `<li><a href="${escapeHtml(l)}">${escapeHtml(l)}</a></li>`).join('')}</ul>`}`;
+  if (!input.account) {
+    return [linkSection, `<p id="lent">Signed in with a lent or attenuated token of ${escapeHtml(input.user)}: the account's activity, who used its services and what it publishes are shown only with the token as minted.</p>`];
+  }
   const records = (await auditTail(input.auditFile)).records as Timed[];
   const mine = records.filter((r) => r.token?.user === input.user).slice(-20).reverse();
   const usedByOthers = records.filter((r) => (r.event === 'request' || r.event === 'tunnel.open') && r.token?.user !== input.user && ownedBy(r, byName, input.user)).slice(-20).reverse();
   const publishedRows = input.published.map((p) => [p.service, p.publisher, p.fingerprint, String(p.streamsOpen), String(p.streamsServed)]);
   return [
     `<h2>Services you publish</h2>\n${table('published', ['service', 'publisher connection', 'publisher certificate', 'streams open', 'streams served'], publishedRows)}`,
-    `<h2>Services you can open</h2>\n${links.length === 0 ? '<p id="links">None found.</p>' : `<ul id="links">${links.map((l) => `<li><a href="${escapeHtml(l)}">${escapeHtml(l)}</a></li>`).join('')}</ul>`}`,
+    linkSection,
     `<h2>Your recent activity</h2>\n${table('activity', ['time', 'event', 'route', 'path', 'decision', 'status', 'auth'], mine.map((r) => [r.time ?? '', r.event, r.route ?? '', r.path ?? r.target ?? '', r.decision ?? '', String(r.status ?? ''), r.auth ?? '']))}`,
     `<h2>Who used your services</h2>\n${table('used-by', ['time', 'user', 'certificate', 'token blocks', 'route', 'path', 'decision', 'status'], usedByOthers.map((r) => [r.time ?? '', r.token?.user ?? '', `${r.client?.cn ?? ''} ${r.client?.fingerprint ?? ''}`, String(r.token?.revocationIds?.length ?? ''), r.route ?? '', r.path ?? '', r.decision ?? '', String(r.status ?? '')]))}`,
   ];

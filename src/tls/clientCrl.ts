@@ -18,6 +18,19 @@ export interface CrlSnapshot {
   lists: CrlSummary[];
   /** The earliest nextUpdate of the lists: the whole file is due by then. */
   nextUpdate?: Date;
+  /**
+   * Whether a certificate is on one of the lists: its issuer's list names its serial. The handshake
+   * checks new connections; this is for the ones opened before the list changed.
+   */
+  isRevoked(certificate: CertificateRef): boolean;
+}
+
+/** What `isRevoked` reads of a certificate (Node's X509Certificate has both). */
+export interface CertificateRef {
+  /** DER. */
+  raw: Uint8Array;
+  /** Hex, any case, leading zeros or not. */
+  serialNumber: string;
 }
 
 export type CrlLoad = { ok: true; snapshot: CrlSnapshot } | { ok: false; code: 'unreadable' | 'invalid' | 'unsigned'; reason: string };
@@ -29,6 +42,28 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 function opensslPem(der: ArrayBuffer): string {
   const base64 = Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n');
   return `-----BEGIN X509 CRL-----\n${base64.replace(/\n$/, '')}\n-----END X509 CRL-----\n`;
+}
+
+function serialKey(hex: string): string {
+  return hex.toLowerCase().replace(/^0+(?=.)/, '');
+}
+
+/** `isRevoked` of a snapshot: revoked serials (lowercase hex, no leading zeros) by issuer name. */
+function revokedBy(revokedSerials: ReadonlyMap<string, ReadonlySet<string>>): (certificate: CertificateRef) => boolean {
+  const anyIssuer = new Set([...revokedSerials.values()].flatMap((serials) => [...serials]));
+  return (certificate) => {
+    // Runs for every open connection at each reload: the serial alone clears almost all of them unparsed.
+    const serial = serialKey(certificate.serialNumber);
+    if (!anyIssuer.has(serial)) return false;
+    let cert: x509.X509Certificate;
+    try {
+      cert = new x509.X509Certificate(certificate.raw);
+    } catch {
+      // A certificate the handshake accepted but this library cannot read: it cannot be cleared either.
+      return true;
+    }
+    return revokedSerials.get(cert.issuer)?.has(serial) ?? false;
+  };
 }
 
 /** Reads `file` and checks every CRL in it against the client CA bundle (PEM text). */
@@ -58,9 +93,15 @@ export async function loadCrlFile(file: string, clientCaPem: string): Promise<Cr
     }
     if (!signed) return { ok: false, code: 'unsigned', reason: `${file}: the CRL of "${crl.issuer}" is not signed by any certificate in tls.clientCa` };
   }
+  const revokedSerials = new Map<string, Set<string>>();
+  for (const crl of crls) {
+    const serials = revokedSerials.get(crl.issuer) ?? new Set<string>();
+    for (const entry of crl.entries) serials.add(serialKey(entry.serialNumber));
+    revokedSerials.set(crl.issuer, serials);
+  }
   const lists = crls.map((crl) => ({ issuer: crl.issuer, ...(crl.nextUpdate && { nextUpdate: crl.nextUpdate }), revoked: crl.entries.length }));
   const nextUpdate = lists.reduce<Date | undefined>((min, l) => (l.nextUpdate && (!min || l.nextUpdate < min) ? l.nextUpdate : min), undefined);
-  return { ok: true, snapshot: { file, pem: crls.map((crl) => opensslPem(crl.rawData)), lists, ...(nextUpdate && { nextUpdate }) } };
+  return { ok: true, snapshot: { file, pem: crls.map((crl) => opensslPem(crl.rawData)), lists, ...(nextUpdate && { nextUpdate }), isRevoked: revokedBy(revokedSerials) } };
 }
 
 /**

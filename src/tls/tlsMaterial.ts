@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { GatewayConfig } from '../config/schema.ts';
 import type { TlsSettings } from '../listener/tlsListener.ts';
-import type { CrlLoad, CrlSnapshot } from './clientCrl.ts';
+import type { CertificateRef, CrlLoad, CrlSnapshot } from './clientCrl.ts';
 import { processTicketKey, readTicketKeyFile, sessionContextOf } from './ticketKeys.ts';
 
 type TlsConfig = GatewayConfig['tls'];
@@ -27,6 +27,8 @@ export interface TlsMaterial {
   reload(next: TlsConfig): Promise<void>;
   /** Re-reads the CRL now (SIGHUP). */
   reloadCrl(): Promise<void>;
+  /** The current CRL's check of a client certificate; undefined without `tls.crl`. */
+  revocationCheck(): ((certificate: CertificateRef) => boolean) | undefined;
   close(): void;
 }
 
@@ -141,6 +143,7 @@ export async function openTlsMaterial(config: TlsConfig, options: TlsMaterialOpt
       await watch();
     },
     reloadCrl: readCrlNow,
+    revocationCheck: () => crl?.isRevoked,
     close: () => stopWatching?.(),
   };
 }

@@ -4,6 +4,7 @@
 import type { PrivateKey, PublicKey } from '@biscuit-auth/biscuit-wasm';
 import { biscuit, biscuitErrorText, datalogParameters } from './biscuitModule.ts';
 import { parseToken } from './parseToken.ts';
+import { ANY_SERVICE, publishGrantCode } from './publishRight.ts';
 import { hasRestriction, restrictionChecks, type Restrictions } from './restrictions.ts';
 import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
 
@@ -17,13 +18,18 @@ export interface AttenuateOptions extends Omit<Restrictions, 'delegationKey' | '
    * third-party block signed by it, and its client binding (required) hands the token to that client.
    */
   delegationPrivateKey?: PrivateKey;
+  /**
+   * Pass the right to publish on (`publish_right("*")` in the block). Without it, or `publishServices`
+   * (which grants those services), the attenuated token cannot publish: a loan does not carry the right.
+   */
+  allowPublish?: boolean;
   /** The time a TTL counts from; default now. */
   now?: Date;
 }
 
 /** Returns the attenuated token as base64url text. */
 export function attenuateToken(options: AttenuateOptions): TokenResult<string> {
-  const { token: text, publicKey, delegationPrivateKey, now, ...restrictions } = options;
+  const { token: text, publicKey, delegationPrivateKey, now, allowPublish, ...restrictions } = options;
   if (!hasRestriction(restrictions)) {
     return fail('invalid-input', 'nothing to attenuate: give at least one of a TTL, routes, methods, a path prefix, services to publish or a client binding');
   }
@@ -33,12 +39,17 @@ export function attenuateToken(options: AttenuateOptions): TokenResult<string> {
   }
   const checks = restrictionChecks({ ...restrictions, ...(delegating && { delegate: true }) }, now ?? new Date());
   if (!checks.ok) return passOn(checks);
+  // Publishing services is granting them again in this block; --allow-publish passes on whatever the earlier blocks grant.
+  const granted = restrictions.publishServices ?? (allowPublish ? [ANY_SERVICE] : undefined);
+  const grant = granted === undefined ? undefined : publishGrantCode(granted);
+  if (grant && !grant.ok) return passOn(grant);
   const parsed = parseToken(text, publicKey);
   if (!parsed.ok) return passOn(parsed);
   const token = parsed.value;
   try {
     const block = delegating ? new biscuit.BlockBuilder() : biscuit.Biscuit.block_builder();
     block.addCodeWithParameters(checks.value.code, datalogParameters(checks.value.parameters), {});
+    if (grant) block.addCodeWithParameters(grant.value.code, datalogParameters(grant.value.parameters), {});
     let attenuated;
     if (delegationPrivateKey !== undefined) {
       const pair = biscuit.KeyPair.fromPrivateKey(delegationPrivateKey);

@@ -2,6 +2,7 @@
 // (the --json form is the TokenInspection object itself).
 import type { TokenInspection } from './inspectToken.ts';
 import { displayDatalog, displaySafe } from '../cli/displayText.ts';
+import { publishableServices } from './publishRight.ts';
 
 function indent(text: string, prefix: string): string {
   return text
@@ -18,6 +19,8 @@ export function formatInspection(inspection: TokenInspection): string {
     out.push(`user:      ${displaySafe(inspection.user ?? '(none)')}`);
     out.push(`groups:    ${inspection.groups.length > 0 ? displaySafe(inspection.groups.join(', ')) : '(none)'}`);
     out.push(`expires:   ${displaySafe(inspection.expiresAt ?? '(no expiry check found)')}`);
+    const publishable = publishableServices(inspection.blocks.map((b) => b.source ?? ''));
+    out.push(`publish:   ${publishable.length === 0 ? 'no (no right to publish, or a block does not pass it on)' : displaySafe(publishable.join(', ').replace(/^\*$/, 'any service'))}`);
   }
   out.push(`blocks:    ${inspection.blocks.length}`);
   for (const block of inspection.blocks) {

@@ -5,6 +5,7 @@ import { biscuit, biscuitErrorText, datalogParameters } from './biscuitModule.ts
 import { defaultTtlSeconds } from './duration.ts';
 import { parsePublicKey } from './keyFiles.ts';
 import { validGroup, validUser } from './names.ts';
+import { publishGrantCode } from './publishRight.ts';
 import { restrictionChecks, type DatalogParameter } from './restrictions.ts';
 import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
 
@@ -25,6 +26,11 @@ export interface MintOptions {
    * its private key may name another client certificate (`gatehouse token attenuate --delegation-key`).
    */
   delegationKey?: string;
+  /**
+   * The right to publish with `gatehouse publish`: these services, or `["*"]` for any (`publish_right(...)`
+   * facts). Absent = the token cannot publish. A later block passes the right on only by granting it again.
+   */
+  publish?: string[];
   /** The minting time the expiry counts from; default now. */
   now?: Date;
 }
@@ -42,6 +48,13 @@ export function authorityCode(options: MintOptions): TokenResult<{ code: string;
     lines.push(`group({group_${index}});`);
     parameters[`group_${index}`] = group.value;
   }
+  let grants: Record<string, DatalogParameter> = {};
+  if (options.publish !== undefined) {
+    const grant = publishGrantCode(options.publish);
+    if (!grant.ok) return passOn(grant);
+    lines.push(grant.value.code);
+    grants = grant.value.parameters;
+  }
   const checks = restrictionChecks(
     {
       ttlSeconds: options.ttlSeconds ?? defaultTtlSeconds,
@@ -53,7 +66,7 @@ export function authorityCode(options: MintOptions): TokenResult<{ code: string;
     options.now ?? new Date(),
   );
   if (!checks.ok) return passOn(checks);
-  return ok({ code: [...lines, checks.value.code].join('\n'), parameters: { ...parameters, ...checks.value.parameters }, scope: checks.value.scope });
+  return ok({ code: [...lines, checks.value.code].join('\n'), parameters: { ...parameters, ...grants, ...checks.value.parameters }, scope: checks.value.scope });
 }
 
 /**

@@ -28,7 +28,8 @@ export function cleanEnv(home: string, extra: Record<string, string> = {}): Node
 /** Writes a token for `user` (valid one hour) to `file`, mode 0600, and returns the file. */
 export function writeToken(h: Harness, file: string, user: string, extra = ''): string {
   mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, mintRaw(h.rootKey.privateKey, `user("${user}"); check if time($t), $t <= ${inOneHour()}; ${extra}`) + '\n', { mode: 0o600 });
+  // The right to publish any service (token mint --publish): the tests that publish use these tokens too.
+  writeFileSync(file, mintRaw(h.rootKey.privateKey, `user("${user}"); publish_right("*"); check if time($t), $t <= ${inOneHour()}; ${extra}`) + '\n', { mode: 0o600 });
   return file;
 }
 
