@@ -6,7 +6,7 @@ import type { ReloadResult, RequestAuthorizerOptions } from './requestAuthorizer
 
 export function authorizerOptions(
   authz: AuthzConfig,
-  hooks: { onRevocationReload?: (result: ReloadResult) => void; observer?: AuthzObserver } = {},
+  hooks: { onRevocationReload?: (result: ReloadResult) => void; observer?: AuthzObserver; chargeEngine?: (fingerprint: string, ms: number) => void } = {},
 ): RequestAuthorizerOptions {
   return {
     rootKeyFile: authz.rootKey,

@@ -18,7 +18,8 @@ import { createHandoffCodes } from '../session/handoffCodes.ts';
 import { nextTarget, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
 import { fromOwnOrigin } from '../session/requestCredential.ts';
 import { clearSessionCookie, DEFAULT_SESSION_SECONDS, readSessionCookie, setSessionCookie } from '../session/sessionCookie.ts';
-import { mintSessionToken, sessionExpiry, verifyForCertificate, type TokenCheck } from '../session/sessionToken.ts';
+import { sessionExpiry, type TokenCheck } from '../session/sessionToken.ts';
+import type { SessionTokens } from '../authz/types.ts';
 import { earliestExpiry } from '../token/inspectToken.ts';
 import { continuePage, landingPage, messagePage, pageHeaders, portalPage, signInPage } from './portalPages.ts';
 import { portalSections } from './portalSections.ts';
@@ -40,6 +41,8 @@ export interface PortalDeps {
   rootKey: RootKeySource;
   /** Whether any of these revocation ids is revoked, per the list as last loaded. */
   isRevoked: (ids: readonly string[]) => boolean;
+  /** Verifying and minting session tokens, done by the authorization workers (never biscuit-wasm in this thread). */
+  sessions: () => SessionTokens;
   /** Routes and authorizer, for `next` checks and the portal's dry runs. */
   admission: () => AdmissionContext;
   auditFile: () => string;
@@ -79,8 +82,8 @@ const VERIFIED_TTL_MS = 60_000;
 
 export function createPortal(deps: PortalDeps) {
   const codes = createHandoffCodes();
-  // Verifying a token in this thread costs biscuit-wasm memory that is never returned: a session is
-  // verified once a minute at most (per certificate), not on every page view.
+  // Verifying a token costs a worker's time (and biscuit-wasm memory, returned when the worker is
+  // replaced): a session is verified once a minute at most (per certificate), not on every page view.
   const verified = new LRUCache<string, Extract<TokenCheck, { ok: true }>>({ max: 2048, ttl: VERIFIED_TTL_MS });
   const sessionSeconds = () => deps.browser()?.sessionSeconds ?? DEFAULT_SESSION_SECONDS;
 
@@ -103,7 +106,7 @@ export function createPortal(deps: PortalDeps) {
   }
 
   /** The signed-in session of this request, if its cookie verifies for this certificate now. */
-  function currentSession(req: IncomingMessage, conn: ConnectionContext): { check: TokenCheck; cookie: string } | undefined {
+  async function currentSession(req: IncomingMessage, conn: ConnectionContext): Promise<{ check: TokenCheck; cookie: string } | undefined> {
     const cookie = readSessionCookie(req.headers.cookie, deps.limits().maxTokenBytes);
     if (cookie.kind !== 'token') return undefined;
     const key = deps.rootKey.current();
@@ -111,18 +114,18 @@ export function createPortal(deps: PortalDeps) {
     const cacheKey = `${conn.identity.fingerprint} ${cookie.token}`;
     const known = verified.get(cacheKey);
     if (known && !deps.isRevoked(known.token.revocationIds) && (known.token.expiresAt?.getTime() ?? Infinity) > Date.now()) return { cookie: cookie.token, check: known };
-    const check = verifyForCertificate(cookie.token, key.key, conn.identity, conn.sourceIp, deps.isRevoked);
+    const check = await deps.sessions().verify(cookie.token, conn.identity, conn.sourceIp);
     if (check.ok) verified.set(cacheKey, check);
     else verified.delete(cacheKey);
     return { cookie: cookie.token, check };
   }
 
   /** Issues a code that hands a session for `origin` to the browser, and the URL that redeems it there. */
-  function handoff(conn: ConnectionContext, tokenText: string, user: string, revocationIds: string[], endsAt: Date, origin: string, next: string): { ok: true; location: string } | { ok: false; reason: string } {
+  async function handoff(conn: ConnectionContext, tokenText: string, user: string, revocationIds: string[], endsAt: Date, origin: string, next: string): Promise<{ ok: true; location: string } | { ok: false; reason: string }> {
     const key = deps.rootKey.current();
     if (!key.ok) return key;
     const url = new URL(origin);
-    const minted = mintSessionToken(tokenText, key.key, conn.identity.fingerprint, endsAt, url.hostname.toLowerCase());
+    const minted = await deps.sessions().mint(tokenText, conn.identity.fingerprint, endsAt, url.hostname.toLowerCase());
     if (!minted.ok) return minted;
     const code = codes.issue({ token: minted.token, maxAgeSeconds: Math.floor((endsAt.getTime() - Date.now()) / 1000), fingerprint: conn.identity.fingerprint, host: url.host.toLowerCase(), next, user, revocationIds });
     return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${code}` };
@@ -138,7 +141,7 @@ export function createPortal(deps: PortalDeps) {
       const port = portOf(req.headers.host);
       return send(res, 303, '', { location: `https://${portalHost}${port === '443' ? '' : `:${port}`}${PORTAL_PATH}?next=${encodeURIComponent(target)}` });
     }
-    const session = currentSession(req, conn);
+    const session = await currentSession(req, conn);
     const next = readNext(req, url.searchParams.get('next'));
     const targets = next.ok && next.origin ? [next.origin] : [];
     if (session?.check.ok) {
@@ -170,17 +173,17 @@ export function createPortal(deps: PortalDeps) {
     if (text.length > deps.limits().maxTokenBytes) return refuse(413, 'token too large', `token is ${text.length} bytes, over limits.maxTokenBytes`);
     const key = deps.rootKey.current();
     if (!key.ok) return refuse(503, 'gateway unavailable', key.reason);
-    const checked = verifyForCertificate(text, key.key, conn.identity, conn.sourceIp, deps.isRevoked);
+    const checked = await deps.sessions().verify(text, conn.identity, conn.sourceIp);
     if (!checked.ok) {
       return refuse(checked.status, checked.clientReason, checked.reason, { token: { ...(checked.user !== undefined && { user: checked.user }), ...(checked.revocationIds && { revocationIds: checked.revocationIds }) } });
     }
     const { token } = checked;
     const endsAt = sessionExpiry(token, sessionSeconds());
-    const minted = mintSessionToken(text, key.key, conn.identity.fingerprint, endsAt);
+    const minted = await deps.sessions().mint(text, conn.identity.fingerprint, endsAt);
     if (!minted.ok) return refuse(503, 'cannot start a session', minted.reason);
     let location = next.path;
     if (next.origin !== undefined) {
-      const handed = handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
+      const handed = await handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
       if (!handed.ok) return refuse(503, 'cannot start a session', handed.reason);
       location = handed.location;
     }
@@ -204,12 +207,12 @@ export function createPortal(deps: PortalDeps) {
     const form = await readForm(req, 8192);
     const next = readNext(req, form?.get('next'));
     if (!next.ok || next.origin === undefined) return refuse(400, 'That page is not served by this gateway.', next.ok ? 'hand-off without another origin' : next.reason);
-    const session = currentSession(req, conn);
+    const session = await currentSession(req, conn);
     if (!session) return refuse(401, 'Sign in first.', 'no session');
     if (!session.check.ok) return refuse(401, 'Sign in first.', session.check.reason);
     const { token } = session.check;
     const endsAt = token.expiresAt ?? new Date(Date.now() + sessionSeconds() * 1000);
-    const handed = handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
+    const handed = await handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
     if (!handed.ok) return refuse(503, 'Cannot hand the session over now.', handed.reason);
     res.writeHead(303, { ...pageHeaders(), location: handed.location, 'content-length': '0' }).end();
   }
@@ -227,12 +230,12 @@ export function createPortal(deps: PortalDeps) {
     send(res, 200, landingPage(h.next), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
   }
 
-  function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): void {
+  async function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
     if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) {
       record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'deny', status: 403, reason: `sign-out posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}` });
       return send(res, 403, messagePage('Not signed out', 'The sign-out form was posted from another site.'));
     }
-    const session = currentSession(req, conn);
+    const session = await currentSession(req, conn);
     const token = session?.check.ok ? { user: session.check.token.user, revocationIds: session.check.token.revocationIds } : undefined;
     record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'allow', status: 303, ...(token && { token }), reason: session ? 'signed out' : 'no session to end' });
     req.resume();
