@@ -25,8 +25,6 @@ interface Party<J extends FairItem> {
   running: number;
 }
 
-/** What a party's first call is expected to cost before anything is known about it (ms). */
-const initialEstimateMs = 0.5;
 /** Weight of the newest cost in a party's moving average. */
 const estimateWeight = 0.3;
 
@@ -42,13 +40,16 @@ export class FairQueue<J extends FairItem> {
   readonly #estimates = new LRUCache<string, number>({ max: rememberedEstimates });
   readonly #perParty: number;
   readonly #total: number;
+  /** What a party's first call is expected to cost before anything is known about it (ms). */
+  readonly #initialEstimateMs: number;
   #size = 0;
   /** The virtual time: the highest `used` a party had when one of its items was taken. */
   #now = 0;
 
-  constructor(limits: { perParty: number; total: number }) {
+  constructor(limits: { perParty: number; total: number; initialEstimateMs: number }) {
     this.#perParty = limits.perParty;
     this.#total = limits.total;
+    this.#initialEstimateMs = limits.initialEstimateMs;
   }
 
   get size(): number {
@@ -79,10 +80,13 @@ export class FairQueue<J extends FairItem> {
     }
   }
 
-  /** The next item to run: the head of the backlogged party that has used the least engine time. */
-  take(): J | undefined {
+  /**
+   * The next item to run: the head of the backlogged party that has used the least engine time; with
+   * `under`, only of a party whose calls are expected to cost less than that many ms.
+   */
+  take(under = Infinity): J | undefined {
     let best: Party<J> | undefined;
-    for (const party of this.#backlogged) if (best === undefined || party.used < best.used) best = party;
+    for (const party of this.#backlogged) if (party.estimate < under && (best === undefined || party.used < best.used)) best = party;
     if (best === undefined) return undefined;
     const item = best.waiting.shift() as J;
     if (best.waiting.length === 0) this.#backlogged.delete(best);
@@ -96,7 +100,7 @@ export class FairQueue<J extends FairItem> {
 
   /** What the next call of `party` is expected to cost (ms). */
   estimateOf(party: string): number {
-    return this.#parties.get(party)?.estimate ?? this.#estimates.get(party) ?? initialEstimateMs;
+    return this.#parties.get(party)?.estimate ?? this.#estimates.get(party) ?? this.#initialEstimateMs;
   }
 
   /** A taken item ended after `engineMs` of engine time: its party is charged the difference from its estimate. */
@@ -122,7 +126,7 @@ export class FairQueue<J extends FairItem> {
   #party(name: string): Party<J> {
     let party = this.#parties.get(name);
     if (party === undefined) {
-      party = { name, waiting: [], used: this.#now, estimate: this.#estimates.get(name) ?? initialEstimateMs, running: 0 };
+      party = { name, waiting: [], used: this.#now, estimate: this.#estimates.get(name) ?? this.#initialEstimateMs, running: 0 };
       this.#parties.set(name, party);
     }
     return party;

@@ -7,7 +7,7 @@ import { engineLimits } from './evaluateToken.ts';
 import { parsePublicKey, readRootKey } from './rootKey.ts';
 import { noRevocations, watchRevocationList, type ReloadResult, type RevocationState } from './revocationState.ts';
 import { createSessionTokens } from './sessionTokens.ts';
-import type { Decision, RequestAuthorizer, RequestFacts, RoutePolicy, SessionTokens } from './types.ts';
+import type { Decision, EngineBudget, RequestAuthorizer, RequestFacts, RoutePolicy, SessionTokens } from './types.ts';
 import { createEnginePool, type EnginePool, type PoolStats } from './workerPool.ts';
 import { readTokenEnvelope } from '../token/tokenEnvelope.ts';
 import { revokedDecision, type Denial } from './revokedDecision.ts';
@@ -37,8 +37,8 @@ export interface RequestAuthorizerOptions {
   /** Told about every revocation list reload (watcher or reloadRevocations), for the audit log. */
   onRevocationReload?: (result: ReloadResult) => void;
   workers?: { count?: number; recycleAfterMB?: number; recycleAfterAuthorizations?: number; queuePerIdentity?: number };
-  /** Told the engine time (ms) each call cost, by client certificate fingerprint: the identity's engine budget. */
-  chargeEngine?: (fingerprint: string, ms: number) => void;
+  /** Engine time per client certificate (limits.engineMsPerSecond): charged per call, a spent one refuses (429). */
+  engineBudget?: EngineBudget;
   cache?: Partial<CacheSettings>;
   observer?: AuthzObserver;
 }
@@ -113,7 +113,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       recycleAfterBytes: (workers.recycleAfterMB ?? 24) * 1024 * 1024,
       ...(workers.recycleAfterAuthorizations !== undefined && { recycleAfterAuthorizations: workers.recycleAfterAuthorizations }),
       ...(workers.queuePerIdentity !== undefined && { queuePerParty: workers.queuePerIdentity }),
-      ...(options.chargeEngine && { onEngineTime: options.chargeEngine }),
+      ...(options.engineBudget && { budget: options.engineBudget }),
       observer,
     });
   } catch (error) {
@@ -132,7 +132,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     // Queued and charged per client certificate: one certificate's expensive tokens wait behind each other.
     const outcome = await engine.run({ party: facts.client.fingerprint, token, route, facts, wantInfo: entry === undefined, deadlineMs });
     if (outcome.kind === 'busy') {
-      return { decision: { allow: false, status: 429, clientReason: 'too many authorizations waiting', reason: `route ${route.name}: ${outcome.reason}` }, entry };
+      return { decision: { allow: false, status: 429, clientReason: 'too many requests', reason: `route ${route.name}: ${outcome.reason}` }, entry };
     }
     if (outcome.kind === 'unavailable') {
       return { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: `route ${route.name}: ${outcome.reason}` }, entry };

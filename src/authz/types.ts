@@ -80,6 +80,16 @@ export interface RequestAuthorizer {
 }
 
 /**
+ * Authorization engine time per client certificate: charged after each call, checked before one is
+ * queued (the gateway keeps it with the other per-identity limits, across reloads).
+ */
+export interface EngineBudget {
+  charge(fingerprint: string, ms: number): void;
+  /** Why this certificate may not use the engine now (its budget is spent), or undefined. */
+  refusal(fingerprint: string): string | undefined;
+}
+
+/**
  * Browser sign-in's token work, done by the authorization workers (biscuit-wasm memory used in the
  * main thread is never returned), queued and charged to the certificate like an authorization.
  */

@@ -14,6 +14,7 @@ import type { EngineCall, EngineFailure, EngineOutcome, EngineWorkerInit, FromWo
 
 export type { EngineCall, EngineOutcome, ReplaceReason, SessionCall, SessionOutcome } from './workerProtocol.ts';
 import { FairQueue } from './fairQueue.ts';
+import type { EngineBudget } from './types.ts';
 import { authorizeJob, sessionJob } from './poolCalls.ts';
 import { sharedWasmModule } from './sharedWasm.ts';
 import { probeOverdue, spawnHandle, workerUrl, type Handle, type Job, type WorkerAnswer } from './workerHandle.ts';
@@ -31,10 +32,12 @@ export interface PoolOptions {
   maxInflightPerWorker?: number;
   /** A call that finds no worker for this long is refused (503). */
   queueTimeoutMs?: number;
-  /** Calls of one party that may wait; more are refused at once (default 64). */
+  /** Calls of one party that may wait; more are refused (default 64). */
   queuePerParty?: number;
-  /** Told the engine time (ms) of every call that ran, by party: the caller's cost budget. */
-  onEngineTime?: (party: string, ms: number) => void;
+  /** Each party's engine time: charged after every call that ran, and a spent budget refuses new calls. */
+  budget?: EngineBudget;
+  /** A refused call (queue full, budget spent) is answered this much later (ms, default 1000): see enqueue(). */
+  refusalHoldMs?: number;
   observer?: PoolObserver;
 }
 
@@ -50,6 +53,10 @@ const fallbackRecycleCount = 2000;
  * less than this (ms): cheap calls overlap their message round trips, an expensive one blocks nobody's next.
  */
 const pipelineMs = 2;
+/** A call expected to take this long (ms) or more is expensive: see expensiveLanesFull(). A party's first calls are expected to take pipelineMs. */
+const expensiveMs = 5;
+/** A refused call is answered this much later by default: as long as a refusal under the per-identity limits is held. */
+const defaultRefusalHoldMs = 1000;
 /** Calls that may wait, all parties together. */
 const queueTotal = 10_000;
 
@@ -88,7 +95,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
   const [wasmModule, prepared] = await Promise.all([sharedWasmModule(), workerSources(workerUrl)]);
   const slots: Slot[] = Array.from({ length: count }, () => ({ failures: 0 }));
   const retiring = new Set<Handle>();
-  const waiting = new FairQueue<Job>({ perParty: options.queuePerParty ?? 64, total: queueTotal });
+  const waiting = new FairQueue<Job>({ perParty: options.queuePerParty ?? 64, total: queueTotal, initialEstimateMs: pipelineMs });
   let nextId = 1;
   let replacements = 0;
   let pending = 0;
@@ -108,7 +115,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
     }
     if (engineMs !== undefined) {
       waiting.finish(job, engineMs);
-      options.onEngineTime?.(job.party, engineMs);
+      options.budget?.charge(job.party, engineMs);
     }
     end();
   }
@@ -260,11 +267,21 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
     return best;
   }
 
+  /**
+   * Workers running an expensive call (expected to take expensiveMs or more). They may fill all workers
+   * but one: a cheap call never waits for someone's expensive one to end, whatever the load.
+   */
+  function expensiveLanesFull(): boolean {
+    const ready = slots.filter((s) => s.active?.state === 'active').length;
+    const busy = slots.filter((s) => s.active?.sent.some((job) => (job.charged ?? 0) >= expensiveMs)).length;
+    return busy >= Math.max(1, ready - 1);
+  }
+
   function dispatch(): void {
     while (waiting.size > 0) {
       const handle = pick();
       if (!handle) return;
-      const job = waiting.take();
+      const job = waiting.take(expensiveLanesFull() ? expensiveMs : Infinity);
       if (!job) return;
       handle.sent.push(job);
       if (handle.sent.length === 1) handle.headStartedAt = performance.now();
@@ -313,11 +330,19 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
   });
   onReady = undefined;
 
-  /** Queues a call for its party, or fails it at once when the pool is closed or the party's queue is full. */
+  /**
+   * Queues a call for its party, or refuses it. A party's refusal is answered only after refusalHoldMs:
+   * answered at once, a client that re-sends at once would turn each refusal into main-thread work and
+   * take the gateway from everyone else; held, it can send no faster than its connections allow.
+   */
   function enqueue(job: Job): void {
     if (closed) return job.fail({ kind: 'unavailable', reason: 'the authorizer was replaced (configuration reloaded)' });
-    const queued = waiting.push(job);
-    if (!queued.ok) return job.fail({ kind: 'busy', reason: queued.reason });
+    const spent = options.budget?.refusal(job.party);
+    const queued = spent === undefined ? waiting.push(job) : { ok: false as const, reason: spent };
+    if (!queued.ok) {
+      setTimeout(() => job.fail({ kind: 'busy', reason: queued.reason }), options.refusalHoldMs ?? defaultRefusalHoldMs).unref();
+      return;
+    }
     pending += 1;
     if (pending === 1) watchdog ??= setInterval(checkDeadlines, 5);
     dispatch();

@@ -10,7 +10,7 @@ import { admitRequest, type AdmissionContext } from '../admission/admitRequest.t
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { requestCredential, sessionOriginCheck } from '../session/requestCredential.ts';
 import { signInRedirect } from '../session/signInRedirect.ts';
-import type { IdentityLimits } from '../admission/identityLimits.ts';
+import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { createRejectLimiter } from '../listener/rejectLimiter.ts';
@@ -70,6 +70,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     // The rate is per certificate and checked before the token: a flood of bad tokens costs one bucket.
     const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
     if (!rate.ok) {
+      await holdRefusal(rate);
       refuse(res, 429, 'too many requests', { 'retry-after': rate.retryAfterSeconds });
       // Refusals under a limit are recorded at a bounded rate, so they cannot fill the audit disk.
       const record = limitRecords.admit(conn.identity.fingerprint);

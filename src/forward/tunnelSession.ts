@@ -10,7 +10,7 @@ import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { requestCredential, sessionOriginCheck, type CredentialSource } from '../session/requestCredential.ts';
-import type { IdentityLimits } from '../admission/identityLimits.ts';
+import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import { createRejectLimiter } from '../listener/rejectLimiter.ts';
@@ -151,7 +151,7 @@ export async function admitTunnel(
   const ctx = deps.admission();
   // Opening a tunnel is a request too: it spends the certificate's request rate.
   const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-  if (!rate.ok) return denyLimited(rate.retryAfterSeconds, rate.reason, conn.identity.fingerprint);
+  if (!rate.ok) return holdRefusal(rate).then(() => denyLimited(rate.retryAfterSeconds, rate.reason, conn.identity.fingerprint));
   const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, tokenHeaders);
   if (credential.auth) base.auth = credential.auth;
   if (credential.kind === 'invalid') return deny(401, credential.clientReason, { reason: credential.reason });

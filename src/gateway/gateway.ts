@@ -49,8 +49,8 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     const current = authorizer;
     if (result.ok && current) void tunnels.endRevoked((ids) => current.isRevoked(ids));
   };
-  const chargeEngine = (fingerprint: string, ms: number) => identityLimits.chargeEngine(fingerprint, ms);
-  authorizer = await createRequestAuthorizer(authorizerOptions(config.authz, { observer: metrics.authz, onRevocationReload, chargeEngine }));
+  const engineBudget = { charge: (fingerprint: string, ms: number) => identityLimits.chargeEngine(fingerprint, ms), refusal: (fingerprint: string) => identityLimits.engineRefusal(fingerprint) };
+  authorizer = await createRequestAuthorizer(authorizerOptions(config.authz, { observer: metrics.authz, onRevocationReload, engineBudget }));
   const ready = authorizer;
   return {
     routes: new RouteTable(config.routes, config.authz.limits),

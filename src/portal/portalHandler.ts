@@ -6,7 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
-import type { IdentityLimits } from '../admission/identityLimits.ts';
+import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
@@ -251,6 +251,7 @@ export function createPortal(deps: PortalDeps) {
     const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
     if (!rate.ok) {
       req.resume();
+      await holdRefusal(rate);
       return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
     }
     const url = new URL(req.url ?? '/', 'https://gateway.invalid');
