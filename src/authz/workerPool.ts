@@ -16,6 +16,7 @@ export type { EngineCall, EngineOutcome, ReplaceReason, SessionCall, SessionOutc
 import { FairQueue } from './fairQueue.ts';
 import type { EngineBudget } from './types.ts';
 import { authorizeJob, sessionJob } from './poolCalls.ts';
+import { expensiveLanesFull, expensiveMs, pickWorker, pipelineMs } from './poolScheduling.ts';
 import { sharedWasmModule } from './sharedWasm.ts';
 import { probeOverdue, spawnHandle, workerUrl, type Handle, type Job, type WorkerAnswer } from './workerHandle.ts';
 import { workerSources } from './workerSources.ts';
@@ -48,13 +49,6 @@ export interface PoolObserver {
 
 /** Without a readable memory size, replace a worker after this many calls (~12-20 KB leaked each). */
 const fallbackRecycleCount = 2000;
-/**
- * A worker is sent a call while another is still running only if the calls it holds are expected to take
- * less than this (ms): cheap calls overlap their message round trips, an expensive one blocks nobody's next.
- */
-const pipelineMs = 2;
-/** A call expected to take this long (ms) or more is expensive: see expensiveLanesFull(). A party's first calls are expected to take pipelineMs. */
-const expensiveMs = 5;
 /** A refused call is answered this much later by default: as long as a refusal under the per-identity limits is held. */
 const defaultRefusalHoldMs = 1000;
 /** Calls that may wait, all parties together. */
@@ -247,41 +241,12 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
     kill(handle, 'crash', running ? { kind: 'unavailable', reason: 'the authorization worker stopped unexpectedly' } : undefined);
   }
 
-  /** Engine ms the calls a worker holds are expected to take. */
-  const heldMs = (h: Handle): number => h.sent.reduce((sum, job) => sum + (job.charged ?? 0), 0);
-
-  /**
-   * The least busy worker with room: an idle one, or one whose held calls are expected to be short. A
-   * worker waiting for its successor gets new work only when no other can take it; the others may then
-   * run twice as far ahead, so the full one's memory stays near its bound.
-   */
-  function pick(): Handle | undefined {
-    const ready = slots.map((s) => s.active).filter((h): h is Handle => h !== undefined && h.state === 'active');
-    const room = ready.some((h) => h.full) ? maxInflight * 2 : maxInflight;
-    let best: Handle | undefined;
-    for (const h of ready) {
-      if (h.sent.length >= (h.full ? maxInflight : room)) continue;
-      if (h.sent.length > 0 && heldMs(h) >= pipelineMs) continue;
-      if (!best || (best.full && !h.full) || (best.full === h.full && h.sent.length < best.sent.length)) best = h;
-    }
-    return best;
-  }
-
-  /**
-   * Workers running an expensive call (expected to take expensiveMs or more). They may fill all workers
-   * but one: a cheap call never waits for someone's expensive one to end, whatever the load.
-   */
-  function expensiveLanesFull(): boolean {
-    const ready = slots.filter((s) => s.active?.state === 'active').length;
-    const busy = slots.filter((s) => s.active?.sent.some((job) => (job.charged ?? 0) >= expensiveMs)).length;
-    return busy >= Math.max(1, ready - 1);
-  }
-
   function dispatch(): void {
     while (waiting.size > 0) {
-      const handle = pick();
+      const ready = slots.map((s) => s.active).filter((h): h is Handle => h !== undefined && h.state === 'active');
+      const handle = pickWorker(ready, maxInflight);
       if (!handle) return;
-      const job = waiting.take(expensiveLanesFull() ? expensiveMs : Infinity);
+      const job = waiting.take(expensiveLanesFull(ready) ? expensiveMs : Infinity);
       if (!job) return;
       handle.sent.push(job);
       if (handle.sent.length === 1) handle.headStartedAt = performance.now();
