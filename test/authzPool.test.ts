@@ -280,3 +280,58 @@ describe('workers', () => {
     expect(stderr).toBe('closed\n');
   });
 });
+
+describe('fair share between client certificates', () => {
+  const client = (name: string) => ({ ...facts().client, cn: name, subject: `CN=${name}`, fingerprint: `sha256:${name.padEnd(64, '0')}` });
+  /** Nine facts and a 4-way join that never holds, in an appended block: tens of ms per decision, well under a 5 s deadline. */
+  const costly = attenuate(mint('user("mallory");'), `${Array.from({ length: 9 }, (_, i) => `f(${i});`).join(' ')} check if f($a), f($b), f($c), f($d), $a + $b + $c + $d == 1000;`);
+  const slowRoute = route('allow if user($u);', { deadlineMs: 5000 });
+
+  it("queues each certificate's calls apart: one certificate's expensive calls do not wait in front of another's", async () => {
+    const charged = new Map<string, number>();
+    const a = await authorizer({ cache: { decisions: 0 }, engineBudget: { charge: (fp, ms) => charged.set(fp, (charged.get(fp) ?? 0) + ms), refusal: () => undefined } });
+    const order: string[] = [];
+    const flood = Array.from({ length: 30 }, (_, i) => a.authorize(costly, slowRoute, facts({ path: `/m${i}`, client: client('mallory') })).then((d) => (order.push('mallory'), d)));
+    const bystander = a.authorize(alice, slowRoute, facts({ path: '/b', client: client('alice') })).then((d) => (order.push('alice'), d));
+    expect((await bystander).allow).toBe(true);
+    await Promise.all(flood);
+    // Only the calls already running when it came (one per worker: their cost was not known yet) go first.
+    expect(order.indexOf('alice')).toBeLessThanOrEqual(4);
+    // The engine time is charged to the certificate that spent it.
+    expect(charged.get(client('mallory').fingerprint) ?? 0).toBeGreaterThan(30 * 2);
+    expect(charged.get(client('alice').fingerprint) ?? 0).toBeLessThan(charged.get(client('mallory').fingerprint) ?? 0);
+  }, 60_000);
+
+  it("bounds each certificate's queue: past it, 429 (answered after a hold), while another certificate is still served", async () => {
+    const a = await authorizer({ cache: { decisions: 0 }, workers: { queuePerIdentity: 8 } });
+    const flood = await Promise.all([
+      ...Array.from({ length: 40 }, (_, i) => a.authorize(costly, slowRoute, facts({ path: `/q${i}`, client: client('mallory') }))),
+      a.authorize(alice, slowRoute, facts({ path: '/b', client: client('alice') })),
+    ]);
+    const busy = flood.filter((d) => !d.allow && d.status === 429);
+    expect(busy.length).toBeGreaterThan(0);
+    expect(denied(busy[0]!).reason).toMatch(/already waiting \(authz\.workers\.queuePerIdentity\)/);
+    expect(flood.at(-1)?.allow).toBe(true);
+  }, 60_000);
+
+  it('refuses (429) a certificate whose engine budget is spent, before queueing; a cached decision stays free', async () => {
+    const spent = client('mallory').fingerprint;
+    const a = await authorizer({ engineBudget: { charge: () => {}, refusal: (fp) => (fp === spent ? 'engine time over budget' : undefined) } });
+    const refused = denied(await a.authorize(alice, slowRoute, facts({ path: '/spent', client: client('mallory') })));
+    expect(refused).toMatchObject({ status: 429, reason: 'route r1: engine time over budget' });
+    expect((await a.authorize(alice, slowRoute, facts({ path: '/free', client: client('alice') }))).allow).toBe(true);
+  });
+
+  it('verifies and mints session tokens in the workers', async () => {
+    const a = await authorizer();
+    const token = mint(`user("alice"); check if time($t), $t <= ${new Date(Date.now() + 3600_000).toISOString()};`);
+    const check = await a.sessions.verify(token, client('alice'), '192.0.2.10');
+    expect(check).toMatchObject({ ok: true, token: { user: 'alice' } });
+    const minted = await a.sessions.mint(token, client('alice').fingerprint, new Date(Date.now() + 60_000));
+    if (!minted.ok) throw new Error(minted.reason);
+    // The session token is bound to the certificate: another one is refused.
+    expect(await a.sessions.verify(minted.token, client('alice'), '192.0.2.10')).toMatchObject({ ok: true });
+    expect(await a.sessions.verify(minted.token, client('bob'), '192.0.2.10')).toMatchObject({ ok: false, status: 403 });
+    expect(await a.sessions.verify('not a token', client('alice'), '192.0.2.10')).toMatchObject({ ok: false, status: 401 });
+  });
+});

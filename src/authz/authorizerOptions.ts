@@ -2,11 +2,12 @@
 // gateway and by the benchmark, so both run exactly the same authorizer.
 import type { AuthzConfig } from '../config/schema.ts';
 import type { AuthzObserver } from './authzObserver.ts';
+import type { EngineBudget } from './types.ts';
 import type { ReloadResult, RequestAuthorizerOptions } from './requestAuthorizer.ts';
 
 export function authorizerOptions(
   authz: AuthzConfig,
-  hooks: { onRevocationReload?: (result: ReloadResult) => void; observer?: AuthzObserver } = {},
+  hooks: { onRevocationReload?: (result: ReloadResult) => void; observer?: AuthzObserver; engineBudget?: EngineBudget } = {},
 ): RequestAuthorizerOptions {
   return {
     rootKeyFile: authz.rootKey,

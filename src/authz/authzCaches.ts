@@ -83,9 +83,9 @@ export class AuthzCaches {
     return this.#decisions?.get(key);
   }
 
-  /** Keeps a decision for the TTL, cut short by the token's expiry; "cannot decide" (503) is never kept. */
+  /** Keeps a decision for the TTL, cut short by the token's expiry; "cannot decide" (503) and "too busy" (429) are never kept. */
   rememberDecision(key: string, decision: Decision, entry: TokenEntry | undefined, now = Date.now()): void {
-    if (!this.#decisions || (!decision.allow && decision.status === 503)) return;
+    if (!this.#decisions || (!decision.allow && (decision.status === 503 || decision.status === 429))) return;
     let ttl = this.#ttlMs;
     if (entry?.valid && entry.expiresAt !== undefined) ttl = Math.min(ttl, entry.expiresAt - now);
     if (ttl < 1) return;

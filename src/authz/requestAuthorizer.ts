@@ -6,7 +6,8 @@ import type { AuthzObserver, DecisionPath } from './authzObserver.ts';
 import { engineLimits } from './evaluateToken.ts';
 import { parsePublicKey, readRootKey } from './rootKey.ts';
 import { noRevocations, watchRevocationList, type ReloadResult, type RevocationState } from './revocationState.ts';
-import type { Decision, RequestAuthorizer, RequestFacts, RoutePolicy } from './types.ts';
+import { createSessionTokens } from './sessionTokens.ts';
+import type { Decision, EngineBudget, RequestAuthorizer, RequestFacts, RoutePolicy, SessionTokens } from './types.ts';
 import { createEnginePool, type EnginePool, type PoolStats } from './workerPool.ts';
 import { readTokenEnvelope } from '../token/tokenEnvelope.ts';
 import { revokedDecision, type Denial } from './revokedDecision.ts';
@@ -35,7 +36,9 @@ export interface RequestAuthorizerOptions {
   externalKeys?: Record<string, string>;
   /** Told about every revocation list reload (watcher or reloadRevocations), for the audit log. */
   onRevocationReload?: (result: ReloadResult) => void;
-  workers?: { count?: number; recycleAfterMB?: number; recycleAfterAuthorizations?: number };
+  workers?: { count?: number; recycleAfterMB?: number; recycleAfterAuthorizations?: number; queuePerIdentity?: number };
+  /** Engine time per client certificate (limits.engineMsPerSecond): charged per call, a spent one refuses (429). */
+  engineBudget?: EngineBudget;
   cache?: Partial<CacheSettings>;
   observer?: AuthzObserver;
 }
@@ -47,6 +50,8 @@ export interface ReloadableRequestAuthorizer extends RequestAuthorizer {
   stats(): PoolStats;
   /** Whether any of these ids is on the revocation list as last loaded (false while it is unreadable). */
   isRevoked(ids: readonly string[]): boolean;
+  /** Sign-in's token work, run by the same workers. */
+  sessions: SessionTokens;
 }
 
 
@@ -107,6 +112,8 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       count: workers.count ?? 2,
       recycleAfterBytes: (workers.recycleAfterMB ?? 24) * 1024 * 1024,
       ...(workers.recycleAfterAuthorizations !== undefined && { recycleAfterAuthorizations: workers.recycleAfterAuthorizations }),
+      ...(workers.queuePerIdentity !== undefined && { queuePerParty: workers.queuePerIdentity }),
+      ...(options.engineBudget && { budget: options.engineBudget }),
       observer,
     });
   } catch (error) {
@@ -122,7 +129,11 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
 
   async function decideInWorker(token: string, entry: TokenEntry | undefined, route: RoutePolicy, facts: RequestFacts): Promise<{ decision: Decision; entry: TokenEntry | undefined }> {
     const deadlineMs = deadlineOf(route.limits);
-    const outcome = await engine.run({ token, route, facts, wantInfo: entry === undefined, deadlineMs });
+    // Queued and charged per client certificate: one certificate's expensive tokens wait behind each other.
+    const outcome = await engine.run({ party: facts.client.fingerprint, token, route, facts, wantInfo: entry === undefined, deadlineMs });
+    if (outcome.kind === 'busy') {
+      return { decision: { allow: false, status: 429, clientReason: 'too many requests', reason: `route ${route.name}: ${outcome.reason}` }, entry };
+    }
     if (outcome.kind === 'unavailable') {
       return { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: `route ${route.name}: ${outcome.reason}` }, entry };
     }
@@ -230,6 +241,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     },
     reloadRevocations: () => revocations.reload(),
     stats: () => engine.stats(),
+    sessions: createSessionTokens(() => engine),
     isRevoked(ids) {
       const status = revocations.status();
       return status.kind === 'loaded' && ids.some((id) => status.ids.has(id));

@@ -1,7 +1,9 @@
 // The authorization stage's contract: what a forwarder hands in (token + request facts + route
 // policy) and the decision it gets back. Forwarders never touch biscuit-wasm directly.
 import type { Protocol, RunLimits } from '../config/schema.ts';
+import type { TokenCheck } from '../session/sessionToken.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { MintedSession } from './workerProtocol.ts';
 
 /** Everything the gateway knows about one request; becomes the authorizer facts of the README. */
 export interface RequestFacts {
@@ -60,8 +62,8 @@ export type Decision =
     }
   | {
       allow: false;
-      /** 401: no/unparsable/badly signed token; 403: revoked or policy denial; 503: cannot decide. */
-      status: 401 | 403 | 503;
+      /** 401: no/unparsable/badly signed token; 403: revoked or policy denial; 429: too many of this certificate's waiting; 503: cannot decide. */
+      status: 401 | 403 | 429 | 503;
       /** Short, safe for the client: never internals. */
       clientReason: string;
       /** Full reason for the audit log: the failing checks or policy, the parse error. */
@@ -75,4 +77,25 @@ export interface RequestAuthorizer {
   /** `token` is the base64url Biscuit from the request, or undefined when none was sent. */
   authorize(token: string | undefined, route: RoutePolicy, facts: RequestFacts): Promise<Decision>;
   close(): Promise<void>;
+}
+
+/**
+ * Authorization engine time per client certificate: charged after each call, checked before one is
+ * queued (the gateway keeps it with the other per-identity limits, across reloads).
+ */
+export interface EngineBudget {
+  charge(fingerprint: string, ms: number): void;
+  /** Why this certificate may not use the engine now (its budget is spent), or undefined. */
+  refusal(fingerprint: string): string | undefined;
+}
+
+/**
+ * Browser sign-in's token work, done by the authorization workers (biscuit-wasm memory used in the
+ * main thread is never returned), queued and charged to the certificate like an authorization.
+ */
+export interface SessionTokens {
+  /** Verifies a token for this certificate now: signature, revocation, expiry, the checks sign-in can judge. */
+  verify(token: string, identity: PeerIdentity, sourceIp: string): Promise<TokenCheck>;
+  /** The session token: `token` with the gateway's session block (certificate, end, protocols, optional host). */
+  mint(token: string, fingerprint: string, expiresAt: Date, host?: string): Promise<MintedSession>;
 }

@@ -7,11 +7,12 @@ import { biscuitErrorText, isWasmTrap } from './biscuitErrors.ts';
 import { authorityUser, evaluateToken, revocationIdsOf } from './evaluateToken.ts';
 import { parsePublicKey } from './rootKey.ts';
 import { revokedDecision } from './revokedDecision.ts';
+import { runSessionWork } from './sessionWork.ts';
 import { describeBlocks } from './tokenBlocks.ts';
 import type { Decision, TokenBlock } from './types.ts';
 import { wasmMemoryReader } from './wasmMemory.ts';
 import { warmUpEngine } from './warmUp.ts';
-import type { EngineWorkerInit, FromWorker, ToWorker, TokenInfo } from './workerProtocol.ts';
+import type { EngineWorkerInit, FromWorker, SessionResult, ToWorker, TokenInfo } from './workerProtocol.ts';
 
 interface ParsedToken {
   biscuit: Biscuit;
@@ -126,12 +127,42 @@ function authorize(message: Extract<ToWorker, { type: 'authorize' }>): { decisio
   }
 }
 
+/** This thread's CPU time in ms (Node >= 23.9), else the wall clock. */
+const threadCpu = (process as { threadCpuUsage?: () => { user: number; system: number } }).threadCpuUsage;
+function engineClock(): number {
+  if (typeof threadCpu !== 'function') return performance.now();
+  const usage = threadCpu.call(process);
+  return (usage.user + usage.system) / 1000;
+}
+
+/** Sign-in work: a failure the session code did not expect becomes a refusal that says so. */
+function sessionWork(message: Extract<ToWorker, { type: 'session' }>): SessionResult {
+  try {
+    return runSessionWork(message.work, rootKey, (ids) => ids.some((id) => revoked.has(id)));
+  } catch (error) {
+    if (isWasmTrap(error)) poisoned = true;
+    const reason = `sign-in token work failed: ${biscuitErrorText(error)}`;
+    return message.work.op === 'verify'
+      ? { op: 'verify', check: { ok: false, status: 503, clientReason: 'cannot check the token now', reason } }
+      : { op: 'mint', minted: { ok: false, reason } };
+  }
+}
+
 port.on('message', (message: ToWorker) => {
   if (message.type === 'revocations') {
     revoked = new Set(message.ids);
     return;
   }
   count += 1;
+  // The engine time of each call is measured here, where it is spent, as this thread's CPU time (a
+  // thread preempted on a busy machine is not charged for the wait): the pool charges it to the caller.
+  const started = engineClock();
+  const end = () => ({ id: message.id, wasmBytes: wasmBytes(), count, engineMs: engineClock() - started, ...(poisoned && { poisoned: true }) });
+  if (message.type === 'session') {
+    const result = sessionWork(message);
+    send({ type: 'session-result', result, ...end() });
+    return;
+  }
   let outcome: { decision: Decision; info?: TokenInfo };
   try {
     outcome = authorize(message);
@@ -139,7 +170,7 @@ port.on('message', (message: ToWorker) => {
     if (isWasmTrap(error)) poisoned = true;
     outcome = { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: `route ${message.route.name}: unexpected authorization error: ${biscuitErrorText(error)}` } };
   }
-  send({ type: 'result', id: message.id, ...outcome, wasmBytes: wasmBytes(), count, ...(poisoned && { poisoned: true }) });
+  send({ type: 'result', ...outcome, ...end() });
 });
 
 // Warm up before taking work: biscuit-wasm compiles lazily, and a cold first call is slow.

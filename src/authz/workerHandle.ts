@@ -1,15 +1,21 @@
 // One engine worker as the pool sees it: the thread, its result channel, the calls it was sent, and
 // the CPU probe that tells a worker stuck on a call from one merely starved of CPU.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { EngineCall, EngineOutcome, ReplaceReason } from './workerProtocol.ts';
-import type { EngineWorkerInit, TokenInfo } from './workerProtocol.ts';
+import type { FairItem } from './fairQueue.ts';
+import type { EngineFailure, EngineWorkerInit, FromWorker, ReplaceReason, ToWorker, TokenInfo } from './workerProtocol.ts';
 import type { WorkerSources } from './workerSources.ts';
 
-export interface Job {
+/** A worker's answer to one call. */
+export type WorkerAnswer = Extract<FromWorker, { type: 'result' | 'session-result' }>;
+
+/** One call on its way through the pool: queued per party, then sent to a worker. */
+export interface Job extends FairItem {
   id: number;
-  call: EngineCall;
-  resolve(outcome: EngineOutcome): void;
-  queuedAt: number;
+  message: Extract<ToWorker, { type: 'authorize' | 'session' }>;
+  /** Hard deadline once a worker starts it, ms. */
+  deadlineMs: number;
+  answer(message: WorkerAnswer, job: Job): void;
+  fail(failure: EngineFailure): void;
   /** What the worker verified about the token, sent before the Datalog ran. */
   info?: TokenInfo;
 }
@@ -58,10 +64,10 @@ export function spawnHandle(init: EngineWorkerInit, prepared: WorkerSources | un
  */
 export function probeOverdue(handle: Handle, head: Job, elapsedMs: number, stop: (elapsedMs: number, cpuMs?: number) => void): void {
   const cpuUsage = (handle.worker as unknown as { cpuUsage?: CpuUsage }).cpuUsage;
-  if (typeof cpuUsage !== 'function' || elapsedMs > head.call.deadlineMs * 10) return stop(elapsedMs);
+  if (typeof cpuUsage !== 'function' || elapsedMs > head.deadlineMs * 10) return stop(elapsedMs);
   if (handle.probe?.job !== head) handle.probe = { job: head, busy: false };
   const probe = handle.probe;
-  const windowMs = Math.max(20, head.call.deadlineMs / 2);
+  const windowMs = Math.max(20, head.deadlineMs / 2);
   if (probe.busy || (probe.at !== undefined && performance.now() - probe.at < windowMs)) return;
   probe.busy = true;
   cpuUsage.call(handle.worker).then(

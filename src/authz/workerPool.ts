@@ -5,12 +5,20 @@
 // The deadline is wall-clock, confirmed by CPU: past it, the worker's CPU time is sampled over a short
 // window and the worker is stopped only if it is computing (a thread merely starved of CPU on a busy
 // machine is not the token's fault). Ten times the deadline stops it regardless.
+//
+// Calls wait in one queue per party (client certificate), served by engine time used (fairQueue.ts),
+// and a worker is sent a call ahead only while what it holds is expected to be short: one party's
+// expensive calls wait behind each other, not in front of everyone else's.
 import { receiveMessageOnPort } from 'node:worker_threads';
-import type { EngineCall, EngineOutcome, EngineWorkerInit, FromWorker, ReplaceReason, ToWorker } from './workerProtocol.ts';
+import type { EngineCall, EngineFailure, EngineOutcome, EngineWorkerInit, FromWorker, ReplaceReason, SessionCall, SessionOutcome, ToWorker } from './workerProtocol.ts';
 
-export type { EngineCall, EngineOutcome, ReplaceReason } from './workerProtocol.ts';
+export type { EngineCall, EngineOutcome, ReplaceReason, SessionCall, SessionOutcome } from './workerProtocol.ts';
+import { FairQueue } from './fairQueue.ts';
+import type { EngineBudget } from './types.ts';
+import { authorizeJob, sessionJob } from './poolCalls.ts';
+import { expensiveLanesFull, expensiveMs, pickWorker, pipelineMs } from './poolScheduling.ts';
 import { sharedWasmModule } from './sharedWasm.ts';
-import { probeOverdue, spawnHandle, workerUrl, type Handle, type Job } from './workerHandle.ts';
+import { probeOverdue, spawnHandle, workerUrl, type Handle, type Job, type WorkerAnswer } from './workerHandle.ts';
 import { workerSources } from './workerSources.ts';
 
 export interface PoolOptions {
@@ -25,6 +33,12 @@ export interface PoolOptions {
   maxInflightPerWorker?: number;
   /** A call that finds no worker for this long is refused (503). */
   queueTimeoutMs?: number;
+  /** Calls of one party that may wait; more are refused (default 64). */
+  queuePerParty?: number;
+  /** Each party's engine time: charged after every call that ran, and a spent budget refuses new calls. */
+  budget?: EngineBudget;
+  /** A refused call (queue full, budget spent) is answered this much later (ms, default 1000): see enqueue(). */
+  refusalHoldMs?: number;
   observer?: PoolObserver;
 }
 
@@ -35,6 +49,10 @@ export interface PoolObserver {
 
 /** Without a readable memory size, replace a worker after this many calls (~12-20 KB leaked each). */
 const fallbackRecycleCount = 2000;
+/** A refused call is answered this much later by default: as long as a refusal under the per-identity limits is held. */
+const defaultRefusalHoldMs = 1000;
+/** Calls that may wait, all parties together. */
+const queueTotal = 10_000;
 
 export interface PoolStats {
   workers: { slot: number; wasmBytes: number; authorizations: number; inflight: number }[];
@@ -44,6 +62,8 @@ export interface PoolStats {
 
 export interface EnginePool {
   run(call: EngineCall): Promise<EngineOutcome>;
+  /** Sign-in token work (see sessionWork.ts), queued and charged like an authorization. */
+  runSession(call: SessionCall): Promise<SessionOutcome>;
   /** Sends a new revocation list to every worker (and to the ones started later). */
   setRevoked(ids: readonly string[]): void;
   stats(): PoolStats;
@@ -69,7 +89,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
   const [wasmModule, prepared] = await Promise.all([sharedWasmModule(), workerSources(workerUrl)]);
   const slots: Slot[] = Array.from({ length: count }, () => ({ failures: 0 }));
   const retiring = new Set<Handle>();
-  const waiting: Job[] = [];
+  const waiting = new FairQueue<Job>({ perParty: options.queuePerParty ?? 64, total: queueTotal, initialEstimateMs: pipelineMs });
   let nextId = 1;
   let replacements = 0;
   let pending = 0;
@@ -79,14 +99,19 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
   // Deadlines are watched only while calls are in flight: an idle gateway is not woken 200 times a second.
   let watchdog: NodeJS.Timeout | undefined;
 
-  function settle(job: Job, outcome: EngineOutcome): void {
+  /** A call leaves the pool; one that ran is charged its engine time (to its party's queue and budget). */
+  function settle(job: Job, engineMs: number | undefined, end: () => void): void {
     pending -= 1;
     if (pending === 0) {
       clearInterval(watchdog);
       watchdog = undefined;
       drained?.();
     }
-    job.resolve(outcome);
+    if (engineMs !== undefined) {
+      waiting.finish(job, engineMs);
+      options.budget?.charge(job.party, engineMs);
+    }
+    end();
   }
 
   function start(slot: number): Handle {
@@ -153,13 +178,16 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
       if (job) job.info = message.info;
       return;
     }
+    finished(handle, message);
+  }
+
+  function finished(handle: Handle, message: WorkerAnswer): void {
     const job = handle.sent.shift();
     if (handle.sent.length > 0) handle.headStartedAt = performance.now();
     if (message.wasmBytes !== handle.wasmBytes) observer.workerMemory?.(handle.slot, message.wasmBytes);
     handle.wasmBytes = message.wasmBytes;
     handle.count = message.count;
-    const info = message.info ?? job?.info;
-    if (job) settle(job, { kind: 'done', decision: message.decision, ...(info && { info }) });
+    if (job) settle(job, message.engineMs, () => job.answer(message, job));
     if (message.poisoned) {
       kill(handle, 'fault');
     } else if (handle.state === 'retiring' && handle.sent.length === 0) {
@@ -176,16 +204,17 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
     dispatch();
   }
 
-  /** Takes a worker out now: the running call gets `head`, the others go back to the queue. */
-  function kill(handle: Handle, reason: ReplaceReason, head?: EngineOutcome): void {
+  /** Takes a worker out now: the running call gets `head` (and is charged the time it ran), the others go back to the queue. */
+  function kill(handle: Handle, reason: ReplaceReason, head?: EngineFailure): void {
     if (handle.state === 'dead') return;
     const wasActive = handle.state === 'active';
+    const ranMs = performance.now() - handle.headStartedAt;
     const jobs = handle.sent.splice(0);
     terminate(handle);
     replaced(reason);
     const first = head !== undefined ? jobs.shift() : undefined;
-    if (first && head) settle(first, head);
-    waiting.unshift(...jobs);
+    if (first && head) settle(first, ranMs, () => first.fail(head));
+    waiting.requeue(jobs);
     const s = slots[handle.slot];
     if (s && wasActive && s.active === handle) {
       s.active = undefined;
@@ -212,31 +241,16 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
     kill(handle, 'crash', running ? { kind: 'unavailable', reason: 'the authorization worker stopped unexpectedly' } : undefined);
   }
 
-  /**
-   * The least busy worker with room. A worker waiting for its successor gets new work only when no
-   * other can take it; the others may then run twice as far ahead, so the full one's memory stays near its bound.
-   */
-  function pick(): Handle | undefined {
-    const ready = slots.map((s) => s.active).filter((h): h is Handle => h !== undefined && h.state === 'active');
-    const room = ready.some((h) => h.full) ? maxInflight * 2 : maxInflight;
-    let best: Handle | undefined;
-    for (const h of ready) {
-      if (h.sent.length >= (h.full ? maxInflight : room)) continue;
-      if (!best || (best.full && !h.full) || (best.full === h.full && h.sent.length < best.sent.length)) best = h;
-    }
-    return best;
-  }
-
   function dispatch(): void {
-    while (waiting.length > 0) {
-      const handle = pick();
+    while (waiting.size > 0) {
+      const ready = slots.map((s) => s.active).filter((h): h is Handle => h !== undefined && h.state === 'active');
+      const handle = pickWorker(ready, maxInflight);
       if (!handle) return;
-      const job = waiting.shift() as Job;
+      const job = waiting.take(expensiveLanesFull(ready) ? expensiveMs : Infinity);
+      if (!job) return;
       handle.sent.push(job);
       if (handle.sent.length === 1) handle.headStartedAt = performance.now();
-      const { token, route, facts, wantInfo } = job.call;
-      const message: ToWorker = { type: 'authorize', id: job.id, token, route, facts, wantInfo };
-      handle.worker.postMessage(message);
+      handle.worker.postMessage(job.message);
     }
   }
 
@@ -252,10 +266,10 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
       const head = handle.sent[0];
       if (!head || handle.state === 'dead') continue;
       const elapsedMs = now - handle.headStartedAt;
-      if (elapsedMs > head.call.deadlineMs) probeOverdue(handle, head, elapsedMs, (ms, cpuMs) => stop(handle, head, ms, cpuMs));
+      if (elapsedMs > head.deadlineMs) probeOverdue(handle, head, elapsedMs, (ms, cpuMs) => stop(handle, head, ms, cpuMs));
     }
-    while (waiting.length > 0 && now - (waiting[0] as Job).queuedAt > queueTimeoutMs) {
-      settle(waiting.shift() as Job, { kind: 'unavailable', reason: `no authorization worker became available within ${queueTimeoutMs} ms` });
+    for (const job of waiting.expire(now - queueTimeoutMs)) {
+      settle(job, undefined, () => job.fail({ kind: 'unavailable', reason: `no authorization worker became available within ${queueTimeoutMs} ms` }));
     }
   }
 
@@ -281,16 +295,27 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
   });
   onReady = undefined;
 
+  /**
+   * Queues a call for its party, or refuses it. A party's refusal is answered only after refusalHoldMs:
+   * answered at once, a client that re-sends at once would turn each refusal into main-thread work and
+   * take the gateway from everyone else; held, it can send no faster than its connections allow.
+   */
+  function enqueue(job: Job): void {
+    if (closed) return job.fail({ kind: 'unavailable', reason: 'the authorizer was replaced (configuration reloaded)' });
+    const spent = options.budget?.refusal(job.party);
+    const queued = spent === undefined ? waiting.push(job) : { ok: false as const, reason: spent };
+    if (!queued.ok) {
+      setTimeout(() => job.fail({ kind: 'busy', reason: queued.reason }), options.refusalHoldMs ?? defaultRefusalHoldMs).unref();
+      return;
+    }
+    pending += 1;
+    if (pending === 1) watchdog ??= setInterval(checkDeadlines, 5);
+    dispatch();
+  }
+
   return {
-    run(call) {
-      if (closed) return Promise.resolve({ kind: 'unavailable', reason: 'the authorizer was replaced (configuration reloaded)' });
-      return new Promise((resolve) => {
-        pending += 1;
-        if (pending === 1) watchdog ??= setInterval(checkDeadlines, 5);
-        waiting.push({ id: nextId++, call, resolve, queuedAt: performance.now() });
-        dispatch();
-      });
-    },
+    run: (call) => new Promise((resolve) => enqueue(authorizeJob(nextId++, call, resolve))),
+    runSession: (call) => new Promise((resolve) => enqueue(sessionJob(nextId++, call, resolve))),
     setRevoked(ids) {
       revoked = [...ids];
       const message: ToWorker = { type: 'revocations', ids: revoked };
@@ -301,7 +326,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
       return {
         workers: slots.flatMap((s) => (s.active ? [{ slot: s.active.slot, wasmBytes: s.active.wasmBytes, authorizations: s.active.count, inflight: s.active.sent.length }] : [])),
         replacements,
-        waiting: waiting.length,
+        waiting: waiting.size,
       };
     },
     async close() {

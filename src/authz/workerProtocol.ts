@@ -1,5 +1,7 @@
 // Messages between the authorizer (main thread) and the engine workers that own biscuit-wasm.
 // Plain data only: everything here crosses a worker boundary by structured clone.
+import type { TokenCheck } from '../session/sessionToken.ts';
+import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { Decision, RequestFacts, RoutePolicy, TokenBlock } from './types.ts';
 
 /** What a worker is started with (workerData). */
@@ -30,32 +32,50 @@ export type TokenInfo =
     }
   | { valid: false; reason: string };
 
+/** Browser sign-in's token work, done in a worker so the main thread's WebAssembly memory stays flat. */
+export type SessionWork =
+  /** Verify a token for this certificate now (signature, revocation, expiry, certificate-shaped checks). */
+  | { op: 'verify'; token: string; identity: PeerIdentity; sourceIp: string; now: number }
+  /** Append the gateway's session block (certificate, end, protocols, optionally host) to a token. */
+  | { op: 'mint'; token: string; fingerprint: string; expiresAt: number; host?: string };
+
+/** The session token, or why it could not be made (the shape of mintSessionToken's answer). */
+export type MintedSession = { ok: true; token: string } | { ok: false; reason: string };
+
+export type SessionResult = { op: 'verify'; check: TokenCheck } | { op: 'mint'; minted: MintedSession };
+
 export type ToWorker =
   | { type: 'authorize'; id: number; token: string; route: RoutePolicy; facts: RequestFacts; wantInfo: boolean }
+  | { type: 'session'; id: number; work: SessionWork }
   | { type: 'revocations'; ids: string[] };
+
+/** What every finished call reports besides its answer: the worker's state, and what the call cost. */
+interface CallEnd {
+  id: number;
+  /** WebAssembly memory of this worker after the call, bytes (-1 when it cannot be read). */
+  wasmBytes: number;
+  /** Calls this worker has run. */
+  count: number;
+  /** Time the call spent in the engine, ms: charged to the caller's identity. */
+  engineMs: number;
+  /** The engine hit a WebAssembly trap: its state cannot be trusted any more. */
+  poisoned?: boolean;
+}
 
 export type FromWorker =
   | { type: 'ready'; wasmBytes: number }
   /** Sent for a newly verified token before its Datalog runs, so a call stopped by the deadline is still attributed. */
   | { type: 'info'; id: number; info: TokenInfo }
   | { type: 'failed'; reason: string }
-  | {
-      type: 'result';
-      id: number;
-      decision: Decision;
-      info?: TokenInfo;
-      /** WebAssembly memory of this worker after the call, bytes (-1 when it cannot be read). */
-      wasmBytes: number;
-      /** Authorizations this worker has run. */
-      count: number;
-      /** The engine hit a WebAssembly trap: its state cannot be trusted any more. */
-      poisoned?: boolean;
-    };
+  | (CallEnd & { type: 'result'; decision: Decision; info?: TokenInfo })
+  | (CallEnd & { type: 'session-result'; result: SessionResult });
 
 // What the pool is asked, and what it answers (main thread only; shared with the worker handles).
 export type ReplaceReason = 'memory' | 'count' | 'deadline' | 'crash' | 'fault';
 
 export interface EngineCall {
+  /** Whose call this is (the client certificate's fingerprint): the pool queues and charges per party. */
+  party: string;
   token: string;
   route: RoutePolicy;
   facts: RequestFacts;
@@ -64,7 +84,17 @@ export interface EngineCall {
   deadlineMs: number;
 }
 
-export type EngineOutcome =
-  | { kind: 'done'; decision: Decision; info?: TokenInfo }
+export interface SessionCall {
+  party: string;
+  work: SessionWork;
+  deadlineMs: number;
+}
+
+/** How a call ended without an answer: past its deadline (the worker was stopped), no worker, or its party's queue was full. */
+export type EngineFailure =
   | { kind: 'deadline'; elapsedMs: number; cpuMs?: number; info?: TokenInfo }
-  | { kind: 'unavailable'; reason: string };
+  | { kind: 'unavailable'; reason: string }
+  | { kind: 'busy'; reason: string };
+
+export type EngineOutcome = { kind: 'done'; decision: Decision; info?: TokenInfo } | EngineFailure;
+export type SessionOutcome = { kind: 'done'; result: SessionResult } | EngineFailure;

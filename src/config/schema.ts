@@ -84,6 +84,8 @@ const authzSchema = z
         count: z.number().int().min(1).max(32).default(2),
         recycleAfterMB: z.number().int().min(8).max(4096).default(24),
         recycleAfterAuthorizations: z.number().int().positive().optional(),
+        /** Authorizations of one client certificate that may wait for a worker; more are refused (429). */
+        queuePerIdentity: z.number().int().min(1).max(10_000).default(64),
       })
       .strict()
       .prefault({}),
@@ -169,6 +171,10 @@ const gatewayLimitsSchema = z
     requestsPerSecond: z.number().positive().max(1_000_000).default(100),
     /** Requests one client certificate may send at once above the sustained rate (the bucket's size). */
     requestBurst: z.number().int().positive().max(1_000_000).default(200),
+    /** Authorization engine time (CPU ms per second) one client certificate may use; past it: 429 + Retry-After. */
+    engineMsPerSecond: z.number().positive().max(1_000_000).default(250),
+    /** Engine time (ms) one client certificate may use at once above the sustained rate (the bucket's size). */
+    engineBurstMs: z.number().positive().max(1_000_000).default(1000),
     /** Request line plus headers, in bytes (431 past it). */
     maxHeaderBytes: z.number().int().min(1024).max(1 << 20).default(16_384),
     /** A bearer token's length in characters (401 past it, before any parsing). */

@@ -11,7 +11,7 @@ import { admitRequest, type AdmissionContext } from '../admission/admitRequest.t
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { requestCredential, sessionOriginCheck } from '../session/requestCredential.ts';
 import { signInRedirect } from '../session/signInRedirect.ts';
-import type { IdentityLimits } from '../admission/identityLimits.ts';
+import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
@@ -72,6 +72,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     // The rate is per certificate and checked before the token: a flood of bad tokens costs one bucket.
     const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
     if (!rate.ok) {
+      await holdRefusal(rate);
       // Refusals under a limit are recorded at a bounded rate, so they cannot fill the audit disk.
       return deny(429, 'too many requests', rate.reason, {}, { 'retry-after': rate.retryAfterSeconds });
     }

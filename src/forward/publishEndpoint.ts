@@ -9,7 +9,7 @@ import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { admitPublisher } from '../admission/admitPublisher.ts';
 import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
-import type { IdentityLimits } from '../admission/identityLimits.ts';
+import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
@@ -62,7 +62,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
     if (!named.ok) return deny(400, named.reason, named.reason);
     const detail = { services: named.services };
     const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) return deny(429, 'too many requests', rate.reason, { detail });
+    if (!rate.ok) return holdRefusal(rate).then(() => deny(429, 'too many requests', rate.reason, { detail }));
     const config = deps.config();
     const credential = bearerCredential(req.headers, config.limits.maxTokenBytes, 'authorization');
     if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason, { detail });

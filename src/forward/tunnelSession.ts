@@ -11,7 +11,7 @@ import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { requestCredential, sessionOriginCheck, type CredentialSource } from '../session/requestCredential.ts';
-import type { IdentityLimits } from '../admission/identityLimits.ts';
+import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import type { UpstreamOpener } from '../upstream/openUpstream.ts';
@@ -156,7 +156,7 @@ export async function admitTunnel(
   const ctx = deps.admission();
   // Opening a tunnel is a request too: it spends the certificate's request rate.
   const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-  if (!rate.ok) return deny(429, 'too many requests', { reason: rate.reason }, { 'retry-after': rate.retryAfterSeconds });
+  if (!rate.ok) return holdRefusal(rate).then(() => deny(429, 'too many requests', { reason: rate.reason }, { 'retry-after': rate.retryAfterSeconds }));
   const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, tokenHeaders);
   if (credential.auth) base.auth = credential.auth;
   if (credential.kind === 'invalid') return deny(401, credential.clientReason, { reason: credential.reason });

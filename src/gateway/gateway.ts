@@ -9,7 +9,8 @@ import { authorizerOptions } from '../authz/authorizerOptions.ts';
 import { auditWithMetrics, createGatewayMetrics, type GatewayMetrics } from '../metrics/gatewayMetrics.ts';
 import { startMetricsServer, type MetricsServer, type ReadinessChecks } from '../metrics/metricsServer.ts';
 import { createHttpForwarder } from '../forward/httpForwarder.ts';
-import { createIdentityLimits } from '../admission/identityLimits.ts';
+import { createIdentityLimits, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { SessionTokens } from '../authz/types.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import { openListener, type BoundListener } from '../listener/tlsListener.ts';
 import { openTlsMaterial } from '../tls/tlsMaterial.ts';
@@ -42,7 +43,7 @@ export interface Gateway {
   close(graceMs?: number): Promise<void>;
 }
 
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry, upstreams: UpstreamOpener): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean; workers(): number }> {
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry, upstreams: UpstreamOpener, identityLimits: IdentityLimits): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean; workers(): number; sessions: SessionTokens }> {
   // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
   let authorizer: ReloadableRequestAuthorizer | undefined;
   const onRevocationReload = (result: ReloadResult) => {
@@ -53,7 +54,8 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     const current = authorizer;
     if (result.ok && current) void tunnels.endRevoked((ids) => current.isRevoked(ids));
   };
-  authorizer = await createRequestAuthorizer(authorizerOptions(config.authz, { observer: metrics.authz, onRevocationReload }));
+  const engineBudget = { charge: (fingerprint: string, ms: number) => identityLimits.chargeEngine(fingerprint, ms), refusal: (fingerprint: string) => identityLimits.engineRefusal(fingerprint) };
+  authorizer = await createRequestAuthorizer(authorizerOptions(config.authz, { observer: metrics.authz, onRevocationReload, engineBudget }));
   const ready = authorizer;
   return {
     routes: new RouteTable(config.routes, config.authz.limits),
@@ -63,6 +65,7 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
     workers: () => ready.stats().workers.length,
     reloadRevocations: () => ready.reloadRevocations(),
     isRevoked: (ids) => ready.isRevoked(ids),
+    sessions: ready.sessions,
   };
 }
 
@@ -98,7 +101,10 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const published = createPublishedServices(() => config.publish);
   published.registerMetrics(metrics.registry);
   const upstreams = createUpstreamOpener(published);
-  let admission = await admissionFor(config, audit, metrics, tunnels, upstreams);
+  // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
+  const limits = () => config.limits;
+  const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
+  let admission = await admissionFor(config, audit, metrics, tunnels, upstreams, identityLimits);
   let metricsServer: MetricsServer | undefined;
   // Set once the listeners are open: until then /readyz says not ready.
   let readiness: (() => ReadinessChecks) | undefined;
@@ -109,9 +115,6 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     await audit.close();
     throw new Error(`metrics listener ${config.metrics?.listen}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
-  const limits = () => config.limits;
-  const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
   const http = createHttpForwarder({ admission: () => admission, audit, refusals, identityLimits, limits, upstreams });
   const tunnelDeps = { admission: () => admission, audit, refusals, tunnels, identityLimits, limits, upstreams };
   const publish = createPublishEndpoint({ admission: () => admission, audit, refusals, tunnels, identityLimits, config: () => config, published });
@@ -119,7 +122,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
-  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(deps.handoffs && { handoffs: deps.handoffs }) });
+  const portal = createPortal({ audit, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(deps.handoffs && { handoffs: deps.handoffs }) });
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
@@ -161,7 +164,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     audit,
     async reload(next, nextSource) {
       try {
-        const nextAdmission = await admissionFor(next, audit, metrics, tunnels, upstreams);
+        const nextAdmission = await admissionFor(next, audit, metrics, tunnels, upstreams, identityLimits);
         try {
           await material.reload(next.tls);
           await rootKey.load(next.authz.rootKey);

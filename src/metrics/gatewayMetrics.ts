@@ -6,6 +6,7 @@ import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { RefusalObserver } from '../audit/refusalRecords.ts';
 import type { AuthzObserver } from '../authz/authzObserver.ts';
 import type { ReplaceReason } from '../authz/workerProtocol.ts';
+import { wasmMemoryReader } from '../authz/wasmMemory.ts';
 import type { TlsRejectKind } from '../listener/tlsListener.ts';
 import { CounterTally } from './counterTally.ts';
 
@@ -46,6 +47,10 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   const registers = [registry];
 
   const wasmMemory = new Gauge({ name: `${prefix}authz_worker_wasm_memory_bytes`, help: 'WebAssembly memory of each authorization worker (biscuit-wasm never returns it)', labelNames: ['worker'], registers });
+  // The main thread's biscuit-wasm memory never shrinks either: it must stay flat (token work runs in the workers).
+  let mainWasmBytes = (): number => -1;
+  void wasmMemoryReader().then((read) => (mainWasmBytes = read));
+  new Gauge({ name: `${prefix}main_thread_wasm_memory_bytes`, help: 'WebAssembly memory of biscuit-wasm in the main thread (-1 when unreadable); flat while token work runs in the workers', registers, collect() { this.set(mainWasmBytes()); } });
   const replacements = new Counter({ name: `${prefix}authz_worker_replacements_total`, help: 'Authorization workers replaced, by reason (memory, count, deadline, crash, fault)', labelNames: ['reason'], registers });
   // Counters touched on every request count into a tally first (counterTally.ts): read at each scrape.
   const decisions = new CounterTally<'result' | 'path'>();

@@ -6,7 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
-import type { IdentityLimits } from '../admission/identityLimits.ts';
+import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
@@ -18,7 +18,8 @@ import { asLocalPath, nextTarget, portOf, PORTAL_PATH, type NextTarget } from '.
 import { isGatewayHost } from '../session/ownHosts.ts';
 import { fromOwnOrigin } from '../session/requestCredential.ts';
 import { clearSessionCookie, DEFAULT_SESSION_SECONDS, readSessionCookie, setSessionCookie } from '../session/sessionCookie.ts';
-import { mintSessionToken, sessionExpiry, verifyForCertificate, type TokenCheck } from '../session/sessionToken.ts';
+import { sessionExpiry, type TokenCheck } from '../session/sessionToken.ts';
+import type { SessionTokens } from '../authz/types.ts';
 import { earliestExpiry } from '../token/inspectToken.ts';
 import { continuePage, landingPage, messagePage, pageHeaders, portalPage, signInPage } from './portalPages.ts';
 import { portalSections } from './portalSections.ts';
@@ -40,6 +41,8 @@ export interface PortalDeps {
   rootKey: RootKeySource;
   /** Whether any of these revocation ids is revoked, per the list as last loaded. */
   isRevoked: (ids: readonly string[]) => boolean;
+  /** Verifying and minting session tokens, done by the authorization workers (never biscuit-wasm in this thread). */
+  sessions: () => SessionTokens;
   /** Routes and authorizer, for `next` checks and the portal's dry runs. */
   admission: () => AdmissionContext;
   auditFile: () => string;
@@ -77,8 +80,8 @@ const VERIFIED_TTL_MS = 60_000;
 
 export function createPortal(deps: PortalDeps) {
   const codes = deps.handoffs ?? localHandoffStore();
-  // Verifying a token in this thread costs biscuit-wasm memory that is never returned: a session is
-  // verified once a minute at most (per certificate), not on every page view.
+  // Verifying a token costs a worker's time (and biscuit-wasm memory, returned when the worker is
+  // replaced): a session is verified once a minute at most (per certificate), not on every page view.
   const verified = new LRUCache<string, Extract<TokenCheck, { ok: true }>>({ max: 2048, ttl: VERIFIED_TTL_MS });
   const sessionSeconds = () => deps.browser()?.sessionSeconds ?? DEFAULT_SESSION_SECONDS;
 
@@ -101,7 +104,7 @@ export function createPortal(deps: PortalDeps) {
   }
 
   /** The signed-in session of this request, if its cookie verifies for this certificate now. */
-  function currentSession(req: IncomingMessage, conn: ConnectionContext): { check: TokenCheck; cookie: string } | undefined {
+  async function currentSession(req: IncomingMessage, conn: ConnectionContext): Promise<{ check: TokenCheck; cookie: string } | undefined> {
     const cookie = readSessionCookie(req.headers.cookie, deps.limits().maxTokenBytes);
     if (cookie.kind !== 'token') return undefined;
     const key = deps.rootKey.current();
@@ -109,7 +112,7 @@ export function createPortal(deps: PortalDeps) {
     const cacheKey = `${conn.identity.fingerprint} ${cookie.token}`;
     const known = verified.get(cacheKey);
     if (known && !deps.isRevoked(known.token.revocationIds) && (known.token.expiresAt?.getTime() ?? Infinity) > Date.now()) return { cookie: cookie.token, check: known };
-    const check = verifyForCertificate(cookie.token, key.key, conn.identity, conn.sourceIp, deps.isRevoked);
+    const check = await deps.sessions().verify(cookie.token, conn.identity, conn.sourceIp);
     if (check.ok) verified.set(cacheKey, check);
     else verified.delete(cacheKey);
     return { cookie: cookie.token, check };
@@ -120,7 +123,7 @@ export function createPortal(deps: PortalDeps) {
     const key = deps.rootKey.current();
     if (!key.ok) return key;
     const url = new URL(origin);
-    const minted = mintSessionToken(tokenText, key.key, conn.identity.fingerprint, endsAt, url.hostname.toLowerCase());
+    const minted = await deps.sessions().mint(tokenText, conn.identity.fingerprint, endsAt, url.hostname.toLowerCase());
     if (!minted.ok) return minted;
     const issued = await codes.issue({ token: minted.token, maxAgeSeconds: Math.floor((endsAt.getTime() - Date.now()) / 1000), fingerprint: conn.identity.fingerprint, host: url.host.toLowerCase(), next, user, revocationIds });
     if (!issued.ok) return issued;
@@ -142,7 +145,7 @@ export function createPortal(deps: PortalDeps) {
       const port = portOf(req.headers.host);
       return send(res, 303, '', { location: `https://${portalHost}${port === '443' ? '' : `:${port}`}${PORTAL_PATH}?next=${encodeURIComponent(target)}` });
     }
-    const session = currentSession(req, conn);
+    const session = await currentSession(req, conn);
     const targets = next.origin ? [next.origin] : [];
     if (session?.check.ok) {
       const { token } = session.check;
@@ -176,13 +179,13 @@ export function createPortal(deps: PortalDeps) {
     if (text.length > deps.limits().maxTokenBytes) return refuse(413, 'token too large', `token is ${text.length} bytes, over limits.maxTokenBytes`);
     const key = deps.rootKey.current();
     if (!key.ok) return refuse(503, 'gateway unavailable', key.reason);
-    const checked = verifyForCertificate(text, key.key, conn.identity, conn.sourceIp, deps.isRevoked);
+    const checked = await deps.sessions().verify(text, conn.identity, conn.sourceIp);
     if (!checked.ok) {
       return refuse(checked.status, checked.clientReason, checked.reason, { token: { ...(checked.user !== undefined && { user: checked.user }), ...(checked.revocationIds && { revocationIds: checked.revocationIds }) } });
     }
     const { token } = checked;
     const endsAt = sessionExpiry(token, sessionSeconds());
-    const minted = mintSessionToken(text, key.key, conn.identity.fingerprint, endsAt);
+    const minted = await deps.sessions().mint(text, conn.identity.fingerprint, endsAt);
     if (!minted.ok) return refuse(503, 'cannot start a session', minted.reason);
     let location: string = next.path;
     if (next.origin !== undefined) {
@@ -210,7 +213,7 @@ export function createPortal(deps: PortalDeps) {
     const form = await readForm(req, 8192);
     const next = readNext(req, form?.get('next'));
     if (!next.ok || next.origin === undefined) return refuse(400, 'That page is not served by this gateway.', next.ok ? 'hand-off without another origin' : next.reason);
-    const session = currentSession(req, conn);
+    const session = await currentSession(req, conn);
     if (!session) return refuse(401, 'Sign in first.', 'no session');
     if (!session.check.ok) return refuse(401, 'Sign in first.', session.check.reason);
     const { token } = session.check;
@@ -234,12 +237,12 @@ export function createPortal(deps: PortalDeps) {
     send(res, 200, landingPage(asLocalPath(h.next) ?? PORTAL_PATH), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
   }
 
-  function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): void {
+  async function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
     if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) {
       record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'deny', status: 403, reason: `sign-out posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}` });
       return send(res, 403, messagePage('Not signed out', 'The sign-out form was posted from another site.'));
     }
-    const session = currentSession(req, conn);
+    const session = await currentSession(req, conn);
     const token = session?.check.ok ? { user: session.check.token.user, revocationIds: session.check.token.revocationIds } : undefined;
     record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'allow', status: 303, ...(token && { token }), reason: session ? 'signed out' : 'no session to end' });
     req.resume();
@@ -255,6 +258,7 @@ export function createPortal(deps: PortalDeps) {
     const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
     if (!rate.ok) {
       req.resume();
+      await holdRefusal(rate);
       return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
     }
     const url = new URL(req.url ?? '/', 'https://gateway.invalid');

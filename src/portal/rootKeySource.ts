@@ -1,5 +1,5 @@
-// The root public key for the gateway's own pages (sign-in verifies and attenuates tokens in the main
-// thread): read from the configured file, re-read when the file or the configured path changes.
+// The root public key as the gateway's own pages see it (they refuse sign-in while it is unusable; the
+// token work itself runs in the authorization workers): read from the configured file, re-read when it changes.
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';

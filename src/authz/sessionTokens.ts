@@ -1,0 +1,34 @@
+// Sign-in's token work as the portal asks for it, handed to the engine pool: the main thread never runs
+// biscuit-wasm for a browser, so its WebAssembly memory does not grow with sign-ins (the workers' is recycled).
+import type { TokenCheck } from '../session/sessionToken.ts';
+import type { SessionTokens } from './types.ts';
+import type { EngineFailure, MintedSession, SessionResult, SessionWork } from './workerProtocol.ts';
+import type { EnginePool } from './workerPool.ts';
+
+/** Hard deadline of one piece of sign-in work once a worker starts it (verifying a token takes a few ms). */
+const sessionDeadlineMs = 250;
+
+function failureText(failure: EngineFailure): string {
+  return failure.kind === 'deadline' ? `sign-in token work ran past its hard deadline of ${sessionDeadlineMs} ms (${Math.round(failure.elapsedMs)} ms); the worker was stopped` : failure.reason;
+}
+
+export function createSessionTokens(pool: () => EnginePool): SessionTokens {
+  /** The worker's result, or why there is none (text for the audit record). */
+  async function run(party: string, work: SessionWork): Promise<SessionResult | { failed: string }> {
+    const outcome = await pool().runSession({ party, work, deadlineMs: sessionDeadlineMs });
+    return outcome.kind === 'done' ? outcome.result : { failed: failureText(outcome) };
+  }
+  const mismatch = 'the worker answered another kind of work';
+  return {
+    async verify(token, identity, sourceIp): Promise<TokenCheck> {
+      const result = await run(identity.fingerprint, { op: 'verify', token, identity, sourceIp, now: Date.now() });
+      if ('op' in result && result.op === 'verify') return result.check;
+      return { ok: false, status: 503, clientReason: 'cannot check the token now', reason: 'failed' in result ? result.failed : mismatch };
+    },
+    async mint(token, fingerprint, expiresAt, host): Promise<MintedSession> {
+      const result = await run(fingerprint, { op: 'mint', token, fingerprint, expiresAt: expiresAt.getTime(), ...(host !== undefined && { host }) });
+      if ('op' in result && result.op === 'mint') return result.minted;
+      return { ok: false, reason: 'failed' in result ? result.failed : mismatch };
+    },
+  };
+}
