@@ -42,6 +42,17 @@ describe('routes.yaml', () => {
     expect(await problems(publishedRoute + userSockets, 'publish:\n  policy: |\n    allow if user($u), service($s);\n  servicesPerUser: 4\n  publishersPerUser: 2\n  streamsPerPublisher: 100\n')).toEqual([]);
   });
 
+  it('takes publish.window in bytes within 256 KiB..1 GiB, defaulting to 16 MiB', async () => {
+    const block = (extra: string) => `publish:\n  policy: |\n    allow if user($u);\n${extra}`;
+    expect(await problems(publishedRoute, block('  window: 33554432\n'))).toEqual([]);
+    expect(await problems(publishedRoute, block('  window: 65535\n'))).toEqual([expect.stringMatching(/^publish\.window: /)]);
+    expect(await problems(publishedRoute, block('  window: 2147483647\n'))).toEqual([expect.stringMatching(/^publish\.window: /)]);
+    const file = join(dir, 'routes-window-default.yaml');
+    writeFileSync(file, gatewayConfig({ routes: publishedRoute, extraTop: block('') }));
+    const loaded = await loadConfig(file);
+    expect(loaded.ok && loaded.config.publish?.window).toBe(16 << 20);
+  });
+
   it('names what is wrong with tunnel templates and published upstreams', async () => {
     const found = await problems(`  - name: untemplated
     protocols: [tcp]

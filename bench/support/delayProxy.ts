@@ -68,7 +68,9 @@ function delayedPipe(from: Socket, to: Socket, delayMs: number, maxQueued: numbe
     queued += chunk.length;
     // Bounded memory: a full queue stops reading, so TCP's own flow control reaches the sender.
     if (queued >= maxQueued) from.pause();
-    schedule();
+    // No delay asked: pass it on now (a 0 ms timer would add a millisecond or more to every hop).
+    if (delayMs === 0) release();
+    else schedule();
   });
   from.on('end', () => {
     queue.push({ due: performance.now() + delayMs, chunk: 'end' });
