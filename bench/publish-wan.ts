@@ -9,7 +9,7 @@ import { startHarness, type Harness } from '../test/support/gatewayHarness.ts';
 import { cleanEnv, countHandler, download, gatewayFlags, keystreamSha256, listenUnix, sourceHandler, startTunnel, upload, writeToken } from '../test/support/tunnelClient.ts';
 import { freePort, startSshd, which } from '../test/support/localServices.ts';
 import { publishedRoute, startPublisher } from '../test/support/publishPeers.ts';
-import { startDelayProxy } from './support/delayProxy.ts';
+import { startDelayProxy } from '../test/support/delayProxy.ts';
 import { sshForward } from './support/streamPeers.ts';
 
 const { values: args } = parseArgs({
