@@ -14,13 +14,15 @@ import { cleanEnv, countHandler, gatewayFlags, listenUnix, startTunnel, upload, 
 import type { TestClientCertificate } from './support/pki.ts';
 
 const MiB = 1 << 20;
+/** publish.window of the test gateway: the bound of what a stalled download leaves in the gateway. */
+const GATEWAY_WINDOW = 2 * MiB;
 let h: Harness;
 let alice: TestClientCertificate;
 let tokenFile: string;
 const closers: Array<() => unknown> = [];
 
 beforeAll(async () => {
-  h = await startHarness({ routes: publishedRoute, extraTop: 'publish:\n  policy: |\n    allow if user($u);\n' });
+  h = await startHarness({ routes: publishedRoute, extraTop: `publish:\n  policy: |\n    allow if user($u);\n  window: ${GATEWAY_WINDOW}\n` });
   alice = await h.pki.client('alice');
   tokenFile = writeToken(h, join(h.dir, 'home', 'token'), 'alice');
 }, 30_000);

@@ -34,7 +34,9 @@ export interface PathWindows {
 
 /** While bytes flow, the windows are looked at this often (and one PING sample runs at a time); idle, rarely. */
 const BUSY_TICK_MS = 20;
-const IDLE_TICK_MS = 250;
+const IDLE_TICK_MS = 500;
+/** Less than this received since the last look is idle: PING acks and window updates alone must not keep sampling going. */
+const BUSY_BYTES = 16 << 10;
 
 const nextPowerOfTwo = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
@@ -95,7 +97,7 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
     timer = undefined;
     if (!usable()) return;
     const now = bytesRead(session);
-    const busy = now !== lastBytes;
+    const busy = now - lastBytes >= BUSY_BYTES;
     lastBytes = now;
     grant();
     if (busy && !pingInFlight && wanted < max) sample();
