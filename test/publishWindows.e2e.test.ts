@@ -118,7 +118,8 @@ describe('publish windows on a 50 ms path', () => {
     // The bound at the publisher, the gateway's share of the same stream, kernel socket buffers on three hops
     // and the proxy's 4 MiB: far below what unbounded windows would take in (all 160 MiB).
     expect(accepted - read).toBeLessThan(48 * MiB);
-    expect(after.publisher - before.publisher).toBeLessThan(bound / MiB + 24);
-    expect(after.gateway - before.gateway).toBeLessThan(bound / MiB + 24);
+    // RSS also keeps what the collector freed but did not return: a loose bound (unbounded windows: +155 MiB here).
+    expect(after.publisher - before.publisher).toBeLessThan(bound / MiB + 40);
+    expect(after.gateway - before.gateway).toBeLessThan(bound / MiB + 40);
   }, 60_000);
 });
