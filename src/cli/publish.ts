@@ -5,25 +5,13 @@ import type { Command } from 'commander';
 import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
 import { endpointsOf } from '../client/gatewayEndpoint.ts';
-import { parsePublishSpec, type PublishSpec } from '../client/publishSpec.ts';
-import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
+import { parsePublishSpec, parseWindowSize, type PublishSpec } from '../client/publishSpec.ts';
 import { EXIT } from '../client/tunnelFailure.ts';
 import { sayer } from './say.ts';
 
 interface PublishCommandOptions extends TunnelFlags {
   verbose?: boolean;
   window?: string;
-}
-
-/** `--window`: bytes, or a number with K/M/G (KiB, MiB, GiB), within the protocol's bounds. */
-function parseWindow(text: string | undefined): { ok: true; bytes: number } | { ok: false; error: string } {
-  if (text === undefined) return { ok: true, bytes: DEFAULT_MAX_STREAM_WINDOW };
-  const m = /^(\d+)\s*([KMG])?(?:i?B)?$/i.exec(text.trim());
-  const bytes = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] ?? ' ').toUpperCase()) : NaN;
-  if (!Number.isSafeInteger(bytes) || bytes < MIN_STREAM_WINDOW || bytes > MAX_STREAM_WINDOW) {
-    return { ok: false, error: `--window ${JSON.stringify(text.slice(0, 40))}: give a size from 256K to 1G (e.g. 16M)` };
-  }
-  return { ok: true, bytes };
 }
 
 const say = sayer('gatehouse publish: ');
@@ -76,7 +64,7 @@ Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gate
       if (new Set(names).size !== names.length) errors.push('a service name is given twice');
       const settings = resolveClientSettings(opts, process.env, { severalGateways: true });
       if (!settings.ok) errors.push(...settings.errors);
-      const window = parseWindow(opts.window);
+      const window = parseWindowSize(opts.window);
       if (!window.ok) errors.push(window.error);
       if (errors.length > 0 || !settings.ok || !window.ok) usageError(errors);
       for (const w of settings.warnings) say(w);
