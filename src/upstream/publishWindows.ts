@@ -1,6 +1,6 @@
 // Flow-control windows of the publish protocol, for both roles (the receiving end of each direction): every
 // stream starts at a small window and grows with the path's measured bandwidth-delay product up to a maximum.
-import type { Http2Session } from 'node:http2';
+import { constants as h2, type Http2Session } from 'node:http2';
 
 /** A stream's receive window before the path is measured: what a stalled reader holds on a fresh connection. */
 export const INITIAL_STREAM_WINDOW = 256 << 10;
@@ -37,6 +37,7 @@ const BUSY_TICK_MS = 20;
 const IDLE_TICK_MS = 500;
 /** Less than this received since the last look is idle: PING acks and window updates alone must not keep sampling going. */
 const BUSY_BYTES = 16 << 10;
+const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 
 const nextPowerOfTwo = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
@@ -60,17 +61,24 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
 
   const usable = () => !session.destroyed && !session.closed;
 
-
   const grant = () => {
     const share = Math.floor(budget / Math.max(1, sizing.streamsOpen()));
     const next = Math.max(INITIAL_STREAM_WINDOW, Math.min(wanted, max, share));
     if (next === granted || settingsInFlight || !usable()) return;
     // Lowering it is allowed too (RFC 9113 6.9.2): streams with more in flight wait until their reader catches up.
+    // A window applies only once the peer acknowledges it, so a peer that never does could keep large windows
+    // on many streams: past the timeout it loses the connection (RFC 9113 6.5.3, SETTINGS_TIMEOUT).
+    const unacknowledged = setTimeout(() => session.destroy(undefined, h2.NGHTTP2_SETTINGS_TIMEOUT), SETTINGS_ACK_TIMEOUT_MS);
+    unacknowledged.unref();
     try {
       settingsInFlight = true;
-      session.settings({ initialWindowSize: next }, () => (settingsInFlight = false));
+      session.settings({ initialWindowSize: next }, () => {
+        clearTimeout(unacknowledged);
+        settingsInFlight = false;
+      });
       granted = next;
     } catch {
+      clearTimeout(unacknowledged);
       settingsInFlight = false;
     }
   };
