@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/loadConfig.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 import { RouteTable } from '../src/routing/routeTable.ts';
-import { parsePublishSpec } from '../src/client/publishSpec.ts';
+import { parsePublishSpec, parseWindowSize } from '../src/client/publishSpec.ts';
 import { parseServiceList } from '../src/upstream/publishProtocol.ts';
 import { gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
 import { makeTestPki } from './support/pki.ts';
@@ -40,6 +40,26 @@ const userSockets = `  - name: user-sockets
 describe('routes.yaml', () => {
   it('accepts the published route, a templated unix: tcp route with socketOwner, and the publish block', async () => {
     expect(await problems(publishedRoute + userSockets, 'publish:\n  policy: |\n    allow if user($u), service($s);\n  servicesPerUser: 4\n  publishersPerUser: 2\n  streamsPerPublisher: 100\n')).toEqual([]);
+  });
+
+  it('gatehouse publish --window takes bytes or K/M/G within 256 KiB..1 GiB, defaulting to 16 MiB', () => {
+    expect(parseWindowSize(undefined)).toEqual({ ok: true, bytes: 16 << 20 });
+    expect(parseWindowSize('2M')).toEqual({ ok: true, bytes: 2 << 20 });
+    expect(parseWindowSize('512KiB')).toEqual({ ok: true, bytes: 512 << 10 });
+    expect(parseWindowSize('1G')).toEqual({ ok: true, bytes: 1 << 30 });
+    expect(parseWindowSize('1048576')).toEqual({ ok: true, bytes: 1 << 20 });
+    for (const bad of ['1K', '2G', '-1M', '1.5M', 'lots', '']) expect(parseWindowSize(bad)).toMatchObject({ ok: false, error: expect.stringMatching(/^--window /) });
+  });
+
+  it('takes publish.window in bytes within 256 KiB..1 GiB, defaulting to 16 MiB', async () => {
+    const block = (extra: string) => `publish:\n  policy: |\n    allow if user($u);\n${extra}`;
+    expect(await problems(publishedRoute, block('  window: 33554432\n'))).toEqual([]);
+    expect(await problems(publishedRoute, block('  window: 65535\n'))).toEqual([expect.stringMatching(/^publish\.window: /)]);
+    expect(await problems(publishedRoute, block('  window: 2147483647\n'))).toEqual([expect.stringMatching(/^publish\.window: /)]);
+    const file = join(dir, 'routes-window-default.yaml');
+    writeFileSync(file, gatewayConfig({ routes: publishedRoute, extraTop: block('') }));
+    const loaded = await loadConfig(file);
+    expect(loaded.ok && loaded.config.publish?.window).toBe(16 << 20);
   });
 
   it('names what is wrong with tunnel templates and published upstreams', async () => {

@@ -5,12 +5,13 @@ import type { Command } from 'commander';
 import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
 import { endpointsOf } from '../client/gatewayEndpoint.ts';
-import { parsePublishSpec, type PublishSpec } from '../client/publishSpec.ts';
+import { parsePublishSpec, parseWindowSize, type PublishSpec } from '../client/publishSpec.ts';
 import { EXIT } from '../client/tunnelFailure.ts';
 import { sayer } from './say.ts';
 
 interface PublishCommandOptions extends TunnelFlags {
   verbose?: boolean;
+  window?: string;
 }
 
 const say = sayer('gatehouse publish: ');
@@ -25,7 +26,8 @@ export function registerPublish(program: Command): void {
     .command('publish')
     .description('publish local services (UNIX sockets or loopback ports) through the gateway under your own name')
     .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT')
-    .option('-v, --verbose', 'log every stream: open, close, bytes each way');
+    .option('-v, --verbose', 'log every stream: open, close, bytes each way')
+    .option('--window <size>', 'largest receive window of one stream (e.g. 16M): windows grow to the path up to this; it is also what a service that stops reading may leave unread here', '16M');
   addGatewayOptions(command, { severalGateways: true })
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
     .addHelpText(
@@ -62,14 +64,16 @@ Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gate
       if (new Set(names).size !== names.length) errors.push('a service name is given twice');
       const settings = resolveClientSettings(opts, process.env, { severalGateways: true });
       if (!settings.ok) errors.push(...settings.errors);
-      if (errors.length > 0 || !settings.ok) usageError(errors);
+      const window = parseWindowSize(opts.window);
+      if (!window.ok) errors.push(window.error);
+      if (errors.length > 0 || !settings.ok || !window.ok) usageError(errors);
       for (const w of settings.warnings) say(w);
       for (const spec of specs) {
         if (spec.target.kind === 'unix' && !existsSync(spec.target.path)) say(`warning: ${spec.target.path} does not exist yet; streams for ${spec.service} fail until the service listens there`);
       }
       // Loaded here, not at startup: node:http2 and the publisher are not needed by `gatehouse tunnel`.
       const { runPublisherFleet } = await import('../client/publisherFleet.ts');
-      const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings), specs, say, verbose: opts.verbose === true });
+      const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings).map((e) => ({ ...e, receiveWindow: window.bytes })), specs, say, verbose: opts.verbose === true });
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
         signals += 1;

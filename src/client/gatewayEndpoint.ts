@@ -15,6 +15,8 @@ export interface GatewayEndpoint {
   key: Buffer;
   ca?: Buffer;
   token: string;
+  /** `gatehouse publish`: the largest receive window of one stream (bytes); absent: the protocol's default. */
+  receiveWindow?: number;
 }
 
 export function endpointOf(settings: ClientSettings): GatewayEndpoint {

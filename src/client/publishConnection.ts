@@ -6,14 +6,11 @@ import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
 import { PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { DEFAULT_MAX_STREAM_WINDOW, PUBLISH_SESSION_SETTINGS, sizeWindowsToPath, type PathWindows } from '../upstream/publishWindows.ts';
 
 export type Registration =
-  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string }
+  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; windows: PathWindows }
   | { ok: false; failure: TunnelFailure };
-
-/** Per-stream receive window (towards the local service): what a slow local service may leave unread. */
-export const STREAM_WINDOW = 256 << 10;
-const CONNECTION_WINDOW = 16 << 20;
 
 /** Registers `services` and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
 export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], timeoutMs = 20_000): Promise<Registration> {
@@ -33,8 +30,15 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
   if (!answer.ok) return answer;
   const { socket, headText } = answer;
   // The gateway's HTTP/2 preface may have come with the 101: it is back in the socket's buffer for HTTP/2.
-  const session = performServerHandshake(socket, { settings: { initialWindowSize: STREAM_WINDOW, enablePush: false }, maxSessionMemory: 64 });
-  // The connection-level window (64 KiB by default) would cap every stream together; the stream windows bound each.
-  session.once('localSettings', () => session.setLocalWindowSize(CONNECTION_WINDOW));
-  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER) };
+  const session = performServerHandshake(socket, { settings: PUBLISH_SESSION_SETTINGS, maxSessionMemory: 64 });
+  let streamsOpen = 0;
+  session.on('stream', (stream) => {
+    streamsOpen += 1;
+    stream.once('close', () => (streamsOpen -= 1));
+  });
+  // Uploads (gateway to service) are received here: their windows grow to the path, at most `receiveWindow` each,
+  // which is what a local service that stops reading may leave unread in this process.
+  const sizing = { maxStreamWindow: endpoint.receiveWindow ?? DEFAULT_MAX_STREAM_WINDOW, streamsOpen: () => streamsOpen };
+  const windows = sizeWindowsToPath(session, sizing, 'localSettings');
+  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER), windows };
 }

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { expandPath } from './clientConfigFile.ts';
 import { isLoopback } from './forwardSpec.ts';
 import { serviceNameProblem } from '../upstream/publishProtocol.ts';
+import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
 
 export type PublishTarget = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 export interface PublishSpec {
@@ -44,4 +45,15 @@ export function parsePublishSpec(text: string, home?: string): PublishSpecResult
 
 export function targetLabel(target: PublishTarget): string {
   return target.kind === 'unix' ? `unix:${target.path}` : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+}
+
+/** `--window`: bytes, or a number with K/M/G (KiB, MiB, GiB), within the protocol's bounds. */
+export function parseWindowSize(text: string | undefined): { ok: true; bytes: number } | { ok: false; error: string } {
+  if (text === undefined) return { ok: true, bytes: DEFAULT_MAX_STREAM_WINDOW };
+  const m = /^(\d+)\s*([KMG])?(?:i?B)?$/i.exec(text.trim());
+  const bytes = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] ?? ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < MIN_STREAM_WINDOW || bytes > MAX_STREAM_WINDOW) {
+    return { ok: false, error: `--window ${JSON.stringify(text.slice(0, 40))}: give a size from 256K to 1G (e.g. 16M)` };
+  }
+  return { ok: true, bytes };
 }

@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { browserSettingsSchema } from '../session/browserSettings.ts';
+import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
 
 /** `10.0.0.0/8`, `2001:db8::/32`, or one address. */
 function isCidr(text: string): boolean {
@@ -231,6 +232,11 @@ const publishSchema = z
     publishersPerUser: z.number().int().positive().max(10_000).default(8),
     /** Streams (requests, tunnels) open at once through one publisher. */
     streamsPerPublisher: z.number().int().positive().max(100_000).default(1024),
+    /**
+     * Largest receive window (bytes) of one stream from a publisher: windows grow with the measured
+     * bandwidth-delay product up to this, and one reader that stops reading leaves at most this unread here.
+     */
+    window: z.number().int().min(MIN_STREAM_WINDOW).max(MAX_STREAM_WINDOW).default(DEFAULT_MAX_STREAM_WINDOW),
   })
   .strict();
 
