@@ -10,7 +10,7 @@ import { INITIAL_STREAM_WINDOW } from '../src/upstream/publishWindows.ts';
 import { startDelayProxy, type DelayProxy } from './support/delayProxy.ts';
 import { startHarness, type Harness } from './support/gatewayHarness.ts';
 import { publishedRoute, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
-import { cleanEnv, countHandler, gatewayFlags, listenUnix, startTunnel, upload, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
+import { cleanEnv, countHandler, gatewayFlags, listenUnix, sourceHandler, startTunnel, upload, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 const MiB = 1 << 20;
@@ -121,5 +121,49 @@ describe('publish windows on a 50 ms path', () => {
     // RSS also keeps what the collector freed but did not return: a loose bound (unbounded windows: +155 MiB here).
     expect(after.publisher - before.publisher).toBeLessThan(bound / MiB + 40);
     expect(after.gateway - before.gateway).toBeLessThan(bound / MiB + 40);
+  }, 60_000);
+
+  it('a client that stops reading a download leaves at most about publish.window in the gateway', async () => {
+    const proxy = await wan(50);
+    let source: Socket | undefined;
+    const endless = await listenUnix(join(h.dir, 'run', 'endless.sock'), (socket) => {
+      source = socket;
+      sourceHandler(socket);
+    });
+    closers.push(() => endless.close(), () => source?.destroy());
+    const flags = gatewayFlags(h, alice, tokenFile).slice(0, -2).map((f) => f.replace(`localhost:${h.port}`, `localhost:${proxy.port}`));
+    const publisher = startPublisher([...flags, `endless=unix:${join(h.dir, 'run', 'endless.sock')}`], cleanEnv(join(h.dir, 'home')));
+    closers.push(() => publisher.stop());
+    await publisher.waitForStderr(/published as alice/);
+    const t = await tunnelTo('endless');
+    const before = rssMiB(h.proc.pid);
+
+    // Reads 12 MiB of a 160 MiB download (the gateway's window grows to publish.window), then stops reading.
+    const client = connect(t.ready[0]?.port as number, '127.0.0.1');
+    closers.push(() => client.destroy());
+    const read = await new Promise<number>((resolve, reject) => {
+      let got = 0;
+      client.on('error', reject);
+      client.on('data', (d: Buffer) => {
+        got += d.length;
+        if (got >= 12 * MiB && !client.isPaused()) {
+          client.pause();
+          resolve(got);
+        }
+      });
+      client.end(`${160 * MiB}\n`);
+    });
+    // Then waits until the source has written nothing more for 1.5 s: what it handed off is buffered along the path.
+    let handedOff = 0;
+    for (let still = 0; still < 3; ) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = (source?.bytesWritten ?? 0) - (source?.writableLength ?? 0);
+      still = now === handedOff ? still + 1 : 0;
+      handedOff = now;
+    }
+    const after = rssMiB(h.proc.pid);
+    expect(handedOff - read).toBeLessThan(48 * MiB);
+    // RSS also keeps what the collector freed but did not return: a loose bound (unbounded windows: +130 MiB here).
+    expect(after - before).toBeLessThan(GATEWAY_WINDOW / MiB + 40);
   }, 60_000);
 });

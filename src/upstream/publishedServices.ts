@@ -6,11 +6,14 @@ import { Gauge, type Registry } from 'prom-client';
 import type { StreamUpstreams, UpstreamConnection, UpstreamInspection } from './openUpstream.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
+import { DEFAULT_MAX_STREAM_WINDOW, PUBLISH_SESSION_SETTINGS, sizeWindowsToPath } from './publishWindows.ts';
 
 export interface PublisherLimits {
   servicesPerUser: number;
   publishersPerUser: number;
   streamsPerPublisher: number;
+  /** Largest receive window of one stream from a publisher (publish.window). */
+  window?: number;
 }
 
 /** Who publishes what: `user` is the token's user (the name space), never a name the publisher chose. */
@@ -57,12 +60,6 @@ export interface PublishedServices extends StreamUpstreams {
   registerMetrics(registry: Registry): void;
 }
 
-/**
- * Per-stream receive window: what one stream may have in flight towards a reader that is not reading.
- * A stalled reader costs at most this much at each end; the others keep flowing within the connection window.
- */
-const STREAM_WINDOW = 256 << 10;
-const CONNECTION_WINDOW = 16 << 20;
 /** A publisher that does not answer a ping within this long is gone (network loss sends no FIN). */
 const PING_EVERY_MS = 15_000;
 const PING_TIMEOUT_MS = 10_000;
@@ -97,12 +94,13 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     let reason: string | undefined;
     const session = http2Connect('http://publisher.invalid', {
       createConnection: () => socket,
-      settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
+      settings: PUBLISH_SESSION_SETTINGS,
       // Outbound data queued towards slow streams counts here; the stream windows keep it far below.
       maxSessionMemory: 64,
     });
     entry.session = session;
-    session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW));
+    // Downloads (publisher to user) are received here: windows grow to the path, at most publish.window per stream.
+    sizeWindowsToPath(session, { maxStreamWindow: limits()?.window ?? DEFAULT_MAX_STREAM_WINDOW, streamsOpen: () => entry.streamsOpen }, 'connect');
     session.on('error', (err: NodeJS.ErrnoException) => (reason ??= `publisher connection error: ${err.code ?? err.message}`));
     session.on('goaway', () => (reason ??= 'publisher said goodbye'));
     socket.once('end', () => (reason ??= 'publisher closed the connection'));
