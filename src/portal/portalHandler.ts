@@ -6,6 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
+import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
@@ -36,6 +37,8 @@ export function isPortalPath(url: string | undefined): boolean {
 
 export interface PortalDeps {
   audit: AuditLog;
+  /** A client's refusals are recorded within its budgets, as on every other way in. */
+  refusals: RefusalRecords;
   identityLimits: IdentityLimits;
   limits: () => GatewayLimits;
   rootKey: RootKeySource;
@@ -90,7 +93,9 @@ export function createPortal(deps: PortalDeps) {
   }
 
   function record(conn: ConnectionContext, fields: Partial<AuditRecord> & Pick<AuditRecord, 'event'>): void {
-    deps.audit.write({ conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', ...fields });
+    const entry: AuditRecord = { conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', ...fields };
+    if (entry.decision === 'deny') deps.refusals.request(entry, refusalClient(conn));
+    else deps.audit.write(entry);
   }
 
   /** `next` for this request: a path here, or a URL on the same port, on a host of the gateway's own, that one of its routes serves. */
@@ -259,6 +264,7 @@ export function createPortal(deps: PortalDeps) {
     if (!rate.ok) {
       req.resume();
       await holdRefusal(rate);
+      record(conn, { event: 'request', method: req.method ?? '', path: new URL(req.url ?? '/', 'https://gateway.invalid').pathname, decision: 'deny', status: 429, reason: rate.reason });
       return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
     }
     const url = new URL(req.url ?? '/', 'https://gateway.invalid');
@@ -271,6 +277,7 @@ export function createPortal(deps: PortalDeps) {
     if (url.pathname === HANDOFF_PATH && method === 'GET') return redeem(req, res, conn, url);
     const known = [PORTAL_PATH, SESSION_PATH, SIGN_OUT_PATH, HANDOFF_PATH].includes(url.pathname);
     req.resume();
+    record(conn, { event: 'request', method, path: url.pathname, decision: 'deny', status: known ? 405 : 404, reason: known ? `gateway page ${url.pathname} does not take ${method}` : 'no such gateway page' });
     send(res, known ? 405 : 404, messagePage(known ? 'Method not allowed' : 'Not found', known ? `${method} is not used here.` : 'No such gateway page.'), known ? { allow: url.pathname === PORTAL_PATH ? 'GET, HEAD' : 'POST' } : {});
   }
 

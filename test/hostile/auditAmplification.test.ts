@@ -192,3 +192,31 @@ describe('a crowd of addresses without certificates', () => {
     expect(counted).toBeGreaterThanOrEqual(suppressed);
   }, 90_000);
 });
+
+describe("one certificate's refusals on the gateway's own pages", () => {
+  it('300 sign-in page requests with a next for another site: at most the per-certificate budget recorded, the rest counted', async () => {
+    const mark = auditMark(g);
+    const suppressedMetric = async () => {
+      const metrics = await (await fetch(`${metricsBase}/metrics`)).text();
+      return [...metrics.matchAll(/^gatehouse_audit_suppressed_records_total\{event="session\.start",kind="[^"]+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const before = await suppressedMetric();
+    // Paced to stay within the request rate (100/s after a burst of 200): every request is a 400 refusal.
+    let refused = 0;
+    for (let round = 0; round < 6; round++) {
+      const requests = Array.from({ length: 50 }, (_, i) => `GET /.well-known/gatehouse/?next=${encodeURIComponent(`https://evil.example/${round}-${i}`)} HTTP/1.1\r\nHost: localhost\r\n\r\n`).join('');
+      const x = await g.send(`${requests}GET /.well-known/gatehouse/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, { as: 'admin', expectResponses: 51, timeoutMs: 20_000 });
+      refused += x.finals.filter((r) => r.status === 400).length;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(refused).toBe(300);
+    const fingerprint = g.certs.admin.fingerprint;
+    const recorded = () => g.h.audit().slice(mark).filter((r) => r.event === 'session.start' && r.decision === 'deny' && r.client?.fingerprint === fingerprint).length;
+    // The per-certificate budget is 200 per 10 s window; these requests may straddle two windows.
+    expect(recorded()).toBeLessThan(300);
+    const until = Date.now() + 5000;
+    while ((await suppressedMetric()) - before + recorded() < refused && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect((await suppressedMetric()) - before + recorded()).toBe(refused);
+    await expectStillServes(g);
+  }, 60_000);
+});
