@@ -1,14 +1,15 @@
 // The audit chain on real files: a writer that continues the chain across restarts and reopen,
 // and `audit verify` pinpointing each kind of tampering (changed, deleted, inserted, swapped,
 // re-signed with another key, a rotated file missing), plus gzip rotations.
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_HASH, lineHash } from '../src/audit/auditChain.ts';
-import { auditKeyId, checkpointMessage, readAuditPublicKey, writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
+import { readAuditPublicKey, writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
+import { noteKeyHash, signatureLine } from '../src/audit/signedNote.ts';
 import { openAuditLog } from '../src/audit/auditLog.ts';
 import { verifyAuditFiles, type VerifyReport } from '../src/audit/auditVerify.ts';
 import { runGatehouse } from './support/gatewayHarness.ts';
@@ -34,7 +35,7 @@ function publicKey() {
 async function verifyLines(name: string, lines: string[]): Promise<VerifyReport> {
   const file = join(dir, name);
   writeFileSync(file, lines.join('\n') + '\n');
-  return verifyAuditFiles([file], { publicKey: publicKey() });
+  return verifyAuditFiles([file], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
 }
 
 const runCli = (args: string[]) => runGatehouse(args);
@@ -50,7 +51,7 @@ beforeAll(async () => {
 
 describe('the written chain', () => {
   it('numbers records 1..n across restarts, links each to the hash of the previous line, checkpoints every 10 records and at close', () => {
-    const records = original.map((l) => JSON.parse(l) as { seq: number; prev: string; event: string; checkpoint?: { seq: number; hash: string; sig?: string; key?: string } });
+    const records = original.map((l) => JSON.parse(l) as { seq: number; prev: string; event: string; checkpoint?: { seq: number; hash: string; note?: string } });
     expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => i + 1));
     expect(records[0]?.prev).toBe(GENESIS_HASH);
     for (let i = 1; i < records.length; i += 1) expect(records[i]?.prev).toBe(lineHash(original[i - 1] ?? ''));
@@ -59,11 +60,12 @@ describe('the written chain', () => {
     expect(checkpoints).toHaveLength(5);
     expect(records.filter((r) => r.event === 'request')).toHaveLength(40);
     expect(records.at(-1)?.event).toBe('audit.checkpoint');
-    expect(checkpoints[0]?.checkpoint?.key).toBe(auditKeyId(publicKey()));
+    // A C2SP checkpoint note: origin, tree size (the records before it), root; a signature line.
+    expect(checkpoints[0]?.checkpoint?.note).toMatch(/^\S+\n10\n[A-Za-z0-9+/]{43}=\n\n\u2014 \S+ [A-Za-z0-9+/=]{92}\n$/);
   });
 
   it('verifies: counts, range, signatures', async () => {
-    const report = await verifyAuditFiles([log], { publicKey: publicKey() });
+    const report = await verifyAuditFiles([log], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
     expect(report.failure).toBeUndefined();
     expect(report).toMatchObject({ records: 45, checkpoints: 5, signaturesChecked: 5, firstSeq: 1, lastSeq: 45, startsChain: true, afterLastCheckpoint: 0 });
   });
@@ -78,7 +80,7 @@ describe('a restart on a file rotated away', () => {
     const first = JSON.parse(readFileSync(file, 'utf8').split('\n')[0] ?? '') as { seq: number; prev: string };
     const old = readFileSync(`${file}.1`, 'utf8').trimEnd().split('\n');
     expect(first).toMatchObject({ seq: old.length + 1, prev: lineHash(old.at(-1) ?? '') });
-    const report = await verifyAuditFiles([`${file}.1`, file], { publicKey: publicKey() });
+    const report = await verifyAuditFiles([`${file}.1`, file], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
     expect(report.failure).toBeUndefined();
     expect(report.records).toBe(12);
   });
@@ -93,7 +95,7 @@ describe('a crash in the middle of a line', () => {
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
     expect(lines[5]).toBe('{"seq":6,"prev":"sha256:ab');
     expect(JSON.parse(lines[6] ?? '')).toMatchObject({ seq: 6, prev: lineHash(lines[4] ?? '') });
-    const report = await verifyAuditFiles([file], { publicKey: publicKey() });
+    const report = await verifyAuditFiles([file], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
     expect(report.failure).toMatchObject({ problem: 'changed', line: 6, message: 'not a JSON record' });
   });
 });
@@ -138,17 +140,18 @@ describe('audit verify pinpoints tampering', () => {
   it('a checkpoint re-signed with another key', async () => {
     const other = generateKeyPairSync('ed25519');
     const lines = [...original];
-    const cp = JSON.parse(lines[10] ?? '') as { seq: number; time: string; event: string; checkpoint: { seq: number; hash: string; key: string; sig: string } };
+    const cp = JSON.parse(lines[10] ?? '') as { seq: number; time: string; event: string; checkpoint: { note: string } };
     expect(cp.event).toBe('audit.checkpoint');
-    cp.checkpoint.key = auditKeyId(other.publicKey);
-    cp.checkpoint.sig = sign(null, checkpointMessage(cp.checkpoint.seq, cp.checkpoint.hash, cp.time), other.privateKey).toString('base64');
+    const body = cp.checkpoint.note.slice(0, cp.checkpoint.note.indexOf('\n\n') + 1);
+    const origin = body.split('\n')[0] ?? '';
+    cp.checkpoint.note = `${body}\n${signatureLine(body, origin, other.privateKey)}\n`;
     lines[10] = JSON.stringify(cp);
     const report = await verifyLines('resigned.log', lines);
     expect(report.failure).toMatchObject({ problem: 'bad-signature', line: 11, seq: 11 });
-    expect(report.failure?.message).toContain(`signed by key ${auditKeyId(other.publicKey)}`);
+    expect(report.failure?.message).toContain(`signed by ${origin}+${noteKeyHash(origin, other.publicKey).toString('hex')}`);
   });
 
-  it('a rewritten stretch with every hash recomputed is caught at the next signed checkpoint', async () => {
+  it('a rewritten stretch with every hash recomputed is caught at the next checkpoint: the Merkle root differs', async () => {
     const lines = [...original];
     lines[4] = (lines[4] ?? '').replace('"status":200', '"status":404');
     for (let i = 5; i <= 10; i += 1) {
@@ -158,7 +161,8 @@ describe('audit verify pinpoints tampering', () => {
       lines[i] = JSON.stringify(r);
     }
     const report = await verifyLines('rewritten.log', lines);
-    expect(report.failure).toMatchObject({ problem: 'bad-signature', line: 11, seq: 11 });
+    expect(report.failure).toMatchObject({ problem: 'changed', line: 11, seq: 11 });
+    expect(report.failure?.message).toContain('hash to Merkle root');
   });
 });
 

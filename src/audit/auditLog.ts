@@ -1,10 +1,14 @@
 // The audit sink: hash-chained JSON lines through pino's asynchronous file destination (sonic-boom),
-// signed checkpoints, reopen after rotation, and its own health so the gateway can fail closed.
+// a Merkle tree with signed checkpoints, reopen after rotation, and its own health (fail closed).
 import { fsync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import { lineHash, readChainHead, saveChainHead, type ChainHead } from './auditChain.ts';
+import { lineHash, type ChainHead } from './auditChain.ts';
 import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
+import { createCheckpointer } from './auditCheckpointer.ts';
+import { watchLiveFile } from './auditLiveFile.ts';
+import { defaultAuditOrigin, defaultCheckpointFile, startLog } from './auditLogStart.ts';
+import { leafHash } from './merkleTree.ts';
 import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
 import { startSyslogShipper, type SyslogObserver, type SyslogTarget } from './syslogShipper.ts';
 
@@ -41,6 +45,10 @@ export interface AuditLogOptions {
   stdout?: boolean;
   /** PKCS#8 PEM ed25519 key that signs checkpoints; without it checkpoints carry the hash only. */
   signingKey?: string;
+  /** The log's name in its checkpoints (C2SP origin line, also the signature's key name). */
+  origin?: string;
+  /** The latest checkpoint note, replaced atomically at every checkpoint. */
+  checkpointFile?: string;
   /** A checkpoint after this many records or seconds, whichever comes first (and at reopen and close). */
   checkpoint?: { records: number; seconds: number };
   /** Also ship every line to this syslog receiver (a copy the gateway host cannot rewrite). */
@@ -67,8 +75,10 @@ export function chainedLine(seq: number, prev: string, time: string, record: Aud
 
 export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   mkdirSync(dirname(options.file), { recursive: true, mode: 0o750 });
-  const start = readChainHead(options.file);
-  if (!start.ok) throw new Error(start.message);
+  const origin = options.origin ?? defaultAuditOrigin(options.file);
+  const checkpointFile = options.checkpointFile ?? defaultCheckpointFile(options.file);
+  const start = startLog(options.file, origin, checkpointFile);
+  if (!start.ok) throw new Error(`audit log: ${start.message}`);
   let signer: AuditSigner | undefined;
   if (options.signingKey) {
     const read = readAuditSigner(options.signingKey);
@@ -86,9 +96,11 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   const echo = options.stdout ? pino.destination({ dest: 1, sync: false }) : undefined;
   const shipper = options.syslog && startSyslogShipper(options.syslog, observer?.syslog);
 
-  let head: ChainHead = start.head;
+  let head: ChainHead = start.value.head;
+  // The Merkle tree over every record: the right edge only (O(log n) hashes).
+  const tree = start.value.tree;
   // A crash mid-line leaves a torn last line: the next record starts on a line of its own.
-  let pendingPrefix = start.tornTail ? '\n' : '';
+  let pendingPrefix = start.value.tornTail ? '\n' : '';
   let healthy = true;
   let lastError: string | undefined;
   let sinceCheckpoint = 0;
@@ -97,6 +109,10 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   let queuedBytes = 0;
   let writtenBytes = 0;
   let fsyncAt = 0;
+  const checkpointer = createCheckpointer({ file: options.file, origin, checkpointFile, signer, onError: (err) => observer?.writeFailed(err) });
+  // Set while the path no longer names the file being written: records are held, not written.
+  const liveFile = watchLiveFile(options.file);
+  let detached: string | undefined;
 
   file.on('write', (n: number) => {
     writtenBytes += n;
@@ -111,7 +127,10 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     const fd = (file as unknown as { fd: number }).fd;
     if (fsyncAt > 0 && writtenBytes >= fsyncAt && fd >= 0) {
       fsyncAt = 0;
-      fsync(fd, () => undefined);
+      // Once on disk, the checkpoint is published (checkpoint file, saved tree): never ahead of the log.
+      fsync(fd, (err) => {
+        if (!err) checkpointer.durable();
+      });
     }
   });
   file.on('error', (err: NodeJS.ErrnoException) => {
@@ -124,6 +143,12 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   });
   file.on('ready', () => {
     reopenPending = false;
+    liveFile.opened((file as unknown as { fd: number }).fd, writtenBytes);
+    // Records held while the file was gone go to the reopened file now.
+    if (detached !== undefined) {
+      detached = undefined;
+      flushBatch();
+    }
   });
   // A dropped record is a hole in the chain (verify reports it as missing): refuse traffic meanwhile.
   // The dropped data is a whole batch of lines: each of its records is counted.
@@ -144,7 +169,18 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   let fileOnlyPrefix = 0;
   function flushBatch(): void {
     batchScheduled = false;
-    if (batch === '') return;
+    if (batch === '' || detached !== undefined) return;
+    const gone = liveFile.check((file as unknown as { fd: number }).fd, writtenBytes);
+    if (gone !== undefined) {
+      // Deleted, replaced or truncated: hold the records (not ready, 503) until a reopen.
+      detached = gone;
+      const err = new Error(`${gone}: holding records until the file is reopened (SIGUSR1)`);
+      if (healthy) options.onError?.(err);
+      healthy = false;
+      lastError = err.message;
+      observer?.writeFailed(err);
+      return;
+    }
     const bytes = batch;
     batch = '';
     queuedBytes += Buffer.byteLength(bytes);
@@ -158,9 +194,12 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   }
 
   function append(record: AuditRecord, time: string): void {
+    // Held records have a bound too: past it a record is dropped (counted) before it is chained.
+    if (detached !== undefined && batch.length > MAX_BUFFERED_BYTES) return observer?.recordDropped();
     const seq = head.seq + 1;
     const line = chainedLine(seq, head.hash, time, record);
     head = { seq, hash: lineHash(line) };
+    tree.append(leafHash(line));
     if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
     batch += pendingPrefix + line + '\n';
     pendingPrefix = '';
@@ -177,13 +216,24 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   function checkpoint(): void {
     if (sinceCheckpoint === 0 || closed) return;
     const time = new Date().toISOString();
-    const cp: AuditCheckpoint = { seq: head.seq, hash: head.hash, records: sinceCheckpoint, ...(signer && { key: signer.keyId, sig: signer.sign(head.seq, head.hash, time) }) };
+    // The note covers every record before this one: tree size = head.seq.
+    const note = checkpointer.note(tree);
+    // The right edge of the tree rides along: a verifier given only later files starts from it.
+    const cp: AuditCheckpoint = { seq: head.seq, hash: head.hash, records: sinceCheckpoint, note, range: tree.toJSON().range };
     sinceCheckpoint = 0;
     // Set before the append: a checkpoint that fills the batch flushes it inside append, and that
     // flush must carry the fsync (not the next batch, which may come much later or go to another file).
     fsyncAfterBatch = true;
     append({ event: 'audit.checkpoint', checkpoint: cp }, time);
+    checkpointer.queued(note, head, tree);
     observer?.checkpointWritten();
+  }
+
+  // A new log says so in its first record, with what it knows of the log before it.
+  const newLog = start.value.newLog;
+  if (newLog) {
+    append({ event: 'audit.log.new', detail: { ...newLog, origin } }, new Date().toISOString());
+    sinceCheckpoint += 1;
   }
 
   const timer = setInterval(checkpoint, every.seconds * 1000);
@@ -215,7 +265,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
       // flight on the old descriptor first); either way the chain runs on unbroken into the new file.
       checkpoint();
       flushBatch();
-      saveChainHead(options.file, head);
+      checkpointer.saveState(head, tree);
       reopenPending = true;
       file.reopen();
     },
@@ -223,6 +273,11 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
       checkpoint();
       flushBatch();
       closed = true;
+      // Records held for a deleted file go to a reopened one before the end (the 'ready' handler).
+      if (detached !== undefined && !reopenPending) {
+        reopenPending = true;
+        file.reopen();
+      }
       clearInterval(timer);
       // end() writes what is buffered, in order, after any write already in flight, then fsyncs
       // (flushSync could overtake an in-flight write and reorder the last records).
@@ -231,8 +286,13 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
         const done = () => {
           if (finished) return;
           finished = true;
-          saveChainHead(options.file, head);
-          void (shipper ? shipper.close() : Promise.resolve()).then(() => resolve());
+          // end() fsynced the file: the last checkpoint is durable.
+          checkpointer.durable();
+          void checkpointer
+            .settled()
+            .then(() => checkpointer.saveState(head, tree))
+            .then(() => (shipper ? shipper.close() : undefined))
+            .then(() => resolve());
         };
         file.once('close', done);
         file.once('error', done);

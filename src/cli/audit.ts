@@ -1,6 +1,7 @@
 // `gatehouse audit keygen|verify|query`: the audit signing key, the integrity check of a set of
 // audit files (hash chain + signed checkpoints), and filtered views of them. All stream their input.
 import type { Command } from 'commander';
+import type { VerifyCliOptions } from '../audit/auditVerifyCommand.ts';
 import { say } from './say.ts';
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -27,27 +28,24 @@ export function registerAudit(program: Command): void {
 
   audit
     .command('verify')
-    .description('check the hash chain and checkpoint signatures of audit files (rotated files in any order, .gz too); exit 1 on the first bad record')
+    .description('rebuild the Merkle tree of audit files (rotated files in any order, .gz too) and check the hash chain, every checkpoint (origin, size, root, signature) and that the files end sealed; exit 1 on the first problem')
     .argument('<files...>', 'audit files: the live file and its rotations')
-    .option('-k, --key <file>', 'audit public key (PEM) the checkpoints must be signed with')
-    .action(async (files: string[], opts: { key?: string }) => {
-      const { readAuditPublicKey } = await import('../audit/auditCheckpoint.ts');
-      const { verifyAuditFiles } = await import('../audit/auditVerify.ts');
-      const { orderAuditFiles } = await import('../audit/auditFileOrder.ts');
-      const { formatVerifyReport } = await import('../audit/auditVerifyReport.ts');
-      let publicKey;
-      if (opts.key) {
-        const read = readAuditPublicKey(opts.key);
-        if (!read.ok) {
-          say(read.error.message);
-          process.exit(2);
-        }
-        publicKey = read.value;
+    .option('-k, --key <file[:from[:until]]>', 'audit public key (PEM) that may sign checkpoints, optionally only from/until a date or UTC time (repeat for rotated keys)', collect)
+    .option('--keyring <file>', 'a file of --key values, one per line (# comments)')
+    .option('--origin <name>', 'the log every checkpoint must name (audit.origin)')
+    .option('--anchor <checkpoint>', "a trusted checkpoint note (a witness's, a copy kept elsewhere): the files must reach it and agree (default: the log's own checkpoint file beside the files, if there)")
+    .option('--live [seconds]', 'a running gateway\'s log: records after the last checkpoint are reported, and fail only when older than this (default 300)')
+    .option('--partial', 'the files do not start the log: check from the first checkpoint on')
+    .option('--unsigned', 'no key: check the chain and the tree only')
+    .action(async (files: string[], opts: VerifyCliOptions) => {
+      const { runVerify } = await import('../audit/auditVerifyCommand.ts');
+      const result = await runVerify(files, opts);
+      if (!result.ok) {
+        say(result.message);
+        process.exit(2);
       }
-      const ordered = await orderAuditFiles(files);
-      const report = await verifyAuditFiles(ordered, { publicKey });
-      process.stdout.write(formatVerifyReport(report, ordered));
-      process.exitCode = report.failure ? 1 : 0;
+      process.stdout.write(result.text);
+      process.exitCode = result.failed ? 1 : 0;
     });
 
   audit

@@ -1,0 +1,154 @@
+// The RFC 6962 / RFC 9162 Merkle tree over the audit records: leaf and node hashing, the compact
+// range the writer keeps (O(log n) hashes: the right edge), and inclusion and consistency proofs.
+import { hash } from 'node:crypto';
+
+const LEAF_PREFIX = Buffer.from([0x00]);
+const NODE_PREFIX = Buffer.from([0x01]);
+
+/** SHA-256(0x00 || line): the leaf of one record (its exact line bytes, without the LF). */
+export function leafHash(line: Buffer | string): Buffer {
+  const bytes = typeof line === 'string' ? Buffer.from(line, 'utf8') : line;
+  return hash('sha256', Buffer.concat([LEAF_PREFIX, bytes]), 'buffer');
+}
+
+/** SHA-256(0x01 || left || right). */
+export function nodeHash(left: Buffer, right: Buffer): Buffer {
+  return hash('sha256', Buffer.concat([NODE_PREFIX, left, right]), 'buffer');
+}
+
+/** The root of the empty tree: SHA-256 of nothing. */
+export const EMPTY_ROOT = hash('sha256', Buffer.alloc(0), 'buffer');
+
+/**
+ * The tree so far as the roots of its perfect subtrees, largest (leftmost) first: one per set bit of
+ * `size`. Appending merges equal-sized neighbours (amortized one node hash per leaf).
+ */
+export class CompactTree {
+  size: number;
+  readonly range: Buffer[];
+
+  constructor(size = 0, range: Buffer[] = []) {
+    this.size = size;
+    this.range = range;
+  }
+
+  append(leaf: Buffer): void {
+    let node = leaf;
+    // Each trailing 1 bit of the old size is a perfect subtree of the new leaf's size: merge it.
+    for (let s = this.size; (s & 1) === 1; s = Math.floor(s / 2)) node = nodeHash(this.range.pop() as Buffer, node);
+    this.range.push(node);
+    this.size += 1;
+  }
+
+  root(): Buffer {
+    if (this.range.length === 0) return EMPTY_ROOT;
+    let node = this.range[this.range.length - 1] as Buffer;
+    for (let i = this.range.length - 2; i >= 0; i -= 1) node = nodeHash(this.range[i] as Buffer, node);
+    return node;
+  }
+
+  clone(): CompactTree {
+    return new CompactTree(this.size, [...this.range]);
+  }
+
+  toJSON(): { size: number; range: string[] } {
+    return { size: this.size, range: this.range.map((h) => h.toString('base64')) };
+  }
+
+  /** The saved form back; undefined when it is not a consistent compact range. */
+  static fromJSON(v: unknown): CompactTree | undefined {
+    const o = v as { size?: unknown; range?: unknown };
+    if (!o || !Number.isSafeInteger(o.size) || (o.size as number) < 0 || !Array.isArray(o.range)) return undefined;
+    const range = o.range.map((h) => (typeof h === 'string' ? Buffer.from(h, 'base64') : Buffer.alloc(0)));
+    const bits = (o.size as number).toString(2).replace(/0/g, '').length;
+    if (range.length !== bits || range.some((h) => h.length !== 32)) return undefined;
+    return new CompactTree(o.size as number, range);
+  }
+}
+
+/** The largest power of two smaller than n (n > 1). */
+function split(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** MTH(D[from:to]) over leaf hashes. */
+export function subtreeRoot(leaves: readonly Buffer[], from: number, to: number): Buffer {
+  if (to - from === 0) return EMPTY_ROOT;
+  if (to - from === 1) return leaves[from] as Buffer;
+  const k = split(to - from);
+  return nodeHash(subtreeRoot(leaves, from, from + k), subtreeRoot(leaves, from + k, to));
+}
+
+/** PATH(index, D[0:size]) of RFC 9162 2.1.3.1, leaf-side first. */
+export function inclusionProof(leaves: readonly Buffer[], index: number, size: number, from = 0): Buffer[] {
+  const n = size - from;
+  if (n <= 1) return [];
+  const k = split(n);
+  if (index - from < k) return [...inclusionProof(leaves, index, from + k, from), subtreeRoot(leaves, from + k, size)];
+  return [...inclusionProof(leaves, index, size, from + k), subtreeRoot(leaves, from, from + k)];
+}
+
+/** PROOF(m, D[0:n]) of RFC 9162 2.1.4.1. */
+export function consistencyProof(leaves: readonly Buffer[], m: number, n: number): Buffer[] {
+  const sub = (m0: number, from: number, to: number, whole: boolean): Buffer[] => {
+    if (m0 === to - from) return whole ? [] : [subtreeRoot(leaves, from, to)];
+    const k = split(to - from);
+    if (m0 <= k) return [...sub(m0, from, from + k, whole), subtreeRoot(leaves, from + k, to)];
+    return [...sub(m0 - k, from + k, to, false), subtreeRoot(leaves, from, from + k)];
+  };
+  return m === 0 || m === n ? [] : sub(m, 0, n, true);
+}
+
+/** RFC 9162 2.1.3.2: does `proof` show leaf `index` with hash `leaf` in the tree of `size` with `root`? */
+export function verifyInclusion(leaf: Buffer, index: number, size: number, proof: readonly Buffer[], root: Buffer): boolean {
+  if (index < 0 || index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, r);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    } else r = nodeHash(r, p);
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && r.equals(root);
+}
+
+/** RFC 9162 2.1.4.2: does `proof` show the tree (m, oldRoot) is a prefix of (n, newRoot)? */
+export function verifyConsistency(m: number, oldRoot: Buffer, n: number, newRoot: Buffer, proof: readonly Buffer[]): boolean {
+  if (m > n) return false;
+  if (m === n) return proof.length === 0 && oldRoot.equals(newRoot);
+  if (m === 0) return proof.length === 0;
+  if (proof.length === 0) return false;
+  const path = (m & (m - 1)) === 0 ? [oldRoot, ...proof] : [...proof];
+  let fn = m - 1;
+  let sn = n - 1;
+  while (fn % 2 === 1) {
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  let fr = path[0] as Buffer;
+  let sr = path[0] as Buffer;
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      fr = nodeHash(c, fr);
+      sr = nodeHash(c, sr);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    } else sr = nodeHash(sr, c);
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return fr.equals(oldRoot) && sr.equals(newRoot) && sn === 0;
+}
