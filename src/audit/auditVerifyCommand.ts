@@ -21,7 +21,7 @@ export interface VerifyCliOptions {
 
 export type VerifyCommandResult = { ok: true; text: string; failed: boolean } | { ok: false; message: string };
 
-function readKeys(specs: readonly string[]): { ok: true; keys: VerifyKey[] } | { ok: false; message: string } {
+export function readKeys(specs: readonly string[]): { ok: true; keys: VerifyKey[] } | { ok: false; message: string } {
   const keys: VerifyKey[] = [];
   for (const spec of specs) {
     const { file, from, until } = parseKeySpec(spec);

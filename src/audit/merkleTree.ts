@@ -73,16 +73,19 @@ function split(n: number): number {
   return k;
 }
 
+/** Leaf hashes by index (a packed buffer read in place: an array of a million Buffers is large). */
+export type LeafReader = (index: number) => Buffer;
+
 /** MTH(D[from:to]) over leaf hashes. */
-export function subtreeRoot(leaves: readonly Buffer[], from: number, to: number): Buffer {
+export function subtreeRoot(leaves: LeafReader, from: number, to: number): Buffer {
   if (to - from === 0) return EMPTY_ROOT;
-  if (to - from === 1) return leaves[from] as Buffer;
+  if (to - from === 1) return leaves(from);
   const k = split(to - from);
   return nodeHash(subtreeRoot(leaves, from, from + k), subtreeRoot(leaves, from + k, to));
 }
 
 /** PATH(index, D[0:size]) of RFC 9162 2.1.3.1, leaf-side first. */
-export function inclusionProof(leaves: readonly Buffer[], index: number, size: number, from = 0): Buffer[] {
+export function inclusionProof(leaves: LeafReader, index: number, size: number, from = 0): Buffer[] {
   const n = size - from;
   if (n <= 1) return [];
   const k = split(n);
@@ -91,7 +94,7 @@ export function inclusionProof(leaves: readonly Buffer[], index: number, size: n
 }
 
 /** PROOF(m, D[0:n]) of RFC 9162 2.1.4.1. */
-export function consistencyProof(leaves: readonly Buffer[], m: number, n: number): Buffer[] {
+export function consistencyProof(leaves: LeafReader, m: number, n: number): Buffer[] {
   const sub = (m0: number, from: number, to: number, whole: boolean): Buffer[] => {
     if (m0 === to - from) return whole ? [] : [subtreeRoot(leaves, from, to)];
     const k = split(to - from);

@@ -1,5 +1,5 @@
-// `gatehouse audit keygen|verify|query`: the audit signing key, the integrity check of a set of
-// audit files (hash chain + signed checkpoints), and filtered views of them. All stream their input.
+// `gatehouse audit keygen|verify|prove|verify-proof|query`: the audit signing key, the integrity check
+// of a set of audit files (chain, Merkle tree, checkpoints), proofs, and filtered views. All stream.
 import type { Command } from 'commander';
 import type { VerifyCliOptions } from '../audit/auditVerifyCommand.ts';
 import { say } from './say.ts';
@@ -46,6 +46,48 @@ export function registerAudit(program: Command): void {
       }
       process.stdout.write(result.text);
       process.exitCode = result.failed ? 1 : 0;
+    });
+
+  audit
+    .command('prove')
+    .description('print a proof (JSON): --seq N: the record, its inclusion proof and the last checkpoint in the files; --from CHECKPOINT: a consistency proof from that checkpoint to the last one in the files')
+    .argument('<files...>', 'audit files holding the whole log from seq 1 (rotations in any order, .gz too)')
+    .option('--seq <n>', 'the record to prove')
+    .option('--from <checkpoint>', 'an earlier checkpoint note (a file)')
+    .action(async (files: string[], opts: { seq?: string; from?: string }) => {
+      const { proveConsistency, proveRecord } = await import('../audit/auditProve.ts');
+      const { readFileSync } = await import('node:fs');
+      const seq = Number(opts.seq);
+      if ((opts.seq === undefined) === (opts.from === undefined) || (opts.seq !== undefined && !(Number.isSafeInteger(seq) && seq > 0))) {
+        say('give either --seq N (a record number) or --from CHECKPOINT');
+        process.exit(2);
+      }
+      const result = opts.from === undefined ? await proveRecord(files, seq) : await proveConsistency(files, readFileSync(opts.from, 'utf8'));
+      if (!result.ok) {
+        say(result.message);
+        process.exit(1);
+      }
+      process.stdout.write(JSON.stringify(result.value, null, 2) + '\n');
+    });
+
+  audit
+    .command('verify-proof')
+    .description('check a proof from audit prove with the public key(s) only; exit 0 when it holds, 1 when not')
+    .argument('<proof>', 'the proof file (- for standard input)')
+    .option('-k, --key <file>', 'audit public key (PEM) (repeat for rotated keys)', collect)
+    .option('--origin <name>', 'the log the checkpoints must name')
+    .action(async (proof: string, opts: { key?: string[]; origin?: string }) => {
+      const { readKeys } = await import('../audit/auditVerifyCommand.ts');
+      const { checkProof } = await import('../audit/auditProofCheck.ts');
+      const { readFileSync } = await import('node:fs');
+      const keys = readKeys(opts.key ?? []);
+      if (!keys.ok || keys.keys.length === 0) {
+        say(keys.ok ? 'give the audit public key (--key)' : keys.message);
+        process.exit(2);
+      }
+      const checked = checkProof(readFileSync(proof === '-' ? 0 : proof, 'utf8'), keys.keys, opts.origin);
+      process.stdout.write(checked.ok ? `${checked.summary}\n` : `FAIL ${checked.message}\n`);
+      process.exitCode = checked.ok ? 0 : 1;
     });
 
   audit
