@@ -68,10 +68,14 @@ interface Entry {
   time?: string;
   event?: string;
   checkpoint?: AuditCheckpoint;
+  /** Fields beyond seq, prev, time, event, checkpoint (checked on checkpoint records only). */
+  extraFields: string[];
   firstInFile: boolean;
 }
 
 type Parsed = { entry: Entry } | { failure: VerifyFailure };
+
+const RECORD_FIELDS = new Set(['seq', 'prev', 'time', 'event', 'checkpoint']);
 
 function parse(l: AuditLine, firstInFile: boolean): Parsed {
   const where = { file: l.file, line: l.line };
@@ -96,6 +100,7 @@ function parse(l: AuditLine, firstInFile: boolean): Parsed {
       time: typeof v.time === 'string' ? v.time : undefined,
       event: typeof v.event === 'string' ? v.event : undefined,
       checkpoint: v.checkpoint,
+      extraFields: v.event === 'audit.checkpoint' ? Object.keys(v).filter((k) => !RECORD_FIELDS.has(k)) : [],
       firstInFile,
     },
   };
@@ -149,6 +154,7 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
       else if (!options.partial) return at(e, 'missing-start', `the first record is seq ${e.seq}${e.seq === 1 ? ' with a prev that is not the genesis hash' : ''}: the files holding the log before it were deleted or not given (--partial verifies from the first checkpoint on)`);
     }
     if (e.event === 'audit.checkpoint') {
+      if (e.extraFields.length > 0) return at(e, 'changed', `a checkpoint record with fields no checkpoint record has: ${e.extraFields.join(', ')}`);
       const verdict = checkCheckpoint(e.checkpoint ?? ({} as AuditCheckpoint), e.seq, e.prev, e.time ?? '', tree, rules);
       if (!verdict.ok) return at(e, verdict.problem, verdict.message);
       rules.origin ??= verdict.origin;

@@ -24,6 +24,8 @@ export type CheckpointVerdict =
   | { ok: true; origin?: string; signed: boolean; size: number; root?: Buffer }
   | { ok: false; problem: 'changed' | 'bad-signature' | 'unsigned' | 'origin-mismatch'; message: string };
 
+const CHECKPOINT_FIELDS = new Set(['seq', 'hash', 'records', 'note', 'range']);
+
 const TIME = String.raw`\d{4}-\d\d-\d\d(?:T\d\d:\d\d(?::\d\d(?:\.\d+)?)?Z)?`;
 const KEY_SPEC = new RegExp(`^(.+?)(?::(${TIME})?(?::(${TIME})?)?)?$`);
 
@@ -56,6 +58,10 @@ export function checkCheckpoint(cp: AuditCheckpoint, seq: number, prev: string, 
   const { origin, size, root, body, signatures } = note.value;
   if (size !== seq - 1) return { ok: false, problem: 'changed', message: `the checkpoint note says tree size ${size}, but it follows record seq ${seq - 1}` };
   if (rules.origin !== undefined && origin !== rules.origin) return { ok: false, problem: 'origin-mismatch', message: `the checkpoint names origin ${origin}, not ${rules.origin}: another log's records` };
+  // Nothing signs the checkpoint record's own bytes: nothing may be in it beyond what is checked here.
+  const extra = Object.keys(cp).filter((k) => !CHECKPOINT_FIELDS.has(k));
+  if (extra.length > 0) return { ok: false, problem: 'changed', message: `the checkpoint carries fields no checkpoint has: ${extra.join(', ')}` };
+  if (tree && cp.range !== undefined && JSON.stringify(cp.range) !== JSON.stringify(tree.toJSON().range)) return { ok: false, problem: 'changed', message: 'the checkpoint\'s range is not the right edge of the tree of the records before it' };
   if (tree && !tree.root().equals(root)) return { ok: false, problem: 'changed', message: `the records before it hash to Merkle root ${tree.root().toString('base64')}, but the checkpoint signs ${root.toString('base64')}: records before it were changed, removed or inserted` };
   if (rules.keys.length === 0) return { ok: true, origin, signed: false, size, root };
   if (signatures.length === 0) return { ok: false, problem: 'unsigned', message: 'checkpoint carries no signature (no audit.signingKey configured?)' };
