@@ -204,3 +204,20 @@ describe('rotated files', () => {
     expect(result.stdout).toMatch(/^FAIL .*audit\.log:1 seq \d+: gap-between-files: .*audit\.log\.2\.gz ends at seq \d+ and .*audit\.log starts at seq \d+/);
   });
 });
+
+describe('a log from before the Merkle tree (version 1 chain and checkpoints)', () => {
+  const v1 = join(import.meta.dirname, 'fixtures', 'audit-v1');
+  it('still verifies with its key; one byte changed is still caught', async () => {
+    const ok = await runCli(['audit', 'verify', '--key', join(v1, 'audit-signing.pub'), join(v1, 'audit.log')]);
+    expect(ok.stdout).toMatch(/^OK 1 file\(s\), 15 records, seq 1\.\.15/);
+    expect(ok.stdout).toContain('3 checkpoint(s), 3 signatures good');
+    expect(ok.code).toBe(0);
+    const lines = readFileSync(join(v1, 'audit.log'), 'utf8').trimEnd().split('\n');
+    lines[7] = (lines[7] ?? '').replace('"status":200', '"status":201');
+    const file = join(dir, 'v1-changed.log');
+    writeFileSync(file, lines.join('\n') + '\n');
+    const changed = await runCli(['audit', 'verify', '--key', join(v1, 'audit-signing.pub'), file]);
+    expect(changed.stdout).toMatch(/^FAIL .*v1-changed\.log:8 seq 8: changed: /);
+    expect(changed.code).toBe(1);
+  });
+});

@@ -4,16 +4,22 @@ import { hash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
+import { leafHash } from './merkleTree.ts';
 
 /** The `prev` of the very first record of a chain. */
 export const GENESIS_HASH = `sha256:${'0'.repeat(64)}`;
 
 /**
- * The hash of one record: SHA-256 over the exact bytes of its line, without the terminating LF.
- * Hashing bytes (not a re-serialization) means any change to the line, even whitespace, is seen.
+ * The hash of one record as the next record's `prev` names it: its Merkle leaf hash, SHA-256 over
+ * 0x00 and the exact bytes of its line (without the LF). Hashing bytes (not a re-serialization) means
+ * any change to the line, even whitespace, is seen; one hash serves both the chain and the tree.
  */
 export function lineHash(line: Buffer | string): string {
-  // The one-shot digest: a Hash object per record was a visible share of writing a record.
+  return `sha256:${leafHash(line).toString('hex')}`;
+}
+
+/** The `prev` of a version 1 chain (before the Merkle tree): SHA-256 of the line bytes alone. */
+export function legacyLineHash(line: Buffer | string): string {
   return `sha256:${hash('sha256', line, 'hex')}`;
 }
 

@@ -3,7 +3,7 @@
 import { fsync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import { lineHash, type ChainHead } from './auditChain.ts';
+import type { ChainHead } from './auditChain.ts';
 import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
 import { createCheckpointer } from './auditCheckpointer.ts';
 import { watchLiveFile } from './auditLiveFile.ts';
@@ -198,8 +198,10 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     if (detached !== undefined && batch.length > MAX_BUFFERED_BYTES) return observer?.recordDropped();
     const seq = head.seq + 1;
     const line = chainedLine(seq, head.hash, time, record);
-    head = { seq, hash: lineHash(line) };
-    tree.append(leafHash(line));
+    // One hash per record: the leaf of the tree is also the chain link the next record names.
+    const leaf = leafHash(line);
+    head = { seq, hash: `sha256:${leaf.toString('hex')}` };
+    tree.append(leaf);
     if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
     batch += pendingPrefix + line + '\n';
     pendingPrefix = '';

@@ -115,11 +115,12 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
       if (seq !== head.seq + 1 || m[2] !== head.hash) {
         problem = baseKnown
           ? { code: 'diverged', message: `${auditFile}: record seq ${seq} does not continue the saved chain head (seq ${head.seq}): the file was rewritten, or records are missing; ${NEW_LOG_HINT}` }
-          : { code: 'no-tree', message: `${auditFile} starts at seq ${firstSeq}, and no saved Merkle tree state covers the records before it (a log from before the Merkle tree?); ${NEW_LOG_HINT}` };
+          : { code: 'no-tree', message: `${auditFile} (from seq ${firstSeq}) cannot be continued: no saved Merkle tree state covers it, and it does not chain from seq 1 (a log from before the Merkle tree?); ${NEW_LOG_HINT}` };
         return;
       }
-      head = { seq, hash: lineHash(line) };
-      base.tree.append(leafHash(line));
+      const leaf = leafHash(line);
+      head = { seq, hash: `sha256:${leaf.toString('hex')}` };
+      base.tree.append(leaf);
     });
   } catch (err) {
     return refuse('unreadable', `${auditFile}: ${err instanceof Error ? err.message : String(err)}`);

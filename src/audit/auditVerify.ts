@@ -1,6 +1,6 @@
 // `audit verify`: walks the chain over files in order, in constant memory, rebuilds the Merkle tree,
 // checks every checkpoint (origin, size, root, signature), the anchor and that the log is sealed.
-import { GENESIS_HASH, lineHash } from './auditChain.ts';
+import { GENESIS_HASH, legacyLineHash } from './auditChain.ts';
 import { AuditReadError, linesOfFiles, type AuditLine } from './auditLines.ts';
 import type { AuditCheckpoint } from './auditRecord.ts';
 import { checkCheckpoint, type VerifyKey } from './auditVerifyCheckpoint.ts';
@@ -65,6 +65,7 @@ interface Entry {
   prev: string;
   hash: string;
   leaf: Buffer;
+  bytes: Buffer;
   time?: string;
   event?: string;
   checkpoint?: AuditCheckpoint;
@@ -77,7 +78,7 @@ type Parsed = { entry: Entry } | { failure: VerifyFailure };
 
 const RECORD_FIELDS = new Set(['seq', 'prev', 'time', 'event', 'checkpoint']);
 
-function parse(l: AuditLine, firstInFile: boolean): Parsed {
+function parse(l: AuditLine, firstInFile: boolean, legacy: boolean): Parsed {
   const where = { file: l.file, line: l.line };
   if (!l.terminated) return { failure: { ...where, problem: 'torn', message: 'the last line has no newline: torn by a crash or still being written' } };
   let v: { seq?: unknown; prev?: unknown; time?: unknown; event?: unknown; checkpoint?: AuditCheckpoint };
@@ -90,13 +91,15 @@ function parse(l: AuditLine, firstInFile: boolean): Parsed {
   if (!Number.isSafeInteger(v.seq) || (v.seq as number) < 1 || typeof v.prev !== 'string') {
     return { failure: { ...where, problem: 'changed', message: 'seq or prev is missing or malformed' } };
   }
+  const leaf = leafHash(l.bytes);
   return {
     entry: {
       ...where,
       seq: v.seq as number,
       prev: v.prev,
-      hash: lineHash(l.bytes),
-      leaf: leafHash(l.bytes),
+      hash: legacy ? legacyLineHash(l.bytes) : `sha256:${leaf.toString('hex')}`,
+      leaf,
+      bytes: l.bytes,
       time: typeof v.time === 'string' ? v.time : undefined,
       event: typeof v.event === 'string' ? v.event : undefined,
       checkpoint: v.checkpoint,
@@ -144,6 +147,7 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
   let beforeLast: Entry | undefined;
   let pending: Entry | undefined;
   let currentFile: string | undefined;
+  let legacy = false;
 
   const accept = (e: Entry): VerifyFailure | undefined => {
     if (!last) {
@@ -188,9 +192,16 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
     for await (const l of linesOfFiles(files)) {
       const firstInFile = l.file !== currentFile;
       currentFile = l.file;
-      const parsed = parse(l, firstInFile);
+      const parsed = parse(l, firstInFile, legacy);
       if ('failure' in parsed) return { ...report, failure: parsed.failure };
       const e = parsed.entry;
+      // A version 1 chain (before the Merkle tree) links by the plain SHA-256 of the line: seen at
+      // the first link, then used for the whole set (a log is one or the other, never mixed).
+      if (last && report.records === 1 && e.prev !== last.hash && e.prev === legacyLineHash(last.bytes)) {
+        legacy = true;
+        last.hash = e.prev;
+        e.hash = legacyLineHash(e.bytes);
+      }
       if (pending && last) return { ...report, failure: classify(last, pending, e) };
       if (!last || (e.seq === last.seq + 1 && e.prev === last.hash)) {
         const bad = accept(e);

@@ -61,8 +61,8 @@ export function checkCheckpoint(cp: AuditCheckpoint, seq: number, prev: string, 
   // Nothing signs the checkpoint record's own bytes: nothing may be in it beyond what is checked here.
   const extra = Object.keys(cp).filter((k) => !CHECKPOINT_FIELDS.has(k));
   if (extra.length > 0) return { ok: false, problem: 'changed', message: `the checkpoint carries fields no checkpoint has: ${extra.join(', ')}` };
-  if (tree && cp.range !== undefined && JSON.stringify(cp.range) !== JSON.stringify(tree.toJSON().range)) return { ok: false, problem: 'changed', message: 'the checkpoint\'s range is not the right edge of the tree of the records before it' };
   if (tree && !tree.root().equals(root)) return { ok: false, problem: 'changed', message: `the records before it hash to Merkle root ${tree.root().toString('base64')}, but the checkpoint signs ${root.toString('base64')}: records before it were changed, removed or inserted` };
+  if (tree && cp.range !== undefined && JSON.stringify(cp.range) !== JSON.stringify(tree.toJSON().range)) return { ok: false, problem: 'changed', message: 'the checkpoint\'s range is not the right edge of the tree of the records before it' };
   if (rules.keys.length === 0) return { ok: true, origin, signed: false, size, root };
   if (signatures.length === 0) return { ok: false, problem: 'unsigned', message: 'checkpoint carries no signature (no audit.signingKey configured?)' };
   if (rules.keys.some((k) => validAt(k, at) && noteSignedBy(body, signatures, origin, k.publicKey))) return { ok: true, origin, signed: true, size, root };

@@ -3,17 +3,21 @@
 import { hash } from 'node:crypto';
 
 const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
 
 /** SHA-256(0x00 || line): the leaf of one record (its exact line bytes, without the LF). */
 export function leafHash(line: Buffer | string): Buffer {
-  const bytes = typeof line === 'string' ? Buffer.from(line, 'utf8') : line;
-  return hash('sha256', Buffer.concat([LEAF_PREFIX, bytes]), 'buffer');
+  // A string is hashed with its prefix as one string: no Buffer copies of the line on the write path.
+  return typeof line === 'string' ? hash('sha256', `\u0000${line}`, 'buffer') : hash('sha256', Buffer.concat([LEAF_PREFIX, line]), 'buffer');
 }
+
+/** One buffer for every node hash (0x01 || left || right): no allocation per node. */
+const NODE_INPUT = Buffer.alloc(65, 0x01);
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return hash('sha256', Buffer.concat([NODE_PREFIX, left, right]), 'buffer');
+  left.copy(NODE_INPUT, 1);
+  right.copy(NODE_INPUT, 33);
+  return hash('sha256', NODE_INPUT, 'buffer');
 }
 
 /** The root of the empty tree: SHA-256 of nothing. */
