@@ -4,6 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineHash } from '../src/audit/auditChain.ts';
@@ -237,6 +238,22 @@ describe('audit verify on a tampered gateway log', () => {
     const both = await runCli(['audit', 'verify', '--key', `${attacker}.pub`, '--key', `${auditKeys}.pub`, '--anchor', witnessCopy, forged]);
     expect(both.stdout).toMatch(/: anchor-mismatch: the log up to this record \(size \d+\) hashes to .* but the anchor .* signs/);
     expect(both.code).toBe(1);
+  });
+
+  it('audit query --verify answers only over a log that verifies; query refuses overlapping inputs', async () => {
+    const good = tampered(() => undefined);
+    const answered = await runCli(['audit', 'query', '--verify', '--key', `${auditKeys}.pub`, '--origin', ORIGIN_A, '--event', 'request', '--format', 'json', ...good]);
+    expect(answered.stdout.trim().split('\n')).toHaveLength(40);
+    expect(answered.code).toBe(0);
+    const planted = tampered((log) => log.older.unshift(JSON.stringify({ time: new Date(0).toISOString(), event: 'request', route: 'web', path: '/web/planted' })));
+    const refused = await runCli(['audit', 'query', '--verify', '--key', `${auditKeys}.pub`, '--format', 'json', ...planted]);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/the files do not verify: no answer\nFAIL .*audit\.log\.1:1: unchained/);
+    expect(refused.code).toBe(1);
+    writeFileSync(`${good[0]}.gz`, gzipSync(readFileSync(good[0] ?? '')));
+    const doubled = await runCli(['audit', 'query', '--format', 'summary', ...good, `${good[0]}.gz`]);
+    expect(doubled.stderr).toContain('hold the same records');
+    expect(doubled.code).toBe(2);
   });
 
   it('refuses overlapping inputs (a rotation and its compressed copy)', async () => {

@@ -106,7 +106,27 @@ export function registerAudit(program: Command): void {
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
     .option('--format <format>', 'table | json | summary | delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', 'table')
+    .option('--verify', 'answer only if the files verify (as audit verify, with --key/--keyring/--origin/--anchor/--live)')
+    .option('-k, --key <file[:from[:until]]>', 'with --verify: audit public key', collect)
+    .option('--keyring <file>', 'with --verify: a file of --key values')
+    .option('--origin <name>', 'with --verify: the log the checkpoints must name')
+    .option('--anchor <checkpoint>', 'with --verify: a trusted checkpoint the files must reach')
+    .option('--live [seconds]', 'with --verify: a running log, its unsealed tail allowed this long')
     .action(async (files: string[], opts: Record<string, unknown>) => {
+      const { overlappingInputs } = await import('../audit/auditFileOrder.ts');
+      const overlap = overlappingInputs(files);
+      if (overlap) {
+        say(overlap);
+        process.exit(2);
+      }
+      if (opts.verify) {
+        const { runVerify } = await import('../audit/auditVerifyCommand.ts');
+        const verified = await runVerify(files, opts as VerifyCliOptions);
+        if (!verified.ok || verified.failed) {
+          say(verified.ok ? `the files do not verify: no answer\n${verified.text.trimEnd()}` : verified.message);
+          process.exit(verified.ok ? 1 : 2);
+        }
+      }
       const { runAuditQuery } = await import('../audit/auditQueryCommand.ts');
       const result = await runAuditQuery(files, opts, process.stdout);
       if (!result.ok) {
