@@ -221,3 +221,62 @@ describe('a log from before the Merkle tree (version 1 chain and checkpoints)', 
     expect(changed.code).toBe(1);
   });
 });
+
+describe('keys with validity periods, and a live log', () => {
+  const rotation = join(dir, 'rotation');
+  const oldKeys = join(dir, 'old-signing');
+  const newKeys = join(dir, 'new-signing');
+  const file = join(rotation, 'audit.log');
+  let switchedAt = '';
+
+  beforeAll(async () => {
+    expect(writeAuditKeyPair(oldKeys, false).ok).toBe(true);
+    expect(writeAuditKeyPair(newKeys, false).ok).toBe(true);
+    // The same log, signed with the old key and then, after a restart, with the new one.
+    for (const key of [oldKeys, newKeys]) {
+      if (key === newKeys) {
+        await new Promise((r) => setTimeout(r, 20));
+        switchedAt = new Date().toISOString();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const log = openAuditLog({ file, origin: 'rotation.example.org/audit', signingKey: `${key}.key`, checkpoint: { records: 4, seconds: 3600 } });
+      for (let i = 0; i < 9; i += 1) log.write({ event: 'request', route: 'demo', status: 200, path: `/k/${i}` });
+      await log.close();
+    }
+  });
+
+  it('verifies a log across a key rotation with both keys, each within its period; fails with one key alone or a period that excludes it', async () => {
+    const both = await runCli(['audit', 'verify', '--key', `${oldKeys}.pub::${switchedAt}`, '--key', `${newKeys}.pub:${switchedAt}`, file]);
+    expect(both.stdout).toMatch(/^OK 1 file\(s\), \d+ records/);
+    expect(both.code).toBe(0);
+    const oldOnly = await runCli(['audit', 'verify', '--key', `${oldKeys}.pub`, file]);
+    // The log's own checkpoint file (the newest checkpoint, new key) is refused as an anchor first.
+    expect(oldOnly.stderr).toMatch(/anchor .*audit\.checkpoint: not signed by any given key/);
+    expect(oldOnly.code).toBe(2);
+    const newOnly = await runCli(['audit', 'verify', '--key', `${newKeys}.pub`, file]);
+    expect(newOnly.stdout).toMatch(/:\d+ seq 5: bad-signature: signed by rotation\.example\.org\/audit\+[0-9a-f]{8}; none of the given keys/);
+    expect(newOnly.code).toBe(1);
+    const outOfPeriod = await runCli(['audit', 'verify', '--key', `${oldKeys}.pub::2020-01-01`, '--key', `${newKeys}.pub`, file]);
+    expect(outOfPeriod.stdout).toMatch(/: bad-signature: signed at .* by a key outside its validity period/);
+    expect(outOfPeriod.code).toBe(1);
+  });
+
+  it('--live reports an unsealed tail and fails only past its age limit', async () => {
+    const live = join(rotation, 'live.log');
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    const last = lines.at(-1) ?? '';
+    const tail = JSON.stringify({ seq: lines.length + 1, prev: lineHash(last), time: new Date().toISOString(), event: 'request', route: 'demo', status: 200 });
+    writeFileSync(live, [...lines, tail].join('\n') + '\n');
+    const key = ['--key', `${oldKeys}.pub::${switchedAt}`, '--key', `${newKeys}.pub:${switchedAt}`];
+    const strict = await runCli(['audit', 'verify', ...key, live]);
+    expect(strict.stdout).toMatch(/: unsealed: 1 record\(s\) after the last checkpoint/);
+    expect(strict.code).toBe(1);
+    const running = await runCli(['audit', 'verify', ...key, '--live', '300', live]);
+    expect(running.stdout).toMatch(/live: 1 record\(s\) after the last checkpoint, since /);
+    expect(running.code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    const stale = await runCli(['audit', 'verify', ...key, '--live', '1', live]);
+    expect(stale.stdout).toMatch(/: unsealed: 1 record\(s\) after the last checkpoint .* past the --live limit of 1 s/);
+    expect(stale.code).toBe(1);
+  });
+});
