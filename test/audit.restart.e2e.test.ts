@@ -104,6 +104,8 @@ describe('the audit writer across restarts', () => {
     for (const f of ['audit.log', '.audit.log.head']) renameSync(join(h.dir, 'audit', f), join(h.dir, 'old-log', f));
     const started = await serveAgain(h);
     expect(started.code).toBeNull();
+    // Stopped once it is running (its start record written), not while it sets up its signal handlers.
+    await h.waitForAudit((r) => r.event === 'gateway.start');
     await started.stop();
     const first = JSON.parse(lines(h.auditFile)[0] ?? '') as { seq: number; event: string; detail: { origin: string; size: number; root: string } };
     expect(first).toMatchObject({ seq: 1, event: 'audit.log.new', detail: { reason: 'new origin', origin: 'gw.example.org/audit/2', size: Number(previous.split('\n')[1]), root: previous.split('\n')[2] } });

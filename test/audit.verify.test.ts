@@ -2,7 +2,7 @@
 // and `audit verify` pinpointing each kind of tampering (changed, deleted, inserted, swapped,
 // re-signed with another key, a rotated file missing), plus gzip rotations.
 import { generateKeyPairSync } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -10,6 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_HASH, lineHash } from '../src/audit/auditChain.ts';
 import { readAuditPublicKey, writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
 import { noteKeyHash, signatureLine } from '../src/audit/signedNote.ts';
+import { storedHashCount } from '../src/audit/auditHashStore.ts';
+import { proveRecordIndexed } from '../src/audit/auditProveIndexed.ts';
 import { openAuditLog } from '../src/audit/auditLog.ts';
 import { verifyAuditFiles, type VerifyReport } from '../src/audit/auditVerify.ts';
 import { runGatehouse } from './support/gatewayHarness.ts';
@@ -278,5 +280,40 @@ describe('keys with validity periods, and a live log', () => {
     const stale = await runCli(['audit', 'verify', ...key, '--live', '1', live]);
     expect(stale.stdout).toMatch(/: unsealed: 1 record\(s\) after the last checkpoint .* past the --live limit of 1 s/);
     expect(stale.code).toBe(1);
+  });
+});
+
+describe('proofs from the stored hashes', () => {
+  const indexed = join(dir, 'indexed');
+  const file = join(indexed, 'audit.log');
+
+  beforeAll(async () => {
+    // Three runs and a rotation: the store continues across restarts and files.
+    await writeRecords(file, 0, 23);
+    renameSync(file, `${file}.1`);
+    await writeRecords(file, 23, 30);
+    await writeRecords(file, 53, 11);
+  });
+
+  it('holds every leaf and completed node of the whole log, and gives the proofs reading the files gives', async () => {
+    const size = readFileSync(`${file}.1`, 'utf8').trimEnd().split('\n').length + readFileSync(file, 'utf8').trimEnd().split('\n').length;
+    expect(statSync(join(indexed, '.audit.log.hashes')).size).toBe(storedHashCount(size) * 32);
+    // The stored hashes answer (no scan of the files).
+    expect((await proveRecordIndexed([file, `${file}.1`], 40))?.seq).toBe(40);
+    const fast: string[] = [];
+    for (const seq of [1, 2, 17, 40, size - 1]) fast.push((await runCli(['audit', 'prove', '--seq', String(seq), file, `${file}.1`])).stdout);
+    copyFileSync(join(indexed, '.audit.log.hashes'), join(dir, 'hashes.saved'));
+    rmSync(join(indexed, '.audit.log.hashes'));
+    const slow: string[] = [];
+    for (const seq of [1, 2, 17, 40, size - 1]) slow.push((await runCli(['audit', 'prove', '--seq', String(seq), file, `${file}.1`])).stdout);
+    expect(fast).toEqual(slow);
+    // A damaged store never yields a wrong proof: it is not used.
+    const damaged = readFileSync(join(dir, 'hashes.saved'));
+    const at = 32 * storedHashCount(39) + 5;
+    damaged[at] = (damaged[at] ?? 0) ^ 1;
+    writeFileSync(join(indexed, '.audit.log.hashes'), damaged);
+    expect(await proveRecordIndexed([file, `${file}.1`], 40)).toBeUndefined();
+    const checked = await runCli(['audit', 'prove', '--seq', '40', file, `${file}.1`]);
+    expect(checked.stdout).toBe(slow[3]);
   });
 });

@@ -3,7 +3,8 @@
 import { resolve } from 'node:path';
 import { linesOf } from './auditLines.ts';
 
-async function firstSeq(file: string): Promise<number> {
+/** The seq of a file's first record: -1 for a line without one, MAX_SAFE_INTEGER for an empty or unreadable file. */
+export async function firstSeq(file: string): Promise<number> {
   try {
     for await (const l of linesOf(file)) {
       try {

@@ -7,6 +7,7 @@ import type { ChainHead } from './auditChain.ts';
 import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
 import { createCheckpointer } from './auditCheckpointer.ts';
 import { watchLiveFile } from './auditLiveFile.ts';
+import { openHashStore } from './auditHashStore.ts';
 import { defaultAuditOrigin, defaultCheckpointFile, startLog } from './auditLogStart.ts';
 import { leafHash } from './merkleTree.ts';
 import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
@@ -99,6 +100,9 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   let head: ChainHead = start.value.head;
   // The Merkle tree over every record: the right edge only (O(log n) hashes).
   const tree = start.value.tree;
+  // Every leaf and completed node, for fast proofs (absent when it does not match the log).
+  const store = openHashStore(options.file, start.value.baseSize, tree.size, start.value.since);
+  const storeHash = store && ((h: Buffer) => store.add(h));
   // A crash mid-line leaves a torn last line: the next record starts on a line of its own.
   let pendingPrefix = start.value.tornTail ? '\n' : '';
   let healthy = true;
@@ -169,6 +173,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   let fileOnlyPrefix = 0;
   function flushBatch(): void {
     batchScheduled = false;
+    store?.flush();
     if (batch === '' || detached !== undefined) return;
     const gone = liveFile.check((file as unknown as { fd: number }).fd, writtenBytes);
     if (gone !== undefined) {
@@ -201,7 +206,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     // One hash per record: the leaf of the tree is also the chain link the next record names.
     const leaf = leafHash(line);
     head = { seq, hash: `sha256:${leaf.toString('hex')}` };
-    tree.append(leaf);
+    tree.append(leaf, storeHash);
     if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
     batch += pendingPrefix + line + '\n';
     pendingPrefix = '';
@@ -293,6 +298,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
           void checkpointer
             .settled()
             .then(() => checkpointer.saveState(head, tree))
+            .then(() => store?.close())
             .then(() => (shipper ? shipper.close() : undefined))
             .then(() => resolve());
         };

@@ -22,6 +22,9 @@ export interface LogStart {
   tornTail: boolean;
   /** Set when this start begins a new log (seq 1) although an earlier one existed. */
   newLog?: PreviousLog;
+  /** The tree size saved before this start, and the stored hashes of the records read back after it. */
+  baseSize: number;
+  since: Buffer[];
 }
 
 export type LogStartCode = 'unreadable' | 'shortened' | 'diverged' | 'no-tree' | 'origin-changed';
@@ -100,6 +103,7 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
   let records = 0;
   let firstSeq: number | undefined;
   let fileLast: ChainHead | undefined;
+  const since: Buffer[] = [];
   let problem: { code: LogStartCode; message: string } | undefined;
   let scanned: { torn: boolean };
   try {
@@ -120,7 +124,7 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
       }
       const leaf = leafHash(line);
       head = { seq, hash: `sha256:${leaf.toString('hex')}` };
-      base.tree.append(leaf);
+      base.tree.append(leaf, (h) => since.push(h));
     });
   } catch (err) {
     return refuse('unreadable', `${auditFile}: ${err instanceof Error ? err.message : String(err)}`);
@@ -135,7 +139,7 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
   const lastSeq = head.seq;
   if (checkpoint && checkpoint.origin !== origin) {
     if (records > 0 || saved) return refuse('origin-changed', `audit.origin is ${origin} but the log's last checkpoint (${checkpointFile}) names ${checkpoint.origin}: a log keeps its origin; ${NEW_LOG_HINT}`);
-    return { ok: true, value: { head: { seq: 0, hash: GENESIS_HASH }, tree: new CompactTree(), tornTail: scanned.torn, newLog: { reason: 'new origin', ...checkpoint } } };
+    return { ok: true, value: { head: { seq: 0, hash: GENESIS_HASH }, tree: new CompactTree(), tornTail: scanned.torn, newLog: { reason: 'new origin', ...checkpoint }, baseSize: 0, since: [] } };
   }
   if (checkpoint && lastSeq < checkpoint.size) {
     return refuse('shortened', `${auditFile} ends at seq ${lastSeq} but the log's last checkpoint (${checkpointFile}) covers ${checkpoint.size} records: the log was truncated or its files replaced; ${NEW_LOG_HINT}`);
@@ -143,9 +147,9 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
   if (saved && !saved.tree) {
     // A chain head from before the Merkle tree: a new log, linked by its first record to the old head.
     if (records > 0) return refuse('no-tree', `${auditFile} holds records from before the Merkle tree; ${NEW_LOG_HINT} (the old files stay verifiable)`);
-    return { ok: true, value: { head: { seq: 0, hash: GENESIS_HASH }, tree: new CompactTree(), tornTail: scanned.torn, newLog: { reason: `continues a log from before the Merkle tree, which ended at seq ${saved.seq} (${saved.hash})` } } };
+    return { ok: true, value: { head: { seq: 0, hash: GENESIS_HASH }, tree: new CompactTree(), tornTail: scanned.torn, newLog: { reason: `continues a log from before the Merkle tree, which ended at seq ${saved.seq} (${saved.hash})` }, baseSize: 0, since: [] } };
   }
-  return { ok: true, value: { head, tree: base.tree, tornTail: scanned.torn } };
+  return { ok: true, value: { head, tree: base.tree, tornTail: scanned.torn, baseSize: base.head.seq, since } };
 }
 
 /** The default origin: this host and the log's absolute path (unique per instance on a host). */

@@ -36,10 +36,15 @@ export class CompactTree {
     this.range = range;
   }
 
-  append(leaf: Buffer): void {
+  /** Adds a leaf; `stored` sees the leaf and every node it completes, in that order (Go tlog's stored hashes). */
+  append(leaf: Buffer, stored?: (hash: Buffer) => void): void {
     let node = leaf;
+    stored?.(node);
     // Each trailing 1 bit of the old size is a perfect subtree of the new leaf's size: merge it.
-    for (let s = this.size; (s & 1) === 1; s = Math.floor(s / 2)) node = nodeHash(this.range.pop() as Buffer, node);
+    for (let s = this.size; s % 2 === 1; s = Math.floor(s / 2)) {
+      node = nodeHash(this.range.pop() as Buffer, node);
+      stored?.(node);
+    }
     this.range.push(node);
     this.size += 1;
   }
@@ -80,6 +85,9 @@ function split(n: number): number {
 /** Leaf hashes by index (a packed buffer read in place: an array of a million Buffers is large). */
 export type LeafReader = (index: number) => Buffer;
 
+/** MTH(D[from:to]): from leaves in memory, or from the stored hashes of perfect subtrees. */
+export type SubtreeRoots = (from: number, to: number) => Buffer;
+
 /** MTH(D[from:to]) over leaf hashes. */
 export function subtreeRoot(leaves: LeafReader, from: number, to: number): Buffer {
   if (to - from === 0) return EMPTY_ROOT;
@@ -89,21 +97,21 @@ export function subtreeRoot(leaves: LeafReader, from: number, to: number): Buffe
 }
 
 /** PATH(index, D[0:size]) of RFC 9162 2.1.3.1, leaf-side first. */
-export function inclusionProof(leaves: LeafReader, index: number, size: number, from = 0): Buffer[] {
+export function inclusionProof(roots: SubtreeRoots, index: number, size: number, from = 0): Buffer[] {
   const n = size - from;
   if (n <= 1) return [];
   const k = split(n);
-  if (index - from < k) return [...inclusionProof(leaves, index, from + k, from), subtreeRoot(leaves, from + k, size)];
-  return [...inclusionProof(leaves, index, size, from + k), subtreeRoot(leaves, from, from + k)];
+  if (index - from < k) return [...inclusionProof(roots, index, from + k, from), roots(from + k, size)];
+  return [...inclusionProof(roots, index, size, from + k), roots(from, from + k)];
 }
 
 /** PROOF(m, D[0:n]) of RFC 9162 2.1.4.1. */
-export function consistencyProof(leaves: LeafReader, m: number, n: number): Buffer[] {
+export function consistencyProof(roots: SubtreeRoots, m: number, n: number): Buffer[] {
   const sub = (m0: number, from: number, to: number, whole: boolean): Buffer[] => {
-    if (m0 === to - from) return whole ? [] : [subtreeRoot(leaves, from, to)];
+    if (m0 === to - from) return whole ? [] : [roots(from, to)];
     const k = split(to - from);
-    if (m0 <= k) return [...sub(m0, from, from + k, whole), subtreeRoot(leaves, from + k, to)];
-    return [...sub(m0 - k, from + k, to, false), subtreeRoot(leaves, from, from + k)];
+    if (m0 <= k) return [...sub(m0, from, from + k, whole), roots(from + k, to)];
+    return [...sub(m0 - k, from + k, to, false), roots(from, from + k)];
   };
   return m === 0 || m === n ? [] : sub(m, 0, n, true);
 }
