@@ -4,7 +4,7 @@ import { hash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { renameSync, writeFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
-import { leafHash } from './merkleTree.ts';
+import { leafHashHex } from './merkleTree.ts';
 
 /** The `prev` of the very first record of a chain. */
 export const GENESIS_HASH = `sha256:${'0'.repeat(64)}`;
@@ -15,7 +15,7 @@ export const GENESIS_HASH = `sha256:${'0'.repeat(64)}`;
  * any change to the line, even whitespace, is seen; one hash serves both the chain and the tree.
  */
 export function lineHash(line: Buffer | string): string {
-  return `sha256:${leafHash(line).toString('hex')}`;
+  return `sha256:${leafHashHex(line)}`;
 }
 
 /** The `prev` of a version 1 chain (before the Merkle tree): SHA-256 of the line bytes alone. */

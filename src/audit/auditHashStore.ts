@@ -41,29 +41,39 @@ export function openHashStore(auditFile: string, baseSize: number, treeSize: num
   const file = hashFileOf(auditFile);
   let fd = -1;
   // The hashes of the records read back from the live file at start, when the store stopped before them.
-  let pending: Buffer[] = [];
+  let since0: readonly Buffer[] = [];
   try {
     fd = openSync(file, 'a+', 0o640);
     const have = fstatSync(fd).size;
     const full = storedHashCount(treeSize) * 32;
     if (have >= full) ftruncateSync(fd, full);
-    else if (have === storedHashCount(baseSize) * 32) pending = [...since];
+    else if (have === storedHashCount(baseSize) * 32) since0 = since;
     else throw new Error('does not match the log');
   } catch {
     if (fd >= 0) closeSync(fd);
     if (existsSync(file)) unlinkSync(file);
     return undefined;
   }
+  // Hashes are copied into one buffer per batch (a Buffer per hash kept until the write was GC work).
+  let pending = Buffer.allocUnsafe(64 * 1024);
+  let used = 0;
   let writing: Promise<void> = Promise.resolve();
   let failed = false;
   const store: HashStore = {
     add(hash) {
-      pending.push(hash);
+      if (used + 32 > pending.length) {
+        const larger = Buffer.allocUnsafe(pending.length * 2);
+        pending.copy(larger, 0, 0, used);
+        pending = larger;
+      }
+      hash.copy(pending, used);
+      used += 32;
     },
     flush() {
-      if (pending.length === 0 || failed) return;
-      const bytes = Buffer.concat(pending);
-      pending = [];
+      if (used === 0 || failed) return;
+      // A copy (small ones come from Node's buffer pool): the buffer is filled again while this is written.
+      const bytes = Buffer.from(pending.subarray(0, used));
+      used = 0;
       // One write at a time, in order: the file is positional (hash i at byte 32*i).
       writing = writing.then(
         () =>
@@ -85,6 +95,7 @@ export function openHashStore(auditFile: string, baseSize: number, treeSize: num
       closeSync(fd);
     },
   };
+  for (const hash of since0) store.add(hash);
   return store;
 }
 

@@ -9,7 +9,7 @@ import { createCheckpointer } from './auditCheckpointer.ts';
 import { watchLiveFile } from './auditLiveFile.ts';
 import { openHashStore } from './auditHashStore.ts';
 import { defaultAuditOrigin, defaultCheckpointFile, startLog } from './auditLogStart.ts';
-import { leafHash } from './merkleTree.ts';
+import { leafHashHex } from './merkleTree.ts';
 import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
 import { startSyslogShipper, type SyslogObserver, type SyslogTarget } from './syslogShipper.ts';
 
@@ -204,9 +204,9 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     const seq = head.seq + 1;
     const line = chainedLine(seq, head.hash, time, record);
     // One hash per record: the leaf of the tree is also the chain link the next record names.
-    const leaf = leafHash(line);
-    head = { seq, hash: `sha256:${leaf.toString('hex')}` };
-    tree.append(leaf, storeHash);
+    const hex = leafHashHex(line);
+    head = { seq, hash: `sha256:${hex}` };
+    tree.append(Buffer.from(hex, 'hex'), storeHash);
     if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
     batch += pendingPrefix + line + '\n';
     pendingPrefix = '';
