@@ -26,9 +26,10 @@ export function hashFileOf(auditFile: string): string {
 }
 
 export interface HashStore {
-  add(hash: Buffer): void;
-  /** Hands what was added to the file (called with each batch of records). */
-  flush(): void;
+  /** One hash, hex. */
+  add(hash: string): void;
+  /** Hands what was added to the file: at once when `now`, else once 32 KiB have gathered. */
+  flush(now?: boolean): void;
   close(): Promise<void>;
 }
 
@@ -37,11 +38,11 @@ export interface HashStore {
  * (`since` holds the stored hashes of the others). A store that does not match (a crash lost its
  * tail, a log from before it) is removed: proofs are then computed from the files.
  */
-export function openHashStore(auditFile: string, baseSize: number, treeSize: number, since: readonly Buffer[]): HashStore | undefined {
+export function openHashStore(auditFile: string, baseSize: number, treeSize: number, since: readonly string[]): HashStore | undefined {
   const file = hashFileOf(auditFile);
   let fd = -1;
   // The hashes of the records read back from the live file at start, when the store stopped before them.
-  let since0: readonly Buffer[] = [];
+  let since0: readonly string[] = [];
   try {
     fd = openSync(file, 'a+', 0o640);
     const have = fstatSync(fd).size;
@@ -66,11 +67,12 @@ export function openHashStore(auditFile: string, baseSize: number, treeSize: num
         pending.copy(larger, 0, 0, used);
         pending = larger;
       }
-      hash.copy(pending, used);
+      pending.write(hash, used, 32, 'hex');
       used += 32;
     },
-    flush() {
-      if (used === 0 || failed) return;
+    flush(now = false) {
+      // A write per 32 KiB (~500 records), not per batch: the store is a cache that prove checks.
+      if (used === 0 || failed || (!now && used < 32 * 1024)) return;
       // A copy (small ones come from Node's buffer pool): the buffer is filled again while this is written.
       const bytes = Buffer.from(pending.subarray(0, used));
       used = 0;
@@ -90,7 +92,7 @@ export function openHashStore(auditFile: string, baseSize: number, treeSize: num
       );
     },
     async close() {
-      store.flush();
+      store.flush(true);
       await writing;
       closeSync(fd);
     },

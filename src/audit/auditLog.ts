@@ -102,7 +102,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   const tree = start.value.tree;
   // Every leaf and completed node, for fast proofs (absent when it does not match the log).
   const store = openHashStore(options.file, start.value.baseSize, tree.size, start.value.since);
-  const storeHash = store && ((h: Buffer) => store.add(h));
+  const storeHash = store && ((h: string) => store.add(h));
   // A crash mid-line leaves a torn last line: the next record starts on a line of its own.
   let pendingPrefix = start.value.tornTail ? '\n' : '';
   let healthy = true;
@@ -206,7 +206,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     // One hash per record: the leaf of the tree is also the chain link the next record names.
     const hex = leafHashHex(line);
     head = { seq, hash: `sha256:${hex}` };
-    tree.append(Buffer.from(hex, 'hex'), storeHash);
+    tree.appendHex(hex, storeHash);
     if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
     batch += pendingPrefix + line + '\n';
     pendingPrefix = '';
@@ -233,6 +233,8 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     fsyncAfterBatch = true;
     append({ event: 'audit.checkpoint', checkpoint: cp }, time);
     checkpointer.queued(note, head, tree);
+    // The stored hashes reach the file before the checkpoint is published: prove reads both.
+    store?.flush(true);
     observer?.checkpointWritten();
   }
 

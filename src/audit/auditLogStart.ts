@@ -4,7 +4,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GENESIS_HASH, headFileOf, lineHash, type ChainHead } from './auditChain.ts';
-import { CompactTree, leafHash } from './merkleTree.ts';
+import { CompactTree, leafHashHex } from './merkleTree.ts';
 import { parseCheckpointNote } from './signedNote.ts';
 
 /** What a new log records about the log before it (its last checkpoint), in its first record. */
@@ -24,7 +24,7 @@ export interface LogStart {
   newLog?: PreviousLog;
   /** The tree size saved before this start, and the stored hashes of the records read back after it. */
   baseSize: number;
-  since: Buffer[];
+  since: string[];
 }
 
 export type LogStartCode = 'unreadable' | 'shortened' | 'diverged' | 'no-tree' | 'origin-changed';
@@ -103,7 +103,7 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
   let records = 0;
   let firstSeq: number | undefined;
   let fileLast: ChainHead | undefined;
-  const since: Buffer[] = [];
+  const since: string[] = [];
   let problem: { code: LogStartCode; message: string } | undefined;
   let scanned: { torn: boolean };
   try {
@@ -122,9 +122,9 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
           : { code: 'no-tree', message: `${auditFile} (from seq ${firstSeq}) cannot be continued: no saved Merkle tree state covers it, and it does not chain from seq 1 (a log from before the Merkle tree?); ${NEW_LOG_HINT}` };
         return;
       }
-      const leaf = leafHash(line);
-      head = { seq, hash: `sha256:${leaf.toString('hex')}` };
-      base.tree.append(leaf, (h) => since.push(h));
+      const leaf = leafHashHex(line);
+      head = { seq, hash: `sha256:${leaf}` };
+      base.tree.appendHex(leaf, (h) => since.push(h));
     });
   } catch (err) {
     return refuse('unreadable', `${auditFile}: ${err instanceof Error ? err.message : String(err)}`);

@@ -22,9 +22,14 @@ const NODE_INPUT = Buffer.alloc(65, 0x01);
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(left: Buffer, right: Buffer): Buffer {
-  left.copy(NODE_INPUT, 1);
-  right.copy(NODE_INPUT, 33);
-  return Buffer.from(hash('sha256', NODE_INPUT, 'hex'), 'hex');
+  return Buffer.from(nodeHashHex(left.toString('hex'), right.toString('hex')), 'hex');
+}
+
+/** nodeHash over hex digests: the writer's form (its leaves come as hex; no Buffer per node). */
+export function nodeHashHex(left: string, right: string): string {
+  NODE_INPUT.write(left, 1, 32, 'hex');
+  NODE_INPUT.write(right, 33, 32, 'hex');
+  return hash('sha256', NODE_INPUT, 'hex');
 }
 
 /** The root of the empty tree: SHA-256 of nothing. */
@@ -32,43 +37,49 @@ export const EMPTY_ROOT = hash('sha256', Buffer.alloc(0), 'buffer');
 
 /**
  * The tree so far as the roots of its perfect subtrees, largest (leftmost) first: one per set bit of
- * `size`. Appending merges equal-sized neighbours (amortized one node hash per leaf).
+ * `size`. Appending merges equal-sized neighbours (amortized one node hash per leaf). Kept as hex.
  */
 export class CompactTree {
   size: number;
-  readonly range: Buffer[];
+  private readonly edge: string[];
 
-  constructor(size = 0, range: Buffer[] = []) {
+  constructor(size = 0, range: readonly Buffer[] = []) {
     this.size = size;
-    this.range = range;
+    this.edge = range.map((h) => h.toString('hex'));
   }
 
-  /** Adds a leaf; `stored` sees the leaf and every node it completes, in that order (Go tlog's stored hashes). */
   append(leaf: Buffer, stored?: (hash: Buffer) => void): void {
+    this.appendHex(leaf.toString('hex'), stored && ((h) => stored(Buffer.from(h, 'hex'))));
+  }
+
+  /** Adds a leaf (hex); `stored` sees the leaf and every node it completes, in that order (Go tlog's stored hashes). */
+  appendHex(leaf: string, stored?: (hash: string) => void): void {
     let node = leaf;
     stored?.(node);
     // Each trailing 1 bit of the old size is a perfect subtree of the new leaf's size: merge it.
     for (let s = this.size; s % 2 === 1; s = Math.floor(s / 2)) {
-      node = nodeHash(this.range.pop() as Buffer, node);
+      node = nodeHashHex(this.edge.pop() as string, node);
       stored?.(node);
     }
-    this.range.push(node);
+    this.edge.push(node);
     this.size += 1;
   }
 
   root(): Buffer {
-    if (this.range.length === 0) return EMPTY_ROOT;
-    let node = this.range[this.range.length - 1] as Buffer;
-    for (let i = this.range.length - 2; i >= 0; i -= 1) node = nodeHash(this.range[i] as Buffer, node);
-    return node;
+    if (this.edge.length === 0) return EMPTY_ROOT;
+    let node = this.edge[this.edge.length - 1] as string;
+    for (let i = this.edge.length - 2; i >= 0; i -= 1) node = nodeHashHex(this.edge[i] as string, node);
+    return Buffer.from(node, 'hex');
   }
 
   clone(): CompactTree {
-    return new CompactTree(this.size, [...this.range]);
+    const copy = new CompactTree(this.size);
+    copy.edge.push(...this.edge);
+    return copy;
   }
 
   toJSON(): { size: number; range: string[] } {
-    return { size: this.size, range: this.range.map((h) => h.toString('base64')) };
+    return { size: this.size, range: this.edge.map((h) => Buffer.from(h, 'hex').toString('base64')) };
   }
 
   /** The saved form back; undefined when it is not a consistent compact range. */
