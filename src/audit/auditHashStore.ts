@@ -1,6 +1,6 @@
 // The tree's stored hashes beside the log (Go tlog's layout): every leaf and every completed node, 32
 // bytes each, in completion order. A proof then reads O(log n) hashes instead of hashing the whole log.
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, unlinkSync, write } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, statSync, unlinkSync, write } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { nodeHash, type SubtreeRoots } from './merkleTree.ts';
 
@@ -40,6 +40,8 @@ export interface HashStore {
  */
 export function openHashStore(auditFile: string, baseSize: number, treeSize: number, since: readonly string[]): HashStore | undefined {
   const file = hashFileOf(auditFile);
+  // Only beside a regular file: a log written to a device or pipe has no proofs to serve.
+  if (existsSync(auditFile) && !statSync(auditFile).isFile()) return undefined;
   let fd = -1;
   // The hashes of the records read back from the live file at start, when the store stopped before them.
   let since0: readonly string[] = [];

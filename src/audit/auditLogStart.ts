@@ -1,6 +1,6 @@
 // Where the audit writer continues at start: the chain head and Merkle tree saved beside the log,
 // extended by the live file's records after it; refuses a log shorter than its last checkpoint.
-import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GENESIS_HASH, headFileOf, lineHash, type ChainHead } from './auditChain.ts';
@@ -58,6 +58,8 @@ function scanLines(file: string, each: (line: Buffer) => void): { torn: boolean 
   if (!existsSync(file)) return { torn: false };
   const fd = openSync(file, 'r');
   try {
+    // A device or pipe (/dev/full, a FIFO) holds no records to read back, and may never end.
+    if (!fstatSync(fd).isFile()) return { torn: false };
     const chunk = Buffer.alloc(1024 * 1024);
     let carry = Buffer.alloc(0);
     for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) {
