@@ -16,14 +16,20 @@ export function registerAudit(program: Command): void {
     .description('write an ed25519 audit signing key pair: <out>.key (private, mode 0600, for audit.signingKey) and <out>.pub (for audit verify)')
     .option('-o, --out <base>', 'path of the key files without extension', 'certs/audit-signing')
     .option('-f, --force', 'replace existing key files')
-    .action(async (opts: { out: string; force?: boolean }) => {
-      const { writeAuditKeyPair } = await import('../audit/auditCheckpoint.ts');
+    .option('--origin <name>', "also print the signed-note verifier key for this log's origin (audit.origin), as Go's sumdb/note reads it")
+    .action(async (opts: { out: string; force?: boolean; origin?: string }) => {
+      const { readAuditPublicKey, writeAuditKeyPair } = await import('../audit/auditCheckpoint.ts');
       const written = writeAuditKeyPair(opts.out, opts.force ?? false);
       if (!written.ok) {
         say(written.error.message);
         process.exit(1);
       }
       process.stdout.write(`key id ${written.value.keyId}\nprivate key: ${written.value.privateFile} (set audit.signingKey to it)\npublic key:  ${written.value.publicFile} (give it to auditors: gatehouse audit verify --key ${written.value.publicFile} ...)\n`);
+      const publicKey = readAuditPublicKey(written.value.publicFile);
+      if (opts.origin && publicKey.ok) {
+        const { verifierKey } = await import('../audit/signedNote.ts');
+        process.stdout.write(`verifier key: ${verifierKey(opts.origin, publicKey.value)}\n`);
+      }
     });
 
   audit
