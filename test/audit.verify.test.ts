@@ -102,6 +102,24 @@ describe('a crash in the middle of a line', () => {
   });
 });
 
+describe('a crash that tore a line after its prev', () => {
+  it('continues after two crashes: the torn line is not taken for a record', async () => {
+    const file = join(dir, 'torn-long', 'audit.log');
+    await writeRecords(file, 0, 4);
+    const last = readFileSync(file, 'utf8').trimEnd().split('\n').at(-1) ?? '';
+    appendFileSync(file, `{"seq":6,"prev":"${lineHash(last)}","time":"2026-`);
+    const head = join(dir, 'torn-long', '.audit.log.head');
+    const savedBeforeCrash = readFileSync(head);
+    await writeRecords(file, 4, 3);
+    // A second crash before the state was saved again: the next start reads back from the old state.
+    writeFileSync(head, savedBeforeCrash);
+    await writeRecords(file, 7, 3);
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    expect(lines.filter((l) => l.includes('"event":"request"'))).toHaveLength(10);
+    expect(JSON.parse(lines[6] ?? '')).toMatchObject({ seq: 6, prev: lineHash(lines[4] ?? '') });
+  });
+});
+
 describe('audit verify pinpoints tampering', () => {
   it('one byte changed', async () => {
     const lines = [...original];

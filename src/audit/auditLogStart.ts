@@ -51,6 +51,15 @@ export function readSavedState(auditFile: string): SavedLogState | undefined | '
   }
 }
 
+function isJsonLine(line: Buffer): boolean {
+  try {
+    JSON.parse(line.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const SEQ = /^\{"seq":(\d+),"prev":"(sha256:[0-9a-f]{64})"/;
 
 /** Calls `each` for every complete line of a (live, uncompressed) file, synchronously, in bounded memory. */
@@ -118,6 +127,12 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
       firstSeq ??= seq;
       fileLast = { seq, hash: seq === base.head.seq ? lineHash(line) : '' };
       if (baseKnown && seq <= base.head.seq) return;
+      // A line torn by a crash (then ended by the newline the next start wrote) may still begin like a
+      // record: only whole JSON lines are records.
+      if (!isJsonLine(line)) {
+        records -= 1;
+        return;
+      }
       if (seq !== head.seq + 1 || m[2] !== head.hash) {
         problem = baseKnown
           ? { code: 'diverged', message: `${auditFile}: record seq ${seq} does not continue the saved chain head (seq ${head.seq}): the file was rewritten, or records are missing; ${NEW_LOG_HINT}` }
