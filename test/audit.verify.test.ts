@@ -218,6 +218,16 @@ describe('rotated files', () => {
     for (const f of files.slice(1)) expect(readFileSync(f, 'utf8').trimEnd().split('\n').length).toBeGreaterThan(0);
   });
 
+  it('--partial verifies the newest file alone from its first checkpoint on; without it the missing start is named', async () => {
+    const strict = await runCli(['audit', 'verify', '--key', `${keys}.pub`, files[2] ?? '']);
+    expect(strict.stdout).toMatch(/: missing-start: the first record is seq \d+/);
+    expect(strict.code).toBe(1);
+    const partial = await runCli(['audit', 'verify', '--key', `${keys}.pub`, '--partial', files[2] ?? '']);
+    expect(partial.stdout).toMatch(/^OK 1 file\(s\)/);
+    expect(partial.stdout).toMatch(/\(--partial\): \d+ record\(s\) before the first checkpoint with a range are chained but not covered/);
+    expect(partial.code).toBe(0);
+  });
+
   it('names a rotated file missing from the set', async () => {
     const result = await runCli(['audit', 'verify', '--key', `${keys}.pub`, files[0] ?? '', files[2] ?? '']);
     expect(result.code).toBe(1);
