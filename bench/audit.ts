@@ -1,5 +1,5 @@
 // Benchmark of the audit trail (not a test): writes N realistic records through the gateway's own
-// chained, signing audit log, then times `gatehouse audit verify` and `audit query` over them (peak RSS from /proc).
+// chained, signing audit log, then times `gatehouse audit verify`, `audit prove` and `audit query` over them (peak RSS from /proc).
 // Usage: npm run bench:audit [-- --records 1000000 --rotate 250000]
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -80,6 +80,7 @@ const made = writeAuditKeyPair(keys, false);
 if (!made.ok) throw new Error(made.error.message);
 const files = await write();
 await timed('verify', ['audit', 'verify', '--key', `${keys}.pub`, ...files]);
+await timed('prove (one record, inclusion proof)', ['audit', 'prove', '--seq', String(Math.ceil(total / 2)), ...files]);
 await timed('query summary', ['audit', 'query', '--format', 'summary', ...files]);
 await timed('query one user, json', ['audit', 'query', '--user', 'user7', '--decision', 'deny', '--format', 'json', ...files]);
 if (!args.keep) rmSync(dir, { recursive: true, force: true });

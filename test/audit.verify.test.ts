@@ -1,14 +1,17 @@
 // The audit chain on real files: a writer that continues the chain across restarts and reopen,
 // and `audit verify` pinpointing each kind of tampering (changed, deleted, inserted, swapped,
 // re-signed with another key, a rotated file missing), plus gzip rotations.
-import { generateKeyPairSync, sign } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_HASH, lineHash } from '../src/audit/auditChain.ts';
-import { auditKeyId, checkpointMessage, readAuditPublicKey, writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
+import { readAuditPublicKey, writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
+import { noteKeyHash, signatureLine } from '../src/audit/signedNote.ts';
+import { storedHashCount } from '../src/audit/auditHashStore.ts';
+import { proveRecordIndexed } from '../src/audit/auditProveIndexed.ts';
 import { openAuditLog } from '../src/audit/auditLog.ts';
 import { verifyAuditFiles, type VerifyReport } from '../src/audit/auditVerify.ts';
 import { runGatehouse } from './support/gatewayHarness.ts';
@@ -34,7 +37,7 @@ function publicKey() {
 async function verifyLines(name: string, lines: string[]): Promise<VerifyReport> {
   const file = join(dir, name);
   writeFileSync(file, lines.join('\n') + '\n');
-  return verifyAuditFiles([file], { publicKey: publicKey() });
+  return verifyAuditFiles([file], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
 }
 
 const runCli = (args: string[]) => runGatehouse(args);
@@ -50,7 +53,7 @@ beforeAll(async () => {
 
 describe('the written chain', () => {
   it('numbers records 1..n across restarts, links each to the hash of the previous line, checkpoints every 10 records and at close', () => {
-    const records = original.map((l) => JSON.parse(l) as { seq: number; prev: string; event: string; checkpoint?: { seq: number; hash: string; sig?: string; key?: string } });
+    const records = original.map((l) => JSON.parse(l) as { seq: number; prev: string; event: string; checkpoint?: { seq: number; hash: string; note?: string } });
     expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => i + 1));
     expect(records[0]?.prev).toBe(GENESIS_HASH);
     for (let i = 1; i < records.length; i += 1) expect(records[i]?.prev).toBe(lineHash(original[i - 1] ?? ''));
@@ -59,11 +62,12 @@ describe('the written chain', () => {
     expect(checkpoints).toHaveLength(5);
     expect(records.filter((r) => r.event === 'request')).toHaveLength(40);
     expect(records.at(-1)?.event).toBe('audit.checkpoint');
-    expect(checkpoints[0]?.checkpoint?.key).toBe(auditKeyId(publicKey()));
+    // A C2SP checkpoint note: origin, tree size (the records before it), root; a signature line.
+    expect(checkpoints[0]?.checkpoint?.note).toMatch(/^\S+\n10\n[A-Za-z0-9+/]{43}=\n\n\u2014 \S+ [A-Za-z0-9+/=]{92}\n$/);
   });
 
   it('verifies: counts, range, signatures', async () => {
-    const report = await verifyAuditFiles([log], { publicKey: publicKey() });
+    const report = await verifyAuditFiles([log], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
     expect(report.failure).toBeUndefined();
     expect(report).toMatchObject({ records: 45, checkpoints: 5, signaturesChecked: 5, firstSeq: 1, lastSeq: 45, startsChain: true, afterLastCheckpoint: 0 });
   });
@@ -78,7 +82,7 @@ describe('a restart on a file rotated away', () => {
     const first = JSON.parse(readFileSync(file, 'utf8').split('\n')[0] ?? '') as { seq: number; prev: string };
     const old = readFileSync(`${file}.1`, 'utf8').trimEnd().split('\n');
     expect(first).toMatchObject({ seq: old.length + 1, prev: lineHash(old.at(-1) ?? '') });
-    const report = await verifyAuditFiles([`${file}.1`, file], { publicKey: publicKey() });
+    const report = await verifyAuditFiles([`${file}.1`, file], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
     expect(report.failure).toBeUndefined();
     expect(report.records).toBe(12);
   });
@@ -93,8 +97,26 @@ describe('a crash in the middle of a line', () => {
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
     expect(lines[5]).toBe('{"seq":6,"prev":"sha256:ab');
     expect(JSON.parse(lines[6] ?? '')).toMatchObject({ seq: 6, prev: lineHash(lines[4] ?? '') });
-    const report = await verifyAuditFiles([file], { publicKey: publicKey() });
+    const report = await verifyAuditFiles([file], { keys: [{ publicKey: publicKey(), label: 'audit-signing.pub' }] });
     expect(report.failure).toMatchObject({ problem: 'changed', line: 6, message: 'not a JSON record' });
+  });
+});
+
+describe('a crash that tore a line after its prev', () => {
+  it('continues after two crashes: the torn line is not taken for a record', async () => {
+    const file = join(dir, 'torn-long', 'audit.log');
+    await writeRecords(file, 0, 4);
+    const last = readFileSync(file, 'utf8').trimEnd().split('\n').at(-1) ?? '';
+    appendFileSync(file, `{"seq":6,"prev":"${lineHash(last)}","time":"2026-`);
+    const head = join(dir, 'torn-long', '.audit.log.head');
+    const savedBeforeCrash = readFileSync(head);
+    await writeRecords(file, 4, 3);
+    // A second crash before the state was saved again: the next start reads back from the old state.
+    writeFileSync(head, savedBeforeCrash);
+    await writeRecords(file, 7, 3);
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    expect(lines.filter((l) => l.includes('"event":"request"'))).toHaveLength(10);
+    expect(JSON.parse(lines[6] ?? '')).toMatchObject({ seq: 6, prev: lineHash(lines[4] ?? '') });
   });
 });
 
@@ -138,17 +160,18 @@ describe('audit verify pinpoints tampering', () => {
   it('a checkpoint re-signed with another key', async () => {
     const other = generateKeyPairSync('ed25519');
     const lines = [...original];
-    const cp = JSON.parse(lines[10] ?? '') as { seq: number; time: string; event: string; checkpoint: { seq: number; hash: string; key: string; sig: string } };
+    const cp = JSON.parse(lines[10] ?? '') as { seq: number; time: string; event: string; checkpoint: { note: string } };
     expect(cp.event).toBe('audit.checkpoint');
-    cp.checkpoint.key = auditKeyId(other.publicKey);
-    cp.checkpoint.sig = sign(null, checkpointMessage(cp.checkpoint.seq, cp.checkpoint.hash, cp.time), other.privateKey).toString('base64');
+    const body = cp.checkpoint.note.slice(0, cp.checkpoint.note.indexOf('\n\n') + 1);
+    const origin = body.split('\n')[0] ?? '';
+    cp.checkpoint.note = `${body}\n${signatureLine(body, origin, other.privateKey)}\n`;
     lines[10] = JSON.stringify(cp);
     const report = await verifyLines('resigned.log', lines);
     expect(report.failure).toMatchObject({ problem: 'bad-signature', line: 11, seq: 11 });
-    expect(report.failure?.message).toContain(`signed by key ${auditKeyId(other.publicKey)}`);
+    expect(report.failure?.message).toContain(`signed by ${origin}+${noteKeyHash(origin, other.publicKey).toString('hex')}`);
   });
 
-  it('a rewritten stretch with every hash recomputed is caught at the next signed checkpoint', async () => {
+  it('a rewritten stretch with every hash recomputed is caught at the next checkpoint: the Merkle root differs', async () => {
     const lines = [...original];
     lines[4] = (lines[4] ?? '').replace('"status":200', '"status":404');
     for (let i = 5; i <= 10; i += 1) {
@@ -158,7 +181,8 @@ describe('audit verify pinpoints tampering', () => {
       lines[i] = JSON.stringify(r);
     }
     const report = await verifyLines('rewritten.log', lines);
-    expect(report.failure).toMatchObject({ problem: 'bad-signature', line: 11, seq: 11 });
+    expect(report.failure).toMatchObject({ problem: 'changed', line: 11, seq: 11 });
+    expect(report.failure?.message).toContain('hash to Merkle root');
   });
 });
 
@@ -194,9 +218,130 @@ describe('rotated files', () => {
     for (const f of files.slice(1)) expect(readFileSync(f, 'utf8').trimEnd().split('\n').length).toBeGreaterThan(0);
   });
 
+  it('--partial verifies the newest file alone from its first checkpoint on; without it the missing start is named', async () => {
+    const strict = await runCli(['audit', 'verify', '--key', `${keys}.pub`, files[2] ?? '']);
+    expect(strict.stdout).toMatch(/: missing-start: the first record is seq \d+/);
+    expect(strict.code).toBe(1);
+    const partial = await runCli(['audit', 'verify', '--key', `${keys}.pub`, '--partial', files[2] ?? '']);
+    expect(partial.stdout).toMatch(/^OK 1 file\(s\)/);
+    expect(partial.stdout).toMatch(/\(--partial\): \d+ record\(s\) before the first checkpoint with a range are chained but not covered/);
+    expect(partial.code).toBe(0);
+  });
+
   it('names a rotated file missing from the set', async () => {
     const result = await runCli(['audit', 'verify', '--key', `${keys}.pub`, files[0] ?? '', files[2] ?? '']);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/^FAIL .*audit\.log:1 seq \d+: gap-between-files: .*audit\.log\.2\.gz ends at seq \d+ and .*audit\.log starts at seq \d+/);
+  });
+});
+
+describe('a log from before the Merkle tree (version 1 chain and checkpoints)', () => {
+  const v1 = join(import.meta.dirname, 'fixtures', 'audit-v1');
+  it('still verifies with its key; one byte changed is still caught', async () => {
+    const ok = await runCli(['audit', 'verify', '--key', join(v1, 'audit-signing.pub'), join(v1, 'audit.log')]);
+    expect(ok.stdout).toMatch(/^OK 1 file\(s\), 15 records, seq 1\.\.15/);
+    expect(ok.stdout).toContain('3 checkpoint(s), 3 signatures good');
+    expect(ok.code).toBe(0);
+    const lines = readFileSync(join(v1, 'audit.log'), 'utf8').trimEnd().split('\n');
+    lines[7] = (lines[7] ?? '').replace('"status":200', '"status":201');
+    const file = join(dir, 'v1-changed.log');
+    writeFileSync(file, lines.join('\n') + '\n');
+    const changed = await runCli(['audit', 'verify', '--key', join(v1, 'audit-signing.pub'), file]);
+    expect(changed.stdout).toMatch(/^FAIL .*v1-changed\.log:8 seq 8: changed: /);
+    expect(changed.code).toBe(1);
+  });
+});
+
+describe('keys with validity periods, and a live log', () => {
+  const rotation = join(dir, 'rotation');
+  const oldKeys = join(dir, 'old-signing');
+  const newKeys = join(dir, 'new-signing');
+  const file = join(rotation, 'audit.log');
+  let switchedAt = '';
+
+  beforeAll(async () => {
+    expect(writeAuditKeyPair(oldKeys, false).ok).toBe(true);
+    expect(writeAuditKeyPair(newKeys, false).ok).toBe(true);
+    // The same log, signed with the old key and then, after a restart, with the new one.
+    for (const key of [oldKeys, newKeys]) {
+      if (key === newKeys) {
+        await new Promise((r) => setTimeout(r, 20));
+        switchedAt = new Date().toISOString();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const log = openAuditLog({ file, origin: 'rotation.example.org/audit', signingKey: `${key}.key`, checkpoint: { records: 4, seconds: 3600 } });
+      for (let i = 0; i < 9; i += 1) log.write({ event: 'request', route: 'demo', status: 200, path: `/k/${i}` });
+      await log.close();
+    }
+  });
+
+  it('verifies a log across a key rotation with both keys, each within its period; fails with one key alone or a period that excludes it', async () => {
+    const both = await runCli(['audit', 'verify', '--key', `${oldKeys}.pub::${switchedAt}`, '--key', `${newKeys}.pub:${switchedAt}`, file]);
+    expect(both.stdout).toMatch(/^OK 1 file\(s\), \d+ records/);
+    expect(both.code).toBe(0);
+    const oldOnly = await runCli(['audit', 'verify', '--key', `${oldKeys}.pub`, file]);
+    // The log's own checkpoint file (the newest checkpoint, new key) is refused as an anchor first.
+    expect(oldOnly.stderr).toMatch(/anchor .*audit\.checkpoint: not signed by any given key/);
+    expect(oldOnly.code).toBe(2);
+    const newOnly = await runCli(['audit', 'verify', '--key', `${newKeys}.pub`, file]);
+    expect(newOnly.stdout).toMatch(/:\d+ seq 5: bad-signature: signed by rotation\.example\.org\/audit\+[0-9a-f]{8}; none of the given keys/);
+    expect(newOnly.code).toBe(1);
+    const outOfPeriod = await runCli(['audit', 'verify', '--key', `${oldKeys}.pub::2020-01-01`, '--key', `${newKeys}.pub`, file]);
+    expect(outOfPeriod.stdout).toMatch(/: bad-signature: signed at .* by a key outside its validity period/);
+    expect(outOfPeriod.code).toBe(1);
+  });
+
+  it('--live reports an unsealed tail and fails only past its age limit', async () => {
+    const live = join(rotation, 'live.log');
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    const last = lines.at(-1) ?? '';
+    const tail = JSON.stringify({ seq: lines.length + 1, prev: lineHash(last), time: new Date().toISOString(), event: 'request', route: 'demo', status: 200 });
+    writeFileSync(live, [...lines, tail].join('\n') + '\n');
+    const key = ['--key', `${oldKeys}.pub::${switchedAt}`, '--key', `${newKeys}.pub:${switchedAt}`];
+    const strict = await runCli(['audit', 'verify', ...key, live]);
+    expect(strict.stdout).toMatch(/: unsealed: 1 record\(s\) after the last checkpoint/);
+    expect(strict.code).toBe(1);
+    const running = await runCli(['audit', 'verify', ...key, '--live', '300', live]);
+    expect(running.stdout).toMatch(/live: 1 record\(s\) after the last checkpoint, since /);
+    expect(running.code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    const stale = await runCli(['audit', 'verify', ...key, '--live', '1', live]);
+    expect(stale.stdout).toMatch(/: unsealed: 1 record\(s\) after the last checkpoint .* past the --live limit of 1 s/);
+    expect(stale.code).toBe(1);
+  });
+});
+
+describe('proofs from the stored hashes', () => {
+  const indexed = join(dir, 'indexed');
+  const file = join(indexed, 'audit.log');
+
+  beforeAll(async () => {
+    // Three runs and a rotation: the store continues across restarts and files.
+    await writeRecords(file, 0, 23);
+    renameSync(file, `${file}.1`);
+    await writeRecords(file, 23, 30);
+    await writeRecords(file, 53, 11);
+  });
+
+  it('holds every leaf and completed node of the whole log, and gives the proofs reading the files gives', async () => {
+    const size = readFileSync(`${file}.1`, 'utf8').trimEnd().split('\n').length + readFileSync(file, 'utf8').trimEnd().split('\n').length;
+    expect(statSync(join(indexed, '.audit.log.hashes')).size).toBe(storedHashCount(size) * 32);
+    // The stored hashes answer (no scan of the files).
+    expect((await proveRecordIndexed([file, `${file}.1`], 40))?.seq).toBe(40);
+    const fast: string[] = [];
+    for (const seq of [1, 2, 17, 40, size - 1]) fast.push((await runCli(['audit', 'prove', '--seq', String(seq), file, `${file}.1`])).stdout);
+    copyFileSync(join(indexed, '.audit.log.hashes'), join(dir, 'hashes.saved'));
+    rmSync(join(indexed, '.audit.log.hashes'));
+    const slow: string[] = [];
+    for (const seq of [1, 2, 17, 40, size - 1]) slow.push((await runCli(['audit', 'prove', '--seq', String(seq), file, `${file}.1`])).stdout);
+    expect(fast).toEqual(slow);
+    // A damaged store never yields a wrong proof: it is not used.
+    const damaged = readFileSync(join(dir, 'hashes.saved'));
+    const at = 32 * storedHashCount(39) + 5;
+    damaged[at] = (damaged[at] ?? 0) ^ 1;
+    writeFileSync(join(indexed, '.audit.log.hashes'), damaged);
+    expect(await proveRecordIndexed([file, `${file}.1`], 40)).toBeUndefined();
+    const checked = await runCli(['audit', 'prove', '--seq', '40', file, `${file}.1`]);
+    expect(checked.stdout).toBe(slow[3]);
   });
 });

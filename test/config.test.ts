@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
+import { writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
 import { formatConfigError, loadConfig, type ConfigError } from '../src/config/loadConfig.ts';
 
 const repo = path.resolve(import.meta.dirname, '..');
@@ -36,6 +37,7 @@ function siteDir(): string {
   fs.writeFileSync(path.join(certs, 'token-root.pub'), `${keys.getPublicKey().toString()}\n`);
   fs.writeFileSync(path.join(certs, 'token-root.private'), `${keys.getPrivateKey().toString()}\n`);
   fs.writeFileSync(path.join(certs, 'revoked.txt'), '');
+  expect(writeAuditKeyPair(path.join(certs, 'audit-signing'), false).ok).toBe(true);
   return dir;
 }
 
@@ -336,6 +338,31 @@ describe('gatehouse check', () => {
       'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, tunnel, socketOwner, stripPrefix, forwardToken, policy, limits, idleTimeoutSeconds, connectTimeoutSeconds)',
     ]);
     expect(run.stdout).not.toMatch(/OK/);
+    expect(run.status).toBe(1);
+  });
+
+  it('names an audit signing key the running user cannot read, or that is not an ed25519 key', () => {
+    const dir = tempDir();
+    fs.cpSync(site, dir, { recursive: true });
+    fs.copyFileSync(path.join(repo, 'routes.yaml'), path.join(dir, 'routes.yaml'));
+    fs.rmSync(path.join(dir, 'certs', 'audit-signing.key'));
+    expect(check(dir, '--config', 'routes.yaml').stderr).toMatch(/^routes\.yaml:\d+:\d+: audit\.signingKey: cannot read .*audit-signing\.key: no such file: the gateway would not start$/m);
+    fs.copyFileSync(path.join(dir, 'certs', 'server.key'), path.join(dir, 'certs', 'audit-signing.key'));
+    const wrongType = check(dir, '--config', 'routes.yaml');
+    expect(wrongType.stderr).toMatch(/audit\.signingKey: expected an ed25519 private key .*found ec$/m);
+    expect(wrongType.status).toBe(1);
+  });
+
+  it.skipIf(process.getuid?.() !== 0 || !fs.existsSync('/usr/bin/setpriv'))('as the gateway user: a signing key only root may read is named (needs root and setpriv)', () => {
+    const dir = tempDir();
+    fs.cpSync(site, dir, { recursive: true });
+    fs.copyFileSync(path.join(repo, 'routes.yaml'), path.join(dir, 'routes.yaml'));
+    fs.chmodSync(dir, 0o755);
+    for (const f of fs.readdirSync(path.join(dir, 'certs'))) fs.chmodSync(path.join(dir, 'certs', f), 0o644);
+    fs.chmodSync(path.join(dir, 'certs'), 0o755);
+    fs.chmodSync(path.join(dir, 'certs', 'audit-signing.key'), 0o600);
+    const run = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', process.execPath, path.join(repo, 'bin/gatehouse.js'), 'check', '--config', 'routes.yaml'], { cwd: dir, encoding: 'utf8' });
+    expect(run.stderr).toMatch(/audit\.signingKey: cannot read .*audit-signing\.key: permission denied: the gateway would not start/);
     expect(run.status).toBe(1);
   });
 

@@ -1,14 +1,16 @@
 // Signed checkpoints of the audit chain: the audit signing key (ed25519, PEM files of its own), the
 // exact bytes a checkpoint signs, signing and verifying. node:crypto only; openssl reads the same keys.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { AuditCheckpoint } from './auditRecord.ts';
+import { signatureLine } from './signedNote.ts';
 
 export type AuditKeyError = { code: 'key-unreadable' | 'key-not-ed25519' | 'key-exists'; message: string };
 export type AuditKeyResult<T> = { ok: true; value: T } | { ok: false; error: AuditKeyError };
 
 /**
- * The bytes a checkpoint signs (UTF-8): a domain label, then the sequence number and hash of the last
+ * The bytes a version 1 checkpoint signed (UTF-8; logs written before the Merkle tree; verify still
+ * reads them): a domain label, then the sequence number and hash of the last
  * record it covers and the checkpoint's own time, one per line. Anyone can rebuild them from the record.
  */
 export function checkpointMessage(seq: number, hash: string, time: string): Buffer {
@@ -23,7 +25,8 @@ export function auditKeyId(publicKey: KeyObject): string {
 
 export interface AuditSigner {
   keyId: string;
-  sign(seq: number, hash: string, time: string): string;
+  /** The signed-note signature line over `body` under the key name `name` (the log's origin). */
+  signatureLine(body: string, name: string): string;
 }
 
 function keyFailure(code: AuditKeyError['code'], message: string): { ok: false; error: AuditKeyError } {
@@ -42,7 +45,7 @@ export function readAuditSigner(file: string): AuditKeyResult<AuditSigner> {
   const keyId = auditKeyId(createPublicKey(key));
   return {
     ok: true,
-    value: { keyId, sign: (seq, hash, time) => sign(null, checkpointMessage(seq, hash, time), key).toString('base64') },
+    value: { keyId, signatureLine: (body, name) => signatureLine(body, name, key) },
   };
 }
 
@@ -60,7 +63,7 @@ export function readAuditPublicKey(file: string): AuditKeyResult<KeyObject> {
 
 export type CheckpointCheck = { ok: true } | { ok: false; code: 'unsigned' | 'other-key' | 'bad-signature'; message: string };
 
-/** Checks a checkpoint's signature against `publicKey`; `time` is the checkpoint record's own time. */
+/** Checks a version 1 checkpoint's signature against `publicKey`; `time` is the checkpoint record's own time. */
 export function verifyCheckpoint(cp: AuditCheckpoint, time: string, publicKey: KeyObject, keyId: string): CheckpointCheck {
   if (!cp.sig) return { ok: false, code: 'unsigned', message: 'checkpoint carries no signature (no audit.signingKey configured?)' };
   const good = verify(null, checkpointMessage(cp.seq, cp.hash, time), publicKey, Buffer.from(cp.sig, 'base64'));

@@ -1,8 +1,10 @@
 // Puts a set of audit files in chain order by the seq of each file's first record, so a shell glob
 // (`audit.log*`, which lists the live file first) can be handed to verify as it is.
+import { resolve } from 'node:path';
 import { linesOf } from './auditLines.ts';
 
-async function firstSeq(file: string): Promise<number> {
+/** The seq of a file's first record: -1 for a line without one, MAX_SAFE_INTEGER for an empty or unreadable file. */
+export async function firstSeq(file: string): Promise<number> {
   try {
     for await (const l of linesOf(file)) {
       try {
@@ -26,4 +28,16 @@ export async function orderAuditFiles(files: readonly string[]): Promise<string[
   const keyed = await Promise.all(files.map(async (file, index) => ({ file, index, seq: await firstSeq(file) })));
   keyed.sort((a, b) => a.seq - b.seq || a.index - b.index);
   return keyed.map((k) => k.file);
+}
+
+/** Why `files` may not be read together (the same records twice: `x.1` and `x.1.gz`, or a file given twice). */
+export function overlappingInputs(files: readonly string[]): string | undefined {
+  const seen = new Map<string, string>();
+  for (const file of files) {
+    const key = resolve(file).replace(/\.gz$/, '');
+    const before = seen.get(key);
+    if (before !== undefined) return `${before} and ${file} hold the same records (one is the other compressed, or given twice): give one of them`;
+    seen.set(key, file);
+  }
+  return undefined;
 }

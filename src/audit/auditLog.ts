@@ -1,10 +1,15 @@
 // The audit sink: hash-chained JSON lines through pino's asynchronous file destination (sonic-boom),
-// signed checkpoints, reopen after rotation, and its own health so the gateway can fail closed.
+// a Merkle tree with signed checkpoints, reopen after rotation, and its own health (fail closed).
 import { fsync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import { lineHash, readChainHead, saveChainHead, type ChainHead } from './auditChain.ts';
+import type { ChainHead } from './auditChain.ts';
 import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
+import { createCheckpointer } from './auditCheckpointer.ts';
+import { watchLiveFile } from './auditLiveFile.ts';
+import { openHashStore } from './auditHashStore.ts';
+import { defaultAuditOrigin, defaultCheckpointFile, startLog } from './auditLogStart.ts';
+import { leafHashHex } from './merkleTree.ts';
 import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
 import { boundedRecordJson, DEFAULT_MAX_RECORD_BYTES } from './recordBound.ts';
 import { startSyslogShipper, type SyslogObserver, type SyslogTarget } from './syslogShipper.ts';
@@ -42,6 +47,10 @@ export interface AuditLogOptions {
   stdout?: boolean;
   /** PKCS#8 PEM ed25519 key that signs checkpoints; without it checkpoints carry the hash only. */
   signingKey?: string;
+  /** The log's name in its checkpoints (C2SP origin line, also the signature's key name). */
+  origin?: string;
+  /** The latest checkpoint note, replaced atomically at every checkpoint. */
+  checkpointFile?: string;
   /** A checkpoint after this many records or seconds, whichever comes first (and at reopen and close). */
   checkpoint?: { records: number; seconds: number };
   /** Also ship every line to this syslog receiver (a copy the gateway host cannot rewrite). */
@@ -74,8 +83,10 @@ function chainFields(seq: number, prev: string, time: string, fields: string): s
 
 export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   mkdirSync(dirname(options.file), { recursive: true, mode: 0o750 });
-  const start = readChainHead(options.file);
-  if (!start.ok) throw new Error(start.message);
+  const origin = options.origin ?? defaultAuditOrigin(options.file);
+  const checkpointFile = options.checkpointFile ?? defaultCheckpointFile(options.file);
+  const start = startLog(options.file, origin, checkpointFile);
+  if (!start.ok) throw new Error(`audit log: ${start.message}`);
   let signer: AuditSigner | undefined;
   if (options.signingKey) {
     const read = readAuditSigner(options.signingKey);
@@ -94,9 +105,14 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   const echo = options.stdout ? pino.destination({ dest: 1, sync: false }) : undefined;
   const shipper = options.syslog && startSyslogShipper(options.syslog, observer?.syslog);
 
-  let head: ChainHead = start.head;
+  let head: ChainHead = start.value.head;
+  // The Merkle tree over every record: the right edge only (O(log n) hashes).
+  const tree = start.value.tree;
+  // Every leaf and completed node, for fast proofs (absent when it does not match the log).
+  const store = openHashStore(options.file, start.value.baseSize, tree.size, start.value.since);
+  const storeHash = store && ((h: string) => store.add(h));
   // A crash mid-line leaves a torn last line: the next record starts on a line of its own.
-  let pendingPrefix = start.tornTail ? '\n' : '';
+  let pendingPrefix = start.value.tornTail ? '\n' : '';
   let healthy = true;
   let lastError: string | undefined;
   let sinceCheckpoint = 0;
@@ -105,6 +121,10 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   let queuedBytes = 0;
   let writtenBytes = 0;
   let fsyncAt = 0;
+  const checkpointer = createCheckpointer({ file: options.file, origin, checkpointFile, signer, onError: (err) => observer?.writeFailed(err) });
+  // Set while the path no longer names the file being written: records are held, not written.
+  const liveFile = watchLiveFile(options.file);
+  let detached: string | undefined;
 
   file.on('write', (n: number) => {
     writtenBytes += n;
@@ -119,7 +139,10 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
     const fd = (file as unknown as { fd: number }).fd;
     if (fsyncAt > 0 && writtenBytes >= fsyncAt && fd >= 0) {
       fsyncAt = 0;
-      fsync(fd, () => undefined);
+      // Once on disk, the checkpoint is published (checkpoint file, saved tree): never ahead of the log.
+      fsync(fd, (err) => {
+        if (!err) checkpointer.durable();
+      });
     }
   });
   file.on('error', (err: NodeJS.ErrnoException) => {
@@ -132,6 +155,12 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   });
   file.on('ready', () => {
     reopenPending = false;
+    liveFile.opened((file as unknown as { fd: number }).fd, writtenBytes);
+    // Records held while the file was gone go to the reopened file now.
+    if (detached !== undefined) {
+      detached = undefined;
+      flushBatch();
+    }
   });
   // A dropped record is a hole in the chain (verify reports it as missing): refuse traffic meanwhile.
   // The dropped data is a whole batch of lines: each of its records is counted.
@@ -152,7 +181,19 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   let fileOnlyPrefix = 0;
   function flushBatch(): void {
     batchScheduled = false;
-    if (batch === '') return;
+    store?.flush();
+    if (batch === '' || detached !== undefined) return;
+    const gone = liveFile.check((file as unknown as { fd: number }).fd, writtenBytes);
+    if (gone !== undefined) {
+      // Deleted, replaced or truncated: hold the records (not ready, 503) until a reopen.
+      detached = gone;
+      const err = new Error(`${gone}: holding records until the file is reopened (SIGUSR1)`);
+      if (healthy) options.onError?.(err);
+      healthy = false;
+      lastError = err.message;
+      observer?.writeFailed(err);
+      return;
+    }
     const bytes = batch;
     batch = '';
     queuedBytes += Buffer.byteLength(bytes);
@@ -166,10 +207,15 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   }
 
   function append(record: AuditRecord, time: string): void {
+    // Held records have a bound too: past it a record is dropped (counted) before it is chained.
+    if (detached !== undefined && batch.length > MAX_BUFFERED_BYTES) return observer?.recordDropped();
     const seq = head.seq + 1;
     // Bounded before it is chained: the hash covers the line exactly as written.
     const line = chainFields(seq, head.hash, time, boundedRecordJson(record, maxRecordBytes));
-    head = { seq, hash: lineHash(line) };
+    // One hash per record: the leaf of the tree is also the chain link the next record names.
+    const hex = leafHashHex(line);
+    head = { seq, hash: `sha256:${hex}` };
+    tree.appendHex(hex, storeHash);
     if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
     batch += pendingPrefix + line + '\n';
     pendingPrefix = '';
@@ -186,13 +232,26 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   function checkpoint(): void {
     if (sinceCheckpoint === 0 || closed) return;
     const time = new Date().toISOString();
-    const cp: AuditCheckpoint = { seq: head.seq, hash: head.hash, records: sinceCheckpoint, ...(signer && { key: signer.keyId, sig: signer.sign(head.seq, head.hash, time) }) };
+    // The note covers every record before this one: tree size = head.seq.
+    const note = checkpointer.note(tree);
+    // The right edge of the tree rides along: a verifier given only later files starts from it.
+    const cp: AuditCheckpoint = { seq: head.seq, hash: head.hash, records: sinceCheckpoint, note, range: tree.toJSON().range };
     sinceCheckpoint = 0;
     // Set before the append: a checkpoint that fills the batch flushes it inside append, and that
     // flush must carry the fsync (not the next batch, which may come much later or go to another file).
     fsyncAfterBatch = true;
     append({ event: 'audit.checkpoint', checkpoint: cp }, time);
+    checkpointer.queued(note, head, tree);
+    // The stored hashes reach the file before the checkpoint is published: prove reads both.
+    store?.flush(true);
     observer?.checkpointWritten();
+  }
+
+  // A new log says so in its first record, with what it knows of the log before it.
+  const newLog = start.value.newLog;
+  if (newLog) {
+    append({ event: 'audit.log.new', detail: { ...newLog, origin } }, new Date().toISOString());
+    sinceCheckpoint += 1;
   }
 
   const timer = setInterval(checkpoint, every.seconds * 1000);
@@ -224,7 +283,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
       // flight on the old descriptor first); either way the chain runs on unbroken into the new file.
       checkpoint();
       flushBatch();
-      saveChainHead(options.file, head);
+      checkpointer.saveState(head, tree);
       reopenPending = true;
       file.reopen();
     },
@@ -232,6 +291,11 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
       checkpoint();
       flushBatch();
       closed = true;
+      // Records held for a deleted file go to a reopened one before the end (the 'ready' handler).
+      if (detached !== undefined && !reopenPending) {
+        reopenPending = true;
+        file.reopen();
+      }
       clearInterval(timer);
       // end() writes what is buffered, in order, after any write already in flight, then fsyncs
       // (flushSync could overtake an in-flight write and reorder the last records).
@@ -240,8 +304,14 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
         const done = () => {
           if (finished) return;
           finished = true;
-          saveChainHead(options.file, head);
-          void (shipper ? shipper.close() : Promise.resolve()).then(() => resolve());
+          // end() fsynced the file: the last checkpoint is durable.
+          checkpointer.durable();
+          void checkpointer
+            .settled()
+            .then(() => checkpointer.saveState(head, tree))
+            .then(() => store?.close())
+            .then(() => (shipper ? shipper.close() : undefined))
+            .then(() => resolve());
         };
         file.once('close', done);
         file.once('error', done);

@@ -21,7 +21,9 @@ export type AuditEvent =
   /** Refusal records left out by their budgets in the last period, counted (refusalRecords.ts). */
   | 'audit.suppressed'
   /** A signed statement of the chain's head (auditCheckpoint.ts); written by the audit log itself. */
-  | 'audit.checkpoint';
+  | 'audit.checkpoint'
+  /** The first record of a log started on purpose after another (auditLogStart.ts): what came before. */
+  | 'audit.log.new';
 
 export interface AuditClient {
   cn: string;
@@ -96,17 +98,23 @@ export interface AuditRecord {
 }
 
 /**
- * What a checkpoint states: "the chain up to record `seq`, whose line hashes to `hash`, existed at
- * `time`", signed with the audit signing key `key` (auditCheckpoint.ts defines the signed bytes).
+ * What a checkpoint states: "the log of `origin` with these `seq` records has this Merkle root",
+ * signed with the audit signing key (its note); `hash` is the chain hash of record `seq`.
  */
 export interface AuditCheckpoint {
   seq: number;
   hash: string;
   /** Records since the previous checkpoint (this process), for a reader's orientation only. */
   records: number;
-  /** Key id of the signing key (`auditKeyId`); absent with `sig` when no signing key is configured. */
+  /**
+   * The C2SP signed note (auditCheckpointer.ts): origin, tree size (= `seq`), base64 Merkle root, a
+   * blank line and the signature lines. Exactly the text of the checkpoint file.
+   */
+  note?: string;
+  /** The compact range of the tree at `seq` (base64 subtree roots, largest first): its root is the note's. */
+  range?: string[];
+  /** Version 1 checkpoints (before the Merkle tree): key id and signature over `checkpointMessage`. */
   key?: string;
-  /** Ed25519 signature, base64. */
   sig?: string;
 }
 

@@ -1,12 +1,15 @@
-// `audit verify`: walks the chain over files in order, in constant memory, checks every link and
-// every checkpoint signature, and names the first bad record and what is wrong with it.
-import type { KeyObject } from 'node:crypto';
-import { GENESIS_HASH, lineHash } from './auditChain.ts';
-import { auditKeyId, verifyCheckpoint } from './auditCheckpoint.ts';
+// `audit verify`: walks the chain over files in order, in constant memory, rebuilds the Merkle tree,
+// checks every checkpoint (origin, size, root, signature), the anchor and that the log is sealed.
+import { GENESIS_HASH, legacyLineHash } from './auditChain.ts';
 import { AuditReadError, linesOfFiles, type AuditLine } from './auditLines.ts';
 import type { AuditCheckpoint } from './auditRecord.ts';
+import { checkCheckpoint, type VerifyKey } from './auditVerifyCheckpoint.ts';
+import { CompactTree, leafHash } from './merkleTree.ts';
+import type { CheckpointBody } from './signedNote.ts';
 
-export type VerifyProblem = 'changed' | 'missing' | 'inserted' | 'reordered' | 'gap-between-files' | 'bad-signature' | 'torn' | 'unreadable';
+export type VerifyProblem =
+  | 'changed' | 'missing' | 'inserted' | 'reordered' | 'gap-between-files' | 'bad-signature' | 'torn' | 'unreadable'
+  | 'unchained' | 'unsigned' | 'origin-mismatch' | 'unsealed' | 'shortened' | 'anchor-mismatch' | 'missing-start';
 
 export interface VerifyFailure {
   problem: VerifyProblem;
@@ -16,25 +19,43 @@ export interface VerifyFailure {
   message: string;
 }
 
+export interface VerifyOptions {
+  keys?: readonly VerifyKey[];
+  origin?: string;
+  /** A trusted checkpoint: the files must reach its size and agree with its root. */
+  anchor?: CheckpointBody & { source: string };
+  /** A live log: an unsealed tail is reported, and fails only once its oldest record is older than this. */
+  liveMaxAgeSeconds?: number;
+  /** Files that do not start at seq 1: the tree starts at the first checkpoint that carries its range. */
+  partial?: boolean;
+  now?: number;
+}
+
 export interface VerifyReport {
   failure?: VerifyFailure;
   files: number;
   records: number;
-  /** Lines before the first chained record (written before the chain existed): not protected. */
-  unchained: number;
   checkpoints: number;
   /** Checkpoints whose signature was checked and is good (0 without a key). */
   signaturesChecked: number;
-  keyId?: string;
+  keys: string[];
+  origin?: string;
+  treeSize?: number;
+  root?: string;
   firstSeq?: number;
   lastSeq?: number;
   firstTime?: string;
   lastTime?: string;
-  /** True when the first record starts the chain (seq 1); false when earlier files were not given. */
+  /** True when the first record starts the chain (seq 1). */
   startsChain: boolean;
+  /** Records before the tree could be rebuilt (--partial): chained, not covered by a checked root. */
+  uncovered: number;
   lastCheckpointSeq?: number;
-  /** Records after the last checkpoint: protected by the chain, not yet by a signature. */
+  /** Records after the last checkpoint: chained, not yet signed. */
   afterLastCheckpoint: number;
+  /** Time of the oldest record after the last checkpoint. */
+  unsealedSince?: string;
+  anchor?: { source: string; size: number };
 }
 
 interface Entry {
@@ -43,15 +64,21 @@ interface Entry {
   seq: number;
   prev: string;
   hash: string;
+  leaf: Buffer;
+  bytes: Buffer;
   time?: string;
   event?: string;
   checkpoint?: AuditCheckpoint;
+  /** Fields beyond seq, prev, time, event, checkpoint (checked on checkpoint records only). */
+  extraFields: string[];
   firstInFile: boolean;
 }
 
-type Parsed = { entry: Entry } | { unchained: true; hash: string } | { failure: VerifyFailure };
+type Parsed = { entry: Entry } | { failure: VerifyFailure };
 
-function parse(l: AuditLine, firstInFile: boolean): Parsed {
+const RECORD_FIELDS = new Set(['seq', 'prev', 'time', 'event', 'checkpoint']);
+
+function parse(l: AuditLine, firstInFile: boolean, legacy: boolean): Parsed {
   const where = { file: l.file, line: l.line };
   if (!l.terminated) return { failure: { ...where, problem: 'torn', message: 'the last line has no newline: torn by a crash or still being written' } };
   let v: { seq?: unknown; prev?: unknown; time?: unknown; event?: unknown; checkpoint?: AuditCheckpoint };
@@ -60,20 +87,23 @@ function parse(l: AuditLine, firstInFile: boolean): Parsed {
   } catch {
     return { failure: { ...where, problem: 'changed', message: 'not a JSON record' } };
   }
-  const hash = lineHash(l.bytes);
-  if (v.seq === undefined && v.prev === undefined && typeof v.event === 'string') return { unchained: true, hash };
+  if (v.seq === undefined && v.prev === undefined) return { failure: { ...where, problem: 'unchained', message: 'a line without seq and prev: not part of the log (inserted, or written before the chain existed)' } };
   if (!Number.isSafeInteger(v.seq) || (v.seq as number) < 1 || typeof v.prev !== 'string') {
     return { failure: { ...where, problem: 'changed', message: 'seq or prev is missing or malformed' } };
   }
+  const leaf = leafHash(l.bytes);
   return {
     entry: {
       ...where,
       seq: v.seq as number,
       prev: v.prev,
-      hash,
+      hash: legacy ? legacyLineHash(l.bytes) : `sha256:${leaf.toString('hex')}`,
+      leaf,
+      bytes: l.bytes,
       time: typeof v.time === 'string' ? v.time : undefined,
       event: typeof v.event === 'string' ? v.event : undefined,
       checkpoint: v.checkpoint,
+      extraFields: v.event === 'audit.checkpoint' ? Object.keys(v).filter((k) => !RECORD_FIELDS.has(k)) : [],
       firstInFile,
     },
   };
@@ -106,35 +136,51 @@ function classify(last: Entry, r: Entry, next: Entry | undefined): VerifyFailure
   return at(r, 'reordered', `seq ${r.seq} comes after seq ${last.seq}: records out of order, or inserted`);
 }
 
-export async function verifyAuditFiles(files: readonly string[], options: { publicKey?: KeyObject } = {}): Promise<VerifyReport> {
-  const keyId = options.publicKey && auditKeyId(options.publicKey);
-  const report: VerifyReport = { files: files.length, records: 0, unchained: 0, checkpoints: 0, signaturesChecked: 0, startsChain: false, afterLastCheckpoint: 0, ...(keyId && { keyId }) };
+export async function verifyAuditFiles(files: readonly string[], options: VerifyOptions = {}): Promise<VerifyReport> {
+  const keys = options.keys ?? [];
+  const report: VerifyReport = { files: files.length, records: 0, checkpoints: 0, signaturesChecked: 0, keys: keys.map((k) => k.label), startsChain: false, uncovered: 0, afterLastCheckpoint: 0 };
+  const rules = { keys, origin: options.origin ?? options.anchor?.origin };
+  const anchor = options.anchor;
+  if (anchor) report.anchor = { source: anchor.source, size: anchor.size };
+  let tree: CompactTree | undefined;
   let last: Entry | undefined;
   let beforeLast: Entry | undefined;
   let pending: Entry | undefined;
-  let unchainedHash: string | undefined;
   let currentFile: string | undefined;
+  let legacy = false;
 
   const accept = (e: Entry): VerifyFailure | undefined => {
+    if (!last) {
+      report.firstSeq = e.seq;
+      report.firstTime = e.time;
+      report.startsChain = e.seq === 1 && e.prev === GENESIS_HASH;
+      if (report.startsChain) tree = new CompactTree();
+      else if (!options.partial) return at(e, 'missing-start', `the first record is seq ${e.seq}${e.seq === 1 ? ' with a prev that is not the genesis hash' : ''}: the files holding the log before it were deleted or not given (--partial verifies from the first checkpoint on)`);
+    }
     if (e.event === 'audit.checkpoint') {
-      const cp = e.checkpoint;
-      if (!cp || cp.seq !== e.seq - 1 || cp.hash !== e.prev) return at(e, 'changed', `the checkpoint does not name the record before it (seq ${e.seq - 1}, ${e.prev})`);
-      if (options.publicKey && keyId) {
-        const check = verifyCheckpoint(cp, e.time ?? '', options.publicKey, keyId);
-        if (!check.ok) return at(e, 'bad-signature', check.message);
-        report.signaturesChecked += 1;
+      if (e.extraFields.length > 0) return at(e, 'changed', `a checkpoint record with fields no checkpoint record has: ${e.extraFields.join(', ')}`);
+      const verdict = checkCheckpoint(e.checkpoint ?? ({} as AuditCheckpoint), e.seq, e.prev, e.time ?? '', tree, rules);
+      if (!verdict.ok) return at(e, verdict.problem, verdict.message);
+      rules.origin ??= verdict.origin;
+      report.origin ??= verdict.origin;
+      if (verdict.signed) report.signaturesChecked += 1;
+      // --partial: the first checkpoint whose range hashes to its (checked) root seeds the tree.
+      if (!tree && verdict.root && e.checkpoint?.range) {
+        const seeded = CompactTree.fromJSON({ size: verdict.size, range: e.checkpoint.range });
+        if (seeded?.root().equals(verdict.root)) tree = seeded;
       }
       report.checkpoints += 1;
       report.lastCheckpointSeq = e.seq;
       report.afterLastCheckpoint = -1;
     }
-    if (!last) {
-      report.firstSeq = e.seq;
-      report.firstTime = e.time;
-      report.startsChain = e.seq === 1 && (e.prev === GENESIS_HASH || e.prev === unchainedHash);
+    if (tree) tree.append(e.leaf);
+    else report.uncovered += 1;
+    if (tree && anchor && tree.size === anchor.size && !tree.root().equals(anchor.root)) {
+      return at(e, 'anchor-mismatch', `the log up to this record (size ${tree.size}) hashes to ${tree.root().toString('base64')}, but the anchor ${anchor.source} signs ${anchor.root.toString('base64')}: the log was rewritten`);
     }
     report.records += 1;
     report.afterLastCheckpoint += 1;
+    if (report.afterLastCheckpoint === 1) report.unsealedSince = e.time;
     report.lastSeq = e.seq;
     report.lastTime = e.time ?? report.lastTime;
     beforeLast = last;
@@ -146,15 +192,16 @@ export async function verifyAuditFiles(files: readonly string[], options: { publ
     for await (const l of linesOfFiles(files)) {
       const firstInFile = l.file !== currentFile;
       currentFile = l.file;
-      const parsed = parse(l, firstInFile);
+      const parsed = parse(l, firstInFile, legacy);
       if ('failure' in parsed) return { ...report, failure: parsed.failure };
-      if ('unchained' in parsed) {
-        if (last) return { ...report, failure: { file: l.file, line: l.line, problem: 'changed', message: 'a record without seq and prev inside the chain' } };
-        report.unchained += 1;
-        unchainedHash = parsed.hash;
-        continue;
-      }
       const e = parsed.entry;
+      // A version 1 chain (before the Merkle tree) links by the plain SHA-256 of the line: seen at
+      // the first link, then used for the whole set (a log is one or the other, never mixed).
+      if (last && report.records === 1 && e.prev !== last.hash && e.prev === legacyLineHash(last.bytes)) {
+        legacy = true;
+        last.hash = e.prev;
+        e.hash = legacyLineHash(e.bytes);
+      }
       if (pending && last) return { ...report, failure: classify(last, pending, e) };
       if (!last || (e.seq === last.seq + 1 && e.prev === last.hash)) {
         const bad = accept(e);
@@ -172,5 +219,26 @@ export async function verifyAuditFiles(files: readonly string[], options: { publ
     return { ...report, failure: { problem: 'unreadable', file, line: 0, message: err instanceof Error ? err.message : String(err) } };
   }
   if (pending && last) return { ...report, failure: classify(last, pending, undefined) };
-  return report;
+  if (tree) {
+    report.treeSize = tree.size;
+    report.root = tree.root().toString('base64');
+  }
+  const failure = last ? endOfLog(report, last, tree, options) : undefined;
+  return failure ? { ...report, failure } : report;
+}
+
+/** What the end of the files must show: the anchor reached, every record sealed by a checkpoint. */
+function endOfLog(report: VerifyReport, last: Entry, tree: CompactTree | undefined, options: VerifyOptions): VerifyFailure | undefined {
+  const anchor = options.anchor;
+  if (anchor && (tree?.size ?? 0) < anchor.size) {
+    return at(last, 'shortened', `the files end at seq ${last.seq}, but the anchor ${anchor.source} covers ${anchor.size} records: seq ${last.seq + 1}..${anchor.size} were removed (the log cut back, or its newest file deleted)`);
+  }
+  if (report.afterLastCheckpoint === 0) return undefined;
+  const tail = `${report.afterLastCheckpoint} record(s) after the last checkpoint (${report.lastCheckpointSeq === undefined ? 'none in the files' : `seq ${report.lastCheckpointSeq}`})`;
+  if (options.liveMaxAgeSeconds === undefined) {
+    return at(last, 'unsealed', `${tail}: not covered by any signature (records appended, or the log cut back and its later checkpoints removed; a running gateway's log: --live)`);
+  }
+  const age = ((options.now ?? Date.now()) - Date.parse(report.unsealedSince ?? '')) / 1000;
+  if (!(age <= options.liveMaxAgeSeconds)) return at(last, 'unsealed', `${tail}, the oldest ${Number.isFinite(age) ? `${Math.round(age)} s` : 'of unknown'} old: past the --live limit of ${options.liveMaxAgeSeconds} s`);
+  return undefined;
 }

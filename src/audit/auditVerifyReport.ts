@@ -1,5 +1,5 @@
-// The text `gatehouse audit verify` prints: OK with counts, seq and time range and what the
-// signatures cover, or the first bad record (file, line, seq) and what is wrong with it.
+// The text `gatehouse audit verify` prints: OK with counts, seq and time range, the tree, origin and
+// what the signatures and the anchor cover, or the first bad record (file, line, seq) and what is wrong.
 import type { VerifyReport } from './auditVerify.ts';
 import { displaySafe } from '../cli/displayText.ts';
 
@@ -15,10 +15,12 @@ export function formatVerifyReport(r: VerifyReport, files: readonly string[]): s
   }
   out.push(`OK ${r.files} file(s), ${r.records} records, ${range}${times}`);
   out.push(`  order: ${files.map(displaySafe).join(' ')}`);
-  if (r.firstSeq !== undefined) out.push(r.startsChain ? '  starts the chain (seq 1)' : `  starts at seq ${r.firstSeq}: earlier records are in files not given`);
-  if (r.unchained > 0) out.push(`  ${r.unchained} line(s) before seq 1 were written before the chain existed: not protected`);
-  const signed = r.keyId ? `${r.signaturesChecked} signatures good (key ${r.keyId})` : 'signatures NOT checked (no --key)';
+  if (r.origin) out.push(`  origin: ${displaySafe(r.origin)}`);
+  if (r.treeSize !== undefined) out.push(`  tree: size ${r.treeSize}, root ${r.root}`);
+  if (r.uncovered > 0) out.push(`  starts at seq ${r.firstSeq} (--partial): ${r.uncovered} record(s) before the first checkpoint with a range are chained but not covered by a checked root`);
+  const signed = r.keys.length > 0 ? `${r.signaturesChecked} signatures good (${r.keys.join(', ')})` : 'signatures NOT checked (--unsigned)';
   out.push(`  ${r.checkpoints} checkpoint(s), ${signed}${r.lastCheckpointSeq === undefined ? '' : `, last at seq ${r.lastCheckpointSeq}`}`);
-  if (r.afterLastCheckpoint > 0) out.push(`  ${r.afterLastCheckpoint} record(s) after the last checkpoint: chained, not yet signed (a truncation there is seen only against a checkpoint kept elsewhere)`);
+  if (r.anchor) out.push(`  anchor ${r.anchor.source}: size ${r.anchor.size} reached, roots agree`);
+  if (r.afterLastCheckpoint > 0) out.push(`  live: ${r.afterLastCheckpoint} record(s) after the last checkpoint, since ${r.unsealedSince}: chained, not yet signed`);
   return out.join('\n') + '\n';
 }

@@ -1,6 +1,7 @@
-// `gatehouse audit keygen|verify|query`: the audit signing key, the integrity check of a set of
-// audit files (hash chain + signed checkpoints), and filtered views of them. All stream their input.
+// `gatehouse audit keygen|verify|prove|verify-proof|query`: the audit signing key, the integrity check
+// of a set of audit files (chain, Merkle tree, checkpoints), proofs, and filtered views. All stream.
 import type { Command } from 'commander';
+import type { VerifyCliOptions } from '../audit/auditVerifyCommand.ts';
 import { say } from './say.ts';
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -15,39 +16,84 @@ export function registerAudit(program: Command): void {
     .description('write an ed25519 audit signing key pair: <out>.key (private, mode 0600, for audit.signingKey) and <out>.pub (for audit verify)')
     .option('-o, --out <base>', 'path of the key files without extension', 'certs/audit-signing')
     .option('-f, --force', 'replace existing key files')
-    .action(async (opts: { out: string; force?: boolean }) => {
-      const { writeAuditKeyPair } = await import('../audit/auditCheckpoint.ts');
+    .option('--origin <name>', "also print the signed-note verifier key for this log's origin (audit.origin), as Go's sumdb/note reads it")
+    .action(async (opts: { out: string; force?: boolean; origin?: string }) => {
+      const { readAuditPublicKey, writeAuditKeyPair } = await import('../audit/auditCheckpoint.ts');
       const written = writeAuditKeyPair(opts.out, opts.force ?? false);
       if (!written.ok) {
         say(written.error.message);
         process.exit(1);
       }
       process.stdout.write(`key id ${written.value.keyId}\nprivate key: ${written.value.privateFile} (set audit.signingKey to it)\npublic key:  ${written.value.publicFile} (give it to auditors: gatehouse audit verify --key ${written.value.publicFile} ...)\n`);
+      const publicKey = readAuditPublicKey(written.value.publicFile);
+      if (opts.origin && publicKey.ok) {
+        const { verifierKey } = await import('../audit/signedNote.ts');
+        process.stdout.write(`verifier key: ${verifierKey(opts.origin, publicKey.value)}\n`);
+      }
     });
 
   audit
     .command('verify')
-    .description('check the hash chain and checkpoint signatures of audit files (rotated files in any order, .gz too); exit 1 on the first bad record')
+    .description('rebuild the Merkle tree of audit files (rotated files in any order, .gz too) and check the hash chain, every checkpoint (origin, size, root, signature) and that the files end sealed; exit 1 on the first problem')
     .argument('<files...>', 'audit files: the live file and its rotations')
-    .option('-k, --key <file>', 'audit public key (PEM) the checkpoints must be signed with')
-    .action(async (files: string[], opts: { key?: string }) => {
-      const { readAuditPublicKey } = await import('../audit/auditCheckpoint.ts');
-      const { verifyAuditFiles } = await import('../audit/auditVerify.ts');
-      const { orderAuditFiles } = await import('../audit/auditFileOrder.ts');
-      const { formatVerifyReport } = await import('../audit/auditVerifyReport.ts');
-      let publicKey;
-      if (opts.key) {
-        const read = readAuditPublicKey(opts.key);
-        if (!read.ok) {
-          say(read.error.message);
-          process.exit(2);
-        }
-        publicKey = read.value;
+    .option('-k, --key <file[:from[:until]]>', 'audit public key (PEM) that may sign checkpoints, optionally only from/until a date or UTC time (repeat for rotated keys)', collect)
+    .option('--keyring <file>', 'a file of --key values, one per line (# comments)')
+    .option('--origin <name>', 'the log every checkpoint must name (audit.origin)')
+    .option('--anchor <checkpoint>', "a trusted checkpoint note (a witness's, a copy kept elsewhere): the files must reach it and agree (default: the log's own checkpoint file beside the files, if there)")
+    .option('--live [seconds]', 'a running gateway\'s log: records after the last checkpoint are reported, and fail only when older than this (default 300)')
+    .option('--partial', 'the files do not start the log: check from the first checkpoint on')
+    .option('--unsigned', 'no key: check the chain and the tree only')
+    .action(async (files: string[], opts: VerifyCliOptions) => {
+      const { runVerify } = await import('../audit/auditVerifyCommand.ts');
+      const result = await runVerify(files, opts);
+      if (!result.ok) {
+        say(result.message);
+        process.exit(2);
       }
-      const ordered = await orderAuditFiles(files);
-      const report = await verifyAuditFiles(ordered, { publicKey });
-      process.stdout.write(formatVerifyReport(report, ordered));
-      process.exitCode = report.failure ? 1 : 0;
+      process.stdout.write(result.text);
+      process.exitCode = result.failed ? 1 : 0;
+    });
+
+  audit
+    .command('prove')
+    .description('print a proof (JSON): --seq N: the record, its inclusion proof and the last checkpoint in the files; --from CHECKPOINT: a consistency proof from that checkpoint to the last one in the files')
+    .argument('<files...>', 'audit files holding the whole log from seq 1 (rotations in any order, .gz too)')
+    .option('--seq <n>', 'the record to prove')
+    .option('--from <checkpoint>', 'an earlier checkpoint note (a file)')
+    .action(async (files: string[], opts: { seq?: string; from?: string }) => {
+      const { proveConsistency, proveRecord } = await import('../audit/auditProve.ts');
+      const { readFileSync } = await import('node:fs');
+      const seq = Number(opts.seq);
+      if ((opts.seq === undefined) === (opts.from === undefined) || (opts.seq !== undefined && !(Number.isSafeInteger(seq) && seq > 0))) {
+        say('give either --seq N (a record number) or --from CHECKPOINT');
+        process.exit(2);
+      }
+      const result = opts.from === undefined ? await proveRecord(files, seq) : await proveConsistency(files, readFileSync(opts.from, 'utf8'));
+      if (!result.ok) {
+        say(result.message);
+        process.exit(1);
+      }
+      process.stdout.write(JSON.stringify(result.value, null, 2) + '\n');
+    });
+
+  audit
+    .command('verify-proof')
+    .description('check a proof from audit prove with the public key(s) only; exit 0 when it holds, 1 when not')
+    .argument('<proof>', 'the proof file (- for standard input)')
+    .option('-k, --key <file>', 'audit public key (PEM) (repeat for rotated keys)', collect)
+    .option('--origin <name>', 'the log the checkpoints must name')
+    .action(async (proof: string, opts: { key?: string[]; origin?: string }) => {
+      const { readKeys } = await import('../audit/auditVerifyCommand.ts');
+      const { checkProof } = await import('../audit/auditProofCheck.ts');
+      const { readFileSync } = await import('node:fs');
+      const keys = readKeys(opts.key ?? []);
+      if (!keys.ok || keys.keys.length === 0) {
+        say(keys.ok ? 'give the audit public key (--key)' : keys.message);
+        process.exit(2);
+      }
+      const checked = checkProof(readFileSync(proof === '-' ? 0 : proof, 'utf8'), keys.keys, opts.origin);
+      process.stdout.write(checked.ok ? `${checked.summary}\n` : `FAIL ${checked.message}\n`);
+      process.exitCode = checked.ok ? 0 : 1;
     });
 
   audit
@@ -66,7 +112,27 @@ export function registerAudit(program: Command): void {
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
     .option('--format <format>', 'table | json | summary | delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', 'table')
+    .option('--verify', 'answer only if the files verify (as audit verify, with --key/--keyring/--origin/--anchor/--live)')
+    .option('-k, --key <file[:from[:until]]>', 'with --verify: audit public key', collect)
+    .option('--keyring <file>', 'with --verify: a file of --key values')
+    .option('--origin <name>', 'with --verify: the log the checkpoints must name')
+    .option('--anchor <checkpoint>', 'with --verify: a trusted checkpoint the files must reach')
+    .option('--live [seconds]', 'with --verify: a running log, its unsealed tail allowed this long')
     .action(async (files: string[], opts: Record<string, unknown>) => {
+      const { overlappingInputs } = await import('../audit/auditFileOrder.ts');
+      const overlap = overlappingInputs(files);
+      if (overlap) {
+        say(overlap);
+        process.exit(2);
+      }
+      if (opts.verify) {
+        const { runVerify } = await import('../audit/auditVerifyCommand.ts');
+        const verified = await runVerify(files, opts as VerifyCliOptions);
+        if (!verified.ok || verified.failed) {
+          say(verified.ok ? `the files do not verify: no answer\n${verified.text.trimEnd()}` : verified.message);
+          process.exit(verified.ok ? 1 : 2);
+        }
+      }
       const { runAuditQuery } = await import('../audit/auditQueryCommand.ts');
       const result = await runAuditQuery(files, opts, process.stdout);
       if (!result.ok) {

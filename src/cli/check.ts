@@ -15,8 +15,9 @@ Checks, without starting the gateway:
   - route names and host+path pairs are unique, path templates such as /~{user}/{service}/,
     upstreams use only captured parameters, socketOwner, listen addresses,
   - every route policy compiles as Biscuit Datalog and has an "allow if" rule,
-  - tls.cert/key/clientCa, authz.rootKey and authz.revocationList exist, are readable and parse,
-    and the TLS key belongs to the certificate.
+  - tls.cert/key/clientCa, authz.rootKey, authz.revocationList and audit.signingKey exist, are
+    readable by the user running this (run it as the gateway's user) and parse, and the TLS key
+    belongs to the certificate.
 Each error names file:line:column and the key, e.g.
   routes.yaml:12:5: routes[2].upstream: expected unix:/path or tcp:host:port`,
     )

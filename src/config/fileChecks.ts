@@ -1,5 +1,6 @@
-// Checks the files routes.yaml points at: TLS certificate, key, client CA and CRL, the token root key
-// and the revocation list must exist, be readable and hold what the gateway expects; what it writes must be writable.
+// Checks the files routes.yaml points at: TLS certificate, key, client CA and CRL, the token root key,
+// the revocation list and the audit signing key must exist, be readable and hold what the gateway expects;
+// what it writes must be writable.
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
@@ -135,6 +136,18 @@ function checkRevocationList(content: string, file: string, issues: ConfigIssue[
   });
 }
 
+/** The audit signing key must be readable by the user running this (the gateway's user) and be ed25519. */
+async function checkAuditSigningKey(audit: Raw, dir: string, issues: ConfigIssue[]): Promise<void> {
+  const key = await readAt(['audit', 'signingKey'], audit.signingKey, dir, issues, ': the gateway would not start');
+  if (!key) return;
+  try {
+    const type = createPrivateKey(key).asymmetricKeyType;
+    if (type !== 'ed25519') issues.push({ path: ['audit', 'signingKey'], message: `expected an ed25519 private key (gatehouse audit keygen), found ${type ?? 'unknown'}` });
+  } catch (error) {
+    issues.push({ path: ['audit', 'signingKey'], message: `not a PEM private key: ${(error as Error).message}` });
+  }
+}
+
 /** Problems with the files named in the raw document; `configFile` is the config file as the user named it. */
 export async function fileChecks(data: unknown, configFile: string): Promise<ConfigIssue[]> {
   const issues: ConfigIssue[] = [];
@@ -154,6 +167,8 @@ export async function fileChecks(data: unknown, configFile: string): Promise<Con
       checkRevocationList(revoked.toString('utf8'), shown, issues);
     }
   }
+  const audit = record(root.audit);
+  if (audit) await checkAuditSigningKey(audit, dir, issues);
   issues.push(...writablePathChecks(root, dir));
   await tlsDone;
   return issues;

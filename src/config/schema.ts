@@ -117,6 +117,13 @@ const auditSchema = z
     stdout: z.boolean().default(false),
     /** ed25519 private key (PKCS#8 PEM, `gatehouse audit keygen`) that signs checkpoints. */
     signingKey: z.string().min(1).optional(),
+    /**
+     * The log's name in its checkpoints (the C2SP origin line, also the signature's key name), unique
+     * per instance, e.g. `gateway.example.org/audit`. Default: `<hostname>/gatehouse<absolute file path>`.
+     */
+    origin: z.string().regex(/^[^\s+]+$/, 'no whitespace and no "+" (a signed-note key name)').max(200).optional(),
+    /** The latest checkpoint note, replaced atomically (default: beside the file, `audit.log` -> `audit.checkpoint`). */
+    checkpointFile: z.string().min(1).optional(),
     /** Ship every record to a syslog receiver (RFC 5424 over TCP, optionally TLS). */
     syslog: z
       .object({

@@ -1,0 +1,83 @@
+// `gatehouse audit verify` from its options: the keys (with validity), the anchor (given, or the log's
+// own checkpoint file beside the files), the origin, the file order; returns the report's text.
+import { existsSync, readFileSync } from 'node:fs';
+import { readAuditPublicKey } from './auditCheckpoint.ts';
+import { orderAuditFiles, overlappingInputs } from './auditFileOrder.ts';
+import { defaultCheckpointFile } from './auditLogStart.ts';
+import { verifyAuditFiles, type VerifyOptions } from './auditVerify.ts';
+import { parseKeySpec, type VerifyKey } from './auditVerifyCheckpoint.ts';
+import { formatVerifyReport } from './auditVerifyReport.ts';
+import { noteSignedBy, parseCheckpointNote } from './signedNote.ts';
+
+export interface VerifyCliOptions {
+  key?: string[];
+  keyring?: string;
+  origin?: string;
+  anchor?: string;
+  live?: string | boolean;
+  partial?: boolean;
+  unsigned?: boolean;
+}
+
+export type VerifyCommandResult = { ok: true; text: string; failed: boolean } | { ok: false; message: string };
+
+export function readKeys(specs: readonly string[]): { ok: true; keys: VerifyKey[] } | { ok: false; message: string } {
+  const keys: VerifyKey[] = [];
+  for (const spec of specs) {
+    const { file, from, until } = parseKeySpec(spec);
+    if ((from !== undefined && Number.isNaN(from)) || (until !== undefined && Number.isNaN(until))) return { ok: false, message: `--key ${spec}: not a date or UTC time` };
+    const read = readAuditPublicKey(file);
+    if (!read.ok) return { ok: false, message: read.error.message };
+    keys.push({ publicKey: read.value, label: spec, ...(from !== undefined && { from }), ...(until !== undefined && { until }) });
+  }
+  return { ok: true, keys };
+}
+
+/** The log's own checkpoint file beside the files (`audit.log.2.gz` -> `audit.checkpoint`), if there is exactly one. */
+function ownCheckpointFile(files: readonly string[]): string | undefined {
+  const found = new Set(files.map((f) => defaultCheckpointFile(f.replace(/\.gz$/, '').replace(/\.\d+$/, ''))).filter((f) => existsSync(f)));
+  return found.size === 1 ? [...found][0] : undefined;
+}
+
+/** The anchor note, parsed; its signature must verify with one of the keys when keys are given. */
+function readAnchor(file: string, keys: readonly VerifyKey[]): { ok: true; value: NonNullable<VerifyOptions['anchor']> } | { ok: false; message: string } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { ok: false, message: `anchor ${file}: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  const note = parseCheckpointNote(text);
+  if (!note.ok) return { ok: false, message: `anchor ${file}: ${note.message}` };
+  const { origin, body, signatures } = note.value;
+  if (keys.length > 0 && !keys.some((k) => noteSignedBy(body, signatures, origin, k.publicKey))) return { ok: false, message: `anchor ${file}: not signed by any given key for origin ${origin}` };
+  return { ok: true, value: { ...note.value, source: file } };
+}
+
+export async function runVerify(files: string[], opts: VerifyCliOptions): Promise<VerifyCommandResult> {
+  const overlap = overlappingInputs(files);
+  if (overlap) return { ok: false, message: overlap };
+  const specs = [...(opts.key ?? [])];
+  if (opts.keyring) {
+    try {
+      specs.push(...readFileSync(opts.keyring, 'utf8').split('\n').map((l) => l.replace(/#.*/, '').trim()).filter((l) => l !== ''));
+    } catch (err) {
+      return { ok: false, message: `keyring ${opts.keyring}: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  }
+  if (specs.length === 0 && !opts.unsigned) return { ok: false, message: 'give the audit public key (--key, --keyring), or --unsigned to check the chain and the tree only' };
+  const keys = readKeys(specs);
+  if (!keys.ok) return keys;
+  const anchorFile = opts.anchor ?? ownCheckpointFile(files);
+  let anchor: VerifyOptions['anchor'];
+  if (anchorFile) {
+    const read = readAnchor(anchorFile, keys.keys);
+    if (!read.ok) return read;
+    anchor = read.value;
+  }
+  const liveMaxAgeSeconds = opts.live === undefined || opts.live === false ? undefined : opts.live === true ? 300 : Number(opts.live);
+  if (liveMaxAgeSeconds !== undefined && !(liveMaxAgeSeconds >= 0)) return { ok: false, message: `--live ${String(opts.live)}: not a number of seconds` };
+  const ordered = await orderAuditFiles(files);
+  const report = await verifyAuditFiles(ordered, { keys: keys.keys, ...(opts.origin && { origin: opts.origin }), ...(anchor && { anchor }), ...(liveMaxAgeSeconds !== undefined && { liveMaxAgeSeconds }), ...(opts.partial && { partial: true }) });
+  return { ok: true, text: formatVerifyReport(report, ordered), failed: report.failure !== undefined };
+}
