@@ -129,7 +129,9 @@ export function registerAudit(program: Command): void {
         const { runVerify } = await import('../audit/auditVerifyCommand.ts');
         const verified = await runVerify(files, opts as VerifyCliOptions);
         if (!verified.ok || verified.failed) {
-          say(verified.ok ? `the files do not verify: no answer\n${verified.text.trimEnd()}` : verified.message);
+          say(verified.ok ? 'the files do not verify: no answer' : verified.message);
+          // The report is already printable (formatVerifyReport escapes what came from the files), line by line.
+          if (verified.ok) process.stderr.write(verified.text);
           process.exit(verified.ok ? 1 : 2);
         }
       }
