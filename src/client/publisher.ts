@@ -1,12 +1,13 @@
 // `gatehouse publish` kept alive: register, serve streams, and when the connection goes (gateway restart,
 // network loss) say so on stderr and come back with backoff and jitter, registering the same services again.
-import type { ServerHttp2Session } from 'node:http2';
+import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { registerPublisher } from './publishConnection.ts';
 import { targetLabel, type PublishSpec } from './publishSpec.ts';
 import { serveStreams } from './publishStreams.ts';
 import { describeFailure, type TunnelFailure } from './tunnelFailure.ts';
+import { socketErrorWords, watchLiveness } from '../upstream/sessionLiveness.ts';
 
 export interface PublisherOptions {
   endpoint: GatewayEndpoint;
@@ -29,26 +30,36 @@ function permanent(failure: TunnelFailure): boolean {
   return failure.kind === 'refused' && [400, 401, 403, 404, 426].includes(failure.status);
 }
 
-const PING_EVERY_MS = 15_000;
-const PING_TIMEOUT_MS = 10_000;
+/** A failure to reach the gateway at all (refused, reset, timed out): it writes no record, so retrying soon costs nothing. */
+function unreachable(failure: TunnelFailure): boolean {
+  return failure.kind === 'network';
+}
 
-/** Resolves when the session is gone, with why. Pings the gateway so a silent network loss is noticed. */
-function whenClosed(session: ServerHttp2Session, socket: TLSSocket): Promise<string> {
+/** Network failures are retried at most this far apart: a restarted gateway is served again within about a second. */
+const UNREACHABLE_MAX_DELAY_MS = 1_000;
+
+/**
+ * Resolves when the session is gone, with why. Pings the gateway (sessionLiveness.ts) so a silent network
+ * loss is noticed, within about a second while streams are carried. `streams()` counts those open.
+ */
+function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () => number): Promise<string> {
   return new Promise((resolve) => {
     let reason: string | undefined;
-    // A vanished gateway: end the streams now rather than wait for closes a dead connection cannot carry.
-    socket.once('close', () => session.destroy());
+    // A vanished gateway: end the streams now, as errors, rather than wait for closes a dead connection cannot carry.
+    const lose = (why: string) => {
+      reason ??= why;
+      if (!session.destroyed) session.destroy(new Error(`connection to the gateway lost (${why})`));
+    };
+    socket.prependListener('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
+    socket.prependOnceListener('end', () => lose('connection closed'));
+    socket.prependOnceListener('close', () => lose('connection closed'));
     session.on('error', (err: NodeJS.ErrnoException) => (reason ??= err.code ?? err.message));
     session.on('goaway', () => (reason ??= 'the gateway is going away'));
-    const pinger = setInterval(() => {
-      const timer = setTimeout(() => {
-        reason ??= `no answer to a ping within ${PING_TIMEOUT_MS / 1000} s`;
-        session.destroy();
-      }, PING_TIMEOUT_MS);
-      if (!session.ping(() => clearTimeout(timer))) clearTimeout(timer);
-    }, PING_EVERY_MS);
+    const liveness = watchLiveness(session, () => streams() > 0, (why) => lose(why === 'ping timeout' ? 'no answer to a ping' : why));
+    session.on('stream', () => liveness.nudge());
     session.once('close', () => {
-      clearInterval(pinger);
+      liveness.stop();
+      socket.destroy();
       resolve(reason ?? 'connection closed');
     });
   });
@@ -88,7 +99,10 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           return finish(4);
         }
         // Full jitter on an exponential step: many publishers cut off by one restart do not return in step.
-        const step = Math.min(maxDelay, minDelay * 2 ** failures);
+        // A gateway that cannot be reached (restarting, behind a balancer with no backend) is tried again
+        // within a second; one that refuses (a record each time) is left alone for longer and longer.
+        const cap = unreachable(registration.failure) ? Math.min(maxDelay, UNREACHABLE_MAX_DELAY_MS) : maxDelay;
+        const step = Math.min(cap, minDelay * 2 ** failures);
         const delay = Math.round(step * (0.5 + Math.random() / 2));
         failures += 1;
         say(`${line}; retrying in ${(delay / 1000).toFixed(1)} s`);
@@ -100,6 +114,11 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       current = session;
       say(`${everRegistered ? 're-registered' : 'published'} as ${user} through ${endpoint.label} (publisher ${publisherId}): ${specs.map((s) => `${s.service} -> ${targetLabel(s.target)}`).join(', ')}`);
       everRegistered = true;
+      let streamsOpen = 0;
+      session.on('stream', (stream: ServerHttp2Stream) => {
+        streamsOpen += 1;
+        stream.once('close', () => (streamsOpen -= 1));
+      });
       serveStreams(session, specs, {
         refused: (service, why) => say(`stream for ${service} refused: ${why}`),
         ...(options.verbose && {
@@ -107,7 +126,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           closed: (service: string, summary: string) => say(`stream for ${service} closed: ${summary}`),
         }),
       });
-      const reason = await whenClosed(session, socket);
+      const reason = await whenClosed(session, socket, () => streamsOpen);
       current = undefined;
       if (stopped) break;
       const delay = Math.round(minDelay * (0.5 + Math.random() / 2));

@@ -204,12 +204,46 @@ export function createUpstreamPools(): UpstreamPools {
   };
 }
 
+/** How long a finished exchange's stream may take to be ended by the other side before it is reset. */
+const STREAM_FINISH_MS = 5_000;
+
+/**
+ * Makes `destroy()` of a stream whose exchange completed end it instead: our END_STREAM, then the peer's
+ * once its service has closed. undici destroys its socket after every exchange on a one-shot client (and
+ * when the peer ends); a destroyed HTTP/2 stream not yet ended both ways is reset (RST_STREAM), and the
+ * publisher's HTTP/2 stack drops the whole connection after ~1,000 resets (its rapid-reset protection).
+ * Returns the switch to call once the exchange is complete; before it, destroy() stays a reset.
+ */
+function endInsteadOfReset(stream: Duplex): () => void {
+  const reset = stream.destroy.bind(stream);
+  let complete = false;
+  let ending = false;
+  const end = () => {
+    if (ending) return;
+    ending = true;
+    stream.resume(); // anything more the service sends is not wanted, and must not hold the stream open
+    if (!stream.writableEnded) stream.end();
+    const timer = setTimeout(() => reset(), STREAM_FINISH_MS);
+    timer.unref();
+    stream.once('close', () => clearTimeout(timer));
+  };
+  stream.destroy = (err?: Error) => {
+    // Already closed both ways (Node's own cleanup lands here too): destroying sends nothing.
+    if (!complete || stream.closed || (stream.readableEnded && stream.writableFinished)) return reset(err);
+    end();
+    return stream;
+  };
+  return () => (complete = true);
+}
+
 /**
  * A lease for one exchange over an already-open stream (a published service): no pooling, as the
- * publisher counts every open stream against its limit; the stream ends with the exchange.
+ * publisher counts every open stream against its limit; the stream ends with the exchange, cleanly when
+ * it completed (release) and with a reset when it was given up (discard).
  */
 export function oneStreamLease(stream: Duplex): Lease {
   let handedOut = false;
+  const completed = endInsteadOfReset(stream);
   const client = new Client('http://localhost', {
     ...COMMON,
     connect: (_options, callback) => {
@@ -225,5 +259,12 @@ export function oneStreamLease(stream: Duplex): Lease {
     },
   });
   const end = () => void client.destroy().catch(() => {});
-  return { dispatcher: client, release: end, discard: end };
+  return {
+    dispatcher: client,
+    release: () => {
+      completed();
+      end();
+    },
+    discard: end,
+  };
 }

@@ -6,6 +6,7 @@ import { Gauge, type Registry } from 'prom-client';
 import type { StreamUpstreams, UpstreamConnection, UpstreamInspection } from './openUpstream.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
+import { socketErrorWords, watchLiveness } from './sessionLiveness.ts';
 
 export interface PublisherLimits {
   servicesPerUser: number;
@@ -63,9 +64,6 @@ export interface PublishedServices extends StreamUpstreams {
  */
 const STREAM_WINDOW = 256 << 10;
 const CONNECTION_WINDOW = 16 << 20;
-/** A publisher that does not answer a ping within this long is gone (network loss sends no FIN). */
-const PING_EVERY_MS = 15_000;
-const PING_TIMEOUT_MS = 10_000;
 
 type Published = Extract<UpstreamTarget, { kind: 'published' }>;
 
@@ -73,6 +71,8 @@ interface Entry extends Publisher {
   session: ClientHttp2Session | undefined;
   streamsOpen: number;
   streamsServed: number;
+  /** A stream was opened: see that the publisher still answers (sessionLiveness.ts). */
+  nudge(): void;
 }
 
 const key = (user: string, service: string) => `${user}\u0000${service}`;
@@ -102,26 +102,33 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
       maxSessionMemory: 64,
     });
     entry.session = session;
-    session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW));
-    session.on('error', (err: NodeJS.ErrnoException) => (reason ??= `publisher connection error: ${err.code ?? err.message}`));
-    session.on('goaway', () => (reason ??= 'publisher said goodbye'));
-    socket.once('end', () => (reason ??= 'publisher closed the connection'));
-    // Node's own handling of a closed socket only asks open streams to close, which a dead connection never
-    // completes: destroy the session, so every stream ends now (and the forwarders write their records).
-    socket.once('close', () => {
-      reason ??= 'publisher connection closed';
-      session.destroy();
+    /**
+     * The publisher is gone without saying goodbye: every stream it carried ends now, as an error that says
+     * why (a transfer cut short must never look like a complete one), and its services are withdrawn.
+     */
+    const lose = (why: string) => {
+      reason ??= `publisher lost (${why})`;
+      if (!session.destroyed) session.destroy(new Error(reason));
+    };
+    const liveness = watchLiveness(session, () => entry.streamsOpen > 0, lose);
+    entry.nudge = liveness.nudge;
+    session.once('connect', () => {
+      if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW);
     });
-    const pinger = setInterval(() => {
-      const timer = setTimeout(() => {
-        reason ??= `publisher did not answer a ping within ${PING_TIMEOUT_MS / 1000} s`;
-        session.destroy();
-      }, PING_TIMEOUT_MS);
-      if (!session.ping(() => clearTimeout(timer))) clearTimeout(timer);
-    }, PING_EVERY_MS);
-    pinger.unref();
+    session.on('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
+    // A goodbye (GOAWAY: the publisher is stopping): no new streams go to it; those it carries may finish.
+    session.on('goaway', () => {
+      reason ??= 'publisher said goodbye';
+      withdraw(entry);
+    });
+    // The publisher's side of the connection ended or broke: nothing more can come from it, and Node's own
+    // handling only asks open streams to close, which a dead connection never completes.
+    // Ahead of HTTP/2's own listeners, so the streams end with this reason rather than a bare socket error.
+    socket.prependListener('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
+    socket.prependOnceListener('end', () => lose('connection closed'));
+    socket.prependOnceListener('close', () => lose('connection closed'));
     session.once('close', () => {
-      clearInterval(pinger);
+      liveness.stop();
       entry.session = undefined;
       withdraw(entry);
       socket.destroy();
@@ -129,8 +136,8 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     });
     entry.close = (why: string) => {
       reason ??= why;
-      // Streams in flight end now (each forwarder writes its close record); the connection goes with them.
-      session.destroy();
+      // Streams in flight end now, as errors (each forwarder writes its close record); the connection goes with them.
+      if (!session.destroyed) session.destroy(new Error(why));
     };
   }
 
@@ -152,7 +159,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     }
     let settle!: (reason: string) => void;
     const closed = new Promise<string>((resolve) => (settle = resolve));
-    const entry: Entry = { ...info, services: [...info.services], session: undefined, streamsOpen: 0, streamsServed: 0, closed, close: () => {} };
+    const entry: Entry = { ...info, services: [...info.services], session: undefined, streamsOpen: 0, streamsServed: 0, closed, close: () => {}, nudge: () => {} };
     for (const s of info.services) byService.set(key(info.user, s), entry);
     mine.add(entry);
     byUser.set(info.user, mine);
@@ -192,6 +199,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
       return Promise.resolve(notPublished(target, `publisher connection unusable: ${(err as Error).message}`));
     }
     entry.streamsOpen += 1;
+    entry.nudge();
     stream.once('close', () => (entry.streamsOpen -= 1));
     // A reset by the publisher ends the stream now, even with writes queued behind flow control (see publishStreams.ts).
     stream.once('aborted', () => stream.destroy());
