@@ -192,10 +192,11 @@ describe('a published service', () => {
     await h.waitForAudit((r) => r.event === 'publish.open' && r.decision === 'deny' && r.status === 403 && /publish web/.test(r.reason ?? ''));
   }, 30_000);
 
-  it('refuses a second publisher of the same service with a reason (409)', async () => {
+  it('takes a second publisher of the same service as a replica (no 409), which leaves cleanly on SIGTERM', async () => {
     const dup = startPublisher([...aliceFlags(), `web=unix:${join(home, 'private', 'web.sock')}`], cleanEnv(home));
-    await dup.waitForStderr(/409 .*"service web is already published"; retrying/);
-    await dup.stop('SIGKILL');
+    const dupId = (await dup.waitForStderr(/published as alice through \S+ \(publisher ([0-9a-f]+)\)/))[1] as string;
+    expect(await dup.stop('SIGTERM')).toBe(0);
+    expect((await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === dupId)).reason).toBe('publisher said goodbye');
   });
 });
 

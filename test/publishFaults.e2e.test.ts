@@ -4,7 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { Agent, request } from 'node:https';
+import type { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, listenUnix, writeToken } from './support/tunnelClient.ts';
 import { httpAndWebSocketService, publishedRoute, publishTop, restartGateway, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
-import { stdioTunnel, tcpRelay, throttledSource, type TcpRelay } from './support/faultPeers.ts';
+import { clientAgent, getStatus, stdioTunnel, tcpRelay, throttledSource, type TcpRelay } from './support/faultPeers.ts';
 
 const MiB = 1 << 20;
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -56,20 +56,8 @@ async function untilBytes(run: { got(): number }, bytes: number): Promise<void> 
   }
 }
 
-const agent = () => new Agent({ keepAlive: true, maxSockets: 1, ca: h.pki.caCert, cert: alice.cert, key: alice.key });
-
-/** One GET through the published service: its status ('error' when the connection broke). */
-function get(through: Agent, path: string): Promise<number | 'error'> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port: h.port, servername: 'localhost', path, agent: through, headers: { host: 'localhost', authorization: `Bearer ${aliceToken}` } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve('error'));
-    });
-    req.on('error', () => resolve('error'));
-    req.end();
-  });
-}
+const agent = () => clientAgent(h, alice);
+const get = (through: Agent, path: string) => getStatus(h, through, path, aliceToken);
 
 beforeAll(async () => {
   h = await startHarness({ routes: publishedRoute, extraTop: publishTop });

@@ -5,10 +5,11 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
-import { PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { NOT_PUBLISHED_HEADER, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 
 export type Registration =
-  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string }
+  /** `notPublished`: the services the gateway did not publish, each with why ('' when it published all). */
+  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; notPublished: string }
   | { ok: false; failure: TunnelFailure };
 
 /** Per-stream receive window (towards the local service): what a slow local service may leave unread. */
@@ -36,5 +37,5 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
   const session = performServerHandshake(socket, { settings: { initialWindowSize: STREAM_WINDOW, enablePush: false }, maxSessionMemory: 64 });
   // The connection-level window (64 KiB by default) would cap every stream together; the stream windows bound each.
   session.once('localSettings', () => session.setLocalWindowSize(CONNECTION_WINDOW));
-  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER) };
+  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER), notPublished: headerValue(headText, NOT_PUBLISHED_HEADER) };
 }

@@ -1,6 +1,6 @@
 // `gatehouse publish` kept alive: register, serve streams, and when the connection goes (gateway restart,
 // network loss) say so on stderr and come back with backoff and jitter, registering the same services again.
-import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import { constants as h2, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { registerPublisher } from './publishConnection.ts';
@@ -65,6 +65,31 @@ function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () 
   });
 }
 
+/** Most stream openings the gateway may have in the air when it hears the first goodbye, in time. */
+const GOODBYE_GRACE_MS = 1_000;
+
+/**
+ * HTTP/2's graceful shutdown (RFC 9113 6.8): a first GOAWAY that still accepts every stream (the gateway
+ * stops choosing this publisher, replicas take new requests), then, once the gateway has answered a ping
+ * (so every stream it opened before is in), the final one; streams in flight finish, then the connection closes.
+ */
+function leaveGracefully(session: ServerHttp2Session): void {
+  if (session.closed || session.destroyed) return;
+  session.goaway(h2.NGHTTP2_NO_ERROR, 2 ** 31 - 1);
+  let closing = false;
+  const close = () => {
+    if (closing) return;
+    closing = true;
+    if (!session.closed && !session.destroyed) session.close();
+  };
+  setTimeout(close, GOODBYE_GRACE_MS).unref();
+  try {
+    if (!session.ping(close)) close();
+  } catch {
+    close();
+  }
+}
+
 export function runPublisher(options: PublisherOptions): RunningPublisher {
   const { endpoint, specs, say } = options;
   const minDelay = options.minDelayMs ?? 500;
@@ -110,10 +135,11 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
         continue;
       }
       failures = 0;
-      const { session, socket, user, publisherId } = registration;
+      const { session, socket, user, publisherId, notPublished } = registration;
       current = session;
       say(`${everRegistered ? 're-registered' : 'published'} as ${user} through ${endpoint.label} (publisher ${publisherId}): ${specs.map((s) => `${s.service} -> ${targetLabel(s.target)}`).join(', ')}`);
       everRegistered = true;
+      if (notPublished) say(`not published: ${notPublished}`);
       let streamsOpen = 0;
       session.on('stream', (stream: ServerHttp2Stream) => {
         streamsOpen += 1;
@@ -141,8 +167,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
     stop() {
       stopped = true;
       wake?.();
-      // GOAWAY: the gateway opens no new streams; streams in flight may finish.
-      current?.close();
+      if (current) leaveGracefully(current);
     },
   };
 }

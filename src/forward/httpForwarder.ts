@@ -143,6 +143,8 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         opened.stream.destroy();
         return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while the upstream stream opened; not forwarded' });
       }
+      // A replica may have taken the place of the one chosen at admission (publishedServices.ts).
+      if (upstream.via !== undefined) where.publisher = upstream.via;
       lease = oneStreamLease(opened.stream);
     }
     let bytesIn = 0;

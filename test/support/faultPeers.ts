@@ -1,8 +1,10 @@
 // Faults for the publish tests and the WAN bench: a userspace TCP relay that can freeze (a network
 // partition: nothing forwarded, nothing closed), reset every connection it accepts, or delay every chunk.
 import { spawn } from 'node:child_process';
+import { Agent, request } from 'node:https';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { cli } from './gatewayHarness.ts';
+import { cli, type Harness } from './gatewayHarness.ts';
+import type { TestClientCertificate } from './pki.ts';
 
 export type RelayMode = 'forward' | 'freeze' | 'reset';
 
@@ -141,4 +143,22 @@ export function stdioTunnel(args: string[], env: NodeJS.ProcessEnv, input: Buffe
     got: () => got,
     kill: () => void proc.kill('SIGKILL'),
   };
+}
+
+/** A keep-alive HTTPS agent of one connection, as `client`. */
+export function clientAgent(h: Harness, client: TestClientCertificate): Agent {
+  return new Agent({ keepAlive: true, maxSockets: 1, ca: h.pki.caCert, cert: client.cert, key: client.key });
+}
+
+/** One GET to the gateway with a bearer token: its status, or 'error' when the connection broke. */
+export function getStatus(h: Harness, agent: Agent, path: string, token: string): Promise<number | 'error'> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port: h.port, servername: 'localhost', path, agent, headers: { host: 'localhost', authorization: `Bearer ${token}` } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve('error'));
+    });
+    req.on('error', () => resolve('error'));
+    req.end();
+  });
 }
