@@ -5,16 +5,13 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
+import { START_STREAM_WINDOW } from '../upstream/windowTuner.ts';
 import { NOT_PUBLISHED_HEADER, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 
 export type Registration =
   /** `notPublished`: the services the gateway did not publish, each with why ('' when it published all). */
   | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; notPublished: string }
   | { ok: false; failure: TunnelFailure };
-
-/** Per-stream receive window (towards the local service): what a slow local service may leave unread. */
-export const STREAM_WINDOW = 256 << 10;
-const CONNECTION_WINDOW = 16 << 20;
 
 /** Registers `services` and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
 export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], timeoutMs = 20_000): Promise<Registration> {
@@ -34,8 +31,8 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
   if (!answer.ok) return answer;
   const { socket, headText } = answer;
   // The gateway's HTTP/2 preface may have come with the 101: it is back in the socket's buffer for HTTP/2.
-  const session = performServerHandshake(socket, { settings: { initialWindowSize: STREAM_WINDOW, enablePush: false }, maxSessionMemory: 64 });
-  // The connection-level window (64 KiB by default) would cap every stream together; the stream windows bound each.
-  session.once('localSettings', () => session.setLocalWindowSize(CONNECTION_WINDOW));
+  // Each stream's window (towards the local service: what a slow service may leave unread) starts small and
+  // grows with the path (windowTuner.ts, run by the publisher).
+  const session = performServerHandshake(socket, { settings: { initialWindowSize: START_STREAM_WINDOW, enablePush: false }, maxSessionMemory: 64 });
   return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER), notPublished: headerValue(headText, NOT_PUBLISHED_HEADER) };
 }

@@ -8,6 +8,7 @@ import { targetLabel, type PublishSpec } from './publishSpec.ts';
 import { serveStreams } from './publishStreams.ts';
 import { describeFailure, type TunnelFailure } from './tunnelFailure.ts';
 import { socketErrorWords, watchLiveness } from '../upstream/sessionLiveness.ts';
+import { DEFAULT_MAX_STREAM_WINDOW, tuneWindows } from '../upstream/windowTuner.ts';
 
 export interface PublisherOptions {
   endpoint: GatewayEndpoint;
@@ -55,7 +56,11 @@ function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () 
     socket.prependOnceListener('close', () => lose('connection closed'));
     session.on('error', (err: NodeJS.ErrnoException) => (reason ??= err.code ?? err.message));
     session.on('goaway', () => (reason ??= 'the gateway is going away'));
-    const liveness = watchLiveness(session, () => streams() > 0, (why) => lose(why === 'ping timeout' ? 'no answer to a ping' : why));
+    // Upload windows (towards the local service) grow with the path like the gateway's (windowTuner.ts).
+    const windows = tuneWindows(session, () => DEFAULT_MAX_STREAM_WINDOW);
+    windows.begin();
+    session.once('localSettings', () => windows.begin());
+    const liveness = watchLiveness(session, () => streams() > 0, (why) => lose(why === 'ping timeout' ? 'no answer to a ping' : why), windows.sample);
     session.on('stream', () => liveness.nudge());
     session.once('close', () => {
       liveness.stop();

@@ -207,6 +207,8 @@ const publishSchema = z
     publishersPerUser: z.number().int().positive().max(10_000).default(8),
     /** Streams (requests, tunnels) open at once through one publisher. */
     streamsPerPublisher: z.number().int().positive().max(100_000).default(1024),
+    /** How far a stream's HTTP/2 receive window may grow with the path's bandwidth-delay product (KiB); also what one stalled reader may hold. */
+    maxStreamWindowKiB: z.number().int().min(256).max(262_144).default(8192),
   })
   .strict();
 

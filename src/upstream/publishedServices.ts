@@ -7,11 +7,14 @@ import type { StreamUpstreams, UpstreamConnection, UpstreamInspection } from './
 import type { UpstreamTarget } from './upstreamTarget.ts';
 import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
 import { attachPublisher, type PublisherSession } from './publisherSession.ts';
+import { DEFAULT_MAX_STREAM_WINDOW } from './windowTuner.ts';
 
 export interface PublisherLimits {
   servicesPerUser: number;
   publishersPerUser: number;
   streamsPerPublisher: number;
+  /** The most a stream's receive window grows to (KiB); windowTuner.ts's default when absent. */
+  maxStreamWindowKiB?: number;
 }
 
 /** Who publishes what: `user` is the token's user (the name space), never a name the publisher chose. */
@@ -146,7 +149,8 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
       services,
       refused,
       attach(socket) {
-        attachPublisher(entry, socket, () => withdraw(entry), (reason) => {
+        const maxWindow = () => (limits()?.maxStreamWindowKiB ?? DEFAULT_MAX_STREAM_WINDOW / 1024) * 1024;
+        attachPublisher(entry, socket, maxWindow, () => withdraw(entry), (reason) => {
           forget(entry);
           settle(reason);
         });

@@ -3,13 +3,8 @@
 import { connect as http2Connect, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { socketErrorWords, watchLiveness } from './sessionLiveness.ts';
+import { START_STREAM_WINDOW, tuneWindows } from './windowTuner.ts';
 
-/**
- * Per-stream receive window: what one stream may have in flight towards a reader that is not reading.
- * A stalled reader costs at most this much at each end; the others keep flowing within the connection window.
- */
-const STREAM_WINDOW = 256 << 10;
-const CONNECTION_WINDOW = 16 << 20;
 /** How long a lost publisher's finished streams may take to be read before they are dropped. */
 const LOST_DRAIN_MS = 30_000;
 
@@ -25,14 +20,15 @@ export interface PublisherSession {
 }
 
 /**
- * Runs `entry`'s connection over `socket`: `withdraw` takes its services out of the registry (on a
+ * Runs `entry`'s connection over `socket`, its stream windows up to `maxStreamWindow()` bytes: `withdraw` takes its services out of the registry (on a
  * goodbye, or once it is gone); `settle` is called once with why it went away, when every stream has ended.
  */
-export function attachPublisher(entry: PublisherSession, socket: Duplex, withdraw: () => void, settle: (reason: string) => void): void {
+export function attachPublisher(entry: PublisherSession, socket: Duplex, maxStreamWindow: () => number, withdraw: () => void, settle: (reason: string) => void): void {
   let reason: string | undefined;
   const session = http2Connect('http://publisher.invalid', {
     createConnection: () => socket,
-    settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
+    // Each stream starts with a small window (what a stalled reader holds); windowTuner.ts grows them with the path.
+    settings: { initialWindowSize: START_STREAM_WINDOW, enablePush: false },
     // Outbound data queued towards slow streams counts here; the stream windows keep it far below.
     maxSessionMemory: 64,
   });
@@ -55,11 +51,10 @@ export function attachPublisher(entry: PublisherSession, socket: Duplex, withdra
     void Promise.all(draining).then(end);
     setTimeout(end, LOST_DRAIN_MS).unref();
   };
-  const liveness = watchLiveness(session, () => entry.streamsOpen > 0, lose);
+  const windows = tuneWindows(session, maxStreamWindow);
+  const liveness = watchLiveness(session, () => entry.streamsOpen > 0, lose, windows.sample);
   entry.nudge = liveness.nudge;
-  session.once('connect', () => {
-    if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW);
-  });
+  session.once('connect', () => windows.begin());
   session.on('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
   // A goodbye (GOAWAY: the publisher is stopping): no new streams go to it; those it carries may finish.
   session.on('goaway', () => {

@@ -22,10 +22,10 @@ export interface Liveness {
 
 /**
  * Pings `session` until it closes or `stop()`; calls `lost('ping timeout')` once when neither the answer
- * nor any other byte comes from the peer in time. `busy()` says whether anything is carried now. No call here can throw on a session that
+ * nor any other byte comes from the peer in time. `onRoundTrip` gets each answered ping's round trip. `busy()` says whether anything is carried now. No call here can throw on a session that
  * closed meanwhile (ping() on a destroyed session throws: that crashed the gateway once).
  */
-export function watchLiveness(session: Http2Session, busy: () => boolean, lost: (why: string) => void, timing: LivenessTiming = LIVENESS): Liveness {
+export function watchLiveness(session: Http2Session, busy: () => boolean, lost: (why: string) => void, onRoundTrip?: (ms: number) => void, timing: LivenessTiming = LIVENESS): Liveness {
   // Bytes read from the peer so far (TLS counts them even while HTTP/2 consumes the socket): a peer whose
   // bytes keep coming is alive, however long its answer to a ping waits behind its data.
   const received = () => session.socket?.bytesRead ?? 0;
@@ -83,6 +83,7 @@ export function watchLiveness(session: Http2Session, busy: () => boolean, lost: 
         if (gone()) return;
         if (err) return; // the session is ending; its own close says why
         slowRtt = Math.max(duration, slowRtt * 0.8);
+        onRoundTrip?.(duration);
         schedule(busy() ? timing.busyEveryMs : timing.idleEveryMs);
       });
     } catch {

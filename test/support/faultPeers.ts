@@ -6,6 +6,9 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { cli, type Harness } from './gatewayHarness.ts';
 import type { TestClientCertificate } from './pki.ts';
 
+/** What one direction of a delaying relay holds in the air at most (a link's buffer). */
+const MAX_IN_FLIGHT = 64 << 20;
+
 export type RelayMode = 'forward' | 'freeze' | 'reset';
 
 export interface TcpRelay {
@@ -39,6 +42,7 @@ export async function tcpRelay(targetPort: number, delayMs = 0): Promise<TcpRela
     const pipe = (from: Socket, to: Socket) => {
       // Frozen bytes are kept, not dropped: a partition that heals delivers them, like TCP would.
       const held: Buffer[] = [];
+      let inFlight = 0;
       let flushing = false;
       const flush = () => {
         if (relay.mode === 'freeze' || flushing) return;
@@ -50,12 +54,14 @@ export async function tcpRelay(targetPort: number, delayMs = 0): Promise<TcpRela
       thaw.unref();
       from.on('data', (chunk: Buffer) => {
         if (delayMs > 0) {
-          from.pause();
-          // Keep reading while chunks are in the air (a link holds a bandwidth-delay product), but bounded.
-          setTimeout(() => from.resume(), 1);
+          // Keep reading while chunks are in the air (a link holds its bandwidth-delay product), bounded.
+          inFlight += chunk.length;
+          if (inFlight > MAX_IN_FLIGHT) from.pause();
           setTimeout(() => {
+            inFlight -= chunk.length;
             held.push(chunk);
             flush();
+            if (from.isPaused() && inFlight < MAX_IN_FLIGHT / 2 && relay.mode !== 'freeze') from.resume();
           }, delayMs);
           return;
         }
