@@ -13,7 +13,7 @@ export type RelayMode = 'forward' | 'freeze' | 'reset';
 
 export interface TcpRelay {
   port: number;
-  /** forward: carry bytes; freeze: hold everything (a partition); reset: RST each new connection once it sends a byte. */
+  /** forward: carry bytes; freeze: hold everything (a partition); reset: reset or close each new connection once it sends a byte. */
   mode: RelayMode;
   /** Connections accepted so far. */
   accepted: number;
@@ -31,8 +31,10 @@ export async function tcpRelay(targetPort: number, delayMs = 0): Promise<TcpRela
     relay.accepted += 1;
     inbound.on('error', () => {});
     if (relay.mode === 'reset') {
-      // What an L4 balancer does with no healthy backend: the TLS handshake meets a reset.
-      inbound.once('data', () => inbound.resetAndDestroy());
+      // What an L4 balancer does with no healthy backend: the TLS handshake meets a reset, or a close
+      // (every other connection), once the client has sent its hello.
+      const close = relay.accepted % 2 === 0 ? () => inbound.end() : () => inbound.resetAndDestroy();
+      inbound.once('data', close);
       return;
     }
     const outbound = connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true, noDelay: true });
