@@ -38,6 +38,8 @@ function unreachable(failure: TunnelFailure): boolean {
 
 /** Network failures are retried at most this far apart: a restarted gateway is served again within about a second. */
 const UNREACHABLE_MAX_DELAY_MS = 1_000;
+/** How long a destroyed session may take to report itself closed before the publisher reconnects anyway. */
+const CLOSE_WAIT_MS = 5_000;
 
 /**
  * Resolves when the session is gone, with why. Pings the gateway (sessionLiveness.ts) so a silent network
@@ -50,6 +52,8 @@ function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () 
     const lose = (why: string) => {
       reason ??= why;
       if (!session.destroyed) session.destroy(new Error(`connection to the gateway lost (${why})`));
+      // A wedged connection may never report the session closed: reconnect regardless.
+      setTimeout(done, CLOSE_WAIT_MS).unref();
     };
     socket.prependListener('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
     socket.prependOnceListener('end', () => lose('connection closed'));
@@ -62,11 +66,12 @@ function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () 
     session.once('localSettings', () => windows.begin());
     const liveness = watchLiveness(session, () => streams() > 0, (why) => lose(why === 'ping timeout' ? 'no answer to a ping' : why), windows.sample);
     session.on('stream', () => liveness.nudge());
-    session.once('close', () => {
+    function done(): void {
       liveness.stop();
       socket.destroy();
       resolve(reason ?? 'connection closed');
-    });
+    }
+    session.once('close', done);
   });
 }
 

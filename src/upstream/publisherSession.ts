@@ -7,6 +7,8 @@ import { START_STREAM_WINDOW, tuneWindows } from './windowTuner.ts';
 
 /** How long a lost publisher's finished streams may take to be read before they are dropped. */
 const LOST_DRAIN_MS = 30_000;
+/** How long a destroyed session may take to report itself closed before the publisher is let go anyway. */
+const CLOSE_WAIT_MS = 5_000;
 
 /** What the session handling reads and sets on a registry entry. */
 export interface PublisherSession {
@@ -44,7 +46,7 @@ export function attachPublisher(entry: PublisherSession, socket: Duplex, maxStre
     // A stream the publisher had finished (its END_STREAM is in) is only waiting to be read: it completes.
     // Every other one is cut, as an error. Then nothing new starts, and the session ends once they are read.
     for (const stream of entry.streams) if (!stream.closed) stream.destroy(cut);
-    const end = () => session.destroy(cut);
+    const end = () => destroy(cut);
     if (entry.streams.size === 0) return end();
     // Not session.close(): towards a peer that is gone, its goodbye may never be written, and it waits for that.
     const draining = [...entry.streams].map((stream) => new Promise((resolve) => stream.once('close', resolve)));
@@ -67,16 +69,28 @@ export function attachPublisher(entry: PublisherSession, socket: Duplex, maxStre
   socket.prependListener('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
   socket.prependOnceListener('end', () => lose('connection closed'));
   socket.prependOnceListener('close', () => lose('connection closed'));
-  session.once('close', () => {
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
     liveness.stop();
     entry.session = undefined;
     withdraw();
     socket.destroy();
     settle(reason ?? 'publisher connection closed');
-  });
+  };
+  session.once('close', finish);
+  /**
+   * Destroys the session; its 'close' waits for the socket's handle to finish, which a wedged connection
+   * may never do: the publisher is let go regardless soon after (its record written, its services withdrawn).
+   */
+  const destroy = (err: Error) => {
+    if (!session.destroyed) session.destroy(err);
+    setTimeout(finish, CLOSE_WAIT_MS).unref();
+  };
   entry.close = (why: string) => {
     reason ??= why;
     // Streams in flight end now, as errors (each forwarder writes its close record); the connection goes with them.
-    if (!session.destroyed) session.destroy(new Error(why));
+    destroy(new Error(why));
   };
 }
