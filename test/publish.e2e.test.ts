@@ -192,10 +192,11 @@ describe('a published service', () => {
     await h.waitForAudit((r) => r.event === 'publish.open' && r.decision === 'deny' && r.status === 403 && /publish web/.test(r.reason ?? ''));
   }, 30_000);
 
-  it('refuses a second publisher of the same service with a reason (409)', async () => {
+  it('takes a second publisher of the same service as a replica (no 409), which leaves cleanly on SIGTERM', async () => {
     const dup = startPublisher([...aliceFlags(), `web=unix:${join(home, 'private', 'web.sock')}`], cleanEnv(home));
-    await dup.waitForStderr(/409 .*"service web is already published"; retrying/);
-    await dup.stop('SIGKILL');
+    const dupId = (await dup.waitForStderr(/published as alice through \S+ \(publisher ([0-9a-f]+)\)/))[1] as string;
+    expect(await dup.stop('SIGTERM')).toBe(0);
+    expect((await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === dupId)).reason).toBe('publisher said goodbye');
   });
 });
 
@@ -308,11 +309,13 @@ describe('when one end goes away', () => {
     console.log(`publish e2e: first 503 ${Math.round(firstUnpublished ?? -1)} ms after the publisher was killed`);
     expect(status).toBe(503);
     expect(firstUnpublished).toBeLessThan(1000);
-    // The gateway ends the client's side of the tunnel (the test client is half-open capable, so it closes its own).
-    await inFlight.end.peerEnded;
-    inFlight.end.destroy();
+    // The gateway cuts the client's side of the tunnel: a reset, not an end, as the transfer did not complete.
+    let ended = false;
+    void inFlight.end.peerEnded.then(() => (ended = true));
+    await inFlight.end.closed;
+    expect(ended).toBe(false);
     const closed = await h.waitForAudit((r) => r.event === 'tunnel.close' && r.publisher === publisherId && r.bytesIn === 6 && r.route === 'published');
-    expect(closed.reason).toMatch(/upstream/);
+    expect(closed.reason).toMatch(/^upstream error: publisher lost/);
     const gone = await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === publisherId);
     expect(gone).toMatchObject({ token: { user: 'alice' }, detail: { services: ['web', 'echo'] } });
     expect((gone.detail as { streams: number }).streams).toBeGreaterThanOrEqual(1);

@@ -72,7 +72,12 @@ export function requestOverTls(endpoint: GatewayEndpoint, request: GatewayReques
       else socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onError);
-      if (!result.ok) socket.destroy();
+      if (!result.ok) {
+        // TLS may still report the failure (a reset during the handshake emits 'error' after 'end'):
+        // the socket is given up, and an error on it must not reach the process.
+        socket.on('error', () => {});
+        socket.destroy();
+      }
       resolve(result);
     };
     const refused = (h: ResponseHead, body: Buffer) =>

@@ -2,6 +2,7 @@
 // tunnel through the gateway, spliced with half-close and backpressure. A failing tunnel stays local.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { resetConnection } from '../forward/resetConnection.ts';
 import { isLoopback, listenerLabel, type ForwardSpec } from './forwardSpec.ts';
 import { preparePrivateSocketPath, removeOwnSocket, restrictSocket } from './privateSocket.ts';
 import { describeFailure, type OpenResult } from './tunnelFailure.ts';
@@ -44,7 +45,8 @@ function formatBytes(n: number): string {
  */
 function closeAfterFlush(dest: Duplex, src: Duplex): void {
   if (dest.destroyed) return;
-  if (!src.readableEnded || dest.writableFinished) return void dest.destroy();
+  if (!src.readableEnded) return void resetConnection(dest);
+  if (dest.writableFinished) return void dest.destroy();
   dest.once('finish', () => dest.destroy());
 }
 

@@ -5,11 +5,12 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
-import { PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { NOT_PUBLISHED_HEADER, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, PUBLISH_SESSION_SETTINGS, sizeWindowsToPath, type PathWindows } from '../upstream/publishWindows.ts';
 
 export type Registration =
-  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; windows: PathWindows }
+  /** `notPublished`: the services the gateway did not publish, each with why ('' when it published all). */
+  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; notPublished: string; windows: PathWindows }
   | { ok: false; failure: TunnelFailure };
 
 /** Registers `services` and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
@@ -40,5 +41,5 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
   // which is what a local service that stops reading may leave unread in this process.
   const sizing = { maxStreamWindow: endpoint.receiveWindow ?? DEFAULT_MAX_STREAM_WINDOW, streamsOpen: () => streamsOpen };
   const windows = sizeWindowsToPath(session, sizing, 'localSettings');
-  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER), windows };
+  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER), notPublished: headerValue(headText, NOT_PUBLISHED_HEADER), windows };
 }

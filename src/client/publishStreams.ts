@@ -2,6 +2,7 @@
 // the publisher connects to that service's target (the one the user named, nothing else) and carries bytes.
 import { constants as h2, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { connect, type Socket } from 'node:net';
+import { resetConnection } from '../forward/resetConnection.ts';
 import { STREAM_ERROR_HEADER } from '../upstream/publishProtocol.ts';
 import type { PublishSpec } from './publishSpec.ts';
 
@@ -36,22 +37,24 @@ function carry(stream: ServerHttp2Stream, local: Socket, done: (reason: string) 
     reason ??= `service error: ${err.code ?? err.message}`;
     if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
   });
+  // The gateway's stream was cut (the connection lost, the user gone): the service must see the cut as
+  // one (a reset where TCP has one), not as a clean end of what it was sent.
   stream.on('error', (err: NodeJS.ErrnoException) => {
     reason ??= `stream error: ${err.code ?? err.message}`;
-    local.destroy();
+    resetConnection(local);
   });
   // A stream reset by the gateway (the user left, shutdown) ends the local connection too.
   // A reset (the user left) must stop the local side at once: with writes still queued behind flow control,
   // Node would otherwise keep the stream half-alive while pipe() reads the service into the void.
   stream.once('aborted', () => {
     reason ??= 'gateway reset the stream';
-    local.destroy();
+    resetConnection(local);
     stream.destroy();
   });
   stream.on('close', () => {
     if (stream.rstCode !== h2.NGHTTP2_NO_ERROR) {
       reason ??= `gateway reset the stream (${stream.rstCode})`;
-      local.destroy();
+      resetConnection(local);
     } else if (!local.destroyed && local.writableFinished && local.readableEnded) local.destroy();
     maybeDone();
   });

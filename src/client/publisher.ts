@@ -1,12 +1,13 @@
 // `gatehouse publish` kept alive: register, serve streams, and when the connection goes (gateway restart,
 // network loss) say so on stderr and come back with backoff and jitter, registering the same services again.
-import type { ServerHttp2Session } from 'node:http2';
+import { constants as h2, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { registerPublisher } from './publishConnection.ts';
 import { targetLabel, type PublishSpec } from './publishSpec.ts';
 import { serveStreams } from './publishStreams.ts';
 import { describeFailure, type TunnelFailure } from './tunnelFailure.ts';
+import { socketErrorWords, watchLiveness } from '../upstream/sessionLiveness.ts';
 
 export interface PublisherOptions {
   endpoint: GatewayEndpoint;
@@ -29,29 +30,70 @@ function permanent(failure: TunnelFailure): boolean {
   return failure.kind === 'refused' && [400, 401, 403, 404, 426].includes(failure.status);
 }
 
-const PING_EVERY_MS = 15_000;
-const PING_TIMEOUT_MS = 10_000;
+/** A failure to reach the gateway at all (refused, reset, timed out): it writes no record, so retrying soon costs nothing. */
+function unreachable(failure: TunnelFailure): boolean {
+  return failure.kind === 'network';
+}
 
-/** Resolves when the session is gone, with why. Pings the gateway so a silent network loss is noticed. */
-function whenClosed(session: ServerHttp2Session, socket: TLSSocket): Promise<string> {
+/** Network failures are retried at most this far apart: a restarted gateway is served again within about a second. */
+const UNREACHABLE_MAX_DELAY_MS = 1_000;
+/** How long a destroyed session may take to report itself closed before the publisher reconnects anyway. */
+const CLOSE_WAIT_MS = 5_000;
+
+/**
+ * Resolves when the session is gone, with why. Pings the gateway (sessionLiveness.ts) so a silent network
+ * loss is noticed, within about a second while streams are carried. `streams()` counts those open.
+ */
+function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () => number): Promise<string> {
   return new Promise((resolve) => {
     let reason: string | undefined;
-    // A vanished gateway: end the streams now rather than wait for closes a dead connection cannot carry.
-    socket.once('close', () => session.destroy());
+    // A vanished gateway: end the streams now, as errors, rather than wait for closes a dead connection cannot carry.
+    const lose = (why: string) => {
+      reason ??= why;
+      if (!session.destroyed) session.destroy(new Error(`connection to the gateway lost (${why})`));
+      // A wedged connection may never report the session closed: reconnect regardless.
+      setTimeout(done, CLOSE_WAIT_MS).unref();
+    };
+    socket.prependListener('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
+    socket.prependOnceListener('end', () => lose('connection closed'));
+    socket.prependOnceListener('close', () => lose('connection closed'));
     session.on('error', (err: NodeJS.ErrnoException) => (reason ??= err.code ?? err.message));
     session.on('goaway', () => (reason ??= 'the gateway is going away'));
-    const pinger = setInterval(() => {
-      const timer = setTimeout(() => {
-        reason ??= `no answer to a ping within ${PING_TIMEOUT_MS / 1000} s`;
-        session.destroy();
-      }, PING_TIMEOUT_MS);
-      if (!session.ping(() => clearTimeout(timer))) clearTimeout(timer);
-    }, PING_EVERY_MS);
-    session.once('close', () => {
-      clearInterval(pinger);
+    // Upload windows (towards the local service) grow with the path: registerPublisher sized them (publishWindows.ts).
+    const liveness = watchLiveness(session, () => streams() > 0, (why) => lose(why === 'ping timeout' ? 'no answer to a ping' : why));
+    session.on('stream', () => liveness.nudge());
+    function done(): void {
+      liveness.stop();
+      socket.destroy();
       resolve(reason ?? 'connection closed');
-    });
+    }
+    session.once('close', done);
   });
+}
+
+/** Most stream openings the gateway may have in the air when it hears the first goodbye, in time. */
+const GOODBYE_GRACE_MS = 1_000;
+
+/**
+ * HTTP/2's graceful shutdown (RFC 9113 6.8): a first GOAWAY that still accepts every stream (the gateway
+ * stops choosing this publisher, replicas take new requests), then, once the gateway has answered a ping
+ * (so every stream it opened before is in), the final one; streams in flight finish, then the connection closes.
+ */
+function leaveGracefully(session: ServerHttp2Session): void {
+  if (session.closed || session.destroyed) return;
+  session.goaway(h2.NGHTTP2_NO_ERROR, 2 ** 31 - 1);
+  let closing = false;
+  const close = () => {
+    if (closing) return;
+    closing = true;
+    if (!session.closed && !session.destroyed) session.close();
+  };
+  setTimeout(close, GOODBYE_GRACE_MS).unref();
+  try {
+    if (!session.ping(close)) close();
+  } catch {
+    close();
+  }
 }
 
 export function runPublisher(options: PublisherOptions): RunningPublisher {
@@ -88,7 +130,10 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           return finish(4);
         }
         // Full jitter on an exponential step: many publishers cut off by one restart do not return in step.
-        const step = Math.min(maxDelay, minDelay * 2 ** failures);
+        // A gateway that cannot be reached (restarting, behind a balancer with no backend) is tried again
+        // within a second; one that refuses (a record each time) is left alone for longer and longer.
+        const cap = unreachable(registration.failure) ? Math.min(maxDelay, UNREACHABLE_MAX_DELAY_MS) : maxDelay;
+        const step = Math.min(cap, minDelay * 2 ** failures);
         const delay = Math.round(step * (0.5 + Math.random() / 2));
         failures += 1;
         say(`${line}; retrying in ${(delay / 1000).toFixed(1)} s`);
@@ -96,10 +141,16 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
         continue;
       }
       failures = 0;
-      const { session, socket, user, publisherId } = registration;
+      const { session, socket, user, publisherId, notPublished } = registration;
       current = session;
       say(`${everRegistered ? 're-registered' : 'published'} as ${user} through ${endpoint.label} (publisher ${publisherId}): ${specs.map((s) => `${s.service} -> ${targetLabel(s.target)}`).join(', ')}`);
       everRegistered = true;
+      if (notPublished) say(`not published: ${notPublished}`);
+      let streamsOpen = 0;
+      session.on('stream', (stream: ServerHttp2Stream) => {
+        streamsOpen += 1;
+        stream.once('close', () => (streamsOpen -= 1));
+      });
       serveStreams(session, specs, {
         refused: (service, why) => say(`stream for ${service} refused: ${why}`),
         ...(options.verbose && {
@@ -107,7 +158,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           closed: (service: string, summary: string) => say(`stream for ${service} closed: ${summary}`),
         }),
       });
-      const reason = await whenClosed(session, socket);
+      const reason = await whenClosed(session, socket, () => streamsOpen);
       current = undefined;
       if (stopped) break;
       const delay = Math.round(minDelay * (0.5 + Math.random() / 2));
@@ -122,8 +173,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
     stop() {
       stopped = true;
       wake?.();
-      // GOAWAY: the gateway opens no new streams; streams in flight may finish.
-      current?.close();
+      if (current) leaveGracefully(current);
     },
   };
 }

@@ -2,6 +2,7 @@
 // half-close each way, backpressure (a full writer pauses its reader), idle timeout, byte counts, who closed.
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { resetConnection } from './resetConnection.ts';
 import type { SharedReads } from './sharedReads.ts';
 
 export type Side = 'client' | 'upstream';
@@ -96,11 +97,21 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
   const deliverSharedRead = (view: Buffer): boolean =>
     deliver('upstream', consumesOnWrite && client.writableLength === 0 && client.writableCorked === 0 ? view : Buffer.from(view));
 
+  /**
+   * The upstream's stream was cut short: the client must see an error, not an end. A TCP client gets a
+   * reset (a FIN would read as a complete transfer); a message-framed client gets `err`'s close code.
+   */
+  const cutClient = (err?: Error): void => {
+    if (client.destroyed) return;
+    if (client instanceof TLSSocket) resetConnection(client);
+    else client.destroy(err);
+  };
+
   const stop = (reason: string, closeCode = 1000): void => {
     fault ??= reason;
-    for (const side of ['client', 'upstream'] as const) {
-      if (!streams[side].destroyed) streams[side].destroy(stopError(reason, closeCode));
-    }
+    // Stopped from outside (shutdown, idle timeout, revocation): the client's transfer was cut, so it sees an error too.
+    cutClient(stopError(reason, closeCode));
+    if (!upstream.destroyed) upstream.destroy(stopError(reason, closeCode));
   };
 
   const finishIfDone = (): void => {
@@ -123,7 +134,8 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
     });
     stream.on('error', (err: NodeJS.ErrnoException) => {
       fault ??= `${side} error: ${err.code ?? err.message}`;
-      if (!peer.destroyed) peer.destroy(side === 'upstream' ? stopError(fault, 1011) : undefined);
+      if (side === 'upstream') cutClient(stopError(fault, 1011));
+      else if (!peer.destroyed) peer.destroy();
     });
     stream.on('close', () => {
       closed[side] = true;
@@ -132,7 +144,8 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
       } else if (!ended[side]) {
         // Gone without finishing its stream (reset, destroyed, WebSocket closed early): drop the other side.
         fault ??= `${side} closed`;
-        if (!peer.destroyed) peer.destroy();
+        if (side === 'upstream') cutClient();
+        else if (!peer.destroyed) peer.destroy();
       } else if (!peer.destroyed) {
         // It finished and left: let the other side flush what it was given, then close it.
         peer.end();

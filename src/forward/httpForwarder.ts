@@ -21,7 +21,8 @@ import { checkRequestShape } from './requestShape.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
 import { upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { relayExchange } from './upstreamExchange.ts';
-import { createUpstreamPools, oneStreamLease, type Lease } from './upstreamPools.ts';
+import { createUpstreamPools, type Lease, type StreamAddress } from './upstreamPools.ts';
+import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
 
 export interface HttpForwarderDeps {
   /** Read per request, so a config reload takes effect for the next request. */
@@ -40,6 +41,19 @@ export interface HttpForwarderDeps {
 const STREAM_OPEN_TIMEOUT_MS = 10_000;
 
 export function createHttpForwarder(deps: HttpForwarderDeps) {
+  /** Streams to a published service's replica, opened on the pool's demand; a stream that went elsewhere is refused. */
+  const publishedAddress = (upstream: UpstreamTarget): StreamAddress => ({
+    key: `${upstream.label}@${upstream.via ?? ''}`,
+    async open() {
+      const target = { ...upstream };
+      const opened = await deps.upstreams.open(target, STREAM_OPEN_TIMEOUT_MS);
+      if (!opened.ok) return new Error(opened.reason);
+      if (target.via === upstream.via) return opened.stream;
+      opened.stream.destroy();
+      return new Error(`publisher ${upstream.via ?? ''} went away`);
+    },
+  });
+
   // Keep-alive pools per upstream address (socket path or host:port), undici's: the forwarding layer's
   // CPU per request is about half of node:http's with http-proxy-3 (bench/README.md, forwarding designs).
   const pools = createUpstreamPools();
@@ -120,31 +134,19 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     if (shape.framing.kind === 'chunked') delete headers['transfer-encoding'];
     const prefix: PrefixRewrite | undefined = admission.strippedPrefix === undefined ? undefined : { prefix: admission.strippedPrefix, ...(req.headers.host !== undefined && { host: req.headers.host }) };
     const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), path: admission.path, token };
-    let lease: Lease;
-    if (address) {
-      // Waits only while every connection to this upstream is busy (the pool's bound); a client that
-      // leaves meanwhile gives up its place in the line.
-      const leased = pools.acquire(address, (cancel) => res.once('close', cancel));
-      const got = leased instanceof Promise ? await leased : leased;
-      if (!got || res.destroyed) {
-        got?.release();
-        return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while waiting for an upstream connection; not forwarded' });
-      }
-      lease = got;
-    } else {
-      // Reached only through a stream (a published service): opened before the body starts to flow, so no
-      // byte is read before there is somewhere to send it, and "not published" is a 503 of its own.
-      const opened = await deps.upstreams.open(upstream, STREAM_OPEN_TIMEOUT_MS);
-      if (!opened.ok) {
-        refuse(res, opened.status, opened.clientReason);
-        return finish({ decision: 'allow', ...where, status: opened.status, reason: `upstream error: ${opened.reason}`, bytesIn: 0, bytesOut: 0 });
-      }
-      if (res.destroyed) {
-        opened.stream.destroy();
-        return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while the upstream stream opened; not forwarded' });
-      }
-      lease = oneStreamLease(opened.stream);
+    // A published service is pooled like a socket: each connection is a stream over the chosen replica's
+    // publisher connection, kept alive between requests (one stream and one service connection per
+    // request cost two thirds of the requests/s); the replica is part of the key, as the policy pinned it.
+    const pooled = address ?? publishedAddress(upstream);
+    // Waits only while every connection to this upstream is busy (the pool's bound); a client that
+    // leaves meanwhile gives up its place in the line.
+    const leased = pools.acquire(pooled, (cancel) => res.once('close', cancel));
+    const got = leased instanceof Promise ? await leased : leased;
+    if (!got || res.destroyed) {
+      got?.release();
+      return finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while waiting for an upstream connection; not forwarded' });
     }
+    const lease: Lease = got;
     let bytesIn = 0;
     // Only a request with a body gets the counting stage: most requests have none, and the extra stream
     // was a measurable share of the per-request cost (bench/README.md, the HTTP profile). The stage also

@@ -14,7 +14,7 @@ import type { GatewayConfig } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
-import { parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { NOT_PUBLISHED_HEADER, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refuseSocket } from './refusals.ts';
 import { headerSafe } from './upstreamHeaders.ts';
 import type { TunnelRegistry } from './tunnelSession.ts';
@@ -77,8 +77,12 @@ export function createPublishEndpoint(deps: PublishDeps) {
     const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: named.services });
     if (!reservation.ok) return deny(reservation.status, reservation.clientReason, reservation.reason, { token: tokenRecord, detail });
 
-    const record: AuditRecord = { ...base, token: tokenRecord, publisher: conn.id, detail };
+    // Services that could not be published are named to the publisher (with why); the others are published.
+    const { refused } = reservation;
+    const published = { services: reservation.services, ...(refused.length > 0 && { refused }) };
+    const record: AuditRecord = { ...base, token: tokenRecord, publisher: conn.id, detail: published };
     const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
+    if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);
     // HTTP/2 may take the socket only once the 101 is fully written (it writes to the same TLS stream).
     socket.write(head.join('\r\n') + '\r\n\r\n', (err) => {
       if (err || socket.destroyed) {
@@ -113,7 +117,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
           bytesIn: tls.bytesRead,
           bytesOut: tls.bytesWritten,
           durationMs: Math.round(performance.now() - opened),
-          detail: { ...detail, streams: publisher.streamsServed },
+          detail: { ...published, streams: publisher.streamsServed },
         });
         recorded();
       });

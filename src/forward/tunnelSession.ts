@@ -184,7 +184,8 @@ export async function admitTunnel(
   const opened = performance.now();
   const close = (extra: Partial<AuditRecord>) => {
     slot.release();
-    deps.audit.write({ ...tunnel, event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport }, ...extra });
+    // The publisher as opened: a replica may have taken the place of the one chosen at admission.
+    deps.audit.write({ ...tunnel, ...(upstream.via !== undefined && { publisher: upstream.via }), event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport }, ...extra });
   };
 
   return {

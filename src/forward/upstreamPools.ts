@@ -4,8 +4,17 @@ import { Client, type Dispatcher } from 'undici';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-/** Where the gateway can connect (and keep connections) by itself. */
-export type PoolAddress = { socketPath: string; host: string } | { host: string; port: number };
+/**
+ * Where the pool's connections go: a UNIX socket or host:port the gateway dials itself, or streams opened
+ * over a publisher's connection (one published service's replica), each stream one keep-alive connection.
+ */
+export type PoolAddress = { socketPath: string; host: string } | { host: string; port: number } | StreamAddress;
+
+export interface StreamAddress {
+  /** Names the replica: its streams are interchangeable, another replica's are not (the policy pinned it). */
+  key: string;
+  open(): Promise<Duplex | Error>;
+}
 
 /**
  * Connections per upstream. A bound on descriptors, set high because a pool queues what exceeds it:
@@ -155,10 +164,27 @@ export interface UpstreamPools {
 }
 
 function keyOf(address: PoolAddress): string {
+  if ('open' in address) return `stream:${address.key}`;
   return 'socketPath' in address ? `unix:${address.socketPath}` : `tcp:${address.host}:${address.port}`;
 }
 
 function connectionsTo(address: PoolAddress): ConnectionPool {
+  if ('open' in address) {
+    const { open } = address;
+    return new ConnectionPool(
+      () =>
+        new Client('http://localhost', {
+          ...COMMON,
+          // undici needs only the Duplex side of a socket (ref/unref and the rest are used when present).
+          connect: (_options, callback) =>
+            void open().then((stream) => {
+              if (stream instanceof Error) return callback(stream, null);
+              endInsteadOfReset(stream);
+              callback(null, stream as Socket);
+            }),
+        }),
+    );
+  }
   if ('socketPath' in address) {
     const { socketPath } = address;
     return new ConnectionPool(() => new Client('http://localhost', { ...COMMON, socketPath }));
@@ -204,26 +230,30 @@ export function createUpstreamPools(): UpstreamPools {
   };
 }
 
+/** How long a stream being ended may take to be ended by the other side before it is reset. */
+const STREAM_FINISH_MS = 5_000;
+
 /**
- * A lease for one exchange over an already-open stream (a published service): no pooling, as the
- * publisher counts every open stream against its limit; the stream ends with the exchange.
+ * Makes `destroy()` of a stream end it instead: our END_STREAM, then the peer's once its service has
+ * closed. undici destroys its socket to close an idle keep-alive connection, after a `Connection: close`
+ * answer, and when the peer ends; a destroyed HTTP/2 stream not yet ended both ways is reset
+ * (RST_STREAM), and the publisher's HTTP/2 stack drops the whole connection after ~1,000 resets.
  */
-export function oneStreamLease(stream: Duplex): Lease {
-  let handedOut = false;
-  const client = new Client('http://localhost', {
-    ...COMMON,
-    connect: (_options, callback) => {
-      // Answered on a later tick: a connector that calls back at once finds undici still inside the
-      // dispatch loop that asked, which then never sends the request.
-      queueMicrotask(() => {
-        // undici asks again only if the first stream failed before the exchange: there is no second one.
-        if (handedOut) return void callback(new Error('upstream stream already used'), null);
-        handedOut = true;
-        // undici needs only the Duplex side of a socket (ref/unref and the rest are used when present).
-        callback(null, stream as Socket);
-      });
-    },
-  });
-  const end = () => void client.destroy().catch(() => {});
-  return { dispatcher: client, release: end, discard: end };
+function endInsteadOfReset(stream: Duplex): void {
+  const reset = stream.destroy.bind(stream);
+  let ending = false;
+  stream.destroy = (err?: Error) => {
+    // Already closed both ways (Node's own cleanup lands here too): destroying sends nothing. An error
+    // that is not undici's (a lost publisher) cuts the stream at once.
+    const fromUndici = err === undefined || String((err as NodeJS.ErrnoException).code ?? '').startsWith('UND_ERR');
+    if (!fromUndici || stream.closed || (stream.readableEnded && stream.writableFinished)) return reset(err);
+    if (ending) return stream;
+    ending = true;
+    stream.resume(); // anything more the service sends is not wanted, and must not hold the stream open
+    if (!stream.writableEnded) stream.end();
+    const timer = setTimeout(() => reset(), STREAM_FINISH_MS);
+    timer.unref();
+    stream.once('close', () => clearTimeout(timer));
+    return stream;
+  };
 }

@@ -8,6 +8,8 @@ export const SERVICES_HEADER = 'gatehouse-publish';
 /** 101 headers: the user the services are published under (the token's), and the publisher's connection id. */
 export const USER_HEADER = 'gatehouse-user';
 export const PUBLISHER_HEADER = 'gatehouse-publisher';
+/** 101 header: services named but not published (the others are), each `name (reason)`, separated by `; `. */
+export const NOT_PUBLISHED_HEADER = 'gatehouse-not-published';
 /** On a refused stream (publisher to gateway): why the local service could not be reached. */
 export const STREAM_ERROR_HEADER = 'gatehouse-error';
 /**

@@ -1,12 +1,13 @@
-// The services users publish right now: which publisher connection serves each user's service, the
-// limits on them, and streams opened to a service as HTTP/2 CONNECT streams over its publisher's connection.
-import { connect as http2Connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+// The services users publish right now: which publisher connections (replicas) serve each user's service,
+// the limits on them, and streams opened to a service as HTTP/2 CONNECT streams over one replica's connection.
+import { constants as h2, type ClientHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { Gauge, type Registry } from 'prom-client';
 import type { StreamUpstreams, UpstreamConnection, UpstreamInspection } from './openUpstream.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
-import { DEFAULT_MAX_STREAM_WINDOW, PUBLISH_SESSION_SETTINGS, sizeWindowsToPath } from './publishWindows.ts';
+import { attachPublisher, type PublisherSession } from './publisherSession.ts';
+import { DEFAULT_MAX_STREAM_WINDOW } from './publishWindows.ts';
 
 export interface PublisherLimits {
   servicesPerUser: number;
@@ -38,10 +39,16 @@ export type Refusal = { ok: false; status: number; clientReason: string; reason:
 
 /** A reserved place in the registry: the services are taken until attached or cancelled. */
 export type Reservation =
-  | { ok: true; attach(socket: Duplex): Publisher; cancel(): void }
+  | { ok: true; attach(socket: Duplex): Publisher; cancel(): void; services: string[]; refused: ServiceRefusal[] }
   | Refusal;
 
-/** One service a user publishes now, as the portal shows it to that user. */
+/** A service of a registration that was not published (the others were), and why. */
+export interface ServiceRefusal {
+  service: string;
+  reason: string;
+}
+
+/** One service a user publishes now through one publisher (a replica per row), as the portal shows it to that user. */
 export interface PublishedListing {
   service: string;
   /** The publisher's connection id. */
@@ -53,6 +60,10 @@ export interface PublishedListing {
 
 export interface PublishedServices extends StreamUpstreams {
   reserve(info: PublisherInfo): Reservation;
+  /** Ends the publisher with connection id `id` (its streams end as errors, `reason` in its publish.close). */
+  close(id: string, reason: string): boolean;
+  /** Ends every publisher whose client certificate has this fingerprint (e.g. revoked); how many. */
+  closeByFingerprint(fingerprint: string, reason: string): number;
   counts(): { publishers: number; services: number; streams: number };
   /** What `user` publishes right now (one row per service). */
   listOf(user: string): PublishedListing[];
@@ -60,14 +71,9 @@ export interface PublishedServices extends StreamUpstreams {
   registerMetrics(registry: Registry): void;
 }
 
-/** A publisher that does not answer a ping within this long is gone (network loss sends no FIN). */
-const PING_EVERY_MS = 15_000;
-const PING_TIMEOUT_MS = 10_000;
-
 type Published = Extract<UpstreamTarget, { kind: 'published' }>;
 
-interface Entry extends Publisher {
-  session: ClientHttp2Session | undefined;
+interface Entry extends Publisher, PublisherSession {
   streamsOpen: number;
   streamsServed: number;
 }
@@ -80,105 +86,102 @@ function notPublished(target: Published, why = 'nobody publishes it'): Refusal {
 
 /** `limits` is read at each registration and stream, so a config reload applies to publishers already connected. */
 export function createPublishedServices(limits: () => PublisherLimits | undefined): PublishedServices {
-  const byService = new Map<string, Entry>();
+  /** The replicas that take new streams, per user and service (a publisher saying goodbye leaves at once). */
+  const byService = new Map<string, Entry[]>();
   const byUser = new Map<string, Set<Entry>>();
+  /** Turns among equally loaded replicas, so a burst of requests inspected at once spreads over them. */
+  let turn = 0;
 
   const withdraw = (entry: Entry) => {
-    for (const service of entry.services) if (byService.get(key(entry.user, service)) === entry) byService.delete(key(entry.user, service));
+    for (const service of entry.services) {
+      const k = key(entry.user, service);
+      const replicas = byService.get(k)?.filter((e) => e !== entry) ?? [];
+      if (replicas.length > 0) byService.set(k, replicas);
+      else byService.delete(k);
+    }
+  };
+  const forget = (entry: Entry) => {
+    withdraw(entry);
     const mine = byUser.get(entry.user);
     mine?.delete(entry);
     if (mine?.size === 0) byUser.delete(entry.user);
   };
+  const live = (e: Entry) => e.session !== undefined && !e.session.closed && !e.session.destroyed;
 
-  function attach(entry: Entry, socket: Duplex, settle: (reason: string) => void): void {
-    let reason: string | undefined;
-    const session = http2Connect('http://publisher.invalid', {
-      createConnection: () => socket,
-      settings: PUBLISH_SESSION_SETTINGS,
-      // Outbound data queued towards slow streams counts here; the stream windows keep it far below.
-      maxSessionMemory: 64,
-    });
-    entry.session = session;
-    // Downloads (publisher to user) are received here: windows grow to the path, at most publish.window per stream.
-    sizeWindowsToPath(session, { maxStreamWindow: limits()?.window ?? DEFAULT_MAX_STREAM_WINDOW, streamsOpen: () => entry.streamsOpen }, 'connect');
-    session.on('error', (err: NodeJS.ErrnoException) => (reason ??= `publisher connection error: ${err.code ?? err.message}`));
-    session.on('goaway', () => (reason ??= 'publisher said goodbye'));
-    socket.once('end', () => (reason ??= 'publisher closed the connection'));
-    // Node's own handling of a closed socket only asks open streams to close, which a dead connection never
-    // completes: destroy the session, so every stream ends now (and the forwarders write their records).
-    socket.once('close', () => {
-      reason ??= 'publisher connection closed';
-      session.destroy();
-    });
-    const pinger = setInterval(() => {
-      const timer = setTimeout(() => {
-        reason ??= `publisher did not answer a ping within ${PING_TIMEOUT_MS / 1000} s`;
-        session.destroy();
-      }, PING_TIMEOUT_MS);
-      if (!session.ping(() => clearTimeout(timer))) clearTimeout(timer);
-    }, PING_EVERY_MS);
-    pinger.unref();
-    session.once('close', () => {
-      clearInterval(pinger);
-      entry.session = undefined;
-      withdraw(entry);
-      socket.destroy();
-      settle(reason ?? 'publisher connection closed');
-    });
-    entry.close = (why: string) => {
-      reason ??= why;
-      // Streams in flight end now (each forwarder writes its close record); the connection goes with them.
-      session.destroy();
-    };
+  /** The replica with the fewest streams open (least outstanding), turning among ties; of one certificate if given. */
+  function pick(target: Published, fingerprint?: string): Entry | undefined {
+    const replicas = (byService.get(key(target.user, target.service)) ?? []).filter((e) => live(e) && (fingerprint === undefined || e.fingerprint === fingerprint));
+    if (replicas.length <= 1) return replicas[0];
+    const fewest = Math.min(...replicas.map((e) => e.streamsOpen));
+    const least = replicas.filter((e) => e.streamsOpen === fewest);
+    turn = (turn + 1) % 1_000_000;
+    return least[turn % least.length];
   }
 
   function reserve(info: PublisherInfo): Reservation {
     const now = limits();
     if (!now) return { ok: false, status: 403, clientReason: 'publishing is not enabled on this gateway', reason: 'routes.yaml has no publish: block' };
-    const taken = info.services.map((s) => byService.get(key(info.user, s))).find((e) => e !== undefined);
-    if (taken) {
-      const service = info.services.find((s) => byService.get(key(info.user, s)) === taken);
-      return { ok: false, status: 409, clientReason: `service ${service} is already published`, reason: `service ${service} of ${info.user} is already published by connection ${taken.id} (certificate ${taken.fingerprint})` };
-    }
     const mine = byUser.get(info.user) ?? new Set<Entry>();
     if (mine.size >= now.publishersPerUser) {
       return { ok: false, status: 429, clientReason: 'too many publishers', reason: `${info.user} already has ${mine.size} publishers connected (publish.publishersPerUser ${now.publishersPerUser})` };
     }
-    const services = [...mine].reduce((n, e) => n + e.services.length, 0);
-    if (services + info.services.length > now.servicesPerUser) {
-      return { ok: false, status: 429, clientReason: 'too many published services', reason: `${info.user} publishes ${services} services; ${info.services.length} more would pass publish.servicesPerUser ${now.servicesPerUser}` };
+    // A service the user already publishes gains a replica (it counts once); new names fit up to the limit,
+    // and those past it are refused one by one, so the others are still published.
+    const publishing = new Set([...mine].flatMap((e) => e.services));
+    let room = now.servicesPerUser - publishing.size;
+    const services: string[] = [];
+    const refused: ServiceRefusal[] = [];
+    for (const service of info.services) {
+      if (publishing.has(service) || room-- > 0) services.push(service);
+      else refused.push({ service, reason: `${info.user} publishes ${publishing.size} services (publish.servicesPerUser ${now.servicesPerUser})` });
+    }
+    if (services.length === 0) {
+      return { ok: false, status: 429, clientReason: 'too many published services', reason: `${info.user} publishes ${publishing.size} services; ${info.services.length} more would pass publish.servicesPerUser ${now.servicesPerUser}` };
     }
     let settle!: (reason: string) => void;
     const closed = new Promise<string>((resolve) => (settle = resolve));
-    const entry: Entry = { ...info, services: [...info.services], session: undefined, streamsOpen: 0, streamsServed: 0, closed, close: () => {} };
-    for (const s of info.services) byService.set(key(info.user, s), entry);
+    const entry: Entry = { ...info, services, session: undefined, streams: new Set(), streamsOpen: 0, streamsServed: 0, closed, close: () => {}, nudge: () => {} };
+    for (const s of services) byService.set(key(info.user, s), [...(byService.get(key(info.user, s)) ?? []), entry]);
     mine.add(entry);
     byUser.set(info.user, mine);
     return {
       ok: true,
+      services,
+      refused,
       attach(socket) {
-        attach(entry, socket, settle);
+        const maxWindow = () => limits()?.window ?? DEFAULT_MAX_STREAM_WINDOW;
+        attachPublisher(entry, socket, maxWindow, () => withdraw(entry), (reason) => {
+          forget(entry);
+          settle(reason);
+        });
         return entry;
       },
       cancel() {
-        withdraw(entry);
+        forget(entry);
         settle('cancelled before the connection was set up');
       },
     };
   }
 
   function inspect(target: Published): UpstreamInspection {
-    const entry = byService.get(key(target.user, target.service));
-    if (!entry?.session) return { target, unavailable: notPublished(target) };
+    const entry = pick(target);
+    if (!entry) return { target, unavailable: notPublished(target) };
     return { target: { ...target, via: entry.id }, publisherFingerprint: entry.fingerprint };
   }
 
-  function open(target: Published, timeoutMs: number): Promise<UpstreamConnection> {
-    const entry = byService.get(key(target.user, target.service));
+  function open(target: Published, timeoutMs: number, retry = true): Promise<UpstreamConnection> {
+    let entry = target.via === undefined ? pick(target) : byService.get(key(target.user, target.service))?.find((e) => e.id === target.via && live(e));
+    if (!entry && target.via !== undefined) {
+      // The replica chosen at admission said goodbye meanwhile. The policy decided on its certificate, so
+      // only a replica with the same one may take its place (and the records then name that one).
+      const left = [...(byUser.get(target.user) ?? [])].find((e) => e.id === target.via);
+      entry = left && pick(target, left.fingerprint);
+      if (entry) target.via = entry.id;
+    }
     const session = entry?.session;
-    if (!entry || !session || session.closed || session.destroyed) return Promise.resolve(notPublished(target));
-    // The policy decided on the publisher it saw: one that reconnected since is a different one.
-    if (target.via !== undefined && target.via !== entry.id) return Promise.resolve(notPublished(target, `publisher ${target.via} went away during admission`));
+    if (!entry || !session || !live(entry)) {
+      return Promise.resolve(notPublished(target, target.via === undefined ? undefined : `publisher ${target.via} went away during admission`));
+    }
     const streamLimit = limits()?.streamsPerPublisher ?? 0;
     if (entry.streamsOpen >= streamLimit) {
       return Promise.resolve({ ok: false, status: 503, clientReason: 'service busy', reason: `publisher ${entry.id} has ${entry.streamsOpen} streams open (publish.streamsPerPublisher ${streamLimit})` });
@@ -190,7 +193,12 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
       return Promise.resolve(notPublished(target, `publisher connection unusable: ${(err as Error).message}`));
     }
     entry.streamsOpen += 1;
-    stream.once('close', () => (entry.streamsOpen -= 1));
+    entry.streams.add(stream);
+    entry.nudge();
+    stream.once('close', () => {
+      entry.streamsOpen -= 1;
+      entry.streams.delete(stream);
+    });
     // A reset by the publisher ends the stream now, even with writes queued behind flow control (see publishStreams.ts).
     stream.once('aborted', () => stream.destroy());
     return new Promise((resolve) => {
@@ -200,8 +208,15 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
         resolve({ ok: false, status, clientReason, reason: `publisher ${entry.id}: ${reason}` });
       };
       const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
-      const onError = (err: NodeJS.ErrnoException) => fail(err.code ?? err.message);
-      const onClose = () => fail('stream closed before an answer', 503, 'service not published');
+      const onError = (err: NodeJS.ErrnoException) => (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM ? undefined : fail(err.code ?? err.message));
+      const onClose = () => {
+        // Refused unprocessed (a replica leaving, RFC 9113 8.7): safe to open on another replica, once.
+        if (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM && retry) {
+          clearTimeout(timer);
+          return resolve(open(target, timeoutMs, false));
+        }
+        fail('stream closed before an answer', 503, 'service not published');
+      };
       stream.once('error', onError);
       stream.once('close', onClose);
       stream.once('response', (headers) => {
@@ -223,28 +238,36 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
 
   function counts() {
     let streams = 0;
-    let services = 0;
-    const publishers = [...byUser.values()].reduce((n, set) => n + set.size, 0);
+    let publishers = 0;
     for (const set of byUser.values()) {
-      for (const e of set) {
-        streams += e.streamsOpen;
-        services += e.services.length;
-      }
+      publishers += set.size;
+      for (const e of set) streams += e.streamsOpen;
     }
-    return { publishers, services, streams };
+    // A service with several replicas is one service.
+    return { publishers, services: byService.size, streams };
   }
+
+  const closeWhere = (matches: (e: Entry) => boolean, reason: string): number => {
+    const found = [...byUser.values()].flatMap((set) => [...set]).filter(matches);
+    for (const e of found) e.close(reason);
+    return found.length;
+  };
 
   return {
     reserve,
     inspect,
     open,
     counts,
+    close: (id, reason) => closeWhere((e) => e.id === id, reason) > 0,
+    closeByFingerprint: (fingerprint, reason) => closeWhere((e) => e.fingerprint === fingerprint, reason),
     listOf(user) {
-      return [...(byUser.get(user) ?? [])].flatMap((entry) =>
-        entry.services
-          .filter((service) => byService.get(key(user, service)) === entry)
-          .map((service) => ({ service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: entry.streamsOpen, streamsServed: entry.streamsServed })),
-      );
+      return [...(byUser.get(user) ?? [])]
+        .flatMap((entry) =>
+          entry.services
+            .filter((service) => byService.get(key(user, service))?.includes(entry))
+            .map((service) => ({ service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: entry.streamsOpen, streamsServed: entry.streamsServed })),
+        )
+        .sort((a, b) => a.service.localeCompare(b.service) || a.publisher.localeCompare(b.publisher));
     },
     registerMetrics(registry) {
       const gauge = (name: string, help: string, pick: (c: ReturnType<typeof counts>) => number) =>
