@@ -97,6 +97,48 @@ export function registerAudit(program: Command): void {
     });
 
   audit
+    .command('witness')
+    .description('run a witness (c2sp.org/tlog-witness over mTLS): cosign each checkpoint of the configured logs that extends the last one it cosigned, refuse (and count) any other')
+    .requiredOption('-c, --config <file>', 'witness config (YAML: name, listen, key, stateDir, tls, logs)')
+    .option('--vkey', 'print the witness verifier key (for audit.witnesses[].vkey and audit verify --witness-key) and exit')
+    .option('--status', 'print what the witness cosigned and refused; exit 1 when it refused any checkpoint')
+    .action(async (opts: { config: string; vkey?: boolean; status?: boolean }) => {
+      const { loadWitnessConfig, startWitness } = await import('../audit/witnessServer.ts');
+      const loaded = loadWitnessConfig(opts.config);
+      if (!loaded.ok) {
+        say(loaded.message);
+        process.exit(2);
+      }
+      if (opts.vkey) {
+        const { witnessVerifierKey } = await import('../audit/cosignature.ts');
+        process.stdout.write(`${witnessVerifierKey(loaded.value.name, loaded.value.privateKey)}\n`);
+        return;
+      }
+      if (opts.status) {
+        const { readWitnessState } = await import('../audit/witnessState.ts');
+        const state = readWitnessState(loaded.value.stateDir);
+        if (!state.ok) {
+          say(state.message);
+          process.exit(2);
+        }
+        for (const [origin, log] of Object.entries(state.value.logs)) process.stdout.write(`${origin}: size ${log.size}, cosigned ${new Date(log.time * 1000).toISOString()}\n`);
+        process.stdout.write(`refused: ${state.value.refused}${state.value.lastRefusal ? ` (last: ${state.value.lastRefusal.time} ${state.value.lastRefusal.origin}: ${state.value.lastRefusal.reason})` : ''}\n`);
+        process.exitCode = state.value.refused > 0 ? 1 : 0;
+        return;
+      }
+      try {
+        const service = await startWitness(loaded.value);
+        process.stderr.write(`gatehouse witness ${loaded.value.name} listening on https://${service.address} (vkey ${service.vkey})\n`);
+        const stop = () => void service.close().then(() => process.exit(0));
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      } catch (err) {
+        say(`witness: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      }
+    });
+
+  audit
     .command('query')
     .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines, a per-user, per-route summary or a per-loan delegation summary')
     .argument('<files...>', 'audit files (.gz too), in any order: read oldest first')

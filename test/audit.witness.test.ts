@@ -1,0 +1,144 @@
+// `gatehouse audit witness` as a separate process on its own port with its own key: the C2SP
+// tlog-witness answers (200 cosignature, 409 size, 422 bad proof, 403/404), state across restarts.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
+import { cosignedBy, parseWitnessVerifierKey } from '../src/audit/cosignature.ts';
+import { CompactTree, consistencyProof, leafHash, subtreeRoot } from '../src/audit/merkleTree.ts';
+import { checkpointBody, parseNote, signatureLine } from '../src/audit/signedNote.ts';
+import { addCheckpointBody, witnessClient } from '../src/audit/witnessClient.ts';
+import { auditKeys } from './support/auditFixtures.ts';
+import { cli, runGatehouse } from './support/gatewayHarness.ts';
+import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
+
+const ORIGIN = 'test.gatehouse/witnessed';
+
+/** A log of `n` records named by `tag`, and its signed checkpoint at `size`. */
+function makeLog(tag: string, n: number): { note: (size: number) => string; proof: (m: number, size: number) => Buffer[] } {
+  const leaves = Array.from({ length: n }, (_, i) => leafHash(`{"seq":${i + 1},"tag":"${tag}"}`));
+  const signer = createPrivateKey(readFileSync(`${auditKeys}.key`));
+  return {
+    note(size) {
+      const tree = new CompactTree();
+      for (const l of leaves.slice(0, size)) tree.append(l);
+      const body = checkpointBody(ORIGIN, size, tree.root());
+      return `${body}\n${signatureLine(body, ORIGIN, signer)}\n`;
+    },
+    proof: (m, size) => consistencyProof((a, b) => subtreeRoot((i) => leaves[i] as Buffer, a, b), m, size),
+  };
+}
+
+/** Starts the witness; resolves with its port once it listens. */
+export function startWitnessProcess(config: string): Promise<{ proc: ChildProcess; port: number; stderr: () => string }> {
+  const proc = spawn(process.execPath, [cli, 'audit', 'witness', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((ok, fail) => {
+    proc.stderr?.on('data', () => {
+      const m = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(err);
+      if (m) ok({ proc, port: Number(m[1]), stderr: () => err });
+    });
+    proc.once('exit', (code) => fail(new Error(`witness exited with ${code}:\n${err}`)));
+  });
+}
+
+/** A witness directory: its key, mTLS material from `pki`, a config following ORIGIN for `clients`. */
+export function witnessSetup(pki: TestPki, origin: string, clients: string[], port = 0): { dir: string; config: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-witness-'));
+  const written = writeAuditKeyPair(join(dir, 'witness'), false);
+  if (!written.ok) throw new Error(written.error.message);
+  const config = join(dir, 'witness.yaml');
+  writeFileSync(config, `name: witness.test/w1\nlisten: 127.0.0.1:${port}\nkey: witness.key\nstateDir: state\ntls:\n  cert: ${pki.serverCertPath}\n  key: ${pki.serverKeyPath}\n  clientCa: ${pki.caCertPath}\nlogs:\n  - origin: ${origin}\n    key: ${auditKeys}.pub\n    clients: [${clients.map((c) => JSON.stringify(c)).join(', ')}]\n`);
+  return { dir, config };
+}
+
+const stopProc = (proc: ChildProcess) => new Promise<void>((ok) => (proc.exitCode !== null ? ok() : (proc.once('exit', () => ok()), proc.kill('SIGTERM'))));
+
+describe('audit witness', () => {
+  let pki: TestPki;
+  let gateway: TestClientCertificate;
+  let stranger: TestClientCertificate;
+  let setup: { dir: string; config: string };
+  let witness: Awaited<ReturnType<typeof startWitnessProcess>>;
+  let vkey: string;
+  const log = makeLog('honest', 40);
+
+  beforeAll(async () => {
+    pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-pki-')));
+    gateway = await pki.client('gateway');
+    stranger = await pki.client('stranger');
+    setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
+    vkey = (await runGatehouse(['audit', 'witness', '--config', setup.config, '--vkey'])).stdout.trim();
+    witness = await startWitnessProcess(setup.config);
+  }, 30_000);
+
+  afterAll(async () => {
+    if (witness) await stopProc(witness.proc);
+  });
+
+  const client = (who: TestClientCertificate) => witnessClient({ url: `https://localhost:${witness.port}`, ca: pki.caCert, cert: who.cert, key: who.key });
+
+  it('cosigns a first checkpoint (cosignature/v1 over the body, verifiable with its vkey), then answers 409 with its size to a stale old size', async () => {
+    const c = client(gateway);
+    const first = await c.post(addCheckpointBody(0, [], log.note(10)));
+    expect(first.status).toBe(200);
+    const key = parseWitnessVerifierKey(vkey);
+    if (!key.ok) throw new Error(key.message);
+    const cosigned = parseNote(log.note(10) + first.body);
+    if (!cosigned.ok) throw new Error(cosigned.message);
+    expect(cosignedBy(cosigned.body, cosigned.signatures, key.value)).toBeGreaterThan(Date.now() / 1000 - 60);
+    const stale = await c.post(addCheckpointBody(0, [], log.note(20)));
+    expect(stale).toMatchObject({ status: 409, body: '10\n' });
+    const next = await c.post(addCheckpointBody(10, log.proof(10, 20), log.note(20)));
+    expect(next.status).toBe(200);
+    c.close();
+  });
+
+  it('refuses a checkpoint of another history under the same origin and key (422), logs it and counts it in status', async () => {
+    const c = client(gateway);
+    const forged = makeLog('rewritten', 40);
+    const answer = await c.post(addCheckpointBody(20, forged.proof(20, 30), forged.note(30)));
+    expect(answer.status).toBe(422);
+    const sameSize = await c.post(addCheckpointBody(20, [], forged.note(20)));
+    expect(sameSize.status).toBe(409);
+    const back = await c.post(addCheckpointBody(20, [], log.note(15)));
+    expect(back.status).toBe(400);
+    c.close();
+    expect(witness.stderr()).toMatch(/REFUSED a checkpoint of test\.gatehouse\/witnessed: .*does not extend the cosigned size 20/);
+    const status = await runGatehouse(['audit', 'witness', '--config', setup.config, '--status']);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toContain('refused: 3');
+    // What it keeps is still the honest checkpoint it cosigned, with its cosignature.
+    const kept = readFileSync(join(setup.dir, 'state', `${encodeURIComponent(ORIGIN)}.checkpoint`), 'utf8');
+    expect(kept.startsWith(log.note(20))).toBe(true);
+    expect(kept).toMatch(/\n\u2014 witness\.test\/w1 \S+\n$/);
+  });
+
+  it('answers 403 to a client certificate not listed and to a checkpoint signed by another key, 404 to an unknown origin', async () => {
+    const c = client(stranger);
+    expect((await c.post(addCheckpointBody(20, log.proof(20, 25), log.note(25)))).status).toBe(403);
+    c.close();
+    const g = client(gateway);
+    const other = join(setup.dir, 'other');
+    writeAuditKeyPair(other, false);
+    const body = checkpointBody(ORIGIN, 25, Buffer.alloc(32));
+    const forgedKey = `${body}\n${signatureLine(body, ORIGIN, createPrivateKey(readFileSync(`${other}.key`)))}\n`;
+    expect((await g.post(addCheckpointBody(20, [], forgedKey))).status).toBe(403);
+    const elsewhere = checkpointBody('other.log/audit', 5, Buffer.alloc(32));
+    expect((await g.post(addCheckpointBody(0, [], `${elsewhere}\n${signatureLine(elsewhere, 'other.log/audit', createPrivateKey(readFileSync(`${auditKeys}.key`)))}\n`))).status).toBe(404);
+    g.close();
+  });
+
+  it('keeps what it cosigned across a restart', async () => {
+    await stopProc(witness.proc);
+    witness = await startWitnessProcess(setup.config);
+    const c = client(gateway);
+    expect(await c.post(addCheckpointBody(0, [], log.note(30)))).toMatchObject({ status: 409, body: '20\n' });
+    expect((await c.post(addCheckpointBody(20, log.proof(20, 30), log.note(30)))).status).toBe(200);
+    c.close();
+  }, 30_000);
+});
