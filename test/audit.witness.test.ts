@@ -1,8 +1,7 @@
 // `gatehouse audit witness` as a separate process on its own port with its own key: the C2SP
 // tlog-witness answers (200 cosignature, 409 size, 422 bad proof, 403/404), state across restarts.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +11,8 @@ import { CompactTree, consistencyProof, leafHash, subtreeRoot } from '../src/aud
 import { checkpointBody, parseNote, signatureLine } from '../src/audit/signedNote.ts';
 import { addCheckpointBody, witnessClient } from '../src/audit/witnessClient.ts';
 import { auditKeys } from './support/auditFixtures.ts';
-import { cli, runGatehouse } from './support/gatewayHarness.ts';
+import { runGatehouse } from './support/gatewayHarness.ts';
+import { startWitnessProcess, stopProc, witnessSetup } from './support/witnessProcess.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 
 const ORIGIN = 'test.gatehouse/witnessed';
@@ -31,32 +31,6 @@ function makeLog(tag: string, n: number): { note: (size: number) => string; proo
     proof: (m, size) => consistencyProof((a, b) => subtreeRoot((i) => leaves[i] as Buffer, a, b), m, size),
   };
 }
-
-/** Starts the witness; resolves with its port once it listens. */
-export function startWitnessProcess(config: string): Promise<{ proc: ChildProcess; port: number; stderr: () => string }> {
-  const proc = spawn(process.execPath, [cli, 'audit', 'witness', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((ok, fail) => {
-    proc.stderr?.on('data', () => {
-      const m = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(err);
-      if (m) ok({ proc, port: Number(m[1]), stderr: () => err });
-    });
-    proc.once('exit', (code) => fail(new Error(`witness exited with ${code}:\n${err}`)));
-  });
-}
-
-/** A witness directory: its key, mTLS material from `pki`, a config following ORIGIN for `clients`. */
-export function witnessSetup(pki: TestPki, origin: string, clients: string[], port = 0): { dir: string; config: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-witness-'));
-  const written = writeAuditKeyPair(join(dir, 'witness'), false);
-  if (!written.ok) throw new Error(written.error.message);
-  const config = join(dir, 'witness.yaml');
-  writeFileSync(config, `name: witness.test/w1\nlisten: 127.0.0.1:${port}\nkey: witness.key\nstateDir: state\ntls:\n  cert: ${pki.serverCertPath}\n  key: ${pki.serverKeyPath}\n  clientCa: ${pki.caCertPath}\nlogs:\n  - origin: ${origin}\n    key: ${auditKeys}.pub\n    clients: [${clients.map((c) => JSON.stringify(c)).join(', ')}]\n`);
-  return { dir, config };
-}
-
-const stopProc = (proc: ChildProcess) => new Promise<void>((ok) => (proc.exitCode !== null ? ok() : (proc.once('exit', () => ok()), proc.kill('SIGTERM'))));
 
 describe('audit witness', () => {
   let pki: TestPki;

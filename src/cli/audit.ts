@@ -43,6 +43,7 @@ export function registerAudit(program: Command): void {
     .option('--live [seconds]', 'a running gateway\'s log: records after the last checkpoint are reported, and fail only when older than this (default 300)')
     .option('--partial', 'the files do not start the log: check from the first checkpoint on')
     .option('--unsigned', 'no key: check the chain and the tree only')
+    .option('--witness-key <vkey>', "a witness's verifier key (or a file holding it): the anchor must carry its valid cosignature (repeat to require several)", collect)
     .action(async (files: string[], opts: VerifyCliOptions) => {
       const { runVerify } = await import('../audit/auditVerifyCommand.ts');
       const result = await runVerify(files, opts);
