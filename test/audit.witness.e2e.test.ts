@@ -2,16 +2,17 @@
 // port, its own CA for mTLS): cosigned under load, anchors truncation checks, down without stopping
 // the gateway (/readyz turns not ready), and refuses the gateway's log rewritten under the same key.
 import { spawn } from 'node:child_process';
-import { copyFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseCheckpointNote } from '../src/audit/signedNote.ts';
+import { createPrivateKey, randomBytes } from 'node:crypto';
+import { checkpointBody, parseCheckpointNote, signatureLine } from '../src/audit/signedNote.ts';
+import { addCheckpointBody, witnessClient } from '../src/audit/witnessClient.ts';
 import { auditKeys, runCli, signedAudit, webUpstream } from './support/auditFixtures.ts';
 import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
-import { makeTestPki, type TestPki } from './support/pki.ts';
+import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 import { startWitnessProcess, stopProc, witnessSetup } from './support/witnessProcess.ts';
 
 const ORIGIN = 'test.gatehouse/e2e-witnessed';
@@ -37,6 +38,7 @@ async function until<T>(what: string, probe: () => T | undefined | Promise<T | u
 
 describe('a gateway and its witness', () => {
   let pki: TestPki;
+  let gatewayCert: TestClientCertificate;
   let setup: { dir: string; config: string };
   let witness: Awaited<ReturnType<typeof startWitnessProcess>>;
   let vkey: string;
@@ -61,7 +63,7 @@ describe('a gateway and its witness', () => {
 
   beforeAll(async () => {
     pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-site-')));
-    const gatewayCert = await pki.client('gateway');
+    gatewayCert = await pki.client('gateway');
     setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
     witness = await startWitnessProcess(setup.config);
     // Pinned to its port: a restarted witness is found where the gateway's config says.
@@ -92,7 +94,7 @@ describe('a gateway and its witness', () => {
     const metrics = await (await fetch(`http://${metricsAddress}/metrics`)).text();
     const sum = Number(/gatehouse_audit_witness_round_trip_seconds_sum\{witness="witness\.test\/w1"\} (\S+)/.exec(metrics)?.[1]);
     const count = Number(/gatehouse_audit_witness_round_trip_seconds_count\{witness="witness\.test\/w1"\} (\S+)/.exec(metrics)?.[1]);
-    expect(count).toBeGreaterThan(3);
+    expect(count).toBeGreaterThan(0);
     process.stdout.write(`witness round trip: ${count} checkpoints cosigned, mean ${((sum / count) * 1000).toFixed(1)} ms\n`);
     expect(await readyz()).toBe(200);
   }, 60_000);
@@ -108,6 +110,7 @@ describe('a gateway and its witness', () => {
     writeFileSync(copy, lines.slice(0, Math.floor(lines.length / 2)).join('\n') + '\n');
     const cut = await runCli(['audit', 'verify', '--key', `${auditKeys}.pub`, '--anchor', anchor, '--witness-key', vkey, '--live', '3600', copy]);
     expect(cut.code).toBe(1);
+    expect(cut.stdout).toMatch(/shortened: .* the anchor .*witnessed\.checkpoint covers \d+ records/);
     // The same checkpoint without the witness's cosignature is not accepted as witnessed.
     const bare = join(h.dir, 'bare.checkpoint');
     writeFileSync(bare, readFileSync(anchor, 'utf8').split('\n').filter((l) => !l.startsWith(`\u2014 ${WITNESS} `)).join('\n'));
@@ -142,8 +145,14 @@ describe('a gateway and its witness', () => {
       const port = Number(/listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(stderr)?.[1]);
       const alice = await h.pki.client('alice');
       for (let i = 0; i < 12; i += 1) expect((await curl({ ...h, port, base: `https://localhost:${port}` }, `/web/forged-${i}`, { client: alice, token })).status).toBe(200);
-      await until('the witness to refuse', () => (/REFUSED a checkpoint of test\.gatehouse\/e2e-witnessed/.test(witness.stderr()) ? true : undefined));
+      await until('the witness to refuse', () => (/REFUSED a checkpoint of test\.gatehouse\/e2e-witnessed: .*the log was cut back/.test(witness.stderr()) ? true : undefined));
       await until('the gateway to report the refusal', () => (/audit witness witness\.test\/w1 refused/.test(stderr) ? true : undefined));
+      // A forged checkpoint of another, longer tree, signed with the log's key, pushed by hand: 422.
+      const body = checkpointBody(ORIGIN, before + 10, randomBytes(32));
+      const forged = `${body}\n${signatureLine(body, ORIGIN, createPrivateKey(readFileSync(`${auditKeys}.key`)))}\n`;
+      const hand = witnessClient({ url: `https://localhost:${witness.port}`, ca: pki.caCert, cert: gatewayCert.cert, key: gatewayCert.key });
+      expect((await hand.post(addCheckpointBody(before, [randomBytes(32), randomBytes(32)], forged))).status).toBe(422);
+      hand.close();
       // The witness still holds the honest history's checkpoint.
       expect(witnessedSize()).toBe(before);
       const status = await runCli(['audit', 'witness', '--config', setup.config, '--status']);
