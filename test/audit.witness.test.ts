@@ -1,7 +1,7 @@
 // `gatehouse audit witness` as a separate process on its own port with its own key: the C2SP
 // tlog-witness answers (200 cosignature, 409 size, 422 bad proof, 403/404), state across restarts.
 import { createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { CompactTree, consistencyProof, leafHash, subtreeRoot } from '../src/aud
 import { checkpointBody, parseNote, signatureLine } from '../src/audit/signedNote.ts';
 import { addCheckpointBody, witnessClient } from '../src/audit/witnessClient.ts';
 import { auditKeys } from './support/auditFixtures.ts';
-import { runGatehouse } from './support/gatewayHarness.ts';
+import { makeRootKey, runGatehouse } from './support/gatewayHarness.ts';
 import { startWitnessProcess, stopProc, witnessSetup } from './support/witnessProcess.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 
@@ -115,4 +115,19 @@ describe('audit witness', () => {
     expect((await c.post(addCheckpointBody(20, log.proof(20, 30), log.note(30)))).status).toBe(200);
     c.close();
   }, 30_000);
+
+  it('gatehouse check reads audit.witnesses: a vkey whose key ID does not match, an unreadable client certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-witness-check-'));
+    writeFileSync(join(dir, 'token-root.pub'), `${makeRootKey().publicKey}\n`);
+    const tampered = vkey.replace(/\+[0-9a-f]{8}\+/, '+00000000+');
+    const config = (key: string, cert: string) => `listen:\n  - tcp: 127.0.0.1:0\ntls:\n  cert: ${pki.serverCertPath}\n  key: ${pki.serverKeyPath}\n  clientCa: ${pki.caCertPath}\nauthz:\n  rootKey: token-root.pub\naudit:\n  file: audit/audit.log\n  witnesses:\n    - url: https://localhost:7380\n      name: witness.test/w1\n      vkey: ${key}\n      ca: ${pki.caCertPath}\n      cert: ${cert}\n      key: ${gateway.keyPath}\nroutes:\n  - name: web\n    path: /web/\n    upstream: unix:web.sock\n    policy: allow if user($u);\n`;
+    writeFileSync(join(dir, 'good.yaml'), config(vkey, gateway.certPath));
+    writeFileSync(join(dir, 'bad.yaml'), config(tampered, join(dir, 'missing.crt')));
+    const good = await runGatehouse(['check', '--config', join(dir, 'good.yaml')]);
+    expect(good.stdout + good.stderr).not.toMatch(/witnesses/);
+    const bad = await runGatehouse(['check', '--config', join(dir, 'bad.yaml')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr + bad.stdout).toMatch(/audit\.witnesses\[0\]\.vkey: verifier key of witness\.test\/w1: the key ID does not match/);
+    expect(bad.stderr + bad.stdout).toMatch(/audit\.witnesses\[0\]\.cert: cannot read/);
+  });
 });
