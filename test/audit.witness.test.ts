@@ -107,6 +107,16 @@ describe('audit witness', () => {
     g.close();
   });
 
+  it('answers 400 to malformed requests and keeps serving', async () => {
+    const c = client(gateway);
+    const sig = log.note(20).split('\n').at(-2) ?? '';
+    for (const body of ['', 'old\n\n', 'old 20\nnot base64!\n\n' + log.note(20), 'old 20\n\nnot a note', `old 20\n\n${log.note(20).replace(sig, `${sig.slice(0, -8)}AAAA`)}`, `old 99999999999999999999\n\n${log.note(20)}`, `old 20\n${'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n'.repeat(64)}\n${log.note(20)}`]) {
+      expect([400, 403]).toContain((await c.post(body)).status);
+    }
+    expect((await c.post(addCheckpointBody(20, [], log.note(20)))).status).toBe(200);
+    c.close();
+  });
+
   it('keeps what it cosigned across a restart', async () => {
     await stopProc(witness.proc);
     witness = await startWitnessProcess(setup.config);

@@ -103,7 +103,13 @@ export async function startWitness(config: LoadedWitnessConfig, log: (line: stri
     });
     req.on('end', () => {
       // Decided and persisted in one turn: no other request can interleave (the spec's rollback race).
-      const answer = addCheckpoint(Buffer.concat(chunks).toString('utf8'), clientIds(req.socket as TLSSocket), config.logs, state, witness, Math.floor(Date.now() / 1000));
+      let answer: ReturnType<typeof addCheckpoint>;
+      try {
+        answer = addCheckpoint(Buffer.concat(chunks).toString('utf8'), clientIds(req.socket as TLSSocket), config.logs, state, witness, Math.floor(Date.now() / 1000));
+      } catch (err) {
+        // No submitter's bytes may end the witness.
+        return reply(400, `malformed request: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
       try {
         if (answer.accepted) {
           const { origin, ...cosigned } = answer.accepted;
