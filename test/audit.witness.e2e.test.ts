@@ -36,6 +36,20 @@ async function until<T>(what: string, probe: () => T | undefined | Promise<T | u
   }
 }
 
+/** audit.origin and audit.witnesses for one witness, then a metrics listener (for /readyz). */
+function witnessLines(port: number, vkey: string, pki: TestPki, cert: TestClientCertificate): string {
+  return `  origin: ${ORIGIN}\n  witnesses:\n    - url: https://localhost:${port}\n      name: ${WITNESS}\n      vkey: ${vkey}\n      ca: ${pki.caCertPath}\n      cert: ${cert.certPath}\n      key: ${cert.keyPath}\n  witnessMaxAgeSeconds: 3\nmetrics:\n  listen: 127.0.0.1:0\n`;
+}
+
+const checkpointSize = (file: string): number => {
+  try {
+    const cp = parseCheckpointNote(readFileSync(file, 'utf8'));
+    return cp.ok ? cp.value.size : -1;
+  } catch {
+    return -1;
+  }
+};
+
 describe('a gateway and its witness', () => {
   let pki: TestPki;
   let gatewayCert: TestClientCertificate;
@@ -47,18 +61,8 @@ describe('a gateway and its witness', () => {
   let token: string;
   let metricsAddress: string;
   const witnessCheckpoint = () => join(setup.dir, 'state', `${encodeURIComponent(ORIGIN)}.checkpoint`);
-  const witnessedSize = () => {
-    try {
-      const cp = parseCheckpointNote(readFileSync(witnessCheckpoint(), 'utf8'));
-      return cp.ok ? cp.value.size : 0;
-    } catch {
-      return 0;
-    }
-  };
-  const gatewayCheckpointSize = () => {
-    const cp = parseCheckpointNote(readFileSync(join(h.dir, 'audit', 'audit.checkpoint'), 'utf8'));
-    return cp.ok ? cp.value.size : -1;
-  };
+  const witnessedSize = () => checkpointSize(witnessCheckpoint());
+  const gatewayCheckpointSize = () => checkpointSize(join(h.dir, 'audit', 'audit.checkpoint'));
   const readyz = async () => (await fetch(`http://${metricsAddress}/readyz`)).status;
 
   beforeAll(async () => {
@@ -69,8 +73,7 @@ describe('a gateway and its witness', () => {
     // Pinned to its port: a restarted witness is found where the gateway's config says.
     writeFileSync(setup.config, readFileSync(setup.config, 'utf8').replace('listen: 127.0.0.1:0', `listen: 127.0.0.1:${witness.port}`));
     vkey = (await runCli(['audit', 'witness', '--config', setup.config, '--vkey'])).stdout.trim();
-    const witnesses = `  origin: ${ORIGIN}\n  witnesses:\n    - url: https://localhost:${witness.port}\n      name: ${WITNESS}\n      vkey: ${vkey}\n      ca: ${pki.caCertPath}\n      cert: ${gatewayCert.certPath}\n      key: ${gatewayCert.keyPath}\n  witnessMaxAgeSeconds: 3\nmetrics:\n  listen: 127.0.0.1:0\n`;
-    h = await startHarness({ routes, extraTop: signedAudit(5) + witnesses });
+    h = await startHarness({ routes, extraTop: signedAudit(5) + witnessLines(witness.port, vkey, pki, gatewayCert) });
     web = await webUpstream(join(h.dir, 'run', 'web.sock'));
     token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
     metricsAddress = String(((await h.waitForAudit((r) => r.event === 'gateway.start')).detail as { metrics: string }).metrics);
@@ -159,6 +162,29 @@ describe('a gateway and its witness', () => {
       expect(status.code).toBe(1);
     } finally {
       await stopProc(proc);
+    }
+  }, 90_000);
+});
+
+describe('a gateway of several processes and its witness', () => {
+  it('the primary (the one audit writer) pushes the checkpoints to the witness', async () => {
+    const pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-site-')));
+    const gatewayCert = await pki.client('gateway');
+    const setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
+    const witness = await startWitnessProcess(setup.config);
+    const vkey = (await runCli(['audit', 'witness', '--config', setup.config, '--vkey'])).stdout.trim();
+    const h = await startHarness({ routes, extraTop: signedAudit(5) + witnessLines(witness.port, vkey, pki, gatewayCert), serveArgs: ['--processes', '2'] });
+    const web = await webUpstream(join(h.dir, 'run', 'web.sock'));
+    try {
+      const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
+      const alice = await h.pki.client('alice');
+      for (let i = 0; i < 10; i += 1) expect((await curl(h, `/web/group-${i}`, { client: alice, token })).status).toBe(200);
+      const witnessed = join(setup.dir, 'state', `${encodeURIComponent(ORIGIN)}.checkpoint`);
+      await until('the witness to cosign the group\'s checkpoint', () => (checkpointSize(witnessed) > 10 && checkpointSize(witnessed) === checkpointSize(join(h.dir, 'audit', 'audit.checkpoint')) ? true : undefined));
+    } finally {
+      await h.stop();
+      web.close();
+      await stopProc(witness.proc);
     }
   }, 90_000);
 });
