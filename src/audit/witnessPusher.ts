@@ -2,6 +2,7 @@
 // consistency proof from the size that witness last cosigned (from the stored hashes), in the
 // background (never on the audit write path), retried with backoff; the cosigned note is kept.
 import { existsSync, readFileSync } from 'node:fs';
+import { displaySafe } from '../cli/displayText.ts';
 import { replaceFileDurably } from './auditChain.ts';
 import { storedSubtreeRoots } from './auditHashStore.ts';
 import { cosignedBy, parseWitnessVerifierKey, type WitnessKey } from './cosignature.ts';
@@ -103,7 +104,7 @@ export function startWitnessPusher(options: { auditFile: string; checkpointFile:
         }
         if (reply.status !== 200) {
           options.observer?.failed(target.name, 'refused');
-          log(`gatehouse: audit witness ${target.name} refused the checkpoint of size ${cp.value.size} (from size ${known}): ${reply.status} ${reply.body.trim().slice(0, 200)}`);
+          log(`gatehouse: audit witness ${target.name} refused the checkpoint of size ${cp.value.size} (from size ${known}): ${reply.status} ${displaySafe(reply.body.trim().slice(0, 200))}`);
           return 'retry';
         }
         const cosigned = parseNote(note + reply.body);

@@ -122,8 +122,10 @@ export function registerAudit(program: Command): void {
           say(state.message);
           process.exit(2);
         }
-        for (const [origin, log] of Object.entries(state.value.logs)) process.stdout.write(`${origin}: size ${log.size}, cosigned ${new Date(log.time * 1000).toISOString()}\n`);
-        process.stdout.write(`refused: ${state.value.refused}${state.value.lastRefusal ? ` (last: ${state.value.lastRefusal.time} ${state.value.lastRefusal.origin}: ${state.value.lastRefusal.reason})` : ''}\n`);
+        const { displaySafe } = await import('./displayText.ts');
+        for (const [origin, log] of Object.entries(state.value.logs)) process.stdout.write(`${displaySafe(origin)}: size ${log.size}, cosigned ${new Date(log.time * 1000).toISOString()}\n`);
+        const last = state.value.lastRefusal;
+        process.stdout.write(`refused: ${state.value.refused}${last ? ` (last: ${displaySafe(`${last.time} ${last.origin}: ${last.reason}`)})` : ''}\n`);
         process.exitCode = state.value.refused > 0 ? 1 : 0;
         return;
       }
