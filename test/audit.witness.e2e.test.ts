@@ -108,6 +108,10 @@ describe('a gateway and its witness', () => {
     const good = await runCli(['audit', 'verify', '--key', `${auditKeys}.pub`, '--anchor', anchor, '--witness-key', vkey, '--live', '3600', h.auditFile]);
     expect(good.stdout + good.stderr).toMatch(/OK/);
     expect(good.code).toBe(0);
+    // Without --anchor, the note the witness cosigned as the gateway kept it beside the log.
+    const beside = await runCli(['audit', 'verify', '--key', `${auditKeys}.pub`, '--witness-key', vkey, '--live', '3600', h.auditFile]);
+    expect(beside.code).toBe(0);
+    expect(beside.stdout).toContain(`audit.checkpoint.${encodeURIComponent(WITNESS)}`);
     const copy = join(h.dir, 'truncated.log');
     const lines = readFileSync(h.auditFile, 'utf8').split('\n');
     writeFileSync(copy, lines.slice(0, Math.floor(lines.length / 2)).join('\n') + '\n');

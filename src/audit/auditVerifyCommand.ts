@@ -8,7 +8,8 @@ import { verifyAuditFiles, type VerifyOptions } from './auditVerify.ts';
 import { parseKeySpec, type VerifyKey } from './auditVerifyCheckpoint.ts';
 import { formatVerifyReport } from './auditVerifyReport.ts';
 import { noteSignedBy, parseCheckpointNote, type NoteSignature } from './signedNote.ts';
-import { cosignedBy, parseWitnessVerifierKey } from './cosignature.ts';
+import { cosignedBy, parseWitnessVerifierKey, type WitnessKey } from './cosignature.ts';
+import { cosignedCheckpointFile } from './witnessPusher.ts';
 
 export interface VerifyCliOptions {
   key?: string[];
@@ -71,7 +72,16 @@ export async function runVerify(files: string[], opts: VerifyCliOptions): Promis
   if (specs.length === 0 && !opts.unsigned) return { ok: false, message: 'give the audit public key (--key, --keyring), or --unsigned to check the chain and the tree only' };
   const keys = readKeys(specs);
   if (!keys.ok) return keys;
-  const anchorFile = opts.anchor ?? ownCheckpointFile(files);
+  const witnesses: WitnessKey[] = [];
+  for (const spec of opts.witnessKey ?? []) {
+    const witness = parseWitnessVerifierKey(spec);
+    if (!witness.ok) return { ok: false, message: `--witness-key: ${witness.message}` };
+    witnesses.push(witness.value);
+  }
+  const own = ownCheckpointFile(files);
+  // With a witness key and no anchor: the note that witness cosigned, kept beside the log by the gateway.
+  const cosignedBeside = own && witnesses[0] ? cosignedCheckpointFile(own, witnesses[0].name) : undefined;
+  const anchorFile = opts.anchor ?? (cosignedBeside && existsSync(cosignedBeside) ? cosignedBeside : own);
   let anchor: VerifyOptions['anchor'];
   let anchorNote: { body: string; signatures: NoteSignature[]; source: string } | undefined;
   if (anchorFile) {
@@ -80,12 +90,9 @@ export async function runVerify(files: string[], opts: VerifyCliOptions): Promis
     anchor = read.value;
     anchorNote = read.value;
   }
-  for (const spec of opts.witnessKey ?? []) {
-    const witness = parseWitnessVerifierKey(spec);
-    if (!witness.ok) return { ok: false, message: `--witness-key: ${witness.message}` };
+  for (const witness of witnesses) {
     if (!anchorNote) return { ok: false, message: '--witness-key needs the checkpoint the witness cosigned (--anchor)' };
-    const time = cosignedBy(anchorNote.body, anchorNote.signatures, witness.value);
-    if (time === undefined) return { ok: true, text: `FAIL anchor ${anchorNote.source}: no valid cosignature by witness ${witness.value.name}: not the checkpoint that witness saw\n`, failed: true };
+    if (cosignedBy(anchorNote.body, anchorNote.signatures, witness) === undefined) return { ok: true, text: `FAIL anchor ${anchorNote.source}: no valid cosignature by witness ${witness.name}: not the checkpoint that witness saw\n`, failed: true };
   }
   const liveMaxAgeSeconds = opts.live === undefined || opts.live === false ? undefined : opts.live === true ? 300 : Number(opts.live);
   if (liveMaxAgeSeconds !== undefined && !(liveMaxAgeSeconds >= 0)) return { ok: false, message: `--live ${String(opts.live)}: not a number of seconds` };
