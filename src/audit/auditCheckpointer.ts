@@ -18,7 +18,7 @@ export interface Checkpointer {
   settled(): Promise<void>;
 }
 
-export function createCheckpointer(options: { file: string; origin: string; checkpointFile: string; signer?: AuditSigner; onError?: (err: Error) => void }): Checkpointer {
+export function createCheckpointer(options: { file: string; origin: string; checkpointFile: string; signer?: AuditSigner; onError?: (err: Error) => void; onPublished?: (note: string) => void }): Checkpointer {
   let pending: { note: string; head: ChainHead; tree: CompactTree } | undefined;
   let publishing: Promise<void> = Promise.resolve();
   return {
@@ -37,6 +37,7 @@ export function createCheckpointer(options: { file: string; origin: string; chec
       publishing = publishing
         .then(() => replaceFileDurably(options.checkpointFile, next.note))
         .then(() => saveChainHead(options.file, next.head, next.tree))
+        .then(() => options.onPublished?.(next.note))
         .catch((err: unknown) => options.onError?.(err instanceof Error ? err : new Error(String(err))));
     },
     saveState(head, tree) {

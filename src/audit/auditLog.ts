@@ -61,6 +61,8 @@ export interface AuditLogOptions {
   /** Called when a write succeeds after a failure. */
   onRecovered?: () => void;
   observer?: AuditLogObserver;
+  /** Called with each checkpoint note once it is durable and published (the witnesses' push). */
+  onCheckpointDurable?: (note: string) => void;
 }
 
 /** Beyond this much unwritten data (a failing disk), new records are dropped and counted, not buffered. */
@@ -121,7 +123,7 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   let queuedBytes = 0;
   let writtenBytes = 0;
   let fsyncAt = 0;
-  const checkpointer = createCheckpointer({ file: options.file, origin, checkpointFile, signer, onError: (err) => observer?.writeFailed(err) });
+  const checkpointer = createCheckpointer({ file: options.file, origin, checkpointFile, signer, onError: (err) => observer?.writeFailed(err), ...(options.onCheckpointDurable && { onPublished: options.onCheckpointDurable }) });
   // Set while the path no longer names the file being written: records are held, not written.
   const liveFile = watchLiveFile(options.file);
   let detached: string | undefined;

@@ -7,7 +7,9 @@ import { defaultCheckpointFile } from './auditLogStart.ts';
 import { verifyAuditFiles, type VerifyOptions } from './auditVerify.ts';
 import { parseKeySpec, type VerifyKey } from './auditVerifyCheckpoint.ts';
 import { formatVerifyReport } from './auditVerifyReport.ts';
-import { noteSignedBy, parseCheckpointNote } from './signedNote.ts';
+import { noteSignedBy, parseCheckpointNote, type NoteSignature } from './signedNote.ts';
+import { cosignedBy, parseWitnessVerifierKey, type WitnessKey } from './cosignature.ts';
+import { cosignedCheckpointFile } from './witnessPusher.ts';
 
 export interface VerifyCliOptions {
   key?: string[];
@@ -17,6 +19,8 @@ export interface VerifyCliOptions {
   live?: string | boolean;
   partial?: boolean;
   unsigned?: boolean;
+  /** Witness verifier keys (or files holding them): the anchor must carry a valid cosignature by each. */
+  witnessKey?: string[];
 }
 
 export type VerifyCommandResult = { ok: true; text: string; failed: boolean } | { ok: false; message: string };
@@ -40,7 +44,7 @@ function ownCheckpointFile(files: readonly string[]): string | undefined {
 }
 
 /** The anchor note, parsed; its signature must verify with one of the keys when keys are given. */
-function readAnchor(file: string, keys: readonly VerifyKey[]): { ok: true; value: NonNullable<VerifyOptions['anchor']> } | { ok: false; message: string } {
+function readAnchor(file: string, keys: readonly VerifyKey[]): { ok: true; value: NonNullable<VerifyOptions['anchor']> & { body: string; signatures: NoteSignature[] } } | { ok: false; message: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -68,12 +72,27 @@ export async function runVerify(files: string[], opts: VerifyCliOptions): Promis
   if (specs.length === 0 && !opts.unsigned) return { ok: false, message: 'give the audit public key (--key, --keyring), or --unsigned to check the chain and the tree only' };
   const keys = readKeys(specs);
   if (!keys.ok) return keys;
-  const anchorFile = opts.anchor ?? ownCheckpointFile(files);
+  const witnesses: WitnessKey[] = [];
+  for (const spec of opts.witnessKey ?? []) {
+    const witness = parseWitnessVerifierKey(spec);
+    if (!witness.ok) return { ok: false, message: `--witness-key: ${witness.message}` };
+    witnesses.push(witness.value);
+  }
+  const own = ownCheckpointFile(files);
+  // With a witness key and no anchor: the note that witness cosigned, kept beside the log by the gateway.
+  const cosignedBeside = own && witnesses[0] ? cosignedCheckpointFile(own, witnesses[0].name) : undefined;
+  const anchorFile = opts.anchor ?? (cosignedBeside && existsSync(cosignedBeside) ? cosignedBeside : own);
   let anchor: VerifyOptions['anchor'];
+  let anchorNote: { body: string; signatures: NoteSignature[]; source: string } | undefined;
   if (anchorFile) {
     const read = readAnchor(anchorFile, keys.keys);
     if (!read.ok) return read;
     anchor = read.value;
+    anchorNote = read.value;
+  }
+  for (const witness of witnesses) {
+    if (!anchorNote) return { ok: false, message: '--witness-key needs the checkpoint the witness cosigned (--anchor)' };
+    if (cosignedBy(anchorNote.body, anchorNote.signatures, witness) === undefined) return { ok: true, text: `FAIL anchor ${anchorNote.source}: no valid cosignature by witness ${witness.name}: not the checkpoint that witness saw\n`, failed: true };
   }
   const liveMaxAgeSeconds = opts.live === undefined || opts.live === false ? undefined : opts.live === true ? 300 : Number(opts.live);
   if (liveMaxAgeSeconds !== undefined && !(liveMaxAgeSeconds >= 0)) return { ok: false, message: `--live ${String(opts.live)}: not a number of seconds` };

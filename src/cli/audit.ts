@@ -43,6 +43,7 @@ export function registerAudit(program: Command): void {
     .option('--live [seconds]', 'a running gateway\'s log: records after the last checkpoint are reported, and fail only when older than this (default 300)')
     .option('--partial', 'the files do not start the log: check from the first checkpoint on')
     .option('--unsigned', 'no key: check the chain and the tree only')
+    .option('--witness-key <vkey>', "a witness's verifier key (or a file holding it): the anchor must carry its valid cosignature (repeat to require several)", collect)
     .action(async (files: string[], opts: VerifyCliOptions) => {
       const { runVerify } = await import('../audit/auditVerifyCommand.ts');
       const result = await runVerify(files, opts);
@@ -94,6 +95,50 @@ export function registerAudit(program: Command): void {
       const checked = checkProof(readFileSync(proof === '-' ? 0 : proof, 'utf8'), keys.keys, opts.origin);
       process.stdout.write(checked.ok ? `${checked.summary}\n` : `FAIL ${checked.message}\n`);
       process.exitCode = checked.ok ? 0 : 1;
+    });
+
+  audit
+    .command('witness')
+    .description('run a witness (c2sp.org/tlog-witness over mTLS): cosign each checkpoint of the configured logs that extends the last one it cosigned, refuse (and count) any other')
+    .requiredOption('-c, --config <file>', 'witness config (YAML: name, listen, key, stateDir, tls, logs)')
+    .option('--vkey', 'print the witness verifier key (for audit.witnesses[].vkey and audit verify --witness-key) and exit')
+    .option('--status', 'print what the witness cosigned and refused; exit 1 when it refused any checkpoint')
+    .action(async (opts: { config: string; vkey?: boolean; status?: boolean }) => {
+      const { loadWitnessConfig, startWitness } = await import('../audit/witnessServer.ts');
+      const loaded = loadWitnessConfig(opts.config);
+      if (!loaded.ok) {
+        say(loaded.message);
+        process.exit(2);
+      }
+      if (opts.vkey) {
+        const { witnessVerifierKey } = await import('../audit/cosignature.ts');
+        process.stdout.write(`${witnessVerifierKey(loaded.value.name, loaded.value.privateKey)}\n`);
+        return;
+      }
+      if (opts.status) {
+        const { readWitnessState } = await import('../audit/witnessState.ts');
+        const state = readWitnessState(loaded.value.stateDir);
+        if (!state.ok) {
+          say(state.message);
+          process.exit(2);
+        }
+        const { displaySafe } = await import('./displayText.ts');
+        for (const [origin, log] of Object.entries(state.value.logs)) process.stdout.write(`${displaySafe(origin)}: size ${log.size}, cosigned ${new Date(log.time * 1000).toISOString()}\n`);
+        const last = state.value.lastRefusal;
+        process.stdout.write(`refused: ${state.value.refused}${last ? ` (last: ${displaySafe(`${last.time} ${last.origin}: ${last.reason}`)})` : ''}\n`);
+        process.exitCode = state.value.refused > 0 ? 1 : 0;
+        return;
+      }
+      try {
+        const service = await startWitness(loaded.value);
+        process.stderr.write(`gatehouse witness ${loaded.value.name} listening on https://${service.address} (vkey ${service.vkey})\n`);
+        const stop = () => void service.close().then(() => process.exit(0));
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      } catch (err) {
+        say(`witness: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      }
     });
 
   audit

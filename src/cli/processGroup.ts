@@ -4,6 +4,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { openAuditLog } from '../audit/auditLog.ts';
+import { defaultCheckpointFile } from '../audit/auditLogStart.ts';
+import { startWitnessPusher } from '../audit/witnessPusher.ts';
 import { isProcessMessage, openIpcAuditLog, writeWorkerRecords, type ParentChannel, type ProcessMessage } from '../audit/ipcAuditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { removeStaleSocket } from '../listener/staleSocket.ts';
@@ -70,8 +72,10 @@ async function runGatewayProcess(configFile: string, processes: number): Promise
 async function runPrimary(configFile: string, processes: number): Promise<void> {
   const { config } = await loadConfigOrExit(configFile);
   // The primary owns the file: one writer keeps one hash chain that `audit verify` checks as before.
+  const witnesses = config.audit.witnesses.length > 0 ? startWitnessPusher({ auditFile: config.audit.file, checkpointFile: config.audit.checkpointFile ?? defaultCheckpointFile(config.audit.file), witnesses: config.audit.witnesses }) : undefined;
   const audit = openAuditLog({
     ...config.audit,
+    ...(witnesses && { onCheckpointDurable: witnesses.push }),
     onError: (err) => {
       process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until a write succeeds (SIGUSR1 reopens the file)\n`);
       broadcast({ gatehouse: 'audit-health', healthy: false, lastError: err.message });

@@ -148,6 +148,21 @@ async function checkAuditSigningKey(audit: Raw, dir: string, issues: ConfigIssue
   }
 }
 
+/** Each witness: its verifier key parses (key ID matches), and its CA and client certificate files are readable. */
+async function checkWitnesses(audit: Raw, dir: string, issues: ConfigIssue[]): Promise<void> {
+  if (!Array.isArray(audit.witnesses)) return;
+  const { parseWitnessVerifierKey } = await import('../audit/cosignature.ts');
+  for (const [index, raw] of audit.witnesses.entries()) {
+    const w = record(raw);
+    if (!w) continue;
+    if (typeof w.vkey === 'string') {
+      const vkey = parseWitnessVerifierKey(w.vkey);
+      if (!vkey.ok) issues.push({ path: ['audit', 'witnesses', index, 'vkey'], message: vkey.message });
+    }
+    for (const file of ['ca', 'cert', 'key'] as const) await readAt(['audit', 'witnesses', index, file], w[file], dir, issues, ': checkpoints would not reach this witness');
+  }
+}
+
 /** Problems with the files named in the raw document; `configFile` is the config file as the user named it. */
 export async function fileChecks(data: unknown, configFile: string): Promise<ConfigIssue[]> {
   const issues: ConfigIssue[] = [];
@@ -169,6 +184,7 @@ export async function fileChecks(data: unknown, configFile: string): Promise<Con
   }
   const audit = record(root.audit);
   if (audit) await checkAuditSigningKey(audit, dir, issues);
+  if (audit) await checkWitnesses(audit, dir, issues);
   issues.push(...writablePathChecks(root, dir));
   await tlsDone;
   return issues;

@@ -23,6 +23,7 @@ export function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig 
       file: at(config.audit.file),
       ...(config.audit.signingKey === undefined ? {} : { signingKey: at(config.audit.signingKey) }),
       ...(config.audit.checkpointFile === undefined ? {} : { checkpointFile: at(config.audit.checkpointFile) }),
+      witnesses: config.audit.witnesses.map((w) => ({ ...w, ...(w.ca && { ca: at(w.ca) }), ...(w.cert && { cert: at(w.cert) }), ...(w.key && { key: at(w.key) }) })),
       ...(config.audit.syslog?.tls === undefined ? {} : { syslog: { ...config.audit.syslog, tls: { ...config.audit.syslog.tls, ca: at(config.audit.syslog.tls.ca), ...(config.audit.syslog.tls.cert && { cert: at(config.audit.syslog.tls.cert) }), ...(config.audit.syslog.tls.key && { key: at(config.audit.syslog.tls.key) }) } } }),
     },
     routes: config.routes.map((r) => ({ ...r, upstream: resolveUpstream(r.upstream, dir) })),

@@ -134,6 +134,27 @@ const auditSchema = z
       })
       .strict()
       .optional(),
+    /** Witnesses (`gatehouse audit witness`) each checkpoint is pushed to, with a consistency proof, for their cosignature. */
+    witnesses: z
+      .array(
+        z
+          .object({
+            url: z.string().regex(/^https:\/\/\S+$/, 'an https:// URL (the witness submission prefix)'),
+            /** The witness's name and verifier key, as `gatehouse audit witness --vkey` prints them. */
+            name: z.string().regex(/^[^\s+]+$/, 'no whitespace and no "+"'),
+            vkey: z.string().regex(/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/, 'a witness verifier key: name+keyid+base64 key (gatehouse audit witness --vkey)'),
+            /** CA of the witness's server certificate, and the gateway's client certificate and key for it (PEM files). */
+            ca: z.string().min(1).optional(),
+            cert: z.string().min(1).optional(),
+            key: z.string().min(1).optional(),
+          })
+          .strict()
+          .refine((w) => w.vkey.startsWith(`${w.name}+`), 'the vkey must name this witness')
+          .refine((w) => (w.cert === undefined) === (w.key === undefined), 'cert and key go together'),
+      )
+      .default([]),
+    /** Not ready (/readyz) when no witness has cosigned a checkpoint for this long (needs witnesses). */
+    witnessMaxAgeSeconds: z.number().min(1).max(86_400 * 7).optional(),
     /** A signed checkpoint after this many records or seconds, whichever comes first (and at reopen and shutdown). */
     checkpoint: z
       .object({

@@ -3,6 +3,9 @@
 import type { AuditLog } from '../audit/auditLog.ts';
 import { openAuditLog, type AuditLogOptions } from '../audit/auditLog.ts';
 import { createRefusalRecords } from '../audit/refusalRecords.ts';
+import { defaultCheckpointFile } from '../audit/auditLogStart.ts';
+import { startWitnessPusher } from '../audit/witnessPusher.ts';
+import { witnessMetrics } from '../metrics/witnessMetrics.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { createRequestAuthorizer, type ReloadableRequestAuthorizer, type ReloadResult } from '../authz/requestAuthorizer.ts';
 import { authorizerOptions } from '../authz/authorizerOptions.ts';
@@ -86,8 +89,12 @@ export interface GatewayProcessDeps {
 export async function startGateway(config: GatewayConfig, source: string, deps: GatewayProcessDeps = {}): Promise<Gateway> {
   // Metrics count what the audit records say, so every stage is observed without knowing about metrics.
   const metrics = createGatewayMetrics();
+  // The process that writes the log pushes its checkpoints to the witnesses (in the background).
+  const witnesses = !deps.openAudit && config.audit.witnesses.length > 0 ? startWitnessPusher({ auditFile: config.audit.file, checkpointFile: config.audit.checkpointFile ?? defaultCheckpointFile(config.audit.file), witnesses: config.audit.witnesses, observer: witnessMetrics(metrics.registry), ...(config.audit.witnessMaxAgeSeconds !== undefined && { heartbeatMs: (config.audit.witnessMaxAgeSeconds * 1000) / 3 }) }) : undefined;
+  const witnessesSince = Date.now();
   const auditLog = (deps.openAudit ?? openAuditLog)({
     ...config.audit,
+    ...(witnesses && { onCheckpointDurable: witnesses.push }),
     observer: metrics.auditLog,
     onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until a write succeeds (SIGUSR1 reopens the file)\n`),
     onRecovered: () => process.stderr.write(`gatehouse: audit log ${config.audit.file} written again: serving\n`),
@@ -156,7 +163,15 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const expirySweep = setInterval(() => void endExpiredConnections(openConnections(), Date.now(), tunnels).catch(couldNotEnd('expired')), CERTIFICATE_EXPIRY_SWEEP_MS);
   expirySweep.unref();
   metrics.observeState({ tlsExpiry: () => material.expiry(), auditHealthy: () => audit.healthy });
-  readiness = () => ({ configLoaded: true, authorizationWorkers: admission.workers() > 0, auditWritable: audit.healthy, accepting: tunnels.accepting });
+  const witnessMaxAgeMs = witnesses && config.audit.witnessMaxAgeSeconds !== undefined ? config.audit.witnessMaxAgeSeconds * 1000 : undefined;
+  readiness = () => ({
+    configLoaded: true,
+    authorizationWorkers: admission.workers() > 0,
+    auditWritable: audit.healthy,
+    accepting: tunnels.accepting,
+    // Fail closed when no witness has cosigned for too long (audit.witnessMaxAgeSeconds).
+    ...(witnessMaxAgeMs !== undefined && { auditWitnessed: Date.now() - (witnesses?.lastCosignedAt() ?? witnessesSince) <= witnessMaxAgeMs }),
+  });
   audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, tlsTicketKey: material.ticketKeyId(), ...(metricsServer && { metrics: metricsServer.address }) } });
 
   return {
@@ -224,6 +239,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       refusals.close();
       audit.write({ event: 'gateway.stop', detail: { pid: process.pid } });
       await audit.close();
+      witnesses?.close();
     },
   };
 }
