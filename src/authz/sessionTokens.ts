@@ -14,21 +14,23 @@ function failureText(failure: EngineFailure): string {
 
 export function createSessionTokens(pool: () => EnginePool): SessionTokens {
   /** The worker's result, or why there is none (text for the audit record). */
-  async function run(party: string, work: SessionWork): Promise<SessionResult | { failed: string }> {
+  async function run(party: string, work: SessionWork): Promise<SessionResult | { failed: string; busy: boolean }> {
     const outcome = await pool().runSession({ party, work, deadlineMs: sessionDeadlineMs });
-    return outcome.kind === 'done' ? outcome.result : { failed: failureText(outcome) };
+    // busy: the client's own engine-time budget or queue refused the work, a limit (429), not a failure of the gateway's.
+    return outcome.kind === 'done' ? outcome.result : { failed: failureText(outcome), busy: outcome.kind === 'busy' };
   }
   const mismatch = 'the worker answered another kind of work';
   return {
     async verify(token, identity, sourceIp): Promise<TokenCheck> {
       const result = await run(identity.fingerprint, { op: 'verify', token, identity, sourceIp, now: Date.now() });
       if ('op' in result && result.op === 'verify') return result.check;
+      if ('failed' in result && result.busy) return { ok: false, status: 429, clientReason: 'too many requests', reason: result.failed };
       return { ok: false, status: 503, clientReason: 'cannot check the token now', reason: 'failed' in result ? result.failed : mismatch };
     },
     async mint(token, fingerprint, expiresAt, host): Promise<MintedSession> {
       const result = await run(fingerprint, { op: 'mint', token, fingerprint, expiresAt: expiresAt.getTime(), ...(host !== undefined && { host }) });
       if ('op' in result && result.op === 'mint') return result.minted;
-      return { ok: false, reason: 'failed' in result ? result.failed : mismatch };
+      return 'failed' in result ? { ok: false, reason: result.failed, busy: result.busy } : { ok: false, reason: mismatch };
     },
   };
 }

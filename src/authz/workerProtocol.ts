@@ -39,8 +39,8 @@ export type SessionWork =
   /** Append the gateway's session block (certificate, end, protocols, optionally host) to a token. */
   | { op: 'mint'; token: string; fingerprint: string; expiresAt: number; host?: string };
 
-/** The session token, or why it could not be made (the shape of mintSessionToken's answer). */
-export type MintedSession = { ok: true; token: string } | { ok: false; reason: string };
+/** The session token, or why it could not be made (the shape of mintSessionToken's answer); `busy`: the client's own engine budget or queue refused it. */
+export type MintedSession = { ok: true; token: string } | { ok: false; reason: string; busy?: boolean };
 
 export type SessionResult = { op: 'verify'; check: TokenCheck } | { op: 'mint'; minted: MintedSession };
 

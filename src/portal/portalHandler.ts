@@ -191,7 +191,7 @@ export function createPortal(deps: PortalDeps) {
     const { token } = checked;
     const endsAt = sessionExpiry(token, sessionSeconds());
     const minted = await deps.sessions().mint(text, conn.identity.fingerprint, endsAt);
-    if (!minted.ok) return refuse(503, 'cannot start a session', minted.reason);
+    if (!minted.ok) return minted.busy ? refuse(429, 'too many requests', minted.reason) : refuse(503, 'cannot start a session', minted.reason);
     let location: string = next.path;
     if (next.origin !== undefined) {
       const handed = await handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);

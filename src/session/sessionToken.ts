@@ -19,7 +19,7 @@ export interface VerifiedToken {
 
 export type TokenCheck =
   | { ok: true; token: VerifiedToken }
-  | { ok: false; status: 401 | 403 | 503; clientReason: string; reason: string; user?: string; revocationIds?: string[] };
+  | { ok: false; status: 401 | 403 | 429 | 503; clientReason: string; reason: string; user?: string; revocationIds?: string[] };
 
 /**
  * Checks of a token that name request facts (route, method, path, ...) cannot be judged at sign-in:

@@ -134,3 +134,26 @@ describe('browser sign-in', () => {
     expect(await mainWasmBytes()).toBe(before);
   }, 90_000);
 });
+
+describe('sign-in over the engine-time budget', () => {
+  it("is the client's own limit: 429 and its record, never the gateway's 503", async () => {
+    // A certificate of its own: the flood above spent the others' budgets (refusal records included).
+    const pool = poolAs('admin', 8);
+    // Each sign-in checks the token's blocks: this one costs ~25 ms of engine time and is refused (403).
+    const token = expensive(g.mint('admin'));
+    const signIn = async () => {
+      const res = await pool.request({ method: 'POST', path: '/.well-known/gatehouse/session', headers: { host: 'localhost', 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token }).toString() });
+      await res.body.dump();
+      return res.statusCode;
+    };
+    // 100 ms/s with a 300 ms burst (this gateway's limits): a few dozen such sign-ins spend it.
+    const statuses: number[] = [];
+    for (let i = 0; i < 400 && !statuses.includes(429); i += 8) statuses.push(...(await Promise.all(Array.from({ length: 8 }, signIn))));
+    await pool.close();
+    expect(statuses).toContain(429);
+    expect(statuses.filter((s) => s !== 403 && s !== 429)).toEqual([]);
+    // Refused at the gateway page's door (a request record) or when its token work was queued (session.start).
+    const refused = await g.h.waitForAudit((r) => (r.event === 'session.start' || r.event === 'request') && r.path === '/.well-known/gatehouse/session' && r.client?.cn === 'admin' && r.status === 429);
+    expect(refused.reason).toMatch(/limits\.engineMsPerSecond|already waiting/);
+  }, 90_000);
+});
