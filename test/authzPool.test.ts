@@ -137,6 +137,23 @@ describe('bounded memory', () => {
     for (const w of a.stats().workers) expect(w.wasmBytes).toBeLessThan(12 * 1024 * 1024);
   });
 
+  it('replaces a worker that grew under a burst once the pool has been idle, so a quiet gateway settles back', async () => {
+    const a = await authorizer({ workers: { count: 1, recycleAfterMB: 24 }, cache: { tokens: 0, decisions: 0 } });
+    const fresh = a.stats().workers[0]?.wasmBytes ?? 0;
+    const tokens = Array.from({ length: 8 }, (_, i) => mint(`user("user${i}"); group("g${i}"); check if time($t), $t <= 2100-01-01T00:00:00Z;`));
+    // A burst that grows the worker by more than a quarter of the threshold, but not past it.
+    for (let i = 0; i < 3000 && (a.stats().workers[0]?.wasmBytes ?? 0) - fresh < 8 << 20; i++) {
+      expect((await a.authorize(tokens[i % tokens.length], route('allow if user($u), group($g);'), facts({ path: `/${i}` }))).allow).toBe(true);
+    }
+    expect((a.stats().workers[0]?.wasmBytes ?? 0) - fresh).toBeGreaterThanOrEqual(8 << 20);
+    expect(a.replaced).toEqual([]);
+    const until = Date.now() + 15_000;
+    while (!a.replaced.includes('idle') && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    expect(a.replaced).toEqual(['idle']);
+    expect(a.stats().workers[0]?.wasmBytes).toBeLessThan(fresh + (4 << 20));
+    expect((await a.authorize(alice, route(), facts({ path: '/after' }))).allow).toBe(true);
+  }, 60_000);
+
   it('also replaces workers after a number of authorizations when configured', async () => {
     const a = await authorizer({ workers: { count: 1, recycleAfterAuthorizations: 50 }, cache: { decisions: 0 } });
     // The old worker keeps serving while its successor warms up, so count calls until three replacements.

@@ -29,6 +29,8 @@ export interface Handle {
   sent: Job[];
   headStartedAt: number;
   wasmBytes: number;
+  /** WebAssembly memory when it became ready: what a fresh worker costs. */
+  readyBytes?: number;
   count: number;
   /** Past its threshold, waiting for its successor: it takes new work only when no other worker can. */
   full: boolean;

@@ -53,6 +53,9 @@ const fallbackRecycleCount = 2000;
 const defaultRefusalHoldMs = 1000;
 /** Calls that may wait, all parties together. */
 const queueTotal = 10_000;
+/** After this long with no call, a worker grown by at least this share of recycleAfterBytes is replaced. */
+const IDLE_RECYCLE_MS = 5000;
+const IDLE_RECYCLE_GROWTH = 0.25;
 
 export interface PoolStats {
   workers: { slot: number; wasmBytes: number; authorizations: number; inflight: number }[];
@@ -98,6 +101,22 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
 
   // Deadlines are watched only while calls are in flight: an idle gateway is not woken 200 times a second.
   let watchdog: NodeJS.Timeout | undefined;
+  // biscuit-wasm's memory only grows: a worker that grew under a burst would keep it until the next burst
+  // pushes it past recycleAfterBytes. Once the pool has been idle a while, such a worker is replaced, so a
+  // quiet gateway settles back to fresh workers (one worker start; nothing is waiting).
+  let idleTimer: NodeJS.Timeout | undefined;
+  function recycleGrownWorkers(): void {
+    idleTimer = undefined;
+    if (closed || pending > 0) return;
+    for (const s of slots) {
+      const h = s.active;
+      if (!h || h.state !== 'active' || h.full || h.readyBytes === undefined || h.wasmBytes < 0) continue;
+      if (h.wasmBytes - h.readyBytes < options.recycleAfterBytes * IDLE_RECYCLE_GROWTH) continue;
+      h.retireReason = 'idle';
+      h.full = true;
+      replace(h.slot);
+    }
+  }
 
   /** A call leaves the pool; one that ran is charged its engine time (to its party's queue and budget). */
   function settle(job: Job, engineMs: number | undefined, end: () => void): void {
@@ -106,6 +125,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
       clearInterval(watchdog);
       watchdog = undefined;
       drained?.();
+      idleTimer ??= setTimeout(recycleGrownWorkers, IDLE_RECYCLE_MS).unref();
     }
     if (engineMs !== undefined) {
       waiting.finish(job, engineMs);
@@ -164,6 +184,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
   function onMessage(handle: Handle, message: FromWorker): void {
     if (message.type === 'ready') {
       handle.wasmBytes = message.wasmBytes;
+      handle.readyBytes = message.wasmBytes;
       if (handle.slot >= 0) observer.workerMemory?.(handle.slot, message.wasmBytes);
       onReady?.(handle, undefined);
       promote(handle);
@@ -309,7 +330,11 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
       return;
     }
     pending += 1;
-    if (pending === 1) watchdog ??= setInterval(checkDeadlines, 5);
+    if (pending === 1) {
+      watchdog ??= setInterval(checkDeadlines, 5);
+      clearTimeout(idleTimer);
+      idleTimer = undefined;
+    }
     dispatch();
   }
 
@@ -331,6 +356,7 @@ export async function createEnginePool(options: PoolOptions): Promise<EnginePool
     },
     async close() {
       closed = true;
+      clearTimeout(idleTimer);
       if (pending > 0) await new Promise<void>((resolve) => (drained = resolve));
       clearInterval(watchdog);
       for (const s of slots) {

@@ -71,7 +71,7 @@ export type FromWorker =
   | (CallEnd & { type: 'session-result'; result: SessionResult });
 
 // What the pool is asked, and what it answers (main thread only; shared with the worker handles).
-export type ReplaceReason = 'memory' | 'count' | 'deadline' | 'crash' | 'fault';
+export type ReplaceReason = 'memory' | 'count' | 'deadline' | 'crash' | 'fault' | 'idle';
 
 export interface EngineCall {
   /** Whose call this is (the client certificate's fingerprint): the pool queues and charges per party. */

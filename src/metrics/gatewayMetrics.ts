@@ -101,7 +101,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   for (const reason of ['revoked', 'crl_unusable', 'certificate', 'no_certificate', 'timeout', 'handshake'] satisfies TlsRejectKind[]) tlsRejects.inc({ reason }, 0);
   for (const reason of ['untrusted', 'invalid', 'timeout']) proxyRefusals.inc({ reason }, 0);
   for (const limit of ['connections', 'connectionsPerSource']) limitRefusals.inc({ limit }, 0);
-  for (const reason of ['memory', 'count', 'deadline', 'crash', 'fault'] satisfies ReplaceReason[]) replacements.inc({ reason }, 0);
+  for (const reason of ['memory', 'count', 'deadline', 'crash', 'fault', 'idle'] satisfies ReplaceReason[]) replacements.inc({ reason }, 0);
 
   const auditSuppressed = new Counter({ name: `${prefix}audit_suppressed_records_total`, help: 'Refusal records left out by their budgets (audit.refusalRecords), by event and kind; each period is summarized in an audit.suppressed record', labelNames: ['event', 'kind'], registers });
   const auditWriteErrors = new Counter({ name: `${prefix}audit_write_errors_total`, help: 'Failed writes to the audit file (traffic is refused until a write succeeds)', registers });
