@@ -1,17 +1,15 @@
 // Real logrotate, with the shipped systemd/gatehouse.logrotate (paths and signal adapted to the test),
 // rotates the live audit log of a real gateway under mTLS load: verify passes across the files and
 // every request the load generator made has exactly one record.
-import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inOneHour, mintRaw, repoRoot, startHarness, type Harness } from './support/gatewayHarness.ts';
-import { which } from './support/localServices.ts';
+import { inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { logrotate, rotateRepeatedly } from './support/logrotate.ts';
 import type { Server } from 'node:http';
 import { auditKeys, runCli, signedAudit, webUpstream } from './support/auditFixtures.ts';
 
-const logrotate = which('logrotate') ?? which('/usr/sbin/logrotate');
 const ROTATIONS = 4;
 const CONCURRENCY = 8;
 
@@ -21,20 +19,6 @@ const routes = `  - name: web
     policy: |
       allow if user($u);
 `;
-
-/** The shipped config with the test's file, no owner change (the test is not root everywhere) and a plain kill. */
-function adaptedConfig(h: Harness): string {
-  const shipped = readFileSync(join(repoRoot, 'systemd', 'gatehouse.logrotate'), 'utf8');
-  expect(shipped).not.toMatch(/^\s*copytruncate/m);
-  return shipped
-    .replace(/^\/var\/log\/gatehouse\/audit\.log \{/m, `${h.auditFile} {`)
-    .replace(/create 0640 \S+ \S+/, 'create 0640')
-    .replace(/\/bin\/systemctl kill[^\n]*/, `kill -USR1 ${h.proc.pid}`);
-}
-
-function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((ok) => execFile(cmd, args, (err, stdout, stderr) => ok({ code: err ? Number(err.code ?? 1) : 0, out: stdout + stderr })));
-}
 
 describe('rotation by logrotate under load', () => {
   let h: Harness;
@@ -55,8 +39,6 @@ describe('rotation by logrotate under load', () => {
   it.skipIf(!logrotate)(`verify passes across the rotated files and every request has one record${logrotate ? '' : ' (skipped: logrotate is not installed)'}`, async () => {
     const alice = await h.pki.client('alice');
     const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
-    const conf = join(h.dir, 'logrotate.conf');
-    writeFileSync(conf, adaptedConfig(h));
     const pool = new Pool(`https://localhost:${h.port}`, { connections: CONCURRENCY, connect: { ca: h.pki.caCert, cert: alice.cert, key: alice.key, servername: 'localhost' } });
     let made = 0;
     let ok = 0;
@@ -70,13 +52,7 @@ describe('rotation by logrotate under load', () => {
       }
     };
     const load = Promise.all(Array.from({ length: CONCURRENCY }, (_, w) => worker(w)));
-    for (let r = 0; r < ROTATIONS; r += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 400));
-      const rotated = await run(logrotate ?? 'logrotate', ['-f', '-s', join(h.dir, 'logrotate.state'), conf]);
-      expect(rotated.out).toBe('');
-      expect(rotated.code).toBe(0);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await rotateRepeatedly(h, ROTATIONS, 400);
     stop = true;
     await load;
     await pool.close();

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrivateKey, randomBytes } from 'node:crypto';
-import { checkpointBody, parseCheckpointNote, signatureLine } from '../src/audit/signedNote.ts';
+import { checkpointBody, signatureLine } from '../src/audit/signedNote.ts';
 import { addCheckpointBody, witnessClient } from '../src/audit/witnessClient.ts';
 import { auditKeys, runCli, signedAudit, webUpstream } from './support/auditFixtures.ts';
 import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
-import { startWitnessProcess, stopProc, witnessSetup } from './support/witnessProcess.ts';
+import { checkpointSize, startWitnessProcess, stopProc, until, witnessLines as witnessConfigLines, witnessSetup } from './support/witnessProcess.ts';
 
 const ORIGIN = 'test.gatehouse/e2e-witnessed';
 const WITNESS = 'witness.test/w1';
@@ -24,31 +24,7 @@ const routes = `  - name: web
       allow if user($u);
 `;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-/** audit.origin and audit.witnesses for one witness, then a metrics listener (for /readyz). */
-function witnessLines(port: number, vkey: string, pki: TestPki, cert: TestClientCertificate): string {
-  return `  origin: ${ORIGIN}\n  witnesses:\n    - url: https://localhost:${port}\n      name: ${WITNESS}\n      vkey: ${vkey}\n      ca: ${pki.caCertPath}\n      cert: ${cert.certPath}\n      key: ${cert.keyPath}\n  witnessMaxAgeSeconds: 3\nmetrics:\n  listen: 127.0.0.1:0\n`;
-}
-
-const checkpointSize = (file: string): number => {
-  try {
-    const cp = parseCheckpointNote(readFileSync(file, 'utf8'));
-    return cp.ok ? cp.value.size : -1;
-  } catch {
-    return -1;
-  }
-};
+const witnessLines = (port: number, vkey: string, pki: TestPki, cert: TestClientCertificate) => witnessConfigLines(ORIGIN, WITNESS, port, vkey, pki, cert);
 
 describe('a gateway and its witness', () => {
   let pki: TestPki;

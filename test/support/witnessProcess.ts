@@ -1,13 +1,14 @@
 // A `gatehouse audit witness` child process for tests: its directory (own key, mTLS from a test PKI,
 // a config following one log), started on a port of its own and stopped.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeAuditKeyPair } from '../../src/audit/auditCheckpoint.ts';
 import { auditKeys } from './auditFixtures.ts';
 import { cli } from './gatewayHarness.ts';
-import type { TestPki } from './pki.ts';
+import { parseCheckpointNote } from '../../src/audit/signedNote.ts';
+import type { TestClientCertificate, TestPki } from './pki.ts';
 
 /** Starts the witness; resolves with its port once it listens. */
 export function startWitnessProcess(config: string): Promise<{ proc: ChildProcess; port: number; stderr: () => string }> {
@@ -35,3 +36,29 @@ export function witnessSetup(pki: TestPki, origin: string, clients: string[], po
 
 export const stopProc = (proc: ChildProcess) => new Promise<void>((ok) => (proc.exitCode !== null ? ok() : (proc.once('exit', () => ok()), proc.kill('SIGTERM'))));
 
+
+/** audit.origin and audit.witnesses for one witness named `witness`, then a metrics listener (for /readyz). */
+export function witnessLines(origin: string, witness: string, port: number, vkey: string, pki: TestPki, cert: TestClientCertificate): string {
+  return `  origin: ${origin}\n  witnesses:\n    - url: https://localhost:${port}\n      name: ${witness}\n      vkey: ${vkey}\n      ca: ${pki.caCertPath}\n      cert: ${cert.certPath}\n      key: ${cert.keyPath}\n  witnessMaxAgeSeconds: 3\nmetrics:\n  listen: 127.0.0.1:0\n`;
+}
+
+/** The tree size of a checkpoint note file, -1 when absent or unreadable. */
+export const checkpointSize = (file: string): number => {
+  try {
+    const cp = parseCheckpointNote(readFileSync(file, 'utf8'));
+    return cp.ok ? cp.value.size : -1;
+  } catch {
+    return -1;
+  }
+};
+
+/** Polls `probe` until it returns a value. */
+export async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
