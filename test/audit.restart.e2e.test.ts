@@ -1,14 +1,13 @@
 // The audit writer of a real gateway refuses to continue a log shorter than its last checkpoint
 // (truncated while stopped), starts a new log only on purpose (recorded), and holds its records
 // while the live file is deleted under it (503 until SIGUSR1 reopens it; nothing lost).
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineHash } from '../src/audit/auditChain.ts';
-import { auditKeys, runCli, signedAudit, webUpstream } from './support/auditFixtures.ts';
-import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { auditKeys, runCli, serveAgain, signedAudit, webUpstream } from './support/auditFixtures.ts';
+import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 
 const routes = `  - name: web
     path: /web/
@@ -16,20 +15,6 @@ const routes = `  - name: web
     policy: |
       allow if user($u);
 `;
-
-/** `gatehouse serve` again in the harness's directory: its stderr once it listens or exits. */
-function serveAgain(h: Harness): Promise<{ code: number | null; stderr: string; stop: () => Promise<void> }> {
-  const proc = spawn(process.execPath, [cli, 'serve', '--config', join(h.dir, 'routes.yaml')], { cwd: h.dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  const stop = () => new Promise<void>((resolve) => (proc.exitCode !== null ? resolve() : (proc.once('exit', () => resolve()), proc.kill('SIGTERM'))));
-  return new Promise((resolve) => {
-    proc.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (/listening on https/.test(stderr)) resolve({ code: null, stderr, stop });
-    });
-    proc.once('exit', (code) => resolve({ code, stderr, stop }));
-  });
-}
 
 const lines = (file: string): string[] => readFileSync(file, 'utf8').trimEnd().split('\n');
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import { checkpointBody, signatureLine } from '../src/audit/signedNote.ts';
 import { addCheckpointBody, witnessClient } from '../src/audit/witnessClient.ts';
-import { auditKeys, runCli, signedAudit, webUpstream } from './support/auditFixtures.ts';
+import { auditKeys, runCli, serveAgain, signedAudit, webUpstream } from './support/auditFixtures.ts';
 import { cli, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 import { checkpointSize, startWitnessProcess, stopProc, until, witnessLines as witnessConfigLines, witnessSetup } from './support/witnessProcess.ts';
@@ -161,6 +161,48 @@ describe('a gateway of several processes and its witness', () => {
       for (let i = 0; i < 10; i += 1) expect((await curl(h, `/web/group-${i}`, { client: alice, token })).status).toBe(200);
       const witnessed = join(setup.dir, 'state', `${encodeURIComponent(ORIGIN)}.checkpoint`);
       await until('the witness to cosign the group\'s checkpoint', () => (checkpointSize(witnessed) > 10 && checkpointSize(witnessed) === checkpointSize(join(h.dir, 'audit', 'audit.checkpoint')) ? true : undefined));
+    } finally {
+      await h.stop();
+      web.close();
+      await stopProc(witness.proc);
+    }
+  }, 90_000);
+});
+
+describe('a gateway stopped, its log cut back and its own traces removed, but the witness\'s cosigned note kept', () => {
+  it('refuses to start: the log is shorter than the checkpoint the witness cosigned', async () => {
+    const pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-site-')));
+    const gatewayCert = await pki.client('gateway');
+    const setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
+    const witness = await startWitnessProcess(setup.config);
+    const vkey = (await runCli(['audit', 'witness', '--config', setup.config, '--vkey'])).stdout.trim();
+    const h = await startHarness({ routes, extraTop: signedAudit(5) + witnessLines(witness.port, vkey, pki, gatewayCert) });
+    const web = await webUpstream(join(h.dir, 'run', 'web.sock'));
+    try {
+      const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
+      const alice = await h.pki.client('alice');
+      for (let i = 0; i < 20; i += 1) expect((await curl(h, `/web/covered-${i}`, { client: alice, token })).status).toBe(200);
+      const kept = join(h.dir, 'audit', `audit.checkpoint.${encodeURIComponent(WITNESS)}`);
+      await until('the witness to cosign', () => (checkpointSize(kept) > 20 ? true : undefined));
+      expect(await h.stop()).toBe(0);
+      // The insider with the log directory (not the witness): the log cut back below what the witness
+      // cosigned, the log's own checkpoint file and saved chain head removed.
+      const lines = readFileSync(h.auditFile, 'utf8').trimEnd().split('\n');
+      writeFileSync(h.auditFile, lines.slice(0, 8).join('\n') + '\n');
+      rmSync(join(h.dir, 'audit', 'audit.checkpoint'));
+      for (const f of readdirSync(join(h.dir, 'audit')).filter((f) => f.startsWith('.'))) rmSync(join(h.dir, 'audit', f), { recursive: true });
+      const again = await serveAgain(h);
+      await again.stop();
+      expect(again.stderr).toMatch(/audit log: .*audit\.log ends at seq 8 but the checkpoint witness witness\.test\/w1 cosigned \(.*audit\.checkpoint\.witness\.test%2Fw1\) covers \d+ records: the log was truncated/);
+      expect(again.code).not.toBe(0);
+      expect(again.code).not.toBeNull();
+      expect(readFileSync(h.auditFile, 'utf8').trimEnd().split('\n').length).toBe(8);
+      // The same note with its cosignature stripped is refused too (not silently ignored).
+      writeFileSync(kept, readFileSync(kept, 'utf8').split('\n').filter((l) => !l.startsWith(`\u2014 ${WITNESS} `)).join('\n'));
+      const stripped = await serveAgain(h);
+      await stripped.stop();
+      expect(stripped.stderr).toContain(`no valid cosignature by witness ${WITNESS}`);
+      expect(stripped.code).not.toBe(0);
     } finally {
       await h.stop();
       web.close();

@@ -25,6 +25,7 @@ export function auditKeyId(publicKey: KeyObject): string {
 
 export interface AuditSigner {
   keyId: string;
+  publicKey: KeyObject;
   /** The signed-note signature line over `body` under the key name `name` (the log's origin). */
   signatureLine(body: string, name: string): string;
 }
@@ -42,10 +43,11 @@ export function readAuditSigner(file: string): AuditKeyResult<AuditSigner> {
     return keyFailure('key-unreadable', `audit signing key ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (key.asymmetricKeyType !== 'ed25519') return keyFailure('key-not-ed25519', `audit signing key ${file}: expected an ed25519 key, found ${key.asymmetricKeyType ?? 'unknown'}`);
-  const keyId = auditKeyId(createPublicKey(key));
+  const publicKey = createPublicKey(key);
+  const keyId = auditKeyId(publicKey);
   return {
     ok: true,
-    value: { keyId, signatureLine: (body, name) => signatureLine(body, name, key) },
+    value: { keyId, publicKey, signatureLine: (body, name) => signatureLine(body, name, key) },
   };
 }
 

@@ -51,6 +51,8 @@ export interface AuditLogOptions {
   origin?: string;
   /** The latest checkpoint note, replaced atomically at every checkpoint. */
   checkpointFile?: string;
+  /** The witnesses (audit.witnesses): the notes they cosigned, kept beside the log, bind where it may start. */
+  witnesses?: readonly { name: string; vkey: string }[];
   /** A checkpoint after this many records or seconds, whichever comes first (and at reopen and close). */
   checkpoint?: { records: number; seconds: number };
   /** Also ship every line to this syslog receiver (a copy the gateway host cannot rewrite). */
@@ -87,14 +89,14 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   mkdirSync(dirname(options.file), { recursive: true, mode: 0o750 });
   const origin = options.origin ?? defaultAuditOrigin(options.file);
   const checkpointFile = options.checkpointFile ?? defaultCheckpointFile(options.file);
-  const start = startLog(options.file, origin, checkpointFile);
-  if (!start.ok) throw new Error(`audit log: ${start.message}`);
   let signer: AuditSigner | undefined;
   if (options.signingKey) {
     const read = readAuditSigner(options.signingKey);
     if (!read.ok) throw new Error(read.error.message);
     signer = read.value;
   }
+  const start = startLog(options.file, origin, checkpointFile, { witnesses: options.witnesses ?? [], ...(signer && { logKey: signer.publicKey }) });
+  if (!start.ok) throw new Error(`audit log: ${start.message}`);
   const every = options.checkpoint ?? { records: 1000, seconds: 60 };
   const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   const observer = options.observer;

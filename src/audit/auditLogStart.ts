@@ -1,10 +1,13 @@
 // Where the audit writer continues at start: the chain head and Merkle tree saved beside the log,
-// extended by the live file's records after it; refuses a log shorter than its last checkpoint.
+// extended by the live file's records after it; refuses a log shorter than, or disagreeing with, its
+// last checkpoint or a checkpoint a witness cosigned.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GENESIS_HASH, headFileOf, lineHash, type ChainHead } from './auditChain.ts';
 import { CompactTree, leafHashHex } from './merkleTree.ts';
+import type { KeyObject } from 'node:crypto';
+import { readCosignedAnchors, type StartAnchor } from './cosignedAnchors.ts';
 import { parseCheckpointNote } from './signedNote.ts';
 
 /** What a new log records about the log before it (its last checkpoint), in its first record. */
@@ -99,17 +102,35 @@ function lastCheckpoint(checkpointFile: string): { origin: string; size: number;
 const refuse = (code: LogStartCode, message: string): LogStartResult => ({ ok: false, code, message });
 const NEW_LOG_HINT = 'to start a new log on purpose, move the log files and their hidden state away and set a new audit.origin';
 
+/** The witnesses whose kept cosigned notes bind the start, and the key the log's own signature is checked with. */
+export interface StartWitnesses {
+  witnesses?: readonly { name: string; vkey: string }[];
+  logKey?: KeyObject;
+}
+
 /**
  * Where a writer starting on `auditFile` continues. The tree is rebuilt from the saved state plus
- * the live file's records after it (or from the live file alone when it starts the chain).
+ * the live file's records after it (or from the live file alone when it starts the chain). The log
+ * must reach every checkpoint it knows of (its own last one, the ones its witnesses cosigned) and,
+ * where the rebuilt tree passes through one's size, agree with its root.
  */
-export function startLog(auditFile: string, origin: string, checkpointFile: string): LogStartResult {
+export function startLog(auditFile: string, origin: string, checkpointFile: string, bound: StartWitnesses = {}): LogStartResult {
   const saved = readSavedState(auditFile);
   const checkpoint = lastCheckpoint(checkpointFile);
   if (saved === 'unreadable') return refuse('unreadable', `${headFileOf(auditFile)}: not a saved audit log state`);
   if (checkpoint === 'unreadable') return refuse('unreadable', `${checkpointFile}: not a checkpoint note`);
+  // An insider may remove the log's own checkpoint and saved state; the witnesses' notes still bind it.
+  const cosigned = readCosignedAnchors(checkpointFile, origin, bound.witnesses ?? [], bound.logKey);
+  if (!cosigned.ok) return refuse('unreadable', cosigned.message);
+  const anchors: StartAnchor[] = [...(checkpoint && checkpoint.origin === origin ? [{ size: checkpoint.size, root: checkpoint.root, source: `the log's last checkpoint (${checkpointFile})` }] : []), ...cosigned.value];
+  const rootsAt = new Map<number, string | undefined>(anchors.map((a) => [a.size, undefined]));
   const base = saved?.tree ? { head: { seq: saved.seq, hash: saved.hash }, tree: saved.tree.clone() } : { head: { seq: 0, hash: GENESIS_HASH }, tree: new CompactTree() };
   const baseKnown = saved?.tree !== undefined;
+  // The root at each anchor's size, where the rebuilt tree passes through it (only there: O(log n) state).
+  const noteRoot = () => {
+    if (rootsAt.has(base.tree.size)) rootsAt.set(base.tree.size, base.tree.root().toString('base64'));
+  };
+  noteRoot();
   let head = base.head;
   let records = 0;
   let firstSeq: number | undefined;
@@ -142,6 +163,7 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
       const leaf = leafHashHex(line);
       head = { seq, hash: `sha256:${leaf}` };
       base.tree.appendHex(leaf, (h) => since.push(h));
+      noteRoot();
     });
   } catch (err) {
     return refuse('unreadable', `${auditFile}: ${err instanceof Error ? err.message : String(err)}`);
@@ -158,8 +180,10 @@ export function startLog(auditFile: string, origin: string, checkpointFile: stri
     if (records > 0 || saved) return refuse('origin-changed', `audit.origin is ${origin} but the log's last checkpoint (${checkpointFile}) names ${checkpoint.origin}: a log keeps its origin; ${NEW_LOG_HINT}`);
     return { ok: true, value: { head: { seq: 0, hash: GENESIS_HASH }, tree: new CompactTree(), tornTail: scanned.torn, newLog: { reason: 'new origin', ...checkpoint }, baseSize: 0, since: [] } };
   }
-  if (checkpoint && lastSeq < checkpoint.size) {
-    return refuse('shortened', `${auditFile} ends at seq ${lastSeq} but the log's last checkpoint (${checkpointFile}) covers ${checkpoint.size} records: the log was truncated or its files replaced; ${NEW_LOG_HINT}`);
+  for (const anchor of anchors) {
+    if (lastSeq < anchor.size) return refuse('shortened', `${auditFile} ends at seq ${lastSeq} but ${anchor.source} covers ${anchor.size} records: the log was truncated or its files replaced; ${NEW_LOG_HINT}`);
+    const root = rootsAt.get(anchor.size);
+    if (root !== undefined && root !== anchor.root) return refuse('diverged', `${auditFile}: its first ${anchor.size} records do not have the root ${anchor.source} names: the log was rewritten; ${NEW_LOG_HINT}`);
   }
   if (saved && !saved.tree) {
     // A chain head from before the Merkle tree: a new log, linked by its first record to the old head.

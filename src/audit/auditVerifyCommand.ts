@@ -9,7 +9,7 @@ import { parseKeySpec, type VerifyKey } from './auditVerifyCheckpoint.ts';
 import { formatVerifyReport } from './auditVerifyReport.ts';
 import { noteSignedBy, parseCheckpointNote, type NoteSignature } from './signedNote.ts';
 import { cosignedBy, parseWitnessVerifierKey, type WitnessKey } from './cosignature.ts';
-import { cosignedCheckpointFile } from './witnessPusher.ts';
+import { cosignedCheckpointFile } from './cosignedAnchors.ts';
 
 export interface VerifyCliOptions {
   key?: string[];

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { displaySafe } from '../cli/displayText.ts';
 import { replaceFileDurably } from './auditChain.ts';
 import { storedSubtreeRoots } from './auditHashStore.ts';
+import { cosignedCheckpointFile } from './cosignedAnchors.ts';
 import { cosignedBy, parseWitnessVerifierKey, type WitnessKey } from './cosignature.ts';
 import { consistencyProof } from './merkleTree.ts';
 import { parseCheckpointNote, parseNote } from './signedNote.ts';
@@ -35,11 +36,6 @@ export interface WitnessPusher {
 }
 
 const MAX_BACKOFF_MS = 60_000;
-
-/** Where the note cosigned by `name` is kept: `audit.checkpoint` -> `audit.checkpoint.<name, URL-encoded>`. */
-export function cosignedCheckpointFile(checkpointFile: string, witnessName: string): string {
-  return `${checkpointFile}.${encodeURIComponent(witnessName)}`;
-}
 
 /** The size this witness cosigned last, from the kept note (0 when none: the witness's 409 says). */
 function keptSize(file: string, key: WitnessKey): number {
