@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrivateKey, randomBytes } from 'node:crypto';
+import { lineHash } from '../src/audit/auditChain.ts';
 import { checkpointBody, signatureLine } from '../src/audit/signedNote.ts';
 import { addCheckpointBody, witnessClient } from '../src/audit/witnessClient.ts';
 import { auditKeys, runCli, serveAgain, signedAudit, webUpstream } from './support/auditFixtures.ts';
@@ -170,7 +171,7 @@ describe('a gateway of several processes and its witness', () => {
 });
 
 describe('a gateway stopped, its log cut back and its own traces removed, but the witness\'s cosigned note kept', () => {
-  it('refuses to start: the log is shorter than the checkpoint the witness cosigned', async () => {
+  it('refuses to start: the log is shorter than, or disagrees with, the checkpoint the witness cosigned', async () => {
     const pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-site-')));
     const gatewayCert = await pki.client('gateway');
     const setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
@@ -197,6 +198,17 @@ describe('a gateway stopped, its log cut back and its own traces removed, but th
       expect(again.code).not.toBe(0);
       expect(again.code).not.toBeNull();
       expect(readFileSync(h.auditFile, 'utf8').trimEnd().split('\n').length).toBe(8);
+      // Full length again, but a record before the cosigned size changed and the chain recomputed
+      // (no key needed for that): the rebuilt tree disagrees with the cosigned root.
+      const rewritten = lines.map((l) => l.replace('/web/covered-3"', '/web/covered-X"'));
+      expect(rewritten).not.toEqual(lines);
+      for (let i = 1; i < rewritten.length; i += 1) rewritten[i] = (rewritten[i] ?? '').replace(/"prev":"sha256:[0-9a-f]{64}"/, `"prev":"${lineHash(rewritten[i - 1] ?? '')}"`);
+      writeFileSync(h.auditFile, rewritten.join('\n') + '\n');
+      const changed = await serveAgain(h);
+      await changed.stop();
+      expect(changed.stderr).toMatch(/audit log: .*audit\.log: its first \d+ records do not have the root the checkpoint witness witness\.test\/w1 cosigned .*: the log was rewritten/);
+      expect(changed.code).not.toBe(0);
+      expect(changed.code).not.toBeNull();
       // The same note with its cosignature stripped is refused too (not silently ignored).
       writeFileSync(kept, readFileSync(kept, 'utf8').split('\n').filter((l) => !l.startsWith(`\u2014 ${WITNESS} `)).join('\n'));
       const stripped = await serveAgain(h);
