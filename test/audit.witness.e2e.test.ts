@@ -147,15 +147,21 @@ describe('a gateway and its witness', () => {
   }, 90_000);
 });
 
+/** A witness of its own and a gateway pushing to it (for the tests that stand alone). */
+async function witnessedGateway(serveArgs: string[] = []) {
+  const pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-site-')));
+  const gatewayCert = await pki.client('gateway');
+  const setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
+  const witness = await startWitnessProcess(setup.config);
+  const vkey = (await runCli(['audit', 'witness', '--config', setup.config, '--vkey'])).stdout.trim();
+  const h = await startHarness({ routes, extraTop: signedAudit(5) + witnessLines(witness.port, vkey, pki, gatewayCert), serveArgs });
+  const web = await webUpstream(join(h.dir, 'run', 'web.sock'));
+  return { setup, witness, h, web };
+}
+
 describe('a gateway of several processes and its witness', () => {
   it('the primary (the one audit writer) pushes the checkpoints to the witness', async () => {
-    const pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-site-')));
-    const gatewayCert = await pki.client('gateway');
-    const setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
-    const witness = await startWitnessProcess(setup.config);
-    const vkey = (await runCli(['audit', 'witness', '--config', setup.config, '--vkey'])).stdout.trim();
-    const h = await startHarness({ routes, extraTop: signedAudit(5) + witnessLines(witness.port, vkey, pki, gatewayCert), serveArgs: ['--processes', '2'] });
-    const web = await webUpstream(join(h.dir, 'run', 'web.sock'));
+    const { setup, witness, h, web } = await witnessedGateway(['--processes', '2']);
     try {
       const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
       const alice = await h.pki.client('alice');
@@ -172,13 +178,7 @@ describe('a gateway of several processes and its witness', () => {
 
 describe('a gateway stopped, its log cut back and its own traces removed, but the witness\'s cosigned note kept', () => {
   it('refuses to start: the log is shorter than, or disagrees with, the checkpoint the witness cosigned', async () => {
-    const pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'gatehouse-witness-site-')));
-    const gatewayCert = await pki.client('gateway');
-    const setup = witnessSetup(pki, ORIGIN, ['cn:gateway']);
-    const witness = await startWitnessProcess(setup.config);
-    const vkey = (await runCli(['audit', 'witness', '--config', setup.config, '--vkey'])).stdout.trim();
-    const h = await startHarness({ routes, extraTop: signedAudit(5) + witnessLines(witness.port, vkey, pki, gatewayCert) });
-    const web = await webUpstream(join(h.dir, 'run', 'web.sock'));
+    const { witness, h, web } = await witnessedGateway();
     try {
       const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
       const alice = await h.pki.client('alice');
