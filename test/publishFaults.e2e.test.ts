@@ -1,6 +1,6 @@
 // Published services under faults, all real processes: publishers killed, frozen (SIGSTOP), partitioned
 // (a relay that stops forwarding), reset during the TLS handshake, and the gateway killed and restarted,
-// while transfers and HTTP load run. The gateway never exits; a cut transfer always ends as an error.
+// during downloads, uploads, WebSockets and HTTP load. The gateway never exits; a cut always ends as an error.
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -274,7 +274,9 @@ const workloads: Record<'upload' | 'WebSocket' | 'HTTP load', () => Workload> = 
       for (let i = 0; running; i++) {
         const status = await get(through, `/~alice/web/load/${client}/${i}`);
         seen.set(status, (seen.get(status) ?? 0) + 1);
-        if (status !== 200) firstFailure?.({ clean: false, detail: `first failure ${status}`, at: performance.now() });
+        if (status === 200) continue;
+        firstFailure?.({ clean: false, detail: `first failure ${status}`, at: performance.now() });
+        await wait(10);
       }
     });
     return {
@@ -330,13 +332,32 @@ describe('every publisher fault during every kind of transfer', () => {
   }, 60_000);
 });
 
+/** Starts an upload, a WebSocket and HTTP load together and waits until each is moving. */
+async function everyWorkload(): Promise<[string, Workload][]> {
+  const loads = (['upload', 'WebSocket', 'HTTP load'] as const).map((load): [string, Workload] => [load, workloads[load]()]);
+  for (const until = Date.now() + 15_000; !loads.every(([, w]) => w.progressed()); await wait(20)) if (Date.now() > until) throw new Error('a workload never got going');
+  return loads;
+}
+
+/** Every workload saw the cut as an error (not a clean end); logs each one's time to notice. */
+async function expectAllCut(loads: [string, Workload][], cutAt: number, fault: string): Promise<void> {
+  for (const [load, work] of loads) {
+    const seen = await work.cutOff;
+    console.log(`publish faults: ${fault} during ${load}: client saw ${seen.detail}, detected ${Math.round(seen.at - cutAt)} ms`);
+    expect(seen.clean).toBe(false);
+  }
+}
+
 describe('the gateway going away', () => {
-  it('SIGKILL and restart under HTTP load: the publisher is serving again within about a second of the gateway being ready', async () => {
+  it('SIGKILL and restart during an upload, a WebSocket and HTTP load: each sees an error; the publisher is serving again within about a second of the gateway being ready', async () => {
     const p = publish();
     await published(p);
     const from = p.stderr().length;
+    const loads = await everyWorkload();
+    const killedAt = performance.now();
     // The gateway stays down long enough for a doubling backoff to have grown past several seconds.
     restarted = await restartGateway(h, 6_000);
+    await expectAllCut(loads, killedAt, 'gateway SIGKILL');
     const readyAt = performance.now();
     let status: number | 'error' = 'error';
     while (performance.now() - readyAt < 15_000) {
@@ -349,16 +370,21 @@ describe('the gateway going away', () => {
     expect(status).toBe(200);
     expect(back).toBeLessThan(2_500);
     expect(p.stderr().slice(from)).toMatch(/re-registered as alice/);
+    for (const [, work] of loads) expect(await work.stop()).toBe(true);
   }, 60_000);
 
-  it('SIGTERM during a --stdio download: the cut transfer ends as an error, publish.close precedes gateway.stop, exit 0', async () => {
+  it('SIGTERM during a --stdio download, an upload, a WebSocket and HTTP load: each cut ends as an error, publish.close precedes gateway.stop, exit 0', async () => {
     const run = endlessDownload();
     await untilBytes(run, 4 * MiB);
+    const loads = await everyWorkload();
     const gateway = restarted as ChildProcess;
     const exited = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
+    const stoppedAt = performance.now();
     gateway.kill('SIGTERM');
     const end = await run.exited;
     expect(end.code).not.toBe(0);
+    await expectAllCut(loads, stoppedAt, 'gateway SIGTERM');
+    for (const [, work] of loads) expect(await work.stop()).toBe(true);
     expect(await exited).toBe(0);
     const records = h.audit();
     const start = records.findLastIndex((r) => r.event === 'gateway.start');
