@@ -99,6 +99,10 @@ it('a second publisher of the same service is a replica (no 409): requests sprea
   const table = /<table id="published">([\s\S]*?)<\/table>/.exec(portal.body)?.[1] ?? '';
   expect(table).toContain(`<td>${first}</td>`);
   expect(table).toContain(`<td>${secondId}</td>`);
+  // Counters per service and replica: the load went to web only, so no echo row has served a stream.
+  const rows = [...table.matchAll(/<tr><td>(\w+)<\/td><td>[0-9a-f]+<\/td><td>[^<]*<\/td><td>(\d+)<\/td><td>(\d+)<\/td><\/tr>/g)].map((m) => [m[1], Number(m[3])] as const);
+  expect(rows.filter(([service]) => service === 'echo')).toEqual([['echo', 0], ['echo', 0]]);
+  expect(rows.filter(([service, served]) => service === 'web' && served > 0)).toHaveLength(2);
 }, 60_000);
 
 it('one replica stopping (SIGTERM) under HTTP load drains: no request fails', async () => {
