@@ -15,6 +15,7 @@ const DAY = 86_400_000;
 const now = Date.now();
 const alice = { cn: 'alice', subject: 'CN=alice', issuer: 'CN=dev CA', serial: '01', fingerprint: 'sha256:aa' };
 const bob = { cn: 'bob', subject: 'CN=bob', issuer: 'CN=dev CA', serial: '02', fingerprint: 'sha256:bb' };
+const carol = { cn: 'carol', subject: 'CN=carol', issuer: 'CN=dev CA', serial: '03', fingerprint: 'sha256:cc' };
 
 /** Records `daysAgo` old, chained exactly as the gateway writes them. */
 const records: Array<[number, AuditRecord]> = [
@@ -27,6 +28,15 @@ const records: Array<[number, AuditRecord]> = [
   [1, { event: 'tunnel.open', client: bob, token: { user: 'bob' }, route: 'db', protocol: 'tcp', decision: 'allow' }],
   [1, { event: 'tunnel.close', client: bob, token: { user: 'bob' }, route: 'db', protocol: 'tcp', bytesIn: 2048, bytesOut: 4096, durationMs: 30_000 }],
   [0, { event: 'request', client: alice, token: { user: 'alice' }, route: 'notebook', method: 'GET', path: '/z', decision: 'deny', status: 503, reason: 'audit log unavailable' }],
+  // carol publishes her notebook twice (connections p1 and p2); a request finds nobody publishing it.
+  [0, { event: 'publish.open', client: carol, token: { user: 'carol' }, decision: 'allow', publisher: 'p1' }],
+  [0, { event: 'request', client: carol, token: { user: 'carol' }, route: 'published', method: 'GET', path: '/~carol/nb/1', decision: 'allow', status: 200, publisher: 'p1' }],
+  [0, { event: 'publish.close', client: carol, token: { user: 'carol' }, publisher: 'p1', reason: 'publisher lost (ping timeout)' }],
+  [0, { event: 'request', client: carol, token: { user: 'carol' }, route: 'published', method: 'GET', path: '/~carol/nb/2', decision: 'deny', status: 503, reason: 'published:carol/nb: nobody publishes it' }],
+  // A 503 that names no published target stays a denial.
+  [0, { event: 'request', client: { ...carol, cn: 'dave', fingerprint: 'sha256:dd' }, token: { user: 'dave' }, route: 'published', method: 'GET', path: '/~carol/nb/3', decision: 'deny', status: 503, reason: 'audit log unavailable' }],
+  [0, { event: 'publish.open', client: carol, token: { user: 'carol' }, decision: 'allow', publisher: 'p2' }],
+  [0, { event: 'tunnel.open', client: carol, token: { user: 'carol' }, route: 'published', protocol: 'tcp', decision: 'allow', publisher: 'p2' }],
 ];
 
 beforeAll(() => {
@@ -68,9 +78,9 @@ describe('audit query', () => {
 
   it('bytes tunnelled and tunnel time per user, as a summary', async () => {
     const summary = await query(['--event', 'tunnel.*', '--format', 'summary']);
-    expect(summary).toMatch(/^user\s+route\s+requests\s+allowed\s+denied\s+bytes in\s+bytes out\s+tunnels\s+tunnel time/);
-    expect(summary).toMatch(/\nalice\s+db\s+1\s+1\s+0\s+1000 B\s+4\.8 MiB\s+1\s+1m30s\n/);
-    expect(summary).toMatch(/\nbob\s+db\s+1\s+1\s+0\s+2\.0 KiB\s+4\.0 KiB\s+1\s+30s\n/);
+    expect(summary).toMatch(/^user\s+route\s+requests\s+allowed\s+denied\s+not published\s+bytes in\s+bytes out\s+tunnels\s+tunnel time/);
+    expect(summary).toMatch(/\nalice\s+db\s+1\s+1\s+0\s+0\s+1000 B\s+4\.8 MiB\s+1\s+1m30s\n/);
+    expect(summary).toMatch(/\nbob\s+db\s+1\s+1\s+0\s+0\s+2\.0 KiB\s+4\.0 KiB\s+1\s+30s\n/);
   });
 
   it('summarizes denials by reason per user and route', async () => {
@@ -86,6 +96,19 @@ describe('audit query', () => {
     const since = new Date(now - 2.5 * DAY).toISOString();
     const until = new Date(now - 1.5 * DAY).toISOString();
     expect(paths(await query(['--since', since, '--until', until, '--format', 'json']))).toEqual(['/c', 'tunnel.open', 'tunnel.close']);
+  });
+
+  it('follows one publisher connection (--publisher): the requests and tunnels through it, its publish.open and close', async () => {
+    expect(paths(await query(['--publisher', 'p1', '--format', 'json']))).toEqual(['publish.open', '/~carol/nb/1', 'publish.close']);
+    expect(paths(await query(['--publisher', 'p2', '--publisher', 'p1', '--event', 'tunnel.*', '--format', 'json']))).toEqual(['tunnel.open']);
+  });
+
+  it('tells "not published" (503, nobody publishes it) apart from denials in the summary', async () => {
+    const summary = await query(['--route', 'published', '--format', 'summary']);
+    expect(summary).toMatch(/\ncarol\s+published\s+3\s+2\s+0\s+1\s/);
+    expect(summary).toMatch(/\ndave\s+published\s+1\s+0\s+1\s+0\s/);
+    expect(summary).toMatch(/\nnot published carol published:\n\s+1\s+published:carol\/nb: nobody publishes it/);
+    expect(summary).not.toMatch(/denials carol/);
   });
 
   it('refuses a malformed time or format', async () => {

@@ -1,6 +1,6 @@
 // Published services under faults, all real processes: publishers killed, frozen (SIGSTOP), partitioned
 // (a relay that stops forwarding), reset during the TLS handshake, and the gateway killed and restarted,
-// while transfers and HTTP load run. The gateway never exits; a cut transfer always ends as an error.
+// during downloads, uploads, WebSockets and HTTP load. The gateway never exits; a cut always ends as an error.
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -8,6 +8,7 @@ import type { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, listenUnix, writeToken } from './support/tunnelClient.ts';
@@ -33,7 +34,7 @@ function publish(relay?: TcpRelay): PublisherProcess {
   const flags = gatewayFlags(h, alice, tokenFile).slice(0, -2);
   if (relay) flags[1] = `https://localhost:${relay.port}`;
   const sockets = join(home, 'private');
-  const p = startPublisher([...flags, `source=unix:${sockets}/source.sock`, `web=unix:${sockets}/web.sock`], cleanEnv(home));
+  const p = startPublisher([...flags, `source=unix:${sockets}/source.sock`, `web=unix:${sockets}/web.sock`, `sink=unix:${sockets}/sink.sock`], cleanEnv(home));
   publishers.push(p);
   return p;
 }
@@ -66,6 +67,7 @@ beforeAll(async () => {
   mkdirSync(join(home, 'private'), { mode: 0o700 });
   servers.push(await listenUnix(join(home, 'private', 'source.sock'), throttledSource(16 * MiB)));
   servers.push((await httpAndWebSocketService(join(home, 'private', 'web.sock'))) as unknown as Server);
+  servers.push(await listenUnix(join(home, 'private', 'sink.sock'), slowSink));
   tokenFile = writeToken(h, join(home, 'alice.token'), 'alice');
   aliceToken = readFileSync(tokenFile, 'utf8').trim();
 }, 60_000);
@@ -211,13 +213,151 @@ describe('many requests', () => {
   }, 120_000);
 });
 
+/** Bytes the published sink has taken in (every upload cell's progress). */
+let sunk = 0;
+/** A UNIX-socket sink that reads at most ~16 MiB/s, so an upload is still running when its fault comes. */
+function slowSink(socket: import('node:net').Socket): void {
+  socket.on('error', () => {});
+  socket.on('data', (d: Buffer) => {
+    sunk += d.length;
+    socket.pause();
+    setTimeout(() => socket.resume(), 4);
+  });
+}
+
+type Fault = 'SIGKILL' | 'SIGSTOP' | 'partition';
+
+/** One workload under a fault: `cutOff` resolves once the client has seen the cut, `clean` when it looked like a normal end. */
+interface Workload {
+  progressed(): boolean;
+  cutOff: Promise<{ clean: boolean; detail: string; at: number }>;
+  /** Stops the workload; true when nothing it saw was outside what a cut may look like. */
+  stop(): Promise<boolean>;
+}
+
+const workloads: Record<'upload' | 'WebSocket' | 'HTTP load', () => Workload> = {
+  upload() {
+    // `tunnel --stdio sink.alice` with far more on stdin than the sink takes before the fault: it must exit non-zero.
+    const from = sunk;
+    const run = stdioTunnel([...gatewayFlags(h, alice, tokenFile).slice(0, -2), '--stdio', 'sink.alice'], cleanEnv(home), Buffer.alloc(96 * MiB), false);
+    return {
+      progressed: () => sunk - from >= 2 * MiB,
+      cutOff: run.exited.then((e) => ({ clean: e.code === 0, detail: `exit ${e.code}`, at: e.at })),
+      stop: async () => (run.kill(), true),
+    };
+  },
+  WebSocket() {
+    // An HTTP route to the published service carrying a WebSocket, echoing all the time: the close must not be 1000.
+    const ws = new WebSocket(`wss://localhost:${h.port}/~alice/web/ws`, {
+      ca: h.pki.caCert, cert: alice.cert, key: alice.key, headers: { authorization: `Bearer ${aliceToken}` }, perMessageDeflate: false,
+    });
+    let echoed = 0;
+    ws.on('error', () => {});
+    ws.on('message', () => (echoed += 1));
+    ws.on('open', () => {
+      const tick = setInterval(() => (ws.readyState === WebSocket.OPEN ? ws.send(Buffer.alloc(16 << 10)) : clearInterval(tick)), 10);
+    });
+    return {
+      progressed: () => echoed >= 10,
+      cutOff: new Promise((resolve) => ws.once('close', (code) => resolve({ clean: code === 1000, detail: `close ${code}`, at: performance.now() }))),
+      stop: async () => (ws.terminate(), true),
+    };
+  },
+  'HTTP load'() {
+    // Four keep-alive clients one request after another; a cut request may be 502/503 or a reset, never anything else.
+    const seen = new Map<number | 'error', number>();
+    let running = true;
+    let firstFailure: ((v: { clean: boolean; detail: string; at: number }) => void) | undefined;
+    const cutOff = new Promise<{ clean: boolean; detail: string; at: number }>((resolve) => (firstFailure = resolve));
+    const loops = [0, 1, 2, 3].map(async (client) => {
+      const through = agent();
+      for (let i = 0; running; i++) {
+        const status = await get(through, `/~alice/web/load/${client}/${i}`);
+        seen.set(status, (seen.get(status) ?? 0) + 1);
+        if (status === 200) continue;
+        firstFailure?.({ clean: false, detail: `first failure ${status}`, at: performance.now() });
+        await wait(10);
+      }
+    });
+    return {
+      progressed: () => (seen.get(200) ?? 0) >= 20,
+      cutOff,
+      async stop() {
+        running = false;
+        await Promise.all(loops);
+        console.log(`publish faults: HTTP load statuses ${JSON.stringify([...seen])}`);
+        return [...seen.keys()].every((s) => s === 200 || s === 502 || s === 503 || s === 'error');
+      },
+    };
+  },
+};
+
+const cells = (['SIGKILL', 'SIGSTOP', 'partition'] as const).flatMap((fault) => (['upload', 'WebSocket', 'HTTP load'] as const).map((load) => [fault, load] as const));
+
+describe('every publisher fault during every kind of transfer', () => {
+  it.each(cells)('%s during %s: the client sees an error, publish.close is written, the service comes back, the gateway lives', async (fault, load) => {
+    const relay = fault === 'partition' ? await tcpRelay(h.port) : undefined;
+    if (relay) relays.push(relay);
+    let p = publish(relay);
+    const id = await published(p);
+    const work = workloads[load]();
+    for (const until = Date.now() + 15_000; !work.progressed(); await wait(20)) if (Date.now() > until) throw new Error(`${load} never got going`);
+    const from = p.stderr().length;
+    const cutAt = performance.now();
+    if (fault === 'SIGKILL') await p.stop('SIGKILL');
+    else if (fault === 'SIGSTOP') p.proc.kill('SIGSTOP');
+    else (relay as TcpRelay).mode = 'freeze';
+    const seen = await work.cutOff;
+    expect(seen.clean).toBe(false);
+    expect((await h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === id)).reason).toMatch(/^publisher lost/);
+    // Recovery: a supervisor restarts a killed publisher; a frozen one is thawed; a partition heals.
+    const healAt = performance.now();
+    if (fault === 'SIGKILL') {
+      await retire(p);
+      p = publish();
+      await published(p);
+    } else {
+      if (fault === 'SIGSTOP') p.proc.kill('SIGCONT');
+      else (relay as TcpRelay).mode = 'forward';
+      await p.waitForStderr(/re-registered as alice/, 15_000, from);
+    }
+    let status: number | 'error' = 'error';
+    for (const until = performance.now() + 15_000; status !== 200 && performance.now() < until; ) status = await get(agent(), '/~alice/web/back');
+    const recovered = performance.now() - healAt;
+    expect(status).toBe(200);
+    expect(await work.stop()).toBe(true);
+    console.log(`publish faults: ${fault} during ${load}: client saw ${seen.detail}, detected ${Math.round(seen.at - cutAt)} ms, serving again ${Math.round(recovered)} ms after ${fault === 'SIGKILL' ? 'the restart' : 'the heal'}`);
+    await retire(p);
+    gatewayAlive();
+  }, 60_000);
+});
+
+/** Starts an upload, a WebSocket and HTTP load together and waits until each is moving. */
+async function everyWorkload(): Promise<[string, Workload][]> {
+  const loads = (['upload', 'WebSocket', 'HTTP load'] as const).map((load): [string, Workload] => [load, workloads[load]()]);
+  for (const until = Date.now() + 15_000; !loads.every(([, w]) => w.progressed()); await wait(20)) if (Date.now() > until) throw new Error('a workload never got going');
+  return loads;
+}
+
+/** Every workload saw the cut as an error (not a clean end); logs each one's time to notice. */
+async function expectAllCut(loads: [string, Workload][], cutAt: number, fault: string): Promise<void> {
+  for (const [load, work] of loads) {
+    const seen = await work.cutOff;
+    console.log(`publish faults: ${fault} during ${load}: client saw ${seen.detail}, detected ${Math.round(seen.at - cutAt)} ms`);
+    expect(seen.clean).toBe(false);
+  }
+}
+
 describe('the gateway going away', () => {
-  it('SIGKILL and restart under HTTP load: the publisher is serving again within about a second of the gateway being ready', async () => {
+  it('SIGKILL and restart during an upload, a WebSocket and HTTP load: each sees an error; the publisher is serving again within about a second of the gateway being ready', async () => {
     const p = publish();
     await published(p);
     const from = p.stderr().length;
+    const loads = await everyWorkload();
+    const killedAt = performance.now();
     // The gateway stays down long enough for a doubling backoff to have grown past several seconds.
     restarted = await restartGateway(h, 6_000);
+    await expectAllCut(loads, killedAt, 'gateway SIGKILL');
     const readyAt = performance.now();
     let status: number | 'error' = 'error';
     while (performance.now() - readyAt < 15_000) {
@@ -230,16 +370,21 @@ describe('the gateway going away', () => {
     expect(status).toBe(200);
     expect(back).toBeLessThan(2_500);
     expect(p.stderr().slice(from)).toMatch(/re-registered as alice/);
+    for (const [, work] of loads) expect(await work.stop()).toBe(true);
   }, 60_000);
 
-  it('SIGTERM during a --stdio download: the cut transfer ends as an error, publish.close precedes gateway.stop, exit 0', async () => {
+  it('SIGTERM during a --stdio download, an upload, a WebSocket and HTTP load: each cut ends as an error, publish.close precedes gateway.stop, exit 0', async () => {
     const run = endlessDownload();
     await untilBytes(run, 4 * MiB);
+    const loads = await everyWorkload();
     const gateway = restarted as ChildProcess;
     const exited = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
+    const stoppedAt = performance.now();
     gateway.kill('SIGTERM');
     const end = await run.exited;
     expect(end.code).not.toBe(0);
+    await expectAllCut(loads, stoppedAt, 'gateway SIGTERM');
+    for (const [, work] of loads) expect(await work.stop()).toBe(true);
     expect(await exited).toBe(0);
     const records = h.audit();
     const start = records.findLastIndex((r) => r.event === 'gateway.start');

@@ -61,7 +61,9 @@ const failed = (statuses: Map<number | 'error', number>) => [...statuses].filter
 beforeAll(async () => {
   // The load below runs as fast as the machine allows from one certificate: its request rate is not what is tested.
   const top = publishTop.replace('  streamsPerPublisher: 400\n', '  streamsPerPublisher: 400\n  servicesPerUser: 2\n').replace('requestsPerSecond: 1000', 'requestsPerSecond: 100000');
-  h = await startHarness({ routes: publishedRoute, extraTop: top });
+  // Beside the web route, one that carries raw TCP only: the portal shows its services as `tunnel -L`, not as links.
+  const rawRoute = publishedRoute.replace('name: published', 'name: published-raw').replace(/ {4}path: .*\n/, '').replace('"{service}.{user}"', '"{service}.{user}.raw"').replace('[http, websocket, tcp]', '[tcp]');
+  h = await startHarness({ routes: publishedRoute + rawRoute, extraTop: top });
   alice = await h.pki.client('alice');
   home = mkdtempSync(join(tmpdir(), 'gatehouse-publish-replicas-'));
   mkdirSync(join(home, 'private'), { mode: 0o700 });
@@ -99,6 +101,16 @@ it('a second publisher of the same service is a replica (no 409): requests sprea
   const table = /<table id="published">([\s\S]*?)<\/table>/.exec(portal.body)?.[1] ?? '';
   expect(table).toContain(`<td>${first}</td>`);
   expect(table).toContain(`<td>${secondId}</td>`);
+  // Counters per service and replica: the load went to web only, so no echo row has served a stream.
+  const rows = [...table.matchAll(/<tr><td>(\w+)<\/td><td>[0-9a-f]+<\/td><td>[^<]*<\/td><td>(\d+)<\/td><td>(\d+)<\/td><\/tr>/g)].map((m) => [m[1], Number(m[3])] as const);
+  expect(rows.filter(([service]) => service === 'echo')).toEqual([['echo', 0], ['echo', 0]]);
+  expect(rows.filter(([service, served]) => service === 'web' && served > 0)).toHaveLength(2);
+  // Link kinds: the web route's services are links; the TCP-only route's are `gatehouse tunnel -L` lines.
+  const links = /<ul id="links">([\s\S]*?)<\/ul>/.exec(portal.body)?.[1] ?? '';
+  // One link per service, however many replicas publish it.
+  expect(links.match(/<a href="\/~alice\/web\/">/g)).toHaveLength(1);
+  expect(links).toContain('<li>raw TCP: <code>gatehouse tunnel -L 8888:echo.alice.raw</code></li>');
+  expect(links).not.toMatch(/href="[^"]*\.raw/);
 }, 60_000);
 
 it('one replica stopping (SIGTERM) under HTTP load drains: no request fails', async () => {

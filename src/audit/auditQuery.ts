@@ -14,6 +14,8 @@ export interface AuditFilter {
   event?: string[];
   /** Lenders: records made under a token their user lent to another certificate (auditDelegations.ts). */
   delegatedBy?: string[];
+  /** Publisher connections (`conn` ids): requests and tunnels through them, and their publish.open/close. */
+  publisher?: string[];
   /** Milliseconds since the epoch, inclusive. */
   since?: number;
   /** Milliseconds since the epoch, inclusive. */
@@ -68,6 +70,7 @@ export function matchesFilter(r: WrittenAuditRecord, f: AuditFilter): boolean {
     anyOf(f.decision, (v) => r.decision === v) &&
     anyOf(f.status, (v) => statusMatches(r.status, v)) &&
     anyOf(f.source, (v) => r.source !== undefined && (r.source === v || sourceIp(r.source) === v)) &&
-    anyOf(f.delegatedBy, (v) => loanOf(r)?.lender === v)
+    anyOf(f.delegatedBy, (v) => loanOf(r)?.lender === v) &&
+    anyOf(f.publisher, (v) => r.publisher === v)
   );
 }

@@ -12,7 +12,7 @@ import { displaySafe } from '../cli/displayText.ts';
 
 export type QueryResult = { ok: true; matched: number; skipped: number } | { ok: false; message: string };
 
-const LIST_OPTIONS = ['user', 'cn', 'fingerprint', 'route', 'decision', 'status', 'source', 'event', 'delegatedBy'] as const;
+const LIST_OPTIONS = ['user', 'cn', 'fingerprint', 'route', 'decision', 'status', 'source', 'event', 'delegatedBy', 'publisher'] as const;
 const FORMATS = ['table', 'json', 'summary', 'delegations'] as const;
 type Format = (typeof FORMATS)[number];
 

@@ -12,10 +12,22 @@ export interface SummaryRow {
   allowed: number;
   denied: number;
   denials: Map<string, number>;
+  /** Refused with 503 because nobody published the service (or its publisher went away): not a denial. */
+  notPublished: Map<string, number>;
   bytesIn: number;
   bytesOut: number;
   tunnels: number;
   tunnelMs: number;
+}
+
+/** A 503 whose reason names a published target (`published:USER/SERVICE: nobody publishes it`): no publisher, not a policy's no. */
+function isNotPublished(r: WrittenAuditRecord): boolean {
+  return r.status === 503 && /(^|: )published:[^:\s]+: /.test(r.reason ?? '');
+}
+
+function count(reasons: Map<string, number>, reason: string): void {
+  const key = reason.slice(0, 120);
+  reasons.set(key, (reasons.get(key) ?? 0) + 1);
 }
 
 export class AuditSummary {
@@ -28,7 +40,7 @@ export class AuditSummary {
     const key = `${user}\u0000${route}`;
     let row = this.rows.get(key);
     if (!row) {
-      row = { user, route, requests: 0, allowed: 0, denied: 0, denials: new Map(), bytesIn: 0, bytesOut: 0, tunnels: 0, tunnelMs: 0 };
+      row = { user, route, requests: 0, allowed: 0, denied: 0, denials: new Map(), notPublished: new Map(), bytesIn: 0, bytesOut: 0, tunnels: 0, tunnelMs: 0 };
       this.rows.set(key, row);
     }
     if (r.event === 'tunnel.close') {
@@ -37,10 +49,10 @@ export class AuditSummary {
       row.tunnelMs += r.durationMs ?? 0;
     } else {
       row.requests += 1;
-      if (r.decision === 'deny') {
+      if (r.decision === 'deny' && isNotPublished(r)) count(row.notPublished, r.reason ?? '');
+      else if (r.decision === 'deny') {
         row.denied += 1;
-        const reason = (r.reason ?? `status ${r.status ?? '?'}`).slice(0, 120);
-        row.denials.set(reason, (row.denials.get(reason) ?? 0) + 1);
+        count(row.denials, r.reason ?? `status ${r.status ?? '?'}`);
       } else if (r.decision === 'allow') row.allowed += 1;
     }
     row.bytesIn += r.bytesIn ?? 0;
@@ -51,6 +63,8 @@ export class AuditSummary {
     return [...this.rows.values()].sort((a, b) => a.user.localeCompare(b.user) || a.route.localeCompare(b.route));
   }
 }
+
+const sum = (counts: Map<string, number>) => [...counts.values()].reduce((a, b) => a + b, 0);
 
 function human(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -68,13 +82,16 @@ function duration(ms: number): string {
 }
 
 export function formatSummary(rows: SummaryRow[]): string {
-  const head = ['user', 'route', 'requests', 'allowed', 'denied', 'bytes in', 'bytes out', 'tunnels', 'tunnel time'];
-  const table = rows.map((r) => [r.user, r.route, String(r.requests), String(r.allowed), String(r.denied), human(r.bytesIn), human(r.bytesOut), String(r.tunnels), duration(r.tunnelMs)]);
+  const head = ['user', 'route', 'requests', 'allowed', 'denied', 'not published', 'bytes in', 'bytes out', 'tunnels', 'tunnel time'];
+  const table = rows.map((r) => [r.user, r.route, String(r.requests), String(r.allowed), String(r.denied), String(sum(r.notPublished)), human(r.bytesIn), human(r.bytesOut), String(r.tunnels), duration(r.tunnelMs)]);
   const out = [textColumns(head, table)];
-  for (const r of rows) {
-    if (r.denials.size === 0) continue;
-    out.push('', `denials ${displaySafe(r.user)} ${displaySafe(r.route)}:`);
-    for (const [reason, n] of [...r.denials].sort((a, b) => b[1] - a[1])) out.push(`  ${String(n).padStart(6)}  ${displaySafe(reason)}`);
+  for (const [title, of] of [['denials', (r: SummaryRow) => r.denials], ['not published', (r: SummaryRow) => r.notPublished]] as const) {
+    for (const r of rows) {
+      const reasons = of(r);
+      if (reasons.size === 0) continue;
+      out.push('', `${title} ${displaySafe(r.user)} ${displaySafe(r.route)}:`);
+      for (const [reason, n] of [...reasons].sort((a, b) => b[1] - a[1])) out.push(`  ${String(n).padStart(6)}  ${displaySafe(reason)}`);
+    }
   }
   return out.join('\n') + '\n';
 }

@@ -154,6 +154,7 @@ export function registerAudit(program: Command): void {
     .option('--source <ip>', 'client IP address (or ip:port)', collect)
     .option('--event <event>', 'event, e.g. request, tunnel.close (a trailing * matches a prefix: tunnel.*)', collect)
     .option('--delegated-by <user>', 'made under a token this user lent to another certificate', collect)
+    .option('--publisher <id>', 'through this publisher connection (its id in publish.open), and its publish.open/close', collect)
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
     .option('--format <format>', 'table | json | summary | delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', 'table')

@@ -47,12 +47,15 @@ const CLOSE_WAIT_MS = 5_000;
 function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () => number): Promise<string> {
   return new Promise((resolve) => {
     let reason: string | undefined;
+    let fallback: NodeJS.Timeout | undefined;
     // A vanished gateway: end the streams now, as errors, rather than wait for closes a dead connection cannot carry.
     const lose = (why: string) => {
       reason ??= why;
       if (!session.destroyed) session.destroy(new Error(`connection to the gateway lost (${why})`));
-      // A wedged connection may never report the session closed: reconnect regardless.
-      setTimeout(done, CLOSE_WAIT_MS).unref();
+      // A wedged connection may never report the session closed: reconnect regardless. Not unref'd: with
+      // the connection gone it can be the last thing keeping the process alive, and a publisher that
+      // lost its gateway must reconnect, not exit 0 in silence (seen after SIGSTOP/SIGCONT).
+      fallback ??= setTimeout(done, CLOSE_WAIT_MS);
     };
     socket.prependListener('error', (err: NodeJS.ErrnoException) => lose(socketErrorWords(err)));
     socket.prependOnceListener('end', () => lose('connection closed'));
@@ -63,6 +66,7 @@ function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () 
     const liveness = watchLiveness(session, () => streams() > 0, (why) => lose(why === 'ping timeout' ? 'no answer to a ping' : why));
     session.on('stream', () => liveness.nudge());
     function done(): void {
+      clearTimeout(fallback);
       liveness.stop();
       socket.destroy();
       resolve(reason ?? 'connection closed');

@@ -73,7 +73,8 @@ async function someEntries(dir: string, limit: number): Promise<string[]> {
  * for `unix:` the sockets found among the first MAX_DIRECTORY_ENTRIES entries of the directory.
  */
 export async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[]): Promise<Array<Record<string, string>>> {
-  if (upstream.startsWith('published:') && /\{service\}/.test(upstream)) return published.map((p) => ({ service: p.service }));
+  // One entry per service, however many replicas publish it.
+  if (upstream.startsWith('published:') && /\{service\}/.test(upstream)) return [...new Set(published.map((p) => p.service))].map((service) => ({ service }));
   if (!upstream.startsWith('unix:')) return [];
   const filled = fill(upstream.slice(5), { user });
   if (dirname(filled).includes('{')) return [];
@@ -88,15 +89,20 @@ export async function servicesOf(upstream: string, user: string, published: read
   });
 }
 
+/** The ways to fill `templates`' captures for `user`: none but {user}, or {service} from the services found. */
+async function captureOptions(templates: string, route: CompiledRoute, input: SectionInput): Promise<Array<Record<string, string>>> {
+  const wanted = new Set([...templates.matchAll(PARAM)].map((m) => m[1] as string));
+  wanted.delete('user');
+  return wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(route.config.upstream, input.user, input.published) : [];
+}
+
 /** Candidate URLs of one route for `user`: every capture must be the user or a service found on disk. */
 async function candidates(route: CompiledRoute, input: SectionInput): Promise<Array<{ host: string; path: string }>> {
   const { config } = route;
   if (!config.protocols.includes('http')) return [];
   const hostTemplate = config.host && config.host !== '*' ? config.host : undefined;
-  const wanted = new Set([...config.path.matchAll(PARAM), ...(hostTemplate ?? '').matchAll(PARAM)].map((m) => m[1] as string));
-  wanted.delete('user');
   const port = /:(\d+)$/.exec(input.hostHeader)?.[1];
-  const options = wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(config.upstream, input.user, input.published) : [];
+  const options = await captureOptions(config.path + (hostTemplate ?? ''), route, input);
   return options.map((extra) => {
     const params = { user: input.user, ...extra };
     const host = hostTemplate ? `${fill(hostTemplate, params).toLowerCase()}${port ? `:${port}` : ''}` : input.hostHeader;
@@ -104,21 +110,45 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
   });
 }
 
-/** The routes the user can open: each candidate admitted by a dry run (GET, the session token), never forwarded. */
-export async function openableLinks(input: SectionInput, routes: readonly CompiledRoute[]): Promise<string[]> {
-  const links: string[] = [];
+/** Tunnel names of a route that carries raw TCP only (no web page to link to): `tunnel -L` is how to reach them. */
+async function tunnelCandidates(route: CompiledRoute, input: SectionInput): Promise<string[]> {
+  const { config } = route;
+  // Only the account's own published services: a session token is limited to the web (no tunnel dry run
+  // can pass it), and these are services the user runs; the route's policy still decides at connect.
+  if (!input.account || !config.upstream.startsWith('published:')) return [];
+  if (config.protocols.includes('http') || !config.protocols.includes('tcp')) return [];
+  const template = config.tunnel ?? config.name;
+  return (await captureOptions(template, route, input)).map((extra) => fill(template, { user: input.user, ...extra }));
+}
+
+/** A web page to open, or a raw TCP service reached with `gatehouse tunnel -L`. */
+export type PortalLink = { kind: 'web'; href: string } | { kind: 'tcp'; tunnel: string };
+
+/** The routes the user can open: each web candidate admitted by a dry run (GET, the session token), never forwarded; then the raw TCP ones. */
+export async function openableLinks(input: SectionInput, routes: readonly CompiledRoute[]): Promise<PortalLink[]> {
+  const links: PortalLink[] = [];
   let dryRuns = 0;
+  const ask = { identity: input.identity, sourceIp: input.sourceIp, token: input.token };
   for (const route of routes) {
     for (const c of await candidates(route, input)) {
       if (links.length >= MAX_LINKS || dryRuns >= MAX_DRY_RUNS) return links;
       // A link is a path the gateway could have built (a route path of `//x/` would be another site's URL).
       if (c.host.includes('{') || c.path.includes('{') || asLocalPath(c.path) === undefined) continue;
       dryRuns += 1;
-      const admitted = await admitRequest(input.admission, { identity: input.identity, sourceIp: input.sourceIp, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path, token: input.token });
-      if (admitted.allow) links.push(c.host === input.hostHeader ? c.path : `https://${c.host}${c.path}`);
+      const admitted = await admitRequest(input.admission, { ...ask, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path });
+      if (admitted.allow) links.push({ kind: 'web', href: c.host === input.hostHeader ? c.path : `https://${c.host}${c.path}` });
+    }
+    for (const tunnel of await tunnelCandidates(route, input)) {
+      if (links.length >= MAX_LINKS) return links;
+      if (!tunnel.includes('{')) links.push({ kind: 'tcp', tunnel });
     }
   }
   return links;
+}
+
+function linkItem(link: PortalLink): string {
+  if (link.kind === 'web') return `<li><a href="${escapeHtml(link.href)}">${escapeHtml(link.href)}</a></li>`;
+  return `<li>raw TCP: <code>gatehouse tunnel -L 8888:${escapeHtml(link.tunnel)}</code></li>`;
 }
 
 /** Whether the upstream of a record belongs to `user`: the route's upstream template puts them in {user}. */
@@ -144,7 +174,7 @@ export async function portalSections(input: SectionInput): Promise<string[]> {
   const routes = input.admission.routes.list();
   const byName = new Map(routes.map((r) => [r.config.name, r] as const));
   const links = await openableLinks(input, routes);
-  const linkSection = `<h2>Services you can open</h2>\n${links.length === 0 ? '<p id="links">None found.</p>' : `<ul id="links">${links.map((l) => `<li><a href="${escapeHtml(l)}">${escapeHtml(l)}</a></li>`).join('')}</ul>`}`;
+  const linkSection = `<h2>Services you can open</h2>\n${links.length === 0 ? '<p id="links">None found.</p>' : `<ul id="links">${links.map(linkItem).join('')}</ul>`}`;
   if (!input.account) {
     return [linkSection, `<p id="lent">Signed in with a lent or attenuated token of ${escapeHtml(input.user)}: the account's activity, who used its services and what it publishes are shown only with the token as minted.</p>`];
   }

@@ -76,6 +76,14 @@ type Published = Extract<UpstreamTarget, { kind: 'published' }>;
 interface Entry extends Publisher, PublisherSession {
   streamsOpen: number;
   streamsServed: number;
+  /** The same counts per service this publisher carries (the portal lists one row per service and replica). */
+  perService: Map<string, { open: number; served: number }>;
+}
+
+function tallyOf(entry: Entry, service: string): { open: number; served: number } {
+  let tally = entry.perService.get(service);
+  if (!tally) entry.perService.set(service, (tally = { open: 0, served: 0 }));
+  return tally;
 }
 
 const key = (user: string, service: string) => `${user}\u0000${service}`;
@@ -140,7 +148,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     }
     let settle!: (reason: string) => void;
     const closed = new Promise<string>((resolve) => (settle = resolve));
-    const entry: Entry = { ...info, services, session: undefined, streams: new Set(), streamsOpen: 0, streamsServed: 0, closed, close: () => {}, nudge: () => {} };
+    const entry: Entry = { ...info, services, session: undefined, streams: new Set(), streamsOpen: 0, streamsServed: 0, perService: new Map(), closed, close: () => {}, nudge: () => {} };
     for (const s of services) byService.set(key(info.user, s), [...(byService.get(key(info.user, s)) ?? []), entry]);
     mine.add(entry);
     byUser.set(info.user, mine);
@@ -192,11 +200,14 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     } catch (err) {
       return Promise.resolve(notPublished(target, `publisher connection unusable: ${(err as Error).message}`));
     }
+    const tally = tallyOf(entry, target.service);
     entry.streamsOpen += 1;
+    tally.open += 1;
     entry.streams.add(stream);
     entry.nudge();
     stream.once('close', () => {
       entry.streamsOpen -= 1;
+      tally.open -= 1;
       entry.streams.delete(stream);
     });
     // A reset by the publisher ends the stream now, even with writes queued behind flow control (see publishStreams.ts).
@@ -231,6 +242,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
           return resolve({ ok: false, status: 502, clientReason: 'upstream unavailable', reason: `publisher ${entry.id}: ${why}` });
         }
         entry.streamsServed += 1;
+        tally.served += 1;
         resolve({ ok: true, stream });
       });
     });
@@ -265,7 +277,10 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
         .flatMap((entry) =>
           entry.services
             .filter((service) => byService.get(key(user, service))?.includes(entry))
-            .map((service) => ({ service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: entry.streamsOpen, streamsServed: entry.streamsServed })),
+            .map((service) => {
+              const tally = entry.perService.get(service);
+              return { service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: tally?.open ?? 0, streamsServed: tally?.served ?? 0 };
+            }),
         )
         .sort((a, b) => a.service.localeCompare(b.service) || a.publisher.localeCompare(b.publisher));
     },
