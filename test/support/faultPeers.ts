@@ -170,3 +170,30 @@ export function getStatus(h: Harness, agent: Agent, path: string, token: string)
     req.end();
   });
 }
+
+/** `workers` clients as `client` sending GETs to `path` + a counter, one after another until `stop()`; every status counted ('error' for a broken connection). */
+export function httpLoad(h: Harness, client: TestClientCertificate, token: string, workers: number, path: (i: number) => string) {
+  const statuses = new Map<number | 'error', number>();
+  let running = true;
+  const done = Promise.all(
+    Array.from({ length: workers }, async () => {
+      const agent = clientAgent(h, client);
+      for (let i = 0; running; i++) {
+        const status = await getStatus(h, agent, path(i), token);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      }
+      agent.destroy();
+    }),
+  );
+  return {
+    statuses,
+    async stop() {
+      running = false;
+      await done;
+      return statuses;
+    },
+  };
+}
+
+/** How many of the counted statuses are not 200. */
+export const failedCount = (statuses: Map<number | 'error', number>) => [...statuses].filter(([s]) => s !== 200).reduce((n, [, c]) => n + c, 0);

@@ -65,9 +65,13 @@ export function startPublisher(args: string[], env: NodeJS.ProcessEnv, wrap: str
   };
 }
 
-/** An HTTP service answering `{path, user}` (the gateway's identity header) and `received` for a body, with a WebSocket echo. */
+/**
+ * An HTTP service answering `{path, user}` (the gateway's identity header) and `received` for a body, with a
+ * WebSocket echo. `?delay=MS` (at most 1 s) answers that much later, so requests are in flight under load.
+ */
 export async function httpAndWebSocketService(path: string): Promise<HttpServer> {
   const server = createHttpServer((req, res) => {
+    const delay = Math.min(1000, Number(/[?&]delay=(\d+)/.exec(req.url ?? '')?.[1] ?? 0));
     const body = createHash('sha256');
     let received = 0;
     req.on('data', (d: Buffer) => {
@@ -75,8 +79,12 @@ export async function httpAndWebSocketService(path: string): Promise<HttpServer>
       body.update(d);
     });
     req.on('end', () => {
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ path: req.url, user: req.headers['x-gatehouse-user'] ?? null, ...(received > 0 && { received, sha256: body.digest('hex') }) }));
+      const answer = () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ path: req.url, user: req.headers['x-gatehouse-user'] ?? null, ...(received > 0 && { received, sha256: body.digest('hex') }) }));
+      };
+      if (delay > 0) setTimeout(answer, delay);
+      else answer();
     });
   });
   const wss = new WebSocketServer({ server });
