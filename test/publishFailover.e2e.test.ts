@@ -26,12 +26,13 @@ const held = new Map<string, number>();
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A service that counts the requests it receives and never answers them. */
+/** A service that counts the requests it receives and never answers them (`/crash`: drops the connection instead). */
 async function holdService(name: string): Promise<HttpServer> {
   held.set(name, 0);
   const server = createHttpServer((req) => {
     held.set(name, (held.get(name) ?? 0) + 1);
     req.resume();
+    if (req.url?.includes('crash')) req.socket.destroy();
   });
   await new Promise<void>((resolve) => server.listen(join(home, 'private', `hold-${name}.sock`), () => resolve()));
   return server;
@@ -105,7 +106,7 @@ async function loseReplicaUnderLoad(lose: (p: PublisherProcess) => Promise<void>
   const statuses = await load.stop();
   await wait(300);
   const { all, retried } = webRecords(from);
-  console.log(`publish failover (${label}): ${all.length} GETs, statuses ${JSON.stringify([...statuses])}, ${retried.length} retried on another replica`);
+  console.log(`publish failover (${label}): ${all.length} GETs, statuses ${JSON.stringify([...statuses])}, ${retried.length} retried on another replica (slowest ${Math.max(0, ...retried.map((r) => r.durationMs ?? 0))} ms)`);
   expect(failedCount(statuses)).toBe(0);
   expect(intact).toBe(true);
   // The kill did hit requests in flight (else this test proves nothing), and each was served by the survivor.
@@ -166,5 +167,17 @@ it('a POST cut by its replica being killed is not retried: 502, and the service 
   expect((held.get('a') ?? 0) + (held.get('b') ?? 0)).toBe(1);
   const record = await h.waitForAudit((r) => r.event === 'request' && r.method === 'POST' && r.upstream === 'published:alice/hold');
   expect(record).toMatchObject({ status: 502, publisher: carrier.id });
+  expect(record.detail?.retried).toBeUndefined();
+}, 60_000);
+
+it('a GET that fails at a service while its replica stays connected is not retried: 502, received once', async () => {
+  await replica('a');
+  await replica('b');
+  const before = (held.get('a') ?? 0) + (held.get('b') ?? 0);
+  const reply = await curl(h, '/~alice/hold/crash', { client: alice, token: aliceToken });
+  expect(reply.status).toBe(502);
+  expect((held.get('a') ?? 0) + (held.get('b') ?? 0) - before).toBe(1);
+  const record = await h.waitForAudit((r) => r.event === 'request' && r.path === '/~alice/hold/crash');
+  expect(record.status).toBe(502);
   expect(record.detail?.retried).toBeUndefined();
 }, 60_000);

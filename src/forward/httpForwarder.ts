@@ -20,7 +20,8 @@ import { refuse } from './refusals.ts';
 import { checkRequestShape } from './requestShape.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
 import { upstreamRequestHeaders } from './upstreamHeaders.ts';
-import { relayExchange } from './upstreamExchange.ts';
+import { relayExchange, type ExchangeOutcome, type UpstreamRequest } from './upstreamExchange.ts';
+import { replicaRetry } from './replicaRetry.ts';
 import { createUpstreamPools, type Lease, type StreamAddress } from './upstreamPools.ts';
 import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
 
@@ -137,10 +138,10 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     // A published service is pooled like a socket: each connection is a stream over the chosen replica's
     // publisher connection, kept alive between requests (one stream and one service connection per
     // request cost two thirds of the requests/s); the replica is part of the key, as the policy pinned it.
-    const pooled = address ?? publishedAddress(upstream);
     // Waits only while every connection to this upstream is busy (the pool's bound); a client that
     // leaves meanwhile gives up its place in the line.
-    const leased = pools.acquire(pooled, (cancel) => res.once('close', cancel));
+    const leaseTo = (to: UpstreamTarget) => pools.acquire(to === upstream ? (address ?? publishedAddress(to)) : publishedAddress(to), (cancel) => res.once('close', cancel));
+    const leased = leaseTo(upstream);
     const got = leased instanceof Promise ? await leased : leased;
     if (!got || res.destroyed) {
       got?.release();
@@ -163,7 +164,22 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       req.pipe(body);
     }
 
-    const exchange = relayExchange(lease, { method: req.method ?? 'GET', path: admission.upstreamTarget, headers, body, ...(prefix && { prefix }) }, res);
+    const request: UpstreamRequest = { method: req.method ?? 'GET', path: admission.upstreamTarget, headers, body, ...(prefix && { prefix }) };
+    // A replica lost before any of the answer came: a safe request without a body goes to another one.
+    const retry = replicaRetry(deps.upstreams, upstream, request.method, body !== null);
+    const elsewhere = (): boolean => {
+      const next = retry.next();
+      if (next === undefined) return false;
+      // Sent from a later tick, never from within the failed dispatch (undici may fail one synchronously).
+      void Promise.resolve(leaseTo(next)).then((lease) => {
+        if (lease && !res.destroyed) return void (exchange = relayExchange(lease, request, res, elsewhere));
+        lease?.release();
+        exchange = { bytesOut: 0, truncated: false, upstreamError: { status: 502, reason: 'no connection to another replica' }, abort() {} };
+        refuse(res, 502, 'upstream unavailable');
+      });
+      return true;
+    };
+    let exchange: ExchangeOutcome & { abort(): void } = relayExchange(lease, request, res, retry.possible ? elsewhere : undefined);
     res.once('close', () => {
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
       // and the record must not read like a completed request.
@@ -173,6 +189,8 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       finish({
         decision: 'allow',
         ...where,
+        // The publisher that served it last, and the ones lost under it.
+        ...(retry.lost.length > 0 && { publisher: retry.target.via, detail: { retried: retry.lost.length, retriedFrom: retry.lost } }),
         status: broken ? broken.status : upstreamError ? upstreamError.status : res.statusCode,
         reason: broken
           ? `${broken.reason}; not completed`

@@ -27,6 +27,12 @@ export interface ExchangeOutcome {
   upstreamError?: { status: number; reason: string };
 }
 
+/**
+ * Called when the upstream failed before any of the answer was sent to the client: true when the caller
+ * sends the request again (another replica) and answers the client from there; false to refuse it here.
+ */
+export type SendElsewhere = () => boolean;
+
 /** Why an upstream failed, in the record's words: the system's code where there is one, else undici's message. */
 function reasonOf(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
@@ -53,13 +59,15 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
   readonly #res: ServerResponse;
   readonly #prefix: PrefixRewrite | undefined;
   readonly #lease: Lease;
+  readonly #elsewhere: SendElsewhere | undefined;
   /** undici is done with the connection (answered or failed), or it was discarded. */
   #settled = false;
 
-  constructor(res: ServerResponse, prefix: PrefixRewrite | undefined, lease: Lease) {
+  constructor(res: ServerResponse, prefix: PrefixRewrite | undefined, lease: Lease, elsewhere: SendElsewhere | undefined) {
     this.#res = res;
     this.#prefix = prefix;
     this.#lease = lease;
+    this.#elsewhere = elsewhere;
   }
 
   /** The client left: an exchange still under way ends with its upstream connection. */
@@ -122,6 +130,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
       res.destroy();
       return;
     }
+    // Nothing of the answer reached the client: the caller may send the request again elsewhere.
+    if (!res.destroyed && this.#elsewhere?.()) return;
     this.upstreamError = { status: 502, reason: reasonOf(err) };
     refuse(res, 502, 'upstream unavailable');
   }
@@ -129,10 +139,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
 
 /**
  * Sends `request` over the leased connection and relays the answer into `res`. The returned outcome fills in
- * as the exchange goes; `abort()` is for the client leaving before the response completed.
+ * as the exchange goes; `abort()` is for the client leaving before the response completed. `elsewhere` is
+ * asked before a failure with nothing sent yet is refused.
  */
-export function relayExchange(lease: Lease, request: UpstreamRequest, res: ServerResponse): ExchangeOutcome & { abort(): void } {
-  const relay = new ResponseRelay(res, request.prefix, lease);
+export function relayExchange(lease: Lease, request: UpstreamRequest, res: ServerResponse, elsewhere?: SendElsewhere): ExchangeOutcome & { abort(): void } {
+  const relay = new ResponseRelay(res, request.prefix, lease, elsewhere);
   lease.dispatcher.dispatch({ method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body }, relay);
   return relay;
 }

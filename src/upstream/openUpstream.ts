@@ -19,6 +19,12 @@ export interface UpstreamInspection {
 export interface StreamUpstreams {
   inspect(target: Extract<UpstreamTarget, { kind: 'published' }>): UpstreamInspection;
   open(target: Extract<UpstreamTarget, { kind: 'published' }>, timeoutMs: number): Promise<UpstreamConnection>;
+  /**
+   * A request on replica `target.via` failed before any answer: if that replica is gone (lost, saying goodbye,
+   * closed), the target pinned to another live replica with the same certificate (the policy decided on it);
+   * undefined while the replica is still there (the failure is the service's, or a slow service's).
+   */
+  failover(target: Extract<UpstreamTarget, { kind: 'published' }>): Extract<UpstreamTarget, { kind: 'published' }> | undefined;
 }
 
 /** Socket options for a stream that carries a tunnel; a published service's stream has its own. */
@@ -30,6 +36,8 @@ export interface StreamOptions {
 export interface UpstreamOpener {
   inspect(target: UpstreamTarget): UpstreamInspection;
   open(target: UpstreamTarget, timeoutMs: number, options?: StreamOptions): Promise<UpstreamConnection>;
+  /** Another replica for a request whose published replica went away before answering (StreamUpstreams.failover). */
+  failover(target: UpstreamTarget): UpstreamTarget | undefined;
 }
 
 /** Where the HTTP forwarder's pools can connect by themselves; undefined for stream-only upstreams. */
@@ -43,6 +51,7 @@ export function createUpstreamOpener(published: StreamUpstreams): UpstreamOpener
   return {
     inspect: (target) => (target.kind === 'published' ? published.inspect(target) : { target }),
     open: (target, timeoutMs, options) => (target.kind === 'published' ? published.open(target, timeoutMs) : openSocket(target, timeoutMs, options)),
+    failover: (target) => (target.kind === 'published' ? published.failover(target) : undefined),
   };
 }
 

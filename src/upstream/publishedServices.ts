@@ -87,6 +87,8 @@ function tallyOf(entry: Entry, service: string): { open: number; served: number 
 }
 
 const key = (user: string, service: string) => `${user}\u0000${service}`;
+/** Departed publishers remembered for failover: far more than the requests in flight when one goes could name. */
+const MAX_DEPARTED = 256;
 
 function notPublished(target: Published, why = 'nobody publishes it'): Refusal {
   return { ok: false, status: 503, clientReason: 'service not published', reason: `${target.label}: ${why}` };
@@ -99,6 +101,8 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
   const byUser = new Map<string, Set<Entry>>();
   /** Turns among equally loaded replicas, so a burst of requests inspected at once spreads over them. */
   let turn = 0;
+  /** The certificates of publishers gone lately (by connection id): a request they carried may fail over to a replica with the same one. */
+  const departed = new Map<string, string>();
 
   const withdraw = (entry: Entry) => {
     for (const service of entry.services) {
@@ -110,6 +114,8 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
   };
   const forget = (entry: Entry) => {
     withdraw(entry);
+    departed.set(entry.id, entry.fingerprint);
+    if (departed.size > MAX_DEPARTED) departed.delete(departed.keys().next().value as string);
     const mine = byUser.get(entry.user);
     mine?.delete(entry);
     if (mine?.size === 0) byUser.delete(entry.user);
@@ -248,6 +254,16 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     });
   }
 
+  function failover(target: Published): Published | undefined {
+    if (target.via === undefined) return undefined;
+    const serving = byService.get(key(target.user, target.service))?.find((e) => e.id === target.via);
+    // Still published and connected: the stream failed for another reason (the service's), not a lost replica.
+    if (serving && live(serving)) return undefined;
+    const fingerprint = serving?.fingerprint ?? [...(byUser.get(target.user) ?? [])].find((e) => e.id === target.via)?.fingerprint ?? departed.get(target.via);
+    const next = fingerprint === undefined ? undefined : pick(target, fingerprint);
+    return next && next.id !== target.via ? { ...target, via: next.id } : undefined;
+  }
+
   function counts() {
     let streams = 0;
     let publishers = 0;
@@ -269,6 +285,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     reserve,
     inspect,
     open,
+    failover,
     counts,
     close: (id, reason) => closeWhere((e) => e.id === id, reason) > 0,
     closeByFingerprint: (fingerprint, reason) => closeWhere((e) => e.fingerprint === fingerprint, reason),

@@ -41,6 +41,8 @@ export function attachPublisher(entry: PublisherSession, socket: Duplex, maxStre
    */
   const lose = (why: string) => {
     reason ??= `publisher lost (${why})`;
+    // No new stream goes to it, even while those it carried are still being ended (a retry must go elsewhere).
+    withdraw();
     if (session.destroyed) return;
     const cut = new Error(reason);
     // A stream the publisher had finished (its END_STREAM is in) is only waiting to be read: it completes.
