@@ -8,7 +8,7 @@ import { loadConfig } from '../src/config/loadConfig.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 import { RouteTable } from '../src/routing/routeTable.ts';
 import { parsePublishSpec, parseWindowSize } from '../src/client/publishSpec.ts';
-import { parseServiceList } from '../src/upstream/publishProtocol.ts';
+import { parseRawTcpList, parseServiceList } from '../src/upstream/publishProtocol.ts';
 import { gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
 import { makeTestPki } from './support/pki.ts';
 import { publishedRoute } from './support/publishPeers.ts';
@@ -125,6 +125,16 @@ describe('gatehouse publish targets', () => {
       expect(parsePublishSpec(bad)).toMatchObject({ ok: false, error: expect.stringMatching(/not a loopback address/) });
     }
     for (const bad of ['Api=8000', 'alice/api=8000', 'a.b=8000', '=8000', 'api=', 'api=unix:', 'api=99999']) expect(parsePublishSpec(bad).ok).toBe(false);
+  });
+
+  it('NAME/tcp= says the service speaks raw TCP (the portal shows tunnel -L for it); NAME/http= is the default', () => {
+    expect(parsePublishSpec('db/tcp=unix:/run/db.sock')).toEqual({ ok: true, spec: { service: 'db', target: { kind: 'unix', path: '/run/db.sock' }, rawTcp: true } });
+    expect(parsePublishSpec('redis/tcp=6379')).toEqual({ ok: true, spec: { service: 'redis', target: { kind: 'tcp', host: '127.0.0.1', port: 6379 }, rawTcp: true } });
+    expect(parsePublishSpec('web/http=8000')).toEqual({ ok: true, spec: { service: 'web', target: { kind: 'tcp', host: '127.0.0.1', port: 8000 } } });
+    for (const bad of ['db/udp=8000', 'db/tcp/tcp=8000', '/tcp=8000']) expect(parsePublishSpec(bad).ok).toBe(false);
+    expect(parseRawTcpList('db', ['web', 'db'])).toEqual({ ok: true, rawTcp: ['db'] });
+    expect(parseRawTcpList(undefined, ['web'])).toEqual({ ok: true, rawTcp: [] });
+    expect(parseRawTcpList('other', ['web'])).toMatchObject({ ok: false });
   });
 
   it('checks the service list a publisher sends', () => {

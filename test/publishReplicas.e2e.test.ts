@@ -22,7 +22,8 @@ const publishers: PublisherProcess[] = [];
 
 function publish(...services: string[]): PublisherProcess {
   const flags = gatewayFlags(h, alice, tokenFile).slice(0, -2);
-  const p = startPublisher([...flags, ...services.map((s) => `${s}=unix:${join(home, 'private', s === 'echo' ? 'echo.sock' : 'web.sock')}`)], cleanEnv(home));
+  // echo is a raw TCP service (NAME/tcp=): the portal offers `tunnel -L` for it, never a web link.
+  const p = startPublisher([...flags, ...services.map((s) => (s === 'echo' ? `echo/tcp=unix:${join(home, 'private', 'echo.sock')}` : `${s}=unix:${join(home, 'private', 'web.sock')}`))], cleanEnv(home));
   publishers.push(p);
   return p;
 }
@@ -63,7 +64,7 @@ it('a second publisher of the same service is a replica (no 409): requests sprea
   const secondId = await published(second);
   await second.waitForStderr(/not published: extra \(alice publishes 2 services \(publish.servicesPerUser 2\)\)/);
   const open = await h.waitForAudit((r) => r.event === 'publish.open' && r.publisher === secondId && r.decision === 'allow');
-  expect(open.detail).toMatchObject({ services: ['web', 'echo'], refused: [{ service: 'extra' }] });
+  expect(open.detail).toMatchObject({ services: ['web', 'echo'], rawTcp: ['echo'], refused: [{ service: 'extra' }] });
   const load = httpLoad(4);
   await wait(1500);
   const statuses = await load.stop();
@@ -89,6 +90,10 @@ it('a second publisher of the same service is a replica (no 409): requests sprea
   expect(links.match(/<a href="\/~alice\/web\/">/g)).toHaveLength(1);
   expect(links).toContain('<li>raw TCP: <code>gatehouse tunnel -L 8888:echo.alice.raw</code></li>');
   expect(links).not.toMatch(/href="[^"]*\.raw/);
+  // A raw TCP service on a route that also carries HTTP: the tunnel line, not a web link that cannot work.
+  expect(links).toContain('<li>raw TCP: <code>gatehouse tunnel -L 8888:echo.alice</code></li>');
+  expect(links).not.toContain('/~alice/echo/');
+  expect(links).not.toContain('8888:web.alice<');
 }, 60_000);
 
 it('one replica stopping (SIGTERM) under HTTP load drains: no request fails', async () => {

@@ -25,7 +25,7 @@ export function registerPublish(program: Command): void {
   const command = program
     .command('publish')
     .description('publish local services (UNIX sockets or loopback ports) through the gateway under your own name')
-    .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT')
+    .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT; NAME/tcp=… for a raw TCP service (not HTTP)')
     .option('-v, --verbose', 'log every stream: open, close, bytes each way')
     .option('--window <size>', 'largest receive window of one stream (e.g. 16M): windows grow to the path up to this; it is also what a service that stops reading may leave unread here', '16M');
   addGatewayOptions(command, { severalGateways: true })
@@ -39,6 +39,8 @@ The services are published under the user named in your token, never under a nam
 alice's "jupyter" is reached as /~alice/jupyter/ or with "gatehouse tunnel -L 8888:jupyter.alice"
 (as the gateway's routes say). The gateway can only ask for the services named here; the publisher
 connects to nothing else. It reconnects after a gateway restart or a network loss.
+A service that speaks raw TCP rather than HTTP (a database, ssh) is given as NAME/tcp=TARGET: the
+portal then shows the "gatehouse tunnel -L" command for it instead of a web link.
 
 Several gateway instances (behind a load balancer): give each one, with --gateway repeated or as a
 comma list (also in GATEHOUSE_GATEWAY and "gateway:"), or one name that resolves to all of them; the
@@ -47,7 +49,7 @@ minute), each reconnecting on its own, so a request reaches the service whicheve
 
 Examples:
   gatehouse publish jupyter=unix:~/.gatehouse/jupyter.sock
-  gatehouse publish api=127.0.0.1:8000 db=unix:/run/user/1000/db.sock
+  gatehouse publish api=127.0.0.1:8000 db/tcp=unix:/run/user/1000/db.sock
   gatehouse publish --gateway https://gw1.example.org --gateway https://gw2.example.org jupyter=unix:~/j.sock
 
 Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gateway (400/401/403).`,

@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
-import { NOT_PUBLISHED_HEADER, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { NOT_PUBLISHED_HEADER, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, PUBLISH_SESSION_SETTINGS, sizeWindowsToPath, type PathWindows } from '../upstream/publishWindows.ts';
 
 export type Registration =
@@ -13,8 +13,8 @@ export type Registration =
   | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; notPublished: string; windows: PathWindows }
   | { ok: false; failure: TunnelFailure };
 
-/** Registers `services` and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
-export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], timeoutMs = 20_000): Promise<Registration> {
+/** Registers `services` (`rawTcp` of them speak raw TCP) and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
+export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], { timeoutMs = 20_000, rawTcp = [] }: { timeoutMs?: number; rawTcp?: readonly string[] } = {}): Promise<Registration> {
   const answer = await requestOverTls(endpoint, {
     lines: (e) => [
       `GET ${PUBLISH_PATH} HTTP/1.1`,
@@ -23,6 +23,7 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
       `Upgrade: ${PUBLISH_PROTOCOL}`,
       `Authorization: Bearer ${e.token}`,
       `${SERVICES_HEADER}: ${services.join(', ')}`,
+      ...(rawTcp.length > 0 ? [`${RAW_TCP_HEADER}: ${rawTcp.join(', ')}`] : []),
       'User-Agent: gatehouse-publish',
     ],
     success: 101,

@@ -10,27 +10,31 @@ export type PublishTarget = { kind: 'unix'; path: string } | { kind: 'tcp'; host
 export interface PublishSpec {
   service: string;
   target: PublishTarget;
+  /** `NAME/tcp=TARGET`: the service speaks raw TCP, not HTTP (the portal shows `tunnel -L` for it, not a link). */
+  rawTcp?: true;
 }
 
 export type PublishSpecResult = { ok: true; spec: PublishSpec } | { ok: false; error: string };
 
-const usage = 'expected NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT';
+const usage = 'expected NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT (NAME/tcp=… for a raw TCP service)';
 
-/** `jupyter=unix:~/.gatehouse/jupyter.sock`, `api=127.0.0.1:8000`, `api=8000`, `api=[::1]:8000`. */
+/** `jupyter=unix:~/.gatehouse/jupyter.sock`, `api=127.0.0.1:8000`, `api=8000`, `api=[::1]:8000`, `redis/tcp=6379`. */
 export function parsePublishSpec(text: string, home?: string): PublishSpecResult {
   const bad = (why: string): PublishSpecResult => ({ ok: false, error: `${JSON.stringify(text)}: ${why}` });
   const eq = text.indexOf('=');
   if (eq <= 0) return bad(usage);
-  const service = text.slice(0, eq);
+  // What the service speaks, as in `6379/tcp`: HTTP unless it says tcp.
+  const [, service = '', speaks] = /^(.*?)(?:\/(tcp|http))?$/.exec(text.slice(0, eq)) ?? [];
   const problem = serviceNameProblem(service);
   if (problem) return bad(problem);
+  const kind = speaks === 'tcp' ? { rawTcp: true as const } : {};
   const target = text.slice(eq + 1);
   if (target.startsWith('unix:')) {
     const path = expandPath(target.slice('unix:'.length), home);
     if (path.length === 0) return bad(`empty socket path; ${usage}`);
     if (path.includes('\0')) return bad('socket path contains a NUL byte');
     if (Buffer.byteLength(path) > 107) return bad(`socket path is ${Buffer.byteLength(path)} bytes; UNIX socket paths are limited to 107`);
-    return { ok: true, spec: { service, target: { kind: 'unix', path } } };
+    return { ok: true, spec: { service, target: { kind: 'unix', path }, ...kind } };
   }
   const m = /^(?:tcp:)?(?:(\[[^\]]*\]|[^:[\]]+):)?(\d{1,5})$/.exec(target);
   if (!m) return bad(usage);
@@ -40,7 +44,7 @@ export function parsePublishSpec(text: string, home?: string): PublishSpecResult
   if (m[1]?.startsWith('[') && isIP(host) !== 6) return bad(`${m[1]} is not an IPv6 address`);
   // Only this machine: a publisher must not become a way into the network it runs in.
   if (!isLoopback(host)) return bad(`${host} is not a loopback address; a publisher reaches only this machine (127.0.0.0/8, ::1, localhost) or a UNIX socket`);
-  return { ok: true, spec: { service, target: { kind: 'tcp', host, port } } };
+  return { ok: true, spec: { service, target: { kind: 'tcp', host, port }, ...kind } };
 }
 
 export function targetLabel(target: PublishTarget): string {

@@ -122,7 +122,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
     let failures = 0;
     let everRegistered = false;
     while (!stopped) {
-      const registration = await registerPublisher(endpoint, services);
+      const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service) });
       if (stopped) {
         if (registration.ok) registration.session.close();
         break;

@@ -14,7 +14,7 @@ import type { GatewayConfig } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { normalizeTarget } from '../routing/normalizePath.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
-import { NOT_PUBLISHED_HEADER, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refuseSocket } from './refusals.ts';
 import { headerSafe } from './upstreamHeaders.ts';
 import type { TunnelRegistry } from './tunnelSession.ts';
@@ -60,7 +60,9 @@ export function createPublishEndpoint(deps: PublishDeps) {
     if (req.headers.upgrade?.toLowerCase() !== PUBLISH_PROTOCOL) return deny(400, `expected Upgrade: ${PUBLISH_PROTOCOL}`, `publish endpoint asked to upgrade to ${JSON.stringify(String(req.headers.upgrade ?? '').slice(0, 60))}`);
     const named = parseServiceList(req.headers[SERVICES_HEADER] as string | undefined);
     if (!named.ok) return deny(400, named.reason, named.reason);
-    const detail = { services: named.services };
+    const raw = parseRawTcpList(req.headers[RAW_TCP_HEADER] as string | undefined, named.services);
+    if (!raw.ok) return deny(400, raw.reason, raw.reason, { detail: { services: named.services } });
+    const detail = { services: named.services, ...(raw.rawTcp.length > 0 && { rawTcp: raw.rawTcp }) };
     const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
     if (!rate.ok) return holdRefusal(rate).then(() => deny(429, 'too many requests', rate.reason, { detail }));
     const config = deps.config();
@@ -74,12 +76,13 @@ export function createPublishEndpoint(deps: PublishDeps) {
     if (socket.destroyed) return deny(499, 'client left', 'publisher left during admission', { token: tokenRecord, detail });
 
     const { decision } = admitted;
-    const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: named.services });
+    const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: named.services, rawTcp: raw.rawTcp });
     if (!reservation.ok) return deny(reservation.status, reservation.clientReason, reservation.reason, { token: tokenRecord, detail });
 
     // Services that could not be published are named to the publisher (with why); the others are published.
     const { refused } = reservation;
-    const published = { services: reservation.services, ...(refused.length > 0 && { refused }) };
+    const rawTcp = raw.rawTcp.filter((s) => reservation.services.includes(s));
+    const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(refused.length > 0 && { refused }) };
     const record: AuditRecord = { ...base, token: tokenRecord, publisher: conn.id, detail: published };
     const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
     if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);

@@ -68,13 +68,24 @@ async function someEntries(dir: string, limit: number): Promise<string[]> {
   return names;
 }
 
+/** What a service speaks, for the portal: a web page to link to, or raw TCP (reached with `tunnel -L`). */
+type Speaks = 'web' | 'tcp';
+
+/** A published service speaks raw TCP when a publisher of it says so (`NAME/tcp=`): a web link to it could not work. */
+const speaksOf = (service: string, published: readonly PublishedListing[]): Speaks => (published.some((p) => p.service === service && p.rawTcp) ? 'tcp' : 'web');
+
+/** The service a `published:{user}/NAME` upstream names when NAME is fixed (no capture); undefined otherwise. */
+const fixedService = (upstream: string): string | undefined => /^published:[^/]*\/([^{}/]+)$/.exec(upstream)?.[1];
+
 /**
- * Services of `user` an upstream template names: for `published:` the ones the user publishes now,
- * for `unix:` the sockets found among the first MAX_DIRECTORY_ENTRIES entries of the directory.
+ * Services of `user` an upstream template names: for `published:` the ones the user publishes now (those
+ * that speak `speaks`, if given), for `unix:` the sockets found among the first MAX_DIRECTORY_ENTRIES entries of the directory.
  */
-export async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[]): Promise<Array<Record<string, string>>> {
+export async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[], speaks?: Speaks): Promise<Array<Record<string, string>>> {
   // One entry per service, however many replicas publish it.
-  if (upstream.startsWith('published:') && /\{service\}/.test(upstream)) return [...new Set(published.map((p) => p.service))].map((service) => ({ service }));
+  if (upstream.startsWith('published:') && /\{service\}/.test(upstream)) {
+    return [...new Set(published.map((p) => p.service))].filter((service) => speaks === undefined || speaksOf(service, published) === speaks).map((service) => ({ service }));
+  }
   if (!upstream.startsWith('unix:')) return [];
   const filled = fill(upstream.slice(5), { user });
   if (dirname(filled).includes('{')) return [];
@@ -89,11 +100,16 @@ export async function servicesOf(upstream: string, user: string, published: read
   });
 }
 
-/** The ways to fill `templates`' captures for `user`: none but {user}, or {service} from the services found. */
-async function captureOptions(templates: string, route: CompiledRoute, input: SectionInput): Promise<Array<Record<string, string>>> {
+/**
+ * The ways to fill `templates`' captures for `user`: none but {user}, or {service} from the services found;
+ * with `speaks`, only services that speak it (a route's fixed published service included).
+ */
+async function captureOptions(templates: string, route: CompiledRoute, input: SectionInput, speaks?: Speaks): Promise<Array<Record<string, string>>> {
+  const fixed = fixedService(route.config.upstream);
+  if (speaks !== undefined && fixed !== undefined && speaksOf(fixed, input.published) !== speaks) return [];
   const wanted = new Set([...templates.matchAll(PARAM)].map((m) => m[1] as string));
   wanted.delete('user');
-  return wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(route.config.upstream, input.user, input.published) : [];
+  return wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(route.config.upstream, input.user, input.published, speaks) : [];
 }
 
 /** Candidate URLs of one route for `user`: every capture must be the user or a service found on disk. */
@@ -102,7 +118,7 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
   if (!config.protocols.includes('http')) return [];
   const hostTemplate = config.host && config.host !== '*' ? config.host : undefined;
   const port = /:(\d+)$/.exec(input.hostHeader)?.[1];
-  const options = await captureOptions(config.path + (hostTemplate ?? ''), route, input);
+  const options = await captureOptions(config.path + (hostTemplate ?? ''), route, input, 'web');
   return options.map((extra) => {
     const params = { user: input.user, ...extra };
     const host = hostTemplate ? `${fill(hostTemplate, params).toLowerCase()}${port ? `:${port}` : ''}` : input.hostHeader;
@@ -110,15 +126,18 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
   });
 }
 
-/** Tunnel names of a route that carries raw TCP only (no web page to link to): `tunnel -L` is how to reach them. */
+/**
+ * Tunnel names of published services with no web page to link to: every service of a route that carries raw
+ * TCP only, and those that say they speak raw TCP on a route that carries HTTP too. `tunnel -L` reaches them.
+ */
 async function tunnelCandidates(route: CompiledRoute, input: SectionInput): Promise<string[]> {
   const { config } = route;
   // Only the account's own published services: a session token is limited to the web (no tunnel dry run
   // can pass it), and these are services the user runs; the route's policy still decides at connect.
-  if (!input.account || !config.upstream.startsWith('published:')) return [];
-  if (config.protocols.includes('http') || !config.protocols.includes('tcp')) return [];
+  if (!input.account || !config.upstream.startsWith('published:') || !config.protocols.includes('tcp')) return [];
   const template = config.tunnel ?? config.name;
-  return (await captureOptions(template, route, input)).map((extra) => fill(template, { user: input.user, ...extra }));
+  const options = await captureOptions(template, route, input, config.protocols.includes('http') ? 'tcp' : undefined);
+  return options.map((extra) => fill(template, { user: input.user, ...extra }));
 }
 
 /** A web page to open, or a raw TCP service reached with `gatehouse tunnel -L`. */

@@ -5,6 +5,11 @@ export const PUBLISH_PATH = '/.well-known/gatehouse/publish';
 export const PUBLISH_PROTOCOL = 'gatehouse-publish.v1';
 /** Request header listing the services to publish, comma-separated. */
 export const SERVICES_HEADER = 'gatehouse-publish';
+/**
+ * Request header: of the services named, those that speak raw TCP rather than HTTP (`NAME/tcp=` on the
+ * command line), comma-separated. The portal offers `tunnel -L` for them instead of a web link.
+ */
+export const RAW_TCP_HEADER = 'gatehouse-publish-tcp';
 /** 101 headers: the user the services are published under (the token's), and the publisher's connection id. */
 export const USER_HEADER = 'gatehouse-user';
 export const PUBLISHER_HEADER = 'gatehouse-publisher';
@@ -36,4 +41,12 @@ export function parseServiceList(header: string | undefined): { ok: true; servic
   }
   if (new Set(services).size !== services.length) return { ok: false, reason: 'a service is named twice' };
   return { ok: true, services };
+}
+
+/** The raw TCP services a publisher names (a subset of `services`), checked; none when the header is absent. */
+export function parseRawTcpList(header: string | undefined, services: readonly string[]): { ok: true; rawTcp: string[] } | { ok: false; reason: string } {
+  const rawTcp = [...new Set((header ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
+  const unknown = rawTcp.find((s) => !services.includes(s));
+  if (unknown !== undefined) return { ok: false, reason: `${RAW_TCP_HEADER} names ${JSON.stringify(unknown.slice(0, 80))}, which is not among the services published` };
+  return { ok: true, rawTcp };
 }

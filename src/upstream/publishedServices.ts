@@ -25,6 +25,8 @@ export interface PublisherInfo {
   /** sha256 fingerprint of the publisher's client certificate. */
   fingerprint: string;
   services: readonly string[];
+  /** Of `services`, those the publisher says speak raw TCP, not HTTP (the portal offers no web link for them). */
+  rawTcp?: readonly string[];
 }
 
 export interface Publisher extends PublisherInfo {
@@ -56,6 +58,8 @@ export interface PublishedListing {
   fingerprint: string;
   streamsOpen: number;
   streamsServed: number;
+  /** The publisher says the service speaks raw TCP (`NAME/tcp=`), not HTTP. */
+  rawTcp: boolean;
 }
 
 export interface PublishedServices extends StreamUpstreams {
@@ -296,7 +300,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
             .filter((service) => byService.get(key(user, service))?.includes(entry))
             .map((service) => {
               const tally = entry.perService.get(service);
-              return { service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: tally?.open ?? 0, streamsServed: tally?.served ?? 0 };
+              return { service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: tally?.open ?? 0, streamsServed: tally?.served ?? 0, rawTcp: entry.rawTcp?.includes(service) === true };
             }),
         )
         .sort((a, b) => a.service.localeCompare(b.service) || a.publisher.localeCompare(b.publisher));
