@@ -1,9 +1,9 @@
-// `npm run docs:reference`: writes the parts of docs/reference/ that the code defines (config keys and
-// defaults, every command's --help, metric names); `--check` only reports what is out of date (exit 1).
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// `npm run docs:reference`: writes what the docs take from the code (config keys and defaults, every
+// command's --help, metric names, routes.yaml's JSON Schema); `--check` only reports what is out of date.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { cliHelpMarkdown } from './reference/cliHelp.ts';
-import { configKeysTable } from './reference/configKeys.ts';
+import { configKeysTable, routesJsonSchemaText } from './reference/configKeys.ts';
 import { type GeneratedSection, sectionText, withSection } from './reference/markers.ts';
 import { metricNamesTable } from './reference/metricNames.ts';
 
@@ -18,9 +18,21 @@ export async function generatedSections(root: string = repoRoot): Promise<Genera
   ];
 }
 
-/** The sections whose committed text differs from what the code generates, each with why. */
+/** Files generated whole: the JSON Schema of routes.yaml, for editors (see docs/reference/config.md). */
+export function generatedFiles(): { file: string; content: string }[] {
+  return [{ file: routesSchemaFile, content: routesJsonSchemaText() }];
+}
+
+export const routesSchemaFile = 'schema/routes.schema.json';
+
+/** The sections (and whole files, marker `file`) whose committed text differs from what the code generates. */
 export async function staleSections(root: string = repoRoot): Promise<{ file: string; marker: string; problem: string }[]> {
   const stale: { file: string; marker: string; problem: string }[] = [];
+  for (const generated of generatedFiles()) {
+    const path = join(root, generated.file);
+    if (!existsSync(path)) stale.push({ file: generated.file, marker: 'file', problem: 'missing' });
+    else if (readFileSync(path, 'utf8') !== generated.content) stale.push({ file: generated.file, marker: 'file', problem: 'differs from what the code generates' });
+  }
   for (const section of await generatedSections(root)) {
     const committed = sectionText(readFileSync(join(root, section.file), 'utf8'), section.marker);
     if (!committed.ok) stale.push({ ...section, problem: committed.error });
@@ -32,6 +44,13 @@ export async function staleSections(root: string = repoRoot): Promise<{ file: st
 /** Writes every section between its markers; the files' hand-written text stays as it is. */
 export async function writeSections(root: string = repoRoot): Promise<string[]> {
   const written: string[] = [];
+  for (const generated of generatedFiles()) {
+    const path = join(root, generated.file);
+    if (existsSync(path) && readFileSync(path, 'utf8') === generated.content) continue;
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, generated.content);
+    written.push(generated.file);
+  }
   for (const section of await generatedSections(root)) {
     const path = join(root, section.file);
     const before = readFileSync(path, 'utf8');

@@ -24,9 +24,10 @@ interface SchemaNode {
 export function routesJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(configSchema, { target: 'draft-07', io: 'input', unrepresentable: 'any' });
   return {
-    ...schema,
+    $schema: schema.$schema,
     title: 'gatehouse routes.yaml',
     description: 'The gateway configuration. Generated from the zod schema (src/config/schema.ts) by npm run docs:reference; `gatehouse check` validates more than this schema can say (files, policies, templates).',
+    ...schema,
   };
 }
 
