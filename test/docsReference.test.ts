@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { repoRoot, staleSections } from '../build/docsReference.ts';
 import { beginMarker, endMarker, sectionText, withSection } from '../build/reference/markers.ts';
 import { brokenLinks, linkTargets } from '../build/reference/markdownLinks.ts';
+import { configKeysTable } from '../build/reference/configKeys.ts';
 import { gatewayMetricNames, metricSourceFiles } from '../build/reference/metricNames.ts';
 import { requestFactList } from '../src/authz/requestFacts.ts';
 import type { RequestFacts } from '../src/authz/types.ts';
@@ -30,6 +31,19 @@ describe('docs/reference agrees with the code', () => {
   it('reads the metrics of every source file that registers prom-client metrics', () => {
     const registering = sourceFiles().filter((file) => /new (Counter|Gauge|Histogram|Summary)\(/.test(readFileSync(join(repoRoot, file), 'utf8')));
     expect(registering.sort()).toEqual([...metricSourceFiles].sort());
+  });
+
+  it('names every config key of the schema in the hand-written meanings (docs/reference/config.md)', () => {
+    const handWritten = readFileSync(join(repoRoot, 'docs/reference/config.md'), 'utf8').split('## JSON Schema for editors')[0] ?? '';
+    const codeSpans = [...handWritten.matchAll(/`([^`\n]+)`/g)].map((m) => m[1] ?? '');
+    const keys = [...configKeysTable().matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1] ?? '');
+    expect(keys.length).toBeGreaterThan(50);
+    // A key is named by its full path (`tls.crl`) or, in its block's row, by its own name (`count` under `authz.workers`).
+    const unnamed = keys.filter((key) => {
+      const leaf = key.split(/\.|\[\]\./).pop() ?? key;
+      return !codeSpans.some((span) => span === key || new RegExp(`\\b${leaf}\\b`).test(span));
+    });
+    expect(unnamed).toEqual([]);
   });
 
   it('gives every metric the gateway registers its meaning in the hand-written table (docs/reference/metrics.md)', () => {
