@@ -8,7 +8,8 @@ const run = promisify(execFile);
 
 /** The help of one command line, e.g. `['audit', 'verify']`; commander prints it at 80 columns without a terminal. */
 async function helpOf(root: string, words: string[]): Promise<string> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GATEHOUSE_') && name !== 'COLUMNS'));
+  // Nothing from this shell may change the text: the client's GATEHOUSE_* settings, a width, forced colours.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GATEHOUSE_') && !['COLUMNS', 'FORCE_COLOR', 'CLICOLOR_FORCE'].includes(name)));
   const { stdout } = await run(process.execPath, [join(root, 'bin', 'gatehouse.js'), ...words, '--help'], { cwd: root, env, encoding: 'utf8' });
   return stdout.replace(/\s+$/, '');
 }
