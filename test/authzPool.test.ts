@@ -254,7 +254,7 @@ describe('third-party blocks', () => {
   });
 });
 
-describe('what biscuit-wasm 0.6.0 enforces of the run limits (documented in README)', () => {
+describe('what biscuit-wasm 0.6.0 enforces of the run limits (documented in docs/admin/authorization.md)', () => {
   it('ignores maxFacts and maxIterations below its own caps', async () => {
     const a = await authorizer();
     const many = Array.from({ length: 50 }, (_, i) => `f(${i});`).join(' ');

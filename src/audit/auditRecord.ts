@@ -1,4 +1,4 @@
-// The audit record: one JSON line per event. This shape is a public contract (README, "Audit record");
+// The audit record: one JSON line per event. This shape is a public contract (docs/reference/audit-records.md);
 // add fields freely, never rename or repurpose one.
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 
@@ -37,7 +37,7 @@ export interface AuditToken {
   user?: string;
   groups?: string[];
   revocationIds?: string[];
-  /** Tokens with more than one block: each block's role, signer and bound certificate (README, "Audit record"). */
+  /** Tokens with more than one block: each block's role, signer and bound certificate (docs/reference/audit-records.md). */
   blocks?: AuditTokenBlock[];
 }
 

@@ -1,4 +1,4 @@
-// Adds RequestFacts to an authorizer as the facts of the README. Every value is bound into a prebuilt
+// Adds RequestFacts to an authorizer as the facts of docs/reference/facts.md. Every value is bound into a prebuilt
 // Fact template as a parameter, so nothing a client sends (path, host, certificate fields) can inject
 // code; reusing the templates also avoids re-parsing Datalog, which costs time and WebAssembly memory.
 import { Fact, type AuthorizerBuilder } from '@biscuit-auth/biscuit-wasm';

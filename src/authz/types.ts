@@ -5,7 +5,7 @@ import type { TokenCheck } from '../session/sessionToken.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { MintedSession } from './workerProtocol.ts';
 
-/** Everything the gateway knows about one request; becomes the authorizer facts of the README. */
+/** Everything the gateway knows about one request; becomes the authorizer facts of docs/reference/facts.md. */
 export interface RequestFacts {
   time: Date;
   /** Absent when publishing (no route is involved). */

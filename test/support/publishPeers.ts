@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { cli, type Harness } from './gatewayHarness.ts';
 
-/** The one route for every user's published services (README), and a publish block with room for load tests. */
+/** The one route for every user's published services (docs/admin/configure.md), and a publish block with room for load tests. */
 export const publishedRoute = `  - name: published
     path: /~{user}/{service}/
     tunnel: "{service}.{user}"
