@@ -49,8 +49,9 @@ it('the shipped routes.yaml names the schema for editors (yaml-language-server)'
 
 const missing = jsonSchemaValidatorMissing();
 describe.skipIf(missing !== undefined)(`routes.yaml JSON Schema with an independent validator${missing ? ` (skipped: ${missing})` : ''}`, () => {
-  it('accepts the shipped routes.yaml', () => {
-    expect(validateWithJsonSchema(schema, { 'routes.yaml': parse(shipped) })).toEqual({ 'routes.yaml': [] });
+  it('accepts the shipped routes.yaml and the site\'s first one (systemd/routes.yaml)', () => {
+    const site = readFileSync(join(repoRoot, 'systemd', 'routes.yaml'), 'utf8');
+    expect(validateWithJsonSchema(schema, { 'routes.yaml': parse(shipped), 'systemd/routes.yaml': parse(site) })).toEqual({ 'routes.yaml': [], 'systemd/routes.yaml': [] });
   });
 
   it('accepts every routes.yaml example in README.md and docs/, for the keys each shows', () => {
