@@ -330,7 +330,7 @@ describe('through the gateway', () => {
     const bad = await startTunnel([...gatewayFlags(h, alice, junk), '-L', '0:echo'], env);
     try {
       expect(await exchange({ port: bad.ready[0]?.port }, 'x')).toHaveLength(0);
-      await bad.waitForStderr(/refused route echo: 401 not authenticated \(token missing, invalid, expired or revoked\): "invalid token" — check the token file/);
+      await bad.waitForStderr(/refused route echo: 401 not authenticated \(token missing, malformed or not signed by the site\): "invalid token" — check the token file/);
     } finally {
       await bad.stop();
     }

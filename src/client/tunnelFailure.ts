@@ -62,7 +62,7 @@ export function classifyError(err: Error): TunnelFailure {
 
 const statusWords: Record<number, string> = {
   400: 'bad request',
-  401: 'not authenticated (token missing, invalid, expired or revoked)',
+  401: 'not authenticated (token missing, malformed or not signed by the site)',
   403: 'access denied',
   404: 'no such route',
   421: 'connection not authenticated',
@@ -75,7 +75,9 @@ export function describeFailure(failure: TunnelFailure, gateway: string, route: 
   switch (failure.kind) {
     case 'refused': {
       const words = statusWords[failure.status] ?? 'refused';
-      const hint = failure.status === 401 ? ' — check the token file or GATEHOUSE_TOKEN' : failure.status === 403 ? ' — the token does not allow this route for this certificate' : '';
+      // An expired or revoked token is refused with 403 like a policy denial, but the cure differs.
+      const stale = failure.status === 403 && /\btoken (expired|revoked)\b/.test(failure.reason);
+      const hint = failure.status === 401 ? ' — check the token file or GATEHOUSE_TOKEN' : stale ? ' — ask for a new token' : failure.status === 403 ? ' — the token does not allow this route for this certificate' : '';
       return `${gateway} refused route ${route}: ${failure.status} ${words}: ${JSON.stringify(failure.reason)}${hint}`;
     }
     case 'tls':
