@@ -5,7 +5,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
-import { buildClientBundle, clientBundleFile, clientEntry, clientNodeFlags } from './clientBundle.ts';
+import { buildClientBundle, clientBundleFile, clientDefine, clientEntry, clientNodeFlags } from './clientBundle.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const out = join(root, 'dist', 'client');
@@ -37,6 +37,7 @@ await build({
   target: 'node24',
   minify: true,
   external: ['bufferutil', 'utf-8-validate'],
+  define: clientDefine,
 });
 writeFileSync(join(seaDir, 'sea-config.json'), JSON.stringify({ main: seaMain, output: join(seaDir, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useCodeCache: false, execArgv: clientNodeFlags }));
 copyFileSync(process.execPath, binary);

@@ -1,6 +1,7 @@
 // `gatehouse tunnel`: the ssh -L replacement. Local ports or private UNIX sockets (-L) or stdin/stdout
 // (--stdio) reach a route through the gateway over CONNECT or WebSocket, with certificate + token.
 import type { Command } from 'commander';
+import { choiceOption } from './choiceOption.ts';
 import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { expandPath } from '../client/clientConfigFile.ts';
 import { parseForwardSpec, type ForwardSpec } from '../client/forwardSpec.ts';
@@ -102,7 +103,7 @@ export function registerTunnel(program: Command): void {
     .description('reach a route through the gateway from local ports, private UNIX sockets (-L) or stdin/stdout (--stdio)')
     .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE or unix:PATH:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
     .option('--stdio <route>', 'one tunnel over stdin/stdout, e.g. as ssh ProxyCommand')
-    .option('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)');
+    .addOption(choiceOption('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)', ['connect', 'websocket']));
   addGatewayOptions(command)
     .option('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long open tunnels may finish', '2000')
     .option('-v, --verbose', 'log every connection: open, close, bytes each way')

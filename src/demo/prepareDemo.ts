@@ -18,14 +18,14 @@ export interface DemoLayout {
   auditFile: string;
   clientName: string;
   echoSocket: string;
-  url: string;
+  /** The demo route's path prefix, e.g. `/demo/`. */
+  routePath: string;
 }
 
 /** Reads just enough of the raw YAML (it may not validate yet: its files are what we create). */
 function layoutOf(configFile: string): DemoLayout {
   const dir = dirname(resolve(configFile));
   const raw = parse(readFileSync(configFile, 'utf8')) as {
-    listen?: Array<{ tcp?: string }>;
     tls?: { clientCa?: string };
     authz?: { rootKey?: string; revocationList?: string };
     audit?: { file?: string };
@@ -35,8 +35,6 @@ function layoutOf(configFile: string): DemoLayout {
   const rootPub = resolve(dir, raw.authz?.rootKey ?? 'certs/token-root.pub');
   const demo = raw.routes?.find((r) => r.name === 'demo');
   if (!demo?.upstream?.startsWith('unix:')) throw new Error(`${configFile} has no route "demo" with a unix: upstream`);
-  const tcp = raw.listen?.find((l) => l.tcp)?.tcp ?? '127.0.0.1:8443';
-  const port = tcp.slice(tcp.lastIndexOf(':') + 1);
   return {
     certs,
     rootKey: rootPub.replace(/\.pub$/, '') + '.key',
@@ -46,7 +44,7 @@ function layoutOf(configFile: string): DemoLayout {
     auditFile: resolve(dir, raw.audit?.file ?? 'audit/audit.log'),
     clientName: DEMO_USER,
     echoSocket: resolve(dir, demo.upstream.slice(5)),
-    url: `https://localhost:${port}${demo.path ?? '/demo/'}hello`,
+    routePath: demo.path ?? '/demo/',
   };
 }
 
