@@ -20,7 +20,14 @@ function indent(lines: string[]): string[] {
 
 export function formatExplanation(e: Explanation): string {
   const d = e.decision;
-  const out: string[] = [`route:     ${displaySafe(e.route)}`, 'facts:', ...indent(e.facts), 'policy:', ...indent(e.policy.flatMap((p) => displayDatalog(p).split('\n')))];
+  const out: string[] = [
+    `route:     ${displaySafe(e.route)}`,
+    `can see:   ${e.routeFacts.gateway.join(', ')}; from the token: ${e.routeFacts.token.join(', ')}`,
+    'facts:',
+    ...indent(e.facts),
+    'policy:',
+    ...indent(e.policy.flatMap((p) => displayDatalog(p).split('\n'))),
+  ];
   out.push(`token:     ${e.blocks.length > 0 ? `${e.blocks.length} block(s), signatures verified` : 'not verified'}`);
   for (const b of e.blocks) out.push(`  block ${b.index}${b.index === 0 ? ' (authority)' : ''}, revocation id ${b.revocationId.slice(0, 16)}…`, ...displayDatalog(b.source).split('\n').map((l) => `    ${l}`));
   if (d.allow) {

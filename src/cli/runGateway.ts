@@ -14,6 +14,7 @@ export async function loadConfigOrExit(configFile: string): Promise<{ config: Ga
     say(`not started: ${loaded.errors.length} configuration error(s)`);
     process.exit(1);
   }
+  for (const w of loaded.warnings) process.stderr.write(formatConfigError(w) + '\n');
   return loaded;
 }
 

@@ -1,11 +1,12 @@
 // The demo's preparation: makes whatever the shipped routes.yaml needs and is missing (dev PKI,
 // token root key, revocation list, a fresh demo token) before `gatehouse demo` serves it.
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { initPki, issueClientCertificate } from '../pki/index.ts';
 import { mintToken } from '../token/mintToken.ts';
 import { readPrivateKey, writeKeyPair } from '../token/keyFiles.ts';
+import { socketDirectory } from '../config/configWarnings.ts';
 
 const DEMO_USER = 'demo';
 
@@ -18,6 +19,8 @@ export interface DemoLayout {
   auditFile: string;
   clientName: string;
   echoSocket: string;
+  /** Directories the config's unix: upstreams put sockets in (for a template, its fixed part), such as run/users. */
+  socketDirs: string[];
   /** The demo route's path prefix, e.g. `/demo/`. */
   routePath: string;
 }
@@ -44,6 +47,8 @@ function layoutOf(configFile: string): DemoLayout {
     auditFile: resolve(dir, raw.audit?.file ?? 'audit/audit.log'),
     clientName: DEMO_USER,
     echoSocket: resolve(dir, demo.upstream.slice(5)),
+    // Only inside the demo's own directory: the demo creates nothing elsewhere on the machine.
+    socketDirs: (raw.routes ?? []).flatMap((r) => (r.upstream?.startsWith('unix:') ? [socketDirectory(r.upstream, dir).dir] : [])).filter((d) => !isAbsolute(relative(dir, d)) && !relative(dir, d).startsWith('..')),
     routePath: demo.path ?? '/demo/',
   };
 }
@@ -72,5 +77,7 @@ export async function prepareDemo(configFile: string, say: (message: string) => 
   if (!token.ok) throw new Error(token.error.message);
   writeFileSync(l.token, token.value + '\n', { mode: 0o600 });
   mkdirSync(dirname(l.echoSocket), { recursive: true });
+  // The per-user socket tree of the shipped config (run/users), so the demo starts without a warning about it.
+  for (const socketDir of l.socketDirs) mkdirSync(socketDir, { recursive: true });
   return l;
 }
