@@ -1,14 +1,19 @@
-// The version `gatehouse --version` prints: package.json's, read beside the running code (a checkout or
+// The version `gatehouse --version` prints: package.json's, found above the started script (a checkout or
 // the installed package), or the one the client bundle was built with (it carries no package.json).
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 /** Set by the client bundle's build (esbuild `define`); undefined when running from sources or dist/lib. */
 declare const GATEHOUSE_BUNDLED_VERSION: string | undefined;
 
+/** From the script that was started (bin/gatehouse.js, or dist/lib/cli/gatehouse.js behind the installed command's link) upwards. */
 function packageVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
+  let dir: string;
+  try {
+    dir = dirname(realpathSync(process.argv[1] ?? '.'));
+  } catch {
+    return 'unknown';
+  }
   for (;;) {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
