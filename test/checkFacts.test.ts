@@ -92,6 +92,14 @@ describe('check warns on sockets that cannot exist', () => {
   });
 });
 
+describe('check run as root', () => {
+  it.skipIf(process.getuid?.() !== 0)('says that readability was proved for root only (needs root)', async () => {
+    const run = await check(route('a', 'allow if user($u);'));
+    expect(run.stderr).toMatch(/^note: checked as root: run check as the gateway's user .* to prove it can read its files$/m);
+    expect(run.code).toBe(0);
+  });
+});
+
 describe('check on a scalar where a list belongs', () => {
   it('protocols: tcp is one error that says how to write it, with no follow-on about an empty list', async () => {
     const run = await check(route('t', 'allow if user($u);', '    protocols: tcp\n    upstream: unix:run/x.sock\n    idleTimeoutSeconds: 30\n'));
