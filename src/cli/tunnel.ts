@@ -10,6 +10,7 @@ import { endpointOf } from '../client/gatewayEndpoint.ts';
 import { openTunnel, preflight } from '../client/tunnelDialer.ts';
 import { startForward, type LocalForward } from '../client/localListeners.ts';
 import { runStdioTunnel } from '../client/stdioTunnel.ts';
+import { stdoutErrorsHandledByCommand } from './closedPipe.ts';
 import { EXIT, describeFailure, exitCodeFor } from '../client/tunnelFailure.ts';
 import { validRoute } from '../token/names.ts';
 import { sayer } from './say.ts';
@@ -42,6 +43,7 @@ async function runStdio(route: string, opts: TunnelCommandOptions): Promise<neve
       process.exit(128 + (signalNumbers[signal] ?? 0));
     });
   }
+  stdoutErrorsHandledByCommand();
   const code = await runStdioTunnel(route, {
     open: (r) => openTunnel(endpoint, settings.settings.transport, r),
     gateway: endpoint.label,
