@@ -1,6 +1,6 @@
 // The laptop client as one self-contained ES module (dist/client/gatehouse-client.mjs): built by
 // `npm run build:client` for release and by the benchmarks, which measure the client in this form.
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
@@ -16,6 +16,11 @@ const forbidden = /biscuit|@peculiar|reflect-metadata|pkijs|asn1|http-proxy|pino
  * so a small young generation costs no extra collections and keeps the resident size near the idle one.
  */
 export const clientNodeFlags = ['--max-semi-space-size=1'];
+
+/** Constants compiled into the client: the package version `gatehouse --version` prints (a bundle has no package.json). */
+export const clientDefine: Record<string, string> = {
+  GATEHOUSE_BUNDLED_VERSION: JSON.stringify((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version),
+};
 
 /** Builds the bundle; returns the source files it was built from. ws's optional native add-ons are left out: ws falls back to JS. */
 export async function buildClientBundle(outfile = clientBundleFile): Promise<string[]> {
@@ -33,6 +38,7 @@ export async function buildClientBundle(outfile = clientBundleFile): Promise<str
     metafile: true,
     logLevel: 'error',
     external: ['bufferutil', 'utf-8-validate'],
+    define: clientDefine,
     banner: {
       // ws and other CommonJS dependencies call require(): give the ES module one.
       js: `#!/usr/bin/env -S node ${clientNodeFlags.join(' ')}\nimport { createRequire as __gatehouseRequire } from 'node:module'; const require = __gatehouseRequire(import.meta.url);`,

@@ -107,19 +107,19 @@ describe('tokens and signatures', () => {
     expect(await a.authorize(undefined, userRoute, facts())).toEqual({ allow: false, status: 401, clientReason: 'missing bearer token', reason: 'no Authorization: Bearer token' });
   });
 
-  it('denies garbage with 401 and the library error as the reason', async () => {
+  it('denies garbage with 401 and the library error, in words, as the reason', async () => {
     const a = await authorizer();
     const d = denied(await a.authorize('not a biscuit!', userRoute, facts()));
     expect(d.status).toBe(401);
     expect(d.clientReason).toBe('invalid token');
-    expect(d.reason).toMatch(/Base64|Format/);
+    expect(d.reason).toMatch(/not valid base64url text|do not decode as a Biscuit/);
   });
 
   it('denies a token signed by another root key with 401', async () => {
     const a = await authorizer();
     const d = denied(await a.authorize(mintWith(other, 'user("alice");').toBase64(), userRoute, facts()));
     expect(d.status).toBe(401);
-    expect(d.reason).toContain('Signature');
+    expect(d.reason).toContain('signature is invalid');
   });
 
   it('denies an oversized token before parsing it', async () => {

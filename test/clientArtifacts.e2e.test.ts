@@ -50,10 +50,12 @@ describe.skipIf(skipReason !== '')(`client artifacts${skipReason ? ` (skipped: $
   let tokenFile: string;
   let echo: Server;
   const tunnels: TunnelProcess[] = [];
+  let buildStderr = '';
 
   beforeAll(async () => {
     const built = spawnSync(process.execPath, [join(repoRoot, 'build', 'client.ts')], { cwd: repoRoot, encoding: 'utf8', timeout: 180_000 });
     expect(built.status, built.stderr).toBe(0);
+    buildStderr = built.stderr;
     h = await startHarness({ routes });
     alice = await h.pki.client('alice');
     home = mkdtempSync(join(tmpdir(), 'gatehouse-client-home-'));
@@ -66,6 +68,13 @@ describe.skipIf(skipReason !== '')(`client artifacts${skipReason ? ` (skipped: $
     echo?.close();
     await h?.stop();
     if (home) rmSync(home, { recursive: true, force: true });
+  });
+
+  it('the build prints no tool warnings (esbuild, LIEF inside postject), and both artifacts know their version', () => {
+    expect(buildStderr).not.toMatch(/string offset for section name|WARNING|warning/);
+    const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(spawnSync(userNode, [bundle, '--version'], { encoding: 'utf8' }).stdout).toBe(`${version}\n`);
+    expect(spawnSync(join(repoRoot, 'dist', 'client', 'gatehouse-client-linux-x64'), ['--version'], { encoding: 'utf8' }).stdout).toBe(`${version}\n`);
   });
 
   it('the bundle carries no gateway, token-tooling or development-CA code', () => {

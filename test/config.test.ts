@@ -38,6 +38,8 @@ function siteDir(): string {
   fs.writeFileSync(path.join(certs, 'token-root.private'), `${keys.getPrivateKey().toString()}\n`);
   fs.writeFileSync(path.join(certs, 'revoked.txt'), '');
   expect(writeAuditKeyPair(path.join(certs, 'audit-signing'), false).ok).toBe(true);
+  // The socket directories the shipped routes.yaml names (check warns about missing ones).
+  fs.mkdirSync(path.join(dir, 'run', 'users'), { recursive: true });
   return dir;
 }
 
@@ -328,6 +330,7 @@ describe('gatehouse check', () => {
   it('prints every error on stderr, one per line, and exits 1', () => {
     const dir = tempDir();
     fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'run'));
     const lines = [...header, ...route('a'), ...route('a', ['    bogus: 1'])];
     fs.writeFileSync(path.join(dir, 'bad.yaml'), lines.join('\n'));
     const run = check(dir, '--config', 'bad.yaml');

@@ -117,6 +117,7 @@ describe('gatehouse check: every path the gateway writes is writable', () => {
     expect(refused.stderr).toMatch(/routes\.yaml:\d+:\d+: listen\[1\]\.unix: cannot create .*sockets\/gatehouse\.sock: .*sockets is not writable/);
     audit.open();
     sockets.open();
+    mkdirSync(join(site, 'run'), { recursive: true, mode: 0o755 }); // the upstream's socket directory (check warns when it is missing)
     const accepted = check(config);
     expect(accepted.stderr).toBe('');
     expect(accepted.stdout).toMatch(/routes\.yaml: OK/);

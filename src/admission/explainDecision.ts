@@ -11,6 +11,7 @@ import { biscuitErrorText, type FailedCheck } from '../authz/biscuitErrors.ts';
 import { evaluateToken, revocationIdsOf, type EvaluationDetail } from '../authz/evaluateToken.ts';
 import { policyStatements } from '../authz/policyStatements.ts';
 import { requestFactList } from '../authz/requestFacts.ts';
+import { predicatesIn, tokenFacts } from '../authz/factVocabulary.ts';
 import { deadlineOf } from '../authz/requestAuthorizer.ts';
 import { revokedDecision } from '../authz/revokedDecision.ts';
 import { parsePublicKey, readRootKey } from '../authz/rootKey.ts';
@@ -38,6 +39,8 @@ export interface Explanation {
   policy: string[];
   /** `predicate(values)` as Datalog, values quoted for display. */
   facts: string[];
+  /** Every fact this route's policy can see, by name: the gateway's for its protocols and upstream, and the token's. */
+  routeFacts: { gateway: string[]; token: string[] };
   /** Block sources as biscuit prints them (display only: not escaped), when the token verified. */
   blocks: { index: number; revocationId: string; source: string }[];
   decision: Decision;
@@ -95,7 +98,7 @@ export async function explainDecision(input: ExplainInput): Promise<ExplainResul
   const protocol = input.protocol ?? named.config.protocols[0] ?? 'http';
 
   let seen: { policy: RoutePolicy; facts: RequestFacts } | undefined;
-  let explained: Omit<Explanation, 'route' | 'policy' | 'facts' | 'deadlineMs' | 'notes'> | undefined;
+  let explained: Omit<Explanation, 'route' | 'policy' | 'facts' | 'routeFacts' | 'deadlineMs' | 'notes'> | undefined;
   const authorizer = {
     async authorize(text: string | undefined, policy: RoutePolicy, admitted: RequestFacts): Promise<Decision> {
       const facts: RequestFacts = { ...admitted, ...(input.time && { time: input.time }), params: { ...admitted.params, ...input.params } };
@@ -123,10 +126,11 @@ export async function explainDecision(input: ExplainInput): Promise<ExplainResul
   if (input.path === undefined) notes.push('no --path: path and param facts are absent (as for a tunnel)');
   const deadlineMs = deadlineOf(seen.policy.limits);
   if (explained.elapsedMs > deadlineMs) notes.push(`this took longer than the hard deadline: the gateway would deny it with "run limit exceeded"`);
-  return { ok: true, value: { route: seen.policy.name, policy: policyStatements(seen.policy.policy), facts: factLines(seen.facts), ...explained, deadlineMs, notes } };
+  const routeFacts = { gateway: predicatesIn(named.config.protocols, named.config.upstream.startsWith('published:')), token: Object.keys(tokenFacts) };
+  return { ok: true, value: { route: seen.policy.name, policy: policyStatements(seen.policy.policy), facts: factLines(seen.facts), routeFacts, ...explained, deadlineMs, notes } };
 }
 
-function decide(engine: Engine, text: string, policy: RoutePolicy, facts: RequestFacts): Omit<Explanation, 'route' | 'policy' | 'facts' | 'deadlineMs' | 'notes'> {
+function decide(engine: Engine, text: string, policy: RoutePolicy, facts: RequestFacts): Omit<Explanation, 'route' | 'policy' | 'facts' | 'routeFacts' | 'deadlineMs' | 'notes'> {
   const started = performance.now();
   const done = (decision: Decision, rest: Partial<Explanation> = {}) => ({ decision, failingChecks: [], blocks: [], ...rest, elapsedMs: performance.now() - started });
   let token: Biscuit;

@@ -9,12 +9,11 @@ import type { WrittenAuditRecord } from './auditRecord.ts';
 import { AuditSummary, formatSummary } from './auditSummary.ts';
 import { DelegationSummary, formatDelegations } from './auditDelegations.ts';
 import { displaySafe } from '../cli/displayText.ts';
+import { QUERY_FORMATS as FORMATS, type QueryFormat as Format } from './queryFormats.ts';
 
 export type QueryResult = { ok: true; matched: number; skipped: number } | { ok: false; message: string };
 
 const LIST_OPTIONS = ['user', 'cn', 'fingerprint', 'route', 'decision', 'status', 'source', 'event', 'delegatedBy', 'publisher'] as const;
-const FORMATS = ['table', 'json', 'summary', 'delegations'] as const;
-type Format = (typeof FORMATS)[number];
 
 export function filterFromOptions(opts: Record<string, unknown>, now = Date.now()): { ok: true; filter: AuditFilter } | { ok: false; message: string } {
   const filter: AuditFilter = {};

@@ -1,6 +1,7 @@
 // biscuit-wasm throws plain objects ({"FailedLogic":{...}}, {"RunLimit":"Timeout"}, ...) instead of
 // Errors; these helpers render them and read the shapes the authorization stage acts on.
 import { cutText } from '../audit/recordBound.ts';
+import { biscuitErrorWords } from './biscuitErrorWords.ts';
 
 /**
  * A token's author chooses its checks, and biscuit prints a check in full (a set literal of 540
@@ -9,19 +10,9 @@ import { cutText } from '../audit/recordBound.ts';
  */
 const RULE_CHARS = 1024;
 
-/** One line for the audit log: the library's error as JSON, or an Error's message (cut like a rule: it may quote the token). */
+/** One line for the audit log and the operator: the library's error in words (cut like a rule: it may quote the token). */
 export function biscuitErrorText(error: unknown): string {
-  return cutText(errorText(error), RULE_CHARS);
-}
-
-function errorText(error: unknown): string {
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  if (typeof error === 'string') return error;
-  try {
-    return JSON.stringify(error) ?? String(error);
-  } catch {
-    return String(error);
-  }
+  return cutText(biscuitErrorWords(error), RULE_CHARS);
 }
 
 /** A WebAssembly trap (a Rust panic inside biscuit-wasm): the engine's state can no longer be trusted. */
@@ -87,7 +78,7 @@ export function classifyFailure(error: unknown): Failure {
     if ('Execution' in error) {
       const inner = error['Execution'];
       if (isObject(inner) && 'RunLimit' in inner) return { kind: 'run-limit', detail: JSON.stringify(inner['RunLimit']) };
-      return { kind: 'execution', detail: cutText(JSON.stringify(inner), RULE_CHARS) };
+      return { kind: 'execution', detail: biscuitErrorText({ Execution: inner }) };
     }
   }
   return { kind: 'other', detail: biscuitErrorText(error) };

@@ -2,6 +2,11 @@
 // token/publishRight.ts) and the delegation-chain facts the `publish.policy` sees (`token_blocks`, `publish_granted`).
 import { Fact, type AuthorizerBuilder, type Biscuit } from '@biscuit-auth/biscuit-wasm';
 import { publishRightFor, type PublishRight } from '../token/publishRight.ts';
+import type { GatewayPredicate } from './factVocabulary.ts';
+
+// Predicates of the contract (factVocabulary.ts).
+const BLOCKS: GatewayPredicate = 'token_blocks';
+const GRANTED: GatewayPredicate = 'publish_granted';
 
 /** Built on first use in each thread (each owns its biscuit-wasm instance), then reused: parsing costs WebAssembly memory. */
 let templates: { blocks: Fact; granted: Fact } | undefined;
@@ -19,7 +24,7 @@ export function publishRightOf(token: Biscuit, service: string | undefined): Pub
  * for each grant, stated by the gateway, so a site can refuse delegated publishing: `deny if token_blocks($n), $n > 1;`.
  */
 export function addPublishChainFacts(builder: AuthorizerBuilder, right: Extract<PublishRight, { ok: true }>): void {
-  const t = (templates ??= { blocks: Fact.fromString('token_blocks({n})'), granted: Fact.fromString('publish_granted({block}, {service})') });
+  const t = (templates ??= { blocks: Fact.fromString(`${BLOCKS}({n})`), granted: Fact.fromString(`${GRANTED}({block}, {service})`) });
   t.blocks.set('n', right.chain.blocks);
   builder.addFact(t.blocks);
   for (const [block, grants] of right.chain.grants.entries()) {

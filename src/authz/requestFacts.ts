@@ -2,9 +2,11 @@
 // Fact template as a parameter, so nothing a client sends (path, host, certificate fields) can inject
 // code; reusing the templates also avoids re-parsing Datalog, which costs time and WebAssembly memory.
 import { Fact, type AuthorizerBuilder } from '@biscuit-auth/biscuit-wasm';
+import type { GatewayPredicate } from './factVocabulary.ts';
 import type { RequestFacts } from './types.ts';
 
-const unary = ['route', 'protocol', 'method', 'host', 'path', 'source_ip', 'client_cn', 'client_subject', 'client_serial', 'client_fingerprint', 'client_issuer', 'service', 'publisher_fingerprint'] as const;
+// Predicates of the contract (factVocabulary.ts): a name outside it does not compile.
+const unary = ['route', 'protocol', 'method', 'host', 'path', 'source_ip', 'client_cn', 'client_subject', 'client_serial', 'client_fingerprint', 'client_issuer', 'service', 'publisher_fingerprint'] as const satisfies readonly GatewayPredicate[];
 type Unary = (typeof unary)[number];
 
 interface Templates {
@@ -27,8 +29,8 @@ function build(): Templates {
 }
 
 /** The facts as `predicate(values...)`, values still separate, in the order they are added. */
-export function requestFactList(facts: RequestFacts): { predicate: string; values: (string | Date)[] }[] {
-  const list: { predicate: string; values: (string | Date)[] }[] = [{ predicate: 'time', values: [facts.time] }];
+export function requestFactList(facts: RequestFacts): { predicate: GatewayPredicate; values: (string | Date)[] }[] {
+  const list: { predicate: GatewayPredicate; values: (string | Date)[] }[] = [{ predicate: 'time', values: [facts.time] }];
   const client = facts.client;
   const values: Record<Unary, string | undefined> = {
     route: facts.route,

@@ -2,6 +2,8 @@
 // of a set of audit files (chain, Merkle tree, checkpoints), proofs, and filtered views. All stream.
 import type { Command } from 'commander';
 import type { VerifyCliOptions } from '../audit/auditVerifyCommand.ts';
+import { QUERY_FORMATS } from '../audit/queryFormats.ts';
+import { choiceOption } from './choiceOption.ts';
 import { say } from './say.ts';
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -149,7 +151,7 @@ export function registerAudit(program: Command): void {
     .option('--cn <cn>', 'client certificate CN', collect)
     .option('--fingerprint <sha256:hex>', 'client certificate fingerprint', collect)
     .option('--route <name>', 'route', collect)
-    .option('--decision <allow|deny>', 'decision', collect)
+    .addOption(choiceOption('--decision <decision>', 'decision', ['allow', 'deny'], true))
     .option('--status <code>', 'HTTP status (e.g. 403, or 4xx)', collect)
     .option('--source <ip>', 'client IP address (or ip:port)', collect)
     .option('--event <event>', 'event, e.g. request, tunnel.close (a trailing * matches a prefix: tunnel.*)', collect)
@@ -157,7 +159,7 @@ export function registerAudit(program: Command): void {
     .option('--publisher <id>', 'through this publisher connection (its id in publish.open), and its publish.open/close', collect)
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
-    .option('--format <format>', 'table | json | summary | delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', 'table')
+    .addOption(choiceOption('--format <format>', 'table, JSON lines, a per-user and per-route summary, or delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', QUERY_FORMATS).default('table'))
     .option('--verify', 'answer only if the files verify (as audit verify, with --key/--keyring/--origin/--anchor/--live)')
     .option('-k, --key <file[:from[:until]]>', 'with --verify: audit public key', collect)
     .option('--keyring <file>', 'with --verify: a file of --key values')

@@ -2,6 +2,7 @@
 // the facts, the token's blocks, the decision and the matching policy or the failing checks.
 import fs from 'node:fs';
 import type { Command } from 'commander';
+import { choiceOption } from './choiceOption.ts';
 import type { Explanation } from '../admission/explainDecision.ts';
 import { displayDatalog, displayLines, displaySafe } from './displayText.ts';
 
@@ -19,7 +20,14 @@ function indent(lines: string[]): string[] {
 
 export function formatExplanation(e: Explanation): string {
   const d = e.decision;
-  const out: string[] = [`route:     ${displaySafe(e.route)}`, 'facts:', ...indent(e.facts), 'policy:', ...indent(e.policy.flatMap((p) => displayDatalog(p).split('\n')))];
+  const out: string[] = [
+    `route:     ${displaySafe(e.route)}`,
+    `can see:   ${e.routeFacts.gateway.join(', ')}; from the token: ${e.routeFacts.token.join(', ')}`,
+    'facts:',
+    ...indent(e.facts),
+    'policy:',
+    ...indent(e.policy.flatMap((p) => displayDatalog(p).split('\n'))),
+  ];
   out.push(`token:     ${e.blocks.length > 0 ? `${e.blocks.length} block(s), signatures verified` : 'not verified'}`);
   for (const b of e.blocks) out.push(`  block ${b.index}${b.index === 0 ? ' (authority)' : ''}, revocation id ${b.revocationId.slice(0, 16)}…`, ...displayDatalog(b.source).split('\n').map((l) => `    ${l}`));
   if (d.allow) {
@@ -112,7 +120,7 @@ export function registerAuthz(program: Command): void {
     .option('--host <host>', 'Host header')
     .option('--param <name=value>', 'set a param(name, value) fact (repeatable; path captures are set from --path)', collect)
     .option('--source-ip <ip>', 'client address', '127.0.0.1')
-    .option('--protocol <protocol>', 'http, websocket or tcp (default: the route\'s first)')
+    .addOption(choiceOption('--protocol <protocol>', "the request's protocol (default: the route's first)", ['http', 'websocket', 'tcp']))
     .option('--time <date>', 'evaluate at this time instead of now (RFC 3339)')
     .option('--json', 'machine-readable output')
     .addHelpText('after', '\nExit status: 0 allowed, 2 denied, 1 the question could not be answered (bad config, token file, certificate).')

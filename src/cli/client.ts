@@ -1,11 +1,16 @@
 // The laptop client's command line: `gatehouse tunnel` (and the user's other client-side commands)
 // without the gateway, the token tooling or the development CA, built into dist/client/ by build/client.ts.
 import { Command } from 'commander';
+import { exitQuietlyOnClosedPipe } from './closedPipe.ts';
+import { gatehouseVersion } from './version.ts';
 import { registerPublish } from './publish.ts';
 import { registerTunnel } from './tunnel.ts';
 
+exitQuietlyOnClosedPipe();
+
 const program = new Command('gatehouse')
   .description('gatehouse client: reach routes through a gatehouse gateway (tunnel), publish your services (publish)')
+  .version(gatehouseVersion())
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode));
 

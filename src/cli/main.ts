@@ -1,6 +1,8 @@
 // The `gatehouse` command line: one program, one module per command group.
 // Each module registers its commands on the shared commander program.
 import { Command } from 'commander';
+import { exitQuietlyOnClosedPipe } from './closedPipe.ts';
+import { gatehouseVersion } from './version.ts';
 import { registerServe } from './serve.ts';
 import { registerDemo } from './demo.ts';
 import { registerCheck } from './check.ts';
@@ -11,8 +13,11 @@ import { registerTunnel } from './tunnel.ts';
 import { registerAudit } from './audit.ts';
 import { registerPublish } from './publish.ts';
 
+exitQuietlyOnClosedPipe();
+
 const program = new Command('gatehouse')
   .description('Policy-enforcing reverse proxy and tunnel gateway (mTLS + Biscuit + audit)')
+  .version(gatehouseVersion())
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode));
 

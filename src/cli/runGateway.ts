@@ -14,16 +14,24 @@ export async function loadConfigOrExit(configFile: string): Promise<{ config: Ga
     say(`not started: ${loaded.errors.length} configuration error(s)`);
     process.exit(1);
   }
+  for (const w of loaded.warnings) process.stderr.write(formatConfigError(w) + '\n');
   return loaded;
 }
 
+/** How a command adapts the gateway it runs: the config as loaded (`demo --listen`), and its own words for a failed start. */
+export interface GatewayAdjustments {
+  adjust?: (c: GatewayConfig) => GatewayConfig;
+  /** One line saying why the gateway did not start, when the command knows better than the error; undefined for the error's own. */
+  explainStartFailure?: (error: unknown) => string | undefined;
+}
+
 /** Starts the gateway on `configFile` (with `adjust` applied to the config), or says why not and exits 1. */
-export async function startOrExit(configFile: string, adjust: (c: GatewayConfig) => GatewayConfig = (c) => c, deps: GatewayProcessDeps = {}): Promise<Gateway> {
+export async function startOrExit(configFile: string, adjust: (c: GatewayConfig) => GatewayConfig = (c) => c, deps: GatewayProcessDeps = {}, explain?: GatewayAdjustments['explainStartFailure']): Promise<Gateway> {
   const loaded = await loadConfigOrExit(configFile);
   try {
     return await startGateway(adjust(loaded.config), loaded.file, deps);
   } catch (err) {
-    say(`not started: ${err instanceof Error ? err.message : String(err)}`);
+    say(`not started: ${explain?.(err) ?? (err instanceof Error ? err.message : String(err))}`);
     process.exit(1);
   }
 }
@@ -43,15 +51,15 @@ export async function reloadFromFile(gateway: Gateway, configFile: string, adjus
 }
 
 /** Loads `configFile` and runs the gateway until a signal stops it. Exits the process on fatal errors. */
-export async function runGateway(configFile: string): Promise<Gateway> {
-  const gateway = await startOrExit(configFile);
+export async function runGateway(configFile: string, { adjust = (c) => c, explainStartFailure }: GatewayAdjustments = {}): Promise<Gateway> {
+  const gateway = await startOrExit(configFile, adjust, {}, explainStartFailure);
   for (const l of gateway.listeners) say(`listening on ${l.address.startsWith('/') ? `unix:${l.address}` : `https://${l.address}`}`);
 
   // logrotate's postrotate sends either signal; the reopen comes first so the reload's record is in the new file.
   process.on('SIGUSR1', () => gateway.reopenAudit());
   process.on('SIGHUP', () => {
     gateway.reopenAudit();
-    void reloadFromFile(gateway, configFile);
+    void reloadFromFile(gateway, configFile, adjust);
   });
   let stopping = false;
   const stop = (signal: string) => {

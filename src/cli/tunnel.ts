@@ -1,6 +1,7 @@
 // `gatehouse tunnel`: the ssh -L replacement. Local ports or private UNIX sockets (-L) or stdin/stdout
 // (--stdio) reach a route through the gateway over CONNECT or WebSocket, with certificate + token.
 import type { Command } from 'commander';
+import { choiceOption } from './choiceOption.ts';
 import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { expandPath } from '../client/clientConfigFile.ts';
 import { parseForwardSpec, type ForwardSpec } from '../client/forwardSpec.ts';
@@ -9,6 +10,7 @@ import { endpointOf } from '../client/gatewayEndpoint.ts';
 import { openTunnel, preflight } from '../client/tunnelDialer.ts';
 import { startForward, type LocalForward } from '../client/localListeners.ts';
 import { runStdioTunnel } from '../client/stdioTunnel.ts';
+import { stdoutErrorsHandledByCommand } from './closedPipe.ts';
 import { EXIT, describeFailure, exitCodeFor } from '../client/tunnelFailure.ts';
 import { validRoute } from '../token/names.ts';
 import { sayer } from './say.ts';
@@ -41,6 +43,7 @@ async function runStdio(route: string, opts: TunnelCommandOptions): Promise<neve
       process.exit(128 + (signalNumbers[signal] ?? 0));
     });
   }
+  stdoutErrorsHandledByCommand();
   const code = await runStdioTunnel(route, {
     open: (r) => openTunnel(endpoint, settings.settings.transport, r),
     gateway: endpoint.label,
@@ -102,7 +105,7 @@ export function registerTunnel(program: Command): void {
     .description('reach a route through the gateway from local ports, private UNIX sockets (-L) or stdin/stdout (--stdio)')
     .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE or unix:PATH:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
     .option('--stdio <route>', 'one tunnel over stdin/stdout, e.g. as ssh ProxyCommand')
-    .option('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)');
+    .addOption(choiceOption('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)', ['connect', 'websocket']));
   addGatewayOptions(command)
     .option('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long open tunnels may finish', '2000')
     .option('-v, --verbose', 'log every connection: open, close, bytes each way')

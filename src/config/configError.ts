@@ -13,6 +13,8 @@ export interface ConfigError {
   /** The offending key, such as `routes[2].upstream`, `routes[1]` or `(document)`. */
   key: string;
   message: string;
+  /** A configuration that loads but may not work as written: reported, refused only by `check --strict`. */
+  warning?: boolean;
 }
 
 /** A problem found by a check, not yet placed in the file. */
@@ -25,6 +27,8 @@ export interface ConfigIssue {
   lineInValue?: number;
   /** An explicit position in another file (such as a line of the revocation list). */
   at?: { file: string; line: number; column: number };
+  /** See ConfigError.warning. */
+  warning?: boolean;
 }
 
 /** `['routes', 2, 'upstream']` -> `routes[2].upstream`; `[]` -> `(document)`. */
@@ -40,5 +44,5 @@ export function keyText(path: KeyPath): string {
 /** `routes.yaml:12:5: routes[2].upstream: expected unix:/path or tcp:host:port` */
 export function formatConfigError(e: ConfigError): string {
   const where = e.line > 0 ? `${e.file}:${e.line}:${e.column}` : e.file;
-  return displayLines(`${where}: ${e.key}: ${e.message}`);
+  return displayLines(`${where}: ${e.key}: ${e.warning ? 'warning: ' : ''}${e.message}`);
 }

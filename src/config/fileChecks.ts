@@ -9,6 +9,7 @@ import { PublicKey, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import type { ConfigIssue, KeyPath } from './configError.ts';
 import { writablePathChecks } from './writablePaths.ts';
 import { readTicketKeyFile } from '../tls/ticketKeys.ts';
+import { biscuitErrorText } from '../authz/biscuitErrors.ts';
 
 type Raw = Record<string, unknown>;
 
@@ -118,7 +119,7 @@ function checkRootKey(content: string, issues: ConfigIssue[]): void {
   try {
     PublicKey.fromString(match[1], SignatureAlgorithm.Ed25519).free();
   } catch (error) {
-    issues.push({ path: where, message: `not a valid Ed25519 public key: ${JSON.stringify(error)}` });
+    issues.push({ path: where, message: `not a valid Ed25519 public key: ${biscuitErrorText(error)}` });
   }
 }
 

@@ -10,10 +10,12 @@ import { schemaIssues } from './schemaIssues.ts';
 import { routeChecks } from './routeChecks.ts';
 import { fileChecks } from './fileChecks.ts';
 import { resolvePaths } from './resolvePaths.ts';
+import { configWarnings } from './configWarnings.ts';
 
 export { formatConfigError, type ConfigError } from './configError.ts';
 
-export type ConfigResult = { ok: true; config: GatewayConfig; file: string } | { ok: false; errors: ConfigError[] };
+/** `warnings`: what loads but may not work as written (see configWarnings.ts), sorted like the errors. */
+export type ConfigResult = { ok: true; config: GatewayConfig; file: string; warnings: ConfigError[] } | { ok: false; errors: ConfigError[]; warnings: ConfigError[] };
 
 function byPlace(a: ConfigError, b: ConfigError, configFile: string): number {
   const fileOrder = Number(a.file !== configFile) - Number(b.file !== configFile) || a.file.localeCompare(b.file);
@@ -31,7 +33,7 @@ export async function loadConfig(file: string): Promise<ConfigResult> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
-    return { ok: false, errors: [{ file, line: 0, column: 0, key: '(document)', message: `cannot read config: ${reason}` }] };
+    return { ok: false, errors: [{ file, line: 0, column: 0, key: '(document)', message: `cannot read config: ${reason}` }], warnings: [] };
   }
 
   const lines = new LineCounter();
@@ -42,7 +44,7 @@ export async function loadConfig(file: string): Promise<ConfigResult> {
       const message = e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '');
       return { file, line, column: col, key: '(document)', message: `YAML syntax: ${message}` };
     });
-    return { ok: false, errors };
+    return { ok: false, errors, warnings: [] };
   }
 
   let data: unknown;
@@ -61,7 +63,7 @@ export async function loadConfig(file: string): Promise<ConfigResult> {
       },
     });
     const { line, col } = lines.linePos(offset);
-    return { ok: false, errors: [{ file, line, column: col, key: '(document)', message: `YAML: ${(error as Error).message}` }] };
+    return { ok: false, errors: [{ file, line, column: col, key: '(document)', message: `YAML: ${(error as Error).message}` }], warnings: [] };
   }
   const configDir = path.dirname(path.resolve(file));
   const parsed = configSchema.safeParse(data);
@@ -71,20 +73,24 @@ export async function loadConfig(file: string): Promise<ConfigResult> {
     ...(await fileChecks(data, file)),
   ];
 
+  const place = (issue: ConfigIssue): ConfigError => {
+    const key = keyText(issue.path);
+    const extra = issue.warning ? { warning: true } : {};
+    if (issue.at) return { ...issue.at, key, message: issue.message, ...extra };
+    const at =
+      issue.unknownKey !== undefined
+        ? positionOfKey(doc, lines, issue.path.slice(0, -1), issue.unknownKey)
+        : issue.lineInValue !== undefined
+          ? positionInValue(doc, lines, source, issue.path, issue.lineInValue)
+          : positionOf(doc, lines, issue.path);
+    return { file, line: at.line, column: at.column, key, message: issue.message, ...extra };
+  };
+  const warnings = configWarnings(data, configDir)
+    .map(place)
+    .sort((a, b) => byPlace(a, b, file));
   if (issues.length > 0 || !parsed.success) {
-    const errors = issues.map((issue): ConfigError => {
-      const key = keyText(issue.path);
-      if (issue.at) return { ...issue.at, key, message: issue.message };
-      const place =
-        issue.unknownKey !== undefined
-          ? positionOfKey(doc, lines, issue.path.slice(0, -1), issue.unknownKey)
-          : issue.lineInValue !== undefined
-            ? positionInValue(doc, lines, source, issue.path, issue.lineInValue)
-            : positionOf(doc, lines, issue.path);
-      return { file, line: place.line, column: place.column, key, message: issue.message };
-    });
-    return { ok: false, errors: errors.sort((a, b) => byPlace(a, b, file)) };
+    return { ok: false, errors: issues.map(place).sort((a, b) => byPlace(a, b, file)), warnings };
   }
   const config = resolvePaths(parsed.data, configDir);
-  return { ok: true, config, file: path.resolve(file) };
+  return { ok: true, config, file: path.resolve(file), warnings };
 }

@@ -2,6 +2,7 @@
 // and reports parse errors, `{placeholders}` and policies that could never allow anything.
 // `{name}` is allowed only as `trusting {name}` for a key declared in authz.externalKeys.
 import { AuthorizerBuilder, KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
+import { biscuitErrorText } from '../authz/biscuitErrors.ts';
 
 export interface PolicyProblem {
   message: string;
@@ -63,7 +64,7 @@ function describe(policy: string, thrown: unknown, externalKeys: readonly string
       return line === undefined ? { message } : { message, line };
     });
   }
-  return [{ message: `policy does not compile: ${typeof thrown === 'object' ? JSON.stringify(thrown) : String(thrown)}` }];
+  return [{ message: `policy does not compile: ${biscuitErrorText(thrown)}` }];
 }
 
 /** Problems with one route policy; `captured` are the route's path parameters, `externalKeys` the declared key names. */

@@ -9,7 +9,7 @@ import { authzChecks, externalKeyNames } from './authzChecks.ts';
 
 type Raw = Record<string, unknown>;
 
-function record(value: unknown): Raw | undefined {
+export function record(value: unknown): Raw | undefined {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Raw) : undefined;
 }
 
@@ -17,8 +17,17 @@ function list(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
 }
 
-function text(value: unknown): string | undefined {
+export function text(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * A route's protocols as written: the list, or a single name written without brackets (`protocols: tcp`,
+ * which the schema reports) taken as that one, so no check adds a follow-on error about an empty list.
+ */
+export function routeProtocols(route: Raw): unknown[] {
+  const value = route.protocols ?? ['http'];
+  return Array.isArray(value) ? value : typeof value === 'string' ? [value] : [];
 }
 
 function validPort(port: string): boolean {
@@ -87,7 +96,7 @@ function checkSocketOwner(route: Raw, at: (string | number)[], captures: Capture
 function checkTunnelTemplateKey(route: Raw, at: (string | number)[], issues: ConfigIssue[]): string[] | undefined {
   const template = text(route.tunnel);
   if (template === undefined) return [];
-  if (!list(route.protocols ?? ['http']).includes('tcp')) {
+  if (!routeProtocols(route).includes('tcp')) {
     issues.push({ path: [...at, 'tunnel'], message: 'tunnel names tcp tunnels; this route does not allow tcp' });
   }
   const parsed = checkTunnelTemplate(template);
@@ -100,7 +109,7 @@ function checkTunnelTemplateKey(route: Raw, at: (string | number)[], issues: Con
 
 /** Tunnel settings only mean something where there are tunnels; tcp-only routes are chosen by name. */
 function checkTunnelKeys(route: Raw, at: (string | number)[], issues: ConfigIssue[]): void {
-  const protocols = list(route.protocols ?? ['http']);
+  const protocols = routeProtocols(route);
   if (!protocols.includes('websocket') && !protocols.includes('tcp')) {
     for (const key of ['idleTimeoutSeconds', 'connectTimeoutSeconds']) {
       if (route[key] !== undefined) issues.push({ path: [...at, key], message: `${key} applies to websocket and tcp routes; this route has protocols ${JSON.stringify(protocols)}` });
@@ -128,7 +137,7 @@ function checkRoute(route: Raw, index: number, issues: ConfigIssue[], externalKe
   if (host !== undefined && host !== '*' && !/^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.?)+$|^\[[0-9a-fA-F:.]+\]$/.test(hostTemplateExample(host))) {
     issues.push({ path: [...at, 'host'], message: `"${host}" is not a host name (no port, no scheme, no path)` });
   }
-  const captures: Captures = { path: captured, tunnel: checkTunnelTemplateKey(route, at, issues), protocols: list(route.protocols ?? ['http']) };
+  const captures: Captures = { path: captured, tunnel: checkTunnelTemplateKey(route, at, issues), protocols: routeProtocols(route) };
   checkUpstream(route, at, captures, issues);
   checkSocketOwner(route, at, captures, issues);
   checkTunnelKeys(route, at, issues);
@@ -154,7 +163,7 @@ function checkDuplicateRoutes(routes: unknown[], issues: ConfigIssue[]): void {
       else issues.push({ path: ['routes', index, 'name'], message: `duplicate route name "${name}" (also routes[${first}])` });
     }
     // Tunnel-only routes are chosen by name, not by host and path.
-    const protocols = list(route.protocols ?? ['http']);
+    const protocols = routeProtocols(route);
     const routePath = text(route.path ?? '/');
     const host = text(route.host ?? '*');
     if (routePath === undefined || host === undefined || !protocols.some((p) => p === 'http' || p === 'websocket')) return;

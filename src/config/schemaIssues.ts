@@ -32,7 +32,7 @@ function knownKeys(path: KeyPath): string[] {
   return def.shape ? Object.keys(def.shape) : [];
 }
 
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
@@ -86,7 +86,7 @@ export function schemaIssues(issues: readonly z.core.$ZodIssue[], data: unknown)
       const message =
         value === undefined
           ? `missing required key "${String(path[path.length - 1] ?? '')}"`
-          : `expected ${expected}, got ${typeName(value)}${issue.expected === 'string' && typeof value === 'number' ? '; put it in quotes' : ''}`;
+          : `expected ${expected}, got ${typeName(value)}${issue.expected === 'string' && typeof value === 'number' ? '; put it in quotes' : ''}${issue.expected === 'array' && typeof value === 'string' ? `; write it as a list: [${value}]` : ''}`;
       out.push({ path, message });
       continue;
     }

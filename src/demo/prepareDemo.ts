@@ -1,11 +1,12 @@
 // The demo's preparation: makes whatever the shipped routes.yaml needs and is missing (dev PKI,
 // token root key, revocation list, a fresh demo token) before `gatehouse demo` serves it.
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { initPki, issueClientCertificate } from '../pki/index.ts';
 import { mintToken } from '../token/mintToken.ts';
 import { readPrivateKey, writeKeyPair } from '../token/keyFiles.ts';
+import { socketDirectory } from '../config/configWarnings.ts';
 
 const DEMO_USER = 'demo';
 
@@ -18,14 +19,16 @@ export interface DemoLayout {
   auditFile: string;
   clientName: string;
   echoSocket: string;
-  url: string;
+  /** Directories the config's unix: upstreams put sockets in (for a template, its fixed part), such as run/users. */
+  socketDirs: string[];
+  /** The demo route's path prefix, e.g. `/demo/`. */
+  routePath: string;
 }
 
 /** Reads just enough of the raw YAML (it may not validate yet: its files are what we create). */
 function layoutOf(configFile: string): DemoLayout {
   const dir = dirname(resolve(configFile));
   const raw = parse(readFileSync(configFile, 'utf8')) as {
-    listen?: Array<{ tcp?: string }>;
     tls?: { clientCa?: string };
     authz?: { rootKey?: string; revocationList?: string };
     audit?: { file?: string };
@@ -35,8 +38,6 @@ function layoutOf(configFile: string): DemoLayout {
   const rootPub = resolve(dir, raw.authz?.rootKey ?? 'certs/token-root.pub');
   const demo = raw.routes?.find((r) => r.name === 'demo');
   if (!demo?.upstream?.startsWith('unix:')) throw new Error(`${configFile} has no route "demo" with a unix: upstream`);
-  const tcp = raw.listen?.find((l) => l.tcp)?.tcp ?? '127.0.0.1:8443';
-  const port = tcp.slice(tcp.lastIndexOf(':') + 1);
   return {
     certs,
     rootKey: rootPub.replace(/\.pub$/, '') + '.key',
@@ -46,7 +47,9 @@ function layoutOf(configFile: string): DemoLayout {
     auditFile: resolve(dir, raw.audit?.file ?? 'audit/audit.log'),
     clientName: DEMO_USER,
     echoSocket: resolve(dir, demo.upstream.slice(5)),
-    url: `https://localhost:${port}${demo.path ?? '/demo/'}hello`,
+    // Only inside the demo's own directory: the demo creates nothing elsewhere on the machine.
+    socketDirs: (raw.routes ?? []).flatMap((r) => (r.upstream?.startsWith('unix:') ? [socketDirectory(r.upstream, dir).dir] : [])).filter((d) => !isAbsolute(relative(dir, d)) && !relative(dir, d).startsWith('..')),
+    routePath: demo.path ?? '/demo/',
   };
 }
 
@@ -74,5 +77,7 @@ export async function prepareDemo(configFile: string, say: (message: string) => 
   if (!token.ok) throw new Error(token.error.message);
   writeFileSync(l.token, token.value + '\n', { mode: 0o600 });
   mkdirSync(dirname(l.echoSocket), { recursive: true });
+  // The per-user socket tree of the shipped config (run/users), so the demo starts without a warning about it.
+  for (const socketDir of l.socketDirs) mkdirSync(socketDir, { recursive: true });
   return l;
 }

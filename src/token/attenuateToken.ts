@@ -27,6 +27,33 @@ export interface AttenuateOptions extends Omit<Restrictions, 'delegationKey' | '
   now?: Date;
 }
 
+/**
+ * Why binding the token to `wanted` without the delegation key would leave it usable by no one: an earlier
+ * block already binds another certificate (or common name), and checks only add up. Undefined when it can work.
+ */
+function bindingConflict(sources: readonly string[], wanted: { clientFingerprint?: string; clientCn?: string }): string | undefined {
+  const kinds = [
+    { fact: 'client_fingerprint', value: wanted.clientFingerprint?.toLowerCase(), what: 'certificate' },
+    { fact: 'client_cn', value: wanted.clientCn, what: 'common name' },
+  ];
+  // A delegable binding ("alice, or whom a delegation block names") gives way once a delegation block names someone.
+  const delegated = sources.some((source) => /^delegated_(?:fingerprint|cn)\("/m.test(source));
+  const delegable = /delegated_(?:fingerprint|cn)\(\$/.test(sources[0] ?? '');
+  for (const { fact, value, what } of kinds) {
+    if (value === undefined) continue;
+    for (const source of sources) {
+      const line = new RegExp(`^check if ${fact}\\("((?:[^"\\\\]|\\\\.)*)"\\)(.*)$`, 'm').exec(source);
+      const bound = line?.[1];
+      if (bound === undefined || bound === value || (delegated && line?.[2]?.includes('delegated_'))) continue;
+      const lend = delegable
+        ? 'to lend it to another certificate, sign the block with its delegation key (--delegation-key FILE)'
+        : 'it is not delegable: only a token minted with --delegable can be lent to another certificate';
+      return `the token is already bound to another ${what} (${bound}): binding it to this one too would leave a token no certificate can use; ${lend}`;
+    }
+  }
+  return undefined;
+}
+
 /** Returns the attenuated token as base64url text. */
 export function attenuateToken(options: AttenuateOptions): TokenResult<string> {
   const { token: text, publicKey, delegationPrivateKey, now, allowPublish, ...restrictions } = options;
@@ -46,6 +73,14 @@ export function attenuateToken(options: AttenuateOptions): TokenResult<string> {
   const parsed = parseToken(text, publicKey);
   if (!parsed.ok) return passOn(parsed);
   const token = parsed.value;
+  if (!delegating) {
+    const sources = Array.from({ length: token.countBlocks() }, (_, i) => token.getBlockSource(i));
+    const conflict = bindingConflict(sources, restrictions);
+    if (conflict) {
+      token.free();
+      return fail('invalid-input', conflict);
+    }
+  }
   try {
     const block = delegating ? new biscuit.BlockBuilder() : biscuit.Biscuit.block_builder();
     block.addCodeWithParameters(checks.value.code, datalogParameters(checks.value.parameters), {});

@@ -7,19 +7,8 @@ export const biscuit = biscuitWasm;
 /** Run limits for authorizations and queries done by the tooling (generous, never the default). */
 export const toolLimits = { max_facts: 10_000, max_iterations: 1_000, max_time_micro: 1_000_000 };
 
-/**
- * biscuit-wasm throws plain objects such as {"Format":{"Signature":{...}}}; this renders one
- * (or a real Error) as a single line.
- */
-export function biscuitErrorText(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  if (typeof error === 'string') return error;
-  try {
-    return JSON.stringify(error) ?? String(error);
-  } catch {
-    return String(error);
-  }
-}
+/** biscuit-wasm's thrown objects in the product's words: the gateway's wording, shared. */
+export { biscuitErrorText } from '../authz/biscuitErrors.ts';
 
 /**
  * Parameters for addCodeWithParameters, converted the way biscuit-wasm expects (dates, sets).

@@ -24,6 +24,6 @@ export function parseToken(text: string, rootKey: PublicKey): TokenResult<Biscui
   try {
     return ok(biscuit.Biscuit.fromBase64(token, rootKey));
   } catch (error) {
-    return fail('invalid-token', `${isSignatureError(error) ? 'the token does not verify against the root public key' : 'the token is not a valid Biscuit'}: ${biscuitErrorText(error)}`);
+    return fail('invalid-token', isSignatureError(error) ? `the token does not verify against the root public key (${biscuitErrorText(error)})` : `the token is not a valid Biscuit: ${biscuitErrorText(error)}`);
   }
 }
