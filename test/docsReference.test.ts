@@ -11,6 +11,7 @@ import { brokenLinks, linkTargets } from '../build/reference/markdownLinks.ts';
 import { configKeysTable } from '../build/reference/configKeys.ts';
 import { gatewayMetricNames, metricSourceFiles } from '../build/reference/metricNames.ts';
 import { requestFactList } from '../src/authz/requestFacts.ts';
+import { gatewayFacts } from '../src/authz/factVocabulary.ts';
 import type { RequestFacts } from '../src/authz/types.ts';
 
 /** Every .ts file under src/, relative to the repository root. */
@@ -65,12 +66,14 @@ describe('docs/reference agrees with the code', () => {
       service: 's',
       publisherFingerprint: 'sha256:11',
     };
-    const produced = new Set(requestFactList(everything).map((fact) => fact.predicate));
+    const produced = new Set<string>(requestFactList(everything).map((fact) => fact.predicate));
     // The publish decision's own facts (token_blocks, publish_granted) are built in publishChain.ts.
-    for (const match of readFileSync(join(repoRoot, 'src/authz/publishChain.ts'), 'utf8').matchAll(/Fact\.fromString\('([a-z_]+)\(/g)) produced.add(match[1] ?? '');
+    for (const match of readFileSync(join(repoRoot, 'src/authz/publishChain.ts'), 'utf8').matchAll(/: GatewayPredicate = '([a-z_]+)'/g)) produced.add(match[1] ?? '');
     const table = readFileSync(join(repoRoot, 'docs/reference/facts.md'), 'utf8').split('\n').filter((line) => line.startsWith('| `'));
     const documented = new Set(table.flatMap((row) => [...(row.split(' | ')[0] ?? '').matchAll(/`([a-z_]+)\(/g)].map((m) => m[1] ?? '')));
     expect([...documented].sort()).toEqual([...produced].sort());
+    // The vocabulary `check` and `authz explain` read is the same list.
+    expect(Object.keys(gatewayFacts).sort()).toEqual([...produced].sort());
   });
 
   it('names every audit record field, token block field and event of src/audit/auditRecord.ts, and no other (docs/reference/audit-records.md)', () => {
