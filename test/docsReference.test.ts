@@ -102,6 +102,10 @@ describe('docs/reference agrees with the code', () => {
 });
 
 describe('links in README.md and docs/', () => {
+  it('keeps the README a page that fits in a head (under 400 lines): the rest belongs in docs/', () => {
+    expect(readFileSync(join(repoRoot, 'README.md'), 'utf8').split('\n').length).toBeLessThan(400);
+  });
+
   it('leads every relative link to an existing file, and every anchor to a heading of that file', () => {
     expect(brokenLinks(repoRoot)).toEqual([]);
   });
