@@ -215,6 +215,10 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     closeIdle(): void {
       pools.closeIdle();
     },
+    /** Shutdown is draining: keep-alive connections to upstreams close as their exchanges end. */
+    drain(): void {
+      pools.drain();
+    },
     close(): void {
       pools.close();
     },

@@ -43,11 +43,12 @@ export interface TunnelRegistry {
   readonly size: number;
   /**
    * `revocationIds`: the ids of the token that opened the tunnel, so a revocation can end it; `conn`: the
-   * id of the client connection it came on, so a revoked client certificate can end it.
+   * id of the client connection it came on, so a revoked client certificate can end it. `drainMs` (shutdown
+   * only) is how long what it carries may still take to finish: a tunnel is ended at once, a publisher drains.
    */
-  add(stop: (reason: string) => Promise<void>, revocationIds?: readonly string[], conn?: string): () => void;
-  /** Stops accepting and ends every open tunnel; resolves when their close records are written. */
-  closeAll(reason: string): Promise<void>;
+  add(stop: (reason: string, drainMs?: number) => Promise<void>, revocationIds?: readonly string[], conn?: string): () => void;
+  /** Stops accepting and ends every open tunnel (publishers drain for up to `drainMs`); resolves when their close records are written. */
+  closeAll(reason: string, drainMs?: number): Promise<void>;
   /** Ends the open tunnels whose token has a revoked id (a tunnel is decided once, at its start). */
   endRevoked(isRevoked: (ids: readonly string[]) => boolean): Promise<number>;
   /** Ends the open tunnels that came on these client connections, with `reason`; resolves when their close records are written. */
@@ -55,7 +56,7 @@ export interface TunnelRegistry {
 }
 
 export function createTunnelRegistry(): TunnelRegistry {
-  const open = new Map<(reason: string) => Promise<void>, { revocationIds: readonly string[]; conn?: string }>();
+  const open = new Map<(reason: string, drainMs?: number) => Promise<void>, { revocationIds: readonly string[]; conn?: string }>();
   let accepting = true;
   return {
     get accepting() {
@@ -68,9 +69,9 @@ export function createTunnelRegistry(): TunnelRegistry {
       open.set(stop, { revocationIds, ...(conn !== undefined && { conn }) });
       return () => open.delete(stop);
     },
-    async closeAll(reason) {
+    async closeAll(reason, drainMs) {
       accepting = false;
-      await Promise.all([...open.keys()].map((stop) => stop(reason)));
+      await Promise.all([...open.keys()].map((stop) => stop(reason, drainMs)));
     },
     async endRevoked(isRevoked) {
       const ended = [...open].filter(([, { revocationIds: ids }]) => ids.length > 0 && isRevoked(ids)).map(([stop]) => stop('token revoked'));

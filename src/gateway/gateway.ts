@@ -222,8 +222,10 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       for (const l of listeners) l.server.closeIdleConnections();
       // Sockets still in (or stuck before) the TLS handshake are owed nothing and would hold close() open.
       for (const l of listeners) l.dropUnauthenticated();
-      // Tunnels never finish on their own: end them now, each with its close record.
-      const tunnelsClosed = tunnels.closeAll('gateway shutting down');
+      // Tunnels never finish on their own: end them now, each with its close record. Publishers drain
+      // (GOAWAY): the HTTP requests they carry finish like those to sockets, until the same deadline.
+      const tunnelsClosed = tunnels.closeAll('gateway shutting down', graceMs);
+      http.drain();
       const timer = setTimeout(() => listeners.forEach((l) => l.server.closeAllConnections()), graceMs);
       await Promise.all(closing);
       // The server reports closed before the sockets' own close handlers have written their records.
