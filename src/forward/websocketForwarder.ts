@@ -127,7 +127,7 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
     const { route, decision } = admission;
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
     const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });
-    const upstream = await deps.upstreams.open(admission.upstream, tunnel.connectTimeoutMs);
+    const upstream = await tunnel.openUpstream();
     if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     if (socket.destroyed) {
       upstream.stream.destroy();
