@@ -4,7 +4,7 @@ import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Side } from './byteSplice.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
-import { watchForCloseFrame } from './websocketFrames.ts';
+import { closeFrame, watchForCloseFrame } from './websocketFrames.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type AdmittedTunnel, type TunnelDeps } from './tunnelSession.ts';
 
 /** An upstream's refusal of the upgrade is passed on to the client, body cut at this size. */
@@ -96,7 +96,9 @@ function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Dup
       watchers[from].scan(chunk);
       if (watchers[from].sawClose) closer = from;
     };
-    tunnel.run({ client: socket, upstream: upSocket, clientHead: head, upstreamHead: upHead, inspect, closedBy: () => closer }, 101);
+    // Ended by the gateway (shutdown, revocation) between two frames to the client: it gets a close frame saying why, not a bare cut.
+    const farewell = (reason: string, code: number) => (closer === undefined && watchers.upstream.atFrameBoundary ? closeFrame(code, reason) : undefined);
+    tunnel.run({ client: socket, upstream: upSocket, clientHead: head, upstreamHead: upHead, inspect, closedBy: () => closer, farewell }, 101);
   });
   proxyReq.end();
 }
