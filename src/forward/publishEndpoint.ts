@@ -104,6 +104,8 @@ export function createPublishEndpoint(deps: PublishDeps) {
         else publisher.drain(why, drainMs);
         return written;
       }, decision.revocationIds, conn.id);
+      // Shutdown began while its 101 was being written: it was not there to be drained, and nothing would end it.
+      if (!deps.tunnels.accepting) publisher.close('gateway shutting down');
       const recheck = setInterval(() => {
         const now = deps.config();
         void admitPublisher(deps.admission().authorizer, now.publish, now.authz.limits, ask).then((again) => {
