@@ -261,6 +261,10 @@ describe('limits', () => {
       expect(busy.ok ? 200 : busy.status).toBe(503);
       expect(busy.ok ? '' : busy.body).toMatch(/service busy/);
       await h.waitForAudit((r) => r.route === 'published' && r.status === 503 && /streams open \(publish.streamsPerPublisher 1\)/.test(r.reason ?? ''));
+      // HTTP says the same (its keep-alive connections are streams too), not a generic 502.
+      const request = await curl(h, '/~alice/web/busy', { client: alice, token: aliceToken });
+      expect(request.status).toBe(503);
+      expect(request.body).toMatch(/service busy/);
       first.end.destroy();
     } finally {
       writeFileSync(config, original);

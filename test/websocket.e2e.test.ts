@@ -213,3 +213,20 @@ describe('WebSocket on an HTTP route', () => {
     expect(status).toBe('400');
   });
 });
+
+// Last: it stops the gateway.
+describe('shutdown', () => {
+  it('tells a proxied WebSocket that sits between two frames that the gateway is going away (close 1001), not a bare cut, never 1000', async () => {
+    const opened = await connect('/chat/room', { authorization: `Bearer ${aliceToken}` });
+    if (!('ws' in opened)) throw new Error(`refused: ${opened.status} ${opened.body}`);
+    const { ws } = opened;
+    await opened.first;
+    ws.send('hello');
+    expect((await nextMessage(ws)).toString()).toBe('hello');
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    const stopped = h.stop('SIGTERM');
+    expect(await closed).toEqual({ code: 1001, reason: 'gateway shutting down' });
+    expect(await stopped).toBe(0);
+    expect(h.audit().findLast((r) => r.event === 'tunnel.close' && r.path === '/chat/room')).toMatchObject({ status: 101, reason: 'gateway shutting down' });
+  });
+});

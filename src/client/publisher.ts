@@ -39,10 +39,15 @@ function unreachable(failure: TunnelFailure): boolean {
 const UNREACHABLE_MAX_DELAY_MS = 1_000;
 /** How long a destroyed session may take to report itself closed before the publisher reconnects anyway. */
 const CLOSE_WAIT_MS = 5_000;
+/** Why a session ended when the gateway said goodbye (it is stopping): not a loss. */
+const GOODBYE = 'the gateway is going away';
 
 /**
- * Resolves when the session is gone, with why. Pings the gateway (sessionLiveness.ts) so a silent network
- * loss is noticed, within about a second while streams are carried. `streams()` counts those open.
+ * Resolves when the session is gone, with why, or as soon as the gateway says goodbye (GOAWAY: it is
+ * draining to stop): the streams in flight finish on this session by themselves while the publisher
+ * registers again (behind a balancer, with another instance: no gap). Pings the gateway
+ * (sessionLiveness.ts) so a silent network loss is noticed, within about a second while streams are carried.
+ * `streams()` counts those open.
  */
 function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () => number): Promise<string> {
   return new Promise((resolve) => {
@@ -61,7 +66,10 @@ function whenClosed(session: ServerHttp2Session, socket: TLSSocket, streams: () 
     socket.prependOnceListener('end', () => lose('connection closed'));
     socket.prependOnceListener('close', () => lose('connection closed'));
     session.on('error', (err: NodeJS.ErrnoException) => (reason ??= err.code ?? err.message));
-    session.on('goaway', () => (reason ??= 'the gateway is going away'));
+    session.on('goaway', () => {
+      reason ??= GOODBYE;
+      resolve(reason);
+    });
     // Upload windows (towards the local service) grow with the path: registerPublisher sized them (publishWindows.ts).
     const liveness = watchLiveness(session, () => streams() > 0, (why) => lose(why === 'ping timeout' ? 'no answer to a ping' : why));
     session.on('stream', () => liveness.nudge());
@@ -166,7 +174,9 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       current = undefined;
       if (stopped) break;
       const delay = Math.round(minDelay * (0.5 + Math.random() / 2));
-      say(`connection to ${endpoint.label} lost (${reason}); reconnecting in ${(delay / 1000).toFixed(1)} s`);
+      say(reason === GOODBYE
+        ? `${endpoint.label} is going away (streams in flight finish on the old connection); reconnecting in ${(delay / 1000).toFixed(1)} s`
+        : `connection to ${endpoint.label} lost (${reason}); reconnecting in ${(delay / 1000).toFixed(1)} s`);
       await sleep(delay);
     }
     finish(0);

@@ -26,6 +26,11 @@ export interface SpliceEnds {
   inspect?: (from: Side, chunk: Buffer) => void;
   /** Who ended the conversation when the protocol inside says so better than the byte stream does. */
   closedBy?: () => Side | undefined;
+  /**
+   * Stopped from outside with a close code (shutdown: 1001, revocation: 1008): the protocol inside's own
+   * last words to the client (a WebSocket close frame), when it is at a point where they can be said; else the client is cut.
+   */
+  farewell?: (reason: string, closeCode: number) => Buffer | undefined;
 }
 
 export interface SpliceResult {
@@ -50,10 +55,12 @@ export function stopError(message: string, closeCode: number): Error & { closeCo
 
 /** After one side has closed, the other gets this long to flush what it was given. */
 const LINGER_MS = 30_000;
+/** A client told the conversation is over (a close frame) gets this long to read it before it is cut. */
+const FAREWELL_MS = 2_000;
 
 // Only what the closures below use is kept for the tunnel's lifetime: not `ends` itself, whose heads are
 // views that would hold the whole read they came in (the CONNECT request's) for as long as the tunnel lives.
-export function splice({ client, upstream, clientHead, upstreamHead, idleTimeoutMs, upstreamReads, inspect, closedBy }: SpliceEnds): Splice {
+export function splice({ client, upstream, clientHead, upstreamHead, idleTimeoutMs, upstreamReads, inspect, closedBy, farewell }: SpliceEnds): Splice {
   const streams: Record<Side, Duplex> = { client, upstream };
   const other = (side: Side): Side => (side === 'client' ? 'upstream' : 'client');
   const bytes = { client: 0, upstream: 0 }; // bytes read from each side (and handed to the other)
@@ -61,6 +68,8 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
   const closed = { client: false, upstream: false };
   let firstEnd: Side | undefined;
   let fault: string | undefined;
+  /** The client was sent its last words: it is ended with them, not cut. */
+  let farewellSaid = false;
   let lastActivity = performance.now();
   let idleTimer: NodeJS.Timeout | undefined;
   let lingerTimer: NodeJS.Timeout | undefined;
@@ -102,13 +111,22 @@ export function splice({ client, upstream, clientHead, upstreamHead, idleTimeout
    * reset (a FIN would read as a complete transfer); a message-framed client gets `err`'s close code.
    */
   const cutClient = (err?: Error): void => {
-    if (client.destroyed) return;
+    if (client.destroyed || farewellSaid) return;
     if (client instanceof TLSSocket) resetConnection(client);
     else client.destroy(err);
   };
 
   const stop = (reason: string, closeCode = 1000): void => {
     fault ??= reason;
+    // Never a normal close (1000): that would read as a complete conversation.
+    const last = closeCode !== 1000 && !client.destroyed && !client.writableEnded ? farewell?.(reason, closeCode) : undefined;
+    if (last) {
+      farewellSaid = true;
+      client.end(last);
+      const cut = setTimeout(() => client.destroy(), FAREWELL_MS);
+      cut.unref();
+      client.once('close', () => clearTimeout(cut));
+    }
     // Stopped from outside (shutdown, idle timeout, revocation): the client's transfer was cut, so it sees an error too.
     cutClient(stopError(reason, closeCode));
     if (!upstream.destroyed) upstream.destroy(stopError(reason, closeCode));

@@ -20,7 +20,7 @@ import { refuse } from './refusals.ts';
 import { checkRequestShape } from './requestShape.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
 import { upstreamRequestHeaders } from './upstreamHeaders.ts';
-import { relayExchange, type ExchangeOutcome, type UpstreamRequest } from './upstreamExchange.ts';
+import { relayExchange, UpstreamRefusal, type ExchangeOutcome, type UpstreamRequest } from './upstreamExchange.ts';
 import { replicaRetry } from './replicaRetry.ts';
 import { createUpstreamPools, type Lease, type StreamAddress } from './upstreamPools.ts';
 import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
@@ -48,7 +48,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     async open() {
       const target = { ...upstream };
       const opened = await deps.upstreams.open(target, STREAM_OPEN_TIMEOUT_MS);
-      if (!opened.ok) return new Error(opened.reason);
+      if (!opened.ok) return new UpstreamRefusal(opened.reason, opened.status, opened.clientReason);
       if (target.via === upstream.via) return opened.stream;
       opened.stream.destroy();
       return new Error(`publisher ${upstream.via ?? ''} went away`);
@@ -214,6 +214,10 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     /** Closes the pools nothing is in flight on: after a reload, those of removed routes go at once. */
     closeIdle(): void {
       pools.closeIdle();
+    },
+    /** Shutdown is draining: keep-alive connections to upstreams close as their exchanges end. */
+    drain(): void {
+      pools.drain();
     },
     close(): void {
       pools.close();

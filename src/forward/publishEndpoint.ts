@@ -98,10 +98,14 @@ export function createPublishEndpoint(deps: PublishDeps) {
       let recorded!: () => void;
       const written = new Promise<void>((resolve) => (recorded = resolve));
       // Shutdown and revocations (of the token, or of the certificate: conn.id) end publishers like tunnels; the close record follows.
-      const forget = deps.tunnels.add((why) => {
-        publisher.close(why);
+      // Shutdown drains them instead: the requests they carry finish (up to the drain time), as on socket routes.
+      const forget = deps.tunnels.add((why, drainMs) => {
+        if (drainMs === undefined) publisher.close(why);
+        else publisher.drain(why, drainMs);
         return written;
       }, decision.revocationIds, conn.id);
+      // Shutdown began while its 101 was being written: it was not there to be drained, and nothing would end it.
+      if (!deps.tunnels.accepting) publisher.close('gateway shutting down');
       const recheck = setInterval(() => {
         const now = deps.config();
         void admitPublisher(deps.admission().authorizer, now.publish, now.authz.limits, ask).then((again) => {

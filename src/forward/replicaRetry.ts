@@ -1,6 +1,6 @@
-// Sending a request again, on another replica of a published service, when the replica it went to was lost
-// before any of the answer came: only requests that are safe to repeat (RFC 9110 9.2.1) and carry no body.
-import type { UpstreamOpener } from '../upstream/openUpstream.ts';
+// Sending a request again, or opening a tunnel again, on another replica of a published service, when the
+// replica it went to was lost before any of the answer came: only what is safe to repeat (RFC 9110 9.2.1).
+import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
 
 /** Safe methods (RFC 9110 9.2.1): asking again asks nothing more of the service than asking once. */
@@ -22,10 +22,9 @@ export interface ReplicaRetry {
   next(): UpstreamTarget | undefined;
 }
 
-export function replicaRetry(upstreams: Pick<UpstreamOpener, 'failover'>, first: UpstreamTarget, method: string, hasBody: boolean): ReplicaRetry {
+function retryOn(upstreams: Pick<UpstreamOpener, 'failover'>, first: UpstreamTarget, repeatable: boolean): ReplicaRetry {
   const lost: string[] = [];
-  // A body was streamed to the lost replica as it came: it is not kept, so it could not be sent again.
-  const possible = first.kind === 'published' && !hasBody && SAFE_METHODS.has(method);
+  const possible = first.kind === 'published' && repeatable;
   const retry = {
     possible,
     target: first,
@@ -40,4 +39,21 @@ export function replicaRetry(upstreams: Pick<UpstreamOpener, 'failover'>, first:
     },
   };
   return retry;
+}
+
+export function replicaRetry(upstreams: Pick<UpstreamOpener, 'failover'>, first: UpstreamTarget, method: string, hasBody: boolean): ReplicaRetry {
+  // A body was streamed to the lost replica as it came: it is not kept, so it could not be sent again.
+  return retryOn(upstreams, first, !hasBody && SAFE_METHODS.has(method));
+}
+
+/**
+ * Opens a tunnel's stream to `first`. A replica lost before it answered the open has been sent nothing of
+ * the client's (its bytes flow only after the 200), so the open is repeated on another live replica.
+ */
+export async function openOnLiveReplica(upstreams: Pick<UpstreamOpener, 'open' | 'failover'>, first: UpstreamTarget, timeoutMs: number, options?: StreamOptions): Promise<{ opened: UpstreamConnection; retry: ReplicaRetry }> {
+  const retry = retryOn(upstreams, first, true);
+  for (;;) {
+    const opened = await upstreams.open(retry.target, timeoutMs, options);
+    if (opened.ok || retry.next() === undefined) return { opened, retry };
+  }
 }

@@ -75,7 +75,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
     // read into the shared buffer (see byteSplice's upstreamReads).
     const reads = sharedReads();
-    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs, { onread: reads.onread });
+    const upstream = await tunnel.openUpstream({ onread: reads.onread });
     if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     if (socket.destroyed) {
       upstream.stream.destroy();
@@ -107,7 +107,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       ['authorization'],
     );
     if (!tunnel) return;
-    const upstream = await deps.upstreams.open(tunnel.admission.upstream, tunnel.connectTimeoutMs);
+    const upstream = await tunnel.openUpstream();
     if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     // ws answers a handshake it dislikes itself and never calls back: then the socket closes, and so must the upstream.
     let upgraded = false;

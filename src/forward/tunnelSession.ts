@@ -14,10 +14,11 @@ import { requestCredential, sessionOriginCheck, type CredentialSource } from '..
 import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
-import type { UpstreamOpener } from '../upstream/openUpstream.ts';
+import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuseSocket } from './refusals.ts';
+import { openOnLiveReplica } from './replicaRetry.ts';
 
 /** Route defaults for `idleTimeoutSeconds` and `connectTimeoutSeconds` (see the route schema). */
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 3600;
@@ -43,11 +44,12 @@ export interface TunnelRegistry {
   readonly size: number;
   /**
    * `revocationIds`: the ids of the token that opened the tunnel, so a revocation can end it; `conn`: the
-   * id of the client connection it came on, so a revoked client certificate can end it.
+   * id of the client connection it came on, so a revoked client certificate can end it. `drainMs` (shutdown
+   * only) is how long what it carries may still take to finish: a tunnel is ended at once, a publisher drains.
    */
-  add(stop: (reason: string) => Promise<void>, revocationIds?: readonly string[], conn?: string): () => void;
-  /** Stops accepting and ends every open tunnel; resolves when their close records are written. */
-  closeAll(reason: string): Promise<void>;
+  add(stop: (reason: string, drainMs?: number) => Promise<void>, revocationIds?: readonly string[], conn?: string): () => void;
+  /** Stops accepting and ends every open tunnel (publishers drain for up to `drainMs`); resolves when their close records are written. */
+  closeAll(reason: string, drainMs?: number): Promise<void>;
   /** Ends the open tunnels whose token has a revoked id (a tunnel is decided once, at its start). */
   endRevoked(isRevoked: (ids: readonly string[]) => boolean): Promise<number>;
   /** Ends the open tunnels that came on these client connections, with `reason`; resolves when their close records are written. */
@@ -55,7 +57,7 @@ export interface TunnelRegistry {
 }
 
 export function createTunnelRegistry(): TunnelRegistry {
-  const open = new Map<(reason: string) => Promise<void>, { revocationIds: readonly string[]; conn?: string }>();
+  const open = new Map<(reason: string, drainMs?: number) => Promise<void>, { revocationIds: readonly string[]; conn?: string }>();
   let accepting = true;
   return {
     get accepting() {
@@ -68,9 +70,9 @@ export function createTunnelRegistry(): TunnelRegistry {
       open.set(stop, { revocationIds, ...(conn !== undefined && { conn }) });
       return () => open.delete(stop);
     },
-    async closeAll(reason) {
+    async closeAll(reason, drainMs) {
       accepting = false;
-      await Promise.all([...open.keys()].map((stop) => stop(reason)));
+      await Promise.all([...open.keys()].map((stop) => stop(reason, drainMs)));
     },
     async endRevoked(isRevoked) {
       const ended = [...open].filter(([, { revocationIds: ids }]) => ids.length > 0 && isRevoked(ids)).map(([stop]) => stop('token revoked'));
@@ -107,6 +109,8 @@ export interface AdmittedTunnel {
   conn: ConnectionContext;
   admission: Extract<Admission, { allow: true }>;
   connectTimeoutMs: number;
+  /** Opens the upstream within `connectTimeoutMs`: a published replica lost before it answered is replaced by another (replicaRetry.ts). */
+  openUpstream(options?: StreamOptions): Promise<UpstreamConnection>;
   /**
    * No bytes will flow (upstream unreachable or refusing, client gone): writes the close record.
    * With `clientReason`, answers the client with `status`; with a status alone the caller has answered;
@@ -182,16 +186,26 @@ export async function admitTunnel(
   const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
   deps.audit.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: elapsed(), detail: { transport } });
   const opened = performance.now();
+  const connectTimeoutMs = Math.round((route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000);
+  /** The publisher that took the tunnel, and those lost under its opening (set once it is opened). */
+  let served: { via: string | undefined; lost: readonly string[] } | undefined;
   const close = (extra: Partial<AuditRecord>) => {
     slot.release();
     // The publisher as opened: a replica may have taken the place of the one chosen at admission.
-    deps.audit.write({ ...tunnel, ...(upstream.via !== undefined && { publisher: upstream.via }), event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport }, ...extra });
+    const via = served?.via ?? upstream.via;
+    const retried = served && served.lost.length > 0 ? { retried: served.lost.length, retriedFrom: served.lost } : {};
+    deps.audit.write({ ...tunnel, ...(via !== undefined && { publisher: via }), event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport, ...retried }, ...extra });
   };
 
   return {
     conn,
     admission,
-    connectTimeoutMs: Math.round((route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000),
+    connectTimeoutMs,
+    async openUpstream(options) {
+      const { opened: connection, retry } = await openOnLiveReplica(deps.upstreams, upstream, connectTimeoutMs, options);
+      served = { via: retry.target.via, lost: retry.lost };
+      return connection;
+    },
     fail(reason, status, clientReason) {
       if (clientReason !== undefined) refuseSocket(socket, status ?? 502, clientReason);
       else if (status === undefined) socket.destroy();

@@ -33,6 +33,20 @@ export interface ExchangeOutcome {
  */
 export type SendElsewhere = () => boolean;
 
+/**
+ * A stream-only upstream that refused to open (a published service busy, not published, or the gateway
+ * stopping): the client gets its status and words, not a generic 502.
+ */
+export class UpstreamRefusal extends Error {
+  readonly status: number;
+  readonly clientReason: string;
+  constructor(reason: string, status: number, clientReason: string) {
+    super(reason);
+    this.status = status;
+    this.clientReason = clientReason;
+  }
+}
+
 /** Why an upstream failed, in the record's words: the system's code where there is one, else undici's message. */
 function reasonOf(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
@@ -132,8 +146,9 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
     }
     // Nothing of the answer reached the client: the caller may send the request again elsewhere.
     if (!res.destroyed && this.#elsewhere?.()) return;
-    this.upstreamError = { status: 502, reason: reasonOf(err) };
-    refuse(res, 502, 'upstream unavailable');
+    const refusal = err instanceof UpstreamRefusal ? err : undefined;
+    this.upstreamError = { status: refusal?.status ?? 502, reason: reasonOf(err) };
+    refuse(res, refusal?.status ?? 502, refusal?.clientReason ?? 'upstream unavailable');
   }
 }
 

@@ -62,6 +62,8 @@ class ConnectionPool {
   readonly #waiting: Array<(lease: Lease | undefined) => void> = [];
   /** After shutdown nothing is lent or opened again. */
   #closed = false;
+  /** Shutdown is draining: a connection is closed once its exchange is done, not kept for another. */
+  #draining = false;
   lastUsed = performance.now();
 
   constructor(create: () => Client) {
@@ -112,6 +114,7 @@ class ConnectionPool {
         if (this.#closed) return void client.destroy().catch(() => {});
         const next = this.#waiting.shift();
         if (next) next(this.#lease(client));
+        else if (this.#draining) this.#retire(client);
         else this.#idle.push(client);
       },
       discard: () => {
@@ -124,6 +127,17 @@ class ConnectionPool {
         if (next) next(this.#lease(this.#added()));
       },
     };
+  }
+
+  #retire(client: Client): void {
+    this.#all.delete(client);
+    void client.close().catch(() => {});
+  }
+
+  /** Closes the idle connections now and each busy one once its exchange is done (a drain: what waits is still served). */
+  drain(): void {
+    this.#draining = true;
+    for (const client of this.#idle.splice(0)) this.#retire(client);
   }
 
   /** Ends the line: every waiting exchange is given up (undefined), nothing new is lent. */
@@ -159,6 +173,11 @@ export interface UpstreamPools {
   acquire(address: PoolAddress, whenGone?: GiveUp): Lease | Promise<Lease | undefined>;
   /** Closes every pool with nothing in flight (after a reload, so pools of removed routes go now). */
   closeIdle(): void;
+  /**
+   * Shutdown began: no connection is kept alive for a later exchange (idle ones close now), so that the
+   * upstreams, and the publisher connections their streams run over, are let go as soon as their exchanges end.
+   */
+  drain(): void;
   /** Destroys every pool and its connections (shutdown). */
   close(): void;
 }
@@ -195,6 +214,7 @@ function connectionsTo(address: PoolAddress): ConnectionPool {
 
 export function createUpstreamPools(): UpstreamPools {
   const pools = new Map<string, ConnectionPool>();
+  let draining = false;
   const sweep = setInterval(() => {
     const before = performance.now() - POOL_IDLE_MS;
     for (const [key, pool] of pools) {
@@ -211,6 +231,7 @@ export function createUpstreamPools(): UpstreamPools {
       let pool = pools.get(key);
       if (!pool) {
         pool = connectionsTo(address);
+        if (draining) pool.drain();
         pools.set(key, pool);
       }
       return pool.acquire(whenGone);
@@ -221,6 +242,10 @@ export function createUpstreamPools(): UpstreamPools {
         pools.delete(key);
         void pool.close();
       }
+    },
+    drain() {
+      draining = true;
+      for (const pool of pools.values()) pool.drain();
     },
     close() {
       clearInterval(sweep);

@@ -4,7 +4,7 @@ import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Side } from './byteSplice.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
-import { watchForCloseFrame } from './websocketFrames.ts';
+import { closeFrame, watchForCloseFrame } from './websocketFrames.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type AdmittedTunnel, type TunnelDeps } from './tunnelSession.ts';
 
 /** An upstream's refusal of the upgrade is passed on to the client, body cut at this size. */
@@ -96,7 +96,9 @@ function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Dup
       watchers[from].scan(chunk);
       if (watchers[from].sawClose) closer = from;
     };
-    tunnel.run({ client: socket, upstream: upSocket, clientHead: head, upstreamHead: upHead, inspect, closedBy: () => closer }, 101);
+    // Ended by the gateway (shutdown, revocation) between two frames to the client: it gets a close frame saying why, not a bare cut.
+    const farewell = (reason: string, code: number) => (closer === undefined && watchers.upstream.atFrameBoundary ? closeFrame(code, reason) : undefined);
+    tunnel.run({ client: socket, upstream: upSocket, clientHead: head, upstreamHead: upHead, inspect, closedBy: () => closer, farewell }, 101);
   });
   proxyReq.end();
 }
@@ -127,7 +129,7 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
     const { route, decision } = admission;
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
     const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });
-    const upstream = await deps.upstreams.open(admission.upstream, tunnel.connectTimeoutMs);
+    const upstream = await tunnel.openUpstream();
     if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
     if (socket.destroyed) {
       upstream.stream.destroy();

@@ -1,10 +1,23 @@
 // Watches one direction of a proxied WebSocket for its first close frame, reading only frame headers
-// and skipping payloads, so the close record can say which side ended the conversation.
+// and skipping payloads, so the close record can say which side ended the conversation (and where a frame ends).
 
 /** Feed it every chunk of one direction; `sawClose` turns true at the first close frame (opcode 8). */
 export interface CloseFrameWatcher {
   scan(chunk: Buffer): void;
   readonly sawClose: boolean;
+  /** Every frame carried so far is complete: a frame of the gateway's own may follow (RFC 6455 5.4: control frames may come between fragments). */
+  readonly atFrameBoundary: boolean;
+}
+
+/** A server's close frame (unmasked) with `code` and `reason` (cut to the 123 bytes a control frame can hold). */
+export function closeFrame(code: number, reason: string): Buffer {
+  const text = Buffer.from(reason).subarray(0, 123);
+  const frame = Buffer.alloc(4 + text.length);
+  frame[0] = 0x88; // FIN, opcode 8 (close)
+  frame[1] = 2 + text.length;
+  frame.writeUInt16BE(code, 2);
+  text.copy(frame, 4);
+  return frame;
 }
 
 export function watchForCloseFrame(): CloseFrameWatcher {
@@ -49,6 +62,9 @@ export function watchForCloseFrame(): CloseFrameWatcher {
     },
     get sawClose() {
       return sawClose;
+    },
+    get atFrameBoundary() {
+      return !sawClose && skip === 0 && header.length === 0;
     },
   };
 }

@@ -72,6 +72,9 @@ async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: Gat
   };
 }
 
+/** While shutdown drains, keep-alive connections are closed this soon after their last exchange ends. */
+const IDLE_SWEEP_MS = 200;
+
 /** How often open connections are checked for a client certificate past its notAfter. */
 const CERTIFICATE_EXPIRY_SWEEP_MS = 10_000;
 
@@ -220,12 +223,17 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       clearInterval(expirySweep);
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
       for (const l of listeners) l.server.closeIdleConnections();
+      // A keep-alive connection whose exchange was in flight is closed once that exchange is done, not at the deadline.
+      const idleSweep = setInterval(() => listeners.forEach((l) => l.server.closeIdleConnections()), IDLE_SWEEP_MS);
       // Sockets still in (or stuck before) the TLS handshake are owed nothing and would hold close() open.
       for (const l of listeners) l.dropUnauthenticated();
-      // Tunnels never finish on their own: end them now, each with its close record.
-      const tunnelsClosed = tunnels.closeAll('gateway shutting down');
+      // Tunnels never finish on their own: end them now, each with its close record. Publishers drain
+      // (GOAWAY): the HTTP requests they carry finish like those to sockets, until the same deadline.
+      const tunnelsClosed = tunnels.closeAll('gateway shutting down', graceMs);
+      http.drain();
       const timer = setTimeout(() => listeners.forEach((l) => l.server.closeAllConnections()), graceMs);
       await Promise.all(closing);
+      clearInterval(idleSweep);
       // The server reports closed before the sockets' own close handlers have written their records.
       const open = listeners.flatMap((l) => [...l.connections]);
       await Promise.all(open.map((socket) => new Promise<void>((resolve) => (socket.destroyed && !socket.listenerCount('close') ? resolve() : socket.once('close', () => setImmediate(resolve))))));

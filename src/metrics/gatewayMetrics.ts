@@ -70,6 +70,11 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
   requests.bind(new Counter({ name: `${prefix}requests_total`, help: 'Requests and tunnel attempts by protocol, route, decision and status', labelNames: ['protocol', 'route', 'decision', 'status'], registers, collect: () => requests.flush() }));
   const tunnels = new Counter({ name: `${prefix}tunnels_opened_total`, help: 'Tunnels and WebSocket sessions opened, by protocol and route', labelNames: ['protocol', 'route'], registers });
   const tunnelBytes = new Counter({ name: `${prefix}tunnel_bytes_total`, help: 'Bytes carried by closed tunnels, by direction (in: client to upstream)', labelNames: ['direction'], registers });
+  const publishedRetries = new Counter({ name: `${prefix}published_retries_total`, help: 'Requests (http) and tunnels (tunnel) sent again to another replica of a published service after theirs was lost before answering; counted as their records are written', labelNames: ['kind'], registers });
+  /** A record's `detail.retried` (replicaRetry.ts): how many replicas were lost under it. */
+  const countRetries = (kind: 'http' | 'tunnel', retried: unknown) => {
+    if (typeof retried === 'number' && retried > 0) publishedRetries.inc({ kind }, retried);
+  };
   const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
   const limitRefusals = new Counter({ name: `${prefix}limit_refusals_total`, help: 'Connections and requests refused by a configured limit, by limit', labelNames: ['limit'], registers });
   const openConnections = new Gauge({ name: `${prefix}open_connections`, help: 'Client connections open now, including those still in the TLS handshake', registers });
@@ -194,6 +199,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
           const status = String(record.status ?? '');
           requests.add(`${protocol}\u0000${route}\u0000${decision}\u0000${status}`, () => ({ protocol, route, decision, status }));
           countBytes();
+          countRetries('http', record.detail?.retried);
           break;
         }
         case 'tunnel.open':
@@ -205,6 +211,7 @@ export function createGatewayMetrics(options: { processMetrics?: boolean } = {})
           if (record.bytesIn) tunnelBytes.inc({ direction: 'in' }, record.bytesIn);
           if (record.bytesOut) tunnelBytes.inc({ direction: 'out' }, record.bytesOut);
           countBytes();
+          countRetries('tunnel', record.detail?.retried);
           break;
         case 'config.reload':
         case 'revocation.reload':

@@ -35,6 +35,11 @@ export interface Publisher extends PublisherInfo {
   /** Resolves with why the publisher went away, once its services are withdrawn and its streams ended. */
   readonly closed: Promise<string>;
   close(reason: string): void;
+  /**
+   * Shutdown: the streams it carries may finish for up to `deadlineMs` (what runs then is cut, as an error);
+   * no new stream is opened to any publisher from now on (503 "gateway shutting down").
+   */
+  drain(reason: string, deadlineMs: number): void;
 }
 
 export type Refusal = { ok: false; status: number; clientReason: string; reason: string };
@@ -107,6 +112,8 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
   let turn = 0;
   /** The certificates of publishers gone lately (by connection id): a request they carried may fail over to a replica with the same one. */
   const departed = new Map<string, string>();
+  /** Set once shutdown drains the publishers: new streams are refused with this, as new tunnels are. */
+  let goingAway: string | undefined;
 
   const withdraw = (entry: Entry) => {
     for (const service of entry.services) {
@@ -158,7 +165,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     }
     let settle!: (reason: string) => void;
     const closed = new Promise<string>((resolve) => (settle = resolve));
-    const entry: Entry = { ...info, services, session: undefined, streams: new Set(), streamsOpen: 0, streamsServed: 0, perService: new Map(), closed, close: () => {}, nudge: () => {} };
+    const entry: Entry = { ...info, services, session: undefined, streams: new Set(), streamsOpen: 0, streamsServed: 0, perService: new Map(), closed, close: () => {}, drain: () => {}, nudge: () => {} };
     for (const s of services) byService.set(key(info.user, s), [...(byService.get(key(info.user, s)) ?? []), entry]);
     mine.add(entry);
     byUser.set(info.user, mine);
@@ -172,6 +179,11 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
           forget(entry);
           settle(reason);
         });
+        const drain = entry.drain;
+        entry.drain = (reason, deadlineMs) => {
+          goingAway = reason;
+          drain(reason, deadlineMs);
+        };
         return entry;
       },
       cancel() {
@@ -181,13 +193,17 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     };
   }
 
+  const shuttingDown = (target: Published): Refusal => ({ ok: false, status: 503, clientReason: 'gateway shutting down', reason: `${target.label}: ${goingAway}` });
+
   function inspect(target: Published): UpstreamInspection {
+    if (goingAway !== undefined) return { target, unavailable: shuttingDown(target) };
     const entry = pick(target);
     if (!entry) return { target, unavailable: notPublished(target) };
     return { target: { ...target, via: entry.id }, publisherFingerprint: entry.fingerprint };
   }
 
   function open(target: Published, timeoutMs: number, retry = true): Promise<UpstreamConnection> {
+    if (goingAway !== undefined) return Promise.resolve(shuttingDown(target));
     let entry = target.via === undefined ? pick(target) : byService.get(key(target.user, target.service))?.find((e) => e.id === target.via && live(e));
     if (!entry && target.via !== undefined) {
       // The replica chosen at admission said goodbye meanwhile. The policy decided on its certificate, so

@@ -19,6 +19,8 @@ export interface PublisherSession {
   /** A stream was opened: see that the publisher still answers (sessionLiveness.ts). */
   nudge(): void;
   close(reason: string): void;
+  /** Lets the streams it carries finish, opening none (GOAWAY), for up to `deadlineMs`; then ends it as close() does. */
+  drain(reason: string, deadlineMs: number): void;
 }
 
 /**
@@ -94,5 +96,14 @@ export function attachPublisher(entry: PublisherSession, socket: Duplex, maxStre
     reason ??= why;
     // Streams in flight end now, as errors (each forwarder writes its close record); the connection goes with them.
     destroy(new Error(why));
+  };
+  entry.drain = (why: string, deadlineMs: number) => {
+    reason ??= why;
+    withdraw();
+    // GOAWAY (NO_ERROR): the publisher learns no new stream comes and reconnects later, as after its own
+    // goodbye; the session closes once the streams in flight are done (finish writes the record).
+    if (!session.closed && !session.destroyed) session.close();
+    // What still runs at the deadline is cut, as an error: a transfer cut short must not read as complete.
+    setTimeout(() => destroy(new Error(`${why}: drain time over`)), deadlineMs).unref();
   };
 }
