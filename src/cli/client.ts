@@ -2,6 +2,7 @@
 // without the gateway, the token tooling or the development CA, built into dist/client/ by build/client.ts.
 import { Command } from 'commander';
 import { exitQuietlyOnClosedPipe } from './closedPipe.ts';
+import { exitCodeOf } from './usageExit.ts';
 import { gatehouseVersion } from './version.ts';
 import { registerPublish } from './publish.ts';
 import { registerTunnel } from './tunnel.ts';
@@ -12,7 +13,7 @@ const program = new Command('gatehouse')
   .description('gatehouse client: reach routes through a gatehouse gateway (tunnel), publish your services (publish)')
   .version(gatehouseVersion())
   .showHelpAfterError()
-  .exitOverride((err) => process.exit(err.exitCode));
+  .exitOverride((err) => process.exit(exitCodeOf(err, process.argv)));
 
 registerTunnel(program);
 registerPublish(program);

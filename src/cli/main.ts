@@ -2,6 +2,7 @@
 // Each module registers its commands on the shared commander program.
 import { Command } from 'commander';
 import { exitQuietlyOnClosedPipe } from './closedPipe.ts';
+import { exitCodeOf } from './usageExit.ts';
 import { gatehouseVersion } from './version.ts';
 import { registerServe } from './serve.ts';
 import { registerDemo } from './demo.ts';
@@ -19,7 +20,7 @@ const program = new Command('gatehouse')
   .description('Policy-enforcing reverse proxy and tunnel gateway (mTLS + Biscuit + audit)')
   .version(gatehouseVersion())
   .showHelpAfterError()
-  .exitOverride((err) => process.exit(err.exitCode));
+  .exitOverride((err) => process.exit(exitCodeOf(err, process.argv)));
 
 registerServe(program);
 registerDemo(program);
