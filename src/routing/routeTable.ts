@@ -102,7 +102,13 @@ export class RouteTable {
       const params: Record<string, string> = { ...hostParams };
       let matched = true;
       for (let i = 0; i < route.matchers.length && matched; i++) {
-        const found = matchTemplate(route.matchers[i] as Template, segments[i] as string);
+        const m = route.matchers[i] as Template;
+        // Most segments are literal: compared in place, no captures object per request.
+        if (m.pattern === undefined) {
+          matched = m.text === segments[i];
+          continue;
+        }
+        const found = matchTemplate(m, segments[i] as string);
         if (found === undefined) matched = false;
         else Object.assign(params, found);
       }
