@@ -95,7 +95,7 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
 
   // The upstream is resolved before authorization only so a policy can see who publishes it; an
   // unauthorized caller learns nothing of it (its problems are reported only after an allow).
-  const resolved = resolveUpstream(route.config.upstream, params);
+  const resolved = resolveUpstream(route.upstream, params);
   const inspected = resolved.ok && ctx.upstreams ? ctx.upstreams.inspect(resolved.target) : undefined;
   // Optional facts are set one by one (same order as before), not spread from temporary objects.
   const facts: RequestFacts = { time: new Date(), route: route.config.name, protocol: req.protocol, params, sourceIp: req.sourceIp, client: req.identity };

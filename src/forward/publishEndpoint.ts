@@ -12,7 +12,6 @@ import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
 import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { contextOf } from '../listener/connectionContext.ts';
-import { normalizeTarget } from '../routing/normalizePath.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refuseSocket } from './refusals.ts';
@@ -32,13 +31,6 @@ export interface PublishDeps {
   /** The current config (publish block, limits, authz run limits). */
   config: () => GatewayConfig;
   published: PublishedServices;
-}
-
-/** Judged on the normalized path, like the tunnel endpoint, so no encoding of it reaches a route. */
-export function isPublishEndpoint(url: string | undefined): boolean {
-  if (url === undefined || (!url.includes('publish') && !url.includes('%'))) return false;
-  const target = normalizeTarget(url);
-  return target.ok && target.path === PUBLISH_PATH;
 }
 
 export function createPublishEndpoint(deps: PublishDeps) {

@@ -7,30 +7,12 @@ import { WebSocketServer } from 'ws';
 import { auditClient } from '../audit/auditRecord.ts';
 import { refusalClient } from '../audit/refusalRecords.ts';
 import { contextOf } from '../listener/connectionContext.ts';
-import { normalizeTarget } from '../routing/normalizePath.ts';
+import { tunnelEndpointPath } from '../routing/reservedPaths.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
 import { sharedReads } from './sharedReads.ts';
 import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelMessageStream } from './tunnelMessageStream.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type TunnelDeps } from './tunnelSession.ts';
-
-/** Reserved path of the WebSocket tunnel endpoint, `/.well-known/gatehouse/tunnel/<route>`; checked before HTTP routing. */
-const ENDPOINT_SEGMENTS = ['.well-known', 'gatehouse', 'tunnel'];
-
-/**
- * The route named by a request for the tunnel endpoint ('' when it names none), or undefined when the
- * request is not for the endpoint. Judged on the normalized path, so no encoding of it reaches a route.
- */
-export function tunnelEndpointRoute(url: string | undefined): string | undefined {
-  if (url === undefined || (!url.includes('well-known') && !url.includes('%'))) return undefined;
-  const target = normalizeTarget(url);
-  if (!target.ok || !ENDPOINT_SEGMENTS.every((segment, i) => target.segments[i] === segment)) return undefined;
-  return target.segments.length === ENDPOINT_SEGMENTS.length + 1 ? (target.segments.at(-1) as string) : '';
-}
-
-export function isTunnelEndpoint(url: string | undefined): boolean {
-  return tunnelEndpointRoute(url) !== undefined;
-}
 
 /** `route:port` (the port is ignored), or a bare `route`; anything else is malformed. */
 export function connectTargetRoute(target: string): string | undefined {
@@ -85,10 +67,10 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
   }
 
-  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  /** An upgrade dispatch found on the tunnel endpoint, naming `routeName` ('' when none). */
+  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> {
     socket.on('error', () => {});
-    const routeName = tunnelEndpointRoute(req.url) ?? '';
-    const path = `/${ENDPOINT_SEGMENTS.join('/')}/${routeName}`;
+    const path = tunnelEndpointPath(routeName);
     if (!isWebSocketHandshake(req)) {
       return refuseEarly(deps, req, socket, 400, 'expected a WebSocket upgrade', 'tunnel endpoint without a valid WebSocket handshake', { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
     }

@@ -2,6 +2,7 @@
 // and portal, signing in (token -> session cookie) and out, and handing a session to a service's own
 // origin with a one-time code. Every sign-in and sign-out is audited.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
@@ -11,6 +12,8 @@ import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts
 import type { GatewayLimits } from '../config/schema.ts';
 import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
+import { refuseSocket } from '../forward/refusals.ts';
+import type { ReservedPath } from '../routing/reservedPaths.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
 import type { BrowserSettings } from '../session/browserSettings.ts';
@@ -30,10 +33,7 @@ const SESSION_PATH = '/.well-known/gatehouse/session';
 const SIGN_OUT_PATH = '/.well-known/gatehouse/session/end';
 const HANDOFF_PATH = '/.well-known/gatehouse/session/handoff';
 
-/** The gateway's own pages: everything under this prefix that is not the tunnel endpoint. */
-export function isPortalPath(url: string | undefined): boolean {
-  return url !== undefined && (url === '/.well-known/gatehouse' || url.startsWith(PORTAL_PATH)) && !url.startsWith('/.well-known/gatehouse/tunnel/');
-}
+type PortalPage = Extract<ReservedPath, { kind: 'portal' }>;
 
 export interface PortalDeps {
   audit: AuditLog;
@@ -254,7 +254,8 @@ export function createPortal(deps: PortalDeps) {
     res.writeHead(303, { ...pageHeaders(), location: PORTAL_PATH, 'set-cookie': clearSessionCookie(), 'content-length': '0' }).end();
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** A page dispatch found under the reserved prefix: `page.path` is the normalized path, the one every stage judges. */
+  async function handle(req: IncomingMessage, res: ServerResponse, page: PortalPage): Promise<void> {
     const conn = contextOf(req.socket as TLSSocket);
     if (!conn) return send(res, 421, messagePage('Not authenticated', 'The connection presented no client certificate.'));
     conn.requests += 1;
@@ -264,22 +265,35 @@ export function createPortal(deps: PortalDeps) {
     if (!rate.ok) {
       req.resume();
       await holdRefusal(rate);
-      record(conn, { event: 'request', method: req.method ?? '', path: new URL(req.url ?? '/', 'https://gateway.invalid').pathname, decision: 'deny', status: 429, reason: rate.reason });
+      record(conn, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: 429, reason: rate.reason });
       return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
     }
-    const url = new URL(req.url ?? '/', 'https://gateway.invalid');
+    // Only the query is read from the URL: the path is the dispatcher's, never re-read from the raw target.
+    const url = new URL('https://gateway.invalid/');
+    url.search = page.query;
     const method = req.method ?? 'GET';
-    if (url.pathname === '/.well-known/gatehouse') return void res.writeHead(308, { location: PORTAL_PATH, 'content-length': '0' }).end();
-    if (url.pathname === PORTAL_PATH && (method === 'GET' || method === 'HEAD')) return showPage(req, res, conn, url);
-    if (url.pathname === SESSION_PATH && method === 'POST') return signIn(req, res, conn);
-    if (url.pathname === SIGN_OUT_PATH && method === 'POST') return signOut(req, res, conn);
-    if (url.pathname === HANDOFF_PATH && method === 'POST') return continueTo(req, res, conn);
-    if (url.pathname === HANDOFF_PATH && method === 'GET') return redeem(req, res, conn, url);
-    const known = [PORTAL_PATH, SESSION_PATH, SIGN_OUT_PATH, HANDOFF_PATH].includes(url.pathname);
+    const path = page.path;
+    if (path === '/.well-known/gatehouse') return void res.writeHead(308, { location: PORTAL_PATH, 'content-length': '0' }).end();
+    if (path === PORTAL_PATH && (method === 'GET' || method === 'HEAD')) return showPage(req, res, conn, url);
+    if (path === SESSION_PATH && method === 'POST') return signIn(req, res, conn);
+    if (path === SIGN_OUT_PATH && method === 'POST') return signOut(req, res, conn);
+    if (path === HANDOFF_PATH && method === 'POST') return continueTo(req, res, conn);
+    if (path === HANDOFF_PATH && method === 'GET') return redeem(req, res, conn, url);
+    const known = [PORTAL_PATH, SESSION_PATH, SIGN_OUT_PATH, HANDOFF_PATH].includes(path);
     req.resume();
-    record(conn, { event: 'request', method, path: url.pathname, decision: 'deny', status: known ? 405 : 404, reason: known ? `gateway page ${url.pathname} does not take ${method}` : 'no such gateway page' });
-    send(res, known ? 405 : 404, messagePage(known ? 'Method not allowed' : 'Not found', known ? `${method} is not used here.` : 'No such gateway page.'), known ? { allow: url.pathname === PORTAL_PATH ? 'GET, HEAD' : 'POST' } : {});
+    record(conn, { event: 'request', method, path: path, decision: 'deny', status: known ? 405 : 404, reason: known ? `gateway page ${path} does not take ${method}` : 'no such gateway page' });
+    send(res, known ? 405 : 404, messagePage(known ? 'Method not allowed' : 'Not found', known ? `${method} is not used here.` : 'No such gateway page.'), known ? { allow: path === PORTAL_PATH ? 'GET, HEAD' : 'POST' } : {});
   }
 
-  return { handle };
+  /** The gateway's pages take no upgrade, and a route never gets one on their paths: refused here. */
+  function refuseUpgrade(req: IncomingMessage, socket: Duplex, page: PortalPage): void {
+    socket.on('error', () => {});
+    const conn = contextOf(req.socket as TLSSocket);
+    if (!conn) return refuseSocket(socket, 421, 'connection not authenticated');
+    conn.requests += 1;
+    record(conn, { event: 'request', protocol: 'websocket', method: req.method ?? '', path: page.path, decision: 'deny', status: 404, reason: 'gateway pages take no upgrade' });
+    refuseSocket(socket, 404, 'no such gateway page');
+  }
+
+  return { handle, refuseUpgrade };
 }

@@ -9,11 +9,10 @@ import { auditTail } from './auditTail.ts';
 import type { CompiledRoute } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
+import { compileTemplate, fillTemplate, matchTemplate, templateNames } from '../routing/template.ts';
 import { asLocalPath } from '../session/nextTarget.ts';
 import { escapeHtml } from './portalPages.ts';
 
-const PARAM = /\{([a-z][a-z0-9_]*)\}/g;
-const VALUE = '[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}';
 const MAX_LINKS = 30;
 /** Entries of a user's socket directory looked at, and admission dry runs, per view: a directory of a million files costs no more. */
 export const MAX_DIRECTORY_ENTRIES = 1024;
@@ -36,21 +35,6 @@ export interface SectionInput {
    * or attenuated token sees only what it opens, not the account's activity, users or publishers.
    */
   account: boolean;
-}
-
-const fill = (template: string, params: Record<string, string>) => template.replace(PARAM, (_, n: string) => params[n] ?? `{${n}}`);
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** A regular expression for a filled-in-as-far-as-known template; remaining captures become groups. */
-function templatePattern(template: string): { pattern: RegExp; names: string[] } {
-  const names: string[] = [];
-  const source = template.split(/(\{[a-z][a-z0-9_]*\})/).map((piece) => {
-    const m = /^\{([a-z][a-z0-9_]*)\}$/.exec(piece);
-    if (!m) return escapeRegExp(piece);
-    names.push(m[1] as string);
-    return `(${VALUE}?)`;
-  });
-  return { pattern: new RegExp(`^${source.join('')}$`), names };
 }
 
 /** Up to `limit` names in `dir`, read a few at a time (the user decides how many there are); none if it cannot be read. */
@@ -87,16 +71,16 @@ export async function servicesOf(upstream: string, user: string, published: read
     return [...new Set(published.map((p) => p.service))].filter((service) => speaks === undefined || speaksOf(service, published) === speaks).map((service) => ({ service }));
   }
   if (!upstream.startsWith('unix:')) return [];
-  const filled = fill(upstream.slice(5), { user });
+  const filled = fillTemplate(upstream.slice(5), { user });
   if (dirname(filled).includes('{')) return [];
-  const file = templatePattern(basename(filled));
+  // Compiled per view: its literal text depends on the user it was filled for.
+  const file = compileTemplate(basename(filled), 'paramValue');
   if (file.names.length === 0) return [{}];
   if (file.names.length !== 1) return [];
-  const name = file.names[0] as string;
   const entries = await someEntries(dirname(filled), MAX_DIRECTORY_ENTRIES);
   return entries.flatMap((entry) => {
-    const m = file.pattern.exec(entry);
-    return m ? [{ [name]: m[1] as string }] : [];
+    const found = matchTemplate(file, entry);
+    return found ? [found] : [];
   });
 }
 
@@ -107,7 +91,7 @@ export async function servicesOf(upstream: string, user: string, published: read
 async function captureOptions(templates: string, route: CompiledRoute, input: SectionInput, speaks?: Speaks): Promise<Array<Record<string, string>>> {
   const fixed = fixedService(route.config.upstream);
   if (speaks !== undefined && fixed !== undefined && speaksOf(fixed, input.published) !== speaks) return [];
-  const wanted = new Set([...templates.matchAll(PARAM)].map((m) => m[1] as string));
+  const wanted = new Set(templateNames(templates));
   wanted.delete('user');
   return wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(route.config.upstream, input.user, input.published, speaks) : [];
 }
@@ -121,8 +105,8 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
   const options = await captureOptions(config.path + (hostTemplate ?? ''), route, input, 'web');
   return options.map((extra) => {
     const params = { user: input.user, ...extra };
-    const host = hostTemplate ? `${fill(hostTemplate, params).toLowerCase()}${port ? `:${port}` : ''}` : input.hostHeader;
-    return { host, path: fill(config.path, params) };
+    const host = hostTemplate ? `${fillTemplate(hostTemplate, params).toLowerCase()}${port ? `:${port}` : ''}` : input.hostHeader;
+    return { host, path: fillTemplate(config.path, params) };
   });
 }
 
@@ -137,7 +121,7 @@ async function tunnelCandidates(route: CompiledRoute, input: SectionInput): Prom
   if (!input.account || !config.upstream.startsWith('published:') || !config.protocols.includes('tcp')) return [];
   const template = config.tunnel ?? config.name;
   const options = await captureOptions(template, route, input, config.protocols.includes('http') ? 'tcp' : undefined);
-  return options.map((extra) => fill(template, { user: input.user, ...extra }));
+  return options.map((extra) => fillTemplate(template, { user: input.user, ...extra }));
 }
 
 /** A web page to open, or a raw TCP service reached with `gatehouse tunnel -L`. */
@@ -175,9 +159,7 @@ export function ownedBy(record: AuditRecord, routes: ReadonlyMap<string, Compile
   if (record.route === undefined || record.upstream === undefined) return false;
   const route = routes.get(record.route);
   if (!route || !/\{user\}/.test(route.config.upstream)) return false;
-  const { pattern, names } = templatePattern(route.config.upstream);
-  const m = pattern.exec(record.upstream);
-  return m !== null && m[names.indexOf('user') + 1] === user;
+  return matchTemplate(route.upstream, record.upstream)?.user === user;
 }
 
 type Timed = AuditRecord & { time?: string };

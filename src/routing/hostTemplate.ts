@@ -1,12 +1,8 @@
 // Host templates: a route's `host` may capture parameters (`{service}--{user}.apps.example.org`), so
-// each user's service gets an origin of its own. Captures never span a dot.
+// each user's service gets an origin of its own. Captures never span a dot (see template.ts).
+import { compileTemplate, fillTemplate, matchTemplate, templateNames, type Template } from './template.ts';
 
-export interface HostTemplate {
-  pattern: RegExp;
-  names: string[];
-}
-
-const PARAM = /\{([a-z][a-z0-9_]*)\}/g;
+export type HostTemplate = Template;
 
 /** Whether a `host` value is a template (has `{name}` captures). */
 export function isHostTemplate(host: string): boolean {
@@ -15,35 +11,20 @@ export function isHostTemplate(host: string): boolean {
 
 /** The parameter names a host template captures, in order. */
 export function hostTemplateParams(host: string): string[] {
-  return [...host.matchAll(PARAM)].map((m) => m[1] as string);
+  return templateNames(host);
 }
 
 /** The host name a template stands for with every capture filled by `x` (for syntax checks). */
 export function hostTemplateExample(host: string): string {
-  return host.replace(PARAM, 'x');
+  return fillTemplate(host, Object.fromEntries(templateNames(host).map((name) => [name, 'x'])));
 }
 
 /** Compiles a lower-cased template; each capture matches one or more letters, digits or `-` (lazily, so `a--b--c` splits at the first `--`). */
 export function compileHostTemplate(host: string): HostTemplate {
-  const names: string[] = [];
-  let source = '^';
-  for (const piece of host.toLowerCase().split(/(\{[a-z][a-z0-9_]*\})/)) {
-    if (piece.startsWith('{') && piece.endsWith('}')) {
-      names.push(piece.slice(1, -1));
-      source += '([a-z0-9-]+?)';
-    } else {
-      source += piece.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    }
-  }
-  return { pattern: new RegExp(source + '$'), names };
+  return compileTemplate(host.toLowerCase(), 'hostLabel');
 }
 
 /** The captures of `host` (already lower case, no port), or undefined when it does not match. */
 export function matchHostTemplate(template: HostTemplate, host: string | undefined): Record<string, string> | undefined {
-  if (host === undefined) return undefined;
-  const found = template.pattern.exec(host);
-  if (!found) return undefined;
-  const params: Record<string, string> = {};
-  template.names.forEach((name, i) => (params[name] = found[i + 1] as string));
-  return params;
+  return host === undefined ? undefined : matchTemplate(template, host);
 }

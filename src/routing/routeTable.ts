@@ -2,6 +2,7 @@
 // normalized path to exactly one route, capturing template parameters.
 import type { Protocol, RouteConfig, RunLimits } from '../config/schema.ts';
 import { compileHostTemplate, isHostTemplate, matchHostTemplate, type HostTemplate } from './hostTemplate.ts';
+import { compileTemplate, matchTemplate, type Template } from './template.ts';
 
 /**
  * Captured values may name a user or a service and end up inside a socket path, so they are held
@@ -10,20 +11,17 @@ import { compileHostTemplate, isHostTemplate, matchHostTemplate, type HostTempla
  */
 const PARAM_VALUE = /^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}$/;
 
-interface SegmentMatcher {
-  literal?: string;
-  pattern?: RegExp;
-  names: string[];
-}
-
 export interface CompiledRoute {
   config: RouteConfig;
   host: string | undefined;
   /** Set instead of `host` when the route's host captures parameters. */
   hostTemplate?: HostTemplate;
-  matchers: SegmentMatcher[];
+  /** One per path segment: a segment's captures never cross a `/`. */
+  matchers: Template[];
   /** The tunnel name template (`tunnel:`) compiled, when the route has one. */
-  tunnel: SegmentMatcher | undefined;
+  tunnel: Template | undefined;
+  /** The upstream address template, filled per request; the portal also reads captures back from it. */
+  upstream: Template;
   /** Higher wins: literal segments count more than captures, deeper more than shallower. */
   specificity: number;
   /** Authorizer run limits: the route's own, else the gateway's. */
@@ -36,30 +34,19 @@ export type RouteMatch =
   | { ok: true; route: CompiledRoute; params: Record<string, string>; rest: string[] }
   | { ok: false; status: 400 | 404; reason: string };
 
-function compileSegment(segment: string): SegmentMatcher {
-  if (!segment.includes('{')) return { literal: segment, names: [] };
-  const names: string[] = [];
-  let source = '^';
-  for (const piece of segment.split(/(\{[a-z][a-z0-9_]*\})/)) {
-    if (piece.startsWith('{') && piece.endsWith('}')) {
-      names.push(piece.slice(1, -1));
-      source += '(.+?)';
-    } else {
-      source += piece.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    }
-  }
-  return { pattern: new RegExp(source + '$'), names };
-}
+const compileSegment = (segment: string) => compileTemplate(segment, 'segment');
 
 export function compileRoute(config: RouteConfig, defaults: RunLimits): CompiledRoute {
   const segments = config.path.split('/').filter((s) => s !== '');
   const matchers = segments.map(compileSegment);
-  const specificity = matchers.reduce((n, m) => n + (m.literal !== undefined ? 3 : 2), 0) * 2 +
+  const specificity = matchers.reduce((n, m) => n + (m.pattern === undefined ? 3 : 2), 0) * 2 +
     (config.host && config.host !== '*' ? 1 : 0);
   const host = config.host && config.host !== '*' ? config.host.toLowerCase() : undefined;
   const tunnel = config.tunnel === undefined ? undefined : compileSegment(config.tunnel);
-  if (host !== undefined && isHostTemplate(host)) return { config, host: undefined, hostTemplate: compileHostTemplate(host), matchers, tunnel, specificity, limits: { ...defaults, ...config.limits } };
-  return { config, host, matchers, tunnel, specificity, limits: { ...defaults, ...config.limits } };
+  const upstream = compileTemplate(config.upstream, 'paramValue');
+  const limits = { ...defaults, ...config.limits };
+  if (host !== undefined && isHostTemplate(host)) return { config, host: undefined, hostTemplate: compileHostTemplate(host), matchers, tunnel, upstream, specificity, limits };
+  return { config, host, matchers, tunnel, upstream, specificity, limits };
 }
 
 export class RouteTable {
@@ -95,7 +82,7 @@ export class RouteTable {
     if (named && named.tunnel === undefined && named.config.protocols.includes(protocol)) return { ok: true, route: named, params: {} };
     for (const route of this.#inOrder) {
       if (!route.tunnel || !route.config.protocols.includes(protocol)) continue;
-      const params = matchSegment(route.tunnel, name);
+      const params = matchTemplate(route.tunnel, name);
       if (!params) continue;
       const bad = badParam(route, params);
       return bad ?? { ok: true, route, params };
@@ -115,18 +102,15 @@ export class RouteTable {
       const params: Record<string, string> = { ...hostParams };
       let matched = true;
       for (let i = 0; i < route.matchers.length && matched; i++) {
-        const m = route.matchers[i] as SegmentMatcher;
-        const seg = segments[i] as string;
-        if (m.literal !== undefined) {
-          matched = m.literal === seg;
+        const m = route.matchers[i] as Template;
+        // Most segments are literal: compared in place, no captures object per request.
+        if (m.pattern === undefined) {
+          matched = m.text === segments[i];
           continue;
         }
-        const found = m.pattern?.exec(seg);
-        if (!found) {
-          matched = false;
-          continue;
-        }
-        m.names.forEach((name, j) => (params[name] = found[j + 1] as string));
+        const found = matchTemplate(m, segments[i] as string);
+        if (found === undefined) matched = false;
+        else Object.assign(params, found);
       }
       if (!matched) continue;
       const bad = badParam(route, params);
@@ -135,15 +119,6 @@ export class RouteTable {
     }
     return { ok: false, status: 404, reason: `no ${protocol} route for host ${JSON.stringify(host ?? '')} and path /${segments.join('/')}` };
   }
-}
-
-function matchSegment(m: SegmentMatcher, text: string): Record<string, string> | undefined {
-  if (m.literal !== undefined) return m.literal === text ? {} : undefined;
-  const found = m.pattern?.exec(text);
-  if (!found) return undefined;
-  const params: Record<string, string> = {};
-  m.names.forEach((name, j) => (params[name] = found[j + 1] as string));
-  return params;
 }
 
 function badParam(route: CompiledRoute, params: Record<string, string>): { ok: false; status: 400; reason: string } | undefined {

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { lstat, realpath } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LRUCache } from 'lru-cache';
+import { fillTemplate, missingParam, type Template } from '../routing/template.ts';
 
 /**
  * Where a request goes. `via` names the connection it is reached through when that is not the gateway's
@@ -16,15 +17,11 @@ export type UpstreamTarget =
 
 export type UpstreamCheck = { ok: true; target: UpstreamTarget } | { ok: false; reason: string };
 
-/** Fills `{param}` placeholders. Values were already held to a safe alphabet by the route table. */
-export function resolveUpstream(template: string, params: Record<string, string>): UpstreamCheck {
-  let missing: string | undefined;
-  const filled = template.replace(/\{([a-z][a-z0-9_]*)\}/g, (_, name: string) => {
-    const value = params[name];
-    if (value === undefined) missing = name;
-    return value ?? '';
-  });
+/** Fills `{param}` placeholders (template compiled at config load). Values were already held to a safe alphabet by the route table. */
+export function resolveUpstream(template: Template, params: Record<string, string>): UpstreamCheck {
+  const missing = missingParam(template, params);
   if (missing) return { ok: false, reason: `upstream template needs parameter ${missing}` };
+  const filled = fillTemplate(template, params);
   if (filled.startsWith('unix:')) {
     const path = filled.slice(5);
     if (path.split('/').some((s) => s === '..' || s === '.')) return { ok: false, reason: `upstream path ${path} has dot segments` };

@@ -48,7 +48,7 @@ describe('socket templating from routed captures (properties)', () => {
         if (!n.ok) return;
         const match = table.match('gateway.test', n.segments, 'http');
         if (!match.ok) return;
-        const upstream = resolveUpstream(match.route.config.upstream, match.params);
+        const upstream = resolveUpstream(match.route.upstream, match.params);
         if (!upstream.ok) return;
         expect(upstream.target.kind).toBe('unix');
         if (upstream.target.kind !== 'unix') return;

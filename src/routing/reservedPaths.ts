@@ -1,0 +1,33 @@
+// The gateway's reserved paths under /.well-known/gatehouse/ (tunnel endpoint, publish endpoint, its own
+// pages), decided once on the normalized path, so every spelling of a target and every way in agree.
+import { PUBLISH_PATH } from '../upstream/publishProtocol.ts';
+import { normalizeTarget } from './normalizePath.ts';
+
+const RESERVED = ['.well-known', 'gatehouse'];
+const TUNNEL = [...RESERVED, 'tunnel'];
+
+export type ReservedPath =
+  /** `/.well-known/gatehouse/tunnel/<route>`: the route it names ('' when it names none). */
+  | { kind: 'tunnel'; routeName: string }
+  | { kind: 'publish' }
+  /** Any other path under the prefix (the prefix itself included): the gateway's pages. */
+  | { kind: 'portal'; path: string; query: string };
+
+/**
+ * Which reserved path `url` names, or undefined when it names none. A target that does not normalize is
+ * none: the routing stage, which normalizes the same way, refuses it (400), so it reaches no route either.
+ */
+export function reservedPath(url: string | undefined): ReservedPath | undefined {
+  // Hot path: a target that neither spells the prefix nor escapes anything cannot normalize onto it.
+  if (url === undefined || (!url.includes('well-known') && !url.includes('%'))) return undefined;
+  const target = normalizeTarget(url);
+  if (!target.ok || !RESERVED.every((segment, i) => target.segments[i] === segment)) return undefined;
+  if (TUNNEL.every((segment, i) => target.segments[i] === segment)) {
+    return { kind: 'tunnel', routeName: target.segments.length === TUNNEL.length + 1 ? (target.segments.at(-1) as string) : '' };
+  }
+  if (target.path === PUBLISH_PATH) return { kind: 'publish' };
+  return { kind: 'portal', path: target.path, query: target.query };
+}
+
+/** The tunnel endpoint's path for a route, as audit records name it. */
+export const tunnelEndpointPath = (routeName: string) => `/${TUNNEL.join('/')}/${routeName}`;
