@@ -1,19 +1,19 @@
 // The gateway's RequestAuthorizer: root key, revocation state and caches in the main thread, the
 // engine in a pool of workers. Per request: token present -> size -> cached verdict -> revocation
 // -> cached decision -> worker (signature, revocation again, Datalog) under a hard deadline.
-import { AuthzCaches, defaultCacheSettings, type CacheSettings, type TokenEntry } from './authzCaches.ts';
+import { DecisionCaches, defaultCacheSettings, type CacheSettings, type TokenEntry } from './policy/decisionCaches.ts';
 import type { AuthzObserver, DecisionPath } from './authzObserver.ts';
-import { engineLimits } from './evaluateToken.ts';
-import { parsePublicKey, readRootKey } from './rootKey.ts';
-import { noRevocations, watchRevocationList, type ReloadResult, type RevocationState } from './revocationState.ts';
+import { engineLimits } from './policy/evaluateToken.ts';
+import { parsePublicKey, readRootKey } from './policy/rootKey.ts';
+import { noRevocations, watchRevocationList, type ReloadResult, type RevocationState } from './policy/revocationState.ts';
 import { createSessionTokens } from './sessionTokens.ts';
 import type { Decision, EngineBudget, RequestAuthorizer, RequestFacts, RoutePolicy, SessionTokens } from './types.ts';
-import { createEnginePool, type EnginePool, type PoolStats } from './workerPool.ts';
+import { createEnginePool, type EnginePool, type PoolStats } from './engine/enginePool.ts';
 import { readTokenEnvelope } from '../token/tokenEnvelope.ts';
-import { revokedDecision, type Denial } from './revokedDecision.ts';
+import { revokedDecision, type Denial } from './policy/revokedDecision.ts';
 
-export type { ReloadResult } from './revocationState.ts';
-export type { PoolStats } from './workerPool.ts';
+export type { ReloadResult } from './policy/revocationState.ts';
+export type { PoolStats } from './engine/enginePool.ts';
 
 /** Longest token accepted, in characters of base64url; a real token is well under 2 KiB. */
 export const maxTokenLength = 16 * 1024;
@@ -91,7 +91,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
   }
 
   const observer = options.observer ?? {};
-  const caches = new AuthzCaches({ ...defaultCacheSettings, ...options.cache });
+  const caches = new DecisionCaches({ ...defaultCacheSettings, ...options.cache });
   let pool: EnginePool | undefined;
   const revokedIds = (state: RevocationState): string[] => {
     const status = state.status();

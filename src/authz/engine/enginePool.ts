@@ -14,8 +14,8 @@ import type { EngineCall, EngineFailure, EngineOutcome, EngineWorkerInit, FromWo
 
 export type { EngineCall, EngineOutcome, ReplaceReason, SessionCall, SessionOutcome } from './workerProtocol.ts';
 import { FairQueue } from './fairQueue.ts';
-import type { EngineBudget } from './types.ts';
-import { authorizeJob, sessionJob } from './poolCalls.ts';
+import type { EngineBudget } from '../types.ts';
+import { authorizeJob, sessionJob } from './poolJobs.ts';
 import { expensiveLanesFull, expensiveMs, pickWorker, pipelineMs } from './poolScheduling.ts';
 import { sharedWasmModule } from './sharedWasm.ts';
 import { probeOverdue, spawnHandle, workerUrl, type Handle, type Job, type WorkerAnswer } from './workerHandle.ts';

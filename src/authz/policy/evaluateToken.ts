@@ -5,7 +5,7 @@ import { biscuitErrorText, classifyFailure, isWasmTrap, type FailedCheck, type F
 import { policyStatements } from './policyStatements.ts';
 import { addPublishChainFacts, publishRightOf } from './publishChain.ts';
 import { addRequestFacts } from './requestFacts.ts';
-import type { Decision, RequestFacts, RoutePolicy } from './types.ts';
+import type { Decision, RequestFacts, RoutePolicy } from '../types.ts';
 
 type Denial = Extract<Decision, { allow: false }>;
 
@@ -19,7 +19,7 @@ interface WasmLimits {
  * What biscuit-wasm 0.6.0 actually enforces while deriving facts, whatever authorizeWithLimits is given
  * (measured): its own defaults, with the time checked only between rule iterations, so one iteration
  * (a join in a token block) can run for seconds. The gateway's hard deadline (limits.deadlineMs) is
- * what bounds a call; see workerPool.ts.
+ * what bounds a call; see engine/enginePool.ts.
  */
 export const engineLimits = 'derivation capped by biscuit-wasm at 1000 facts, 100 iterations, 1 ms checked between iterations';
 
