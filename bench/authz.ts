@@ -10,10 +10,10 @@ import { parseArgs } from 'node:util';
 (await import('../src/cli/gatewayMemoryLimits.ts')).restartWithGatewayMemoryLimits();
 // biscuit-wasm loaded as \`gatehouse serve\` loads it: this thread instantiates the compiled module the
 // engine workers share (one copy of the machine code), quietly (no banner, no ExperimentalWarning).
-const { installSharedWasm, sharedWasmModule } = await import('../src/authz/sharedWasm.ts');
+const { installSharedWasm, sharedWasmModule } = await import('../src/authz/engine/sharedWasm.ts');
 await installSharedWasm(await sharedWasmModule());
-await import('../src/authz/loadBiscuitQuietly.ts');
-(await import('../src/authz/warmUp.ts')).warmUpEngine();
+await import('../src/authz/engine/loadBiscuitQuietly.ts');
+(await import('../src/authz/engine/warmUp.ts')).warmUpEngine();
 const biscuit = await import('@biscuit-auth/biscuit-wasm');
 const { configSchema } = await import('../src/config/schema.ts');
 const { authorizerOptions } = await import('../src/authz/authorizerOptions.ts');

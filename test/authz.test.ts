@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Biscuit, BiscuitBuilder, KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import { createRequestAuthorizer, type ReloadableRequestAuthorizer } from '../src/authz/requestAuthorizer.ts';
-import { policyStatements } from '../src/authz/policyStatements.ts';
+import { policyStatements } from '../src/authz/policy/policyStatements.ts';
 import type { Decision, RequestFacts, RoutePolicy } from '../src/authz/types.ts';
 import type { PeerIdentity } from '../src/tls/peerIdentity.ts';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Biscuit, BiscuitBuilder, KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import { createRequestAuthorizer, type ReloadableRequestAuthorizer, type RequestAuthorizerOptions } from '../src/authz/requestAuthorizer.ts';
 import type { DecisionPath } from '../src/authz/authzObserver.ts';
-import type { ReplaceReason } from '../src/authz/workerPool.ts';
+import type { ReplaceReason } from '../src/authz/engine/enginePool.ts';
 import type { Decision, RequestFacts, RoutePolicy } from '../src/authz/types.ts';
 
 const root = new KeyPair(SignatureAlgorithm.Ed25519);

@@ -5,8 +5,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { gatewayFacts, predicatesIn } from '../src/authz/factVocabulary.ts';
-import { requestFactList } from '../src/authz/requestFacts.ts';
+import { gatewayFacts, predicatesIn } from '../src/authz/policy/factVocabulary.ts';
+import { requestFactList } from '../src/authz/policy/requestFacts.ts';
 import { gatewayConfig, makeRootKey, runGatehouse } from './support/gatewayHarness.ts';
 import { makeTestPki, type TestClientCertificate } from './support/pki.ts';
 

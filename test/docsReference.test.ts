@@ -10,8 +10,8 @@ import { beginMarker, endMarker, sectionText, withSection } from '../build/refer
 import { brokenLinks, linkTargets } from '../build/reference/markdownLinks.ts';
 import { configKeysTable } from '../build/reference/configKeys.ts';
 import { gatewayMetricNames, metricSourceFiles } from '../build/reference/metricNames.ts';
-import { requestFactList } from '../src/authz/requestFacts.ts';
-import { gatewayFacts } from '../src/authz/factVocabulary.ts';
+import { requestFactList } from '../src/authz/policy/requestFacts.ts';
+import { gatewayFacts } from '../src/authz/policy/factVocabulary.ts';
 import type { RequestFacts } from '../src/authz/types.ts';
 
 /** Every .ts file under src/, relative to the repository root. */
@@ -68,7 +68,7 @@ describe('docs/reference agrees with the code', () => {
     };
     const produced = new Set<string>(requestFactList(everything).map((fact) => fact.predicate));
     // The publish decision's own facts (token_blocks, publish_granted) are built in publishChain.ts.
-    for (const match of readFileSync(join(repoRoot, 'src/authz/publishChain.ts'), 'utf8').matchAll(/: GatewayPredicate = '([a-z_]+)'/g)) produced.add(match[1] ?? '');
+    for (const match of readFileSync(join(repoRoot, 'src/authz/policy/publishChain.ts'), 'utf8').matchAll(/: GatewayPredicate = '([a-z_]+)'/g)) produced.add(match[1] ?? '');
     const table = readFileSync(join(repoRoot, 'docs/reference/facts.md'), 'utf8').split('\n').filter((line) => line.startsWith('| `'));
     const documented = new Set(table.flatMap((row) => [...(row.split(' | ')[0] ?? '').matchAll(/`([a-z_]+)\(/g)].map((m) => m[1] ?? '')));
     expect([...documented].sort()).toEqual([...produced].sort());

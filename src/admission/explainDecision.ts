@@ -7,16 +7,16 @@ import { admitRequest } from './admitRequest.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { readRevocationList } from '../token/revocationFile.ts';
-import { biscuitErrorText, type FailedCheck } from '../authz/biscuitErrors.ts';
-import { evaluateToken, revocationIdsOf, type EvaluationDetail } from '../authz/evaluateToken.ts';
-import { policyStatements } from '../authz/policyStatements.ts';
-import { requestFactList } from '../authz/requestFacts.ts';
-import { predicatesIn, tokenFacts } from '../authz/factVocabulary.ts';
+import { biscuitErrorText, type FailedCheck } from '../authz/policy/biscuitErrors.ts';
+import { evaluateToken, revocationIdsOf, type EvaluationDetail } from '../authz/policy/evaluateToken.ts';
+import { policyStatements } from '../authz/policy/policyStatements.ts';
+import { requestFactList } from '../authz/policy/requestFacts.ts';
+import { predicatesIn, tokenFacts } from '../authz/policy/factVocabulary.ts';
 import { deadlineOf } from '../authz/requestAuthorizer.ts';
-import { revokedDecision } from '../authz/revokedDecision.ts';
-import { parsePublicKey, readRootKey } from '../authz/rootKey.ts';
+import { revokedDecision } from '../authz/policy/revokedDecision.ts';
+import { parsePublicKey, readRootKey } from '../authz/policy/rootKey.ts';
 import type { Decision, RequestFacts, RoutePolicy } from '../authz/types.ts';
-import { warmUpEngine } from '../authz/warmUp.ts';
+import { warmUpEngine } from '../authz/engine/warmUp.ts';
 
 export interface ExplainInput {
   config: GatewayConfig;

@@ -2,11 +2,6 @@
 // (c2sp.org/tlog-checkpoint): origin line, tree size, base64 root hash. Go's sumdb/note reads the same.
 import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 
-/** A key name: non-empty, no whitespace, no `+` (signed-note). */
-export function validKeyName(name: string): boolean {
-  return name.length > 0 && !/[\s+]/.test(name);
-}
-
 /** The raw 32-byte Ed25519 public key. */
 export function rawPublicKey(key: KeyObject): Buffer {
   const publicKey = key.type === 'private' ? createPublicKey(key) : key;

@@ -1,6 +1,6 @@
 // What the authorization stage reports as it works (for metrics): decisions with the path they took,
 // cache lookups, worker memory and replacements. Every hook is optional.
-import type { PoolObserver } from './workerPool.ts';
+import type { PoolObserver } from './engine/enginePool.ts';
 import type { Decision } from './types.ts';
 
 /**

@@ -2,8 +2,8 @@
 // biscuit-wasm for a browser, so its WebAssembly memory does not grow with sign-ins (the workers' is recycled).
 import type { TokenCheck } from '../session/sessionToken.ts';
 import type { SessionTokens } from './types.ts';
-import type { EngineFailure, MintedSession, SessionResult, SessionWork } from './workerProtocol.ts';
-import type { EnginePool } from './workerPool.ts';
+import type { EngineFailure, MintedSession, SessionResult, SessionWork } from './engine/workerProtocol.ts';
+import type { EnginePool } from './engine/enginePool.ts';
 
 /** Hard deadline of one piece of sign-in work once a worker starts it (verifying a token takes a few ms). */
 const sessionDeadlineMs = 250;

@@ -3,7 +3,7 @@
 import type { Protocol, RunLimits } from '../config/schema.ts';
 import type { TokenCheck } from '../session/sessionToken.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
-import type { MintedSession } from './workerProtocol.ts';
+import type { MintedSession } from './engine/workerProtocol.ts';
 
 /** Everything the gateway knows about one request; becomes the authorizer facts of docs/reference/facts.md. */
 export interface RequestFacts {
@@ -99,3 +99,15 @@ export interface SessionTokens {
   /** The session token: `token` with the gateway's session block (certificate, end, protocols, optional host). */
   mint(token: string, fingerprint: string, expiresAt: Date, host?: string): Promise<MintedSession>;
 }
+
+/** What the main thread learns about a token the first time a worker verifies it. */
+export type TokenInfo =
+  | {
+      valid: true;
+      revocationIds: string[];
+      /** Earliest expiry (ms since epoch) stated by a standard time check; only ever used to shorten cache life. */
+      expiresAt?: number;
+      /** Multi-block tokens: role, signer and bound certificate of each block (the main thread caches it with the token). */
+      blocks?: TokenBlock[];
+    }
+  | { valid: false; reason: string };

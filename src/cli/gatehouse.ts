@@ -18,14 +18,14 @@ const clientCommands = new Set(['tunnel', 'publish']);
 // This thread instantiates the same compiled module the engine workers get: one copy of the machine code
 // in the process instead of a second compilation of the .wasm by the ES module loader.
 if (biscuitCommands.has(process.argv[2] ?? '')) {
-  const { installSharedWasm, sharedWasmModule } = await import('../authz/sharedWasm.ts');
+  const { installSharedWasm, sharedWasmModule } = await import('../authz/engine/sharedWasm.ts');
   await installSharedWasm(await sharedWasmModule());
-  await import('../authz/loadBiscuitQuietly.ts');
+  await import('../authz/engine/loadBiscuitQuietly.ts');
   // A gateway compiles biscuit-wasm's code here, synchronously, before it holds anything else: V8 needs
   // ~46 MB for a moment to compile the largest function, and freed at the top of the heap that memory
   // goes back to the system at once (compiled later, in a worker, it often stayed resident: 130 vs 160 MiB
   // idle). The code is shared, so the workers find it compiled.
-  if (gatewayCommands.has(process.argv[2] ?? '')) (await import('../authz/warmUp.ts')).warmUpEngine();
+  if (gatewayCommands.has(process.argv[2] ?? '')) (await import('../authz/engine/warmUp.ts')).warmUpEngine();
 }
 // The client commands load the client's command line alone (as the laptop bundle does): no module of the
 // gateway, the token tooling or the PKI is parsed or kept in memory by a long-running `gatehouse tunnel`.

@@ -3,7 +3,7 @@
 // upstream sockets in directories that do not exist.
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { gatewayFacts, predicatesIn, tokenFacts, type FactScope, type GatewayPredicate } from '../authz/factVocabulary.ts';
+import { gatewayFacts, predicatesIn, tokenFacts, type FactScope, type GatewayPredicate } from '../authz/policy/factVocabulary.ts';
 import type { ConfigIssue, KeyPath } from './configError.ts';
 import { policyPredicates } from './policyPredicates.ts';
 import { record, routeProtocols, text } from './routeChecks.ts';

@@ -9,7 +9,7 @@ import { PublicKey, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import type { ConfigIssue, KeyPath } from './configError.ts';
 import { writablePathChecks } from './writablePaths.ts';
 import { readTicketKeyFile } from '../tls/ticketKeys.ts';
-import { biscuitErrorText } from '../authz/biscuitErrors.ts';
+import { biscuitErrorText } from '../authz/policy/biscuitErrors.ts';
 
 type Raw = Record<string, unknown>;
 

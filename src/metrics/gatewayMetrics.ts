@@ -5,8 +5,8 @@ import type { AuditLog, AuditLogObserver } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { RefusalObserver } from '../audit/refusalRecords.ts';
 import type { AuthzObserver } from '../authz/authzObserver.ts';
-import type { ReplaceReason } from '../authz/workerProtocol.ts';
-import { wasmMemoryReader } from '../authz/wasmMemory.ts';
+import type { ReplaceReason } from '../authz/engine/workerProtocol.ts';
+import { wasmMemoryReader } from '../authz/engine/wasmMemory.ts';
 import type { TlsRejectKind } from '../listener/tlsListener.ts';
 import { CounterTally } from './counterTally.ts';
 

@@ -1,8 +1,8 @@
 // Signing in without server state: verifies a token for THIS certificate (signature, revocation,
 // expiry, certificate binding) and turns it into the session token, attenuated by the gateway.
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
-import { classifyFailure } from '../authz/biscuitErrors.ts';
-import { addRequestFacts } from '../authz/requestFacts.ts';
+import { classifyFailure } from '../authz/policy/biscuitErrors.ts';
+import { addRequestFacts } from '../authz/policy/requestFacts.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { biscuit, biscuitErrorText, datalogParameters, toolLimits } from '../token/biscuitModule.ts';
 import { inspectToken, type InspectedBlock } from '../token/inspectToken.ts';

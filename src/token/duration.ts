@@ -28,7 +28,3 @@ export function expiryAfter(now: Date, seconds: number): Date {
   return new Date(Math.floor(now.getTime() / 1000) * 1000 + seconds * 1000);
 }
 
-/** RFC 3339 without fractional seconds, as Datalog prints dates: 2030-01-01T00:00:00Z. */
-export function datalogDate(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}

@@ -128,16 +128,6 @@ export function readPrivateKey(file: string): TokenResult<PrivateKey> {
   }
 }
 
-/** The public half of a private key, as `ed25519/<hex>`. */
-export function publicKeyOf(privateKey: PrivateKey): string {
-  const pair = biscuit.KeyPair.fromPrivateKey(privateKey);
-  try {
-    return pair.getPublicKey().toString();
-  } finally {
-    pair.free();
-  }
-}
-
 /** A warning when a private key file can be read by group or others, else undefined. */
 export function privateKeyModeWarning(file: string): string | undefined {
   try {

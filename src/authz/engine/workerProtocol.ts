@@ -1,8 +1,10 @@
 // Messages between the authorizer (main thread) and the engine workers that own biscuit-wasm.
 // Plain data only: everything here crosses a worker boundary by structured clone.
-import type { TokenCheck } from '../session/sessionToken.ts';
-import type { PeerIdentity } from '../tls/peerIdentity.ts';
-import type { Decision, RequestFacts, RoutePolicy, TokenBlock } from './types.ts';
+import type { TokenCheck } from '../../session/sessionToken.ts';
+import type { PeerIdentity } from '../../tls/peerIdentity.ts';
+import type { Decision, RequestFacts, RoutePolicy, TokenInfo } from '../types.ts';
+
+export type { TokenInfo } from '../types.ts';
 
 /** What a worker is started with (workerData). */
 export interface EngineWorkerInit {
@@ -19,18 +21,6 @@ export interface EngineWorkerInit {
   /** Where results go (a MessagePort the pool can drain synchronously); the parent port when absent. */
   results?: unknown;
 }
-
-/** What the main thread learns about a token the first time a worker verifies it. */
-export type TokenInfo =
-  | {
-      valid: true;
-      revocationIds: string[];
-      /** Earliest expiry (ms since epoch) stated by a standard time check; only ever used to shorten cache life. */
-      expiresAt?: number;
-      /** Multi-block tokens: role, signer and bound certificate of each block (the main thread caches it with the token). */
-      blocks?: TokenBlock[];
-    }
-  | { valid: false; reason: string };
 
 /** Browser sign-in's token work, done in a worker so the main thread's WebAssembly memory stays flat. */
 export type SessionWork =

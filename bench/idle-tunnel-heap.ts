@@ -1,12 +1,12 @@
 // What one idle CONNECT tunnel holds in the gateway: RSS and a heap snapshot of `gatehouse serve` before
 // and after opening --tunnels idle tunnels; prints the constructors whose retained self size grew most.
-// Usage: node bench/scratch/idle-tunnel-heap.ts [--tunnels 2000] [--top 25]
+// Usage: node bench/idle-tunnel-heap.ts [--tunnels 2000] [--top 25]
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createBenchEnv, startServer } from '../support/benchEnv.ts';
-import { holdConnections } from '../support/loadGenerator.ts';
-import { treeRssMiB } from '../support/procStats.ts';
+import { createBenchEnv, startServer } from './support/benchEnv.ts';
+import { holdConnections } from './support/loadGenerator.ts';
+import { treeRssMiB } from './support/procStats.ts';
 
 const { values: args } = parseArgs({ options: { tunnels: { type: 'string', default: '2000' }, top: { type: 'string', default: '25' } } });
 const count = Number(args.tunnels);

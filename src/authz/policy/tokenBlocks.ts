@@ -1,7 +1,7 @@
 // What each block of a verified multi-block token is (role, signer, the certificate it binds), so a
 // delegated request is attributed to lender and borrower. Runs in the engine workers once per parsed token.
-import { readTokenEnvelope } from '../token/tokenEnvelope.ts';
-import type { TokenBlock } from './types.ts';
+import { readTokenEnvelope } from '../../token/tokenEnvelope.ts';
+import type { TokenBlock } from '../types.ts';
 
 // Printed block sources have one statement per line. Only a check whose first alternative names a
 // literal certificate binds the block: `check if client_fingerprint("sha256:…")` (`or …` for delegable).

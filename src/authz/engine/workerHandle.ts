@@ -46,7 +46,7 @@ type CpuUsage = () => Promise<{ user: number; system: number }>;
 const stuckCpuShare = 0.4;
 
 // This module runs as TypeScript from the sources and as JavaScript from dist/: the worker is its sibling.
-export const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './engineWorker.ts' : './engineWorker.js', import.meta.url);
+export const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './workerEntry.ts' : './workerEntry.js', import.meta.url);
 /** Starts a worker thread; it announces `ready` on `results` once it has warmed up. */
 export function spawnHandle(init: EngineWorkerInit, prepared: WorkerSources | undefined, slot: number): Handle {
   // A worker's JS heap stays small: a 4 MB young generation (V8 sizes it far larger by default, and

@@ -1,7 +1,7 @@
 // Browser sign-in's token work, run inside an engine worker: verifying a token for a certificate and
 // minting the session token cost biscuit-wasm memory that is never returned, so they happen where it is.
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
-import { mintSessionToken, verifyForCertificate } from '../session/sessionToken.ts';
+import { mintSessionToken, verifyForCertificate } from '../../session/sessionToken.ts';
 import type { SessionResult, SessionWork } from './workerProtocol.ts';
 
 /** Runs one piece of sign-in work with this worker's root key and revocation list. */

@@ -1,21 +1,21 @@
-// Scratch measurement for the forwarder design (not part of `npm run bench`): the HTTP scenario's load
+// The forwarding designs compared (not part of `npm run bench`): the HTTP scenario's load
 // against minimal mTLS proxies in several forwarding designs, nginx and gatehouse, in one run.
-// Usage: node bench/scratch/proxy-variants.ts [--seconds 8] [--rounds 3]
+// Usage: node bench/forwarding-designs.ts [--seconds 8] [--rounds 3]
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from '../../test/support/localServices.ts';
-import { createBenchEnv, missingPeer, startServer, type BenchEnv, type RunningServer } from '../support/benchEnv.ts';
-import { runLoad } from '../support/loadGenerator.ts';
-import { cpuDuring } from '../support/procStats.ts';
-import { median } from '../support/scenarios.ts';
+import { freePort } from '../test/support/localServices.ts';
+import { createBenchEnv, missingPeer, startServer, type BenchEnv, type RunningServer } from './support/benchEnv.ts';
+import { runLoad } from './support/loadGenerator.ts';
+import { cpuDuring } from './support/procStats.ts';
+import { median } from './support/scenarios.ts';
 
 const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '8' }, rounds: { type: 'string', default: '3' } } });
 const variants = ['http-proxy-3', 'http-proxy-3-fetch', 'node-http', 'undici-pool'];
 
 async function startVariant(env: BenchEnv, variant: string): Promise<RunningServer> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [join(import.meta.dirname, 'proxyVariant.ts'), variant, String(port), env.httpSocket, join(env.certs, 'server.crt'), join(env.certs, 'server.key'), join(env.certs, 'ca.crt')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [join(import.meta.dirname, 'support', 'forwardingDesignProxy.ts'), variant, String(port), env.httpSocket, join(env.certs, 'server.crt'), join(env.certs, 'server.key'), join(env.certs, 'ca.crt')], { stdio: ['ignore', 'ignore', 'pipe'] });
   await new Promise<void>((ok, fail) => {
     proc.stderr?.on('data', (d: Buffer) => (/listening/.test(d.toString()) ? ok() : undefined));
     proc.once('exit', (code) => fail(new Error(`${variant} exited ${code}`)));

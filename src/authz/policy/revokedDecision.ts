@@ -1,6 +1,6 @@
 // The one revocation test every path applies (main thread, workers, authz explain): a token is refused
 // when any of its blocks' revocation ids is listed, reporting the first such block.
-import type { Decision } from './types.ts';
+import type { Decision } from '../types.ts';
 
 export type Denial = Extract<Decision, { allow: false }>;
 

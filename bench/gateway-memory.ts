@@ -1,10 +1,10 @@
 // Gateway memory at rest: RSS (and its anonymous / file-backed parts) of a real `gatehouse serve`,
-// idle, after one HTTP request and after 21. Usage: node bench/scratch/gateway-memory.ts [--workers n]
+// idle, after one HTTP request and after 21. Usage: node bench/gateway-memory.ts [--workers n]
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { curl, inOneHour, mintRaw, startHarness } from '../../test/support/gatewayHarness.ts';
+import { curl, inOneHour, mintRaw, startHarness } from '../test/support/gatewayHarness.ts';
 
 const { values: args } = parseArgs({ options: { workers: { type: 'string' } } });
 const routes = `  - name: demo

@@ -1,7 +1,7 @@
 // The publish decision's extra stage: the token's right to publish (every block must grant it, see
 // token/publishRight.ts) and the delegation-chain facts the `publish.policy` sees (`token_blocks`, `publish_granted`).
 import { Fact, type AuthorizerBuilder, type Biscuit } from '@biscuit-auth/biscuit-wasm';
-import { publishRightFor, type PublishRight } from '../token/publishRight.ts';
+import { publishRightFor, type PublishRight } from '../../token/publishRight.ts';
 import type { GatewayPredicate } from './factVocabulary.ts';
 
 // Predicates of the contract (factVocabulary.ts).

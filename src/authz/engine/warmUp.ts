@@ -1,8 +1,8 @@
 // Runs one throwaway authorization through the engine before the first real request: biscuit-wasm
 // compiles its code lazily, and a cold first call (~25 ms here) would trip a route's time limit.
 import { Biscuit, BiscuitBuilder, KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
-import { evaluateToken } from './evaluateToken.ts';
-import type { Decision } from './types.ts';
+import { evaluateToken } from '../policy/evaluateToken.ts';
+import type { Decision } from '../types.ts';
 
 /** Mints, parses and authorizes a token shaped like a real one; returns the decision as a self-test. */
 export function warmUpEngine(): Decision {

@@ -2,7 +2,7 @@
 // editors replace files) or on demand (SIGHUP). A list that cannot be read makes every request fail closed.
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { readRevocationList } from '../token/revocationFile.ts';
+import { readRevocationList } from '../../token/revocationFile.ts';
 
 export type ReloadResult = { ok: true; count: number } | { ok: false; reason: string };
 

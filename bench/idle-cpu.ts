@@ -1,11 +1,11 @@
 // What a `gatehouse serve` costs by thread: CPU per second of the process and of each of its threads,
 // idle (timers and watchdogs) or under the HTTP or low-load latency scenario's load (`--load`).
-// Usage: node bench/scratch/idle-cpu.ts [--seconds 10] [--load none|http|latency] [--profile out.cpuprofile] [--node-arg --flag ...]
+// Usage: node bench/idle-cpu.ts [--seconds 10] [--load none|http|latency] [--profile out.cpuprofile] [--node-arg --flag ...]
 import { copyFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createBenchEnv, startServer } from '../support/benchEnv.ts';
-import { runLoad } from '../support/loadGenerator.ts';
+import { createBenchEnv, startServer } from './support/benchEnv.ts';
+import { runLoad } from './support/loadGenerator.ts';
 
 const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, load: { type: 'string', default: 'none' }, profile: { type: 'string' }, 'node-arg': { type: 'string', multiple: true, default: [] } } });
 const ticksPerSecond = 100;

@@ -1,9 +1,8 @@
 // Main-thread caches in front of the engine workers: what a worker learned about a token (so invalid
 // and revoked tokens are refused without a round trip) and recent decisions. Bounded; cleared together.
 import { LRUCache } from 'lru-cache';
-import type { PeerIdentity } from '../tls/peerIdentity.ts';
-import type { Decision, RequestFacts, RoutePolicy, TokenBlock } from './types.ts';
-import type { TokenInfo } from './workerProtocol.ts';
+import type { PeerIdentity } from '../../tls/peerIdentity.ts';
+import type { Decision, RequestFacts, RoutePolicy, TokenBlock, TokenInfo } from '../types.ts';
 
 export type TokenEntry =
   | {
@@ -34,7 +33,7 @@ export const defaultCacheSettings: CacheSettings = { tokens: 10_000, decisions: 
 /** Characters of token text the token cache may hold (tokens are at most 16 KiB each). */
 const maxTokenCharacters = 16 * 1024 * 1024;
 
-export class AuthzCaches {
+export class DecisionCaches {
   readonly #tokens: LRUCache<string, TokenEntry> | undefined;
   readonly #decisions: LRUCache<string, Decision> | undefined;
   readonly #ttlMs: number;

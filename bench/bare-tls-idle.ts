@@ -1,13 +1,13 @@
 // The floor under gatehouse's memory per idle tunnel: a bare node:tls server demanding a client certificate
 // (no policy, no audit), holding --count idle connections, each piped to the holder socket or not; RSS growth per connection.
-// Usage: node bench/scratch/bare-tls-idle.ts [--count 3000]
+// Usage: node bench/bare-tls-idle.ts [--count 3000]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect, type TLSSocket } from 'node:tls';
 import { parseArgs } from 'node:util';
-import { createBenchEnv } from '../support/benchEnv.ts';
-import { treeRssMiB } from '../support/procStats.ts';
-import { freePort } from '../../test/support/localServices.ts';
+import { createBenchEnv } from './support/benchEnv.ts';
+import { treeRssMiB } from './support/procStats.ts';
+import { freePort } from '../test/support/localServices.ts';
 
 const { values: args } = parseArgs({ options: { count: { type: 'string', default: '3000' } } });
 const count = Number(args.count);

@@ -2,14 +2,14 @@
 // parsed ones), checks revocation before any Datalog runs, and evaluates route policies.
 import { MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { Biscuit, type PublicKey } from '@biscuit-auth/biscuit-wasm';
-import { earliestExpiry } from '../token/inspectToken.ts';
-import { biscuitErrorText, isWasmTrap } from './biscuitErrors.ts';
-import { authorityUser, evaluateToken, revocationIdsOf } from './evaluateToken.ts';
-import { parsePublicKey } from './rootKey.ts';
-import { revokedDecision } from './revokedDecision.ts';
+import { earliestExpiry } from '../../token/inspectToken.ts';
+import { biscuitErrorText, isWasmTrap } from '../policy/biscuitErrors.ts';
+import { authorityUser, evaluateToken, revocationIdsOf } from '../policy/evaluateToken.ts';
+import { parsePublicKey } from '../policy/rootKey.ts';
+import { revokedDecision } from '../policy/revokedDecision.ts';
 import { runSessionWork } from './sessionWork.ts';
-import { describeBlocks } from './tokenBlocks.ts';
-import type { Decision, TokenBlock } from './types.ts';
+import { describeBlocks } from '../policy/tokenBlocks.ts';
+import type { Decision, TokenBlock } from '../types.ts';
 import { wasmMemoryReader } from './wasmMemory.ts';
 import { warmUpEngine } from './warmUp.ts';
 import type { EngineWorkerInit, FromWorker, SessionResult, ToWorker, TokenInfo } from './workerProtocol.ts';
@@ -23,7 +23,7 @@ interface ParsedToken {
 }
 
 const port = parentPort;
-if (port === null) throw new Error('workerEngine.ts runs only as a worker thread');
+if (port === null) throw new Error('workerCalls.ts runs only as a worker thread');
 const init = workerData as EngineWorkerInit;
 const results = init.results instanceof MessagePort ? init.results : port;
 const send = (message: FromWorker): void => results.postMessage(message);

@@ -5,7 +5,7 @@ import { biscuitErrorText, classifyFailure, isWasmTrap, type FailedCheck, type F
 import { policyStatements } from './policyStatements.ts';
 import { addPublishChainFacts, publishRightOf } from './publishChain.ts';
 import { addRequestFacts } from './requestFacts.ts';
-import type { Decision, RequestFacts, RoutePolicy } from './types.ts';
+import type { Decision, RequestFacts, RoutePolicy } from '../types.ts';
 
 type Denial = Extract<Decision, { allow: false }>;
 
@@ -19,7 +19,7 @@ interface WasmLimits {
  * What biscuit-wasm 0.6.0 actually enforces while deriving facts, whatever authorizeWithLimits is given
  * (measured): its own defaults, with the time checked only between rule iterations, so one iteration
  * (a join in a token block) can run for seconds. The gateway's hard deadline (limits.deadlineMs) is
- * what bounds a call; see workerPool.ts.
+ * what bounds a call; see engine/enginePool.ts.
  */
 export const engineLimits = 'derivation capped by biscuit-wasm at 1000 facts, 100 iterations, 1 ms checked between iterations';
 
@@ -146,6 +146,17 @@ function explain(failure: Failure, route: RoutePolicy): { clientReason: string; 
   }
 }
 
+/** The one user the token names, or the refusal when its authority block names none or several. */
+function singleUser(users: string[], route: RoutePolicy, revocationIds: string[]): string | Decision {
+  const [user] = users;
+  if (user !== undefined && users.length === 1) return user;
+  const clientReason = user === undefined ? 'token names no user' : 'token names more than one user';
+  const reason = user === undefined
+    ? 'the authority block has no user("name") fact'
+    : `the authority block names several users: ${users.map((u) => JSON.stringify(u)).join(', ')}`;
+  return { allow: false, status: 403, clientReason, reason: `route ${route.name}: ${reason}`, revocationIds };
+}
+
 /**
  * Runs the route policy against a token whose signature (and revocation) has already been checked.
  * Never throws: an unexpected error becomes a 503 decision.
@@ -213,15 +224,8 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
         return { allow: false, status: 403, ...explain(failure, route), revocationIds, ...(user !== undefined && { user }) };
       }
       options.observe?.({ policyIndex: index });
-      const users = queryStrings(authorizer, userQuery, limits);
-      const [user] = users;
-      if (user === undefined || users.length !== 1) {
-        const clientReason = user === undefined ? 'token names no user' : 'token names more than one user';
-        const reason = user === undefined
-          ? 'the authority block has no user("name") fact'
-          : `the authority block names several users: ${users.map((u) => JSON.stringify(u)).join(', ')}`;
-        return { allow: false, status: 403, clientReason, reason: `route ${route.name}: ${reason}`, revocationIds };
-      }
+      const user = singleUser(queryStrings(authorizer, userQuery, limits), route, revocationIds);
+      if (typeof user !== 'string') return user;
       const groups = queryStrings(authorizer, groupQuery, limits);
       return { allow: true, user, groups, revocationIds, matched: policyText(route, index) };
     } finally {

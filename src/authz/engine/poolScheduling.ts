@@ -1,5 +1,6 @@
 // Which engine worker takes the next call, and whether it may be an expensive one: the pool's rules
 // for keeping cheap calls (most of them) from waiting behind anyone's expensive ones.
+import type { PoolState } from './poolState.ts';
 import type { Handle } from './workerHandle.ts';
 
 /**
@@ -37,4 +38,18 @@ export function pickWorker(ready: readonly Handle[], maxInflight: number): Handl
 export function expensiveLanesFull(ready: readonly Handle[]): boolean {
   const busy = ready.filter((h) => h.sent.some((job) => (job.charged ?? 0) >= expensiveMs)).length;
   return busy >= Math.max(1, ready.length - 1);
+}
+
+/** Sends queued calls to workers while a worker has room (see pickWorker) and a call may start there. */
+export function dispatch(state: PoolState): void {
+  while (state.waiting.size > 0) {
+    const ready = state.slots.map((s) => s.active).filter((h): h is Handle => h !== undefined && h.state === 'active');
+    const handle = pickWorker(ready, state.maxInflight);
+    if (!handle) return;
+    const job = state.waiting.take(expensiveLanesFull(ready) ? expensiveMs : Infinity);
+    if (!job) return;
+    handle.sent.push(job);
+    if (handle.sent.length === 1) handle.headStartedAt = performance.now();
+    handle.worker.postMessage(job.message);
+  }
 }

@@ -1,6 +1,6 @@
 // A minimal mTLS reverse proxy to one UNIX-socket upstream, no policy and no audit, in one of several
-// forwarding designs: measures what the forwarding layer alone costs (see bench/scratch/proxy-variants.ts).
-// Usage: node bench/scratch/proxyVariant.ts VARIANT PORT SOCKET CERT KEY CA
+// forwarding designs: measures what the forwarding layer alone costs (driven by bench/forwarding-designs.ts).
+// Usage: node bench/support/forwardingDesignProxy.ts VARIANT PORT SOCKET CERT KEY CA
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer } from 'node:https';

@@ -3,7 +3,7 @@
 // code; reusing the templates also avoids re-parsing Datalog, which costs time and WebAssembly memory.
 import { Fact, type AuthorizerBuilder } from '@biscuit-auth/biscuit-wasm';
 import type { GatewayPredicate } from './factVocabulary.ts';
-import type { RequestFacts } from './types.ts';
+import type { RequestFacts } from '../types.ts';
 
 // Predicates of the contract (factVocabulary.ts): a name outside it does not compile.
 const unary = ['route', 'protocol', 'method', 'host', 'path', 'source_ip', 'client_cn', 'client_subject', 'client_serial', 'client_fingerprint', 'client_issuer', 'service', 'publisher_fingerprint'] as const satisfies readonly GatewayPredicate[];
