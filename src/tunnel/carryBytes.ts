@@ -189,6 +189,8 @@ export function carryBytes({ client, upstream, clientHead, upstreamHead, idleTim
     const stream = streams[side];
     const peer = streams[other(side)];
     stream.on('data', (chunk: Buffer) => void deliver(side, chunk));
+    // As pipe() does: a stream paused before (a socket accepted with pauseOnConnect) flows from now on.
+    stream.resume();
     stream.on('end', () => {
       ended[side] = true;
       firstEnd ??= side;
