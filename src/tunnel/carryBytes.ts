@@ -50,6 +50,11 @@ export interface CarryEnds {
    */
   onError?: 'cut' | 'as-close';
   /**
+   * Whether a side that ended its stream also closed cleanly; default yes. An HTTP/2 stream reset with an
+   * error code after its END_STREAM was still cut: the other side is then cut too, not flushed.
+   */
+  cleanClose?: Partial<Record<Side, () => boolean>>;
+  /**
    * After one side finished and left, the other gets this long to flush what it was given, then it is
    * destroyed; default 30 s (a gateway holds nothing for a reader that stopped). 0: wait for as long as it takes.
    */
@@ -92,7 +97,7 @@ const DEFAULT_LINGER_MS = 30_000;
 
 // Only what the closures below use is kept for the carrier's lifetime: not `ends` itself, whose heads are
 // views that would hold the whole read they came in (the CONNECT request's) for as long as the tunnel lives.
-export function carryBytes({ client, upstream, clientHead, upstreamHead, idleTimeoutMs = 0, upstreamReads, corkReads, inspect, closedBy, cut = {}, onError = 'cut', lingerMs = DEFAULT_LINGER_MS }: CarryEnds): Carry {
+export function carryBytes({ client, upstream, clientHead, upstreamHead, idleTimeoutMs = 0, upstreamReads, corkReads, inspect, closedBy, cut = {}, onError = 'cut', cleanClose = {}, lingerMs = DEFAULT_LINGER_MS }: CarryEnds): Carry {
   const streams: Record<Side, Duplex> = { client, upstream };
   const cuts: Record<Side, Cut> = { client: cut.client ?? cutShort, upstream: cut.upstream ?? cutShort };
   const other = (side: Side): Side => (side === 'client' ? 'upstream' : 'client');
@@ -170,7 +175,7 @@ export function carryBytes({ client, upstream, clientHead, upstreamHead, idleTim
    */
   const closeOther = (side: Side): void => {
     const peer = streams[other(side)];
-    if (!ended[side]) {
+    if (!ended[side] || cleanClose[side]?.() === false) {
       // Gone without finishing its stream (reset, destroyed, WebSocket closed early): cut the other side.
       fault ??= `${side} closed`;
       return cuts[other(side)](peer);
