@@ -1,7 +1,6 @@
 // Raw WebSocket bytes for hostile tests: an upgrade request, frames built by hand (masked or not, any
 // opcode, any declared length), and the close code read back from what the gateway sent.
 import { randomBytes } from 'node:crypto';
-
 import { TUNNEL_SUBPROTOCOL } from '../../../src/tunnel/tunnelProtocol.ts';
 
 export interface UpgradeOptions {
