@@ -2,11 +2,11 @@
 // tunnel through the gateway, spliced with half-close and backpressure. A failing tunnel stays local.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { resetConnection } from '../forward/resetConnection.ts';
+import { carryBytes } from '../tunnel/carryBytes.ts';
 import { isLoopback, listenerLabel, type ForwardSpec } from './forwardSpec.ts';
 import { preparePrivateSocketPath, removeOwnSocket, restrictSocket } from './privateSocket.ts';
 import { describeFailure, type OpenResult } from './tunnelFailure.ts';
-import type { ChunkSink, TunnelReads } from './tunnelReads.ts';
+import type { TunnelReads } from './tunnelReads.ts';
 
 export interface ForwardDeps {
   /** Opens a tunnel for this listener's relay (CONNECT: read into reused memory, see TunnelReads). */
@@ -39,82 +39,24 @@ function formatBytes(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
-/**
- * Closes `dest` once everything `src` handed it is flushed (src ended cleanly: dest sees a FIN), or at
- * once when `src` was cut short (dest is reset, so the application there sees the truncation).
- */
-function closeAfterFlush(dest: Duplex, src: Duplex): void {
-  if (dest.destroyed) return;
-  if (!src.readableEnded) return void resetConnection(dest);
-  if (dest.writableFinished) return void dest.destroy();
-  dest.once('finish', () => dest.destroy());
-}
-
-/** Read buffering of each accepted connection, and how much may wait to be written to it (see relayReads). */
+/** Read buffering of each accepted connection, and how much may wait to be written to it. */
 const LOCAL_HIGH_WATER_MARK = 256 * 1024;
 
 /**
- * The tunnel -> local direction when the tunnel is read into reused memory: each chunk is written to the
- * local socket as is (no copy) and released once that write is done. Writes are corked until the event
- * loop's next turn, so the TLS records decrypted from one socket read (16 KiB each) leave in one writev
- * instead of one write each; the tunnel pauses while the local side holds more than its high-water mark.
- */
-function relayReads(reads: { from: TunnelReads; early: Buffer }, tunnel: Duplex, local: Socket): void {
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    local.uncork();
-  };
-  const sink: ChunkSink = (chunk, release) => {
-    if (local.destroyed) {
-      release();
-      return false;
-    }
-    if (!corked) {
-      corked = true;
-      local.cork();
-      setImmediate(uncork);
-    }
-    return local.write(chunk, release);
-  };
-  if (reads.early.length > 0) local.write(reads.early);
-  local.on('drain', () => tunnel.resume());
-  tunnel.once('end', () => local.end());
-  if (reads.from.attach(sink)) tunnel.resume();
-}
-
-/**
- * Joins a local connection and a tunnel: each side's end() becomes the other's end() (half-close),
- * pipe() pauses the faster side (backpressure), and when either side fails or closes, the other is
- * closed after flushing what it was given, or reset if the stream was cut short. A tunnel opened with
- * `reads` (see TunnelReads) is relayed from its reused memory instead of piped.
+ * Joins a local connection and a tunnel with the byte carrier: half-close each way, backpressure, and a
+ * side cut short is reset. The client's choices: an error on one side closes the other as its close
+ * would (flushed if that side had finished sending), and a local reader is waited for however slow it is.
+ * A tunnel opened with `reads` (see TunnelReads) is relayed from its reused memory, corked per turn.
  */
 export function spliceStreams(local: Socket, tunnel: Duplex, onDone: (failure: { side: 'local' | 'tunnel'; error: Error } | undefined) => void, reads?: { from: TunnelReads; early: Buffer }): void {
-  let failure: { side: 'local' | 'tunnel'; error: Error } | undefined;
-  let closed = 0;
-  const closedOne = () => {
-    closed += 1;
-    if (closed === 2) onDone(failure);
-  };
-  local.on('error', (error) => {
-    failure ??= { side: 'local', error };
-    closeAfterFlush(tunnel, local);
+  const carried = carryBytes({
+    client: local,
+    upstream: tunnel,
+    onError: 'as-close',
+    lingerMs: 0,
+    ...(reads && { upstreamReads: reads.from, upstreamHead: reads.early, corkReads: true }),
   });
-  tunnel.on('error', (error) => {
-    failure ??= { side: 'tunnel', error };
-    closeAfterFlush(local, tunnel);
-  });
-  local.once('close', () => {
-    closeAfterFlush(tunnel, local);
-    closedOne();
-  });
-  tunnel.once('close', () => {
-    closeAfterFlush(local, tunnel);
-    closedOne();
-  });
-  local.pipe(tunnel);
-  if (reads) relayReads(reads, tunnel, local);
-  else tunnel.pipe(local);
+  void carried.done.then(({ error }) => onDone(error && { side: error.side === 'client' ? 'local' : 'tunnel', error: error.error }));
 }
 
 async function bind(server: Server, spec: ForwardSpec): Promise<{ ok: true; port?: number; path?: string; ino?: number } | { ok: false; error: string }> {

@@ -2,7 +2,7 @@
 // the publisher connects to that service's target (the one the user named, nothing else) and carries bytes.
 import { constants as h2, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { connect, type Socket } from 'node:net';
-import { resetConnection } from '../forward/resetConnection.ts';
+import { carryBytes } from '../tunnel/carryBytes.ts';
 import { STREAM_ERROR_HEADER } from '../upstream/publishProtocol.ts';
 import type { PublishSpec } from './publishSpec.ts';
 
@@ -24,50 +24,35 @@ function openLocal(spec: PublishSpec): Socket {
   return target.kind === 'unix' ? connect({ path: target.path, allowHalfOpen: true }) : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
 }
 
-/** Bytes both ways with half-close and backpressure (pipe pauses a reader whose writer is full). */
+/**
+ * Bytes both ways by the byte carrier, with the publisher's choices: the gateway's stream, when cut, is
+ * cancelled (RST_STREAM); a stream reset with an error code cuts the service even after its end; a slow
+ * service is waited for. The summary keeps the publisher's own words for how it ended.
+ */
 function carry(stream: ServerHttp2Stream, local: Socket, done: (reason: string) => void): void {
-  let bytesIn = 0;
-  let bytesOut = 0;
   let reason: string | undefined;
-  stream.on('data', (c: Buffer) => (bytesIn += c.length));
-  local.on('data', (c: Buffer) => (bytesOut += c.length));
-  stream.pipe(local);
-  local.pipe(stream);
-  local.on('error', (err: NodeJS.ErrnoException) => {
-    reason ??= `service error: ${err.code ?? err.message}`;
-    if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
-  });
+  local.on('error', (err: NodeJS.ErrnoException) => void (reason ??= `service error: ${err.code ?? err.message}`));
   // The gateway's stream was cut (the connection lost, the user gone): the service must see the cut as
   // one (a reset where TCP has one), not as a clean end of what it was sent.
-  stream.on('error', (err: NodeJS.ErrnoException) => {
-    reason ??= `stream error: ${err.code ?? err.message}`;
-    resetConnection(local);
-  });
-  // A stream reset by the gateway (the user left, shutdown) ends the local connection too.
+  stream.on('error', (err: NodeJS.ErrnoException) => void (reason ??= `stream error: ${err.code ?? err.message}`));
   // A reset (the user left) must stop the local side at once: with writes still queued behind flow control,
-  // Node would otherwise keep the stream half-alive while pipe() reads the service into the void.
+  // Node would otherwise keep the stream half-alive while the service is read into the void.
   stream.once('aborted', () => {
     reason ??= 'gateway reset the stream';
-    resetConnection(local);
     stream.destroy();
   });
-  stream.on('close', () => {
-    if (stream.rstCode !== h2.NGHTTP2_NO_ERROR) {
-      reason ??= `gateway reset the stream (${stream.rstCode})`;
-      resetConnection(local);
-    } else if (!local.destroyed && local.writableFinished && local.readableEnded) local.destroy();
-    maybeDone();
+  const resetWithError = (): boolean => stream.rstCode !== undefined && stream.rstCode !== h2.NGHTTP2_NO_ERROR;
+  stream.once('close', () => {
+    if (resetWithError()) reason ??= `gateway reset the stream (${stream.rstCode})`;
   });
-  local.on('close', () => {
-    if (!stream.destroyed && !local.readableEnded) stream.close(h2.NGHTTP2_CANCEL);
-    maybeDone();
+  const carried = carryBytes({
+    client: stream,
+    upstream: local,
+    lingerMs: 0,
+    cut: { client: () => void (stream.destroyed || stream.close(h2.NGHTTP2_CANCEL)) },
+    cleanClose: { client: () => !resetWithError() },
   });
-  let finished = false;
-  const maybeDone = () => {
-    if (finished || !stream.closed || !local.destroyed) return;
-    finished = true;
-    done(`${reason ?? 'closed'}; ${bytesIn} bytes in, ${bytesOut} out`);
-  };
+  void carried.done.then(({ bytesIn, bytesOut }) => done(`${reason ?? 'closed'}; ${bytesIn} bytes in, ${bytesOut} out`));
 }
 
 /** Serves the gateway's streams on `session` to the targets of `specs` (by service name). */

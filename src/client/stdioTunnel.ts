@@ -1,6 +1,7 @@
 // `--stdio ROUTE`: one tunnel over standard input and output, for `ssh -o ProxyCommand=...`.
 // Nothing but tunnel bytes goes to stdout; messages go to stderr; the exit code says what happened.
-import type { Readable, Writable } from 'node:stream';
+import { Duplex, type Readable, type Writable } from 'node:stream';
+import { carryBytes } from '../tunnel/carryBytes.ts';
 import { EXIT, describeFailure, exitCodeFor, type OpenResult } from './tunnelFailure.ts';
 
 export interface StdioDeps {
@@ -36,18 +37,14 @@ export async function runStdioTunnel(route: string, deps: StdioDeps): Promise<nu
     tunnel.on('error', (err) => fail(`tunnel to ${route} broke`, err));
     input.on('error', (err) => fail('reading standard input', err));
     output.on('error', (err) => fail('writing standard output', err));
-    tunnel.once('close', () => {
+    // The byte carrier with the client's choices (as for -L): standard input and output are its client
+    // side. It settles once the tunnel is closed and everything it delivered has reached stdout, so the
+    // process may exit then.
+    const carried = carryBytes({ client: Duplex.from({ readable: input, writable: output }), upstream: tunnel, onError: 'as-close', lingerMs: 0 });
+    void carried.done.then(() => {
       if (code !== undefined) return;
-      const done = () => {
-        if (code !== undefined) return;
-        code = EXIT.ok;
-        resolve(code);
-      };
-      // Everything the tunnel delivered must reach stdout before the process may exit.
-      if (output.writableEnded && !output.writableFinished) output.once('finish', done);
-      else done();
+      code = EXIT.ok;
+      resolve(code);
     });
-    input.pipe(tunnel);
-    tunnel.pipe(output);
   });
 }

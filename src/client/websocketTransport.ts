@@ -3,11 +3,11 @@
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import { tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
-import { WebSocketStream } from './websocketStream.ts';
+import { TUNNEL_PATH, TUNNEL_SUBPROTOCOL, TunnelStream, type TunnelStreamOptions } from '../tunnel/tunnelProtocol.ts';
 import { classifyError, refusalReason, type OpenResult } from './tunnelFailure.ts';
 
-export const TUNNEL_SUBPROTOCOL = 'gatehouse-tunnel.v1';
-export const TUNNEL_PATH = '/.well-known/gatehouse/tunnel/';
+/** The client opened the WebSocket, so it ends it, and reports how it ended to the user (see TunnelStreamOptions). */
+const CLIENT_SIDE: TunnelStreamOptions = { closeAfterBothEof: true, peerCloseIsEnd: true, sendErrorDestroys: true, readableHighWaterMark: 1 << 20, writableHighWaterMark: 256 << 10 };
 
 // Client frames must be masked (RFC 6455). Masking protects HTTP intermediaries that read frames in
 // clear text from hostile browser scripts; inside our end-to-end mTLS connection there are none, so an
@@ -73,7 +73,7 @@ export function openWebSocketTunnel(endpoint: GatewayEndpoint, route: string, ti
         ws.terminate();
         return;
       }
-      finish({ ok: true, stream: new WebSocketStream(ws) });
+      finish({ ok: true, stream: new TunnelStream(ws, CLIENT_SIDE) });
     });
   });
 }

@@ -9,10 +9,13 @@ import { refusalClient } from '../audit/refusalRecords.ts';
 import { contextOf } from '../listener/connectionContext.ts';
 import { tunnelEndpointPath } from '../routing/reservedPaths.ts';
 import { redactTarget } from './redactTarget.ts';
+import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelStream, type TunnelStreamOptions } from '../tunnel/tunnelProtocol.ts';
 import { refuse } from './refusals.ts';
 import { sharedReads } from './sharedReads.ts';
-import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelMessageStream } from './tunnelMessageStream.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type TunnelDeps } from './tunnelSession.ts';
+
+/** The gateway answers the WebSocket and audits it: the client ends it, and the splice judges how (see TunnelStreamOptions). */
+const GATEWAY_SIDE: TunnelStreamOptions = { closeAfterBothEof: false, peerCloseIsEnd: false, sendErrorDestroys: false };
 
 /** `route:port` (the port is ignored), or a bare `route`; anything else is malformed. */
 export function connectTargetRoute(target: string): string | undefined {
@@ -105,7 +108,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
       if (upgraded) return void ws.terminate();
       upgraded = true;
       socket.removeListener('close', abandon);
-      tunnel.run({ client: new TunnelMessageStream(ws), upstream: upstream.stream }, 101);
+      tunnel.run({ client: new TunnelStream(ws, GATEWAY_SIDE), upstream: upstream.stream }, 101);
     });
   }
 

@@ -5,6 +5,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
+import { EOF_MESSAGE, TUNNEL_HIGH_WATER, TUNNEL_PATH, TUNNEL_SUBPROTOCOL, controlType } from '../../src/tunnel/tunnelProtocol.ts';
 import type { Harness } from './gatewayHarness.ts';
 import type { TestClientCertificate } from './pki.ts';
 
@@ -115,8 +116,6 @@ export function connectTunnel(h: Harness, client: TestClientCertificate, target:
   });
 }
 
-const HIGH_WATER = 1 << 20;
-
 function webSocketEnd(ws: WebSocket): TunnelEnd {
   let drained: (() => void) | undefined;
   const listeners: Array<(chunk: Buffer) => void> = [];
@@ -125,7 +124,7 @@ function webSocketEnd(ws: WebSocket): TunnelEnd {
   const early: Buffer[] = []; // bytes that came before anyone listened
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     if (!isBinary) {
-      if ((JSON.parse(data.toString()) as { type?: string }).type === 'eof') signalEnd();
+      if (controlType(data) === 'eof') signalEnd();
       return;
     }
     if (listeners.length === 0) early.push(data);
@@ -136,16 +135,16 @@ function webSocketEnd(ws: WebSocket): TunnelEnd {
     write: (chunk) =>
       new Promise((resolve) => {
         ws.send(chunk, { binary: true }, () => {
-          if (drained && ws.bufferedAmount < HIGH_WATER) {
+          if (drained && ws.bufferedAmount < TUNNEL_HIGH_WATER) {
             const d = drained;
             drained = undefined;
             d();
           }
         });
-        if (ws.bufferedAmount < HIGH_WATER) resolve();
+        if (ws.bufferedAmount < TUNNEL_HIGH_WATER) resolve();
         else drained = resolve;
       }),
-    end: () => ws.send('{"type":"eof"}'),
+    end: () => ws.send(EOF_MESSAGE),
     onData: (listener) => {
       listeners.push(listener);
       for (const chunk of early.splice(0)) listener(chunk);
@@ -159,9 +158,9 @@ function webSocketEnd(ws: WebSocket): TunnelEnd {
 }
 
 /** Opens the WebSocket tunnel endpoint for `route`; `token` goes in Authorization. */
-export function webSocketTunnel(h: Harness, client: TestClientCertificate, route: string, token: string | undefined, protocols: string[] = ['gatehouse-tunnel.v1']): Promise<(Opened & { ws: WebSocket }) | Refusal> {
+export function webSocketTunnel(h: Harness, client: TestClientCertificate, route: string, token: string | undefined, protocols: string[] = [TUNNEL_SUBPROTOCOL]): Promise<(Opened & { ws: WebSocket }) | Refusal> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`wss://localhost:${h.port}/.well-known/gatehouse/tunnel/${route}`, protocols, {
+    const ws = new WebSocket(`wss://localhost:${h.port}${TUNNEL_PATH}${route}`, protocols, {
       ...tlsOptions(h, client),
       headers: token ? { authorization: `Bearer ${token}` } : {},
       perMessageDeflate: false,

@@ -1,8 +1,7 @@
 // Raw WebSocket bytes for hostile tests: an upgrade request, frames built by hand (masked or not, any
 // opcode, any declared length), and the close code read back from what the gateway sent.
 import { randomBytes } from 'node:crypto';
-
-export const TUNNEL_PROTOCOL = 'gatehouse-tunnel.v1';
+import { TUNNEL_SUBPROTOCOL } from '../../../src/tunnel/tunnelProtocol.ts';
 
 export interface UpgradeOptions {
   method?: string;
@@ -18,7 +17,7 @@ export function upgradeRequest(path: string, authLine: string, o: UpgradeOptions
   const lines = [`${o.method ?? 'GET'} ${path} HTTP/1.1`, 'Host: localhost', `Upgrade: ${o.upgrade ?? 'websocket'}`, 'Connection: Upgrade'];
   if (o.key !== null) lines.push(`Sec-WebSocket-Key: ${o.key ?? randomBytes(16).toString('base64')}`);
   if (o.version !== null) lines.push(`Sec-WebSocket-Version: ${o.version ?? '13'}`);
-  if (o.protocol !== null) lines.push(`Sec-WebSocket-Protocol: ${o.protocol ?? TUNNEL_PROTOCOL}`);
+  if (o.protocol !== null) lines.push(`Sec-WebSocket-Protocol: ${o.protocol ?? TUNNEL_SUBPROTOCOL}`);
   return `${lines.join('\r\n')}\r\n${authLine}${o.extra ?? ''}\r\n`;
 }
 
