@@ -32,8 +32,12 @@ export interface PathWindows {
   readonly rttMs: number | undefined;
 }
 
-/** While bytes flow, the windows are looked at this often (and one PING sample runs at a time); idle, rarely. */
+/**
+ * While bytes flow, the windows are looked at this often (and one PING sample runs at a time); with streams
+ * open but quiet, often enough that a transfer starting is sampled within a few round trips; idle, rarely.
+ */
 const BUSY_TICK_MS = 20;
+const OPEN_TICK_MS = 100;
 const IDLE_TICK_MS = 500;
 /** Less than this received since the last look is no data: PING acks and window updates alone must not keep sampling going. */
 const BUSY_BYTES = 16 << 10;
@@ -107,11 +111,6 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
         // The peer sent nearly a whole window in one round trip: the window, not the path, was the limit.
         if (bytes >= (windowDuring * 2) / 3) wanted = Math.min(max, Math.max(wanted, nextPowerOfTwo(bytes * 2)));
         grant();
-        if (bytes < BUSY_BYTES) return;
-        lastDataAt = performance.now();
-        // Data is flowing: sample again at once, one round trip each, until the window is the largest allowed
-        // (a window-limited stream grows about 4x per two round trips: 256 KiB to 16 MiB in well under a second at 50 ms).
-        if (wanted < max) sample();
       });
     } catch {
       pingInFlight = false;
@@ -128,7 +127,7 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
     grant();
     if (busy && !pingInFlight && wanted < max) sample();
     // Idle, nothing can be buffered, so the stream count needs no close watch either.
-    timer = setTimeout(tick, busy ? BUSY_TICK_MS : IDLE_TICK_MS);
+    timer = setTimeout(tick, busy ? BUSY_TICK_MS : sizing.streamsOpen() > 0 ? OPEN_TICK_MS : IDLE_TICK_MS);
     timer.unref();
   };
   session.once(startOn, () => {
