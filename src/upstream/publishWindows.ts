@@ -63,7 +63,7 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
   let granted = INITIAL_STREAM_WINDOW;
   /** The window the path has asked for so far (it only grows; the stream count may keep `granted` below it). */
   let wanted = INITIAL_STREAM_WINDOW;
-  /** The window the peer has acknowledged: it sent with at least this one (or the granted one, if lower) meanwhile. */
+  /** The last window the peer acknowledged: a sample measures the peer sending under it (or under `granted`, if lower and not yet acknowledged). */
   let acknowledged = INITIAL_STREAM_WINDOW;
   let rttMs: number | undefined;
   let settingsInFlight = false;
