@@ -1,8 +1,8 @@
 // Published services over a WAN: single-stream MB/s through `gatehouse tunnel -L` to a service published by
 // `gatehouse publish` whose connection to the gateway crosses a delay proxy, beside `ssh -L` through the same proxy.
-// Usage: node bench/publish-wan.ts [--size-mib 256] [--rtt 0,10,50,100] [--only published,ssh] [--direction down,up]
+// Usage: node bench/publish-wan.ts [--size-mib 256] [--rtt 0,10,50,100] [--only published,ssh] [--direction down,up] [--rounds 1]
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startHarness, type Harness } from '../test/support/gatewayHarness.ts';
@@ -18,29 +18,35 @@ const { values: args } = parseArgs({
     rtt: { type: 'string', default: '0,10,50,100' },
     only: { type: 'string', default: 'published,ssh' },
     direction: { type: 'string', default: 'down' },
+    // Each round runs every RTT, the two paths in turn: on a shared machine the medians are what to compare.
+    rounds: { type: 'string', default: '1' },
   },
 });
 const size = Number(args['size-mib']) * (1 << 20);
 const rtts = args.rtt.split(',').map(Number);
 const paths = args.only.split(',');
 const directions = args.direction.split(',') as Array<'down' | 'up'>;
+const rounds = Math.max(1, Number(args.rounds));
+const PUBLISHED = 'gatehouse tunnel -L -> published service';
+const SSH = 'ssh -L -> UNIX socket';
 const publishTop = 'publish:\n  policy: |\n    allow if user($u);\n';
 
 process.stderr.write(`expected sha256 of ${size} bytes: computing...\n`);
 const expected = keystreamSha256(size);
-/** path -> "rtt direction" -> MB/s, or undefined when the bytes were not intact. */
-const table = new Map<string, Map<string, number | undefined>>();
+/** path -> "rtt direction" -> MB/s of each round, undefined when the bytes were not intact. */
+const table = new Map<string, Map<string, Array<number | undefined>>>();
 const skipped: string[] = [];
 
 /** Runs the transfers of one direction set through ports leading to the sink (up) and the source (down). */
 async function transfer(path: string, rtt: number, ports: { sink: number; source: number }): Promise<void> {
-  const row = table.get(path) ?? new Map<string, number | undefined>();
+  const row = table.get(path) ?? new Map<string, Array<number | undefined>>();
   table.set(path, row);
   for (const direction of directions) {
     const result = direction === 'down' ? await download(ports.source, size) : await upload(ports.sink, size);
     const intact = result.bytes === size && result.sha256 === expected;
     const mbps = size / 1e6 / (result.ms / 1000);
-    row.set(`${rtt} ${direction}`, intact ? mbps : undefined);
+    const cell = `${rtt} ${direction}`;
+    row.set(cell, [...(row.get(cell) ?? []), intact ? mbps : undefined]);
     process.stderr.write(`${path} rtt ${rtt} ms ${direction}: ${mbps.toFixed(1)} MB/s${intact ? '' : ` NOT INTACT (${result.bytes} bytes)`}\n`);
   }
 }
@@ -58,7 +64,7 @@ async function published(h: Harness, rtt: number): Promise<void> {
     await publisher.waitForStderr(/published as alice/);
     const t = await startTunnel([...gatewayFlags(h, alice, tokenFile), '-L', '0:sink.alice', '-L', '0:source.alice'], cleanEnv(home), 2);
     try {
-      await transfer('gatehouse tunnel -L -> published service', rtt, { sink: t.ready[0]?.port as number, source: t.ready[1]?.port as number });
+      await transfer(PUBLISHED, rtt, { sink: t.ready[0]?.port as number, source: t.ready[1]?.port as number });
     } finally {
       await t.stop();
     }
@@ -68,10 +74,10 @@ async function published(h: Harness, rtt: number): Promise<void> {
   }
 }
 
-async function ssh(dir: string, rtt: number): Promise<void> {
+async function ssh(dir: string, rtt: number, round: number): Promise<void> {
   const missing = ['/usr/sbin/sshd', 'ssh', 'ssh-keygen'].filter((b) => !which(b));
   if (missing.length) return void skipped.push(`ssh -L: ${missing.join(', ')} not installed`);
-  const sshd = await startSshd(join(dir, `sshd-${rtt}`));
+  const sshd = await startSshd(join(dir, `sshd-${rtt}-${round}`));
   const wan = await startDelayProxy({ rttMs: rtt, targetPort: sshd.port });
   try {
     const ports = { sink: await freePort(), source: await freePort() };
@@ -80,7 +86,7 @@ async function ssh(dir: string, rtt: number): Promise<void> {
       { port: ports.source, socket: join(dir, 'run', 'source.sock') },
     ]);
     try {
-      await transfer('ssh -L -> UNIX socket', rtt, ports);
+      await transfer(SSH, rtt, ports);
     } finally {
       await client.stop();
     }
@@ -98,9 +104,12 @@ try {
   for (const dir of [join(h.dir, 'run'), join(sshDir, 'run')]) {
     services.push(await listenUnix(join(dir, 'sink.sock'), countHandler), await listenUnix(join(dir, 'source.sock'), sourceHandler));
   }
-  for (const rtt of rtts) {
-    if (paths.includes('published')) await published(h, rtt);
-    if (paths.includes('ssh')) await ssh(sshDir, rtt);
+  for (let round = 1; round <= rounds; round += 1) {
+    if (rounds > 1) process.stderr.write(`round ${round} of ${rounds}, load average ${loadavg()[0]?.toFixed(1)}\n`);
+    for (const rtt of rtts) {
+      if (paths.includes('published')) await published(h, rtt);
+      if (paths.includes('ssh')) await ssh(sshDir, rtt, round);
+    }
   }
 } finally {
   for (const s of services) s.close();
@@ -108,13 +117,25 @@ try {
   rmSync(sshDir, { recursive: true, force: true });
 }
 
-console.log(`\n${size / (1 << 20)} MiB per transfer, one stream, MB/s (sha256-checked; "-" = not intact)\n`);
-for (const reason of skipped) console.log(`skipped ${reason}`);
-const columns = rtts.flatMap((rtt) => directions.map((d) => `${rtt} ms ${d}`));
-console.log(`| path | ${columns.join(' | ')} |`);
-console.log(`| --- | ${columns.map(() => '---:').join(' | ')} |`);
-for (const [path, row] of table) {
-  const cells = rtts.flatMap((rtt) => directions.map((d) => row.get(`${rtt} ${d}`)));
-  console.log(`| ${path} | ${cells.map((v) => (v === undefined ? '-' : v.toFixed(1))).join(' | ')} |`);
+/** The middle value (the mean of the middle two for an even count); undefined if any round was not intact. */
+function median(values: Array<number | undefined>): number | undefined {
+  if (values.length === 0 || values.some((v) => v === undefined)) return undefined;
+  const sorted = (values as number[]).toSorted((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
-process.exitCode = [...table.values()].every((row) => [...row.values()].every((v) => v !== undefined)) ? 0 : 1;
+
+const [load1, load5] = loadavg();
+console.log(`\n${size / (1 << 20)} MiB per transfer, one stream, MB/s, median of ${rounds} round(s) (sha256-checked; "-" = not intact); load average now ${load1?.toFixed(1)} (5 min ${load5?.toFixed(1)})\n`);
+for (const reason of skipped) console.log(`skipped ${reason}`);
+const columns = rtts.flatMap((rtt) => directions.map((d) => `${rtt} ${d}`));
+const medians = new Map([...table].map(([path, row]) => [path, columns.map((c) => median(row.get(c) ?? []))]));
+const show = (v: number | undefined, digits = 1) => (v === undefined ? '-' : v.toFixed(digits));
+console.log(`| path | ${columns.map((c) => c.replace(' ', ' ms ')).join(' | ')} |`);
+console.log(`| --- | ${columns.map(() => '---:').join(' | ')} |`);
+for (const [path, cells] of medians) console.log(`| ${path} | ${cells.map((v) => show(v)).join(' | ')} |`);
+const [publishedCells, sshCells] = [medians.get(PUBLISHED), medians.get(SSH)];
+if (publishedCells && sshCells) {
+  console.log(`| published vs ssh -L | ${publishedCells.map((v, i) => show(v !== undefined && sshCells[i] !== undefined ? v / (sshCells[i] as number) : undefined, 2)).join(' | ')} |`);
+}
+process.exitCode = [...table.values()].every((row) => [...row.values()].every((runs) => runs.every((v) => v !== undefined))) ? 0 : 1;

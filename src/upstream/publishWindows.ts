@@ -32,11 +32,21 @@ export interface PathWindows {
   readonly rttMs: number | undefined;
 }
 
-/** While bytes flow, the windows are looked at this often (and one PING sample runs at a time); idle, rarely. */
+/**
+ * While bytes flow, the windows are looked at this often (and one PING sample runs at a time); with streams
+ * open but quiet, often enough that a transfer starting is sampled within a few round trips; idle, rarely.
+ */
 const BUSY_TICK_MS = 20;
+const OPEN_TICK_MS = 100;
 const IDLE_TICK_MS = 500;
-/** Less than this received since the last look is idle: PING acks and window updates alone must not keep sampling going. */
+/** Less than this received since the last look is no data: PING acks and window updates alone must not keep sampling going. */
 const BUSY_BYTES = 16 << 10;
+/**
+ * The connection is idle only after no data for this long, or two round trips if longer: over a long path a
+ * window-limited stream's data comes in bursts, one window per round trip with silence between, and a look
+ * that fell in the silence must not slow sampling to the idle pace (the windows then grew every 500 ms).
+ */
+const QUIET_MS = 200;
 const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 
 const nextPowerOfTwo = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
@@ -53,10 +63,13 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
   let granted = INITIAL_STREAM_WINDOW;
   /** The window the path has asked for so far (it only grows; the stream count may keep `granted` below it). */
   let wanted = INITIAL_STREAM_WINDOW;
+  /** The last window the peer acknowledged: a sample measures the peer sending under it (or under `granted`, if lower and not yet acknowledged). */
+  let acknowledged = INITIAL_STREAM_WINDOW;
   let rttMs: number | undefined;
   let settingsInFlight = false;
   let pingInFlight = false;
   let lastBytes = bytesRead(session);
+  let lastDataAt = -Infinity;
   let timer: NodeJS.Timeout | undefined;
 
   const usable = () => !session.destroyed && !session.closed;
@@ -75,6 +88,9 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
       session.settings({ initialWindowSize: next }, () => {
         clearTimeout(unacknowledged);
         settingsInFlight = false;
+        acknowledged = next;
+        // The path may have asked for more meanwhile (a sample during this round trip).
+        grant();
       });
       granted = next;
     } catch {
@@ -85,7 +101,7 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
 
   const sample = () => {
     const before = bytesRead(session);
-    const windowDuring = granted;
+    const windowDuring = Math.min(acknowledged, granted);
     try {
       pingInFlight = session.ping((err, duration) => {
         pingInFlight = false;
@@ -105,12 +121,13 @@ export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, s
     timer = undefined;
     if (!usable()) return;
     const now = bytesRead(session);
-    const busy = now - lastBytes >= BUSY_BYTES;
+    if (now - lastBytes >= BUSY_BYTES) lastDataAt = performance.now();
     lastBytes = now;
+    const busy = performance.now() - lastDataAt < Math.max(QUIET_MS, 2 * (rttMs ?? 0));
     grant();
     if (busy && !pingInFlight && wanted < max) sample();
     // Idle, nothing can be buffered, so the stream count needs no close watch either.
-    timer = setTimeout(tick, busy ? BUSY_TICK_MS : IDLE_TICK_MS);
+    timer = setTimeout(tick, busy ? BUSY_TICK_MS : sizing.streamsOpen() > 0 ? OPEN_TICK_MS : IDLE_TICK_MS);
     timer.unref();
   };
   session.once(startOn, () => {
