@@ -1,11 +1,10 @@
 // HTTP forwarding: checks the request's shape and its identity's rate, admits it through the shared
 // admission path, then streams it to the upstream over undici (upstreamExchange.ts) and writes one audit record.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { Transform } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
-import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
+import type { AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
@@ -13,7 +12,8 @@ import { requestCredential, sessionOriginCheck } from '../session/requestCredent
 import { signInRedirect } from '../session/signInRedirect.ts';
 import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import { contextOf } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { openExchange } from '../exchange/exchange.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
@@ -59,25 +59,21 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
   // CPU per request is about half of node:http's with http-proxy-3 (bench/README.md, forwarding designs).
   const pools = createUpstreamPools();
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
-    const conn = contextOf(req.socket as TLSSocket);
-    if (!conn) return refuse(res, 421, 'connection not authenticated');
+  async function handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
     // The parser may hand over a request whose header block it has already refused (an invalid
     // Transfer-Encoding): the listener answered and recorded it; there is nothing left to decide.
     if (conn.brokenBy) return void res.destroy();
-    conn.requests += 1;
+    const exchange = openExchange(conn, deps, { event: 'request', protocol: 'http', method: req.method ?? '' });
     // While a request is being handled its parse errors are its own to record (see the listener's clientError).
     conn.inFlight += 1;
     res.once('close', () => (conn.inFlight -= 1));
     const target = redactTarget(req.url ?? '');
-    const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', method: req.method ?? '' };
-    const recordOf = (fields: Partial<AuditRecord>): AuditRecord => ({ ...base, ...fields, ...(fields.path !== target && { target }), durationMs: Math.round((performance.now() - started) * 1000) / 1000 });
-    const finish = (fields: Partial<AuditRecord>) => deps.audit.write(recordOf(fields));
+    const recordOf = (fields: Partial<AuditRecord>): Partial<AuditRecord> => ({ ...fields, ...(fields.path !== target && { target }), durationMs: exchange.elapsedMs() });
+    const finish = (fields: Partial<AuditRecord>) => exchange.close(recordOf(fields));
     const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}, headers: Record<string, string | number> = {}) => {
       refuse(res, status, clientReason, headers);
       // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
-      deps.refusals.request(recordOf({ decision: 'deny', status, reason, ...extra }), refusalClient(conn));
+      exchange.close(recordOf({ decision: 'deny', status, reason, ...extra }), 'refused');
     };
 
     if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
@@ -92,7 +88,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       return deny(429, 'too many requests', rate.reason, {}, { 'retry-after': rate.retryAfterSeconds });
     }
     const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, ['authorization', 'cookie']);
-    if (credential.auth) base.auth = credential.auth;
+    if (credential.auth) exchange.base.auth = credential.auth;
     if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason);
     if (credential.auth === 'session') {
       const origin = sessionOriginCheck(req.headers, req.method ?? 'GET', false);
@@ -172,20 +168,20 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       if (next === undefined) return false;
       // Sent from a later tick, never from within the failed dispatch (undici may fail one synchronously).
       void Promise.resolve(leaseTo(next)).then((lease) => {
-        if (lease && !res.destroyed) return void (exchange = relayExchange(lease, request, res, elsewhere));
+        if (lease && !res.destroyed) return void (relay = relayExchange(lease, request, res, elsewhere));
         lease?.release();
-        exchange = { bytesOut: 0, truncated: false, upstreamError: { status: 502, reason: 'no connection to another replica' }, abort() {} };
+        relay = { bytesOut: 0, truncated: false, upstreamError: { status: 502, reason: 'no connection to another replica' }, abort() {} };
         refuse(res, 502, 'upstream unavailable');
       });
       return true;
     };
-    let exchange: ExchangeOutcome & { abort(): void } = relayExchange(lease, request, res, retry.possible ? elsewhere : undefined);
+    let relay: ExchangeOutcome & { abort(): void } = relayExchange(lease, request, res, retry.possible ? elsewhere : undefined);
     res.once('close', () => {
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
       // and the record must not read like a completed request.
       const bodyBroken = !req.complete && shape.framing.kind !== 'none';
       const broken = bodyBroken ? (conn.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
-      const { upstreamError } = exchange;
+      const { upstreamError } = relay;
       finish({
         decision: 'allow',
         ...where,
@@ -196,16 +192,16 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
           ? `${broken.reason}; not completed`
           : upstreamError
             ? `upstream error: ${upstreamError.reason}`
-            : exchange.truncated
+            : relay.truncated
               ? 'upstream closed before the response was complete'
               : res.writableFinished
                 ? decision.matched
                 : 'client closed before response completed',
         bytesIn,
-        bytesOut: exchange.bytesOut,
+        bytesOut: relay.bytesOut,
       });
       // A client that left before the answer was complete takes the upstream request with it.
-      if (!res.writableFinished) exchange.abort();
+      if (!res.writableFinished) relay.abort();
     });
   }
 
