@@ -9,11 +9,11 @@ import { refuse, refuseSocket } from './refusals.ts';
 
 export interface DispatchTargets {
   http: { handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> | void };
-  websocket: { handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void };
+  websocket: { handle(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void };
   tunnels: {
-    handleRequest(req: IncomingMessage, res: ServerResponse): void;
-    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> | void;
-    handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void;
+    handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void;
+    handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> | void;
+    handleConnect(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void;
   };
   publish: {
     handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> | void;
@@ -41,7 +41,7 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
       if (!conn) return refuse(res, 421, 'connection not authenticated');
       const reserved = reservedPath(req.url);
       if (reserved === undefined) return to.http.handle(conn, req, res);
-      if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(req, res);
+      if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(conn, req, res);
       if (reserved.kind === 'publish') return to.publish.handleRequest(req, res);
       return to.portal.handle(req, res, reserved);
     },
@@ -49,14 +49,14 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
     upgrade(req, socket, head, conn) {
       if (!conn) return refuseUnauthenticated(socket);
       const reserved = reservedPath(req.url);
-      if (reserved === undefined) return to.websocket.handle(req, socket, head);
-      if (reserved.kind === 'tunnel') return to.tunnels.handleUpgrade(req, socket, head, reserved.routeName);
+      if (reserved === undefined) return to.websocket.handle(conn, req, socket, head);
+      if (reserved.kind === 'tunnel') return to.tunnels.handleUpgrade(conn, req, socket, head, reserved.routeName);
       if (reserved.kind === 'publish') return to.publish.handleUpgrade(req, socket);
       return to.portal.refuseUpgrade(req, socket, reserved);
     },
     connect(req, socket, head, conn) {
       if (!conn) return refuseUnauthenticated(socket);
-      return to.tunnels.handleConnect(req, socket, head);
+      return to.tunnels.handleConnect(conn, req, socket, head);
     },
   };
 }

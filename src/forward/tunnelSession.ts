@@ -3,7 +3,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
@@ -13,7 +12,8 @@ import { tokenOf } from '../admission/bearerCredential.ts';
 import { requestCredential, sessionOriginCheck, type CredentialSource } from '../session/requestCredential.ts';
 import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { openExchange } from '../exchange/exchange.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
@@ -88,9 +88,8 @@ export function createTunnelRegistry(): TunnelRegistry {
 }
 
 /** Refuses a request that is malformed before admission can even look at it, with its audit record. */
-export function refuseEarly(deps: TunnelDeps, req: IncomingMessage, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
-  const conn = contextOf(req.socket as TLSSocket);
-  const record: AuditRecord = { event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason };
+export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
+  const record: AuditRecord = { event: 'request', conn: conn.id, source: conn.source, client: auditClient(conn.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason };
   deps.refusals.request(record, refusalClient(conn));
   refuseSocket(socket, status, clientReason);
 }
@@ -106,7 +105,6 @@ export interface TunnelRequestFields {
 }
 
 export interface AdmittedTunnel {
-  conn: ConnectionContext;
   admission: Extract<Admission, { allow: true }>;
   connectTimeoutMs: number;
   /** Opens the upstream within `connectTimeoutMs`: a published replica lost before it answered is replaced by another (replicaRetry.ts). */
@@ -131,27 +129,21 @@ function auditTokenOf(admission: Admission): AuditToken | undefined {
  */
 export async function admitTunnel(
   deps: TunnelDeps,
+  conn: ConnectionContext,
   req: IncomingMessage,
   socket: Duplex,
   ask: Omit<AdmissionRequest, 'identity' | 'sourceIp' | 'token'>,
   fields: TunnelRequestFields,
   tokenHeaders: CredentialSource[],
 ): Promise<AdmittedTunnel | undefined> {
-  const started = performance.now();
-  const conn = contextOf(req.socket as TLSSocket);
-  if (!conn) {
-    refuseSocket(socket, 421, 'connection not authenticated');
-    return undefined;
-  }
-  conn.requests += 1;
   const { transport, ...requestFields } = fields;
   if (requestFields.target !== undefined) requestFields.target = redactTarget(requestFields.target);
-  const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), ...requestFields };
-  const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
+  const exchange = openExchange(conn, deps, { event: 'request', ...requestFields });
+  const { base } = exchange;
   const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>, headers: Record<string, string | number> = {}) => {
     refuseSocket(socket, status, clientReason, headers);
     // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
-    deps.refusals.request({ ...base, decision: 'deny', status, durationMs: elapsed(), ...extra, detail: { transport } }, refusalClient(conn));
+    exchange.close({ decision: 'deny', status, durationMs: exchange.elapsedMs(), ...extra, detail: { transport } }, 'refused');
     return undefined;
   };
 
@@ -183,8 +175,8 @@ export async function admitTunnel(
   // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
   const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
   if (!slot.ok) return deny(429, 'too many requests', { reason: slot.reason, route: route.config.name, token }, { 'retry-after': slot.retryAfterSeconds });
-  const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
-  deps.audit.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: elapsed(), detail: { transport } });
+  const tunnel: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
+  exchange.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: exchange.elapsedMs(), detail: { transport } });
   const opened = performance.now();
   const connectTimeoutMs = Math.round((route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000);
   /** The publisher that took the tunnel, and those lost under its opening (set once it is opened). */
@@ -194,11 +186,10 @@ export async function admitTunnel(
     // The publisher as opened: a replica may have taken the place of the one chosen at admission.
     const via = served?.via ?? upstream.via;
     const retried = served && served.lost.length > 0 ? { retried: served.lost.length, retriedFrom: served.lost } : {};
-    deps.audit.write({ ...tunnel, ...(via !== undefined && { publisher: via }), event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport, ...retried }, ...extra });
+    exchange.close({ ...tunnel, ...(via !== undefined && { publisher: via }), event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport, ...retried }, ...extra });
   };
 
   return {
-    conn,
     admission,
     connectTimeoutMs,
     async openUpstream(options) {
