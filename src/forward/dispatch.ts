@@ -16,8 +16,8 @@ export interface DispatchTargets {
     handleConnect(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void;
   };
   publish: {
-    handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> | void;
-    handleUpgrade(req: IncomingMessage, socket: Duplex): Promise<void> | void;
+    handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> | void;
+    handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex): Promise<void> | void;
   };
   portal: {
     handle(req: IncomingMessage, res: ServerResponse, page: Extract<ReservedPath, { kind: 'portal' }>): Promise<void> | void;
@@ -42,7 +42,7 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
       const reserved = reservedPath(req.url);
       if (reserved === undefined) return to.http.handle(conn, req, res);
       if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(conn, req, res);
-      if (reserved.kind === 'publish') return to.publish.handleRequest(req, res);
+      if (reserved.kind === 'publish') return to.publish.handleRequest(conn, req, res);
       return to.portal.handle(req, res, reserved);
     },
     // The same decision as for a request: a reserved path never reaches a route, whichever way it comes in.
@@ -51,7 +51,7 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
       const reserved = reservedPath(req.url);
       if (reserved === undefined) return to.websocket.handle(conn, req, socket, head);
       if (reserved.kind === 'tunnel') return to.tunnels.handleUpgrade(conn, req, socket, head, reserved.routeName);
-      if (reserved.kind === 'publish') return to.publish.handleUpgrade(req, socket);
+      if (reserved.kind === 'publish') return to.publish.handleUpgrade(conn, req, socket);
       return to.portal.refuseUpgrade(req, socket, reserved);
     },
     connect(req, socket, head, conn) {
