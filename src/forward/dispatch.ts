@@ -20,8 +20,8 @@ export interface DispatchTargets {
     handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex): Promise<void> | void;
   };
   portal: {
-    handle(req: IncomingMessage, res: ServerResponse, page: Extract<ReservedPath, { kind: 'portal' }>): Promise<void> | void;
-    refuseUpgrade(req: IncomingMessage, socket: Duplex, page: Extract<ReservedPath, { kind: 'portal' }>): void;
+    handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, page: Extract<ReservedPath, { kind: 'portal' }>): Promise<void> | void;
+    refuseUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, page: Extract<ReservedPath, { kind: 'portal' }>): void;
   };
 }
 
@@ -43,7 +43,7 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
       if (reserved === undefined) return to.http.handle(conn, req, res);
       if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(conn, req, res);
       if (reserved.kind === 'publish') return to.publish.handleRequest(conn, req, res);
-      return to.portal.handle(req, res, reserved);
+      return to.portal.handle(conn, req, res, reserved);
     },
     // The same decision as for a request: a reserved path never reaches a route, whichever way it comes in.
     upgrade(req, socket, head, conn) {
@@ -52,7 +52,7 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
       if (reserved === undefined) return to.websocket.handle(conn, req, socket, head);
       if (reserved.kind === 'tunnel') return to.tunnels.handleUpgrade(conn, req, socket, head, reserved.routeName);
       if (reserved.kind === 'publish') return to.publish.handleUpgrade(conn, req, socket);
-      return to.portal.refuseUpgrade(req, socket, reserved);
+      return to.portal.refuseUpgrade(conn, req, socket, reserved);
     },
     connect(req, socket, head, conn) {
       if (!conn) return refuseUnauthenticated(socket);
