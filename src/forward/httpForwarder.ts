@@ -8,12 +8,12 @@ import type { AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
-import { requestCredential, sessionOriginCheck } from '../session/requestCredential.ts';
 import { signInRedirect } from '../session/signInRedirect.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
@@ -76,24 +76,18 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       exchange.close(recordOf({ decision: 'deny', status, reason, ...extra }), 'refused');
     };
 
-    if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
+    const refused = (early: EarlyRefusal) => deny(early.status, early.clientReason, early.reason, {}, early.headers);
+
+    const unavailable = auditUnavailable(deps.audit);
+    if (unavailable) return refused(unavailable);
     const shape = checkRequestShape(req);
     if (!shape.ok) return deny(shape.status, shape.clientReason, shape.reason);
     const ctx = deps.admission();
-    // The rate is per certificate and checked before the token: a flood of bad tokens costs one bucket.
-    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) {
-      await holdRefusal(rate);
-      // Refusals under a limit are recorded at a bounded rate, so they cannot fill the audit disk.
-      return deny(429, 'too many requests', rate.reason, {}, { 'retry-after': rate.retryAfterSeconds });
-    }
-    const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, ['authorization', 'cookie']);
-    if (credential.auth) exchange.base.auth = credential.auth;
-    if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason);
-    if (credential.auth === 'session') {
-      const origin = sessionOriginCheck(req.headers, req.method ?? 'GET', false);
-      if (!origin.ok) return deny(403, 'cross-origin request refused', origin.reason);
-    }
+    const overRate = overRequestRate(deps.identityLimits, exchange);
+    if (overRate) return refused(await overRate);
+    const read = readCredential(exchange, { headers: req.headers, method: req.method ?? 'GET', maxTokenBytes: deps.limits().maxTokenBytes, sources: ['authorization', 'cookie'], websocket: false });
+    if (!read.ok) return refused(read.refusal);
+    const { credential } = read;
 
     // Watch for the client leaving while admission runs: its 'close' may fire before we listen again.
     let clientLeft = false;

@@ -9,10 +9,11 @@ import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { admitPublisher } from '../admission/admitPublisher.ts';
 import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refuseSocket } from './refusals.ts';
@@ -43,7 +44,8 @@ export function createPublishEndpoint(deps: PublishDeps) {
       // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
       exchange.close({ decision: 'deny', status, reason, durationMs: exchange.elapsedMs(), ...extra }, 'refused');
     };
-    if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
+    const unavailable = auditUnavailable(deps.audit);
+    if (unavailable) return deny(unavailable.status, unavailable.clientReason, unavailable.reason);
     if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', 'gateway shutting down');
     if (req.headers.upgrade?.toLowerCase() !== PUBLISH_PROTOCOL) return deny(400, `expected Upgrade: ${PUBLISH_PROTOCOL}`, `publish endpoint asked to upgrade to ${JSON.stringify(String(req.headers.upgrade ?? '').slice(0, 60))}`);
     const named = parseServiceList(req.headers[SERVICES_HEADER] as string | undefined);
@@ -51,8 +53,9 @@ export function createPublishEndpoint(deps: PublishDeps) {
     const raw = parseRawTcpList(req.headers[RAW_TCP_HEADER] as string | undefined, named.services);
     if (!raw.ok) return deny(400, raw.reason, raw.reason, { detail: { services: named.services } });
     const detail = { services: named.services, ...(raw.rawTcp.length > 0 && { rawTcp: raw.rawTcp }) };
-    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) return holdRefusal(rate).then(() => deny(429, 'too many requests', rate.reason, { detail }));
+    // Its 429 names no retry-after: the publisher retries on its own schedule.
+    const overRate = overRequestRate(deps.identityLimits, exchange);
+    if (overRate) return overRate.then((over) => deny(over.status, over.clientReason, over.reason, { detail }));
     const config = deps.config();
     const credential = bearerCredential(req.headers, config.limits.maxTokenBytes, 'authorization');
     if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason, { detail });

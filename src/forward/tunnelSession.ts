@@ -9,11 +9,12 @@ import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRe
 import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
-import { requestCredential, sessionOriginCheck, type CredentialSource } from '../session/requestCredential.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { CredentialSource } from '../session/requestCredential.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
@@ -147,20 +148,19 @@ export async function admitTunnel(
     return undefined;
   };
 
-  if (!deps.audit.healthy) return deny(503, 'gateway unavailable', { reason: `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}` });
+  const refused = (early: EarlyRefusal) => deny(early.status, early.clientReason, { reason: early.reason }, early.headers);
+
+  const unavailable = auditUnavailable(deps.audit);
+  if (unavailable) return refused(unavailable);
   if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', { reason: 'gateway shutting down' });
   const ctx = deps.admission();
   // Opening a tunnel is a request too: it spends the certificate's request rate.
-  const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-  if (!rate.ok) return holdRefusal(rate).then(() => deny(429, 'too many requests', { reason: rate.reason }, { 'retry-after': rate.retryAfterSeconds }));
-  const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, tokenHeaders);
-  if (credential.auth) base.auth = credential.auth;
-  if (credential.kind === 'invalid') return deny(401, credential.clientReason, { reason: credential.reason });
-  if (credential.auth === 'session') {
-    // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
-    const origin = sessionOriginCheck(req.headers, fields.method, true);
-    if (!origin.ok) return deny(403, 'cross-origin request refused', { reason: origin.reason });
-  }
+  const overRate = overRequestRate(deps.identityLimits, exchange);
+  if (overRate) return overRate.then(refused);
+  // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
+  const read = readCredential(exchange, { headers: req.headers, method: fields.method, maxTokenBytes: deps.limits().maxTokenBytes, sources: tokenHeaders, websocket: true });
+  if (!read.ok) return refused(read.refusal);
+  const { credential } = read;
   const admission = await admitRequest(ctx, { ...ask, token: tokenOf(credential), identity: conn.identity, sourceIp: conn.sourceIp });
   const token = auditTokenOf(admission);
   if (admission.path !== undefined && admission.path === fields.target) delete base.target;

@@ -7,10 +7,11 @@ import { LRUCache } from 'lru-cache';
 import type { AuditLog } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange, type Exchange } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { refuseSocket } from '../forward/refusals.ts';
 import type { ReservedPath } from '../routing/reservedPaths.ts';
@@ -261,14 +262,14 @@ export function createPortal(deps: PortalDeps) {
   /** A page dispatch found under the reserved prefix: `page.path` is the normalized path, the one every stage judges. */
   async function handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, page: PortalPage): Promise<void> {
     const exchange = openExchange(conn, deps, { protocol: 'http' });
-    if (!deps.audit.healthy) return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
+    if (auditUnavailable(deps.audit)) return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
     // Gateway pages spend the certificate's request rate like any request (they verify tokens).
-    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) {
+    const overRate = overRequestRate(deps.identityLimits, exchange);
+    if (overRate) {
       req.resume();
-      await holdRefusal(rate);
-      record(exchange, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: 429, reason: rate.reason });
-      return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
+      const over = await overRate;
+      record(exchange, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: over.status, reason: over.reason });
+      return send(res, over.status, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(over.headers['retry-after']) });
     }
     // Only the query is read from the URL: the path is the dispatcher's, never re-read from the raw target.
     const url = new URL('https://gateway.invalid/');
