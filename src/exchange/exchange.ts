@@ -64,3 +64,11 @@ export function openExchange(conn: ConnectionContext, sinks: ExchangeSinks, fiel
     },
   };
 }
+
+/**
+ * A refusal before any request was counted on `conn` (a malformed request, or the wrong kind for its
+ * endpoint): its record names the connection but no request, and is written within the client's budgets.
+ */
+export function refuseUncounted(conn: ConnectionContext, sinks: Pick<ExchangeSinks, 'refusals'>, fields: Partial<AuditRecord>): void {
+  sinks.refusals.request({ event: 'request', conn: conn.id, source: conn.source, client: auditClient(conn.identity), ...fields }, refusalClient(conn));
+}

@@ -4,15 +4,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
-import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
+import type { AuditRecord } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { admitPublisher } from '../admission/admitPublisher.ts';
 import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
-import { openExchange } from '../exchange/exchange.ts';
+import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
@@ -124,7 +124,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
 
   /** A plain request on the reserved path: publishing needs the upgrade. */
   function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
-    deps.refusals.request({ event: 'request', conn: conn.id, source: conn.source, client: auditClient(conn.identity), protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL }, refusalClient(conn));
+    refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL });
     res.setHeader('upgrade', PUBLISH_PROTOCOL);
     refuse(res, 426, `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}`);
   }

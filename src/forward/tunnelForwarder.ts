@@ -3,9 +3,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { auditClient } from '../audit/auditRecord.ts';
-import { refusalClient } from '../audit/refusalRecords.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { refuseUncounted } from '../exchange/exchange.ts';
 import { tunnelEndpointPath } from '../routing/reservedPaths.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
@@ -112,7 +111,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
 
   /** A plain HTTP request on the reserved path: it is not a route, whatever routes.yaml says. */
   function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
-    deps.refusals.request({ event: 'request', conn: conn.id, source: conn.source, client: auditClient(conn.identity), protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' }, refusalClient(conn));
+    refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
     res.setHeader('upgrade', 'websocket');
     refuse(res, 426, 'tunnel endpoint needs a WebSocket upgrade');
   }

@@ -4,8 +4,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
-import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
+import type { AuditRecord, AuditToken } from '../audit/auditRecord.ts';
 import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
@@ -13,7 +13,7 @@ import type { CredentialSource } from '../session/requestCredential.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
-import { openExchange } from '../exchange/exchange.ts';
+import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
@@ -90,8 +90,7 @@ export function createTunnelRegistry(): TunnelRegistry {
 
 /** Refuses a request that is malformed before admission can even look at it, with its audit record. */
 export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
-  const record: AuditRecord = { event: 'request', conn: conn.id, source: conn.source, client: auditClient(conn.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason };
-  deps.refusals.request(record, refusalClient(conn));
+  refuseUncounted(conn, deps, { ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason });
   refuseSocket(socket, status, clientReason);
 }
 
