@@ -6,18 +6,18 @@ import type { AuditLog } from '../audit/auditLog.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
-import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
+import { admitRequest, type Admission, type AdmissionContext } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { signInRedirect } from '../session/signInRedirect.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
-import { openExchange } from '../exchange/exchange.ts';
+import { openExchange, type Exchange } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
-import { checkRequestShape } from './requestShape.ts';
+import { checkRequestShape, type RequestShape } from './requestShape.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
 import { upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { relayExchange, UpstreamRefusal, type ExchangeOutcome, type UpstreamRequest } from './upstreamExchange.ts';
@@ -36,6 +36,17 @@ export interface HttpForwarderDeps {
   limits: () => GatewayLimits;
   /** Opens streams to upstreams the gateway cannot dial itself (published services). */
   upstreams: UpstreamOpener;
+}
+
+type AdmittedShape = Extract<RequestShape, { ok: true }>;
+type Admitted = Extract<Admission, { allow: true }>;
+
+/** The status and reason of a forwarded request's record, from how its answer ended. */
+function relayEnding(broken: { status: number; reason: string } | undefined, relay: ExchangeOutcome, res: ServerResponse, matched: string): { status: number; reason: string } {
+  if (broken) return { status: broken.status, reason: `${broken.reason}; not completed` };
+  if (relay.upstreamError) return { status: relay.upstreamError.status, reason: `upstream error: ${relay.upstreamError.reason}` };
+  if (relay.truncated) return { status: res.statusCode, reason: 'upstream closed before the response was complete' };
+  return { status: res.statusCode, reason: res.writableFinished ? matched : 'client closed before response completed' };
 }
 
 /** How long a stream-only upstream may take to open (the publisher connecting to its local service). */
@@ -108,7 +119,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       return deny(signIn ? 303 : admission.status, admission.clientReason, admission.reason, { route: admission.route?.config.name, path: admission.path, token }, signIn ? { location: signIn } : {});
     }
 
-    const { route, upstream, decision } = admission;
+    const { route } = admission;
     if (clientLeft || res.destroyed) {
       // Nobody is waiting for the answer (the client left, or broke the request while it was being
       // admitted): do not act on the upstream on their behalf.
@@ -116,6 +127,14 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       const broken = conn.brokenBy ?? { status: 499, reason: 'client closed during admission' };
       return finish({ decision: conn.brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: route.config.name, path: admission.path, token });
     }
+    return forward(exchange, req, res, shape, admission, finish);
+  }
+
+  /** Sends an admitted request to its upstream; its record is written once the answer is over or broken off. */
+  async function forward(exchange: Exchange, req: IncomingMessage, res: ServerResponse, shape: AdmittedShape, admission: Admitted, finish: (fields: Partial<AuditRecord>) => void): Promise<void> {
+    const { conn } = exchange;
+    const { route, upstream, decision } = admission;
+    const token = auditTokenOf(decision);
     const address = socketAddress(upstream);
     // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
     if (shape.expectsContinue) res.writeContinue();
@@ -175,22 +194,12 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       // and the record must not read like a completed request.
       const bodyBroken = !req.complete && shape.framing.kind !== 'none';
       const broken = bodyBroken ? (conn.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
-      const { upstreamError } = relay;
       finish({
         decision: 'allow',
         ...where,
         // The publisher that served it last, and the ones lost under it.
         ...(retry.lost.length > 0 && { publisher: retry.target.via, detail: { retried: retry.lost.length, retriedFrom: retry.lost } }),
-        status: broken ? broken.status : upstreamError ? upstreamError.status : res.statusCode,
-        reason: broken
-          ? `${broken.reason}; not completed`
-          : upstreamError
-            ? `upstream error: ${upstreamError.reason}`
-            : relay.truncated
-              ? 'upstream closed before the response was complete'
-              : res.writableFinished
-                ? decision.matched
-                : 'client closed before response completed',
+        ...relayEnding(broken, relay, res, decision.matched),
         bytesIn,
         bytesOut: relay.bytesOut,
       });
