@@ -2,45 +2,61 @@
 // reserved paths (tunnel and publish endpoints, its own pages; see routing/reservedPaths) come before any route.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
 import type { ListenerHandlers } from '../listener/tlsListener.ts';
 import { reservedPath, type ReservedPath } from '../routing/reservedPaths.ts';
+import { refuse, refuseSocket } from './refusals.ts';
 
 export interface DispatchTargets {
-  http: { handle(req: IncomingMessage, res: ServerResponse): Promise<void> | void };
-  websocket: { handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void };
+  http: { handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> | void };
+  websocket: { handle(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void };
   tunnels: {
-    handleRequest(req: IncomingMessage, res: ServerResponse): void;
-    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> | void;
-    handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void;
+    handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void;
+    handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> | void;
+    handleConnect(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | void;
   };
   publish: {
-    handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> | void;
-    handleUpgrade(req: IncomingMessage, socket: Duplex): Promise<void> | void;
+    handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> | void;
+    handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex): Promise<void> | void;
   };
   portal: {
-    handle(req: IncomingMessage, res: ServerResponse, page: Extract<ReservedPath, { kind: 'portal' }>): Promise<void> | void;
-    refuseUpgrade(req: IncomingMessage, socket: Duplex, page: Extract<ReservedPath, { kind: 'portal' }>): void;
+    handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, page: Extract<ReservedPath, { kind: 'portal' }>): Promise<void> | void;
+    refuseUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, page: Extract<ReservedPath, { kind: 'portal' }>): void;
   };
 }
 
-/** The listener's handlers: reserved paths first (judged on the normalized path), then routes. */
+/** A socket that left HTTP parsing: errors are the peer's, not the gateway's to crash on. */
+function refuseUnauthenticated(socket: Duplex): void {
+  socket.on('error', () => {});
+  refuseSocket(socket, 421, 'connection not authenticated');
+}
+
+/**
+ * The listener's handlers: reserved paths first (judged on the normalized path), then routes. Each stage
+ * gets the connection's context from here; a connection without one (never authenticated) goes no further.
+ */
 export function dispatchTo(to: DispatchTargets): ListenerHandlers {
   return {
-    request(req, res) {
+    request(req, res, conn) {
+      if (!conn) return refuse(res, 421, 'connection not authenticated');
       const reserved = reservedPath(req.url);
-      if (reserved === undefined) return to.http.handle(req, res);
-      if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(req, res);
-      if (reserved.kind === 'publish') return to.publish.handleRequest(req, res);
-      return to.portal.handle(req, res, reserved);
+      if (reserved === undefined) return to.http.handle(conn, req, res);
+      if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(conn, req, res);
+      if (reserved.kind === 'publish') return to.publish.handleRequest(conn, req, res);
+      return to.portal.handle(conn, req, res, reserved);
     },
     // The same decision as for a request: a reserved path never reaches a route, whichever way it comes in.
-    upgrade(req, socket, head) {
+    upgrade(req, socket, head, conn) {
+      if (!conn) return refuseUnauthenticated(socket);
       const reserved = reservedPath(req.url);
-      if (reserved === undefined) return to.websocket.handle(req, socket, head);
-      if (reserved.kind === 'tunnel') return to.tunnels.handleUpgrade(req, socket, head, reserved.routeName);
-      if (reserved.kind === 'publish') return to.publish.handleUpgrade(req, socket);
-      return to.portal.refuseUpgrade(req, socket, reserved);
+      if (reserved === undefined) return to.websocket.handle(conn, req, socket, head);
+      if (reserved.kind === 'tunnel') return to.tunnels.handleUpgrade(conn, req, socket, head, reserved.routeName);
+      if (reserved.kind === 'publish') return to.publish.handleUpgrade(conn, req, socket);
+      return to.portal.refuseUpgrade(conn, req, socket, reserved);
     },
-    connect: (req, socket, head) => to.tunnels.handleConnect(req, socket, head),
+    connect(req, socket, head, conn) {
+      if (!conn) return refuseUnauthenticated(socket);
+      return to.tunnels.handleConnect(conn, req, socket, head);
+    },
   };
 }

@@ -1,23 +1,23 @@
 // HTTP forwarding: checks the request's shape and its identity's rate, admits it through the shared
 // admission path, then streams it to the upstream over undici (upstreamExchange.ts) and writes one audit record.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { Transform } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
-import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
+import type { AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
-import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
+import { admitRequest, type Admission, type AdmissionContext } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
-import { requestCredential, sessionOriginCheck } from '../session/requestCredential.ts';
 import { signInRedirect } from '../session/signInRedirect.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import { contextOf } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { openExchange, type Exchange } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
 import { refuse } from './refusals.ts';
-import { checkRequestShape } from './requestShape.ts';
+import { checkRequestShape, type RequestShape } from './requestShape.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
 import { upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { relayExchange, UpstreamRefusal, type ExchangeOutcome, type UpstreamRequest } from './upstreamExchange.ts';
@@ -36,6 +36,17 @@ export interface HttpForwarderDeps {
   limits: () => GatewayLimits;
   /** Opens streams to upstreams the gateway cannot dial itself (published services). */
   upstreams: UpstreamOpener;
+}
+
+type AdmittedShape = Extract<RequestShape, { ok: true }>;
+type Admitted = Extract<Admission, { allow: true }>;
+
+/** The status and reason of a forwarded request's record, from how its answer ended. */
+function relayEnding(broken: { status: number; reason: string } | undefined, relay: ExchangeOutcome, res: ServerResponse, matched: string): { status: number; reason: string } {
+  if (broken) return { status: broken.status, reason: `${broken.reason}; not completed` };
+  if (relay.upstreamError) return { status: relay.upstreamError.status, reason: `upstream error: ${relay.upstreamError.reason}` };
+  if (relay.truncated) return { status: res.statusCode, reason: 'upstream closed before the response was complete' };
+  return { status: res.statusCode, reason: res.writableFinished ? matched : 'client closed before response completed' };
 }
 
 /** How long a stream-only upstream may take to open (the publisher connecting to its local service). */
@@ -59,45 +70,35 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
   // CPU per request is about half of node:http's with http-proxy-3 (bench/README.md, forwarding designs).
   const pools = createUpstreamPools();
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
-    const conn = contextOf(req.socket as TLSSocket);
-    if (!conn) return refuse(res, 421, 'connection not authenticated');
+  async function handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
     // The parser may hand over a request whose header block it has already refused (an invalid
     // Transfer-Encoding): the listener answered and recorded it; there is nothing left to decide.
     if (conn.brokenBy) return void res.destroy();
-    conn.requests += 1;
+    const exchange = openExchange(conn, deps, { event: 'request', protocol: 'http', method: req.method ?? '' });
     // While a request is being handled its parse errors are its own to record (see the listener's clientError).
     conn.inFlight += 1;
     res.once('close', () => (conn.inFlight -= 1));
     const target = redactTarget(req.url ?? '');
-    const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', method: req.method ?? '' };
-    const recordOf = (fields: Partial<AuditRecord>): AuditRecord => ({ ...base, ...fields, ...(fields.path !== target && { target }), durationMs: Math.round((performance.now() - started) * 1000) / 1000 });
-    const finish = (fields: Partial<AuditRecord>) => deps.audit.write(recordOf(fields));
+    const recordOf = (fields: Partial<AuditRecord>): Partial<AuditRecord> => ({ ...fields, ...(fields.path !== target && { target }), durationMs: exchange.elapsedMs() });
+    const finish = (fields: Partial<AuditRecord>) => exchange.close(recordOf(fields));
     const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}, headers: Record<string, string | number> = {}) => {
       refuse(res, status, clientReason, headers);
       // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
-      deps.refusals.request(recordOf({ decision: 'deny', status, reason, ...extra }), refusalClient(conn));
+      exchange.close(recordOf({ decision: 'deny', status, reason, ...extra }), 'refused');
     };
 
-    if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
+    const refused = (early: EarlyRefusal) => deny(early.status, early.clientReason, early.reason, {}, early.headers);
+
+    const unavailable = auditUnavailable(deps.audit);
+    if (unavailable) return refused(unavailable);
     const shape = checkRequestShape(req);
     if (!shape.ok) return deny(shape.status, shape.clientReason, shape.reason);
     const ctx = deps.admission();
-    // The rate is per certificate and checked before the token: a flood of bad tokens costs one bucket.
-    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) {
-      await holdRefusal(rate);
-      // Refusals under a limit are recorded at a bounded rate, so they cannot fill the audit disk.
-      return deny(429, 'too many requests', rate.reason, {}, { 'retry-after': rate.retryAfterSeconds });
-    }
-    const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, ['authorization', 'cookie']);
-    if (credential.auth) base.auth = credential.auth;
-    if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason);
-    if (credential.auth === 'session') {
-      const origin = sessionOriginCheck(req.headers, req.method ?? 'GET', false);
-      if (!origin.ok) return deny(403, 'cross-origin request refused', origin.reason);
-    }
+    const overRate = overRequestRate(deps.identityLimits, exchange);
+    if (overRate) return refused(await overRate);
+    const read = readCredential(exchange, { headers: req.headers, method: req.method ?? 'GET', maxTokenBytes: deps.limits().maxTokenBytes, sources: ['authorization', 'cookie'], websocket: false });
+    if (!read.ok) return refused(read.refusal);
+    const { credential } = read;
 
     // Watch for the client leaving while admission runs: its 'close' may fire before we listen again.
     let clientLeft = false;
@@ -118,7 +119,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       return deny(signIn ? 303 : admission.status, admission.clientReason, admission.reason, { route: admission.route?.config.name, path: admission.path, token }, signIn ? { location: signIn } : {});
     }
 
-    const { route, upstream, decision } = admission;
+    const { route } = admission;
     if (clientLeft || res.destroyed) {
       // Nobody is waiting for the answer (the client left, or broke the request while it was being
       // admitted): do not act on the upstream on their behalf.
@@ -126,6 +127,14 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       const broken = conn.brokenBy ?? { status: 499, reason: 'client closed during admission' };
       return finish({ decision: conn.brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: route.config.name, path: admission.path, token });
     }
+    return forward(exchange, req, res, shape, admission, finish);
+  }
+
+  /** Sends an admitted request to its upstream; its record is written once the answer is over or broken off. */
+  async function forward(exchange: Exchange, req: IncomingMessage, res: ServerResponse, shape: AdmittedShape, admission: Admitted, finish: (fields: Partial<AuditRecord>) => void): Promise<void> {
+    const { conn } = exchange;
+    const { route, upstream, decision } = admission;
+    const token = auditTokenOf(decision);
     const address = socketAddress(upstream);
     // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
     if (shape.expectsContinue) res.writeContinue();
@@ -172,40 +181,30 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
       if (next === undefined) return false;
       // Sent from a later tick, never from within the failed dispatch (undici may fail one synchronously).
       void Promise.resolve(leaseTo(next)).then((lease) => {
-        if (lease && !res.destroyed) return void (exchange = relayExchange(lease, request, res, elsewhere));
+        if (lease && !res.destroyed) return void (relay = relayExchange(lease, request, res, elsewhere));
         lease?.release();
-        exchange = { bytesOut: 0, truncated: false, upstreamError: { status: 502, reason: 'no connection to another replica' }, abort() {} };
+        relay = { bytesOut: 0, truncated: false, upstreamError: { status: 502, reason: 'no connection to another replica' }, abort() {} };
         refuse(res, 502, 'upstream unavailable');
       });
       return true;
     };
-    let exchange: ExchangeOutcome & { abort(): void } = relayExchange(lease, request, res, retry.possible ? elsewhere : undefined);
+    let relay: ExchangeOutcome & { abort(): void } = relayExchange(lease, request, res, retry.possible ? elsewhere : undefined);
     res.once('close', () => {
       // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
       // and the record must not read like a completed request.
       const bodyBroken = !req.complete && shape.framing.kind !== 'none';
       const broken = bodyBroken ? (conn.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
-      const { upstreamError } = exchange;
       finish({
         decision: 'allow',
         ...where,
         // The publisher that served it last, and the ones lost under it.
         ...(retry.lost.length > 0 && { publisher: retry.target.via, detail: { retried: retry.lost.length, retriedFrom: retry.lost } }),
-        status: broken ? broken.status : upstreamError ? upstreamError.status : res.statusCode,
-        reason: broken
-          ? `${broken.reason}; not completed`
-          : upstreamError
-            ? `upstream error: ${upstreamError.reason}`
-            : exchange.truncated
-              ? 'upstream closed before the response was complete'
-              : res.writableFinished
-                ? decision.matched
-                : 'client closed before response completed',
+        ...relayEnding(broken, relay, res, decision.matched),
         bytesIn,
-        bytesOut: exchange.bytesOut,
+        bytesOut: relay.bytesOut,
       });
       // A client that left before the answer was complete takes the upstream request with it.
-      if (!res.writableFinished) exchange.abort();
+      if (!res.writableFinished) relay.abort();
     });
   }
 

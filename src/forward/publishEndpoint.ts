@@ -4,14 +4,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
-import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
+import type { AuditRecord } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { admitPublisher } from '../admission/admitPublisher.ts';
 import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayConfig } from '../config/schema.ts';
-import { contextOf } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refuseSocket } from './refusals.ts';
@@ -34,20 +36,16 @@ export interface PublishDeps {
 }
 
 export function createPublishEndpoint(deps: PublishDeps) {
-  async function handleUpgrade(req: IncomingMessage, socket: Duplex): Promise<void> {
+  async function handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex): Promise<void> {
     socket.on('error', () => {});
-    const started = performance.now();
-    const conn = contextOf(req.socket as TLSSocket);
-    if (!conn) return refuseSocket(socket, 421, 'connection not authenticated');
-    conn.requests += 1;
-    const base: AuditRecord = { event: 'publish.open', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), method: req.method ?? '', path: PUBLISH_PATH };
-    const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
+    const exchange = openExchange(conn, deps, { event: 'publish.open', method: req.method ?? '', path: PUBLISH_PATH });
     const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}) => {
       refuseSocket(socket, status, clientReason);
       // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
-      deps.refusals.request({ ...base, decision: 'deny', status, reason, durationMs: elapsed(), ...extra }, refusalClient(conn));
+      exchange.close({ decision: 'deny', status, reason, durationMs: exchange.elapsedMs(), ...extra }, 'refused');
     };
-    if (!deps.audit.healthy) return deny(503, 'gateway unavailable', `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}`);
+    const unavailable = auditUnavailable(deps.audit);
+    if (unavailable) return deny(unavailable.status, unavailable.clientReason, unavailable.reason);
     if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', 'gateway shutting down');
     if (req.headers.upgrade?.toLowerCase() !== PUBLISH_PROTOCOL) return deny(400, `expected Upgrade: ${PUBLISH_PROTOCOL}`, `publish endpoint asked to upgrade to ${JSON.stringify(String(req.headers.upgrade ?? '').slice(0, 60))}`);
     const named = parseServiceList(req.headers[SERVICES_HEADER] as string | undefined);
@@ -55,8 +53,9 @@ export function createPublishEndpoint(deps: PublishDeps) {
     const raw = parseRawTcpList(req.headers[RAW_TCP_HEADER] as string | undefined, named.services);
     if (!raw.ok) return deny(400, raw.reason, raw.reason, { detail: { services: named.services } });
     const detail = { services: named.services, ...(raw.rawTcp.length > 0 && { rawTcp: raw.rawTcp }) };
-    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) return holdRefusal(rate).then(() => deny(429, 'too many requests', rate.reason, { detail }));
+    // Its 429 names no retry-after: the publisher retries on its own schedule.
+    const overRate = overRequestRate(deps.identityLimits, exchange);
+    if (overRate) return overRate.then((over) => deny(over.status, over.clientReason, over.reason, { detail }));
     const config = deps.config();
     const credential = bearerCredential(req.headers, config.limits.maxTokenBytes, 'authorization');
     if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason, { detail });
@@ -75,7 +74,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
     const { refused } = reservation;
     const rawTcp = raw.rawTcp.filter((s) => reservation.services.includes(s));
     const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(refused.length > 0 && { refused }) };
-    const record: AuditRecord = { ...base, token: tokenRecord, publisher: conn.id, detail: published };
+    const record: Partial<AuditRecord> = { token: tokenRecord, publisher: conn.id, detail: published };
     const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
     if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);
     // HTTP/2 may take the socket only once the 101 is fully written (it writes to the same TLS stream).
@@ -85,7 +84,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
         return deny(499, 'client left', 'publisher left before the 101 was written', { token: tokenRecord, detail });
       }
       const publisher = reservation.attach(socket);
-      deps.audit.write({ ...record, decision: 'allow', status: 101, reason: decision.matched, durationMs: elapsed() });
+      exchange.write({ ...record, decision: 'allow', status: 101, reason: decision.matched, durationMs: exchange.elapsedMs() });
       const opened = performance.now();
       let recorded!: () => void;
       const written = new Promise<void>((resolve) => (recorded = resolve));
@@ -109,7 +108,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
         clearInterval(recheck);
         forget();
         const tls = req.socket as TLSSocket;
-        deps.audit.write({
+        exchange.close({
           ...record,
           event: 'publish.close',
           reason: why,
@@ -124,9 +123,8 @@ export function createPublishEndpoint(deps: PublishDeps) {
   }
 
   /** A plain request on the reserved path: publishing needs the upgrade. */
-  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
-    const conn = contextOf(req.socket as TLSSocket);
-    deps.refusals.request({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL }, refusalClient(conn));
+  function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
+    refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL });
     res.setHeader('upgrade', PUBLISH_PROTOCOL);
     refuse(res, 426, `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}`);
   }

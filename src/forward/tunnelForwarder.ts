@@ -2,11 +2,9 @@
 // the WebSocket tunnel endpoint (GET /.well-known/gatehouse/tunnel/<route>, subprotocol gatehouse-tunnel.v1).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
-import { auditClient } from '../audit/auditRecord.ts';
-import { refusalClient } from '../audit/refusalRecords.ts';
-import { contextOf } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { refuseUncounted } from '../exchange/exchange.ts';
 import { tunnelEndpointPath } from '../routing/reservedPaths.ts';
 import { redactTarget } from './redactTarget.ts';
 import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelStream, type TunnelStreamOptions } from '../tunnel/tunnelProtocol.ts';
@@ -40,16 +38,17 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     handleProtocols: (offered) => (offered.has(TUNNEL_SUBPROTOCOL) ? TUNNEL_SUBPROTOCOL : false),
   });
 
-  async function handleConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  async function handleConnect(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => {}); // the HTTP server let go of the socket; errors are handled by whoever carries it
     allowHalfOpen(socket);
     const target = req.url ?? '';
     const routeName = connectTargetRoute(target);
     if (routeName === undefined) {
-      return refuseEarly(deps, req, socket, 400, 'CONNECT target must be <route>:<port>', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`, { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
+      return refuseEarly(deps, conn, socket, 400, 'CONNECT target must be <route>:<port>', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`, { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
     }
     const tunnel = await admitTunnel(
       deps,
+      conn,
       req,
       socket,
       { protocol: 'tcp', routeName },
@@ -71,20 +70,21 @@ export function createTunnelForwarder(deps: TunnelDeps) {
   }
 
   /** An upgrade dispatch found on the tunnel endpoint, naming `routeName` ('' when none). */
-  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> {
+  async function handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> {
     socket.on('error', () => {});
     const path = tunnelEndpointPath(routeName);
     if (!isWebSocketHandshake(req)) {
-      return refuseEarly(deps, req, socket, 400, 'expected a WebSocket upgrade', 'tunnel endpoint without a valid WebSocket handshake', { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, 400, 'expected a WebSocket upgrade', 'tunnel endpoint without a valid WebSocket handshake', { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
     }
     // A client offering only other subprotocols would not speak the tunnel's framing: refuse before any
     // upstream is opened. (Offering none stays allowed: the endpoint has always accepted that.)
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
     if (offered.length > 0 && !offered.includes(TUNNEL_SUBPROTOCOL)) {
-      return refuseEarly(deps, req, socket, 400, `expected subprotocol ${TUNNEL_SUBPROTOCOL}`, `tunnel endpoint without subprotocol ${TUNNEL_SUBPROTOCOL} (offered ${JSON.stringify(offered.join(',').slice(0, 100))})`, { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, 400, `expected subprotocol ${TUNNEL_SUBPROTOCOL}`, `tunnel endpoint without subprotocol ${TUNNEL_SUBPROTOCOL} (offered ${JSON.stringify(offered.join(',').slice(0, 100))})`, { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
     }
     const tunnel = await admitTunnel(
       deps,
+      conn,
       req,
       socket,
       { protocol: 'tcp', routeName },
@@ -113,9 +113,8 @@ export function createTunnelForwarder(deps: TunnelDeps) {
   }
 
   /** A plain HTTP request on the reserved path: it is not a route, whatever routes.yaml says. */
-  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
-    const conn = contextOf(req.socket as TLSSocket);
-    deps.refusals.request({ event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' }, refusalClient(conn));
+  function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
+    refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
     res.setHeader('upgrade', 'websocket');
     refuse(res, 426, 'tunnel endpoint needs a WebSocket upgrade');
   }

@@ -3,17 +3,18 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
-import { auditClient, type AuditRecord, type AuditToken } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
+import type { AuditRecord, AuditToken } from '../audit/auditRecord.ts';
 import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
 import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
-import { requestCredential, sessionOriginCheck, type CredentialSource } from '../session/requestCredential.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { CredentialSource } from '../session/requestCredential.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
@@ -88,10 +89,8 @@ export function createTunnelRegistry(): TunnelRegistry {
 }
 
 /** Refuses a request that is malformed before admission can even look at it, with its audit record. */
-export function refuseEarly(deps: TunnelDeps, req: IncomingMessage, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
-  const conn = contextOf(req.socket as TLSSocket);
-  const record: AuditRecord = { event: 'request', conn: conn?.id, source: conn?.source, client: auditClient(conn?.identity), ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason };
-  deps.refusals.request(record, refusalClient(conn));
+export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
+  refuseUncounted(conn, deps, { ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason });
   refuseSocket(socket, status, clientReason);
 }
 
@@ -106,7 +105,6 @@ export interface TunnelRequestFields {
 }
 
 export interface AdmittedTunnel {
-  conn: ConnectionContext;
   admission: Extract<Admission, { allow: true }>;
   connectTimeoutMs: number;
   /** Opens the upstream within `connectTimeoutMs`: a published replica lost before it answered is replaced by another (replicaRetry.ts). */
@@ -131,44 +129,37 @@ function auditTokenOf(admission: Admission): AuditToken | undefined {
  */
 export async function admitTunnel(
   deps: TunnelDeps,
+  conn: ConnectionContext,
   req: IncomingMessage,
   socket: Duplex,
   ask: Omit<AdmissionRequest, 'identity' | 'sourceIp' | 'token'>,
   fields: TunnelRequestFields,
   tokenHeaders: CredentialSource[],
 ): Promise<AdmittedTunnel | undefined> {
-  const started = performance.now();
-  const conn = contextOf(req.socket as TLSSocket);
-  if (!conn) {
-    refuseSocket(socket, 421, 'connection not authenticated');
-    return undefined;
-  }
-  conn.requests += 1;
   const { transport, ...requestFields } = fields;
   if (requestFields.target !== undefined) requestFields.target = redactTarget(requestFields.target);
-  const base: AuditRecord = { event: 'request', conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), ...requestFields };
-  const elapsed = () => Math.round((performance.now() - started) * 1000) / 1000;
+  const exchange = openExchange(conn, deps, { event: 'request', ...requestFields });
+  const { base } = exchange;
   const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>, headers: Record<string, string | number> = {}) => {
     refuseSocket(socket, status, clientReason, headers);
     // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
-    deps.refusals.request({ ...base, decision: 'deny', status, durationMs: elapsed(), ...extra, detail: { transport } }, refusalClient(conn));
+    exchange.close({ decision: 'deny', status, durationMs: exchange.elapsedMs(), ...extra, detail: { transport } }, 'refused');
     return undefined;
   };
 
-  if (!deps.audit.healthy) return deny(503, 'gateway unavailable', { reason: `audit log unavailable: ${deps.audit.lastError ?? 'unknown error'}` });
+  const refused = (early: EarlyRefusal) => deny(early.status, early.clientReason, { reason: early.reason }, early.headers);
+
+  const unavailable = auditUnavailable(deps.audit);
+  if (unavailable) return refused(unavailable);
   if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', { reason: 'gateway shutting down' });
   const ctx = deps.admission();
   // Opening a tunnel is a request too: it spends the certificate's request rate.
-  const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-  if (!rate.ok) return holdRefusal(rate).then(() => deny(429, 'too many requests', { reason: rate.reason }, { 'retry-after': rate.retryAfterSeconds }));
-  const credential = requestCredential(req.headers, deps.limits().maxTokenBytes, tokenHeaders);
-  if (credential.auth) base.auth = credential.auth;
-  if (credential.kind === 'invalid') return deny(401, credential.clientReason, { reason: credential.reason });
-  if (credential.auth === 'session') {
-    // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
-    const origin = sessionOriginCheck(req.headers, fields.method, true);
-    if (!origin.ok) return deny(403, 'cross-origin request refused', { reason: origin.reason });
-  }
+  const overRate = overRequestRate(deps.identityLimits, exchange);
+  if (overRate) return overRate.then(refused);
+  // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
+  const read = readCredential(exchange, { headers: req.headers, method: fields.method, maxTokenBytes: deps.limits().maxTokenBytes, sources: tokenHeaders, websocket: true });
+  if (!read.ok) return refused(read.refusal);
+  const { credential } = read;
   const admission = await admitRequest(ctx, { ...ask, token: tokenOf(credential), identity: conn.identity, sourceIp: conn.sourceIp });
   const token = auditTokenOf(admission);
   if (admission.path !== undefined && admission.path === fields.target) delete base.target;
@@ -183,8 +174,8 @@ export async function admitTunnel(
   // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
   const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
   if (!slot.ok) return deny(429, 'too many requests', { reason: slot.reason, route: route.config.name, token }, { 'retry-after': slot.retryAfterSeconds });
-  const tunnel: AuditRecord = { ...base, route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
-  deps.audit.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: elapsed(), detail: { transport } });
+  const tunnel: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
+  exchange.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: exchange.elapsedMs(), detail: { transport } });
   const opened = performance.now();
   const connectTimeoutMs = Math.round((route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000);
   /** The publisher that took the tunnel, and those lost under its opening (set once it is opened). */
@@ -194,11 +185,10 @@ export async function admitTunnel(
     // The publisher as opened: a replica may have taken the place of the one chosen at admission.
     const via = served?.via ?? upstream.via;
     const retried = served && served.lost.length > 0 ? { retried: served.lost.length, retriedFrom: served.lost } : {};
-    deps.audit.write({ ...tunnel, ...(via !== undefined && { publisher: via }), event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport, ...retried }, ...extra });
+    exchange.close({ ...tunnel, ...(via !== undefined && { publisher: via }), event: 'tunnel.close', durationMs: Math.round(performance.now() - opened), detail: { transport, ...retried }, ...extra });
   };
 
   return {
-    conn,
     admission,
     connectTimeoutMs,
     async openUpstream(options) {

@@ -2,6 +2,7 @@
 // the upgrade is replayed to the upstream with the verified identity headers, then bytes are spliced.
 import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
 import type { Side } from './byteSplice.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { closeFrame, watchForCloseFrame } from './websocketFrames.ts';
@@ -104,20 +105,21 @@ function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Dup
 }
 
 export function createWebSocketForwarder(deps: TunnelDeps) {
-  async function handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  async function handle(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => {}); // the HTTP server let go of the socket; the splice records its errors
     allowHalfOpen(socket);
     const method = req.method ?? 'GET';
     // RFC 6455 4.1: the opening handshake is a GET; anything else is not a WebSocket, whatever it claims.
     if (method !== 'GET') {
-      return refuseEarly(deps, req, socket, 400, 'WebSocket upgrade must be GET', `upgrade to websocket with method ${JSON.stringify(method.slice(0, 20))}`, { protocol: 'http', method: method.slice(0, 20), target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, 400, 'WebSocket upgrade must be GET', `upgrade to websocket with method ${JSON.stringify(method.slice(0, 20))}`, { protocol: 'http', method: method.slice(0, 20), target: (req.url ?? '').slice(0, 200) });
     }
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       const offered = String(req.headers.upgrade ?? '').slice(0, 100);
-      return refuseEarly(deps, req, socket, 400, 'unsupported upgrade', `upgrade to ${JSON.stringify(offered)} is not supported`, { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, 400, 'unsupported upgrade', `upgrade to ${JSON.stringify(offered)} is not supported`, { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });
     }
     const tunnel = await admitTunnel(
       deps,
+      conn,
       req,
       socket,
       { protocol: 'websocket', method, hostHeader: req.headers.host, target: req.url ?? '' },
@@ -125,7 +127,7 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
       ['authorization', 'cookie'],
     );
     if (!tunnel) return;
-    const { admission, conn } = tunnel;
+    const { admission } = tunnel;
     const { route, decision } = admission;
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
     const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });

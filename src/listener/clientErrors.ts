@@ -3,9 +3,9 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
-import { auditClient } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits } from '../config/schema.ts';
+import { refuseUncounted } from '../exchange/exchange.ts';
 import { contextOf } from './connectionContext.ts';
 import { responseInFlight } from './listenerTimeouts.ts';
 
@@ -62,7 +62,7 @@ export function handleClientError(err: NodeJS.ErrnoException, duplex: Duplex, re
     return;
   }
   // A client with a certificate can open connection after connection of garbage: bounded per certificate.
-  if (ctx.inFlight === 0) refusals.request({ event: 'request', conn: ctx.id, source: ctx.source, client: auditClient(ctx.identity), status: refusal.status, decision: 'deny', reason: refusal.reason }, refusalClient(ctx));
+  if (ctx.inFlight === 0) refuseUncounted(ctx, { refusals }, { status: refusal.status, decision: 'deny', reason: refusal.reason });
   const body = JSON.stringify({ error: refusal.error }) + '\n';
   socket.pause();
   const linger = setTimeout(() => socket.destroy(), ANSWER_LINGER_MS);

@@ -15,7 +15,7 @@ import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
 import { handleClientError } from './clientErrors.ts';
-import { attachContext, newConnectionId, rawConnectionOf, sourceOf, type ConnectionContext } from './connectionContext.ts';
+import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf, type ConnectionContext } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
@@ -35,10 +35,11 @@ function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): Secur
 /** Why a TLS handshake was refused, for metrics (gatehouse_tls_rejects_total{reason}). */
 export type TlsRejectKind = 'revoked' | 'crl_unusable' | 'certificate' | 'no_certificate' | 'timeout' | 'handshake';
 
+/** What takes a request, an upgrade or a CONNECT, with the context of the connection it came on (undefined: not authenticated). */
 export interface ListenerHandlers {
-  request(req: IncomingMessage, res: ServerResponse): void | Promise<void>;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void | Promise<void>;
-  connect(req: IncomingMessage, socket: Duplex, head: Buffer): void | Promise<void>;
+  request(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext | undefined): void | Promise<void>;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
+  connect(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
 }
 
 export interface BoundListener {
@@ -172,7 +173,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   const onRequest = guard(
     (req: IncomingMessage, res: ServerResponse) => {
       trackResponse(req, res);
-      return handlers.request(req, res);
+      return handlers.request(req, res, contextOf(req.socket));
     },
     (_req, res) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal error"}\n');
@@ -188,7 +189,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     guard(
       (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         releaseToTunnel(socket as Socket);
-        return handler(req, socket, head);
+        return handler(req, socket, head, contextOf(socket as Socket));
       },
       (_req, socket) => socket.destroy(),
     );

@@ -4,13 +4,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
-import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
-import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
-import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
+import type { AuditRecord } from '../audit/auditRecord.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
+import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import { contextOf, type ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../listener/connectionContext.ts';
+import { openExchange, type Exchange } from '../exchange/exchange.ts';
+import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { refuseSocket } from '../forward/refusals.ts';
 import type { ReservedPath } from '../routing/reservedPaths.ts';
@@ -92,10 +93,9 @@ export function createPortal(deps: PortalDeps) {
     res.writeHead(status, { ...pageHeaders(formTargets), ...extra, 'content-length': String(Buffer.byteLength(html)) }).end(html);
   }
 
-  function record(conn: ConnectionContext, fields: Partial<AuditRecord> & Pick<AuditRecord, 'event'>): void {
-    const entry: AuditRecord = { conn: conn.id, req: `${conn.id}.${conn.requests}`, source: conn.source, client: auditClient(conn.identity), protocol: 'http', ...fields };
-    if (entry.decision === 'deny') deps.refusals.request(entry, refusalClient(conn));
-    else deps.audit.write(entry);
+  /** A page's one record: refusals within the client's budgets, as on every other way in. */
+  function record(exchange: Exchange, fields: Partial<AuditRecord> & Pick<AuditRecord, 'event'>): void {
+    exchange.close(fields, fields.decision === 'deny' ? 'refused' : 'completed');
   }
 
   /** `next` for this request: a path here, or a URL on the same port, on a host of the gateway's own, that one of its routes serves. */
@@ -135,13 +135,14 @@ export function createPortal(deps: PortalDeps) {
     return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${issued.code}` };
   }
 
-  async function showPage(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
+  async function showPage(req: IncomingMessage, res: ServerResponse, exchange: Exchange, url: URL): Promise<void> {
+    const { conn } = exchange;
     const portalHost = deps.browser()?.portalHost?.toLowerCase();
     const host = hostOnly(req.headers.host);
     const next = readNext(req, url.searchParams.get('next'));
     // Nowhere to go back to that the gateway serves: refused, never shown as a link or a form target.
     if (!next.ok) {
-      record(conn, { event: 'session.start', method: req.method ?? 'GET', path: PORTAL_PATH, decision: 'deny', status: 400, reason: next.reason });
+      record(exchange, { event: 'session.start', method: req.method ?? 'GET', path: PORTAL_PATH, decision: 'deny', status: 400, reason: next.reason });
       return send(res, 400, messagePage('Not a page of this gateway', 'The page to return to after signing in is not served by this gateway.'));
     }
     // A service with an origin of its own: signing in happens on the gateway's origin, never here.
@@ -167,10 +168,11 @@ export function createPortal(deps: PortalDeps) {
     send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
   }
 
-  async function signIn(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
+  async function signIn(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
+    const { conn } = exchange;
     const started = performance.now();
     const refuse = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}) => {
-      record(conn, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status, reason, durationMs: Math.round(performance.now() - started), ...extra });
+      record(exchange, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status, reason, durationMs: Math.round(performance.now() - started), ...extra });
       send(res, status, signInPage({ identity: conn.identity, error: `Not signed in: ${clientReason}.` }));
     };
     // A sign-in started by another site would sign this browser in as someone else (login CSRF).
@@ -198,7 +200,7 @@ export function createPortal(deps: PortalDeps) {
       if (!handed.ok) return refuse(503, 'cannot start a session', handed.reason);
       location = handed.location;
     }
-    record(conn, {
+    record(exchange, {
       event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'allow', status: 303, auth: 'session',
       token: { user: token.user, groups: token.groups, revocationIds: token.revocationIds },
       reason: 'token verified for this certificate', durationMs: Math.round(performance.now() - started),
@@ -209,9 +211,10 @@ export function createPortal(deps: PortalDeps) {
   }
 
   /** On the gateway's origin: a signed-in user continues to a service's origin (POST, so another site cannot start it). */
-  async function continueTo(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
+  async function continueTo(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
+    const { conn } = exchange;
     const refuse = (status: number, message: string, reason: string) => {
-      record(conn, { event: 'session.start', method: 'POST', path: HANDOFF_PATH, decision: 'deny', status, reason });
+      record(exchange, { event: 'session.start', method: 'POST', path: HANDOFF_PATH, decision: 'deny', status, reason });
       send(res, status, messagePage('Not signed in', message));
     };
     if (!fromOwnOrigin(req.headers)) return refuse(403, 'The request came from another site.', `hand-off posted from origin ${JSON.stringify((req.headers.origin ?? 'none').slice(0, 200))}`);
@@ -229,44 +232,44 @@ export function createPortal(deps: PortalDeps) {
   }
 
   /** On a service's origin: redeems the one-time code, sets that host's own cookie, lands on `next`. */
-  async function redeem(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext, url: URL): Promise<void> {
+  async function redeem(req: IncomingMessage, res: ServerResponse, exchange: Exchange, url: URL): Promise<void> {
+    const { conn } = exchange;
     const taken = await codes.take(url.searchParams.get('code') ?? '', conn.identity.fingerprint, req.headers.host ?? '');
     const path = `${HANDOFF_PATH}`;
     if (!taken.ok) {
-      record(conn, { event: 'session.start', method: 'GET', path, decision: 'deny', status: 403, reason: taken.reason });
+      record(exchange, { event: 'session.start', method: 'GET', path, decision: 'deny', status: 403, reason: taken.reason });
       return send(res, 403, messagePage('Not signed in', 'This sign-in link is not valid (any more). Sign in again.'));
     }
     const { handoff: h } = taken;
-    record(conn, { event: 'session.start', method: 'GET', path, decision: 'allow', status: 200, auth: 'session', token: { user: h.user, revocationIds: h.revocationIds }, reason: 'one-time sign-in code redeemed', detail: { host: h.host, next: h.next } });
+    record(exchange, { event: 'session.start', method: 'GET', path, decision: 'allow', status: 200, auth: 'session', token: { user: h.user, revocationIds: h.revocationIds }, reason: 'one-time sign-in code redeemed', detail: { host: h.host, next: h.next } });
     // The path was rebuilt by the gateway when the code was issued; checked again where it becomes a URL.
     send(res, 200, landingPage(asLocalPath(h.next) ?? PORTAL_PATH), { 'set-cookie': setSessionCookie(h.token, h.maxAgeSeconds) });
   }
 
-  async function signOut(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): Promise<void> {
+  async function signOut(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
+    const { conn } = exchange;
     if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) {
-      record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'deny', status: 403, reason: `sign-out posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}` });
+      record(exchange, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'deny', status: 403, reason: `sign-out posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}` });
       return send(res, 403, messagePage('Not signed out', 'The sign-out form was posted from another site.'));
     }
     const session = await currentSession(req, conn);
     const token = session?.check.ok ? { user: session.check.token.user, revocationIds: session.check.token.revocationIds } : undefined;
-    record(conn, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'allow', status: 303, ...(token && { token }), reason: session ? 'signed out' : 'no session to end' });
+    record(exchange, { event: 'session.end', method: 'POST', path: SIGN_OUT_PATH, decision: 'allow', status: 303, ...(token && { token }), reason: session ? 'signed out' : 'no session to end' });
     req.resume();
     res.writeHead(303, { ...pageHeaders(), location: PORTAL_PATH, 'set-cookie': clearSessionCookie(), 'content-length': '0' }).end();
   }
 
   /** A page dispatch found under the reserved prefix: `page.path` is the normalized path, the one every stage judges. */
-  async function handle(req: IncomingMessage, res: ServerResponse, page: PortalPage): Promise<void> {
-    const conn = contextOf(req.socket as TLSSocket);
-    if (!conn) return send(res, 421, messagePage('Not authenticated', 'The connection presented no client certificate.'));
-    conn.requests += 1;
-    if (!deps.audit.healthy) return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
+  async function handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, page: PortalPage): Promise<void> {
+    const exchange = openExchange(conn, deps, { protocol: 'http' });
+    if (auditUnavailable(deps.audit)) return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
     // Gateway pages spend the certificate's request rate like any request (they verify tokens).
-    const rate = deps.identityLimits.takeRequest(conn.identity.fingerprint);
-    if (!rate.ok) {
+    const overRate = overRequestRate(deps.identityLimits, exchange);
+    if (overRate) {
       req.resume();
-      await holdRefusal(rate);
-      record(conn, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: 429, reason: rate.reason });
-      return send(res, 429, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(rate.retryAfterSeconds) });
+      const over = await overRate;
+      record(exchange, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: over.status, reason: over.reason });
+      return send(res, over.status, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(over.headers['retry-after']) });
     }
     // Only the query is read from the URL: the path is the dispatcher's, never re-read from the raw target.
     const url = new URL('https://gateway.invalid/');
@@ -274,24 +277,22 @@ export function createPortal(deps: PortalDeps) {
     const method = req.method ?? 'GET';
     const path = page.path;
     if (path === '/.well-known/gatehouse') return void res.writeHead(308, { location: PORTAL_PATH, 'content-length': '0' }).end();
-    if (path === PORTAL_PATH && (method === 'GET' || method === 'HEAD')) return showPage(req, res, conn, url);
-    if (path === SESSION_PATH && method === 'POST') return signIn(req, res, conn);
-    if (path === SIGN_OUT_PATH && method === 'POST') return signOut(req, res, conn);
-    if (path === HANDOFF_PATH && method === 'POST') return continueTo(req, res, conn);
-    if (path === HANDOFF_PATH && method === 'GET') return redeem(req, res, conn, url);
+    if (path === PORTAL_PATH && (method === 'GET' || method === 'HEAD')) return showPage(req, res, exchange, url);
+    if (path === SESSION_PATH && method === 'POST') return signIn(req, res, exchange);
+    if (path === SIGN_OUT_PATH && method === 'POST') return signOut(req, res, exchange);
+    if (path === HANDOFF_PATH && method === 'POST') return continueTo(req, res, exchange);
+    if (path === HANDOFF_PATH && method === 'GET') return redeem(req, res, exchange, url);
     const known = [PORTAL_PATH, SESSION_PATH, SIGN_OUT_PATH, HANDOFF_PATH].includes(path);
     req.resume();
-    record(conn, { event: 'request', method, path: path, decision: 'deny', status: known ? 405 : 404, reason: known ? `gateway page ${path} does not take ${method}` : 'no such gateway page' });
+    record(exchange, { event: 'request', method, path: path, decision: 'deny', status: known ? 405 : 404, reason: known ? `gateway page ${path} does not take ${method}` : 'no such gateway page' });
     send(res, known ? 405 : 404, messagePage(known ? 'Method not allowed' : 'Not found', known ? `${method} is not used here.` : 'No such gateway page.'), known ? { allow: path === PORTAL_PATH ? 'GET, HEAD' : 'POST' } : {});
   }
 
   /** The gateway's pages take no upgrade, and a route never gets one on their paths: refused here. */
-  function refuseUpgrade(req: IncomingMessage, socket: Duplex, page: PortalPage): void {
+  function refuseUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, page: PortalPage): void {
     socket.on('error', () => {});
-    const conn = contextOf(req.socket as TLSSocket);
-    if (!conn) return refuseSocket(socket, 421, 'connection not authenticated');
-    conn.requests += 1;
-    record(conn, { event: 'request', protocol: 'websocket', method: req.method ?? '', path: page.path, decision: 'deny', status: 404, reason: 'gateway pages take no upgrade' });
+    const exchange = openExchange(conn, deps, { protocol: 'http' });
+    record(exchange, { event: 'request', protocol: 'websocket', method: req.method ?? '', path: page.path, decision: 'deny', status: 404, reason: 'gateway pages take no upgrade' });
     refuseSocket(socket, 404, 'no such gateway page');
   }
 
