@@ -63,11 +63,15 @@ export function appendRevokedIds(file: string, ids: readonly string[]): TokenRes
   }
   try {
     const text = fs.readFileSync(fd, 'utf8');
-    const existing = parseRevocationList(text, file);
+    // Another writer's append may be half visible to this read (a write is atomic against other
+    // writes, not against reads): its last line is then a fragment, so judge complete lines only.
+    const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+    const existing = parseRevocationList(complete, file);
     if (!existing.ok) return existing;
     const added = wanted.filter((id) => !existing.value.has(id));
     if (added.length === 0) return ok([]);
-    // A hand-edited list may lack its final newline; never glue an id onto its last line.
+    // A hand-edited list may lack its final newline; never glue an id onto its last line (when the
+    // fragment was a concurrent append instead, this leaves a blank line, which readers skip).
     const separator = text.length > 0 && !text.endsWith('\n') ? '\n' : '';
     const data = Buffer.from(separator + added.map((id) => `${id}\n`).join(''));
     const written = fs.writeSync(fd, data);
