@@ -92,6 +92,17 @@ describe('check warns on sockets that cannot exist', () => {
   });
 });
 
+describe('check warns on routes no request can reach', () => {
+  it('a route path under /.well-known/gatehouse/ (the gateway\'s own) (a template too), but not /.well-known/ beside it', async () => {
+    const run = await check(route('a', 'allow if user($u);', '    path: /.well-known/gatehouse/app/\n    upstream: unix:run/x.sock\n') + route('b', 'allow if user($u);', '    path: /.well-known/gatehouse/{user}/\n    upstream: unix:run/x.sock\n') + route('c', 'allow if user($u);', '    path: /.well-known/acme/\n    upstream: unix:run/x.sock\n'));
+    expect(run.lines).toEqual([
+      expect.stringMatching(/routes\[0\]\.path: warning: paths under \/\.well-known\/gatehouse\/ belong to the gateway .*: no request reaches this route there/),
+      expect.stringMatching(/routes\[1\]\.path: warning: paths under \/\.well-known\/gatehouse\/ belong to the gateway/),
+    ]);
+    expect((await check(route('a', 'allow if user($u);', '    path: /.well-known/gatehouse/app/\n    upstream: unix:run/x.sock\n'), {}, '--strict')).code).toBe(1);
+  });
+});
+
 describe('check run as root', () => {
   it.skipIf(process.getuid?.() !== 0)('says that readability was proved for root only (needs root)', async () => {
     const run = await check(route('a', 'allow if user($u);'));

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { gatewayFacts, predicatesIn, tokenFacts, type FactScope, type GatewayPredicate } from '../authz/policy/factVocabulary.ts';
 import type { ConfigIssue, KeyPath } from './configError.ts';
 import { policyPredicates } from './policyPredicates.ts';
+import { reservedPath } from '../routing/reservedPaths.ts';
 import { record, routeProtocols, text } from './routeChecks.ts';
 import { editDistance } from './schemaIssues.ts';
 
@@ -76,6 +77,10 @@ export function configWarnings(data: unknown, configDir: string): ConfigIssue[] 
     if (policy !== undefined && protocols.length > 0) {
       const what = `on this route (protocols: ${protocols.join(', ')}${upstream.startsWith('published:') ? ', a published: upstream' : ''})`;
       for (const w of policyFactWarnings(policy, protocols, upstream.startsWith('published:'), what)) warn(['routes', index, 'policy'], w.message, w.line);
+    }
+    const routePath = text(route.path);
+    if (routePath !== undefined && reservedPath(routePath.split('{')[0] ?? '') !== undefined) {
+      warn(['routes', index, 'path'], 'paths under /.well-known/gatehouse/ belong to the gateway (its pages, tunnel and publish endpoints): no request reaches this route there');
     }
     if (upstream.startsWith('unix:')) {
       const { dir, templated } = socketDirectory(upstream, configDir);
