@@ -49,7 +49,9 @@ function carry(stream: ServerHttp2Stream, local: Socket, done: (reason: string) 
     client: stream,
     upstream: local,
     lingerMs: 0,
-    cut: { client: () => void (stream.destroyed || stream.close(h2.NGHTTP2_CANCEL)) },
+    // destroy(err) resets the stream (INTERNAL_ERROR) without END_STREAM; close(code) would first send
+    // END_STREAM, which the gateway reads as the service's clean end before the reset arrives.
+    cut: { client: (_stream, err) => void (stream.destroyed || stream.destroy(err ?? new Error('the service connection was cut'))) },
     cleanClose: { client: () => !resetWithError() },
   });
   void carried.done.then(({ bytesIn, bytesOut }) => done(`${reason ?? 'closed'}; ${bytesIn} bytes in, ${bytesOut} out`));

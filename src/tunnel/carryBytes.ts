@@ -189,12 +189,22 @@ export function carryBytes({ client, upstream, clientHead, upstreamHead, idleTim
   };
 
   /**
+   * Whether `side`'s end of stream was a clean one. An HTTP/2 stream reset by its peer also ends its
+   * readable side: Node emits 'aborted' (and sets `rstCode`) and may still emit 'end', so a reset must be
+   * told from END_STREAM here, before the end is passed on as a clean half-close.
+   */
+  const endedClean = (side: Side): boolean => {
+    const { rstCode, aborted } = streams[side] as { rstCode?: unknown; aborted?: unknown };
+    return cleanClose[side]?.() !== false && aborted !== true && !(typeof rstCode === 'number' && rstCode !== 0);
+  };
+
+  /**
    * `side` is finished (closed, or failed with onError 'as-close'). If it finished its stream, the other
    * side flushes what it was given, then closes (half-close done); if not, the other side is cut.
    */
   const closeOther = (side: Side): void => {
     const peer = streams[other(side)];
-    if (!ended[side] || cleanClose[side]?.() === false) {
+    if (!ended[side] || !endedClean(side)) {
       // Gone without finishing its stream (reset, destroyed, WebSocket closed early): cut the other side.
       fault ??= `${side} closed`;
       return cuts[other(side)](peer);
@@ -218,6 +228,11 @@ export function carryBytes({ client, upstream, clientHead, upstreamHead, idleTim
     stream.on('end', () => {
       ended[side] = true;
       firstEnd ??= side;
+      if (!endedClean(side)) {
+        // Reset, not finished: the other side must see a cut, never a clean end of what it was sent.
+        fault ??= `${side} reset`;
+        return cuts[other(side)](peer, stopError(fault, 1011));
+      }
       // Half-close: this side has finished writing, so finish the other side's write direction.
       if (!peer.destroyed) peer.end();
     });
