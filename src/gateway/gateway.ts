@@ -221,6 +221,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     },
     async close(graceMs = 10_000) {
       clearInterval(expirySweep);
+      for (const l of listeners) l.closeAfterResponses();
       const closing = listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
       for (const l of listeners) l.server.closeIdleConnections();
       // A keep-alive connection whose exchange was in flight is closed once that exchange is done, not at the deadline.

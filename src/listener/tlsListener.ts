@@ -17,7 +17,7 @@ import { peerIdentity } from '../tls/peerIdentity.ts';
 import { handleClientError } from './clientErrors.ts';
 import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf, type ConnectionContext } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
-import { destroyIdleSockets, releaseToTunnel, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
+import { destroyIdleSockets, releaseToTunnel, responseInFlight, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { removeStaleSocket } from './staleSocket.ts';
 
@@ -53,6 +53,8 @@ export interface BoundListener {
   setTls(tls: TlsSettings): void;
   /** Destroys every socket that has not authenticated (shutdown): nothing is owed to them. */
   dropUnauthenticated(): void;
+  /** Shutdown: every response not yet begun says `Connection: close` and ends its connection. */
+  closeAfterResponses(): void;
 }
 
 export interface ListenerOptions {
@@ -170,9 +172,14 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
           onFail(...args);
         });
     };
+  // Once shutdown began, a response says close and its connection ends after it (RFC 9112 9.6): a client
+  // told so never sends another request on a connection the drain is closing. Node's server.close() does
+  // not do this itself (Node 24 keeps answering keep-alive on the connections it has).
+  let closingConnections = false;
   const onRequest = guard(
     (req: IncomingMessage, res: ServerResponse) => {
       trackResponse(req, res);
+      if (closingConnections) res.shouldKeepAlive = false;
       return handlers.request(req, res, contextOf(req.socket));
     },
     (_req, res) => {
@@ -211,6 +218,14 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
         if (raw?.authenticated) continue;
         if (raw) raw.dropped = true;
         socket.destroy();
+      }
+    },
+    closeAfterResponses: () => {
+      closingConnections = true;
+      // Responses already under way: Node decides the Connection field when it writes the head.
+      for (const socket of connections) {
+        const res = responseInFlight(socket);
+        if (res && !res.headersSent) res.shouldKeepAlive = false;
       }
     },
   };
