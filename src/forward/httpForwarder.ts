@@ -46,7 +46,10 @@ function relayEnding(broken: { status: number; reason: string } | undefined, rel
   if (broken) return { status: broken.status, reason: `${broken.reason}; not completed` };
   if (relay.upstreamError) return { status: relay.upstreamError.status, reason: `upstream error: ${relay.upstreamError.reason}` };
   if (relay.truncated) return { status: res.statusCode, reason: 'upstream closed before the response was complete' };
-  return { status: res.statusCode, reason: res.writableFinished ? matched : 'client closed before response completed' };
+  if (res.writableFinished) return { status: res.statusCode, reason: matched };
+  // Gone before any answer (a silent upstream, a retry on another replica in flight): 499, as the body
+  // case, never the 200 a response object starts with.
+  return { status: res.headersSent ? res.statusCode : 499, reason: 'client closed before response completed' };
 }
 
 /** How long a stream-only upstream may take to open (the publisher connecting to its local service). */

@@ -52,8 +52,10 @@ export function replicaRetry(upstreams: Pick<UpstreamOpener, 'failover'>, first:
  */
 export async function openOnLiveReplica(upstreams: Pick<UpstreamOpener, 'open' | 'failover'>, first: UpstreamTarget, timeoutMs: number, options?: StreamOptions): Promise<{ opened: UpstreamConnection; retry: ReplicaRetry }> {
   const retry = retryOn(upstreams, first, true);
+  // One connect timeout for the tunnel, however many replicas it is tried on.
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const opened = await upstreams.open(retry.target, timeoutMs, options);
-    if (opened.ok || retry.next() === undefined) return { opened, retry };
+    const opened = await upstreams.open(retry.target, Math.max(1, deadline - performance.now()), options);
+    if (opened.ok || performance.now() >= deadline || retry.next() === undefined) return { opened, retry };
   }
 }

@@ -202,6 +202,7 @@ describe('upstreams that misbehave mid-response', () => {
     expect(silent?.open.size, 'upstream connections still open after the client left').toBe(0);
     const r = await recordFor('/silent/x', mark);
     expect(r?.reason).toBe('client closed before response completed');
+    expect(r?.status, 'no answer was sent: not a 200').toBe(499);
     await expectStillServes();
   }, 15_000);
 
