@@ -9,7 +9,13 @@ import type { AuditRecord } from '../../src/audit/auditRecord.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './pki.ts';
 
 export const repoRoot = resolve(import.meta.dirname, '..', '..');
-export const cli = join(repoRoot, 'bin', 'gatehouse.js');
+/**
+ * The command the tests run: the sources on this Node by default. GATEHOUSE_TEST_CLI and GATEHOUSE_TEST_NODE
+ * point the end-to-end tests at the built package on another Node (docs/development.md).
+ */
+export const cli = process.env.GATEHOUSE_TEST_CLI ?? join(repoRoot, 'bin', 'gatehouse.js');
+/** The Node (or a wrapper with its flags) that runs `cli`. */
+export const cliNode = process.env.GATEHOUSE_TEST_NODE ?? process.execPath;
 
 export interface Harness {
   dir: string;
@@ -85,7 +91,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   writeFileSync(revocationList, '# revoked token ids\n');
   const auditFile = join(dir, 'audit', 'audit.log');
   writeFileSync(join(dir, 'routes.yaml'), gatewayConfig(opts));
-  const proc = spawn(process.execPath, [cli, 'serve', '--config', join(dir, 'routes.yaml'), ...(opts.serveArgs ?? [])], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(cliNode, [cli, 'serve', '--config', join(dir, 'routes.yaml'), ...(opts.serveArgs ?? [])], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const port = await new Promise<number>((ok, fail) => {
@@ -148,7 +154,7 @@ export interface CliResult {
 /** Runs the `gatehouse` command from the sources in `cwd`, with `input` on its stdin if given. */
 export function runGatehouse(args: string[], options: { cwd?: string; input?: string } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { maxBuffer: 64 << 20, ...(options.cwd !== undefined && { cwd: options.cwd }) }, (error, stdout, stderr) =>
+    const child = execFile(cliNode, [cli, ...args], { maxBuffer: 64 << 20, ...(options.cwd !== undefined && { cwd: options.cwd }) }, (error, stdout, stderr) =>
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
     if (options.input !== undefined) child.stdin?.end(options.input);

@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
-import { cli, type Harness } from './gatewayHarness.ts';
+import { cli, cliNode, type Harness } from './gatewayHarness.ts';
 
 /** The one route for every user's published services (docs/admin/configure.md), and a publish block with room for load tests. */
 export const publishedRoute = `  - name: published
@@ -39,7 +39,7 @@ export interface PublisherProcess {
 
 /** Starts `gatehouse publish ARGS` (as given: flags and NAME=TARGET). `wrap` runs it under another user. */
 export function startPublisher(args: string[], env: NodeJS.ProcessEnv, wrap: string[] = []): PublisherProcess {
-  const command = [...wrap, process.execPath, cli, 'publish', ...args];
+  const command = [...wrap, cliNode, cli, 'publish', ...args];
   const proc = spawn(command[0] as string, command.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
@@ -144,7 +144,7 @@ export async function restartGateway(h: Harness, gap = 0, wrap: string[] = []): 
   const config = join(h.dir, 'routes.yaml');
   writeFileSync(config, readFileSync(config, 'utf8').replace('tcp: 127.0.0.1:0', `tcp: 127.0.0.1:${h.port}`));
   if (gap > 0) await new Promise((r) => setTimeout(r, gap));
-  const command = [...wrap, process.execPath, cli, 'serve', '--config', config];
+  const command = [...wrap, cliNode, cli, 'serve', '--config', config];
   const proc = spawn(command[0] as string, command.slice(1), { cwd: h.dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   await new Promise<void>((ok, fail) => {

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { dirname, join } from 'node:path';
-import { cli, inOneHour, mintRaw, type Harness } from './gatewayHarness.ts';
+import { cli, cliNode, inOneHour, mintRaw, type Harness } from './gatewayHarness.ts';
 import type { TestClientCertificate } from './pki.ts';
 
 export interface TunnelProcess {
@@ -42,7 +42,7 @@ export function gatewayFlags(h: Harness, client: TestClientCertificate, tokenFil
  * Starts `gatehouse tunnel ARGS` and waits for `readyCount` ready lines (or its exit). `command` is the
  * program and its leading arguments (default: this Node running the sources' bin/gatehouse.js).
  */
-export function startTunnel(args: string[], env: NodeJS.ProcessEnv, readyCount = 1, command: string[] = [process.execPath, cli]): Promise<TunnelProcess> {
+export function startTunnel(args: string[], env: NodeJS.ProcessEnv, readyCount = 1, command: string[] = [cliNode, cli]): Promise<TunnelProcess> {
   const [program = process.execPath, ...leading] = command;
   const proc = spawn(program, [...leading, 'tunnel', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -102,7 +102,7 @@ export interface RunResult {
 /** Runs `gatehouse tunnel ARGS` to completion, feeding `input` on stdin. */
 export function runTunnel(args: string[], env: NodeJS.ProcessEnv, input: Buffer | string = '', timeoutMs = 20_000): Promise<RunResult> {
   return new Promise((ok) => {
-    const proc = spawn(process.execPath, [cli, 'tunnel', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn(cliNode, [cli, 'tunnel', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
     proc.stdout.on('data', (d: Buffer) => out.push(d));
