@@ -1,18 +1,17 @@
 // The audit sink: hash-chained JSON lines through pino's asynchronous file destination (sonic-boom),
 // a Merkle tree with signed checkpoints, reopen after rotation, and its own health (fail closed).
-import { fsync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import pino from 'pino';
 import type { ChainHead } from './auditChain.ts';
 import { readAuditSigner, type AuditSigner } from './auditCheckpoint.ts';
-import { createCheckpointer } from './auditCheckpointer.ts';
-import { watchLiveFile } from './auditLiveFile.ts';
-import { openHashStore } from './auditHashStore.ts';
-import { defaultAuditOrigin, defaultCheckpointFile, startLog } from './auditLogStart.ts';
-import { leafHashHex } from './merkleTree.ts';
+import { createCheckpointer, type Checkpointer } from './auditCheckpointer.ts';
+import { AuditFileSink, MAX_BUFFERED_BYTES } from './auditFileSink.ts';
+import { openHashStore, type HashStore } from './auditHashStore.ts';
+import { defaultAuditOrigin, defaultCheckpointFile, startLog, type LogStart } from './auditLogStart.ts';
+import { leafHashHex, type CompactTree } from './merkleTree.ts';
 import type { AuditCheckpoint, AuditRecord } from './auditRecord.ts';
 import { boundedRecordJson, DEFAULT_MAX_RECORD_BYTES } from './recordBound.ts';
-import { startSyslogShipper, type SyslogObserver, type SyslogTarget } from './syslogShipper.ts';
+import { startSyslogShipper, type SyslogObserver, type SyslogShipper, type SyslogTarget } from './syslogShipper.ts';
 
 export interface AuditLog {
   write(record: AuditRecord): void;
@@ -67,8 +66,6 @@ export interface AuditLogOptions {
   onCheckpointDurable?: (note: string) => void;
 }
 
-/** Beyond this much unwritten data (a failing disk), new records are dropped and counted, not buffered. */
-const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 /** A batch this long is written at once (sonic-boom's own chunk is 16 KiB). */
 const BATCH_CHARACTERS = 16 * 1024;
 
@@ -97,235 +94,171 @@ export function openAuditLog(options: AuditLogOptions): ChainedAuditLog {
   }
   const start = startLog(options.file, origin, checkpointFile, { witnesses: options.witnesses ?? [], ...(signer && { logKey: signer.publicKey }) });
   if (!start.ok) throw new Error(`audit log: ${start.message}`);
-  const every = options.checkpoint ?? { records: 1000, seconds: 60 };
-  const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
-  const observer = options.observer;
-  // sync: false keeps the hot path off disk latency; minLength 0 still writes each record promptly,
-  // and close() waits for the last byte, so a clean shutdown loses nothing. A failed write keeps its
-  // bytes buffered: the next write or a reopen retries them, so a transient failure loses no record.
-  // maxWrite stays at sonic-boom's 16 KiB: it measures the pending chunk on every write, so a larger
-  // chunk makes each record cost more (1 MiB chunks cut bulk writing from ~70k to ~1k records/s).
-  const file = pino.destination({ dest: options.file, sync: false, minLength: 0, maxLength: MAX_BUFFERED_BYTES, mkdir: true, append: true, mode: 0o640 });
-  const echo = options.stdout ? pino.destination({ dest: 1, sync: false }) : undefined;
-  const shipper = options.syslog && startSyslogShipper(options.syslog, observer?.syslog);
+  const checkpointer = createCheckpointer({ file: options.file, origin, checkpointFile, signer, onError: (err) => options.observer?.writeFailed(err), ...(options.onCheckpointDurable && { onPublished: options.onCheckpointDurable }) });
+  const log = new HashChainedLog(options, start.value, checkpointer);
+  // A new log says so in its first record, with what it knows of the log before it.
+  if (start.value.newLog) log.write({ event: 'audit.log.new', detail: { ...start.value.newLog, origin } });
+  return log;
+}
 
-  let head: ChainHead = start.value.head;
+/**
+ * The log proper: each record bounded, chained to the one before and added to the Merkle tree at once;
+ * the lines of one event-loop turn go to the file in one batch; a checkpoint every N records or seconds.
+ */
+class HashChainedLog implements ChainedAuditLog {
+  readonly #options: AuditLogOptions;
+  readonly #checkpointer: Checkpointer;
+  readonly #sink: AuditFileSink;
+  readonly #shipper: SyslogShipper | undefined;
+  readonly #every: { records: number; seconds: number };
+  readonly #maxRecordBytes: number;
   // The Merkle tree over every record: the right edge only (O(log n) hashes).
-  const tree = start.value.tree;
+  readonly #tree: CompactTree;
   // Every leaf and completed node, for fast proofs (absent when it does not match the log).
-  const store = openHashStore(options.file, start.value.baseSize, tree.size, start.value.since);
-  const storeHash = store && ((h: string) => store.add(h));
+  readonly #store: HashStore | undefined;
+  readonly #storeHash: ((hash: string) => void) | undefined;
+  readonly #timer: NodeJS.Timeout;
+  readonly #flushSoon = (): void => this.#flushBatch();
+  #head: ChainHead;
   // A crash mid-line leaves a torn last line: the next record starts on a line of its own.
-  let pendingPrefix = start.value.tornTail ? '\n' : '';
-  let healthy = true;
-  let lastError: string | undefined;
-  let sinceCheckpoint = 0;
-  let closed = false;
-  let reopenPending = false;
-  let queuedBytes = 0;
-  let writtenBytes = 0;
-  let fsyncAt = 0;
-  const checkpointer = createCheckpointer({ file: options.file, origin, checkpointFile, signer, onError: (err) => observer?.writeFailed(err), ...(options.onCheckpointDurable && { onPublished: options.onCheckpointDurable }) });
-  // Set while the path no longer names the file being written: records are held, not written.
-  const liveFile = watchLiveFile(options.file);
-  let detached: string | undefined;
-
-  file.on('write', (n: number) => {
-    writtenBytes += n;
-    observer?.bytesWritten(n, Date.now());
-    if (!healthy) {
-      healthy = true;
-      lastError = undefined;
-      options.onRecovered?.();
-    }
-    // fsync once the checkpoint's bytes have reached the OS: a checkpoint is the durable mark.
-    // (sonic-boom's `fd` is public at run time but missing from pino's typings.)
-    const fd = (file as unknown as { fd: number }).fd;
-    if (fsyncAt > 0 && writtenBytes >= fsyncAt && fd >= 0) {
-      fsyncAt = 0;
-      // Once on disk, the checkpoint is published (checkpoint file, saved tree): never ahead of the log.
-      fsync(fd, (err) => {
-        if (!err) checkpointer.durable();
-      });
-    }
-  });
-  file.on('error', (err: NodeJS.ErrnoException) => {
-    if (healthy) options.onError?.(err);
-    healthy = false;
-    lastError = err.message;
-    observer?.writeFailed(err);
-    // A reopen asked for while a write was failing is forgotten by sonic-boom: ask again.
-    if (reopenPending && err.syscall !== 'open' && err.syscall !== 'mkdir' && !closed) setImmediate(() => file.reopen());
-  });
-  file.on('ready', () => {
-    reopenPending = false;
-    liveFile.opened((file as unknown as { fd: number }).fd, writtenBytes);
-    // Records held while the file was gone go to the reopened file now.
-    if (detached !== undefined) {
-      detached = undefined;
-      flushBatch();
-    }
-  });
-  // A dropped record is a hole in the chain (verify reports it as missing): refuse traffic meanwhile.
-  // The dropped data is a whole batch of lines: each of its records is counted.
-  file.on('drop', (data: string) => {
-    queuedBytes -= Buffer.byteLength(data);
-    healthy = false;
-    lastError = `more than ${MAX_BUFFERED_BYTES} bytes of records could not be written yet`;
-    for (const line of data.split('\n')) if (line !== '') observer?.recordDropped();
-  });
-
+  #pendingPrefix: string;
+  #sinceCheckpoint = 0;
+  #closed = false;
   // Lines of the current event-loop turn, handed to the file in one write: a write per record cost
   // more than the record itself (a filesystem request, its completion callback, a 'write' event).
   // The chain head moves at once, record by record; only the bytes wait for the end of the turn.
-  let batch = '';
-  let batchScheduled = false;
-  let fsyncAfterBatch = false;
+  #batch = '';
+  #batchScheduled = false;
+  #fsyncAfterBatch = false;
   /** Characters at the start of the batch that go to the file only (the torn-tail newline). */
-  let fileOnlyPrefix = 0;
-  function flushBatch(): void {
-    batchScheduled = false;
-    store?.flush();
-    if (batch === '' || detached !== undefined) return;
-    const gone = liveFile.check((file as unknown as { fd: number }).fd, writtenBytes);
-    if (gone !== undefined) {
-      // Deleted, replaced or truncated: hold the records (not ready, 503) until a reopen.
-      detached = gone;
-      const err = new Error(`${gone}: holding records until the file is reopened (SIGUSR1)`);
-      if (healthy) options.onError?.(err);
-      healthy = false;
-      lastError = err.message;
-      observer?.writeFailed(err);
-      return;
-    }
-    const bytes = batch;
-    batch = '';
-    queuedBytes += Buffer.byteLength(bytes);
-    if (fsyncAfterBatch) {
-      fsyncAfterBatch = false;
-      fsyncAt = queuedBytes;
-    }
-    file.write(bytes);
-    echo?.write(fileOnlyPrefix > 0 ? bytes.slice(fileOnlyPrefix) : bytes);
-    fileOnlyPrefix = 0;
+  #fileOnlyPrefix = 0;
+
+  constructor(options: AuditLogOptions, start: LogStart, checkpointer: Checkpointer) {
+    this.#options = options;
+    this.#checkpointer = checkpointer;
+    this.#every = options.checkpoint ?? { records: 1000, seconds: 60 };
+    this.#maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+    this.#shipper = options.syslog && startSyslogShipper(options.syslog, options.observer?.syslog);
+    this.#head = start.head;
+    this.#tree = start.tree;
+    const store = openHashStore(options.file, start.baseSize, start.tree.size, start.since);
+    this.#store = store;
+    this.#storeHash = store && ((hash: string) => store.add(hash));
+    this.#pendingPrefix = start.tornTail ? '\n' : '';
+    const observer = options.observer;
+    this.#sink = new AuditFileSink(options.file, options.stdout === true, {
+      bytesWritten: (n, atMs) => observer?.bytesWritten(n, atMs),
+      failed(err, firstFailure) {
+        if (firstFailure) options.onError?.(err);
+        observer?.writeFailed(err);
+      },
+      recovered: () => options.onRecovered?.(),
+      recordDropped: () => observer?.recordDropped(),
+      durable: () => checkpointer.durable(),
+      // Records held while the file was gone go to the reopened file now.
+      reattached: this.#flushSoon,
+    });
+    this.#timer = setInterval(() => this.#checkpoint(), this.#every.seconds * 1000);
+    this.#timer.unref();
   }
 
-  function append(record: AuditRecord, time: string): void {
+  write(record: AuditRecord): void {
+    // After close the destination is gone; a straggler must not crash the process.
+    if (this.#closed) return this.#options.observer?.recordDropped();
+    this.#append(record, new Date().toISOString());
+    this.#sinceCheckpoint += 1;
+    if (this.#sinceCheckpoint >= this.#every.records) this.#checkpoint();
+  }
+
+  get healthy(): boolean {
+    return this.#sink.healthy;
+  }
+
+  get lastError(): string | undefined {
+    return this.#sink.lastError;
+  }
+
+  get head(): ChainHead {
+    return this.#head;
+  }
+
+  get unwrittenBytes(): number {
+    return this.#sink.unwrittenBytes + this.#batch.length;
+  }
+
+  reopen(): void {
+    if (this.#closed) return;
+    // The checkpoint usually lands in the file being rotated out (sonic-boom finishes the write in
+    // flight on the old descriptor first); either way the chain runs on unbroken into the new file.
+    this.#checkpoint();
+    this.#flushBatch();
+    this.#checkpointer.saveState(this.#head, this.#tree);
+    this.#sink.reopen();
+  }
+
+  async close(): Promise<void> {
+    this.#checkpoint();
+    this.#flushBatch();
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#sink.end();
+    // end() fsynced the file: the last checkpoint is durable.
+    this.#checkpointer.durable();
+    await this.#checkpointer.settled();
+    this.#checkpointer.saveState(this.#head, this.#tree);
+    await this.#store?.close();
+    await this.#shipper?.close();
+  }
+
+  #flushBatch(): void {
+    this.#batchScheduled = false;
+    this.#store?.flush();
+    if (this.#batch === '' || !this.#sink.accepting()) return;
+    const bytes = this.#batch;
+    this.#batch = '';
+    this.#sink.write(bytes, this.#fileOnlyPrefix, this.#fsyncAfterBatch);
+    this.#fsyncAfterBatch = false;
+    this.#fileOnlyPrefix = 0;
+  }
+
+  #append(record: AuditRecord, time: string): void {
     // Held records have a bound too: past it a record is dropped (counted) before it is chained.
-    if (detached !== undefined && batch.length > MAX_BUFFERED_BYTES) return observer?.recordDropped();
-    const seq = head.seq + 1;
+    if (this.#sink.detached && this.#batch.length > MAX_BUFFERED_BYTES) return this.#options.observer?.recordDropped();
+    const seq = this.#head.seq + 1;
     // Bounded before it is chained: the hash covers the line exactly as written.
-    const line = chainFields(seq, head.hash, time, boundedRecordJson(record, maxRecordBytes));
+    const line = chainFields(seq, this.#head.hash, time, boundedRecordJson(record, this.#maxRecordBytes));
     // One hash per record: the leaf of the tree is also the chain link the next record names.
     const hex = leafHashHex(line);
-    head = { seq, hash: `sha256:${hex}` };
-    tree.appendHex(hex, storeHash);
-    if (pendingPrefix !== '' && batch === '') fileOnlyPrefix = pendingPrefix.length;
-    batch += pendingPrefix + line + '\n';
-    pendingPrefix = '';
+    this.#head = { seq, hash: `sha256:${hex}` };
+    this.#tree.appendHex(hex, this.#storeHash);
+    if (this.#pendingPrefix !== '' && this.#batch === '') this.#fileOnlyPrefix = this.#pendingPrefix.length;
+    this.#batch += this.#pendingPrefix + line + '\n';
+    this.#pendingPrefix = '';
     // A writer that queues records without yielding still hands over chunks of sonic-boom's size.
-    if (batch.length >= BATCH_CHARACTERS) flushBatch();
-    else if (!batchScheduled) {
-      batchScheduled = true;
-      setImmediate(flushBatch);
+    if (this.#batch.length >= BATCH_CHARACTERS) this.#flushBatch();
+    else if (!this.#batchScheduled) {
+      this.#batchScheduled = true;
+      setImmediate(this.#flushSoon);
     }
-    shipper?.send(line);
-    observer?.recordQueued(record.event);
+    this.#shipper?.send(line);
+    this.#options.observer?.recordQueued(record.event);
   }
 
-  function checkpoint(): void {
-    if (sinceCheckpoint === 0 || closed) return;
+  #checkpoint(): void {
+    if (this.#sinceCheckpoint === 0 || this.#closed) return;
     const time = new Date().toISOString();
     // The note covers every record before this one: tree size = head.seq.
-    const note = checkpointer.note(tree);
+    const note = this.#checkpointer.note(this.#tree);
     // The right edge of the tree rides along: a verifier given only later files starts from it.
-    const cp: AuditCheckpoint = { seq: head.seq, hash: head.hash, records: sinceCheckpoint, note, range: tree.toJSON().range };
-    sinceCheckpoint = 0;
+    const cp: AuditCheckpoint = { seq: this.#head.seq, hash: this.#head.hash, records: this.#sinceCheckpoint, note, range: this.#tree.toJSON().range };
+    this.#sinceCheckpoint = 0;
     // Set before the append: a checkpoint that fills the batch flushes it inside append, and that
     // flush must carry the fsync (not the next batch, which may come much later or go to another file).
-    fsyncAfterBatch = true;
-    append({ event: 'audit.checkpoint', checkpoint: cp }, time);
-    checkpointer.queued(note, head, tree);
+    this.#fsyncAfterBatch = true;
+    this.#append({ event: 'audit.checkpoint', checkpoint: cp }, time);
+    this.#checkpointer.queued(note, this.#head, this.#tree);
     // The stored hashes reach the file before the checkpoint is published: prove reads both.
-    store?.flush(true);
-    observer?.checkpointWritten();
+    this.#store?.flush(true);
+    this.#options.observer?.checkpointWritten();
   }
-
-  // A new log says so in its first record, with what it knows of the log before it.
-  const newLog = start.value.newLog;
-  if (newLog) {
-    append({ event: 'audit.log.new', detail: { ...newLog, origin } }, new Date().toISOString());
-    sinceCheckpoint += 1;
-  }
-
-  const timer = setInterval(checkpoint, every.seconds * 1000);
-  timer.unref();
-
-  return {
-    write(record) {
-      // After close the destination is gone; a straggler must not crash the process.
-      if (closed) return observer?.recordDropped();
-      append(record, new Date().toISOString());
-      sinceCheckpoint += 1;
-      if (sinceCheckpoint >= every.records) checkpoint();
-    },
-    get healthy() {
-      return healthy;
-    },
-    get lastError() {
-      return lastError;
-    },
-    get head() {
-      return head;
-    },
-    get unwrittenBytes() {
-      return queuedBytes + batch.length - writtenBytes;
-    },
-    reopen() {
-      if (closed) return;
-      // The checkpoint usually lands in the file being rotated out (sonic-boom finishes the write in
-      // flight on the old descriptor first); either way the chain runs on unbroken into the new file.
-      checkpoint();
-      flushBatch();
-      checkpointer.saveState(head, tree);
-      reopenPending = true;
-      file.reopen();
-    },
-    close() {
-      checkpoint();
-      flushBatch();
-      closed = true;
-      // Records held for a deleted file go to a reopened one before the end (the 'ready' handler).
-      if (detached !== undefined && !reopenPending) {
-        reopenPending = true;
-        file.reopen();
-      }
-      clearInterval(timer);
-      // end() writes what is buffered, in order, after any write already in flight, then fsyncs
-      // (flushSync could overtake an in-flight write and reorder the last records).
-      return new Promise((resolve) => {
-        let finished = false;
-        const done = () => {
-          if (finished) return;
-          finished = true;
-          // end() fsynced the file: the last checkpoint is durable.
-          checkpointer.durable();
-          void checkpointer
-            .settled()
-            .then(() => checkpointer.saveState(head, tree))
-            .then(() => store?.close())
-            .then(() => (shipper ? shipper.close() : undefined))
-            .then(() => resolve());
-        };
-        file.once('close', done);
-        file.once('error', done);
-        // sonic-boom ignores a reopen asked for before end() and then never writes what it holds:
-        // end only once the new file is open.
-        if (reopenPending) file.once('ready', () => file.end());
-        else file.end();
-        echo?.end();
-        setTimeout(done, 5000).unref();
-      });
-    },
-  };
 }
