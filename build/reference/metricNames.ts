@@ -6,7 +6,7 @@ import { witnessMetrics } from '../../src/metrics/witnessMetrics.ts';
 import { createPublishedServices } from '../../src/upstream/publishedServices.ts';
 
 /** The source files that construct prom-client metrics; the docs test checks that no other file does. */
-export const metricSourceFiles = ['src/metrics/gatewayMetrics.ts', 'src/metrics/witnessMetrics.ts', 'src/upstream/publishedServices.ts'];
+export const metricSourceFiles = ['src/metrics/auditLogMetrics.ts', 'src/metrics/authzMetrics.ts', 'src/metrics/gatewayMetrics.ts', 'src/metrics/trafficMetrics.ts', 'src/metrics/witnessMetrics.ts', 'src/upstream/publishedServices.ts'];
 
 export interface MetricName {
   name: string;
