@@ -69,52 +69,65 @@ export function refusalClient(conn: { source: string; sourceIp: string; identity
 
 export const DEFAULT_REFUSAL_BUDGETS: RefusalBudgets = { windowSeconds: 10, perSource: 10, perIdentity: 200, anonymous: 100, identified: 1000 };
 
-export function createRefusalRecords(audit: Pick<AuditLog, 'write'>, budgets: RefusalBudgets = DEFAULT_REFUSAL_BUDGETS, observer?: RefusalObserver): RefusalRecords {
-  const windowMs = budgets.windowSeconds * 1000;
-  // Keys forgotten least-recently-used first: a crowd of addresses then meets the gateway budget instead.
-  const clients = new LRUCache<string, Window>({ max: 10_000 });
-  const pools = new Map<'anonymous' | 'identified', Window>();
-  let groups = new Map<string, Group>();
+/** Takes one record from `w`'s budget of `limit`, starting a new window when due. */
+function take(w: Window, limit: number, now: number, windowMs: number): boolean {
+  if (now - w.start >= windowMs) {
+    w.start = now;
+    w.written = 0;
+  }
+  if (w.written >= limit) return false;
+  w.written += 1;
+  return true;
+}
 
-  /** Takes one record from `w`'s budget of `limit`, starting a new window when due. */
-  const take = (w: Window, limit: number, now: number): boolean => {
-    if (now - w.start >= windowMs) {
-      w.start = now;
-      w.written = 0;
-    }
-    if (w.written >= limit) return false;
-    w.written += 1;
-    return true;
-  };
+/** What was left out since the last summary, by event and kind, with bounded sets of who sent it. */
+class SuppressedGroups {
+  #groups = new Map<string, Group>();
 
-  const count = (record: AuditRecord, origin: RefusalOrigin, budget: 'client' | 'gateway') => {
+  count(record: AuditRecord, origin: RefusalOrigin, budget: 'client' | 'gateway'): void {
     const key = `${record.event}\u0000${origin.kind}`;
-    let g = groups.get(key);
+    let g = this.#groups.get(key);
     if (!g) {
       g = { event: record.event, kind: origin.kind, count: 0, byClientBudget: 0, byGatewayBudget: 0, sources: new Set(), identities: new Set() };
-      groups.set(key, g);
+      this.#groups.set(key, g);
     }
     g.count += 1;
     if (budget === 'client') g.byClientBudget += 1;
     else g.byGatewayBudget += 1;
     if (g.sources.size < DISTINCT_LIMIT) g.sources.add(origin.source);
     if (origin.identity !== undefined && g.identities.size < DISTINCT_LIMIT) g.identities.add(origin.identity);
-    observer?.suppressed(record.event, origin.kind);
-  };
+  }
 
-  const summarize = () => {
-    if (groups.size === 0) return;
-    const done = [...groups.values()];
-    groups = new Map();
+  /** The audit.suppressed record of what was counted since the last call (undefined when nothing was). */
+  takeSummary(windowSeconds: number): AuditRecord | undefined {
+    if (this.#groups.size === 0) return undefined;
+    const done = [...this.#groups.values()];
+    this.#groups = new Map();
     const distinct = (set: Set<string>) => (set.size >= DISTINCT_LIMIT ? { atLeast: set.size } : set.size);
-    audit.write({
+    return {
       event: 'audit.suppressed',
       detail: {
-        windowSeconds: budgets.windowSeconds,
+        windowSeconds,
         suppressed: done.reduce((n, g) => n + g.count, 0),
         groups: done.map((g) => ({ event: g.event, kind: g.kind, count: g.count, byClientBudget: g.byClientBudget, byGatewayBudget: g.byGatewayBudget, sources: distinct(g.sources), identities: distinct(g.identities) })),
       },
-    });
+    };
+  }
+}
+
+export function createRefusalRecords(audit: Pick<AuditLog, 'write'>, budgets: RefusalBudgets = DEFAULT_REFUSAL_BUDGETS, observer?: RefusalObserver): RefusalRecords {
+  const windowMs = budgets.windowSeconds * 1000;
+  // Keys forgotten least-recently-used first: a crowd of addresses then meets the gateway budget instead.
+  const clients = new LRUCache<string, Window>({ max: 10_000 });
+  const pools = new Map<'anonymous' | 'identified', Window>();
+  const groups = new SuppressedGroups();
+  const count = (record: AuditRecord, origin: RefusalOrigin, budget: 'client' | 'gateway') => {
+    groups.count(record, origin, budget);
+    observer?.suppressed(record.event, origin.kind);
+  };
+  const summarize = () => {
+    const summary = groups.takeSummary(budgets.windowSeconds);
+    if (summary) audit.write(summary);
   };
   const timer = setInterval(summarize, windowMs);
   timer.unref();
@@ -134,14 +147,14 @@ export function createRefusalRecords(audit: Pick<AuditLog, 'write'>, budgets: Re
         client = { start: now, written: 0, suppressed: 0 };
         clients.set(key, client);
       }
-      if (!take(client, anonymous || origin.limited ? budgets.perSource : budgets.perIdentity, now)) {
+      if (!take(client, anonymous || origin.limited ? budgets.perSource : budgets.perIdentity, now, windowMs)) {
         client.suppressed += 1;
         return count(record, origin, 'client');
       }
       const poolName = anonymous ? 'anonymous' : 'identified';
       let pool = pools.get(poolName);
       if (!pool) pools.set(poolName, (pool = { start: now, written: 0, suppressed: 0 }));
-      if (!take(pool, budgets[poolName], now)) return count(record, origin, 'gateway');
+      if (!take(pool, budgets[poolName], now, windowMs)) return count(record, origin, 'gateway');
       const before = client.suppressed;
       client.suppressed = 0;
       audit.write(before > 0 ? { ...record, detail: { ...record.detail, suppressedBefore: before } } : record);

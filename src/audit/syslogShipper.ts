@@ -46,10 +46,15 @@ function splitHostPort(address: string): { host: string; port: number } {
   return { host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)) };
 }
 
+/** The files of `target.tls`, read once at start. */
+function tlsFiles(target: SyslogTarget): { ca: Buffer; cert?: Buffer; key?: Buffer } | undefined {
+  return target.tls && { ca: readFileSync(target.tls.ca), ...(target.tls.cert && { cert: readFileSync(target.tls.cert) }), ...(target.tls.key && { key: readFileSync(target.tls.key) }) };
+}
+
 export function startSyslogShipper(target: SyslogTarget, observer?: SyslogObserver): SyslogShipper {
   const { host, port } = splitHostPort(target.tcp);
   const frame = { facility: FACILITIES[target.facility ?? 'authpriv'] ?? 10, host: hostname().split('.')[0] || '-', appName: target.appName ?? 'gatehouse', procId: String(process.pid) };
-  const tls = target.tls && { ca: readFileSync(target.tls.ca), ...(target.tls.cert && { cert: readFileSync(target.tls.cert) }), ...(target.tls.key && { key: readFileSync(target.tls.key) }) };
+  const tls = tlsFiles(target);
   const queue: Buffer[] = [];
   let queued = 0;
   let socket: Socket | undefined;
@@ -83,15 +88,14 @@ export function startSyslogShipper(target: SyslogTarget, observer?: SyslogObserv
       flush();
     });
     s.on('drain', flush);
-    s.on('data', () => undefined); // a receiver has nothing to say; never let its bytes pile up
-    s.on('error', (err) => observer?.connected(false, err.message));
+    // A receiver has nothing to say; never let its bytes pile up.
+    s.on('data', () => undefined).on('error', (err) => observer?.connected(false, err.message));
     s.on('close', () => {
       if (socket === s) socket = undefined;
       ready = false;
       observer?.connected(false);
       // Bytes in flight on a broken connection are lost (plain syslog has no acknowledgements).
-      if (!closing) retryTimer = setTimeout(open, (retryMs = Math.min(retryMs * 2, 30_000)));
-      retryTimer?.unref();
+      if (!closing) (retryTimer = setTimeout(open, (retryMs = Math.min(retryMs * 2, 30_000)))).unref();
     });
   };
   open();
