@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBenchEnv, startServer } from './support/benchEnv.ts';
 import { runLoad } from './support/loadGenerator.ts';
-import { summarize, type Profile } from './support/cpuProfile.ts';
+import { sourceFilesOnStacks, summarize, type Profile } from './support/cpuProfile.ts';
 
 const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, top: { type: 'string', default: '30' } } });
 
@@ -22,6 +22,11 @@ const kept = join(import.meta.dirname, 'results', `http-main-${new Date().toISOS
 mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
 if (files[0]) copyFileSync(files[0], kept);
 process.stdout.write(`main-thread profile kept as ${kept} (open in Chrome DevTools or speedscope)\n\n`);
+if (files[0]) {
+  // The files a request passes through, as sampled under load (a lower bound: a file too quick to be sampled is missed).
+  const onPath = sourceFilesOnStacks(JSON.parse(readFileSync(files[0], 'utf8')) as Parameters<typeof sourceFilesOnStacks>[0]);
+  process.stdout.write(`source files on the main thread's stacks under load: ${onPath.length}\n${onPath.map((f) => `  ${f}`).join('\n')}\n\n`);
+}
 for (const [i, f] of files.entries()) {
   process.stdout.write(`## ${i === 0 ? 'main thread' : `thread ${i}`} (${f})\n\n${summarize(JSON.parse(readFileSync(f, 'utf8')) as Profile, i === 0 ? Number(args.top) : 8)}\n\n`);
 }

@@ -67,3 +67,29 @@ export function summarize(profile: Profile, top: number): string {
   ].join('\n');
 }
 
+
+/**
+ * The project's source files on any sampled stack between `from` and `to` (fractions of the profile's
+ * time, e.g. 0.4–0.9: under load, after start-up): the files a request is seen to pass through.
+ */
+export function sourceFilesOnStacks(profile: Profile & { startTime: number; endTime: number }, from = 0.4, to = 0.9): string[] {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const span = profile.endTime - profile.startTime;
+  const [start, end] = [profile.startTime + span * from, profile.startTime + span * to];
+  const sampled = new Set<number>();
+  let t = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    t += profile.timeDeltas[i] ?? 0;
+    if (t >= start && t <= end) sampled.add(id);
+  });
+  const files = new Set<string>();
+  for (const leaf of sampled) {
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) {
+      const match = /\/(src\/.*)$/.exec(byId.get(id)?.callFrame.url ?? '');
+      if (match?.[1]) files.add(match[1]);
+    }
+  }
+  return [...files].sort();
+}
