@@ -3,7 +3,7 @@
 import { GENESIS_HASH, legacyLineHash } from './auditChain.ts';
 import { AuditReadError, linesOfFiles, type AuditLine } from './auditLines.ts';
 import type { AuditCheckpoint } from './auditRecord.ts';
-import { checkCheckpoint, type VerifyKey } from './auditVerifyCheckpoint.ts';
+import { checkCheckpoint, type CheckpointRules, type VerifyKey } from './auditVerifyCheckpoint.ts';
 import { CompactTree, leafHash } from './merkleTree.ts';
 import type { CheckpointBody } from './signedNote.ts';
 
@@ -136,10 +136,31 @@ function classify(last: Entry, r: Entry, next: Entry | undefined): VerifyFailure
   return at(r, 'reordered', `seq ${r.seq} comes after seq ${last.seq}: records out of order, or inserted`);
 }
 
+/**
+ * A checkpoint record: no fields a checkpoint lacks, its root and signatures checked against the tree so
+ * far; with --partial the first checkpoint whose range hashes to its (checked) root seeds the tree.
+ */
+function acceptCheckpoint(e: Entry, tree: CompactTree | undefined, rules: CheckpointRules, report: VerifyReport): { failure: VerifyFailure } | { tree: CompactTree | undefined } {
+  if (e.extraFields.length > 0) return { failure: at(e, 'changed', `a checkpoint record with fields no checkpoint record has: ${e.extraFields.join(', ')}`) };
+  const verdict = checkCheckpoint(e.checkpoint ?? ({} as AuditCheckpoint), e.seq, e.prev, e.time ?? '', tree, rules);
+  if (!verdict.ok) return { failure: at(e, verdict.problem, verdict.message) };
+  rules.origin ??= verdict.origin;
+  report.origin ??= verdict.origin;
+  if (verdict.signed) report.signaturesChecked += 1;
+  if (!tree && verdict.root && e.checkpoint?.range) {
+    const seeded = CompactTree.fromJSON({ size: verdict.size, range: e.checkpoint.range });
+    if (seeded?.root().equals(verdict.root)) tree = seeded;
+  }
+  report.checkpoints += 1;
+  report.lastCheckpointSeq = e.seq;
+  report.afterLastCheckpoint = -1;
+  return { tree };
+}
+
 export async function verifyAuditFiles(files: readonly string[], options: VerifyOptions = {}): Promise<VerifyReport> {
   const keys = options.keys ?? [];
   const report: VerifyReport = { files: files.length, records: 0, checkpoints: 0, signaturesChecked: 0, keys: keys.map((k) => k.label), startsChain: false, uncovered: 0, afterLastCheckpoint: 0 };
-  const rules = { keys, origin: options.origin ?? options.anchor?.origin };
+  const rules: CheckpointRules = { keys, origin: options.origin ?? options.anchor?.origin };
   const anchor = options.anchor;
   if (anchor) report.anchor = { source: anchor.source, size: anchor.size };
   let tree: CompactTree | undefined;
@@ -158,20 +179,9 @@ export async function verifyAuditFiles(files: readonly string[], options: Verify
       else if (!options.partial) return at(e, 'missing-start', `the first record is seq ${e.seq}${e.seq === 1 ? ' with a prev that is not the genesis hash' : ''}: the files holding the log before it were deleted or not given (--partial verifies from the first checkpoint on)`);
     }
     if (e.event === 'audit.checkpoint') {
-      if (e.extraFields.length > 0) return at(e, 'changed', `a checkpoint record with fields no checkpoint record has: ${e.extraFields.join(', ')}`);
-      const verdict = checkCheckpoint(e.checkpoint ?? ({} as AuditCheckpoint), e.seq, e.prev, e.time ?? '', tree, rules);
-      if (!verdict.ok) return at(e, verdict.problem, verdict.message);
-      rules.origin ??= verdict.origin;
-      report.origin ??= verdict.origin;
-      if (verdict.signed) report.signaturesChecked += 1;
-      // --partial: the first checkpoint whose range hashes to its (checked) root seeds the tree.
-      if (!tree && verdict.root && e.checkpoint?.range) {
-        const seeded = CompactTree.fromJSON({ size: verdict.size, range: e.checkpoint.range });
-        if (seeded?.root().equals(verdict.root)) tree = seeded;
-      }
-      report.checkpoints += 1;
-      report.lastCheckpointSeq = e.seq;
-      report.afterLastCheckpoint = -1;
+      const checked = acceptCheckpoint(e, tree, rules, report);
+      if ('failure' in checked) return checked.failure;
+      tree = checked.tree;
     }
     if (tree) tree.append(e.leaf);
     else report.uncovered += 1;
