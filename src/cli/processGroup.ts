@@ -3,7 +3,7 @@
 // signals out (reload, drain).
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { openAuditLog } from '../audit/auditLog.ts';
+import { openAuditLog, type ChainedAuditLog } from '../audit/auditLog.ts';
 import { defaultCheckpointFile } from '../audit/auditLogStart.ts';
 import { startWitnessPusher } from '../audit/witnessPusher.ts';
 import { isProcessMessage, openIpcAuditLog, writeWorkerRecords, type ParentChannel, type ProcessMessage } from '../audit/ipcAuditLog.ts';
@@ -69,9 +69,28 @@ async function runGatewayProcess(configFile: string, processes: number): Promise
   process.on('disconnect', stop);
 }
 
-async function runPrimary(configFile: string, processes: number): Promise<void> {
-  const { config } = await loadConfigOrExit(configFile);
-  // The primary owns the file: one writer keeps one hash chain that `audit verify` checks as before.
+/** Resolves once `w` exited and its channel was read to its end ('disconnect'): every audit record it sent has arrived. */
+function workerGone(w: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (w.isDead()) return resolve();
+    let exited = false;
+    let disconnected = !w.isConnected();
+    const check = () => exited && disconnected && resolve();
+    w.once('exit', () => ((exited = true), check()));
+    w.once('disconnect', () => ((disconnected = true), check()));
+  });
+}
+
+/** Notes a restart now; true when more than MAX_RESTARTS_PER_MINUTE happened in the last minute. */
+function restartedTooOften(restarts: number[]): boolean {
+  const now = Date.now();
+  restarts.push(now);
+  while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift();
+  return restarts.length > MAX_RESTARTS_PER_MINUTE;
+}
+
+/** The primary owns the audit file: one writer keeps one hash chain that `audit verify` checks as before. */
+function openSharedAudit(config: GatewayConfig, broadcast: (message: ProcessMessage) => void): ChainedAuditLog {
   const witnesses = config.audit.witnesses.length > 0 ? startWitnessPusher({ auditFile: config.audit.file, checkpointFile: config.audit.checkpointFile ?? defaultCheckpointFile(config.audit.file), witnesses: config.audit.witnesses }) : undefined;
   const audit = openAuditLog({
     ...config.audit,
@@ -85,6 +104,12 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
       broadcast({ gatehouse: 'audit-health', healthy: true });
     },
   });
+  return audit;
+}
+
+async function runPrimary(configFile: string, processes: number): Promise<void> {
+  const { config } = await loadConfigOrExit(configFile);
+  const audit = openSharedAudit(config, (message) => broadcast(message));
   // Sign-in hand-off codes: one holder for every process, so a code works once wherever it is redeemed.
   const handoffCodes = createHandoffCodes();
   // The cluster binds each listener once, in this process; a stale socket file is removed here, never by a gateway process.
@@ -112,10 +137,7 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
         failed(new Error(`gateway process ${index} exited (${signal ?? code}) before it was ready`));
         // One that never started (a port in use, a bad key) would fail again: only a running one is replaced.
         if (stopping || !wasReady || workers.get(index) !== worker) return;
-        const now = Date.now();
-        restarts.push(now);
-        while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift();
-        if (restarts.length > MAX_RESTARTS_PER_MINUTE) {
+        if (restartedTooOften(restarts)) {
           say(`gateway processes keep exiting (${restarts.length} in a minute): stopping`);
           void stopAll(1);
           return;
@@ -129,15 +151,7 @@ async function runPrimary(configFile: string, processes: number): Promise<void> 
   const stopAll = async (exitCode: number) => {
     if (stopping) return;
     stopping = true;
-    const gone = [...workers.values()].map((w) => new Promise<void>((resolve) => {
-      if (w.isDead()) return resolve();
-      // 'disconnect' comes once the channel is read to its end: every audit record sent has arrived.
-      let exited = false;
-      let disconnected = !w.isConnected();
-      const check = () => exited && disconnected && resolve();
-      w.once('exit', () => ((exited = true), check()));
-      w.once('disconnect', () => ((disconnected = true), check()));
-    }));
+    const gone = [...workers.values()].map(workerGone);
     // A signal, not a message: one still starting has no handler yet and simply ends.
     for (const w of workers.values()) if (!w.isDead()) w.process.kill('SIGTERM');
     // The gateway processes' own grace is 10 s; past 30 s one is stuck.

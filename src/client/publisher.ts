@@ -108,6 +108,27 @@ function leaveGracefully(session: ServerHttp2Session): void {
   }
 }
 
+/**
+ * Full jitter on an exponential step: many publishers cut off by one restart do not return in step.
+ * A gateway that cannot be reached (restarting, behind a balancer with no backend) is tried again
+ * within a second; one that refuses (a record each time) is left alone for longer and longer.
+ */
+function retryDelay(failure: TunnelFailure, failures: number, minDelay: number, maxDelay: number): number {
+  const cap = unreachable(failure) ? Math.min(maxDelay, UNREACHABLE_MAX_DELAY_MS) : maxDelay;
+  const step = Math.min(cap, minDelay * 2 ** failures);
+  return Math.round(step * (0.5 + Math.random() / 2));
+}
+
+/** How many of the session's streams are open now, as a function to read it. */
+function countStreams(session: ServerHttp2Session): () => number {
+  let open = 0;
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    open += 1;
+    stream.once('close', () => (open -= 1));
+  });
+  return () => open;
+}
+
 export function runPublisher(options: PublisherOptions): RunningPublisher {
   const { endpoint, specs, say } = options;
   const minDelay = options.minDelayMs ?? 500;
@@ -141,12 +162,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           say(`error: ${line}`);
           return finish(4);
         }
-        // Full jitter on an exponential step: many publishers cut off by one restart do not return in step.
-        // A gateway that cannot be reached (restarting, behind a balancer with no backend) is tried again
-        // within a second; one that refuses (a record each time) is left alone for longer and longer.
-        const cap = unreachable(registration.failure) ? Math.min(maxDelay, UNREACHABLE_MAX_DELAY_MS) : maxDelay;
-        const step = Math.min(cap, minDelay * 2 ** failures);
-        const delay = Math.round(step * (0.5 + Math.random() / 2));
+        const delay = retryDelay(registration.failure, failures, minDelay, maxDelay);
         failures += 1;
         say(`${line}; retrying in ${(delay / 1000).toFixed(1)} s`);
         await sleep(delay);
@@ -158,11 +174,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       say(`${everRegistered ? 're-registered' : 'published'} as ${user} through ${endpoint.label} (publisher ${publisherId}): ${specs.map((s) => `${s.service} -> ${targetLabel(s.target)}`).join(', ')}`);
       everRegistered = true;
       if (notPublished) say(`not published: ${notPublished}`);
-      let streamsOpen = 0;
-      session.on('stream', (stream: ServerHttp2Stream) => {
-        streamsOpen += 1;
-        stream.once('close', () => (streamsOpen -= 1));
-      });
+      const streamsOpen = countStreams(session);
       serveStreams(session, specs, {
         refused: (service, why) => say(`stream for ${service} refused: ${why}`),
         ...(options.verbose && {
@@ -170,7 +182,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           closed: (service: string, summary: string) => say(`stream for ${service} closed: ${summary}`),
         }),
       });
-      const reason = await whenClosed(session, socket, () => streamsOpen);
+      const reason = await whenClosed(session, socket, streamsOpen);
       current = undefined;
       if (stopped) break;
       const delay = Math.round(minDelay * (0.5 + Math.random() / 2));
