@@ -1,8 +1,9 @@
 // `npm run bench`: every scenario against every peer installed on this machine, in one run; writes
 // JSON, a Markdown table and an SVG chart of the ratios to bench/results/ (see bench/README.md).
 // Usage: npm run bench [-- --quick] [--only http,latency,handshake,idle,tunnel,parallel,server-tunnel] [--seconds 8 --rounds 3]
+//        [--baseline DIR] (another checkout's gatehouse beside this one in the HTTP scenario: before/after a change)
 import { cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBenchEnv } from './support/benchEnv.ts';
 import { loadProcesses } from './support/loadGenerator.ts';
@@ -18,6 +19,7 @@ const { values: args } = parseArgs({
     'idle-tunnels': { type: 'string' },
     'tunnel-mib': { type: 'string' },
     'no-whole-machine': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
   },
 });
 const quick = args.quick;
@@ -28,6 +30,7 @@ const options: ScenarioOptions = {
   idleTunnels: Number(args['idle-tunnels'] ?? (quick ? 2000 : 10_000)),
   tunnelMiB: Number(args['tunnel-mib'] ?? (quick ? 128 : 512)),
   wholeMachine: !args['no-whole-machine'],
+  ...(args.baseline !== undefined && { baseline: resolve(args.baseline) }),
 };
 const scenarios: Record<string, (env: Awaited<ReturnType<typeof createBenchEnv>>) => Promise<ScenarioResult>> = {
   http: (env) => httpThroughput(env, options),

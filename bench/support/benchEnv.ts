@@ -137,18 +137,18 @@ export function directTarget(env: BenchEnv): Target {
  * Starts one server under test. `processes`: gatehouse `--processes`, nginx `worker_processes`,
  * HAProxy `nbthread` (1 = per core; 'auto' = the whole machine).
  */
-export async function startServer(env: BenchEnv, kind: ServerKind, processes: 1 | 'auto', name: string, nodeArgs: string[] = []): Promise<RunningServer> {
+export async function startServer(env: BenchEnv, kind: ServerKind, processes: 1 | 'auto', name: string, nodeArgs: string[] = [], checkout = repo): Promise<RunningServer> {
   const port = await freePort();
   const pem = (f: string) => join(env.certs, f);
   const cores = availableParallelism();
-  const tag = `${kind}-${processes}`;
+  const tag = `${kind}-${processes}${checkout === repo ? '' : '-baseline'}`;
   let proc: ChildProcess;
   if (kind === 'gatehouse') {
     // Limits raised past what the bench opens: it measures the path, not the limits.
     const config = `listen:\n  - tcp: 127.0.0.1:${port}\ntls:\n  cert: ${pem('server.crt')}\n  key: ${pem('server.key')}\n  clientCa: ${pem('ca.crt')}\nauthz:\n  rootKey: ${pem('root.pub')}\n  revocationList: ${pem('revoked.txt')}\naudit:\n  file: ${join(env.dir, `audit-${tag}`, 'audit.log')}\nlimits:\n  connections: 30000\n  connectionsPerSource: 30000\n  tunnelsPerIdentity: 30000\n  requestsPerSecond: 1000000\n  requestBurst: 1000000\nroutes:\n  - name: bench\n    path: /\n    upstream: unix:${env.httpSocket}\n    policy: |\n      allow if user($u);\n  - name: hold\n    protocols: [tcp]\n    upstream: unix:${env.holdSocket}\n    policy: |\n      allow if user($u);\n`;
     const file = join(env.dir, `${tag}.yaml`);
     writeFileSync(file, config);
-    const args = [...nodeArgs, join(repo, 'bin', 'gatehouse.js'), 'serve', '--config', file, ...(processes === 1 ? [] : ['--processes', 'auto'])];
+    const args = [...nodeArgs, join(checkout, 'bin', 'gatehouse.js'), 'serve', '--config', file, ...(processes === 1 ? [] : ['--processes', 'auto'])];
     proc = spawnWithFds(process.execPath, args, SERVER_FDS, { cwd: env.dir });
     await waitForOutput(proc, /listening on/);
   } else if (kind === 'nginx' || kind === 'nginx-stream') {

@@ -17,6 +17,8 @@ export interface ScenarioOptions {
   tunnelMiB: number;
   /** Whole-machine runs (gatehouse --processes auto vs nginx auto, HAProxy nbthread = cores). */
   wholeMachine: boolean;
+  /** Another checkout of gatehouse (with its node_modules), run beside this one in the HTTP scenario: before/after a change in one run. */
+  baseline?: string;
 }
 
 export interface ScenarioResult {
@@ -37,6 +39,8 @@ interface ServerSpec {
   name: string;
   kind: ServerKind | 'direct';
   processes: 1 | 'auto';
+  /** The checkout whose gatehouse runs (default: this one). */
+  repo?: string;
 }
 
 /** The specs whose package is installed; the others become skip reasons. */
@@ -58,7 +62,7 @@ async function roundsOf(env: BenchEnv, scenario: string, specs: ServerSpec[], ro
     for (const spec of specs.filter((s) => !broken.has(s.name))) {
       let server: RunningServer | undefined;
       try {
-        server = spec.kind === 'direct' ? undefined : await startServer(env, spec.kind, spec.processes, spec.name);
+        server = spec.kind === 'direct' ? undefined : await startServer(env, spec.kind, spec.processes, spec.name, [], spec.repo);
       } catch (err) {
         // A server that does not start is reported and left out; the others still run.
         broken.add(spec.name);
@@ -104,6 +108,8 @@ function compare(ms: Map<string, Measurement>, gatehouse: string, peers: string[
   });
 }
 
+/** `--baseline DIR`: the other checkout's gatehouse, compared like a peer. */
+const BASELINE = 'gatehouse baseline 1 process';
 const perCore: ServerSpec[] = [
   { name: 'nginx 1 worker', kind: 'nginx', processes: 1 },
   { name: 'HAProxy 1 thread', kind: 'haproxy', processes: 1 },
@@ -118,7 +124,8 @@ const wholeMachine: ServerSpec[] = [
 export async function httpThroughput(env: BenchEnv, o: ScenarioOptions): Promise<ScenarioResult> {
   const skipped: string[] = [];
   const scenario = 'HTTP req/s, 32 keep-alive mTLS connections';
-  const specs = available([{ name: 'direct (no TLS)', kind: 'direct', processes: 1 }, ...perCore, ...(o.wholeMachine ? wholeMachine : [])], skipped, scenario);
+  const baseline: ServerSpec[] = o.baseline === undefined ? [] : [{ name: BASELINE, kind: 'gatehouse', processes: 1, repo: o.baseline }];
+  const specs = available([{ name: 'direct (no TLS)', kind: 'direct', processes: 1 }, ...perCore, ...baseline, ...(o.wholeMachine ? wholeMachine : [])], skipped, scenario);
   const ms = await roundsOf(env, scenario, specs, o.rounds, async (target, server) => {
     const job: LoadJob = { mode: 'http', target, connections: 32, seconds: o.seconds, warmupSeconds: o.warmupSeconds, token: env.token };
     const { value, cores } = await cpuDuring(server?.pid, () => runLoad(job));
@@ -131,7 +138,7 @@ export async function httpThroughput(env: BenchEnv, o: ScenarioOptions): Promise
   ];
   return {
     measurements: [...ms.values()],
-    comparisons: [...c('gatehouse 1 process', ['nginx 1 worker', 'HAProxy 1 thread'], 'per core'), ...c('gatehouse --processes auto', ['nginx workers auto', 'HAProxy nbthread=cores'], 'whole machine')],
+    comparisons: [...c('gatehouse 1 process', ['nginx 1 worker', 'HAProxy 1 thread', ...(o.baseline === undefined ? [] : [BASELINE])], 'per core'), ...c('gatehouse --processes auto', ['nginx workers auto', 'HAProxy nbthread=cores'], 'whole machine')],
     skipped,
   };
 }
