@@ -15,17 +15,13 @@ import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
 import { handleClientError } from './clientErrors.ts';
-import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf, type ConnectionContext } from './connectionContext.ts';
+import type { ConnectionContext, ListenerHandlers } from '../exchange/connection.ts';
+import type { TlsSettings } from '../tls/tlsSettings.ts';
+import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, responseInFlight, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { removeStaleSocket } from './staleSocket.ts';
-
-export interface TlsSettings extends SecureContextOptions {
-  minVersion: 'TLSv1.2' | 'TLSv1.3';
-  /** Set when every client certificate must be refused (fail closed: the client CRL cannot be used); says why. */
-  refuseClients?: string;
-}
 
 /** The secure-context part of `tls`, without our own keys, with renegotiation refused. */
 function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): SecureContextOptions {
@@ -34,13 +30,6 @@ function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): Secur
 
 /** Why a TLS handshake was refused, for metrics (gatehouse_tls_rejects_total{reason}). */
 export type TlsRejectKind = 'revoked' | 'crl_unusable' | 'certificate' | 'no_certificate' | 'timeout' | 'handshake';
-
-/** What takes a request, an upgrade or a CONNECT, with the context of the connection it came on (undefined: not authenticated). */
-export interface ListenerHandlers {
-  request(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext | undefined): void | Promise<void>;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
-  connect(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
-}
 
 export interface BoundListener {
   server: Server;

@@ -3,7 +3,7 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import { resetConnection } from '../forward/resetConnection.ts';
+import { resetConnection } from './resetConnection.ts';
 
 /** 'client': the end that asked for the conversation; 'upstream': the end toward the service. */
 export type Side = 'client' | 'upstream';
