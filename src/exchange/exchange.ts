@@ -3,7 +3,7 @@
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import { refusalClient, type RefusalRecords } from '../audit/refusalRecords.ts';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from './connection.ts';
 
 /** Where an exchange's records go. */
 export interface ExchangeSinks {

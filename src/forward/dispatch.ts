@@ -2,8 +2,7 @@
 // reserved paths (tunnel and publish endpoints, its own pages; see routing/reservedPaths) come before any route.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
-import type { ListenerHandlers } from '../listener/tlsListener.ts';
+import type { ConnectionContext, ListenerHandlers } from '../exchange/connection.ts';
 import { reservedPath, type ReservedPath } from '../routing/reservedPaths.ts';
 import { refuse, refuseSocket } from './refusals.ts';
 

@@ -11,7 +11,7 @@ import { tokenOf } from '../admission/bearerCredential.ts';
 import { signInRedirect } from '../session/signInRedirect.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../exchange/connection.ts';
 import { openExchange, type Exchange } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';

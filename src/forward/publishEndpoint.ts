@@ -11,7 +11,7 @@ import { admitPublisher } from '../admission/admitPublisher.ts';
 import { bearerCredential, tokenOf } from '../admission/bearerCredential.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayConfig } from '../config/schema.ts';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../exchange/connection.ts';
 import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';

@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../exchange/connection.ts';
 import { refuseUncounted } from '../exchange/exchange.ts';
 import { tunnelEndpointPath } from '../routing/reservedPaths.ts';
 import { redactTarget } from './redactTarget.ts';

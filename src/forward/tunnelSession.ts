@@ -12,7 +12,7 @@ import { tokenOf } from '../admission/bearerCredential.ts';
 import type { CredentialSource } from '../session/requestCredential.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../exchange/connection.ts';
 import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';

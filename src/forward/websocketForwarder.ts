@@ -2,7 +2,7 @@
 // the upgrade is replayed to the upstream with the verified identity headers, then bytes are spliced.
 import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../exchange/connection.ts';
 import type { Side } from './byteSplice.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { closeFrame, watchForCloseFrame } from './websocketFrames.ts';

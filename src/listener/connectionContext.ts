@@ -1,24 +1,8 @@
-// What the gateway knows about one client connection: its id, verified identity and address.
-// Set once after the TLS handshake; every request and tunnel on the connection reads it.
+// Where the listener keeps what it knows of each socket: the connection context it made after the TLS
+// handshake (handed down with every request), and the source address, PROXY header and raw-socket state.
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { PeerIdentity } from '../tls/peerIdentity.ts';
-
-export interface ConnectionContext {
-  id: string;
-  identity: PeerIdentity;
-  /** `ip:port`, or `unix` when the listener is a UNIX socket (then sourceIp is empty). */
-  source: string;
-  sourceIp: string;
-  openedAt: number;
-  requests: number;
-  /** Requests being handled right now (pipelining can make it more than one). */
-  inFlight: number;
-  /** Why the connection broke mid-request (malformed body, body timeout): the request's own record says so. */
-  brokenBy?: { status: number; reason: string };
-  /** Why the gateway ended the connection on its own (its certificate was revoked): the connection.close record says so. */
-  endedBy?: string;
-}
+import type { ConnectionContext } from '../exchange/connection.ts';
 
 const contexts = new WeakMap<Socket, ConnectionContext>();
 

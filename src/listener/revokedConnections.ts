@@ -3,7 +3,8 @@
 import type { TLSSocket } from 'node:tls';
 import type { TunnelRegistry } from '../forward/tunnelSession.ts';
 import type { CertificateRef } from '../tls/clientCrl.ts';
-import { contextOf, type ConnectionContext } from './connectionContext.ts';
+import type { ConnectionContext } from '../exchange/connection.ts';
+import { contextOf } from './connectionContext.ts';
 
 export const CERTIFICATE_REVOKED = 'client certificate revoked (tls.crl)';
 export const CERTIFICATE_EXPIRED = 'client certificate expired';

@@ -6,7 +6,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
@@ -15,17 +15,13 @@ import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
 import { handleClientError } from './clientErrors.ts';
-import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf, type ConnectionContext } from './connectionContext.ts';
+import type { ConnectionContext, ListenerHandlers } from '../exchange/connection.ts';
+import type { TlsSettings } from '../tls/tlsSettings.ts';
+import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, responseInFlight, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { removeStaleSocket } from './staleSocket.ts';
-
-export interface TlsSettings extends SecureContextOptions {
-  minVersion: 'TLSv1.2' | 'TLSv1.3';
-  /** Set when every client certificate must be refused (fail closed: the client CRL cannot be used); says why. */
-  refuseClients?: string;
-}
 
 /** The secure-context part of `tls`, without our own keys, with renegotiation refused. */
 function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): SecureContextOptions {
@@ -34,13 +30,6 @@ function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): Secur
 
 /** Why a TLS handshake was refused, for metrics (gatehouse_tls_rejects_total{reason}). */
 export type TlsRejectKind = 'revoked' | 'crl_unusable' | 'certificate' | 'no_certificate' | 'timeout' | 'handshake';
-
-/** What takes a request, an upgrade or a CONNECT, with the context of the connection it came on (undefined: not authenticated). */
-export interface ListenerHandlers {
-  request(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext | undefined): void | Promise<void>;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
-  connect(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
-}
 
 export interface BoundListener {
   server: Server;
@@ -87,10 +76,9 @@ function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): { kind:
   return { kind: 'handshake', reason: `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}` };
 }
 
-export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): Promise<BoundListener> {
-  const { limits } = options;
-  let refuseClients = tls.refuseClients;
-  const server = createServer({
+/** The HTTPS server itself: client certificates demanded, renegotiation refused, slow clients timed out. */
+function createTlsServer(tls: TlsSettings, limits: GatewayLimits): Server {
+  return createServer({
     ...secureContextOf(tls),
     requestCert: true,
     rejectUnauthorized: true,
@@ -99,17 +87,10 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     // The HTTP forwarder answers a Host-less HTTP/1.1 request itself, with an audit record.
     requireHostHeader: false,
   });
-  // With proxyProtocol a plain TCP server accepts, reads the balancer's header, then hands the socket to
-  // the TLS server: the header must be consumed before the first TLS byte is read.
-  const front = listen.proxyProtocol
-    ? createProxyFront(server, { trusted: listen.proxyProtocol.trusted, headerTimeoutMs: Math.max(1, limits.handshakeTimeoutSeconds * 1000), refusals: options.refusals, refused: options.proxyRefused })
-    : undefined;
-  const acceptor = front?.server ?? server;
-  // Closing the TLS server (shutdown) stops the front from accepting too.
-  if (front) server.once('close', () => front.server.close());
-  const held = options.connectionLimits.watch(server, acceptor);
-  destroyIdleSockets(server, limits);
+}
 
+/** Records every refused handshake (tls.reject, within its budgets) and counts it by kind. */
+function recordTlsRejects(server: Server, options: ListenerOptions): void {
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     const raw = rawConnectionOf(socket);
     // Refused by a connection limit (already recorded) or dropped at shutdown: the reset is our own doing.
@@ -120,20 +101,23 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     options.tlsRejected?.(kind);
     options.refusals.write({ event: 'tls.reject', source, decision: 'deny', reason }, { source: sourceIp || source, kind });
   });
+}
 
+/**
+ * After each handshake: refuses a client without a verified certificate (or every client while
+ * `refuseClients()` says why), else makes the connection's context, writes connection.open and, on close,
+ * connection.close. Returns the authenticated connections still open.
+ */
+function openConnections(server: Server, audit: AuditLog, options: ListenerOptions, refuseClients: () => string | undefined): Set<TLSSocket> {
   const connections = new Set<TLSSocket>();
   server.on('secureConnection', (socket: TLSSocket) => {
     const identity = peerIdentity(socket);
     const { source, sourceIp, via } = sourceOf(socket);
-    if (!identity) {
-      options.tlsRejected?.('certificate');
-      options.refusals.write({ event: 'tls.reject', source, decision: 'deny', reason: `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}` }, { source: sourceIp || source, kind: 'certificate' });
-      socket.destroy();
-      return;
-    }
-    if (refuseClients) {
-      options.tlsRejected?.('crl_unusable');
-      options.refusals.write({ event: 'tls.reject', source, client: auditClient(identity), decision: 'deny', reason: refuseClients }, { source: sourceIp || source, identity: identity.fingerprint, kind: 'crl_unusable' });
+    const refused = identity ? refuseClients() : `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}`;
+    if (!identity || refused !== undefined) {
+      const kind = identity ? 'crl_unusable' : 'certificate';
+      options.tlsRejected?.(kind);
+      options.refusals.write({ event: 'tls.reject', source, ...(identity && { client: auditClient(identity) }), decision: 'deny', reason: refused }, { source: sourceIp || source, ...(identity && { identity: identity.fingerprint }), kind });
       socket.destroy();
       return;
     }
@@ -158,7 +142,14 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
       });
     });
   });
+  return connections;
+}
 
+/**
+ * Hands each request, upgrade and CONNECT to `handlers` with its connection's context (looked up here, the
+ * only place that does). Returns the switch that makes every later response end its connection (shutdown).
+ */
+function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): () => void {
   // A handler that throws must never take the gateway down or touch other connections.
   // It runs a microtask after the server's event, not inside it: by then the parser has gone through
   // the bytes it holds, so a request it refuses mid-way (a bad Transfer-Encoding, a broken chunk, the
@@ -202,7 +193,53 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     );
   server.on('upgrade', onTunnel(handlers.upgrade));
   server.on('connect', onTunnel(handlers.connect));
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, options.refusals, limits));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, options.refusals, options.limits));
+  return () => {
+    closingConnections = true;
+  };
+}
+
+/** Listens on the UNIX socket (created with its final mode) or the TCP address; returns the address bound. */
+async function bind(listen: ListenAddress, server: Server, acceptor: Server | NetServer): Promise<{ address: string; port?: number }> {
+  if (listen.unix) {
+    await mkdir(dirname(listen.unix), { recursive: true, mode: 0o755 });
+    // Under `serve --processes` the primary binds the socket once for all processes and removed any stale file first.
+    if (!cluster.isWorker) await removeStaleSocket(listen.unix);
+    const mode = parseInt(listen.mode ?? '0660', 8);
+    // Create the socket file with its final mode (no window where it is wider), then chmod to be sure.
+    const umask = process.umask(0o777 & ~mode);
+    try {
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(listen.unix, () => resolve()));
+    } finally {
+      process.umask(umask);
+    }
+    await chmod(listen.unix, mode);
+    return { address: listen.unix };
+  }
+  const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(listen.tcp ?? '') ?? [];
+  await new Promise<void>((resolve, reject) => acceptor.once('error', reject).listen(Number(port), host, () => resolve()));
+  const address = acceptor.address();
+  const boundPort = typeof address === 'object' && address ? address.port : Number(port);
+  return { address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
+}
+
+export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): Promise<BoundListener> {
+  const { limits } = options;
+  let refuseClients = tls.refuseClients;
+  const server = createTlsServer(tls, limits);
+  // With proxyProtocol a plain TCP server accepts, reads the balancer's header, then hands the socket to
+  // the TLS server: the header must be consumed before the first TLS byte is read.
+  const front = listen.proxyProtocol
+    ? createProxyFront(server, { trusted: listen.proxyProtocol.trusted, headerTimeoutMs: Math.max(1, limits.handshakeTimeoutSeconds * 1000), refusals: options.refusals, refused: options.proxyRefused })
+    : undefined;
+  const acceptor = front?.server ?? server;
+  // Closing the TLS server (shutdown) stops the front from accepting too.
+  if (front) server.once('close', () => front.server.close());
+  const held = options.connectionLimits.watch(server, acceptor);
+  destroyIdleSockets(server, limits);
+  recordTlsRejects(server, options);
+  const connections = openConnections(server, audit, options, () => refuseClients);
+  const closeConnections = handRequestsDown(server, handlers, audit, options);
 
   const bound = {
     server,
@@ -221,7 +258,7 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
       }
     },
     closeAfterResponses: () => {
-      closingConnections = true;
+      closeConnections();
       // Responses already under way: Node decides the Connection field when it writes the head.
       for (const socket of connections) {
         const res = responseInFlight(socket);
@@ -229,24 +266,5 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
       }
     },
   };
-  if (listen.unix) {
-    await mkdir(dirname(listen.unix), { recursive: true, mode: 0o755 });
-    // Under `serve --processes` the primary binds the socket once for all processes and removed any stale file first.
-    if (!cluster.isWorker) await removeStaleSocket(listen.unix);
-    const mode = parseInt(listen.mode ?? '0660', 8);
-    // Create the socket file with its final mode (no window where it is wider), then chmod to be sure.
-    const umask = process.umask(0o777 & ~mode);
-    try {
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(listen.unix, () => resolve()));
-    } finally {
-      process.umask(umask);
-    }
-    await chmod(listen.unix, mode);
-    return { ...bound, address: listen.unix };
-  }
-  const [, host, port] = /^\[?(.*?)\]?:(\d+)$/.exec(listen.tcp ?? '') ?? [];
-  await new Promise<void>((resolve, reject) => acceptor.once('error', reject).listen(Number(port), host, () => resolve()));
-  const address = acceptor.address();
-  const boundPort = typeof address === 'object' && address ? address.port : Number(port);
-  return { ...bound, address: `${host?.includes(':') ? `[${host}]` : host}:${boundPort}`, port: boundPort };
+  return { ...bound, ...(await bind(listen, server, acceptor)) };
 }

@@ -9,7 +9,7 @@ import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { ConnectionContext } from '../exchange/connection.ts';
 import { openExchange, type Exchange } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';

@@ -3,7 +3,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { GatewayConfig } from '../config/schema.ts';
-import type { TlsSettings } from '../listener/tlsListener.ts';
+import type { TlsSettings } from './tlsSettings.ts';
 import type { CertificateRef, CrlLoad, CrlSnapshot } from './clientCrl.ts';
 import { processTicketKey, readTicketKeyFile, sessionContextOf } from './ticketKeys.ts';
 

@@ -58,99 +58,126 @@ const nextPowerOfTwo = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
  * estimator does), up to `maxStreamWindow` and the budget's share per open stream.
  */
 export function sizeWindowsToPath(session: Http2Session, sizing: WindowSizing, startOn: 'connect' | 'localSettings'): PathWindows {
-  const max = Math.max(INITIAL_STREAM_WINDOW, sizing.maxStreamWindow);
-  const budget = max * STREAM_WINDOWS_PER_CONNECTION;
-  let granted = INITIAL_STREAM_WINDOW;
+  const windows = new PathWindowSizer(session, sizing);
+  session.once(startOn, () => windows.start());
+  session.once('close', () => windows.stop());
+  return windows;
+}
+
+/** The state of one session's sizing: what was granted, acknowledged and measured, and the next look. */
+class PathWindowSizer implements PathWindows {
+  private readonly session: Http2Session;
+  private readonly sizing: WindowSizing;
+  private readonly max: number;
+  private readonly budget: number;
+  private granted = INITIAL_STREAM_WINDOW;
   /** The window the path has asked for so far (it only grows; the stream count may keep `granted` below it). */
-  let wanted = INITIAL_STREAM_WINDOW;
+  private wanted = INITIAL_STREAM_WINDOW;
   /** The last window the peer acknowledged: a sample measures the peer sending under it (or under `granted`, if lower and not yet acknowledged). */
-  let acknowledged = INITIAL_STREAM_WINDOW;
-  let rttMs: number | undefined;
-  let settingsInFlight = false;
-  let pingInFlight = false;
-  let lastBytes = bytesRead(session);
-  let lastDataAt = -Infinity;
-  let timer: NodeJS.Timeout | undefined;
+  private acknowledged = INITIAL_STREAM_WINDOW;
+  private measuredRtt: number | undefined;
+  private settingsInFlight = false;
+  private pingInFlight = false;
+  private lastBytes: number;
+  private lastDataAt = -Infinity;
+  private timer: NodeJS.Timeout | undefined;
+  /** Built once: the look runs every 20 ms while bytes flow. */
+  private readonly onTick = (): void => this.tick();
 
-  const usable = () => !session.destroyed && !session.closed;
+  constructor(session: Http2Session, sizing: WindowSizing) {
+    this.session = session;
+    this.sizing = sizing;
+    this.max = Math.max(INITIAL_STREAM_WINDOW, sizing.maxStreamWindow);
+    this.budget = this.max * STREAM_WINDOWS_PER_CONNECTION;
+    this.lastBytes = bytesRead(session);
+  }
 
-  const grant = () => {
-    const share = Math.floor(budget / Math.max(1, sizing.streamsOpen()));
-    const next = Math.max(INITIAL_STREAM_WINDOW, Math.min(wanted, max, share));
-    if (next === granted || settingsInFlight || !usable()) return;
-    // Lowering it is allowed too (RFC 9113 6.9.2): streams with more in flight wait until their reader catches up.
-    // A window applies only once the peer acknowledges it, so a peer that never does could keep large windows
-    // on many streams: past the timeout it loses the connection (RFC 9113 6.5.3, SETTINGS_TIMEOUT).
-    const unacknowledged = setTimeout(() => session.destroy(undefined, h2.NGHTTP2_SETTINGS_TIMEOUT), SETTINGS_ACK_TIMEOUT_MS);
-    unacknowledged.unref();
-    try {
-      settingsInFlight = true;
-      session.settings({ initialWindowSize: next }, () => {
-        clearTimeout(unacknowledged);
-        settingsInFlight = false;
-        acknowledged = next;
-        // The path may have asked for more meanwhile (a sample during this round trip).
-        grant();
-      });
-      granted = next;
-    } catch {
-      clearTimeout(unacknowledged);
-      settingsInFlight = false;
-    }
-  };
+  get streamWindow(): number {
+    return this.granted;
+  }
 
-  const sample = () => {
-    const before = bytesRead(session);
-    const windowDuring = Math.min(acknowledged, granted);
-    try {
-      pingInFlight = session.ping((err, duration) => {
-        pingInFlight = false;
-        if (err || !usable()) return;
-        rttMs = duration;
-        const bytes = bytesRead(session) - before;
-        // The peer sent nearly a whole window in one round trip: the window, not the path, was the limit.
-        if (bytes >= (windowDuring * 2) / 3) wanted = Math.min(max, Math.max(wanted, nextPowerOfTwo(bytes * 2)));
-        grant();
-      });
-    } catch {
-      pingInFlight = false;
-    }
-  };
+  get rttMs(): number | undefined {
+    return this.measuredRtt;
+  }
 
-  const tick = () => {
-    timer = undefined;
-    if (!usable()) return;
-    const now = bytesRead(session);
-    if (now - lastBytes >= BUSY_BYTES) lastDataAt = performance.now();
-    lastBytes = now;
-    const busy = performance.now() - lastDataAt < Math.max(QUIET_MS, 2 * (rttMs ?? 0));
-    grant();
-    if (busy && !pingInFlight && wanted < max) sample();
-    // Idle, nothing can be buffered, so the stream count needs no close watch either.
-    timer = setTimeout(tick, busy ? BUSY_TICK_MS : sizing.streamsOpen() > 0 ? OPEN_TICK_MS : IDLE_TICK_MS);
-    timer.unref();
-  };
-  session.once(startOn, () => {
-    if (!usable()) return;
+  start(): void {
+    if (!this.usable()) return;
     // Node's HTTP/2 returns connection window as soon as data is received (only stream windows wait for the
     // reader), so the connection window never holds a stalled reader's bytes: it only must not cap the streams.
     try {
-      session.setLocalWindowSize(budget);
+      this.session.setLocalWindowSize(this.budget);
     } catch {
       return;
     }
-    tick();
-  });
-  session.once('close', () => timer && clearTimeout(timer));
+    this.tick();
+  }
 
-  return {
-    get streamWindow() {
-      return granted;
-    },
-    get rttMs() {
-      return rttMs;
-    },
-  };
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private usable(): boolean {
+    return !this.session.destroyed && !this.session.closed;
+  }
+
+  /** Grants the window the path wants, within the maximum and this stream count's share of the budget. */
+  private grant(): void {
+    const share = Math.floor(this.budget / Math.max(1, this.sizing.streamsOpen()));
+    const next = Math.max(INITIAL_STREAM_WINDOW, Math.min(this.wanted, this.max, share));
+    if (next === this.granted || this.settingsInFlight || !this.usable()) return;
+    // Lowering it is allowed too (RFC 9113 6.9.2): streams with more in flight wait until their reader catches up.
+    // A window applies only once the peer acknowledges it, so a peer that never does could keep large windows
+    // on many streams: past the timeout it loses the connection (RFC 9113 6.5.3, SETTINGS_TIMEOUT).
+    const unacknowledged = setTimeout(() => this.session.destroy(undefined, h2.NGHTTP2_SETTINGS_TIMEOUT), SETTINGS_ACK_TIMEOUT_MS);
+    unacknowledged.unref();
+    try {
+      this.settingsInFlight = true;
+      this.session.settings({ initialWindowSize: next }, () => {
+        clearTimeout(unacknowledged);
+        this.settingsInFlight = false;
+        this.acknowledged = next;
+        // The path may have asked for more meanwhile (a sample during this round trip).
+        this.grant();
+      });
+      this.granted = next;
+    } catch {
+      clearTimeout(unacknowledged);
+      this.settingsInFlight = false;
+    }
+  }
+
+  /** One PING round trip: the bytes received meanwhile show whether the window limited the peer. */
+  private sample(): void {
+    const before = bytesRead(this.session);
+    const windowDuring = Math.min(this.acknowledged, this.granted);
+    try {
+      this.pingInFlight = this.session.ping((err, duration) => {
+        this.pingInFlight = false;
+        if (err || !this.usable()) return;
+        this.measuredRtt = duration;
+        const bytes = bytesRead(this.session) - before;
+        // The peer sent nearly a whole window in one round trip: the window, not the path, was the limit.
+        if (bytes >= (windowDuring * 2) / 3) this.wanted = Math.min(this.max, Math.max(this.wanted, nextPowerOfTwo(bytes * 2)));
+        this.grant();
+      });
+    } catch {
+      this.pingInFlight = false;
+    }
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    if (!this.usable()) return;
+    const now = bytesRead(this.session);
+    if (now - this.lastBytes >= BUSY_BYTES) this.lastDataAt = performance.now();
+    this.lastBytes = now;
+    const busy = performance.now() - this.lastDataAt < Math.max(QUIET_MS, 2 * (this.measuredRtt ?? 0));
+    this.grant();
+    if (busy && !this.pingInFlight && this.wanted < this.max) this.sample();
+    // Idle, nothing can be buffered, so the stream count needs no close watch either.
+    this.timer = setTimeout(this.onTick, busy ? BUSY_TICK_MS : this.sizing.streamsOpen() > 0 ? OPEN_TICK_MS : IDLE_TICK_MS);
+    this.timer.unref();
+  }
 }
 
 /** Bytes received on the session's connection so far (0 once it is gone: Node throws for an unbound socket). */

@@ -26,9 +26,6 @@ export interface Liveness {
  * closed meanwhile (ping() on a destroyed session throws: that crashed the gateway once).
  */
 export function watchLiveness(session: Http2Session, busy: () => boolean, lost: (why: string) => void, onRoundTrip?: (ms: number) => void, timing: LivenessTiming = LIVENESS): Liveness {
-  // Bytes read from the peer so far (TLS counts them even while HTTP/2 consumes the socket): a peer whose
-  // bytes keep coming is alive, however long its answer to a ping waits behind its data.
-  const received = () => session.socket?.bytesRead ?? 0;
   let receivedAtSend = 0;
   let next: NodeJS.Timeout | undefined;
   let deadline: NodeJS.Timeout | undefined;
@@ -52,47 +49,44 @@ export function watchLiveness(session: Http2Session, busy: () => boolean, lost: 
     next.unref();
   };
 
+  // A blocked event loop fires the deadline before it reads the answer that may be waiting in the
+  // socket: look again after the poll phase (setImmediate) before calling the peer gone.
+  const expired = (): void => {
+    if (gone() || sentAt === undefined) return;
+    if (received(session) !== receivedAtSend) {
+      receivedAtSend = received(session);
+      return armDeadline(busyTimeout());
+    }
+    stop();
+    lost('ping timeout');
+  };
   const armDeadline = (ms: number) => {
     clearTimeout(deadline);
-    deadline = setTimeout(() => {
-      // A blocked event loop fires this timer before it reads the answer that may be waiting in the
-      // socket: look again after the poll phase (setImmediate) before calling the peer gone.
-      setImmediate(() => {
-        if (gone() || sentAt === undefined) return;
-        if (received() !== receivedAtSend) {
-          receivedAtSend = received();
-          return armDeadline(busyTimeout());
-        }
-        stop();
-        lost('ping timeout');
-      });
-    }, ms);
+    deadline = setTimeout(() => setImmediate(expired), ms);
     deadline.unref();
   };
 
   const busyTimeout = () => Math.max(timing.busyTimeoutMs, 4 * slowRtt);
 
+  // Built once, not per ping: what an answer (or the session's end) does.
+  const answered = (err: Error | null, duration: number): void => {
+    sentAt = undefined;
+    clearTimeout(deadline);
+    if (gone() || err) return; // err: the session is ending; its own close says why
+    slowRtt = Math.max(duration, slowRtt * 0.8);
+    onRoundTrip?.(duration);
+    schedule(busy() ? timing.busyEveryMs : timing.idleEveryMs);
+  };
+
   function probe(): void {
     if (gone()) return stop();
     const isBusy = busy();
-    let sent = false;
-    try {
-      sent = session.ping((err, duration) => {
-        sentAt = undefined;
-        clearTimeout(deadline);
-        if (gone()) return;
-        if (err) return; // the session is ending; its own close says why
-        slowRtt = Math.max(duration, slowRtt * 0.8);
-        onRoundTrip?.(duration);
-        schedule(busy() ? timing.busyEveryMs : timing.idleEveryMs);
-      });
-    } catch {
-      // The session went away between the check and the ping: its close handler reports it.
-      return stop();
-    }
+    const sent = sendPing(session, answered);
+    // The session went away between the check and the ping: its close handler reports it.
+    if (sent === undefined) return stop();
     if (!sent) return schedule(timing.busyEveryMs); // too many pings outstanding (the peer's window); try later
     sentAt = performance.now();
-    receivedAtSend = received();
+    receivedAtSend = received(session);
     armDeadline(isBusy ? busyTimeout() : timing.idleTimeoutMs);
   }
 
@@ -110,6 +104,23 @@ export function watchLiveness(session: Http2Session, busy: () => boolean, lost: 
     },
     stop,
   };
+}
+
+/**
+ * Bytes read from the peer so far (TLS counts them even while HTTP/2 consumes the socket): a peer whose
+ * bytes keep coming is alive, however long its answer to a ping waits behind its data.
+ */
+function received(session: Http2Session): number {
+  return session.socket?.bytesRead ?? 0;
+}
+
+/** Sends one ping: false when too many are outstanding, undefined when the session is gone (ping() throws then). */
+function sendPing(session: Http2Session, answered: (err: Error | null, duration: number) => void): boolean | undefined {
+  try {
+    return session.ping(answered);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A connection's error in the words of a record: "connection reset" rather than ECONNRESET. */

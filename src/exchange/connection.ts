@@ -1,0 +1,28 @@
+// What a client connection is to the stages below the listener: its id, verified identity, address and counts.
+// The listener makes one per authenticated connection and hands it down with each request; no stage looks it up.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { PeerIdentity } from '../tls/peerIdentity.ts';
+
+export interface ConnectionContext {
+  id: string;
+  identity: PeerIdentity;
+  /** `ip:port`, or `unix` when the listener is a UNIX socket (then sourceIp is empty). */
+  source: string;
+  sourceIp: string;
+  openedAt: number;
+  requests: number;
+  /** Requests being handled right now (pipelining can make it more than one). */
+  inFlight: number;
+  /** Why the connection broke mid-request (malformed body, body timeout): the request's own record says so. */
+  brokenBy?: { status: number; reason: string };
+  /** Why the gateway ended the connection on its own (its certificate was revoked): the connection.close record says so. */
+  endedBy?: string;
+}
+
+/** What takes a request, an upgrade or a CONNECT, with the context of the connection it came on (undefined: not authenticated). */
+export interface ListenerHandlers {
+  request(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext | undefined): void | Promise<void>;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
+  connect(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
+}

@@ -1,0 +1,76 @@
+// One stream to a published service: an HTTP/2 CONNECT over the chosen replica's connection, counted on
+// the replica while open, answered within the connect timeout or refused with the publisher's reason.
+import { constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import type { UpstreamConnection } from './openUpstream.ts';
+import type { Refusal } from './publishedServices.ts';
+import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
+import { tallyOf, type Entry, type Published } from './publisherRegistry.ts';
+
+export function notPublished(target: Published, why = 'nobody publishes it'): Refusal {
+  return { ok: false, status: 503, clientReason: 'service not published', reason: `${target.label}: ${why}` };
+}
+
+/**
+ * Opens `target`'s stream on `entry`, whose connection is `session`. `retry` is called (at most once, by the caller's choice) when the
+ * replica refused the stream unprocessed (REFUSED_STREAM: leaving, RFC 9113 8.7), so another may take it.
+ */
+export function openPublishedStream(entry: Entry, session: ClientHttp2Session, target: Published, timeoutMs: number, retry: (() => Promise<UpstreamConnection>) | undefined): Promise<UpstreamConnection> {
+  let stream: ClientHttp2Stream;
+  try {
+    stream = session.request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: target.service }, { endStream: false });
+  } catch (err) {
+    return Promise.resolve(notPublished(target, `publisher connection unusable: ${(err as Error).message}`));
+  }
+  const tally = countOpen(entry, target.service, stream);
+  // A reset by the publisher ends the stream now, even with writes queued behind flow control (see publishStreams.ts).
+  stream.once('aborted', () => stream.destroy());
+  return new Promise((resolve) => {
+    const fail = (reason: string, status = 502, clientReason = 'upstream unavailable') => {
+      clearTimeout(timer);
+      stream.destroy();
+      resolve({ ok: false, status, clientReason, reason: `publisher ${entry.id}: ${reason}` });
+    };
+    const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
+    const onError = (err: NodeJS.ErrnoException) => (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM ? undefined : fail(err.code ?? err.message));
+    const onClose = () => {
+      // Refused unprocessed (a replica leaving, RFC 9113 8.7): safe to open on another replica, once.
+      if (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM && retry) {
+        clearTimeout(timer);
+        return resolve(retry());
+      }
+      fail('stream closed before an answer', 503, 'service not published');
+    };
+    stream.once('error', onError);
+    stream.once('close', onClose);
+    stream.once('response', (headers) => {
+      clearTimeout(timer);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+      stream.on('error', () => {}); // the forwarder's splice sees errors through 'close'
+      const status = Number(headers[h2.HTTP2_HEADER_STATUS]);
+      if (status !== 200) {
+        const why = String(headers[STREAM_ERROR_HEADER] ?? `status ${status}`).slice(0, 200);
+        stream.destroy();
+        return resolve({ ok: false, status: 502, clientReason: 'upstream unavailable', reason: `publisher ${entry.id}: ${why}` });
+      }
+      entry.streamsServed += 1;
+      tally.served += 1;
+      resolve({ ok: true, stream });
+    });
+  });
+}
+
+/** Counts `stream` open on `entry` (and its service) until it closes; a new stream nudges the liveness check. */
+function countOpen(entry: Entry, service: string, stream: ClientHttp2Stream): { open: number; served: number } {
+  const tally = tallyOf(entry, service);
+  entry.streamsOpen += 1;
+  tally.open += 1;
+  entry.streams.add(stream);
+  entry.nudge();
+  stream.once('close', () => {
+    entry.streamsOpen -= 1;
+    tally.open -= 1;
+    entry.streams.delete(stream);
+  });
+  return tally;
+}
