@@ -54,6 +54,7 @@ export const leaves: Record<string, string> = {
   pki: 'the development CA and certificate files, used by the tools and the tests',
   token: 'parses, mints and inspects Biscuit tokens; no request-path state',
   errors: 'the one error and refusal type with stable codes, shared by every stage, the CLI and the client',
+  text: 'text shown to people (terminal, portal pages) with control and bidi characters escaped',
 };
 
 const leafRank = Number.POSITIVE_INFINITY;

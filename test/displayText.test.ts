@@ -1,7 +1,7 @@
 // The one escaping of human-facing text: which characters become visible escapes, that ordinary
 // text (accents, CJK, emoji, backslashes) is unchanged, that it is idempotent, and Datalog's own lines stay.
 import { describe, expect, it } from 'vitest';
-import { displayDatalog, displayLines, displaySafe, textColumns } from '../src/cli/displayText.ts';
+import { displayDatalog, displayLines, displaySafe, textColumns } from '../src/text/displayText.ts';
 
 describe('displaySafe', () => {
   it('escapes C0, DEL, C1, bidi controls and line separators', () => {

@@ -1,7 +1,7 @@
 // Delegation in the audit log: which loan (a token block binding another certificate than the
 // authority block does) a record was made under, and the `--format delegations` view of the loans.
 import type { AuditTokenBlock, WrittenAuditRecord } from './auditRecord.ts';
-import { textColumns } from '../cli/displayText.ts';
+import { textColumns } from '../text/displayText.ts';
 
 export interface Loan {
   /** The token's user: who lent. */

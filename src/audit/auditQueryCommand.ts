@@ -8,7 +8,7 @@ import { matchesFilter, parseQueryTime, type AuditFilter } from './auditQuery.ts
 import type { WrittenAuditRecord } from './auditRecord.ts';
 import { AuditSummary, formatSummary } from './auditSummary.ts';
 import { DelegationSummary, formatDelegations } from './auditDelegations.ts';
-import { displaySafe } from '../cli/displayText.ts';
+import { displaySafe } from '../text/displayText.ts';
 import { QUERY_FORMATS as FORMATS, type QueryFormat as Format } from './queryFormats.ts';
 
 export type QueryResult = { ok: true; matched: number; skipped: number } | { ok: false; message: string };

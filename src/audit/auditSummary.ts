@@ -2,7 +2,7 @@
 // allowed and denied, denials by reason, bytes each way and tunnel time. Memory grows with the
 // number of distinct (user, route) pairs and reasons, not with the number of records.
 import type { WrittenAuditRecord } from './auditRecord.ts';
-import { displaySafe, textColumns } from '../cli/displayText.ts';
+import { displaySafe, textColumns } from '../text/displayText.ts';
 
 export interface SummaryRow {
   user: string;

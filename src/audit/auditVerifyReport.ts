@@ -1,7 +1,7 @@
 // The text `gatehouse audit verify` prints: OK with counts, seq and time range, the tree, origin and
 // what the signatures and the anchor cover, or the first bad record (file, line, seq) and what is wrong.
 import type { VerifyReport } from './auditVerify.ts';
-import { displaySafe } from '../cli/displayText.ts';
+import { displaySafe } from '../text/displayText.ts';
 
 export function formatVerifyReport(r: VerifyReport, files: readonly string[]): string {
   const out: string[] = [];

@@ -2,7 +2,7 @@
 // consistency proof from the size that witness last cosigned (from the stored hashes), in the
 // background (never on the audit write path), retried with backoff; the cosigned note is kept.
 import { existsSync, readFileSync } from 'node:fs';
-import { displaySafe } from '../cli/displayText.ts';
+import { displaySafe } from '../text/displayText.ts';
 import { replaceFileDurably } from './auditChain.ts';
 import { storedSubtreeRoots } from './auditHashStore.ts';
 import { cosignedCheckpointFile } from './cosignedAnchors.ts';

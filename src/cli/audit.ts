@@ -124,7 +124,7 @@ export function registerAudit(program: Command): void {
           say(state.message);
           process.exit(2);
         }
-        const { displaySafe } = await import('./displayText.ts');
+        const { displaySafe } = await import('../text/displayText.ts');
         for (const [origin, log] of Object.entries(state.value.logs)) process.stdout.write(`${displaySafe(origin)}: size ${log.size}, cosigned ${new Date(log.time * 1000).toISOString()}\n`);
         const last = state.value.lastRefusal;
         process.stdout.write(`refused: ${state.value.refused}${last ? ` (last: ${displaySafe(`${last.time} ${last.origin}: ${last.reason}`)})` : ''}\n`);

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import { choiceOption } from './choiceOption.ts';
 import type { Explanation } from '../admission/explainDecision.ts';
-import { displayDatalog, displayLines, displaySafe } from './displayText.ts';
+import { displayDatalog, displayLines, displaySafe } from '../text/displayText.ts';
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 

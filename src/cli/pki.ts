@@ -4,7 +4,7 @@ import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS } from '../pki/defaults.ts';
 import type { PkiFileReport, PkiInitResult, IssuedClientCertificate } from '../pki/index.ts';
-import { displaySafe } from './displayText.ts';
+import { displaySafe } from '../text/displayText.ts';
 
 const DESCRIPTIONS: Record<string, string> = {
   'ca.crt': 'CA certificate: tls.clientCa, and --cacert for clients',

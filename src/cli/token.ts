@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
 import type { TokenResult } from '../token/tokenErrors.ts';
-import { displaySafe } from './displayText.ts';
+import { displaySafe } from '../text/displayText.ts';
 
 /** A failure already worded for the operator. */
 class CommandFailure extends Error {}

@@ -1,6 +1,6 @@
 // Config errors: what `loadConfig` reports and how `gatehouse check` prints it.
 // Checks produce issues keyed by a path into the document; loadConfig turns them into file positions.
-import { displayLines } from '../cli/displayText.ts';
+import { displayLines } from '../text/displayText.ts';
 
 /** A path into the YAML document, as zod reports it: `['routes', 2, 'upstream']`. */
 export type KeyPath = readonly (string | number)[];

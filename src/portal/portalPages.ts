@@ -1,7 +1,7 @@
 // The gateway's own pages, rendered on the server as plain HTML: no script, no CDN, one inline style
 // allowed by its hash. Every value from a certificate or token is escaped.
 import { createHash } from 'node:crypto';
-import { displayDatalog, displayLines } from '../cli/displayText.ts';
+import { displayDatalog, displayLines } from '../text/displayText.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { LocalPath } from '../session/nextTarget.ts';
 import type { VerifiedToken } from '../session/sessionToken.ts';

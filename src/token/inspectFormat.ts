@@ -1,7 +1,7 @@
 // Human-readable rendering of a token inspection for `gatehouse token inspect`
 // (the --json form is the TokenInspection object itself).
 import type { TokenInspection } from './inspectToken.ts';
-import { displayDatalog, displaySafe } from '../cli/displayText.ts';
+import { displayDatalog, displaySafe } from '../text/displayText.ts';
 import { publishableServices } from './publishRight.ts';
 
 function indent(text: string, prefix: string): string {
