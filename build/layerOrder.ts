@@ -19,6 +19,7 @@ export const layers: readonly { rank: number; name: string; typesHandedDown?: tr
       demo: 'starts a demo gateway with its own keys and upstream',
       metrics: 'wired by the root to the observers of every layer; no stage imports it',
       cluster: 'membership and shared state, wired by the root into the stages that read it',
+      configCheck: 'reads routes.yaml and checks it against every stage (policies, templates, files) for serve and check',
     },
   },
   { rank: 1, name: 'listener', dirs: { listener: 'accepts TLS and UNIX connections and makes each connection context' } },

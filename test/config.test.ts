@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import { writeAuditKeyPair } from '../src/audit/auditCheckpoint.ts';
-import { formatConfigError, loadConfig, type ConfigError } from '../src/config/loadConfig.ts';
+import { formatConfigError, loadConfig, type ConfigError } from '../src/configCheck/loadConfig.ts';
 
 const repo = path.resolve(import.meta.dirname, '..');
 const temps: string[] = [];

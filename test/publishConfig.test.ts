@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/loadConfig.ts';
+import { loadConfig } from '../src/configCheck/loadConfig.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 import { RouteTable } from '../src/routing/routeTable.ts';
 import { parsePublishSpec, parseWindowSize } from '../src/client/publishSpec.ts';

@@ -68,7 +68,7 @@ interface ExplainOptions {
 }
 
 async function explain(options: ExplainOptions): Promise<void> {
-  const { loadConfig, formatConfigError } = await import('../config/loadConfig.ts');
+  const { loadConfig, formatConfigError } = await import('../configCheck/loadConfig.ts');
   const { readTokenInput } = await import('../token/tokenInput.ts');
   const { identityFromPem } = await import('../tls/peerIdentity.ts');
   const { explainDecision } = await import('../admission/explainDecision.ts');

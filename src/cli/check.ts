@@ -30,7 +30,7 @@ Each error names file:line:column and the key, e.g.
   routes.yaml:12:5: routes[2].upstream: expected unix:/path or tcp:host:port`,
     )
     .action(async (options: { config: string; strict?: boolean }) => {
-      const { formatConfigError, loadConfig } = await import('../config/loadConfig.ts');
+      const { formatConfigError, loadConfig } = await import('../configCheck/loadConfig.ts');
       const result = await loadConfig(options.config);
       const lines = [...(result.ok ? [] : result.errors), ...result.warnings].sort((a, b) => a.line - b.line || a.column - b.column);
       for (const line of lines) process.stderr.write(`${formatConfigError(line)}\n`);

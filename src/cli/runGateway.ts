@@ -1,7 +1,7 @@
 // Runs the gateway for `gatehouse serve` and `gatehouse demo`: load and validate the config, start,
 // reopen the audit file on SIGUSR1 and SIGHUP, reload on SIGHUP (keeping the running config on
 // errors), drain on SIGTERM/SIGINT. (`serve --processes N`: see processGroup.ts.)
-import { formatConfigError, loadConfig } from '../config/loadConfig.ts';
+import { formatConfigError, loadConfig } from '../configCheck/loadConfig.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { startGateway, type Gateway, type GatewayProcessDeps } from '../gateway/gateway.ts';
 import { say } from './say.ts';

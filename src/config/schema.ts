@@ -2,7 +2,7 @@
 // Validation only; paths stay as written here and are resolved against the config file by loadConfig.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { browserSettingsSchema } from '../session/browserSettings.ts';
+import { browserSettingsSchema } from './browserSettings.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
 
 /** `10.0.0.0/8`, `2001:db8::/32`, or one address. */

@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import { initPki, issueClientCertificate } from '../pki/index.ts';
 import { mintToken } from '../token/mintToken.ts';
 import { readPrivateKey, writeKeyPair } from '../token/keyFiles.ts';
-import { socketDirectory } from '../config/configWarnings.ts';
+import { socketDirectory } from '../configCheck/configWarnings.ts';
 
 const DEMO_USER = 'demo';
 

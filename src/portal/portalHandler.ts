@@ -17,7 +17,7 @@ import { refuseSocket } from '../forward/refusals.ts';
 import type { ReservedPath } from '../routing/reservedPaths.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
-import type { BrowserSettings } from '../session/browserSettings.ts';
+import type { BrowserSettings } from '../config/browserSettings.ts';
 import { localHandoffStore, type HandoffStore } from '../session/handoffCodes.ts';
 import { asLocalPath, nextTarget, portOf, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
 import { isGatewayHost } from '../session/ownHosts.ts';

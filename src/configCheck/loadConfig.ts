@@ -3,16 +3,16 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseDocument, visit } from 'yaml';
-import { configSchema, type GatewayConfig } from './schema.ts';
-import { keyText, type ConfigError, type ConfigIssue } from './configError.ts';
-import { positionInValue, positionOf, positionOfKey } from './yamlPositions.ts';
-import { schemaIssues } from './schemaIssues.ts';
+import { configSchema, type GatewayConfig } from '../config/schema.ts';
+import { keyText, type ConfigError, type ConfigIssue } from '../config/configError.ts';
+import { positionInValue, positionOf, positionOfKey } from '../config/yamlPositions.ts';
+import { schemaIssues } from '../config/schemaIssues.ts';
 import { routeChecks } from './routeChecks.ts';
 import { fileChecks } from './fileChecks.ts';
-import { resolvePaths } from './resolvePaths.ts';
+import { resolvePaths } from '../config/resolvePaths.ts';
 import { configWarnings } from './configWarnings.ts';
 
-export { formatConfigError, type ConfigError } from './configError.ts';
+export { formatConfigError, type ConfigError } from '../config/configError.ts';
 
 /** `warnings`: what loads but may not work as written (see configWarnings.ts), sorted like the errors. */
 export type ConfigResult = { ok: true; config: GatewayConfig; file: string; warnings: ConfigError[] } | { ok: false; errors: ConfigError[]; warnings: ConfigError[] };

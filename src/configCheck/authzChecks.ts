@@ -1,7 +1,7 @@
 // Checks of the authz settings the schema cannot express: external keys must be real public keys,
 // and a hard deadline must leave the engine at least its own time limit.
 import { PublicKey, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
-import type { ConfigIssue } from './configError.ts';
+import type { ConfigIssue } from '../config/configError.ts';
 
 type Raw = Record<string, unknown>;
 

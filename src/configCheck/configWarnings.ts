@@ -4,11 +4,11 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { gatewayFacts, predicatesIn, tokenFacts, type FactScope, type GatewayPredicate } from '../authz/policy/factVocabulary.ts';
-import type { ConfigIssue, KeyPath } from './configError.ts';
-import { policyPredicates } from './policyPredicates.ts';
+import type { ConfigIssue, KeyPath } from '../config/configError.ts';
+import { policyPredicates } from '../config/policyPredicates.ts';
 import { reservedPath } from '../routing/reservedPaths.ts';
 import { record, routeProtocols, text } from './routeChecks.ts';
-import { editDistance } from './schemaIssues.ts';
+import { editDistance } from '../config/schemaIssues.ts';
 
 const known = [...Object.keys(gatewayFacts), ...Object.keys(tokenFacts)];
 

@@ -1,8 +1,8 @@
 // Checks across keys that the schema cannot express: route templates, upstreams, socket owners,
 // policies, duplicate routes and listeners. Works on the raw document so it runs even when the schema fails.
 import path from 'node:path';
-import type { ConfigIssue } from './configError.ts';
-import { checkPathTemplate, checkTunnelTemplate, templateParams } from './pathTemplate.ts';
+import type { ConfigIssue } from '../config/configError.ts';
+import { checkPathTemplate, checkTunnelTemplate, templateParams } from '../config/pathTemplate.ts';
 import { hostTemplateExample, hostTemplateParams } from '../routing/hostTemplate.ts';
 import { checkPolicy } from './policyCheck.ts';
 import { authzChecks, externalKeyNames } from './authzChecks.ts';

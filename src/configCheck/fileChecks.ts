@@ -6,8 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { PublicKey, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
-import type { ConfigIssue, KeyPath } from './configError.ts';
-import { writablePathChecks } from './writablePaths.ts';
+import type { ConfigIssue, KeyPath } from '../config/configError.ts';
+import { writablePathChecks } from '../config/writablePaths.ts';
 import { readTicketKeyFile } from '../tls/ticketKeys.ts';
 import { biscuitErrorText } from '../authz/policy/biscuitErrors.ts';
 
