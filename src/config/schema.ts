@@ -79,6 +79,17 @@ const authzSchema = z
     limits: limitsSchema.prefault({}),
     /** Third-party block signers by name, `ed25519/<hex>`; route policies trust them with `trusting {name}`. */
     externalKeys: z.record(z.string().regex(paramName, 'key names are lower case letters, digits and _'), z.string().regex(/^(ed25519|secp256r1)\/[0-9a-fA-F]+$/, 'expected ed25519/<hex>')).default({}),
+    /**
+     * Issuers whose tokens the gateway accepts besides the root key's, by name (policies see `signer("name")`;
+     * root-key tokens are `signer("root")`): tokens carrying `keyId` as their root key id must verify against `publicKey`.
+     */
+    issuers: z
+      .record(
+        z.string().regex(paramName, 'issuer names are lower case letters, digits and _').refine((name) => name !== 'root', '"root" names the root key'),
+        z.object({ keyId: z.number().int().min(0).max(0xffff_ffff), publicKey: z.string().regex(/^(ed25519|secp256r1)\/[0-9a-fA-F]+$/, 'expected ed25519/<hex> (gatehouse token keygen --issuer prints it)') }).strict(),
+      )
+      .default({})
+      .refine((issuers) => new Set(Object.values(issuers).map((i) => i.keyId)).size === Object.keys(issuers).length, 'each issuer needs its own keyId'),
     /** Worker threads that run biscuit-wasm, replaced when their WebAssembly memory grows past a bound. */
     workers: z
       .object({

@@ -1,0 +1,90 @@
+// Several signers end to end, with a real `gatehouse serve` and curl: tokens signed by a trusted
+// issuer's key (authz.issuers, chosen by the token's root key id) are accepted, a route's policy tells
+// them from root-key tokens by `signer(...)`, and an issuer the gateway does not trust is refused as an invalid token.
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import * as biscuit from '@biscuit-auth/biscuit-wasm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEchoService } from '../src/demo/echoService.ts';
+import { mintToken, type MintOptions } from '../src/token/mintToken.ts';
+import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import type { TestClientCertificate } from './support/pki.ts';
+
+const idpKey = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
+const strangerKey = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
+
+let h: Harness;
+let echo: Server;
+let alice: TestClientCertificate;
+
+const routes = `  - name: notebook
+    path: /~{user}/notebook/
+    upstream: unix:run/demo.sock
+    policy: |
+      allow if user($u), param("user", $u);
+  - name: admin
+    path: /admin/
+    upstream: unix:run/demo.sock
+    policy: |
+      allow if user($u), signer("root");
+  - name: self-service
+    path: /self/
+    upstream: unix:run/demo.sock
+    policy: |
+      allow if user($u), signer("idp");
+`;
+
+function issued(key: biscuit.KeyPair, rootKeyId: number | undefined, extra: Partial<MintOptions> = {}): string {
+  const minted = mintToken({ privateKey: key.getPrivateKey(), user: 'alice', clientFingerprint: alice.fingerprint, idp: { issuer: 'https://idp.test', subject: 'sub-alice' }, ...(rootKeyId !== undefined && { rootKeyId }), ...extra });
+  if (!minted.ok) throw new Error(minted.error.message);
+  return minted.value;
+}
+
+beforeAll(async () => {
+  h = await startHarness({ routes, authzExtra: `  issuers:\n    idp:\n      keyId: 1\n      publicKey: ${idpKey.getPublicKey().toString()}\n` });
+  echo = await startEchoService(join(h.dir, 'run', 'demo.sock'), 'demo');
+  alice = await h.pki.client('alice');
+});
+
+afterAll(async () => {
+  echo?.close();
+  await h?.stop();
+});
+
+describe('tokens from several signers', () => {
+  it('accepts a token signed by a trusted issuer key on a route', async () => {
+    const reply = await curl(h, '/~alice/notebook/', { client: alice, token: issued(idpKey, 1) });
+    expect(reply.status).toBe(200);
+  });
+
+  it('lets a route policy tell the root key from an issuer', async () => {
+    const fromIssuer = issued(idpKey, 1);
+    const fromRoot = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
+    expect((await curl(h, '/admin/', { client: alice, token: fromRoot })).status).toBe(200);
+    expect((await curl(h, '/admin/', { client: alice, token: fromIssuer })).status).toBe(403);
+    expect((await curl(h, '/self/', { client: alice, token: fromIssuer })).status).toBe(200);
+    expect((await curl(h, '/self/', { client: alice, token: fromRoot })).status).toBe(403);
+  });
+
+  it('refuses, as an invalid token, a token from an issuer that is not trusted', async () => {
+    // An unknown key id, and a stranger's key under the trusted issuer's id.
+    for (const token of [issued(strangerKey, 7), issued(strangerKey, 1), issued(idpKey, undefined)]) {
+      const reply = await curl(h, '/~alice/notebook/', { client: alice, token });
+      expect(reply.status).toBe(401);
+      expect(reply.body).toMatch(/invalid token/);
+    }
+    const record = await h.waitForAudit((r) => r.event === 'request' && r.status === 401 && /unknown signer \(root key id 7\)/.test(r.reason ?? ''));
+    expect(record.decision).toBe('deny');
+    await h.waitForAudit((r) => r.event === 'request' && r.status === 401 && /key of issuer idp/.test(r.reason ?? ''));
+  });
+
+  it('refuses an issued token whose authority block claims a signer itself', async () => {
+    const builder = new biscuit.BiscuitBuilder();
+    builder.addCode(`user("alice"); signer("root"); check if time($t), $t <= ${inOneHour()};`);
+    builder.setRootKeyId(1);
+    const forged = builder.build(idpKey.getPrivateKey()).toBase64();
+    const reply = await curl(h, '/admin/', { client: alice, token: forged });
+    expect(reply.status).toBe(401);
+    await h.waitForAudit((r) => r.event === 'request' && /states signer/.test(r.reason ?? ''));
+  });
+});
