@@ -2,6 +2,7 @@
 // Validation only; paths stay as written here and are resolved against the config file by loadConfig.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { issuerSettingsSchema } from '../issuer/issuerSettings.ts';
 import { browserSettingsSchema } from '../session/browserSettings.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
 
@@ -291,6 +292,8 @@ export const configSchema = z
     browser: browserSettingsSchema.optional(),
     /** Absent: nobody may publish (published: routes answer 503). */
     publish: publishSchema.optional(),
+    /** Self-service tokens after an OpenID login (issue 21): signing key, provider, claim rules. */
+    issuer: issuerSettingsSchema.optional(),
   })
   .strict();
 
