@@ -1,21 +1,31 @@
 // Several signers end to end, with a real `gatehouse serve` and curl: tokens signed by a trusted
 // issuer's key (authz.issuers, chosen by the token's root key id) are accepted, a route's policy tells
-// them from root-key tokens by `signer(...)`, and an issuer the gateway does not trust is refused as an invalid token.
+// them from root-key tokens by `signer(...)`, an issuer the gateway does not trust is refused as an invalid token,
+// and a loan to bob from an issued token is still attributed to alice's login in his records.
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
+import { issueToken } from '../src/issuer/issueToken.ts';
+import type { IssuerKey } from '../src/issuer/issuerKey.ts';
+import { identityFromPem } from '../src/tls/peerIdentity.ts';
+import { generateRootKey } from '../src/token/keyFiles.ts';
 import { mintToken, type MintOptions } from '../src/token/mintToken.ts';
-import { curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { curl, inOneHour, mintRaw, runGatehouseOk, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { claimsOf, testIssuerRules, writeIssuerKey } from './support/issuerFixtures.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
-const idpKey = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
+let issuerKey: IssuerKey;
+let idpKey: biscuit.KeyPair;
 const strangerKey = new biscuit.KeyPair(biscuit.SignatureAlgorithm.Ed25519);
 
 let h: Harness;
 let echo: Server;
 let alice: TestClientCertificate;
+let bob: TestClientCertificate;
 
 const routes = `  - name: notebook
     path: /~{user}/notebook/
@@ -41,9 +51,13 @@ function issued(key: biscuit.KeyPair, rootKeyId: number | undefined, extra: Part
 }
 
 beforeAll(async () => {
-  h = await startHarness({ routes, authzExtra: `  issuers:\n    idp:\n      keyId: 1\n      publicKey: ${idpKey.getPublicKey().toString()}\n` });
+  // The issuer's key as the issuer reads it (its own file), and the same key for tokens built by hand here.
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-issuer-key-'));
+  issuerKey = writeIssuerKey(dir);
+  idpKey = biscuit.KeyPair.fromPrivateKey(issuerKey.privateKey);
+  h = await startHarness({ routes, authzExtra: `  issuers:\n    idp:\n      keyId: 1\n      publicKey: ${issuerKey.publicKey}\n` });
   echo = await startEchoService(join(h.dir, 'run', 'demo.sock'), 'demo');
-  alice = await h.pki.client('alice');
+  [alice, bob] = await Promise.all([h.pki.client('alice'), h.pki.client('bob')]);
 });
 
 afterAll(async () => {
@@ -86,5 +100,24 @@ describe('tokens from several signers', () => {
     const reply = await curl(h, '/admin/', { client: alice, token: forged });
     expect(reply.status).toBe(401);
     await h.waitForAudit((r) => r.event === 'request' && /states signer/.test(r.reason ?? ''));
+  });
+});
+
+describe('a loan from an issued token', () => {
+  it("is still attributed to alice's login in bob's records", async () => {
+    const delegation = generateRootKey();
+    writeFileSync(join(h.dir, 'delegation.key'), `${delegation.privateKey}\n`, { mode: 0o600 });
+    writeFileSync(join(h.dir, 'issuer.pub'), `${issuerKey.publicKey}\n`);
+    const result = issueToken({ claims: claimsOf('alice', ['hpc']), certificate: identityFromPem(alice.cert), rules: testIssuerRules(), key: issuerKey, now: new Date(), delegationKey: delegation.publicKey });
+    if (!result.ok) throw new Error(result.refusal.reason);
+    writeFileSync(join(h.dir, 'alice.token'), result.issued.token);
+    const loan = (await runGatehouseOk(['token', 'attenuate', '--pubkey', 'issuer.pub', '--token-file', 'alice.token', '--delegation-key', 'delegation.key', '--bind-cert', bob.certPath, '--ttl', '1h'], { cwd: h.dir })).trim();
+    expect((await curl(h, '/~alice/notebook/', { client: bob, token: result.issued.token })).status).toBe(403);
+    expect((await curl(h, '/~alice/notebook/', { client: bob, token: loan })).status).toBe(200);
+    const record = await h.waitForAudit((r) => r.event === 'request' && r.decision === 'allow' && r.client?.cn === 'bob');
+    expect(record.token?.user).toBe('alice');
+    // The authority block's revocation id is the one the token.issue record of alice's login names.
+    expect(record.token?.revocationIds?.[0]).toBe(result.issued.revocationId);
+    expect(record.token?.blocks?.[1]).toMatchObject({ role: 'third-party', delegation: true, boundTo: { fingerprint: bob.fingerprint } });
   });
 });
