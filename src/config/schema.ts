@@ -86,11 +86,20 @@ const authzSchema = z
      */
     issuers: z
       .record(
-        z.string().regex(paramName, 'issuer names are lower case letters, digits and _').refine((name) => name !== 'root', '"root" names the root key'),
+        z.string(),
         z.object({ keyId: z.number().int().min(0).max(0xffff_ffff), publicKey: z.string().regex(/^(ed25519|secp256r1)\/[0-9a-fA-F]+$/, 'expected ed25519/<hex> (gatehouse token keygen --issuer prints it)') }).strict(),
       )
       .default({})
-      .refine((issuers) => new Set(Object.values(issuers).map((i) => i.keyId)).size === Object.keys(issuers).length, 'each issuer needs its own keyId'),
+      .superRefine((issuers, ctx) => {
+        const ids = new Map<number, string>();
+        for (const [name, issuer] of Object.entries(issuers)) {
+          if (!paramName.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'issuer names are lower case letters, digits and _' });
+          if (name === 'root') ctx.addIssue({ code: 'custom', path: [name], message: '"root" names the root key (signer("root")): choose another name' });
+          const other = ids.get(issuer.keyId);
+          if (other !== undefined) ctx.addIssue({ code: 'custom', path: [name, 'keyId'], message: `issuer ${other} has key id ${issuer.keyId} already: each issuer needs its own` });
+          ids.set(issuer.keyId, name);
+        }
+      }),
     /** Worker threads that run biscuit-wasm, replaced when their WebAssembly memory grows past a bound. */
     workers: z
       .object({
