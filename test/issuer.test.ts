@@ -1,7 +1,7 @@
 // The issuer's core without the network: claim rules decide what a login may receive, the issuer's
 // key signs the token (bound to the certificate, carrying the IdP identity), refusals say why, the
 // token.issue record names everything; and the holder's `token attenuate` only ever narrows an issued token.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -188,5 +188,31 @@ describe('the holder attenuates an issued token', () => {
     const inspected = await runGatehouse(['token', 'inspect', '--pubkey', join(dir, 'issuer.pub'), '--token', loan], { cwd: dir });
     expect(inspected.stdout).toContain('idp_subject("subject-of-alice")');
     expect(readFileSync(join(dir, 'issuer.pub'), 'utf8')).toContain(key.publicKey);
+  });
+});
+
+describe('issuer tooling', () => {
+  it('token keygen --issuer writes a separate key pair for the issuer', async () => {
+    const run = await runGatehouse(['token', 'keygen', '--issuer', '--out', join(dir, 'keys', 'issuer')], { cwd: dir });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/issuer\.signingKey; the public key goes to authz\.issuers\.<name>\.publicKey/);
+    expect(statSync(join(dir, 'keys', 'issuer.key')).mode & 0o777).toBe(0o600);
+    const written = readIssuerKey(join(dir, 'keys', 'issuer.key'), { name: 'idp', keyId: 2 }, root.publicKey);
+    expect(written.ok && written.value.publicKey).toBe(run.stdout.trim());
+  });
+
+  it('token revoke --user revokes every token issued to the user, from the token.issue records', async () => {
+    const issuedTo = (user: string) => issueToken({ claims: claimsOf(user, ['staff']), certificate: identityFromPem(user === 'alice' ? aliceCert.cert : bobCert.cert), rules: testIssuerRules(), key, now });
+    const results = [issuedTo('alice'), issuedTo('alice'), issuedTo('bob')];
+    const refused = issueToken({ claims: claimsOf('alice', ['students']), certificate: alice, rules: testIssuerRules(), key, now });
+    const lines = [...results, refused].map((result, i) => JSON.stringify({ seq: i + 1, time: now.toISOString(), ...issueRecord({ result, certificate: alice }) }));
+    writeFileSync(join(dir, 'issuer-audit.log'), `${lines.join('\n')}\n`);
+    writeFileSync(join(dir, 'revoked.txt'), '');
+    const run = await runGatehouse(['token', 'revoke', '--user', 'alice', '--audit', join(dir, 'issuer-audit.log'), '--list', join(dir, 'revoked.txt')], { cwd: dir });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('2 token(s) issued to alice');
+    const expected = results.slice(0, 2).map((r) => (r.ok ? r.issued.revocationId : ''));
+    expect(run.stdout.trim().split('\n').sort()).toEqual(expected.sort());
+    expect(readFileSync(join(dir, 'revoked.txt'), 'utf8')).not.toContain(results[2]?.ok ? results[2].issued.revocationId : 'x');
   });
 });
