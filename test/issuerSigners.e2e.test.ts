@@ -2,7 +2,7 @@
 // issuer's key (authz.issuers, chosen by the token's root key id) are accepted, a route's policy tells
 // them from root-key tokens by `signer(...)`, an issuer the gateway does not trust is refused as an invalid token,
 // and a loan to bob from an issued token is still attributed to alice's login in his records.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,5 +119,31 @@ describe('a loan from an issued token', () => {
     // The authority block's revocation id is the one the token.issue record of alice's login names.
     expect(record.token?.revocationIds?.[0]).toBe(result.issued.revocationId);
     expect(record.token?.blocks?.[1]).toMatchObject({ role: 'third-party', delegation: true, boundTo: { fingerprint: bob.fingerprint } });
+  });
+});
+
+describe('revocation and reload', () => {
+  it('revokes an issued token like any other', async () => {
+    const token = issued(idpKey, 1);
+    expect((await curl(h, '/~alice/notebook/', { client: alice, token })).status).toBe(200);
+    const result = issueToken({ claims: claimsOf('alice', ['hpc']), certificate: identityFromPem(alice.cert), rules: testIssuerRules(), key: issuerKey, now: new Date() });
+    if (!result.ok) throw new Error(result.refusal.reason);
+    expect((await curl(h, '/~alice/notebook/', { client: alice, token: result.issued.token })).status).toBe(200);
+    appendFileSync(h.revocationList, `${result.issued.revocationId}\n`);
+    // The list is watched: the new id takes effect once the gateway has re-read it.
+    await h.waitForAudit((r) => r.event === 'revocation.reload');
+    for (let i = 0; i < 50 && (await curl(h, '/~alice/notebook/', { client: alice, token: result.issued.token })).status !== 403; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await curl(h, '/~alice/notebook/', { client: alice, token: result.issued.token })).status).toBe(403);
+  });
+
+  it('stops accepting an issuer removed from authz.issuers by a reload', async () => {
+    const token = issued(idpKey, 1);
+    const config = join(h.dir, 'routes.yaml');
+    writeFileSync(config, readFileSync(config, 'utf8').replace(/  issuers:\n    idp:\n.*\n.*\n/, ''));
+    h.proc.kill('SIGHUP');
+    await h.waitForAudit((r) => r.event === 'config.reload' && r.decision === 'allow');
+    const reply = await curl(h, '/~alice/notebook/', { client: alice, token });
+    expect(reply.status).toBe(401);
+    await h.waitForAudit((r) => r.event === 'request' && /unknown signer \(root key id 1\)/.test(r.reason ?? ''));
   });
 });
