@@ -101,6 +101,15 @@ describe('tokens from several signers', () => {
     expect(reply.status).toBe(401);
     await h.waitForAudit((r) => r.event === 'request' && /states signer/.test(r.reason ?? ''));
   });
+
+  it('does not let a holder\'s block claim the root signer either', async () => {
+    const token = biscuit.Biscuit.fromBase64(issued(idpKey, 1), idpKey.getPublicKey());
+    const block = biscuit.Biscuit.block_builder();
+    block.addCode('signer("root");');
+    const claimed = token.appendBlock(block).toBase64();
+    expect((await curl(h, '/admin/', { client: alice, token: claimed })).status).toBe(403);
+    expect((await curl(h, '/self/', { client: alice, token: claimed })).status).toBe(200);
+  });
 });
 
 describe('a loan from an issued token', () => {
