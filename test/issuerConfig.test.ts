@@ -66,6 +66,8 @@ describe('gatehouse check', () => {
     const wrongKey = await check(issuerBlock(), `  issuers:\n    idp:\n      keyId: 2\n      publicKey: ${root.publicKey}\n`);
     expect(wrongKey.lines.some((l) => /authz\.issuers\.idp\.keyId: issuer idp signs with key id 1, not 2/.test(l))).toBe(true);
     expect(wrongKey.lines.some((l) => /authz\.issuers\.idp\.publicKey: this is the root key/.test(l))).toBe(true);
+    const missingCa = await check(issuerBlock().replace('    clientId: gatehouse\n', '    clientId: gatehouse\n    ca: certs/idp-ca.pem\n'), trusted());
+    expect(missingCa.lines.find((l) => l.includes('issuer.provider.ca'))).toMatch(/cannot read .*idp-ca\.pem/);
     const untrusted = await check(issuerBlock());
     expect(untrusted.lines.find((l) => l.includes('issuer.name'))).toMatch(/warning: this gateway refuses the tokens its own issuer signs: add authz\.issuers\.idp with keyId 1 and publicKey ed25519\//);
   });

@@ -61,9 +61,11 @@ export function issuerChecks(data: unknown, configDir: string): { errors: Config
       if (mode !== undefined) warnings.push({ path: ['issuer', 'signingKey'], message: mode.replace(/^warning: /, ''), warning: true });
     }
   }
-  const secret = text(record(issuer.provider)?.clientSecretFile);
-  if (secret !== undefined && readText(path.resolve(configDir, secret)) === undefined) {
-    errors.push({ path: ['issuer', 'provider', 'clientSecretFile'], message: `cannot read ${path.resolve(configDir, secret)}` });
+  for (const file of ['clientSecretFile', 'ca'] as const) {
+    const value = text(record(issuer.provider)?.[file]);
+    if (value !== undefined && readText(path.resolve(configDir, value)) === undefined) {
+      errors.push({ path: ['issuer', 'provider', file], message: `cannot read ${path.resolve(configDir, value)}` });
+    }
   }
 
   // The gateway accepts the issuer's tokens only when authz.issuers lists the same name, key id and key.

@@ -41,6 +41,8 @@ export const issuerSettingsSchema = z
         clientId: z.string().min(1).max(256),
         /** File holding the client secret of a confidential client; absent = a public client (device flow, PKCE). */
         clientSecretFile: z.string().min(1).optional(),
+        /** PEM CA bundle the provider's HTTPS certificate must chain to (a site CA); absent = the system's CAs. */
+        ca: z.string().min(1).optional(),
       })
       .strict(),
     claims: z
