@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:https';
 import { join } from 'node:path';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { providerFetch } from '../../src/issuer/providerFetch.ts';
 import type { OidcProviderSettings } from './oidcProviderAccounts.ts';
 import type { TestPki } from './pki.ts';
 
@@ -47,8 +47,7 @@ export function startOidcProvider(pki: TestPki, options: OidcProviderOptions = {
   const proc = spawn(process.execPath, [join(import.meta.dirname, 'oidcProviderMain.ts'), JSON.stringify(settings)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const dispatcher = new Agent({ connect: { ca: pki.caCert } });
-  const trustingFetch = ((input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => undiciFetch(input as never, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
+  const trusting = providerFetch(pki.caCert);
   return new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`OpenID provider did not start:\n${err}`)), 20_000);
     proc.stderr?.on('data', () => {
@@ -62,12 +61,12 @@ export function startOidcProvider(pki: TestPki, options: OidcProviderOptions = {
         ca: pki.caCert,
         deviceClientId: settings.deviceClientId,
         web: { clientId: settings.webClientId, clientSecret: settings.webClientSecret, redirectUri: redirectUris[0] ?? '' },
-        fetch: trustingFetch,
+        fetch: trusting.fetch,
         proc,
         stderr: () => err,
         stop: () =>
           new Promise<void>((done) => {
-            void dispatcher.close();
+            void trusting.close();
             if (proc.exitCode !== null || proc.signalCode !== null) return done();
             proc.once('exit', () => done());
             proc.kill('SIGTERM');
