@@ -124,7 +124,7 @@ describe('authz explain', () => {
     writeFileSync(join(dir, 'routes.yaml'), gatewayConfig({ routes: route('raw', 'allow if user($u);', '    protocols: [tcp]\n    upstream: unix:run/x.sock\n') + route('web', 'allow if user($u);') }));
     const token = await runGatehouse(['token', 'mint', '--user', 'alice', '--bind-cert', alice.certPath], { cwd: dir });
     const raw = await runGatehouse(['authz', 'explain', '--route', 'raw', '--token-file', '-', '--cert', alice.certPath], { cwd: dir, input: token.stdout });
-    expect(raw.stdout).toMatch(/^can see: {3}time, route, protocol, param, source_ip, client_cn, client_subject, client_serial, client_fingerprint, client_issuer, client_san; from the token: user, group, publish_right, delegated_fingerprint, delegated_cn$/m);
+    expect(raw.stdout).toMatch(/^can see: {3}time, route, protocol, param, source_ip, client_cn, client_subject, client_serial, client_fingerprint, client_issuer, client_san, signer; from the token: user, group, publish_right, delegated_fingerprint, delegated_cn, idp_issuer, idp_subject$/m);
     const web = await runGatehouse(['authz', 'explain', '--route', 'web', '--token-file', '-', '--cert', alice.certPath, '--path', '/x/'], { cwd: dir, input: token.stdout });
     expect(web.stdout).toMatch(/^can see: {3}time, route, protocol, method, host, path, param, /m);
   });

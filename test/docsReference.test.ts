@@ -65,6 +65,7 @@ describe('docs/reference agrees with the code', () => {
       client: { cn: 'c', subject: 'CN=c', issuer: 'CN=i', serial: '01', fingerprint: 'sha256:00', sans: [{ kind: 'dns', value: 'x' }], notAfter: '' },
       service: 's',
       publisherFingerprint: 'sha256:11',
+      signer: 'root',
     };
     const produced = new Set<string>(requestFactList(everything).map((fact) => fact.predicate));
     // The publish decision's own facts (token_blocks, publish_granted) are built in publishChain.ts.

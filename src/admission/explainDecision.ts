@@ -1,13 +1,12 @@
 // `gatehouse authz explain`: the gateway's decision for one token, client certificate and request,
 // made in-process with the same admission path (facts) and engine (policy, checks, revocation),
 // reported with everything needed to understand it: facts, token blocks, matching policy, failing checks.
-import { Biscuit, type PublicKey } from '@biscuit-auth/biscuit-wasm';
 import type { GatewayConfig, Protocol } from '../config/schema.ts';
 import { admitRequest } from './admitRequest.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { readRevocationList } from '../token/revocationFile.ts';
-import { biscuitErrorText, type FailedCheck } from '../authz/policy/biscuitErrors.ts';
+import type { FailedCheck } from '../authz/policy/biscuitErrors.ts';
 import { evaluateToken, revocationIdsOf, type EvaluationDetail } from '../authz/policy/evaluateToken.ts';
 import { policyStatements } from '../authz/policy/policyStatements.ts';
 import { requestFactList } from '../authz/policy/requestFacts.ts';
@@ -15,6 +14,7 @@ import { predicatesIn, tokenFacts } from '../authz/policy/factVocabulary.ts';
 import { deadlineOf } from '../authz/requestAuthorizer.ts';
 import { revokedDecision } from '../authz/policy/revokedDecision.ts';
 import { parsePublicKey, readRootKey } from '../authz/policy/rootKey.ts';
+import { trustedSigners, type TrustedSigners } from '../authz/policy/signers.ts';
 import type { Decision, RequestFacts, RoutePolicy } from '../authz/types.ts';
 import { warmUpEngine } from '../authz/engine/warmUp.ts';
 
@@ -63,7 +63,7 @@ function factLines(facts: RequestFacts): string[] {
 }
 
 interface Engine {
-  rootKey: PublicKey;
+  signers: TrustedSigners;
   scope: Record<string, string>;
   revoked: ReadonlySet<string>;
 }
@@ -84,7 +84,10 @@ async function engineFor(config: GatewayConfig): Promise<{ ok: true; value: Engi
     if (!list.ok) return { ok: false, reason: `revocation list unavailable (the gateway would answer 503): ${list.error.message}` };
     revoked = list.value;
   }
-  return { ok: true, value: { rootKey: root.key, scope, revoked } };
+  const signers = trustedSigners({ root: root.key.toString(), issuers: config.authz.issuers });
+  root.key.free();
+  if (!signers.ok) return signers;
+  return { ok: true, value: { signers: signers.signers, scope, revoked } };
 }
 
 export async function explainDecision(input: ExplainInput): Promise<ExplainResult> {
@@ -133,12 +136,10 @@ export async function explainDecision(input: ExplainInput): Promise<ExplainResul
 function decide(engine: Engine, text: string, policy: RoutePolicy, facts: RequestFacts): Omit<Explanation, 'route' | 'policy' | 'facts' | 'routeFacts' | 'deadlineMs' | 'notes'> {
   const started = performance.now();
   const done = (decision: Decision, rest: Partial<Explanation> = {}) => ({ decision, failingChecks: [], blocks: [], ...rest, elapsedMs: performance.now() - started });
-  let token: Biscuit;
-  try {
-    token = Biscuit.fromBase64(text.trim(), engine.rootKey);
-  } catch (error) {
-    return done({ allow: false, status: 401, clientReason: 'invalid token', reason: `token does not parse or verify: ${biscuitErrorText(error)}` });
-  }
+  const signed = engine.signers.verify(text.trim());
+  if (!signed.ok) return done({ allow: false, status: 401, clientReason: 'invalid token', reason: `token does not parse or verify: ${signed.reason}` });
+  const { token } = signed;
+  facts.signer = signed.signer;
   try {
     const ids = revocationIdsOf(token);
     const blocks = ids.map((revocationId, index) => ({ index, revocationId, source: token.getBlockSource(index).trim() }));

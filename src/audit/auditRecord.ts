@@ -18,6 +18,8 @@ export type AuditEvent =
   | 'session.end'
   | 'publish.open'
   | 'publish.close'
+  /** A token issued (or refused) after an OpenID login (src/issuer/issueRecord.ts). */
+  | 'token.issue'
   /** Refusal records left out by their budgets in the last period, counted (refusalRecords.ts). */
   | 'audit.suppressed'
   /** A signed statement of the chain's head (auditCheckpoint.ts); written by the audit log itself. */

@@ -13,6 +13,7 @@ export function authorizerOptions(
     rootKeyFile: authz.rootKey,
     ...(authz.revocationList !== undefined && { revocationListFile: authz.revocationList }),
     externalKeys: authz.externalKeys,
+    issuers: authz.issuers,
     workers: authz.workers,
     cache: authz.cache,
     ...hooks,

@@ -6,6 +6,7 @@ import { authorize, type DecisionContext } from './decisionPath.ts';
 import { createEnginePool, type EnginePool, type PoolStats } from './engine/enginePool.ts';
 import { DecisionCaches, defaultCacheSettings, type CacheSettings } from './policy/decisionCaches.ts';
 import { parsePublicKey, readRootKey } from './policy/rootKey.ts';
+import { trustedSigners, type SignerKeys } from './policy/signers.ts';
 import { noRevocations, watchRevocationList, type ReloadResult, type RevocationState } from './policy/revocationState.ts';
 import { createSessionTokens } from './sessionTokens.ts';
 import type { EngineBudget, RequestAuthorizer, SessionTokens } from './types.ts';
@@ -21,6 +22,8 @@ export interface RequestAuthorizerOptions {
   revocationListFile?: string;
   /** Third-party block keys by name, `ed25519/<hex>`: route policies use them as `trusting {name}`. */
   externalKeys?: Record<string, string>;
+  /** Trusted issuers by name: tokens carrying `keyId` as their root key id must be signed by `publicKey` (`ed25519/<hex>`). */
+  issuers?: SignerKeys['issuers'];
   /** Told about every revocation list reload (watcher or reloadRevocations), for the audit log. */
   onRevocationReload?: (result: ReloadResult) => void;
   workers?: { count?: number; recycleAfterMB?: number; recycleAfterAuthorizations?: number; queuePerIdentity?: number };
@@ -42,7 +45,7 @@ export interface ReloadableRequestAuthorizer extends RequestAuthorizer {
 }
 
 /** The root key and the external keys as the workers take them; throws naming the unusable one. */
-async function readKeys(options: RequestAuthorizerOptions): Promise<{ rootKey: string; externalKeys: Record<string, string> }> {
+async function readKeys(options: RequestAuthorizerOptions): Promise<{ rootKey: string; externalKeys: Record<string, string>; issuers: SignerKeys['issuers'] }> {
   const root = await readRootKey(options.rootKeyFile);
   if (!root.ok) throw new Error(root.reason);
   const rootKey = root.key.toString();
@@ -54,7 +57,11 @@ async function readKeys(options: RequestAuthorizerOptions): Promise<{ rootKey: s
     externalKeys[name] = parsed.key.toString();
     parsed.key.free();
   }
-  return { rootKey, externalKeys };
+  const issuers = options.issuers ?? {};
+  const signers = trustedSigners({ root: rootKey, issuers });
+  if (!signers.ok) throw new Error(signers.reason);
+  signers.signers.free();
+  return { rootKey, externalKeys, issuers };
 }
 
 /**
@@ -62,7 +69,7 @@ async function readKeys(options: RequestAuthorizerOptions): Promise<{ rootKey: s
  * a worker's start-up self-test (which also warms biscuit-wasm up) does not allow.
  */
 export async function createRequestAuthorizer(options: RequestAuthorizerOptions): Promise<ReloadableRequestAuthorizer> {
-  const { rootKey, externalKeys } = await readKeys(options);
+  const { rootKey, externalKeys, issuers } = await readKeys(options);
 
   const observer = options.observer ?? {};
   const caches = new DecisionCaches({ ...defaultCacheSettings, ...options.cache });
@@ -82,7 +89,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
   try {
     const workers = options.workers ?? {};
     pool = await createEnginePool({
-      init: { rootKey, externalKeys, parsedTokens: Math.min(512, options.cache?.tokens ?? defaultCacheSettings.tokens), revoked: revokedIds(revocations) },
+      init: { rootKey, externalKeys, issuers, parsedTokens: Math.min(512, options.cache?.tokens ?? defaultCacheSettings.tokens), revoked: revokedIds(revocations) },
       count: workers.count ?? 2,
       recycleAfterBytes: (workers.recycleAfterMB ?? 24) * 1024 * 1024,
       ...(workers.recycleAfterAuthorizations !== undefined && { recycleAfterAuthorizations: workers.recycleAfterAuthorizations }),

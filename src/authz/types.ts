@@ -22,6 +22,8 @@ export interface RequestFacts {
   client: PeerIdentity;
   /** The service a publisher registers (`service(name)`). */
   service?: string;
+  /** Who signed the token (`signer(name)`): `root` or a trusted issuer's name; set by the engine once the token verifies. */
+  signer?: string;
   /** Certificate fingerprint of the publisher a published upstream is reached through (`publisher_fingerprint(fp)`). */
   publisherFingerprint?: string;
 }

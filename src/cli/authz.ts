@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import { choiceOption } from './choiceOption.ts';
 import type { Explanation } from '../admission/explainDecision.ts';
+import type { GatewayConfig } from '../config/schema.ts';
 import { displayDatalog, displayLines, displaySafe } from '../text/displayText.ts';
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
@@ -53,7 +54,14 @@ function parseParams(pairs: string[]): Record<string, string> | string {
 
 interface ExplainOptions {
   config: string;
-  route: string;
+  /** Required unless --claims is given. */
+  route?: string;
+  /** IdP claims (JSON): explain what the issuer's claim rules would give them instead of a route's policy. */
+  claims?: string;
+  group?: string[];
+  grantRoute?: string[];
+  ttl?: string;
+  sessionEnds?: string;
   token?: string;
   tokenFile?: string;
   cert: string;
@@ -74,6 +82,8 @@ async function explain(options: ExplainOptions): Promise<void> {
   const { explainDecision } = await import('../admission/explainDecision.ts');
   const loaded = await loadConfig(options.config);
   if (!loaded.ok) return fail(`${options.config} is not valid:\n${loaded.errors.map(formatConfigError).join('\n')}`);
+  if (options.claims !== undefined) return explainClaimsCommand(loaded.config, options.claims, options);
+  if (options.route === undefined) return fail('give --route (a route\'s policy for a token) or --claims (the issuer\'s rules for IdP claims)');
   const token = await readTokenInput(options);
   if (!token.ok) return fail(token.error.message);
   let client;
@@ -105,13 +115,48 @@ async function explain(options: ExplainOptions): Promise<void> {
   if (!result.value.decision.allow) process.exitCode = 2;
 }
 
+/** `--claims`: the issuer's claim rules for one login, instead of a route's policy for a token. */
+async function explainClaimsCommand(config: GatewayConfig, claimsFile: string, options: ExplainOptions): Promise<void> {
+  const { identityFromPem } = await import('../tls/peerIdentity.ts');
+  const { explainClaims, formatClaimsAnswer } = await import('../issuer/explainClaims.ts');
+  const { parseTtl } = await import('../token/duration.ts');
+  let certificate;
+  try {
+    certificate = identityFromPem(fs.readFileSync(options.cert));
+  } catch (error) {
+    return fail(`cannot read client certificate ${options.cert}: ${(error as Error).message}`);
+  }
+  const ttl = options.ttl === undefined ? undefined : parseTtl(options.ttl);
+  if (ttl !== undefined && !ttl.ok) return fail(ttl.error.message);
+  const ends = options.sessionEnds === undefined ? undefined : new Date(options.sessionEnds);
+  if (ends !== undefined && !Number.isFinite(ends.getTime())) return fail(`invalid --session-ends ${JSON.stringify(options.sessionEnds)}: expected a date such as 2030-01-01T00:00:00Z`);
+  const time = options.time !== undefined ? new Date(options.time) : undefined;
+  if (time !== undefined && !Number.isFinite(time.getTime())) return fail(`invalid --time ${JSON.stringify(options.time)}`);
+  const answer = explainClaims({
+    config,
+    claimsFile,
+    certificate,
+    request: { ...(options.group && { groups: options.group }), ...(options.grantRoute && { routes: options.grantRoute }), ...(ttl?.ok && { ttlSeconds: ttl.value }) },
+    ...(ends !== undefined && { idpSessionEndsAt: ends }),
+    ...(time !== undefined && { now: time }),
+  });
+  if (!answer.ok) return fail(answer.reason);
+  process.stdout.write(options.json ? `${JSON.stringify(answer.result, null, 2)}\n` : formatClaimsAnswer(answer.result));
+  if (!answer.result.ok) process.exitCode = 2;
+}
+
 export function registerAuthz(program: Command): void {
   const authz = program.command('authz').description('authorization tools');
   authz
     .command('explain')
     .description("dry-run a route's policy for a token and a client certificate: facts, decision, matching policy or failing checks")
     .option('-c, --config <file>', 'gateway configuration', 'routes.yaml')
-    .requiredOption('--route <name>', 'route to check')
+    .option('--route <name>', 'route to check (unless --claims)')
+    .option('--claims <file>', "IdP claims (JSON): show what the issuer's claim rules give this login with --cert, instead of a route's decision")
+    .option('--group <name>', 'with --claims: ask for this group only (repeatable)', collect)
+    .option('--grant-route <name>', 'with --claims: ask for this route only (repeatable)', collect)
+    .option('--ttl <duration>', 'with --claims: ask for this lifetime (30m, 8h)')
+    .option('--session-ends <date>', 'with --claims: when the IdP session ends (RFC 3339)')
     .option('--token <token>', 'the token text')
     .option('--token-file <file>', 'file holding the token (- for standard input)')
     .requiredOption('--cert <pem>', 'client certificate presented (PEM)')

@@ -93,17 +93,20 @@ async function binding(options: BindingOptions): Promise<{ clientFingerprint?: s
 function registerKeygen(token: Command): void {
   token
     .command('keygen')
-    .description('create the root key pair that signs tokens: <out>.key (private, 0600) and <out>.pub')
-    .option('--out <base>', 'path of the key files without extension', 'certs/token-root')
+    .description('create the root key pair that signs tokens (or with --issuer, an issuer\'s own key pair): <out>.key (private, 0600) and <out>.pub')
+    .option('--out <base>', 'path of the key files without extension (default certs/token-root, with --issuer certs/issuer)')
+    .option('--issuer', "an issuer's key (issuer.signingKey), never the root key: gateways trust its public key under authz.issuers")
     .option('--force', 'replace existing key files (every token signed by the old key stops working)')
     .action(
-      run(async (options: { out: string; force?: boolean }) => {
+      run(async (options: { out?: string; issuer?: boolean; force?: boolean }) => {
         const { writeKeyPair } = await import('../token/keyFiles.ts');
-        const privatePath = `${options.out}.key`;
-        const publicPath = `${options.out}.pub`;
+        const out = options.out ?? (options.issuer ? 'certs/issuer' : 'certs/token-root');
+        const privatePath = `${out}.key`;
+        const publicPath = `${out}.pub`;
         fs.mkdirSync(path.dirname(privatePath), { recursive: true });
         const keys = unwrap(writeKeyPair(privatePath, publicPath, { force: options.force ?? false }));
-        process.stderr.write(`wrote ${privatePath} (keep it secret) and ${publicPath} (authz.rootKey in routes.yaml)\n`);
+        const use = options.issuer ? `issuer.signingKey; the public key goes to authz.issuers.<name>.publicKey` : 'authz.rootKey in routes.yaml';
+        process.stderr.write(`wrote ${privatePath} (keep it secret) and ${publicPath} (${use})\n`);
         process.stdout.write(`${keys.publicKey}\n`);
       }),
     );
@@ -256,15 +259,19 @@ function registerRevoke(token: Command): void {
     .option('--token-file <file>', 'revoke the token in this file')
     .option('--pubkey <file>', 'root public key file, to verify the token before revoking it')
     .option('--block <n>', 'revoke from this block: 0 (default) kills the token and everything derived from it', '0')
+    .option('--user <name>', 'revoke every token the issuer gave this user, as the token.issue records of --audit name them')
+    .option('--audit <file>', 'with --user: audit file(s) holding the issuer\'s token.issue records (repeatable)', collect)
     .action(
       run(
-        async (options: { list: string; id?: string[]; token?: string; tokenFile?: string; pubkey?: string; block: string }) => {
+        async (options: { list: string; id?: string[]; token?: string; tokenFile?: string; pubkey?: string; block: string; user?: string; audit?: string[] }) => {
           const { appendRevokedIds } = await import('../token/revocationFile.ts');
           const fromToken = options.token !== undefined || options.tokenFile !== undefined;
-          if (options.id !== undefined && fromToken) throw new CommandFailure('give either --id or a token, not both');
-          if (options.id === undefined && !fromToken) throw new CommandFailure('nothing to revoke: give --id HEX, --token or --token-file');
+          const sources = [options.id !== undefined, fromToken, options.user !== undefined].filter(Boolean).length;
+          if (sources > 1) throw new CommandFailure('give one of --id, a token, or --user');
+          if (sources === 0) throw new CommandFailure('nothing to revoke: give --id HEX, --token, --token-file or --user NAME');
           let ids = options.id ?? [];
           if (fromToken) ids = [await tokenRevocationId(options)];
+          if (options.user !== undefined) ids = await issuedTo(options.user, options.audit ?? []);
           const added = unwrap(appendRevokedIds(options.list, ids));
           if (added.length === 0) process.stderr.write(`already revoked in ${options.list}\n`);
           else process.stderr.write(`added ${added.length} id(s) to ${options.list}\n`);
@@ -272,6 +279,17 @@ function registerRevoke(token: Command): void {
         },
       ),
     );
+}
+
+/** Every token issued to `user` according to the token.issue records in `files`. */
+async function issuedTo(user: string, files: string[]): Promise<string[]> {
+  if (files.length === 0) throw new CommandFailure('--user needs the audit file(s) with the issuer\'s records: --audit FILE');
+  const { issuedRevocationIds } = await import('../issuer/issuedTokens.ts');
+  const ids = await issuedRevocationIds(files, { user }).catch((error: unknown) => {
+    throw new CommandFailure(`cannot read ${(error as { file?: string }).file ?? 'the audit files'}: ${(error as Error).message}`);
+  });
+  process.stderr.write(`${ids.length} token(s) issued to ${user}\n`);
+  return ids;
 }
 
 /** The revocation id of block `--block` of a token, verified when a public key is given. */

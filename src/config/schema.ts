@@ -2,6 +2,7 @@
 // Validation only; paths stay as written here and are resolved against the config file by loadConfig.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { issuerSettingsSchema } from './issuerSettings.ts';
 import { browserSettingsSchema } from './browserSettings.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
 
@@ -79,6 +80,26 @@ const authzSchema = z
     limits: limitsSchema.prefault({}),
     /** Third-party block signers by name, `ed25519/<hex>`; route policies trust them with `trusting {name}`. */
     externalKeys: z.record(z.string().regex(paramName, 'key names are lower case letters, digits and _'), z.string().regex(/^(ed25519|secp256r1)\/[0-9a-fA-F]+$/, 'expected ed25519/<hex>')).default({}),
+    /**
+     * Issuers whose tokens the gateway accepts besides the root key's, by name (policies see `signer("name")`;
+     * root-key tokens are `signer("root")`): tokens carrying `keyId` as their root key id must verify against `publicKey`.
+     */
+    issuers: z
+      .record(
+        z.string(),
+        z.object({ keyId: z.number().int().min(0).max(0xffff_ffff), publicKey: z.string().regex(/^(ed25519|secp256r1)\/[0-9a-fA-F]+$/, 'expected ed25519/<hex> (gatehouse token keygen --issuer prints it)') }).strict(),
+      )
+      .default({})
+      .superRefine((issuers, ctx) => {
+        const ids = new Map<number, string>();
+        for (const [name, issuer] of Object.entries(issuers)) {
+          if (!paramName.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'issuer names are lower case letters, digits and _' });
+          if (name === 'root') ctx.addIssue({ code: 'custom', path: [name], message: '"root" names the root key (signer("root")): choose another name' });
+          const other = ids.get(issuer.keyId);
+          if (other !== undefined) ctx.addIssue({ code: 'custom', path: [name, 'keyId'], message: `issuer ${other} has key id ${issuer.keyId} already: each issuer needs its own` });
+          ids.set(issuer.keyId, name);
+        }
+      }),
     /** Worker threads that run biscuit-wasm, replaced when their WebAssembly memory grows past a bound. */
     workers: z
       .object({
@@ -280,6 +301,8 @@ export const configSchema = z
     browser: browserSettingsSchema.optional(),
     /** Absent: nobody may publish (published: routes answer 503). */
     publish: publishSchema.optional(),
+    /** Self-service tokens after an OpenID login (issue 21): signing key, provider, claim rules. */
+    issuer: issuerSettingsSchema.optional(),
   })
   .strict();
 

@@ -11,6 +11,7 @@ import { routeChecks } from './routeChecks.ts';
 import { fileChecks } from './fileChecks.ts';
 import { resolvePaths } from '../config/resolvePaths.ts';
 import { configWarnings } from './configWarnings.ts';
+import { issuerChecks } from '../issuer/issuerChecks.ts';
 
 export { formatConfigError, type ConfigError } from '../config/configError.ts';
 
@@ -67,7 +68,9 @@ export async function loadConfig(file: string): Promise<ConfigResult> {
   }
   const configDir = path.dirname(path.resolve(file));
   const parsed = configSchema.safeParse(data);
+  const issuer = issuerChecks(data, configDir);
   const issues: ConfigIssue[] = [
+    ...issuer.errors,
     ...(parsed.success ? [] : schemaIssues(parsed.error.issues, data)),
     ...routeChecks(data, configDir),
     ...(await fileChecks(data, file)),
@@ -85,7 +88,7 @@ export async function loadConfig(file: string): Promise<ConfigResult> {
           : positionOf(doc, lines, issue.path);
     return { file, line: at.line, column: at.column, key, message: issue.message, ...extra };
   };
-  const warnings = configWarnings(data, configDir)
+  const warnings = [...configWarnings(data, configDir), ...issuer.warnings]
     .map(place)
     .sort((a, b) => byPlace(a, b, file));
   if (issues.length > 0 || !parsed.success) {

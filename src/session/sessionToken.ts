@@ -1,12 +1,11 @@
 // Signing in without server state: verifies a token for THIS certificate (signature, revocation,
 // expiry, certificate binding) and turns it into the session token, attenuated by the gateway.
-import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
 import { classifyFailure } from '../authz/policy/biscuitErrors.ts';
 import { addRequestFacts } from '../authz/policy/requestFacts.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { biscuit, biscuitErrorText, datalogParameters, toolLimits } from '../token/biscuitModule.ts';
 import { inspectToken, type InspectedBlock } from '../token/inspectToken.ts';
-import { parseToken } from '../token/parseToken.ts';
+import { parseToken, type VerifyingKeys } from '../token/parseToken.ts';
 
 export interface VerifiedToken {
   user: string;
@@ -35,7 +34,7 @@ const SIGN_IN_ROUTE = '.sign-in';
  * Verifies `text` for the certificate `identity` now. Signature and revocation first (no Datalog for a
  * revoked token), then the token's own checks against the time and the certificate.
  */
-export function verifyForCertificate(text: string, publicKey: PublicKey, identity: PeerIdentity, sourceIp: string, isRevoked: (ids: readonly string[]) => boolean, now = new Date()): TokenCheck {
+export function verifyForCertificate(text: string, publicKey: VerifyingKeys, identity: PeerIdentity, sourceIp: string, isRevoked: (ids: readonly string[]) => boolean, now = new Date()): TokenCheck {
   const inspected = inspectToken(text, publicKey);
   if (!inspected.ok) return { ok: false, status: 401, clientReason: 'token not valid for this gateway', reason: inspected.error.message };
   const { user, groups, revocationIds, blocks, expiresAt } = inspected.value;
@@ -94,7 +93,7 @@ export function sessionExpiry(token: VerifiedToken, lifetimeSeconds: number, now
  * certificate and the session's end and keeps it to HTTP and WebSocket (no raw tunnels from a cookie).
  * Attenuation needs no private key; the token's revocation ids carry over, so revoking it ends the session.
  */
-export function mintSessionToken(text: string, publicKey: PublicKey, fingerprint: string, expiresAt: Date, host?: string): { ok: true; token: string } | { ok: false; reason: string } {
+export function mintSessionToken(text: string, publicKey: VerifyingKeys, fingerprint: string, expiresAt: Date, host?: string): { ok: true; token: string } | { ok: false; reason: string } {
   const parsed = parseToken(text, publicKey);
   if (!parsed.ok) return { ok: false, reason: parsed.error.message };
   try {

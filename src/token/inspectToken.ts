@@ -1,8 +1,8 @@
 // Inspection: a token's blocks as Datalog, revocation ids, user, groups and earliest expiry.
 // With the root public key everything is verified; without it only the envelope can be read.
-import type { Biscuit, PublicKey } from '@biscuit-auth/biscuit-wasm';
+import type { Biscuit } from '@biscuit-auth/biscuit-wasm';
 import { biscuit, biscuitErrorText, toolLimits } from './biscuitModule.ts';
-import { parseToken } from './parseToken.ts';
+import { parseToken, type VerifyingKeys } from './parseToken.ts';
 import { readTokenEnvelope } from './tokenEnvelope.ts';
 import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
 
@@ -90,7 +90,7 @@ function inspectVerified(token: Biscuit): TokenInspection {
   };
 }
 
-export function inspectToken(text: string, publicKey?: PublicKey): TokenResult<TokenInspection> {
+export function inspectToken(text: string, publicKey?: VerifyingKeys): TokenResult<TokenInspection> {
   if (publicKey === undefined) {
     const envelope = readTokenEnvelope(text);
     if (!envelope.ok) return passOn(envelope);

@@ -31,6 +31,10 @@ export interface MintOptions {
    * facts). Absent = the token cannot publish. A later block passes the right on only by granting it again.
    */
   publish?: string[];
+  /** The identity provider's login this token was issued for: `idp_issuer(...)` and `idp_subject(...)` facts. */
+  idp?: { issuer: string; subject: string };
+  /** Root key id written in the token: an issuer's key id (authz.issuers), so the gateway picks that issuer's key. Absent for the root key. */
+  rootKeyId?: number;
   /** The minting time the expiry counts from; default now. */
   now?: Date;
 }
@@ -47,6 +51,14 @@ export function authorityCode(options: MintOptions): TokenResult<{ code: string;
     if (!group.ok) return passOn(group);
     lines.push(`group({group_${index}});`);
     parameters[`group_${index}`] = group.value;
+  }
+  if (options.idp !== undefined) {
+    for (const [name, value] of [['idp_issuer', options.idp.issuer], ['idp_subject', options.idp.subject]] as const) {
+      // Stated by the issuer from the IdP's ID token: bounded, printable, and only ever a parameter.
+      if (value.length === 0 || value.length > 1024 || /[\u0000-\u001f\u007f]/.test(value)) return fail('invalid-input', `${name} must be 1 to 1024 printable characters`);
+      lines.push(`${name}({${name}});`);
+      parameters[name] = value;
+    }
   }
   let grants: Record<string, DatalogParameter> = {};
   if (options.publish !== undefined) {
@@ -94,6 +106,7 @@ export function mintToken(options: MintOptions): TokenResult<string> {
   let token;
   try {
     builder.addCodeWithParameters(authority.value.code, datalogParameters(authority.value.parameters), scope.value);
+    if (options.rootKeyId !== undefined) builder.setRootKeyId(options.rootKeyId);
     token = builder.build(options.privateKey);
   } catch (error) {
     return fail('library', `cannot mint the token: ${biscuitErrorText(error)}`);

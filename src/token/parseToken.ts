@@ -1,6 +1,7 @@
 // Turns base64url text into a verified Biscuit: every block's signature is checked against the
 // root public key. Anything that does not verify is an `invalid-token` error, never a token.
 import type { Biscuit, PublicKey } from '@biscuit-auth/biscuit-wasm';
+import type { TrustedSigners } from '../authz/policy/signers.ts';
 import { biscuit, biscuitErrorText } from './biscuitModule.ts';
 import { fail, ok, type TokenResult } from './tokenErrors.ts';
 
@@ -17,10 +18,17 @@ function isSignatureError(error: unknown): boolean {
   return 'Signature' in format || 'UnknownPublicKey' in format || 'InvalidSignatureSize' in format;
 }
 
-export function parseToken(text: string, rootKey: PublicKey): TokenResult<Biscuit> {
+/** One root public key, or the gateway's trusted signers (the root key and the issuers' keys, chosen by key id). */
+export type VerifyingKeys = PublicKey | TrustedSigners;
+
+export function parseToken(text: string, rootKey: VerifyingKeys): TokenResult<Biscuit> {
   const token = cleanTokenText(text);
   if (token.length === 0) return fail('invalid-token', 'the token is empty');
   if (!/^[A-Za-z0-9_-]+={0,2}$/.test(token)) return fail('invalid-token', 'the token is not base64url text');
+  if ('verify' in rootKey) {
+    const signed = rootKey.verify(token);
+    return signed.ok ? ok(signed.token) : fail('invalid-token', signed.reason);
+  }
   try {
     return ok(biscuit.Biscuit.fromBase64(token, rootKey));
   } catch (error) {

@@ -1,12 +1,13 @@
 // The body of an engine worker: owns one biscuit-wasm instance, verifies tokens (keeping a few
 // parsed ones), checks revocation before any Datalog runs, and evaluates route policies.
 import { MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { Biscuit, type PublicKey } from '@biscuit-auth/biscuit-wasm';
+import type { Biscuit } from '@biscuit-auth/biscuit-wasm';
 import { earliestExpiry } from '../../token/inspectToken.ts';
 import { biscuitErrorText, isWasmTrap } from '../policy/biscuitErrors.ts';
 import { authorityUser, evaluateToken, revocationIdsOf } from '../policy/evaluateToken.ts';
 import { parsePublicKey } from '../policy/rootKey.ts';
 import { revokedDecision } from '../policy/revokedDecision.ts';
+import { trustedSigners } from '../policy/signers.ts';
 import { runSessionWork } from './sessionWork.ts';
 import { describeBlocks } from '../policy/tokenBlocks.ts';
 import type { Decision, TokenBlock } from '../types.ts';
@@ -16,6 +17,8 @@ import type { EngineWorkerInit, FromWorker, SessionResult, ToWorker, TokenInfo }
 
 interface ParsedToken {
   biscuit: Biscuit;
+  /** Who signed it: `root`, or the name of a trusted issuer (the `signer(...)` fact). */
+  signer: string;
   revocationIds: string[];
   expiresAt?: number;
   /** Multi-block tokens only: what each block is, sent to the main thread once with the token's info. */
@@ -33,9 +36,9 @@ function fail(reason: string): never {
   process.exit(1);
 }
 
-const root = parsePublicKey(init.rootKey, 'root key');
-if (!root.ok) fail(root.reason);
-const rootKey: PublicKey = root.key;
+const trusted = trustedSigners({ root: init.rootKey, issuers: init.issuers });
+if (!trusted.ok) fail(trusted.reason);
+const signers = trusted.signers;
 const scope: Record<string, string> = {};
 /** `ed25519/<hex>` -> its `authz.externalKeys` name, to name a third-party block's signer. */
 const signerNames = new Map<string, string>();
@@ -73,19 +76,18 @@ function parse(token: string): { ok: true; value: ParsedToken; cached: boolean }
     parsedTokens.set(token, known);
     return { ok: true, value: known, cached: true };
   }
-  let biscuit: Biscuit;
-  try {
-    biscuit = Biscuit.fromBase64(token, rootKey);
-  } catch (error) {
-    if (isWasmTrap(error)) poisoned = true;
-    return { ok: false, reason: `token does not parse or verify: ${biscuitErrorText(error)}` };
+  const signed = signers.verify(token);
+  if (!signed.ok) {
+    if (isWasmTrap(signed.error)) poisoned = true;
+    return { ok: false, reason: `token does not parse or verify: ${signed.reason}` };
   }
+  const { token: biscuit, signer } = signed;
   // The sources are printed once per parse anyway (expiry); describing the blocks reuses them.
   const sources = sourcesOf(biscuit);
   const expiresAt = expiryOf(sources);
   const revocationIds = revocationIdsOf(biscuit);
   const blocks = describeBlocks(token, sources, revocationIds, signerNames);
-  const value: ParsedToken = { biscuit, revocationIds, ...(expiresAt !== undefined && { expiresAt }), ...(blocks !== undefined && { blocks }) };
+  const value: ParsedToken = { biscuit, signer, revocationIds, ...(expiresAt !== undefined && { expiresAt }), ...(blocks !== undefined && { blocks }) };
   if (init.parsedTokens <= 0) return { ok: true, value, cached: false };
   parsedTokens.set(token, value);
   if (parsedTokens.size > init.parsedTokens) {
@@ -113,7 +115,7 @@ function authorize(message: Extract<ToWorker, { type: 'authorize' }>): { decisio
     if (revokedDecision(token.revocationIds, revoked)) {
       return { decision: revokedDecision(token.revocationIds, revoked, authorityUser(token.biscuit)) as Decision };
     }
-    const decision = evaluateToken(token.biscuit, message.route, message.facts, {
+    const decision = evaluateToken(token.biscuit, message.route, { ...message.facts, signer: token.signer }, {
       scope,
       observe: (detail) => {
         if (detail.fault) poisoned = true;
@@ -138,7 +140,7 @@ function engineClock(): number {
 /** Sign-in work: a failure the session code did not expect becomes a refusal that says so. */
 function sessionWork(message: Extract<ToWorker, { type: 'session' }>): SessionResult {
   try {
-    return runSessionWork(message.work, rootKey, (ids) => ids.some((id) => revoked.has(id)));
+    return runSessionWork(message.work, signers, (ids) => ids.some((id) => revoked.has(id)));
   } catch (error) {
     if (isWasmTrap(error)) poisoned = true;
     const reason = `sign-in token work failed: ${biscuitErrorText(error)}`;

@@ -10,6 +10,8 @@ export type { TokenInfo } from '../types.ts';
 export interface EngineWorkerInit {
   /** Root public key, `ed25519/<hex>`, already validated by the main thread. */
   rootKey: string;
+  /** Trusted issuers by name: key id and `ed25519/<hex>`, already validated (tokens they sign carry the key id). */
+  issuers: Record<string, { keyId: number; publicKey: string }>;
   /** Third-party block signers by name, `ed25519/<hex>`, already validated. */
   externalKeys: Record<string, string>;
   /** Parsed tokens the worker keeps (LRU); 0 parses every token on every call. */

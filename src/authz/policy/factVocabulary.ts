@@ -38,6 +38,8 @@ export const gatewayFacts = {
   client_san: { arity: 2, scopes: everywhere, example: 'client_san("email", "alice@example.org")' },
   service: { arity: 1, scopes: ['publish'], example: 'service("jupyter")' },
   publisher_fingerprint: { arity: 1, scopes: routes, publishedUpstream: true, example: 'publisher_fingerprint("sha256:…")' },
+  /** Who signed the token: `root` (the administrator's root key) or a trusted issuer's name (authz.issuers). */
+  signer: { arity: 1, scopes: everywhere, example: 'signer("root")' },
   token_blocks: { arity: 1, scopes: ['publish'], example: 'token_blocks(2)' },
   publish_granted: { arity: 2, scopes: ['publish'], example: 'publish_granted(1, "*")' },
 } as const satisfies Record<string, GatewayFact>;
@@ -51,6 +53,8 @@ export const tokenFacts = {
   publish_right: 'publish_right("*")',
   delegated_fingerprint: 'delegated_fingerprint("sha256:…")',
   delegated_cn: 'delegated_cn("bob")',
+  idp_issuer: 'idp_issuer("https://idp.example.org/realms/site")',
+  idp_subject: 'idp_subject("f2c9…")',
 } as const;
 
 /** The gateway's predicates stated in a decision of `scope` (`published`: the route's upstream is `published:`). */

@@ -6,7 +6,7 @@ import type { GatewayPredicate } from './factVocabulary.ts';
 import type { RequestFacts } from '../types.ts';
 
 // Predicates of the contract (factVocabulary.ts): a name outside it does not compile.
-const unary = ['route', 'protocol', 'method', 'host', 'path', 'source_ip', 'client_cn', 'client_subject', 'client_serial', 'client_fingerprint', 'client_issuer', 'service', 'publisher_fingerprint'] as const satisfies readonly GatewayPredicate[];
+const unary = ['route', 'protocol', 'method', 'host', 'path', 'source_ip', 'client_cn', 'client_subject', 'client_serial', 'client_fingerprint', 'client_issuer', 'service', 'publisher_fingerprint', 'signer'] as const satisfies readonly GatewayPredicate[];
 type Unary = (typeof unary)[number];
 
 interface Templates {
@@ -46,6 +46,7 @@ export function requestFactList(facts: RequestFacts): { predicate: GatewayPredic
     client_issuer: client.issuer,
     service: facts.service,
     publisher_fingerprint: facts.publisherFingerprint,
+    signer: facts.signer,
   };
   for (const name of unary) {
     const value = values[name];

@@ -1,0 +1,76 @@
+// The `issuer:` block of routes.yaml: the issuer's signing key and name, the site's OpenID provider,
+// and the claim rules (which claim is the user, which gives groups, what each group may receive).
+import { z } from 'zod';
+import { parseTtl } from '../token/duration.ts';
+
+const duration = z
+  .string()
+  .regex(/^\d{1,9}[smhd]$/, 'a duration such as 30m, 8h or 1d')
+  .refine((text) => parseTtl(text).ok, 'at most 366 days');
+
+/** Same rules as route names and token group names (src/token/names.ts). */
+const routeOrAny = z.string().regex(/^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/, 'a route name, or "*" for any route');
+const serviceOrAny = z.string().regex(/^(\*|[a-z0-9][a-z0-9_-]{0,62})$/, 'a service name (lower case letters, digits, _ -), or "*" for any');
+const groupName = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
+const claimName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, 'a claim name such as preferred_username');
+
+/** What members of one IdP group may receive in a token. */
+const groupGrantSchema = z
+  .object({
+    /** Routes the token may be used on (`check if route(...)`); `"*"` = any route whose policy accepts the user. */
+    routes: z.array(routeOrAny).min(1),
+    /** Services the token may publish with `gatehouse publish` (`"*"` = any); absent = none. */
+    publish: z.array(serviceOrAny).min(1).optional(),
+    /** Longest lifetime of a token carrying this group; a token with several groups gets the shortest. */
+    maxTtl: duration.optional(),
+  })
+  .strict();
+
+export const issuerSettingsSchema = z
+  .object({
+    /** The signer name route policies see as `signer("<name>")`; gateways accept the issuer's tokens when authz.issuers lists it. */
+    name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower case letters, digits and _').refine((name) => name !== 'root', '"root" names the root key'),
+    /** The root key id written into every token it signs (authz.issuers.<name>.keyId on the gateways). */
+    keyId: z.number().int().min(0).max(0xffff_ffff),
+    /** File with the issuer's private key, `ed25519-private/<hex>` (mode 0600); never the token root key. */
+    signingKey: z.string().min(1),
+    /** The site's OpenID provider: discovery at `<url>/.well-known/openid-configuration`. */
+    provider: z
+      .object({
+        url: z.string().regex(/^https:\/\/[^\s#?]+$/, 'an https:// URL (the OpenID issuer)'),
+        clientId: z.string().min(1).max(256),
+        /** File holding the client secret of a confidential client; absent = a public client (device flow, PKCE). */
+        clientSecretFile: z.string().min(1).optional(),
+        /** PEM CA bundle the provider's HTTPS certificate must chain to (a site CA); absent = the system's CAs. */
+        ca: z.string().min(1).optional(),
+      })
+      .strict(),
+    claims: z
+      .object({
+        /** The claim that names the user (`user(...)` in the token). */
+        user: claimName.default('preferred_username'),
+        /** The claim that lists the user's groups (an array of names, or one name). */
+        groups: claimName.default('groups'),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * The IdP user must hold the client certificate presented at login: this claim (default: the user
+     * claim) must equal the certificate's `cn` or one of its `email` subject alternative names; `none` turns it off.
+     */
+    certificate: z
+      .object({
+        field: z.enum(['cn', 'email', 'none']).default('cn'),
+        claim: claimName.optional(),
+      })
+      .strict()
+      .prefault({}),
+    /** Lifetime of an issued token (default 12h), cut by the groups' maxTtl and the IdP session. */
+    ttl: duration.default('12h'),
+    /** IdP groups that may receive tokens, and what each may receive; a group not listed gets nothing. */
+    groups: z.record(z.string().regex(groupName, 'a group name: letters, digits and . _ @ + -'), groupGrantSchema).refine((g) => Object.keys(g).length > 0, 'at least one group'),
+  })
+  .strict();
+
+export type IssuerSettings = z.infer<typeof issuerSettingsSchema>;
+export type GroupGrant = z.infer<typeof groupGrantSchema>;

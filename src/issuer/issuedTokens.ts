@@ -1,0 +1,31 @@
+// The tokens an issuer gave out, as its `token.issue` audit records name them: what
+// `gatehouse token revoke --user NAME` revokes (every token issued to NAME, by authority-block id).
+import { linesOfFiles } from '../audit/auditLines.ts';
+
+export interface IssuedTokenSearch {
+  /** The issued token's user (`token.user` of the record). */
+  user?: string;
+  /** The IdP subject the login came from (`detail.idp.subject`). */
+  idpSubject?: string;
+}
+
+/** Revocation ids (authority block, lowercase hex) of the tokens the records in `files` say were issued to the match. */
+export async function issuedRevocationIds(files: readonly string[], search: IssuedTokenSearch): Promise<string[]> {
+  const ids = new Set<string>();
+  for await (const { bytes } of linesOfFiles(files)) {
+    // Cheap filter before parsing: most records are requests.
+    if (bytes.indexOf('"token.issue"') < 0) continue;
+    let record: { event?: unknown; decision?: unknown; token?: { user?: unknown; revocationIds?: unknown }; detail?: { idp?: { subject?: unknown } } };
+    try {
+      record = JSON.parse(bytes.toString('utf8')) as typeof record;
+    } catch {
+      continue; // a torn last line; `audit verify` is the tool that reports it
+    }
+    if (record.event !== 'token.issue' || record.decision !== 'allow') continue;
+    if (search.user !== undefined && record.token?.user !== search.user) continue;
+    if (search.idpSubject !== undefined && record.detail?.idp?.subject !== search.idpSubject) continue;
+    const [id] = Array.isArray(record.token?.revocationIds) ? record.token.revocationIds : [];
+    if (typeof id === 'string' && /^[0-9a-f]+$/i.test(id)) ids.add(id.toLowerCase());
+  }
+  return [...ids];
+}
