@@ -5,13 +5,11 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
 import type { TokenResult } from '../token/tokenErrors.ts';
+import { commandFailure } from '../errors/refusal.ts';
 import { displaySafe } from './displayText.ts';
 
-/** A failure already worded for the operator. */
-class CommandFailure extends Error {}
-
 function unwrap<T>(result: TokenResult<T>): T {
-  if (!result.ok) throw new CommandFailure(result.error.message);
+  if (!result.ok) throw commandFailure(result.error.message);
   return result.value;
 }
 
@@ -44,13 +42,13 @@ async function certificateFingerprint(file: string): Promise<string> {
   try {
     pem = fs.readFileSync(file);
   } catch (error) {
-    throw new CommandFailure(`cannot read certificate ${file}: ${(error as Error).message}`);
+    throw commandFailure(`cannot read certificate ${file}: ${(error as Error).message}`);
   }
   const { identityFromPem } = await import('../tls/peerIdentity.ts');
   try {
     return identityFromPem(pem).fingerprint;
   } catch (error) {
-    throw new CommandFailure(`${file} is not a PEM certificate: ${(error as Error).message}`);
+    throw commandFailure(`${file} is not a PEM certificate: ${(error as Error).message}`);
   }
 }
 
@@ -74,7 +72,7 @@ function emitToken(token: string, out: string | undefined): void {
     fs.writeFileSync(out, `${token}\n`, { mode: 0o600 });
     fs.chmodSync(out, 0o600);
   } catch (error) {
-    throw new CommandFailure(`cannot write ${out}: ${(error as Error).message}`);
+    throw commandFailure(`cannot write ${out}: ${(error as Error).message}`);
   }
   process.stderr.write(`wrote the token to ${out}\n`);
 }
@@ -131,7 +129,7 @@ function registerMint(token: Command): void {
           options: BindingOptions & { key: string; user: string; group?: string[]; ttl: string; route?: string[]; publish?: true | string[]; out?: string; unbound?: boolean; delegable?: boolean; delegationKeyOut?: string },
         ) => {
           if (options.bindCert === undefined && options.bindCn === undefined && !options.unbound) {
-            throw new CommandFailure("tokens are bound to their holder's client certificate: give --bind-cert PEM (or --bind-cn CN), or --unbound for a token any certificate may use");
+            throw commandFailure("tokens are bound to their holder's client certificate: give --bind-cert PEM (or --bind-cn CN), or --unbound for a token any certificate may use");
           }
           const { readPrivateKey, privateKeyModeWarning, writeDelegationKey } = await import('../token/keyFiles.ts');
           const { mintToken } = await import('../token/mintToken.ts');
@@ -144,7 +142,7 @@ function registerMint(token: Command): void {
           let delegationFile: string | undefined;
           if (options.delegable) {
             delegationFile = options.delegationKeyOut ?? (options.out !== undefined ? `${options.out}.delegation.key` : undefined);
-            if (delegationFile === undefined) throw new CommandFailure('--delegable needs --delegation-key-out FILE (or --out FILE) for the delegation key');
+            if (delegationFile === undefined) throw commandFailure('--delegable needs --delegation-key-out FILE (or --out FILE) for the delegation key');
             delegationKey = unwrap(writeDelegationKey(delegationFile)).publicKey;
           }
           const minted = mintToken({
@@ -261,8 +259,8 @@ function registerRevoke(token: Command): void {
         async (options: { list: string; id?: string[]; token?: string; tokenFile?: string; pubkey?: string; block: string }) => {
           const { appendRevokedIds } = await import('../token/revocationFile.ts');
           const fromToken = options.token !== undefined || options.tokenFile !== undefined;
-          if (options.id !== undefined && fromToken) throw new CommandFailure('give either --id or a token, not both');
-          if (options.id === undefined && !fromToken) throw new CommandFailure('nothing to revoke: give --id HEX, --token or --token-file');
+          if (options.id !== undefined && fromToken) throw commandFailure('give either --id or a token, not both');
+          if (options.id === undefined && !fromToken) throw commandFailure('nothing to revoke: give --id HEX, --token or --token-file');
           let ids = options.id ?? [];
           if (fromToken) ids = [await tokenRevocationId(options)];
           const added = unwrap(appendRevokedIds(options.list, ids));
@@ -277,13 +275,13 @@ function registerRevoke(token: Command): void {
 /** The revocation id of block `--block` of a token, verified when a public key is given. */
 async function tokenRevocationId(options: { token?: string; tokenFile?: string; pubkey?: string; block: string }): Promise<string> {
   const { inspectToken } = await import('../token/inspectToken.ts');
-  if (!/^\d{1,4}$/.test(options.block)) throw new CommandFailure(`invalid --block ${JSON.stringify(options.block)}: expected a block number`);
+  if (!/^\d{1,4}$/.test(options.block)) throw commandFailure(`invalid --block ${JSON.stringify(options.block)}: expected a block number`);
   const block = Number(options.block);
   const publicKey = options.pubkey !== undefined ? await readPublicKeyFile(options.pubkey) : undefined;
   const inspection = unwrap(inspectToken(await readToken(options), publicKey));
   if (!inspection.verified) process.stderr.write('note: token signatures not verified (no --pubkey)\n');
   const id = inspection.revocationIds[block];
-  if (id === undefined) throw new CommandFailure(`the token has ${inspection.revocationIds.length} block(s); there is no block ${block}`);
+  if (id === undefined) throw commandFailure(`the token has ${inspection.revocationIds.length} block(s); there is no block ${block}`);
   return id;
 }
 

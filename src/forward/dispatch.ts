@@ -5,7 +5,8 @@ import type { Duplex } from 'node:stream';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
 import type { ListenerHandlers } from '../listener/tlsListener.ts';
 import { reservedPath, type ReservedPath } from '../routing/reservedPaths.ts';
-import { refuse, refuseSocket } from './refusals.ts';
+import { refuse } from '../errors/refusal.ts';
+import { sendRefusal, sendRefusalOnSocket } from './refusals.ts';
 
 export interface DispatchTargets {
   http: { handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> | void };
@@ -28,7 +29,7 @@ export interface DispatchTargets {
 /** A socket that left HTTP parsing: errors are the peer's, not the gateway's to crash on. */
 function refuseUnauthenticated(socket: Duplex): void {
   socket.on('error', () => {});
-  refuseSocket(socket, 421, 'connection not authenticated');
+  sendRefusalOnSocket(socket, refuse('GH_UNAUTHENTICATED_CONNECTION', 'no connection context'));
 }
 
 /**
@@ -38,7 +39,7 @@ function refuseUnauthenticated(socket: Duplex): void {
 export function dispatchTo(to: DispatchTargets): ListenerHandlers {
   return {
     request(req, res, conn) {
-      if (!conn) return refuse(res, 421, 'connection not authenticated');
+      if (!conn) return sendRefusal(res, refuse('GH_UNAUTHENTICATED_CONNECTION', 'no connection context'));
       const reserved = reservedPath(req.url);
       if (reserved === undefined) return to.http.handle(conn, req, res);
       if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(conn, req, res);

@@ -13,14 +13,15 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange, type Exchange } from '../exchange/exchange.ts';
-import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
+import { auditUnavailable, overRequestRate, readCredential } from '../exchange/admissionPreamble.ts';
+import { refuse, RefusalError, refusalOf, type Refusal } from '../errors/refusal.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
-import { refuse } from './refusals.ts';
+import { sendRefusal } from './refusals.ts';
 import { checkRequestShape, type RequestShape } from './requestShape.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
 import { upstreamRequestHeaders } from './upstreamHeaders.ts';
-import { relayExchange, UpstreamRefusal, type ExchangeOutcome, type UpstreamRequest } from './upstreamExchange.ts';
+import { relayExchange, type ExchangeOutcome, type UpstreamRequest } from './upstreamExchange.ts';
 import { replicaRetry } from './replicaRetry.ts';
 import { createUpstreamPools, type Lease, type StreamAddress } from './upstreamPools.ts';
 import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
@@ -62,7 +63,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     async open() {
       const target = { ...upstream };
       const opened = await deps.upstreams.open(target, STREAM_OPEN_TIMEOUT_MS);
-      if (!opened.ok) return new UpstreamRefusal(opened.reason, opened.status, opened.clientReason);
+      if (!opened.ok) return new RefusalError(refusalOf(opened));
       if (target.via === upstream.via) return opened.stream;
       opened.stream.destroy();
       return new Error(`publisher ${upstream.via ?? ''} went away`);
@@ -84,18 +85,16 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     const target = redactTarget(req.url ?? '');
     const recordOf = (fields: Partial<AuditRecord>): Partial<AuditRecord> => ({ ...fields, ...(fields.path !== target && { target }), durationMs: exchange.elapsedMs() });
     const finish = (fields: Partial<AuditRecord>) => exchange.close(recordOf(fields));
-    const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}, headers: Record<string, string | number> = {}) => {
-      refuse(res, status, clientReason, headers);
+    const refused = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
+      sendRefusal(res, refusal);
       // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
-      exchange.close(recordOf({ decision: 'deny', status, reason, ...extra }), 'refused');
+      exchange.close(recordOf({ decision: 'deny', status: refusal.status, reason: refusal.reason, ...extra }), 'refused');
     };
-
-    const refused = (early: EarlyRefusal) => deny(early.status, early.clientReason, early.reason, {}, early.headers);
 
     const unavailable = auditUnavailable(deps.audit);
     if (unavailable) return refused(unavailable);
     const shape = checkRequestShape(req);
-    if (!shape.ok) return deny(shape.status, shape.clientReason, shape.reason);
+    if (!shape.ok) return refused(shape.refusal);
     const ctx = deps.admission();
     const overRate = overRequestRate(deps.identityLimits, exchange);
     if (overRate) return refused(await overRate);
@@ -118,8 +117,9 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
     const token = auditTokenOf(admission.decision);
     if (!admission.allow) {
       // A browser without a (working) session is sent to sign in, and back here afterwards.
-      const signIn = admission.status === 401 ? signInRedirect(req) : undefined;
-      return deny(signIn ? 303 : admission.status, admission.clientReason, admission.reason, { route: admission.route?.config.name, path: admission.path, token }, signIn ? { location: signIn } : {});
+      const signIn = admission.refusal.status === 401 ? signInRedirect(req) : undefined;
+      const refusal = signIn ? { ...admission.refusal, status: 303, headers: { location: signIn } } : admission.refusal;
+      return refused(refusal, { route: admission.route?.config.name, path: admission.path, token });
     }
 
     const { route } = admission;
@@ -187,7 +187,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
         if (lease && !res.destroyed) return void (relay = relayExchange(lease, request, res, elsewhere));
         lease?.release();
         relay = { bytesOut: 0, truncated: false, upstreamError: { status: 502, reason: 'no connection to another replica' }, abort() {} };
-        refuse(res, 502, 'upstream unavailable');
+        sendRefusal(res, refuse('GH_UPSTREAM_UNAVAILABLE', 'no connection to another replica'));
       });
       return true;
     };

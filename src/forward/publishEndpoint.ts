@@ -16,7 +16,8 @@ import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
-import { refuse, refuseSocket } from './refusals.ts';
+import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
+import { sendRefusal, sendRefusalOnSocket } from './refusals.ts';
 import { headerSafe } from './upstreamHeaders.ts';
 import type { TunnelRegistry } from './tunnelSession.ts';
 
@@ -39,36 +40,37 @@ export function createPublishEndpoint(deps: PublishDeps) {
   async function handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex): Promise<void> {
     socket.on('error', () => {});
     const exchange = openExchange(conn, deps, { event: 'publish.open', method: req.method ?? '', path: PUBLISH_PATH });
-    const deny = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}) => {
-      refuseSocket(socket, status, clientReason);
+    const deny = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
+      sendRefusalOnSocket(socket, refusal);
       // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
-      exchange.close({ decision: 'deny', status, reason, durationMs: exchange.elapsedMs(), ...extra }, 'refused');
+      exchange.close({ decision: 'deny', status: refusal.status, reason: refusal.reason, durationMs: exchange.elapsedMs(), ...extra }, 'refused');
     };
     const unavailable = auditUnavailable(deps.audit);
-    if (unavailable) return deny(unavailable.status, unavailable.clientReason, unavailable.reason);
-    if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', 'gateway shutting down');
-    if (req.headers.upgrade?.toLowerCase() !== PUBLISH_PROTOCOL) return deny(400, `expected Upgrade: ${PUBLISH_PROTOCOL}`, `publish endpoint asked to upgrade to ${JSON.stringify(String(req.headers.upgrade ?? '').slice(0, 60))}`);
+    if (unavailable) return deny(unavailable);
+    if (!deps.tunnels.accepting) return deny(refuse('GH_DRAINING', 'gateway shutting down'));
+    const badRegistration = (reason: string, clientReason = reason) => refuse('GH_BAD_PUBLISH', reason, { clientReason });
+    if (req.headers.upgrade?.toLowerCase() !== PUBLISH_PROTOCOL) return deny(badRegistration(`publish endpoint asked to upgrade to ${JSON.stringify(String(req.headers.upgrade ?? '').slice(0, 60))}`, `expected Upgrade: ${PUBLISH_PROTOCOL}`));
     const named = parseServiceList(req.headers[SERVICES_HEADER] as string | undefined);
-    if (!named.ok) return deny(400, named.reason, named.reason);
+    if (!named.ok) return deny(badRegistration(named.reason));
     const raw = parseRawTcpList(req.headers[RAW_TCP_HEADER] as string | undefined, named.services);
-    if (!raw.ok) return deny(400, raw.reason, raw.reason, { detail: { services: named.services } });
+    if (!raw.ok) return deny(badRegistration(raw.reason), { detail: { services: named.services } });
     const detail = { services: named.services, ...(raw.rawTcp.length > 0 && { rawTcp: raw.rawTcp }) };
     // Its 429 names no retry-after: the publisher retries on its own schedule.
     const overRate = overRequestRate(deps.identityLimits, exchange);
-    if (overRate) return overRate.then((over) => deny(over.status, over.clientReason, over.reason, { detail }));
+    if (overRate) return overRate.then((over) => deny({ ...over, headers: {} }, { detail }));
     const config = deps.config();
     const credential = bearerCredential(req.headers, config.limits.maxTokenBytes, 'authorization');
-    if (credential.kind === 'invalid') return deny(401, credential.clientReason, credential.reason, { detail });
+    if (credential.kind === 'invalid') return deny(refusalOf({ status: 401, ...credential }), { detail });
     const token = tokenOf(credential);
     const ask = { identity: conn.identity, sourceIp: conn.sourceIp, token, services: named.services };
     const admitted = await admitPublisher(deps.admission().authorizer, config.publish, config.authz.limits, ask);
     const tokenRecord = admitted.decision && { user: admitted.decision.user, ...(admitted.decision.allow && { groups: admitted.decision.groups }), revocationIds: admitted.decision.revocationIds };
-    if (!admitted.allow) return deny(admitted.status, admitted.clientReason, admitted.reason, { token: tokenRecord, detail });
-    if (socket.destroyed) return deny(499, 'client left', 'publisher left during admission', { token: tokenRecord, detail });
+    if (!admitted.allow) return deny(admitted.refusal, { token: tokenRecord, detail });
+    if (socket.destroyed) return deny(refuse('GH_CLIENT_CLOSED', 'publisher left during admission'), { token: tokenRecord, detail });
 
     const { decision } = admitted;
     const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: named.services, rawTcp: raw.rawTcp });
-    if (!reservation.ok) return deny(reservation.status, reservation.clientReason, reservation.reason, { token: tokenRecord, detail });
+    if (!reservation.ok) return deny(refusalOf(reservation), { token: tokenRecord, detail });
 
     // Services that could not be published are named to the publisher (with why); the others are published.
     const { refused } = reservation;
@@ -81,7 +83,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
     socket.write(head.join('\r\n') + '\r\n\r\n', (err) => {
       if (err || socket.destroyed) {
         reservation.cancel();
-        return deny(499, 'client left', 'publisher left before the 101 was written', { token: tokenRecord, detail });
+        return deny(refuse('GH_CLIENT_CLOSED', 'publisher left before the 101 was written'), { token: tokenRecord, detail });
       }
       const publisher = reservation.attach(socket);
       exchange.write({ ...record, decision: 'allow', status: 101, reason: decision.matched, durationMs: exchange.elapsedMs() });
@@ -100,7 +102,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
       const recheck = setInterval(() => {
         const now = deps.config();
         void admitPublisher(deps.admission().authorizer, now.publish, now.authz.limits, ask).then((again) => {
-          if (!again.allow) publisher.close(`authorization withdrawn: ${again.reason}`);
+          if (!again.allow) publisher.close(`authorization withdrawn: ${again.refusal.reason}`);
         });
       }, RECHECK_MS);
       recheck.unref();
@@ -126,7 +128,7 @@ export function createPublishEndpoint(deps: PublishDeps) {
   function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
     refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL });
     res.setHeader('upgrade', PUBLISH_PROTOCOL);
-    refuse(res, 426, `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}`);
+    sendRefusal(res, refuse('GH_UPGRADE_REQUIRED', 'publish endpoint needs an upgrade', { clientReason: `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}` }));
   }
 
   return { handleUpgrade, handleRequest };

@@ -14,11 +14,12 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
-import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
+import { auditUnavailable, overRequestRate, readCredential } from '../exchange/admissionPreamble.ts';
+import { refuse, type Refusal } from '../errors/refusal.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
-import { refuseSocket } from './refusals.ts';
+import { sendRefusalOnSocket } from './refusals.ts';
 import { openOnLiveReplica } from './replicaRetry.ts';
 
 /** Route defaults for `idleTimeoutSeconds` and `connectTimeoutSeconds` (see the route schema). */
@@ -89,9 +90,9 @@ export function createTunnelRegistry(): TunnelRegistry {
 }
 
 /** Refuses a request that is malformed before admission can even look at it, with its audit record. */
-export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
-  refuseUncounted(conn, deps, { ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason });
-  refuseSocket(socket, status, clientReason);
+export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, refusal: Refusal, fields: Omit<TunnelRequestFields, 'transport'>): void {
+  refuseUncounted(conn, deps, { ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status: refusal.status, reason: refusal.reason });
+  sendRefusalOnSocket(socket, refusal);
 }
 
 /** The audit fields that describe what the client asked for. */
@@ -111,10 +112,10 @@ export interface AdmittedTunnel {
   openUpstream(options?: StreamOptions): Promise<UpstreamConnection>;
   /**
    * No bytes will flow (upstream unreachable or refusing, client gone): writes the close record.
-   * With `clientReason`, answers the client with `status`; with a status alone the caller has answered;
+   * With a refusal, answers the client with it; with a status alone the caller has answered;
    * with neither, the client socket is dropped.
    */
-  fail(reason: string, status?: number, clientReason?: string): void;
+  fail(reason: string, answer?: number | Refusal): void;
   /** Carries bytes until both sides are done; writes the close record with the counts. */
   run(ends: Omit<SpliceEnds, 'idleTimeoutMs'>, status: number): void;
 }
@@ -140,18 +141,16 @@ export async function admitTunnel(
   if (requestFields.target !== undefined) requestFields.target = redactTarget(requestFields.target);
   const exchange = openExchange(conn, deps, { event: 'request', ...requestFields });
   const { base } = exchange;
-  const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>, headers: Record<string, string | number> = {}) => {
-    refuseSocket(socket, status, clientReason, headers);
+  const refused = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
+    sendRefusalOnSocket(socket, refusal);
     // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
-    exchange.close({ decision: 'deny', status, durationMs: exchange.elapsedMs(), ...extra, detail: { transport } }, 'refused');
+    exchange.close({ decision: 'deny', status: refusal.status, durationMs: exchange.elapsedMs(), reason: refusal.reason, ...extra, detail: { transport } }, 'refused');
     return undefined;
   };
 
-  const refused = (early: EarlyRefusal) => deny(early.status, early.clientReason, { reason: early.reason }, early.headers);
-
   const unavailable = auditUnavailable(deps.audit);
   if (unavailable) return refused(unavailable);
-  if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', { reason: 'gateway shutting down' });
+  if (!deps.tunnels.accepting) return refused(refuse('GH_DRAINING', 'gateway shutting down'));
   const ctx = deps.admission();
   // Opening a tunnel is a request too: it spends the certificate's request rate.
   const overRate = overRequestRate(deps.identityLimits, exchange);
@@ -164,16 +163,16 @@ export async function admitTunnel(
   const token = auditTokenOf(admission);
   if (admission.path !== undefined && admission.path === fields.target) delete base.target;
   if (!admission.allow) {
-    return deny(admission.status, admission.clientReason, { reason: admission.reason, route: admission.route?.config.name, token, ...(admission.path !== undefined && { path: admission.path }) });
+    return refused(admission.refusal, { route: admission.route?.config.name, token, ...(admission.path !== undefined && { path: admission.path }) });
   }
   if (!deps.tunnels.accepting || socket.destroyed) {
-    return deny(503, 'gateway shutting down', { reason: socket.destroyed ? 'client left during admission' : 'gateway shutting down', route: admission.route.config.name, token });
+    return refused(refuse('GH_DRAINING', socket.destroyed ? 'client left during admission' : 'gateway shutting down'), { route: admission.route.config.name, token });
   }
 
   const { route, upstream } = admission;
   // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
   const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
-  if (!slot.ok) return deny(429, 'too many requests', { reason: slot.reason, route: route.config.name, token }, { 'retry-after': slot.retryAfterSeconds });
+  if (!slot.ok) return refused(refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': slot.retryAfterSeconds } }), { route: route.config.name, token });
   const tunnel: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
   exchange.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: exchange.elapsedMs(), detail: { transport } });
   const opened = performance.now();
@@ -196,8 +195,9 @@ export async function admitTunnel(
       served = { via: retry.target.via, lost: retry.lost };
       return connection;
     },
-    fail(reason, status, clientReason) {
-      if (clientReason !== undefined) refuseSocket(socket, status ?? 502, clientReason);
+    fail(reason, answer) {
+      const status = typeof answer === 'object' ? answer.status : answer;
+      if (typeof answer === 'object') sendRefusalOnSocket(socket, answer);
       else if (status === undefined) socket.destroy();
       close({ ...(status !== undefined && { status }), reason, bytesIn: 0, bytesOut: 0 });
     },

@@ -13,7 +13,8 @@ import type { ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange, type Exchange } from '../exchange/exchange.ts';
 import { auditUnavailable, overRequestRate } from '../exchange/admissionPreamble.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
-import { refuseSocket } from '../forward/refusals.ts';
+import { sendRefusalOnSocket } from '../forward/refusals.ts';
+import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 import type { ReservedPath } from '../routing/reservedPaths.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
@@ -171,33 +172,33 @@ export function createPortal(deps: PortalDeps) {
   async function signIn(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
     const { conn } = exchange;
     const started = performance.now();
-    const refuse = (status: number, clientReason: string, reason: string, extra: Partial<AuditRecord> = {}) => {
-      record(exchange, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status, reason, durationMs: Math.round(performance.now() - started), ...extra });
-      send(res, status, signInPage({ identity: conn.identity, error: `Not signed in: ${clientReason}.` }));
+    const deny = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
+      record(exchange, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status: refusal.status, reason: refusal.reason, durationMs: Math.round(performance.now() - started), ...extra });
+      send(res, refusal.status, signInPage({ identity: conn.identity, error: `Not signed in: ${refusal.clientReason}.` }));
     };
     // A sign-in started by another site would sign this browser in as someone else (login CSRF).
-    if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) return refuse(403, 'sign-in form posted from another site', `sign-in posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}`);
+    if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) return deny(refuse('GH_CROSS_SITE_FORM', `sign-in posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}`));
     const form = await readForm(req, deps.limits().maxTokenBytes + 8192);
-    if (form === undefined) return refuse(413, 'form too large or incomplete', 'sign-in form over the size limit or broken off');
+    if (form === undefined) return deny(refuse('GH_FORM_TOO_LARGE', 'sign-in form over the size limit or broken off'));
     const next = readNext(req, form.get('next'));
-    if (!next.ok) return refuse(400, 'the page to return to is not on this gateway', next.reason);
+    if (!next.ok) return deny(refuse('GH_BAD_NEXT', next.reason));
     const text = (form.get('token') ?? '').trim().replace(/^Bearer\s+/i, '');
-    if (text === '') return refuse(400, 'no token given', 'sign-in form without a token');
-    if (text.length > deps.limits().maxTokenBytes) return refuse(413, 'token too large', `token is ${text.length} bytes, over limits.maxTokenBytes`);
+    if (text === '') return deny(refuse('GH_NO_TOKEN_GIVEN', 'sign-in form without a token'));
+    if (text.length > deps.limits().maxTokenBytes) return deny(refuse('GH_FORM_TOKEN_TOO_LARGE', `token is ${text.length} bytes, over limits.maxTokenBytes`));
     const key = deps.rootKey.current();
-    if (!key.ok) return refuse(503, 'gateway unavailable', key.reason);
+    if (!key.ok) return deny(refuse('GH_KEY_UNAVAILABLE', key.reason));
     const checked = await deps.sessions().verify(text, conn.identity, conn.sourceIp);
     if (!checked.ok) {
-      return refuse(checked.status, checked.clientReason, checked.reason, { token: { ...(checked.user !== undefined && { user: checked.user }), ...(checked.revocationIds && { revocationIds: checked.revocationIds }) } });
+      return deny(refusalOf(checked), { token: { ...(checked.user !== undefined && { user: checked.user }), ...(checked.revocationIds && { revocationIds: checked.revocationIds }) } });
     }
     const { token } = checked;
     const endsAt = sessionExpiry(token, sessionSeconds());
     const minted = await deps.sessions().mint(text, conn.identity.fingerprint, endsAt);
-    if (!minted.ok) return minted.busy ? refuse(429, 'too many requests', minted.reason) : refuse(503, 'cannot start a session', minted.reason);
+    if (!minted.ok) return deny(refuse(minted.busy ? 'GH_RATE_LIMITED' : 'GH_SESSION_UNAVAILABLE', minted.reason));
     let location: string = next.path;
     if (next.origin !== undefined) {
       const handed = await handoff(conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
-      if (!handed.ok) return refuse(503, 'cannot start a session', handed.reason);
+      if (!handed.ok) return deny(refuse('GH_SESSION_UNAVAILABLE', handed.reason));
       location = handed.location;
     }
     record(exchange, {
@@ -213,21 +214,21 @@ export function createPortal(deps: PortalDeps) {
   /** On the gateway's origin: a signed-in user continues to a service's origin (POST, so another site cannot start it). */
   async function continueTo(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
     const { conn } = exchange;
-    const refuse = (status: number, message: string, reason: string) => {
-      record(exchange, { event: 'session.start', method: 'POST', path: HANDOFF_PATH, decision: 'deny', status, reason });
-      send(res, status, messagePage('Not signed in', message));
+    const deny = (refusal: Refusal) => {
+      record(exchange, { event: 'session.start', method: 'POST', path: HANDOFF_PATH, decision: 'deny', status: refusal.status, reason: refusal.reason });
+      send(res, refusal.status, messagePage('Not signed in', refusal.clientReason));
     };
-    if (!fromOwnOrigin(req.headers)) return refuse(403, 'The request came from another site.', `hand-off posted from origin ${JSON.stringify((req.headers.origin ?? 'none').slice(0, 200))}`);
+    if (!fromOwnOrigin(req.headers)) return deny(refuse('GH_CROSS_SITE_HANDOFF', `hand-off posted from origin ${JSON.stringify((req.headers.origin ?? 'none').slice(0, 200))}`));
     const form = await readForm(req, 8192);
     const next = readNext(req, form?.get('next'));
-    if (!next.ok || next.origin === undefined) return refuse(400, 'That page is not served by this gateway.', next.ok ? 'hand-off without another origin' : next.reason);
+    if (!next.ok || next.origin === undefined) return deny(refuse('GH_FOREIGN_PAGE', next.ok ? 'hand-off without another origin' : next.reason));
     const session = await currentSession(req, conn);
-    if (!session) return refuse(401, 'Sign in first.', 'no session');
-    if (!session.check.ok) return refuse(401, 'Sign in first.', session.check.reason);
+    if (!session) return deny(refuse('GH_SIGN_IN_FIRST', 'no session'));
+    if (!session.check.ok) return deny(refuse('GH_SIGN_IN_FIRST', session.check.reason));
     const { token } = session.check;
     const endsAt = token.expiresAt ?? new Date(Date.now() + sessionSeconds() * 1000);
     const handed = await handoff(conn, session.cookie, token.user, token.revocationIds, endsAt, next.origin, next.path);
-    if (!handed.ok) return refuse(503, 'Cannot hand the session over now.', handed.reason);
+    if (!handed.ok) return deny(refuse('GH_HANDOFF_UNAVAILABLE', handed.reason));
     res.writeHead(303, { ...pageHeaders(), location: handed.location, 'content-length': '0' }).end();
   }
 
@@ -269,7 +270,7 @@ export function createPortal(deps: PortalDeps) {
       req.resume();
       const over = await overRate;
       record(exchange, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: over.status, reason: over.reason });
-      return send(res, over.status, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(over.headers['retry-after']) });
+      return send(res, over.status, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(over.headers?.['retry-after']) });
     }
     // Only the query is read from the URL: the path is the dispatcher's, never re-read from the raw target.
     const url = new URL('https://gateway.invalid/');
@@ -293,7 +294,7 @@ export function createPortal(deps: PortalDeps) {
     socket.on('error', () => {});
     const exchange = openExchange(conn, deps, { protocol: 'http' });
     record(exchange, { event: 'request', protocol: 'websocket', method: req.method ?? '', path: page.path, decision: 'deny', status: 404, reason: 'gateway pages take no upgrade' });
-    refuseSocket(socket, 404, 'no such gateway page');
+    sendRefusalOnSocket(socket, refuse('GH_NO_PAGE', 'gateway pages take no upgrade'));
   }
 
   return { handle, refuseUpgrade };
