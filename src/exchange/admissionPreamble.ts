@@ -2,6 +2,7 @@
 // certificate is within its request rate, the credential is readable (and a session's origin is its own).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditLog } from '../audit/auditLog.ts';
+import { bearerCredential } from '../admission/bearerCredential.ts';
 import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import { requestCredential, sessionOriginCheck, type CredentialSource, type RequestCredential } from '../session/requestCredential.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
@@ -33,6 +34,8 @@ export interface CredentialAsk {
   sources: CredentialSource[];
   /** A WebSocket handshake: a page of another origin can open one with the user's cookie. */
   websocket: boolean;
+  /** Programs only (publishers): a bearer token alone, and the records name no `auth`. */
+  bearerOnly?: boolean;
 }
 
 /**
@@ -40,7 +43,7 @@ export interface CredentialAsk {
  * exchange. An unreadable one, or a session cookie sent from another origin, is refused.
  */
 export function readCredential(exchange: Exchange, ask: CredentialAsk): { ok: true; credential: RequestCredential } | { ok: false; refusal: Refusal } {
-  const credential = requestCredential(ask.headers, ask.maxTokenBytes, ask.sources);
+  const credential: RequestCredential = ask.bearerOnly ? bearerCredential(ask.headers, ask.maxTokenBytes, 'authorization') : requestCredential(ask.headers, ask.maxTokenBytes, ask.sources);
   if (credential.auth) exchange.base.auth = credential.auth;
   if (credential.kind === 'invalid') return { ok: false, refusal: refusalOf({ status: 401, ...credential }) };
   if (credential.auth === 'session') {

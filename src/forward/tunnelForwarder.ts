@@ -30,6 +30,38 @@ function isWebSocketHandshake(req: IncomingMessage): boolean {
     typeof key === 'string' && /^[+/0-9A-Za-z]{22}==$/.test(key) && (version === '13' || version === '8');
 }
 
+/** A CONNECT request: the target names the route (`<route>:<port>`), the socket carries the bytes. */
+async function handleConnect(deps: TunnelDeps, conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  socket.on('error', () => {}); // the HTTP server let go of the socket; errors are handled by whoever carries it
+  allowHalfOpen(socket);
+  const target = req.url ?? '';
+  const routeName = connectTargetRoute(target);
+  if (routeName === undefined) {
+    return refuseEarly(deps, conn, socket, refuse('GH_BAD_CONNECT_TARGET', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`), { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
+  }
+  const tunnel = await admitTunnel(
+    deps,
+    conn,
+    req,
+    socket,
+    { protocol: 'tcp', routeName },
+    { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 300), transport: 'connect' },
+    ['proxy-authorization', 'authorization'],
+  );
+  if (!tunnel) return;
+  // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
+  // read into the shared buffer (see byteSplice's upstreamReads).
+  const reads = sharedReads();
+  const upstream = await tunnel.openUpstream({ onread: reads.onread });
+  if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
+  if (socket.destroyed) {
+    upstream.stream.destroy();
+    return tunnel.fail('client closed before the tunnel opened');
+  }
+  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
+}
+
 export function createTunnelForwarder(deps: TunnelDeps) {
   const wss = new WebSocketServer({
     noServer: true,
@@ -38,37 +70,6 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     maxPayload: MAX_MESSAGE_BYTES,
     handleProtocols: (offered) => (offered.has(TUNNEL_SUBPROTOCOL) ? TUNNEL_SUBPROTOCOL : false),
   });
-
-  async function handleConnect(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', () => {}); // the HTTP server let go of the socket; errors are handled by whoever carries it
-    allowHalfOpen(socket);
-    const target = req.url ?? '';
-    const routeName = connectTargetRoute(target);
-    if (routeName === undefined) {
-      return refuseEarly(deps, conn, socket, refuse('GH_BAD_CONNECT_TARGET', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`), { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
-    }
-    const tunnel = await admitTunnel(
-      deps,
-      conn,
-      req,
-      socket,
-      { protocol: 'tcp', routeName },
-      { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 300), transport: 'connect' },
-      ['proxy-authorization', 'authorization'],
-    );
-    if (!tunnel) return;
-    // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
-    // read into the shared buffer (see byteSplice's upstreamReads).
-    const reads = sharedReads();
-    const upstream = await tunnel.openUpstream({ onread: reads.onread });
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
-    if (socket.destroyed) {
-      upstream.stream.destroy();
-      return tunnel.fail('client closed before the tunnel opened');
-    }
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
-  }
 
   /** An upgrade dispatch found on the tunnel endpoint, naming `routeName` ('' when none). */
   async function handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> {
@@ -121,7 +122,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
   }
 
   return {
-    handleConnect,
+    handleConnect: (conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer) => handleConnect(deps, conn, req, socket, head),
     handleUpgrade,
     handleRequest,
     close(): void {
