@@ -10,7 +10,7 @@ import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { signInRedirect } from '../session/signInRedirect.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import type { ConnectionContext } from '../listener/connectionContext.ts';
+import type { BreakListener, ConnectionContext } from '../listener/connectionContext.ts';
 import { openExchange, type Exchange } from '../exchange/exchange.ts';
 import { admit, onRoute, type RouteAdmission } from '../exchange/admit.ts';
 import { refuse, RefusalError, refusalOf } from '../errors/refusal.ts';
@@ -97,6 +97,8 @@ interface Forwarding {
   shape: AdmittedShape;
   admission: Admitted;
   finish: (fields: Partial<AuditRecord>) => void;
+  /** Why the listener said the connection broke under it, if it did. */
+  brokenBy(): { status: number; reason: string } | undefined;
 }
 
 /** What every request of one forwarder shares: its dependencies and its keep-alive pools. */
@@ -106,13 +108,13 @@ interface HttpForwarding {
 }
 
 async function handle(fw: HttpForwarding, conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  // The parser may hand over a request whose header block it has already refused (an invalid
-  // Transfer-Encoding): the listener answered and recorded it; there is nothing left to decide.
-  if (conn.brokenBy) return void res.destroy();
   const exchange = openExchange(conn, fw.deps, { event: 'request', protocol: 'http', method: req.method ?? '' });
-  // While a request is being handled its parse errors are its own to record (see the listener's clientError).
-  conn.inFlight += 1;
-  res.once('close', () => (conn.inFlight -= 1));
+  // While a request is being handled its parse errors are its own to record: the listener tells it why
+  // the connection broke (see the listener's clientError).
+  let brokenBy: { status: number; reason: string } | undefined;
+  const onBreak: BreakListener = (why) => (brokenBy = why);
+  conn.inFlight.add(onBreak);
+  res.once('close', () => conn.inFlight.delete(onBreak));
   const target = redactTarget(req.url ?? '');
   const recordOf = (fields: Partial<AuditRecord>): Partial<AuditRecord> => ({ ...fields, ...(fields.path !== target && { target }), durationMs: exchange.elapsedMs() });
   const finish = (fields: Partial<AuditRecord>) => exchange.close(recordOf(fields));
@@ -144,10 +146,10 @@ async function handle(fw: HttpForwarding, conn: ConnectionContext, req: Incoming
     // Nobody is waiting for the answer (the client left, or broke the request while it was being
     // admitted): do not act on the upstream on their behalf.
     // A request the client broke (malformed, timed out) is refused like any malformed request.
-    const broken = conn.brokenBy ?? { status: 499, reason: 'client closed during admission' };
-    return finish({ decision: conn.brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: admission.route.config.name, path: admission.path, token: auditTokenOf(admission.decision) });
+    const broken = brokenBy ?? { status: 499, reason: 'client closed during admission' };
+    return finish({ decision: brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: admission.route.config.name, path: admission.path, token: auditTokenOf(admission.decision) });
   }
-  return forward(fw, { exchange, req, res, shape: shape as AdmittedShape, admission, finish });
+  return forward(fw, { exchange, req, res, shape: shape as AdmittedShape, admission, finish, brokenBy: () => brokenBy });
 }
 
 /** Leases a connection to `to`; waits only while every connection to it is busy, and a client that leaves gives up its place. */
@@ -184,7 +186,7 @@ async function forward(fw: HttpForwarding, f: Forwarding): Promise<void> {
     // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
     // and the record must not read like a completed request.
     const bodyBroken = !req.complete && shape.framing.kind !== 'none';
-    const broken = bodyBroken ? (conn.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
+    const broken = bodyBroken ? (f.brokenBy() ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
     f.finish({
       decision: 'allow',
       ...where,

@@ -15,6 +15,13 @@ const ANSWER_LINGER_MS = 1000;
 
 /** Sockets already answered: a broken parser reports again on every later chunk. */
 const answered = new WeakSet<Duplex>();
+/** Sockets broken off with a refusal of the listener's own. */
+const refused = new WeakSet<Duplex>();
+
+/** Whether the listener broke this connection off with a refusal: a request the parser still hands over is not handled. */
+export function brokenOff(socket: Duplex): boolean {
+  return refused.has(socket);
+}
 
 type ErrorLimits = Pick<GatewayLimits, 'headersTimeoutSeconds' | 'requestTimeoutSeconds' | 'maxHeaderBytes'>;
 
@@ -47,15 +54,18 @@ export function handleClientError(err: NodeJS.ErrnoException, duplex: Duplex, re
   answered.add(socket);
   const refusal = refusalFor(err, socket, limits);
   // A request being handled (a bad chunk or a body timeout after admission) is recorded once, by its
-  // forwarder, which reads why the connection broke from here.
-  if (refusal) ctx.brokenBy = { status: refusal.status, reason: refusal.reason };
+  // forwarder: each request in flight is told why the connection broke.
+  if (refusal) {
+    refused.add(socket);
+    for (const tell of ctx.inFlight) tell({ status: refusal.status, reason: refusal.reason });
+  }
   const res = responseInFlight(socket);
   if (!refusal || !socket.writable || res?.headersSent) {
     socket.destroy();
     return;
   }
   // A client with a certificate can open connection after connection of garbage: bounded per certificate.
-  if (ctx.inFlight === 0) refuseUncounted(ctx, { refusals }, { status: refusal.status, decision: 'deny', reason: refusal.reason });
+  if (ctx.inFlight.size === 0) refuseUncounted(ctx, { refusals }, { status: refusal.status, decision: 'deny', reason: refusal.reason });
   const body = JSON.stringify({ error: refusal.clientReason }) + '\n';
   socket.pause();
   const linger = setTimeout(() => socket.destroy(), ANSWER_LINGER_MS);
