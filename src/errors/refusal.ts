@@ -36,6 +36,11 @@ export function refusalOf(denial: { status: number; clientReason: string; reason
   return { code: codeFor(denial.status, denial.clientReason), reason: denial.reason, status: denial.status, clientReason: denial.clientReason, ...(headers && { headers }) };
 }
 
+/** The body every refusal answers with: the short reason alone, as JSON. */
+export function refusalBody(clientReason: string): string {
+  return JSON.stringify({ error: clientReason }) + '\n';
+}
+
 /** A failure thrown where a value cannot be returned (the command line, the PKI, an upstream that refused). */
 export class GatehouseError<C extends string = string> extends Error {
   readonly code: C;

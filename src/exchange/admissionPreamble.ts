@@ -5,7 +5,7 @@ import type { AuditLog } from '../audit/auditLog.ts';
 import { bearerCredential } from '../admission/bearerCredential.ts';
 import { holdRefusal, type IdentityLimits } from '../admission/identityLimits.ts';
 import { requestCredential, sessionOriginCheck, type CredentialSource, type RequestCredential } from '../session/requestCredential.ts';
-import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
+import { refuse, type Refusal } from '../errors/refusal.ts';
 import type { Exchange } from './exchange.ts';
 
 /** The gateway admits nothing it cannot record. */
@@ -45,7 +45,7 @@ export interface CredentialAsk {
 export function readCredential(exchange: Exchange, ask: CredentialAsk): { ok: true; credential: RequestCredential } | { ok: false; refusal: Refusal } {
   const credential: RequestCredential = ask.bearerOnly ? bearerCredential(ask.headers, ask.maxTokenBytes, 'authorization') : requestCredential(ask.headers, ask.maxTokenBytes, ask.sources);
   if (credential.auth) exchange.base.auth = credential.auth;
-  if (credential.kind === 'invalid') return { ok: false, refusal: refusalOf({ status: 401, ...credential }) };
+  if (credential.kind === 'invalid') return { ok: false, refusal: credential.refusal };
   if (credential.auth === 'session') {
     const origin = sessionOriginCheck(ask.headers, ask.method, ask.websocket);
     if (!origin.ok) return { ok: false, refusal: refuse('GH_CROSS_ORIGIN', origin.reason) };

@@ -3,11 +3,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Refusal } from '../errors/refusal.ts';
+import { refusalBody, type Refusal } from '../errors/refusal.ts';
 
 /** The headers and JSON body of a refusal. */
 export function refusal(status: number, clientReason: string, extra: Record<string, string | number> = {}): { headers: Record<string, string | number>; body: string } {
-  const body = JSON.stringify({ error: clientReason }) + '\n';
+  const body = refusalBody(clientReason);
   const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...extra };
   if (status === 401) headers['www-authenticate'] = 'Bearer realm="gatehouse"';
   return { headers, body };

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import { refuse, type Refusal } from '../errors/refusal.ts';
+import { refuse, refusalBody, type Refusal } from '../errors/refusal.ts';
 import { refuseUncounted } from '../exchange/exchange.ts';
 import { contextOf } from './connectionContext.ts';
 import { responseInFlight } from './listenerTimeouts.ts';
@@ -66,7 +66,7 @@ export function handleClientError(err: NodeJS.ErrnoException, duplex: Duplex, re
   }
   // A client with a certificate can open connection after connection of garbage: bounded per certificate.
   if (ctx.inFlight.size === 0) refuseUncounted(ctx, { refusals }, { status: refusal.status, decision: 'deny', reason: refusal.reason });
-  const body = JSON.stringify({ error: refusal.clientReason }) + '\n';
+  const body = refusalBody(refusal.clientReason);
   socket.pause();
   const linger = setTimeout(() => socket.destroy(), ANSWER_LINGER_MS);
   linger.unref();
