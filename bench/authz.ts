@@ -126,7 +126,7 @@ async function latency(a: Authz, make: (i: number) => { token: string; request: 
     const t0 = performance.now();
     const admission = await admitRequest({ routes, authorizer: a }, { ...request, token });
     times.push((performance.now() - t0) * 1000);
-    if (!admission.allow && admission.status >= 500 && admission.status !== 502) throw new Error(`call failed: ${admission.reason}`);
+    if (!admission.allow && admission.refusal.status >= 500 && admission.refusal.status !== 502) throw new Error(`call failed: ${admission.refusal.reason}`);
   }
   return median(times);
 }
@@ -159,13 +159,13 @@ async function client(): Promise<void> {
     const c = cases[i % cases.length]!;
     const admission = await admitRequest({ routes, authorizer: a }, { ...c.request(i), token: c.token });
     // 502: allowed, then the (absent) upstream socket; the authorization itself succeeded.
-    const allowed = admission.allow || admission.status === 502;
-    if (!admission.allow && admission.status === 503) {
+    const allowed = admission.allow || admission.refusal.status === 502;
+    if (!admission.allow && admission.refusal.status === 503) {
       failed++;
-      if (failures.length < 5) failures.push(admission.reason);
+      if (failures.length < 5) failures.push(admission.refusal.reason);
     } else if (allowed !== c.allow) {
       wrong++;
-      if (failures.length < 5) failures.push(`${c.name}: ${admission.allow ? 'allowed' : admission.reason}`);
+      if (failures.length < 5) failures.push(`${c.name}: ${admission.allow ? 'allowed' : admission.refusal.reason}`);
     }
     if (i === warmUpCalls) rssWarm = process.memoryUsage().rss;
     if (i % 20_000 === 0 && i > 0) {

@@ -3,6 +3,7 @@
 import type { Decision, RequestAuthorizer } from '../authz/types.ts';
 import type { PublishConfig, RunLimits } from '../config/schema.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 
 export interface PublisherRequest {
   identity: PeerIdentity;
@@ -13,11 +14,11 @@ export interface PublisherRequest {
 
 export type PublisherAdmission =
   | { allow: true; decision: Extract<Decision, { allow: true }> }
-  | { allow: false; status: number; clientReason: string; reason: string; decision?: Decision };
+  | { allow: false; refusal: Refusal; decision?: Decision };
 
 /** Every service must be allowed; the first refusal refuses the whole registration, naming the service. */
 export async function admitPublisher(authorizer: RequestAuthorizer, publish: PublishConfig | undefined, limits: RunLimits, req: PublisherRequest): Promise<PublisherAdmission> {
-  if (!publish) return { allow: false, status: 403, clientReason: 'publishing is not enabled on this gateway', reason: 'routes.yaml has no publish: block' };
+  if (!publish) return { allow: false, refusal: refuse('GH_PUBLISH_DISABLED', 'routes.yaml has no publish: block') };
   let allowed: Extract<Decision, { allow: true }> | undefined;
   for (const service of req.services) {
     const decision = await authorizer.authorize(req.token, { name: 'publish', policy: publish.policy, limits }, {
@@ -30,10 +31,10 @@ export async function admitPublisher(authorizer: RequestAuthorizer, publish: Pub
     });
     if (!decision.allow) {
       const clientReason = decision.status === 403 ? `not allowed to publish ${service}` : decision.clientReason;
-      return { allow: false, status: decision.status, clientReason, reason: `publish ${service}: ${decision.reason}`, decision };
+      return { allow: false, refusal: { ...refusalOf(decision), clientReason, reason: `publish ${service}: ${decision.reason}` }, decision };
     }
     allowed = decision;
   }
-  if (!allowed) return { allow: false, status: 400, clientReason: 'no services named', reason: 'the publisher named no services' };
+  if (!allowed) return { allow: false, refusal: refuse('GH_NO_SERVICES', 'the publisher named no services') };
   return { allow: true, decision: allowed };
 }

@@ -1,6 +1,7 @@
 // The one admission path every forwarder shares: normalize -> route -> authorize -> resolve upstream.
 // HTTP, WebSocket and tunnels differ only in how they carry bytes afterwards.
 import type { Protocol } from '../config/schema.ts';
+import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 import type { Decision, RequestAuthorizer, RequestFacts, RoutePolicy } from '../authz/types.ts';
 import { normalizeTarget, encodePath } from '../routing/normalizePath.ts';
 import { hostOnly, type CompiledRoute, type RouteTable } from '../routing/routeTable.ts';
@@ -35,9 +36,7 @@ export type Admission =
     }
   | {
       allow: false;
-      status: number;
-      clientReason: string;
-      reason: string;
+      refusal: Refusal;
       route?: CompiledRoute;
       path?: string;
       decision?: Decision;
@@ -74,18 +73,15 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   if (req.routeName !== undefined) {
     const match = ctx.routes.tunnel(req.routeName, req.protocol);
     // A tunnel name is client input of any length: the record keeps a bounded piece of it.
-    if (!match.ok) return { allow: false, status: match.status, clientReason: match.status === 404 ? 'no such route' : 'invalid tunnel name', reason: match.reason.length > 300 ? `${match.reason.slice(0, 300)}… (${req.routeName.length}-character name)` : match.reason };
+    if (!match.ok) return { allow: false, refusal: refuse(match.status === 404 ? 'GH_NO_TUNNEL_ROUTE' : 'GH_BAD_TUNNEL_NAME', match.reason.length > 300 ? `${match.reason.slice(0, 300)}… (${req.routeName.length}-character name)` : match.reason) };
     route = match.route;
     params = match.params;
   } else {
     const normalized = normalizeTarget(req.target ?? '');
-    if (!normalized.ok) return { allow: false, status: 400, clientReason: 'invalid request path', reason: normalized.reason };
+    if (!normalized.ok) return { allow: false, refusal: refuse('GH_BAD_PATH', normalized.reason) };
     path = normalized.path;
     const match = ctx.routes.match(req.hostHeader, normalized.segments, req.protocol);
-    if (!match.ok) {
-      const clientReason = match.status === 404 ? 'no route' : 'invalid request path';
-      return { allow: false, status: match.status, clientReason, reason: match.reason, path };
-    }
+    if (!match.ok) return { allow: false, refusal: refuse(match.status === 404 ? 'GH_NO_ROUTE' : 'GH_BAD_PATH', match.reason), path };
     route = match.route;
     params = match.params;
     const kept = route.config.stripPrefix ? match.rest : normalized.segments;
@@ -105,19 +101,17 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   if (path !== undefined) facts.path = path;
   if (inspected?.publisherFingerprint !== undefined) facts.publisherFingerprint = inspected.publisherFingerprint;
   const decision = await ctx.authorizer.authorize(req.token, policyOf(route), facts);
-  if (!decision.allow) {
-    return { allow: false, status: decision.status, clientReason: decision.clientReason, reason: decision.reason, route, decision, ...(path !== undefined && { path }) };
-  }
+  if (!decision.allow) return { allow: false, refusal: refusalOf(decision), route, decision, ...(path !== undefined && { path }) };
 
   // Only now, for an authorized caller, look at the upstream: an unauthorized one learns nothing about it.
-  if (!resolved.ok) return { allow: false, status: 502, clientReason: 'upstream unavailable', reason: resolved.reason, route, decision, ...(path !== undefined && { path }) };
+  if (!resolved.ok) return { allow: false, refusal: refuse('GH_UPSTREAM_UNAVAILABLE', resolved.reason), route, decision, ...(path !== undefined && { path }) };
   const gone = inspected?.unavailable;
-  if (gone) return { allow: false, status: gone.status, clientReason: gone.clientReason, reason: gone.reason, route, decision, ...(path !== undefined && { path }) };
+  if (gone) return { allow: false, refusal: refusalOf(gone), route, decision, ...(path !== undefined && { path }) };
   const target: UpstreamTarget = inspected?.target ?? resolved.target;
   const owner = route.config.socketOwner;
   if (owner !== undefined && target.kind === 'unix') {
     const check = await verifySocketOwner(target.path, params[owner] ?? '');
-    if (!check.ok) return { allow: false, status: 502, clientReason: 'upstream unavailable', reason: check.reason, route, decision, ...(path !== undefined && { path }) };
+    if (!check.ok) return { allow: false, refusal: refuse('GH_UPSTREAM_UNAVAILABLE', check.reason), route, decision, ...(path !== undefined && { path }) };
   }
   return { allow: true, route, params, upstream: target, upstreamTarget, path, decision, ...(strippedPrefix !== undefined && { strippedPrefix }) };
 }

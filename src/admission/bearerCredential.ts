@@ -1,12 +1,13 @@
 // Reads the bearer token a request presents (Authorization, or for CONNECT Proxy-Authorization), with a
 // size bound checked before anything parses it: an oversized token is refused, not decoded.
 import type { IncomingHttpHeaders } from 'node:http';
+import { refuse, type Refusal } from '../errors/refusal.ts';
 
 export type BearerCredential =
   | { kind: 'none' }
   | { kind: 'token'; token: string }
-  /** Present but unusable: too large, or more than one. The reason is for the audit log. */
-  | { kind: 'invalid'; clientReason: string; reason: string };
+  /** Present but unusable: too large, or more than one. */
+  | { kind: 'invalid'; refusal: Refusal };
 
 const BEARER = /^Bearer[ \t]+([A-Za-z0-9_\-=+/.]+)[ \t]*$/i;
 
@@ -16,7 +17,7 @@ export function bearerCredential(headers: IncomingHttpHeaders, maxTokenBytes: nu
     const value = headers[name];
     if (typeof value !== 'string') continue;
     // Measured before the token is matched or parsed; the scheme and spaces get a little slack.
-    const tooLarge = (bytes: number) => ({ kind: 'invalid' as const, clientReason: 'token too large', reason: `token too large: ${bytes} bytes in ${name}, over limits.maxTokenBytes (${maxTokenBytes})` });
+    const tooLarge = (bytes: number) => ({ kind: 'invalid' as const, refusal: refuse('GH_TOKEN_TOO_LARGE', `token too large: ${bytes} bytes in ${name}, over limits.maxTokenBytes (${maxTokenBytes})`) });
     if (value.length > maxTokenBytes + 64) return tooLarge(value.length);
     const m = BEARER.exec(value);
     if (m && (m[1] as string).length > maxTokenBytes) return tooLarge((m[1] as string).length);

@@ -5,13 +5,11 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
 import type { TokenResult } from '../token/tokenErrors.ts';
+import { commandFailure } from '../errors/refusal.ts';
 import { displaySafe } from '../text/displayText.ts';
 
-/** A failure already worded for the operator. */
-class CommandFailure extends Error {}
-
 function unwrap<T>(result: TokenResult<T>): T {
-  if (!result.ok) throw new CommandFailure(result.error.message);
+  if (!result.ok) throw commandFailure(result.error.message);
   return result.value;
 }
 
@@ -44,13 +42,13 @@ async function certificateFingerprint(file: string): Promise<string> {
   try {
     pem = fs.readFileSync(file);
   } catch (error) {
-    throw new CommandFailure(`cannot read certificate ${file}: ${(error as Error).message}`);
+    throw commandFailure(`cannot read certificate ${file}: ${(error as Error).message}`);
   }
   const { identityFromPem } = await import('../tls/peerIdentity.ts');
   try {
     return identityFromPem(pem).fingerprint;
   } catch (error) {
-    throw new CommandFailure(`${file} is not a PEM certificate: ${(error as Error).message}`);
+    throw commandFailure(`${file} is not a PEM certificate: ${(error as Error).message}`);
   }
 }
 
@@ -74,7 +72,7 @@ function emitToken(token: string, out: string | undefined): void {
     fs.writeFileSync(out, `${token}\n`, { mode: 0o600 });
     fs.chmodSync(out, 0o600);
   } catch (error) {
-    throw new CommandFailure(`cannot write ${out}: ${(error as Error).message}`);
+    throw commandFailure(`cannot write ${out}: ${(error as Error).message}`);
   }
   process.stderr.write(`wrote the token to ${out}\n`);
 }
@@ -134,7 +132,7 @@ function registerMint(token: Command): void {
           options: BindingOptions & { key: string; user: string; group?: string[]; ttl: string; route?: string[]; publish?: true | string[]; out?: string; unbound?: boolean; delegable?: boolean; delegationKeyOut?: string },
         ) => {
           if (options.bindCert === undefined && options.bindCn === undefined && !options.unbound) {
-            throw new CommandFailure("tokens are bound to their holder's client certificate: give --bind-cert PEM (or --bind-cn CN), or --unbound for a token any certificate may use");
+            throw commandFailure("tokens are bound to their holder's client certificate: give --bind-cert PEM (or --bind-cn CN), or --unbound for a token any certificate may use");
           }
           const { readPrivateKey, privateKeyModeWarning, writeDelegationKey } = await import('../token/keyFiles.ts');
           const { mintToken } = await import('../token/mintToken.ts');
@@ -147,7 +145,7 @@ function registerMint(token: Command): void {
           let delegationFile: string | undefined;
           if (options.delegable) {
             delegationFile = options.delegationKeyOut ?? (options.out !== undefined ? `${options.out}.delegation.key` : undefined);
-            if (delegationFile === undefined) throw new CommandFailure('--delegable needs --delegation-key-out FILE (or --out FILE) for the delegation key');
+            if (delegationFile === undefined) throw commandFailure('--delegable needs --delegation-key-out FILE (or --out FILE) for the delegation key');
             delegationKey = unwrap(writeDelegationKey(delegationFile)).publicKey;
           }
           const minted = mintToken({
@@ -267,8 +265,8 @@ function registerRevoke(token: Command): void {
           const { appendRevokedIds } = await import('../token/revocationFile.ts');
           const fromToken = options.token !== undefined || options.tokenFile !== undefined;
           const sources = [options.id !== undefined, fromToken, options.user !== undefined].filter(Boolean).length;
-          if (sources > 1) throw new CommandFailure('give one of --id, a token, or --user');
-          if (sources === 0) throw new CommandFailure('nothing to revoke: give --id HEX, --token, --token-file or --user NAME');
+          if (sources > 1) throw commandFailure('give one of --id, a token, or --user');
+          if (sources === 0) throw commandFailure('nothing to revoke: give --id HEX, --token, --token-file or --user NAME');
           let ids = options.id ?? [];
           if (fromToken) ids = [await tokenRevocationId(options)];
           if (options.user !== undefined) ids = await issuedTo(options.user, options.audit ?? []);
@@ -283,10 +281,10 @@ function registerRevoke(token: Command): void {
 
 /** Every token issued to `user` according to the token.issue records in `files`. */
 async function issuedTo(user: string, files: string[]): Promise<string[]> {
-  if (files.length === 0) throw new CommandFailure('--user needs the audit file(s) with the issuer\'s records: --audit FILE');
+  if (files.length === 0) throw commandFailure('--user needs the audit file(s) with the issuer\'s records: --audit FILE');
   const { issuedRevocationIds } = await import('../issuer/issuedTokens.ts');
   const ids = await issuedRevocationIds(files, { user }).catch((error: unknown) => {
-    throw new CommandFailure(`cannot read ${(error as { file?: string }).file ?? 'the audit files'}: ${(error as Error).message}`);
+    throw commandFailure(`cannot read ${(error as { file?: string }).file ?? 'the audit files'}: ${(error as Error).message}`);
   });
   process.stderr.write(`${ids.length} token(s) issued to ${user}\n`);
   return ids;
@@ -295,13 +293,13 @@ async function issuedTo(user: string, files: string[]): Promise<string[]> {
 /** The revocation id of block `--block` of a token, verified when a public key is given. */
 async function tokenRevocationId(options: { token?: string; tokenFile?: string; pubkey?: string; block: string }): Promise<string> {
   const { inspectToken } = await import('../token/inspectToken.ts');
-  if (!/^\d{1,4}$/.test(options.block)) throw new CommandFailure(`invalid --block ${JSON.stringify(options.block)}: expected a block number`);
+  if (!/^\d{1,4}$/.test(options.block)) throw commandFailure(`invalid --block ${JSON.stringify(options.block)}: expected a block number`);
   const block = Number(options.block);
   const publicKey = options.pubkey !== undefined ? await readPublicKeyFile(options.pubkey) : undefined;
   const inspection = unwrap(inspectToken(await readToken(options), publicKey));
   if (!inspection.verified) process.stderr.write('note: token signatures not verified (no --pubkey)\n');
   const id = inspection.revocationIds[block];
-  if (id === undefined) throw new CommandFailure(`the token has ${inspection.revocationIds.length} block(s); there is no block ${block}`);
+  if (id === undefined) throw commandFailure(`the token has ${inspection.revocationIds.length} block(s); there is no block ${block}`);
   return id;
 }
 

@@ -1,7 +1,10 @@
 // Why a tunnel could not be opened, as a value: the gateway's refusal (status + its reason), a TLS
 // problem, a network problem or a protocol surprise, each explained to the user in one line.
 import type { Duplex } from 'node:stream';
+import { CODES, EXIT, codeForStatus } from '../errors/refusal.ts';
 import type { TunnelReads } from './tunnelReads.ts';
+
+export { EXIT };
 
 export type TunnelFailure =
   | { kind: 'refused'; status: number; reason: string }
@@ -15,23 +18,9 @@ export type TunnelFailure =
  */
 export type OpenResult = { ok: true; stream: Duplex; reads?: { from: TunnelReads; early: Buffer } } | { ok: false; failure: TunnelFailure };
 
-/** Exit codes of `gatehouse tunnel`, stable for scripts and ssh ProxyCommand users. */
-export const EXIT = {
-  ok: 0,
-  /** A tunnel was open and broke (reset, upstream error). */
-  broken: 1,
-  /** Invalid options, config or files. */
-  usage: 2,
-  /** The gateway could not be reached or TLS failed. */
-  unreachable: 3,
-  /** The gateway refused: no/invalid token (401), denied (403), unknown route (404). */
-  refused: 4,
-  /** The gateway could not reach the service behind the route (502) or failed otherwise. */
-  upstream: 5,
-} as const;
-
+/** A gateway's refusal is read as the code of its status: the exit code and the words come from the gateway's own table. */
 export function exitCodeFor(failure: TunnelFailure): number {
-  if (failure.kind === 'refused') return [401, 403, 404].includes(failure.status) ? EXIT.refused : EXIT.upstream;
+  if (failure.kind === 'refused') return CODES[codeForStatus(failure.status)].exit;
   if (failure.kind === 'protocol') return EXIT.upstream;
   return EXIT.unreachable;
 }
@@ -60,21 +49,12 @@ export function classifyError(err: Error): TunnelFailure {
   return { kind: 'network', code, detail };
 }
 
-const statusWords: Record<number, string> = {
-  400: 'bad request',
-  401: 'not authenticated (token missing, malformed or not signed by the site)',
-  403: 'access denied',
-  404: 'no such route',
-  421: 'connection not authenticated',
-  502: 'the gateway could not reach the service',
-  503: 'gateway unavailable',
-};
-
 /** One line for the user, naming the gateway and, for refusals, the gateway's own reason. */
 export function describeFailure(failure: TunnelFailure, gateway: string, route: string): string {
   switch (failure.kind) {
     case 'refused': {
-      const words = statusWords[failure.status] ?? 'refused';
+      const entry: { says?: string } = CODES[codeForStatus(failure.status)];
+      const words = entry.says ?? 'refused';
       // An expired or revoked token is refused with 403 like a policy denial, but the cure differs.
       const stale = failure.status === 403 && /\btoken (expired|revoked)\b/.test(failure.reason);
       const hint = failure.status === 401 ? ' — check the token file or GATEHOUSE_TOKEN' : stale ? ' — ask for a new token' : failure.status === 403 ? ' — the token does not allow this route for this certificate' : '';

@@ -4,6 +4,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 
+/** Why a connection broke mid-request, as the listener tells the requests in flight on it. */
+export type BreakListener = (broken: { status: number; reason: string }) => void;
+
 export interface ConnectionContext {
   id: string;
   identity: PeerIdentity;
@@ -12,10 +15,11 @@ export interface ConnectionContext {
   sourceIp: string;
   openedAt: number;
   requests: number;
-  /** Requests being handled right now (pipelining can make it more than one). */
-  inFlight: number;
-  /** Why the connection broke mid-request (malformed body, body timeout): the request's own record says so. */
-  brokenBy?: { status: number; reason: string };
+  /**
+   * The requests being handled right now (pipelining can make it more than one), each as how it is told
+   * that the connection broke under it (malformed body, body timeout): its own record says so.
+   */
+  inFlight: Set<BreakListener>;
   /** Why the gateway ended the connection on its own (its certificate was revoked): the connection.close record says so. */
   endedBy?: string;
 }

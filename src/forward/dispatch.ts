@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ConnectionContext, ListenerHandlers } from '../exchange/connection.ts';
 import { reservedPath, type ReservedPath } from '../routing/reservedPaths.ts';
-import { refuse, refuseSocket } from './refusals.ts';
+import { refuse } from '../errors/refusal.ts';
+import { sendRefusal, sendRefusalOnSocket } from './refusals.ts';
 
 export interface DispatchTargets {
   http: { handle(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> | void };
@@ -27,7 +28,7 @@ export interface DispatchTargets {
 /** A socket that left HTTP parsing: errors are the peer's, not the gateway's to crash on. */
 function refuseUnauthenticated(socket: Duplex): void {
   socket.on('error', () => {});
-  refuseSocket(socket, 421, 'connection not authenticated');
+  sendRefusalOnSocket(socket, refuse('GH_UNAUTHENTICATED_CONNECTION', 'no connection context'));
 }
 
 /**
@@ -37,7 +38,7 @@ function refuseUnauthenticated(socket: Duplex): void {
 export function dispatchTo(to: DispatchTargets): ListenerHandlers {
   return {
     request(req, res, conn) {
-      if (!conn) return refuse(res, 421, 'connection not authenticated');
+      if (!conn) return sendRefusal(res, refuse('GH_UNAUTHENTICATED_CONNECTION', 'no connection context'));
       const reserved = reservedPath(req.url);
       if (reserved === undefined) return to.http.handle(conn, req, res);
       if (reserved.kind === 'tunnel') return to.tunnels.handleRequest(conn, req, res);

@@ -3,10 +3,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { refusalBody, type Refusal } from '../errors/refusal.ts';
 
 /** The headers and JSON body of a refusal. */
 export function refusal(status: number, clientReason: string, extra: Record<string, string | number> = {}): { headers: Record<string, string | number>; body: string } {
-  const body = JSON.stringify({ error: clientReason }) + '\n';
+  const body = refusalBody(clientReason);
   const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...extra };
   if (status === 401) headers['www-authenticate'] = 'Bearer realm="gatehouse"';
   return { headers, body };
@@ -17,7 +18,9 @@ export function refusal(status: number, clientReason: string, extra: Record<stri
  * to be: an unauthorized upload), the connection is closed after the answer, so a client cannot keep
  * the gateway reading a body it will never forward.
  */
-export function refuse(res: ServerResponse, status: number, clientReason: string, extra: Record<string, string | number> = {}): void {
+export function sendRefusal(res: ServerResponse, refused: Refusal): void {
+  const { status, clientReason } = refused;
+  const extra = refused.headers ?? {};
   if (res.headersSent) {
     res.destroy();
     return;
@@ -36,9 +39,10 @@ export function refuse(res: ServerResponse, status: number, clientReason: string
 }
 
 /** Answers on a socket that has left HTTP parsing (upgrade, CONNECT): status + JSON body, then close. */
-export function refuseSocket(socket: Duplex, status: number, clientReason: string, extra: Record<string, string | number> = {}): void {
+export function sendRefusalOnSocket(socket: Duplex, refused: Refusal): void {
   if (socket.destroyed || !socket.writable) return void socket.destroy();
-  const { headers, body } = refusal(status, clientReason, extra);
+  const { status } = refused;
+  const { headers, body } = refusal(status, refused.clientReason, refused.headers);
   const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), 'connection: close'];
   socket.resume(); // read and drop whatever the client still sends, so closing does not reset the answer away
   socket.end(lines.join('\r\n') + '\r\n\r\n' + body);

@@ -8,7 +8,8 @@ import { refuseUncounted } from '../exchange/exchange.ts';
 import { tunnelEndpointPath } from '../routing/reservedPaths.ts';
 import { redactTarget } from './redactTarget.ts';
 import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelStream, type TunnelStreamOptions } from '../tunnel/tunnelProtocol.ts';
-import { refuse } from './refusals.ts';
+import { refuse, refusalOf } from '../errors/refusal.ts';
+import { sendRefusal } from './refusals.ts';
 import { sharedReads } from './sharedReads.ts';
 import { admitTunnel, allowHalfOpen, refuseEarly, type TunnelDeps } from './tunnelSession.ts';
 
@@ -29,6 +30,38 @@ function isWebSocketHandshake(req: IncomingMessage): boolean {
     typeof key === 'string' && /^[+/0-9A-Za-z]{22}==$/.test(key) && (version === '13' || version === '8');
 }
 
+/** A CONNECT request: the target names the route (`<route>:<port>`), the socket carries the bytes. */
+async function handleConnect(deps: TunnelDeps, conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  socket.on('error', () => {}); // the HTTP server let go of the socket; errors are handled by whoever carries it
+  allowHalfOpen(socket);
+  const target = req.url ?? '';
+  const routeName = connectTargetRoute(target);
+  if (routeName === undefined) {
+    return refuseEarly(deps, conn, socket, refuse('GH_BAD_CONNECT_TARGET', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`), { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
+  }
+  const tunnel = await admitTunnel(
+    deps,
+    conn,
+    req,
+    socket,
+    { protocol: 'tcp', routeName },
+    { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 300), transport: 'connect' },
+    ['proxy-authorization', 'authorization'],
+  );
+  if (!tunnel) return;
+  // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
+  // read into the shared buffer (see byteSplice's upstreamReads).
+  const reads = sharedReads();
+  const upstream = await tunnel.openUpstream({ onread: reads.onread });
+  if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
+  if (socket.destroyed) {
+    upstream.stream.destroy();
+    return tunnel.fail('client closed before the tunnel opened');
+  }
+  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
+}
+
 export function createTunnelForwarder(deps: TunnelDeps) {
   const wss = new WebSocketServer({
     noServer: true,
@@ -38,49 +71,18 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     handleProtocols: (offered) => (offered.has(TUNNEL_SUBPROTOCOL) ? TUNNEL_SUBPROTOCOL : false),
   });
 
-  async function handleConnect(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', () => {}); // the HTTP server let go of the socket; errors are handled by whoever carries it
-    allowHalfOpen(socket);
-    const target = req.url ?? '';
-    const routeName = connectTargetRoute(target);
-    if (routeName === undefined) {
-      return refuseEarly(deps, conn, socket, 400, 'CONNECT target must be <route>:<port>', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`, { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
-    }
-    const tunnel = await admitTunnel(
-      deps,
-      conn,
-      req,
-      socket,
-      { protocol: 'tcp', routeName },
-      { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 300), transport: 'connect' },
-      ['proxy-authorization', 'authorization'],
-    );
-    if (!tunnel) return;
-    // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
-    // read into the shared buffer (see byteSplice's upstreamReads).
-    const reads = sharedReads();
-    const upstream = await tunnel.openUpstream({ onread: reads.onread });
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
-    if (socket.destroyed) {
-      upstream.stream.destroy();
-      return tunnel.fail('client closed before the tunnel opened');
-    }
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
-  }
-
   /** An upgrade dispatch found on the tunnel endpoint, naming `routeName` ('' when none). */
   async function handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> {
     socket.on('error', () => {});
     const path = tunnelEndpointPath(routeName);
     if (!isWebSocketHandshake(req)) {
-      return refuseEarly(deps, conn, socket, 400, 'expected a WebSocket upgrade', 'tunnel endpoint without a valid WebSocket handshake', { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, refuse('GH_BAD_HANDSHAKE', 'tunnel endpoint without a valid WebSocket handshake'), { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
     }
     // A client offering only other subprotocols would not speak the tunnel's framing: refuse before any
     // upstream is opened. (Offering none stays allowed: the endpoint has always accepted that.)
     const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
     if (offered.length > 0 && !offered.includes(TUNNEL_SUBPROTOCOL)) {
-      return refuseEarly(deps, conn, socket, 400, `expected subprotocol ${TUNNEL_SUBPROTOCOL}`, `tunnel endpoint without subprotocol ${TUNNEL_SUBPROTOCOL} (offered ${JSON.stringify(offered.join(',').slice(0, 100))})`, { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, refuse('GH_BAD_SUBPROTOCOL', `tunnel endpoint without subprotocol ${TUNNEL_SUBPROTOCOL} (offered ${JSON.stringify(offered.join(',').slice(0, 100))})`, { clientReason: `expected subprotocol ${TUNNEL_SUBPROTOCOL}` }), { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
     }
     const tunnel = await admitTunnel(
       deps,
@@ -93,7 +95,7 @@ export function createTunnelForwarder(deps: TunnelDeps) {
     );
     if (!tunnel) return;
     const upstream = await tunnel.openUpstream();
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
     // ws answers a handshake it dislikes itself and never calls back: then the socket closes, and so must the upstream.
     let upgraded = false;
     const abandon = () => {
@@ -116,11 +118,11 @@ export function createTunnelForwarder(deps: TunnelDeps) {
   function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
     refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
     res.setHeader('upgrade', 'websocket');
-    refuse(res, 426, 'tunnel endpoint needs a WebSocket upgrade');
+    sendRefusal(res, refuse('GH_UPGRADE_REQUIRED', 'tunnel endpoint needs a WebSocket upgrade'));
   }
 
   return {
-    handleConnect,
+    handleConnect: (conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer) => handleConnect(deps, conn, req, socket, head),
     handleUpgrade,
     handleRequest,
     close(): void {

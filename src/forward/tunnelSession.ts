@@ -7,18 +7,18 @@ import type { AuditLog } from '../audit/auditLog.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AuditRecord, AuditToken } from '../audit/auditRecord.ts';
 import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
-import { admitRequest, type Admission, type AdmissionContext, type AdmissionRequest } from '../admission/admitRequest.ts';
-import { tokenOf } from '../admission/bearerCredential.ts';
+import type { Admission, AdmissionContext, AdmissionRequest } from '../admission/admitRequest.ts';
 import type { CredentialSource } from '../session/requestCredential.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { ConnectionContext } from '../exchange/connection.ts';
-import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
-import { auditUnavailable, overRequestRate, readCredential, type EarlyRefusal } from '../exchange/admissionPreamble.ts';
+import { openExchange, refuseUncounted, type Exchange } from '../exchange/exchange.ts';
+import { admit, onRoute, type RouteAdmission } from '../exchange/admit.ts';
+import { refuse, type Refusal } from '../errors/refusal.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
 import { redactTarget } from './redactTarget.ts';
-import { refuseSocket } from './refusals.ts';
+import { sendRefusalOnSocket } from './refusals.ts';
 import { openOnLiveReplica } from './replicaRetry.ts';
 
 /** Route defaults for `idleTimeoutSeconds` and `connectTimeoutSeconds` (see the route schema). */
@@ -89,9 +89,9 @@ export function createTunnelRegistry(): TunnelRegistry {
 }
 
 /** Refuses a request that is malformed before admission can even look at it, with its audit record. */
-export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, status: number, clientReason: string, reason: string, fields: Omit<TunnelRequestFields, 'transport'>): void {
-  refuseUncounted(conn, deps, { ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status, reason });
-  refuseSocket(socket, status, clientReason);
+export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, refusal: Refusal, fields: Omit<TunnelRequestFields, 'transport'>): void {
+  refuseUncounted(conn, deps, { ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status: refusal.status, reason: refusal.reason });
+  sendRefusalOnSocket(socket, refusal);
 }
 
 /** The audit fields that describe what the client asked for. */
@@ -111,10 +111,10 @@ export interface AdmittedTunnel {
   openUpstream(options?: StreamOptions): Promise<UpstreamConnection>;
   /**
    * No bytes will flow (upstream unreachable or refusing, client gone): writes the close record.
-   * With `clientReason`, answers the client with `status`; with a status alone the caller has answered;
+   * With a refusal, answers the client with it; with a status alone the caller has answered;
    * with neither, the client socket is dropped.
    */
-  fail(reason: string, status?: number, clientReason?: string): void;
+  fail(reason: string, answer?: number | Refusal): void;
   /** Carries bytes until both sides are done; writes the close record with the counts. */
   run(ends: Omit<SpliceEnds, 'idleTimeoutMs'>, status: number): void;
 }
@@ -139,41 +139,55 @@ export async function admitTunnel(
   const { transport, ...requestFields } = fields;
   if (requestFields.target !== undefined) requestFields.target = redactTarget(requestFields.target);
   const exchange = openExchange(conn, deps, { event: 'request', ...requestFields });
-  const { base } = exchange;
-  const deny = (status: number, clientReason: string, extra: Partial<AuditRecord>, headers: Record<string, string | number> = {}) => {
-    refuseSocket(socket, status, clientReason, headers);
+  const refused = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
+    sendRefusalOnSocket(socket, refusal);
     // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
-    exchange.close({ decision: 'deny', status, durationMs: exchange.elapsedMs(), ...extra, detail: { transport } }, 'refused');
+    exchange.close({ decision: 'deny', status: refusal.status, durationMs: exchange.elapsedMs(), reason: refusal.reason, ...extra, detail: { transport } }, 'refused');
     return undefined;
   };
-
-  const refused = (early: EarlyRefusal) => deny(early.status, early.clientReason, { reason: early.reason }, early.headers);
-
-  const unavailable = auditUnavailable(deps.audit);
-  if (unavailable) return refused(unavailable);
-  if (!deps.tunnels.accepting) return deny(503, 'gateway shutting down', { reason: 'gateway shutting down' });
-  const ctx = deps.admission();
-  // Opening a tunnel is a request too: it spends the certificate's request rate.
-  const overRate = overRequestRate(deps.identityLimits, exchange);
-  if (overRate) return overRate.then(refused);
-  // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
-  const read = readCredential(exchange, { headers: req.headers, method: fields.method, maxTokenBytes: deps.limits().maxTokenBytes, sources: tokenHeaders, websocket: true });
-  if (!read.ok) return refused(read.refusal);
-  const { credential } = read;
-  const admission = await admitRequest(ctx, { ...ask, token: tokenOf(credential), identity: conn.identity, sourceIp: conn.sourceIp });
+  const draining = () => (deps.tunnels.accepting ? undefined : { refusal: refuse('GH_DRAINING', 'gateway shutting down'), record: {} });
+  const admitted = await admit(exchange, deps, {
+    precheck: draining,
+    // Opening a tunnel is a request too: it spends the certificate's request rate.
+    // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
+    credential: { headers: req.headers, method: fields.method, maxTokenBytes: deps.limits().maxTokenBytes, sources: tokenHeaders, websocket: true },
+    decide: onRoute(deps.admission(), { ...ask, identity: conn.identity, sourceIp: conn.sourceIp }),
+  });
+  const path = admitted.ok ? admitted.value.decided.path : admitted.error.record.path;
+  if (path !== undefined && path === fields.target) delete exchange.base.target;
+  if (!admitted.ok) {
+    const { route, token } = admitted.error.record;
+    // Early refusals add nothing; admission's add its route, token and path (undefined ones are not written).
+    return refused(admitted.error.refusal, 'token' in admitted.error.record ? { route, token, ...(path !== undefined && { path }) } : {});
+  }
+  const admission = admitted.value.decided;
   const token = auditTokenOf(admission);
-  if (admission.path !== undefined && admission.path === fields.target) delete base.target;
-  if (!admission.allow) {
-    return deny(admission.status, admission.clientReason, { reason: admission.reason, route: admission.route?.config.name, token, ...(admission.path !== undefined && { path: admission.path }) });
-  }
   if (!deps.tunnels.accepting || socket.destroyed) {
-    return deny(503, 'gateway shutting down', { reason: socket.destroyed ? 'client left during admission' : 'gateway shutting down', route: admission.route.config.name, token });
+    return refused(refuse('GH_DRAINING', socket.destroyed ? 'client left during admission' : 'gateway shutting down'), { route: admission.route.config.name, token });
   }
 
-  const { route, upstream } = admission;
+  const { route } = admission;
   // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
   const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
-  if (!slot.ok) return deny(429, 'too many requests', { reason: slot.reason, route: route.config.name, token }, { 'retry-after': slot.retryAfterSeconds });
+  if (!slot.ok) return refused(refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': slot.retryAfterSeconds } }), { route: route.config.name, token });
+  return openTunnel(deps, { exchange, socket, admission, release: () => slot.release(), transport, token });
+}
+
+/** An admitted tunnel and what its records need. */
+interface TunnelOpening {
+  exchange: Exchange;
+  socket: Duplex;
+  admission: RouteAdmission;
+  /** Gives back the identity's tunnel slot. */
+  release(): void;
+  transport: string;
+  token: AuditToken | undefined;
+}
+
+/** Writes `tunnel.open` and hands back what the forwarder needs; the exchange's close record is `tunnel.close`. */
+function openTunnel(deps: TunnelDeps, t: TunnelOpening): AdmittedTunnel {
+  const { exchange, socket, admission, transport, token } = t;
+  const { route, upstream } = admission;
   const tunnel: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
   exchange.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: exchange.elapsedMs(), detail: { transport } });
   const opened = performance.now();
@@ -181,7 +195,7 @@ export async function admitTunnel(
   /** The publisher that took the tunnel, and those lost under its opening (set once it is opened). */
   let served: { via: string | undefined; lost: readonly string[] } | undefined;
   const close = (extra: Partial<AuditRecord>) => {
-    slot.release();
+    t.release();
     // The publisher as opened: a replica may have taken the place of the one chosen at admission.
     const via = served?.via ?? upstream.via;
     const retried = served && served.lost.length > 0 ? { retried: served.lost.length, retriedFrom: served.lost } : {};
@@ -196,8 +210,9 @@ export async function admitTunnel(
       served = { via: retry.target.via, lost: retry.lost };
       return connection;
     },
-    fail(reason, status, clientReason) {
-      if (clientReason !== undefined) refuseSocket(socket, status ?? 502, clientReason);
+    fail(reason, answer) {
+      const status = typeof answer === 'object' ? answer.status : answer;
+      if (typeof answer === 'object') sendRefusalOnSocket(socket, answer);
       else if (status === undefined) socket.destroy();
       close({ ...(status !== undefined && { status }), reason, bytesIn: 0, bytesOut: 0 });
     },
@@ -208,7 +223,7 @@ export async function admitTunnel(
       const forget = deps.tunnels.add((reason) => {
         live.stop(reason, reason === 'gateway shutting down' ? 1001 : 1008);
         return written;
-      }, admission.decision.revocationIds, conn.id);
+      }, admission.decision.revocationIds, exchange.conn.id);
       // Shutdown began while this one was still reaching its upstream.
       if (!deps.tunnels.accepting) live.stop('gateway shutting down', 1001);
       void live.done.then((result) => {

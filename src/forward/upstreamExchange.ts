@@ -5,7 +5,8 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Lease } from './upstreamPools.ts';
 import type { PrefixRewrite } from './prefixRewrite.ts';
-import { refuse } from './refusals.ts';
+import { refuse, RefusalError } from '../errors/refusal.ts';
+import { sendRefusal } from './refusals.ts';
 import { downstreamResponseHeaders } from './upstreamHeaders.ts';
 
 export interface UpstreamRequest {
@@ -32,20 +33,6 @@ export interface ExchangeOutcome {
  * sends the request again (another replica) and answers the client from there; false to refuse it here.
  */
 export type SendElsewhere = () => boolean;
-
-/**
- * A stream-only upstream that refused to open (a published service busy, not published, or the gateway
- * stopping): the client gets its status and words, not a generic 502.
- */
-export class UpstreamRefusal extends Error {
-  readonly status: number;
-  readonly clientReason: string;
-  constructor(reason: string, status: number, clientReason: string) {
-    super(reason);
-    this.status = status;
-    this.clientReason = clientReason;
-  }
-}
 
 /** Why an upstream failed, in the record's words: the system's code where there is one, else undici's message. */
 function reasonOf(err: Error): string {
@@ -116,7 +103,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
       // Whatever an upstream answers must never throw out of this handler.
       this.upstreamError = { status: 502, reason: `unusable response head: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
       this.abort();
-      refuse(res, 502, 'upstream unavailable');
+      sendRefusal(res, refuse('GH_UPSTREAM_UNAVAILABLE', this.upstreamError.reason));
       return false;
     }
     res.on('drain', resume);
@@ -146,9 +133,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler, ExchangeOutcome {
     }
     // Nothing of the answer reached the client: the caller may send the request again elsewhere.
     if (!res.destroyed && this.#elsewhere?.()) return;
-    const refusal = err instanceof UpstreamRefusal ? err : undefined;
-    this.upstreamError = { status: refusal?.status ?? 502, reason: reasonOf(err) };
-    refuse(res, refusal?.status ?? 502, refusal?.clientReason ?? 'upstream unavailable');
+    // A stream-only upstream that refused to open (a published service busy, not published, or the
+    // gateway stopping) gives the client its status and words, not a generic 502.
+    const refusal = err instanceof RefusalError ? err.refusal : refuse('GH_UPSTREAM_UNAVAILABLE', reasonOf(err));
+    this.upstreamError = { status: refusal.status, reason: refusal.reason };
+    sendRefusal(res, refusal);
   }
 }
 

@@ -3,6 +3,7 @@
 import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ConnectionContext } from '../exchange/connection.ts';
+import { refuse, refusalOf } from '../errors/refusal.ts';
 import type { Side } from './byteSplice.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { closeFrame, watchForCloseFrame } from './websocketFrames.ts';
@@ -79,7 +80,8 @@ function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Dup
   proxyReq.on('error', (err: NodeJS.ErrnoException) => {
     if (!settle()) return;
     upstreamSocket.destroy();
-    tunnel.fail(`upstream error: ${err.code ?? err.message}`, 502, 'upstream unavailable');
+    const reason = `upstream error: ${err.code ?? err.message}`;
+    tunnel.fail(reason, refuse('GH_UPSTREAM_UNAVAILABLE', reason));
   });
   proxyReq.on('response', (res) => {
     if (!settle()) return void res.destroy();
@@ -111,11 +113,11 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
     const method = req.method ?? 'GET';
     // RFC 6455 4.1: the opening handshake is a GET; anything else is not a WebSocket, whatever it claims.
     if (method !== 'GET') {
-      return refuseEarly(deps, conn, socket, 400, 'WebSocket upgrade must be GET', `upgrade to websocket with method ${JSON.stringify(method.slice(0, 20))}`, { protocol: 'http', method: method.slice(0, 20), target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, refuse('GH_UPGRADE_NOT_GET', `upgrade to websocket with method ${JSON.stringify(method.slice(0, 20))}`), { protocol: 'http', method: method.slice(0, 20), target: (req.url ?? '').slice(0, 200) });
     }
     if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
       const offered = String(req.headers.upgrade ?? '').slice(0, 100);
-      return refuseEarly(deps, conn, socket, 400, 'unsupported upgrade', `upgrade to ${JSON.stringify(offered)} is not supported`, { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });
+      return refuseEarly(deps, conn, socket, refuse('GH_BAD_UPGRADE', `upgrade to ${JSON.stringify(offered)} is not supported`), { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });
     }
     const tunnel = await admitTunnel(
       deps,
@@ -132,7 +134,7 @@ export function createWebSocketForwarder(deps: TunnelDeps) {
     const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
     const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });
     const upstream = await tunnel.openUpstream();
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, upstream.status, upstream.clientReason);
+    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
     if (socket.destroyed) {
       upstream.stream.destroy();
       return tunnel.fail('client closed before the tunnel opened');

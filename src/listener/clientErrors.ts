@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits } from '../config/schema.ts';
+import { refuse, refusalBody, type Refusal } from '../errors/refusal.ts';
 import { refuseUncounted } from '../exchange/exchange.ts';
 import { contextOf } from './connectionContext.ts';
 import { responseInFlight } from './listenerTimeouts.ts';
@@ -14,13 +15,12 @@ const ANSWER_LINGER_MS = 1000;
 
 /** Sockets already answered: a broken parser reports again on every later chunk. */
 const answered = new WeakSet<Duplex>();
+/** Sockets broken off with a refusal of the listener's own. */
+const refused = new WeakSet<Duplex>();
 
-interface Refusal {
-  status: number;
-  /** Short, for the client. */
-  error: string;
-  /** For the audit record. */
-  reason: string;
+/** Whether the listener broke this connection off with a refusal: a request the parser still hands over is not handled. */
+export function brokenOff(socket: Duplex): boolean {
+  return refused.has(socket);
 }
 
 type ErrorLimits = Pick<GatewayLimits, 'headersTimeoutSeconds' | 'requestTimeoutSeconds' | 'maxHeaderBytes'>;
@@ -30,11 +30,11 @@ function refusalFor(err: NodeJS.ErrnoException & { reason?: unknown }, socket: S
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
     // Node says "timeout" for both deadlines; a request already handed to a handler has its headers.
     return responseInFlight(socket)
-      ? { status: 408, error: 'request timeout', reason: `request timeout: body not complete within ${limits.requestTimeoutSeconds} s (limits.requestTimeoutSeconds)` }
-      : { status: 408, error: 'request timeout', reason: `request timeout: headers not complete within ${limits.headersTimeoutSeconds} s (limits.headersTimeoutSeconds)` };
+      ? refuse('GH_REQUEST_TIMEOUT', `request timeout: body not complete within ${limits.requestTimeoutSeconds} s (limits.requestTimeoutSeconds)`)
+      : refuse('GH_REQUEST_TIMEOUT', `request timeout: headers not complete within ${limits.headersTimeoutSeconds} s (limits.headersTimeoutSeconds)`);
   }
-  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, error: 'request header fields too large', reason: `header block larger than limits.maxHeaderBytes (${limits.maxHeaderBytes} bytes)` };
-  if (code.startsWith('HPE_')) return { status: 400, error: 'bad request', reason: `malformed HTTP: ${code}${err.reason ? ` (${String(err.reason)})` : ''}` };
+  if (code === 'HPE_HEADER_OVERFLOW') return refuse('GH_HEADERS_TOO_LARGE', `header block larger than limits.maxHeaderBytes (${limits.maxHeaderBytes} bytes)`);
+  if (code.startsWith('HPE_')) return refuse('GH_BAD_REQUEST', `malformed HTTP: ${code}${err.reason ? ` (${String(err.reason)})` : ''}`);
   // ECONNRESET, EPIPE and the like: the client is gone, there is no one to answer.
   return undefined;
 }
@@ -54,16 +54,19 @@ export function handleClientError(err: NodeJS.ErrnoException, duplex: Duplex, re
   answered.add(socket);
   const refusal = refusalFor(err, socket, limits);
   // A request being handled (a bad chunk or a body timeout after admission) is recorded once, by its
-  // forwarder, which reads why the connection broke from here.
-  if (refusal) ctx.brokenBy = { status: refusal.status, reason: refusal.reason };
+  // forwarder: each request in flight is told why the connection broke.
+  if (refusal) {
+    refused.add(socket);
+    for (const tell of ctx.inFlight) tell({ status: refusal.status, reason: refusal.reason });
+  }
   const res = responseInFlight(socket);
   if (!refusal || !socket.writable || res?.headersSent) {
     socket.destroy();
     return;
   }
   // A client with a certificate can open connection after connection of garbage: bounded per certificate.
-  if (ctx.inFlight === 0) refuseUncounted(ctx, { refusals }, { status: refusal.status, decision: 'deny', reason: refusal.reason });
-  const body = JSON.stringify({ error: refusal.error }) + '\n';
+  if (ctx.inFlight.size === 0) refuseUncounted(ctx, { refusals }, { status: refusal.status, decision: 'deny', reason: refusal.reason });
+  const body = refusalBody(refusal.clientReason);
   socket.pause();
   const linger = setTimeout(() => socket.destroy(), ANSWER_LINGER_MS);
   linger.unref();

@@ -14,7 +14,7 @@ import { auditClient } from '../audit/auditRecord.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
 import { peerIdentity } from '../tls/peerIdentity.ts';
-import { handleClientError } from './clientErrors.ts';
+import { brokenOff, handleClientError } from './clientErrors.ts';
 import type { ConnectionContext, ListenerHandlers } from '../exchange/connection.ts';
 import type { TlsSettings } from '../tls/tlsSettings.ts';
 import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
@@ -121,7 +121,7 @@ function openConnections(server: Server, audit: AuditLog, options: ListenerOptio
       socket.destroy();
       return;
     }
-    const context: ConnectionContext = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: 0 };
+    const context: ConnectionContext = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: new Set() };
     attachContext(socket, context);
     const raw = rawConnectionOf(socket);
     if (raw) raw.authenticated = true;
@@ -171,6 +171,9 @@ function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: Aud
     (req: IncomingMessage, res: ServerResponse) => {
       trackResponse(req, res);
       if (closingConnections) res.shouldKeepAlive = false;
+      // The parser may hand over a request whose header block was refused (an invalid Transfer-Encoding):
+      // answered and recorded already, there is nothing left to decide.
+      if (brokenOff(req.socket)) return void res.destroy();
       return handlers.request(req, res, contextOf(req.socket));
     },
     (_req, res) => {

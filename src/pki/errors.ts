@@ -1,5 +1,6 @@
 // Typed failures of the development PKI: each says what went wrong and, where there is one,
 // which file. The CLI prints the message on one line; callers branch on `code`.
+import { GatehouseError } from '../errors/refusal.ts';
 
 export type PkiErrorCode =
   /** `dir` has no CA (ca.crt or ca.key missing) when one is needed to sign. */
@@ -16,15 +17,13 @@ export type PkiErrorCode =
   /** The output file exists and `force` was not given. */
   | 'exists';
 
-export class PkiError extends Error {
-  readonly code: PkiErrorCode;
+export class PkiError extends GatehouseError<PkiErrorCode> {
   /** The file the error is about, when there is one. */
   readonly file: string | undefined;
 
   constructor(code: PkiErrorCode, message: string, file?: string) {
-    super(message);
+    super(code, message);
     this.name = 'PkiError';
-    this.code = code;
     this.file = file;
   }
 }

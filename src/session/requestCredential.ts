@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { bearerCredential, type BearerCredential } from '../admission/bearerCredential.ts';
 import { readSessionCookie } from './sessionCookie.ts';
+import { refuse } from '../errors/refusal.ts';
 
 /** How a request was authenticated, as the audit record's `auth` says. */
 export type AuthMethod = 'bearer' | 'session';
@@ -23,7 +24,7 @@ export function requestCredential(headers: IncomingHttpHeaders, maxTokenBytes: n
   if (!sources.includes('cookie')) return bearer;
   const cookie = readSessionCookie(headers.cookie, maxTokenBytes);
   if (cookie.kind === 'none') return bearer;
-  if (cookie.kind === 'invalid') return { kind: 'invalid', clientReason: 'invalid session; sign in again', reason: cookie.reason, auth: 'session' };
+  if (cookie.kind === 'invalid') return { kind: 'invalid', refusal: refuse('GH_SESSION_INVALID', cookie.reason), auth: 'session' };
   return { kind: 'token', token: cookie.token, auth: 'session' };
 }
 
