@@ -1,11 +1,12 @@
 // `npm run docs:reference`: writes what the docs take from the code (config keys and defaults, every
-// command's --help, metric names, routes.yaml's JSON Schema); `--check` only reports what is out of date.
+// command's --help, metric names, refusal codes, routes.yaml's JSON Schema); `--check` only reports what is out of date.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { cliHelpMarkdown } from './reference/cliHelp.ts';
 import { configKeysTable, routesJsonSchemaText } from './reference/configKeys.ts';
 import { type GeneratedSection, sectionText, withSection } from './reference/markers.ts';
 import { metricNamesTable } from './reference/metricNames.ts';
+import { refusalCodesTable } from './reference/refusalCodes.ts';
 
 export const repoRoot = resolve(import.meta.dirname, '..');
 
@@ -15,6 +16,7 @@ export async function generatedSections(root: string = repoRoot): Promise<Genera
     { file: 'docs/reference/config.md', marker: 'config-keys', content: configKeysTable() },
     { file: 'docs/reference/cli.md', marker: 'cli-help', content: await cliHelpMarkdown(root) },
     { file: 'docs/reference/metrics.md', marker: 'metric-names', content: metricNamesTable() },
+    { file: 'docs/reference/exit-codes.md', marker: 'refusal-codes', content: refusalCodesTable() },
   ];
 }
 
