@@ -7,6 +7,7 @@ import { createEnginePool, type EnginePool, type PoolStats } from './engine/engi
 import { DecisionCaches, defaultCacheSettings, type CacheSettings } from './policy/decisionCaches.ts';
 import { parsePublicKey, readRootKey } from './policy/rootKey.ts';
 import { noRevocations, watchRevocationList, type ReloadResult, type RevocationState } from './policy/revocationState.ts';
+import { withRevocationFeed, type RevocationFeed } from './policy/revocationFeed.ts';
 import { createSessionTokens } from './sessionTokens.ts';
 import type { EngineBudget, RequestAuthorizer, SessionTokens } from './types.ts';
 
@@ -19,6 +20,8 @@ export interface RequestAuthorizerOptions {
   rootKeyFile: string;
   /** One revoked id per line; when set but unreadable, every request is denied (503). */
   revocationListFile?: string;
+  /** Revoked ids from elsewhere too (the cluster's database): refused like the file's; unavailable fails closed like the file. */
+  revocationFeed?: RevocationFeed;
   /** Third-party block keys by name, `ed25519/<hex>`: route policies use them as `trusting {name}`. */
   externalKeys?: Record<string, string>;
   /** Told about every revocation list reload (watcher or reloadRevocations), for the audit log. */
@@ -76,8 +79,9 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     pool?.setRevoked(revokedIds(revocations));
     options.onRevocationReload?.(result);
   };
-  const revocations: RevocationState =
-    options.revocationListFile === undefined ? noRevocations() : watchRevocationList(options.revocationListFile, { onReload });
+  const fromFile: RevocationState = options.revocationListFile === undefined ? noRevocations() : watchRevocationList(options.revocationListFile, { onReload });
+  const revocations: RevocationState = options.revocationFeed ? withRevocationFeed(fromFile, options.revocationFeed) : fromFile;
+  const unsubscribeFeed = options.revocationFeed?.subscribe(onReload);
 
   try {
     const workers = options.workers ?? {};
@@ -91,6 +95,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       observer,
     });
   } catch (error) {
+    unsubscribeFeed?.();
     revocations.close();
     throw new Error(`authorization engine did not start: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -109,6 +114,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       return status.kind === 'loaded' && ids.some((id) => status.ids.has(id));
     },
     async close() {
+      unsubscribeFeed?.();
       revocations.close();
       await engine.close();
       caches.clear();

@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { browserSettingsSchema } from '../session/browserSettings.ts';
+import { clusterSettingsSchema } from '../cluster/clusterSettings.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
 
 /** `10.0.0.0/8`, `2001:db8::/32`, or one address. */
@@ -280,6 +281,8 @@ export const configSchema = z
     browser: browserSettingsSchema.optional(),
     /** Absent: nobody may publish (published: routes answer 503). */
     publish: publishSchema.optional(),
+    /** Absent: a single machine, state in files. Present: instances share membership and revocations in PostgreSQL. */
+    cluster: clusterSettingsSchema.optional(),
   })
   .strict();
 

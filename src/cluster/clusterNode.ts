@@ -1,0 +1,197 @@
+// One gateway process's session with the cluster database, kept in the background: registers and
+// heartbeats, LISTENs for revocations and catches up by sequence number, and judges staleness.
+// Requests never wait on it: they read the revocation feed's last status.
+import pg from 'pg';
+import type { RevocationFeed } from '../authz/policy/revocationFeed.ts';
+import type { ReloadResult, RevocationStatus } from '../authz/policy/revocationState.ts';
+import { clientOptions, shownDatabase, type ClusterSettings } from './clusterSettings.ts';
+import { heartbeat, leave, register, type MemberIdentity } from './membership.ts';
+import { databaseVersion, schemaVersion } from './migrations.ts';
+import { parseRevocationNotice, REVOCATION_CHANNEL, revokedSince } from './sharedRevocations.ts';
+
+/** What an operator must hear about: transitions only, never one record per retry. */
+export type ClusterHealthEvent =
+  | { kind: 'connected'; database: string; caughtUp: number; staleForMs?: number }
+  | { kind: 'lost'; reason: string }
+  | { kind: 'stale'; reason: string; whenStale: ClusterSettings['whenStale'] };
+
+export interface ClusterObserver {
+  health?(event: ClusterHealthEvent): void;
+  /** Every successful exchange with the database (Unix ms). */
+  heard?(atMs: number): void;
+  stale?(stale: boolean): void;
+  reconnect?(): void;
+  revocations?(count: number): void;
+}
+
+export interface ClusterNode {
+  readonly revocations: RevocationFeed;
+  /** False while the database has not been heard from for staleSeconds. */
+  fresh(): boolean;
+  /** Resolves once the revocations were first read, or after `timeoutMs`, whichever comes first. */
+  firstSync(timeoutMs: number): Promise<boolean>;
+  /** Leaves the membership table (best effort) and closes the session. */
+  close(): Promise<void>;
+}
+
+const clamp = (value: number, low: number, high: number) => Math.min(high, Math.max(low, value));
+
+export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, observer: ClusterObserver = {}): ClusterNode {
+  const staleMs = settings.staleSeconds * 1000;
+  // Several exchanges fit in one stale period, so one slow round trip does not make the instance stale.
+  const heartbeatMs = clamp(staleMs / 4, 200, 5000);
+  const timeoutMs = clamp(staleMs / 2, 500, 5000);
+  const ids = new Set<string>();
+  let lastSeq = 0;
+  let loaded = false;
+  let stale = false;
+  let lastHeard = performance.now();
+  let staleSince: number | undefined;
+  let connected = false;
+  let closed = false;
+  let wake: (() => void) | undefined;
+  const listeners = new Set<(result: ReloadResult) => void>();
+  const synced: Array<() => void> = [];
+
+  const computeStatus = (): RevocationStatus => {
+    if (!loaded && settings.whenStale === 'deny') return { kind: 'unavailable', reason: `shared revocations not read yet from the cluster database ${shownDatabase(settings)}` };
+    if (stale && settings.whenStale === 'deny') return { kind: 'unavailable', reason: `cluster database not heard from for over ${settings.staleSeconds} s (cluster.staleSeconds): shared revocations may be stale, refusing new authorizations (cluster.whenStale: deny)` };
+    return { kind: 'loaded', ids };
+  };
+  let status = computeStatus();
+
+  const changed = (added: number) => {
+    // A new Set per change: the status object changes identity, which tells the authorizer to recompute.
+    status = computeStatus();
+    if (status.kind === 'loaded') status = { kind: 'loaded', ids: new Set(ids) };
+    observer.revocations?.(ids.size);
+    for (const listener of listeners) listener({ ok: true, count: ids.size, source: 'cluster database', added });
+  };
+  const add = (rows: ReadonlyArray<{ id: string }>): number => {
+    let added = 0;
+    for (const row of rows) if (!ids.has(row.id)) ids.add(row.id), added++;
+    return added;
+  };
+  const heard = () => {
+    lastHeard = performance.now();
+    observer.heard?.(Date.now());
+    if (stale) {
+      stale = false;
+      observer.stale?.(false);
+      status = computeStatus();
+    }
+  };
+
+  const staleCheck = setInterval(() => {
+    if (stale || closed || performance.now() - lastHeard <= staleMs) return;
+    stale = true;
+    staleSince = Date.now() - staleMs;
+    status = computeStatus();
+    observer.stale?.(true);
+    observer.health?.({ kind: 'stale', reason: `cluster database ${shownDatabase(settings)} not heard from for over ${settings.staleSeconds} s`, whenStale: settings.whenStale });
+  }, clamp(staleMs / 10, 50, 250));
+  staleCheck.unref();
+
+  const catchUp = async (c: pg.Client): Promise<number> => {
+    const rows = await revokedSince(c, lastSeq);
+    for (const row of rows) lastSeq = Math.max(lastSeq, row.seq);
+    const added = add(rows);
+    const first = !loaded;
+    loaded = true;
+    if (added > 0 || first) changed(added);
+    return added;
+  };
+
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => ((wake = undefined), resolve()), ms);
+      wake = () => (clearTimeout(timer), (wake = undefined), resolve());
+    });
+
+  /** One connection's life: set up, then heartbeat until it breaks or the node closes. */
+  const session = async (): Promise<void> => {
+    const c = new pg.Client(clientOptions(settings, timeoutMs));
+    let broken: Error | undefined;
+    // A connection that dies between exchanges is noticed here (and wakes the heartbeat at once).
+    const breakOff = (error: Error) => ((broken ??= error), wake?.());
+    c.on('error', breakOff);
+    c.on('end', () => breakOff(new Error('connection closed by the server')));
+    c.on('notification', (message) => {
+      const notice = message.channel === REVOCATION_CHANNEL ? parseRevocationNotice(message.payload) : undefined;
+      heard();
+      // The fast path: the id is refused from now on; lastSeq moves only with catch-up reads, which see every row in order.
+      if (notice && add([notice]) > 0) changed(1);
+    });
+    try {
+      await c.connect();
+      const version = await databaseVersion(c);
+      if (version !== schemaVersion) throw new Error(`the cluster database's schema is version ${version}, this gatehouse needs ${schemaVersion}: run gatehouse cluster migrate`);
+      await register(c, me, settings.staleSeconds);
+      // LISTEN before catching up: what commits in between arrives both ways, and ids are a set.
+      await c.query(`LISTEN ${REVOCATION_CHANNEL}`);
+      const wasStaleSince = stale ? staleSince : undefined;
+      const caughtUp = await catchUp(c);
+      heard();
+      connected = true;
+      for (const resolve of synced.splice(0)) resolve();
+      observer.health?.({ kind: 'connected', database: shownDatabase(settings), caughtUp, ...(wasStaleSince !== undefined && { staleForMs: Date.now() - wasStaleSince }) });
+      while (!closed) {
+        await pause(heartbeatMs);
+        if (broken) throw broken;
+        if (closed) break;
+        await heartbeat(c, me);
+        await catchUp(c);
+        heard();
+      }
+    } finally {
+      if (closed) await leave(c, me).catch(() => undefined);
+      await c.end().catch(() => undefined);
+    }
+  };
+
+  const run = async () => {
+    let backoffMs = 100;
+    while (!closed) {
+      try {
+        await session();
+      } catch (error) {
+        if (closed) break;
+        if (connected) {
+          connected = false;
+          observer.health?.({ kind: 'lost', reason: error instanceof Error ? error.message : String(error) });
+        }
+        observer.reconnect?.();
+        await pause(backoffMs);
+        // Back off to at most a second: recovery time after an outage is bounded by it.
+        backoffMs = Math.min(1000, backoffMs * 2);
+        continue;
+      }
+      backoffMs = 100;
+    }
+  };
+  const running = run();
+
+  return {
+    revocations: {
+      status: () => status,
+      subscribe(listener) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    },
+    fresh: () => loaded && !stale,
+    firstSync: (ms) =>
+      loaded
+        ? Promise.resolve(true)
+        : new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), ms);
+            synced.push(() => (clearTimeout(timer), resolve(true)));
+          }),
+    async close() {
+      closed = true;
+      clearInterval(staleCheck);
+      wake?.();
+      await running;
+    },
+  };
+}
