@@ -47,6 +47,8 @@ export interface HarnessOptions {
   serveArgs?: string[];
   /** More names in the server certificate (besides localhost and the loopback addresses), e.g. `*.apps.test`. */
   serverNames?: string[];
+  /** The token root key pair, to share one between several gateways (default: a new one). */
+  rootKey?: { privateKey: string; publicKey: string };
 }
 
 export function makeRootKey(): { privateKey: string; publicKey: string } {
@@ -85,7 +87,7 @@ ${opts.routes}`;
 export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-'));
   const pki = await makeTestPki(join(dir, 'certs'), opts.serverNames);
-  const rootKey = makeRootKey();
+  const rootKey = opts.rootKey ?? makeRootKey();
   writeFileSync(join(dir, 'certs', 'token-root.pub'), rootKey.publicKey + '\n');
   const revocationList = join(dir, 'certs', 'revoked.txt');
   writeFileSync(revocationList, '# revoked token ids\n');
