@@ -12,6 +12,7 @@ import { parseRevocationNotice, REVOCATION_CHANNEL, revokedSince } from './share
 /** What an operator must hear about: transitions only, never one record per retry. */
 export type ClusterHealthEvent =
   | { kind: 'connected'; database: string; caughtUp: number; staleForMs?: number }
+  /** The connection broke, or could not be made (reported again only when the reason changes). */
   | { kind: 'lost'; reason: string }
   | { kind: 'stale'; reason: string; whenStale: ClusterSettings['whenStale'] };
 
@@ -48,6 +49,7 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
   let lastHeard = performance.now();
   let staleSince: number | undefined;
   let connected = false;
+  let lastFailure: string | undefined;
   let closed = false;
   let wake: (() => void) | undefined;
   const listeners = new Set<(result: ReloadResult) => void>();
@@ -133,6 +135,7 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
       const caughtUp = await catchUp(c);
       heard();
       connected = true;
+      lastFailure = undefined;
       for (const resolve of synced.splice(0)) resolve();
       observer.health?.({ kind: 'connected', database: shownDatabase(settings), caughtUp, ...(wasStaleSince !== undefined && { staleForMs: Date.now() - wasStaleSince }) });
       while (!closed) {
@@ -156,10 +159,10 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
         await session();
       } catch (error) {
         if (closed) break;
-        if (connected) {
-          connected = false;
-          observer.health?.({ kind: 'lost', reason: error instanceof Error ? error.message : String(error) });
-        }
+        const reason = error instanceof Error ? error.message || error.constructor.name : String(error);
+        if (connected || reason !== lastFailure) observer.health?.({ kind: 'lost', reason });
+        connected = false;
+        lastFailure = reason;
         observer.reconnect?.();
         await pause(backoffMs);
         // Back off to at most a second: recovery time after an outage is bounded by it.
