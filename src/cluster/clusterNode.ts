@@ -148,7 +148,8 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
       }
     } finally {
       if (closed) await leave(c, me).catch(() => undefined);
-      await c.end().catch(() => undefined);
+      // A hung server never answers the goodbye: do not let it hold the reconnect loop (the socket goes when the server does).
+      await Promise.race([c.end().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
     }
   };
 
