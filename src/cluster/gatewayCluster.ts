@@ -7,6 +7,8 @@ import type { Registry } from 'prom-client';
 import { gatehouseVersion } from '../cli/version.ts';
 import { startClusterNode, type ClusterHealthEvent, type ClusterNode } from './clusterNode.ts';
 import { memberIdentity } from './membership.ts';
+import { databaseHandoffStore } from './sharedHandoffs.ts';
+import type { HandoffStore } from '../session/handoffCodes.ts';
 
 /** Start-up waits this long at most for the first read of the shared revocations; requests never wait. */
 const FIRST_SYNC_MS = 3000;
@@ -26,6 +28,8 @@ function auditHealth(audit: AuditLog, instance: string, event: ClusterHealthEven
 
 export interface GatewayCluster {
   node: ClusterNode;
+  /** One-time sign-in codes any instance can redeem, once. */
+  handoffs: HandoffStore;
   /** /readyz: with whenStale: deny, an instance with stale revocations refuses, so it is not ready either. */
   readiness(): Record<string, boolean>;
   close(): Promise<void>;
@@ -37,9 +41,14 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
   const me = memberIdentity({ ...config, cluster: settings }, gatehouseVersion());
   const node = startClusterNode(settings, me, { ...clusterMetrics(registry), health: (event) => auditHealth(audit, settings.instance, event) });
   await node.firstSync(Math.min(FIRST_SYNC_MS, settings.staleSeconds * 1000));
+  const handoffs = databaseHandoffStore(settings);
   return {
     node,
+    handoffs,
     readiness: (): Record<string, boolean> => (settings.whenStale === 'deny' ? { clusterDatabase: node.fresh() } : {}),
-    close: () => node.close(),
+    async close() {
+      await handoffs.close();
+      await node.close();
+    },
   };
 }

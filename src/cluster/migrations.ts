@@ -33,6 +33,18 @@ export const migrations: readonly Migration[] = [
         revoked_by text NOT NULL
       );`,
   },
+  {
+    version: 2,
+    name: 'one-time sign-in codes',
+    // Unlogged: a code lives 30 s; losing the pending ones in a crash or a failover only means signing in again.
+    sql: `
+      CREATE UNLOGGED TABLE gatehouse_handoffs (
+        id text PRIMARY KEY,
+        sealed bytea NOT NULL,
+        expires_at timestamptz NOT NULL
+      );
+      CREATE INDEX gatehouse_handoffs_expiry ON gatehouse_handoffs (expires_at);`,
+  },
 ];
 
 /** The schema version this code reads and writes. */

@@ -137,7 +137,9 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
-  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(deps.handoffs && { handoffs: deps.handoffs }) });
+  // In a cluster the database holds the sign-in codes (any instance redeems them); else the primary or this process.
+  const handoffs = cluster?.handoffs ?? deps.handoffs;
+  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(handoffs && { handoffs }) });
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
