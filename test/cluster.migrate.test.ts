@@ -1,7 +1,7 @@
 // The cluster database's schema against a real PostgreSQL: `gatehouse cluster migrate` applies the
 // migrations once (also when several run at once), rolls back a failing one, refuses a newer schema;
 // `gatehouse check` validates the cluster: block; `token revoke --config` writes to the database.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -146,6 +146,7 @@ describe.skipIf(postgresSkipReason !== '')(`token revoke --config with a cluster
     expect(again.stderr).toBe('already revoked in the cluster database\n');
     const rows = await withClient(url, (c) => c.query('SELECT seq, revocation_id FROM gatehouse_revocations'));
     expect(rows.rows).toEqual([{ seq: '1', revocation_id: id }]);
+    expect(readFileSync(join(dir, 'certs', 'revoked.txt'), 'utf8')).toBe('');
     const status = JSON.parse((await runGatehouse(['cluster', 'status', '--config', config, '--json'])).stdout) as { revocations: { count: number } };
     expect(status.revocations.count).toBe(1);
   });
