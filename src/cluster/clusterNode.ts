@@ -3,10 +3,10 @@
 // Requests never wait on it: they read the revocation feed's last status.
 import pg from 'pg';
 import type { RevocationFeed } from '../authz/policy/revocationFeed.ts';
-import type { ReloadResult, RevocationStatus } from '../authz/policy/revocationState.ts';
 import { clientOptions, shownDatabase, type ClusterSettings } from './clusterSettings.ts';
 import { heartbeat, leave, register, type MemberIdentity } from './membership.ts';
 import { databaseVersion, schemaVersion } from './migrations.ts';
+import { createRevocationMirror } from './revocationMirror.ts';
 import { parseRevocationNotice, REVOCATION_CHANNEL, revokedSince } from './sharedRevocations.ts';
 
 /** What an operator must hear about: transitions only, never one record per retry. */
@@ -37,72 +37,52 @@ export interface ClusterNode {
 
 const clamp = (value: number, low: number, high: number) => Math.min(high, Math.max(low, value));
 
+/** Stale when nothing was heard from the database for `staleMs`; fresh again at the next word from it. */
+function watchFreshness(staleMs: number, on: { heard(): void; changed(stale: boolean): void }) {
+  let lastHeard = performance.now();
+  let staleSince: number | undefined;
+  const check = setInterval(() => {
+    if (staleSince !== undefined || performance.now() - lastHeard <= staleMs) return;
+    staleSince = Date.now() - staleMs;
+    on.changed(true);
+  }, clamp(staleMs / 10, 50, 250));
+  check.unref();
+  return {
+    heard() {
+      lastHeard = performance.now();
+      on.heard();
+      if (staleSince === undefined) return;
+      staleSince = undefined;
+      on.changed(false);
+    },
+    /** When the database was last heard from, while stale (Unix ms); undefined while fresh. */
+    staleSince: () => staleSince,
+    close: () => clearInterval(check),
+  };
+}
+
 export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, observer: ClusterObserver = {}): ClusterNode {
   const staleMs = settings.staleSeconds * 1000;
   // Several exchanges fit in one stale period, so one slow round trip does not make the instance stale.
   const heartbeatMs = clamp(staleMs / 4, 200, 5000);
   const timeoutMs = clamp(staleMs / 2, 500, 5000);
-  const ids = new Set<string>();
-  let lastSeq = 0;
-  let loaded = false;
-  let stale = false;
-  let lastHeard = performance.now();
-  let staleSince: number | undefined;
+  const mirror = createRevocationMirror(settings, (count) => observer.revocations?.(count));
   let connected = false;
   let lastFailure: string | undefined;
   let closed = false;
   let wake: (() => void) | undefined;
-  const listeners = new Set<(result: ReloadResult) => void>();
   const synced: Array<() => void> = [];
+  const freshness = watchFreshness(staleMs, {
+    heard: () => observer.heard?.(Date.now()),
+    changed(stale) {
+      mirror.setStale(stale);
+      observer.stale?.(stale);
+      if (stale) observer.health?.({ kind: 'stale', reason: `cluster database ${shownDatabase(settings)} not heard from for over ${settings.staleSeconds} s`, whenStale: settings.whenStale });
+    },
+  });
+  const heard = freshness.heard;
 
-  const computeStatus = (): RevocationStatus => {
-    if (!loaded && settings.whenStale === 'deny') return { kind: 'unavailable', reason: `shared revocations not read yet from the cluster database ${shownDatabase(settings)}` };
-    if (stale && settings.whenStale === 'deny') return { kind: 'unavailable', reason: `cluster database not heard from for over ${settings.staleSeconds} s (cluster.staleSeconds): shared revocations may be stale, refusing new authorizations (cluster.whenStale: deny)` };
-    return { kind: 'loaded', ids };
-  };
-  let status = computeStatus();
-
-  const changed = (added: number) => {
-    // A new Set per change: the status object changes identity, which tells the authorizer to recompute.
-    status = computeStatus();
-    if (status.kind === 'loaded') status = { kind: 'loaded', ids: new Set(ids) };
-    observer.revocations?.(ids.size);
-    for (const listener of listeners) listener({ ok: true, count: ids.size, source: 'cluster database', added });
-  };
-  const add = (rows: ReadonlyArray<{ id: string }>): number => {
-    let added = 0;
-    for (const row of rows) if (!ids.has(row.id)) ids.add(row.id), added++;
-    return added;
-  };
-  const heard = () => {
-    lastHeard = performance.now();
-    observer.heard?.(Date.now());
-    if (stale) {
-      stale = false;
-      observer.stale?.(false);
-      status = computeStatus();
-    }
-  };
-
-  const staleCheck = setInterval(() => {
-    if (stale || closed || performance.now() - lastHeard <= staleMs) return;
-    stale = true;
-    staleSince = Date.now() - staleMs;
-    status = computeStatus();
-    observer.stale?.(true);
-    observer.health?.({ kind: 'stale', reason: `cluster database ${shownDatabase(settings)} not heard from for over ${settings.staleSeconds} s`, whenStale: settings.whenStale });
-  }, clamp(staleMs / 10, 50, 250));
-  staleCheck.unref();
-
-  const catchUp = async (c: pg.Client): Promise<number> => {
-    const rows = await revokedSince(c, lastSeq);
-    for (const row of rows) lastSeq = Math.max(lastSeq, row.seq);
-    const added = add(rows);
-    const first = !loaded;
-    loaded = true;
-    if (added > 0 || first) changed(added);
-    return added;
-  };
+  const catchUp = async (c: pg.Client): Promise<number> => mirror.caughtUp(await revokedSince(c, mirror.lastSeq));
 
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -122,7 +102,7 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
       const notice = message.channel === REVOCATION_CHANNEL ? parseRevocationNotice(message.payload) : undefined;
       heard();
       // The fast path: the id is refused from now on; lastSeq moves only with catch-up reads, which see every row in order.
-      if (notice && add([notice]) > 0) changed(1);
+      if (notice) mirror.noticed(notice);
     });
     try {
       await c.connect();
@@ -131,7 +111,7 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
       await register(c, me, settings.staleSeconds);
       // LISTEN before catching up: what commits in between arrives both ways, and ids are a set.
       await c.query(`LISTEN ${REVOCATION_CHANNEL}`);
-      const wasStaleSince = stale ? staleSince : undefined;
+      const wasStaleSince = freshness.staleSince();
       const caughtUp = await catchUp(c);
       heard();
       connected = true;
@@ -176,16 +156,10 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
   const running = run();
 
   return {
-    revocations: {
-      status: () => status,
-      subscribe(listener) {
-        listeners.add(listener);
-        return () => listeners.delete(listener);
-      },
-    },
-    fresh: () => loaded && !stale,
+    revocations: mirror.feed,
+    fresh: () => mirror.loaded && freshness.staleSince() === undefined,
     firstSync: (ms) =>
-      loaded
+      mirror.loaded
         ? Promise.resolve(true)
         : new Promise<boolean>((resolve) => {
             const timer = setTimeout(() => resolve(false), ms);
@@ -193,7 +167,7 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
           }),
     async close() {
       closed = true;
-      clearInterval(staleCheck);
+      freshness.close();
       wake?.();
       await running;
     },
