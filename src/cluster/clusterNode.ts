@@ -35,6 +35,9 @@ export interface ClusterNode {
   close(): Promise<void>;
 }
 
+/** Longest wait between two attempts to reach the database. */
+const RECONNECT_MAX_MS = 500;
+
 const clamp = (value: number, low: number, high: number) => Math.min(high, Math.max(low, value));
 
 /** Stale when nothing was heard from the database for `staleMs`; fresh again at the next word from it. */
@@ -146,8 +149,8 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
         lastFailure = reason;
         observer.reconnect?.();
         await pause(backoffMs);
-        // Back off to at most a second: recovery time after an outage is bounded by it.
-        backoffMs = Math.min(1000, backoffMs * 2);
+        // Back off to at most half a second (a refused connect costs little): it bounds the time to recover after an outage.
+        backoffMs = Math.min(RECONNECT_MAX_MS, backoffMs * 2);
         continue;
       }
       backoffMs = 100;
