@@ -117,7 +117,7 @@ describe.skipIf(postgresSkipReason !== '')(`three instances on one PostgreSQL${p
     expect(parsed.instances.map((m) => m.peerAddress)).toEqual(['127.0.0.1:9000', '127.0.0.1:9001', '127.0.0.1:9002']);
     for (const m of parsed.instances) expect(m.configHash).toMatch(/^sha256:[0-9a-f]{16}$/);
     const table = await runGatehouse(['cluster', 'status', '--config', join(gw1.h.dir, 'routes.yaml')]);
-    expect(table.stdout).toMatch(new RegExp(`^schema version \\d+; 3 of 3 instance\\(s\\) live \\(heartbeat within ${STALE_SECONDS} s\\); 0 revocation\\(s\\), last seq 0\nINSTANCE +HOST +PID +PEER +VERSION +CONFIG +STARTED +HEARTBEAT +STATE\n`));
+    expect(table.stdout).toMatch(new RegExp(`^schema version \\d+; 3 of 3 instance\\(s\\) live \\(heartbeat within ${STALE_SECONDS} s\\); 0 revocation\\(s\\), last seq 0\nINSTANCE +HOST +PID +PEER +VERSION +CONFIG +STARTED +HEARTBEAT +REVOKED +STATE\n`));
     expect(table.stdout.match(/ live\n/g)?.length).toBe(3);
   });
 
@@ -145,15 +145,25 @@ describe.skipIf(postgresSkipReason !== '')(`three instances on one PostgreSQL${p
     for (const i of instances) expect(await status(i, '/demo/other', token('bob'))).toBe(200);
   });
 
-  it('a revocation whose notification was missed is caught up by sequence number', async () => {
+  it('a revocation whose notification was missed is caught up by sequence number, one committed out of order by the count', async () => {
     const t = token('carol');
     for (const i of instances) expect(await status(i, '/demo/carol', t)).toBe(200);
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     // Written without NOTIFY, as if the instances had been disconnected when it was sent.
     await client.query(`INSERT INTO gatehouse_revocations (revocation_id, revoked_by) VALUES ($1, 'test')`, [revocationIds(t)[0]]);
-    await client.end();
     for (const i of instances) expect(await eventually(i, '/demo/carol-after', t, 403)).toBe(403);
+    // And one whose sequence number is below what the instances have read (a transaction that committed
+    // late, written around the command): found by the count, read again in full.
+    const late = token('frank');
+    const later = token('grace');
+    for (const i of instances) expect(await status(i, '/demo/frank', late)).toBe(200);
+    const gap = await client.query<{ seq: string }>(`SELECT nextval('gatehouse_revocations_seq_seq') AS seq`);
+    await client.query(`INSERT INTO gatehouse_revocations (revocation_id, revoked_by) VALUES ($1, 'test')`, [revocationIds(later)[0]]);
+    for (const i of instances) expect(await eventually(i, '/demo/grace', later, 403)).toBe(403);
+    await client.query(`INSERT INTO gatehouse_revocations (seq, revocation_id, revoked_by) VALUES ($1, $2, 'test')`, [gap.rows[0]?.seq, revocationIds(late)[0]]);
+    await client.end();
+    for (const i of instances) expect(await eventually(i, '/demo/frank-after', late, 403)).toBe(403);
   });
 
   it('database stopped: deny instances refuse new authorizations after staleSeconds and say so (/readyz, metric, audit); the serve instance serves; all recover', async () => {

@@ -61,7 +61,7 @@ export function formatStatus(status: ClusterStatus): string {
   const hashes = new Map<string, number>();
   for (const m of status.instances) hashes.set(m.configHash, (hashes.get(m.configHash) ?? 0) + 1);
   const common = [...hashes.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
-  const header = ['INSTANCE', 'HOST', 'PID', 'PEER', 'VERSION', 'CONFIG', 'STARTED', 'HEARTBEAT', 'STATE'];
+  const header = ['INSTANCE', 'HOST', 'PID', 'PEER', 'VERSION', 'CONFIG', 'STARTED', 'HEARTBEAT', 'REVOKED', 'STATE'];
   const rows = status.instances.map((m) => [
     m.name,
     m.host,
@@ -71,6 +71,8 @@ export function formatStatus(status: ClusterStatus): string {
     m.configHash === common ? m.configHash : `${m.configHash} (differs)`,
     m.startedAt.replace(/\.\d+Z$/, 'Z'),
     `${m.ageSeconds.toFixed(1)} s ago`,
+    // Up to which revocation the instance had read; behind the last seq means it has not heard of the newest.
+    `${m.revocationSeq}/${status.revocations.lastSeq}`,
     m.stale ? 'stale' : 'live',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -19,6 +19,8 @@ export interface MemberIdentity {
 export interface MemberRow extends Omit<MemberIdentity, 'startedAt'> {
   startedAt: string;
   heartbeatAt: string;
+  /** The last revocation (sequence number) the instance had read at its last heartbeat. */
+  revocationSeq: number;
   /** Seconds since the last heartbeat, by the database's clock. */
   ageSeconds: number;
 }
@@ -53,8 +55,9 @@ export async function register(client: ClientBase, me: MemberIdentity, staleSeco
   );
 }
 
-export async function heartbeat(client: ClientBase, me: MemberIdentity): Promise<void> {
-  const result = await client.query('UPDATE gatehouse_instances SET heartbeat_at = now() WHERE id = $1', [me.id]);
+/** `revocationSeq`: the last revocation this instance has read, so `cluster status` shows who lags. */
+export async function heartbeat(client: ClientBase, me: MemberIdentity, revocationSeq: number): Promise<void> {
+  const result = await client.query('UPDATE gatehouse_instances SET heartbeat_at = now(), revocation_seq = $2 WHERE id = $1', [me.id, revocationSeq]);
   // Removed meanwhile (an operator, or a run of the same name cleaning up): register again.
   if (result.rowCount === 0) throw new Error('this instance is no longer registered');
 }
@@ -65,10 +68,10 @@ export async function leave(client: ClientBase, me: MemberIdentity): Promise<voi
 }
 
 export async function listMembers(client: ClientBase): Promise<MemberRow[]> {
-  const result = await client.query<{ id: string; name: string; host: string; pid: number; peer_address: string | null; version: string; config_hash: string; started_at: Date; heartbeat_at: Date; age: number }>(
-    `SELECT id, name, host, pid, peer_address, version, config_hash, started_at, heartbeat_at,
+  const result = await client.query<{ id: string; name: string; host: string; pid: number; peer_address: string | null; version: string; config_hash: string; started_at: Date; heartbeat_at: Date; revocation_seq: string; age: number }>(
+    `SELECT id, name, host, pid, peer_address, version, config_hash, started_at, heartbeat_at, revocation_seq,
             extract(epoch FROM now() - heartbeat_at)::float8 AS age
        FROM gatehouse_instances ORDER BY name, host, started_at`,
   );
-  return result.rows.map((r) => ({ id: r.id, name: r.name, host: r.host, pid: r.pid, peerAddress: r.peer_address, version: r.version, configHash: r.config_hash, startedAt: r.started_at.toISOString(), heartbeatAt: r.heartbeat_at.toISOString(), ageSeconds: r.age }));
+  return result.rows.map((r) => ({ id: r.id, name: r.name, host: r.host, pid: r.pid, peerAddress: r.peer_address, version: r.version, configHash: r.config_hash, startedAt: r.started_at.toISOString(), heartbeatAt: r.heartbeat_at.toISOString(), revocationSeq: Number(r.revocation_seq), ageSeconds: r.age }));
 }

@@ -23,7 +23,8 @@ export const migrations: readonly Migration[] = [
         version text NOT NULL,
         config_hash text NOT NULL,
         started_at timestamptz NOT NULL,
-        heartbeat_at timestamptz NOT NULL
+        heartbeat_at timestamptz NOT NULL,
+        revocation_seq bigint NOT NULL DEFAULT 0
       );
       CREATE INDEX gatehouse_instances_name ON gatehouse_instances (name);
       CREATE TABLE gatehouse_revocations (

@@ -11,6 +11,8 @@ export interface RevocationMirror {
   readonly lastSeq: number;
   /** Read at least once since the start. */
   readonly loaded: boolean;
+  /** How many ids it holds. */
+  readonly size: number;
   /** Ids from a notification: refused at once; the sequence number moves only with `caughtUp`. */
   noticed(row: RevokedRow): void;
   /** Rows of a catch-up read (every row after `lastSeq`, in order); the number of ids new here. */
@@ -57,6 +59,9 @@ export function createRevocationMirror(settings: ClusterSettings, onCount: (coun
     },
     get loaded() {
       return loaded;
+    },
+    get size() {
+      return ids.size;
     },
     noticed(row) {
       if (add([row]) > 0) changed(1);

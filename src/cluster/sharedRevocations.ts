@@ -40,6 +40,12 @@ export async function revokedSince(client: ClientBase, afterSeq: number): Promis
   return result.rows.map((r) => ({ seq: Number(r.seq), id: r.revocation_id }));
 }
 
+/** How many revocations the database holds. */
+export async function revocationCount(client: ClientBase): Promise<number> {
+  const result = await client.query<{ count: string }>('SELECT count(*) AS count FROM gatehouse_revocations');
+  return Number(result.rows[0]?.count ?? 0);
+}
+
 /** A notification's payload, or undefined when it is not one of ours. */
 export function parseRevocationNotice(payload: string | undefined): RevokedRow | undefined {
   const match = /^(\d{1,18}) ([0-9a-f]{64,512})$/.exec(payload ?? '');
