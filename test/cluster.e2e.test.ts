@@ -2,6 +2,7 @@
 // revocation written through one refused by all (open tunnels ended), a missed notification caught up,
 // and what a database outage does (deny instances fail closed, /readyz, metric, audit; serve ones serve).
 import { Server } from 'node:http';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import pg from 'pg';
@@ -202,6 +203,16 @@ describe.skipIf(postgresSkipReason !== '')(`three instances on one PostgreSQL${p
     expect(back.decision).toBe('allow');
     expect(await eventuallyReady(gw1, 200)).toBe(200);
     expect(await metric(gw1, 'gatehouse_cluster_database_stale')).toBe(0);
+  });
+
+  it('a reload that changes cluster: keeps the running cluster settings and says so', async () => {
+    const [, gw2] = instances as [Instance, Instance];
+    const file = join(gw2.h.dir, 'routes.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace(`staleSeconds: ${STALE_SECONDS}`, `staleSeconds: ${STALE_SECONDS + 1}`));
+    gw2.h.proc.kill('SIGHUP');
+    const reload = await gw2.h.waitForAudit((r) => r.event === 'config.reload');
+    expect(reload.decision).toBe('allow');
+    expect(reload.detail?.note).toBe('cluster: changes only on restart');
   });
 
   it('an instance whose database has no schema refuses (fail closed) and its audit log says to migrate', async () => {

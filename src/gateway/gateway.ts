@@ -211,7 +211,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
         // The identity limits (rate, tunnels, token size) follow the config at once; the listener's
         // (connections, timeouts, header size) are fixed when the sockets open.
         const limitsChanged = LISTENER_LIMITS.some((key) => next.limits[key] !== config.limits[key]);
-        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart'].filter(Boolean);
+        const clusterChanged = JSON.stringify(next.cluster) !== JSON.stringify(config.cluster);
+        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart', clusterChanged && 'cluster: changes only on restart'].filter(Boolean);
         audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), tlsTicketKey: material.ticketKeyId(), ...(notes.length > 0 && { note: notes.join('; ') }) } });
         config = next;
         return { ok: true };
