@@ -3,10 +3,11 @@
 import { Registry } from 'prom-client';
 import { createGatewayMetrics } from '../../src/metrics/gatewayMetrics.ts';
 import { witnessMetrics } from '../../src/metrics/witnessMetrics.ts';
+import { clusterMetrics } from '../../src/metrics/clusterMetrics.ts';
 import { createPublishedServices } from '../../src/upstream/publishedServices.ts';
 
 /** The source files that construct prom-client metrics; the docs test checks that no other file does. */
-export const metricSourceFiles = ['src/metrics/auditLogMetrics.ts', 'src/metrics/authzMetrics.ts', 'src/metrics/gatewayMetrics.ts', 'src/metrics/trafficMetrics.ts', 'src/metrics/witnessMetrics.ts', 'src/upstream/publishedServices.ts'];
+export const metricSourceFiles = ['src/metrics/auditLogMetrics.ts', 'src/metrics/authzMetrics.ts', 'src/metrics/clusterMetrics.ts', 'src/metrics/gatewayMetrics.ts', 'src/metrics/trafficMetrics.ts', 'src/metrics/witnessMetrics.ts', 'src/upstream/publishedServices.ts'];
 
 export interface MetricName {
   name: string;
@@ -20,6 +21,7 @@ export function gatewayMetricNames(): MetricName[] {
   const gateway = createGatewayMetrics({ processMetrics: false });
   const registry = new Registry();
   witnessMetrics(registry);
+  clusterMetrics(registry);
   createPublishedServices(() => undefined).registerMetrics(registry);
   const metrics = [...gateway.registry.getMetricsAsArray(), ...registry.getMetricsAsArray()];
   return metrics

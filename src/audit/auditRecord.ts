@@ -25,7 +25,9 @@ export type AuditEvent =
   /** A signed statement of the chain's head (auditCheckpoint.ts); written by the audit log itself. */
   | 'audit.checkpoint'
   /** The first record of a log started on purpose after another (auditLogStart.ts): what came before. */
-  | 'audit.log.new';
+  | 'audit.log.new'
+  /** The cluster database reached, lost, or not heard from for cluster.staleSeconds (clusterNode.ts). */
+  | 'cluster.database';
 
 export interface AuditClient {
   cn: string;

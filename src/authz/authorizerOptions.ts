@@ -3,11 +3,12 @@
 import type { AuthzConfig } from '../config/schema.ts';
 import type { AuthzObserver } from './authzObserver.ts';
 import type { EngineBudget } from './types.ts';
+import type { RevocationFeed } from './policy/revocationFeed.ts';
 import type { ReloadResult, RequestAuthorizerOptions } from './requestAuthorizer.ts';
 
 export function authorizerOptions(
   authz: AuthzConfig,
-  hooks: { onRevocationReload?: (result: ReloadResult) => void; observer?: AuthzObserver; engineBudget?: EngineBudget } = {},
+  hooks: { onRevocationReload?: (result: ReloadResult) => void; observer?: AuthzObserver; engineBudget?: EngineBudget; revocationFeed?: RevocationFeed } = {},
 ): RequestAuthorizerOptions {
   return {
     rootKeyFile: authz.rootKey,

@@ -8,6 +8,7 @@ import { DecisionCaches, defaultCacheSettings, type CacheSettings } from './poli
 import { parsePublicKey, readRootKey } from './policy/rootKey.ts';
 import { trustedSigners, type SignerKeys } from './policy/signers.ts';
 import { noRevocations, watchRevocationList, type ReloadResult, type RevocationState } from './policy/revocationState.ts';
+import { withRevocationFeed, type RevocationFeed } from './policy/revocationFeed.ts';
 import { createSessionTokens } from './sessionTokens.ts';
 import type { EngineBudget, RequestAuthorizer, SessionTokens } from './types.ts';
 
@@ -20,6 +21,8 @@ export interface RequestAuthorizerOptions {
   rootKeyFile: string;
   /** One revoked id per line; when set but unreadable, every request is denied (503). */
   revocationListFile?: string;
+  /** Revoked ids from elsewhere too (the cluster's database): refused like the file's; unavailable fails closed like the file. */
+  revocationFeed?: RevocationFeed;
   /** Third-party block keys by name, `ed25519/<hex>`: route policies use them as `trusting {name}`. */
   externalKeys?: Record<string, string>;
   /** Trusted issuers by name: tokens carrying `keyId` as their root key id must be signed by `publicKey` (`ed25519/<hex>`). */
@@ -83,8 +86,9 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
     pool?.setRevoked(revokedIds(revocations));
     options.onRevocationReload?.(result);
   };
-  const revocations: RevocationState =
-    options.revocationListFile === undefined ? noRevocations() : watchRevocationList(options.revocationListFile, { onReload });
+  const fromFile: RevocationState = options.revocationListFile === undefined ? noRevocations() : watchRevocationList(options.revocationListFile, { onReload });
+  const revocations: RevocationState = options.revocationFeed ? withRevocationFeed(fromFile, options.revocationFeed) : fromFile;
+  const unsubscribeFeed = options.revocationFeed?.subscribe(onReload);
 
   try {
     const workers = options.workers ?? {};
@@ -98,6 +102,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       observer,
     });
   } catch (error) {
+    unsubscribeFeed?.();
     revocations.close();
     throw new Error(`authorization engine did not start: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -116,6 +121,7 @@ export async function createRequestAuthorizer(options: RequestAuthorizerOptions)
       return status.kind === 'loaded' && ids.some((id) => status.ids.has(id));
     },
     async close() {
+      unsubscribeFeed?.();
       revocations.close();
       await engine.close();
       caches.clear();

@@ -11,7 +11,7 @@ const gatewayCommands = new Set(['serve', 'demo']);
 if (gatewayCommands.has(process.argv[2] ?? '')) (await import('./gatewayMemoryLimits.ts')).restartWithGatewayMemoryLimits();
 
 /** Commands that use biscuit-wasm. The others (tunnel, pki, --help) are spared its ~70 MB. */
-const biscuitCommands = new Set(['serve', 'demo', 'check', 'token', 'authz']);
+const biscuitCommands = new Set(['serve', 'demo', 'check', 'token', 'authz', 'cluster']);
 const clientCommands = new Set(['tunnel', 'publish']);
 
 // biscuit-wasm is loaded first, quietly (see the module for why); later imports share that instance.

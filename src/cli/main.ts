@@ -13,6 +13,7 @@ import { registerAuthz } from './authz.ts';
 import { registerTunnel } from './tunnel.ts';
 import { registerAudit } from './audit.ts';
 import { registerPublish } from './publish.ts';
+import { registerCluster } from './cluster.ts';
 
 exitQuietlyOnClosedPipe();
 
@@ -31,5 +32,6 @@ registerAuthz(program);
 registerTunnel(program);
 registerAudit(program);
 registerPublish(program);
+registerCluster(program);
 
 await program.parseAsync(process.argv);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
 import type { TokenResult } from '../token/tokenErrors.ts';
+import type { ClusterSettings } from '../config/clusterSettings.ts';
 import { commandFailure } from '../errors/refusal.ts';
 import { displaySafe } from '../text/displayText.ts';
 
@@ -250,8 +251,9 @@ function registerInspect(token: Command): void {
 function registerRevoke(token: Command): void {
   token
     .command('revoke')
-    .description('add revocation ids to the revocation list; prints the ids added')
+    .description('add revocation ids to the revocation list (or, with --config naming a cluster, to the cluster database); prints the ids added')
     .option('--list <file>', 'revocation list file (authz.revocationList in routes.yaml)', 'certs/revoked.txt')
+    .option('-c, --config <file>', "the gateway's routes.yaml: its cluster database when it has cluster:, else its authz.revocationList")
     .option('--id <hex>', 'revocation id to add (repeatable)', collect)
     .option('--token <token>', 'revoke this token')
     .option('--token-file <file>', 'revoke the token in this file')
@@ -261,8 +263,8 @@ function registerRevoke(token: Command): void {
     .option('--audit <file>', 'with --user: audit file(s) holding the issuer\'s token.issue records (repeatable)', collect)
     .action(
       run(
-        async (options: { list: string; id?: string[]; token?: string; tokenFile?: string; pubkey?: string; block: string; user?: string; audit?: string[] }) => {
-          const { appendRevokedIds } = await import('../token/revocationFile.ts');
+        async (options: { list: string; config?: string; id?: string[]; token?: string; tokenFile?: string; pubkey?: string; block: string; user?: string; audit?: string[] }) => {
+          const { appendRevokedIds, validRevocationId } = await import('../token/revocationFile.ts');
           const fromToken = options.token !== undefined || options.tokenFile !== undefined;
           const sources = [options.id !== undefined, fromToken, options.user !== undefined].filter(Boolean).length;
           if (sources > 1) throw commandFailure('give one of --id, a token, or --user');
@@ -270,9 +272,21 @@ function registerRevoke(token: Command): void {
           let ids = options.id ?? [];
           if (fromToken) ids = [await tokenRevocationId(options)];
           if (options.user !== undefined) ids = await issuedTo(options.user, options.audit ?? []);
-          const added = unwrap(appendRevokedIds(options.list, ids));
-          if (added.length === 0) process.stderr.write(`already revoked in ${options.list}\n`);
-          else process.stderr.write(`added ${added.length} id(s) to ${options.list}\n`);
+          const target = options.config === undefined ? { list: options.list } : await revocationTarget(options.config);
+          if ('cluster' in target) {
+            const { revokeShared } = await import('../cluster/clusterCommands.ts');
+            const { shownDatabase } = await import('../config/clusterSettings.ts');
+            const valid = ids.map((id) => unwrap(validRevocationId(id)));
+            const added = await revokeShared(target.cluster, valid).catch((error: unknown) => {
+              throw commandFailure(`cluster database ${shownDatabase(target.cluster)}: ${error instanceof Error ? error.message : String(error)}; nothing revoked`);
+            });
+            process.stderr.write(added.length === 0 ? 'already revoked in the cluster database\n' : `added ${added.length} id(s) to the cluster database (every instance refuses them once it hears)\n`);
+            for (const row of added) process.stdout.write(`${row.id}\n`);
+            return;
+          }
+          const added = unwrap(appendRevokedIds(target.list, ids));
+          if (added.length === 0) process.stderr.write(`already revoked in ${target.list}\n`);
+          else process.stderr.write(`added ${added.length} id(s) to ${target.list}\n`);
           for (const id of added) process.stdout.write(`${id}\n`);
         },
       ),
@@ -288,6 +302,16 @@ async function issuedTo(user: string, files: string[]): Promise<string[]> {
   });
   process.stderr.write(`${ids.length} token(s) issued to ${user}\n`);
   return ids;
+}
+
+/** Where `revoke --config FILE` writes: the cluster database when the config has one, else its revocation list. */
+async function revocationTarget(configFile: string): Promise<{ cluster: ClusterSettings } | { list: string }> {
+  const { formatConfigError, loadConfig } = await import('../configCheck/loadConfig.ts');
+  const loaded = await loadConfig(configFile);
+  if (!loaded.ok) throw commandFailure(`${configFile} is not valid: ${loaded.errors.map(formatConfigError).join('; ')}`);
+  if (loaded.config.cluster) return { cluster: loaded.config.cluster };
+  if (loaded.config.authz.revocationList === undefined) throw commandFailure(`${configFile} has neither cluster: nor authz.revocationList: nowhere to revoke`);
+  return { list: loaded.config.authz.revocationList };
 }
 
 /** The revocation id of block `--block` of a token, verified when a public key is given. */

@@ -2,6 +2,7 @@
 // Validation only; paths stay as written here and are resolved against the config file by loadConfig.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { clusterSettingsSchema } from './clusterSettings.ts';
 import { issuerSettingsSchema } from './issuerSettings.ts';
 import { browserSettingsSchema } from './browserSettings.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
@@ -303,6 +304,8 @@ export const configSchema = z
     publish: publishSchema.optional(),
     /** Self-service tokens after an OpenID login (issue 21): signing key, provider, claim rules. */
     issuer: issuerSettingsSchema.optional(),
+    /** Absent: a single machine, state in files. Present: instances share membership and revocations in PostgreSQL. */
+    cluster: clusterSettingsSchema.optional(),
   })
   .strict();
 

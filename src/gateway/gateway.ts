@@ -32,6 +32,8 @@ import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstr
 import { createPublishedServices } from '../upstream/publishedServices.ts';
 import { endExpiredConnections, endRevokedConnections } from '../listener/revokedConnections.ts';
 import type { CertificateRef } from '../tls/clientCrl.ts';
+import { joinCluster } from '../cluster/gatewayCluster.ts';
+import type { RevocationFeed } from '../authz/policy/revocationFeed.ts';
 
 export interface Gateway {
   readonly listeners: readonly BoundListener[];
@@ -46,19 +48,19 @@ export interface Gateway {
   close(graceMs?: number): Promise<void>;
 }
 
-async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry, upstreams: UpstreamOpener, identityLimits: IdentityLimits): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean; workers(): number; sessions: SessionTokens }> {
+async function admissionFor(config: GatewayConfig, audit: AuditLog, metrics: GatewayMetrics, tunnels: TunnelRegistry, upstreams: UpstreamOpener, identityLimits: IdentityLimits, revocationFeed?: RevocationFeed): Promise<AdmissionContext & { close(): Promise<void>; reloadRevocations(): Promise<unknown>; isRevoked(ids: readonly string[]): boolean; workers(): number; sessions: SessionTokens }> {
   // The first reload runs inside createRequestAuthorizer, before `authorizer` exists.
   let authorizer: ReloadableRequestAuthorizer | undefined;
   const onRevocationReload = (result: ReloadResult) => {
     audit.write(result.ok
-      ? { event: 'revocation.reload', decision: 'allow', detail: { file: config.authz.revocationList, count: result.count } }
+      ? { event: 'revocation.reload', decision: 'allow', detail: result.source !== undefined ? { source: result.source, count: result.count, added: result.added } : { file: config.authz.revocationList, count: result.count } }
       : { event: 'revocation.reload', decision: 'deny', reason: `${result.reason}: refusing every request until the list is readable`, detail: { file: config.authz.revocationList } });
     // Tunnels are decided once, when they open: a revocation must also end the ones already open.
     const current = authorizer;
     if (result.ok && current) void tunnels.endRevoked((ids) => current.isRevoked(ids));
   };
   const engineBudget = { charge: (fingerprint: string, ms: number) => identityLimits.chargeEngine(fingerprint, ms), refusal: (fingerprint: string) => identityLimits.engineRefusal(fingerprint) };
-  authorizer = await createRequestAuthorizer(authorizerOptions(config.authz, { observer: metrics.authz, onRevocationReload, engineBudget }));
+  authorizer = await createRequestAuthorizer(authorizerOptions(config.authz, { observer: metrics.authz, onRevocationReload, engineBudget, ...(revocationFeed && { revocationFeed }) }));
   const ready = authorizer;
   return {
     routes: new RouteTable(config.routes, config.authz.limits),
@@ -114,7 +116,9 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
   const limits = () => config.limits;
   const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
-  let admission = await admissionFor(config, audit, metrics, tunnels, upstreams, identityLimits);
+  // Cluster membership and shared revocations outlive reloads (cluster: changes apply at restart).
+  const cluster = await joinCluster(config, audit, metrics.registry);
+  let admission = await admissionFor(config, audit, metrics, tunnels, upstreams, identityLimits, cluster?.node.revocations);
   let metricsServer: MetricsServer | undefined;
   // Set once the listeners are open: until then /readyz says not ready.
   let readiness: (() => ReadinessChecks) | undefined;
@@ -122,6 +126,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     if (config.metrics) metricsServer = await startMetricsServer(config.metrics.listen, metrics.registry, () => readiness?.());
   } catch (err) {
     await admission.close();
+    await cluster?.close();
     await audit.close();
     throw new Error(`metrics listener ${config.metrics?.listen}: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -132,7 +137,9 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const websocket = createWebSocketForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
-  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(deps.handoffs && { handoffs: deps.handoffs }) });
+  // In a cluster the database holds the sign-in codes (any instance redeems them); else the primary or this process.
+  const handoffs = cluster?.handoffs ?? deps.handoffs;
+  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(handoffs && { handoffs }) });
   const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
@@ -158,6 +165,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     tls?.close();
     await metricsServer?.close();
     await admission.close();
+    await cluster?.close();
     await audit.close();
     throw err;
   }
@@ -174,6 +182,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     accepting: tunnels.accepting,
     // Fail closed when no witness has cosigned for too long (audit.witnessMaxAgeSeconds).
     ...(witnessMaxAgeMs !== undefined && { auditWitnessed: Date.now() - (witnesses?.lastCosignedAt() ?? witnessesSince) <= witnessMaxAgeMs }),
+    ...cluster?.readiness(),
   });
   audit.write({ event: 'gateway.start', detail: { config: source, listen: listeners.map((l) => l.address), routes: config.routes.map((r) => r.name), pid: process.pid, tlsTicketKey: material.ticketKeyId(), ...(metricsServer && { metrics: metricsServer.address }) } });
 
@@ -182,7 +191,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     audit,
     async reload(next, nextSource) {
       try {
-        const nextAdmission = await admissionFor(next, audit, metrics, tunnels, upstreams, identityLimits);
+        const nextAdmission = await admissionFor(next, audit, metrics, tunnels, upstreams, identityLimits, cluster?.node.revocations);
         try {
           await material.reload(next.tls);
           await rootKey.load(next.authz.rootKey);
@@ -202,7 +211,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
         // The identity limits (rate, tunnels, token size) follow the config at once; the listener's
         // (connections, timeouts, header size) are fixed when the sockets open.
         const limitsChanged = LISTENER_LIMITS.some((key) => next.limits[key] !== config.limits[key]);
-        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart'].filter(Boolean);
+        const clusterChanged = JSON.stringify(next.cluster) !== JSON.stringify(config.cluster);
+        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart', clusterChanged && 'cluster: changes only on restart'].filter(Boolean);
         audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), tlsTicketKey: material.ticketKeyId(), ...(notes.length > 0 && { note: notes.join('; ') }) } });
         config = next;
         return { ok: true };
@@ -243,6 +253,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       tcp.close();
       http.close();
       await admission.close();
+      await cluster?.close();
       material.close();
       await metricsServer?.close();
       refusals.close();

@@ -22,6 +22,16 @@ export interface Handoff {
 
 export type HandoffTake = { ok: true; handoff: Handoff } | { ok: false; reason: string };
 
+/** The checks of a code taken from its holder (whichever store holds it): unknown, expired, another certificate, another host. */
+export function judgeHandoff(taken: { handoff: Handoff; expired: boolean } | undefined, fingerprint: string, host: string): HandoffTake {
+  if (taken === undefined) return { ok: false, reason: 'unknown or already used sign-in code' };
+  const { handoff, expired } = taken;
+  if (expired) return { ok: false, reason: 'sign-in code expired' };
+  if (handoff.fingerprint !== fingerprint) return { ok: false, reason: 'sign-in code issued to another certificate' };
+  if (handoff.host !== host.toLowerCase()) return { ok: false, reason: `sign-in code issued for ${handoff.host}, redeemed at ${host.toLowerCase()}` };
+  return { ok: true, handoff };
+}
+
 export function createHandoffCodes(now: () => number = Date.now) {
   const pending = new Map<string, Handoff & { expiresAt: number }>();
   const sweep = () => {
@@ -41,12 +51,9 @@ export function createHandoffCodes(now: () => number = Date.now) {
     take(code: string, fingerprint: string, host: string): HandoffTake {
       const entry = pending.get(code);
       pending.delete(code);
-      if (entry === undefined) return { ok: false, reason: 'unknown or already used sign-in code' };
-      if (entry.expiresAt <= now()) return { ok: false, reason: 'sign-in code expired' };
-      if (entry.fingerprint !== fingerprint) return { ok: false, reason: 'sign-in code issued to another certificate' };
-      if (entry.host !== host.toLowerCase()) return { ok: false, reason: `sign-in code issued for ${entry.host}, redeemed at ${host.toLowerCase()}` };
-      const { expiresAt: _expiresAt, ...handoff } = entry;
-      return { ok: true, handoff };
+      if (entry === undefined) return judgeHandoff(undefined, fingerprint, host);
+      const { expiresAt, ...handoff } = entry;
+      return judgeHandoff({ handoff, expired: expiresAt <= now() }, fingerprint, host);
     },
     get size(): number {
       return pending.size;

@@ -1,7 +1,7 @@
 // An end-to-end test bed: a temp dir with a dev PKI, a token root key, a revocation list and a
 // routes.yaml, a real `gatehouse serve` child process, real curl, and the audit log it wrote.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
@@ -47,6 +47,10 @@ export interface HarnessOptions {
   serveArgs?: string[];
   /** More names in the server certificate (besides localhost and the loopback addresses), e.g. `*.apps.test`. */
   serverNames?: string[];
+  /** The token root key pair, to share one between several gateways (default: a new one). */
+  rootKey?: { privateKey: string; publicKey: string };
+  /** Another gateway's PKI (its CA, server certificate and key), to share one between several gateways (default: a new one). */
+  pki?: TestPki;
 }
 
 export function makeRootKey(): { privateKey: string; publicKey: string } {
@@ -82,10 +86,17 @@ ${opts.extraTop ?? ''}routes:
 ${opts.routes}`;
 }
 
+/** `pki`'s CA, server certificate and key copied to `dir`; client certificates stay `pki`'s. */
+function sharePki(pki: TestPki, dir: string): TestPki {
+  mkdirSync(dir, { recursive: true });
+  for (const file of ['ca.crt', 'server.crt', 'server.key']) copyFileSync(join(pki.dir, file), join(dir, file));
+  return pki;
+}
+
 export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-'));
-  const pki = await makeTestPki(join(dir, 'certs'), opts.serverNames);
-  const rootKey = makeRootKey();
+  const pki = opts.pki ? sharePki(opts.pki, join(dir, 'certs')) : await makeTestPki(join(dir, 'certs'), opts.serverNames);
+  const rootKey = opts.rootKey ?? makeRootKey();
   writeFileSync(join(dir, 'certs', 'token-root.pub'), rootKey.publicKey + '\n');
   const revocationList = join(dir, 'certs', 'revoked.txt');
   writeFileSync(revocationList, '# revoked token ids\n');

@@ -4,7 +4,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { readRevocationList } from '../../token/revocationFile.ts';
 
-export type ReloadResult = { ok: true; count: number } | { ok: false; reason: string };
+/** `source`: set by a feed other than the file (e.g. `cluster database`), with the ids it added. */
+export type ReloadResult = { ok: true; count: number; source?: string; added?: number } | { ok: false; reason: string };
 
 export type RevocationStatus =
   /** No list configured: nothing is revoked. */
@@ -29,7 +30,8 @@ export interface RevocationOptions {
 
 /** A state for "no revocation list configured". */
 export function noRevocations(): RevocationState {
-  return { status: () => ({ kind: 'none' }), reload: async () => ({ ok: true, count: 0 }), close: () => {} };
+  const none: RevocationStatus = { kind: 'none' };
+  return { status: () => none, reload: async () => ({ ok: true, count: 0 }), close: () => {} };
 }
 
 /** Loads `file` now and keeps following it. */

@@ -1,0 +1,66 @@
+// `gatehouse cluster migrate|status`: the schema of the cluster database, and the instances sharing it.
+// Both read the `cluster:` block of routes.yaml; failures print one line and exit 1.
+import type { Command } from 'commander';
+import type { ClusterSettings } from '../config/clusterSettings.ts';
+import { displayLines, displaySafe } from '../text/displayText.ts';
+
+/** The `cluster:` block of the config, or undefined after saying why (exit 1). */
+export async function clusterSettingsOf(configFile: string): Promise<ClusterSettings | undefined> {
+  const { formatConfigError, loadConfig } = await import('../configCheck/loadConfig.ts');
+  const loaded = await loadConfig(configFile);
+  if (!loaded.ok) {
+    for (const e of loaded.errors) process.stderr.write(`${formatConfigError(e)}\n`);
+    process.stderr.write(`error: ${configFile} is not valid\n`);
+    process.exitCode = 1;
+    return undefined;
+  }
+  if (!loaded.config.cluster) {
+    process.stderr.write(`error: ${configFile} has no cluster: block (a single gateway needs no database)\n`);
+    process.exitCode = 1;
+    return undefined;
+  }
+  return loaded.config.cluster;
+}
+
+/** Runs `body`; a failure (the database unreachable, a refused migration) is one line on stderr and exit 1. */
+async function reporting(body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (error) {
+    const message = error instanceof Error ? error.message || error.constructor.name : String(error);
+    process.stderr.write(`error: ${displaySafe(message.split('\n')[0] ?? '')}\n`);
+    process.exitCode = 1;
+  }
+}
+
+export function registerCluster(program: Command): void {
+  const cluster = program.command('cluster').description('several gateway instances sharing membership and revocations in PostgreSQL (cluster: in routes.yaml)');
+  cluster
+    .command('migrate')
+    .description('create or upgrade the schema in the cluster database (safe to run from several hosts at once)')
+    .option('-c, --config <file>', 'configuration file', 'routes.yaml')
+    .action((options: { config: string }) =>
+      reporting(async () => {
+        const settings = await clusterSettingsOf(options.config);
+        if (!settings) return;
+        const { migrateDatabase } = await import('../cluster/clusterCommands.ts');
+        const report = await migrateDatabase(settings);
+        if (report.applied.length === 0) process.stdout.write(`schema is at version ${report.to}: nothing to do\n`);
+        else process.stdout.write(`schema version ${report.from} -> ${report.to}: applied ${report.applied.map((m) => `${m.version} (${m.name})`).join(', ')}\n`);
+      }),
+    );
+  cluster
+    .command('status')
+    .description('list the instances registered in the cluster database, their heartbeat age and config hash')
+    .option('-c, --config <file>', 'configuration file', 'routes.yaml')
+    .option('--json', 'print JSON instead of a table')
+    .action((options: { config: string; json?: boolean }) =>
+      reporting(async () => {
+        const settings = await clusterSettingsOf(options.config);
+        if (!settings) return;
+        const { clusterStatus, formatStatus } = await import('../cluster/clusterCommands.ts');
+        const status = await clusterStatus(settings);
+        process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : displayLines(formatStatus(status)));
+      }),
+    );
+}

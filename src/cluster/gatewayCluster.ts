@@ -1,0 +1,54 @@
+// The gateway's part in a cluster: joins (membership + shared revocations) with the cluster's metrics
+// and audit records, and says whether the instance is fit to take traffic.
+import type { AuditLog } from '../audit/auditLog.ts';
+import type { GatewayConfig } from '../config/schema.ts';
+import { clusterMetrics } from '../metrics/clusterMetrics.ts';
+import type { Registry } from 'prom-client';
+import { gatehouseVersion } from '../cli/version.ts';
+import { startClusterNode, type ClusterHealthEvent, type ClusterNode } from './clusterNode.ts';
+import { memberIdentity } from './membership.ts';
+import { databaseHandoffStore } from './sharedHandoffs.ts';
+import type { HandoffStore } from '../session/handoffCodes.ts';
+
+/** Start-up waits this long at most for the first read of the shared revocations; requests never wait. */
+const FIRST_SYNC_MS = 3000;
+
+function auditHealth(audit: AuditLog, instance: string, event: ClusterHealthEvent): void {
+  switch (event.kind) {
+    case 'connected':
+      audit.write({ event: 'cluster.database', decision: 'allow', detail: { instance, state: 'connected', database: event.database, caughtUp: event.caughtUp, ...(event.staleForMs !== undefined && { staleForMs: event.staleForMs }) } });
+      return;
+    case 'lost':
+      audit.write({ event: 'cluster.database', decision: 'deny', reason: `connection lost: ${event.reason}`, detail: { instance, state: 'lost' } });
+      return;
+    case 'stale':
+      audit.write({ event: 'cluster.database', decision: 'deny', reason: `${event.reason}: ${event.whenStale === 'deny' ? 'refusing new authorizations until it answers' : 'serving with the revocations last heard (cluster.whenStale: serve)'}`, detail: { instance, state: 'stale', whenStale: event.whenStale } });
+  }
+}
+
+export interface GatewayCluster {
+  node: ClusterNode;
+  /** One-time sign-in codes any instance can redeem, once. */
+  handoffs: HandoffStore;
+  /** /readyz: with whenStale: deny, an instance with stale revocations refuses, so it is not ready either. */
+  readiness(): Record<string, boolean>;
+  close(): Promise<void>;
+}
+
+export async function joinCluster(config: GatewayConfig, audit: AuditLog, registry: Registry): Promise<GatewayCluster | undefined> {
+  const settings = config.cluster;
+  if (!settings) return undefined;
+  const me = memberIdentity({ ...config, cluster: settings }, gatehouseVersion());
+  const node = startClusterNode(settings, me, { ...clusterMetrics(registry), health: (event) => auditHealth(audit, settings.instance, event) });
+  await node.firstSync(Math.min(FIRST_SYNC_MS, settings.staleSeconds * 1000));
+  const handoffs = databaseHandoffStore(settings);
+  return {
+    node,
+    handoffs,
+    readiness: (): Record<string, boolean> => (settings.whenStale === 'deny' ? { clusterDatabase: node.fresh() } : {}),
+    async close() {
+      await handoffs.close();
+      await node.close();
+    },
+  };
+}
