@@ -10,9 +10,7 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-export function registerAudit(program: Command): void {
-  const audit = program.command('audit').description('audit log tools: signing key, integrity check, queries');
-
+function registerKeygen(audit: Command): void {
   audit
     .command('keygen')
     .description('write an ed25519 audit signing key pair: <out>.key (private, mode 0600, for audit.signingKey) and <out>.pub (for audit verify)')
@@ -33,7 +31,9 @@ export function registerAudit(program: Command): void {
         process.stdout.write(`verifier key: ${verifierKey(opts.origin, publicKey.value)}\n`);
       }
     });
+}
 
+function registerVerify(audit: Command): void {
   audit
     .command('verify')
     .description('rebuild the Merkle tree of audit files (rotated files in any order, .gz too) and check the hash chain, every checkpoint (origin, size, root, signature) and that the files end sealed; exit 1 on the first problem')
@@ -56,7 +56,9 @@ export function registerAudit(program: Command): void {
       process.stdout.write(result.text);
       process.exitCode = result.failed ? 1 : 0;
     });
+}
 
+function registerProve(audit: Command): void {
   audit
     .command('prove')
     .description('print a proof (JSON): --seq N: the record, its inclusion proof and the last checkpoint in the files; --from CHECKPOINT: a consistency proof from that checkpoint to the last one in the files')
@@ -78,7 +80,9 @@ export function registerAudit(program: Command): void {
       }
       process.stdout.write(JSON.stringify(result.value, null, 2) + '\n');
     });
+}
 
+function registerVerifyProof(audit: Command): void {
   audit
     .command('verify-proof')
     .description('check a proof from audit prove with the public key(s) only; exit 0 when it holds, 1 when not')
@@ -98,7 +102,9 @@ export function registerAudit(program: Command): void {
       process.stdout.write(checked.ok ? `${checked.summary}\n` : `FAIL ${checked.message}\n`);
       process.exitCode = checked.ok ? 0 : 1;
     });
+}
 
+function registerWitness(audit: Command): void {
   audit
     .command('witness')
     .description('run a witness (c2sp.org/tlog-witness over mTLS): cosign each checkpoint of the configured logs that extends the last one it cosigned, refuse (and count) any other')
@@ -142,7 +148,9 @@ export function registerAudit(program: Command): void {
         process.exit(1);
       }
     });
+}
 
+function registerQuery(audit: Command): void {
   audit
     .command('query')
     .description('filter audit records (all filters must match; repeat a filter to accept any of its values) and print them as a table, JSON lines, a per-user, per-route summary or a per-loan delegation summary')
@@ -190,4 +198,14 @@ export function registerAudit(program: Command): void {
         process.exit(2);
       }
     });
+}
+
+export function registerAudit(program: Command): void {
+  const audit = program.command('audit').description('audit log tools: signing key, integrity check, queries');
+  registerKeygen(audit);
+  registerVerify(audit);
+  registerProve(audit);
+  registerVerifyProof(audit);
+  registerWitness(audit);
+  registerQuery(audit);
 }
