@@ -8,10 +8,10 @@ import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
-import { migrate, schemaVersion } from '../src/cluster/migrations.ts';
+import { schemaVersion } from '../src/cluster/migrations.ts';
 import { curl, inOneHour, makeRootKey, mintRaw, runGatehouse, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
-import { postgresSkipReason, startPostgres, type TestPostgres } from './support/postgres.ts';
+import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
 import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
 
 const routes = `  - name: demo
@@ -89,11 +89,7 @@ const metric = async (i: Instance, name: string): Promise<number | undefined> =>
 
 beforeAll(async () => {
   if (postgresSkipReason) return;
-  db = await startPostgres();
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  await migrate(client, 'test');
-  await client.end();
+  db = await startMigratedPostgres();
   // gw1 and gw2 fail closed when stale; gw3's site chose to keep serving.
   await startInstance('gw1', db.url, 'deny');
   await startInstance('gw2', db.url, 'deny');

@@ -7,12 +7,11 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
-import { migrate } from '../src/cluster/migrations.ts';
 import { databaseHandoffStore } from '../src/cluster/sharedHandoffs.ts';
 import type { Handoff } from '../src/session/handoffCodes.ts';
 import { curlReply, inOneHour, makeRootKey, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
-import { postgresSkipReason, startPostgres, type TestPostgres } from './support/postgres.ts';
+import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
 
 const routes = `  - name: services
     host: "{service}--{user}.apps.test"
@@ -30,11 +29,7 @@ const sample: Handoff = { token: 'session-token-secret', maxAgeSeconds: 60, fing
 
 beforeAll(async () => {
   if (postgresSkipReason) return;
-  db = await startPostgres();
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  await migrate(client, 'test');
-  await client.end();
+  db = await startMigratedPostgres();
   const rootKey = makeRootKey();
   for (const name of ['gw-a', 'gw-b', 'gw-c']) {
     const first = gateways[0];

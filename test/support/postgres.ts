@@ -4,6 +4,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
+import { migrate } from '../../src/cluster/migrations.ts';
 import { freePort } from './localServices.ts';
 
 /** The newest installed PostgreSQL's bin directory (Debian: /usr/lib/postgresql/<major>/bin). */
@@ -104,4 +106,17 @@ export async function startPostgres(): Promise<TestPostgres> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A started server with the cluster schema migrated in, as every gateway of a cluster test expects it. */
+export async function startMigratedPostgres(): Promise<TestPostgres> {
+  const db = await startPostgres();
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await migrate(client, 'test');
+  } finally {
+    await client.end();
+  }
+  return db;
 }
