@@ -20,7 +20,7 @@ import { openTlsMaterial } from '../tls/tlsMaterial.ts';
 import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder } from '../forward/tunnelForwarder.ts';
-import { dispatchTo } from '../forward/dispatch.ts';
+import { dispatchTo } from '../exchange/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 import { createPortal } from '../portal/portalHandler.ts';
@@ -133,7 +133,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
   const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(deps.handoffs && { handoffs: deps.handoffs }) });
-  const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
+  const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
