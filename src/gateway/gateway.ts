@@ -25,7 +25,7 @@ import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSess
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 import { createPortal } from '../portal/portalHandler.ts';
 import { listenerHostNames } from '../session/ownHosts.ts';
-import type { HandoffStore } from '../session/handoffCodes.ts';
+import type { HandoffStore } from '../portal/handoffCodes.ts';
 import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
