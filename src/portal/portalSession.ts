@@ -10,8 +10,8 @@ import type { HandoffStore } from './handoffCodes.ts';
 import { asLocalPath, nextTarget, PORTAL_PATH, type NextTarget } from './nextTarget.ts';
 import { isGatewayHost } from '../session/ownHosts.ts';
 import { fromOwnOrigin } from '../session/requestCredential.ts';
-import { clearSessionCookie, readSessionCookie, setSessionCookie } from './sessionCookie.ts';
-import { sessionExpiry, type TokenCheck } from '../session/sessionToken.ts';
+import { clearSessionCookie, readSessionCookie, sessionExpiry, setSessionCookie } from './sessionCookie.ts';
+import type { TokenCheck } from '../session/sessionToken.ts';
 import { landingPage, messagePage, pageHeaders, signInPage } from './portalPages.ts';
 import type { PortalDeps } from './portalHandler.ts';
 
