@@ -1,5 +1,6 @@
 // A way in (HTTP, WebSocket, CONNECT, the tunnel endpoint, publish registration, a gateway page) as the
 // exchange stage drives it: the way in says what its admission asks, how it refuses and how it carries.
+import type { IncomingMessage } from 'node:http';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { AdmissionContext, AdmissionRequest } from '../admission/admitRequest.ts';
 import type { PublisherAdmission, PublisherRequest } from '../admission/admitPublisher.ts';
@@ -73,7 +74,7 @@ export interface WayIn<A extends unknown[], S, K extends DecisionKind> {
   /** What the decision is made on (after precheck). */
   decideOn(state: S): DecisionAsks[K];
   /** The request a browser navigated with, when a 401 should send it to sign in instead. */
-  signInFrom?(state: S): import('node:http').IncomingMessage | undefined;
+  signInFrom?(state: S): IncomingMessage | undefined;
   /** Answers a refusal on the way in's transport (HTTP response, raw socket status line). */
   answer(state: S, refusal: Refusal): void;
   /** A refusal of an open exchange: answers it and closes the exchange with the deny record. */
