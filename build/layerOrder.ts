@@ -25,7 +25,7 @@ export const layers: readonly { rank: number; name: string; typesHandedDown?: tr
   { rank: 1, name: 'listener', dirs: { listener: 'accepts TLS and UNIX connections and makes each connection context' } },
   {
     rank: 2, name: 'exchange and admission', typesHandedDown: true, dirs: {
-      exchange: 'one Exchange per request: accounting, records, the admission preamble',
+      exchange: 'dispatch, and one Exchange per arrival: accounting, records, the admission pipeline, then the way in refuses or carries',
       admission: 'decides whether an exchange may go on: limits, route, decision, upstream',
       routing: 'the reserved paths and the route table an exchange is matched against',
       session: 'browser sessions and the credential an exchange carries',
@@ -35,8 +35,8 @@ export const layers: readonly { rank: number; name: string; typesHandedDown?: tr
   },
   {
     rank: 3, name: 'forwarders', dirs: {
-      forward: 'carries an admitted exchange as HTTP, WebSocket, CONNECT, tunnel or publish registration',
-      portal: 'the gateway pages, carried like any other admitted exchange',
+      forward: 'the ways in (HTTP, WebSocket, CONNECT, tunnel, publish registration): each says what its admission asks, refuses on its transport and carries',
+      portal: 'the gateway pages, carried like any other admitted exchange, and what they issue: the session cookie, hand-off codes, where a sign-in returns to',
     },
   },
   {

@@ -4,10 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { rewriteCookiePath, rewriteLocation } from '../src/forward/prefixRewrite.ts';
 import { RouteTable } from '../src/routing/routeTable.ts';
 import { compileHostTemplate, matchHostTemplate } from '../src/routing/hostTemplate.ts';
-import { nextTarget } from '../src/session/nextTarget.ts';
-import { readSessionCookie, withoutGatewayCookies } from '../src/session/sessionCookie.ts';
-import { createHandoffCodes } from '../src/session/handoffCodes.ts';
-import { openIpcHandoffStore } from '../src/session/ipcHandoffCodes.ts';
+import { nextTarget } from '../src/portal/nextTarget.ts';
+import { readSessionCookie, withoutGatewayCookies } from '../src/portal/sessionCookie.ts';
+import { createHandoffCodes } from '../src/portal/handoffCodes.ts';
+import { openIpcHandoffStore } from '../src/portal/ipcHandoffCodes.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 
 const limits = { maxFacts: 1000, maxIterations: 100, maxTimeMicros: 5000 };

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
 import { databaseHandoffStore } from '../src/cluster/sharedHandoffs.ts';
-import type { Handoff } from '../src/session/handoffCodes.ts';
+import type { Handoff } from '../src/portal/handoffCodes.ts';
 import { curlReply, inOneHour, makeRootKey, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';

@@ -7,7 +7,8 @@ import { normalizeTarget, encodePath } from '../routing/normalizePath.ts';
 import { hostOnly, type CompiledRoute, type RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { UpstreamOpener } from '../upstream/openUpstream.ts';
-import { resolveUpstream, verifySocketOwner, type UpstreamTarget } from '../upstream/upstreamTarget.ts';
+import { fillTemplate, missingParam, type Template } from '../routing/template.ts';
+import { parseUpstream, verifySocketOwner, type UpstreamCheck, type UpstreamTarget } from '../upstream/upstreamTarget.ts';
 
 export interface AdmissionRequest {
   identity: PeerIdentity;
@@ -41,6 +42,16 @@ export type Admission =
       path?: string;
       decision?: Decision;
     };
+
+/**
+ * The route's upstream for this request: its `{param}` placeholders (template compiled at config load)
+ * filled with the captures, which the route table already held to a safe alphabet, then read.
+ */
+export function resolveUpstream(template: Template, params: Record<string, string>): UpstreamCheck {
+  const missing = missingParam(template, params);
+  if (missing) return { ok: false, reason: `upstream template needs parameter ${missing}` };
+  return parseUpstream(fillTemplate(template, params));
+}
 
 export interface AdmissionContext {
   routes: RouteTable;

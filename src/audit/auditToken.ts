@@ -13,3 +13,8 @@ export function auditTokenOf(decision: Decision | undefined): AuditToken | undef
   if (decision.blocks !== undefined && decision.blocks.length > 1) token.blocks = decision.blocks;
   return token;
 }
+
+/** The `token` summary of a publisher's records: who the token names and its revocation ids, no blocks. */
+export function publisherTokenOf(decision: Decision | undefined): AuditToken | undefined {
+  return decision && { user: decision.user, ...(decision.allow && { groups: decision.groups }), revocationIds: decision.revocationIds };
+}

@@ -9,8 +9,8 @@ import { startWitnessPusher } from '../audit/witnessPusher.ts';
 import { isProcessMessage, openIpcAuditLog, writeWorkerRecords, type ParentChannel, type ProcessMessage } from '../audit/ipcAuditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { removeStaleSocket } from '../listener/staleSocket.ts';
-import { createHandoffCodes } from '../session/handoffCodes.ts';
-import { openIpcHandoffStore, serveHandoffCodes, type HandoffChannel } from '../session/ipcHandoffCodes.ts';
+import { createHandoffCodes } from '../portal/handoffCodes.ts';
+import { openIpcHandoffStore, serveHandoffCodes, type HandoffChannel } from '../portal/ipcHandoffCodes.ts';
 import { loadConfigOrExit, reloadFromFile, startOrExit } from './runGateway.ts';
 import { say } from './say.ts';
 

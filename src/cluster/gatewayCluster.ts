@@ -8,7 +8,7 @@ import { gatehouseVersion } from '../cli/version.ts';
 import { startClusterNode, type ClusterHealthEvent, type ClusterNode } from './clusterNode.ts';
 import { memberIdentity } from './membership.ts';
 import { databaseHandoffStore } from './sharedHandoffs.ts';
-import type { HandoffStore } from '../session/handoffCodes.ts';
+import type { HandoffStore } from '../portal/handoffCodes.ts';
 
 /** Start-up waits this long at most for the first read of the shared revocations; requests never wait. */
 const FIRST_SYNC_MS = 3000;

@@ -3,7 +3,7 @@
 // the code, so what the database holds (a session token) is useless to a reader of the database alone.
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { HANDOFF_TTL_MS, judgeHandoff, type Handoff, type HandoffStore } from '../session/handoffCodes.ts';
+import { HANDOFF_TTL_MS, judgeHandoff, type Handoff, type HandoffStore } from '../portal/handoffCodes.ts';
 import { clientOptions, type ClusterSettings } from '../config/clusterSettings.ts';
 
 /** A sign-in waits for the database this long at most, then fails closed (sign in again). */

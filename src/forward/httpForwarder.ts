@@ -1,5 +1,5 @@
-// HTTP forwarding: checks the request's shape and its identity's rate, admits it through the shared
-// admission path, then streams it to the upstream over undici (upstreamExchange.ts) and writes one audit record.
+// The HTTP way in: checks the request's shape before the exchange stage admits it, then streams it to the
+// upstream over undici (upstreamExchange.ts) and closes its exchange with one audit record.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
@@ -7,12 +7,12 @@ import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
-import { signInRedirect } from '../session/signInRedirect.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import type { BreakListener, ConnectionContext } from '../exchange/connection.ts';
-import { openExchange, type Exchange } from '../exchange/exchange.ts';
-import { admit, onRoute, type RouteAdmission } from '../exchange/admit.ts';
+import type { BreakListener } from '../exchange/connection.ts';
+import type { Exchange } from '../exchange/exchange.ts';
+import type { RouteAdmission } from '../exchange/admit.ts';
+import type { WayIn } from '../exchange/wayIn.ts';
 import { refuse, RefusalError, refusalOf } from '../errors/refusal.ts';
 import { socketAddress, type UpstreamOpener } from '../upstream/openUpstream.ts';
 import { redactTarget } from './redactTarget.ts';
@@ -89,16 +89,31 @@ function countedBody(req: IncomingMessage, shape: AdmittedShape): { body: Transf
   return { body, bytesIn: () => bytesIn };
 }
 
-/** One admitted request on its way: what its record and a retry on another replica need. */
-interface Forwarding {
-  exchange: Exchange;
+/**
+ * One request from its arrival to its record: the way in's state, one object per request. The exchange
+ * stage hands it to every step, so the HTTP path makes no closure per step (its CPU per request counts).
+ */
+interface HttpArrival {
   req: IncomingMessage;
   res: ServerResponse;
-  shape: AdmittedShape;
-  admission: Admitted;
-  finish: (fields: Partial<AuditRecord>) => void;
+  /** The target as recorded (credentials in the query redacted). */
+  target: string;
+  exchange: Exchange | undefined;
+  shape: RequestShape | undefined;
   /** Why the listener said the connection broke under it, if it did. */
-  brokenBy(): { status: number; reason: string } | undefined;
+  brokenBy: { status: number; reason: string } | undefined;
+  /** The client left (its 'close' may fire while admission runs, before anyone listens again). */
+  clientLeft: boolean;
+}
+
+/** The request's record fields: the target when the path differs, and its duration so far. */
+function recordOf(a: HttpArrival, exchange: Exchange, fields: Partial<AuditRecord>): Partial<AuditRecord> {
+  return { ...fields, ...(fields.path !== a.target && { target: a.target }), durationMs: exchange.elapsedMs() };
+}
+
+function finish(a: HttpArrival, fields: Partial<AuditRecord>): void {
+  const exchange = a.exchange as Exchange;
+  exchange.close(recordOf(a, exchange, fields));
 }
 
 /** What every request of one forwarder shares: its dependencies and its keep-alive pools. */
@@ -107,49 +122,51 @@ interface HttpForwarding {
   pools: UpstreamPools;
 }
 
-async function handle(fw: HttpForwarding, conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const exchange = openExchange(conn, fw.deps, { event: 'request', protocol: 'http', method: req.method ?? '' });
-  // While a request is being handled its parse errors are its own to record: the listener tells it why
-  // the connection broke (see the listener's clientError).
-  let brokenBy: { status: number; reason: string } | undefined;
-  const onBreak: BreakListener = (why) => (brokenBy = why);
-  conn.inFlight.add(onBreak);
-  res.once('close', () => conn.inFlight.delete(onBreak));
-  const target = redactTarget(req.url ?? '');
-  const recordOf = (fields: Partial<AuditRecord>): Partial<AuditRecord> => ({ ...fields, ...(fields.path !== target && { target }), durationMs: exchange.elapsedMs() });
-  const finish = (fields: Partial<AuditRecord>) => exchange.close(recordOf(fields));
-  // Watch for the client leaving while admission runs: its 'close' may fire before we listen again.
-  let clientLeft = false;
-  res.once('close', () => (clientLeft = true));
-
-  let shape: RequestShape | undefined;
-  const method = req.method ?? 'GET';
-  const request = { identity: conn.identity, sourceIp: conn.sourceIp, protocol: 'http' as const, method, hostHeader: req.headers.host, target: req.url ?? '' };
-  const admitted = await admit(exchange, fw.deps, {
-    precheck: () => {
-      shape = checkRequestShape(req);
-      return shape.ok ? undefined : { refusal: shape.refusal, record: {} };
+/** The HTTP way in: made once per forwarder, its methods handed each request's state by the exchange stage. */
+function httpWayIn(fw: HttpForwarding): WayIn<[IncomingMessage, ServerResponse], HttpArrival, 'route'> {
+  const { deps } = fw;
+  return {
+    stage: deps,
+    decides: 'route',
+    arrive: (req, res) => ({ req, res, target: redactTarget(req.url ?? ''), exchange: undefined, shape: undefined, brokenBy: undefined, clientLeft: false }),
+    opens: (a) => ({ event: 'request', protocol: 'http', method: a.req.method ?? '' }),
+    opened(a, exchange) {
+      a.exchange = exchange;
+      const { conn } = exchange;
+      // While a request is being handled its parse errors are its own to record: the listener tells it why
+      // the connection broke (see the listener's clientError).
+      const onBreak: BreakListener = (why) => (a.brokenBy = why);
+      conn.inFlight.add(onBreak);
+      a.res.once('close', () => {
+        conn.inFlight.delete(onBreak);
+        a.clientLeft = true;
+      });
     },
-    credential: { headers: req.headers, method, maxTokenBytes: fw.deps.limits().maxTokenBytes, sources: ['authorization', 'cookie'], websocket: false },
-    decide: onRoute(fw.deps.admission(), request),
-  });
-  if (!admitted.ok) {
-    const { refusal, record } = admitted.error;
-    // A browser without a (working) session is sent to sign in, and back here afterwards.
-    const signIn = refusal.status === 401 ? signInRedirect(req) : undefined;
-    sendRefusal(res, signIn ? { ...refusal, status: 303, headers: { location: signIn } } : refusal);
-    // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
-    return exchange.close(recordOf({ decision: 'deny', status: signIn ? 303 : refusal.status, reason: refusal.reason, ...record }), 'refused');
-  }
-  const admission = admitted.value.decided;
-  if (clientLeft || res.destroyed) {
-    // Nobody is waiting for the answer (the client left, or broke the request while it was being
-    // admitted): do not act on the upstream on their behalf.
-    // A request the client broke (malformed, timed out) is refused like any malformed request.
-    const broken = brokenBy ?? { status: 499, reason: 'client closed during admission' };
-    return finish({ decision: brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: admission.route.config.name, path: admission.path, token: auditTokenOf(admission.decision) });
-  }
-  return forward(fw, { exchange, req, res, shape: shape as AdmittedShape, admission, finish, brokenBy: () => brokenBy });
+    precheck(a) {
+      a.shape = checkRequestShape(a.req);
+      return a.shape.ok ? undefined : { refusal: a.shape.refusal, record: {} };
+    },
+    credential: (a) => ({ headers: a.req.headers, method: a.req.method ?? 'GET', maxTokenBytes: deps.limits().maxTokenBytes, sources: ['authorization', 'cookie'], websocket: false }),
+    decideOn: (a) => ({ protocol: 'http', method: a.req.method ?? 'GET', hostHeader: a.req.headers.host, target: a.req.url ?? '' }),
+    signInFrom: (a) => a.req,
+    answer: (a, refusal) => sendRefusal(a.res, refusal),
+    refuse(a, exchange, { refusal, record }) {
+      sendRefusal(a.res, refusal);
+      // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
+      exchange.close(recordOf(a, exchange, { decision: 'deny', status: refusal.status, reason: refusal.reason, ...record }), 'refused');
+    },
+    carry(a, _exchange, admitted) {
+      const admission = admitted.decided;
+      if (a.clientLeft || a.res.destroyed) {
+        // Nobody is waiting for the answer (the client left, or broke the request while it was being
+        // admitted): do not act on the upstream on their behalf.
+        // A request the client broke (malformed, timed out) is refused like any malformed request.
+        const broken = a.brokenBy ?? { status: 499, reason: 'client closed during admission' };
+        return finish(a, { decision: a.brokenBy ? 'deny' : 'allow', status: broken.status, reason: `${broken.reason}; not forwarded`, route: admission.route.config.name, path: admission.path, token: auditTokenOf(admission.decision) });
+      }
+      return forward(fw, a, admission);
+    },
+  };
 }
 
 /** Leases a connection to `to`; waits only while every connection to it is busy, and a client that leaves gives up its place. */
@@ -159,9 +176,10 @@ function leaseTo(fw: HttpForwarding, to: UpstreamTarget, chosen: UpstreamTarget,
 }
 
 /** Sends an admitted request to its upstream; its record is written once the answer is over or broken off. */
-async function forward(fw: HttpForwarding, f: Forwarding): Promise<void> {
-  const { exchange, req, res, shape, admission } = f;
-  const { conn } = exchange;
+async function forward(fw: HttpForwarding, a: HttpArrival, admission: Admitted): Promise<void> {
+  const { req, res } = a;
+  const shape = a.shape as AdmittedShape;
+  const { conn } = a.exchange as Exchange;
   const { route, upstream, decision } = admission;
   // Only an admitted request may make the client send its body (RFC 9110 10.1.1).
   if (shape.expectsContinue) res.writeContinue();
@@ -178,16 +196,16 @@ async function forward(fw: HttpForwarding, f: Forwarding): Promise<void> {
   const got = leased instanceof Promise ? await leased : leased;
   if (!got || res.destroyed) {
     got?.release();
-    return f.finish({ decision: 'allow', ...where, status: 499, reason: 'client closed while waiting for an upstream connection; not forwarded' });
+    return finish(a, { decision: 'allow', ...where, status: 499, reason: 'client closed while waiting for an upstream connection; not forwarded' });
   }
   const counted = countedBody(req, shape);
   const request: UpstreamRequest = { method: req.method ?? 'GET', path: admission.upstreamTarget, headers, body: counted.body, ...(prefix && { prefix }) };
-  relay(fw, f, got, request, (retry, outcome) => {
+  relay(fw, a, admission, got, request, (retry, outcome) => {
     // A body the client broke off or framed badly (a bad chunk after admission) is the client's fault,
     // and the record must not read like a completed request.
     const bodyBroken = !req.complete && shape.framing.kind !== 'none';
-    const broken = bodyBroken ? (f.brokenBy() ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
-    f.finish({
+    const broken = bodyBroken ? (a.brokenBy ?? { status: 499, reason: 'client closed before sending the whole body' }) : undefined;
+    finish(a, {
       decision: 'allow',
       ...where,
       // The publisher that served it last, and the ones lost under it.
@@ -200,8 +218,8 @@ async function forward(fw: HttpForwarding, f: Forwarding): Promise<void> {
 }
 
 /** Relays the exchange over `lease`; a replica lost before any of the answer came is replaced for a safe request without a body. */
-function relay(fw: HttpForwarding, f: Forwarding, lease: Lease, request: UpstreamRequest, ended: (retry: ReplicaRetry, outcome: ExchangeOutcome) => void): void {
-  const { res, admission } = f;
+function relay(fw: HttpForwarding, a: HttpArrival, admission: Admitted, lease: Lease, request: UpstreamRequest, ended: (retry: ReplicaRetry, outcome: ExchangeOutcome) => void): void {
+  const { res } = a;
   const retry = replicaRetry(fw.deps.upstreams, admission.upstream, request.method, request.body !== null);
   const elsewhere = (): boolean => {
     const next = retry.next();
@@ -231,7 +249,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps) {
   const fw: HttpForwarding = { deps, pools };
 
   return {
-    handle: (conn: ConnectionContext, req: IncomingMessage, res: ServerResponse) => handle(fw, conn, req, res),
+    wayIn: httpWayIn(fw),
     /** Closes the pools nothing is in flight on: after a reload, those of removed routes go at once. */
     closeIdle(): void {
       pools.closeIdle();

@@ -1,25 +1,24 @@
 // The publish endpoint (`/.well-known/gatehouse/publish`, Upgrade: gatehouse-publish.v1): a publisher's
 // registration is admitted by the publish policy, answered with 101, and its connection becomes an HTTP/2 session.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
-import { admitPublisher, type PublisherRequest } from '../admission/admitPublisher.ts';
-import { tokenOf } from '../admission/bearerCredential.ts';
+import { publisherTokenOf } from '../audit/auditToken.ts';
 import type { Decision } from '../authz/types.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import type { ConnectionContext } from '../exchange/connection.ts';
-import { openExchange, refuseUncounted } from '../exchange/exchange.ts';
-import { admit, type Refused } from '../exchange/admit.ts';
+import type { Refused } from '../exchange/admit.ts';
 import type { Exchange } from '../exchange/exchange.ts';
+import type { PublisherDecided, WayIn } from '../exchange/wayIn.ts';
 import type { Publisher, PublishedServices, Reservation } from '../upstream/publishedServices.ts';
 import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
-import { sendRefusal, sendRefusalOnSocket } from './refusals.ts';
+import { ignoreSocketErrors, sendRefusalOnSocket } from './refusals.ts';
 import { headerSafe } from './upstreamHeaders.ts';
 import type { TunnelRegistry } from './tunnelSession.ts';
 
@@ -49,8 +48,8 @@ interface Acceptance {
   exchange: Exchange;
   decision: Extract<Decision, { allow: true }>;
   reservation: Extract<Reservation, { ok: true }>;
-  /** What the registration is authorized again with. */
-  ask: PublisherRequest;
+  /** Authorizes the registration again under the current config. */
+  reauthorize: PublisherDecided['reauthorize'];
   rawTcp: string[];
   deny(refusal: Refusal): void;
 }
@@ -67,18 +66,13 @@ function checkRegistration(deps: PublishDeps, req: IncomingMessage): { ok: true;
   return { ok: true, services: named.services, rawTcp: raw.rawTcp };
 }
 
-/** The token fields of a publisher's records. */
-function tokenRecordOf(decision: Decision | undefined): AuditRecord['token'] {
-  return decision && { user: decision.user, ...(decision.allow && { groups: decision.groups }), revocationIds: decision.revocationIds };
-}
-
 /** Answers 101 naming the services that could not be published (with why), then serves the publisher until it goes. */
 function accept(deps: PublishDeps, a: Acceptance): void {
   const { conn, socket, decision, reservation } = a;
   const { refused } = reservation;
   const rawTcp = a.rawTcp.filter((s) => reservation.services.includes(s));
   const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(refused.length > 0 && { refused }) };
-  const record: Partial<AuditRecord> = { token: tokenRecordOf(decision), publisher: conn.id, detail: published };
+  const record: Partial<AuditRecord> = { token: publisherTokenOf(decision), publisher: conn.id, detail: published };
   const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
   if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);
   // HTTP/2 may take the socket only once the 101 is fully written (it writes to the same TLS stream).
@@ -109,8 +103,7 @@ function serve(deps: PublishDeps, a: Acceptance, publisher: AttachedPublisher, r
   // Shutdown began while its 101 was being written: it was not there to be drained, and nothing would end it.
   if (!deps.tunnels.accepting) publisher.close('gateway shutting down');
   const recheck = setInterval(() => {
-    const now = deps.config();
-    void admitPublisher(deps.admission().authorizer, now.publish, now.authz.limits, a.ask).then((again) => {
+    void a.reauthorize().then((again) => {
       if (!again.allow) publisher.close(`authorization withdrawn: ${again.refusal.reason}`);
     });
   }, RECHECK_MS);
@@ -132,52 +125,59 @@ function serve(deps: PublishDeps, a: Acceptance, publisher: AttachedPublisher, r
   });
 }
 
-export function createPublishEndpoint(deps: PublishDeps) {
-  async function handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex): Promise<void> {
-    socket.on('error', () => {});
-    const exchange = openExchange(conn, deps, { event: 'publish.open', method: req.method ?? '', path: PUBLISH_PATH });
-    /** The services named, once the registration is well formed: every later refusal's record names them. */
-    let detail: ServiceList | undefined;
-    const deny = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
-      sendRefusalOnSocket(socket, refusal);
-      // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
-      exchange.close({ decision: 'deny', status: refusal.status, reason: refusal.reason, durationMs: exchange.elapsedMs(), ...extra, ...(detail && !extra.detail && { detail }) }, 'refused');
-    };
-    let registration: { services: string[]; rawTcp: string[] } | undefined;
+/** One registration's arrival: the state the exchange stage hands each step. */
+interface PublishArrival {
+  req: IncomingMessage;
+  socket: Duplex;
+  /** The registration's services, once it is well formed. */
+  registration: { services: string[]; rawTcp: string[] } | undefined;
+  /** The services named, once the registration is well formed: every later refusal's record names them. */
+  detail: ServiceList | undefined;
+}
+
+/** Answers on the socket and closes the exchange with its deny record, within the client's budgets. */
+function deny(p: PublishArrival, exchange: Exchange, refusal: Refusal, extra: Partial<AuditRecord> = {}): void {
+  sendRefusalOnSocket(p.socket, refusal);
+  // A client's own refusals are recorded within its budgets, so it cannot fill the audit disk.
+  exchange.close({ decision: 'deny', status: refusal.status, reason: refusal.reason, durationMs: exchange.elapsedMs(), ...extra, ...(p.detail && !extra.detail && { detail: p.detail }) }, 'refused');
+}
+
+/** The publish way in: a registration admitted by the publish policy, then served as an HTTP/2 session. */
+export function createPublishEndpoint(deps: PublishDeps): { wayIn: WayIn<[IncomingMessage, Duplex], PublishArrival, 'publish'> } {
+  const policy = () => {
     const config = deps.config();
-    const admitted = await admit<Extract<Decision, { allow: true }>>(exchange, deps, {
-      precheck: () => {
-        const checked = checkRegistration(deps, req);
-        if (!checked.ok) return checked.refused;
-        registration = checked;
-        detail = { services: checked.services, ...(checked.rawTcp.length > 0 && { rawTcp: checked.rawTcp }) };
-        return undefined;
-      },
-      // A program's bearer token only; its 429 names no retry-after: the publisher retries on its own schedule.
-      credential: { headers: req.headers, method: req.method ?? '', maxTokenBytes: config.limits.maxTokenBytes, sources: ['authorization'], websocket: false, bearerOnly: true },
-      decide: async (token) => {
-        const admission = await admitPublisher(deps.admission().authorizer, config.publish, config.authz.limits, { identity: conn.identity, sourceIp: conn.sourceIp, token, services: registration?.services ?? [] });
-        if (admission.allow) return { ok: true, value: admission.decision };
-        return { ok: false, error: { refusal: admission.refusal, record: { token: tokenRecordOf(admission.decision) } } };
-      },
-    });
-    if (!admitted.ok) return deny(admitted.error.refusal.status === 429 ? { ...admitted.error.refusal, headers: {} } : admitted.error.refusal, admitted.error.record);
-    const decision = admitted.value.decided;
-    const ask = { identity: conn.identity, sourceIp: conn.sourceIp, token: admitted.value.credential && tokenOf(admitted.value.credential), services: registration?.services ?? [] };
-    const tokenRecord = tokenRecordOf(decision);
-    if (socket.destroyed) return deny(refuse('GH_CLIENT_CLOSED', 'publisher left during admission'), { token: tokenRecord });
-    const rawTcp = registration?.rawTcp ?? [];
-    const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: ask.services, rawTcp });
-    if (!reservation.ok) return deny(refusalOf(reservation), { token: tokenRecord });
-    accept(deps, { conn, req, socket, exchange, decision, reservation, ask, rawTcp, deny: (refusal) => deny(refusal, { token: tokenRecord }) });
-  }
-
-  /** A plain request on the reserved path: publishing needs the upgrade. */
-  function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
-    refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', path: PUBLISH_PATH, decision: 'deny', status: 426, reason: 'publish endpoint needs an upgrade to ' + PUBLISH_PROTOCOL });
-    res.setHeader('upgrade', PUBLISH_PROTOCOL);
-    sendRefusal(res, refuse('GH_UPGRADE_REQUIRED', 'publish endpoint needs an upgrade', { clientReason: `publish endpoint needs Upgrade: ${PUBLISH_PROTOCOL}` }));
-  }
-
-  return { handleUpgrade, handleRequest };
+    return { publish: config.publish, limits: config.authz.limits };
+  };
+  const wayIn: WayIn<[IncomingMessage, Duplex], PublishArrival, 'publish'> = {
+    stage: deps,
+    decides: 'publish',
+    arrive(req, socket) {
+      socket.on('error', ignoreSocketErrors);
+      return { req, socket, registration: undefined, detail: undefined };
+    },
+    opens: ({ req }) => ({ event: 'publish.open', method: req.method ?? '', path: PUBLISH_PATH }),
+    precheck(p) {
+      const checked = checkRegistration(deps, p.req);
+      if (!checked.ok) return checked.refused;
+      p.registration = checked;
+      p.detail = { services: checked.services, ...(checked.rawTcp.length > 0 && { rawTcp: checked.rawTcp }) };
+      return undefined;
+    },
+    // A program's bearer token only; its 429 names no retry-after: the publisher retries on its own schedule.
+    credential: ({ req }) => ({ headers: req.headers, method: req.method ?? '', maxTokenBytes: deps.config().limits.maxTokenBytes, sources: ['authorization'], websocket: false, bearerOnly: true }),
+    decideOn: (p) => ({ services: p.registration?.services ?? [], policy }),
+    answer: (p, refusal) => sendRefusalOnSocket(p.socket, refusal),
+    refuse: (p, exchange, { refusal, record }) => deny(p, exchange, refusal.status === 429 ? { ...refusal, headers: {} } : refusal, record),
+    carry(p, exchange, admitted) {
+      const { decision, request, reauthorize } = admitted.decided;
+      const { conn } = exchange;
+      const token = publisherTokenOf(decision);
+      if (p.socket.destroyed) return deny(p, exchange, refuse('GH_CLIENT_CLOSED', 'publisher left during admission'), { token });
+      const rawTcp = p.registration?.rawTcp ?? [];
+      const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: request.services, rawTcp });
+      if (!reservation.ok) return deny(p, exchange, refusalOf(reservation), { token });
+      accept(deps, { conn, req: p.req, socket: p.socket, exchange, decision, reservation, reauthorize, rawTcp, deny: (refusal) => deny(p, exchange, refusal, { token }) });
+    },
+  };
+  return { wayIn };
 }

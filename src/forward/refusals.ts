@@ -5,6 +5,9 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { refusalBody, type Refusal } from '../errors/refusal.ts';
 
+/** For a socket that left HTTP parsing: its errors are the peer's, not the gateway's to crash on (one function, not one per socket). */
+export function ignoreSocketErrors(): void {}
+
 /** The headers and JSON body of a refusal. */
 export function refusal(status: number, clientReason: string, extra: Record<string, string | number> = {}): { headers: Record<string, string | number>; body: string } {
   const body = refusalBody(clientReason);

@@ -1,17 +1,17 @@
 // Raw TCP tunnels to `protocols: [tcp]` routes, two ways in: HTTP CONNECT (`CONNECT <route>:<port>`) and
 // the WebSocket tunnel endpoint (GET /.well-known/gatehouse/tunnel/<route>, subprotocol gatehouse-tunnel.v1).
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import type { ConnectionContext } from '../exchange/connection.ts';
-import { refuseUncounted } from '../exchange/exchange.ts';
-import { tunnelEndpointPath } from '../routing/reservedPaths.ts';
-import { redactTarget } from './redactTarget.ts';
+import type { Refused } from '../exchange/admit.ts';
+import type { WayIn } from '../exchange/wayIn.ts';
+import { tunnelEndpointPath } from '../tunnel/tunnelProtocol.ts';
 import { MAX_MESSAGE_BYTES, TUNNEL_SUBPROTOCOL, TunnelStream, type TunnelStreamOptions } from '../tunnel/tunnelProtocol.ts';
 import { refuse, refusalOf } from '../errors/refusal.ts';
-import { sendRefusal } from './refusals.ts';
+import { ignoreSocketErrors } from './refusals.ts';
 import { sharedReads } from './sharedReads.ts';
-import { admitTunnel, allowHalfOpen, refuseEarly, type TunnelDeps } from './tunnelSession.ts';
+import { allowHalfOpen, type TunnelDeps } from './tunnelSession.ts';
+import { malformed, tunnelWayIn, type TunnelArrival } from './tunnelWayIn.ts';
 
 /** The gateway answers the WebSocket and audits it: the client ends it, and the splice judges how (see TunnelStreamOptions). */
 const GATEWAY_SIDE: TunnelStreamOptions = { closeAfterBothEof: false, peerCloseIsEnd: false, sendErrorDestroys: false };
@@ -31,35 +31,47 @@ function isWebSocketHandshake(req: IncomingMessage): boolean {
 }
 
 /** A CONNECT request: the target names the route (`<route>:<port>`), the socket carries the bytes. */
-async function handleConnect(deps: TunnelDeps, conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-  socket.on('error', () => {}); // the HTTP server let go of the socket; errors are handled by whoever carries it
-  allowHalfOpen(socket);
-  const target = req.url ?? '';
-  const routeName = connectTargetRoute(target);
-  if (routeName === undefined) {
-    return refuseEarly(deps, conn, socket, refuse('GH_BAD_CONNECT_TARGET', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`), { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
+function connectWayIn(deps: TunnelDeps): WayIn<[IncomingMessage, Duplex, Buffer], TunnelArrival, 'route'> {
+  return tunnelWayIn(deps, {
+    arrive(req, socket, head) {
+      socket.on('error', ignoreSocketErrors); // the HTTP server let go of the socket; errors are handled by whoever carries it
+      allowHalfOpen(socket);
+      const target = req.url ?? '';
+      const routeName = connectTargetRoute(target) ?? '';
+      return { req, socket, head, ask: { protocol: 'tcp', routeName }, fields: { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 300), transport: 'connect' }, tokenHeaders: ['proxy-authorization', 'authorization'] };
+    },
+    screen(t) {
+      const target = t.req.url ?? '';
+      if (connectTargetRoute(target) !== undefined) return undefined;
+      return malformed(refuse('GH_BAD_CONNECT_TARGET', `malformed CONNECT target ${JSON.stringify(target.slice(0, 200))}`), { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 200) });
+    },
+    async carry({ socket, head }, tunnel) {
+      // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
+      // read into the shared buffer (see byteSplice's upstreamReads).
+      const reads = sharedReads();
+      const upstream = await tunnel.openUpstream({ onread: reads.onread });
+      if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
+      if (socket.destroyed) {
+        upstream.stream.destroy();
+        return tunnel.fail('client closed before the tunnel opened');
+      }
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
+    },
+  });
+}
+
+/** The tunnel endpoint's early checks: a WebSocket handshake offering the tunnel's subprotocol (or none). */
+function screenTunnelEndpoint({ req }: TunnelArrival): Refused | undefined {
+  const early = { protocol: 'tcp' as const, method: req.method ?? '', target: (req.url ?? '').slice(0, 200) };
+  if (!isWebSocketHandshake(req)) return malformed(refuse('GH_BAD_HANDSHAKE', 'tunnel endpoint without a valid WebSocket handshake'), early);
+  // A client offering only other subprotocols would not speak the tunnel's framing: refuse before any
+  // upstream is opened. (Offering none stays allowed: the endpoint has always accepted that.)
+  const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  if (offered.length > 0 && !offered.includes(TUNNEL_SUBPROTOCOL)) {
+    return malformed(refuse('GH_BAD_SUBPROTOCOL', `tunnel endpoint without subprotocol ${TUNNEL_SUBPROTOCOL} (offered ${JSON.stringify(offered.join(',').slice(0, 100))})`, { clientReason: `expected subprotocol ${TUNNEL_SUBPROTOCOL}` }), early);
   }
-  const tunnel = await admitTunnel(
-    deps,
-    conn,
-    req,
-    socket,
-    { protocol: 'tcp', routeName },
-    { protocol: 'tcp', method: 'CONNECT', target: target.slice(0, 300), transport: 'connect' },
-    ['proxy-authorization', 'authorization'],
-  );
-  if (!tunnel) return;
-  // The client is the TLS socket itself, which encrypts what it is given on write: the upstream can
-  // read into the shared buffer (see byteSplice's upstreamReads).
-  const reads = sharedReads();
-  const upstream = await tunnel.openUpstream({ onread: reads.onread });
-  if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
-  if (socket.destroyed) {
-    upstream.stream.destroy();
-    return tunnel.fail('client closed before the tunnel opened');
-  }
-  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-  tunnel.run({ client: socket, upstream: upstream.stream, clientHead: head, upstreamReads: reads }, 200);
+  return undefined;
 }
 
 export function createTunnelForwarder(deps: TunnelDeps) {
@@ -72,59 +84,39 @@ export function createTunnelForwarder(deps: TunnelDeps) {
   });
 
   /** An upgrade dispatch found on the tunnel endpoint, naming `routeName` ('' when none). */
-  async function handleUpgrade(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer, routeName: string): Promise<void> {
-    socket.on('error', () => {});
-    const path = tunnelEndpointPath(routeName);
-    if (!isWebSocketHandshake(req)) {
-      return refuseEarly(deps, conn, socket, refuse('GH_BAD_HANDSHAKE', 'tunnel endpoint without a valid WebSocket handshake'), { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
-    }
-    // A client offering only other subprotocols would not speak the tunnel's framing: refuse before any
-    // upstream is opened. (Offering none stays allowed: the endpoint has always accepted that.)
-    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
-    if (offered.length > 0 && !offered.includes(TUNNEL_SUBPROTOCOL)) {
-      return refuseEarly(deps, conn, socket, refuse('GH_BAD_SUBPROTOCOL', `tunnel endpoint without subprotocol ${TUNNEL_SUBPROTOCOL} (offered ${JSON.stringify(offered.join(',').slice(0, 100))})`, { clientReason: `expected subprotocol ${TUNNEL_SUBPROTOCOL}` }), { protocol: 'tcp', method: req.method ?? '', target: (req.url ?? '').slice(0, 200) });
-    }
-    const tunnel = await admitTunnel(
-      deps,
-      conn,
-      req,
-      socket,
-      { protocol: 'tcp', routeName },
-      { protocol: 'tcp', method: 'GET', path: path.slice(0, 300), ...(req.url !== path && { target: (req.url ?? '').slice(0, 300) }), transport: 'websocket-tunnel' },
-      ['authorization'],
-    );
-    if (!tunnel) return;
-    const upstream = await tunnel.openUpstream();
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
-    // ws answers a handshake it dislikes itself and never calls back: then the socket closes, and so must the upstream.
-    let upgraded = false;
-    const abandon = () => {
-      if (upgraded) return;
-      upgraded = true;
-      upstream.stream.destroy();
-      tunnel.fail('client closed before the tunnel opened');
-    };
-    if (socket.destroyed) return abandon();
-    socket.once('close', abandon);
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      if (upgraded) return void ws.terminate();
-      upgraded = true;
-      socket.removeListener('close', abandon);
-      tunnel.run({ client: new TunnelStream(ws, GATEWAY_SIDE), upstream: upstream.stream }, 101);
-    });
-  }
-
-  /** A plain HTTP request on the reserved path: it is not a route, whatever routes.yaml says. */
-  function handleRequest(conn: ConnectionContext, req: IncomingMessage, res: ServerResponse): void {
-    refuseUncounted(conn, deps, { protocol: 'http', method: req.method ?? '', target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
-    res.setHeader('upgrade', 'websocket');
-    sendRefusal(res, refuse('GH_UPGRADE_REQUIRED', 'tunnel endpoint needs a WebSocket upgrade'));
-  }
+  const tunnelEndpoint = tunnelWayIn<[IncomingMessage, Duplex, Buffer, string], TunnelArrival>(deps, {
+    arrive(req, socket, head, routeName) {
+      socket.on('error', ignoreSocketErrors);
+      const path = tunnelEndpointPath(routeName);
+      const fields = { protocol: 'tcp' as const, method: 'GET', path: path.slice(0, 300), ...(req.url !== path && { target: (req.url ?? '').slice(0, 300) }), transport: 'websocket-tunnel' };
+      return { req, socket, head, ask: { protocol: 'tcp', routeName }, fields, tokenHeaders: ['authorization'] };
+    },
+    screen: screenTunnelEndpoint,
+    async carry({ req, socket, head }, tunnel) {
+      const upstream = await tunnel.openUpstream();
+      if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
+      // ws answers a handshake it dislikes itself and never calls back: then the socket closes, and so must the upstream.
+      let upgraded = false;
+      const abandon = () => {
+        if (upgraded) return;
+        upgraded = true;
+        upstream.stream.destroy();
+        tunnel.fail('client closed before the tunnel opened');
+      };
+      if (socket.destroyed) return abandon();
+      socket.once('close', abandon);
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        if (upgraded) return void ws.terminate();
+        upgraded = true;
+        socket.removeListener('close', abandon);
+        tunnel.run({ client: new TunnelStream(ws, GATEWAY_SIDE), upstream: upstream.stream }, 101);
+      });
+    },
+  });
 
   return {
-    handleConnect: (conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer) => handleConnect(deps, conn, req, socket, head),
-    handleUpgrade,
-    handleRequest,
+    connect: connectWayIn(deps),
+    tunnelEndpoint,
     close(): void {
       wss.close();
     },

@@ -1,23 +1,18 @@
-// What every tunnel (CONNECT, WebSocket tunnel, proxied WebSocket) shares: admission once per connection,
-// the deny record, one tunnel.open and one tunnel.close record, refusals on the raw socket, and shutdown.
-import type { IncomingMessage } from 'node:http';
+// What every tunnel (CONNECT, WebSocket tunnel, proxied WebSocket) shares once admitted: one tunnel.open
+// and one tunnel.close record, the upstream opened on a live replica, the splice, and shutdown.
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AuditRecord, AuditToken } from '../audit/auditRecord.ts';
-import { auditTokenOf as tokenSummary } from '../audit/auditToken.ts';
-import type { Admission, AdmissionContext, AdmissionRequest } from '../admission/admitRequest.ts';
-import type { CredentialSource } from '../session/requestCredential.ts';
+import type { Admission, AdmissionContext } from '../admission/admitRequest.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import type { ConnectionContext } from '../exchange/connection.ts';
-import { openExchange, refuseUncounted, type Exchange } from '../exchange/exchange.ts';
-import { admit, onRoute, type RouteAdmission } from '../exchange/admit.ts';
-import { refuse, type Refusal } from '../errors/refusal.ts';
+import type { Exchange } from '../exchange/exchange.ts';
+import type { RouteAdmission } from '../exchange/admit.ts';
+import type { Refusal } from '../errors/refusal.ts';
 import type { StreamOptions, UpstreamConnection, UpstreamOpener } from '../upstream/openUpstream.ts';
 import { splice, type SpliceEnds } from './byteSplice.ts';
-import { redactTarget } from './redactTarget.ts';
 import { sendRefusalOnSocket } from './refusals.ts';
 import { openOnLiveReplica } from './replicaRetry.ts';
 
@@ -88,12 +83,6 @@ export function createTunnelRegistry(): TunnelRegistry {
   };
 }
 
-/** Refuses a request that is malformed before admission can even look at it, with its audit record. */
-export function refuseEarly(deps: TunnelDeps, conn: ConnectionContext, socket: Duplex, refusal: Refusal, fields: Omit<TunnelRequestFields, 'transport'>): void {
-  refuseUncounted(conn, deps, { ...fields, ...(fields.target !== undefined && { target: redactTarget(fields.target) }), decision: 'deny', status: refusal.status, reason: refusal.reason });
-  sendRefusalOnSocket(socket, refusal);
-}
-
 /** The audit fields that describe what the client asked for. */
 export interface TunnelRequestFields {
   protocol: 'http' | 'websocket' | 'tcp';
@@ -105,6 +94,8 @@ export interface TunnelRequestFields {
 }
 
 export interface AdmittedTunnel {
+  /** The tunnel's exchange (its connection, its records). */
+  exchange: Exchange;
   admission: Extract<Admission, { allow: true }>;
   connectTimeoutMs: number;
   /** Opens the upstream within `connectTimeoutMs`: a published replica lost before it answered is replaced by another (replicaRetry.ts). */
@@ -119,62 +110,8 @@ export interface AdmittedTunnel {
   run(ends: Omit<SpliceEnds, 'idleTimeoutMs'>, status: number): void;
 }
 
-function auditTokenOf(admission: Admission): AuditToken | undefined {
-  return tokenSummary(admission.decision);
-}
-
-/**
- * Admits one tunnel. On refusal it answers on `socket`, writes the `request` deny record and returns
- * undefined; on success it writes `tunnel.open` and hands back what the forwarder needs.
- */
-export async function admitTunnel(
-  deps: TunnelDeps,
-  conn: ConnectionContext,
-  req: IncomingMessage,
-  socket: Duplex,
-  ask: Omit<AdmissionRequest, 'identity' | 'sourceIp' | 'token'>,
-  fields: TunnelRequestFields,
-  tokenHeaders: CredentialSource[],
-): Promise<AdmittedTunnel | undefined> {
-  const { transport, ...requestFields } = fields;
-  if (requestFields.target !== undefined) requestFields.target = redactTarget(requestFields.target);
-  const exchange = openExchange(conn, deps, { event: 'request', ...requestFields });
-  const refused = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
-    sendRefusalOnSocket(socket, refusal);
-    // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
-    exchange.close({ decision: 'deny', status: refusal.status, durationMs: exchange.elapsedMs(), reason: refusal.reason, ...extra, detail: { transport } }, 'refused');
-    return undefined;
-  };
-  const draining = () => (deps.tunnels.accepting ? undefined : { refusal: refuse('GH_DRAINING', 'gateway shutting down'), record: {} });
-  const admitted = await admit(exchange, deps, {
-    precheck: draining,
-    // Opening a tunnel is a request too: it spends the certificate's request rate.
-    // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
-    credential: { headers: req.headers, method: fields.method, maxTokenBytes: deps.limits().maxTokenBytes, sources: tokenHeaders, websocket: true },
-    decide: onRoute(deps.admission(), { ...ask, identity: conn.identity, sourceIp: conn.sourceIp }),
-  });
-  const path = admitted.ok ? admitted.value.decided.path : admitted.error.record.path;
-  if (path !== undefined && path === fields.target) delete exchange.base.target;
-  if (!admitted.ok) {
-    const { route, token } = admitted.error.record;
-    // Early refusals add nothing; admission's add its route, token and path (undefined ones are not written).
-    return refused(admitted.error.refusal, 'token' in admitted.error.record ? { route, token, ...(path !== undefined && { path }) } : {});
-  }
-  const admission = admitted.value.decided;
-  const token = auditTokenOf(admission);
-  if (!deps.tunnels.accepting || socket.destroyed) {
-    return refused(refuse('GH_DRAINING', socket.destroyed ? 'client left during admission' : 'gateway shutting down'), { route: admission.route.config.name, token });
-  }
-
-  const { route } = admission;
-  // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
-  const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
-  if (!slot.ok) return refused(refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': slot.retryAfterSeconds } }), { route: route.config.name, token });
-  return openTunnel(deps, { exchange, socket, admission, release: () => slot.release(), transport, token });
-}
-
 /** An admitted tunnel and what its records need. */
-interface TunnelOpening {
+export interface TunnelOpening {
   exchange: Exchange;
   socket: Duplex;
   admission: RouteAdmission;
@@ -185,7 +122,7 @@ interface TunnelOpening {
 }
 
 /** Writes `tunnel.open` and hands back what the forwarder needs; the exchange's close record is `tunnel.close`. */
-function openTunnel(deps: TunnelDeps, t: TunnelOpening): AdmittedTunnel {
+export function openTunnel(deps: TunnelDeps, t: TunnelOpening): AdmittedTunnel {
   const { exchange, socket, admission, transport, token } = t;
   const { route, upstream } = admission;
   const tunnel: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
@@ -203,6 +140,7 @@ function openTunnel(deps: TunnelDeps, t: TunnelOpening): AdmittedTunnel {
   };
 
   return {
+    exchange,
     admission,
     connectTimeoutMs,
     async openUpstream(options) {

@@ -2,7 +2,7 @@
 // forwarder: RFC 9110 7.6.1 (Connection and hop-by-hop), RFC 9112 6 (framing is the gateway's own).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
-import { setsGatewayCookie, withoutGatewayCookies } from '../session/sessionCookie.ts';
+import { setsGatewayCookie, withoutGatewayCookies } from '../portal/sessionCookie.ts';
 import { rewriteCookiePath, rewriteLocation, type PrefixRewrite } from './prefixRewrite.ts';
 
 /** Prefix of every header the gateway sets about the caller. */

@@ -2,12 +2,14 @@
 // the upgrade is replayed to the upstream with the verified identity headers, then bytes are spliced.
 import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ConnectionContext } from '../exchange/connection.ts';
+import type { WayIn } from '../exchange/wayIn.ts';
 import { refuse, refusalOf } from '../errors/refusal.ts';
 import type { Side } from './byteSplice.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './upstreamHeaders.ts';
 import { closeFrame, watchForCloseFrame } from './websocketFrames.ts';
-import { admitTunnel, allowHalfOpen, refuseEarly, type AdmittedTunnel, type TunnelDeps } from './tunnelSession.ts';
+import { ignoreSocketErrors } from './refusals.ts';
+import { allowHalfOpen, type AdmittedTunnel, type TunnelDeps } from './tunnelSession.ts';
+import { malformed, tunnelWayIn, type TunnelArrival } from './tunnelWayIn.ts';
 
 /** An upstream's refusal of the upgrade is passed on to the client, body cut at this size. */
 const REFUSAL_BODY_LIMIT = 64 << 10;
@@ -106,41 +108,39 @@ function replayUpgrade(tunnel: AdmittedTunnel, req: IncomingMessage, socket: Dup
   proxyReq.end();
 }
 
-export function createWebSocketForwarder(deps: TunnelDeps) {
-  async function handle(conn: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', () => {}); // the HTTP server let go of the socket; the splice records its errors
-    allowHalfOpen(socket);
-    const method = req.method ?? 'GET';
-    // RFC 6455 4.1: the opening handshake is a GET; anything else is not a WebSocket, whatever it claims.
-    if (method !== 'GET') {
-      return refuseEarly(deps, conn, socket, refuse('GH_UPGRADE_NOT_GET', `upgrade to websocket with method ${JSON.stringify(method.slice(0, 20))}`), { protocol: 'http', method: method.slice(0, 20), target: (req.url ?? '').slice(0, 200) });
-    }
-    if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+/** A WebSocket upgrade on a route: checked as a handshake, admitted like HTTP, replayed to the upstream. */
+export function createWebSocketForwarder(deps: TunnelDeps): { wayIn: WayIn<[IncomingMessage, Duplex, Buffer], TunnelArrival, 'route'> } {
+  const wayIn = tunnelWayIn<[IncomingMessage, Duplex, Buffer], TunnelArrival>(deps, {
+    arrive(req, socket, head) {
+      socket.on('error', ignoreSocketErrors); // the HTTP server let go of the socket; the splice records its errors
+      allowHalfOpen(socket);
+      const method = req.method ?? 'GET';
+      const target = req.url ?? '';
+      return { req, socket, head, ask: { protocol: 'websocket', method, hostHeader: req.headers.host, target }, fields: { protocol: 'websocket', method, target, transport: 'websocket' }, tokenHeaders: ['authorization', 'cookie'] };
+    },
+    screen({ req }) {
+      const method = req.method ?? 'GET';
+      // RFC 6455 4.1: the opening handshake is a GET; anything else is not a WebSocket, whatever it claims.
+      if (method !== 'GET') {
+        return malformed(refuse('GH_UPGRADE_NOT_GET', `upgrade to websocket with method ${JSON.stringify(method.slice(0, 20))}`), { protocol: 'http', method: method.slice(0, 20), target: (req.url ?? '').slice(0, 200) });
+      }
+      if (req.headers.upgrade?.toLowerCase() === 'websocket') return undefined;
       const offered = String(req.headers.upgrade ?? '').slice(0, 100);
-      return refuseEarly(deps, conn, socket, refuse('GH_BAD_UPGRADE', `upgrade to ${JSON.stringify(offered)} is not supported`), { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });
-    }
-    const tunnel = await admitTunnel(
-      deps,
-      conn,
-      req,
-      socket,
-      { protocol: 'websocket', method, hostHeader: req.headers.host, target: req.url ?? '' },
-      { protocol: 'websocket', method, target: req.url ?? '', transport: 'websocket' },
-      ['authorization', 'cookie'],
-    );
-    if (!tunnel) return;
-    const { admission } = tunnel;
-    const { route, decision } = admission;
-    const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
-    const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });
-    const upstream = await tunnel.openUpstream();
-    if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
-    if (socket.destroyed) {
-      upstream.stream.destroy();
-      return tunnel.fail('client closed before the tunnel opened');
-    }
-    replayUpgrade(tunnel, req, socket, head, upstream.stream, headers);
-  }
-
-  return { handle };
+      return malformed(refuse('GH_BAD_UPGRADE', `upgrade to ${JSON.stringify(offered)} is not supported`), { protocol: 'http', method, target: (req.url ?? '').slice(0, 200) });
+    },
+    async carry({ req, socket, head }, tunnel) {
+      const { conn } = tunnel.exchange;
+      const { route, decision } = tunnel.admission;
+      const caller = { identity: conn.identity, sourceIp: conn.sourceIp, user: decision.user, groups: decision.groups, route: route.config.name };
+      const headers = upstreamRequestHeaders(req.rawHeaders, { caller, keepToken: route.config.forwardToken, framing: { kind: 'none' }, upgrade: 'websocket' });
+      const upstream = await tunnel.openUpstream();
+      if (!upstream.ok) return tunnel.fail(`upstream error: ${upstream.reason}`, refusalOf(upstream));
+      if (socket.destroyed) {
+        upstream.stream.destroy();
+        return tunnel.fail('client closed before the tunnel opened');
+      }
+      replayUpgrade(tunnel, req, socket, head, upstream.stream, headers);
+    },
+  });
+  return { wayIn };
 }

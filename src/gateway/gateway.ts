@@ -20,12 +20,12 @@ import { openTlsMaterial } from '../tls/tlsMaterial.ts';
 import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder } from '../forward/tunnelForwarder.ts';
-import { dispatchTo } from '../forward/dispatch.ts';
+import { dispatchTo } from '../exchange/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 import { createPortal } from '../portal/portalHandler.ts';
 import { listenerHostNames } from '../session/ownHosts.ts';
-import type { HandoffStore } from '../session/handoffCodes.ts';
+import type { HandoffStore } from '../portal/handoffCodes.ts';
 import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
 import { createUpstreamOpener, type UpstreamOpener } from '../upstream/openUpstream.ts';
@@ -140,7 +140,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   // In a cluster the database holds the sign-in codes (any instance redeems them); else the primary or this process.
   const handoffs = cluster?.handoffs ?? deps.handoffs;
   const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(handoffs && { handoffs }) });
-  const handlers = dispatchTo({ http, websocket, tunnels: tcp, publish, portal });
+  const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.

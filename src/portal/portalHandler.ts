@@ -1,25 +1,21 @@
 // The gateway's own paths under /.well-known/gatehouse/ (the tunnel endpoint aside): admitted like any
 // request, then the sign-in page and portal here, signing in and out and session hand-off in portalSession.ts.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { AuditLog } from '../audit/auditLog.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
-import type { ConnectionContext } from '../exchange/connection.ts';
-import { openExchange, type Exchange } from '../exchange/exchange.ts';
-import { admit } from '../exchange/admit.ts';
+import type { Exchange } from '../exchange/exchange.ts';
+import type { WayIn } from '../exchange/wayIn.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
-import { sendRefusalOnSocket } from '../forward/refusals.ts';
-import { refuse } from '../errors/refusal.ts';
-import type { ReservedPath } from '../routing/reservedPaths.ts';
+import type { PortalPage } from '../exchange/dispatch.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
 import type { BrowserSettings } from '../config/browserSettings.ts';
-import { localHandoffStore, type HandoffStore } from '../session/handoffCodes.ts';
-import { portOf, PORTAL_PATH } from '../session/nextTarget.ts';
-import { clearSessionCookie, DEFAULT_SESSION_SECONDS } from '../session/sessionCookie.ts';
+import { localHandoffStore, type HandoffStore } from './handoffCodes.ts';
+import { portOf, PORTAL_PATH } from './nextTarget.ts';
+import { clearSessionCookie, DEFAULT_SESSION_SECONDS } from './sessionCookie.ts';
 import type { TokenCheck } from '../session/sessionToken.ts';
 import type { SessionTokens } from '../authz/types.ts';
 import { earliestExpiry } from '../token/inspectToken.ts';
@@ -27,8 +23,6 @@ import { continuePage, messagePage, portalPage, signInPage } from './portalPages
 import { portalSections } from './portalSections.ts';
 import type { RootKeySource } from './rootKeySource.ts';
 import { continueTo, currentSession, HANDOFF_PATH, readNext, record, redeem, send, SESSION_PATH, SIGN_OUT_PATH, signIn, signOut, type PortalContext } from './portalSession.ts';
-
-type PortalPage = Extract<ReservedPath, { kind: 'portal' }>;
 
 export interface PortalDeps {
   audit: AuditLog;
@@ -89,20 +83,15 @@ async function showPage(p: PortalContext, req: IncomingMessage, res: ServerRespo
   send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
 }
 
-/** A page dispatch found under the reserved prefix: `page.path` is the normalized path, the one every stage judges. */
-async function handle(p: PortalContext, conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, page: PortalPage): Promise<void> {
-  const exchange = openExchange(conn, p.deps, { protocol: 'http' });
-  // Gateway pages spend the certificate's request rate like any request (they verify tokens); they read
-  // their credential (the session cookie, a sign-in form) themselves.
-  const admitted = await admit(exchange, p.deps, {});
-  if (!admitted.ok) {
-    const { refusal } = admitted.error;
-    // The audit log cannot record: the page says so and nothing is written.
-    if (refusal.code === 'GH_AUDIT_UNAVAILABLE') return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
-    req.resume();
-    record(exchange, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: refusal.status, reason: refusal.reason });
-    return send(res, refusal.status, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(refusal.headers?.['retry-after']) });
-  }
+/** A page request as dispatch found it under the reserved prefix: `page.path` is the normalized path, the one every stage judges. */
+interface PageArrival {
+  req: IncomingMessage;
+  res: ServerResponse;
+  page: PortalPage;
+}
+
+/** Serves an admitted page request. */
+function servePage(p: PortalContext, { req, res, page }: PageArrival, exchange: Exchange): Promise<void> | void {
   // Only the query is read from the URL: the path is the dispatcher's, never re-read from the raw target.
   const url = new URL('https://gateway.invalid/');
   url.search = page.query;
@@ -120,12 +109,27 @@ async function handle(p: PortalContext, conn: ConnectionContext, req: IncomingMe
   send(res, known ? 405 : 404, messagePage(known ? 'Method not allowed' : 'Not found', known ? `${method} is not used here.` : 'No such gateway page.'), known ? { allow: path === PORTAL_PATH ? 'GET, HEAD' : 'POST' } : {});
 }
 
-/** The gateway's pages take no upgrade, and a route never gets one on their paths: refused here. */
-function refuseUpgrade(p: PortalContext, conn: ConnectionContext, req: IncomingMessage, socket: Duplex, page: PortalPage): void {
-  socket.on('error', () => {});
-  const exchange = openExchange(conn, p.deps, { protocol: 'http' });
-  record(exchange, { event: 'request', protocol: 'websocket', method: req.method ?? '', path: page.path, decision: 'deny', status: 404, reason: 'gateway pages take no upgrade' });
-  sendRefusalOnSocket(socket, refuse('GH_NO_PAGE', 'gateway pages take no upgrade'));
+/**
+ * The gateway pages' way in. They spend the certificate's request rate like any request (they verify
+ * tokens); they read their credential (the session cookie, a sign-in form) and decide themselves.
+ */
+function pageWayIn(p: PortalContext): WayIn<[IncomingMessage, ServerResponse, PortalPage], PageArrival, 'none'> {
+  return {
+    stage: p.deps,
+    decides: 'none',
+    arrive: (req, res, page) => ({ req, res, page }),
+    opens: () => ({ protocol: 'http' }),
+    decideOn: () => undefined,
+    answer: ({ res }, refusal) => send(res, refusal.status, messagePage('Refused', refusal.clientReason)),
+    refuse({ req, res, page }, exchange, { refusal }) {
+      // The audit log cannot record: the page says so and nothing is written.
+      if (refusal.code === 'GH_AUDIT_UNAVAILABLE') return send(res, 503, messagePage('Unavailable', 'The gateway cannot record what happens right now.'));
+      req.resume();
+      record(exchange, { event: 'request', method: req.method ?? '', path: page.path, decision: 'deny', status: refusal.status, reason: refusal.reason });
+      send(res, refusal.status, messagePage('Too many requests', 'Try again in a moment.'), { 'retry-after': String(refusal.headers?.['retry-after']) });
+    },
+    carry: (arrival, exchange) => servePage(p, arrival, exchange),
+  };
 }
 
 export function createPortal(deps: PortalDeps) {
@@ -137,8 +141,5 @@ export function createPortal(deps: PortalDeps) {
     verified: new LRUCache<string, Extract<TokenCheck, { ok: true }>>({ max: 2048, ttl: VERIFIED_TTL_MS }),
     sessionSeconds: () => deps.browser()?.sessionSeconds ?? DEFAULT_SESSION_SECONDS,
   };
-  return {
-    handle: (conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, page: PortalPage) => handle(p, conn, req, res, page),
-    refuseUpgrade: (conn: ConnectionContext, req: IncomingMessage, socket: Duplex, page: PortalPage) => refuseUpgrade(p, conn, req, socket, page),
-  };
+  return { wayIn: pageWayIn(p) };
 }

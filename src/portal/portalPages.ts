@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { displayDatalog, displayLines } from '../text/displayText.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
-import type { LocalPath } from '../session/nextTarget.ts';
+import type { LocalPath } from './nextTarget.ts';
 import type { VerifiedToken } from '../session/sessionToken.ts';
 
 const STYLE = `body{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}

@@ -10,7 +10,7 @@ import type { CompiledRoute } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
 import { compileTemplate, fillTemplate, matchTemplate, templateNames } from '../routing/template.ts';
-import { asLocalPath } from '../session/nextTarget.ts';
+import { asLocalPath } from './nextTarget.ts';
 import { escapeHtml } from './portalPages.ts';
 
 const MAX_LINKS = 30;

@@ -6,12 +6,12 @@ import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { ConnectionContext } from '../exchange/connection.ts';
 import type { Exchange } from '../exchange/exchange.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
-import type { HandoffStore } from '../session/handoffCodes.ts';
-import { asLocalPath, nextTarget, PORTAL_PATH, type NextTarget } from '../session/nextTarget.ts';
+import type { HandoffStore } from './handoffCodes.ts';
+import { asLocalPath, nextTarget, PORTAL_PATH, type NextTarget } from './nextTarget.ts';
 import { isGatewayHost } from '../session/ownHosts.ts';
 import { fromOwnOrigin } from '../session/requestCredential.ts';
-import { clearSessionCookie, readSessionCookie, setSessionCookie } from '../session/sessionCookie.ts';
-import { sessionExpiry, type TokenCheck } from '../session/sessionToken.ts';
+import { clearSessionCookie, readSessionCookie, sessionExpiry, setSessionCookie } from './sessionCookie.ts';
+import type { TokenCheck } from '../session/sessionToken.ts';
 import { landingPage, messagePage, pageHeaders, signInPage } from './portalPages.ts';
 import type { PortalDeps } from './portalHandler.ts';
 

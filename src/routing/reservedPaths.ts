@@ -28,6 +28,3 @@ export function reservedPath(url: string | undefined): ReservedPath | undefined 
   if (target.path === PUBLISH_PATH) return { kind: 'publish' };
   return { kind: 'portal', path: target.path, query: target.query };
 }
-
-/** The tunnel endpoint's path for a route, as audit records name it. */
-export const tunnelEndpointPath = (routeName: string) => `/${TUNNEL.join('/')}/${routeName}`;

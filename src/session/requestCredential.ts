@@ -2,7 +2,7 @@
 // cookie (set by signing in), and whether a cookie-authorized request comes from the route's own origin.
 import type { IncomingHttpHeaders } from 'node:http';
 import { bearerCredential, type BearerCredential } from '../admission/bearerCredential.ts';
-import { readSessionCookie } from './sessionCookie.ts';
+import { readSessionCookie } from '../portal/sessionCookie.ts';
 import { refuse } from '../errors/refusal.ts';
 
 /** How a request was authenticated, as the audit record's `auth` says. */

@@ -82,12 +82,6 @@ export function verifyForCertificate(text: string, publicKey: VerifyingKeys, ide
   return { ok: true, token: { user, groups, revocationIds, blocks, ...(expiry !== undefined && { expiresAt: expiry }) } };
 }
 
-/** When a session for this token ends: `lifetimeSeconds` from now, never after the token's own expiry. */
-export function sessionExpiry(token: VerifiedToken, lifetimeSeconds: number, now = new Date()): Date {
-  const wanted = Math.floor(now.getTime() / 1000) * 1000 + lifetimeSeconds * 1000;
-  return new Date(token.expiresAt === undefined ? wanted : Math.min(wanted, token.expiresAt.getTime()));
-}
-
 /**
  * The session token: `text` with one more block, written by the gateway, that binds it to the
  * certificate and the session's end and keeps it to HTTP and WebSocket (no raw tunnels from a cookie).

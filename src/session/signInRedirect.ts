@@ -2,7 +2,7 @@
 // it back afterwards; programs (anything not navigating to an HTML page) get the plain refusal.
 import type { IncomingMessage } from 'node:http';
 import { encodePath, normalizeTarget } from '../routing/normalizePath.ts';
-import { nextTarget, PORTAL_PATH } from './nextTarget.ts';
+import { nextTarget, PORTAL_PATH } from '../portal/nextTarget.ts';
 
 /** The sign-in URL for a top-level GET navigation, or undefined for anything else. */
 export function signInRedirect(req: IncomingMessage): string | undefined {

@@ -6,6 +6,9 @@ import { WebSocket, type RawData } from 'ws';
 export const TUNNEL_SUBPROTOCOL = 'gatehouse-tunnel.v1';
 /** The endpoint, `<path><route>`. */
 export const TUNNEL_PATH = '/.well-known/gatehouse/tunnel/';
+
+/** The tunnel endpoint's path for a route, as audit records name it. */
+export const tunnelEndpointPath = (routeName: string): string => `${TUNNEL_PATH}${routeName}`;
 export const EOF_MESSAGE = '{"type":"eof"}';
 /** The largest binary message a client may send; senders send what they read, typically <= 64 KiB. */
 export const MAX_MESSAGE_BYTES = 4 << 20;

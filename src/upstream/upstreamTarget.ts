@@ -1,10 +1,9 @@
-// Resolves a route's upstream (`unix:/path/{param}.sock`, `tcp:host:port`, `published:{user}/{service}`) for one request and,
-// where the route asks for it, proves the UNIX socket belongs to the user the path names.
+// Reads a route's upstream as filled for one request (`unix:/path/alice.sock`, `tcp:host:port`, `published:alice/web`)
+// and, where the route asks for it, proves the UNIX socket belongs to the user the path names.
 import { execFile } from 'node:child_process';
 import { lstat, realpath } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { fillTemplate, missingParam, type Template } from '../routing/template.ts';
 
 /**
  * Where a request goes. `via` names the connection it is reached through when that is not the gateway's
@@ -17,11 +16,8 @@ export type UpstreamTarget =
 
 export type UpstreamCheck = { ok: true; target: UpstreamTarget } | { ok: false; reason: string };
 
-/** Fills `{param}` placeholders (template compiled at config load). Values were already held to a safe alphabet by the route table. */
-export function resolveUpstream(template: Template, params: Record<string, string>): UpstreamCheck {
-  const missing = missingParam(template, params);
-  if (missing) return { ok: false, reason: `upstream template needs parameter ${missing}` };
-  const filled = fillTemplate(template, params);
+/** Reads a route's upstream once admission has filled its `{param}` placeholders (see admitRequest's resolveUpstream). */
+export function parseUpstream(filled: string): UpstreamCheck {
   if (filled.startsWith('unix:')) {
     const path = filled.slice(5);
     if (path.split('/').some((s) => s === '..' || s === '.')) return { ok: false, reason: `upstream path ${path} has dot segments` };

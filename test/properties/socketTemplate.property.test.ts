@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { RouteConfig } from '../../src/config/schema.ts';
 import { normalizeTarget } from '../../src/routing/normalizePath.ts';
 import { RouteTable } from '../../src/routing/routeTable.ts';
-import { resolveUpstream } from '../../src/upstream/upstreamTarget.ts';
+import { resolveUpstream } from '../../src/admission/admitRequest.ts';
 
 const numRuns = 1000;
 const socketDir = '/run/user-sockets';

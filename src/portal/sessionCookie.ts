@@ -1,5 +1,6 @@
-// The gateway's browser session cookie: its name, reading it from a Cookie header, the Set-Cookie
+// The gateway's browser session cookie: its name and lifetime, reading it from a Cookie header, the Set-Cookie
 // values that set and clear it, and removing every gateway cookie from what an upstream sees.
+import type { VerifiedToken } from '../session/sessionToken.ts';
 
 /** `__Host-`: the browser accepts it only with Secure, Path=/ and no Domain, so it is bound to one host. */
 export const SESSION_COOKIE = '__Host-gatehouse-session';
@@ -8,6 +9,12 @@ export const GATEWAY_COOKIE_PREFIX = '__Host-gatehouse-';
 
 /** Default session lifetime: a working day; never longer than the token's own expiry. */
 export const DEFAULT_SESSION_SECONDS = 8 * 3600;
+
+/** When a session for this token ends: `lifetimeSeconds` from now, never after the token's own expiry. */
+export function sessionExpiry(token: VerifiedToken, lifetimeSeconds: number, now = new Date()): Date {
+  const wanted = Math.floor(now.getTime() / 1000) * 1000 + lifetimeSeconds * 1000;
+  return new Date(token.expiresAt === undefined ? wanted : Math.min(wanted, token.expiresAt.getTime()));
+}
 
 const TOKEN_TEXT = /^[A-Za-z0-9_-]+={0,2}$/;
 
