@@ -104,7 +104,7 @@ describe('tokens and signatures', () => {
 
   it('denies a request without a token with 401', async () => {
     const a = await authorizer();
-    expect(await a.authorize(undefined, userRoute, facts())).toEqual({ allow: false, status: 401, clientReason: 'missing bearer token', reason: 'no Authorization: Bearer token' });
+    expect(await a.authorize(undefined, userRoute, facts())).toEqual({ allow: false, code: 'GH_TOKEN_MISSING', status: 401, clientReason: 'missing bearer token', reason: 'no Authorization: Bearer token' });
   });
 
   it('denies garbage with 401 and the library error, in words, as the reason', async () => {

@@ -2,6 +2,7 @@
 // made in-process with the same admission path (facts) and engine (policy, checks, revocation),
 // reported with everything needed to understand it: facts, token blocks, matching policy, failing checks.
 import type { GatewayConfig, Protocol } from '../config/schema.ts';
+import { refuse } from '../errors/refusal.ts';
 import { admitRequest } from './admitRequest.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
@@ -137,7 +138,7 @@ function decide(engine: Engine, text: string, policy: RoutePolicy, facts: Reques
   const started = performance.now();
   const done = (decision: Decision, rest: Partial<Explanation> = {}) => ({ decision, failingChecks: [], blocks: [], ...rest, elapsedMs: performance.now() - started });
   const signed = engine.signers.verify(text.trim());
-  if (!signed.ok) return done({ allow: false, status: 401, clientReason: 'invalid token', reason: `token does not parse or verify: ${signed.reason}` });
+  if (!signed.ok) return done({ allow: false, ...refuse('GH_TOKEN_INVALID', `token does not parse or verify: ${signed.reason}`) });
   const { token } = signed;
   facts.signer = signed.signer;
   try {

@@ -1,5 +1,6 @@
 // One authorization on the main thread: early refusals (revocation list unreadable, no token, too long),
 // the caches, the revocation list and the deadline quarantine, then a worker; a decision already being made is shared.
+import { refuse } from '../errors/refusal.ts';
 import type { TokenEntry, DecisionCaches } from './policy/decisionCaches.ts';
 import type { AuthzObserver, DecisionPath } from './authzObserver.ts';
 import type { EnginePool } from './engine/enginePool.ts';
@@ -45,7 +46,7 @@ function withBlocks<D extends Decision>(decision: D, entry: TokenEntry | undefin
 }
 
 function runLimit(route: RoutePolicy, detail: string, entry: TokenEntry | undefined): Denial {
-  const denial: Denial = { allow: false, status: 403, clientReason: 'run limit exceeded', reason: `route ${route.name}: run limit exceeded: ${detail}` };
+  const denial: Denial = { allow: false, ...refuse('GH_RUN_LIMIT', `route ${route.name}: run limit exceeded: ${detail}`) };
   if (!entry?.valid) return denial;
   return withBlocks({ ...denial, revocationIds: entry.revocationIds, ...(entry.user !== undefined && { user: entry.user }) }, entry);
 }
@@ -55,10 +56,10 @@ async function decideInWorker(ctx: DecisionContext, token: string, entry: TokenE
   // Queued and charged per client certificate: one certificate's expensive tokens wait behind each other.
   const outcome = await ctx.engine.run({ party: facts.client.fingerprint, token, route, facts, wantInfo: entry === undefined, deadlineMs });
   if (outcome.kind === 'busy') {
-    return { decision: { allow: false, status: 429, clientReason: 'too many requests', reason: `route ${route.name}: ${outcome.reason}` }, entry };
+    return { decision: { allow: false, ...refuse('GH_RATE_LIMITED', `route ${route.name}: ${outcome.reason}`) }, entry };
   }
   if (outcome.kind === 'unavailable') {
-    return { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: `route ${route.name}: ${outcome.reason}` }, entry };
+    return { decision: { allow: false, ...refuse('GH_AUTHZ_UNAVAILABLE', `route ${route.name}: ${outcome.reason}`) }, entry };
   }
   if (outcome.kind === 'deadline') {
     const known = outcome.info ? ctx.caches.rememberToken(token, outcome.info) : entry;
@@ -86,19 +87,19 @@ async function decideInWorker(ctx: DecisionContext, token: string, entry: TokenE
 function authorizeNow(ctx: DecisionContext, token: string | undefined, route: RoutePolicy, facts: RequestFacts): Outcome | Promise<Outcome> {
   const status = ctx.revocations.status();
   if (status.kind === 'unavailable') {
-    return { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: status.reason }, path: 'early' };
+    return { decision: { allow: false, ...refuse('GH_AUTHZ_UNAVAILABLE', status.reason) }, path: 'early' };
   }
   if (token === undefined || token.trim() === '') {
-    return { decision: { allow: false, status: 401, clientReason: 'missing bearer token', reason: 'no Authorization: Bearer token' }, path: 'early' };
+    return { decision: { allow: false, ...refuse('GH_TOKEN_MISSING', 'no Authorization: Bearer token') }, path: 'early' };
   }
   if (token.length > maxTokenLength) {
-    return { decision: { allow: false, status: 401, clientReason: 'invalid token', reason: `token is ${token.length} characters, more than the ${maxTokenLength} allowed` }, path: 'early' };
+    return { decision: { allow: false, ...refuse('GH_TOKEN_INVALID', `token is ${token.length} characters, more than the ${maxTokenLength} allowed`) }, path: 'early' };
   }
   const text = token.trim();
   const entry = ctx.caches.token(text);
   ctx.observer.cacheLookup?.('token', entry !== undefined);
   if (entry && !entry.valid) {
-    return { decision: { allow: false, status: 401, clientReason: 'invalid token', reason: entry.reason }, path: 'token-cached' };
+    return { decision: { allow: false, ...refuse('GH_TOKEN_INVALID', entry.reason) }, path: 'token-cached' };
   }
   if (entry) {
     const revoked = status.kind === 'loaded' ? revokedDecision(entry.revocationIds, status.ids, entry.user) : undefined;
@@ -147,7 +148,7 @@ export function authorize(ctx: DecisionContext, token: string | undefined, route
   const started = performance.now();
   const unexpected = (error: unknown): Outcome => {
     const reason = `unexpected authorization error: ${error instanceof Error ? error.message : String(error)}`;
-    return { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason }, path: 'cold' };
+    return { decision: { allow: false, ...refuse('GH_AUTHZ_UNAVAILABLE', reason) }, path: 'cold' };
   };
   const decided = (result: Outcome): Decision => {
     ctx.observer.decided?.(result.decision, result.path, (performance.now() - started) / 1000);

@@ -1,5 +1,6 @@
 // The authorization stage's contract: what a forwarder hands in (token + request facts + route
 // policy) and the decision it gets back. Forwarders never touch biscuit-wasm directly.
+import type { Refusal } from '../errors/refusal.ts';
 import type { Protocol, RunLimits } from '../config/schema.ts';
 import type { TokenCheck } from '../session/sessionToken.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
@@ -62,18 +63,12 @@ export type Decision =
       /** The allow policy that matched, as Datalog source. */
       matched: string;
     }
-  | {
+  | ({
       allow: false;
-      /** 401: no/unparsable/badly signed token; 403: revoked or policy denial; 429: too many of this certificate's waiting; 503: cannot decide. */
-      status: 401 | 403 | 429 | 503;
-      /** Short, safe for the client: never internals. */
-      clientReason: string;
-      /** Full reason for the audit log: the failing checks or policy, the parse error. */
-      reason: string;
       user?: string;
       revocationIds?: string[];
       blocks?: TokenBlock[];
-    };
+    } & Refusal);
 
 export interface RequestAuthorizer {
   /** `token` is the base64url Biscuit from the request, or undefined when none was sent. */

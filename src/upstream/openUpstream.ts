@@ -2,17 +2,25 @@
 // address, or a published service (a stream over the publisher's connection). Every forwarder uses this.
 import { connect, type OnReadOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { refuse, type Refusal } from '../errors/refusal.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 
-/** A refusal carries the status and words the client gets (502 for the network, 503 when not published). */
-export type UpstreamConnection = { ok: true; stream: Duplex } | { ok: false; reason: string; status: number; clientReason: string };
+/** An upstream that could not be opened: a Refusal (502 for the network, 503 when not published), marked `ok: false`. */
+export type UpstreamRefusal = { readonly ok: false } & Refusal;
+
+/** Marks a refusal as an upstream's. */
+export function upstreamRefusal(refusal: Refusal): UpstreamRefusal {
+  return { ok: false, ...refusal };
+}
+
+export type UpstreamConnection = { ok: true; stream: Duplex } | UpstreamRefusal;
 
 /** What an authorization policy may know about an upstream before it is opened (facts), and the target pinned to it. */
 export interface UpstreamInspection {
   target: UpstreamTarget;
   publisherFingerprint?: string;
   /** Set when the upstream cannot be reached at all; told only to an authorized caller. */
-  unavailable?: { status: number; clientReason: string; reason: string };
+  unavailable?: Refusal;
 }
 
 /** Published services: found by user and service, reached by a stream over their publisher's connection. */
@@ -65,7 +73,7 @@ export function openSocket(target: Exclude<UpstreamTarget, { kind: 'published' }
     const fail = (reason: string) => {
       clearTimeout(timer);
       socket.destroy();
-      resolve({ ok: false, reason, status: 502, clientReason: 'upstream unavailable' });
+      resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', reason)));
     };
     const timer = setTimeout(() => fail(`connect timed out after ${timeoutMs} ms`), timeoutMs);
     const onError = (err: NodeJS.ErrnoException) => fail(err.code ?? err.message);

@@ -2,7 +2,8 @@
 // the limits on them, and streams opened to a service as HTTP/2 CONNECT streams over one replica's connection.
 import type { Duplex } from 'node:stream';
 import { Gauge, type Registry } from 'prom-client';
-import type { StreamUpstreams, UpstreamConnection, UpstreamInspection } from './openUpstream.ts';
+import { refuse } from '../errors/refusal.ts';
+import { upstreamRefusal, type StreamUpstreams, type UpstreamConnection, type UpstreamInspection, type UpstreamRefusal } from './openUpstream.ts';
 import { notPublished, openPublishedStream } from './publishedStream.ts';
 import { live, PublisherRegistry, type Entry, type Published } from './publisherRegistry.ts';
 import { attachPublisher } from './publisherSession.ts';
@@ -41,7 +42,8 @@ export interface Publisher extends PublisherInfo {
   drain(reason: string, deadlineMs: number): void;
 }
 
-export type Refusal = { ok: false; status: number; clientReason: string; reason: string };
+/** A publisher or a stream the registry refuses: the one Refusal, marked `ok: false`. */
+export type Refusal = UpstreamRefusal;
 
 /** A reserved place in the registry: the services are taken until attached or cancelled. */
 export type Reservation =
@@ -140,19 +142,19 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
 
   function reserve(info: PublisherInfo): Reservation {
     const now = limits();
-    if (!now) return { ok: false, status: 403, clientReason: 'publishing is not enabled on this gateway', reason: 'routes.yaml has no publish: block' };
+    if (!now) return upstreamRefusal(refuse('GH_PUBLISH_DISABLED', 'routes.yaml has no publish: block'));
     const mine = publishers.publishersOf(info.user);
     if (mine.size >= now.publishersPerUser) {
-      return { ok: false, status: 429, clientReason: 'too many publishers', reason: `${info.user} already has ${mine.size} publishers connected (publish.publishersPerUser ${now.publishersPerUser})` };
+      return upstreamRefusal(refuse('GH_TOO_MANY_PUBLISHERS', `${info.user} already has ${mine.size} publishers connected (publish.publishersPerUser ${now.publishersPerUser})`));
     }
     const { services, refused, publishing } = roomFor(info, mine, now.servicesPerUser);
     if (services.length === 0) {
-      return { ok: false, status: 429, clientReason: 'too many published services', reason: `${info.user} publishes ${publishing} services; ${info.services.length} more would pass publish.servicesPerUser ${now.servicesPerUser}` };
+      return upstreamRefusal(refuse('GH_TOO_MANY_SERVICES', `${info.user} publishes ${publishing} services; ${info.services.length} more would pass publish.servicesPerUser ${now.servicesPerUser}`));
     }
     return { ok: true, services, refused, ...place(info, services, publishers, limits, (reason) => (goingAway = reason)) };
   }
 
-  const shuttingDown = (target: Published): Refusal => ({ ok: false, status: 503, clientReason: 'gateway shutting down', reason: `${target.label}: ${goingAway}` });
+  const shuttingDown = (target: Published): Refusal => upstreamRefusal(refuse('GH_DRAINING', `${target.label}: ${goingAway}`));
 
   function inspect(target: Published): UpstreamInspection {
     if (goingAway !== undefined) return { target, unavailable: shuttingDown(target) };
@@ -183,7 +185,7 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     }
     const streamLimit = limits()?.streamsPerPublisher ?? 0;
     if (entry.streamsOpen >= streamLimit) {
-      return Promise.resolve({ ok: false, status: 503, clientReason: 'service busy', reason: `publisher ${entry.id} has ${entry.streamsOpen} streams open (publish.streamsPerPublisher ${streamLimit})` });
+      return Promise.resolve(upstreamRefusal(refuse('GH_SERVICE_BUSY', `publisher ${entry.id} has ${entry.streamsOpen} streams open (publish.streamsPerPublisher ${streamLimit})`)));
     }
     return openPublishedStream(entry, session, target, timeoutMs, retry ? () => open(target, timeoutMs, false) : undefined);
   }

@@ -2,12 +2,13 @@
 // the replica while open, answered within the connect timeout or refused with the publisher's reason.
 import { constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { UpstreamConnection } from './openUpstream.ts';
-import type { Refusal } from './publishedServices.ts';
+import { refuse, type RefusalCode } from '../errors/refusal.ts';
+import { upstreamRefusal, type UpstreamRefusal } from './openUpstream.ts';
 import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
 import { tallyOf, type Entry, type Published } from './publisherRegistry.ts';
 
-export function notPublished(target: Published, why = 'nobody publishes it'): Refusal {
-  return { ok: false, status: 503, clientReason: 'service not published', reason: `${target.label}: ${why}` };
+export function notPublished(target: Published, why = 'nobody publishes it'): UpstreamRefusal {
+  return upstreamRefusal(refuse('GH_NOT_PUBLISHED', `${target.label}: ${why}`));
 }
 
 /**
@@ -25,10 +26,10 @@ export function openPublishedStream(entry: Entry, session: ClientHttp2Session, t
   // A reset by the publisher ends the stream now, even with writes queued behind flow control (see publishStreams.ts).
   stream.once('aborted', () => stream.destroy());
   return new Promise((resolve) => {
-    const fail = (reason: string, status = 502, clientReason = 'upstream unavailable') => {
+    const fail = (reason: string, code: RefusalCode = 'GH_UPSTREAM_UNAVAILABLE') => {
       clearTimeout(timer);
       stream.destroy();
-      resolve({ ok: false, status, clientReason, reason: `publisher ${entry.id}: ${reason}` });
+      resolve(upstreamRefusal(refuse(code, `publisher ${entry.id}: ${reason}`)));
     };
     const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
     const onError = (err: NodeJS.ErrnoException) => (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM ? undefined : fail(err.code ?? err.message));
@@ -38,7 +39,7 @@ export function openPublishedStream(entry: Entry, session: ClientHttp2Session, t
         clearTimeout(timer);
         return resolve(retry());
       }
-      fail('stream closed before an answer', 503, 'service not published');
+      fail('stream closed before an answer', 'GH_NOT_PUBLISHED');
     };
     stream.once('error', onError);
     stream.once('close', onClose);
@@ -51,7 +52,7 @@ export function openPublishedStream(entry: Entry, session: ClientHttp2Session, t
       if (status !== 200) {
         const why = String(headers[STREAM_ERROR_HEADER] ?? `status ${status}`).slice(0, 200);
         stream.destroy();
-        return resolve({ ok: false, status: 502, clientReason: 'upstream unavailable', reason: `publisher ${entry.id}: ${why}` });
+        return resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `publisher ${entry.id}: ${why}`)));
       }
       entry.streamsServed += 1;
       tally.served += 1;

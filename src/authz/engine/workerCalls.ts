@@ -1,5 +1,6 @@
 // The body of an engine worker: owns one biscuit-wasm instance, verifies tokens (keeping a few
 // parsed ones), checks revocation before any Datalog runs, and evaluates route policies.
+import { refuse } from '../../errors/refusal.ts';
 import { MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Biscuit } from '@biscuit-auth/biscuit-wasm';
 import { earliestExpiry } from '../../token/inspectToken.ts';
@@ -103,7 +104,7 @@ function parse(token: string): { ok: true; value: ParsedToken; cached: boolean }
 function authorize(message: Extract<ToWorker, { type: 'authorize' }>): { decision: Decision; info?: TokenInfo } {
   const parsed = parse(message.token);
   if (!parsed.ok) {
-    return { decision: { allow: false, status: 401, clientReason: 'invalid token', reason: parsed.reason }, info: { valid: false, reason: parsed.reason } };
+    return { decision: { allow: false, ...refuse('GH_TOKEN_INVALID', parsed.reason) }, info: { valid: false, reason: parsed.reason } };
   }
   const token = parsed.value;
   const info: TokenInfo | undefined = message.wantInfo
@@ -170,7 +171,7 @@ port.on('message', (message: ToWorker) => {
     outcome = authorize(message);
   } catch (error) {
     if (isWasmTrap(error)) poisoned = true;
-    outcome = { decision: { allow: false, status: 503, clientReason: 'authorization unavailable', reason: `route ${message.route.name}: unexpected authorization error: ${biscuitErrorText(error)}` } };
+    outcome = { decision: { allow: false, ...refuse('GH_AUTHZ_UNAVAILABLE', `route ${message.route.name}: unexpected authorization error: ${biscuitErrorText(error)}`) } };
   }
   send({ type: 'result', ...outcome, ...end() });
 });

@@ -1,5 +1,6 @@
 // The authorization engine: a pure function of (verified token, request facts, route policy, limits)
 // to a Decision. Holds no state, so it runs in the engine workers that each own a biscuit-wasm instance.
+import { refuse, type Refusal } from '../../errors/refusal.ts';
 import { AuthorizerBuilder, Rule, type Authorizer, type Biscuit } from '@biscuit-auth/biscuit-wasm';
 import { biscuitErrorText, classifyFailure, isWasmTrap, type FailedCheck, type Failure } from './biscuitErrors.ts';
 import { policyStatements } from './policyStatements.ts';
@@ -49,7 +50,7 @@ export function revocationIdsOf(token: Biscuit): string[] {
 }
 
 function unavailable(reason: string, extra: Partial<Denial> = {}): Denial {
-  return { allow: false, status: 503, clientReason: 'authorization unavailable', reason, ...extra };
+  return { allow: false, ...refuse('GH_AUTHZ_UNAVAILABLE', reason), ...extra };
 }
 
 /** Parsed once per thread and reused: parsing a rule per call costs WebAssembly memory that is never returned. */
@@ -118,7 +119,7 @@ export function authorityUser(token: Biscuit): string | undefined {
 }
 
 /** Short client reason and full audit reason for a failed authorization. */
-function explain(failure: Failure, route: RoutePolicy): { clientReason: string; reason: string } {
+function explain(failure: Failure, route: RoutePolicy): Refusal {
   // biscuit-wasm 0.6.0 derives facts with its own fixed limits; the route's time limit bounds checks and policies.
   const limits = `engine limits ${engineLimits}; route maxTimeMicros=${route.limits.maxTimeMicros}`;
   switch (failure.kind) {
@@ -135,14 +136,14 @@ function explain(failure: Failure, route: RoutePolicy): { clientReason: string; 
         reason = `route ${route.name}: ${checks} (allow policy ${policyText(route, failure.policy.index)} matched)`;
       }
       const denyMatched = failure.kind === 'unauthorized' && !failure.policy.allow;
-      return { clientReason: expired && !denyMatched ? 'token expired' : 'denied by policy', reason };
+      return refuse(expired && !denyMatched ? 'GH_TOKEN_EXPIRED' : 'GH_DENIED', reason);
     }
     case 'run-limit':
-      return { clientReason: 'run limit exceeded', reason: `route ${route.name}: run limit exceeded: ${failure.detail} (${limits})` };
+      return refuse('GH_RUN_LIMIT', `route ${route.name}: run limit exceeded: ${failure.detail} (${limits})`);
     case 'execution':
-      return { clientReason: 'policy evaluation failed', reason: `route ${route.name}: Datalog evaluation error: ${failure.detail}` };
+      return refuse('GH_POLICY_ERROR', `route ${route.name}: Datalog evaluation error: ${failure.detail}`);
     case 'other':
-      return { clientReason: 'token rejected', reason: `route ${route.name}: authorization failed: ${failure.detail}` };
+      return refuse('GH_TOKEN_REJECTED', `route ${route.name}: authorization failed: ${failure.detail}`);
   }
 }
 
@@ -150,11 +151,11 @@ function explain(failure: Failure, route: RoutePolicy): { clientReason: string; 
 function singleUser(users: string[], route: RoutePolicy, revocationIds: string[]): string | Decision {
   const [user] = users;
   if (user !== undefined && users.length === 1) return user;
-  const clientReason = user === undefined ? 'token names no user' : 'token names more than one user';
+  const code = user === undefined ? 'GH_TOKEN_NO_USER' : 'GH_TOKEN_MANY_USERS';
   const reason = user === undefined
     ? 'the authority block has no user("name") fact'
     : `the authority block names several users: ${users.map((u) => JSON.stringify(u)).join(', ')}`;
-  return { allow: false, status: 403, clientReason, reason: `route ${route.name}: ${reason}`, revocationIds };
+  return { allow: false, ...refuse(code, `route ${route.name}: ${reason}`), revocationIds };
 }
 
 /**
@@ -180,7 +181,7 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
     const publishRight = facts.protocol === 'publish' ? publishRightOf(token, facts.service) : undefined;
     if (publishRight && !publishRight.ok) {
       const user = authorityUser(token);
-      return { allow: false, status: 403, clientReason: 'token carries no right to publish', reason: `route ${route.name}: ${publishRight.reason}`, revocationIds, ...(user !== undefined && { user }) };
+      return { allow: false, ...refuse('GH_NO_PUBLISH_RIGHT', `route ${route.name}: ${publishRight.reason}`), revocationIds, ...(user !== undefined && { user }) };
     }
     const builder = new AuthorizerBuilder();
     try {
@@ -200,7 +201,7 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
       authorizer = builder.buildAuthenticated(token);
     } catch (error) {
       if (trapped(error)) throw error;
-      return { allow: false, status: 403, clientReason: 'token rejected', reason: `route ${route.name}: token cannot be loaded: ${biscuitErrorText(error)}`, revocationIds };
+      return { allow: false, ...refuse('GH_TOKEN_REJECTED', `route ${route.name}: token cannot be loaded: ${biscuitErrorText(error)}`), revocationIds };
     }
 
     let released = false;
@@ -221,7 +222,7 @@ export function evaluateToken(token: Biscuit, route: RoutePolicy, facts: Request
         options.observe?.({ failure });
         const users = usersOf(authorizer, limits);
         const user = users?.length === 1 ? users[0] : undefined;
-        return { allow: false, status: 403, ...explain(failure, route), revocationIds, ...(user !== undefined && { user }) };
+        return { allow: false, ...explain(failure, route), revocationIds, ...(user !== undefined && { user }) };
       }
       options.observe?.({ policyIndex: index });
       const user = singleUser(queryStrings(authorizer, userQuery, limits), route, revocationIds);
