@@ -8,7 +8,7 @@ import { repoRoot } from '../build/docsReference.ts';
 import { backArrows } from '../build/layerOrder.ts';
 
 /** Imports from a later stage back up that remain today; lower it when one goes, never raise it. */
-const remainingBackArrows = 11;
+const remainingBackArrows = 9;
 
 describe('layer order', () => {
   it(`has at most ${remainingBackArrows} imports back up the layers and every directory of src/ in a layer`, () => {

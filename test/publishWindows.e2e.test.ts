@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerPublisher } from '../src/client/publishConnection.ts';
 import { serveStreams } from '../src/client/publishStreams.ts';
-import { INITIAL_STREAM_WINDOW } from '../src/upstream/publishWindows.ts';
+import { INITIAL_STREAM_WINDOW } from '../src/config/publishWindowBounds.ts';
 import { startDelayProxy, type DelayProxy } from './support/delayProxy.ts';
 import { startHarness, type Harness } from './support/gatewayHarness.ts';
 import { publishedRoute, startPublisher, type PublisherProcess } from './support/publishPeers.ts';

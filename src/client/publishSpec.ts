@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { expandPath } from './clientConfigFile.ts';
 import { isLoopback } from './forwardSpec.ts';
 import { serviceNameProblem } from '../upstream/publishProtocol.ts';
-import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
+import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 
 export type PublishTarget = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 export interface PublishSpec {

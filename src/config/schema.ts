@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { clusterSettingsSchema } from './clusterSettings.ts';
 import { issuerSettingsSchema } from './issuerSettings.ts';
 import { browserSettingsSchema } from './browserSettings.ts';
-import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../upstream/publishWindows.ts';
+import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from './publishWindowBounds.ts';
 
 /** `10.0.0.0/8`, `2001:db8::/32`, or one address. */
 function isCidr(text: string): boolean {

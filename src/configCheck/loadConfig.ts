@@ -11,7 +11,7 @@ import { routeChecks } from './routeChecks.ts';
 import { fileChecks } from './fileChecks.ts';
 import { resolvePaths } from '../config/resolvePaths.ts';
 import { configWarnings } from './configWarnings.ts';
-import { issuerChecks } from '../issuer/issuerChecks.ts';
+import { issuerChecks } from './issuerChecks.ts';
 
 export { formatConfigError, type ConfigError } from '../config/configError.ts';
 

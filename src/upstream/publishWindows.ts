@@ -2,13 +2,7 @@
 // stream starts at a small window and grows with the path's measured bandwidth-delay product up to a maximum.
 import { constants as h2, type Http2Session } from 'node:http2';
 
-/** A stream's receive window before the path is measured: what a stalled reader holds on a fresh connection. */
-export const INITIAL_STREAM_WINDOW = 256 << 10;
-/** Default largest stream window (`publish.window`, `gatehouse publish --window`): 16 MiB carries 335 MB/s at 50 ms. */
-export const DEFAULT_MAX_STREAM_WINDOW = 16 << 20;
-/** Bounds of the configured maximum: HTTP/2's own ceiling is 2^31-1; 1 GiB is far beyond any path here. */
-export const MIN_STREAM_WINDOW = INITIAL_STREAM_WINDOW;
-export const MAX_STREAM_WINDOW = 1 << 30;
+import { INITIAL_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 /**
  * All streams of one connection together are granted at most this many maximum windows: with more streams
  * open, each one's window shrinks (never below the initial one), so stalled readers cannot add up unbounded.

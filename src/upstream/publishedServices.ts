@@ -7,7 +7,7 @@ import { upstreamRefusal, type StreamUpstreams, type UpstreamConnection, type Up
 import { notPublished, openPublishedStream } from './publishedStream.ts';
 import { live, PublisherRegistry, type Entry, type Published } from './publisherRegistry.ts';
 import { attachPublisher } from './publisherSession.ts';
-import { DEFAULT_MAX_STREAM_WINDOW } from './publishWindows.ts';
+import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 
 export interface PublisherLimits {
   servicesPerUser: number;

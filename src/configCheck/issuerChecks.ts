@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConfigIssue } from '../config/configError.ts';
-import { record, text } from '../configCheck/routeChecks.ts';
+import { record, text } from './routeChecks.ts';
 import { privateKeyModeWarning } from '../token/keyFiles.ts';
-import { readIssuerKey } from './issuerKey.ts';
+import { readIssuerKey } from '../issuer/issuerKey.ts';
 import { parsePublicKey } from '../authz/policy/rootKey.ts';
 
 function readText(file: string): string | undefined {
