@@ -1,7 +1,7 @@
 // The refusal table is a contract: every code's status, client message and client exit code, and how a
 // client reads a gateway's status (its words and exit code) back from the same table.
 import { describe, expect, it } from 'vitest';
-import { CODES, EXIT, codeFor, codeForStatus, GatehouseError, refuse, refusalOf, RefusalError } from '../src/errors/refusal.ts';
+import { CODES, EXIT, codeForStatus, GatehouseError, refuse, refusalOf, RefusalError } from '../src/errors/refusal.ts';
 import { describeFailure, exitCodeFor } from '../src/client/tunnelFailure.ts';
 import { PkiError } from '../src/pki/errors.ts';
 
@@ -32,6 +32,7 @@ const TABLE = {
   GH_TOKEN_EXPIRED: [403, 'token expired', 4],
   GH_TOKEN_REVOKED: [403, 'token revoked', 4],
   GH_TOKEN_REJECTED: [403, 'token rejected', 4],
+  GH_TOKEN_WRONG_CERTIFICATE: [403, 'token not valid with this certificate', 4],
   GH_TOKEN_NO_USER: [403, 'token names no user', 4],
   GH_TOKEN_MANY_USERS: [403, 'token names more than one user', 4],
   GH_NO_PUBLISH_RIGHT: [403, 'token carries no right to publish', 4],
@@ -108,11 +109,10 @@ describe('refusal codes', () => {
     expect(refuse('GH_BAD_PUBLISH', 'long reason', { clientReason: 'short' }).clientReason).toBe('short');
   });
 
-  it("another stage's denial keeps its status and words and is named by them", () => {
-    expect(refusalOf({ status: 403, clientReason: 'token expired', reason: 'route r: expired' })).toEqual({ code: 'GH_TOKEN_EXPIRED', reason: 'route r: expired', status: 403, clientReason: 'token expired' });
-    expect(refusalOf({ status: 403, clientReason: 'not allowed to publish x', reason: 'r' }).code).toBe('GH_DENIED');
-    expect(codeFor(503, 'service busy')).toBe('GH_SERVICE_BUSY');
-    expect(codeFor(418, 'teapot')).toBe('GH_REFUSED');
+  it('the refusal part of a value that carries one keeps its code and leaves the rest behind', () => {
+    const denial = { allow: false, user: 'alice', revocationIds: ['ab'], ...refuse('GH_TOKEN_EXPIRED', 'route r: expired') };
+    expect(refusalOf(denial)).toEqual({ code: 'GH_TOKEN_EXPIRED', reason: 'route r: expired', status: 403, clientReason: 'token expired' });
+    expect(refusalOf(refuse('GH_RATE_LIMITED', 'over'), { 'retry-after': 2 }).headers).toEqual({ 'retry-after': 2 });
   });
 
   it('thrown errors carry a code', () => {

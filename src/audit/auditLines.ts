@@ -1,5 +1,6 @@
 // Reads audit files line by line as raw bytes (gzip-compressed rotations too), in constant memory:
 // verify hashes the exact bytes, so nothing here decodes, trims or re-encodes a line.
+import { GatehouseError } from '../errors/refusal.ts';
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
@@ -40,11 +41,11 @@ export async function* linesOf(file: string): AsyncGenerator<AuditLine> {
 }
 
 /** A file that could not be read (missing, unreadable, bad gzip), named. */
-export class AuditReadError extends Error {
-  readonly code = 'audit-unreadable';
+export class AuditReadError extends GatehouseError<'GH_AUDIT_UNREADABLE'> {
   readonly file: string;
   constructor(file: string, cause: unknown) {
-    super(cause instanceof Error ? cause.message : String(cause));
+    super('GH_AUDIT_UNREADABLE', cause instanceof Error ? cause.message : String(cause));
+    this.name = 'AuditReadError';
     this.file = file;
   }
 }

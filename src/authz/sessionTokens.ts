@@ -1,5 +1,6 @@
 // Sign-in's token work as the portal asks for it, handed to the engine pool: the main thread never runs
 // biscuit-wasm for a browser, so its WebAssembly memory does not grow with sign-ins (the workers' is recycled).
+import { refuse } from '../errors/refusal.ts';
 import type { TokenCheck } from '../session/sessionToken.ts';
 import type { SessionTokens } from './types.ts';
 import type { EngineFailure, MintedSession, SessionResult, SessionWork } from './engine/workerProtocol.ts';
@@ -24,8 +25,8 @@ export function createSessionTokens(pool: () => EnginePool): SessionTokens {
     async verify(token, identity, sourceIp): Promise<TokenCheck> {
       const result = await run(identity.fingerprint, { op: 'verify', token, identity, sourceIp, now: Date.now() });
       if ('op' in result && result.op === 'verify') return result.check;
-      if ('failed' in result && result.busy) return { ok: false, status: 429, clientReason: 'too many requests', reason: result.failed };
-      return { ok: false, status: 503, clientReason: 'cannot check the token now', reason: 'failed' in result ? result.failed : mismatch };
+      if ('failed' in result && result.busy) return { ok: false, ...refuse('GH_RATE_LIMITED', result.failed) };
+      return { ok: false, ...refuse('GH_TOKEN_CHECK_UNAVAILABLE', 'failed' in result ? result.failed : mismatch) };
     },
     async mint(token, fingerprint, expiresAt, host): Promise<MintedSession> {
       const result = await run(fingerprint, { op: 'mint', token, fingerprint, expiresAt: expiresAt.getTime(), ...(host !== undefined && { host }) });

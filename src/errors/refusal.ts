@@ -1,8 +1,8 @@
 // One value for every refusal (a code, the record's full reason, the client's status and short reason)
 // and one error class for the places that throw; both carry a stable code from refusalCodes.ts.
-import { CODES, codeFor, type RefusalCode } from './refusalCodes.ts';
+import { CODES, type RefusalCode } from './refusalCodes.ts';
 
-export { CODES, EXIT, codeFor, codeForStatus, type CodeEntry, type RefusalCode } from './refusalCodes.ts';
+export { CODES, EXIT, codeForStatus, type CodeEntry, type RefusalCode } from './refusalCodes.ts';
 
 /** Why the gateway said no: the client gets `status` and `clientReason`, the audit record `reason`. */
 export interface Refusal {
@@ -29,11 +29,12 @@ export function refuse(code: RefusalCode, reason: string, extra: RefusalExtra = 
 }
 
 /**
- * A refusal another stage worded as status + short reason (an authorizer's denial, a published service's
- * answer): named by its code, its status and words kept as they were.
+ * The Refusal part of a value that carries one (an authorization's denial, an upstream's or the publisher
+ * registry's answer, a token check): only its fields, so nothing else it carries reaches a record.
  */
-export function refusalOf(denial: { status: number; clientReason: string; reason: string }, headers?: Record<string, string | number>): Refusal {
-  return { code: codeFor(denial.status, denial.clientReason), reason: denial.reason, status: denial.status, clientReason: denial.clientReason, ...(headers && { headers }) };
+export function refusalOf(carrier: Refusal, headers?: Record<string, string | number>): Refusal {
+  const merged = headers ?? carrier.headers;
+  return { code: carrier.code, reason: carrier.reason, status: carrier.status, clientReason: carrier.clientReason, ...(merged && { headers: merged }) };
 }
 
 /** The body every refusal answers with: the short reason alone, as JSON. */

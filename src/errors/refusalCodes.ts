@@ -60,6 +60,7 @@ export const CODES = {
   GH_TOKEN_EXPIRED: entry(403, 'token expired'),
   GH_TOKEN_REVOKED: entry(403, 'token revoked'),
   GH_TOKEN_REJECTED: entry(403, 'token rejected'),
+  GH_TOKEN_WRONG_CERTIFICATE: entry(403, 'token not valid with this certificate'),
   GH_TOKEN_NO_USER: entry(403, 'token names no user'),
   GH_TOKEN_MANY_USERS: entry(403, 'token names more than one user'),
   GH_NO_PUBLISH_RIGHT: entry(403, 'token carries no right to publish'),
@@ -106,11 +107,8 @@ export type RefusalCode = keyof typeof CODES;
 
 /** The code a status is read as: the one with the client's words for it, else the first with that status. */
 const byStatus = new Map<number, RefusalCode>();
-/** Codes by status and message, to name a refusal another stage worded (an authorizer's denial). */
-const byStatusAndMessage = new Map<string, RefusalCode>();
 for (const [code, e] of Object.entries(CODES) as [RefusalCode, CodeEntry][]) {
   if (e.says !== undefined || !byStatus.has(e.status)) byStatus.set(e.status, code);
-  if (!byStatusAndMessage.has(`${e.status} ${e.message}`)) byStatusAndMessage.set(`${e.status} ${e.message}`, code);
 }
 
 /** The code a client reads a gateway's status as: its exit code and its words come from there. */
@@ -118,7 +116,3 @@ export function codeForStatus(status: number): RefusalCode {
   return byStatus.get(status) ?? 'GH_REFUSED';
 }
 
-/** The code of a refusal known by its status and short message, else the status's own code. */
-export function codeFor(status: number, message: string): RefusalCode {
-  return byStatusAndMessage.get(`${status} ${message}`) ?? codeForStatus(status);
-}

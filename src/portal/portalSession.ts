@@ -72,7 +72,7 @@ export async function currentSession(p: PortalContext, req: IncomingMessage, con
   const cookie = readSessionCookie(req.headers.cookie, p.deps.limits().maxTokenBytes);
   if (cookie.kind !== 'token') return undefined;
   const key = p.deps.rootKey.current();
-  if (!key.ok) return { cookie: cookie.token, check: { ok: false, status: 503, clientReason: 'gateway unavailable', reason: key.reason } };
+  if (!key.ok) return { cookie: cookie.token, check: { ok: false, ...refuse('GH_KEY_UNAVAILABLE', key.reason) } };
   const cacheKey = `${conn.identity.fingerprint} ${cookie.token}`;
   const known = p.verified.get(cacheKey);
   if (known && !p.deps.isRevoked(known.token.revocationIds) && (known.token.expiresAt?.getTime() ?? Infinity) > Date.now()) return { cookie: cookie.token, check: known };

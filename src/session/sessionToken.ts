@@ -1,5 +1,6 @@
 // Signing in without server state: verifies a token for THIS certificate (signature, revocation,
 // expiry, certificate binding) and turns it into the session token, attenuated by the gateway.
+import { refuse, type Refusal } from '../errors/refusal.ts';
 import { classifyFailure } from '../authz/policy/biscuitErrors.ts';
 import { addRequestFacts } from '../authz/policy/requestFacts.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
@@ -18,7 +19,7 @@ export interface VerifiedToken {
 
 export type TokenCheck =
   | { ok: true; token: VerifiedToken }
-  | { ok: false; status: 401 | 403 | 429 | 503; clientReason: string; reason: string; user?: string; revocationIds?: string[] };
+  | ({ ok: false; user?: string; revocationIds?: string[] } & Refusal);
 
 /**
  * Checks of a token that name request facts (route, method, path, ...) cannot be judged at sign-in:
@@ -36,16 +37,16 @@ const SIGN_IN_ROUTE = '.sign-in';
  */
 export function verifyForCertificate(text: string, publicKey: VerifyingKeys, identity: PeerIdentity, sourceIp: string, isRevoked: (ids: readonly string[]) => boolean, now = new Date()): TokenCheck {
   const inspected = inspectToken(text, publicKey);
-  if (!inspected.ok) return { ok: false, status: 401, clientReason: 'token not valid for this gateway', reason: inspected.error.message };
+  if (!inspected.ok) return { ok: false, ...refuse('GH_TOKEN_FOREIGN', inspected.error.message) };
   const { user, groups, revocationIds, blocks, expiresAt } = inspected.value;
   const known = { ...(user !== undefined && { user }), revocationIds };
-  if (isRevoked(revocationIds)) return { ok: false, status: 403, clientReason: 'token revoked', reason: 'a revocation id of the token is on the revocation list', ...known };
-  if (user === undefined) return { ok: false, status: 403, clientReason: 'token names no user', reason: 'the authority block has no user("name") fact', revocationIds };
+  if (isRevoked(revocationIds)) return { ok: false, ...refuse('GH_TOKEN_REVOKED', 'a revocation id of the token is on the revocation list'), ...known };
+  if (user === undefined) return { ok: false, ...refuse('GH_TOKEN_NO_USER', 'the authority block has no user("name") fact'), revocationIds };
   const expiry = expiresAt === undefined ? undefined : new Date(expiresAt);
-  if (expiry !== undefined && expiry.getTime() <= now.getTime()) return { ok: false, status: 403, clientReason: 'token expired', reason: `the token expired at ${expiresAt}`, ...known };
+  if (expiry !== undefined && expiry.getTime() <= now.getTime()) return { ok: false, ...refuse('GH_TOKEN_EXPIRED', `the token expired at ${expiresAt}`), ...known };
 
   const parsed = parseToken(text, publicKey);
-  if (!parsed.ok) return { ok: false, status: 401, clientReason: 'token not valid for this gateway', reason: parsed.error.message, ...known };
+  if (!parsed.ok) return { ok: false, ...refuse('GH_TOKEN_FOREIGN', parsed.error.message), ...known };
   const builder = new biscuit.AuthorizerBuilder();
   let authorizer;
   try {
@@ -55,25 +56,19 @@ export function verifyForCertificate(text: string, publicKey: VerifyingKeys, ide
     authorizer = builder.buildAuthenticated(parsed.value);
   } catch (error) {
     parsed.value.free();
-    return { ok: false, status: 403, clientReason: 'token rejected', reason: `the token cannot be loaded: ${biscuitErrorText(error)}`, ...known };
+    return { ok: false, ...refuse('GH_TOKEN_REJECTED', `the token cannot be loaded: ${biscuitErrorText(error)}`), ...known };
   }
   try {
     authorizer.authorizeWithLimits(toolLimits);
   } catch (error) {
     const failure = classifyFailure(error);
     if (failure.kind !== 'no-matching-policy' && failure.kind !== 'unauthorized') {
-      return { ok: false, status: 503, clientReason: 'cannot check the token now', reason: `sign-in check: ${failure.kind}: ${'detail' in failure ? failure.detail : ''}`, ...known };
+      return { ok: false, ...refuse('GH_TOKEN_CHECK_UNAVAILABLE', `sign-in check: ${failure.kind}: ${'detail' in failure ? failure.detail : ''}`), ...known };
     }
     const fatal = failure.checks.filter((c) => !REQUEST_SHAPED.test(c.rule.replace(/"(?:[^"\\]|\\.)*"/g, '""')));
     if (fatal.length > 0) {
       const expired = fatal.some((c) => /\btime\s*\(/.test(c.rule));
-      return {
-        ok: false,
-        status: 403,
-        clientReason: expired ? 'token expired' : 'token not valid with this certificate',
-        reason: `failing checks at sign-in: ${fatal.map((c) => `${c.origin}: ${c.rule}`).join('; ')}`,
-        ...known,
-      };
+      return { ok: false, ...refuse(expired ? 'GH_TOKEN_EXPIRED' : 'GH_TOKEN_WRONG_CERTIFICATE', `failing checks at sign-in: ${fatal.map((c) => `${c.origin}: ${c.rule}`).join('; ')}`), ...known };
     }
   } finally {
     authorizer.free();

@@ -146,7 +146,7 @@ function sessionWork(message: Extract<ToWorker, { type: 'session' }>): SessionRe
     if (isWasmTrap(error)) poisoned = true;
     const reason = `sign-in token work failed: ${biscuitErrorText(error)}`;
     return message.work.op === 'verify'
-      ? { op: 'verify', check: { ok: false, status: 503, clientReason: 'cannot check the token now', reason } }
+      ? { op: 'verify', check: { ok: false, ...refuse('GH_TOKEN_CHECK_UNAVAILABLE', reason) } }
       : { op: 'mint', minted: { ok: false, reason } };
   }
 }
