@@ -48,10 +48,19 @@ export type Admission =
  * filled with the captures, which the route table already held to a safe alphabet, then read.
  */
 export function resolveUpstream(template: Template, params: Record<string, string>): UpstreamCheck {
+  // Hot path: most upstreams have no placeholder; theirs is read once per compiled route, not per request.
+  if (template.names.length === 0) {
+    let fixed = fixedUpstreams.get(template);
+    if (fixed === undefined) fixedUpstreams.set(template, (fixed = parseUpstream(template.text)));
+    return fixed;
+  }
   const missing = missingParam(template, params);
   if (missing) return { ok: false, reason: `upstream template needs parameter ${missing}` };
   return parseUpstream(fillTemplate(template, params));
 }
+
+/** Upstreams without placeholders, read once per compiled template (a reload compiles new ones). */
+const fixedUpstreams = new WeakMap<Template, UpstreamCheck>();
 
 export interface AdmissionContext {
   routes: RouteTable;

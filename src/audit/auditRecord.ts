@@ -135,6 +135,14 @@ export type WrittenAuditRecord = ChainFields & AuditRecord;
 
 export function auditClient(identity: PeerIdentity | undefined): AuditClient | undefined {
   if (!identity) return undefined;
-  const { cn, subject, issuer, serial, fingerprint } = identity;
-  return { cn, subject, issuer, serial, fingerprint };
+  // One per connection's identity, shared by every record of it (records are read, never changed): an
+  // object less per request on the hot path.
+  let client = auditClients.get(identity);
+  if (client === undefined) {
+    const { cn, subject, issuer, serial, fingerprint } = identity;
+    auditClients.set(identity, (client = { cn, subject, issuer, serial, fingerprint }));
+  }
+  return client;
 }
+
+const auditClients = new WeakMap<PeerIdentity, AuditClient>();

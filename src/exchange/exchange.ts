@@ -37,32 +37,56 @@ export interface Exchange {
 
 /** Opens the exchange of one request on `conn`: counts it (connection.close reports the count) and names it. */
 export function openExchange(conn: ConnectionContext, sinks: ExchangeSinks, fields: Partial<AuditRecord>): Exchange {
-  const started = performance.now();
-  conn.requests += 1;
-  const id = `${conn.id}.${conn.requests}`;
-  const { event, ...rest } = fields;
-  // Field order is the records' order on disk: event, conn, req, source, client, then what the way in adds.
-  const base: ExchangeBase = { ...(event !== undefined && { event }), conn: conn.id, req: id, source: conn.source, client: auditClient(conn.identity), ...rest };
-  let ended: Ending | undefined;
-  return {
-    conn,
-    id,
-    base,
-    get ended() {
-      return ended;
-    },
-    elapsedMs: () => Math.round((performance.now() - started) * 1000) / 1000,
-    write(more) {
-      sinks.audit.write({ ...base, ...more } as AuditRecord);
-    },
-    close(more, ending = 'completed') {
-      if (ended !== undefined) return;
-      ended = ending;
-      const record = { ...base, ...more } as AuditRecord;
-      if (ending === 'refused') sinks.refusals.request(record, refusalClient(conn));
-      else sinks.audit.write(record);
-    },
-  };
+  return new OpenExchange(conn, sinks, fields);
+}
+
+/**
+ * A class, not an object of closures: one allocation per request (plus its base record), the methods shared
+ * on the prototype. This runs for every request, and closures per request were measurable in the profile.
+ */
+class OpenExchange implements Exchange {
+  readonly conn: ConnectionContext;
+  readonly id: string;
+  readonly base: ExchangeBase;
+  readonly #sinks: ExchangeSinks;
+  readonly #started: number;
+  #ended: Ending | undefined;
+
+  constructor(conn: ConnectionContext, sinks: ExchangeSinks, fields: Partial<AuditRecord>) {
+    this.#started = performance.now();
+    conn.requests += 1;
+    this.conn = conn;
+    this.#sinks = sinks;
+    const id = `${conn.id}.${conn.requests}`;
+    this.id = id;
+    // Field order is the records' order on disk: event, conn, req, source, client, then what the way in adds
+    // (assigning an existing key keeps its place). Built without spreads.
+    const client = auditClient(conn.identity);
+    const base: ExchangeBase = fields.event !== undefined ? { event: fields.event, conn: conn.id, req: id, source: conn.source, client } : { conn: conn.id, req: id, source: conn.source, client };
+    this.base = Object.assign(base, fields);
+  }
+
+  get ended(): Ending | undefined {
+    return this.#ended;
+  }
+
+  elapsedMs(): number {
+    return Math.round((performance.now() - this.#started) * 1000) / 1000;
+  }
+
+  write(more: Partial<AuditRecord>): void {
+    this.#sinks.audit.write({ ...this.base, ...more } as AuditRecord);
+  }
+
+  close(more: Partial<AuditRecord>, ending: Ending = 'completed'): void {
+    if (this.#ended !== undefined) return;
+    this.#ended = ending;
+    // The last record of the exchange: the base itself becomes it (no copy per request); nothing writes
+    // after close, and the same keys end in the same order as a spread would give.
+    const record = Object.assign(this.base, more) as AuditRecord;
+    if (ending === 'refused') this.#sinks.refusals.request(record, refusalClient(this.conn));
+    else this.#sinks.audit.write(record);
+  }
 }
 
 /**
