@@ -27,7 +27,6 @@ export const layers: readonly { rank: number; name: string; typesHandedDown?: tr
     rank: 2, name: 'exchange and admission', typesHandedDown: true, dirs: {
       exchange: 'dispatch, and one Exchange per arrival: accounting, records, the admission pipeline, then the way in refuses or carries',
       admission: 'decides whether an exchange may go on: limits, route, decision, upstream',
-      routing: 'the reserved paths and the route table an exchange is matched against',
       session: 'browser sessions and the credential an exchange carries',
       authz: 'the Biscuit decision for an exchange and the engines that evaluate it',
       issuer: 'mints tokens from verified identities, beside the session tokens',
@@ -53,9 +52,10 @@ export const leaves: Record<string, string> = {
   config: 'the validated settings every stage is built from',
   tls: 'certificates, peer identities and ticket keys, read by the listener and the upstreams alike',
   pki: 'the development CA and certificate files, used by the tools and the tests',
-  token: 'parses, mints and inspects Biscuit tokens; no request-path state',
+  token: 'parses, verifies (root key, trusted signers), mints and inspects Biscuit tokens, and words biscuit errors; no request-path state',
   errors: 'the one error and refusal type with stable codes, shared by every stage, the CLI and the client',
-  text: 'text shown to people (terminal, portal pages) with control and bidi characters escaped',
+  text: 'text shown to people (terminal, portal pages) with control and bidi characters escaped, and long values cut',
+  routing: 'what a path, a host or a template means and the route table compiled from the config: pure functions every stage matches against (dispatch, admission, the portal\'s links and next targets, config checks)',
 };
 
 const leafRank = Number.POSITIVE_INFINITY;

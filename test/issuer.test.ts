@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluateToken } from '../src/authz/policy/evaluateToken.ts';
-import { trustedSigners, type TrustedSigners } from '../src/authz/policy/signers.ts';
+import { trustedSigners, type TrustedSigners } from '../src/token/signers.ts';
 import type { RequestFacts } from '../src/authz/types.ts';
 import { issueRecord } from '../src/issuer/issueRecord.ts';
 import { issueToken, type IssueInput, type IssuedToken } from '../src/issuer/issueToken.ts';

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { openAuditLog } from '../src/audit/auditLog.ts';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
-import { boundedRecordJson, cutText } from '../src/audit/recordBound.ts';
+import { boundedRecordJson } from '../src/audit/recordBound.ts';
+import { cutText } from '../src/text/cutText.ts';
 import { runGatehouse } from './support/gatewayHarness.ts';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
-import { biscuitErrorText } from '../src/authz/policy/biscuitErrors.ts';
+import { biscuitErrorText } from '../src/token/biscuitErrors.ts';
 import { curl, runGatehouse, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 

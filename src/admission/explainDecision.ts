@@ -7,15 +7,15 @@ import { admitRequest } from './admitRequest.ts';
 import { RouteTable } from '../routing/routeTable.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { readRevocationList } from '../token/revocationFile.ts';
-import type { FailedCheck } from '../authz/policy/biscuitErrors.ts';
+import type { FailedCheck } from '../token/biscuitErrors.ts';
 import { evaluateToken, revocationIdsOf, type EvaluationDetail } from '../authz/policy/evaluateToken.ts';
 import { policyStatements } from '../authz/policy/policyStatements.ts';
 import { requestFactList } from '../authz/policy/requestFacts.ts';
 import { predicatesIn, tokenFacts } from '../authz/policy/factVocabulary.ts';
 import { deadlineOf } from '../authz/requestAuthorizer.ts';
 import { revokedDecision } from '../authz/policy/revokedDecision.ts';
-import { parsePublicKey, readRootKey } from '../authz/policy/rootKey.ts';
-import { trustedSigners, type TrustedSigners } from '../authz/policy/signers.ts';
+import { parsePublicKey, readRootKey } from '../token/rootKey.ts';
+import { trustedSigners, type TrustedSigners } from '../token/signers.ts';
 import type { Decision, RequestFacts, RoutePolicy } from '../authz/types.ts';
 import { warmUpEngine } from '../authz/engine/warmUp.ts';
 

@@ -1,6 +1,6 @@
 // Every audit record has a bounded size (audit.maxRecordBytes): long values are cut with a marker that
 // says how many bytes were cut and the SHA-256 of the whole value, so the record still identifies them.
-import { hash } from 'node:crypto';
+import { cutText } from '../text/cutText.ts';
 import type { AuditRecord } from './auditRecord.ts';
 
 export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024;
@@ -13,21 +13,6 @@ const CHAIN_FIELDS_BYTES = 192;
 
 /** The top-level fields given up, in this order, when cutting long values is not enough (most detail first, identity last). */
 const DROP_ORDER = ['detail', 'token', 'target', 'upstream', 'publisher', 'client', 'path', 'reason', 'route', 'method'] as const;
-
-const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
-
-/**
- * `text` if at most `keepChars` long; else its first `keepChars` characters and
- * `…[cut <n> bytes sha256:<hex>]`: n UTF-8 bytes were cut, the hash is of the whole value's UTF-8 bytes.
- */
-export function cutText(text: string, keepChars: number): string {
-  if (text.length <= keepChars) return text;
-  // Never split a surrogate pair: the kept part stays valid UTF-16.
-  const end = keepChars > 0 && isHighSurrogate(text.charCodeAt(keepChars - 1)) ? keepChars - 1 : keepChars;
-  const kept = text.slice(0, end);
-  const cutBytes = Buffer.byteLength(text) - Buffer.byteLength(kept);
-  return `${kept}…[cut ${cutBytes} bytes sha256:${hash('sha256', text, 'hex')}]`;
-}
 
 /** A copy of `value` with every string longer than `keepChars` cut; nesting past `depth` is replaced by a marker. */
 function cutStrings(value: unknown, keepChars: number, depth: number): unknown {

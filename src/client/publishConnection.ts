@@ -5,7 +5,8 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
-import { NOT_PUBLISHED_HEADER, PUBLISH_PATH, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
+import { NOT_PUBLISHED_HEADER, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 import { PUBLISH_SESSION_SETTINGS, sizeWindowsToPath, type PathWindows } from '../upstream/publishWindows.ts';
 

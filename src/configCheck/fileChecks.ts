@@ -9,7 +9,7 @@ import { PublicKey, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
 import type { ConfigIssue, KeyPath } from '../config/configError.ts';
 import { writablePathChecks } from '../config/writablePaths.ts';
 import { readTicketKeyFile } from '../tls/ticketKeys.ts';
-import { biscuitErrorText } from '../authz/policy/biscuitErrors.ts';
+import { biscuitErrorText } from '../token/biscuitErrors.ts';
 
 type Raw = Record<string, unknown>;
 

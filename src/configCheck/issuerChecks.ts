@@ -6,7 +6,7 @@ import type { ConfigIssue } from '../config/configError.ts';
 import { record, text } from './routeChecks.ts';
 import { privateKeyModeWarning } from '../token/keyFiles.ts';
 import { readIssuerKey } from '../issuer/issuerKey.ts';
-import { parsePublicKey } from '../authz/policy/rootKey.ts';
+import { parsePublicKey } from '../token/rootKey.ts';
 
 function readText(file: string): string | undefined {
   try {

@@ -2,7 +2,7 @@
 // and reports parse errors, `{placeholders}` and policies that could never allow anything.
 // `{name}` is allowed only as `trusting {name}` for a key declared in authz.externalKeys.
 import { AuthorizerBuilder, KeyPair, SignatureAlgorithm } from '@biscuit-auth/biscuit-wasm';
-import { biscuitErrorText } from '../authz/policy/biscuitErrors.ts';
+import { biscuitErrorText } from '../token/biscuitErrors.ts';
 
 export interface PolicyProblem {
   message: string;

@@ -18,13 +18,13 @@ import { RouteTable } from '../routing/routeTable.ts';
 import { openListener, type BoundListener } from '../listener/tlsListener.ts';
 import { openTlsMaterial } from '../tls/tlsMaterial.ts';
 import { createConnectionLimits } from '../listener/connectionLimits.ts';
-import type { AdmissionContext } from '../admission/admitRequest.ts';
+import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder } from '../forward/tunnelForwarder.ts';
 import { dispatchTo } from '../exchange/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
 import { createPortal } from '../portal/portalHandler.ts';
-import { listenerHostNames } from '../session/ownHosts.ts';
+import { listenerHostNames } from '../portal/ownHosts.ts';
 import type { HandoffStore } from '../portal/handoffCodes.ts';
 import { createRootKeySource } from '../portal/rootKeySource.ts';
 import { createPublishEndpoint } from '../forward/publishEndpoint.ts';
@@ -139,7 +139,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   await rootKey.load(config.authz.rootKey);
   // In a cluster the database holds the sign-in codes (any instance redeems them); else the primary or this process.
   const handoffs = cluster?.handoffs ?? deps.handoffs;
-  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(handoffs && { handoffs }) });
+  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, dryRun: admitRequest, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(handoffs && { handoffs }) });
   const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;

@@ -8,7 +8,7 @@ import type { IdentityLimits } from '../admission/identityLimits.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { Exchange } from '../exchange/exchange.ts';
 import type { WayIn } from '../exchange/wayIn.ts';
-import type { AdmissionContext } from '../admission/admitRequest.ts';
+import type { Admission, AdmissionContext, AdmissionRequest } from '../admission/admitRequest.ts';
 import type { PortalPage } from '../exchange/dispatch.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
@@ -37,6 +37,8 @@ export interface PortalDeps {
   sessions: () => SessionTokens;
   /** Routes and authorizer, for `next` checks and the portal's dry runs. */
   admission: () => AdmissionContext;
+  /** Admission's own decision, run dry for the routes the portal lists. */
+  dryRun: (context: AdmissionContext, request: AdmissionRequest) => Promise<Admission>;
   auditFile: () => string;
   browser: () => BrowserSettings | undefined;
   /** What a user publishes now (`gatehouse publish`). */
@@ -74,7 +76,7 @@ async function showPage(p: PortalContext, req: IncomingMessage, res: ServerRespo
     const ownExpiry = earliestExpiry(token.blocks.slice(0, -1).map((b) => b.source ?? ''));
     // The cookie's token is the signed-in token plus the gateway's session block: more than two blocks is a loan or an attenuation.
     const account = token.blocks.length <= 2;
-    const sections = await portalSections({ admission: p.deps.admission(), auditFile: p.deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '', published: account ? p.deps.publishedBy(token.user) : [], account });
+    const sections = await portalSections({ admission: p.deps.admission(), dryRun: p.deps.dryRun, auditFile: p.deps.auditFile(), identity: conn.identity, sourceIp: conn.sourceIp, token: session.cookie, user: token.user, hostHeader: req.headers.host ?? '', published: account ? p.deps.publishedBy(token.user) : [], account });
     const view = { identity: conn.identity, token: { ...token, ...(ownExpiry !== undefined ? { expiresAt: new Date(ownExpiry) } : {}) }, sessionEndsAt: token.expiresAt ?? new Date(), sections };
     return send(res, 200, portalPage(view));
   }

@@ -3,7 +3,7 @@
 // the services they own (the upstream template's {user} is them): accountability in both directions.
 import { opendir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
+import type { Admission, AdmissionContext, AdmissionRequest } from '../admission/admitRequest.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import { auditTail } from './auditTail.ts';
 import type { CompiledRoute } from '../routing/routeTable.ts';
@@ -20,6 +20,8 @@ const MAX_DRY_RUNS = 64;
 
 export interface SectionInput {
   admission: AdmissionContext;
+  /** Admission as it would decide the request (the composition root hands it down: the portal runs after admission). */
+  dryRun: (context: AdmissionContext, request: AdmissionRequest) => Promise<Admission>;
   auditFile: string;
   identity: PeerIdentity;
   sourceIp: string;
@@ -138,7 +140,7 @@ export async function openableLinks(input: SectionInput, routes: readonly Compil
       // A link is a path the gateway could have built (a route path of `//x/` would be another site's URL).
       if (c.host.includes('{') || c.path.includes('{') || asLocalPath(c.path) === undefined) continue;
       dryRuns += 1;
-      const admitted = await admitRequest(input.admission, { ...ask, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path });
+      const admitted = await input.dryRun(input.admission, { ...ask, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path });
       if (admitted.allow) links.push({ kind: 'web', href: c.host === input.hostHeader ? c.path : `https://${c.host}${c.path}` });
     }
     for (const tunnel of await tunnelCandidates(route, input)) {

@@ -3,7 +3,7 @@
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { PublicKey } from '@biscuit-auth/biscuit-wasm';
-import { parsePublicKey } from '../authz/policy/rootKey.ts';
+import { parsePublicKey } from '../token/rootKey.ts';
 
 export type RootKeyState = { ok: true; key: PublicKey } | { ok: false; reason: string };
 

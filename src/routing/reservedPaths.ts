@@ -1,7 +1,9 @@
 // The gateway's reserved paths under /.well-known/gatehouse/ (tunnel endpoint, publish endpoint, its own
 // pages), decided once on the normalized path, so every spelling of a target and every way in agree.
-import { PUBLISH_PATH } from '../upstream/publishProtocol.ts';
 import { normalizeTarget } from './normalizePath.ts';
+
+/** Where `gatehouse publish` registers (the publish protocol, upstream/publishProtocol.ts, upgrades it). */
+export const PUBLISH_PATH = '/.well-known/gatehouse/publish';
 
 const RESERVED = ['.well-known', 'gatehouse'];
 const TUNNEL = [...RESERVED, 'tunnel'];

@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { bearerCredential, type BearerCredential } from '../admission/bearerCredential.ts';
 import { readSessionCookie } from '../portal/sessionCookie.ts';
 import { refuse } from '../errors/refusal.ts';
+import { fromOwnOrigin, ownOrigin } from '../routing/origin.ts';
 
 /** How a request was authenticated, as the audit record's `auth` says. */
 export type AuthMethod = 'bearer' | 'session';
@@ -28,12 +29,6 @@ export function requestCredential(headers: IncomingHttpHeaders, maxTokenBytes: n
   return { kind: 'token', token: cookie.token, auth: 'session' };
 }
 
-/** The origin a request addressed: `https://` + its Host, lower case (the port stays as sent). */
-export function ownOrigin(headers: IncomingHttpHeaders): string | undefined {
-  const host = headers.host?.trim().toLowerCase();
-  return host ? `https://${host}` : undefined;
-}
-
 /**
  * Whether a request authorized by the session cookie may go on. A browser attaches cookies to requests
  * other pages start; the ones that act (anything but GET/HEAD) and every WebSocket upgrade must come
@@ -49,14 +44,3 @@ export function sessionOriginCheck(headers: IncomingHttpHeaders, method: string,
   return { ok: false, reason: `${what} with the session cookie from ${origin === undefined ? 'no Origin' : `origin ${JSON.stringify(origin.slice(0, 200))}`}, not ${own ?? 'the route\'s origin'}` };
 }
 
-/**
- * Whether the browser says the request comes from the origin it addresses: Origin equals it, or, for a
- * form posted from a page with `Referrer-Policy: no-referrer` (Origin is then "null"), the browser's own
- * `Sec-Fetch-Site: same-origin` (a header pages cannot set).
- */
-export function fromOwnOrigin(headers: IncomingHttpHeaders): boolean {
-  const origin = headers.origin?.trim().toLowerCase();
-  const own = ownOrigin(headers);
-  if (origin !== undefined && own !== undefined && (origin === own || origin === own.replace(/:443$/, ''))) return true;
-  return origin === 'null' && headers['sec-fetch-site'] === 'same-origin';
-}

@@ -1,7 +1,7 @@
 // Signing in without server state: verifies a token for THIS certificate (signature, revocation,
 // expiry, certificate binding) and turns it into the session token, attenuated by the gateway.
 import { refuse, type Refusal } from '../errors/refusal.ts';
-import { classifyFailure } from '../authz/policy/biscuitErrors.ts';
+import { classifyFailure } from '../token/biscuitErrors.ts';
 import { addRequestFacts } from '../authz/policy/requestFacts.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { biscuit, biscuitErrorText, datalogParameters, toolLimits } from '../token/biscuitModule.ts';

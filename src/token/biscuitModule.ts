@@ -8,7 +8,7 @@ export const biscuit = biscuitWasm;
 export const toolLimits = { max_facts: 10_000, max_iterations: 1_000, max_time_micro: 1_000_000 };
 
 /** biscuit-wasm's thrown objects in the product's words: the gateway's wording, shared. */
-export { biscuitErrorText } from '../authz/policy/biscuitErrors.ts';
+export { biscuitErrorText } from './biscuitErrors.ts';
 
 /**
  * Parameters for addCodeWithParameters, converted the way biscuit-wasm expects (dates, sets).

@@ -1,7 +1,7 @@
 // Turns base64url text into a verified Biscuit: every block's signature is checked against the
 // root public key. Anything that does not verify is an `invalid-token` error, never a token.
 import type { Biscuit, PublicKey } from '@biscuit-auth/biscuit-wasm';
-import type { TrustedSigners } from '../authz/policy/signers.ts';
+import type { TrustedSigners } from './signers.ts';
 import { biscuit, biscuitErrorText } from './biscuitModule.ts';
 import { fail, ok, type TokenResult } from './tokenErrors.ts';
 

@@ -1,6 +1,5 @@
-// The publish protocol, shared by the gateway and `gatehouse publish`: the reserved path and upgrade
-// token, the header naming the services, service names, and how each user stream is asked for.
-export const PUBLISH_PATH = '/.well-known/gatehouse/publish';
+// The publish protocol, shared by the gateway and `gatehouse publish` (its path is reserved in routing/):
+// the upgrade token, the header naming the services, service names, and how each user stream is asked for.
 /** Upgrade token: after 101 the connection carries HTTP/2, the gateway as client, the publisher as server. */
 export const PUBLISH_PROTOCOL = 'gatehouse-publish.v1';
 /** Request header listing the services to publish, comma-separated. */

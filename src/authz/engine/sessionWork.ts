@@ -1,6 +1,6 @@
 // Browser sign-in's token work, run inside an engine worker: verifying a token for a certificate and
 // minting the session token cost biscuit-wasm memory that is never returned, so they happen where it is.
-import type { TrustedSigners } from '../policy/signers.ts';
+import type { TrustedSigners } from '../../token/signers.ts';
 import { mintSessionToken, verifyForCertificate } from '../../session/sessionToken.ts';
 import type { SessionResult, SessionWork } from './workerProtocol.ts';
 

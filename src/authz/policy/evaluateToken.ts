@@ -2,7 +2,7 @@
 // to a Decision. Holds no state, so it runs in the engine workers that each own a biscuit-wasm instance.
 import { refuse, type Refusal } from '../../errors/refusal.ts';
 import { AuthorizerBuilder, Rule, type Authorizer, type Biscuit } from '@biscuit-auth/biscuit-wasm';
-import { biscuitErrorText, classifyFailure, isWasmTrap, type FailedCheck, type Failure } from './biscuitErrors.ts';
+import { biscuitErrorText, classifyFailure, isWasmTrap, type FailedCheck, type Failure } from '../../token/biscuitErrors.ts';
 import { policyStatements } from './policyStatements.ts';
 import { addPublishChainFacts, publishRightOf } from './publishChain.ts';
 import { addRequestFacts } from './requestFacts.ts';

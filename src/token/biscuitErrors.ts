@@ -1,6 +1,6 @@
 // biscuit-wasm throws plain objects ({"FailedLogic":{...}}, {"RunLimit":"Timeout"}, ...) instead of
 // Errors; these helpers render them and read the shapes the authorization stage acts on.
-import { cutText } from '../../audit/recordBound.ts';
+import { cutText } from '../text/cutText.ts';
 import { biscuitErrorWords } from './biscuitErrorWords.ts';
 
 /**

@@ -1,7 +1,7 @@
 // The keys a token may be signed by: the administrator's root key (tokens without a root key id) and
 // each trusted issuer's key (tokens carrying that issuer's key id). Verifying also names the signer.
 import { Biscuit, PublicKey } from '@biscuit-auth/biscuit-wasm';
-import { readTokenEnvelope } from '../../token/tokenEnvelope.ts';
+import { readTokenEnvelope } from './tokenEnvelope.ts';
 import { biscuitErrorText } from './biscuitErrors.ts';
 import { parsePublicKey } from './rootKey.ts';
 
