@@ -12,6 +12,7 @@ import { schemaVersion } from '../src/cluster/migrations.ts';
 import { curl, inOneHour, makeRootKey, mintRaw, runGatehouse, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
+import { tcpRelay } from './support/faultPeers.ts';
 import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
 
 const routes = `  - name: demo
@@ -209,6 +210,37 @@ describe.skipIf(postgresSkipReason !== '')(`three instances on one PostgreSQL${p
     const reload = await gw2.h.waitForAudit((r) => r.event === 'config.reload');
     expect(reload.decision).toBe('allow');
     expect(reload.detail?.note).toBe('cluster: changes only on restart');
+  });
+
+  it('database behind a relay that freezes, then resets every connection during its startup handshake: the deny instance lives, refuses, and recovers', async () => {
+    const port = Number(new URL(db.url).port);
+    const relay = await tcpRelay(port);
+    try {
+      const url = db.url.replace(`:${port}/`, `:${relay.port}/`);
+      const cut = await startInstance('gw-relay', url, 'deny');
+      const t = token('alice');
+      expect(await eventually(cut, '/demo/x', t, 200)).toBe(200);
+      // A partition first: the live connection goes silent mid-query (no FIN, no reset), and so does every
+      // new one. Then every connection is reset, and each new one is reset or closed once it sends its
+      // startup message (the handshake).
+      relay.mode = 'freeze';
+      expect(await eventually(cut, '/demo/x', t, 503, (STALE_SECONDS + 6) * 1000)).toBe(503);
+      relay.mode = 'reset';
+      relay.resetOpen();
+      const acceptedBefore = relay.accepted;
+      await sleep(2000);
+      expect(await status(cut, '/demo/x', t)).toBe(503);
+      expect(await eventuallyReady(cut, 503)).toBe(503);
+      expect(relay.accepted).toBeGreaterThan(acceptedBefore); // it kept trying, and each try met a reset
+      expect(cut.h.proc.exitCode).toBe(null);
+      const stale = await cut.h.waitForAudit((r) => r.event === 'cluster.database' && r.detail?.state === 'stale');
+      expect(stale.detail?.whenStale).toBe('deny');
+      relay.mode = 'forward';
+      expect(await eventually(cut, '/demo/x', t, 200, 15_000)).toBe(200);
+      expect(await eventuallyReady(cut, 200)).toBe(200);
+    } finally {
+      await relay.close();
+    }
   });
 
   it('an instance whose database has no schema refuses (fail closed) and its audit log says to migrate', async () => {

@@ -17,6 +17,8 @@ export interface TcpRelay {
   mode: RelayMode;
   /** Connections accepted so far. */
   accepted: number;
+  /** Resets every connection open now, both sides (a middlebox dropping its state). */
+  resetOpen(): void;
   close(): Promise<void>;
 }
 
@@ -26,7 +28,7 @@ export interface TcpRelay {
  */
 export async function tcpRelay(targetPort: number, delayMs = 0): Promise<TcpRelay> {
   const open = new Set<Socket>();
-  const relay: TcpRelay = { port: 0, mode: 'forward', accepted: 0, close: async () => {} };
+  const relay: TcpRelay = { port: 0, mode: 'forward', accepted: 0, resetOpen: () => open.forEach((s) => s.resetAndDestroy()), close: async () => {} };
   const server: Server = createServer({ allowHalfOpen: true }, (inbound) => {
     relay.accepted += 1;
     inbound.on('error', () => {});
