@@ -35,6 +35,7 @@ export const layers: readonly { rank: number; name: string; typesHandedDown?: tr
   {
     rank: 3, name: 'forwarders', dirs: {
       forward: 'the ways in (HTTP, WebSocket, CONNECT, tunnel, publish registration): each says what its admission asks, refuses on its transport and carries',
+      login: 'the issuer\'s endpoints (device flow, code flow, refresh, logout): gateway pages that end in an issued token or a session',
       portal: 'the gateway pages, carried like any other admitted exchange, and what they issue: the session cookie, hand-off codes, where a sign-in returns to',
     },
   },

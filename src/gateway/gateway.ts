@@ -33,6 +33,11 @@ import { createPublishedServices } from '../upstream/publishedServices.ts';
 import { endExpiredConnections, endRevokedConnections } from '../listener/revokedConnections.ts';
 import type { CertificateRef } from '../tls/clientCrl.ts';
 import { joinCluster } from '../cluster/gatewayCluster.ts';
+import { revokeShared } from '../cluster/clusterCommands.ts';
+import { createIssuerService } from '../issuer/issuerService.ts';
+import { revokeIssued } from '../issuer/revokeIssued.ts';
+import { loginEndpoints } from '../login/loginEndpoints.ts';
+import { loginPages } from '../login/loginPages.ts';
 import type { RevocationFeed } from '../authz/policy/revocationFeed.ts';
 
 export interface Gateway {
@@ -139,7 +144,18 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   await rootKey.load(config.authz.rootKey);
   // In a cluster the database holds the sign-in codes (any instance redeems them); else the primary or this process.
   const handoffs = cluster?.handoffs ?? deps.handoffs;
-  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, dryRun: admitRequest, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), ...(handoffs && { handoffs }) });
+  // The issuer (issuer: in routes.yaml): logins mint tokens with its own key; logout revokes at once.
+  const issuer = createIssuerService({
+    settings: () => config.issuer,
+    rootPublicKey: () => {
+      const key = rootKey.current();
+      return key.ok ? key.key.toString() : undefined;
+    },
+    audit,
+    revoke: revokeIssued({ file: () => config.authz.revocationList, cluster: () => config.cluster, revokeShared, reload: () => admission.reloadRevocations() }),
+  });
+  const login = loginPages(issuer, loginEndpoints({ issuer, sessions: () => admission.sessions, limits }));
+  const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, dryRun: admitRequest, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), login, ...(handoffs && { handoffs }) });
   const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
@@ -253,6 +269,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       tcp.close();
       http.close();
       await admission.close();
+      await issuer.close();
       await cluster?.close();
       material.close();
       await metricsServer?.close();

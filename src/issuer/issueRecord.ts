@@ -9,8 +9,8 @@ export interface IssueRecordInput {
   certificate: PeerIdentity;
   /** `ip:port` of the client that logged in. */
   source?: string;
-  /** How the login ran: `device` (RFC 8628) or `code` (browser, PKCE). */
-  flow?: 'device' | 'code';
+  /** How the login ran: `device` (RFC 8628), `code` (browser, PKCE), or `refresh` (a new token for a still-valid one). */
+  flow?: 'device' | 'code' | 'refresh';
 }
 
 export function issueRecord(input: IssueRecordInput): AuditRecord {

@@ -13,6 +13,8 @@ import type { PortalPage } from '../exchange/dispatch.ts';
 import { hostOnly } from '../routing/routeTable.ts';
 import type { PublishedListing } from '../upstream/publishedServices.ts';
 import type { BrowserSettings } from '../config/browserSettings.ts';
+import type { LoginPages } from '../login/loginPages.ts';
+import { LOGIN_PATH } from '../routing/reservedPaths.ts';
 import { localHandoffStore, type HandoffStore } from './handoffCodes.ts';
 import { portOf, PORTAL_PATH } from './nextTarget.ts';
 import { clearSessionCookie, DEFAULT_SESSION_SECONDS } from './sessionCookie.ts';
@@ -47,6 +49,8 @@ export interface PortalDeps {
   listenerHosts: () => readonly string[];
   /** Where hand-off codes are kept (default: this process; the primary under `serve --processes N`). */
   handoffs?: HandoffStore;
+  /** The issuer's endpoints under LOGIN_PATH (absent: those paths are not found). */
+  login?: LoginPages;
 }
 
 /** How long a verified session cookie is trusted without verifying it again (revocation is checked every time). */
@@ -105,6 +109,7 @@ function servePage(p: PortalContext, { req, res, page }: PageArrival, exchange: 
   if (path === SIGN_OUT_PATH && method === 'POST') return signOut(p, req, res, exchange);
   if (path === HANDOFF_PATH && method === 'POST') return continueTo(p, req, res, exchange);
   if (path === HANDOFF_PATH && method === 'GET') return redeem(p, req, res, exchange, url);
+  if (p.deps.login !== undefined && (path === LOGIN_PATH || path.startsWith(`${LOGIN_PATH}/`))) return p.deps.login.serve({ req, res, exchange, path, query: url.searchParams });
   const known = [PORTAL_PATH, SESSION_PATH, SIGN_OUT_PATH, HANDOFF_PATH].includes(path);
   req.resume();
   record(exchange, { event: 'request', method, path: path, decision: 'deny', status: known ? 405 : 404, reason: known ? `gateway page ${path} does not take ${method}` : 'no such gateway page' });

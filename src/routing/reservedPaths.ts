@@ -5,6 +5,9 @@ import { normalizeTarget } from './normalizePath.ts';
 /** Where `gatehouse publish` registers (the publish protocol, upstream/publishProtocol.ts, upgrades it). */
 export const PUBLISH_PATH = '/.well-known/gatehouse/publish';
 
+/** The issuer's endpoints (device and code flows, refresh, logout): gateway pages under this prefix. */
+export const LOGIN_PATH = '/.well-known/gatehouse/login';
+
 const RESERVED = ['.well-known', 'gatehouse'];
 const TUNNEL = [...RESERVED, 'tunnel'];
 
