@@ -13,6 +13,23 @@ interface Bucket {
 
 export type LimitName = 'requestsPerSecond' | 'engineMsPerSecond' | 'tunnelsPerIdentity';
 
+/**
+ * Several instances holding one limit between them (cluster:): each keeps its own buckets, sized by its
+ * share of the identity's demand as every instance last reported it (see cluster/limitShares.ts).
+ */
+export interface LimitShares {
+  /** This instance's share, in (0, 1], of `identity`'s request rate and burst. */
+  shareOf(identity: string): number;
+  /** Tunnels `identity` holds open on the other instances, as they last reported. */
+  tunnelsElsewhere(identity: string): number;
+}
+
+/** What this instance saw since the last report: requests tried per identity (refused ones too), tunnels open now. */
+export interface IdentityDemand {
+  requests: ReadonlyMap<string, number>;
+  tunnels: ReadonlyMap<string, number>;
+}
+
 export interface IdentityLimits {
   /**
    * Takes one request from `identity`'s bucket (its certificate fingerprint). An identity that spent
@@ -32,6 +49,8 @@ export interface IdentityLimits {
    */
   reserveTunnel(identity: string): { ok: true; release: () => void } | { ok: false; retryAfterSeconds: number; reason: string };
   tunnelsOf(identity: string): number;
+  /** The demand since the last call (then counted afresh); only counted when the limits are shared. */
+  takeDemand(): IdentityDemand;
 }
 
 /**
@@ -64,13 +83,21 @@ function refilled(buckets: LRUCache<string, Bucket>, identity: string, rate: num
   return bucket;
 }
 
-/** `onRefused` counts each refusal by limit name (records of them are rate limited, counts are not). */
-export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (limit: LimitName) => void = () => {}): IdentityLimits {
+/** Identities counted per report at most: beyond it (a flood of certificates) the rest keep their local share. */
+const MAX_COUNTED = 100_000;
+
+/**
+ * `onRefused` counts each refusal by limit name (records of them are rate limited, counts are not);
+ * `shares`: the limits are held with other instances.
+ */
+export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (limit: LimitName) => void = () => {}, shares?: LimitShares): IdentityLimits {
   // Bounded: an attacker with many certificates cannot grow these without limit (the oldest are
   // forgotten, which at worst hands them a fresh bucket).
   const buckets = new LRUCache<string, Bucket>({ max: 100_000 });
   const engine = new LRUCache<string, Bucket>({ max: 100_000 });
   const tunnels = new Map<string, number>();
+  // One Map update per request, and only in a cluster: the shares need each identity's demand.
+  let attempts = new Map<string, number>();
 
   // Engine time is charged after each call: an identity whose calls cost more than its budget is
   // refused until the bucket refills above zero, however few requests it sends.
@@ -88,7 +115,14 @@ export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (li
     takeRequest(identity) {
       const spent = engineOverdraft(identity);
       if (spent !== undefined) return spent;
-      const { requestsPerSecond: rate, requestBurst: burst } = limits();
+      let { requestsPerSecond: rate, requestBurst: burst } = limits();
+      if (shares !== undefined) {
+        const tried = attempts.get(identity);
+        if (tried !== undefined || attempts.size < MAX_COUNTED) attempts.set(identity, (tried ?? 0) + 1);
+        const share = shares.shareOf(identity);
+        rate *= share;
+        burst = Math.max(1, burst * share);
+      }
       const bucket = refilled(buckets, identity, rate, burst);
       if (bucket.tokens >= 1) {
         bucket.tokens -= 1;
@@ -106,9 +140,10 @@ export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (li
     reserveTunnel(identity) {
       const max = limits().tunnelsPerIdentity;
       const open = tunnels.get(identity) ?? 0;
-      if (open >= max) {
+      const elsewhere = shares?.tunnelsElsewhere(identity) ?? 0;
+      if (open + elsewhere >= max) {
         onRefused('tunnelsPerIdentity');
-        return { ok: false, retryAfterSeconds: 5, reason: `${open} tunnels open, limits.tunnelsPerIdentity is ${max}` };
+        return { ok: false, retryAfterSeconds: 5, reason: `${open} tunnels open${elsewhere > 0 ? ` here and ${elsewhere} on other instances` : ''}, limits.tunnelsPerIdentity is ${max}` };
       }
       tunnels.set(identity, open + 1);
       let released = false;
@@ -125,6 +160,11 @@ export function createIdentityLimits(limits: () => GatewayLimits, onRefused: (li
     },
     tunnelsOf(identity) {
       return tunnels.get(identity) ?? 0;
+    },
+    takeDemand() {
+      const requests = attempts;
+      attempts = new Map();
+      return { requests, tunnels: new Map(tunnels) };
     },
   };
 }

@@ -31,6 +31,10 @@ export interface ClusterNode {
   fresh(): boolean;
   /** Resolves once the revocations were first read, or after `timeoutMs`, whichever comes first. */
   firstSync(timeoutMs: number): Promise<boolean>;
+  /** Hands every notification on `channel` to `onPayload` (LISTENed on each connection from now on). */
+  listen(channel: string, onPayload: (payload: string | undefined) => void): void;
+  /** NOTIFY on the current connection; dropped while there is none (what it says is sent again soon). */
+  notify(channel: string, payload: string): void;
   /** Leaves the membership table (best effort) and closes the session. */
   close(): Promise<void>;
 }
@@ -75,6 +79,8 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
   let closed = false;
   let wake: (() => void) | undefined;
   const synced: Array<() => void> = [];
+  const channels = new Map<string, (payload: string | undefined) => void>();
+  let current: pg.Client | undefined;
   const freshness = watchFreshness(staleMs, {
     heard: () => observer.heard?.(Date.now()),
     changed(stale) {
@@ -102,8 +108,9 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
     c.on('error', breakOff);
     c.on('end', () => breakOff(new Error('connection closed by the server')));
     c.on('notification', (message) => {
-      const notice = message.channel === REVOCATION_CHANNEL ? parseRevocationNotice(message.payload) : undefined;
       heard();
+      if (message.channel !== REVOCATION_CHANNEL) return channels.get(message.channel)?.(message.payload);
+      const notice = parseRevocationNotice(message.payload);
       // The fast path: the id is refused from now on; lastSeq moves only with catch-up reads, which see every row in order.
       if (notice) mirror.noticed(notice);
     });
@@ -114,10 +121,12 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
       await register(c, me, settings.staleSeconds);
       // LISTEN before catching up: what commits in between arrives both ways, and ids are a set.
       await c.query(`LISTEN ${REVOCATION_CHANNEL}`);
+      for (const channel of channels.keys()) await c.query(`LISTEN ${channel}`);
       const wasStaleSince = freshness.staleSince();
       const caughtUp = await catchUp(c);
       heard();
       connected = true;
+      current = c;
       lastFailure = undefined;
       for (const resolve of synced.splice(0)) resolve();
       observer.health?.({ kind: 'connected', database: shownDatabase(settings), caughtUp, ...(wasStaleSince !== undefined && { staleForMs: Date.now() - wasStaleSince }) });
@@ -133,6 +142,7 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
         heard();
       }
     } finally {
+      if (current === c) current = undefined;
       if (closed) await leave(c, me).catch(() => undefined);
       // A hung server never answers the goodbye: do not let it hold the reconnect loop (the socket goes when the server does).
       await Promise.race([c.end().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
@@ -171,6 +181,13 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
             const timer = setTimeout(() => resolve(false), ms);
             synced.push(() => (clearTimeout(timer), resolve(true)));
           }),
+    listen(channel, onPayload) {
+      channels.set(channel, onPayload);
+      void current?.query(`LISTEN ${channel}`).catch(() => undefined);
+    },
+    notify(channel, payload) {
+      void current?.query('SELECT pg_notify($1, $2)', [channel, payload]).catch(() => undefined);
+    },
     async close() {
       closed = true;
       freshness.close();

@@ -1,5 +1,7 @@
 // The gateway's part in a cluster: joins (membership + shared revocations) with the cluster's metrics
 // and audit records, and says whether the instance is fit to take traffic.
+import type { IdentityLimits, LimitShares } from '../admission/identityLimits.ts';
+import { createSharedLimits, LIMITS_CHANNEL, REPORT_INTERVAL_MS } from './limitShares.ts';
 import type { AuditLog } from '../audit/auditLog.ts';
 import type { GatewayConfig } from '../config/schema.ts';
 import { clusterMetrics } from '../metrics/clusterMetrics.ts';
@@ -30,6 +32,10 @@ export interface GatewayCluster {
   node: ClusterNode;
   /** One-time sign-in codes any instance can redeem, once. */
   handoffs: HandoffStore;
+  /** This instance's shares of the per-identity limits the instances hold together. */
+  limitShares: LimitShares;
+  /** Starts reporting `limits`' demand to the other instances, once a second. */
+  shareLimits(limits: Pick<IdentityLimits, 'takeDemand'>): void;
   /** /readyz: with whenStale: deny, an instance with stale revocations refuses, so it is not ready either. */
   readiness(): Record<string, boolean>;
   close(): Promise<void>;
@@ -42,11 +48,23 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
   const node = startClusterNode(settings, me, { ...clusterMetrics(registry), health: (event) => auditHealth(audit, settings.instance, event) });
   await node.firstSync(Math.min(FIRST_SYNC_MS, settings.staleSeconds * 1000));
   const handoffs = databaseHandoffStore(settings);
+  const shared = createSharedLimits(settings.instance, Date.now, () => node.fresh());
+  node.listen(LIMITS_CHANNEL, shared.reported);
+  let reporting: NodeJS.Timeout | undefined;
   return {
     node,
     handoffs,
+    limitShares: shared,
+    shareLimits(limits) {
+      clearInterval(reporting);
+      reporting = setInterval(() => {
+        for (const part of shared.local(limits.takeDemand())) node.notify(LIMITS_CHANNEL, part);
+      }, REPORT_INTERVAL_MS);
+      reporting.unref();
+    },
     readiness: (): Record<string, boolean> => (settings.whenStale === 'deny' ? { clusterDatabase: node.fresh() } : {}),
     async close() {
+      clearInterval(reporting);
       await handoffs.close();
       await node.close();
     },

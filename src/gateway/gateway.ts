@@ -120,9 +120,11 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const upstreams = createUpstreamOpener(published);
   // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
   const limits = () => config.limits;
-  const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
   // Cluster membership and shared revocations outlive reloads (cluster: changes apply at restart).
   const cluster = await joinCluster(config, audit, metrics.registry);
+  // In a cluster the instances hold each identity's limits together (each its share of the demand).
+  const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit), cluster?.limitShares);
+  cluster?.shareLimits(identityLimits);
   let admission = await admissionFor(config, audit, metrics, tunnels, upstreams, identityLimits, cluster?.node.revocations);
   let metricsServer: MetricsServer | undefined;
   // Set once the listeners are open: until then /readyz says not ready.
