@@ -27,7 +27,9 @@ export type AuditEvent =
   /** The first record of a log started on purpose after another (auditLogStart.ts): what came before. */
   | 'audit.log.new'
   /** The cluster database reached, lost, or not heard from for cluster.staleSeconds (clusterNode.ts). */
-  | 'cluster.database';
+  | 'cluster.database'
+  /** This log's checkpoint disagrees with what the cluster database recorded for its origin (checkpointRecorder.ts). */
+  | 'cluster.checkpoint';
 
 export interface AuditClient {
   cn: string;

@@ -2,10 +2,16 @@
 // Both read the `cluster:` block of routes.yaml; failures print one line and exit 1.
 import type { Command } from 'commander';
 import type { ClusterSettings } from '../config/clusterSettings.ts';
+import type { GatewayConfig } from '../config/schema.ts';
 import { displayLines, displaySafe } from '../text/displayText.ts';
 
 /** The `cluster:` block of the config, or undefined after saying why (exit 1). */
 export async function clusterSettingsOf(configFile: string): Promise<ClusterSettings | undefined> {
+  return (await clusterConfigOf(configFile))?.cluster;
+}
+
+/** The config, when it is valid and has a `cluster:` block; else undefined after saying why (exit 1). */
+async function clusterConfigOf(configFile: string): Promise<(GatewayConfig & { cluster: ClusterSettings }) | undefined> {
   const { formatConfigError, loadConfig } = await import('../configCheck/loadConfig.ts');
   const loaded = await loadConfig(configFile);
   if (!loaded.ok) {
@@ -19,7 +25,7 @@ export async function clusterSettingsOf(configFile: string): Promise<ClusterSett
     process.exitCode = 1;
     return undefined;
   }
-  return loaded.config.cluster;
+  return { ...loaded.config, cluster: loaded.config.cluster };
 }
 
 /** Runs `body`; a failure (the database unreachable, a refused migration) is one line on stderr and exit 1. */
@@ -61,6 +67,28 @@ export function registerCluster(program: Command): void {
         const { clusterStatus, formatStatus } = await import('../cluster/clusterCommands.ts');
         const status = await clusterStatus(settings);
         process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : displayLines(formatStatus(status)));
+      }),
+    );
+  cluster
+    .command('checkpoint')
+    .description("print the newest audit checkpoint the cluster database recorded for a log (an anchor for audit verify --anchor), or list every log's")
+    .option('-c, --config <file>', 'configuration file', 'routes.yaml')
+    .option('--origin <name>', "the log's origin (default: this config's audit log, as the gateway names it on this host)")
+    .option('--list', 'list every origin: newest size, how many checkpoints, which instance, when')
+    .action((options: { config: string; origin?: string; list?: boolean }) =>
+      reporting(async () => {
+        const config = await clusterConfigOf(options.config);
+        if (!config) return;
+        const { printCheckpoint } = await import('../cluster/clusterCommands.ts');
+        const { defaultAuditOrigin } = await import('../audit/auditLogStart.ts');
+        const origin = options.origin ?? config.audit.origin ?? defaultAuditOrigin(config.audit.file);
+        const out = await printCheckpoint(config.cluster, options.list ? undefined : origin);
+        if (out === undefined) {
+          process.stderr.write(`error: the cluster database has no checkpoint of ${displaySafe(origin)}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        process.stdout.write(options.list ? displayLines(out) : out);
       }),
     );
 }

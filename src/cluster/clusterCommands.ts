@@ -6,6 +6,7 @@ import { clientOptions, type ClusterSettings } from '../config/clusterSettings.t
 import { listMembers, type MemberRow } from './membership.ts';
 import { databaseVersion, migrate, schemaVersion, type MigrationReport } from './migrations.ts';
 import { revokeInDatabase, type RevokedRow } from './sharedRevocations.ts';
+import { checkpointOrigins, latestCheckpoint } from './sharedCheckpoints.ts';
 
 /** Who ran a command, for the rows it writes (`applied_by`, `revoked_by`). */
 export function operatorName(): string {
@@ -87,4 +88,17 @@ export function formatStatus(status: ClusterStatus): string {
 
 export function revokeShared(settings: ClusterSettings, ids: readonly string[]): Promise<RevokedRow[]> {
   return withClient(settings, (client) => revokeInDatabase(client, ids, operatorName()));
+}
+
+/**
+ * `origin`: the newest checkpoint note recorded for it, as is (undefined: none); absent: a table of every
+ * origin's newest checkpoint.
+ */
+export function printCheckpoint(settings: ClusterSettings, origin: string | undefined): Promise<string | undefined> {
+  return withClient(settings, async (client) => {
+    if (origin !== undefined) return (await latestCheckpoint(client, origin))?.note;
+    const rows = await checkpointOrigins(client);
+    if (rows.length === 0) return 'no checkpoint recorded\n';
+    return rows.map((r) => `${r.origin}  size ${r.size}  (${r.count} checkpoint(s), newest from ${r.instance} at ${r.recordedAt.toISOString()})`).join('\n') + '\n';
+  });
 }

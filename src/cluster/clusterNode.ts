@@ -35,6 +35,8 @@ export interface ClusterNode {
   listen(channel: string, onPayload: (payload: string | undefined) => void): void;
   /** NOTIFY on the current connection; dropped while there is none (what it says is sent again soon). */
   notify(channel: string, payload: string): void;
+  /** Runs `body` on the current connection (after what is queued on it); refused while there is none. */
+  run<T>(body: (client: pg.ClientBase) => Promise<T>): Promise<T>;
   /** Leaves the membership table (best effort) and closes the session. */
   close(): Promise<void>;
 }
@@ -187,6 +189,9 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
     },
     notify(channel, payload) {
       void current?.query('SELECT pg_notify($1, $2)', [channel, payload]).catch(() => undefined);
+    },
+    run(body) {
+      return current === undefined ? Promise.reject(new Error('not connected to the cluster database')) : body(current);
     },
     async close() {
       closed = true;

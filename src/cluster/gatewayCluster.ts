@@ -10,6 +10,7 @@ import { gatehouseVersion } from '../cli/version.ts';
 import { startClusterNode, type ClusterHealthEvent, type ClusterNode } from './clusterNode.ts';
 import { memberIdentity } from './membership.ts';
 import { databaseHandoffStore } from './sharedHandoffs.ts';
+import { checkpointRecorder } from './checkpointRecorder.ts';
 import type { HandoffStore } from '../portal/handoffCodes.ts';
 
 /** Start-up waits this long at most for the first read of the shared revocations; requests never wait. */
@@ -34,6 +35,8 @@ export interface GatewayCluster {
   handoffs: HandoffStore;
   /** This instance's shares of the per-identity limits the instances hold together. */
   limitShares: LimitShares;
+  /** Records a durable checkpoint of this instance's audit log in the database (in the background). */
+  recordCheckpoint(note: string): void;
   /** Starts reporting `limits`' demand to the other instances, once a second. */
   shareLimits(limits: Pick<IdentityLimits, 'takeDemand'>): void;
   /** /readyz: with whenStale: deny, an instance with stale revocations refuses, so it is not ready either. */
@@ -51,7 +54,9 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
   const shared = createSharedLimits(settings.instance, Date.now, () => node.fresh());
   node.listen(LIMITS_CHANNEL, shared.reported);
   let reporting: NodeJS.Timeout | undefined;
+  const checkpoints = checkpointRecorder(node, settings.instance, audit);
   return {
+    recordCheckpoint: checkpoints.record,
     node,
     handoffs,
     limitShares: shared,
@@ -65,6 +70,7 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
     readiness: (): Record<string, boolean> => (settings.whenStale === 'deny' ? { clusterDatabase: node.fresh() } : {}),
     async close() {
       clearInterval(reporting);
+      checkpoints.close();
       await handoffs.close();
       await node.close();
     },

@@ -46,6 +46,22 @@ export const migrations: readonly Migration[] = [
       );
       CREATE INDEX gatehouse_handoffs_expiry ON gatehouse_handoffs (expires_at);`,
   },
+  {
+    version: 3,
+    name: 'audit checkpoints',
+    // One row per signed checkpoint of each instance's log: what the database saw of every log, to check
+    // any instance's files against, and where a second log under one origin, or a log cut back, shows.
+    sql: `
+      CREATE TABLE gatehouse_audit_checkpoints (
+        origin text NOT NULL,
+        size bigint NOT NULL,
+        body text NOT NULL,
+        note text NOT NULL,
+        instance text NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (origin, size)
+      );`,
+  },
 ];
 
 /** The schema version this code reads and writes. */

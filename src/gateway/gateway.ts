@@ -102,9 +102,17 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   // The process that writes the log pushes its checkpoints to the witnesses (in the background).
   const witnesses = !deps.openAudit && config.audit.witnesses.length > 0 ? startWitnessPusher({ auditFile: config.audit.file, checkpointFile: config.audit.checkpointFile ?? defaultCheckpointFile(config.audit.file), witnesses: config.audit.witnesses, observer: witnessMetrics(metrics.registry), ...(config.audit.witnessMaxAgeSeconds !== undefined && { heartbeatMs: (config.audit.witnessMaxAgeSeconds * 1000) / 3 }) }) : undefined;
   const witnessesSince = Date.now();
+  // In a cluster the process that writes the log also records its checkpoints in the database (once joined).
+  let recordCheckpoint: ((note: string) => void) | undefined;
+  const writesLog = !deps.openAudit;
   const auditLog = (deps.openAudit ?? openAuditLog)({
     ...config.audit,
-    ...(witnesses && { onCheckpointDurable: witnesses.push }),
+    ...((witnesses || (writesLog && config.cluster)) && {
+      onCheckpointDurable: (note: string) => {
+        witnesses?.push(note);
+        recordCheckpoint?.(note);
+      },
+    }),
     observer: metrics.auditLog,
     onError: (err) => process.stderr.write(`gatehouse: audit log ${config.audit.file} cannot be written (${err.message}): refusing all traffic until a write succeeds (SIGUSR1 reopens the file)\n`),
     onRecovered: () => process.stderr.write(`gatehouse: audit log ${config.audit.file} written again: serving\n`),
@@ -125,6 +133,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   // In a cluster the instances hold each identity's limits together (each its share of the demand).
   const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit), cluster?.limitShares);
   cluster?.shareLimits(identityLimits);
+  if (writesLog) recordCheckpoint = cluster?.recordCheckpoint;
   let admission = await admissionFor(config, audit, metrics, tunnels, upstreams, identityLimits, cluster?.node.revocations);
   let metricsServer: MetricsServer | undefined;
   // Set once the listeners are open: until then /readyz says not ready.

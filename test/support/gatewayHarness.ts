@@ -43,6 +43,8 @@ export interface HarnessOptions {
   auditFile?: string;
   /** More keys under `authz:` (lines indented by 2), e.g. externalKeys or cache settings. */
   authzExtra?: string;
+  /** More keys under `audit:` (lines indented by 2), e.g. origin or checkpoint settings. */
+  auditExtra?: string;
   /** More arguments to `gatehouse serve`, e.g. `['--processes', '2']`. */
   serveArgs?: string[];
   /** More names in the server certificate (besides localhost and the loopback addresses), e.g. `*.apps.test`. */
@@ -82,7 +84,7 @@ authz:
   revocationList: certs/revoked.txt
 ${opts.authzExtra ?? ''}audit:
   file: ${opts.auditFile ?? 'audit/audit.log'}
-${opts.extraTop ?? ''}routes:
+${opts.auditExtra ?? ''}${opts.extraTop ?? ''}routes:
 ${opts.routes}`;
 }
 
