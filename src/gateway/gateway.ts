@@ -117,7 +117,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const limits = () => config.limits;
   const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit));
   // Cluster membership and shared revocations outlive reloads (cluster: changes apply at restart).
-  const cluster = await joinCluster(config, audit, metrics.registry);
+  const cluster = await joinCluster(config, audit, metrics.registry, published);
   let admission = await admissionFor(config, audit, metrics, tunnels, upstreams, identityLimits, cluster?.node.revocations);
   let metricsServer: MetricsServer | undefined;
   // Set once the listeners are open: until then /readyz says not ready.
@@ -160,6 +160,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     });
     const connectionLimits = createConnectionLimits(config.limits, refusals, metrics);
     for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
+    // Streams other instances relay here, to the publishers this one carries (cluster.peerListen).
+    await cluster?.openPeers({ audit, refusals, admission: () => admission });
   } catch (err) {
     for (const l of listeners) l.server.close();
     tls?.close();

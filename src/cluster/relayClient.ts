@@ -1,0 +1,107 @@
+// The peer channel's dialling end: one mTLS HTTP/2 session per carrying instance (its certificate must name
+// that instance), kept alive by PINGs, and one CONNECT stream per relayed request or tunnel.
+import { connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { X509Certificate } from 'node:crypto';
+import { refuse } from '../errors/refusal.ts';
+import { identityFromCertificate } from '../tls/peerIdentity.ts';
+import { upstreamRefusal, type UpstreamConnection } from '../upstream/openUpstream.ts';
+import { connectAnswer } from '../upstream/connectAnswer.ts';
+import type { RemoteCarrier, RemoteCarriers } from '../upstream/relayedUpstreams.ts';
+import { encodeRelay, instanceOf, RELAY_AUTHORITY, RELAY_ERROR_HEADER, RELAY_HEADER } from '../upstream/relayWire.ts';
+import type { PeerTls } from './peerChannel.ts';
+import type { PublisherView, RemotePublisher } from './publisherView.ts';
+
+/** A PING every so often while a session is open; no answer within the timeout ends it (a frozen peer). */
+const PING_EVERY_MS = 2_000;
+const PING_TIMEOUT_MS = 5_000;
+
+/** Ends a session with `why` when its peer stops answering PINGs: every stream on it ends as an error. */
+function watchPeer(session: ClientHttp2Session): void {
+  let waiting: NodeJS.Timeout | undefined;
+  const timer = setInterval(() => {
+    if (waiting || session.destroyed) return;
+    waiting = setTimeout(() => session.destroy(new Error(`peer instance did not answer a PING within ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS);
+    waiting.unref();
+    const sent = session.ping((err) => {
+      clearTimeout(waiting);
+      waiting = undefined;
+      if (err) session.destroy(err);
+    });
+    if (!sent) (clearTimeout(waiting), (waiting = undefined));
+  }, PING_EVERY_MS);
+  timer.unref();
+  session.once('close', () => (clearInterval(timer), clearTimeout(waiting)));
+}
+
+export interface RelayClient extends RemoteCarriers {
+  close(): void;
+}
+
+export function createRelayClient(me: string, tls: PeerTls, view: PublisherView): RelayClient {
+  const sessions = new Map<string, ClientHttp2Session>();
+  let turn = 0;
+
+  /** The session to `carrier`'s instance, opened if there is none usable; its certificate must name that instance. */
+  function sessionTo(carrier: RemotePublisher): ClientHttp2Session {
+    const known = sessions.get(carrier.instanceId);
+    if (known && !known.closed && !known.destroyed) return known;
+    const session = connect(`https://${carrier.peerAddress}`, {
+      cert: tls.cert,
+      key: tls.key,
+      ca: tls.ca,
+      minVersion: 'TLSv1.3',
+      // Not a host name check: the peer is whichever instance the database says carries the publisher, and
+      // only a certificate of the site CA naming exactly that instance may take what this one relays.
+      checkServerIdentity: (_host, cert) => {
+        const named = instanceOf(identityFromCertificate(new X509Certificate(cert.raw)));
+        return named === carrier.instance ? undefined : new Error(`peer at ${carrier.peerAddress} is not instance ${carrier.instance} (its certificate names ${named ?? 'no instance'})`);
+      },
+    });
+    session.on('error', () => undefined);
+    session.once('close', () => sessions.get(carrier.instanceId) === session && sessions.delete(carrier.instanceId));
+    watchPeer(session);
+    sessions.set(carrier.instanceId, session);
+    return session;
+  }
+
+  function find(target: { user: string; service: string }): RemoteCarrier | undefined {
+    const carriers = view.carriers(target.user, target.service);
+    if (carriers.length === 0) return undefined;
+    turn = (turn + 1) % 1_000_000;
+    const chosen = carriers[turn % carriers.length] as RemotePublisher;
+    return { instance: chosen.instance, publisher: chosen.publisher, fingerprint: chosen.fingerprint };
+  }
+
+  const refused = (why: string) => upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', why));
+
+  const open: RemoteCarriers['open'] = (target, timeoutMs) => {
+    const ticket = target.relay;
+    const carrier = view.carriers(target.user, target.service, ticket.fingerprint).find((c) => c.instance === ticket.instance && c.publisher === ticket.publisher);
+    if (!carrier) return Promise.resolve(upstreamRefusal(refuse('GH_NOT_PUBLISHED', `${target.label}: instance ${ticket.instance}'s lease on publisher ${ticket.publisher} ended during admission`)));
+    if (!ticket.decided) return Promise.resolve(refused(`relay ${ticket.id}: not decided`));
+    let stream: ClientHttp2Stream;
+    try {
+      stream = sessionTo(carrier).request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: RELAY_AUTHORITY, [RELAY_HEADER]: encodeRelay(target, { ...ticket, decided: ticket.decided }, me) }, { endStream: false });
+    } catch (err) {
+      return Promise.resolve(refused(`relay to instance ${carrier.instance}: ${(err as Error).message}`));
+    }
+    // A reset by the carrying instance (its publisher lost, the instance going away) is an error, never a clean end.
+    stream.once('aborted', () => stream.destroy(new Error(`relay ${ticket.id} cut by instance ${carrier.instance}`)));
+    return connectAnswer(stream, timeoutMs).then((answer): UpstreamConnection => {
+      if (!answer.ok) return refused(`relay to instance ${carrier.instance}: ${answer.why}`);
+      if (answer.status === 200) return { ok: true, stream };
+      stream.destroy();
+      const why = String(answer.headers[RELAY_ERROR_HEADER] ?? `status ${answer.status}`).slice(0, 300);
+      return upstreamRefusal(refuse(answer.status === 503 ? 'GH_NOT_PUBLISHED' : 'GH_UPSTREAM_UNAVAILABLE', `relay to instance ${carrier.instance}: ${why}`));
+    });
+  };
+
+  return {
+    find,
+    open,
+    close() {
+      for (const session of sessions.values()) session.destroy();
+      sessions.clear();
+    },
+  };
+}

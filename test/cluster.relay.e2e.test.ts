@@ -1,0 +1,206 @@
+// Three real `gatehouse serve` instances on one real PostgreSQL and a real `gatehouse publish` connected to
+// two of them: the leases in the database, and the service reached through the third by a relay over the
+// mTLS HTTP/2 peer channel (HTTP, WebSocket, tunnel), byte for byte, recorded on both sides under one id.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { connect as http2Connect } from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import type { AuditRecord } from '../src/audit/auditRecord.ts';
+import { curl, makeRootKey, runGatehouse, startHarness, type Harness } from './support/gatewayHarness.ts';
+import { instanceCertificate } from './support/clusterPeers.ts';
+import { freePort } from './support/localServices.ts';
+import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
+import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
+import { echoService, httpAndWebSocketService, publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { cleanEnv, writeToken } from './support/tunnelClient.ts';
+import { connectTunnel } from './support/tunnelPeers.ts';
+
+interface Instance {
+  name: string;
+  h: Harness;
+  peerPort: number;
+}
+
+/** Short leases so a dead instance's lapse within a test; renewed three times per lease. */
+const LEASE_SECONDS = 3;
+
+let db: TestPostgres;
+let pki: TestPki;
+let work: string;
+let alice: TestClientCertificate;
+let aliceToken: string;
+let publisher: PublisherProcess;
+const instances: Instance[] = [];
+const servers: Server[] = [];
+const rootKey = makeRootKey();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function startInstance(name: string): Promise<Instance> {
+  const peerPort = await freePort();
+  const cert = instanceCertificate(pki, work, name);
+  const cluster = `cluster:\n  postgres: ${db.url}\n  instance: ${name}\n  peerListen: 127.0.0.1:${peerPort}\n  peerCert: ${cert.certPath}\n  peerKey: ${cert.keyPath}\n  publisherLeaseSeconds: ${LEASE_SECONDS}\n  staleSeconds: 4\n`;
+  const h = await startHarness({ routes: publishedRoute, rootKey, pki, extraTop: cluster + publishTop });
+  const instance = { name, h, peerPort };
+  instances.push(instance);
+  return instance;
+}
+
+const instanceAt = (i: number) => () => instances[i] as Instance;
+const gw1 = instanceAt(0);
+const gw2 = instanceAt(1);
+const gw3 = instanceAt(2);
+
+interface Lease {
+  user: string;
+  service: string;
+  instance: string;
+  publisher: string;
+}
+async function leases(): Promise<Lease[]> {
+  const out = await runGatehouse(['cluster', 'status', '--json', '--config', join(gw1().h.dir, 'routes.yaml')]);
+  return (JSON.parse(out.stdout) as { publishers: Lease[] }).publishers;
+}
+/** Polls the leases until `done` holds (up to `ms`). */
+async function leasesUntil(done: (all: Lease[]) => boolean, ms = 15_000): Promise<Lease[]> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const all = await leases();
+    if (done(all) || Date.now() > until) return all;
+    await sleep(200);
+  }
+}
+const carriers = (all: Lease[], service: string) => [...new Set(all.filter((l) => l.user === 'alice' && l.service === service).map((l) => l.instance))].sort();
+
+/** The record of relay `id` on the carrying instance. */
+async function carried(id: string): Promise<AuditRecord> {
+  for (const i of instances.slice(0, 2)) {
+    const found = i.h.audit().find((r) => r.event === 'relay' && r.relay?.id === id);
+    if (found) return found;
+  }
+  await sleep(100);
+  return carried(id);
+}
+
+beforeAll(async () => {
+  if (postgresSkipReason) return;
+  db = await startMigratedPostgres();
+  work = mkdtempSync(join(tmpdir(), 'gatehouse-relay-'));
+  pki = await makeTestPki(join(work, 'pki'));
+  alice = await pki.client('alice');
+  for (const name of ['gw1', 'gw2', 'gw3']) await startInstance(name);
+  const home = join(work, 'home');
+  mkdirSync(join(home, 'private'), { recursive: true, mode: 0o700 });
+  servers.push((await httpAndWebSocketService(join(home, 'private', 'web.sock'))) as unknown as Server, await echoService(join(home, 'private', 'echo.sock')));
+  const tokenFile = writeToken(gw1().h, join(home, 'alice.token'), 'alice');
+  aliceToken = readFileSync(tokenFile, 'utf8').trim();
+  // Connected to gw1 and gw2 only: gw3 must relay.
+  const gateways = [gw1(), gw2()].flatMap((i) => ['--gateway', `https://localhost:${i.h.port}`]);
+  publisher = startPublisher([...gateways, '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', tokenFile, `web=unix:${join(home, 'private', 'web.sock')}`, `echo/tcp=unix:${join(home, 'private', 'echo.sock')}`], cleanEnv(home));
+  await publisher.waitForStderr(/published as alice through[\s\S]*published as alice through/);
+}, 120_000);
+
+afterAll(async () => {
+  await publisher?.stop('SIGKILL');
+  for (const i of instances) await i.h.stop();
+  for (const s of servers) s.close();
+  await db?.remove();
+});
+
+describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, relayed through the third${postgresSkipReason}`, () => {
+  it('each instance leases what it carries: cluster status lists the service on gw1 and gw2 (table and --json)', async () => {
+    const all = await leasesUntil((l) => carriers(l, 'web').length === 2 && carriers(l, 'echo').length === 2);
+    expect(carriers(all, 'web')).toEqual(['gw1', 'gw2']);
+    expect(carriers(all, 'echo')).toEqual(['gw1', 'gw2']);
+    const table = await runGatehouse(['cluster', 'status', '--config', join(gw3().h.dir, 'routes.yaml')]);
+    expect(table.stdout).toMatch(/\n2 published service\(s\), 4 lease\(s\)\nUSER +SERVICE +INSTANCE +PUBLISHER +FINGERPRINT +LEASE\n/);
+    expect(table.stdout).toMatch(/\nalice +web +gw1 +[0-9a-f]+ +sha256:[0-9a-f]+ +\d+\.\d s left\n/);
+  });
+
+  it('HTTP through the instance that does not carry it: relayed, byte-identical, one correlation id in both records', async () => {
+    const body = randomBytes(300_000);
+    const file = join(work, 'upload.bin');
+    writeFileSync(file, body);
+    const through3 = await curl(gw3().h, '/~alice/web/upload?x=1', { client: alice, token: aliceToken, args: ['--data-binary', `@${file}`] });
+    expect(through3.status).toBe(200);
+    expect(JSON.parse(through3.body)).toEqual({ path: '/upload?x=1', user: 'alice', received: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+    const entry = await gw3().h.waitForAudit((r) => r.event === 'request' && r.path === '/~alice/web/upload' && r.status === 200);
+    expect(entry.relay?.to).toMatch(/^gw[12]$/);
+    const id = entry.relay?.id as string;
+    const far = await carried(id);
+    expect(far).toMatchObject({ event: 'relay', decision: 'allow', route: 'published', upstream: 'published:alice/web', path: '/~alice/web/upload', protocol: 'http', relay: { id, from: 'gw3' }, client: { cn: 'alice', fingerprint: alice.fingerprint }, token: { user: 'alice' } });
+    expect(far.publisher).toBe(entry.publisher);
+    // What the carrier passed is at least the upload (plus the request head the entry instance wrote).
+    expect(far.bytesIn).toBeGreaterThan(body.length);
+    // The instances that carry it serve it themselves, without a relay.
+    for (const i of [gw1(), gw2()]) {
+      const direct = await curl(i.h, '/~alice/web/direct', { client: alice, token: aliceToken });
+      expect(direct.status).toBe(200);
+      const record = await i.h.waitForAudit((r) => r.event === 'request' && r.path === '/~alice/web/direct');
+      expect(record.relay).toBeUndefined();
+    }
+  });
+
+  it('many HTTP requests through gw3 each get a relay of their own (no stream shared between requests)', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, n) => curl(gw3().h, `/~alice/web/many/${n}`, { client: alice, token: aliceToken })));
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    await sleep(300);
+    const ids = gw3().h.audit().filter((r) => r.event === 'request' && r.path?.startsWith('/~alice/web/many/')).map((r) => r.relay?.id);
+    expect(new Set(ids).size).toBe(20);
+  });
+
+  it('a WebSocket through gw3: relayed, messages echoed byte for byte', async () => {
+    const ws = new WebSocket(`wss://localhost:${gw3().h.port}/~alice/web/ws`, { ca: pki.caCert, cert: alice.cert, key: alice.key, headers: { authorization: `Bearer ${aliceToken}` } });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const sent = randomBytes(100_000);
+    const echoed = await new Promise<Buffer>((resolve) => {
+      ws.once('message', (data) => resolve(data as Buffer));
+      ws.send(sent);
+    });
+    expect(echoed.equals(sent)).toBe(true);
+    ws.close();
+    const entry = await gw3().h.waitForAudit((r) => r.event === 'tunnel.close' && r.protocol === 'websocket' && r.route === 'published');
+    const far = await carried(entry.relay?.id as string);
+    expect(far).toMatchObject({ protocol: 'websocket', relay: { from: 'gw3' }, client: { cn: 'alice' } });
+  });
+
+  it('a tunnel (CONNECT) through gw3: relayed, 2 MB echoed byte for byte, half-close passed on', async () => {
+    const opened = await connectTunnel(gw3().h, alice, 'echo.alice:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+    if (!opened.ok) throw new Error(`tunnel refused: ${opened.status} ${opened.body}`);
+    const end = opened.end;
+    const sent = randomBytes(2 << 20);
+    const got: Buffer[] = [];
+    end.onData((d) => got.push(d));
+    await end.write(sent);
+    end.end();
+    await end.peerEnded;
+    expect(Buffer.concat(got).equals(sent)).toBe(true);
+    end.destroy();
+    const entry = await gw3().h.waitForAudit((r) => r.event === 'tunnel.close' && r.protocol === 'tcp' && r.route === 'published');
+    expect(entry.relay?.to).toMatch(/^gw[12]$/);
+    const far = await carried(entry.relay?.id as string);
+    expect(far).toMatchObject({ event: 'relay', decision: 'allow', protocol: 'tcp', upstream: 'published:alice/echo', relay: { from: 'gw3' } });
+    expect(far.bytesIn).toBe(sent.length);
+    expect(far.bytesOut).toBe(sent.length);
+  });
+
+  it('hostile: a user certificate of the same CA on the peer port is refused (no stream is carried), and recorded', async () => {
+    const session = http2Connect(`https://127.0.0.1:${gw1().peerPort}`, { ca: pki.caCert, cert: alice.cert, key: alice.key, checkServerIdentity: () => undefined });
+    session.on('error', () => undefined);
+    const forged = Buffer.from(JSON.stringify({ v: 1 })).toString('base64url');
+    const stream = session.request({ ':method': 'CONNECT', ':authority': 'relay.gatehouse.invalid:443', 'gatehouse-relay': forged });
+    const outcome = await new Promise<string>((resolve) => {
+      stream.on('response', (headers) => resolve(`status ${String(headers[':status'])}`));
+      stream.on('error', (err) => resolve(`error ${err.message}`));
+      stream.on('close', () => resolve('closed'));
+    });
+    session.destroy();
+    expect(outcome).not.toBe('status 200');
+    const refused = await gw1().h.waitForAudit((r) => r.event === 'tls.reject' && r.client?.cn === 'alice');
+    expect(refused.reason).toContain('no instance role');
+    expect(gw1().h.audit().some((r) => r.event === 'relay' && r.client?.cn === 'alice' && r.relay?.from !== 'gw3')).toBe(false);
+  });
+});
