@@ -17,7 +17,7 @@ import { makeTestPki, type TestClientCertificate, type TestPki } from './support
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
 import { echoService, httpAndWebSocketService, publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv, writeToken } from './support/tunnelClient.ts';
-import { connectTunnel } from './support/tunnelPeers.ts';
+import { connectTunnel, type TunnelEnd } from './support/tunnelPeers.ts';
 
 interface Instance {
   name: string;
@@ -78,7 +78,7 @@ const carriers = (all: Lease[], service: string) => [...new Set(all.filter((l) =
 /** The record of relay `id` on the carrying instance. */
 async function carried(id: string): Promise<AuditRecord> {
   for (const i of instances.slice(0, 2)) {
-    const found = i.h.audit().find((r) => r.event === 'relay' && r.relay?.id === id);
+    const found = i.h.audit().find((r) => r.event === 'relay.close' && r.relay?.id === id);
     if (found) return found;
   }
   await sleep(100);
@@ -131,7 +131,7 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     expect(entry.relay?.to).toMatch(/^gw[12]$/);
     const id = entry.relay?.id as string;
     const far = await carried(id);
-    expect(far).toMatchObject({ event: 'relay', decision: 'allow', route: 'published', upstream: 'published:alice/web', path: '/~alice/web/upload', protocol: 'http', relay: { id, from: 'gw3' }, client: { cn: 'alice', fingerprint: alice.fingerprint }, token: { user: 'alice' } });
+    expect(far).toMatchObject({ event: 'relay.close', decision: 'allow', route: 'published', upstream: 'published:alice/web', path: '/~alice/web/upload', protocol: 'http', relay: { id, from: 'gw3' }, client: { cn: 'alice', fingerprint: alice.fingerprint }, token: { user: 'alice' } });
     expect(far.publisher).toBe(entry.publisher);
     // What the carrier passed is at least the upload (plus the request head the entry instance wrote).
     expect(far.bytesIn).toBeGreaterThan(body.length);
@@ -182,7 +182,7 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     const entry = await gw3().h.waitForAudit((r) => r.event === 'tunnel.close' && r.protocol === 'tcp' && r.route === 'published');
     expect(entry.relay?.to).toMatch(/^gw[12]$/);
     const far = await carried(entry.relay?.id as string);
-    expect(far).toMatchObject({ event: 'relay', decision: 'allow', protocol: 'tcp', upstream: 'published:alice/echo', relay: { from: 'gw3' } });
+    expect(far).toMatchObject({ event: 'relay.close', decision: 'allow', protocol: 'tcp', upstream: 'published:alice/echo', relay: { from: 'gw3' } });
     expect(far.bytesIn).toBe(sent.length);
     expect(far.bytesOut).toBe(sent.length);
   });
@@ -201,6 +201,63 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     expect(outcome).not.toBe('status 200');
     const refused = await gw1().h.waitForAudit((r) => r.event === 'tls.reject' && r.client?.cn === 'alice');
     expect(refused.reason).toContain('no instance role');
-    expect(gw1().h.audit().some((r) => r.event === 'relay' && r.client?.cn === 'alice' && r.relay?.from !== 'gw3')).toBe(false);
+    expect(gw1().h.audit().some((r) => r.event === 'relay.close' && r.client?.cn === 'alice' && r.relay?.from !== 'gw3')).toBe(false);
   });
+
+  it('hostile: the carrying instance freezes (SIGSTOP) mid-relay: the tunnel through gw3 ends as an error within the PING timeout, gw3 lives', async () => {
+    const { end, carrier } = await relayedTunnel();
+    const ending = tunnelEnding(end);
+    carrier.h.proc.kill('SIGSTOP');
+    try {
+      expect(await ending).toBe('cut');
+    } finally {
+      carrier.h.proc.kill('SIGCONT');
+    }
+    const closed = await gw3().h.waitForAudit((r) => r.event === 'tunnel.close' && r.relay?.to === carrier.name && r.relay.id !== undefined && r.protocol === 'tcp' && /error|PING/.test(r.reason ?? ''), 10_000);
+    expect(closed.reason).toMatch(/PING|error/);
+    expect(gw3().h.proc.exitCode).toBeNull();
+    expect((await curl(gw3().h, '/~alice/web/after-freeze', { client: alice, token: aliceToken })).status).toBe(200);
+  }, 60_000);
+
+  it('acceptance: a carrying instance killed (SIGKILL) mid-relay: the tunnel through gw3 ends as an error, its leases lapse, the publisher carries on through the other', async () => {
+    // After the freeze above, the publisher may have reconnected to the frozen instance: both carry again first.
+    await leasesUntil((l) => carriers(l, 'web').length === 2 && carriers(l, 'echo').length === 2);
+    const { end, carrier } = await relayedTunnel();
+    const other = carrier === gw1() ? gw2() : gw1();
+    const connectionOn = (all: Lease[]) => [...new Set(all.filter((l) => l.instance === other.name).map((l) => l.publisher))];
+    const before = connectionOn(await leases());
+    expect(before).toHaveLength(1);
+    const ending = tunnelEnding(end);
+    await carrier.h.stop('SIGKILL');
+    expect(await ending).toBe('cut');
+    expect(gw3().h.proc.exitCode).toBeNull();
+    const killedAt = Date.now();
+    const all = await leasesUntil((l) => carriers(l, 'web').join() === other.name && carriers(l, 'echo').join() === other.name);
+    console.log(`relay: leases of the killed instance ${carrier.name} gone from cluster status ${Date.now() - killedAt} ms after SIGKILL (lease ${LEASE_SECONDS} s)`);
+    expect(carriers(all, 'web')).toEqual([other.name]);
+    // The publisher's connection to the other instance was never dropped: the same connection holds the leases.
+    expect(connectionOn(all)).toEqual(before);
+    for (const i of [other, gw3()]) expect((await curl(i.h, '/~alice/web/after-kill', { client: alice, token: aliceToken })).status).toBe(200);
+    const relayed = await gw3().h.waitForAudit((r) => r.event === 'request' && r.path === '/~alice/web/after-kill');
+    expect(relayed.relay?.to).toBe(other.name);
+  }, 60_000);
 });
+
+/** A tunnel through gw3 to alice's echo service, relayed, and the instance carrying it. */
+async function relayedTunnel(): Promise<{ end: TunnelEnd; carrier: Instance }> {
+  const opened = await connectTunnel(gw3().h, alice, 'echo.alice:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+  if (!opened.ok) throw new Error(`tunnel refused: ${opened.status} ${opened.body}`);
+  // Bytes go both ways before anything happens to the carrier.
+  const echoed = new Promise<void>((resolve) => opened.end.onData(() => resolve()));
+  await opened.end.write(Buffer.from('ping'));
+  await echoed;
+  const seen = new Set(gw3().h.audit().filter((r) => r.event === 'tunnel.close').map((r) => r.req));
+  const open = await gw3().h.waitForAudit((r) => r.event === 'tunnel.open' && r.relay !== undefined && !seen.has(r.req) && !gw3().h.audit().some((c) => c.event === 'tunnel.close' && c.req === r.req));
+  const carrier = instances.find((i) => i.name === open.relay?.to) as Instance;
+  return { end: opened.end, carrier };
+}
+
+/** How a tunnel ended: 'cut' (closed without the upstream's end: an error) or 'clean' (the end came first). */
+function tunnelEnding(end: TunnelEnd): Promise<'cut' | 'clean'> {
+  return Promise.race([end.peerEnded.then(() => 'clean' as const), end.closed.then(() => 'cut' as const)]);
+}

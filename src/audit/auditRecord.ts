@@ -15,7 +15,7 @@ export type AuditEvent =
   | 'tunnel.open'
   | 'tunnel.close'
   /** A stream relayed here by another instance of the cluster, as this (carrying) instance carried it. */
-  | 'relay'
+  | 'relay.close'
   | 'session.start'
   | 'session.end'
   | 'publish.open'

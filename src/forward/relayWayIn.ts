@@ -67,16 +67,16 @@ export function createRelayWayIn(deps: RelayDeps): RelayWayIn {
     decides: 'none',
     arrive: (stream, headers, from) => ({ stream, from, read: decodeRelay(headers[RELAY_HEADER]) }),
     screen(r) {
-      if (!r.read.ok) return { refusal: refuse('GH_BAD_REQUEST', `relayed stream from instance ${r.from}: ${r.read.reason}`), record: { event: 'relay' } };
+      if (!r.read.ok) return { refusal: refuse('GH_BAD_REQUEST', `relayed stream from instance ${r.from}: ${r.read.reason}`), record: { event: 'relay.close' } };
       // An instance speaks for itself only: a ticket naming another entry instance is refused.
-      if (r.read.ticket.from !== r.from) return { refusal: refuse('GH_BAD_REQUEST', `relayed stream from instance ${r.from} names ${r.read.ticket.from} as its entry`), record: { event: 'relay', relay: { id: r.read.ticket.id, from: r.from } } };
+      if (r.read.ticket.from !== r.from) return { refusal: refuse('GH_BAD_REQUEST', `relayed stream from instance ${r.from} names ${r.read.ticket.from} as its entry`), record: { event: 'relay.close', relay: { id: r.read.ticket.id, from: r.from } } };
       return undefined;
     },
     opens(r) {
       const t = ticketOf(r);
       const d = t.decided;
       // The record is the client's, as the entry instance admitted it: its certificate, address, route and token.
-      const fields: Partial<AuditRecord> = { event: 'relay', source: d.source, client: auditClient(d.identity), route: d.route, upstream: `published:${t.user}/${t.service}`, publisher: t.publisher, protocol: d.protocol, relay: { id: t.id, from: r.from } };
+      const fields: Partial<AuditRecord> = { event: 'relay.close', source: d.source, client: auditClient(d.identity), route: d.route, upstream: `published:${t.user}/${t.service}`, publisher: t.publisher, protocol: d.protocol, relay: { id: t.id, from: r.from } };
       if (d.path !== undefined) fields.path = d.path;
       if (d.token !== undefined) fields.token = d.token;
       return fields;
