@@ -2,7 +2,7 @@
 // two of them: the leases in the database, and the service reached through the third by a relay over the
 // mTLS HTTP/2 peer channel (HTTP, WebSocket, tunnel), byte for byte, recorded on both sides under one id.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { connect as http2Connect } from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -10,20 +10,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
-import { curl, makeRootKey, runGatehouse, startHarness, type Harness } from './support/gatewayHarness.ts';
-import { instanceCertificate } from './support/clusterPeers.ts';
-import { freePort } from './support/localServices.ts';
+import { curl, makeRootKey, runGatehouse } from './support/gatewayHarness.ts';
+import { carriersOf, publishedHome, leases as readLeases, leasesUntil as pollLeases, startClusterInstance, type ClusterInstance, type Lease } from './support/clusterPeers.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
-import { echoService, httpAndWebSocketService, publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
-import { cleanEnv, writeToken } from './support/tunnelClient.ts';
+import { startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { cleanEnv } from './support/tunnelClient.ts';
 import { connectTunnel, type TunnelEnd } from './support/tunnelPeers.ts';
 
-interface Instance {
-  name: string;
-  h: Harness;
-  peerPort: number;
-}
+type Instance = ClusterInstance;
 
 /** Short leases so a dead instance's lapse within a test; renewed three times per lease. */
 const LEASE_SECONDS = 3;
@@ -39,41 +34,15 @@ const servers: Server[] = [];
 const rootKey = makeRootKey();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function startInstance(name: string): Promise<Instance> {
-  const peerPort = await freePort();
-  const cert = instanceCertificate(pki, work, name);
-  const cluster = `cluster:\n  postgres: ${db.url}\n  instance: ${name}\n  peerListen: 127.0.0.1:${peerPort}\n  peerCert: ${cert.certPath}\n  peerKey: ${cert.keyPath}\n  publisherLeaseSeconds: ${LEASE_SECONDS}\n  staleSeconds: 4\n`;
-  const h = await startHarness({ routes: publishedRoute, rootKey, pki, extraTop: cluster + publishTop });
-  const instance = { name, h, peerPort };
-  instances.push(instance);
-  return instance;
-}
-
 const instanceAt = (i: number) => () => instances[i] as Instance;
 const gw1 = instanceAt(0);
 const gw2 = instanceAt(1);
 const gw3 = instanceAt(2);
 
-interface Lease {
-  user: string;
-  service: string;
-  instance: string;
-  publisher: string;
-}
-async function leases(): Promise<Lease[]> {
-  const out = await runGatehouse(['cluster', 'status', '--json', '--config', join(gw1().h.dir, 'routes.yaml')]);
-  return (JSON.parse(out.stdout) as { publishers: Lease[] }).publishers;
-}
-/** Polls the leases until `done` holds (up to `ms`). */
-async function leasesUntil(done: (all: Lease[]) => boolean, ms = 15_000): Promise<Lease[]> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const all = await leases();
-    if (done(all) || Date.now() > until) return all;
-    await sleep(200);
-  }
-}
-const carriers = (all: Lease[], service: string) => [...new Set(all.filter((l) => l.user === 'alice' && l.service === service).map((l) => l.instance))].sort();
+const configOf = () => join(gw3().h.dir, 'routes.yaml');
+const leases = () => readLeases(configOf());
+const leasesUntil = (done: (all: Lease[]) => boolean) => pollLeases(configOf(), done);
+const carriers = (all: Lease[], service: string) => carriersOf(all, 'alice', service);
 
 /** The record of relay `id` on the carrying instance. */
 async function carried(id: string): Promise<AuditRecord> {
@@ -91,15 +60,13 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'gatehouse-relay-'));
   pki = await makeTestPki(join(work, 'pki'));
   alice = await pki.client('alice');
-  for (const name of ['gw1', 'gw2', 'gw3']) await startInstance(name);
-  const home = join(work, 'home');
-  mkdirSync(join(home, 'private'), { recursive: true, mode: 0o700 });
-  servers.push((await httpAndWebSocketService(join(home, 'private', 'web.sock'))) as unknown as Server, await echoService(join(home, 'private', 'echo.sock')));
-  const tokenFile = writeToken(gw1().h, join(home, 'alice.token'), 'alice');
-  aliceToken = readFileSync(tokenFile, 'utf8').trim();
+  for (const name of ['gw1', 'gw2', 'gw3']) instances.push(await startClusterInstance(name, { db, pki, dir: work, rootKey, leaseSeconds: LEASE_SECONDS }));
+  const published = await publishedHome(work, gw1().h, 'alice');
+  servers.push(...published.servers);
+  aliceToken = published.token;
   // Connected to gw1 and gw2 only: gw3 must relay.
   const gateways = [gw1(), gw2()].flatMap((i) => ['--gateway', `https://localhost:${i.h.port}`]);
-  publisher = startPublisher([...gateways, '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', tokenFile, `web=unix:${join(home, 'private', 'web.sock')}`, `echo/tcp=unix:${join(home, 'private', 'echo.sock')}`], cleanEnv(home));
+  publisher = startPublisher([...gateways, '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', published.tokenFile, ...published.services], cleanEnv(published.home));
   await publisher.waitForStderr(/published as alice through[\s\S]*published as alice through/);
 }, 120_000);
 

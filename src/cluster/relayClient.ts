@@ -11,6 +11,8 @@ import { encodeRelay, instanceOf, RELAY_AUTHORITY, RELAY_ERROR_HEADER, RELAY_HEA
 import type { PeerTls } from './peerChannel.ts';
 import type { PublisherView, RemotePublisher } from './publisherView.ts';
 
+/** An instance that could not be reached is passed over this long (its leases lapse meanwhile if it is dead). */
+const UNREACHABLE_MS = 5_000;
 /** A PING every so often while a session is open; no answer within the timeout ends it (a frozen peer). */
 const PING_EVERY_MS = 2_000;
 const PING_TIMEOUT_MS = 5_000;
@@ -64,36 +66,66 @@ export function createRelayClient(me: string, tls: PeerTls, view: PublisherView)
     return session;
   }
 
-  function find(target: { user: string; service: string }): RemoteCarrier | undefined {
-    const carriers = view.carriers(target.user, target.service);
-    if (carriers.length === 0) return undefined;
+  /** Instances this one could not reach lately (until when, performance.now()): not chosen while others carry. */
+  const unreachable = new Map<string, number>();
+  const reachable = (c: RemotePublisher, now: number) => (unreachable.get(c.instanceId) ?? 0) <= now;
+
+  /** A carrier of `user`'s `service` (of one certificate if given), turning among those reachable; else any. */
+  function choose(user: string, service: string, fingerprint?: string, besides?: string): RemotePublisher | undefined {
+    const now = performance.now();
+    const all = view.carriers(user, service, fingerprint).filter((c) => c.instanceId !== besides);
+    const live = all.filter((c) => reachable(c, now));
+    const pool = live.length > 0 ? live : all;
+    if (pool.length === 0) return undefined;
     turn = (turn + 1) % 1_000_000;
-    const chosen = carriers[turn % carriers.length] as RemotePublisher;
-    return { instance: chosen.instance, publisher: chosen.publisher, fingerprint: chosen.fingerprint };
+    return pool[turn % pool.length];
+  }
+
+  function find(target: { user: string; service: string }): RemoteCarrier | undefined {
+    const chosen = choose(target.user, target.service);
+    return chosen && { instance: chosen.instance, publisher: chosen.publisher, fingerprint: chosen.fingerprint };
   }
 
   const refused = (why: string) => upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', why));
 
-  const open: RemoteCarriers['open'] = (target, timeoutMs) => {
+  /** One CONNECT to `carrier`; `retry` when its instance could not be reached (nothing was sent then: safe to go elsewhere). */
+  async function attempt(target: Parameters<RemoteCarriers['open']>[0], carrier: RemotePublisher, timeoutMs: number): Promise<UpstreamConnection | 'retry'> {
     const ticket = target.relay;
-    const carrier = view.carriers(target.user, target.service, ticket.fingerprint).find((c) => c.instance === ticket.instance && c.publisher === ticket.publisher);
-    if (!carrier) return Promise.resolve(upstreamRefusal(refuse('GH_NOT_PUBLISHED', `${target.label}: instance ${ticket.instance}'s lease on publisher ${ticket.publisher} ended during admission`)));
-    if (!ticket.decided) return Promise.resolve(refused(`relay ${ticket.id}: not decided`));
+    if (!ticket.decided) return refused(`relay ${ticket.id}: not decided`);
     let stream: ClientHttp2Stream;
     try {
       stream = sessionTo(carrier).request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: RELAY_AUTHORITY, [RELAY_HEADER]: encodeRelay(target, { ...ticket, decided: ticket.decided }, me) }, { endStream: false });
-    } catch (err) {
-      return Promise.resolve(refused(`relay to instance ${carrier.instance}: ${(err as Error).message}`));
+    } catch {
+      unreachable.set(carrier.instanceId, performance.now() + UNREACHABLE_MS);
+      return 'retry';
     }
     // A reset by the carrying instance (its publisher lost, the instance going away) is an error, never a clean end.
     stream.once('aborted', () => stream.destroy(new Error(`relay ${ticket.id} cut by instance ${carrier.instance}`)));
-    return connectAnswer(stream, timeoutMs).then((answer): UpstreamConnection => {
-      if (!answer.ok) return refused(`relay to instance ${carrier.instance}: ${answer.why}`);
-      if (answer.status === 200) return { ok: true, stream };
-      stream.destroy();
-      const why = String(answer.headers[RELAY_ERROR_HEADER] ?? `status ${answer.status}`).slice(0, 300);
-      return upstreamRefusal(refuse(answer.status === 503 ? 'GH_NOT_PUBLISHED' : 'GH_UPSTREAM_UNAVAILABLE', `relay to instance ${carrier.instance}: ${why}`));
-    });
+    const answer = await connectAnswer(stream, timeoutMs);
+    if (!answer.ok) {
+      // The instance is gone or not answering (killed, partitioned): other instances may carry the same publisher.
+      if (answer.kind !== 'timeout') unreachable.set(carrier.instanceId, performance.now() + UNREACHABLE_MS);
+      return answer.kind === 'timeout' ? refused(`relay to instance ${carrier.instance}: ${answer.why}`) : 'retry';
+    }
+    if (answer.status === 200) return { ok: true, stream };
+    stream.destroy();
+    const why = String(answer.headers[RELAY_ERROR_HEADER] ?? `status ${answer.status}`).slice(0, 300);
+    return upstreamRefusal(refuse(answer.status === 503 ? 'GH_NOT_PUBLISHED' : 'GH_UPSTREAM_UNAVAILABLE', `relay to instance ${carrier.instance}: ${why}`));
+  }
+
+  const open: RemoteCarriers['open'] = async (target, timeoutMs) => {
+    const ticket = target.relay;
+    const first = view.carriers(target.user, target.service, ticket.fingerprint).find((c) => c.instance === ticket.instance);
+    if (!first) return upstreamRefusal(refuse('GH_NOT_PUBLISHED', `${target.label}: instance ${ticket.instance}'s lease ended during admission`));
+    const opened = await attempt(target, first, timeoutMs);
+    if (opened !== 'retry') return opened;
+    // Once, on another instance carrying a publisher with the certificate the policy decided on; the records name it.
+    const next = choose(target.user, target.service, ticket.fingerprint, first.instanceId);
+    if (!next) return refused(`relay to instance ${first.instance}: not reachable`);
+    ticket.instance = next.instance;
+    ticket.publisher = next.publisher;
+    const again = await attempt(target, next, timeoutMs);
+    return again === 'retry' ? refused(`relay to instances ${first.instance} and ${next.instance}: not reachable`) : again;
   };
 
   return {

@@ -6,7 +6,6 @@ import { auditClient, type AuditRecord } from '../audit/auditRecord.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
 import type { IdentityLimits } from '../admission/identityLimits.ts';
-import type { Exchange } from '../exchange/exchange.ts';
 import type { WayIn } from '../exchange/wayIn.ts';
 import { refuse, type Refusal } from '../errors/refusal.ts';
 import type { UpstreamConnection } from '../upstream/openUpstream.ts';
