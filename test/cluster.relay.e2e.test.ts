@@ -22,6 +22,8 @@ type Instance = ClusterInstance;
 
 /** Short leases so a dead instance's lapse within a test; renewed three times per lease. */
 const LEASE_SECONDS = 3;
+/** Long enough that the database outage below stays within it (whenStale: deny would refuse after it). */
+const STALE_SECONDS = 12;
 
 let db: TestPostgres;
 let pki: TestPki;
@@ -60,7 +62,7 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'gatehouse-relay-'));
   pki = await makeTestPki(join(work, 'pki'));
   alice = await pki.client('alice');
-  for (const name of ['gw1', 'gw2', 'gw3']) instances.push(await startClusterInstance(name, { db, pki, dir: work, rootKey, leaseSeconds: LEASE_SECONDS }));
+  for (const name of ['gw1', 'gw2', 'gw3']) instances.push(await startClusterInstance(name, { db, pki, dir: work, rootKey, leaseSeconds: LEASE_SECONDS, staleSeconds: STALE_SECONDS }));
   const published = await publishedHome(work, gw1().h, 'alice');
   servers.push(...published.servers);
   aliceToken = published.token;
@@ -169,6 +171,30 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     const refused = await gw1().h.waitForAudit((r) => r.event === 'tls.reject' && r.client?.cn === 'alice');
     expect(refused.reason).toContain('no instance role');
     expect(gw1().h.audit().some((r) => r.event === 'relay.close' && r.client?.cn === 'alice' && r.relay?.from !== 'gw3')).toBe(false);
+  });
+
+  it('the database stopped for longer than a lease: relays go on with the last view of the leases (the hot path never waits on it)', async () => {
+    await db.stop();
+    try {
+      await sleep((LEASE_SECONDS + 2) * 1000);
+      const during = await curl(gw3().h, '/~alice/web/db-down', { client: alice, token: aliceToken });
+      expect(during.status).toBe(200);
+      const record = await gw3().h.waitForAudit((r) => r.event === 'request' && r.path === '/~alice/web/db-down');
+      expect(record.relay?.to).toMatch(/^gw[12]$/);
+    } finally {
+      await db.start();
+    }
+    // Back: the leases are renewed and read again.
+    expect(carriers(await leasesUntil((l) => carriers(l, 'web').length === 2), 'web')).toEqual(['gw1', 'gw2']);
+  }, 60_000);
+
+  it('hostile: an instance whose peer certificate names another instance does not start, and says why', async () => {
+    const borrowed = { certPath: join(work, 'gw1.crt'), keyPath: join(work, 'gw1.key') };
+    const failed = await startClusterInstance('gw4', { db, pki, dir: work, rootKey, leaseSeconds: LEASE_SECONDS, cert: borrowed }).then(
+      (i) => (instances.push(i), 'started'),
+      (err: Error) => err.message,
+    );
+    expect(failed).toContain(`cluster.peerCert ${borrowed.certPath} names instance gw1, not gw4: it needs the URI name gatehouse-instance:gw4`);
   });
 
   it('hostile: the carrying instance freezes (SIGSTOP) mid-relay: the tunnel through gw3 ends as an error within the PING timeout, gw3 lives', async () => {

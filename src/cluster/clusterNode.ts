@@ -86,7 +86,9 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
   // Several exchanges fit in one stale period, so one slow round trip does not make the instance stale;
   // and at least three renewals fit in one publisher lease, so one late heartbeat does not lapse it.
   const heartbeatMs = clamp(Math.min(staleMs / 4, (carrying.leaseSeconds * 1000) / 3), 200, 5000);
-  const view = createPublisherView(me.id);
+  // Silent: two heartbeats without a read. A lease renewed at every heartbeat has at least two thirds of
+  // its time left when read, so a live carrier never drops out of the view between its lease end and silence.
+  const view = createPublisherView(me.id, 2 * heartbeatMs);
   /** Set by a change here or a notice from another instance, while the loop is busy: its next pause is skipped. */
   let nudged = false;
   const timeoutMs = clamp(staleMs / 2, 500, 5000);

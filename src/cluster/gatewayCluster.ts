@@ -10,6 +10,8 @@ import { memberIdentity } from './membership.ts';
 import { databaseHandoffStore } from './sharedHandoffs.ts';
 import type { HandoffStore } from '../portal/handoffCodes.ts';
 import { readFile } from 'node:fs/promises';
+import { identityFromPem } from '../tls/peerIdentity.ts';
+import { INSTANCE_URI_PREFIX, instanceOf } from '../upstream/relayWire.ts';
 import { DEFAULT_PUBLISHER_LEASE_SECONDS } from '../config/clusterSettings.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { createRelayWayIn, type RelayDeps } from '../forward/relayWayIn.ts';
@@ -48,6 +50,9 @@ async function peerTls(config: GatewayConfig): Promise<PeerTls | undefined> {
   const { peerCert, peerKey } = config.cluster ?? {};
   if (peerCert === undefined || peerKey === undefined) return undefined;
   const [cert, key, ca] = await Promise.all([readFile(peerCert, 'utf8'), readFile(peerKey, 'utf8'), readFile(config.tls.clientCa, 'utf8')]);
+  // Fail at start, not at the first relay: the other instances accept this certificate only as this instance.
+  const named = instanceOf(identityFromPem(cert));
+  if (named !== config.cluster?.instance) throw new Error(`cluster.peerCert ${peerCert} names ${named === undefined ? 'no instance' : `instance ${named}`}, not ${config.cluster?.instance}: it needs the URI name ${INSTANCE_URI_PREFIX}${config.cluster?.instance}`);
   return { cert, key, ca };
 }
 

@@ -25,12 +25,19 @@ export interface PublisherView {
   size(): number;
 }
 
-export function createPublisherView(selfId: string): PublisherView {
+/**
+ * `silentAfterMs`: with no read for this long (the database out of reach), lease ends are no longer judged and
+ * the last view is kept: an instance that died meanwhile costs one failed connection (the relay client then
+ * passes over it), while every live one stays reachable through the outage.
+ */
+export function createPublisherView(selfId: string, silentAfterMs: number): PublisherView {
   let byService = new Map<string, RemotePublisher[]>();
   let count = 0;
+  let readAt = performance.now();
   return {
     replace(leases) {
       const now = performance.now();
+      readAt = now;
       const next = new Map<string, RemotePublisher[]>();
       count = 0;
       for (const lease of leases) {
@@ -46,8 +53,9 @@ export function createPublisherView(selfId: string): PublisherView {
     },
     carriers(user, service, fingerprint) {
       const now = performance.now();
-      // A lease past its end is not used even while the database is out of reach: its instance may be dead.
-      return (byService.get(key(user, service)) ?? []).filter((r) => r.until > now && (fingerprint === undefined || r.fingerprint === fingerprint));
+      const silent = now - readAt > silentAfterMs;
+      // A lease past its end is not used while the database answers: its instance stopped renewing it.
+      return (byService.get(key(user, service)) ?? []).filter((r) => (silent || r.until > now) && (fingerprint === undefined || r.fingerprint === fingerprint));
     },
     size: () => count,
   };

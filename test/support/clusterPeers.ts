@@ -42,13 +42,17 @@ export interface InstanceOptions {
   dir: string;
   rootKey: { privateKey: string; publicKey: string };
   leaseSeconds: number;
+  /** cluster.staleSeconds (default 4). */
+  staleSeconds?: number;
+  /** The instance certificate to use (default: one naming this instance). */
+  cert?: InstanceCertificate;
 }
 
 /** An instance with the published route, a peer channel on a free port and its own instance certificate. */
 export async function startClusterInstance(name: string, o: InstanceOptions): Promise<ClusterInstance> {
   const peerPort = await freePort();
-  const cert = instanceCertificate(o.pki, o.dir, name);
-  const cluster = `cluster:\n  postgres: ${o.db.url}\n  instance: ${name}\n  peerListen: 127.0.0.1:${peerPort}\n  peerCert: ${cert.certPath}\n  peerKey: ${cert.keyPath}\n  publisherLeaseSeconds: ${o.leaseSeconds}\n  staleSeconds: 4\n`;
+  const cert = o.cert ?? instanceCertificate(o.pki, o.dir, name);
+  const cluster = `cluster:\n  postgres: ${o.db.url}\n  instance: ${name}\n  peerListen: 127.0.0.1:${peerPort}\n  peerCert: ${cert.certPath}\n  peerKey: ${cert.keyPath}\n  publisherLeaseSeconds: ${o.leaseSeconds}\n  staleSeconds: ${o.staleSeconds ?? 4}\n`;
   const h = await startHarness({ routes: publishedRoute, rootKey: o.rootKey, pki: o.pki, extraTop: cluster + publishTop });
   return { name, h, peerPort };
 }
