@@ -1,8 +1,8 @@
 // Three real `gatehouse serve` instances on one real PostgreSQL and a real `gatehouse publish` connected to
 // two of them: the leases in the database, and the service reached through the third by a relay over the
 // mTLS HTTP/2 peer channel (HTTP, WebSocket, tunnel), byte for byte, recorded on both sides under one id.
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { connect as http2Connect } from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
+import { identityFromPem } from '../src/tls/peerIdentity.ts';
 import { curl, makeRootKey, runGatehouse } from './support/gatewayHarness.ts';
 import { carriersOf, publishedHome, leases as readLeases, leasesUntil as pollLeases, startClusterInstance, type ClusterInstance, type Lease } from './support/clusterPeers.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
@@ -195,6 +196,32 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
       (err: Error) => err.message,
     );
     expect(failed).toContain(`cluster.peerCert ${borrowed.certPath} names instance gw1, not gw4: it needs the URI name gatehouse-instance:gw4`);
+  });
+
+  it('hostile: an instance peer that names another entry instance is refused; one that resets mid-relay does not end the carrier, whose record says the relay was cut', async () => {
+    const lease = (await leases()).find((l) => l.instance === 'gw1' && l.service === 'echo') as Lease;
+    const ticket = (from: string) => Buffer.from(JSON.stringify({ v: 1, id: randomUUID(), from, user: 'alice', service: 'echo', publisher: lease.publisher, fingerprint: lease.fingerprint, decided: { identity: identityFromPem(alice.cert), source: '127.0.0.1', route: 'published', protocol: 'tcp', user: 'alice' } })).toString('base64url');
+    // gw3's own certificate: an instance, but only ever gw3.
+    const session = http2Connect(`https://127.0.0.1:${gw1().peerPort}`, { ca: pki.caCert, cert: readFileSync(join(work, 'gw3.crt')), key: readFileSync(join(work, 'gw3.key')), checkServerIdentity: () => undefined });
+    session.on('error', () => undefined);
+    const open = (from: string) => session.request({ ':method': 'CONNECT', ':authority': 'relay.gatehouse.invalid:443', 'gatehouse-relay': ticket(from) });
+    const spoofed = open('gw2');
+    const status = await new Promise<number>((resolve) => spoofed.once('response', (h) => resolve(Number(h[':status']))));
+    expect(status).toBe(400);
+    const refused = await gw1().h.waitForAudit((r) => r.event === 'relay.close' && r.status === 400);
+    expect(refused.reason).toBe('relayed stream from instance gw3 names gw2 as its entry');
+    // A genuine one, then the entry instance's connection reset mid-relay.
+    const genuine = open('gw3');
+    genuine.on('error', () => undefined);
+    await new Promise((resolve) => genuine.once('response', resolve));
+    const echoed = new Promise((resolve) => genuine.once('data', resolve));
+    genuine.write('half a transfer');
+    await echoed;
+    (session.socket as unknown as { destroy(): void }).destroy();
+    const cut = await gw1().h.waitForAudit((r) => r.event === 'relay.close' && r.relay?.from === 'gw3' && r.status === 200 && r.upstream === 'published:alice/echo' && r.source === '127.0.0.1', 10_000);
+    expect(cut.reason).toBe('client reset');
+    expect(gw1().h.proc.exitCode).toBeNull();
+    expect((await curl(gw1().h, '/~alice/web/after-reset', { client: alice, token: aliceToken })).status).toBe(200);
   });
 
   it('hostile: the carrying instance freezes (SIGSTOP) mid-relay: the tunnel through gw3 ends as an error within the PING timeout, gw3 lives', async () => {

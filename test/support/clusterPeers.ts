@@ -62,6 +62,7 @@ export interface Lease {
   service: string;
   instance: string;
   publisher: string;
+  fingerprint: string;
 }
 
 /** The live publisher leases, as `gatehouse cluster status --json` run with `config` lists them. */
