@@ -157,6 +157,33 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     expect(far.bytesOut).toBe(sent.length);
   });
 
+  it('64 MiB echoed through a relayed tunnel and through a direct one: sha256-identical (the figures are printed)', async () => {
+    const through = async (i: Instance) => {
+      const opened = await connectTunnel(i.h, alice, 'echo.alice:443', { 'Proxy-Authorization': `Bearer ${aliceToken}` });
+      if (!opened.ok) throw new Error(`tunnel refused: ${opened.status}`);
+      const sent = createHash('sha256');
+      const got = createHash('sha256');
+      let received = 0;
+      opened.end.onData((d) => ((received += d.length), got.update(d)));
+      const started = performance.now();
+      const chunk = randomBytes(1 << 20);
+      for (let n = 0; n < 64; n++) {
+        sent.update(chunk);
+        await opened.end.write(chunk);
+      }
+      opened.end.end();
+      await opened.end.peerEnded;
+      const ms = performance.now() - started;
+      opened.end.destroy();
+      return { same: sent.digest('hex') === got.digest('hex') && received === 64 << 20, mbps: Math.round((64 / ms) * 1000) };
+    };
+    const relayed = await through(gw3());
+    const direct = await through(gw1());
+    console.log(`relay: 64 MiB echoed (both ways at once) through a relayed tunnel ${relayed.mbps} MiB/s, through a direct one ${direct.mbps} MiB/s`);
+    expect(relayed.same).toBe(true);
+    expect(direct.same).toBe(true);
+  }, 60_000);
+
   it('hostile: a user certificate of the same CA on the peer port is refused (no stream is carried), and recorded', async () => {
     const session = http2Connect(`https://127.0.0.1:${gw1().peerPort}`, { ca: pki.caCert, cert: alice.cert, key: alice.key, checkServerIdentity: () => undefined });
     session.on('error', () => undefined);
@@ -200,25 +227,27 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
 
   it('hostile: an instance peer that names another entry instance is refused; one that resets mid-relay does not end the carrier, whose record says the relay was cut', async () => {
     const lease = (await leases()).find((l) => l.instance === 'gw1' && l.service === 'echo') as Lease;
-    const ticket = (from: string) => Buffer.from(JSON.stringify({ v: 1, id: randomUUID(), from, user: 'alice', service: 'echo', publisher: lease.publisher, fingerprint: lease.fingerprint, decided: { identity: identityFromPem(alice.cert), source: '127.0.0.1', route: 'published', protocol: 'tcp', user: 'alice' } })).toString('base64url');
+    const ticket = (from: string, id: string) => Buffer.from(JSON.stringify({ v: 1, id, from, user: 'alice', service: 'echo', publisher: lease.publisher, fingerprint: lease.fingerprint, decided: { identity: identityFromPem(alice.cert), source: '127.0.0.1', route: 'published', protocol: 'tcp', user: 'alice' } })).toString('base64url');
     // gw3's own certificate: an instance, but only ever gw3.
     const session = http2Connect(`https://127.0.0.1:${gw1().peerPort}`, { ca: pki.caCert, cert: readFileSync(join(work, 'gw3.crt')), key: readFileSync(join(work, 'gw3.key')), checkServerIdentity: () => undefined });
     session.on('error', () => undefined);
-    const open = (from: string) => session.request({ ':method': 'CONNECT', ':authority': 'relay.gatehouse.invalid:443', 'gatehouse-relay': ticket(from) });
-    const spoofed = open('gw2');
+    const open = (from: string, id: string) => session.request({ ':method': 'CONNECT', ':authority': 'relay.gatehouse.invalid:443', 'gatehouse-relay': ticket(from, id) });
+    const spoofed = open('gw2', randomUUID());
     const status = await new Promise<number>((resolve) => spoofed.once('response', (h) => resolve(Number(h[':status']))));
     expect(status).toBe(400);
     const refused = await gw1().h.waitForAudit((r) => r.event === 'relay.close' && r.status === 400);
     expect(refused.reason).toBe('relayed stream from instance gw3 names gw2 as its entry');
     // A genuine one, then the entry instance's connection reset mid-relay.
-    const genuine = open('gw3');
+    const id = randomUUID();
+    const genuine = open('gw3', id);
     genuine.on('error', () => undefined);
     await new Promise((resolve) => genuine.once('response', resolve));
     const echoed = new Promise((resolve) => genuine.once('data', resolve));
     genuine.write('half a transfer');
     await echoed;
     (session.socket as unknown as { destroy(): void }).destroy();
-    const cut = await gw1().h.waitForAudit((r) => r.event === 'relay.close' && r.relay?.from === 'gw3' && r.status === 200 && r.upstream === 'published:alice/echo' && r.source === '127.0.0.1', 10_000);
+    const cut = await gw1().h.waitForAudit((r) => r.event === 'relay.close' && r.relay?.id === id, 10_000);
+    expect(cut).toMatchObject({ decision: 'allow', status: 200, upstream: 'published:alice/echo', relay: { from: 'gw3' }, client: { cn: 'alice' } });
     expect(cut.reason).toBe('client reset');
     expect(gw1().h.proc.exitCode).toBeNull();
     expect((await curl(gw1().h, '/~alice/web/after-reset', { client: alice, token: aliceToken })).status).toBe(200);

@@ -1,7 +1,9 @@
 // The peer channel's listening end: mTLS HTTP/2 on cluster.peerListen, open only to certificates of the
 // site CA with the instance role; each stream it takes goes through the relay way in (exchange/enter.ts).
 import { randomBytes } from 'node:crypto';
-import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
+import { createSecureServer, type Http2SecureServer, type Http2Session, type Http2Stream, type ServerHttp2Session } from 'node:http2';
+import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
+import { PUBLISH_SESSION_SETTINGS, sizeWindowsToPath } from '../upstream/publishWindows.ts';
 import type { TLSSocket } from 'node:tls';
 import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient } from '../audit/auditRecord.ts';
@@ -16,6 +18,22 @@ export interface PeerTls {
   cert: string;
   key: string;
   ca: string;
+}
+
+/** How many relayed streams one entry instance may have open here at once (each is a request or a tunnel). */
+const MAX_RELAYED_STREAMS = 65_536;
+
+const streamsOpen = new WeakMap<Http2Session, number>();
+
+/** Counts `stream` open on `session` until it closes (either end of the peer channel). */
+export function countStream(session: Http2Session, stream: Http2Stream): void {
+  streamsOpen.set(session, streamsOn(session) + 1);
+  stream.once('close', () => streamsOpen.set(session, streamsOn(session) - 1));
+}
+
+/** Streams open on a peer channel session now, for its window sizing (the budget is shared among them). */
+export function streamsOn(session: Http2Session): number {
+  return streamsOpen.get(session) ?? 0;
 }
 
 /** A peer that sends nothing for this long (not even a PING answer) is dropped. */
@@ -39,7 +57,7 @@ function peerContext(socket: TLSSocket, identity: ConnectionContext['identity'])
 
 export async function listenForPeers(address: string, tls: PeerTls, relay: RelayWayIn, audit: Pick<AuditLog, 'write'>): Promise<PeerListener> {
   const sessions = new Set<ServerHttp2Session>();
-  const server: Http2SecureServer = createSecureServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, allowHTTP1: false, minVersion: 'TLSv1.3' });
+  const server: Http2SecureServer = createSecureServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, allowHTTP1: false, minVersion: 'TLSv1.3', settings: { ...PUBLISH_SESSION_SETTINGS, maxConcurrentStreams: MAX_RELAYED_STREAMS } });
   server.setTimeout(PEER_IDLE_MS);
   server.on('session', (session) => {
     session.on('error', () => undefined);
@@ -54,10 +72,13 @@ export async function listenForPeers(address: string, tls: PeerTls, relay: Relay
       return;
     }
     sessions.add(session);
+    // Uploads (entry instance to here) get windows that grow with the path, as towards a publisher.
+    sizeWindowsToPath(session, { maxStreamWindow: DEFAULT_MAX_STREAM_WINDOW, streamsOpen: () => streamsOn(session) }, 'localSettings');
     session.once('close', () => sessions.delete(session));
     const conn = peerContext(socket, identity);
     session.on('stream', (stream, headers) => {
       stream.on('error', () => undefined);
+      countStream(session, stream);
       if (headers[':method'] !== 'CONNECT') {
         stream.respond({ ':status': 405 }, { endStream: true });
         return;

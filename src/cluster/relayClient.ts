@@ -8,7 +8,9 @@ import { upstreamRefusal, type UpstreamConnection } from '../upstream/openUpstre
 import { connectAnswer } from '../upstream/connectAnswer.ts';
 import type { RemoteCarrier, RemoteCarriers } from '../upstream/relayedUpstreams.ts';
 import { encodeRelay, instanceOf, RELAY_AUTHORITY, RELAY_ERROR_HEADER, RELAY_HEADER } from '../upstream/relayWire.ts';
-import type { PeerTls } from './peerChannel.ts';
+import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
+import { PUBLISH_SESSION_SETTINGS, sizeWindowsToPath } from '../upstream/publishWindows.ts';
+import { countStream, streamsOn, type PeerTls } from './peerChannel.ts';
 import type { PublisherView, RemotePublisher } from './publisherView.ts';
 
 /** An instance that could not be reached is passed over this long (its leases lapse meanwhile if it is dead). */
@@ -52,6 +54,8 @@ export function createRelayClient(me: string, tls: PeerTls, view: PublisherView)
       key: tls.key,
       ca: tls.ca,
       minVersion: 'TLSv1.3',
+      // Downloads (carrier to here) get windows that grow with the path between the instances, as a publisher's do.
+      settings: PUBLISH_SESSION_SETTINGS,
       // Not a host name check: the peer is whichever instance the database says carries the publisher, and
       // only a certificate of the site CA naming exactly that instance may take what this one relays.
       checkServerIdentity: (_host, cert) => {
@@ -62,6 +66,7 @@ export function createRelayClient(me: string, tls: PeerTls, view: PublisherView)
     session.on('error', () => undefined);
     session.once('close', () => sessions.get(carrier.instanceId) === session && sessions.delete(carrier.instanceId));
     watchPeer(session);
+    sizeWindowsToPath(session, { maxStreamWindow: DEFAULT_MAX_STREAM_WINDOW, streamsOpen: () => streamsOn(session) }, 'connect');
     sessions.set(carrier.instanceId, session);
     return session;
   }
@@ -94,7 +99,9 @@ export function createRelayClient(me: string, tls: PeerTls, view: PublisherView)
     if (!ticket.decided) return refused(`relay ${ticket.id}: not decided`);
     let stream: ClientHttp2Stream;
     try {
-      stream = sessionTo(carrier).request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: RELAY_AUTHORITY, [RELAY_HEADER]: encodeRelay(target, { ...ticket, decided: ticket.decided }, me) }, { endStream: false });
+      const session = sessionTo(carrier);
+      stream = session.request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: RELAY_AUTHORITY, [RELAY_HEADER]: encodeRelay(target, { ...ticket, decided: ticket.decided }, me) }, { endStream: false });
+      countStream(session, stream);
     } catch {
       unreachable.set(carrier.instanceId, performance.now() + UNREACHABLE_MS);
       return 'retry';
