@@ -88,6 +88,14 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     const table = await runGatehouse(['cluster', 'status', '--config', join(gw3().h.dir, 'routes.yaml')]);
     expect(table.stdout).toMatch(/\n2 published service\(s\), 4 lease\(s\)\nUSER +SERVICE +INSTANCE +PUBLISHER +FINGERPRINT +LEASE\n/);
     expect(table.stdout).toMatch(/\nalice +web +gw1 +[0-9a-f]+ +sha256:[0-9a-f]+ +\d+\.\d s left\n/);
+    // gw3 relays to the four leases (two services on two instances); gw1 sees gw2's two.
+    const remote = async (i: Instance) => {
+      const start = await i.h.waitForAudit((r) => r.event === 'gateway.start');
+      const text = await (await fetch(`http://${String(start.detail?.metrics)}/metrics`)).text();
+      return Number(/^gatehouse_cluster_remote_publishers (\d+)$/m.exec(text)?.[1]);
+    };
+    expect(await remote(gw3())).toBe(4);
+    expect(await remote(gw1())).toBe(2);
   });
 
   it('HTTP through the instance that does not carry it: relayed, byte-identical, one correlation id in both records', async () => {

@@ -27,6 +27,8 @@ export interface ClusterObserver {
   revocations?(count: number): void;
   /** Remote publisher leases in this instance's view after a read. */
   remotePublishers?(count: number): void;
+  /** A relay could not reach `instance` (the relay client then passes over it for a few seconds). */
+  peerUnreachable?(instance: string): void;
 }
 
 /** What this instance carries, read at each heartbeat (and soon after `publishersChanged`). */

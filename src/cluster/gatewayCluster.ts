@@ -62,10 +62,11 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
   const tls = await peerTls(config);
   const me = memberIdentity({ ...config, cluster: settings }, gatehouseVersion());
   const carrying = { carried: () => published.carried(), leaseSeconds: settings.publisherLeaseSeconds ?? DEFAULT_PUBLISHER_LEASE_SECONDS };
-  const node = startClusterNode(settings, me, { ...clusterMetrics(registry), health: (event) => auditHealth(audit, settings.instance, event) }, carrying);
+  const metrics = clusterMetrics(registry);
+  const node = startClusterNode(settings, me, { ...metrics, health: (event) => auditHealth(audit, settings.instance, event) }, carrying);
   // A publisher arriving or leaving here is written to the database soon after; nobody waits for it.
   published.onCarriedChange(() => node.publishersChanged());
-  const relays: RelayClient | undefined = tls && createRelayClient(settings.instance, tls, node.publishers);
+  const relays: RelayClient | undefined = tls && createRelayClient(settings.instance, tls, node.publishers, metrics.peerUnreachable);
   if (relays) published.useRemote(relays);
   let peers: PeerListener | undefined;
   await node.firstSync(Math.min(FIRST_SYNC_MS, settings.staleSeconds * 1000));

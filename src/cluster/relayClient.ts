@@ -41,7 +41,7 @@ export interface RelayClient extends RemoteCarriers {
   close(): void;
 }
 
-export function createRelayClient(me: string, tls: PeerTls, view: PublisherView): RelayClient {
+export function createRelayClient(me: string, tls: PeerTls, view: PublisherView, onUnreachable: (instance: string) => void = () => {}): RelayClient {
   const sessions = new Map<string, ClientHttp2Session>();
   let turn = 0;
 
@@ -73,6 +73,10 @@ export function createRelayClient(me: string, tls: PeerTls, view: PublisherView)
 
   /** Instances this one could not reach lately (until when, performance.now()): not chosen while others carry. */
   const unreachable = new Map<string, number>();
+  const passOver = (c: RemotePublisher) => {
+    unreachable.set(c.instanceId, performance.now() + UNREACHABLE_MS);
+    onUnreachable(c.instance);
+  };
   const reachable = (c: RemotePublisher, now: number) => (unreachable.get(c.instanceId) ?? 0) <= now;
 
   /** A carrier of `user`'s `service` (of one certificate if given), turning among those reachable; else any. */
@@ -103,7 +107,7 @@ export function createRelayClient(me: string, tls: PeerTls, view: PublisherView)
       stream = session.request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: RELAY_AUTHORITY, [RELAY_HEADER]: encodeRelay(target, { ...ticket, decided: ticket.decided }, me) }, { endStream: false });
       countStream(session, stream);
     } catch {
-      unreachable.set(carrier.instanceId, performance.now() + UNREACHABLE_MS);
+      passOver(carrier);
       return 'retry';
     }
     // A reset by the carrying instance (its publisher lost, the instance going away) is an error, never a clean end.
@@ -111,7 +115,7 @@ export function createRelayClient(me: string, tls: PeerTls, view: PublisherView)
     const answer = await connectAnswer(stream, timeoutMs);
     if (!answer.ok) {
       // The instance is gone or not answering (killed, partitioned): other instances may carry the same publisher.
-      if (answer.kind !== 'timeout') unreachable.set(carrier.instanceId, performance.now() + UNREACHABLE_MS);
+      if (answer.kind !== 'timeout') passOver(carrier);
       return answer.kind === 'timeout' ? refused(`relay to instance ${carrier.instance}: ${answer.why}`) : 'retry';
     }
     if (answer.status === 200) return { ok: true, stream };
