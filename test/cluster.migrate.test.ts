@@ -124,6 +124,14 @@ describe('the cluster: block in routes.yaml', () => {
     const bad = await runGatehouse(['check', '--config', configWith('cluster:\n  postgres: mysql://x\n  instance: "two words"\n  whenStale: maybe\n  staleSeconds: 0\n')]);
     expect(bad.code).toBe(1);
     for (const key of ['cluster.postgres', 'cluster.instance', 'cluster.whenStale', 'cluster.staleSeconds']) expect(bad.stderr).toContain(key);
+    // The peer channel: certificate and key go together; a lease shorter than 2 s could not be renewed three times.
+    const peer = await runGatehouse(['check', '--config', configWith(`${clusterBlock('postgres://gatehouse@db.example:5432/gatehouse')}  peerCert: certs/gw1.crt
+  publisherLeaseSeconds: 1
+`)]);
+    expect(peer.code).toBe(1);
+    expect(peer.stderr).toContain('cluster.peerCert');
+    expect(peer.stderr).toContain('peerCert and peerKey go together');
+    expect(peer.stderr).toContain('cluster.publisherLeaseSeconds');
   });
 
   it('cluster commands on a config without cluster: say so', async () => {

@@ -1,6 +1,7 @@
 // The one admission path every forwarder shares: normalize -> route -> authorize -> resolve upstream.
 // HTTP, WebSocket and tunnels differ only in how they carry bytes afterwards.
 import type { Protocol } from '../config/schema.ts';
+import { auditTokenOf } from '../audit/auditToken.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 import type { Decision, RequestAuthorizer, RequestFacts, RoutePolicy } from '../authz/types.ts';
 import { normalizeTarget, encodePath } from '../routing/normalizePath.ts';
@@ -133,5 +134,7 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
     const check = await verifySocketOwner(target.path, params[owner] ?? '');
     if (!check.ok) return { allow: false, refusal: refuse('GH_UPSTREAM_UNAVAILABLE', check.reason), route, decision, ...(path !== undefined && { path }) };
   }
+  // Carried by another instance: what was decided here travels with the relayed stream (it is not decided there again).
+  if (target.kind === 'published' && target.relay) target.relay.decided = { identity: req.identity, source: req.sourceIp, route: route.config.name, protocol: req.protocol, user: decision.user, token: auditTokenOf(decision), ...(path !== undefined && { path }) };
   return { allow: true, route, params, upstream: target, upstreamTarget, path, decision, ...(strippedPrefix !== undefined && { strippedPrefix }) };
 }

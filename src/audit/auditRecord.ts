@@ -14,6 +14,8 @@ export type AuditEvent =
   | 'request'
   | 'tunnel.open'
   | 'tunnel.close'
+  /** A stream relayed here by another instance of the cluster, as this (carrying) instance carried it. */
+  | 'relay.close'
   | 'session.start'
   | 'session.end'
   | 'publish.open'
@@ -74,6 +76,12 @@ export interface AuditRecord {
   upstream?: string;
   /** The publisher connection (its `conn` id) a request or tunnel to a published service went through. */
   publisher?: string;
+  /**
+   * A request or tunnel relayed between the instances of a cluster: `id` is the correlation id both
+   * instances record; `to` names the carrying instance (on the entry's record), `from` the entry instance
+   * (on the carrier's record, whose `client` and `source` are the original client's, as the entry decided).
+   */
+  relay?: { id: string; to?: string; from?: string };
   protocol?: 'http' | 'websocket' | 'tcp';
   method?: string;
   /** Normalized path: what routing and policy saw. */

@@ -5,13 +5,15 @@ import type { Command } from 'commander';
 import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
 import { endpointsOf } from '../client/gatewayEndpoint.ts';
-import { parsePublishSpec, parseWindowSize, type PublishSpec } from '../client/publishSpec.ts';
+import { DEFAULT_CONNECTIONS, parsePublishSpec, parseWindowSize, type PublishSpec } from '../client/publishSpec.ts';
 import { EXIT } from '../client/tunnelFailure.ts';
 import { sayer } from './say.ts';
+
 
 interface PublishCommandOptions extends TunnelFlags {
   verbose?: boolean;
   window?: string;
+  connections?: string;
 }
 
 const say = sayer('gatehouse publish: ');
@@ -27,7 +29,8 @@ export function registerPublish(program: Command): void {
     .description('publish local services (UNIX sockets or loopback ports) through the gateway under your own name')
     .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT; NAME/tcp=… for a raw TCP service (not HTTP)')
     .option('-v, --verbose', 'log every stream: open, close, bytes each way')
-    .option('--window <size>', 'largest receive window of one stream (e.g. 16M): windows grow to the path up to this; it is also what a service that stops reading may leave unread here', '16M');
+    .option('--window <size>', 'largest receive window of one stream (e.g. 16M): windows grow to the path up to this; it is also what a service that stops reading may leave unread here', '16M')
+    .option('--connections <k>', 'in a cluster (gateways that relay to each other), connections to distinct instances to keep through one balancer name', String(DEFAULT_CONNECTIONS));
   addGatewayOptions(command, { severalGateways: true })
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
     .addHelpText(
@@ -46,6 +49,9 @@ Several gateway instances (behind a load balancer): give each one, with --gatewa
 comma list (also in GATEHOUSE_GATEWAY and "gateway:"), or one name that resolves to all of them; the
 publisher keeps one connection to each instance (each address of a name, looked up again every
 minute), each reconnecting on its own, so a request reaches the service whichever instance serves it.
+Gateways in a cluster (they name their instance and relay requests to each other) need fewer: through
+the balancer's name alone the publisher keeps --connections (2) connections to distinct instances,
+reconnecting through the balancer until it lands on an instance it does not hold yet.
 
 Examples:
   gatehouse publish jupyter=unix:~/.gatehouse/jupyter.sock
@@ -68,6 +74,8 @@ Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gate
       if (!settings.ok) errors.push(...settings.errors);
       const window = parseWindowSize(opts.window);
       if (!window.ok) errors.push(window.error);
+      const connections = Number(opts.connections ?? DEFAULT_CONNECTIONS);
+      if (!Number.isInteger(connections) || connections < 1 || connections > 16) errors.push(`--connections ${JSON.stringify(opts.connections)}: a whole number from 1 to 16`);
       if (errors.length > 0 || !settings.ok || !window.ok) usageError(errors);
       for (const w of settings.warnings) say(w);
       for (const spec of specs) {
@@ -75,7 +83,7 @@ Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gate
       }
       // Loaded here, not at startup: node:http2 and the publisher are not needed by `gatehouse tunnel`.
       const { runPublisherFleet } = await import('../client/publisherFleet.ts');
-      const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings).map((e) => ({ ...e, receiveWindow: window.bytes })), specs, say, verbose: opts.verbose === true });
+      const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings).map((e) => ({ ...e, receiveWindow: window.bytes })), specs, say, verbose: opts.verbose === true, connections });
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
         signals += 1;

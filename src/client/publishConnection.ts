@@ -6,13 +6,14 @@ import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
-import { NOT_PUBLISHED_HEADER, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 import { PUBLISH_SESSION_SETTINGS, sizeWindowsToPath, type PathWindows } from '../upstream/publishWindows.ts';
 
 export type Registration =
   /** `notPublished`: the services the gateway did not publish, each with why ('' when it published all). */
-  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; notPublished: string; windows: PathWindows }
+  /** `instance`: the gateway instance's name in a cluster ('' for a single gateway). */
+  | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; notPublished: string; instance: string; windows: PathWindows }
   | { ok: false; failure: TunnelFailure };
 
 /** Registers `services` (`rawTcp` of them speak raw TCP) and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
@@ -44,5 +45,5 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
   // which is what a local service that stops reading may leave unread in this process.
   const sizing = { maxStreamWindow: endpoint.receiveWindow ?? DEFAULT_MAX_STREAM_WINDOW, streamsOpen: () => streamsOpen };
   const windows = sizeWindowsToPath(session, sizing, 'localSettings');
-  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER), notPublished: headerValue(headText, NOT_PUBLISHED_HEADER), windows };
+  return { ok: true, session, socket, user: headerValue(headText, USER_HEADER), publisherId: headerValue(headText, PUBLISHER_HEADER), notPublished: headerValue(headText, NOT_PUBLISHED_HEADER), instance: headerValue(headText, INSTANCE_HEADER), windows };
 }

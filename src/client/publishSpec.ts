@@ -61,3 +61,6 @@ export function parseWindowSize(text: string | undefined): { ok: true; bytes: nu
   }
   return { ok: true, bytes };
 }
+
+/** In a cluster, connections to distinct instances a publisher keeps (k of N): one may die and the service is still carried. */
+export const DEFAULT_CONNECTIONS = 2;

@@ -17,7 +17,23 @@ export interface PublisherOptions {
   /** Backoff: first retry after about `minDelayMs`, doubling up to `maxDelayMs`, each scaled by a random 0.5-1. */
   minDelayMs?: number;
   maxDelayMs?: number;
+  /** In a cluster: where this connection may land, and which instance it holds (see Landing). */
+  landing?: Landing;
 }
+
+/**
+ * A connection through a balancer that must hold an instance no other connection of this publisher holds:
+ * registered on a taken one, it leaves and comes back through the balancer, at most MAX_LANDINGS times in a row.
+ */
+export interface Landing {
+  /** Instances the publisher's other connections hold now (empty: land anywhere). */
+  taken(): ReadonlySet<string>;
+  /** The instance this connection holds now ('' when none, or a gateway that names none). */
+  holds(instance: string): void;
+}
+
+/** Tries to land on an instance not yet held, in a row, before keeping the one it got. */
+export const MAX_LANDINGS = 8;
 
 export interface RunningPublisher {
   /** Resolves with an exit code when the publisher stops for good (a refusal that retrying cannot fix, or stop()). */
@@ -149,6 +165,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
 
   void (async () => {
     let failures = 0;
+    let landings = 0;
     let everRegistered = false;
     while (!stopped) {
       const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service) });
@@ -169,7 +186,19 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
         continue;
       }
       failures = 0;
-      const { session, socket, user, publisherId, notPublished } = registration;
+      const { session, socket, user, publisherId, notPublished, instance } = registration;
+      if (instance !== '' && options.landing?.taken().has(instance)) {
+        landings += 1;
+        if (landings <= MAX_LANDINGS) {
+          say(`${endpoint.label} answered from instance ${instance}, which another connection holds; reconnecting for another (${landings}/${MAX_LANDINGS})`);
+          leaveGracefully(session);
+          await sleep(Math.round(100 * (0.5 + Math.random() / 2)));
+          continue;
+        }
+        say(`${endpoint.label} answered from instance ${instance} ${MAX_LANDINGS} times more: keeping this connection (no other instance reached)`);
+      }
+      landings = 0;
+      options.landing?.holds(instance);
       current = session;
       say(`${everRegistered ? 're-registered' : 'published'} as ${user} through ${endpoint.label} (publisher ${publisherId}): ${specs.map((s) => `${s.service} -> ${targetLabel(s.target)}`).join(', ')}`);
       everRegistered = true;
@@ -184,6 +213,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       });
       const reason = await whenClosed(session, socket, streamsOpen);
       current = undefined;
+      options.landing?.holds('');
       if (stopped) break;
       const delay = Math.round(minDelay * (0.5 + Math.random() / 2));
       say(reason === GOODBYE

@@ -1,10 +1,11 @@
-// `gatehouse publish` to several gateway instances: one publisher (connection, registration, reconnects)
-// per instance, so whichever instance a request lands on can reach the service. A gateway given by a name
-// that resolves to several addresses gets one connection per address, re-resolved as instances come and go.
+// `gatehouse publish` to several gateway instances: one publisher (connection, registration, reconnects) per
+// instance given or resolved, and in a cluster (instances relay to each other) up to k connections to distinct
+// instances through one balancer name. A name's addresses are re-resolved as instances come and go.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
-import { runPublisher, type PublisherOptions, type RunningPublisher } from './publisher.ts';
+import { DEFAULT_CONNECTIONS } from './publishSpec.ts';
+import { runPublisher, type Landing, type PublisherOptions, type RunningPublisher } from './publisher.ts';
 
 export interface FleetOptions extends Omit<PublisherOptions, 'endpoint'> {
   endpoints: readonly GatewayEndpoint[];
@@ -12,7 +13,13 @@ export interface FleetOptions extends Omit<PublisherOptions, 'endpoint'> {
   resolveEveryMs?: number;
   /** The resolver (tests and odd sites): every address of `host`. */
   resolveAll?: (host: string) => Promise<string[]>;
+  /**
+   * In a cluster (the gateway names its instance), connections to distinct instances to keep (k of N): when
+   * fewer instances are given or resolved, more connections go through the first endpoint that named one.
+   */
+  connections?: number;
 }
+
 
 const RESOLVE_EVERY_MS = 60_000;
 
@@ -43,8 +50,12 @@ async function instancesOf(endpoint: GatewayEndpoint, resolveAll: (host: string)
 
 /** Runs one publisher per gateway instance; stops them all on a refusal that retrying cannot fix (same token everywhere). */
 export function runPublisherFleet(options: FleetOptions): RunningPublisher {
-  const { endpoints, resolveEveryMs = RESOLVE_EVERY_MS, resolveAll = systemResolveAll, ...publisherOptions } = options;
+  const { endpoints, resolveEveryMs = RESOLVE_EVERY_MS, resolveAll = systemResolveAll, connections = DEFAULT_CONNECTIONS, ...publisherOptions } = options;
   const running = new Map<string, RunningPublisher>();
+  /** The instance each connection holds now (by its key), as its gateway named it in the 101. */
+  const holding = new Map<string, string>();
+  /** Connections added to reach k distinct instances through a balancer (not in `running`: reconcile leaves them). */
+  const extras = new Map<string, RunningPublisher>();
   let stopped = false;
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
@@ -53,24 +64,50 @@ export function runPublisherFleet(options: FleetOptions): RunningPublisher {
   const stopAll = () => {
     stopped = true;
     clearInterval(refresher);
-    for (const p of running.values()) p.stop();
+    for (const p of [...running.values(), ...extras.values()]) p.stop();
   };
   const settleWhenAllDone = () => {
-    if (stopped && [...running.values()].length === 0) finish(exitCode);
+    if (stopped && running.size === 0 && extras.size === 0) finish(exitCode);
   };
 
-  const start = ({ key, endpoint }: Instance) => {
-    const publisher = runPublisher({ ...publisherOptions, endpoint });
-    running.set(key, publisher);
+  /** The endpoint each connection dials (extras reuse the one whose gateway named an instance). */
+  const endpointOf = new Map<string, GatewayEndpoint>();
+
+  /**
+   * Where connection `key` may land: elsewhere than the others. An address may be a balancer's (one name, one
+   * address): a connection that lost its instance must not come back to one another connection holds.
+   */
+  const landingOf = (key: string): Landing => ({
+    taken: () => new Set([...holding].filter(([k, instance]) => k !== key && instance !== '').map(([, instance]) => instance)),
+    holds(instance) {
+      holding.set(key, instance);
+      if (instance !== '') addExtras(endpointOf.get(key));
+    },
+  });
+
+  const track = (key: string, endpoint: GatewayEndpoint, into: Map<string, RunningPublisher>) => {
+    endpointOf.set(key, endpoint);
+    const publisher = runPublisher({ ...publisherOptions, endpoint, landing: landingOf(key) });
+    into.set(key, publisher);
     void publisher.done.then((code) => {
-      if (running.get(key) === publisher) running.delete(key);
+      if (into.get(key) === publisher) into.delete(key);
+      holding.delete(key);
       if (code !== 0 && !stopped) {
         exitCode = code;
         stopAll();
       }
       settleWhenAllDone();
     });
+    return publisher;
   };
+
+  /** A cluster answered: connections through `endpoint` up to k in all (each must land on an instance of its own). */
+  const addExtras = (endpoint: GatewayEndpoint | undefined) => {
+    if (stopped || endpoint === undefined) return;
+    for (let n = running.size + extras.size; n < connections; n++) track(`${endpoint.label} +${extras.size + 1}`, endpoint, extras);
+  };
+
+  const start = ({ key, endpoint }: Instance) => track(key, endpoint, running);
 
   /** Starts publishers for instances not yet connected; stops those whose address a name no longer has. */
   const reconcile = async () => {

@@ -7,6 +7,7 @@ import { listMembers, type MemberRow } from './membership.ts';
 import { databaseVersion, migrate, schemaVersion, type MigrationReport } from './migrations.ts';
 import { revokeInDatabase, type RevokedRow } from './sharedRevocations.ts';
 import { checkpointOrigins, latestCheckpoint } from './sharedCheckpoints.ts';
+import { liveLeases, type PublisherLease } from './publisherLeases.ts';
 
 /** Who ran a command, for the rows it writes (`applied_by`, `revoked_by`). */
 export function operatorName(): string {
@@ -40,6 +41,8 @@ export interface ClusterStatus {
   staleSeconds: number;
   instances: Array<MemberRow & { stale: boolean }>;
   revocations: { count: number; lastSeq: number };
+  /** Live publisher leases: which instance carries which user's service (schema 3 and later). */
+  publishers: PublisherLease[];
 }
 
 export function clusterStatus(settings: ClusterSettings): Promise<ClusterStatus> {
@@ -53,6 +56,7 @@ export function clusterStatus(settings: ClusterSettings): Promise<ClusterStatus>
       staleSeconds: settings.staleSeconds,
       instances: members.map((m) => ({ ...m, stale: m.ageSeconds > settings.staleSeconds })),
       revocations: { count: Number(revoked.rows[0]?.count ?? 0), lastSeq: Number(revoked.rows[0]?.last ?? 0) },
+      publishers: version >= 3 ? await liveLeases(client) : [],
     };
   });
 }
@@ -76,14 +80,31 @@ export function formatStatus(status: ClusterStatus): string {
     `${m.revocationSeq}/${status.revocations.lastSeq}`,
     m.stale ? 'stale' : 'live',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = tableLine(header, rows);
   const schema = status.schema.version === status.schema.expected ? `schema version ${status.schema.version}` : `schema version ${status.schema.version}, this gatehouse needs ${status.schema.expected}: run gatehouse cluster migrate`;
   const live = status.instances.filter((m) => !m.stale).length;
   return [
     `${schema}; ${live} of ${status.instances.length} instance(s) live (heartbeat within ${status.staleSeconds} s); ${status.revocations.count} revocation(s), last seq ${status.revocations.lastSeq}`,
     ...(rows.length > 0 ? [line(header), ...rows.map(line)] : ['no instance registered']),
+    ...publisherTable(status.publishers),
   ].join('\n') + '\n';
+}
+
+/** Formats rows of cells in columns as wide as their widest cell. */
+function tableLine(header: string[], rows: string[][]): (cells: string[]) => string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return (cells) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+}
+
+/** One row per (user, service) and carrying instance: a publisher connected to k instances has k rows. */
+function publisherTable(leases: readonly PublisherLease[]): string[] {
+  const services = new Set(leases.map((l) => `${l.user}/${l.service}`));
+  const summary = `${services.size} published service(s), ${leases.length} lease(s)`;
+  if (leases.length === 0) return ['', summary];
+  const header = ['USER', 'SERVICE', 'INSTANCE', 'PUBLISHER', 'FINGERPRINT', 'LEASE'];
+  const rows = leases.map((l) => [l.user, l.service, l.instance, l.publisher, l.fingerprint.slice(0, 23), `${l.remainingSeconds.toFixed(1)} s left`]);
+  const line = tableLine(header, rows);
+  return ['', summary, line(header), ...rows.map(line)];
 }
 
 export function revokeShared(settings: ClusterSettings, ids: readonly string[]): Promise<RevokedRow[]> {

@@ -7,6 +7,8 @@ import { clientOptions, shownDatabase, type ClusterSettings } from '../config/cl
 import { heartbeat, leave, register, type MemberIdentity } from './membership.ts';
 import { databaseVersion, schemaVersion } from './migrations.ts';
 import { createRevocationMirror } from './revocationMirror.ts';
+import { dropLeases, liveLeases, PUBLISHER_CHANNEL, renewLeases, sweepLapsed, type CarriedPublisher } from './publisherLeases.ts';
+import { createPublisherView, type PublisherView } from './publisherView.ts';
 import { parseRevocationNotice, REVOCATION_CHANNEL, revocationCount, revokedSince } from './sharedRevocations.ts';
 
 /** What an operator must hear about: transitions only, never one record per retry. */
@@ -23,6 +25,16 @@ export interface ClusterObserver {
   stale?(stale: boolean): void;
   reconnect?(): void;
   revocations?(count: number): void;
+  /** Remote publisher leases in this instance's view after a read. */
+  remotePublishers?(count: number): void;
+  /** A relay could not reach `instance` (the relay client then passes over it for a few seconds). */
+  peerUnreachable?(instance: string): void;
+}
+
+/** What this instance carries, read at each heartbeat (and soon after `publishersChanged`). */
+export interface CarriedSource {
+  carried(): CarriedPublisher[];
+  leaseSeconds: number;
 }
 
 export interface ClusterNode {
@@ -37,6 +49,10 @@ export interface ClusterNode {
   notify(channel: string, payload: string): void;
   /** Runs `body` on the current connection (after what is queued on it); refused while there is none. */
   run<T>(body: (client: pg.ClientBase) => Promise<T>): Promise<T>;
+  /** The other instances' publishers, as last read (each lease judged by its own end). */
+  readonly publishers: PublisherView;
+  /** What this instance carries changed: write the leases soon (the request that changed it does not wait). */
+  publishersChanged(): void;
   /** Leaves the membership table (best effort) and closes the session. */
   close(): Promise<void>;
 }
@@ -70,10 +86,19 @@ function watchFreshness(staleMs: number, on: { heard(): void; changed(stale: boo
   };
 }
 
-export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, observer: ClusterObserver = {}): ClusterNode {
+/** Lapsed leases are swept this often (by every instance; a DELETE of nothing costs little). */
+const SWEEP_EVERY = 20;
+
+export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, observer: ClusterObserver = {}, carrying: CarriedSource = { carried: () => [], leaseSeconds: 6 }): ClusterNode {
   const staleMs = settings.staleSeconds * 1000;
-  // Several exchanges fit in one stale period, so one slow round trip does not make the instance stale.
-  const heartbeatMs = clamp(staleMs / 4, 200, 5000);
+  // Several exchanges fit in one stale period, so one slow round trip does not make the instance stale;
+  // and at least three renewals fit in one publisher lease, so one late heartbeat does not lapse it.
+  const heartbeatMs = clamp(Math.min(staleMs / 4, (carrying.leaseSeconds * 1000) / 3), 200, 5000);
+  // Silent: two heartbeats without a read. A lease renewed at every heartbeat has at least two thirds of
+  // its time left when read, so a live carrier never drops out of the view between its lease end and silence.
+  const view = createPublisherView(me.id, 2 * heartbeatMs);
+  /** Set by a change here or a notice from another instance, while the loop is busy: its next pause is skipped. */
+  let nudged = false;
   const timeoutMs = clamp(staleMs / 2, 500, 5000);
   const mirror = createRevocationMirror(settings, (count) => observer.revocations?.(count));
   let connected = false;
@@ -97,9 +122,20 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
 
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
+      if (nudged) return (nudged = false), resolve();
       const timer = setTimeout(() => ((wake = undefined), resolve()), ms);
-      wake = () => (clearTimeout(timer), (wake = undefined), resolve());
+      wake = () => (clearTimeout(timer), (wake = undefined), (nudged = false), resolve());
     });
+  const nudge = () => ((nudged = true), wake?.());
+
+  let rounds = 0;
+  /** Writes what this instance carries (renewing every lease) and reads everyone's back into the view. */
+  const exchangeLeases = async (c: pg.Client): Promise<void> => {
+    await renewLeases(c, me.id, carrying.carried(), carrying.leaseSeconds);
+    if (++rounds % SWEEP_EVERY === 0) await sweepLapsed(c);
+    view.replace(await liveLeases(c));
+    observer.remotePublishers?.(view.size());
+  };
 
   /** One connection's life: set up, then heartbeat until it breaks or the node closes. */
   const session = async (): Promise<void> => {
@@ -111,6 +147,8 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
     c.on('end', () => breakOff(new Error('connection closed by the server')));
     c.on('notification', (message) => {
       heard();
+      // Another instance's publishers changed: read the leases now rather than at the next heartbeat.
+      if (message.channel === PUBLISHER_CHANNEL) return void (message.payload !== me.id && nudge());
       if (message.channel !== REVOCATION_CHANNEL) return channels.get(message.channel)?.(message.payload);
       const notice = parseRevocationNotice(message.payload);
       // The fast path: the id is refused from now on; lastSeq moves only with catch-up reads, which see every row in order.
@@ -123,9 +161,11 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
       await register(c, me, settings.staleSeconds);
       // LISTEN before catching up: what commits in between arrives both ways, and ids are a set.
       await c.query(`LISTEN ${REVOCATION_CHANNEL}`);
+      await c.query(`LISTEN ${PUBLISHER_CHANNEL}`);
       for (const channel of channels.keys()) await c.query(`LISTEN ${channel}`);
       const wasStaleSince = freshness.staleSince();
       const caughtUp = await catchUp(c);
+      await exchangeLeases(c);
       heard();
       connected = true;
       current = c;
@@ -141,11 +181,12 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
         // "seq > last": the count tells, and then everything is read again (ids are a set).
         if ((await revocationCount(c)) > mirror.size) mirror.caughtUp(await revokedSince(c, 0));
         await heartbeat(c, me, mirror.lastSeq);
+        await exchangeLeases(c);
         heard();
       }
     } finally {
       if (current === c) current = undefined;
-      if (closed) await leave(c, me).catch(() => undefined);
+      if (closed) await dropLeases(c, me.id).then(() => leave(c, me)).catch(() => undefined);
       // A hung server never answers the goodbye: do not let it hold the reconnect loop (the socket goes when the server does).
       await Promise.race([c.end().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
     }
@@ -175,6 +216,8 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
 
   return {
     revocations: mirror.feed,
+    publishers: view,
+    publishersChanged: nudge,
     fresh: () => mirror.loaded && freshness.staleSince() === undefined,
     firstSync: (ms) =>
       mirror.loaded

@@ -12,6 +12,14 @@ import { memberIdentity } from './membership.ts';
 import { databaseHandoffStore } from './sharedHandoffs.ts';
 import { checkpointRecorder } from './checkpointRecorder.ts';
 import type { HandoffStore } from '../portal/handoffCodes.ts';
+import { readFile } from 'node:fs/promises';
+import { identityFromPem } from '../tls/peerIdentity.ts';
+import { INSTANCE_URI_PREFIX, instanceOf } from '../upstream/relayWire.ts';
+import { DEFAULT_PUBLISHER_LEASE_SECONDS } from '../config/clusterSettings.ts';
+import type { PublishedServices } from '../upstream/publishedServices.ts';
+import { createRelayWayIn, type RelayDeps } from '../forward/relayWayIn.ts';
+import { listenForPeers, type PeerListener, type PeerTls } from './peerChannel.ts';
+import { createRelayClient, type RelayClient } from './relayClient.ts';
 
 /** Start-up waits this long at most for the first read of the shared revocations; requests never wait. */
 const FIRST_SYNC_MS = 3000;
@@ -41,14 +49,35 @@ export interface GatewayCluster {
   shareLimits(limits: Pick<IdentityLimits, 'takeDemand'>): void;
   /** /readyz: with whenStale: deny, an instance with stale revocations refuses, so it is not ready either. */
   readiness(): Record<string, boolean>;
+  /** Opens the peer channel (cluster.peerListen) once the stages a relayed stream goes through exist. */
+  openPeers(deps: Omit<RelayDeps, 'published'>): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function joinCluster(config: GatewayConfig, audit: AuditLog, registry: Registry): Promise<GatewayCluster | undefined> {
+/** The instance certificate and the site CA, when the config names them (else this instance neither relays nor carries for others). */
+async function peerTls(config: GatewayConfig): Promise<PeerTls | undefined> {
+  const { peerCert, peerKey } = config.cluster ?? {};
+  if (peerCert === undefined || peerKey === undefined) return undefined;
+  const [cert, key, ca] = await Promise.all([readFile(peerCert, 'utf8'), readFile(peerKey, 'utf8'), readFile(config.tls.clientCa, 'utf8')]);
+  // Fail at start, not at the first relay: the other instances accept this certificate only as this instance.
+  const named = instanceOf(identityFromPem(cert));
+  if (named !== config.cluster?.instance) throw new Error(`cluster.peerCert ${peerCert} names ${named === undefined ? 'no instance' : `instance ${named}`}, not ${config.cluster?.instance}: it needs the URI name ${INSTANCE_URI_PREFIX}${config.cluster?.instance}`);
+  return { cert, key, ca };
+}
+
+export async function joinCluster(config: GatewayConfig, audit: AuditLog, registry: Registry, published: PublishedServices): Promise<GatewayCluster | undefined> {
   const settings = config.cluster;
   if (!settings) return undefined;
+  const tls = await peerTls(config);
   const me = memberIdentity({ ...config, cluster: settings }, gatehouseVersion());
-  const node = startClusterNode(settings, me, { ...clusterMetrics(registry), health: (event) => auditHealth(audit, settings.instance, event) });
+  const carrying = { carried: () => published.carried(), leaseSeconds: settings.publisherLeaseSeconds ?? DEFAULT_PUBLISHER_LEASE_SECONDS };
+  const metrics = clusterMetrics(registry);
+  const node = startClusterNode(settings, me, { ...metrics, health: (event) => auditHealth(audit, settings.instance, event) }, carrying);
+  // A publisher arriving or leaving here is written to the database soon after; nobody waits for it.
+  published.onCarriedChange(() => node.publishersChanged());
+  const relays: RelayClient | undefined = tls && createRelayClient(settings.instance, tls, node.publishers, metrics.peerUnreachable);
+  if (relays) published.useRemote(relays);
+  let peers: PeerListener | undefined;
   await node.firstSync(Math.min(FIRST_SYNC_MS, settings.staleSeconds * 1000));
   const handoffs = databaseHandoffStore(settings);
   const shared = createSharedLimits(settings.instance, Date.now, () => node.fresh());
@@ -68,9 +97,19 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
       reporting.unref();
     },
     readiness: (): Record<string, boolean> => (settings.whenStale === 'deny' ? { clusterDatabase: node.fresh() } : {}),
+    async openPeers(deps) {
+      if (settings.peerListen === undefined) return;
+      if (!tls) {
+        audit.write({ event: 'cluster.database', decision: 'deny', reason: 'cluster.peerListen is set without peerCert and peerKey: no peer channel, nothing is relayed to this instance', detail: { instance: settings.instance, state: 'no peer channel' } });
+        return;
+      }
+      peers = await listenForPeers(settings.peerListen, tls, createRelayWayIn({ ...deps, published }), audit);
+    },
     async close() {
       clearInterval(reporting);
       checkpoints.close();
+      await peers?.close();
+      relays?.close();
       await handoffs.close();
       await node.close();
     },

@@ -48,6 +48,25 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 3,
+    name: 'publisher registry with leases',
+    // Unlogged: every row is renewed within seconds by the instance carrying the publisher; after a crash
+    // of the database the live instances write theirs again at their next heartbeat.
+    sql: `
+      CREATE UNLOGGED TABLE gatehouse_publishers (
+        instance_id uuid NOT NULL,
+        publisher_id text NOT NULL,
+        username text NOT NULL,
+        service text NOT NULL,
+        fingerprint text NOT NULL,
+        registered_at timestamptz NOT NULL DEFAULT now(),
+        lease_until timestamptz NOT NULL,
+        PRIMARY KEY (instance_id, publisher_id, service)
+      );
+      CREATE INDEX gatehouse_publishers_service ON gatehouse_publishers (username, service);
+      CREATE INDEX gatehouse_publishers_lease ON gatehouse_publishers (lease_until);`,
+  },
+  {
+    version: 4,
     name: 'audit checkpoints',
     // One row per signed checkpoint of each instance's log: what the database saw of every log, to check
     // any instance's files against, and where a second log under one origin, or a log cut back, shows.

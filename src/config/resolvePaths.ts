@@ -27,6 +27,7 @@ export function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig 
       ...(config.audit.syslog?.tls === undefined ? {} : { syslog: { ...config.audit.syslog, tls: { ...config.audit.syslog.tls, ca: at(config.audit.syslog.tls.ca), ...(config.audit.syslog.tls.cert && { cert: at(config.audit.syslog.tls.cert) }), ...(config.audit.syslog.tls.key && { key: at(config.audit.syslog.tls.key) }) } } }),
     },
     routes: config.routes.map((r) => ({ ...r, upstream: resolveUpstream(r.upstream, dir) })),
+    ...(config.cluster && { cluster: { ...config.cluster, ...(config.cluster.peerCert !== undefined && { peerCert: at(config.cluster.peerCert) }), ...(config.cluster.peerKey !== undefined && { peerKey: at(config.cluster.peerKey) }) } }),
     ...(config.issuer && {
       issuer: { ...config.issuer, signingKey: at(config.issuer.signingKey), provider: { ...config.issuer.provider, ...(config.issuer.provider.clientSecretFile !== undefined && { clientSecretFile: at(config.issuer.provider.clientSecretFile) }), ...(config.issuer.provider.ca !== undefined && { ca: at(config.issuer.provider.ca) }) } },
     }),

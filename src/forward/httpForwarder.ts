@@ -1,5 +1,6 @@
 // The HTTP way in: checks the request's shape before the exchange stage admits it, then streams it to the
 // upstream over undici (upstreamExchange.ts) and closes its exchange with one audit record.
+import { relayRecord } from '../upstream/relayedUpstreams.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
@@ -59,6 +60,8 @@ const STREAM_OPEN_TIMEOUT_MS = 10_000;
 function publishedAddress(upstreams: UpstreamOpener, upstream: UpstreamTarget): StreamAddress {
   return {
     key: `${upstream.label}@${upstream.via ?? ''}`,
+    // A relayed stream carries one exchange's identity and correlation id: never lent to another request.
+    ...(upstream.kind === 'published' && upstream.relay && { once: true }),
     async open() {
       const target = { ...upstream };
       const opened = await upstreams.open(target, STREAM_OPEN_TIMEOUT_MS);
@@ -188,7 +191,7 @@ async function forward(fw: HttpForwarding, a: HttpArrival, admission: Admitted):
   // undici states chunked framing itself (it refuses the field): a body without a length is sent chunked.
   if (shape.framing.kind === 'chunked') delete headers['transfer-encoding'];
   const prefix: PrefixRewrite | undefined = admission.strippedPrefix === undefined ? undefined : { prefix: admission.strippedPrefix, ...(req.headers.host !== undefined && { host: req.headers.host }) };
-  const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), path: admission.path, token: auditTokenOf(decision) };
+  const where = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), ...relayRecord(upstream), path: admission.path, token: auditTokenOf(decision) };
   // A published service is pooled like a socket: each connection is a stream over the chosen replica's
   // publisher connection, kept alive between requests (one stream and one service connection per
   // request cost two thirds of the requests/s); the replica is part of the key, as the policy pinned it.

@@ -17,7 +17,7 @@ import type { Exchange } from '../exchange/exchange.ts';
 import type { PublisherDecided, WayIn } from '../exchange/wayIn.ts';
 import type { Publisher, PublishedServices, Reservation } from '../upstream/publishedServices.ts';
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
-import { NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 import { ignoreSocketErrors, sendRefusalOnSocket } from './refusals.ts';
 import { headerSafe } from './upstreamHeaders.ts';
@@ -76,6 +76,8 @@ function accept(deps: PublishDeps, a: Acceptance): void {
   const record: Partial<AuditRecord> = { token: publisherTokenOf(decision), publisher: conn.id, detail: published };
   const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
   if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);
+  const instance = deps.config().cluster?.instance;
+  if (instance !== undefined) head.push(`${INSTANCE_HEADER}: ${instance}`);
   // HTTP/2 may take the socket only once the 101 is fully written (it writes to the same TLS stream).
   socket.write(head.join('\r\n') + '\r\n\r\n', (err) => {
     if (err || socket.destroyed) {

@@ -1,5 +1,6 @@
 // What every tunnel (CONNECT, WebSocket tunnel, proxied WebSocket) shares once admitted: one tunnel.open
 // and one tunnel.close record, the upstream opened on a live replica, the splice, and shutdown.
+import { relayRecord } from '../upstream/relayedUpstreams.ts';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit/auditLog.ts';
@@ -125,7 +126,7 @@ export interface TunnelOpening {
 export function openTunnel(deps: TunnelDeps, t: TunnelOpening): AdmittedTunnel {
   const { exchange, socket, admission, transport, token } = t;
   const { route, upstream } = admission;
-  const tunnel: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), token, ...(admission.path !== undefined && { path: admission.path }) };
+  const tunnel: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), ...relayRecord(upstream), token, ...(admission.path !== undefined && { path: admission.path }) };
   exchange.write({ ...tunnel, event: 'tunnel.open', decision: 'allow', reason: admission.decision.matched, durationMs: exchange.elapsedMs(), detail: { transport } });
   const opened = performance.now();
   const connectTimeoutMs = Math.round((route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000);

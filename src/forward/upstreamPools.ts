@@ -14,6 +14,8 @@ export interface StreamAddress {
   /** Names the replica: its streams are interchangeable, another replica's are not (the policy pinned it). */
   key: string;
   open(): Promise<Duplex | Error>;
+  /** Its connection serves one exchange and closes (a stream relayed between instances carries one identity). */
+  once?: true;
 }
 
 /**
@@ -227,6 +229,7 @@ export function createUpstreamPools(): UpstreamPools {
 
   return {
     acquire(address, whenGone) {
+      if ('open' in address && address.once) return oneExchange(connectionsTo(address));
       const key = keyOf(address);
       let pool = pools.get(key);
       if (!pool) {
@@ -252,6 +255,16 @@ export function createUpstreamPools(): UpstreamPools {
       for (const pool of pools.values()) pool.destroy();
       pools.clear();
     },
+  };
+}
+
+/** A pool of one connection for one exchange, closed once the exchange is done (never kept for another). */
+function oneExchange(pool: ConnectionPool): Lease {
+  const lease = pool.acquire() as Lease;
+  return {
+    dispatcher: lease.dispatcher,
+    release: () => (lease.release(), void pool.close()),
+    discard: () => (lease.discard(), pool.destroy()),
   };
 }
 

@@ -129,7 +129,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   // Per-identity limits outlive reloads (a reload must not hand everyone a fresh bucket); their numbers follow the config.
   const limits = () => config.limits;
   // Cluster membership and shared revocations outlive reloads (cluster: changes apply at restart).
-  const cluster = await joinCluster(config, audit, metrics.registry);
+  const cluster = await joinCluster(config, audit, metrics.registry, published);
   // In a cluster the instances hold each identity's limits together (each its share of the demand).
   const identityLimits = createIdentityLimits(limits, (limit) => metrics.limitRefused(limit), cluster?.limitShares);
   cluster?.shareLimits(identityLimits);
@@ -187,6 +187,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     });
     const connectionLimits = createConnectionLimits(config.limits, refusals, metrics);
     for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
+    // Streams other instances relay here, to the publishers this one carries (cluster.peerListen).
+    await cluster?.openPeers({ audit, refusals, admission: () => admission });
   } catch (err) {
     for (const l of listeners) l.server.close();
     tls?.close();

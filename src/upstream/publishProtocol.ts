@@ -12,6 +12,8 @@ export const RAW_TCP_HEADER = 'gatehouse-publish-tcp';
 /** 101 headers: the user the services are published under (the token's), and the publisher's connection id. */
 export const USER_HEADER = 'gatehouse-user';
 export const PUBLISHER_HEADER = 'gatehouse-publisher';
+/** 101 header, in a cluster: the instance's name, so a publisher behind one balancer name can hold k distinct instances. */
+export const INSTANCE_HEADER = 'gatehouse-instance';
 /** 101 header: services named but not published (the others are), each `name (reason)`, separated by `; `. */
 export const NOT_PUBLISHED_HEADER = 'gatehouse-not-published';
 /** On a refused stream (publisher to gateway): why the local service could not be reached. */

@@ -1,11 +1,13 @@
 // The services users publish right now: which publisher connections (replicas) serve each user's service,
 // the limits on them, and streams opened to a service as HTTP/2 CONNECT streams over one replica's connection.
+import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { Gauge, type Registry } from 'prom-client';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type StreamUpstreams, type UpstreamConnection, type UpstreamInspection, type UpstreamRefusal } from './openUpstream.ts';
 import { notPublished, openPublishedStream } from './publishedStream.ts';
-import { live, PublisherRegistry, type Entry, type Published } from './publisherRegistry.ts';
+import { live, PublisherRegistry, type CarriedService, type Entry, type Published } from './publisherRegistry.ts';
+import type { RemoteCarriers } from './relayedUpstreams.ts';
 import { attachPublisher } from './publisherSession.ts';
 import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 
@@ -79,6 +81,16 @@ export interface PublishedServices extends StreamUpstreams {
   listOf(user: string): PublishedListing[];
   /** Gauges for the gateway's Prometheus registry. */
   registerMetrics(registry: Registry): void;
+  /** What this instance carries now (its leases in a cluster), and a call when that changes. */
+  carried(): CarriedService[];
+  onCarriedChange(listener: () => void): void;
+  /** A cluster: a service nobody publishes here is looked up among the other instances' publishers. */
+  useRemote(remote: RemoteCarriers): void;
+  /**
+   * A stream relayed here by another instance: to a publisher here with the certificate the policy decided
+   * on, never relayed on again (no loops between instances).
+   */
+  openRelayed(target: Published, fingerprint: string, timeoutMs: number): Promise<UpstreamConnection>;
 }
 
 /** The services `info` may publish now: those it already publishes (another replica) and new ones up to the limit. */
@@ -112,6 +124,8 @@ function place(info: PublisherInfo, services: string[], publishers: PublisherReg
         publishers.forget(entry);
         settle(reason);
       });
+      // Connected now: it can be leased to the cluster.
+      publishers.onChange();
       const drain = entry.drain;
       entry.drain = (reason, deadlineMs) => {
         draining(reason);
@@ -137,6 +151,7 @@ function registerPublishMetrics(registry: Registry, counts: PublishedServices['c
 /** `limits` is read at each registration and stream, so a config reload applies to publishers already connected. */
 export function createPublishedServices(limits: () => PublisherLimits | undefined): PublishedServices {
   const publishers = new PublisherRegistry();
+  let remote: RemoteCarriers | undefined;
   /** Set once shutdown drains the publishers: new streams are refused with this, as new tunnels are. */
   let goingAway: string | undefined;
 
@@ -159,8 +174,12 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
   function inspect(target: Published): UpstreamInspection {
     if (goingAway !== undefined) return { target, unavailable: shuttingDown(target) };
     const entry = publishers.pick(target);
-    if (!entry) return { target, unavailable: notPublished(target) };
-    return { target: { ...target, via: entry.id }, publisherFingerprint: entry.fingerprint };
+    if (entry) return { target: { ...target, via: entry.id }, publisherFingerprint: entry.fingerprint };
+    // Carried by another instance: relayed there, under one correlation id for both instances' records.
+    const far = remote?.find(target);
+    if (!far) return { target, unavailable: notPublished(target) };
+    const relay = { id: randomUUID(), instance: far.instance, publisher: far.publisher, fingerprint: far.fingerprint };
+    return { target: { ...target, via: far.publisher, relay }, publisherFingerprint: far.fingerprint };
   }
 
   /** The replica for `target`: the one chosen at admission, or one with its certificate if it left meanwhile. */
@@ -178,7 +197,11 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
 
   function open(target: Published, timeoutMs: number, retry = true): Promise<UpstreamConnection> {
     if (goingAway !== undefined) return Promise.resolve(shuttingDown(target));
-    const entry = replicaFor(target);
+    if (target.relay) return remote ? remote.open({ ...target, relay: target.relay }, timeoutMs) : Promise.resolve(notPublished(target, 'no cluster to relay to'));
+    return openHere(target, replicaFor(target), timeoutMs, retry);
+  }
+
+  function openHere(target: Published, entry: Entry | undefined, timeoutMs: number, retry: boolean): Promise<UpstreamConnection> {
     const session = entry?.session;
     if (!entry || !session || !live(entry)) {
       return Promise.resolve(notPublished(target, target.via === undefined ? undefined : `publisher ${target.via} went away during admission`));
@@ -190,8 +213,16 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     return openPublishedStream(entry, session, target, timeoutMs, retry ? () => open(target, timeoutMs, false) : undefined);
   }
 
+  function openRelayed(target: Published, fingerprint: string, timeoutMs: number): Promise<UpstreamConnection> {
+    if (goingAway !== undefined) return Promise.resolve(shuttingDown(target));
+    const entry = publishers.pick(target, fingerprint);
+    if (entry) target.via = entry.id;
+    return openHere(target, entry, timeoutMs, false);
+  }
+
   function failover(target: Published): Published | undefined {
-    if (target.via === undefined) return undefined;
+    // A relayed request is not moved to another instance once admitted (its carrier's record is written).
+    if (target.via === undefined || target.relay) return undefined;
     const serving = publishers.serving(target);
     // Still published and connected: the stream failed for another reason (the service's), not a lost replica.
     if (serving && live(serving)) return undefined;
@@ -210,5 +241,13 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     closeByFingerprint: (fingerprint, reason) => publishers.closeWhere((e) => e.fingerprint === fingerprint, reason),
     listOf: (user) => publishers.listOf(user),
     registerMetrics: (registry) => registerPublishMetrics(registry, () => publishers.counts()),
+    carried: () => publishers.carried(),
+    onCarriedChange(listener) {
+      publishers.onChange = listener;
+    },
+    useRemote(next) {
+      remote = next;
+    },
+    openRelayed,
   };
 }

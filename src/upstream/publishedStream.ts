@@ -2,7 +2,8 @@
 // the replica while open, answered within the connect timeout or refused with the publisher's reason.
 import { constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { UpstreamConnection } from './openUpstream.ts';
-import { refuse, type RefusalCode } from '../errors/refusal.ts';
+import { refuse } from '../errors/refusal.ts';
+import { connectAnswer } from './connectAnswer.ts';
 import { upstreamRefusal, type UpstreamRefusal } from './openUpstream.ts';
 import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
 import { tallyOf, type Entry, type Published } from './publisherRegistry.ts';
@@ -25,39 +26,18 @@ export function openPublishedStream(entry: Entry, session: ClientHttp2Session, t
   const tally = countOpen(entry, target.service, stream);
   // A reset by the publisher ends the stream now, even with writes queued behind flow control (see publishStreams.ts).
   stream.once('aborted', () => stream.destroy());
-  return new Promise((resolve) => {
-    const fail = (reason: string, code: RefusalCode = 'GH_UPSTREAM_UNAVAILABLE') => {
-      clearTimeout(timer);
+  return connectAnswer(stream, timeoutMs).then((answer): UpstreamConnection | Promise<UpstreamConnection> => {
+    // Refused unprocessed (a replica leaving, RFC 9113 8.7): safe to open on another replica, once.
+    if (!answer.ok && answer.refusedUnprocessed && retry) return retry();
+    if (!answer.ok) return upstreamRefusal(refuse(answer.kind === 'closed' ? 'GH_NOT_PUBLISHED' : 'GH_UPSTREAM_UNAVAILABLE', `publisher ${entry.id}: ${answer.why}`));
+    if (answer.status !== 200) {
+      const why = String(answer.headers[STREAM_ERROR_HEADER] ?? `status ${answer.status}`).slice(0, 200);
       stream.destroy();
-      resolve(upstreamRefusal(refuse(code, `publisher ${entry.id}: ${reason}`)));
-    };
-    const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
-    const onError = (err: NodeJS.ErrnoException) => (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM ? undefined : fail(err.code ?? err.message));
-    const onClose = () => {
-      // Refused unprocessed (a replica leaving, RFC 9113 8.7): safe to open on another replica, once.
-      if (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM && retry) {
-        clearTimeout(timer);
-        return resolve(retry());
-      }
-      fail('stream closed before an answer', 'GH_NOT_PUBLISHED');
-    };
-    stream.once('error', onError);
-    stream.once('close', onClose);
-    stream.once('response', (headers) => {
-      clearTimeout(timer);
-      stream.off('error', onError);
-      stream.off('close', onClose);
-      stream.on('error', () => {}); // the forwarder's splice sees errors through 'close'
-      const status = Number(headers[h2.HTTP2_HEADER_STATUS]);
-      if (status !== 200) {
-        const why = String(headers[STREAM_ERROR_HEADER] ?? `status ${status}`).slice(0, 200);
-        stream.destroy();
-        return resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `publisher ${entry.id}: ${why}`)));
-      }
-      entry.streamsServed += 1;
-      tally.served += 1;
-      resolve({ ok: true, stream });
-    });
+      return upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `publisher ${entry.id}: ${why}`));
+    }
+    entry.streamsServed += 1;
+    tally.served += 1;
+    return { ok: true, stream };
   });
 }
 

@@ -22,6 +22,14 @@ export function tallyOf(entry: Entry, service: string): { open: number; served: 
 /** Its HTTP/2 session is up and not closing: it can take a stream. */
 export const live = (e: Entry): boolean => e.session !== undefined && !e.session.closed && !e.session.destroyed;
 
+/** One service one publisher connection here carries: what this instance registers in a cluster. */
+export interface CarriedService {
+  publisher: string;
+  user: string;
+  service: string;
+  fingerprint: string;
+}
+
 const key = (user: string, service: string) => `${user}\u0000${service}`;
 /** Departed publishers remembered for failover: far more than the requests in flight when one goes could name. */
 const MAX_DEPARTED = 256;
@@ -34,6 +42,8 @@ export class PublisherRegistry {
   private turn = 0;
   /** The certificates of publishers gone lately (by connection id): a request they carried may fail over to a replica with the same one. */
   private readonly departed = new Map<string, string>();
+  /** Told when the services carried here change (a cluster writes its leases soon after); never waits. */
+  onChange: () => void = () => {};
 
   /** `user`'s publishers now, connected or being set up. */
   publishersOf(user: string): ReadonlySet<Entry> {
@@ -45,6 +55,7 @@ export class PublisherRegistry {
     const mine = this.byUser.get(entry.user) ?? new Set<Entry>();
     mine.add(entry);
     this.byUser.set(entry.user, mine);
+    this.onChange();
   }
 
   /** Takes `entry`'s services out (a goodbye): no new stream goes to it; it still counts as the user's publisher. */
@@ -55,6 +66,19 @@ export class PublisherRegistry {
       if (replicas.length > 0) this.byService.set(k, replicas);
       else this.byService.delete(k);
     }
+    this.onChange();
+  }
+
+  /** Every service carried by a connected publisher here, one row per replica (its lease in a cluster). */
+  carried(): CarriedService[] {
+    const rows: CarriedService[] = [];
+    for (const [k, replicas] of this.byService) {
+      const cut = k.indexOf('\u0000');
+      const user = k.slice(0, cut);
+      const service = k.slice(cut + 1);
+      for (const e of replicas) if (live(e)) rows.push({ publisher: e.id, user, service, fingerprint: e.fingerprint });
+    }
+    return rows;
   }
 
   /** `entry` is gone: withdrawn, no longer the user's, its certificate remembered for failover. */

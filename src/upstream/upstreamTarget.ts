@@ -4,6 +4,9 @@ import { execFile } from 'node:child_process';
 import { lstat, realpath } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LRUCache } from 'lru-cache';
+import type { AuditToken } from '../audit/auditRecord.ts';
+import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { Protocol } from '../config/schema.ts';
 
 /**
  * Where a request goes. `via` names the connection it is reached through when that is not the gateway's
@@ -12,7 +15,34 @@ import { LRUCache } from 'lru-cache';
 export type UpstreamTarget =
   | { kind: 'unix'; path: string; label: string; via?: string }
   | { kind: 'tcp'; host: string; port: number; label: string; via?: string }
-  | { kind: 'published'; user: string; service: string; label: string; via?: string };
+  | { kind: 'published'; user: string; service: string; label: string; via?: string; relay?: RelayTicket };
+
+/**
+ * A published service carried by another instance of the cluster: the request is relayed there over the
+ * peer channel. `decided` is filled once admission allowed it (who, by which route and token): the carrying
+ * instance does not decide again, it records what this one decided, under the same correlation `id`.
+ */
+export interface RelayTicket {
+  /** The correlation id both instances' records carry. */
+  id: string;
+  /** The instance carrying the publisher, and the publisher's connection id there. */
+  instance: string;
+  publisher: string;
+  /** The publisher's certificate, which the policy decided on: the carrying instance uses one with it only. */
+  fingerprint: string;
+  decided?: RelayDecided;
+}
+
+/** What the entry instance decided, as the carrying instance records it. */
+export interface RelayDecided {
+  identity: PeerIdentity;
+  source: string;
+  route: string;
+  protocol: Protocol;
+  user: string;
+  path?: string;
+  token: AuditToken | undefined;
+}
 
 export type UpstreamCheck = { ok: true; target: UpstreamTarget } | { ok: false; reason: string };
 

@@ -1,0 +1,62 @@
+// This instance's copy of which other instances carry which published services: replaced at each read of
+// the leases (notification or heartbeat), and judged by the lease's own end, so a lookup never waits.
+import type { PublisherLease } from './publisherLeases.ts';
+
+/** Another instance carrying a service, as a relay needs it. */
+export interface RemotePublisher {
+  instance: string;
+  instanceId: string;
+  peerAddress: string;
+  /** The publisher's connection id on that instance. */
+  publisher: string;
+  fingerprint: string;
+  /** performance.now() at which the lease runs out unless read again renewed. */
+  until: number;
+}
+
+const key = (user: string, service: string) => `${user}\u0000${service}`;
+
+export interface PublisherView {
+  /** Replaces the view with `leases` (read just now); this instance's own rows are left out. */
+  replace(leases: readonly PublisherLease[]): void;
+  /** The live remote carriers of `user`'s `service` (of one certificate if given), fewest relays first. */
+  carriers(user: string, service: string, fingerprint?: string): RemotePublisher[];
+  /** How many remote (user, service, publisher) leases the view holds now. */
+  size(): number;
+}
+
+/**
+ * `silentAfterMs`: with no read for this long (the database out of reach), lease ends are no longer judged and
+ * the last view is kept: an instance that died meanwhile costs one failed connection (the relay client then
+ * passes over it), while every live one stays reachable through the outage.
+ */
+export function createPublisherView(selfId: string, silentAfterMs: number): PublisherView {
+  let byService = new Map<string, RemotePublisher[]>();
+  let count = 0;
+  let readAt = performance.now();
+  return {
+    replace(leases) {
+      const now = performance.now();
+      readAt = now;
+      const next = new Map<string, RemotePublisher[]>();
+      count = 0;
+      for (const lease of leases) {
+        // An instance that registered no peer address cannot be relayed to: it is not a carrier for the others.
+        if (lease.instanceId === selfId || lease.peerAddress === null) continue;
+        const k = key(lease.user, lease.service);
+        const list = next.get(k) ?? [];
+        list.push({ instance: lease.instance, instanceId: lease.instanceId, peerAddress: lease.peerAddress, publisher: lease.publisher, fingerprint: lease.fingerprint, until: now + lease.remainingSeconds * 1000 });
+        next.set(k, list);
+        count += 1;
+      }
+      byService = next;
+    },
+    carriers(user, service, fingerprint) {
+      const now = performance.now();
+      const silent = now - readAt > silentAfterMs;
+      // A lease past its end is not used while the database answers: its instance stopped renewing it.
+      return (byService.get(key(user, service)) ?? []).filter((r) => (silent || r.until > now) && (fingerprint === undefined || r.fingerprint === fingerprint));
+    },
+    size: () => count,
+  };
+}
