@@ -105,6 +105,9 @@ describe('device login endpoints', () => {
     expect(ttl.status).toBe(400);
     const poll = await postLogin(site.gw.h, site.aliceCert, '/device/token', {});
     expect(poll.status).toBe(400);
+    const large = await postLogin(site.gw.h, site.aliceCert, '/device', { groups: ['x'.repeat(20_000)] });
+    expect(large.status).toBe(413);
+    expect(large.json).toMatchObject({ error: 'invalid_request', code: 'GH_FORM_TOO_LARGE' });
     await site.gw.h.waitForAudit((r) => r.event === 'request' && r.status === 400 && r.reason === 'unknown field "scope"');
   }, 30_000);
 });
