@@ -4,8 +4,10 @@ import type { AuditLog } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { IssuerSettings } from '../config/issuerSettings.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { IssuedLogin } from '../token/mintToken.ts';
 import type { IssueRequest } from './claimGrant.ts';
 import { issueRecord } from './issueRecord.ts';
+import { issuedRevocationIds } from './issuedTokens.ts';
 import { issueToken, type IssueResult } from './issueToken.ts';
 import { readIssuerKey, type IssuerKey } from './issuerKey.ts';
 import { readFileSync } from 'node:fs';
@@ -22,6 +24,8 @@ export interface IssuerServiceDeps {
   audit: Pick<AuditLog, 'write'>;
   /** Revokes at once on this gateway (and, in a cluster, on every instance): logout, refresh. */
   revoke: (ids: readonly string[]) => Promise<RevokeResult>;
+  /** The audit file in force, whose token.issue records name the tokens of each login. */
+  auditFile: () => string | undefined;
 }
 
 export interface IssueAsk {
@@ -36,6 +40,10 @@ export interface IssueAsk {
   now?: Date;
   /** Fields the caller adds to the token.issue record (a correlation id, the refreshed token's id). */
   recordExtra?: Partial<AuditRecord>;
+  /** A refresh: the login the token comes from (kept in the new token); absent = a new login. */
+  previous?: IssuedLogin;
+  /** Where the token.issue record goes instead of the audit log (a login endpoint closes its exchange with it). */
+  writeRecord?: (record: AuditRecord) => void;
 }
 
 export type IssuerUnavailable = { ok: false; reason: string };
@@ -50,6 +58,8 @@ export interface IssuerService {
   /** Mints under the claim rules and writes the token.issue record (allow or deny). */
   issue(ask: IssueAsk): IssueResult;
   revoke(ids: readonly string[]): Promise<RevokeResult>;
+  /** Revocation ids of every token of a login (its first and each refresh), as the audit file's token.issue records name them. */
+  tokensOfLogin(loginId: string): Promise<{ ok: true; ids: string[] } | IssuerUnavailable>;
   close(): Promise<void>;
 }
 
@@ -109,17 +119,29 @@ export function createIssuerService(deps: IssuerServiceDeps): IssuerService {
           : issueToken({
               claims: ask.login.claims,
               certificate: ask.certificate,
-              rules: settings,
+              // A refresh has no IdP claims to hold against the certificate: the token it refreshes was
+              // checked so at login, and is bound to this very certificate (its holder verified it).
+              rules: ask.previous === undefined ? settings : { ...settings, certificate: { field: 'none' } },
               key: signing.key,
               now,
               ...(ask.login.sessionEndsAt !== undefined && { idpSessionEndsAt: ask.login.sessionEndsAt }),
               ...(ask.request !== undefined && { request: ask.request }),
               ...(ask.delegationKey !== undefined && { delegationKey: ask.delegationKey }),
+              ...(ask.previous !== undefined && { login: ask.previous }),
             });
-      deps.audit.write({ ...issueRecord({ result, certificate: ask.certificate, flow: ask.flow, ...(ask.source !== undefined && { source: ask.source }) }), ...ask.recordExtra });
+      (ask.writeRecord ?? ((record: AuditRecord) => deps.audit.write(record)))({ ...issueRecord({ result, certificate: ask.certificate, flow: ask.flow, ...(ask.source !== undefined && { source: ask.source }) }), ...ask.recordExtra });
       return result;
     },
     revoke: deps.revoke,
+    async tokensOfLogin(loginId) {
+      const file = deps.auditFile();
+      if (file === undefined) return { ok: false, reason: 'no audit file' };
+      try {
+        return { ok: true, ids: await issuedRevocationIds([file], { loginId }) };
+      } catch (err) {
+        return { ok: false, reason: `cannot read the audit file: ${message(err)}` };
+      }
+    },
     async close() {
       if (keyFor?.result.ok) keyFor.result.key.privateKey.free();
       keyFor = undefined;
