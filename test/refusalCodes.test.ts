@@ -67,6 +67,11 @@ const TABLE = {
   GH_DRAINING: [503, 'gateway shutting down', 5],
   GH_NOT_PUBLISHED: [503, 'service not published', 5],
   GH_SERVICE_BUSY: [503, 'service busy', 5],
+  GH_LOGIN_UNKNOWN: [400, 'This sign-in is not known (it was used already or took too long). Start again.', 5],
+  GH_LOGIN_FOREIGN: [403, 'This sign-in was started in another browser or with another certificate. Start again here.', 4],
+  GH_LOGIN_IDP_REFUSED: [403, 'The identity provider did not confirm this sign-in. Start again.', 4],
+  GH_LOGIN_NOT_ISSUED: [403, 'Your identity provider account may not sign in here.', 4],
+  GH_LOGIN_IDP_UNAVAILABLE: [503, 'The identity provider cannot be reached now.', 5],
   GH_REFUSED: [0, 'refused', 5],
 } as const;
 
