@@ -88,7 +88,7 @@ export function browserEndpoints(deps: LoginDeps): LoginEndpoint[] {
     if (!result.ok) {
       const { refusal } = result;
       const code = refusal.code === 'mint-failed' ? 'GH_SESSION_UNAVAILABLE' : 'GH_LOGIN_NOT_ISSUED';
-      return refused(call, refuse(code, `${refusal.code}: ${refusal.reason}`, { clientReason: `Not signed in: ${refusal.clientReason}.` }), { detail: { issue: refusal.code } });
+      return refused(call, refuse(code, `${refusal.code}: ${refusal.reason}`, { clientReason: `${refusal.clientReason.charAt(0).toUpperCase()}${refusal.clientReason.slice(1)}.` }), { detail: { issue: refusal.code } });
     }
     const { issued } = result;
     const session = await call.portal.startSession(conn, issued.token, login.next);

@@ -29,6 +29,8 @@ export interface OidcProviderOptions {
   redirectUris?: string[];
   idTokenSeconds?: number;
   sessionSeconds?: number;
+  /** A fixed port (default: a free one), when the gateway's config must name the provider before it starts. */
+  port?: number;
 }
 
 /** Starts the provider with the test PKI's server certificate (names localhost and the loopback addresses). */
@@ -43,6 +45,7 @@ export function startOidcProvider(pki: TestPki, options: OidcProviderOptions = {
     redirectUris,
     ...(options.idTokenSeconds !== undefined && { idTokenSeconds: options.idTokenSeconds }),
     ...(options.sessionSeconds !== undefined && { sessionSeconds: options.sessionSeconds }),
+    ...(options.port !== undefined && { port: options.port }),
   };
   const proc = spawn(process.execPath, [join(import.meta.dirname, 'oidcProviderMain.ts'), JSON.stringify(settings)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
