@@ -164,6 +164,11 @@ describe('sign in with the IdP: refusals (curl)', () => {
     const againBack = await atProvider(again.authorize, bob);
     await expectRefusalPage(await callback(aliceCert, againBack, again.cookie), 403, 'started in another browser or with another certificate');
     await h.waitForAudit((r) => r.event === 'session.start' && (r.reason ?? '').includes('the sign-in was started with'));
+    // Two login cookies (the right one among them) are not guessed between.
+    const third = await startLogin(aliceCert);
+    const thirdBack = await atProvider(third.authorize, alice);
+    const other = (await startLogin(bobCert)).cookie;
+    await expectRefusalPage(await callback(aliceCert, thirdBack, `${other}; ${third.cookie}`), 403, 'started in another browser or with another certificate');
     expect(h.audit().filter((r) => r.event === 'token.issue' && r.token?.user === 'bob' && r.decision === 'allow')).toEqual([]);
   });
 
