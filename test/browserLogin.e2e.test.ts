@@ -30,6 +30,8 @@ const routes = `  - name: jupyter
 `;
 
 let h: Harness;
+/** The same gateway run as two processes (`serve --processes 2`): a callback may land in either. */
+let group: Harness;
 let idp: TestOidcProvider;
 let aliceCert: TestClientCertificate;
 let bobCert: TestClientCertificate;
@@ -63,35 +65,37 @@ beforeAll(async () => {
   const idpPort = await freePort();
   const issuer = issuerConfig(dir, idpPort);
   h = await startHarness({ routes, authzExtra: issuer.authz, extraTop: issuer.top });
-  idp = await startOidcProvider(h.pki, { port: idpPort, redirectUris: [`${h.base}${CALLBACK}`] });
+  group = await startHarness({ routes, authzExtra: issuer.authz, extraTop: issuer.top, pki: h.pki, serveArgs: ['--processes', '2'] });
+  idp = await startOidcProvider(h.pki, { port: idpPort, redirectUris: [`${h.base}${CALLBACK}`, `${group.base}${CALLBACK}`] });
   aliceCert = await h.pki.client('alice');
   bobCert = await h.pki.client('bob');
 }, 60_000);
 
 afterAll(async () => {
   await idp?.stop();
+  await group?.stop();
   await h?.stop();
 });
 
 const cookieOf = (reply: CurlReply) => (reply.headers['set-cookie'] ?? []).map((c) => c.split(';')[0] as string);
 
 /** Starts a sign-in as `client` (with `cookie`, the browser's own): the IdP's authorization URL and the browser's login cookie. */
-async function startLogin(client: TestClientCertificate, cookie?: string): Promise<{ authorize: string; cookie: string }> {
-  const reply = await curlReply(h, client, `${LOGIN}/browser?next=/`, cookie ? ['-H', `Cookie: ${cookie}`] : []);
+async function startLogin(client: TestClientCertificate, cookie?: string, gateway = h): Promise<{ authorize: string; cookie: string }> {
+  const reply = await curlReply(gateway, client, `${LOGIN}/browser?next=/`, cookie ? ['-H', `Cookie: ${cookie}`] : []);
   expect(reply.status, reply.body).toBe(303);
   const set = cookieOf(reply).find((c) => c.startsWith('__Host-gatehouse-login='));
   return { authorize: reply.headers.location?.[0] ?? '', cookie: set ?? '' };
 }
 
 /** The user at the IdP: signs in as `account`, consents; the callback URL the IdP sends the browser to. */
-async function atProvider(authorize: string, account: { username: string; password: string }): Promise<string> {
+async function atProvider(authorize: string, account: { username: string; password: string }, gateway = h): Promise<string> {
   const outcome = await completeInteraction(idp, authorize, account);
   if (outcome.redirectedTo === undefined) throw new Error(`the provider sent no callback:\n${outcome.finalPage}`);
-  expect(outcome.redirectedTo.startsWith(`${h.base}${CALLBACK}?`)).toBe(true);
+  expect(outcome.redirectedTo.startsWith(`${gateway.base}${CALLBACK}?`)).toBe(true);
   return outcome.redirectedTo;
 }
 
-const callback = (client: TestClientCertificate, url: string, cookie: string) => curlReply(h, client, url, cookie ? ['-H', `Cookie: ${cookie}`] : []);
+const callback = (client: TestClientCertificate, url: string, cookie: string, gateway = h) => curlReply(gateway, client, url, cookie ? ['-H', `Cookie: ${cookie}`] : []);
 
 /** The callback's own record, found by its refusal code. */
 const callbackRecord = (code: string) => h.waitForAudit((r) => r.event === 'session.start' && r.path === CALLBACK && (r.reason ?? '').startsWith(`${code}:`));
@@ -134,7 +138,7 @@ describe('sign in with the IdP: refusals (curl)', () => {
     const back = await atProvider(first.authorize, alice);
     expect((await callback(aliceCert, back, first.cookie)).status).toBe(200);
     await expectRefusalPage(await callback(aliceCert, back, first.cookie), 400, 'This sign-in is not known');
-    expect((await callbackRecord('GH_LOGIN_UNKNOWN')).reason).toContain('used already');
+    expect((await callbackRecord('GH_LOGIN_UNKNOWN')).reason).toContain('already used');
     // The captured code, sent back under a state this browser really has in progress.
     const second = await startLogin(aliceCert, first.cookie);
     const replay = new URL(back);
@@ -151,19 +155,25 @@ describe('sign in with the IdP: refusals (curl)', () => {
     expect((await callbackRecord('GH_LOGIN_UNKNOWN')).detail).toMatchObject({ flow: 'code' });
   });
 
-  it("login CSRF: bob's callback opened in alice's browser, or with bob's cookie but alice's certificate, is refused and spends the state", async () => {
+  it("login CSRF: a callback opened with another certificate, or in another browser, is refused and spends the state", async () => {
+    // bob's sign-in, its callback URL sent to alice: her browser and certificate did not start it.
     const bobs = await startLogin(bobCert);
     const bobsBack = await atProvider(bobs.authorize, bob);
     const alices = await startLogin(aliceCert);
     await expectRefusalPage(await callback(aliceCert, bobsBack, alices.cookie), 403, 'started in another browser or with another certificate');
-    expect((await callbackRecord('GH_LOGIN_FOREIGN')).reason).toContain('did not start this sign-in');
+    expect((await callbackRecord('GH_LOGIN_FOREIGN')).reason).toContain('issued to another certificate');
     // Spent: not even bob can use it now.
     expect((await callback(bobCert, bobsBack, bobs.cookie)).status).toBe(400);
 
-    const again = await startLogin(bobCert);
-    const againBack = await atProvider(again.authorize, bob);
-    await expectRefusalPage(await callback(aliceCert, againBack, again.cookie), 403, 'started in another browser or with another certificate');
-    await h.waitForAudit((r) => r.event === 'session.start' && (r.reason ?? '').includes('the sign-in was started with'));
+    // The same certificate in another browser (its own login cookie, or none): the browser did not start it.
+    for (const cookie of [(await startLogin(aliceCert)).cookie, '']) {
+      const started = await startLogin(aliceCert);
+      const back = await atProvider(started.authorize, alice);
+      await expectRefusalPage(await callback(aliceCert, back, cookie), 403, 'started in another browser or with another certificate');
+      expect((await callback(aliceCert, back, started.cookie)).status).toBe(400);
+    }
+    await h.waitForAudit((r) => r.event === 'session.start' && (r.reason ?? '').includes('did not start this sign-in (no login cookie)'));
+    await h.waitForAudit((r) => r.event === 'session.start' && (r.reason ?? '').includes('did not start this sign-in (another login cookie)'));
     // Two login cookies (the right one among them) are not guessed between.
     const third = await startLogin(aliceCert);
     const thirdBack = await atProvider(third.authorize, alice);
@@ -185,6 +195,17 @@ describe('sign in with the IdP: refusals (curl)', () => {
     await expectRefusalPage(await callback(bobCert, ownBack, own.cookie), 403, 'None of your groups may receive a token here.');
     const groups = await h.waitForAudit((r) => r.event === 'token.issue' && (r.reason ?? '').startsWith('no-group-allowed'));
     expect(groups.reason).toContain('hpc, students');
+  });
+
+  it('under serve --processes 2, every sign-in completes, whichever process each request lands in', async () => {
+    // curl opens a connection per request: the start and the callback are spread over both processes.
+    for (let i = 0; i < 6; i++) {
+      const start = await startLogin(aliceCert, undefined, group);
+      const back = await atProvider(start.authorize, alice, group);
+      const reply = await callback(aliceCert, back, start.cookie, group);
+      expect(reply.status, reply.body).toBe(200);
+      expect((await callback(aliceCert, back, start.cookie, group)).status).toBe(400);
+    }
   });
 
   it('a next that leaves the gateway is refused before anything reaches the IdP', async () => {

@@ -7,7 +7,7 @@ import { BROWSER_LOGIN_PATH, landingPage, messagePage, pageHeaders } from '../po
 import { send } from '../portal/portalSession.ts';
 import { LOGIN_PATH } from '../routing/reservedPaths.ts';
 import { cutText } from '../text/cutText.ts';
-import { browserLogins, loginCookie, readBinding } from './browserLogins.ts';
+import { keepLogin, loginCookie, readBinding, takeLogin } from './browserLogins.ts';
 import type { LoginDeps } from './loginEndpoints.ts';
 import { recordLogin, type LoginCall, type LoginEndpoint } from './loginPages.ts';
 
@@ -31,8 +31,6 @@ function redirectUriFor(configured: string | undefined, host: string | undefined
 const cookieHeader = (req: IncomingMessage) => (typeof req.headers.cookie === 'string' ? req.headers.cookie : undefined);
 
 export function browserEndpoints(deps: LoginDeps): LoginEndpoint[] {
-  const logins = browserLogins();
-
   /** A refusal: the portal's message page with the short reason, the record with the full one. */
   const refused = (call: LoginCall, refusal: Refusal, fields: Partial<AuditRecord> = {}) => {
     call.req.resume();
@@ -61,17 +59,18 @@ export function browserEndpoints(deps: LoginDeps): LoginEndpoint[] {
     } catch (error) {
       return refused(call, refuse('GH_LOGIN_IDP_UNAVAILABLE', `cannot start the code flow: ${error instanceof Error ? error.message : String(error)}`));
     }
-    const { binding } = logins.start(code, readBinding(cookieHeader(req)), exchange.conn.identity.fingerprint, next);
+    const kept = await keepLogin(call.portal.pending, code, readBinding(cookieHeader(req)), exchange.conn.identity.fingerprint, redirect.host, next);
+    if (!kept.ok) return refused(call, refuse('GH_SESSION_UNAVAILABLE', kept.reason));
     recordLogin(exchange, { event: 'request', method: req.method ?? 'GET', path: call.path, decision: 'allow', status: 303, reason: 'browser sent to the identity provider', detail: { flow: 'code', redirectUri: redirect.uri, next: (next.origin ?? '') + next.path } });
-    call.res.writeHead(303, { ...pageHeaders(), location: code.url, 'set-cookie': loginCookie(binding), 'content-length': '0' }).end();
+    call.res.writeHead(303, { ...pageHeaders(), location: kept.url, 'set-cookie': loginCookie(kept.binding), 'content-length': '0' }).end();
   }
 
   /** GET …/login/callback?code&state: the code exchanged, the claim rules applied, the session cookie set. */
   async function callback(call: LoginCall): Promise<void> {
     const { req, exchange } = call;
     const { conn } = exchange;
-    const taken = logins.take(call.query.get('state') ?? '', readBinding(cookieHeader(req)), conn.identity.fingerprint);
-    if (!taken.ok) return refused(call, refuse(taken.foreign ? 'GH_LOGIN_FOREIGN' : 'GH_LOGIN_UNKNOWN', taken.reason));
+    const taken = await takeLogin(call.portal.pending, call.query.get('state') ?? '', readBinding(cookieHeader(req)), conn.identity.fingerprint, req.headers.host ?? '');
+    if (!taken.ok) return refused(call, refuse(taken.kind === 'foreign' ? 'GH_LOGIN_FOREIGN' : taken.kind === 'unknown' ? 'GH_LOGIN_UNKNOWN' : 'GH_SESSION_UNAVAILABLE', taken.reason));
     const { login } = taken;
     const idpError = call.query.get('error');
     if (idpError !== null) {

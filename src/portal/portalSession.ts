@@ -121,14 +121,16 @@ export async function startSession(p: PortalContext, conn: ConnectionContext, te
   return { ok: true, token, endsAt, cookie, next: shown, location: handed.location };
 }
 
-/** What the issuer's browser sign-in uses of the portal: its rule for `next`, and starting a session. */
+/** What the issuer's browser sign-in uses of the portal: its rule for `next`, its one-time store, and starting a session. */
 export interface PortalSignIn {
   readNext(req: IncomingMessage, value: string | null | undefined): NextTarget;
+  /** Where one-time entries live (this process, the primary of a process group, or the cluster database). */
+  pending: HandoffStore;
   startSession(conn: ConnectionContext, text: string, next: Extract<NextTarget, { ok: true }>): Promise<SessionStart>;
 }
 
 export function portalSignIn(p: PortalContext): PortalSignIn {
-  return { readNext: (req, value) => readNext(p, req, value), startSession: (conn, text, next) => startSession(p, conn, text, next) };
+  return { readNext: (req, value) => readNext(p, req, value), pending: p.codes, startSession: (conn, text, next) => startSession(p, conn, text, next) };
 }
 
 export async function signIn(p: PortalContext, req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
