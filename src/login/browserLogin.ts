@@ -20,11 +20,17 @@ const HOST_HEADER = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,4
  * The redirect URI the IdP has registered exactly: the configured one, or this gateway's callback on the
  * host the browser is on (the portal sends browsers to its own host, browser.portalHost, first).
  */
-function redirectUriFor(configured: string | undefined, host: string | undefined): { ok: true; uri: string; host: string } | { ok: false; reason: string } {
+export function redirectUriFor(configured: string | undefined, host: string | undefined): { ok: true; uri: string; host: string } | { ok: false; reason: string } {
   if (configured !== undefined) return { ok: true, uri: configured, host: new URL(configured).host };
-  if (host === undefined || !HOST_HEADER.test(host)) return { ok: false, reason: `no redirect URI: issuer.provider.redirectUri is not set and the Host header ${JSON.stringify(cutText(host ?? '', 100))} names no host` };
-  const uri = new URL(`https://${host}${CALLBACK_PATH}`);
-  return { ok: true, uri: uri.toString(), host: uri.host };
+  const none = { ok: false as const, reason: `no redirect URI: issuer.provider.redirectUri is not set and the Host header ${JSON.stringify(cutText(host ?? '', 100))} names no host` };
+  if (host === undefined || !HOST_HEADER.test(host)) return none;
+  try {
+    const uri = new URL(`https://${host}${CALLBACK_PATH}`);
+    return { ok: true, uri: uri.toString(), host: uri.host };
+  } catch {
+    // A port over 65535, an address the URL parser refuses.
+    return none;
+  }
 }
 
 /** The login in progress stays bound to the browser's cookie, never to anything the URL carries. */
@@ -46,10 +52,10 @@ export function browserEndpoints(deps: LoginDeps): LoginEndpoint[] {
     const redirect = redirectUriFor(deps.issuer.settings()?.provider.redirectUri, req.headers.host);
     if (!redirect.ok) return refused(call, refuse('GH_BAD_REQUEST', redirect.reason));
     // The callback comes back to the redirect URI's host: the login cookie must be set there, so start there.
+    // `next` goes along as it is: a path lands on that host (where the session cookie will be), another origin gets a hand-off.
     if (redirect.host !== req.headers.host?.toLowerCase()) {
-      const back = next.origin ?? `https://${req.headers.host}`;
       recordLogin(exchange, { event: 'request', method: req.method ?? 'GET', path: call.path, decision: 'allow', status: 303, reason: `browser sign-in starts on ${redirect.host}, the redirect URI's host`, detail: { flow: 'code' } });
-      return send(call.res, 303, '', { location: `https://${redirect.host}${BROWSER_LOGIN_PATH}?next=${encodeURIComponent(back + next.path)}` });
+      return send(call.res, 303, '', { location: `https://${redirect.host}${BROWSER_LOGIN_PATH}?next=${encodeURIComponent((next.origin ?? '') + next.path)}` });
     }
     const party = await deps.issuer.relyingParty();
     if (!party.ok) return refused(call, refuse('GH_LOGIN_IDP_UNAVAILABLE', party.reason));
