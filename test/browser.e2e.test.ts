@@ -103,6 +103,8 @@ suite(title, () => {
     try {
       await page.goto(`${h.base}/.well-known/gatehouse/`);
       expect(await page.textContent('#client-cn')).toBe('alice');
+      // This gateway runs no issuer: nothing to sign in with but a token.
+      expect(await page.$('#sign-in-provider')).toBeNull();
       await page.screenshot({ path: join(shots, '1-sign-in.png') });
 
       const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);

@@ -112,6 +112,8 @@ async function expectRefusalPage(reply: CurlReply, status: number, words: string
 
 describe('sign in with the IdP: refusals (curl)', () => {
   it('alice signs in: the callback sets the session cookie, the token.issue record names her IdP identity', async () => {
+    const signInPage = await curlReply(h, aliceCert, `/.well-known/gatehouse/?next=${encodeURIComponent('/~alice/jupyter/tree')}`);
+    expect(signInPage.body).toContain(`<a id="sign-in-provider" href="${LOGIN}/browser?next=%2F~alice%2Fjupyter%2Ftree">Sign in with the Test IdP</a>`);
     const start = await startLogin(aliceCert);
     const authorize = new URL(start.authorize);
     expect(authorize.origin).toBe(idp.issuer);

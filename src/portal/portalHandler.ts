@@ -24,7 +24,7 @@ import { earliestExpiry } from '../token/inspectToken.ts';
 import { continuePage, messagePage, portalPage, signInPage } from './portalPages.ts';
 import { portalSections } from './portalSections.ts';
 import type { RootKeySource } from './rootKeySource.ts';
-import { continueTo, currentSession, HANDOFF_PATH, portalSignIn, readNext, record, redeem, send, SESSION_PATH, SIGN_OUT_PATH, signIn, signOut, type PortalContext } from './portalSession.ts';
+import { continueTo, currentSession, HANDOFF_PATH, portalSignIn, readNext, signInProvider, record, redeem, send, SESSION_PATH, SIGN_OUT_PATH, signIn, signOut, type PortalContext } from './portalSession.ts';
 
 export interface PortalDeps {
   audit: AuditLog;
@@ -86,9 +86,7 @@ async function showPage(p: PortalContext, req: IncomingMessage, res: ServerRespo
   }
   const error = session && !session.check.ok ? `Your session ended (${session.check.clientReason}); sign in again.` : undefined;
   const back = url.searchParams.has('next') ? (next.origin ?? '') + next.path : '';
-  const provider = p.deps.login?.issuer.settings()?.provider;
-  const signInWith = provider === undefined ? {} : { provider: provider.displayName ?? 'your identity provider' };
-  send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }), ...signInWith }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
+  send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }), ...signInProvider(p) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
 }
 
 /** A page request as dispatch found it under the reserved prefix: `page.path` is the normalized path, the one every stage judges. */

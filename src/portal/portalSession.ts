@@ -48,6 +48,12 @@ function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams 
   });
 }
 
+/** "Sign in with <IdP>" on the sign-in page, when the gateway runs an issuer: the provider's display name. */
+export function signInProvider(p: PortalContext): { provider?: string } {
+  const provider = p.deps.login?.issuer.settings()?.provider;
+  return provider === undefined ? {} : { provider: provider.displayName ?? 'your identity provider' };
+}
+
 export function send(res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}, formTargets: string[] = []): void {
   res.writeHead(status, { ...pageHeaders(formTargets), ...extra, 'content-length': String(Buffer.byteLength(html)) }).end(html);
 }
@@ -138,7 +144,7 @@ export async function signIn(p: PortalContext, req: IncomingMessage, res: Server
   const started = performance.now();
   const deny = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
     record(exchange, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status: refusal.status, reason: refusal.reason, durationMs: Math.round(performance.now() - started), ...extra });
-    send(res, refusal.status, signInPage({ identity: conn.identity, error: `Not signed in: ${refusal.clientReason}.` }));
+    send(res, refusal.status, signInPage({ identity: conn.identity, error: `Not signed in: ${refusal.clientReason}.`, ...signInProvider(p) }));
   };
   // A sign-in started by another site would sign this browser in as someone else (login CSRF).
   if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) return deny(refuse('GH_CROSS_SITE_FORM', `sign-in posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}`));
