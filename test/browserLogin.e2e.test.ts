@@ -123,6 +123,8 @@ describe('sign in with the IdP: refusals (curl)', () => {
     const reply = await callback(aliceCert, back, start.cookie);
     expect(reply.status).toBe(200);
     expect(reply.body).toContain('url=/');
+    // The landing page's navigation does not hand the callback URL (code, state) to the next page as its Referer.
+    expect(reply.headers['referrer-policy']).toEqual(['no-referrer']);
     const session = cookieOf(reply).find((c) => c.startsWith('__Host-gatehouse-session='));
     expect(session).toBeDefined();
     // The token is in the HttpOnly cookie only, never in a page or a URL.
@@ -248,7 +250,12 @@ suite(missing.length === 0 ? 'sign in with the IdP in headless Chromium' : `sign
     const context = await newContext();
     const page = await context.newPage();
     const visited: string[] = [];
-    page.on('request', (r) => visited.push(r.url()));
+    const referers: string[] = [];
+    page.on('request', (r) => {
+      visited.push(r.url());
+      const referer = r.headers()['referer'];
+      if (referer !== undefined) referers.push(referer);
+    });
     const notebook = `${h.base}/~alice/jupyter/notebooks/check.ipynb`;
     try {
       await page.goto(notebook);
@@ -266,8 +273,10 @@ suite(missing.length === 0 ? 'sign in with the IdP in headless Chromium' : `sign
       const session = cookies.find((c) => c.name === '__Host-gatehouse-session');
       expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
       expect(cookies.find((c) => c.name === '__Host-gatehouse-login')).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Lax', path: '/' });
-      // No token in any URL the browser went to.
+      // No token in any URL the browser went to; the callback URL (code, state) is no page's Referer.
       expect(visited.filter((u) => u.includes((session?.value ?? '').slice(0, 60)))).toEqual([]);
+      expect(visited.some((u) => u.startsWith(`${h.base}${CALLBACK}?`))).toBe(true);
+      expect(referers.filter((r) => r.includes(CALLBACK))).toEqual([]);
 
       await page.waitForSelector('#kernel_indicator_icon.kernel_idle_icon', { timeout: 60_000 });
       await page.click('.cell .CodeMirror');

@@ -106,8 +106,9 @@ export function browserEndpoints(deps: LoginDeps): LoginEndpoint[] {
       detail: { flow: 'code', idp: issued.grant.idp, expiresAt: endsAt.toISOString(), next: session.next },
     });
     // The redirect chain began on the IdP's site: a Strict cookie set now is not sent on a redirect, but it
-    // is on a navigation this origin starts itself (the landing page's refresh).
-    if (session.landing !== undefined) return send(call.res, 200, landingPage(session.landing), { 'set-cookie': session.cookie });
+    // is on a navigation this origin starts itself (the landing page's refresh). That navigation must not
+    // carry this URL (code and state) as its Referer to the service behind `next`.
+    if (session.landing !== undefined) return send(call.res, 200, landingPage(session.landing), { 'set-cookie': session.cookie, 'referrer-policy': 'no-referrer' });
     call.res.writeHead(303, { ...pageHeaders(), location: session.location, 'set-cookie': session.cookie, 'content-length': '0' }).end();
   }
 
