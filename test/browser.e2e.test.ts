@@ -1,24 +1,20 @@
 // A real browser through a real gateway: headless Chromium (the system's build, driven by playwright-core,
 // presenting a client certificate) signs in with a token, sees the portal, opens a Jupyter notebook
 // server behind a UNIX-socket route and runs a cell, so the kernel's WebSocket crosses the gateway.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect as connectTcp, createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
+import { CHROMIUM, chromiumArgs, JUPYTER, startJupyter } from './support/browserPeers.ts';
 import { inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const JUPYTER = '/usr/bin/jupyter-notebook';
 const missing = [existsSync(CHROMIUM) ? '' : 'chromium', existsSync(JUPYTER) ? '' : 'jupyter-notebook'].filter(Boolean);
 const suite = missing.length === 0 ? describe : describe.skip;
 const title = missing.length === 0 ? 'Jupyter in a real browser through the gateway' : `Jupyter in a real browser (skipped: ${missing.join(' and ')} not installed)`;
-
-/** Launch arguments for a quiet, self-contained headless Chromium (no network of its own, no GPU). */
-export const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const routes = `  - name: jupyter
     path: /~{user}/jupyter/
@@ -77,31 +73,6 @@ async function startBobApp(socket: string): Promise<Server> {
   return server;
 }
 
-/** A Jupyter notebook server for alice on a UNIX socket, under the route's prefix, its own auth off (the gateway is the door). */
-async function startJupyter(dir: string, socket: string): Promise<ChildProcess> {
-  const home = join(dir, 'jupyter-home');
-  const notebooks = join(dir, 'notebooks');
-  mkdirSync(home, { recursive: true });
-  mkdirSync(notebooks, { recursive: true });
-  const cell = { cell_type: 'code', execution_count: null, metadata: {}, outputs: [], source: ['1+1'] };
-  writeFileSync(join(notebooks, 'check.ipynb'), JSON.stringify({ cells: [cell], metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } }, nbformat: 4, nbformat_minor: 5 }));
-  const env = { ...process.env, HOME: home, JUPYTER_CONFIG_DIR: join(home, 'config'), JUPYTER_DATA_DIR: join(home, 'data'), JUPYTER_RUNTIME_DIR: join(home, 'runtime'), IPYTHONDIR: join(home, 'ipython') };
-  const proc = spawn(JUPYTER, [
-    '--no-browser', '--allow-root', `--sock=${socket}`, '--sock-mode=0600', `--notebook-dir=${notebooks}`,
-    '--NotebookApp.base_url=/~alice/jupyter/', '--NotebookApp.token=', '--NotebookApp.password=',
-    // Reached under its service's own host name (not localhost), which Jupyter refuses unless told.
-    '--NotebookApp.allow_remote_access=True',
-  ], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-  const until = Date.now() + 60_000;
-  while (!existsSync(socket)) {
-    if (proc.exitCode !== null || Date.now() > until) throw new Error(`jupyter-notebook did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return proc;
-}
-
 suite(title, () => {
   beforeAll(async () => {
     h = await startHarness({ routes, extraTop: 'browser:\n  portalHost: localhost\n' });
@@ -132,6 +103,8 @@ suite(title, () => {
     try {
       await page.goto(`${h.base}/.well-known/gatehouse/`);
       expect(await page.textContent('#client-cn')).toBe('alice');
+      // This gateway runs no issuer: nothing to sign in with but a token.
+      expect(await page.$('#sign-in-provider')).toBeNull();
       await page.screenshot({ path: join(shots, '1-sign-in.png') });
 
       const token = mintRaw(h.rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);

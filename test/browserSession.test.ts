@@ -77,10 +77,22 @@ describe('one-time sign-in codes', () => {
     expect(codes.take(b, 'sha256:aa', 'y.apps.test:8443').ok).toBe(false);
     const c = codes.issue(handoff);
     now += 31_000;
-    expect(codes.take(c, 'sha256:aa', 'x.apps.test:8443')).toEqual({ ok: false, reason: 'sign-in code expired' });
+    expect(codes.take(c, 'sha256:aa', 'x.apps.test:8443')).toEqual({ ok: false, reason: 'sign-in code expired', kind: 'unknown' });
     const d = codes.issue(handoff);
     expect(codes.take(d, 'sha256:aa', 'X.apps.test:8443')).toMatchObject({ ok: true, handoff: { user: 'alice' } });
     expect(codes.take(d, 'sha256:aa', 'x.apps.test:8443').ok).toBe(false);
+  });
+
+  it('keep an entry that asks for longer (a browser sign-in at the IdP) that long, and no longer', () => {
+    let now = 0;
+    const codes = createHandoffCodes(() => now);
+    const login = { token: '{}', maxAgeSeconds: 0, fingerprint: 'sha256:aa', host: 'login gw.example.org', next: '/', user: '', revocationIds: [], ttlMs: 600_000 };
+    const a = codes.issue(login);
+    const b = codes.issue(login);
+    now += 599_000;
+    expect(codes.take(a, 'sha256:aa', 'login gw.example.org').ok).toBe(true);
+    now += 2_000;
+    expect(codes.take(b, 'sha256:aa', 'login gw.example.org')).toMatchObject({ ok: false, kind: 'unknown' });
   });
 });
 

@@ -101,8 +101,8 @@ describe.skipIf(postgresSkipReason !== '')(`sign-in codes across instances${post
       // The other checks hold as for codes kept in memory.
       const issued = await stores[1]?.issue(sample);
       if (!issued?.ok) throw new Error('not issued');
-      expect(await stores[0]?.take(issued.code, 'sha256:bb', sample.host)).toEqual({ ok: false, reason: 'sign-in code issued to another certificate' });
-      expect(await stores[0]?.take(issued.code, sample.fingerprint, sample.host)).toEqual({ ok: false, reason: 'unknown or already used sign-in code' });
+      expect(await stores[0]?.take(issued.code, 'sha256:bb', sample.host)).toEqual({ ok: false, reason: 'sign-in code issued to another certificate', kind: 'foreign' });
+      expect(await stores[0]?.take(issued.code, sample.fingerprint, sample.host)).toEqual({ ok: false, reason: 'unknown or already used sign-in code', kind: 'unknown' });
     } finally {
       for (const s of stores) await s?.close();
     }
@@ -123,12 +123,12 @@ describe.skipIf(postgresSkipReason !== '')(`sign-in codes across instances${post
       const planted = await store.issue(sample);
       if (!planted.ok) throw new Error('not issued');
       await client.query(`UPDATE gatehouse_handoffs SET sealed = (SELECT sealed FROM gatehouse_handoffs ORDER BY expires_at LIMIT 1) WHERE expires_at = (SELECT max(expires_at) FROM gatehouse_handoffs)`);
-      expect(await store.take(planted.code, sample.fingerprint, sample.host)).toEqual({ ok: false, reason: 'unknown or already used sign-in code' });
+      expect(await store.take(planted.code, sample.fingerprint, sample.host)).toEqual({ ok: false, reason: 'unknown or already used sign-in code', kind: 'unknown' });
       // Expired by the database's clock.
       const late = await store.issue(sample);
       if (!late.ok) throw new Error('not issued');
       await client.query(`UPDATE gatehouse_handoffs SET expires_at = now() - interval '1 second'`);
-      expect(await store.take(late.code, sample.fingerprint, sample.host)).toEqual({ ok: false, reason: 'sign-in code expired' });
+      expect(await store.take(late.code, sample.fingerprint, sample.host)).toEqual({ ok: false, reason: 'sign-in code expired', kind: 'unknown' });
     } finally {
       await client.end();
       await store.close();

@@ -85,6 +85,11 @@ const TABLE = {
   GH_REFRESH_NOT_ISSUED: [401, "this token was not issued by this gateway's login; log in again", 4],
   GH_REFRESH_ATTENUATED: [403, 'only a token as issued can be refreshed', 4],
   GH_REFRESH_LIMIT: [403, 'refresh limit reached; log in again', 4],
+  GH_LOGIN_STATE_UNKNOWN: [400, 'This sign-in is not known (it was used already or took too long). Start again.', 5],
+  GH_LOGIN_FOREIGN: [403, 'This sign-in was started in another browser or with another certificate. Start again here.', 4],
+  GH_LOGIN_IDP_REFUSED: [403, 'The identity provider did not confirm this sign-in. Start again.', 4],
+  GH_LOGIN_NOT_ISSUED: [403, 'Your identity provider account may not sign in here.', 4],
+  GH_LOGIN_IDP_UNAVAILABLE: [503, 'The identity provider cannot be reached now.', 5],
   GH_REFUSED: [0, 'refused', 5],
 } as const;
 

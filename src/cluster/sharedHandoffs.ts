@@ -45,7 +45,7 @@ export function databaseHandoffStore(settings: ClusterSettings): HandoffStore & 
       const id = idOf(code);
       try {
         // The database's clock decides expiry for every instance alike.
-        await pool.query('INSERT INTO gatehouse_handoffs (id, sealed, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))', [id, seal(code, id, handoff), HANDOFF_TTL_MS / 1000]);
+        await pool.query('INSERT INTO gatehouse_handoffs (id, sealed, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))', [id, seal(code, id, handoff), (handoff.ttlMs ?? HANDOFF_TTL_MS) / 1000]);
         return { ok: true, code };
       } catch (error) {
         return unavailable(error);

@@ -43,6 +43,10 @@ export const issuerSettingsSchema = z
         clientSecretFile: z.string().min(1).optional(),
         /** PEM CA bundle the provider's HTTPS certificate must chain to (a site CA); absent = the system's CAs. */
         ca: z.string().min(1).optional(),
+        /** Shown on the sign-in page's button, "Sign in with <displayName>" (default "your identity provider"). */
+        displayName: z.string().regex(/^[^\x00-\x1f\x7f]{1,64}$/, 'up to 64 characters, no control characters').optional(),
+        /** The browser sign-in's redirect URI, registered exactly at the provider; default https://<browser.portalHost or the request's host>/.well-known/gatehouse/login/callback. */
+        redirectUri: z.string().regex(/^https:\/\/[^\s/?#@]+\/\.well-known\/gatehouse\/login\/callback$/, 'https://<gateway host[:port]>/.well-known/gatehouse/login/callback').optional(),
       })
       .strict(),
     claims: z

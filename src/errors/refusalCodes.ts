@@ -118,6 +118,12 @@ export const CODES = {
   GH_REFRESH_NOT_ISSUED: entry(401, 'this token was not issued by this gateway\'s login; log in again'),
   GH_REFRESH_ATTENUATED: entry(403, 'only a token as issued can be refreshed'),
   GH_REFRESH_LIMIT: entry(403, 'refresh limit reached; log in again'),
+  // The browser's sign-in with the site's identity provider (the code flow).
+  GH_LOGIN_STATE_UNKNOWN: entry(400, 'This sign-in is not known (it was used already or took too long). Start again.'),
+  GH_LOGIN_FOREIGN: entry(403, 'This sign-in was started in another browser or with another certificate. Start again here.'),
+  GH_LOGIN_IDP_REFUSED: entry(403, 'The identity provider did not confirm this sign-in. Start again.'),
+  GH_LOGIN_NOT_ISSUED: entry(403, 'Your identity provider account may not sign in here.'),
+  GH_LOGIN_IDP_UNAVAILABLE: entry(503, 'The identity provider cannot be reached now.'),
   /** A status no other code has (a client reading an unexpected answer). */
   GH_REFUSED: entry(0, 'refused', 'refused'),
 } as const satisfies Record<string, CodeEntry>;

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { Exchange } from '../exchange/exchange.ts';
 import type { IssuerService } from '../issuer/issuerService.ts';
+import type { PortalSignIn } from '../portal/portalSession.ts';
 
 /** One request to a login endpoint, as the page way in admitted it. */
 export interface LoginCall {
@@ -13,6 +14,8 @@ export interface LoginCall {
   /** The normalized path (the dispatcher's), never re-read from the raw target. */
   path: string;
   query: URLSearchParams;
+  /** The portal's rule for where a sign-in returns to, and its session start (the code flow ends there). */
+  portal: PortalSignIn;
 }
 
 export type LoginHandler = (call: LoginCall) => void | Promise<void>;

@@ -18,17 +18,20 @@ export interface Handoff {
   next: string;
   user: string;
   revocationIds: string[];
+  /** How long it is kept (default HANDOFF_TTL_MS); a browser sign-in in progress waits minutes at the IdP. */
+  ttlMs?: number;
 }
 
-export type HandoffTake = { ok: true; handoff: Handoff } | { ok: false; reason: string };
+/** `kind`: no such entry (or expired), or one for another certificate or host; absent when the store itself failed. */
+export type HandoffTake = { ok: true; handoff: Handoff } | { ok: false; reason: string; kind?: 'unknown' | 'foreign' };
 
 /** The checks of a code taken from its holder (whichever store holds it): unknown, expired, another certificate, another host. */
 export function judgeHandoff(taken: { handoff: Handoff; expired: boolean } | undefined, fingerprint: string, host: string): HandoffTake {
-  if (taken === undefined) return { ok: false, reason: 'unknown or already used sign-in code' };
+  if (taken === undefined) return { ok: false, reason: 'unknown or already used sign-in code', kind: 'unknown' };
   const { handoff, expired } = taken;
-  if (expired) return { ok: false, reason: 'sign-in code expired' };
-  if (handoff.fingerprint !== fingerprint) return { ok: false, reason: 'sign-in code issued to another certificate' };
-  if (handoff.host !== host.toLowerCase()) return { ok: false, reason: `sign-in code issued for ${handoff.host}, redeemed at ${host.toLowerCase()}` };
+  if (expired) return { ok: false, reason: 'sign-in code expired', kind: 'unknown' };
+  if (handoff.fingerprint !== fingerprint) return { ok: false, reason: 'sign-in code issued to another certificate', kind: 'foreign' };
+  if (handoff.host !== host.toLowerCase()) return { ok: false, reason: `sign-in code issued for ${handoff.host}, redeemed at ${host.toLowerCase()}`, kind: 'foreign' };
   return { ok: true, handoff };
 }
 
@@ -44,7 +47,7 @@ export function createHandoffCodes(now: () => number = Date.now) {
       // Bounded: when full, the oldest pending code gives way (a flood only delays other sign-ins).
       if (pending.size >= MAX_PENDING) pending.delete(pending.keys().next().value as string);
       const code = randomBytes(32).toString('base64url');
-      pending.set(code, { ...handoff, expiresAt: now() + HANDOFF_TTL_MS });
+      pending.set(code, { ...handoff, expiresAt: now() + (handoff.ttlMs ?? HANDOFF_TTL_MS) });
       return code;
     },
     /** Redeems a code: it is gone afterwards whatever the outcome, so a code is never tried twice. */

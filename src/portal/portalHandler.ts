@@ -24,7 +24,7 @@ import { earliestExpiry } from '../token/inspectToken.ts';
 import { continuePage, messagePage, portalPage, signInPage } from './portalPages.ts';
 import { portalSections } from './portalSections.ts';
 import type { RootKeySource } from './rootKeySource.ts';
-import { continueTo, currentSession, HANDOFF_PATH, readNext, record, redeem, send, SESSION_PATH, SIGN_OUT_PATH, signIn, signOut, type PortalContext } from './portalSession.ts';
+import { continueTo, currentSession, HANDOFF_PATH, portalSignIn, readNext, signInProvider, record, redeem, send, SESSION_PATH, SIGN_OUT_PATH, signIn, signOut, type PortalContext } from './portalSession.ts';
 
 export interface PortalDeps {
   audit: AuditLog;
@@ -86,7 +86,7 @@ async function showPage(p: PortalContext, req: IncomingMessage, res: ServerRespo
   }
   const error = session && !session.check.ok ? `Your session ended (${session.check.clientReason}); sign in again.` : undefined;
   const back = url.searchParams.has('next') ? (next.origin ?? '') + next.path : '';
-  send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
+  send(res, 200, signInPage({ identity: conn.identity, next: back, ...(error && { error }), ...signInProvider(p) }), session ? { 'set-cookie': clearSessionCookie() } : {}, targets);
 }
 
 /** A page request as dispatch found it under the reserved prefix: `page.path` is the normalized path, the one every stage judges. */
@@ -109,7 +109,7 @@ function servePage(p: PortalContext, { req, res, page }: PageArrival, exchange: 
   if (path === SIGN_OUT_PATH && method === 'POST') return signOut(p, req, res, exchange);
   if (path === HANDOFF_PATH && method === 'POST') return continueTo(p, req, res, exchange);
   if (path === HANDOFF_PATH && method === 'GET') return redeem(p, req, res, exchange, url);
-  if (p.deps.login !== undefined && (path === LOGIN_PATH || path.startsWith(`${LOGIN_PATH}/`))) return p.deps.login.serve({ req, res, exchange, path, query: url.searchParams });
+  if (p.deps.login !== undefined && (path === LOGIN_PATH || path.startsWith(`${LOGIN_PATH}/`))) return p.deps.login.serve({ req, res, exchange, path, query: url.searchParams, portal: portalSignIn(p) });
   const known = [PORTAL_PATH, SESSION_PATH, SIGN_OUT_PATH, HANDOFF_PATH].includes(path);
   req.resume();
   record(exchange, { event: 'request', method, path: path, decision: 'deny', status: known ? 405 : 404, reason: known ? `gateway page ${path} does not take ${method}` : 'no such gateway page' });

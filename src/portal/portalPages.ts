@@ -5,6 +5,7 @@ import { displayDatalog, displayLines } from '../text/displayText.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { LocalPath } from './nextTarget.ts';
 import type { VerifiedToken } from '../session/sessionToken.ts';
+import { LOGIN_PATH } from '../routing/reservedPaths.ts';
 
 const STYLE = `body{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}dt{font-weight:600}dd{margin:0 0 .5rem 0;word-break:break-all}
@@ -60,13 +61,22 @@ export interface SignInView {
   identity: PeerIdentity;
   next?: string;
   error?: string;
+  /** The display name of the site's identity provider, when the gateway runs an issuer. */
+  provider?: string;
 }
 
-/** The sign-in page: who the certificate says you are, and a form to paste a token. */
+/** Where "Sign in with <IdP>" starts the code flow; the login pages check `next` again there. */
+export const BROWSER_LOGIN_PATH = `${LOGIN_PATH}/browser`;
+
+/** The sign-in page: who the certificate says you are, "Sign in with <IdP>" when there is one, and a form to paste a token. */
 export function signInPage(view: SignInView): string {
   const error = view.error ? `<p class="error" id="error">${escapeHtml(view.error)}</p>` : '';
+  const provider = view.provider === undefined ? '' : `
+<h2>Sign in with ${escapeHtml(view.provider)}</h2>
+<p>Your site's identity provider confirms who you are; the gateway then signs this browser in for this certificate. No token to copy.</p>
+<p><a id="sign-in-provider" href="${escapeHtml(`${BROWSER_LOGIN_PATH}${view.next ? `?next=${encodeURIComponent(view.next)}` : ''}`)}">Sign in with ${escapeHtml(view.provider)}</a></p>`;
   return layout('Sign in to gatehouse', `${error}
-${certificateSection(view.identity)}
+${certificateSection(view.identity)}${provider}
 <h2>Sign in with a token</h2>
 <p>Paste the token your site gave you (the text of the token file). It is checked against this
 certificate and kept only in a cookie of this browser, bound to this certificate, for one working day at most.</p>

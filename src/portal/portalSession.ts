@@ -7,11 +7,11 @@ import type { ConnectionContext } from '../exchange/connection.ts';
 import type { Exchange } from '../exchange/exchange.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 import type { HandoffStore } from './handoffCodes.ts';
-import { asLocalPath, nextTarget, PORTAL_PATH, type NextTarget } from './nextTarget.ts';
+import { asLocalPath, nextTarget, PORTAL_PATH, type LocalPath, type NextTarget } from './nextTarget.ts';
 import { isGatewayHost } from './ownHosts.ts';
 import { fromOwnOrigin } from '../routing/origin.ts';
 import { clearSessionCookie, readSessionCookie, sessionExpiry, setSessionCookie } from './sessionCookie.ts';
-import type { TokenCheck } from '../session/sessionToken.ts';
+import type { TokenCheck, VerifiedToken } from '../session/sessionToken.ts';
 import { landingPage, messagePage, pageHeaders, signInPage } from './portalPages.ts';
 import type { PortalDeps } from './portalHandler.ts';
 
@@ -46,6 +46,12 @@ function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams 
     req.once('error', () => resolve(undefined));
     req.once('close', () => resolve(undefined));
   });
+}
+
+/** "Sign in with <IdP>" on the sign-in page, when the gateway runs an issuer: the provider's display name. */
+export function signInProvider(p: PortalContext): { provider?: string } {
+  const provider = p.deps.login?.issuer.settings()?.provider;
+  return provider === undefined ? {} : { provider: provider.displayName ?? 'your identity provider' };
 }
 
 export function send(res: ServerResponse, status: number, html: string, extra: Record<string, string> = {}, formTargets: string[] = []): void {
@@ -94,12 +100,51 @@ async function handoff(p: PortalContext, conn: ConnectionContext, tokenText: str
   return { ok: true, location: `${origin}${HANDOFF_PATH}?code=${issued.code}` };
 }
 
+/** A session started from a token: where the browser goes next and the cookie it gets, or the refusal. */
+export type SessionStart =
+  | { ok: true; token: VerifiedToken; endsAt: Date; cookie: string; next: string; location: string; landing?: LocalPath }
+  | { ok: false; refusal: Refusal; token?: Partial<Pick<VerifiedToken, 'user' | 'revocationIds'>> };
+
+/**
+ * A session from `text` for this certificate: the token verified here, the session token minted (the
+ * token plus the gateway's session block), and, when `next` is another origin of the gateway's, a
+ * one-time hand-off code to carry it there. Signing in with a pasted token and with the IdP both end here.
+ */
+export async function startSession(p: PortalContext, conn: ConnectionContext, text: string, next: Extract<NextTarget, { ok: true }>): Promise<SessionStart> {
+  const key = p.deps.rootKey.current();
+  if (!key.ok) return { ok: false, refusal: refuse('GH_KEY_UNAVAILABLE', key.reason) };
+  const checked = await p.deps.sessions().verify(text, conn.identity, conn.sourceIp);
+  if (!checked.ok) return { ok: false, refusal: refusalOf(checked), token: { ...(checked.user !== undefined && { user: checked.user }), ...(checked.revocationIds && { revocationIds: checked.revocationIds }) } };
+  const { token } = checked;
+  const endsAt = sessionExpiry(token, p.sessionSeconds());
+  const minted = await p.deps.sessions().mint(text, conn.identity.fingerprint, endsAt);
+  if (!minted.ok) return { ok: false, refusal: refuse(minted.busy ? 'GH_RATE_LIMITED' : 'GH_SESSION_UNAVAILABLE', minted.reason) };
+  const cookie = setSessionCookie(minted.token, Math.floor((endsAt.getTime() - Date.now()) / 1000));
+  const shown = (next.origin ?? '') + next.path;
+  if (next.origin === undefined) return { ok: true, token, endsAt, cookie, next: shown, location: next.path, landing: next.path };
+  const handed = await handoff(p, conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
+  if (!handed.ok) return { ok: false, refusal: refuse('GH_SESSION_UNAVAILABLE', handed.reason) };
+  return { ok: true, token, endsAt, cookie, next: shown, location: handed.location };
+}
+
+/** What the issuer's browser sign-in uses of the portal: its rule for `next`, its one-time store, and starting a session. */
+export interface PortalSignIn {
+  readNext(req: IncomingMessage, value: string | null | undefined): NextTarget;
+  /** Where one-time entries live (this process, the primary of a process group, or the cluster database). */
+  pending: HandoffStore;
+  startSession(conn: ConnectionContext, text: string, next: Extract<NextTarget, { ok: true }>): Promise<SessionStart>;
+}
+
+export function portalSignIn(p: PortalContext): PortalSignIn {
+  return { readNext: (req, value) => readNext(p, req, value), pending: p.codes, startSession: (conn, text, next) => startSession(p, conn, text, next) };
+}
+
 export async function signIn(p: PortalContext, req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
   const { conn } = exchange;
   const started = performance.now();
   const deny = (refusal: Refusal, extra: Partial<AuditRecord> = {}) => {
     record(exchange, { event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'deny', status: refusal.status, reason: refusal.reason, durationMs: Math.round(performance.now() - started), ...extra });
-    send(res, refusal.status, signInPage({ identity: conn.identity, error: `Not signed in: ${refusal.clientReason}.` }));
+    send(res, refusal.status, signInPage({ identity: conn.identity, error: `Not signed in: ${refusal.clientReason}.`, ...signInProvider(p) }));
   };
   // A sign-in started by another site would sign this browser in as someone else (login CSRF).
   if (req.headers.origin !== undefined && !fromOwnOrigin(req.headers)) return deny(refuse('GH_CROSS_SITE_FORM', `sign-in posted from origin ${JSON.stringify(req.headers.origin.slice(0, 200))}`));
@@ -110,30 +155,16 @@ export async function signIn(p: PortalContext, req: IncomingMessage, res: Server
   const text = (form.get('token') ?? '').trim().replace(/^Bearer\s+/i, '');
   if (text === '') return deny(refuse('GH_NO_TOKEN_GIVEN', 'sign-in form without a token'));
   if (text.length > p.deps.limits().maxTokenBytes) return deny(refuse('GH_FORM_TOKEN_TOO_LARGE', `token is ${text.length} bytes, over limits.maxTokenBytes`));
-  const key = p.deps.rootKey.current();
-  if (!key.ok) return deny(refuse('GH_KEY_UNAVAILABLE', key.reason));
-  const checked = await p.deps.sessions().verify(text, conn.identity, conn.sourceIp);
-  if (!checked.ok) {
-    return deny(refusalOf(checked), { token: { ...(checked.user !== undefined && { user: checked.user }), ...(checked.revocationIds && { revocationIds: checked.revocationIds }) } });
-  }
-  const { token } = checked;
-  const endsAt = sessionExpiry(token, p.sessionSeconds());
-  const minted = await p.deps.sessions().mint(text, conn.identity.fingerprint, endsAt);
-  if (!minted.ok) return deny(refuse(minted.busy ? 'GH_RATE_LIMITED' : 'GH_SESSION_UNAVAILABLE', minted.reason));
-  let location: string = next.path;
-  if (next.origin !== undefined) {
-    const handed = await handoff(p, conn, minted.token, token.user, token.revocationIds, endsAt, next.origin, next.path);
-    if (!handed.ok) return deny(refuse('GH_SESSION_UNAVAILABLE', handed.reason));
-    location = handed.location;
-  }
+  const session = await startSession(p, conn, text, next);
+  if (!session.ok) return deny(session.refusal, session.token ? { token: session.token } : {});
+  const { token, endsAt } = session;
   record(exchange, {
     event: 'session.start', method: 'POST', path: SESSION_PATH, decision: 'allow', status: 303, auth: 'session',
     token: { user: token.user, groups: token.groups, revocationIds: token.revocationIds },
     reason: 'token verified for this certificate', durationMs: Math.round(performance.now() - started),
-    detail: { expiresAt: endsAt.toISOString(), next: (next.origin ?? '') + next.path },
+    detail: { expiresAt: endsAt.toISOString(), next: session.next },
   });
-  const maxAge = Math.floor((endsAt.getTime() - Date.now()) / 1000);
-  res.writeHead(303, { ...pageHeaders(), location, 'set-cookie': setSessionCookie(minted.token, maxAge), 'content-length': '0' }).end();
+  res.writeHead(303, { ...pageHeaders(), location: session.location, 'set-cookie': session.cookie, 'content-length': '0' }).end();
 }
 
 /** On the gateway's origin: a signed-in user continues to a service's origin (POST, so another site cannot start it). */

@@ -33,6 +33,8 @@ export interface OidcProviderOptions {
   sessionSeconds?: number;
   /** The device flow's poll interval the provider announces (default: none, i.e. 5 s). */
   deviceIntervalSeconds?: number;
+  /** A fixed port (default: a free one), when the gateway's config must name the provider before it starts. */
+  port?: number;
 }
 
 /** Starts the provider with the test PKI's server certificate (names localhost and the loopback addresses). */
@@ -48,6 +50,7 @@ export function startOidcProvider(pki: TestPki, options: OidcProviderOptions = {
     ...(options.idTokenSeconds !== undefined && { idTokenSeconds: options.idTokenSeconds }),
     ...(options.sessionSeconds !== undefined && { sessionSeconds: options.sessionSeconds }),
     ...(options.deviceIntervalSeconds !== undefined && { deviceIntervalSeconds: options.deviceIntervalSeconds }),
+    ...(options.port !== undefined && { port: options.port }),
   };
   const proc = spawn(process.execPath, [join(import.meta.dirname, 'oidcProviderMain.ts'), JSON.stringify(settings)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
