@@ -42,6 +42,7 @@ const TABLE = {
   GH_CROSS_ORIGIN: [403, 'cross-origin request refused', 4],
   GH_CROSS_SITE_FORM: [403, 'sign-in form posted from another site', 4],
   GH_CROSS_SITE_HANDOFF: [403, 'The request came from another site.', 4],
+  GH_CERTIFICATE_REQUIRED: [403, 'a client certificate is required here', 4],
   GH_NO_ROUTE: [404, 'no route', 4],
   GH_NO_TUNNEL_ROUTE: [404, 'no such route', 4],
   GH_NO_PAGE: [404, 'no such gateway page', 4],

@@ -70,6 +70,7 @@ export const CODES = {
   GH_CROSS_ORIGIN: entry(403, 'cross-origin request refused'),
   GH_CROSS_SITE_FORM: entry(403, 'sign-in form posted from another site'),
   GH_CROSS_SITE_HANDOFF: entry(403, 'The request came from another site.'),
+  GH_CERTIFICATE_REQUIRED: entry(403, 'a client certificate is required here'),
   // 404: nothing by that name.
   GH_NO_ROUTE: entry(404, 'no route', 'no such route'),
   GH_NO_TUNNEL_ROUTE: entry(404, 'no such route'),
