@@ -48,6 +48,8 @@ export const CODES = {
   GH_BAD_NEXT: entry(400, 'the page to return to is not on this gateway'),
   GH_NO_TOKEN_GIVEN: entry(400, 'no token given'),
   GH_FOREIGN_PAGE: entry(400, 'That page is not served by this gateway.'),
+  GH_CSR_INVALID: entry(400, 'invalid certificate request'),
+  GH_CSR_REQUIRED: entry(400, 'without a client certificate, a login must send a csr'),
   // 401: no credential, or one that is not this gateway's.
   GH_TOKEN_MISSING: entry(401, 'missing bearer token'),
   GH_TOKEN_INVALID: entry(401, 'invalid token', 'not authenticated (token missing, malformed or not signed by the site)'),
@@ -96,6 +98,7 @@ export const CODES = {
   GH_AUTHZ_UNAVAILABLE: entry(503, 'authorization unavailable'),
   GH_TOKEN_CHECK_UNAVAILABLE: entry(503, 'cannot check the token now'),
   GH_SESSION_UNAVAILABLE: entry(503, 'cannot start a session'),
+  GH_CERTIFICATE_UNAVAILABLE: entry(503, 'cannot issue a certificate now'),
   GH_HANDOFF_UNAVAILABLE: entry(503, 'Cannot hand the session over now.'),
   GH_DRAINING: entry(503, 'gateway shutting down'),
   GH_NOT_PUBLISHED: entry(503, 'service not published'),

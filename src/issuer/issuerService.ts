@@ -36,6 +36,8 @@ export interface IssueAsk {
   now?: Date;
   /** Fields the caller adds to the token.issue record (a correlation id, the refreshed token's id). */
   recordExtra?: Partial<AuditRecord>;
+  /** Where the token.issue record goes instead of the audit log (a login endpoint closes its exchange with it). */
+  writeRecord?: (record: AuditRecord) => void;
 }
 
 export type IssuerUnavailable = { ok: false; reason: string };
@@ -116,7 +118,7 @@ export function createIssuerService(deps: IssuerServiceDeps): IssuerService {
               ...(ask.request !== undefined && { request: ask.request }),
               ...(ask.delegationKey !== undefined && { delegationKey: ask.delegationKey }),
             });
-      deps.audit.write({ ...issueRecord({ result, certificate: ask.certificate, flow: ask.flow, ...(ask.source !== undefined && { source: ask.source }) }), ...ask.recordExtra });
+      (ask.writeRecord ?? ((record: AuditRecord) => deps.audit.write(record)))({ ...issueRecord({ result, certificate: ask.certificate, flow: ask.flow, ...(ask.source !== undefined && { source: ask.source }) }), ...ask.recordExtra });
       return result;
     },
     revoke: deps.revoke,

@@ -1,6 +1,9 @@
 // Short-lived client certificates from a certificate signing request (issuer.certificates): the CSR is
 // checked (self-signature, key type) and only its public key is used; the holder's name comes from the login.
 import { createPublicKey, X509Certificate } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { loadCaFiles } from './devCa.ts';
+import { PkiError } from './errors.ts';
 import { x509 } from './x509.ts';
 import type { IssuingCa } from './certificates.ts';
 import { SIGNING_ALGORITHM, randomSerial } from './keyFiles.ts';
@@ -125,4 +128,19 @@ export async function issueFromCsr(ca: IssuingCa, csr: CheckedCsr, holder: Certi
     notBefore,
     notAfter: new Date(parsed.validTo),
   };
+}
+
+/**
+ * The issuing CA of issuer.certificates: its key file must be the issuer's alone (no group or other bits,
+ * like ssh's private keys), then both are checked as the development CA's are (a CA, not expired, ECDSA P-256).
+ */
+export async function loadIssuingCa(certPath: string, keyPath: string): Promise<IssuingCa> {
+  let mode: number;
+  try {
+    mode = (await stat(keyPath)).mode & 0o777;
+  } catch (err) {
+    throw new PkiError('ca-missing', `cannot read ${keyPath}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, keyPath);
+  }
+  if ((mode & 0o077) !== 0) throw new PkiError('ca-invalid', `${keyPath} is readable by others (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 it`, keyPath);
+  return loadCaFiles(certPath, keyPath);
 }
