@@ -68,6 +68,20 @@ export const issuerSettingsSchema = z
     /** Lifetime of an issued token (default 12h), cut by the groups' maxTtl and the IdP session. */
     ttl: duration.default('12h'),
     /**
+     * How long after the IdP login a token may be refreshed without logging in again (each refresh gives a
+     * token of the login's lifetime, never past this nor past the IdP session's end); 0 = never.
+     */
+    refreshLimit: z.union([z.literal(0), duration]).default('7d'),
+    /** Device logins (`gatehouse login`) waiting for the user's approval: in all, and per client certificate. */
+    device: z
+      .object({
+        maxPending: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** A certificate starting more drops its own oldest pending login. */
+        maxPendingPerCertificate: z.number().int().min(1).max(1000).default(4),
+      })
+      .strict()
+      .prefault({}),
+    /**
      * Short-lived client certificates for users without one (a CSR sent with the device login): the issuing
      * CA (certificate and its ECDSA P-256 key, mode 0600, kept with the issuer), their lifetime and its cap.
      * Set, the gateway's listeners also accept connections without a client certificate, for the login alone.
