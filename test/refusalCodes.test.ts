@@ -66,7 +66,6 @@ const TABLE = {
   GH_AUTHZ_UNAVAILABLE: [503, 'authorization unavailable', 5],
   GH_TOKEN_CHECK_UNAVAILABLE: [503, 'cannot check the token now', 5],
   GH_SESSION_UNAVAILABLE: [503, 'cannot start a session', 5],
-  GH_CERTIFICATE_UNAVAILABLE: [503, 'cannot issue a certificate now', 5],
   GH_HANDOFF_UNAVAILABLE: [503, 'Cannot hand the session over now.', 5],
   GH_DRAINING: [503, 'gateway shutting down', 5],
   GH_NOT_PUBLISHED: [503, 'service not published', 5],

@@ -98,7 +98,6 @@ export const CODES = {
   GH_AUTHZ_UNAVAILABLE: entry(503, 'authorization unavailable'),
   GH_TOKEN_CHECK_UNAVAILABLE: entry(503, 'cannot check the token now'),
   GH_SESSION_UNAVAILABLE: entry(503, 'cannot start a session'),
-  GH_CERTIFICATE_UNAVAILABLE: entry(503, 'cannot issue a certificate now'),
   GH_HANDOFF_UNAVAILABLE: entry(503, 'Cannot hand the session over now.'),
   GH_DRAINING: entry(503, 'gateway shutting down'),
   GH_NOT_PUBLISHED: entry(503, 'service not published'),

@@ -3,6 +3,7 @@
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import { refuse, type Refusal } from '../errors/refusal.ts';
 import { LOGIN_PATH } from '../routing/reservedPaths.ts';
+import { certificateAtStart, issueWithCertificate } from './certificateLogin.ts';
 import { issuedAnswer } from './issuedAnswer.ts';
 import { issueRefusalCode, readJsonBody, refuseLogin, sendRefusal } from './loginAnswers.ts';
 import type { LoginDeps } from './loginEndpoints.ts';
@@ -29,6 +30,8 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     if (!body.ok) return refuseLogin(call, body.refusal);
     const asked = readLoginAsk(body.value);
     if (!asked.ok) return refuseLogin(call, asked.refusal);
+    const certificate = await certificateAtStart(deps.issuer.settings(), call.exchange.conn.identity, body.value.csr);
+    if (!certificate.ok) return refuseLogin(call, certificate.refusal);
     const party = await deps.issuer.relyingParty();
     if (!party.ok) return refuseLogin(call, refuse('GH_ISSUE_PROVIDER_UNAVAILABLE', party.reason));
     let device;
@@ -38,7 +41,7 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
       return refuseLogin(call, refuse('GH_ISSUE_PROVIDER_UNAVAILABLE', `device authorization at the provider failed: ${error instanceof Error ? error.message : String(error)}`));
     }
     const { ask } = asked;
-    const { pending: login, dropped } = pending.add({ fingerprint: call.exchange.conn.identity.fingerprint, device, request: ask.request, ...(ask.delegationKey !== undefined && { delegationKey: ask.delegationKey }), now: Date.now() });
+    const { pending: login, dropped } = pending.add({ fingerprint: call.exchange.conn.identity.fingerprint, device, request: ask.request, ...(ask.delegationKey !== undefined && { delegationKey: ask.delegationKey }), ...(certificate.csr && { csr: certificate.csr }), now: Date.now() });
     recordLogin(call.exchange, { event: 'request', method: 'POST', path: call.path, decision: 'allow', status: 200, detail: { login: 'device.start', ref: login.ref, expiresIn: device.expiresIn, ...(dropped.length > 0 && { dropped: dropped.length }) } });
     sendJson(call.res, 200, {
       login: login.handle,
@@ -106,7 +109,7 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     }
     pending.delete(login.handle);
     let record: AuditRecord | undefined;
-    const result = deps.issuer.issue({
+    const { result, certificate } = await issueWithCertificate(deps.issuer, {
       login: answer.login,
       certificate: identity,
       flow: 'device',
@@ -114,7 +117,7 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
       request: login.request,
       ...(login.delegationKey !== undefined && { delegationKey: login.delegationKey }),
       writeRecord: (made) => (record = made),
-    });
+    }, login.csr);
     const settings = deps.issuer.settings() ?? { refreshLimit: 0 as const };
     const refusal = result.ok ? undefined : refuse(issueRefusalCode(result.refusal.code), result.refusal.reason, { clientReason: result.refusal.clientReason });
     const status = refusal?.status ?? 200;
@@ -122,7 +125,7 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     // took a completed IdP login, so it cannot be sent faster than the IdP lets anyone log in.
     call.exchange.close({ ...record, method: 'POST', path: call.path, status }, 'completed');
     if (refusal !== undefined) return sendRefusal(call, refusal);
-    if (result.ok) sendJson(call.res, 200, issuedAnswer(result.issued, settings));
+    if (result.ok) sendJson(call.res, 200, { ...issuedAnswer(result.issued, settings), ...(certificate !== undefined && { certificate }) });
   }
 
   return [

@@ -51,6 +51,8 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_LOGIN_BODY_
 export function oauthWord(code: RefusalCode): string {
   switch (code) {
     case 'GH_LOGIN_BAD_REQUEST':
+    case 'GH_CSR_INVALID':
+    case 'GH_CSR_REQUIRED':
     case 'GH_BAD_REQUEST':
     case 'GH_ISSUE_TTL_INVALID':
       return 'invalid_request';

@@ -3,6 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IssueRequest } from '../issuer/claimGrant.ts';
 import type { DeviceLogin } from '../issuer/relyingParty.ts';
+import type { CheckedCsr } from '../pki/csrCertificate.ts';
 
 export interface PendingDevice {
   /** 256 random bits, base64url: the only name of the login the client holds. */
@@ -14,6 +15,8 @@ export interface PendingDevice {
   readonly device: DeviceLogin;
   readonly request: IssueRequest;
   readonly delegationKey?: string;
+  /** The CSR of a certificate login (certificateLogin.ts): the certificate is issued from it on approval. */
+  readonly csr?: CheckedCsr;
   /** ms since the epoch: the provider's device code ends then. */
   readonly expiresAt: number;
   /** Seconds the client must wait between polls; grows by 5 on each poll too fast (RFC 8628 §3.5). */
@@ -38,6 +41,7 @@ export interface PendingStart {
   device: DeviceLogin;
   request: IssueRequest;
   delegationKey?: string;
+  csr?: CheckedCsr;
   now: number;
 }
 
@@ -88,6 +92,7 @@ export function pendingDevices(limits: () => PendingLimits): PendingDevices {
         device: start.device,
         request: start.request,
         ...(start.delegationKey !== undefined && { delegationKey: start.delegationKey }),
+        ...(start.csr !== undefined && { csr: start.csr }),
         expiresAt: start.now + start.device.expiresIn * 1000,
         clientInterval: interval,
         providerInterval: interval,

@@ -80,11 +80,13 @@ describe('certificate logins: a connection without a certificate reaches the log
     expect(await recordAfter(g, mark, (r) => fromPort(res.localPort)(r) && r.event === 'connection.close')).toMatchObject({ detail: { requests: 0, certificate: expect.stringMatching(/^none/) } });
   });
 
-  it('hands the device login to the login pages (not refused for the missing certificate)', async () => {
+  it('hands the device login to the login pages, which ask for a CSR', async () => {
     const mark = auditMark(g);
     const body = '{}';
     const res = await rawExchange(bare, `POST /.well-known/gatehouse/login/device HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`, { expectResponses: 1 });
-    expect(res.finals[0]?.status).not.toBe(403);
+    // Reached: the device login itself answers, and wants a CSR from a connection without a certificate.
+    expect(res.finals[0]?.status).toBe(400);
+    expect(JSON.parse(res.finals[0]?.text ?? '{}')).toMatchObject({ error: 'invalid_request', code: 'GH_CSR_REQUIRED' });
     expect(res.finals[0]?.header('cache-control')).toBe('no-store');
     const record = await recordAfter(g, mark, (r) => fromPort(res.localPort)(r) && r.event !== 'connection.open' && r.event !== 'connection.close');
     expect(record?.path).toBe('/.well-known/gatehouse/login/device');
