@@ -15,6 +15,7 @@ import { approveInBrowser, chromiumMissing, launchIdpBrowser } from './support/i
 import { writeIssuerKey } from './support/issuerFixtures.ts';
 import { startOidcProvider, testAccounts, type TestOidcProvider } from './support/oidcProvider.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
+import { publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv, echoHandler, listenUnix, runTunnel, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
 
 const suite = chromiumMissing ? describe.skip : describe;
@@ -28,15 +29,16 @@ let echo: Server;
 let browser: Browser | undefined;
 const children: ChildProcess[] = [];
 const tunnels: TunnelProcess[] = [];
+const publishers: PublisherProcess[] = [];
 
 const routes = `  - name: echo
     protocols: [tcp]
     upstream: unix:run/echo.sock
     policy: |
       allow if user($u), signer("idp");
-`;
+${publishedRoute}`;
 
-/** The site's rules for this test: hpc (alice and bob) may reach echo, with tokens of one minute. */
+/** The site's rules for this test: hpc (alice and bob) may reach echo and their published services, and publish, with tokens of one minute. */
 function issuerBlock(keyFile: string): string {
   return `issuer:
   name: idp
@@ -48,9 +50,10 @@ function issuerBlock(keyFile: string): string {
     ca: ${pki.caCertPath}
   groups:
     hpc:
-      routes: [echo]
+      routes: [echo, published]
+      publish: ['*']
       maxTtl: 1m
-`;
+${publishTop}`;
 }
 
 beforeAll(async () => {
@@ -66,6 +69,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const t of tunnels) await t.stop('SIGKILL');
+  for (const p of publishers) await p.stop('SIGKILL');
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   await browser?.close();
   echo?.close();
@@ -147,27 +151,37 @@ suite(title, () => {
     const life = Date.parse(first.expiresAt) - Date.now();
     expect(life).toBeLessThanOrEqual(60_000);
 
-    const tunnel = await startTunnel([...aliceFlags(), '-L', '0:echo'], env);
+    // A tunnel to a socket route and to alice's own published service; the publisher runs on the same token file.
+    const publisher = startPublisher([...aliceFlags(), `echo/tcp=unix:${join(h.dir, 'run', 'echo.sock')}`], env);
+    publishers.push(publisher);
+    await publisher.waitForStderr(/published as alice through/);
+    const tunnel = await startTunnel([...aliceFlags(), '-L', '0:echo', '-L', '0:echo.alice'], env, 2);
     tunnels.push(tunnel);
-    const port = tunnel.ready[0]?.port ?? 0;
-    expect(await through(port, 'hello')).toBe('hello');
+    const [direct, published] = [tunnel.ready[0]?.port ?? 0, tunnel.ready[1]?.port ?? 0];
+    expect(await through(direct, 'hello')).toBe('hello');
+    expect(await through(published, 'hello published')).toBe('hello published');
 
-    // Renewed at about 2/3 of its life; a connection opened after the first token ended still gets through.
+    // Renewed at about 2/3 of its life; connections opened after the first token ended still get through.
     await tunnel.waitForStderr(/token renewed through https:\/\/localhost:\d+; valid until (\S+)/, 70_000);
+    // The publisher renews too (each process on its own, or adopting the file the other wrote), and
+    // registers again with the new token before the gateway's re-authorization would end the old registration.
+    await publisher.waitForStderr(/token (renewed|replaced)[^\n]*\n[\s\S]*re-registered as alice/, 70_000);
     const renewed = JSON.parse(readFileSync(tokenFile, 'utf8')) as StoredLogin;
     expect(renewed.token).not.toBe(first.token);
     expect(Date.parse(renewed.expiresAt)).toBeGreaterThan(Date.parse(first.expiresAt));
     expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
     await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(first.expiresAt) - Date.now() + 1_500)));
-    expect(await through(port, 'after the first token ended')).toBe('after the first token ended');
+    expect(await through(direct, 'after the first token ended')).toBe('after the first token ended');
+    expect(await through(published, 'published, after the first token ended')).toBe('published, after the first token ended');
 
-    // Logout revokes every token of the login: the running tunnel's next connection is refused.
+    // Logout revokes every token of the login: the running tunnel's next connection is refused, the publisher is ended.
     const logout = gatehouse(['logout', ...aliceFlags()], env);
     expect(await logout.exited).toBe(0);
     expect(logout.stderr()).toMatch(/^gatehouse logout: revoked \d+ token\(s\) of this login at https:\/\/localhost:\d+; removed /m);
     expect(existsSync(tokenFile)).toBe(false);
-    expect(await through(port, 'after logout')).toBe('');
+    expect(await through(direct, 'after logout')).toBe('');
     await h.waitForAudit((r) => r.event === 'tunnel.open' && r.decision === 'deny' && /revoked/.test(r.reason ?? ''), 10_000);
+    expect(publisher.proc.exitCode ?? (await new Promise((resolve) => publisher.proc.once('exit', resolve)))).toBe(4);
     const again = gatehouse(['logout', ...aliceFlags()], env);
     expect(await again.exited).toBe(0);
     expect(again.stderr()).toBe(`gatehouse logout: no token file at ${tokenFile}: not logged in\n`);

@@ -132,3 +132,31 @@ export function removeTokenFile(file: string): boolean {
     throw err;
   }
 }
+
+/** A renewal lock older than this was left by a process that died: it is taken over. */
+const STALE_LOCK_MS = 30_000;
+
+/**
+ * Takes `<file>.lock` (created exclusively) so that of several commands sharing one token file (a tunnel and
+ * a publisher) only one asks the gateway for a renewal; the others read the renewed file. Returns the release,
+ * or undefined while another process holds it.
+ */
+export function lockTokenFile(file: string): (() => void) | undefined {
+  const lock = `${file}.lock`;
+  const release = () => rmSync(lock, { force: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      closeSync(openSync(lock, 'wx', 0o600));
+      return release;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return () => {};
+      try {
+        if (Date.now() - statSync(lock).mtimeMs < STALE_LOCK_MS) return undefined;
+        rmSync(lock, { force: true });
+      } catch {
+        // Released meanwhile: try again.
+      }
+    }
+  }
+  return undefined;
+}

@@ -3,7 +3,7 @@
 import type { ClientSettings } from './clientSettings.ts';
 import { endpointOf, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { refreshLogin } from './loginFlow.ts';
-import { readTokenFile, writeTokenFile, type LoginFacts, type StoredToken } from './tokenFile.ts';
+import { lockTokenFile, readTokenFile, writeTokenFile, type LoginFacts, type StoredToken } from './tokenFile.ts';
 
 export interface TokenKeeper {
   /** The token to send now: every new tunnel and registration reads it (see TokenSource). */
@@ -22,6 +22,8 @@ export interface KeeperOptions {
 
 /** After a refusal, how often the file is read again for a token another `gatehouse login` stored. */
 const REREAD_MS = 15_000;
+/** How soon a command that found another one renewing looks at the file again. */
+const LOCKED_RETRY_MS = 1_000;
 /** A network failure is retried this soon at most (less when the token ends sooner). */
 const RETRY_MAX_MS = 30_000;
 /** Never ask later than this before the token ends: the gateway needs the old one to accept the refresh. */
@@ -80,19 +82,35 @@ export function keepTokenFresh(options: KeeperOptions): TokenKeeper {
     if (fromFile) return adopt(fromFile, `renewed by another command (read from ${file})`);
     const left = expiryOf(stored) - Date.now();
     if (left <= 0) return loggedOut(`the token ended at ${stored.login.expiresAt}`);
-    const result = await refreshLogin(endpoint, stored.token);
-    if (stopped) return;
-    if (result.ok) {
+    // Several commands share the file: one renews, the others adopt what it writes (asking twice with
+    // one token could look like a replayed refresh to the issuer).
+    const release = lockTokenFile(file);
+    if (release === undefined) return schedule(LOCKED_RETRY_MS, renew);
+    let result: Awaited<ReturnType<typeof refreshLogin>>;
+    try {
+      result = await refreshLogin(endpoint, stored.token);
       // The file may have gained a newer token meanwhile (a login in another terminal): keep the newest.
-      if (!newerInFile()) writeTokenFile(file, result.stored);
-      return adopt(result.stored, `renewed through ${endpoint.label}`);
+      if (result.ok && !stopped && !newerInFile()) saveRenewed(result.stored);
+    } finally {
+      release();
     }
+    if (stopped) return;
+    if (result.ok) return adopt(result.stored, `renewed through ${endpoint.label}`);
     if (result.refused) return loggedOut(`${endpoint.label} refused to renew the token: ${result.reason}`);
     // The gateway could not be asked (network, restart): try again while the token lasts.
     failures += 1;
     const wait = Math.min(RETRY_MAX_MS, 1_000 * 2 ** failures, Math.max(1_000, left / 4));
     say(`cannot renew the token now (${result.reason}); trying again in ${Math.round(wait / 1000)} s`);
     schedule(wait, renew);
+  }
+
+  /** Writes the renewed token; a file that cannot be written (disk full) costs the other commands it, not this one. */
+  function saveRenewed(next: StoredToken): void {
+    try {
+      writeTokenFile(file, next);
+    } catch (err) {
+      say(`cannot write the renewed token to ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; this command goes on with it`);
+    }
   }
 
   /** Refresh refused or impossible: say so once, keep the current token until it ends, and watch the file for a new login. */
