@@ -16,6 +16,7 @@ import { writeIssuerKey } from './support/issuerFixtures.ts';
 import { startOidcProvider, testAccounts, type TestOidcProvider } from './support/oidcProvider.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 import { publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { writeTokenFile, type LoginFacts } from '../src/client/tokenFile.ts';
 import { cleanEnv, echoHandler, listenUnix, runTunnel, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
 
 const suite = chromiumMissing ? describe.skip : describe;
@@ -186,7 +187,9 @@ suite(title, () => {
     expect(await again.exited).toBe(0);
     expect(again.stderr()).toBe(`gatehouse logout: no token file at ${tokenFile}: not logged in\n`);
   }, 150_000);
+});
 
+describe('the token file, read by tunnel and logout', () => {
   it('refuses a token file that others can read, naming the file and the cure', async () => {
     const home = mkdtempSync(join(tmpdir(), 'gatehouse-login-home-'));
     const file = writeToken(h, join(home, '.config', 'gatehouse', 'token'), 'alice');
@@ -194,6 +197,20 @@ suite(title, () => {
     const r = await runTunnel([...aliceFlags(), '--stdio', 'echo'], cleanEnv(home));
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`error: token file ${file} can be read by other users (mode 0640): refusing to use it; chmod 600 it (and ask for a new token if others may have read it)\n`);
+  });
+
+  it('says "log in again" for a login whose token ended, and logout leaves a token it did not get alone', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'gatehouse-login-home-'));
+    const file = join(home, '.config', 'gatehouse', 'token');
+    const login: LoginFacts = { gateway: `https://localhost:${h.port}`, user: 'alice', obtainedAt: '2026-01-01T00:00:00.000Z', expiresAt: '2026-01-01T00:01:00.000Z', refreshUntil: '2026-01-01T08:00:00.000Z', revocationId: 'ab'.repeat(32) };
+    writeTokenFile(file, { token: 'En0KEwoFYWxpY2UYAyIICgYIBBIC', login });
+    const ended = await runTunnel([...aliceFlags(), '--stdio', 'echo'], cleanEnv(home));
+    expect([ended.code, ended.stderr]).toEqual([2, `error: the token in ${file} (gatehouse login as alice) ended at 2026-01-01T00:01:00.000Z: log in again: gatehouse login\n`]);
+    writeToken(h, file, 'alice');
+    const logout = gatehouse(['logout', ...aliceFlags()], cleanEnv(home));
+    expect(await logout.exited).toBe(2);
+    expect(logout.stderr()).toContain(`error: the token in ${file} was not obtained with gatehouse login; it is left as it is`);
+    expect(existsSync(file)).toBe(true);
   });
 });
 

@@ -97,6 +97,8 @@ async function logout(opts: TunnelFlags): Promise<never> {
   if (read && !read.ok && read.missing) exitWith(EXIT.ok, [`no token file at ${file}: not logged in`], sayLogout);
   if (!settings.ok) exitWith(EXIT.usage, settings.errors.map((e) => `error: ${e}`), sayLogout);
   if (!read?.ok || file === undefined) exitWith(EXIT.usage, [`error: ${read && !read.ok ? read.error : 'no token file'}`], sayLogout);
+  // A token an administrator handed out is not this command's to throw away (nor can the issuer revoke it).
+  if (read.stored.login === undefined) exitWith(EXIT.usage, [`error: the token in ${file} was not obtained with gatehouse login; it is left as it is (an administrator revokes it with gatehouse token revoke)`], sayLogout);
   const gateway = settings.settings.gatewayLabel;
   const result = await logoutLogin(endpointOf(settings.settings), read.stored.token);
   if (!result.ok && !result.refused) exitWith(exitOf(result), [`error: ${result.reason}; the token is NOT revoked and ${file} is kept: try again`], sayLogout);

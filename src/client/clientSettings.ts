@@ -201,6 +201,8 @@ export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv
     if (read.ok) {
       token = read.stored.token;
       login = read.stored.login;
+      // A login's token that already ended can only be refused: say what cures it before anything connects.
+      if (login !== undefined && Date.parse(login.expiresAt) <= Date.now()) errors.push(`the token in ${tokenFile} (gatehouse login as ${login.user}) ended at ${login.expiresAt}: log in again: gatehouse login`);
     } else if (read.missing && tokenFile === defaultTokenFile(env)) errors.push(`no token: run "gatehouse login", or save a token in ${tokenFile} (chmod 600), or give --token-file FILE, GATEHOUSE_TOKEN_FILE or GATEHOUSE_TOKEN`);
     else errors.push(read.error);
   }
