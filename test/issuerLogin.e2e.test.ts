@@ -14,6 +14,7 @@ import { connectProvider, type RelyingParty } from '../src/issuer/relyingParty.t
 import { identityFromPem } from '../src/tls/peerIdentity.ts';
 import { curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { testIssuerRules, writeIssuerKey } from './support/issuerFixtures.ts';
+import { ISSUED_NOTEBOOK_ROUTE } from './support/issuerGateway.ts';
 import { completeInteraction, startOidcProvider, testAccounts, type TestOidcProvider } from './support/oidcProvider.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
@@ -26,12 +27,7 @@ let browser: RelyingParty;
 let aliceCert: TestClientCertificate;
 const [alice, bob] = testAccounts;
 
-const routes = `  - name: notebook
-    path: /~{user}/notebook/
-    upstream: unix:run/demo.sock
-    policy: |
-      allow if user($u), param("user", $u), signer("idp");
-`;
+const routes = ISSUED_NOTEBOOK_ROUTE;
 
 beforeAll(async () => {
   key = writeIssuerKey(mkdtempSync(join(tmpdir(), 'gatehouse-issuer-login-')));

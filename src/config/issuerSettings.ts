@@ -67,6 +67,20 @@ export const issuerSettingsSchema = z
       .prefault({}),
     /** Lifetime of an issued token (default 12h), cut by the groups' maxTtl and the IdP session. */
     ttl: duration.default('12h'),
+    /**
+     * How long after the IdP login a token may be refreshed without logging in again (each refresh gives a
+     * token of the login's lifetime, never past this nor past the IdP session's end); 0 = never.
+     */
+    refreshLimit: z.union([z.literal(0), duration]).default('7d'),
+    /** Device logins (`gatehouse login`) waiting for the user's approval: in all, and per client certificate. */
+    device: z
+      .object({
+        maxPending: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** A certificate starting more drops its own oldest pending login. */
+        maxPendingPerCertificate: z.number().int().min(1).max(1000).default(4),
+      })
+      .strict()
+      .prefault({}),
     /** IdP groups that may receive tokens, and what each may receive; a group not listed gets nothing. */
     groups: z.record(z.string().regex(groupName, 'a group name: letters, digits and . _ @ + -'), groupGrantSchema).refine((g) => Object.keys(g).length > 0, 'at least one group'),
   })

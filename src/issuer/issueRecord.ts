@@ -42,6 +42,7 @@ export function issueRecord(input: IssueRecordInput): AuditRecord {
       fingerprint: issued.fingerprint,
       ttlSeconds: grant.ttlSeconds,
       expiresAt: issued.expiresAt.toISOString(),
+      login: { id: issued.login.id, time: issued.login.time.toISOString(), ...(issued.login.idpSessionEnd !== undefined && { idpSessionEnd: issued.login.idpSessionEnd.toISOString() }) },
       ...(grant.routes !== undefined && { routes: grant.routes }),
       ...(grant.publish !== undefined && { publish: grant.publish }),
       ...(input.flow && { flow: input.flow }),

@@ -1,7 +1,8 @@
 // Minting after a login: the claim rules decide what the token carries, and the issuer's key (never
 // the root key) signs it, bound to the certificate presented at login, with the IdP identity as facts.
 import { expiryAfter } from '../token/duration.ts';
-import { mintToken } from '../token/mintToken.ts';
+import { randomBytes } from 'node:crypto';
+import { mintToken, type IssuedLogin } from '../token/mintToken.ts';
 import { readTokenEnvelope } from '../token/tokenEnvelope.ts';
 import { decideGrant, type Grant, type GrantInput, type IssueRefusal } from './claimGrant.ts';
 import type { IssuerKey } from './issuerKey.ts';
@@ -13,6 +14,8 @@ export interface IssueInput extends GrantInput {
    * generated and keeps: the holder can then lend it to another certificate (`token attenuate --delegate-to`).
    */
   delegationKey?: string;
+  /** A refresh: the login the refreshed token came from (its id, time and lifetime); absent = a new login now. */
+  login?: IssuedLogin;
 }
 
 export interface IssuedToken {
@@ -24,6 +27,8 @@ export interface IssuedToken {
   /** `sha256:<hex>` of the certificate the token is bound to. */
   fingerprint: string;
   signer: string;
+  /** The login it belongs to (`login_id`, `login_time`, ... facts): what refresh and logout go by. */
+  login: IssuedLogin;
 }
 
 export type IssueResult = { ok: true; issued: IssuedToken } | { ok: false; refusal: IssueRefusal; claimsUsed: Record<string, unknown>; rules: string[] };
@@ -33,6 +38,13 @@ export function issueToken(input: IssueInput): IssueResult {
   if (!decided.ok) return decided;
   const { grant } = decided;
   const fingerprint = input.certificate.fingerprint;
+  const sessionEnd = input.login?.idpSessionEnd ?? input.idpSessionEndsAt;
+  const login: IssuedLogin = {
+    id: input.login?.id ?? randomBytes(16).toString('hex'),
+    time: input.login?.time ?? input.now,
+    lifetimeSeconds: input.login?.lifetimeSeconds ?? grant.ttlSeconds,
+    ...(sessionEnd !== undefined && { idpSessionEnd: sessionEnd }),
+  };
   const minted = mintToken({
     privateKey: input.key.privateKey,
     rootKeyId: input.key.keyId,
@@ -42,6 +54,7 @@ export function issueToken(input: IssueInput): IssueResult {
     clientFingerprint: fingerprint,
     idp: grant.idp,
     now: input.now,
+    login,
     ...(grant.routes !== undefined && { routes: grant.routes }),
     ...(grant.publish !== undefined && { publish: grant.publish }),
     ...(input.delegationKey !== undefined && { delegationKey: input.delegationKey }),
@@ -52,5 +65,5 @@ export function issueToken(input: IssueInput): IssueResult {
   const envelope = readTokenEnvelope(minted.value);
   const revocationId = envelope.ok ? envelope.value.revocationIds[0] : undefined;
   if (revocationId === undefined) return mintFailed('the minted token has no authority block');
-  return { ok: true, issued: { token: minted.value, revocationId, expiresAt: expiryAfter(input.now, grant.ttlSeconds), grant, fingerprint, signer: input.key.name } };
+  return { ok: true, issued: { token: minted.value, revocationId, expiresAt: expiryAfter(input.now, grant.ttlSeconds), grant, fingerprint, signer: input.key.name, login } };
 }

@@ -4,6 +4,7 @@ import type { AuditLog } from '../audit/auditLog.ts';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import type { IssuerSettings } from '../config/issuerSettings.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { IssuedLogin } from '../token/mintToken.ts';
 import type { IssueRequest } from './claimGrant.ts';
 import { issueRecord } from './issueRecord.ts';
 import { issueToken, type IssueResult } from './issueToken.ts';
@@ -36,6 +37,10 @@ export interface IssueAsk {
   now?: Date;
   /** Fields the caller adds to the token.issue record (a correlation id, the refreshed token's id). */
   recordExtra?: Partial<AuditRecord>;
+  /** A refresh: the login the token comes from (kept in the new token); absent = a new login. */
+  previous?: IssuedLogin;
+  /** Where the token.issue record goes instead of the audit log (a login endpoint closes its exchange with it). */
+  writeRecord?: (record: AuditRecord) => void;
 }
 
 export type IssuerUnavailable = { ok: false; reason: string };
@@ -115,8 +120,9 @@ export function createIssuerService(deps: IssuerServiceDeps): IssuerService {
               ...(ask.login.sessionEndsAt !== undefined && { idpSessionEndsAt: ask.login.sessionEndsAt }),
               ...(ask.request !== undefined && { request: ask.request }),
               ...(ask.delegationKey !== undefined && { delegationKey: ask.delegationKey }),
+              ...(ask.previous !== undefined && { login: ask.previous }),
             });
-      deps.audit.write({ ...issueRecord({ result, certificate: ask.certificate, flow: ask.flow, ...(ask.source !== undefined && { source: ask.source }) }), ...ask.recordExtra });
+      (ask.writeRecord ?? ((record: AuditRecord) => deps.audit.write(record)))({ ...issueRecord({ result, certificate: ask.certificate, flow: ask.flow, ...(ask.source !== undefined && { source: ask.source }) }), ...ask.recordExtra });
       return result;
     },
     revoke: deps.revoke,

@@ -22,6 +22,8 @@ export interface Login {
 
 export type LoginFailureCode = 'state-mismatch' | 'code-rejected' | 'denied' | 'expired' | 'provider-error';
 export type LoginResult = { ok: true; login: Login } | { ok: false; code: LoginFailureCode; reason: string };
+/** One poll of the provider's token endpoint for a device login: still waiting, asked to slow down, or done. */
+export type DevicePoll = { ok: false; code: 'pending' | 'slow-down'; reason: string } | LoginResult;
 
 export interface DeviceLogin {
   userCode: string;
@@ -45,6 +47,8 @@ export interface RelyingParty {
   startDevice(scope?: string): Promise<DeviceLogin>;
   /** Polls until the user approves or denies, the code expires, or `signal` aborts. */
   finishDevice(device: DeviceLogin, signal?: AbortSignal): Promise<LoginResult>;
+  /** Asks the provider once whether the user approved (the issuer polls on its client's poll, within the provider's interval). */
+  pollDevice(device: DeviceLogin): Promise<DevicePoll>;
   startCode(redirectUri: string, scope?: string): Promise<CodeLogin>;
   /** `callback`: the URL the provider sent the browser back to (code and state in its query). */
   finishCode(callback: URL, login: CodeLogin): Promise<LoginResult>;
@@ -84,6 +88,17 @@ export async function connectProvider(connection: ProviderConnection): Promise<R
       try {
         return { ok: true, login: loginOf(await oidc.pollDeviceAuthorizationGrant(config, device.response, undefined, signal ? { signal } : undefined)) };
       } catch (error) {
+        return failure(error);
+      }
+    },
+    async pollDevice(device) {
+      try {
+        // The same token request and response checks as pollDeviceAuthorizationGrant, without its loop.
+        return { ok: true, login: loginOf(await oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:device_code', { device_code: device.response.device_code })) };
+      } catch (error) {
+        const word = error instanceof oidc.ResponseBodyError ? error.error : undefined;
+        if (word === 'authorization_pending') return { ok: false, code: 'pending', reason: 'the user has not approved yet' };
+        if (word === 'slow_down') return { ok: false, code: 'slow-down', reason: 'the provider asks to poll less often' };
         return failure(error);
       }
     },

@@ -9,6 +9,14 @@ import { publishGrantCode } from './publishRight.ts';
 import { restrictionChecks, type DatalogParameter } from './restrictions.ts';
 import { fail, ok, passOn, type TokenResult } from './tokenErrors.ts';
 
+export interface IssuedLogin {
+  /** 32 lowercase hex digits. */
+  id: string;
+  time: Date;
+  lifetimeSeconds: number;
+  idpSessionEnd?: Date;
+}
+
 export interface MintOptions {
   privateKey: PrivateKey;
   user: string;
@@ -33,6 +41,11 @@ export interface MintOptions {
   publish?: string[];
   /** The identity provider's login this token was issued for: `idp_issuer(...)` and `idp_subject(...)` facts. */
   idp?: { issuer: string; subject: string };
+  /**
+   * The login an issued token comes from, shared by the first token and every refresh of it: `login_id(...)`,
+   * `login_time(...)`, `login_lifetime(<seconds>)` (each token's lifetime) and, when the IdP said, `idp_session_end(...)`.
+   */
+  login?: IssuedLogin;
   /** Root key id written in the token: an issuer's key id (authz.issuers), so the gateway picks that issuer's key. Absent for the root key. */
   rootKeyId?: number;
   /** The minting time the expiry counts from; default now. */
@@ -58,6 +71,19 @@ export function authorityCode(options: MintOptions): TokenResult<{ code: string;
       if (value.length === 0 || value.length > 1024 || /[\u0000-\u001f\u007f]/.test(value)) return fail('invalid-input', `${name} must be 1 to 1024 printable characters`);
       lines.push(`${name}({${name}});`);
       parameters[name] = value;
+    }
+  }
+  if (options.login !== undefined) {
+    const { id, time, lifetimeSeconds, idpSessionEnd } = options.login;
+    if (!/^[0-9a-f]{32}$/.test(id)) return fail('invalid-input', 'login_id must be 32 lowercase hex digits');
+    if (!Number.isInteger(lifetimeSeconds) || lifetimeSeconds <= 0) return fail('invalid-input', 'login_lifetime must be a positive whole number of seconds');
+    // The lifetime is a checked integer, written as a literal: parameters carry strings, dates and sets only.
+    lines.push('login_id({login_id});', 'login_time({login_time});', `login_lifetime(${lifetimeSeconds});`);
+    parameters.login_id = id;
+    parameters.login_time = time;
+    if (idpSessionEnd !== undefined) {
+      lines.push('idp_session_end({idp_session_end});');
+      parameters.idp_session_end = idpSessionEnd;
     }
   }
   let grants: Record<string, DatalogParameter> = {};

@@ -20,6 +20,8 @@ export interface TestOidcProvider {
   /** A fetch that trusts `ca`, for openid-client's customFetch. */
   fetch: typeof fetch;
   proc: ChildProcess;
+  /** From now on, token answers say the IdP session has `seconds` left (`refresh_expires_in`, as Keycloak does); undefined: say nothing. */
+  setSessionLeft(seconds: number | undefined): Promise<void>;
   stderr(): string;
   stop(): Promise<void>;
 }
@@ -29,6 +31,8 @@ export interface OidcProviderOptions {
   redirectUris?: string[];
   idTokenSeconds?: number;
   sessionSeconds?: number;
+  /** The device flow's poll interval the provider announces (default: none, i.e. 5 s). */
+  deviceIntervalSeconds?: number;
 }
 
 /** Starts the provider with the test PKI's server certificate (names localhost and the loopback addresses). */
@@ -43,6 +47,7 @@ export function startOidcProvider(pki: TestPki, options: OidcProviderOptions = {
     redirectUris,
     ...(options.idTokenSeconds !== undefined && { idTokenSeconds: options.idTokenSeconds }),
     ...(options.sessionSeconds !== undefined && { sessionSeconds: options.sessionSeconds }),
+    ...(options.deviceIntervalSeconds !== undefined && { deviceIntervalSeconds: options.deviceIntervalSeconds }),
   };
   const proc = spawn(process.execPath, [join(import.meta.dirname, 'oidcProviderMain.ts'), JSON.stringify(settings)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -63,6 +68,10 @@ export function startOidcProvider(pki: TestPki, options: OidcProviderOptions = {
         web: { clientId: settings.webClientId, clientSecret: settings.webClientSecret, redirectUri: redirectUris[0] ?? '' },
         fetch: trusting.fetch,
         proc,
+        async setSessionLeft(seconds) {
+          const reply = await send(new URL('/test/session-left', `https://localhost:${port}`), pki.caCert, 'POST', new Map(), new URLSearchParams({ seconds: seconds === undefined ? '' : String(seconds) }));
+          if (reply.status !== 204) throw new Error(`the provider did not take the session setting: ${reply.status}`);
+        },
         stderr: () => err,
         stop: () =>
           new Promise<void>((done) => {

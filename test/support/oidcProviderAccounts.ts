@@ -25,4 +25,6 @@ export interface OidcProviderSettings {
   redirectUris: string[];
   idTokenSeconds?: number;
   sessionSeconds?: number;
+  /** The `interval` of device authorization answers (RFC 8628; absent: the provider names none, clients use 5 s). */
+  deviceIntervalSeconds?: number;
 }

@@ -80,9 +80,27 @@ server.listen(settings.port ?? 0, '127.0.0.1', () => {
       return { accountId: sub, claims: () => ({ sub, preferred_username: account.username, name: account.name, email: account.email, email_verified: true, groups: account.groups }) };
     },
   });
+  // What Keycloak adds to its token answers and this provider does not: how long the IdP session has left
+  // (`refresh_expires_in`), set by the test at run time; and a device poll interval of the test's choosing.
+  let sessionLeftSeconds: number | undefined;
+  provider.use(async (ctx, next) => {
+    await next();
+    const body = ctx.body as Record<string, unknown> | undefined;
+    if (ctx.status !== 200 || body === undefined || body === null || typeof body !== 'object') return;
+    if (ctx.path === '/device/auth' && settings.deviceIntervalSeconds !== undefined) body.interval = settings.deviceIntervalSeconds;
+    if (ctx.path === '/token' && sessionLeftSeconds !== undefined && typeof body.id_token === 'string') body.refresh_expires_in = sessionLeftSeconds;
+  });
   const callback = provider.callback();
   handle = (req, res) => {
     const path = new URL(req.url ?? '/', 'https://localhost').pathname;
+    if (path === '/test/session-left' && req.method === 'POST') {
+      void readBody(req).then((form) => {
+        const seconds = form.get('seconds');
+        sessionLeftSeconds = seconds === null || seconds === '' ? undefined : Number(seconds);
+        send(res, 204, '');
+      });
+      return;
+    }
     if (!path.startsWith('/interaction/')) return callback(req, res);
     interaction(provider, req, res, path).catch((error: unknown) => {
       if (!res.headersSent) send(res, 400, page('Interaction failed', escape(error instanceof Error ? error.message : String(error))));

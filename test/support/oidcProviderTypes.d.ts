@@ -17,7 +17,15 @@ declare module 'oidc-provider' {
     save(): Promise<string>;
   }
 
+  /** The koa context of a provider middleware, as far as the test provider reads it. */
+  interface MiddlewareContext {
+    path: string;
+    status: number;
+    body: unknown;
+  }
+
   export class Provider {
+    use(middleware: (ctx: MiddlewareContext, next: () => Promise<void>) => Promise<void>): void;
     constructor(issuer: string, configuration: Record<string, unknown>);
     callback(): (req: IncomingMessage, res: ServerResponse) => void;
     interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
