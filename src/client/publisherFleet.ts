@@ -108,5 +108,8 @@ export function runPublisherFleet(options: FleetOptions): RunningPublisher {
       stopAll();
       settleWhenAllDone();
     },
+    tokenRenewed() {
+      for (const p of running.values()) p.tokenRenewed();
+    },
   };
 }
