@@ -3,7 +3,7 @@
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import { refuse, type Refusal } from '../errors/refusal.ts';
 import { LOGIN_PATH } from '../routing/reservedPaths.ts';
-import { certificateAtStart, issueWithCertificate } from './certificateLogin.ts';
+import { certificateAtStart } from './certificateLogin.ts';
 import { issuedAnswer } from './issuedAnswer.ts';
 import { issueRefusalCode, readJsonBody, refuseLogin, sendRefusal } from './loginAnswers.ts';
 import type { LoginDeps } from './loginEndpoints.ts';
@@ -109,7 +109,7 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     }
     pending.delete(login.handle);
     let record: AuditRecord | undefined;
-    const { result, certificate } = await issueWithCertificate(deps.issuer, {
+    const { result, certificate } = await deps.issuer.issueWithCertificate({
       login: answer.login,
       certificate: identity,
       flow: 'device',
