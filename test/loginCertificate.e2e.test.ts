@@ -3,15 +3,20 @@
 // with a certificate for the IdP user and a token bound to it; both reach a route; past notAfter the
 // handshake is refused and the connection still open is ended by the expiry sweep.
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { startEchoService } from '../src/demo/echoService.ts';
 import { x509, webcrypto, type CryptoKeyPair } from '../src/pki/x509.ts';
 import { privateKeyToPem } from '../src/pki/keyFiles.ts';
-import { curl } from './support/gatewayHarness.ts';
+import { cli, cliNode, curl } from './support/gatewayHarness.ts';
+import { completeInteraction } from './support/oidcProvider.ts';
+import { cleanEnv, echoHandler, listenUnix, runTunnel } from './support/tunnelClient.ts';
 import { ISSUED_NOTEBOOK_ROUTE, deviceLogin, postLogin, startIssuerGateway, type IssuerGateway } from './support/issuerGateway.ts';
 import { testAccounts } from './support/oidcProvider.ts';
 
@@ -19,6 +24,8 @@ import { testAccounts } from './support/oidcProvider.ts';
 const CERTIFICATE_SECONDS = 20;
 let gw: IssuerGateway;
 let echo: Server;
+let echoSocket: NetServer;
+let login: ChildProcess | undefined;
 const alice = testAccounts.find((a) => a.username === 'alice');
 
 async function keyAndCsr(subject: string): Promise<{ keyPem: string; csr: string }> {
@@ -28,15 +35,25 @@ async function keyAndCsr(subject: string): Promise<{ keyPem: string; csr: string
   return { keyPem: privateKeyToPem(keys.privateKey), csr: csr.toString('pem') };
 }
 
+const ECHO_ROUTE = `  - name: echo
+    protocols: [tcp]
+    upstream: unix:run/echo.sock
+    policy: |
+      allow if user($u), signer("idp");
+`;
+
 beforeAll(async () => {
   gw = await startIssuerGateway({
-    routes: ISSUED_NOTEBOOK_ROUTE,
+    routes: ISSUED_NOTEBOOK_ROUTE + ECHO_ROUTE,
     issuerExtra: (pki) => `  certificates:\n    ca: ${pki.caCertPath}\n    caKey: ${join(pki.dir, 'ca.key')}\n    ttl: ${CERTIFICATE_SECONDS}s\n`,
   });
   echo = await startEchoService(join(gw.h.dir, 'run', 'demo.sock'), 'demo');
+  echoSocket = await listenUnix(join(gw.h.dir, 'run', 'echo.sock'), echoHandler);
 }, 60_000);
 
 afterAll(async () => {
+  login?.kill('SIGKILL');
+  echoSocket?.close();
   echo?.close();
   await gw?.stop();
 });
@@ -112,4 +129,36 @@ describe('a certificate obtained with the device login', () => {
     expect(record.reason).toMatch(/^csr-signature/);
     expect(record.client).toBeUndefined();
   }, 30_000);
+
+  it('gatehouse login --certificate: the key made on the laptop (0600, never sent), the certificate beside the token, and tunnel uses both by default', async () => {
+    if (alice === undefined) throw new Error('no account alice');
+    const home = mkdtempSync(join(tmpdir(), 'gatehouse-certlogin-home-'));
+    const env = cleanEnv(home);
+    const gatewayFlags = ['--gateway', `https://localhost:${gw.h.port}`, '--ca', gw.h.pki.caCertPath];
+    const started = spawn(cliNode, [cli, 'login', '--certificate', '--no-browser', ...gatewayFlags], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    login = started;
+    let said = '';
+    started.stderr?.on('data', (d: Buffer) => (said += d.toString()));
+    const exited = new Promise<number | null>((resolve) => started.once('exit', resolve));
+    const until = Date.now() + 20_000;
+    while (!/^gatehouse login: url: \S+$/m.test(said) && started.exitCode === null && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const url = /^gatehouse login: url: (\S+)$/m.exec(said)?.[1];
+    if (url === undefined) throw new Error(`no verification url:\n${said}`);
+    await completeInteraction(gw.idp, url, alice);
+    expect(await exited, said).toBe(0);
+    const dir = join(home, '.config', 'gatehouse');
+    expect(said).toContain(`certificate saved in ${join(dir, 'token.crt')}, its key in ${join(dir, 'token.key')}`);
+    expect(statSync(join(dir, 'token.key')).mode & 0o777).toBe(0o600);
+    const cert = new X509Certificate(readFileSync(join(dir, 'token.crt')));
+    expect(cert.subject).toBe('CN=alice');
+    // The key never left the laptop: no record, no answer holds it.
+    const keyBody = readFileSync(join(dir, 'token.key'), 'utf8').split('\n').slice(1, 3).join('');
+    expect(JSON.stringify(gw.h.audit())).not.toContain(keyBody);
+    // No --cert/--key: the login's certificate, key and token are used.
+    const tunnel = await runTunnel([...gatewayFlags, '--stdio', 'echo'], env, 'hello through the login certificate');
+    expect(tunnel.stderr).toBe('');
+    expect(tunnel.stdout.toString()).toBe('hello through the login certificate');
+    const fingerprint = 'sha256:' + cert.fingerprint256.replace(/:/g, '').toLowerCase();
+    await gw.h.waitForAudit((r) => r.event === 'tunnel.open' && r.decision === 'allow' && r.client?.fingerprint === fingerprint);
+  }, 60_000);
 });

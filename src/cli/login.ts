@@ -8,6 +8,7 @@ import { addGatewayOptions } from './clientOptions.ts';
 import { defaultTokenFile, resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
 import { endpointOf } from '../client/gatewayEndpoint.ts';
 import { logoutLogin, pollDeviceLogin, startDeviceLogin, type LoginFailure } from '../client/loginFlow.ts';
+import { certificateRequest, saveLoginCertificate, type CertificateRequest } from '../client/loginCertificate.ts';
 import { readTokenFile, removeTokenFile, writeTokenFile } from '../client/tokenFile.ts';
 import { EXIT, exitCodeFor } from '../client/tunnelFailure.ts';
 import { sayer } from './say.ts';
@@ -17,6 +18,7 @@ interface LoginOptions extends TunnelFlags {
   routes?: string;
   ttl?: string;
   browser?: boolean;
+  certificate?: boolean;
 }
 
 const say = sayer('gatehouse login: ');
@@ -55,7 +57,7 @@ function openBrowser(url: string): boolean {
 const list = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((s) => s.trim()).filter((s) => s !== ''));
 
 async function login(opts: LoginOptions): Promise<never> {
-  const settings = resolveClientSettings(opts, process.env, { noToken: true });
+  const settings = resolveClientSettings(opts, process.env, { noToken: true, ...(opts.certificate && { noCertificate: true }) });
   if (!settings.ok) exitWith(EXIT.usage, settings.errors.map((e) => `error: ${e}`));
   for (const w of settings.warnings) say(w);
   if (opts.ttl !== undefined && !/^\d+[smhd]$/.test(opts.ttl)) exitWith(EXIT.usage, [`error: --ttl ${JSON.stringify(opts.ttl)}: expected a duration such as 30m, 8h or 1d`]);
@@ -63,7 +65,8 @@ async function login(opts: LoginOptions): Promise<never> {
   const endpoint = endpointOf(settings.settings);
   const groups = list(opts.groups);
   const routes = list(opts.routes);
-  const started = await startDeviceLogin(endpoint, { ...(groups && { groups }), ...(routes && { routes }), ...(opts.ttl !== undefined && { ttl: opts.ttl }) });
+  const request = opts.certificate ? certificateRequest() : undefined;
+  const started = await startDeviceLogin(endpoint, { ...(groups && { groups }), ...(routes && { routes }), ...(opts.ttl !== undefined && { ttl: opts.ttl }), ...(request && { csr: request.csr }) });
   if (!started.ok) exitWith(exitOf(started), [`error: ${started.reason}`]);
   const { start } = started;
   const page = start.verificationUriComplete ?? start.verificationUri;
@@ -74,6 +77,7 @@ async function login(opts: LoginOptions): Promise<never> {
   say(`waiting for the sign-in (the code expires in ${Math.round(start.expiresInSeconds / 60)} min)`);
   const done = await pollDeviceLogin(endpoint, start, { slowedDown: (s) => say(`the gateway asked to poll more slowly: every ${s} s`) });
   if (!done.ok) exitWith(exitOf(done), [`error: ${done.reason}`]);
+  if (request) await saveCertificate(file, request, done.certificate);
   try {
     writeTokenFile(file, done.stored);
   } catch (err) {
@@ -82,6 +86,14 @@ async function login(opts: LoginOptions): Promise<never> {
   const facts = done.stored.login;
   say(`logged in as ${facts.user} through ${facts.gateway}; token saved in ${file} (valid until ${facts.expiresAt}, renewed by tunnel and publish until ${facts.refreshUntil || facts.expiresAt})`);
   process.exit(EXIT.ok);
+}
+
+/** Saves the certificate of a certificate login beside the token file (before the token: it is of no use without it). */
+async function saveCertificate(tokenFile: string, request: CertificateRequest, certificate: string | undefined): Promise<void> {
+  if (certificate === undefined) exitWith(EXIT.upstream, ['error: the gateway issued no certificate with the token (does it set issuer.certificates?)']);
+  const saved = await saveLoginCertificate(tokenFile, request, certificate).catch((err: NodeJS.ErrnoException) => ({ ok: false as const, reason: `cannot write beside ${tokenFile}: ${err.code ?? err.message}` }));
+  if (!saved.ok) exitWith(saved.reason.startsWith('cannot write') ? EXIT.usage : EXIT.upstream, [`error: ${saved.reason}`]);
+  say(`certificate saved in ${saved.files.cert}, its key in ${saved.files.key} (valid until ${saved.notAfter}); tunnel and publish use them unless given --cert/--key`);
 }
 
 /** The gateway that issued the stored token, as the file says (logout needs no --gateway). */
@@ -114,7 +126,8 @@ export function registerLogin(program: Command): void {
     .option('--groups <list>', 'ask only for these of your groups (comma list)')
     .option('--routes <list>', 'ask only for these routes (comma list)')
     .option('--ttl <duration>', 'ask for a shorter life, e.g. 1h (the site caps it)')
-    .option('--no-browser', 'never open a browser; only print the page and the code');
+    .option('--no-browser', 'never open a browser; only print the page and the code')
+    .option('--certificate', 'without a client certificate: a key is made here and the gateway issues a short-lived certificate with the token (sites that set issuer.certificates)');
   addGatewayOptions(command)
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
     .addHelpText(

@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { expandPath, readClientConfigFile } from './clientConfigFile.ts';
+import { storedLoginCertificate } from './loginCertificate.ts';
 import { cleanToken, readTokenFile, tokenProblem, type LoginFacts } from './tokenFile.ts';
 
 export type Transport = 'connect' | 'websocket';
@@ -143,6 +144,8 @@ export interface ResolveOptions {
   noToken?: boolean;
   /** The gateway when flags, environment and config name none (`logout`: the one the token file says issued it). */
   fallbackGateway?: (tokenFile: string) => string | undefined;
+  /** `gatehouse login --certificate`: no client certificate is read nor presented (cert and key are empty). */
+  noCertificate?: boolean;
 }
 
 /** Flags beat environment, environment beats the config file. Reports every problem at once. */
@@ -169,19 +172,24 @@ export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv
   const transport = flags.transport ?? envValue('GATEHOUSE_TRANSPORT') ?? fromFile.transport ?? 'connect';
   if (transport !== 'connect' && transport !== 'websocket') errors.push(`transport ${JSON.stringify(transport)}: expected connect or websocket`);
 
-  const certFile = pathOf(flags.cert, 'GATEHOUSE_CERT', fromFile.cert);
-  const keyFile = pathOf(flags.key, 'GATEHOUSE_KEY', fromFile.key);
+  // Named nowhere: the certificate of the last `gatehouse login --certificate`, beside the token file.
+  const stored = options.noCertificate ? undefined : storedLoginCertificate(namedTokenFile);
+  const certFile = options.noCertificate ? '' : pathOf(flags.cert, 'GATEHOUSE_CERT', fromFile.cert) ?? stored?.cert;
+  const keyFile = options.noCertificate ? '' : pathOf(flags.key, 'GATEHOUSE_KEY', fromFile.key) ?? stored?.key;
   const caFile = pathOf(flags.ca, 'GATEHOUSE_CA', fromFile.ca);
   if (certFile === undefined) errors.push(`no client certificate: give --cert FILE, set GATEHOUSE_CERT, or put "cert:" in ${configFile}`);
   if (keyFile === undefined) errors.push(`no client key: give --key FILE, set GATEHOUSE_KEY, or put "key:" in ${configFile}`);
-  const cert = certFile === undefined ? undefined : readFileOr(errors, 'client certificate', certFile);
-  const key = keyFile === undefined ? undefined : readFileOr(errors, 'client key', keyFile);
+  const cert = certFile === undefined ? undefined : certFile === '' ? Buffer.alloc(0) : readFileOr(errors, 'client certificate', certFile);
+  const key = keyFile === undefined ? undefined : keyFile === '' ? Buffer.alloc(0) : readFileOr(errors, 'client key', keyFile);
   const ca = caFile === undefined ? undefined : readFileOr(errors, 'gateway CA file', caFile);
-  if (keyFile !== undefined && key) {
+  if (keyFile && key) {
     const w = modeWarning(keyFile, 'client key');
     if (w) warnings.push(w);
   }
-  if (certFile !== undefined && keyFile !== undefined && cert && key && (caFile === undefined || ca)) checkCertificate(errors, warnings, certFile, cert, keyFile, key, ca);
+  // A login's certificate is short-lived by design: its near end is no news (the expiry still is an error).
+  const loginCertificate = stored !== undefined && certFile === stored.cert;
+  if (certFile && keyFile && cert && key && (caFile === undefined || ca)) checkCertificate(errors, loginCertificate ? [] : warnings, certFile, cert, keyFile, key, ca);
+  if (loginCertificate && errors.some((e) => e.includes(' expired on '))) errors.push('that is the certificate of your last certificate login: log in again: gatehouse login --certificate');
 
   // The token: --token-file, then GATEHOUSE_TOKEN (the token itself), GATEHOUSE_TOKEN_FILE, the file's tokenFile, the default file.
   let token: string | undefined;

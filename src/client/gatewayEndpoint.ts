@@ -46,8 +46,8 @@ export function tlsOptions(endpoint: GatewayEndpoint): ConnectionOptions {
   return {
     host: endpoint.address ?? endpoint.host,
     port: endpoint.port,
-    cert: endpoint.cert,
-    key: endpoint.key,
+    // Empty for `gatehouse login --certificate`: no certificate is presented at all.
+    ...(endpoint.cert.length > 0 && { cert: endpoint.cert, key: endpoint.key }),
     ...(endpoint.ca && { ca: endpoint.ca }),
     ...(isIP(endpoint.host) === 0 && { servername: endpoint.host }),
     rejectUnauthorized: true,
