@@ -112,6 +112,30 @@ describe('the certificate issued after the login', () => {
     expect(written[0]).toMatchObject({ event: 'token.issue', decision: 'allow', client: { cn: 'alice', fingerprint: identity.fingerprint, serial: identity.serial }, detail: { fingerprint: identity.fingerprint, certificate: { serial: identity.serial, fingerprint: identity.fingerprint, notAfter: new Date(cert.validTo).toISOString(), key: 'ec P-256', csrSubject: 'CN=bob, O=admins', presentedBy: 'none' } } });
   });
 
+  it('takes nothing else from the CSR: requested extensions (CA:TRUE, bob\'s names, serverAuth) are not copied', async () => {
+    const keys = (await webcrypto.subtle.generateKey(P256 as unknown as Parameters<typeof webcrypto.subtle.generateKey>[0], true, ['sign', 'verify'])) as CryptoKeyPair;
+    const asked = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: 'CN=bob',
+      keys,
+      signingAlgorithm: P256 as unknown as x509.Pkcs10CertificateRequestCreateParams['signingAlgorithm'],
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension([{ type: 'email', value: 'bob@example.org' }, { type: 'dns', value: 'gateway.example.org' }]),
+      ],
+    });
+    const csr = await checkCsr(asked.toString('pem'));
+    if (!csr.ok) throw new Error(csr.reason);
+    const out = await issueWithCertificate(service(settings, []), { login: login('alice', ['hpc']), certificate: certificatelessIdentity(''), flow: 'device', writeRecord: () => {} }, csr.csr);
+    const cert = new X509Certificate(out.certificate ?? '');
+    expect(cert.subject).toBe('CN=alice');
+    expect(cert.ca).toBe(false);
+    expect(cert.subjectAltName).toBeUndefined();
+    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
+    expect(new x509.X509Certificate(cert.raw).getExtension(x509.KeyUsagesExtension)?.usages).toBe(x509.KeyUsageFlags.digitalSignature);
+  });
+
   it('is valid from a little before now until the shortest of its ttl, the token lifetime and the IdP session; serials differ', async () => {
     const csr = await checkCsr(await csrPem('CN=alice'));
     if (!csr.ok) throw new Error(csr.reason);
