@@ -188,6 +188,18 @@ suite(title, () => {
     expect(await again.exited).toBe(0);
     expect(again.stderr()).toBe(`gatehouse logout: no token file at ${tokenFile}: not logged in\n`);
   }, 150_000);
+
+  it("refuses IdP user bob signing in for alice's certificate: exit 4, the issuer's words, no token file", async () => {
+    const bob = testAccounts[1];
+    if (bob === undefined || browser === undefined) throw new Error('no account or browser');
+    const home = mkdtempSync(join(tmpdir(), 'gatehouse-login-home-'));
+    const login = gatehouse(['login', '--no-browser', ...aliceFlags()], cleanEnv(home));
+    const url = (await login.waitFor(/^gatehouse login: url: (\S+)$/m))[1] ?? '';
+    await approveInBrowser(browser, url, bob);
+    expect(await login.exited).toBe(4);
+    expect(login.stderr()).toMatch(/^gatehouse login: error: your login does not match your client certificate \(GH_ISSUE_CERTIFICATE_MISMATCH\)$/m);
+    expect(existsSync(join(home, '.config', 'gatehouse', 'token'))).toBe(false);
+  }, 60_000);
 });
 
 describe('the token file, read by tunnel and logout', () => {
