@@ -164,10 +164,11 @@ suite(title, () => {
     expect(await through(published, 'hello published')).toBe('hello published');
 
     // Renewed at about 2/3 of its life; connections opened after the first token ended still get through.
-    await tunnel.waitForStderr(/token renewed through https:\/\/localhost:\d+; valid until (\S+)/, 70_000);
-    // The publisher renews too (each process on its own, or adopting the file the other wrote), and
-    // registers again with the new token before the gateway's re-authorization would end the old registration.
-    await publisher.waitForStderr(/token (renewed|replaced)[^\n]*\n[\s\S]*re-registered as alice/, 70_000);
+    // One of the two commands sharing the file asks the gateway; the other takes the file it wrote.
+    await tunnel.waitForStderr(/token renewed (through https:\/\/localhost:\d+|by another command \(read from [^)]*\)); valid until/, 70_000);
+    // The publisher registers again with the new token before the gateway's re-authorization would end the old registration.
+    await publisher.waitForStderr(/token renewed[^\n]*\n[\s\S]*re-registered as alice/, 70_000);
+    expect(`${tunnel.stderr()}${publisher.stderr()}`.match(/token renewed through https:\/\/localhost:\d+/g)).toHaveLength(1);
     const renewed = JSON.parse(readFileSync(tokenFile, 'utf8')) as StoredLogin;
     expect(renewed.token).not.toBe(first.token);
     expect(Date.parse(renewed.expiresAt)).toBeGreaterThan(Date.parse(first.expiresAt));
@@ -182,12 +183,24 @@ suite(title, () => {
     expect(logout.stderr()).toMatch(/^gatehouse logout: revoked \d+ token\(s\) of this login at https:\/\/localhost:\d+; removed /m);
     expect(existsSync(tokenFile)).toBe(false);
     expect(await through(direct, 'after logout')).toBe('');
-    await h.waitForAudit((r) => r.event === 'tunnel.open' && r.decision === 'deny' && /revoked/.test(r.reason ?? ''), 10_000);
+    await h.waitForAudit((r) => r.event === 'request' && r.method === 'CONNECT' && r.decision === 'deny' && / is revoked$/.test(r.reason ?? ''), 10_000);
     expect(publisher.proc.exitCode ?? (await new Promise((resolve) => publisher.proc.once('exit', resolve)))).toBe(4);
     const again = gatehouse(['logout', ...aliceFlags()], env);
     expect(await again.exited).toBe(0);
     expect(again.stderr()).toBe(`gatehouse logout: no token file at ${tokenFile}: not logged in\n`);
   }, 150_000);
+
+  it("refuses IdP user bob signing in for alice's certificate: exit 4, the issuer's words, no token file", async () => {
+    const bob = testAccounts[1];
+    if (bob === undefined || browser === undefined) throw new Error('no account or browser');
+    const home = mkdtempSync(join(tmpdir(), 'gatehouse-login-home-'));
+    const login = gatehouse(['login', '--no-browser', ...aliceFlags()], cleanEnv(home));
+    const url = (await login.waitFor(/^gatehouse login: url: (\S+)$/m))[1] ?? '';
+    await approveInBrowser(browser, url, bob);
+    expect(await login.exited).toBe(4);
+    expect(login.stderr()).toMatch(/^gatehouse login: error: your login does not match your client certificate \(GH_ISSUE_CERTIFICATE_MISMATCH\)$/m);
+    expect(existsSync(join(home, '.config', 'gatehouse', 'token'))).toBe(false);
+  }, 60_000);
 });
 
 describe('the token file, read by tunnel and logout', () => {

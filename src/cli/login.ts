@@ -6,6 +6,7 @@ import { delimiter, join } from 'node:path';
 import type { Command } from 'commander';
 import { addGatewayOptions } from './clientOptions.ts';
 import { defaultTokenFile, resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
+import { expandPath } from '../client/clientConfigFile.ts';
 import { endpointOf } from '../client/gatewayEndpoint.ts';
 import { logoutLogin, pollDeviceLogin, startDeviceLogin, type LoginFailure } from '../client/loginFlow.ts';
 import { certificateRequest, saveLoginCertificate, type CertificateRequest } from '../client/loginCertificate.ts';
@@ -104,11 +105,12 @@ function issuingGateway(file: string): string | undefined {
 
 async function logout(opts: TunnelFlags): Promise<never> {
   const settings = resolveClientSettings(opts, process.env, { noToken: true, fallbackGateway: issuingGateway });
-  const file = settings.ok ? (settings.settings.tokenFile ?? defaultTokenFile()) : undefined;
-  const read = file === undefined ? undefined : readTokenFile(file);
-  if (read && !read.ok && read.missing) exitWith(EXIT.ok, [`no token file at ${file}: not logged in`], sayLogout);
+  // Settings that cannot be resolved (no certificate configured) still leave the file to look for: without one, there is nothing to do.
+  const file = settings.ok ? (settings.settings.tokenFile ?? defaultTokenFile()) : expandPath(opts.tokenFile ?? (process.env.GATEHOUSE_TOKEN_FILE || defaultTokenFile()));
+  const read = readTokenFile(file);
+  if (!read.ok && read.missing) exitWith(EXIT.ok, [`no token file at ${file}: not logged in`], sayLogout);
   if (!settings.ok) exitWith(EXIT.usage, settings.errors.map((e) => `error: ${e}`), sayLogout);
-  if (!read?.ok || file === undefined) exitWith(EXIT.usage, [`error: ${read && !read.ok ? read.error : 'no token file'}`], sayLogout);
+  if (!read.ok) exitWith(EXIT.usage, [`error: ${read.error}`], sayLogout);
   // A token an administrator handed out is not this command's to throw away (nor can the issuer revoke it).
   if (read.stored.login === undefined) exitWith(EXIT.usage, [`error: the token in ${file} was not obtained with gatehouse login; it is left as it is (an administrator revokes it with gatehouse token revoke)`], sayLogout);
   const gateway = settings.settings.gatewayLabel;

@@ -27,7 +27,7 @@ export interface DeviceStart {
  */
 export type LoginFailure = { ok: false; refused: boolean; status?: number; reason: string; failure?: TunnelFailure };
 
-const failed = (endpoint: GatewayEndpoint, failure: TunnelFailure): LoginFailure => ({ ok: false, refused: false, reason: describeFailure(failure, endpoint.label, 'login').replace(/ refused route login:/, ' refused the login:'), failure });
+const failed = (endpoint: GatewayEndpoint, failure: TunnelFailure): LoginFailure => ({ ok: false, refused: false, reason: describeFailure(failure, endpoint.label, 'login'), failure });
 const refusedBy = (answer: JsonAnswer): LoginFailure => ({ ok: false, refused: true, status: answer.status, reason: refusalWords(answer) });
 
 /** RFC 8628 3.5: without an interval the client waits 5 s; slow_down adds 5 s. */

@@ -154,7 +154,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     audit,
     revoke: revokeIssued({ file: () => config.authz.revocationList, cluster: () => config.cluster, revokeShared, reload: () => admission.reloadRevocations() }),
   });
-  const login = loginPages(issuer, loginEndpoints({ issuer, sessions: () => admission.sessions, limits }));
+  const login = loginPages(issuer, loginEndpoints({ issuer, sessions: () => admission.sessions, limits, auditFile: () => config.audit.file }));
   const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, dryRun: admitRequest, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), login, ...(handoffs && { handoffs }) });
   const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn });
   const listeners: BoundListener[] = [];

@@ -41,7 +41,8 @@ export function issueToken(input: IssueInput): IssueResult {
   const sessionEnd = input.login?.idpSessionEnd ?? input.idpSessionEndsAt;
   const login: IssuedLogin = {
     id: input.login?.id ?? randomBytes(16).toString('hex'),
-    time: input.login?.time ?? input.now,
+    // Whole seconds, as the token's Datalog date says it: what the client is told and what a refresh reads agree.
+    time: input.login?.time ?? new Date(Math.floor(input.now.getTime() / 1000) * 1000),
     lifetimeSeconds: input.login?.lifetimeSeconds ?? grant.ttlSeconds,
     ...(sessionEnd !== undefined && { idpSessionEnd: sessionEnd }),
   };

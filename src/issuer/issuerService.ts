@@ -118,7 +118,9 @@ export function createIssuerService(deps: IssuerServiceDeps): IssuerService {
           : issueToken({
               claims: ask.login.claims,
               certificate: ask.certificate,
-              rules: settings,
+              // A refresh has no IdP claims to hold against the certificate: the token it refreshes was
+              // checked so at login, and is bound to this very certificate (its holder verified it).
+              rules: ask.previous === undefined ? settings : { ...settings, certificate: { field: 'none' } },
               key: signing.key,
               now,
               ...(ask.login.sessionEndsAt !== undefined && { idpSessionEndsAt: ask.login.sessionEndsAt }),

@@ -27,8 +27,8 @@ export function refreshDeadline(login: IssuedLogin, settings: Pick<IssuerSetting
 }
 
 export function issuedAnswer(issued: IssuedToken, settings: Pick<IssuerSettings, 'refreshLimit'>): IssuedAnswer {
-  const deadline = refreshDeadline(issued.login, settings);
-  // No refresh allowed, or none left: the token's own end is as far as this login goes.
-  const refreshUntil = deadline === undefined || deadline < issued.expiresAt ? issued.expiresAt : deadline;
+  // No refresh allowed: the token's own end is as far as this login goes. A deadline before the token's end
+  // is said as it is: a refresh then gives nothing longer, and the client knows to log in again.
+  const refreshUntil = refreshDeadline(issued.login, settings) ?? issued.expiresAt;
   return { token: issued.token, user: issued.grant.user, expiresAt: issued.expiresAt.toISOString(), refreshUntil: refreshUntil.toISOString(), revocationId: issued.revocationId };
 }

@@ -1,8 +1,11 @@
 // A gateway that runs the issuer, with the real test OpenID provider behind it, and the device login as a
 // terminal does it over the gateway's mTLS listener (curl with the user's certificate, JSON bodies).
 import { mkdtempSync } from 'node:fs';
+import { afterAll, beforeAll } from 'vitest';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startEchoService } from '../../src/demo/echoService.ts';
 import type { IssuerKey } from '../../src/issuer/issuerKey.ts';
 import { curlReply, startHarness, type CurlReply, type Harness, type HarnessOptions } from './gatewayHarness.ts';
 import { writeIssuerKey } from './issuerFixtures.ts';
@@ -130,4 +133,59 @@ export async function deviceLogin(gw: IssuerGateway, client: LoginClient, accoun
   const started = await startDeviceLogin(gw.h, client, body);
   await completeInteraction(gw.idp, started.verificationUriComplete ?? '', account);
   return pollDeviceLogin(gw.h, client, started);
+}
+
+export interface IssuedNotebook {
+  gw: IssuerGateway;
+  aliceCert: TestClientCertificate;
+  bobCert: TestClientCertificate;
+  stop(): Promise<void>;
+}
+
+/** An issuer gateway with alice's notebook (ISSUED_NOTEBOOK_ROUTE) served, and alice's and bob's certificates. */
+export async function startIssuedNotebook(options: Omit<IssuerGatewayOptions, 'routes'> = {}): Promise<IssuedNotebook> {
+  const gw = await startIssuerGateway({ routes: ISSUED_NOTEBOOK_ROUTE, ...options });
+  let echo: Server | undefined;
+  try {
+    echo = await startEchoService(join(gw.h.dir, 'run', 'demo.sock'), 'demo');
+    return {
+      gw,
+      aliceCert: await gw.h.pki.client('alice'),
+      bobCert: await gw.h.pki.client('bob'),
+      async stop() {
+        echo?.close();
+        await gw.stop();
+      },
+    };
+  } catch (error) {
+    echo?.close();
+    await gw.stop();
+    throw error;
+  }
+}
+
+/** The file's issued notebook: started before its tests, stopped after them; read its parts inside tests only. */
+export function useIssuedNotebook(options: Omit<IssuerGatewayOptions, 'routes'> = {}): Omit<IssuedNotebook, 'stop'> {
+  let site: IssuedNotebook | undefined;
+  beforeAll(async () => {
+    site = await startIssuedNotebook(options);
+  }, 60_000);
+  afterAll(async () => {
+    await site?.stop();
+  });
+  const started = (): IssuedNotebook => {
+    if (site === undefined) throw new Error('the issued notebook is not started (read it inside a test)');
+    return site;
+  };
+  return {
+    get gw() {
+      return started().gw;
+    },
+    get aliceCert() {
+      return started().aliceCert;
+    },
+    get bobCert() {
+      return started().bobCert;
+    },
+  };
 }
