@@ -101,6 +101,12 @@ describe('a certificate obtained with the device login', () => {
     const fingerprint = 'sha256:' + cert.fingerprint256.replace(/:/g, '').toLowerCase();
     expect(issued).toMatchObject({ decision: 'allow', client: { cn: 'alice', fingerprint }, detail: { fingerprint, certificate: { fingerprint, notAfter: new Date(cert.validTo).toISOString(), presentedBy: 'none', csrSubject: 'CN=bob' } } });
 
+    // Refresh with the issued certificate: the next token of the login, bound to the same certificate.
+    const refreshed = await postLogin(gw.h, files, '/refresh', {}, token);
+    expect(refreshed.status, refreshed.body).toBe(200);
+    expect(refreshed.json.token).not.toBe(token);
+    expect((await curl(gw.h, '/~alice/notebook/', { client, token: String(refreshed.json.token) })).status).toBe(200);
+
     // Past notAfter: a new handshake with it is refused, and the connection still open is ended by the sweep.
     const expiresAtMs = Date.parse(cert.validTo);
     await new Promise((r) => setTimeout(r, Math.max(0, expiresAtMs - Date.now()) + 1500));
