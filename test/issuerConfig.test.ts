@@ -1,6 +1,6 @@
 // The `issuer:` block and authz.issuers through `gatehouse check` (every error names file, line and key)
 // and `gatehouse authz explain --claims` (what a login with these claims and this certificate would receive).
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -70,6 +70,22 @@ describe('gatehouse check', () => {
     expect(missingCa.lines.find((l) => l.includes('issuer.provider.ca'))).toMatch(/cannot read .*idp-ca\.pem/);
     const untrusted = await check(issuerBlock());
     expect(untrusted.lines.find((l) => l.includes('issuer.name'))).toMatch(/warning: this gateway refuses the tokens its own issuer signs: add authz\.issuers\.idp with keyId 1 and publicKey ed25519\//);
+  });
+
+  it('checks issuer.certificates: a usable issuing CA passes; a leaf as the CA, a key others can read, and a key of another CA are named', async () => {
+    const certificates = (ca: string, caKey: string) => `  certificates:\n    ca: ${ca}\n    caKey: ${caKey}\n    ttl: 8h\n`;
+    const good = await check(issuerBlock() + certificates('certs/ca.crt', 'certs/ca.key'), trusted());
+    expect(good.lines).toEqual([]);
+    expect(good.code).toBe(0);
+    const leaf = await check(issuerBlock() + certificates(alice.certPath, 'certs/ca.key'), trusted());
+    expect(leaf.lines.find((l) => l.includes('issuer.certificates.ca'))).toMatch(/is not a CA certificate/);
+    const other = await makeTestPki(join(dir, 'other-ca'));
+    const foreignKey = await check(issuerBlock() + certificates('certs/ca.crt', join(other.dir, 'ca.key')), trusted());
+    expect(foreignKey.lines.find((l) => l.includes('issuer.certificates.caKey'))).toMatch(/is not the key of/);
+    chmodSync(join(other.dir, 'ca.key'), 0o640);
+    const loose = await check(issuerBlock() + certificates(other.caCertPath, join(other.dir, 'ca.key')), trusted());
+    expect(loose.code).not.toBe(0);
+    expect(loose.lines.find((l) => l.includes('issuer.certificates.caKey'))).toMatch(/readable by others \(mode 0640\).*refuses to sign with it/);
   });
 
   it('refuses two issuers with one key id and an issuer named root', async () => {

@@ -200,7 +200,7 @@ describe('settings: flags > environment > config file', () => {
       return r.ok ? [] : r.errors;
     };
     expect(errorsOf({ ...base, tokenFile: home })).toEqual([`cannot read token file ${home}: EISDIR`]);
-    writeFileSync(join(home, 'junk.token'), 'not a token!\n');
+    writeFileSync(join(home, 'junk.token'), 'not a token!\n', { mode: 0o600 });
     expect(errorsOf({ ...base, tokenFile: join(home, 'junk.token') })).toEqual([`token file ${join(home, 'junk.token')} does not hold a token (expected one line of base64url text)`]);
     const bob = await h.pki.client('bob');
     expect(errorsOf({ ...base, key: bob.keyPath, tokenFile })).toEqual([`client key ${bob.keyPath} does not belong to certificate ${alice.certPath}`]);
@@ -212,12 +212,14 @@ describe('settings: flags > environment > config file', () => {
     expect(errorsOf({ config: join(home, 'absent.yaml') })).toEqual([`client config ${join(home, 'absent.yaml')} does not exist`]);
   });
 
-  it('warns when the token file is readable by others', () => {
-    const loose = join(home, 'loose.token');
-    copyFileSync(tokenFile, loose);
-    chmodSync(loose, 0o644);
-    const r = resolveClientSettings({ gateway: 'https://gw.example', cert: alice.certPath, key: alice.keyPath, tokenFile: loose }, cleanEnv(home));
-    expect(r.ok && r.warnings).toEqual([`warning: token file ${loose} can be read by other users (mode 0644); chmod 600 it`]);
+  it('refuses a token file others can read, as ssh refuses such a key', () => {
+    for (const mode of [0o644, 0o640, 0o604]) {
+      const loose = join(home, `loose-${mode.toString(8)}.token`);
+      copyFileSync(tokenFile, loose);
+      chmodSync(loose, mode);
+      const r = resolveClientSettings({ gateway: 'https://gw.example', cert: alice.certPath, key: alice.keyPath, tokenFile: loose }, cleanEnv(home));
+      expect(r).toEqual({ ok: false, errors: [`token file ${loose} can be read by other users (mode 0${mode.toString(8)}): refusing to use it; chmod 600 it (and ask for a new token if others may have read it)`] });
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 // The audit record: one JSON line per event. This shape is a public contract (docs/reference/audit-records.md);
 // add fields freely, never rename or repurpose one.
-import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import { hasCertificate, type PeerIdentity } from '../tls/peerIdentity.ts';
 
 export type AuditEvent =
   | 'gateway.start'
@@ -148,7 +148,8 @@ export interface ChainFields {
 export type WrittenAuditRecord = ChainFields & AuditRecord;
 
 export function auditClient(identity: PeerIdentity | undefined): AuditClient | undefined {
-  if (!identity) return undefined;
+  // A connection without a certificate (issuer.certificates) has no client to name.
+  if (!identity || !hasCertificate(identity)) return undefined;
   // One per connection's identity, shared by every record of it (records are read, never changed): an
   // object less per request on the hot path.
   let client = auditClients.get(identity);

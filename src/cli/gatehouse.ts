@@ -12,7 +12,7 @@ if (gatewayCommands.has(process.argv[2] ?? '')) (await import('./gatewayMemoryLi
 
 /** Commands that use biscuit-wasm. The others (tunnel, pki, --help) are spared its ~70 MB. */
 const biscuitCommands = new Set(['serve', 'demo', 'check', 'token', 'authz', 'cluster']);
-const clientCommands = new Set(['tunnel', 'publish']);
+const clientCommands = new Set(['tunnel', 'publish', 'login', 'logout']);
 
 // biscuit-wasm is loaded first, quietly (see the module for why); later imports share that instance.
 // This thread instantiates the same compiled module the engine workers get: one copy of the machine code

@@ -13,6 +13,7 @@ import { registerAuthz } from './authz.ts';
 import { registerTunnel } from './tunnel.ts';
 import { registerAudit } from './audit.ts';
 import { registerPublish } from './publish.ts';
+import { registerLogin, registerLogout } from './login.ts';
 import { registerCluster } from './cluster.ts';
 
 exitQuietlyOnClosedPipe();
@@ -32,6 +33,8 @@ registerAuthz(program);
 registerTunnel(program);
 registerAudit(program);
 registerPublish(program);
+registerLogin(program);
+registerLogout(program);
 registerCluster(program);
 
 await program.parseAsync(process.argv);

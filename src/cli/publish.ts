@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { addGatewayOptions, SETTINGS_HELP } from './clientOptions.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
 import { endpointsOf } from '../client/gatewayEndpoint.ts';
+import { renewalFor } from '../client/tokenRenewal.ts';
 import { DEFAULT_CONNECTIONS, parsePublishSpec, parseWindowSize, type PublishSpec } from '../client/publishSpec.ts';
 import { EXIT } from '../client/tunnelFailure.ts';
 import { sayer } from './say.ts';
@@ -83,7 +84,10 @@ Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gate
       }
       // Loaded here, not at startup: node:http2 and the publisher are not needed by `gatehouse tunnel`.
       const { runPublisherFleet } = await import('../client/publisherFleet.ts');
-      const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings).map((e) => ({ ...e, receiveWindow: window.bytes })), specs, say, verbose: opts.verbose === true, connections });
+      const keeper = renewalFor(settings.settings, say);
+      const publisher = runPublisherFleet({ endpoints: endpointsOf(settings.settings, keeper?.holder).map((e) => ({ ...e, receiveWindow: window.bytes })), specs, say, verbose: opts.verbose === true, connections });
+      // The gateway ends a registration whose token expired: each publisher registers again with the renewed one.
+      keeper?.onRenewed(() => publisher.tokenRenewed());
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
         signals += 1;

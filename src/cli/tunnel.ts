@@ -8,6 +8,7 @@ import { parseForwardSpec, type ForwardSpec } from '../client/forwardSpec.ts';
 import { resolveClientSettings, type TunnelFlags } from '../client/clientSettings.ts';
 import { endpointOf } from '../client/gatewayEndpoint.ts';
 import { openTunnel, preflight } from '../client/tunnelDialer.ts';
+import { renewalFor } from '../client/tokenRenewal.ts';
 import { startForward, type LocalForward } from '../client/localListeners.ts';
 import { runStdioTunnel } from '../client/stdioTunnel.ts';
 import { stdoutErrorsHandledByCommand } from './closedPipe.ts';
@@ -57,7 +58,8 @@ async function runListeners(specs: ForwardSpec[], opts: TunnelCommandOptions): P
   const settings = resolveClientSettings(opts);
   if (!settings.ok) usageError(settings.errors);
   for (const w of settings.warnings) say(w);
-  const endpoint = endpointOf(settings.settings);
+  // Each new tunnel sends the newest token: a long-running tunnel outlives a token from `gatehouse login`.
+  const endpoint = endpointOf(settings.settings, renewalFor(settings.settings, say)?.holder);
   const checked = await preflight(endpoint);
   if (!checked.ok) {
     say(`error: ${describeFailure(checked.failure, endpoint.label, specs[0]?.route ?? '')}`);

@@ -6,6 +6,8 @@ import { homedir } from 'node:os';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { expandPath, readClientConfigFile } from './clientConfigFile.ts';
+import { storedLoginCertificate } from './loginCertificate.ts';
+import { cleanToken, readTokenFile, tokenProblem, type LoginFacts } from './tokenFile.ts';
 
 export type Transport = 'connect' | 'websocket';
 
@@ -41,6 +43,10 @@ export interface ClientSettings {
   /** Absent: the system's CA store verifies the gateway. */
   ca?: Buffer;
   token: string;
+  /** The file the token was read from (absent: GATEHOUSE_TOKEN, or a command that needs none). */
+  tokenFile?: string;
+  /** What `gatehouse login` stored with the token: with it, tunnel and publish renew the token. */
+  login?: LoginFacts;
 }
 
 export type SettingsResult = { ok: true; settings: ClientSettings; warnings: string[] } | { ok: false; errors: string[] };
@@ -54,8 +60,10 @@ export function defaultClientConfigFile(env: NodeJS.ProcessEnv = process.env): s
   return join(homeOf(env), '.config', 'gatehouse', 'client.yaml');
 }
 
+/** `$XDG_CONFIG_HOME/gatehouse/token` (an absolute XDG_CONFIG_HOME only, as the spec says), else `~/.config/gatehouse/token`. */
 export function defaultTokenFile(env: NodeJS.ProcessEnv = process.env): string {
-  return join(homeOf(env), '.config', 'gatehouse', 'token');
+  const xdg = env.XDG_CONFIG_HOME;
+  return join(xdg !== undefined && xdg.startsWith('/') ? xdg : join(homeOf(env), '.config'), 'gatehouse', 'token');
 }
 
 type GatewayCheck = { ok: true; host: string; port: number; label: string } | { ok: false; error: string };
@@ -84,17 +92,6 @@ function readFileOr(errors: string[], what: string, file: string): Buffer | unde
     errors.push(code === 'ENOENT' ? `${what} ${file} does not exist` : `cannot read ${what} ${file}: ${code ?? (err as Error).message}`);
     return undefined;
   }
-}
-
-/** Only base64url (and the standard alphabet's + / =) can travel in a Bearer header. */
-function cleanToken(text: string): string {
-  return text.trim().replace(/^Bearer\s+/i, '').trim();
-}
-
-function tokenProblem(token: string, source: string): string | undefined {
-  if (token.length === 0) return `${source} is empty`;
-  if (!/^[A-Za-z0-9_\-=+/.]+$/.test(token)) return `${source} does not hold a token (expected one line of base64url text)`;
-  return undefined;
 }
 
 function modeWarning(file: string, what: string): string | undefined {
@@ -143,6 +140,12 @@ function parseGatewayList(text: string, several: boolean, errors: string[]): Gat
 export interface ResolveOptions {
   /** Accept several gateways (comma list or repeated flag): `publish` connects to each. */
   severalGateways?: boolean;
+  /** `gatehouse login`/`logout`: the token file is named (`tokenFile`) but not read; the token is ''. */
+  noToken?: boolean;
+  /** The gateway when flags, environment and config name none (`logout`: the one the token file says issued it). */
+  fallbackGateway?: (tokenFile: string) => string | undefined;
+  /** `gatehouse login --certificate`: no client certificate is read nor presented (cert and key are empty). */
+  noCertificate?: boolean;
 }
 
 /** Flags beat environment, environment beats the config file. Reports every problem at once. */
@@ -160,7 +163,8 @@ export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv
     return chosen !== undefined ? expandPath(chosen, home) : fileValue;
   };
 
-  const gatewayText = flags.gateway ?? envValue('GATEHOUSE_GATEWAY') ?? fromFile.gateway;
+  const namedTokenFile = pathOf(flags.tokenFile, 'GATEHOUSE_TOKEN_FILE', fromFile.tokenFile) ?? defaultTokenFile(env);
+  const gatewayText = flags.gateway ?? envValue('GATEHOUSE_GATEWAY') ?? fromFile.gateway ?? options.fallbackGateway?.(namedTokenFile);
   const gateways = gatewayText === undefined ? [] : parseGatewayList(gatewayText, options.severalGateways === true, errors);
   const gateway = gateways[0];
   if (gatewayText === undefined) errors.push(`no gateway: give --gateway https://HOST[:PORT], set GATEHOUSE_GATEWAY, or put "gateway:" in ${configFile}`);
@@ -168,48 +172,53 @@ export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv
   const transport = flags.transport ?? envValue('GATEHOUSE_TRANSPORT') ?? fromFile.transport ?? 'connect';
   if (transport !== 'connect' && transport !== 'websocket') errors.push(`transport ${JSON.stringify(transport)}: expected connect or websocket`);
 
-  const certFile = pathOf(flags.cert, 'GATEHOUSE_CERT', fromFile.cert);
-  const keyFile = pathOf(flags.key, 'GATEHOUSE_KEY', fromFile.key);
+  // Named nowhere: the certificate of the last `gatehouse login --certificate`, beside the token file.
+  const stored = options.noCertificate ? undefined : storedLoginCertificate(namedTokenFile);
+  const certFile = options.noCertificate ? '' : pathOf(flags.cert, 'GATEHOUSE_CERT', fromFile.cert) ?? stored?.cert;
+  const keyFile = options.noCertificate ? '' : pathOf(flags.key, 'GATEHOUSE_KEY', fromFile.key) ?? stored?.key;
   const caFile = pathOf(flags.ca, 'GATEHOUSE_CA', fromFile.ca);
   if (certFile === undefined) errors.push(`no client certificate: give --cert FILE, set GATEHOUSE_CERT, or put "cert:" in ${configFile}`);
   if (keyFile === undefined) errors.push(`no client key: give --key FILE, set GATEHOUSE_KEY, or put "key:" in ${configFile}`);
-  const cert = certFile === undefined ? undefined : readFileOr(errors, 'client certificate', certFile);
-  const key = keyFile === undefined ? undefined : readFileOr(errors, 'client key', keyFile);
+  const cert = certFile === undefined ? undefined : certFile === '' ? Buffer.alloc(0) : readFileOr(errors, 'client certificate', certFile);
+  const key = keyFile === undefined ? undefined : keyFile === '' ? Buffer.alloc(0) : readFileOr(errors, 'client key', keyFile);
   const ca = caFile === undefined ? undefined : readFileOr(errors, 'gateway CA file', caFile);
-  if (keyFile !== undefined && key) {
+  if (keyFile && key) {
     const w = modeWarning(keyFile, 'client key');
     if (w) warnings.push(w);
   }
-  if (certFile !== undefined && keyFile !== undefined && cert && key && (caFile === undefined || ca)) checkCertificate(errors, warnings, certFile, cert, keyFile, key, ca);
+  // A login's certificate is short-lived by design: its near end is no news (the expiry still is an error).
+  const loginCertificate = stored !== undefined && certFile === stored.cert;
+  if (certFile && keyFile && cert && key && (caFile === undefined || ca)) checkCertificate(errors, loginCertificate ? [] : warnings, certFile, cert, keyFile, key, ca);
+  if (loginCertificate && errors.some((e) => e.includes(' expired on '))) errors.push('that is the certificate of your last certificate login: log in again: gatehouse login --certificate');
 
   // The token: --token-file, then GATEHOUSE_TOKEN (the token itself), GATEHOUSE_TOKEN_FILE, the file's tokenFile, the default file.
   let token: string | undefined;
+  let tokenFile: string | undefined;
+  let login: LoginFacts | undefined;
   const envToken = envValue('GATEHOUSE_TOKEN');
-  if (flags.tokenFile === undefined && envToken !== undefined) {
+  if (options.noToken === true) {
+    token = '';
+    tokenFile = namedTokenFile;
+  } else if (flags.tokenFile === undefined && envToken !== undefined) {
     token = cleanToken(envToken);
     const problem = tokenProblem(token, 'GATEHOUSE_TOKEN');
     if (problem) errors.push(problem);
   } else {
-    const tokenFile = pathOf(flags.tokenFile, 'GATEHOUSE_TOKEN_FILE', fromFile.tokenFile) ?? defaultTokenFile(env);
-    const explicit = tokenFile !== defaultTokenFile(env);
-    try {
-      token = cleanToken(readFileSync(tokenFile, 'utf8'));
-      const problem = tokenProblem(token, `token file ${tokenFile}`);
-      if (problem) errors.push(problem);
-      const w = modeWarning(tokenFile, 'token file');
-      if (w) warnings.push(w);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' && !explicit) errors.push(`no token: save it in ${tokenFile} (chmod 600), or give --token-file FILE, GATEHOUSE_TOKEN_FILE or GATEHOUSE_TOKEN`);
-      else if (code === 'ENOENT') errors.push(`token file ${tokenFile} does not exist`);
-      else errors.push(`cannot read token file ${tokenFile}: ${code ?? (err as Error).message}`);
-    }
+    tokenFile = namedTokenFile;
+    const read = readTokenFile(tokenFile);
+    if (read.ok) {
+      token = read.stored.token;
+      login = read.stored.login;
+      // A login's token that already ended can only be refused: say what cures it before anything connects.
+      if (login !== undefined && Date.parse(login.expiresAt) <= Date.now()) errors.push(`the token in ${tokenFile} (gatehouse login as ${login.user}) ended at ${login.expiresAt}: log in again: gatehouse login`);
+    } else if (read.missing && tokenFile === defaultTokenFile(env)) errors.push(`no token: run "gatehouse login", or save a token in ${tokenFile} (chmod 600), or give --token-file FILE, GATEHOUSE_TOKEN_FILE or GATEHOUSE_TOKEN`);
+    else errors.push(read.error);
   }
 
   if (errors.length > 0 || !gateway || !cert || !key || token === undefined) return { ok: false, errors };
   return {
     ok: true,
     warnings,
-    settings: { gatewayLabel: gateway.label, host: gateway.host, port: gateway.port, gateways, transport: transport as Transport, cert, key, ...(ca && { ca }), token },
+    settings: { gatewayLabel: gateway.label, host: gateway.host, port: gateway.port, gateways, transport: transport as Transport, cert, key, ...(ca && { ca }), token, ...(tokenFile !== undefined && { tokenFile }), ...(login && { login }) },
   };
 }

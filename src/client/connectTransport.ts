@@ -1,6 +1,6 @@
 // The CONNECT transport: an mTLS connection to the gateway, `CONNECT <route>:443` with the token in
 // Proxy-Authorization, and after `200` the TLS socket itself is the tunnel (end() = FIN = half-close).
-import type { GatewayEndpoint } from './gatewayEndpoint.ts';
+import { bearerOf, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { requestOverTls } from './gatewayRequest.ts';
 import type { OpenResult } from './tunnelFailure.ts';
 import type { TunnelReads } from './tunnelReads.ts';
@@ -14,7 +14,7 @@ const RELAY_HIGH_WATER_MARK = 256 * 1024;
 export async function openConnectTunnel(endpoint: GatewayEndpoint, route: string, options: { reads?: TunnelReads; timeoutMs?: number } = {}): Promise<OpenResult> {
   const authority = `${route}:443`;
   const answer = await requestOverTls(endpoint, {
-    lines: (e) => [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`, `Proxy-Authorization: Bearer ${e.token}`, 'User-Agent: gatehouse-tunnel'],
+    lines: (e) => [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`, `Proxy-Authorization: Bearer ${bearerOf(e)}`, 'User-Agent: gatehouse-tunnel'],
     success: 200,
     allowHalfOpen: true,
     timeoutMs: options.timeoutMs ?? 20_000,

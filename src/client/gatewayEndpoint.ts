@@ -4,6 +4,17 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type { ClientSettings } from './clientSettings.ts';
 
+/**
+ * The token requests carry: a fixed one, or a holder whose `current` a renewal replaces (shared by
+ * reference by every copy of the endpoint, so each new tunnel or registration sends the newest).
+ */
+export type TokenSource = string | { readonly current: string };
+
+/** The bearer token to send now. */
+export function bearerOf(endpoint: Pick<GatewayEndpoint, 'token'>): string {
+  return typeof endpoint.token === 'string' ? endpoint.token : endpoint.token.current;
+}
+
 export interface GatewayEndpoint {
   /** The name the gateway's certificate must carry (and the Host header). */
   host: string;
@@ -14,18 +25,19 @@ export interface GatewayEndpoint {
   cert: Buffer;
   key: Buffer;
   ca?: Buffer;
-  token: string;
+  token: TokenSource;
   /** `gatehouse publish`: the largest receive window of one stream (bytes); absent: the protocol's default. */
   receiveWindow?: number;
 }
 
-export function endpointOf(settings: ClientSettings): GatewayEndpoint {
-  return { host: settings.host, port: settings.port, label: settings.gatewayLabel, cert: settings.cert, key: settings.key, ...(settings.ca && { ca: settings.ca }), token: settings.token };
+/** `token`: the holder a renewal updates (default: the settings' token, fixed). */
+export function endpointOf(settings: ClientSettings, token: TokenSource = settings.token): GatewayEndpoint {
+  return { host: settings.host, port: settings.port, label: settings.gatewayLabel, cert: settings.cert, key: settings.key, ...(settings.ca && { ca: settings.ca }), token };
 }
 
 /** One endpoint per gateway given (same certificate, key, CA and token). */
-export function endpointsOf(settings: ClientSettings): GatewayEndpoint[] {
-  const base = endpointOf(settings);
+export function endpointsOf(settings: ClientSettings, token: TokenSource = settings.token): GatewayEndpoint[] {
+  const base = endpointOf(settings, token);
   return settings.gateways.map((g) => ({ ...base, host: g.host, port: g.port, label: g.label }));
 }
 
@@ -34,8 +46,8 @@ export function tlsOptions(endpoint: GatewayEndpoint): ConnectionOptions {
   return {
     host: endpoint.address ?? endpoint.host,
     port: endpoint.port,
-    cert: endpoint.cert,
-    key: endpoint.key,
+    // Empty for `gatehouse login --certificate`: no certificate is presented at all.
+    ...(endpoint.cert.length > 0 && { cert: endpoint.cert, key: endpoint.key }),
     ...(endpoint.ca && { ca: endpoint.ca }),
     ...(isIP(endpoint.host) === 0 && { servername: endpoint.host }),
     rejectUnauthorized: true,

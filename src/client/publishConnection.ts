@@ -2,7 +2,7 @@
 // the service names, and after `101` an HTTP/2 server session on that same connection (the gateway is the client).
 import { performServerHandshake, type ServerHttp2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import type { GatewayEndpoint } from './gatewayEndpoint.ts';
+import { bearerOf, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
@@ -24,7 +24,7 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
       `Host: ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`,
       'Connection: Upgrade',
       `Upgrade: ${PUBLISH_PROTOCOL}`,
-      `Authorization: Bearer ${e.token}`,
+      `Authorization: Bearer ${bearerOf(e)}`,
       `${SERVICES_HEADER}: ${services.join(', ')}`,
       ...(rawTcp.length > 0 ? [`${RAW_TCP_HEADER}: ${rawTcp.join(', ')}`] : []),
       'User-Agent: gatehouse-publish',

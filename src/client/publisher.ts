@@ -39,6 +39,12 @@ export interface RunningPublisher {
   /** Resolves with an exit code when the publisher stops for good (a refusal that retrying cannot fix, or stop()). */
   readonly done: Promise<number>;
   stop(): void;
+  /**
+   * The token was renewed: register again with it, then leave the old connection gracefully (its streams
+   * finish there). The gateway re-authorizes a registration with the token it was given and ends it once
+   * that token expires; the protocol has no way to hand a new token to a running registration.
+   */
+  tokenRenewed(): void;
 }
 
 /** Refusals that the same request will meet again: retrying would only fill the audit log. */
@@ -57,6 +63,8 @@ const UNREACHABLE_MAX_DELAY_MS = 1_000;
 const CLOSE_WAIT_MS = 5_000;
 /** Why a session ended when the gateway said goodbye (it is stopping): not a loss. */
 const GOODBYE = 'the gateway is going away';
+/** Why the publisher registers again while its connection still runs: the token was renewed. */
+const RENEWED = 'the token was renewed';
 
 /**
  * Resolves when the session is gone, with why, or as soon as the gateway says goodbye (GOAWAY: it is
@@ -152,6 +160,9 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
   const services = specs.map((s) => s.service);
   let stopped = false;
   let current: ServerHttp2Session | undefined;
+  /** The connection registered with the previous token: left once the new registration is in. */
+  let handingOver: ServerHttp2Session | undefined;
+  let renewed: ((reason: string) => void) | undefined;
   let wake: (() => void) | undefined;
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
@@ -172,6 +183,11 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       if (stopped) {
         if (registration.ok) registration.session.close();
         break;
+      }
+      // Make before break: the old connection serves until the new one is registered.
+      if (registration.ok && handingOver) {
+        leaveGracefully(handingOver);
+        handingOver = undefined;
       }
       if (!registration.ok) {
         const line = describeFailure(registration.failure, endpoint.label, services.join(', ')).replace(/refused route/, 'refused publishing');
@@ -211,10 +227,16 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
           closed: (service: string, summary: string) => say(`stream for ${service} closed: ${summary}`),
         }),
       });
-      const reason = await whenClosed(session, socket, streamsOpen);
+      const reason = await Promise.race([whenClosed(session, socket, streamsOpen), new Promise<string>((resolve) => (renewed = resolve))]);
+      renewed = undefined;
       current = undefined;
       options.landing?.holds('');
       if (stopped) break;
+      if (reason === RENEWED) {
+        say(`token renewed: registering again with it through ${endpoint.label} (streams in flight finish on the old connection)`);
+        handingOver = session;
+        continue;
+      }
       const delay = Math.round(minDelay * (0.5 + Math.random() / 2));
       say(reason === GOODBYE
         ? `${endpoint.label} is going away (streams in flight finish on the old connection); reconnecting in ${(delay / 1000).toFixed(1)} s`
@@ -230,6 +252,10 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       stopped = true;
       wake?.();
       if (current) leaveGracefully(current);
+      if (handingOver) leaveGracefully(handingOver);
+    },
+    tokenRenewed() {
+      renewed?.(RENEWED);
     },
   };
 }

@@ -145,5 +145,8 @@ export function runPublisherFleet(options: FleetOptions): RunningPublisher {
       stopAll();
       settleWhenAllDone();
     },
+    tokenRenewed() {
+      for (const p of running.values()) p.tokenRenewed();
+    },
   };
 }

@@ -2,7 +2,7 @@
 // /.well-known/gatehouse/tunnel/<route> with subprotocol gatehouse-tunnel.v1 and the token as Bearer.
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
-import { tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
+import { bearerOf, tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { TUNNEL_PATH, TUNNEL_SUBPROTOCOL, TunnelStream, type TunnelStreamOptions } from '../tunnel/tunnelProtocol.ts';
 import { classifyError, refusalReason, type OpenResult } from './tunnelFailure.ts';
 
@@ -39,7 +39,7 @@ export function openWebSocketTunnel(endpoint: GatewayEndpoint, route: string, ti
       ...(tls.ca && { ca: tls.ca }),
       ...(tls.servername && { servername: tls.servername }),
       rejectUnauthorized: true,
-      headers: { authorization: `Bearer ${endpoint.token}`, 'user-agent': 'gatehouse-tunnel' },
+      headers: { authorization: `Bearer ${bearerOf(endpoint)}`, 'user-agent': 'gatehouse-tunnel' },
       perMessageDeflate: false,
       handshakeTimeout: timeoutMs,
       maxPayload: 64 << 20,

@@ -85,6 +85,21 @@ export const issuerSettingsSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Short-lived client certificates for users without one (a CSR sent with the device login): the issuing
+     * CA (certificate and its ECDSA P-256 key, mode 0600, kept with the issuer), their lifetime and its cap.
+     * Set, the gateway's listeners also accept connections without a client certificate, for the login alone.
+     */
+    certificates: z
+      .object({
+        ca: z.string().min(1),
+        caKey: z.string().min(1),
+        /** Lifetime of an issued certificate (default 12h), cut by maxTtl, the token's lifetime and the IdP session. */
+        ttl: duration.default('12h'),
+        maxTtl: duration.optional(),
+      })
+      .strict()
+      .optional(),
     /** IdP groups that may receive tokens, and what each may receive; a group not listed gets nothing. */
     groups: z.record(z.string().regex(groupName, 'a group name: letters, digits and . _ @ + -'), groupGrantSchema).refine((g) => Object.keys(g).length > 0, 'at least one group'),
   })

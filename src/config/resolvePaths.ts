@@ -29,7 +29,7 @@ export function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig 
     routes: config.routes.map((r) => ({ ...r, upstream: resolveUpstream(r.upstream, dir) })),
     ...(config.cluster && { cluster: { ...config.cluster, ...(config.cluster.peerCert !== undefined && { peerCert: at(config.cluster.peerCert) }), ...(config.cluster.peerKey !== undefined && { peerKey: at(config.cluster.peerKey) }) } }),
     ...(config.issuer && {
-      issuer: { ...config.issuer, signingKey: at(config.issuer.signingKey), provider: { ...config.issuer.provider, ...(config.issuer.provider.clientSecretFile !== undefined && { clientSecretFile: at(config.issuer.provider.clientSecretFile) }), ...(config.issuer.provider.ca !== undefined && { ca: at(config.issuer.provider.ca) }) } },
+      issuer: { ...config.issuer, signingKey: at(config.issuer.signingKey), provider: { ...config.issuer.provider, ...(config.issuer.provider.clientSecretFile !== undefined && { clientSecretFile: at(config.issuer.provider.clientSecretFile) }), ...(config.issuer.provider.ca !== undefined && { ca: at(config.issuer.provider.ca) }) }, ...(config.issuer.certificates && { certificates: { ...config.issuer.certificates, ca: at(config.issuer.certificates.ca), caKey: at(config.issuer.certificates.caKey) } }) },
     }),
   };
 }

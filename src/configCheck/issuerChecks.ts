@@ -1,5 +1,6 @@
 // What `gatehouse check` says about signers beyond the schema: authz.issuers keys parse and are not the
 // root key; `issuer:` names existing routes, signs with a key of its own, and this gateway trusts it.
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConfigIssue } from '../config/configError.ts';
@@ -78,8 +79,39 @@ export function issuerChecks(data: unknown, configDir: string): { errors: Config
       errors.push({ path: ['authz', 'issuers', name ?? '', 'publicKey'], message: `not the public key of issuer.signingKey (${publicKey}): this gateway would refuse every token its issuer signs` });
     }
   }
+  errors.push(...issuingCaIssues(record(issuer.certificates), configDir));
   if (text(record(issuer.certificate)?.field) === 'none') {
     warnings.push({ path: ['issuer', 'certificate', 'field'], message: 'any login may obtain a token bound to any certificate presented: the IdP user is not matched to the certificate holder', warning: true });
   }
   return { errors, warnings };
+}
+
+/** issuer.certificates: the CA certificate is a CA's, its key an ECDSA P-256 key of that CA, readable by the issuer alone. */
+function issuingCaIssues(certificates: Record<string, unknown> | undefined, configDir: string): ConfigIssue[] {
+  const certFile = text(certificates?.ca);
+  const keyFile = text(certificates?.caKey);
+  if (certFile === undefined || keyFile === undefined) return [];
+  const at = (key: 'ca' | 'caKey') => ['issuer', 'certificates', key];
+  const [certPath, keyPath] = [path.resolve(configDir, certFile), path.resolve(configDir, keyFile)];
+  const [certPem, keyPem] = [readText(certPath), readText(keyPath)];
+  if (certPem === undefined) return [{ path: at('ca'), message: `cannot read ${certPath}` }];
+  if (keyPem === undefined) return [{ path: at('caKey'), message: `cannot read ${keyPath}` }];
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch {
+    return [{ path: at('ca'), message: `${certPath} is not a PEM certificate` }];
+  }
+  if (!cert.ca) return [{ path: at('ca'), message: `${certPath} is not a CA certificate` }];
+  if (!(Date.parse(cert.validTo) > Date.now())) return [{ path: at('ca'), message: `${certPath} expired on ${cert.validTo}` }];
+  const mode = privateKeyModeWarning(keyPath);
+  if (mode !== undefined) return [{ path: at('caKey'), message: `${mode.replace(/^warning: /, '')}: the gateway refuses to sign with it` }];
+  try {
+    const key = createPrivateKey(keyPem);
+    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') return [{ path: at('caKey'), message: `${keyPath} is not an ECDSA P-256 key` }];
+    if (!cert.checkPrivateKey(key)) return [{ path: at('caKey'), message: `${keyPath} is not the key of ${certPath}` }];
+  } catch {
+    return [{ path: at('caKey'), message: `${keyPath} is not a PEM private key` }];
+  }
+  return [];
 }

@@ -48,6 +48,8 @@ export const CODES = {
   GH_BAD_NEXT: entry(400, 'the page to return to is not on this gateway'),
   GH_NO_TOKEN_GIVEN: entry(400, 'no token given'),
   GH_FOREIGN_PAGE: entry(400, 'That page is not served by this gateway.'),
+  GH_CSR_INVALID: entry(400, 'invalid certificate request'),
+  GH_CSR_REQUIRED: entry(400, 'without a client certificate, a login must send a csr'),
   // 401: no credential, or one that is not this gateway's.
   GH_TOKEN_MISSING: entry(401, 'missing bearer token'),
   GH_TOKEN_INVALID: entry(401, 'invalid token', 'not authenticated (token missing, malformed or not signed by the site)'),
@@ -70,6 +72,7 @@ export const CODES = {
   GH_CROSS_ORIGIN: entry(403, 'cross-origin request refused'),
   GH_CROSS_SITE_FORM: entry(403, 'sign-in form posted from another site'),
   GH_CROSS_SITE_HANDOFF: entry(403, 'The request came from another site.'),
+  GH_CERTIFICATE_REQUIRED: entry(403, 'a client certificate is required here'),
   // 404: nothing by that name.
   GH_NO_ROUTE: entry(404, 'no route', 'no such route'),
   GH_NO_TUNNEL_ROUTE: entry(404, 'no such route'),

@@ -29,4 +29,16 @@ export interface ListenerHandlers {
   request(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext | undefined): void | Promise<void>;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
   connect(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
+  /**
+   * What takes the requests of a connection that presented no client certificate (issuer.certificates):
+   * its context is never handed to the handlers above, so nothing reaches a route, tunnel or page by mistake.
+   */
+  certificateless?: CertificatelessHandlers;
+}
+
+/** The handlers of a certificate-less connection: its context's identity stands for no certificate (tls/peerIdentity). */
+export interface CertificatelessHandlers {
+  request(req: IncomingMessage, res: ServerResponse, conn: ConnectionContext): void | Promise<void>;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext): void | Promise<void>;
+  connect(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext): void | Promise<void>;
 }

@@ -9,6 +9,7 @@ import { ignoreSocketErrors, sendRefusal, sendRefusalOnSocket } from '../forward
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
 import { PUBLISH_PROTOCOL } from '../upstream/publishProtocol.ts';
 import { redactTarget } from '../forward/redactTarget.ts';
+import { certificatelessTo } from './certificatelessDispatch.ts';
 import { enter } from './enter.ts';
 import { openExchange, refuseUncounted, type ExchangeSinks } from './exchange.ts';
 import type { DecisionKind, WayIn } from './wayIn.ts';
@@ -62,6 +63,7 @@ function refusePageUpgrade(sinks: ExchangeSinks, conn: ConnectionContext, req: I
  */
 export function dispatchTo(to: DispatchTargets): ListenerHandlers {
   return {
+    certificateless: certificatelessTo(to),
     request(req, res, conn) {
       if (!conn) return sendRefusal(res, refuse('GH_UNAUTHENTICATED_CONNECTION', 'no connection context'));
       const reserved = reservedPath(req.url);

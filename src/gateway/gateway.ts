@@ -188,7 +188,9 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       },
     });
     const connectionLimits = createConnectionLimits(config.limits, refusals, metrics);
-    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected }));
+    // Certificate logins (issuer.certificates) let a connection without a certificate finish its handshake: decided at start.
+    const certificateLogins = config.issuer?.certificates !== undefined ? { certificateLogins: () => config.issuer?.certificates !== undefined } : {};
+    for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected, ...certificateLogins }));
     // Streams other instances relay here, to the publishers this one carries (cluster.peerListen).
     await cluster?.openPeers({ audit, refusals, admission: () => admission });
   } catch (err) {
@@ -243,7 +245,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
         // (connections, timeouts, header size) are fixed when the sockets open.
         const limitsChanged = LISTENER_LIMITS.some((key) => next.limits[key] !== config.limits[key]);
         const clusterChanged = JSON.stringify(next.cluster) !== JSON.stringify(config.cluster);
-        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart', clusterChanged && 'cluster: changes only on restart'].filter(Boolean);
+        const certificatesOn = next.issuer?.certificates !== undefined && config.issuer?.certificates === undefined;
+        const notes = [listenChanged && 'listen addresses change only on restart', limitsChanged && 'connection limits, timeouts and maxHeaderBytes change only on restart', clusterChanged && 'cluster: changes only on restart', certificatesOn && 'certificate logins without a client certificate start only on restart'].filter(Boolean);
         audit.write({ event: 'config.reload', decision: 'allow', detail: { config: nextSource, routes: next.routes.map((r) => r.name), tlsTicketKey: material.ticketKeyId(), ...(notes.length > 0 && { note: notes.join('; ') }) } });
         config = next;
         return { ok: true };

@@ -6,6 +6,8 @@ import type { IssuerSettings } from '../config/issuerSettings.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { IssuedLogin } from '../token/mintToken.ts';
 import type { IssueRequest } from './claimGrant.ts';
+import type { CheckedCsr } from '../pki/csrCertificate.ts';
+import { issueWithCertificate, type CertifiedAsk, type CertifiedIssue } from './certifiedIssue.ts';
 import { issueRecord } from './issueRecord.ts';
 import { issuedRevocationIds } from './issuedTokens.ts';
 import { issueToken, type IssueResult } from './issueToken.ts';
@@ -57,6 +59,8 @@ export interface IssuerService {
   relyingParty(): Promise<{ ok: true; party: RelyingParty } | IssuerUnavailable>;
   /** Mints under the claim rules and writes the token.issue record (allow or deny). */
   issue(ask: IssueAsk): IssueResult;
+  /** issue(), with a certificate made first from `csr` when the login brought one (issuer.certificates): see certifiedIssue.ts. */
+  issueWithCertificate(ask: CertifiedAsk, csr: CheckedCsr | undefined): Promise<CertifiedIssue>;
   revoke(ids: readonly string[]): Promise<RevokeResult>;
   /** Revocation ids of every token of a login (its first and each refresh), as the audit file's token.issue records name them. */
   tokensOfLogin(loginId: string): Promise<{ ok: true; ids: string[] } | IssuerUnavailable>;
@@ -131,6 +135,9 @@ export function createIssuerService(deps: IssuerServiceDeps): IssuerService {
             });
       (ask.writeRecord ?? ((record: AuditRecord) => deps.audit.write(record)))({ ...issueRecord({ result, certificate: ask.certificate, flow: ask.flow, ...(ask.source !== undefined && { source: ask.source }) }), ...ask.recordExtra });
       return result;
+    },
+    issueWithCertificate(ask, csr) {
+      return issueWithCertificate(this, ask, csr);
     },
     revoke: deps.revoke,
     async tokensOfLogin(loginId) {

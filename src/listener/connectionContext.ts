@@ -18,6 +18,17 @@ export function contextOf(socket: Socket): ConnectionContext | undefined {
   return contexts.get(socket);
 }
 
+/** Contexts of connections without a client certificate, apart: contextOf never finds them. */
+const certificateless = new WeakMap<Socket, ConnectionContext>();
+
+export function attachCertificateless(socket: Socket, context: ConnectionContext): void {
+  certificateless.set(socket, context);
+}
+
+export function certificatelessOf(socket: Socket): ConnectionContext | undefined {
+  return certificateless.get(socket);
+}
+
 export interface ConnectionSource {
   source: string;
   sourceIp: string;

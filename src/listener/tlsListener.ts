@@ -13,11 +13,12 @@ import type { AuditLog } from '../audit/auditLog.ts';
 import { auditClient } from '../audit/auditRecord.ts';
 import type { RefusalRecords } from '../audit/refusalRecords.ts';
 import type { GatewayLimits, ListenAddress } from '../config/schema.ts';
-import { peerIdentity } from '../tls/peerIdentity.ts';
+import { certificatelessIdentity, peerIdentity } from '../tls/peerIdentity.ts';
+import { trackConnection } from './connectionRecords.ts';
 import { brokenOff, handleClientError } from './clientErrors.ts';
 import type { ConnectionContext, ListenerHandlers } from '../exchange/connection.ts';
 import type { TlsSettings } from '../tls/tlsSettings.ts';
-import { attachContext, contextOf, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
+import { certificatelessOf, contextOf, newConnectionId, rawConnectionOf, sourceOf } from './connectionContext.ts';
 import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, responseInFlight, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
@@ -56,6 +57,11 @@ export interface ListenerOptions {
   proxyRefused?(reason: ProxyRefusal): void;
   /** Counts refused handshakes (before their records' rate limit). */
   tlsRejected?(kind: TlsRejectKind): void;
+  /**
+   * Set when issuer.certificates is (at start): the handshake then asks for a client certificate without
+   * requiring one, and a connection that presents none reaches the certificate login alone, while this says so.
+   */
+  certificateLogins?: () => boolean;
 }
 
 /** Client-initiated TLS 1.2 renegotiation costs the server a handshake per request of the client's choosing. */
@@ -76,12 +82,22 @@ function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): { kind:
   return { kind: 'handshake', reason: `${err.code ?? 'TLS_ERROR'}: ${err.message.trim()}` };
 }
 
-/** The HTTPS server itself: client certificates demanded, renegotiation refused, slow clients timed out. */
-function createTlsServer(tls: TlsSettings, limits: GatewayLimits): Server {
+/** Why a completed handshake has no verified identity: no certificate, or the chain check's verdict. */
+function unverifiedReason(socket: TLSSocket): { kind: TlsRejectKind; reason: string } {
+  if (socket.getPeerX509Certificate() === undefined) return { kind: 'no_certificate', reason: 'no client certificate presented' };
+  const verdict = String(socket.authorizationError ?? 'UNABLE_TO_VERIFY');
+  return tlsRejectReason(Object.assign(new Error(`client certificate not verified: ${verdict}`), { code: verdict }), socket);
+}
+
+/**
+ * The HTTPS server itself: client certificates demanded, renegotiation refused, slow clients timed out.
+ * With certificate logins a connection without a certificate completes the handshake (openConnections decides).
+ */
+function createTlsServer(tls: TlsSettings, limits: GatewayLimits, certificateLogins: boolean): Server {
   return createServer({
     ...secureContextOf(tls),
     requestCert: true,
-    rejectUnauthorized: true,
+    rejectUnauthorized: !certificateLogins,
     // Slow or silent clients must not hold sockets forever.
     ...serverTimeoutOptions(limits),
     // The HTTP forwarder answers a Host-less HTTP/1.1 request itself, with an audit record.
@@ -113,34 +129,19 @@ function openConnections(server: Server, audit: AuditLog, options: ListenerOptio
   server.on('secureConnection', (socket: TLSSocket) => {
     const identity = peerIdentity(socket);
     const { source, sourceIp, via } = sourceOf(socket);
-    const refused = identity ? refuseClients() : `client certificate not verified: ${String(socket.authorizationError ?? 'none presented')}`;
-    if (!identity || refused !== undefined) {
-      const kind = identity ? 'crl_unusable' : 'certificate';
+    // No certificate at all (not a bad one) while certificate logins are on: a context the route handlers never see.
+    const certificateless = !identity && socket.getPeerX509Certificate() === undefined && options.certificateLogins?.() === true;
+    const refused = identity ? refuseClients() : undefined;
+    if (!certificateless && (!identity || refused !== undefined)) {
+      // Without rejectUnauthorized (certificate logins) a bad certificate is refused here, for the same reasons.
+      const { kind, reason } = identity ? { kind: 'crl_unusable' as const, reason: refused } : unverifiedReason(socket);
       options.tlsRejected?.(kind);
-      options.refusals.write({ event: 'tls.reject', source, ...(identity && { client: auditClient(identity) }), decision: 'deny', reason: refused }, { source: sourceIp || source, ...(identity && { identity: identity.fingerprint }), kind });
+      options.refusals.write({ event: 'tls.reject', source, ...(identity && { client: auditClient(identity) }), decision: 'deny', reason }, { source: sourceIp || source, ...(identity && { identity: identity.fingerprint }), kind });
       socket.destroy();
       return;
     }
-    const context: ConnectionContext = { id: newConnectionId(), identity, source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: new Set() };
-    attachContext(socket, context);
-    const raw = rawConnectionOf(socket);
-    if (raw) raw.authenticated = true;
-    connections.add(socket);
-    audit.write({ event: 'connection.open', conn: context.id, source, client: auditClient(identity), reason: `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.name ?? ''}`.trim(), ...(via && { detail: { via } }) });
-    socket.once('close', () => {
-      connections.delete(socket);
-      audit.write({
-        event: 'connection.close',
-        conn: context.id,
-        source,
-        client: auditClient(identity),
-        bytesIn: socket.bytesRead,
-        bytesOut: socket.bytesWritten,
-        durationMs: Math.round(performance.now() - context.openedAt),
-        ...(context.endedBy !== undefined && { reason: context.endedBy }),
-        detail: { requests: context.requests },
-      });
-    });
+    const context: ConnectionContext = { id: newConnectionId(), identity: identity ?? certificatelessIdentity(sourceIp), source, sourceIp, openedAt: performance.now(), requests: 0, inFlight: new Set() };
+    trackConnection(socket, context, { audit, connections, certificateless, ...(via && { via }) });
   });
   return connections;
 }
@@ -174,7 +175,11 @@ function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: Aud
       // The parser may hand over a request whose header block was refused (an invalid Transfer-Encoding):
       // answered and recorded already, there is nothing left to decide.
       if (brokenOff(req.socket)) return void res.destroy();
-      return handlers.request(req, res, contextOf(req.socket));
+      const conn = contextOf(req.socket);
+      // Only a socket with no context of its own can be a certificate-less one (a map apart: see trackConnection).
+      const bare = conn === undefined ? certificatelessOf(req.socket) : undefined;
+      if (bare !== undefined && handlers.certificateless) return handlers.certificateless.request(req, res, bare);
+      return handlers.request(req, res, conn);
     },
     (_req, res) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal error"}\n');
@@ -186,16 +191,19 @@ function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: Aud
   // 417) to anyone first.
   server.on('checkContinue', onRequest);
   server.on('checkExpectation', onRequest);
-  const onTunnel = (handler: ListenerHandlers['upgrade']) =>
+  const onTunnel = (kind: 'upgrade' | 'connect') =>
     guard(
       (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         releaseToTunnel(socket as Socket);
-        return handler(req, socket, head, contextOf(socket as Socket));
+        const conn = contextOf(socket as Socket);
+        const bare = conn === undefined ? certificatelessOf(socket as Socket) : undefined;
+        if (bare !== undefined && handlers.certificateless) return handlers.certificateless[kind](req, socket, head, bare);
+        return handlers[kind](req, socket, head, conn);
       },
       (_req, socket) => socket.destroy(),
     );
-  server.on('upgrade', onTunnel(handlers.upgrade));
-  server.on('connect', onTunnel(handlers.connect));
+  server.on('upgrade', onTunnel('upgrade'));
+  server.on('connect', onTunnel('connect'));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, options.refusals, options.limits));
   return () => {
     closingConnections = true;
@@ -229,7 +237,7 @@ async function bind(listen: ListenAddress, server: Server, acceptor: Server | Ne
 export async function openListener(listen: ListenAddress, tls: TlsSettings, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): Promise<BoundListener> {
   const { limits } = options;
   let refuseClients = tls.refuseClients;
-  const server = createTlsServer(tls, limits);
+  const server = createTlsServer(tls, limits, options.certificateLogins !== undefined);
   // With proxyProtocol a plain TCP server accepts, reads the balancer's header, then hands the socket to
   // the TLS server: the header must be consumed before the first TLS byte is read.
   const front = listen.proxyProtocol

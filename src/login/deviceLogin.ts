@@ -9,6 +9,8 @@ import { issueRefusalCode, readJsonBody, refuseLogin, sendRefusal } from './logi
 import type { LoginDeps } from './loginEndpoints.ts';
 import { recordLogin, sendJson, type LoginCall, type LoginEndpoint } from './loginPages.ts';
 import { readLoginAsk } from './loginRequest.ts';
+import { certificateAtStart } from './certificateLogin.ts';
+import { checkCsr } from '../pki/csrCertificate.ts';
 import { pendingDevices, type PendingDevice } from './pendingDevices.ts';
 import { loginSealKey, openLogin, sealLogin, type SealedLogin } from './sealedLogin.ts';
 
@@ -46,6 +48,8 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     if (!body.ok) return refuseLogin(call, body.refusal);
     const asked = readLoginAsk(body.value);
     if (!asked.ok) return refuseLogin(call, asked.refusal);
+    const certificate = await certificateAtStart(deps.issuer.settings(), call.exchange.conn.identity, body.value.csr);
+    if (!certificate.ok) return refuseLogin(call, certificate.refusal);
     const key = sealKey();
     if (key === undefined) return refuseLogin(call, refuse('GH_ISSUE_MINT_FAILED', 'the issuer key cannot be read'));
     const party = await deps.issuer.relyingParty();
@@ -63,6 +67,8 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
       fingerprint: call.exchange.conn.identity.fingerprint,
       request: ask.request,
       ...(ask.delegationKey !== undefined && { delegationKey: ask.delegationKey }),
+      // A certificate login: the CSR travels in the handle, checked again when the certificate is made.
+      ...(certificate.csr !== undefined && typeof body.value.csr === 'string' && { csr: body.value.csr }),
       expiresAt: now + device.expiresIn * 1000,
       interval: device.response.interval ?? DEFAULT_INTERVAL_SECONDS,
     };
@@ -101,7 +107,7 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     const body = await readJsonBody(call.req);
     if (!body.ok) return refuseLogin(call, body.refusal);
     const handle = body.value.login;
-    if (typeof handle !== 'string' || !/^[A-Za-z0-9_-]{1,4096}$/.test(handle)) return refuseLogin(call, refuse('GH_LOGIN_BAD_REQUEST', 'login: not a login handle', { clientReason: 'login: expected the handle the start answered with' }));
+    if (typeof handle !== 'string' || !/^[A-Za-z0-9_-]{1,16384}$/.test(handle)) return refuseLogin(call, refuse('GH_LOGIN_BAD_REQUEST', 'login: not a login handle', { clientReason: 'login: expected the handle the start answered with' }));
     const identity = call.exchange.conn.identity;
     const now = Date.now();
     const login = pending.get(handle, identity.fingerprint) ?? takeUp(handle, identity.fingerprint, now);
@@ -142,15 +148,20 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     }
     login.finished = true;
     let record: AuditRecord | undefined;
-    const result = deps.issuer.issue({
-      login: answer.login,
-      certificate: identity,
-      flow: 'device',
-      source: call.exchange.conn.source,
-      request: login.login.request,
-      ...(login.login.delegationKey !== undefined && { delegationKey: login.login.delegationKey }),
-      writeRecord: (made) => (record = made),
-    });
+    const csr = login.login.csr === undefined ? undefined : await checkCsr(login.login.csr);
+    if (csr !== undefined && !csr.ok) return ended(call, login, refuse('GH_CSR_INVALID', `${csr.code}: ${csr.reason}`, { clientReason: csr.clientReason }));
+    const { result, certificate } = await deps.issuer.issueWithCertificate(
+      {
+        login: answer.login,
+        certificate: identity,
+        flow: 'device',
+        source: call.exchange.conn.source,
+        request: login.login.request,
+        ...(login.login.delegationKey !== undefined && { delegationKey: login.login.delegationKey }),
+        writeRecord: (made) => (record = made),
+      },
+      csr?.csr,
+    );
     const settings = deps.issuer.settings() ?? { refreshLimit: 0 as const };
     const refusal = result.ok ? undefined : refuse(issueRefusalCode(result.refusal.code), result.refusal.reason, { clientReason: result.refusal.clientReason });
     const status = refusal?.status ?? 200;
@@ -158,7 +169,7 @@ export function deviceEndpoints(deps: LoginDeps): LoginEndpoint[] {
     // took a completed IdP login, so it cannot be sent faster than the IdP lets anyone log in.
     call.exchange.close({ ...record, method: 'POST', path: call.path, status }, 'completed');
     if (refusal !== undefined) return sendRefusal(call, refusal);
-    if (result.ok) sendJson(call.res, 200, issuedAnswer(result.issued, settings));
+    if (result.ok) sendJson(call.res, 200, { ...issuedAnswer(result.issued, settings), ...(certificate !== undefined && { certificate }) });
   }
 
   return [

@@ -55,6 +55,9 @@ export function oauthWord(code: RefusalCode): string {
   switch (code) {
     case 'GH_LOGIN_BAD_REQUEST':
     case 'GH_FORM_TOO_LARGE':
+    case 'GH_CSR_INVALID':
+    case 'GH_CSR_REQUIRED':
+    case 'GH_BAD_REQUEST':
     case 'GH_ISSUE_TTL_INVALID':
       return 'invalid_request';
     case 'GH_LOGIN_SLOW_DOWN':

@@ -23,13 +23,10 @@ function names(body: Record<string, unknown>, field: 'groups' | 'routes', check:
   return checked.ok ? { ok: true, value: checked.value } : bad(checked.error.message);
 }
 
-/** The start body `{ groups?, routes?, ttl?, delegationKey? }`; anything else in it is refused, not ignored. */
+/** The start body `{ groups?, routes?, ttl?, delegationKey?, csr? }` (the csr is certificateLogin.ts's); anything else is refused, not ignored. */
 export function readLoginAsk(body: Record<string, unknown>): { ok: true; ask: LoginAsk } | { ok: false; refusal: Refusal } {
-  const unknown = Object.keys(body).filter((k) => !['groups', 'routes', 'ttl', 'delegationKey'].includes(k));
-  if (unknown.length > 0) {
-    const field = unknown[0] === 'csr' ? 'csr: this gateway issues no client certificates' : `unknown field ${JSON.stringify(unknown[0]).slice(0, 80)}`;
-    return { ok: false, refusal: refuse('GH_LOGIN_BAD_REQUEST', field, { clientReason: unknown[0] === 'csr' ? 'this gateway issues no client certificates' : 'unknown field in the login request' }) };
-  }
+  const unknown = Object.keys(body).filter((k) => !['groups', 'routes', 'ttl', 'delegationKey', 'csr'].includes(k));
+  if (unknown.length > 0) return { ok: false, refusal: refuse('GH_LOGIN_BAD_REQUEST', `unknown field ${JSON.stringify(unknown[0]).slice(0, 80)}`, { clientReason: 'unknown field in the login request' }) };
   const groups = names(body, 'groups', validGroup);
   if (!groups.ok) return groups;
   const routes = names(body, 'routes', validRoute);

@@ -11,6 +11,8 @@ export interface SealedLogin {
   fingerprint: string;
   request: IssueRequest;
   delegationKey?: string;
+  /** A certificate login's CSR (PEM), checked at the start; the certificate is made from it on approval. */
+  csr?: string;
   /** ms since the epoch: the IdP's device code ends then. */
   expiresAt: number;
   /** The IdP's poll interval in seconds. */
@@ -52,5 +54,6 @@ export function openLogin(key: Buffer, handle: string): SealedLogin | undefined 
   const request = v.request;
   if (request === null || typeof request !== 'object' || !isNames(request.groups) || !isNames(request.routes) || !(request.ttlSeconds === undefined || typeof request.ttlSeconds === 'number')) return undefined;
   if (v.delegationKey !== undefined && typeof v.delegationKey !== 'string') return undefined;
-  return { deviceCode: v.deviceCode, fingerprint: v.fingerprint, request, expiresAt: v.expiresAt, interval: v.interval, ...(v.delegationKey !== undefined && { delegationKey: v.delegationKey }) };
+  if (v.csr !== undefined && typeof v.csr !== 'string') return undefined;
+  return { deviceCode: v.deviceCode, fingerprint: v.fingerprint, request, expiresAt: v.expiresAt, interval: v.interval, ...(v.delegationKey !== undefined && { delegationKey: v.delegationKey }), ...(v.csr !== undefined && { csr: v.csr }) };
 }

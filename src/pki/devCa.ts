@@ -88,7 +88,15 @@ export async function loadCa(dir: string): Promise<IssuingCa> {
       throw new PkiError('ca-missing', `no CA in ${dir} (${path} is missing): run \`gatehouse pki init\` first`, path);
     }
   }
-  const [certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
+  return loadCaFiles(certPath, keyPath);
+}
+
+/** A CA from its certificate and key files, checked as loadCa checks them. */
+export async function loadCaFiles(certPath: string, keyPath: string): Promise<IssuingCa> {
+  const read = (path: string) => readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new PkiError('ca-missing', `cannot read ${path}: ${err.code ?? err.message}`, path);
+  });
+  const [certPem, keyPem] = await Promise.all([read(certPath), read(keyPath)]);
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem);

@@ -8,6 +8,12 @@ export const PUBLISH_PATH = '/.well-known/gatehouse/publish';
 /** The issuer's endpoints (device and code flows, refresh, logout): gateway pages under this prefix. */
 export const LOGIN_PATH = '/.well-known/gatehouse/login';
 
+/**
+ * What a connection without a client certificate may reach when the issuer makes certificates
+ * (issuer.certificates): starting a device login with a CSR and polling it. Nothing else.
+ */
+export const CERTIFICATE_LOGIN_PATHS: readonly string[] = [`${LOGIN_PATH}/device`, `${LOGIN_PATH}/device/token`];
+
 const RESERVED = ['.well-known', 'gatehouse'];
 const TUNNEL = [...RESERVED, 'tunnel'];
 

@@ -73,3 +73,19 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   const cert = socket.getPeerX509Certificate();
   return cert ? identityFromCertificate(cert) : undefined;
 }
+
+/** The fingerprint prefix of a connection without a client certificate: no certificate fingerprint starts so. */
+const CERTIFICATELESS = 'none:';
+
+/**
+ * What stands for the identity of a connection that presented no certificate (issuer.certificates): keyed by
+ * its source address, so rate limits and record budgets apply per address. It never reaches a route.
+ */
+export function certificatelessIdentity(sourceIp: string): PeerIdentity {
+  return { cn: '', subject: '', issuer: '', serial: '', fingerprint: `${CERTIFICATELESS}${sourceIp || 'unix'}`, sans: [], notAfter: '' };
+}
+
+/** Whether `identity` is a verified client certificate's (not a certificate-less connection's). */
+export function hasCertificate(identity: PeerIdentity): boolean {
+  return !identity.fingerprint.startsWith(CERTIFICATELESS);
+}

@@ -214,9 +214,9 @@ export interface CurlReply {
  * Real curl with `-i` as `client`: status, every response header and the body. `target` is a path on the
  * gateway's base URL or a full `https://` URL (with `--resolve` in `args` for other host names).
  */
-export function curlReply(h: Harness, client: TestClientCertificate, target: string, args: string[] = []): Promise<CurlReply> {
+export function curlReply(h: Harness, client: Pick<TestClientCertificate, 'certPath' | 'keyPath'> | undefined, target: string, args: string[] = []): Promise<CurlReply> {
   const url = target.startsWith('https://') ? target : `${h.base}${target}`;
-  const all = ['-sS', '-i', '--max-time', '10', '--cacert', h.pki.caCertPath, '--cert', client.certPath, '--key', client.keyPath, ...args, '--path-as-is', url];
+  const all = ['-sS', '-i', '--max-time', '10', '--cacert', h.pki.caCertPath, ...(client ? ['--cert', client.certPath, '--key', client.keyPath] : []), ...args, '--path-as-is', url];
   return new Promise((resolve, reject) =>
     execFile('curl', all, { maxBuffer: 16 << 20 }, (error, stdout) => {
       if (error && !stdout) return reject(error);

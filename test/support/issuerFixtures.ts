@@ -37,3 +37,34 @@ export function writeIssuerKey(dir: string, rootPublicKey?: string): IssuerKey {
 export function claimsOf(user: string, groups: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { iss: IDP_ISSUER, sub: `subject-of-${user}`, aud: 'gatehouse', preferred_username: user, email: `${user}@example.org`, groups, ...extra };
 }
+
+export interface IssuerBlock {
+  /** The issuer key file (writeIssuerKey). */
+  signingKey: string;
+  providerUrl: string;
+  clientId: string;
+  /** The provider's CA file, when it is a private one. */
+  providerCa?: string;
+  /** issuer.certificates: the issuing CA's certificate and key files, and their lifetime. */
+  certificates?: { ca: string; caKey: string; ttl?: string };
+  /** issuer.ttl (default 12h). */
+  ttl?: string;
+  /** Routes group hpc may receive (default notebook); staff gets any. */
+  routes?: string[];
+}
+
+/** The `issuer:` block of a test gateway's routes.yaml under the rules of testIssuerRules. */
+export function issuerYaml(block: IssuerBlock): string {
+  const certificates = block.certificates && `  certificates:\n    ca: ${block.certificates.ca}\n    caKey: ${block.certificates.caKey}\n${block.certificates.ttl ? `    ttl: ${block.certificates.ttl}\n` : ''}`;
+  return `issuer:
+  name: idp
+  keyId: 1
+  signingKey: ${block.signingKey}
+${block.ttl ? `  ttl: ${block.ttl}\n` : ''}  provider:
+    url: ${block.providerUrl}
+    clientId: ${block.clientId}
+${block.providerCa ? `    ca: ${block.providerCa}\n` : ''}  groups:
+    hpc: { routes: [${(block.routes ?? ['notebook']).join(', ')}], publish: ['*'], maxTtl: 8h }
+    staff: { routes: ['*'] }
+${certificates ?? ''}`;
+}

@@ -11,7 +11,10 @@ import { curlReply, startHarness, type CurlReply, type Harness, type HarnessOpti
 import { writeIssuerKey } from './issuerFixtures.ts';
 import { completeInteraction, startOidcProvider, type OidcProviderOptions, type TestOidcProvider } from './oidcProvider.ts';
 import type { TestAccount } from './oidcProviderAccounts.ts';
-import { makeTestPki, type TestClientCertificate } from './pki.ts';
+import { makeTestPki, type TestClientCertificate, type TestPki } from './pki.ts';
+
+/** A terminal's credentials: a certificate and key files, or none (a certificate login, issuer.certificates). */
+export type LoginClient = Pick<TestClientCertificate, 'certPath' | 'keyPath'> | undefined;
 
 export const LOGIN = '/.well-known/gatehouse/login';
 
@@ -31,8 +34,8 @@ export interface IssuerGateway {
 }
 
 export interface IssuerGatewayOptions extends Pick<HarnessOptions, 'routes' | 'serveArgs'> {
-  /** More lines under `issuer:` (indented by 2), e.g. `  refreshLimit: 5m`. */
-  issuerExtra?: string;
+  /** More lines under `issuer:` (indented by 2), e.g. `  refreshLimit: 5m`; a function gets the gateway's PKI (its CA as an issuing CA). */
+  issuerExtra?: string | ((pki: TestPki) => string);
   provider?: OidcProviderOptions;
 }
 
@@ -56,7 +59,7 @@ export async function startIssuerGateway(options: IssuerGatewayOptions): Promise
   groups:
     hpc: { routes: [notebook], publish: ['*'], maxTtl: 8h }
     staff: { routes: ['*'] }
-${options.issuerExtra ?? ''}`;
+${typeof options.issuerExtra === 'function' ? options.issuerExtra(pki) : options.issuerExtra ?? ''}`;
   try {
     const h = await startHarness({ routes: options.routes, pki, authzExtra: `  issuers:\n    idp:\n      keyId: 1\n      publicKey: ${key.publicKey}\n`, extraTop: issuer, ...(options.serveArgs && { serveArgs: options.serveArgs }) });
     return {
@@ -79,7 +82,7 @@ export interface LoginReply extends CurlReply {
 }
 
 /** POSTs `body` as JSON to a login endpoint with `client`'s certificate (and `token` as bearer), by curl. */
-export async function postLogin(h: Harness, client: TestClientCertificate, path: string, body: unknown, token?: string): Promise<LoginReply> {
+export async function postLogin(h: Harness, client: LoginClient, path: string, body: unknown, token?: string): Promise<LoginReply> {
   const args = ['-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify(body)];
   if (token !== undefined) args.push('-H', `authorization: Bearer ${token}`);
   const reply = await curlReply(h, client, `${LOGIN}${path}`, args);
@@ -101,7 +104,7 @@ export interface StartedLogin {
   interval: number;
 }
 
-export async function startDeviceLogin(h: Harness, client: TestClientCertificate, body: Record<string, unknown> = {}): Promise<StartedLogin> {
+export async function startDeviceLogin(h: Harness, client: LoginClient, body: Record<string, unknown> = {}): Promise<StartedLogin> {
   const reply = await postLogin(h, client, '/device', body);
   if (reply.status !== 200) throw new Error(`device login start answered ${reply.status}: ${reply.body}`);
   return reply.json as unknown as StartedLogin;
@@ -110,7 +113,7 @@ export async function startDeviceLogin(h: Harness, client: TestClientCertificate
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls as RFC 8628 says (every `interval`, 5 s more after slow_down) until an answer other than authorization_pending. */
-export async function pollDeviceLogin(h: Harness, client: TestClientCertificate, started: StartedLogin, maxPolls = 30): Promise<LoginReply> {
+export async function pollDeviceLogin(h: Harness, client: LoginClient, started: StartedLogin, maxPolls = 30): Promise<LoginReply> {
   let interval = started.interval;
   for (let poll = 0; poll < maxPolls; poll++) {
     await sleep(interval * 1000);
@@ -126,7 +129,7 @@ export async function pollDeviceLogin(h: Harness, client: TestClientCertificate,
 }
 
 /** The whole device login of `account` at the provider, from the terminal holding `client`; the final answer. */
-export async function deviceLogin(gw: IssuerGateway, client: TestClientCertificate, account: TestAccount, body: Record<string, unknown> = {}): Promise<LoginReply> {
+export async function deviceLogin(gw: IssuerGateway, client: LoginClient, account: TestAccount, body: Record<string, unknown> = {}): Promise<LoginReply> {
   const started = await startDeviceLogin(gw.h, client, body);
   await completeInteraction(gw.idp, started.verificationUriComplete ?? '', account);
   return pollDeviceLogin(gw.h, client, started);

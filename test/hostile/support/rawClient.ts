@@ -5,10 +5,10 @@ import { connect, type TLSSocket } from 'node:tls';
 export interface RawClientTarget {
   port: number;
   host?: string;
-  /** PEM contents: the CA that signed the gateway's certificate, and the client certificate + key. */
+  /** PEM contents: the CA that signed the gateway's certificate, and the client certificate + key (none: a client without one). */
   ca: string;
-  cert: string;
-  key: string;
+  cert?: string;
+  key?: string;
 }
 
 export interface ParsedResponse {

@@ -1,0 +1,73 @@
+// The token file `gatehouse login` writes and tunnel/publish read: where it lives, its modes, its two
+// formats, atomic replacement, the renewal lock, and when a renewal is due.
+import { mkdtempSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { defaultTokenFile } from '../src/client/clientSettings.ts';
+import { lockTokenFile, readTokenFile, writeTokenFile, type LoginFacts } from '../src/client/tokenFile.ts';
+import { renewalDelay } from '../src/client/tokenRenewal.ts';
+
+const facts = (obtainedAt: string, expiresAt: string): LoginFacts => ({ gateway: 'https://gw.example:8443', user: 'alice', obtainedAt, expiresAt, refreshUntil: '2026-12-06T00:00:00.000Z', revocationId: 'ab'.repeat(32) });
+
+describe('token file', () => {
+  it('lives in $XDG_CONFIG_HOME/gatehouse (an absolute one), else ~/.config/gatehouse', () => {
+    expect(defaultTokenFile({ HOME: '/home/alice' })).toBe('/home/alice/.config/gatehouse/token');
+    expect(defaultTokenFile({ HOME: '/home/alice', XDG_CONFIG_HOME: '/xdg' })).toBe('/xdg/gatehouse/token');
+    expect(defaultTokenFile({ HOME: '/home/alice', XDG_CONFIG_HOME: 'relative' })).toBe('/home/alice/.config/gatehouse/token');
+  });
+
+  it('is written 0600 in a 0700 directory whatever the umask, replaced by rename, no temp file left', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'gatehouse-tokenfile-')), 'config', 'gatehouse', 'token');
+    const umask = process.umask(0);
+    try {
+      writeTokenFile(file, { token: 'first.token', login: facts('2026-12-05T00:00:00.000Z', '2026-12-05T00:01:00.000Z') });
+    } finally {
+      process.umask(umask);
+    }
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(join(file, '..')).mode & 0o777).toBe(0o700);
+    const before = statSync(file).ino;
+    writeTokenFile(file, { token: 'second.token' });
+    expect(statSync(file).ino).not.toBe(before);
+    expect(readdirSync(join(file, '..'))).toEqual(['token']);
+    expect(readTokenFile(file)).toEqual({ ok: true, stored: { token: 'second.token' } });
+  });
+
+  it('reads a token minted by hand (one line) and the JSON object login writes', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-tokenfile-'));
+    writeFileSync(join(dir, 'plain'), 'Bearer abc-DEF_123=\n', { mode: 0o600 });
+    expect(readTokenFile(join(dir, 'plain'))).toEqual({ ok: true, stored: { token: 'abc-DEF_123=' } });
+    const login = facts('2026-12-05T00:00:00.000Z', '2026-12-05T00:01:00.000Z');
+    writeTokenFile(join(dir, 'login'), { token: 'abc', login });
+    expect(readTokenFile(join(dir, 'login'))).toEqual({ ok: true, stored: { token: 'abc', login } });
+    writeFileSync(join(dir, 'broken'), '{"token": 5}', { mode: 0o600 });
+    expect(readTokenFile(join(dir, 'broken'))).toMatchObject({ ok: false, error: `token file ${join(dir, 'broken')} holds no "token"` });
+  });
+
+  it('lets one process at a time renew; a lock left by a dead process is taken over', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'gatehouse-tokenfile-')), 'token');
+    const release = lockTokenFile(file);
+    expect(release).toBeTypeOf('function');
+    expect(lockTokenFile(file)).toBeUndefined();
+    release?.();
+    const again = lockTokenFile(file);
+    expect(again).toBeTypeOf('function');
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(`${file}.lock`, old, old);
+    expect(lockTokenFile(file)).toBeTypeOf('function');
+  });
+});
+
+describe('renewal', () => {
+  it('is due at two thirds of the life, at once when little is left, never within 5 s of the end', () => {
+    const obtained = Date.parse('2026-12-05T00:00:00.000Z');
+    const login = facts('2026-12-05T00:00:00.000Z', '2026-12-05T00:01:00.000Z');
+    expect(renewalDelay(login, obtained)).toBe(40_000);
+    expect(renewalDelay(login, obtained + 50_000)).toBe(0);
+    const twelveHours = facts('2026-12-05T00:00:00.000Z', '2026-12-05T12:00:00.000Z');
+    expect(renewalDelay(twelveHours, obtained)).toBe(8 * 3600_000);
+    const short = facts('2026-12-05T00:00:00.000Z', '2026-12-05T00:00:06.000Z');
+    expect(renewalDelay(short, obtained)).toBe(1_000);
+  });
+});
