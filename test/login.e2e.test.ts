@@ -190,6 +190,30 @@ suite(title, () => {
     expect(again.stderr()).toBe(`gatehouse logout: no token file at ${tokenFile}: not logged in\n`);
   }, 150_000);
 
+  it('a refused renewal says "log in again" once; the running tunnel takes the token of a new gatehouse login', async () => {
+    const [aliceAccount] = testAccounts;
+    if (aliceAccount === undefined || browser === undefined) throw new Error('no account or browser');
+    const home = mkdtempSync(join(tmpdir(), 'gatehouse-login-home-'));
+    const env = cleanEnv(home);
+    const logIn = async (ttl: string) => {
+      const login = gatehouse(['login', '--no-browser', '--ttl', ttl, ...aliceFlags()], env);
+      await approveInBrowser(browser as Browser, (await login.waitFor(/^gatehouse login: url: (\S+)$/m))[1] ?? '', aliceAccount);
+      expect(await login.exited).toBe(0);
+    };
+    await logIn('12s');
+    const tunnel = await startTunnel([...aliceFlags(), '-L', '0:echo'], env);
+    tunnels.push(tunnel);
+    const port = tunnel.ready[0]?.port ?? 0;
+    expect(await through(port, 'one')).toBe('one');
+    // Logged out elsewhere: the tunnel's renewal (due 7 s into the 12 s) is refused.
+    expect(await gatehouse(['logout', ...aliceFlags()], env).exited).toBe(0);
+    await tunnel.waitForStderr(/refused to renew the token: [^\n]*; log in again: gatehouse login \(the current token works until \S+\)/, 30_000);
+    await logIn('1m');
+    await tunnel.waitForStderr(/token replaced by a new login \(read from [^)]*\); valid until/, 30_000);
+    expect(await through(port, 'two')).toBe('two');
+    expect(tunnel.stderr().match(/log in again/g)).toHaveLength(1);
+  }, 120_000);
+
   it("refuses IdP user bob signing in for alice's certificate: exit 4, the issuer's words, no token file", async () => {
     const bob = testAccounts[1];
     if (bob === undefined || browser === undefined) throw new Error('no account or browser');

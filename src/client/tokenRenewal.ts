@@ -74,7 +74,8 @@ export function keepTokenFresh(options: KeeperOptions): TokenKeeper {
   const newerInFile = (): (StoredToken & { login: LoginFacts }) | undefined => {
     const read = readTokenFile(file);
     if (!read.ok || read.stored.login === undefined || read.stored.token === stored.token) return undefined;
-    return expiryOf(read.stored) > expiryOf(stored) ? { ...read.stored, login: read.stored.login } : undefined;
+    const ends = expiryOf(read.stored);
+    return ends > expiryOf(stored) && ends > Date.now() ? { ...read.stored, login: read.stored.login } : undefined;
   };
 
   async function renew(): Promise<void> {
