@@ -15,7 +15,7 @@ import { identityFromPem } from '../src/tls/peerIdentity.ts';
 import { generateRootKey } from '../src/token/keyFiles.ts';
 import { mintToken, type MintOptions } from '../src/token/mintToken.ts';
 import { curl, inOneHour, mintRaw, runGatehouseOk, startHarness, type Harness } from './support/gatewayHarness.ts';
-import { claimsOf, testIssuerRules, writeIssuerKey } from './support/issuerFixtures.ts';
+import { IDP_ISSUER, claimsOf, testIssuerRules, writeIssuerKey } from './support/issuerFixtures.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 let issuerKey: IssuerKey;
@@ -128,6 +128,12 @@ describe('a loan from an issued token', () => {
     // The authority block's revocation id is the one the token.issue record of alice's login names.
     expect(record.token?.revocationIds?.[0]).toBe(result.issued.revocationId);
     expect(record.token?.blocks?.[1]).toMatchObject({ role: 'third-party', delegation: true, boundTo: { fingerprint: bob.fingerprint } });
+    // Bob's record names the issuer and alice's IdP login the loan comes from.
+    expect(record.token).toMatchObject({ signer: 'idp', idp: { issuer: IDP_ISSUER, subject: 'subject-of-alice' } });
+    // "Everything alice@idp did" is one query away, loans included: bob's request under her token is there.
+    const found = (await runGatehouseOk(['audit', 'query', '--idp-subject', 'subject-of-alice', '--format', 'json', h.auditFile])).trim().split('\n').map((line) => JSON.parse(line) as { req?: string; client?: { cn?: string } });
+    expect(found.some((r) => r.req === record.req && r.client?.cn === 'bob')).toBe(true);
+    expect((await runGatehouseOk(['audit', 'query', '--idp-subject', 'subject-of-bob', '--format', 'json', h.auditFile])).trim()).toBe('');
   });
 });
 

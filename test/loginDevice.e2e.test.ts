@@ -32,6 +32,9 @@ describe('device login endpoints', () => {
     const record = await site.gw.h.waitForAudit((r) => r.event === 'token.issue' && r.decision === 'allow' && r.token?.revocationIds?.[0] === revocationId);
     expect(record).toMatchObject({ path: '/.well-known/gatehouse/login/device/token', status: 200, client: { cn: 'alice' }, detail: { flow: 'device', idp: { issuer: site.gw.idp.issuer, subject: alice.sub }, fingerprint: site.aliceCert.fingerprint, signer: 'idp' } });
     expect(JSON.stringify(site.gw.h.audit())).not.toContain(token);
+    // Every request made with it names the issuer and alice's IdP login.
+    const used = await site.gw.h.waitForAudit((r) => r.event === 'request' && r.decision === 'allow' && r.path === '/~alice/notebook/');
+    expect(used.token).toMatchObject({ user: 'alice', revocationIds: [revocationId], signer: 'idp', idp: { issuer: site.gw.idp.issuer, subject: alice.sub } });
   }, 60_000);
 
   it('answers authorization_pending until the user approves, and another certificate polling the login gets 404', async () => {
@@ -102,6 +105,9 @@ describe('device login endpoints', () => {
     expect(ttl.status).toBe(400);
     const poll = await postLogin(site.gw.h, site.aliceCert, '/device/token', {});
     expect(poll.status).toBe(400);
+    const large = await postLogin(site.gw.h, site.aliceCert, '/device', { groups: ['x'.repeat(20_000)] });
+    expect(large.status).toBe(413);
+    expect(large.json).toMatchObject({ error: 'invalid_request', code: 'GH_FORM_TOO_LARGE' });
     await site.gw.h.waitForAudit((r) => r.event === 'request' && r.status === 400 && r.reason === 'unknown field "scope"');
   }, 30_000);
 });

@@ -16,6 +16,8 @@ export interface AuditFilter {
   delegatedBy?: string[];
   /** Publisher connections (`conn` ids): requests and tunnels through them, and their publish.open/close. */
   publisher?: string[];
+  /** IdP subjects: the token.issue records of their logins and every record made with those tokens, loans included. */
+  idpSubject?: string[];
   /** Milliseconds since the epoch, inclusive. */
   since?: number;
   /** Milliseconds since the epoch, inclusive. */
@@ -55,6 +57,14 @@ function anyOf(values: string[] | undefined, test: (v: string) => boolean): bool
   return values === undefined || values.length === 0 || values.some(test);
 }
 
+/** The IdP subject behind a record: its token's (request records), or the login's (token.issue records). */
+function idpSubjectOf(r: WrittenAuditRecord): unknown {
+  if (r.token?.idp !== undefined) return r.token.idp.subject;
+  if (r.event !== 'token.issue') return undefined;
+  const idp = r.detail?.idp;
+  return typeof idp === 'object' && idp !== null ? (idp as { subject?: unknown }).subject : undefined;
+}
+
 export function matchesFilter(r: WrittenAuditRecord, f: AuditFilter): boolean {
   if (f.since !== undefined || f.until !== undefined) {
     const t = Date.parse(r.time);
@@ -71,6 +81,7 @@ export function matchesFilter(r: WrittenAuditRecord, f: AuditFilter): boolean {
     anyOf(f.status, (v) => statusMatches(r.status, v)) &&
     anyOf(f.source, (v) => r.source !== undefined && (r.source === v || sourceIp(r.source) === v)) &&
     anyOf(f.delegatedBy, (v) => loanOf(r)?.lender === v) &&
-    anyOf(f.publisher, (v) => r.publisher === v)
+    anyOf(f.publisher, (v) => r.publisher === v) &&
+    anyOf(f.idpSubject, (v) => idpSubjectOf(r) === v)
   );
 }

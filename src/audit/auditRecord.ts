@@ -43,6 +43,10 @@ export interface AuditToken {
   revocationIds?: string[];
   /** Tokens with more than one block: each block's role, signer and bound certificate (docs/reference/audit-records.md). */
   blocks?: AuditTokenBlock[];
+  /** Tokens signed by a trusted issuer (absent: the root key): the issuer's name. */
+  signer?: string;
+  /** Tokens an issuer minted after an IdP login (and loans from them): the IdP issuer and subject of that login. */
+  idp?: { issuer: string; subject: string };
 }
 
 export interface AuditTokenBlock {

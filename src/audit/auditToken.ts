@@ -11,6 +11,11 @@ export function auditTokenOf(decision: Decision | undefined): AuditToken | undef
   token.revocationIds = decision.revocationIds;
   // Shared by reference with the token cache: decisions about one token carry the same array.
   if (decision.blocks !== undefined && decision.blocks.length > 1) token.blocks = decision.blocks;
+  // Who the token comes from: an issuer's token (and every loan from it) names the IdP login behind it.
+  if (decision.issuedBy !== undefined) {
+    token.signer = decision.issuedBy.signer;
+    if (decision.issuedBy.idp !== undefined) token.idp = decision.issuedBy.idp;
+  }
   return token;
 }
 

@@ -40,9 +40,13 @@ function familyOf(token: string, entry: TokenEntry | undefined): string | undefi
   return envelope.ok ? envelope.value.revocationIds[0] : undefined;
 }
 
-/** Attaches the token's block descriptions (kept once per token in the cache) to a decision about it. */
+/** Attaches the token's block descriptions and issuer (kept once per token in the cache) to a decision about it. */
 function withBlocks<D extends Decision>(decision: D, entry: TokenEntry | undefined): D {
-  return entry?.valid && entry.blocks !== undefined && decision.blocks === undefined ? { ...decision, blocks: entry.blocks } : decision;
+  if (!entry?.valid) return decision;
+  const blocks = entry.blocks !== undefined && decision.blocks === undefined;
+  const issuedBy = entry.issuedBy !== undefined && decision.issuedBy === undefined;
+  // Most tokens (root-signed, one block) have neither: the decision is returned as it is, no copy.
+  return blocks || issuedBy ? { ...decision, ...(blocks && { blocks: entry.blocks }), ...(issuedBy && { issuedBy: entry.issuedBy }) } : decision;
 }
 
 function runLimit(route: RoutePolicy, detail: string, entry: TokenEntry | undefined): Denial {

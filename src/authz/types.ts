@@ -4,6 +4,7 @@ import type { Refusal } from '../errors/refusal.ts';
 import type { Protocol, RunLimits } from '../config/schema.ts';
 import type { TokenCheck } from '../session/sessionToken.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import type { IdpIdentity } from '../token/issuedBy.ts';
 import type { MintedSession } from './engine/workerProtocol.ts';
 
 /** Everything the gateway knows about one request; becomes the authorizer facts of docs/reference/facts.md. */
@@ -52,6 +53,14 @@ export interface TokenBlock {
   boundTo?: { fingerprint?: string; cn?: string };
 }
 
+/** Who signed a token other than the root key, and the IdP identity it was issued for (request records name both). */
+export interface IssuedBy {
+  /** The trusted issuer's name (`signer(...)`). */
+  signer: string;
+  /** The `idp_issuer` and `idp_subject` its authority block states. */
+  idp?: IdpIdentity;
+}
+
 export type Decision =
   | {
       allow: true;
@@ -60,6 +69,8 @@ export type Decision =
       revocationIds: string[];
       /** Tokens with more than one block only: what each block is (filled in by the main thread from its token cache). */
       blocks?: TokenBlock[];
+      /** Tokens of a trusted issuer (not the root key): filled in by the main thread from its token cache. */
+      issuedBy?: IssuedBy;
       /** The allow policy that matched, as Datalog source. */
       matched: string;
     }
@@ -68,6 +79,7 @@ export type Decision =
       user?: string;
       revocationIds?: string[];
       blocks?: TokenBlock[];
+      issuedBy?: IssuedBy;
     } & Refusal);
 
 export interface RequestAuthorizer {
@@ -106,5 +118,7 @@ export type TokenInfo =
       expiresAt?: number;
       /** Multi-block tokens: role, signer and bound certificate of each block (the main thread caches it with the token). */
       blocks?: TokenBlock[];
+      /** Tokens of a trusted issuer: its name and the IdP identity (cached with the token like `blocks`). */
+      issuedBy?: IssuedBy;
     }
   | { valid: false; reason: string };

@@ -165,6 +165,7 @@ function registerQuery(audit: Command): void {
     .option('--event <event>', 'event, e.g. request, tunnel.close (a trailing * matches a prefix: tunnel.*)', collect)
     .option('--delegated-by <user>', 'made under a token this user lent to another certificate', collect)
     .option('--publisher <id>', 'through this publisher connection (its id in publish.open), and its publish.open/close', collect)
+    .option('--idp-subject <sub>', 'tokens issued after this IdP subject\'s logins: their token.issue records and every record made with them, loans included', collect)
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
     .addOption(choiceOption('--format <format>', 'table, JSON lines, a per-user and per-route summary, or delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', QUERY_FORMATS).default('table'))

@@ -32,8 +32,11 @@ async function bodyBytes(req: IncomingMessage, limit: number): Promise<Buffer | 
 /** Reads a JSON object body up to `limit` bytes; an empty body is `{}` (refresh and logout need none). */
 export async function readJsonBody(req: IncomingMessage, limit = MAX_LOGIN_BODY_BYTES): Promise<JsonBody> {
   const bad = (reason: string, clientReason?: string): JsonBody => ({ ok: false, refusal: refuse('GH_LOGIN_BAD_REQUEST', reason, clientReason !== undefined ? { clientReason } : {}) });
+  const tooLarge: JsonBody = { ok: false, refusal: refuse('GH_FORM_TOO_LARGE', `login request body over ${limit} bytes`, { headers: { connection: 'close' } }) };
+  // A declared length over the limit is answered without reading a byte of the body (the connection closes after).
+  if (Number(req.headers['content-length'] ?? 0) > limit) return tooLarge;
   const bytes = await bodyBytes(req, limit);
-  if (bytes === 'too-large') return bad(`request body over ${limit} bytes`, 'request body too large');
+  if (bytes === 'too-large') return tooLarge;
   if (bytes === 'broken') return bad('request body broken off');
   const text = bytes.toString('utf8').trim();
   if (text === '') return { ok: true, value: {} };
@@ -51,7 +54,7 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_LOGIN_BODY_
 export function oauthWord(code: RefusalCode): string {
   switch (code) {
     case 'GH_LOGIN_BAD_REQUEST':
-    case 'GH_BAD_REQUEST':
+    case 'GH_FORM_TOO_LARGE':
     case 'GH_ISSUE_TTL_INVALID':
       return 'invalid_request';
     case 'GH_LOGIN_SLOW_DOWN':

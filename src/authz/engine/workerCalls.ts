@@ -8,10 +8,11 @@ import { biscuitErrorText, isWasmTrap } from '../../token/biscuitErrors.ts';
 import { authorityUser, evaluateToken, revocationIdsOf } from '../policy/evaluateToken.ts';
 import { parsePublicKey } from '../../token/rootKey.ts';
 import { revokedDecision } from '../policy/revokedDecision.ts';
-import { trustedSigners } from '../../token/signers.ts';
+import { ROOT_SIGNER, trustedSigners } from '../../token/signers.ts';
+import { idpOfAuthority } from '../../token/issuedBy.ts';
 import { runSessionWork } from './sessionWork.ts';
 import { describeBlocks } from '../policy/tokenBlocks.ts';
-import type { Decision, TokenBlock } from '../types.ts';
+import type { Decision, IssuedBy, TokenBlock } from '../types.ts';
 import { wasmMemoryReader } from './wasmMemory.ts';
 import { warmUpEngine } from './warmUp.ts';
 import type { EngineWorkerInit, FromWorker, SessionResult, ToWorker, TokenInfo } from './workerProtocol.ts';
@@ -24,6 +25,8 @@ interface ParsedToken {
   expiresAt?: number;
   /** Multi-block tokens only: what each block is, sent to the main thread once with the token's info. */
   blocks?: TokenBlock[];
+  /** Tokens of a trusted issuer: its name and the IdP identity, sent with the token's info like `blocks`. */
+  issuedBy?: IssuedBy;
 }
 
 const port = parentPort;
@@ -88,7 +91,9 @@ function parse(token: string): { ok: true; value: ParsedToken; cached: boolean }
   const expiresAt = expiryOf(sources);
   const revocationIds = revocationIdsOf(biscuit);
   const blocks = describeBlocks(token, sources, revocationIds, signerNames);
-  const value: ParsedToken = { biscuit, signer, revocationIds, ...(expiresAt !== undefined && { expiresAt }), ...(blocks !== undefined && { blocks }) };
+  const idp = signer === ROOT_SIGNER ? undefined : idpOfAuthority(sources[0] ?? '');
+  const issuedBy: IssuedBy | undefined = signer === ROOT_SIGNER ? undefined : { signer, ...(idp !== undefined && { idp }) };
+  const value: ParsedToken = { biscuit, signer, revocationIds, ...(expiresAt !== undefined && { expiresAt }), ...(blocks !== undefined && { blocks }), ...(issuedBy !== undefined && { issuedBy }) };
   if (init.parsedTokens <= 0) return { ok: true, value, cached: false };
   parsedTokens.set(token, value);
   if (parsedTokens.size > init.parsedTokens) {
@@ -108,7 +113,7 @@ function authorize(message: Extract<ToWorker, { type: 'authorize' }>): { decisio
   }
   const token = parsed.value;
   const info: TokenInfo | undefined = message.wantInfo
-    ? { valid: true, revocationIds: token.revocationIds, ...(token.expiresAt !== undefined && { expiresAt: token.expiresAt }), ...(token.blocks !== undefined && { blocks: token.blocks }) }
+    ? { valid: true, revocationIds: token.revocationIds, ...(token.expiresAt !== undefined && { expiresAt: token.expiresAt }), ...(token.blocks !== undefined && { blocks: token.blocks }), ...(token.issuedBy !== undefined && { issuedBy: token.issuedBy }) }
     : undefined;
   if (info) send({ type: 'info', id: message.id, info });
   try {

@@ -2,7 +2,7 @@
 // and revoked tokens are refused without a round trip) and recent decisions. Bounded; cleared together.
 import { LRUCache } from 'lru-cache';
 import type { PeerIdentity } from '../../tls/peerIdentity.ts';
-import type { Decision, RequestFacts, RoutePolicy, TokenBlock, TokenInfo } from '../types.ts';
+import type { Decision, IssuedBy, RequestFacts, RoutePolicy, TokenBlock, TokenInfo } from '../types.ts';
 
 export type TokenEntry =
   | {
@@ -16,6 +16,8 @@ export type TokenEntry =
       user?: string;
       /** Multi-block tokens: what each block is, attached to every decision about the token. */
       blocks?: TokenBlock[];
+      /** Tokens of a trusted issuer: its name and the IdP identity, attached like `blocks`. */
+      issuedBy?: IssuedBy;
     }
   | { valid: false; reason: string };
 
@@ -66,7 +68,7 @@ export class DecisionCaches {
   /** Records what a worker learned; returns the entry (also when the token cache is off). */
   rememberToken(token: string, info: TokenInfo): TokenEntry {
     const entry: TokenEntry = info.valid
-      ? { valid: true, id: this.#nextId++, revocationIds: info.revocationIds, ...(info.expiresAt !== undefined && { expiresAt: info.expiresAt }), ...(info.blocks !== undefined && { blocks: info.blocks }) }
+      ? { valid: true, id: this.#nextId++, revocationIds: info.revocationIds, ...(info.expiresAt !== undefined && { expiresAt: info.expiresAt }), ...(info.blocks !== undefined && { blocks: info.blocks }), ...(info.issuedBy !== undefined && { issuedBy: info.issuedBy }) }
       : { valid: false, reason: info.reason };
     this.#tokens?.set(token, entry);
     return entry;
