@@ -34,6 +34,7 @@ import { endExpiredConnections, endRevokedConnections } from '../listener/revoke
 import type { CertificateRef } from '../tls/clientCrl.ts';
 import { joinCluster } from '../cluster/gatewayCluster.ts';
 import { revokeShared } from '../cluster/clusterCommands.ts';
+import { bearerCredential } from '../admission/bearerCredential.ts';
 import { createIssuerService } from '../issuer/issuerService.ts';
 import { revokeIssued } from '../issuer/revokeIssued.ts';
 import { loginEndpoints } from '../login/loginEndpoints.ts';
@@ -152,9 +153,10 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       return key.ok ? key.key.toString() : undefined;
     },
     audit,
+    auditFile: () => config.audit.file,
     revoke: revokeIssued({ file: () => config.authz.revocationList, cluster: () => config.cluster, revokeShared, reload: () => admission.reloadRevocations() }),
   });
-  const login = loginPages(issuer, loginEndpoints({ issuer, sessions: () => admission.sessions, limits, auditFile: () => config.audit.file }));
+  const login = loginPages(issuer, loginEndpoints({ issuer, sessions: () => admission.sessions, limits, bearer: (headers) => bearerCredential(headers, limits().maxTokenBytes, 'authorization') }));
   const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, dryRun: admitRequest, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), login, ...(handoffs && { handoffs }) });
   const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn });
   const listeners: BoundListener[] = [];

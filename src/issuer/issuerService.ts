@@ -7,6 +7,7 @@ import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import type { IssuedLogin } from '../token/mintToken.ts';
 import type { IssueRequest } from './claimGrant.ts';
 import { issueRecord } from './issueRecord.ts';
+import { issuedRevocationIds } from './issuedTokens.ts';
 import { issueToken, type IssueResult } from './issueToken.ts';
 import { readIssuerKey, type IssuerKey } from './issuerKey.ts';
 import { readFileSync } from 'node:fs';
@@ -23,6 +24,8 @@ export interface IssuerServiceDeps {
   audit: Pick<AuditLog, 'write'>;
   /** Revokes at once on this gateway (and, in a cluster, on every instance): logout, refresh. */
   revoke: (ids: readonly string[]) => Promise<RevokeResult>;
+  /** The audit file in force, whose token.issue records name the tokens of each login. */
+  auditFile: () => string | undefined;
 }
 
 export interface IssueAsk {
@@ -55,6 +58,8 @@ export interface IssuerService {
   /** Mints under the claim rules and writes the token.issue record (allow or deny). */
   issue(ask: IssueAsk): IssueResult;
   revoke(ids: readonly string[]): Promise<RevokeResult>;
+  /** Revocation ids of every token of a login (its first and each refresh), as the audit file's token.issue records name them. */
+  tokensOfLogin(loginId: string): Promise<{ ok: true; ids: string[] } | IssuerUnavailable>;
   close(): Promise<void>;
 }
 
@@ -128,6 +133,15 @@ export function createIssuerService(deps: IssuerServiceDeps): IssuerService {
       return result;
     },
     revoke: deps.revoke,
+    async tokensOfLogin(loginId) {
+      const file = deps.auditFile();
+      if (file === undefined) return { ok: false, reason: 'no audit file' };
+      try {
+        return { ok: true, ids: await issuedRevocationIds([file], { loginId }) };
+      } catch (err) {
+        return { ok: false, reason: `cannot read the audit file: ${message(err)}` };
+      }
+    },
     async close() {
       if (keyFor?.result.ok) keyFor.result.key.privateKey.free();
       keyFor = undefined;

@@ -1,5 +1,7 @@
 // Every endpoint of the issuer under LOGIN_PATH, and what they share from the gateway: the issuer, the
-// session tokens (the code flow ends in a session cookie, refresh verifies in the workers), the limits, the audit file.
+// session tokens (the code flow ends in a session cookie, refresh verifies in the workers), the limits, the bearer token as admission reads it.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { BearerCredential } from '../admission/bearerCredential.ts';
 import type { SessionTokens } from '../authz/types.ts';
 import type { GatewayLimits } from '../config/schema.ts';
 import type { IssuerService } from '../issuer/issuerService.ts';
@@ -13,8 +15,8 @@ export interface LoginDeps {
   /** Verifying and minting session tokens (the authorization workers). */
   sessions: () => SessionTokens;
   limits: () => GatewayLimits;
-  /** The audit file in force: logout finds there every token its login was issued (the token.issue records). */
-  auditFile: () => string | undefined;
+  /** The request's `Authorization: Bearer` token, size-checked as admission does (refresh, logout). */
+  bearer: (headers: IncomingHttpHeaders) => BearerCredential;
 }
 
 export function loginEndpoints(deps: LoginDeps): LoginEndpoint[] {

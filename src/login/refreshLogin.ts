@@ -2,9 +2,7 @@
 // by this issuer, on the certificate it is bound to. Refresh mints the next token of the same login without
 // the IdP, up to issuer.refreshLimit; logout revokes every token of the login at once.
 import type { AuditRecord } from '../audit/auditRecord.ts';
-import { bearerCredential } from '../admission/bearerCredential.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
-import { issuedRevocationIds } from '../issuer/issuedTokens.ts';
 import { LOGIN_PATH } from '../routing/reservedPaths.ts';
 import type { VerifiedToken } from '../session/sessionToken.ts';
 import { readTokenEnvelope } from '../token/tokenEnvelope.ts';
@@ -28,7 +26,7 @@ type HolderResult = { ok: true; holder: IssuedHolder } | { ok: false; refusal: R
 async function issuedHolder(deps: LoginDeps, call: LoginCall): Promise<HolderResult> {
   const settings = deps.issuer.settings();
   if (settings === undefined) return { ok: false, refusal: refuse('GH_ISSUE_MINT_FAILED', 'this gateway runs no issuer') };
-  const credential = bearerCredential(call.req.headers, deps.limits().maxTokenBytes, 'authorization');
+  const credential = deps.bearer(call.req.headers);
   if (credential.kind === 'invalid') return { ok: false, refusal: credential.refusal };
   if (credential.kind === 'none') return { ok: false, refusal: refuse('GH_TOKEN_MISSING', 'no Authorization: Bearer token') };
   // Cheap and before any signature work: a root key token, or another issuer's, is refused by its key id.
@@ -108,15 +106,9 @@ export function refreshEndpoints(deps: LoginDeps): LoginEndpoint[] {
     const { verified, facts } = held;
     call.exchange.base.token = { user: verified.user, revocationIds: verified.revocationIds };
     // Every token of the login, as the token.issue records name them: the first and each refresh.
-    const file = deps.auditFile();
-    let found: string[] = [];
-    let unread: string | undefined;
-    try {
-      found = file === undefined ? [] : await issuedRevocationIds([file], { loginId: facts.login.id });
-    } catch (error) {
-      unread = error instanceof Error ? error.message : String(error);
-    }
-    const ids = [...new Set([...verified.revocationIds, ...found])];
+    const found = await deps.issuer.tokensOfLogin(facts.login.id);
+    const unread = found.ok ? undefined : found.reason;
+    const ids = [...new Set([...verified.revocationIds, ...(found.ok ? found.ids : [])])];
     const revoked = await deps.issuer.revoke(ids);
     const detail = { logout: facts.login.id, revoked: ids, ...(unread !== undefined && { auditUnread: unread }) };
     if (!revoked.ok) return refuseLogin(call, refuse('GH_ISSUE_MINT_FAILED', `logout of login ${facts.login.id}: ${revoked.reason}`, { clientReason: 'cannot log out now' }), {}, detail);
