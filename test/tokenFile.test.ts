@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultTokenFile } from '../src/client/clientSettings.ts';
 import { lockTokenFile, readTokenFile, writeTokenFile, type LoginFacts } from '../src/client/tokenFile.ts';
 import { keepTokenFresh, renewalDelay } from '../src/client/tokenRenewal.ts';
+import { readTokenInput } from '../src/token/tokenInput.ts';
 import { makeTestPki } from './support/pki.ts';
 
 const facts = (obtainedAt: string, expiresAt: string): LoginFacts => ({ gateway: 'https://gw.example:8443', user: 'alice', obtainedAt, expiresAt, refreshUntil: '2026-12-06T00:00:00.000Z', revocationId: 'ab'.repeat(32) });
@@ -45,6 +46,14 @@ describe('token file', () => {
     expect(readTokenFile(join(dir, 'login'))).toEqual({ ok: true, stored: { token: 'abc', login } });
     writeFileSync(join(dir, 'broken'), '{"token": 5}', { mode: 0o600 });
     expect(readTokenFile(join(dir, 'broken'))).toMatchObject({ ok: false, error: `token file ${join(dir, 'broken')} holds no "token"` });
+  });
+
+  it('gives the token tools (attenuate, inspect, explain) the token inside the file login wrote', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-tokenfile-'));
+    writeTokenFile(join(dir, 'token'), { token: 'En0KEwoFYWxpY2UYAyIICgYIBBIC', login: facts('2026-12-05T00:00:00.000Z', '2026-12-05T00:01:00.000Z') });
+    expect(await readTokenInput({ tokenFile: join(dir, 'token') })).toEqual({ ok: true, value: 'En0KEwoFYWxpY2UYAyIICgYIBBIC' });
+    writeFileSync(join(dir, 'broken'), '{"user": "alice"}\n');
+    expect(await readTokenInput({ tokenFile: join(dir, 'broken') })).toMatchObject({ ok: false, error: { message: 'the token holds no "token"' } });
   });
 
   it('lets one process at a time renew; a lock left by a dead process is taken over', () => {
