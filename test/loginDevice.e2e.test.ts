@@ -40,7 +40,7 @@ describe('device login endpoints', () => {
   it('answers authorization_pending until the user approves, and another certificate polling the login gets 404', async () => {
     const started = await startDeviceLogin(site.gw.h, site.aliceCert);
     expect(started).toMatchObject({ interval: 1, verificationUri: `${site.gw.idp.issuer}/device` });
-    expect(started.login).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(started.login).toMatch(/^[A-Za-z0-9_-]{43,}$/);
     const pending = await postLogin(site.gw.h, site.aliceCert, '/device/token', { login: started.login });
     expect(pending.status).toBe(202);
     expect(pending.json).toEqual({ error: 'authorization_pending', interval: 1 });
@@ -110,4 +110,25 @@ describe('device login endpoints', () => {
     expect(large.json).toMatchObject({ error: 'invalid_request', code: 'GH_FORM_TOO_LARGE' });
     await site.gw.h.waitForAudit((r) => r.event === 'request' && r.status === 400 && r.reason === 'unknown field "scope"');
   }, 30_000);
+});
+
+describe('device login under serve --processes 2', () => {
+  it('is polled to its end whichever process each connection lands on (the handle is the sealed login)', async () => {
+    const group = await startIssuerGateway({ routes: ISSUED_NOTEBOOK_ROUTE, serveArgs: ['--processes', '2'] });
+    try {
+      const cert = await group.h.pki.client('alice');
+      const refs: Array<{ start?: number; token?: number }> = [];
+      for (let i = 0; i < 3; i++) {
+        const answer = await deviceLogin(group, cert, alice);
+        expect(answer.status).toBe(200);
+        const issued = await group.h.waitForAudit((r) => r.event === 'token.issue' && r.token?.revocationIds?.[0] === (answer.json as { revocationId: string }).revocationId);
+        const ref = group.h.audit().filter((r) => (r.detail as { login?: string } | undefined)?.login === 'device.start').at(-1);
+        refs.push({ ...(ref?.pid !== undefined && { start: ref.pid }), ...(issued.pid !== undefined && { token: issued.pid }) });
+      }
+      // Each curl is a connection of its own: some login was started in one process and finished in the other.
+      expect(refs.some((r) => r.start !== undefined && r.token !== undefined && r.start !== r.token)).toBe(true);
+    } finally {
+      await group.stop();
+    }
+  }, 120_000);
 });

@@ -48,7 +48,7 @@ export interface RelyingParty {
   /** Polls until the user approves or denies, the code expires, or `signal` aborts. */
   finishDevice(device: DeviceLogin, signal?: AbortSignal): Promise<LoginResult>;
   /** Asks the provider once whether the user approved (the issuer polls on its client's poll, within the provider's interval). */
-  pollDevice(device: DeviceLogin): Promise<DevicePoll>;
+  pollDevice(deviceCode: string): Promise<DevicePoll>;
   startCode(redirectUri: string, scope?: string): Promise<CodeLogin>;
   /** `callback`: the URL the provider sent the browser back to (code and state in its query). */
   finishCode(callback: URL, login: CodeLogin): Promise<LoginResult>;
@@ -91,10 +91,10 @@ export async function connectProvider(connection: ProviderConnection): Promise<R
         return failure(error);
       }
     },
-    async pollDevice(device) {
+    async pollDevice(deviceCode) {
       try {
         // The same token request and response checks as pollDeviceAuthorizationGrant, without its loop.
-        return { ok: true, login: loginOf(await oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:device_code', { device_code: device.response.device_code })) };
+        return { ok: true, login: loginOf(await oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:device_code', { device_code: deviceCode })) };
       } catch (error) {
         const word = error instanceof oidc.ResponseBodyError ? error.error : undefined;
         if (word === 'authorization_pending') return { ok: false, code: 'pending', reason: 'the user has not approved yet' };
