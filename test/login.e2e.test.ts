@@ -3,7 +3,6 @@
 // `gatehouse tunnel` uses it and renews it before its 60 s run out, and `gatehouse logout` ends it at once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Server } from 'node:net';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +14,7 @@ import { approveInBrowser, chromiumMissing, launchIdpBrowser } from './support/i
 import { writeIssuerKey } from './support/issuerFixtures.ts';
 import { startOidcProvider, testAccounts, type TestOidcProvider } from './support/oidcProvider.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
+import { startStrictLoginPeer } from './support/strictLoginPeer.ts';
 import { publishedRoute, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { writeTokenFile, type LoginFacts } from '../src/client/tokenFile.ts';
 import { cleanEnv, echoHandler, listenUnix, runTunnel, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
@@ -190,6 +190,30 @@ suite(title, () => {
     expect(again.stderr()).toBe(`gatehouse logout: no token file at ${tokenFile}: not logged in\n`);
   }, 150_000);
 
+  it('a refused renewal says "log in again" once; the running tunnel takes the token of a new gatehouse login', async () => {
+    const [aliceAccount] = testAccounts;
+    if (aliceAccount === undefined || browser === undefined) throw new Error('no account or browser');
+    const home = mkdtempSync(join(tmpdir(), 'gatehouse-login-home-'));
+    const env = cleanEnv(home);
+    const logIn = async (ttl: string) => {
+      const login = gatehouse(['login', '--no-browser', '--ttl', ttl, ...aliceFlags()], env);
+      await approveInBrowser(browser as Browser, (await login.waitFor(/^gatehouse login: url: (\S+)$/m))[1] ?? '', aliceAccount);
+      expect(await login.exited).toBe(0);
+    };
+    await logIn('12s');
+    const tunnel = await startTunnel([...aliceFlags(), '-L', '0:echo'], env);
+    tunnels.push(tunnel);
+    const port = tunnel.ready[0]?.port ?? 0;
+    expect(await through(port, 'one')).toBe('one');
+    // Logged out elsewhere: the tunnel's renewal (due 7 s into the 12 s) is refused.
+    expect(await gatehouse(['logout', ...aliceFlags()], env).exited).toBe(0);
+    await tunnel.waitForStderr(/refused to renew the token: [^\n]*; log in again: gatehouse login \(the current token works until \S+\)/, 30_000);
+    await logIn('1m');
+    await tunnel.waitForStderr(/token replaced by a new login \(read from [^)]*\); valid until/, 30_000);
+    expect(await through(port, 'two')).toBe('two');
+    expect(tunnel.stderr().match(/log in again/g)).toHaveLength(1);
+  }, 120_000);
+
   it("refuses IdP user bob signing in for alice's certificate: exit 4, the issuer's words, no token file", async () => {
     const bob = testAccounts[1];
     if (bob === undefined || browser === undefined) throw new Error('no account or browser');
@@ -228,38 +252,9 @@ describe('the token file, read by tunnel and logout', () => {
   });
 });
 
-/**
- * A login endpoint stricter than the gateway's: it tells the client to slow down at its first poll and
- * counts every later poll that comes sooner than the interval it set (RFC 8628 3.5). A real TLS listener
- * with the site's certificate and mTLS, speaking the gateway's login contract.
- */
-async function startStrictLoginPeer(): Promise<{ server: HttpsServer; port: number; early: number; polls: number }> {
-  const state = { early: 0, polls: 0, interval: 1, last: 0 };
-  const server = createHttpsServer({ cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    req.resume();
-    const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
-    if (req.url === '/.well-known/gatehouse/login/device') return json(200, { login: 'a'.repeat(22), userCode: 'WDJB-MJHT', verificationUri: 'https://localhost/device', expiresIn: 120, interval: state.interval });
-    const now = Date.now();
-    const sooner = state.last !== 0 && now - state.last < state.interval * 1000 - 50;
-    state.last = now;
-    state.polls += 1;
-    if (state.polls === 1 || sooner) {
-      if (sooner) state.early += 1;
-      state.interval = state.polls === 1 ? 2 : state.interval + 5;
-      return json(429, { error: 'slow_down', interval: state.interval });
-    }
-    if (state.polls < 3) return json(202, { error: 'authorization_pending', interval: state.interval });
-    json(200, { token: 'En0KEwoFYWxpY2UYAyIICgYIBBIC', user: 'alice', expiresAt: new Date(now + 3600_000).toISOString(), refreshUntil: new Date(now + 7200_000).toISOString(), revocationId: 'ab'.repeat(32) });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const peer = { server, port: typeof address === 'object' && address ? address.port : 0, get early() { return state.early; }, get polls() { return state.polls; } };
-  return peer;
-}
-
 describe('gatehouse login against a strict login endpoint', () => {
   it('slows down when told (slow_down raises its interval) and saves the token only once it is given', async () => {
-    const peer = await startStrictLoginPeer();
+    const peer = await startStrictLoginPeer(pki);
     try {
       const home = mkdtempSync(join(tmpdir(), 'gatehouse-login-home-'));
       mkdirSync(join(home, 'xdg'), { mode: 0o700 });

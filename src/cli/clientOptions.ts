@@ -15,10 +15,11 @@ export function addGatewayOptions(command: Command, options: { severalGateways?:
     .option('--cert <file>', 'client certificate, PEM (env GATEHOUSE_CERT)')
     .option('--key <file>', 'client private key, PEM (env GATEHOUSE_KEY)')
     .option('--ca <file>', 'CA that signed the gateway certificate (env GATEHOUSE_CA; default: system CAs)')
-    .option('--token-file <file>', 'file holding the token (env GATEHOUSE_TOKEN_FILE; default ~/.config/gatehouse/token)')
+    .option('--token-file <file>', 'file holding the token (env GATEHOUSE_TOKEN_FILE; default $XDG_CONFIG_HOME/gatehouse/token or ~/.config/gatehouse/token, where gatehouse login saves it)')
     .option('--config <file>', 'client config file (default ~/.config/gatehouse/client.yaml)');
 }
 
 export const SETTINGS_HELP = `Settings come from flags, then environment, then the config file (YAML keys: gateway, cert, key,
 ca, tokenFile, transport; relative paths are relative to the file). The token is read from a file
-(or GATEHOUSE_TOKEN), never from the command line, where other users could see it.`;
+(or GATEHOUSE_TOKEN), never from the command line, where other users could see it; a token file others
+can read is refused. A token from "gatehouse login" is renewed before it expires.`;

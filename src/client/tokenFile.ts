@@ -3,6 +3,7 @@
 import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { parseStoredToken } from '../token/storedToken.ts';
 
 /** A token as stored: the bearer, and what `gatehouse login` learned about it (absent for a token an administrator handed out). */
 export interface StoredToken {
@@ -38,7 +39,7 @@ export function tokenProblem(token: string, source: string): string | undefined 
 const FACT_KEYS = ['gateway', 'user', 'obtainedAt', 'expiresAt', 'refreshUntil', 'revocationId'] as const;
 
 /** The login facts of a stored JSON object, when every one is a string (else the token is treated as a plain one). */
-function factsOf(parsed: Record<string, unknown>): LoginFacts | undefined {
+function factsOf(parsed: Readonly<Record<string, unknown>>): LoginFacts | undefined {
   if (!FACT_KEYS.every((k) => typeof parsed[k] === 'string')) return undefined;
   const facts = Object.fromEntries(FACT_KEYS.map((k) => [k, parsed[k]])) as unknown as LoginFacts;
   return Number.isNaN(Date.parse(facts.expiresAt)) || Number.isNaN(Date.parse(facts.obtainedAt)) ? undefined : facts;
@@ -46,24 +47,13 @@ function factsOf(parsed: Record<string, unknown>): LoginFacts | undefined {
 
 /** The file's text as a token: one line (a token minted by hand), or the JSON object `gatehouse login` writes. */
 export function parseTokenText(text: string, source: string): { ok: true; stored: StoredToken } | { ok: false; error: string } {
-  const trimmed = text.trim();
-  if (trimmed.startsWith('{')) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(trimmed);
-    } catch {
-      return { ok: false, error: `${source} is not valid JSON` };
-    }
-    const object = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
-    if (typeof object.token !== 'string') return { ok: false, error: `${source} holds no "token"` };
-    const problem = tokenProblem(object.token, source);
-    if (problem) return { ok: false, error: problem };
-    const login = factsOf(object);
-    return { ok: true, stored: { token: object.token, ...(login && { login }) } };
-  }
-  const token = cleanToken(trimmed);
+  const parsed = parseStoredToken(text);
+  if (!parsed.ok) return { ok: false, error: `${source} ${parsed.error}` };
+  const token = parsed.fields === undefined ? cleanToken(parsed.token) : parsed.token;
   const problem = tokenProblem(token, source);
-  return problem ? { ok: false, error: problem } : { ok: true, stored: { token } };
+  if (problem) return { ok: false, error: problem };
+  const login = parsed.fields && factsOf(parsed.fields);
+  return { ok: true, stored: { token, ...(login && { login }) } };
 }
 
 /**

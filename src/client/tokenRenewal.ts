@@ -56,7 +56,8 @@ export function keepTokenFresh(options: KeeperOptions): TokenKeeper {
     if (stopped) return;
     clearTimeout(timer);
     // unref: renewal alone never keeps the command alive; its listeners and connections do.
-    timer = setTimeout(() => void step(), ms);
+    // A renewal that throws (a file system surprise) is said and ends renewing; it never ends the command.
+    timer = setTimeout(() => void Promise.resolve().then(step).catch((err: unknown) => say(`token renewal stopped: ${(err as Error).message}`)), ms);
     timer.unref();
   };
 
@@ -74,7 +75,8 @@ export function keepTokenFresh(options: KeeperOptions): TokenKeeper {
   const newerInFile = (): (StoredToken & { login: LoginFacts }) | undefined => {
     const read = readTokenFile(file);
     if (!read.ok || read.stored.login === undefined || read.stored.token === stored.token) return undefined;
-    return expiryOf(read.stored) > expiryOf(stored) ? { ...read.stored, login: read.stored.login } : undefined;
+    const ends = expiryOf(read.stored);
+    return ends > expiryOf(stored) && ends > Date.now() ? { ...read.stored, login: read.stored.login } : undefined;
   };
 
   async function renew(): Promise<void> {

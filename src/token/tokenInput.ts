@@ -2,6 +2,7 @@
 // when neither is given and it is not a terminal. Exactly one source.
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
+import { parseStoredToken } from './storedToken.ts';
 import { fail, ok, type TokenResult } from './tokenErrors.ts';
 
 export interface TokenSource {
@@ -37,7 +38,9 @@ export async function readTokenInput(
     if (stdin.isTTY) return fail('invalid-input', 'no token: give --token, --token-file, or pipe the token on standard input');
     text = await readAll(stdin);
   }
-  text = text.trim();
-  if (text.length === 0) return fail('invalid-input', 'the token is empty');
-  return ok(text);
+  // A file `gatehouse login` wrote holds the token in JSON: attenuating or inspecting it works on the token.
+  const stored = parseStoredToken(text);
+  if (!stored.ok) return fail('invalid-input', `the token ${stored.error}`);
+  if (stored.token.length === 0) return fail('invalid-input', 'the token is empty');
+  return ok(stored.token);
 }
