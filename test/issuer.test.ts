@@ -94,6 +94,18 @@ describe('issuing after a login', () => {
     expect(short.grant.rules).toContain('ttl capped to 3600s by the IdP session');
   });
 
+  it('a token limited to routes that may publish names the publish decision among them, so the right can be used', () => {
+    const issued = issue();
+    expect(issued.grant.routes).toEqual(['notebook', 'publish', 'self-service']);
+    expect(decide(issued.token, 'publish', alice).allow).toBe(true);
+    // Asking for fewer routes keeps it too; a group without publish gets neither the right nor the route.
+    expect(issue({ request: { routes: ['notebook'] } }).grant.routes).toEqual(['notebook', 'publish']);
+    const rules = testIssuerRules({ groups: { hpc: { routes: ['notebook'] } } });
+    const plain = issue({ rules });
+    expect(plain.grant.routes).toEqual(['notebook']);
+    expect(decide(plain.token, 'publish', alice).allow).toBe(false);
+  });
+
   it('never signs with the root key', () => {
     const file = join(dir, 'root.key');
     writeFileSync(file, `${root.privateKey}\n`, { mode: 0o600 });
@@ -127,7 +139,7 @@ describe('refusals', () => {
     expect(refusal({ request: { groups: ['staff'] } }).refusal.clientReason).toBe('you are not in group staff');
     const route = refusal({ request: { routes: ['admin'] } });
     expect(route.refusal.code).toBe('route-not-allowed');
-    expect(route.refusal.reason).toContain('groups hpc grant notebook, self-service');
+    expect(route.refusal.reason).toContain('groups hpc grant notebook, publish, self-service');
     expect(refusal({ claims: claimsOf('alice', ['students']) }).refusal.code).toBe('no-group-allowed');
   });
 
@@ -144,7 +156,7 @@ describe('the token.issue record', () => {
     const record = issueRecord({ result, certificate: alice, flow: 'device' });
     if (!result.ok) throw new Error('refused');
     expect(record).toMatchObject({ event: 'token.issue', decision: 'allow', client: { cn: 'alice', fingerprint: alice.fingerprint }, token: { user: 'alice', groups: ['hpc'], revocationIds: [result.issued.revocationId] } });
-    expect(record.detail).toMatchObject({ idp: { issuer: IDP_ISSUER, subject: 'subject-of-alice' }, signer: 'idp', fingerprint: alice.fingerprint, ttlSeconds: 28_800, routes: ['notebook', 'self-service'], flow: 'device' });
+    expect(record.detail).toMatchObject({ idp: { issuer: IDP_ISSUER, subject: 'subject-of-alice' }, signer: 'idp', fingerprint: alice.fingerprint, ttlSeconds: 28_800, routes: ['notebook', 'publish', 'self-service'], flow: 'device' });
     // Only the claims the rules read.
     expect(Object.keys(record.detail?.claims as object).sort()).toEqual(['groups', 'iss', 'preferred_username', 'sub']);
     expect((record.detail?.rules as string[]).join('; ')).toMatch(/user from claim preferred_username; certificate: claim preferred_username = certificate cn; group hpc: .*ttl capped to 28800s by group hpc/);

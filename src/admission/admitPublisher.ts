@@ -1,5 +1,6 @@
 // Admission of a publisher: the site's `publish:` policy decides, for each service it registers, with
 // the token's facts, the certificate's, `service(name)` and `source_ip`. The name space is the token's user.
+import { PUBLISH_ROUTE } from '../routing/reservedPaths.ts';
 import type { Decision, RequestAuthorizer } from '../authz/types.ts';
 import type { PublishConfig, RunLimits } from '../config/schema.ts';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
@@ -21,7 +22,7 @@ export async function admitPublisher(authorizer: RequestAuthorizer, publish: Pub
   if (!publish) return { allow: false, refusal: refuse('GH_PUBLISH_DISABLED', 'routes.yaml has no publish: block') };
   let allowed: Extract<Decision, { allow: true }> | undefined;
   for (const service of req.services) {
-    const decision = await authorizer.authorize(req.token, { name: 'publish', policy: publish.policy, limits }, {
+    const decision = await authorizer.authorize(req.token, { name: PUBLISH_ROUTE, policy: publish.policy, limits }, {
       time: new Date(),
       protocol: 'publish',
       params: {},

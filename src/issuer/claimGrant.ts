@@ -3,6 +3,7 @@
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 import { parseTtl } from '../token/duration.ts';
 import { validGroup, validUser } from '../token/names.ts';
+import { PUBLISH_ROUTE } from '../routing/reservedPaths.ts';
 import type { IssuerSettings } from '../config/issuerSettings.ts';
 
 /** Why an issuance is refused; stable codes (audit reason prefix, client message, tests). */
@@ -122,16 +123,19 @@ export function decideGrant(input: GrantInput): GrantResult {
   const grants = chosen.map((g) => ({ group: g, grant: rules.groups[g] ?? { routes: [] } }));
   applied.push(...grants.map(({ group, grant }) => `group ${group}: routes ${grant.routes.join(', ')}${grant.publish ? `; publish ${grant.publish.join(', ')}` : ''}${grant.maxTtl ? `; maxTtl ${grant.maxTtl}` : ''}`));
 
+  const publishAll = grants.flatMap(({ grant }) => grant.publish ?? []);
+  const publish = publishAll.length === 0 ? undefined : publishAll.includes('*') ? ['*'] : [...new Set(publishAll)].sort();
+  // A registration is decided as the route PUBLISH_ROUTE: a token limited to routes must name it, or its
+  // right to publish could never be used.
+  const withPublish = (names: string[]) => [...new Set(publish !== undefined ? [...names, PUBLISH_ROUTE] : names)].sort();
   const anyRoute = grants.some(({ grant }) => grant.routes.includes('*'));
-  const allowedRoutes = [...new Set(grants.flatMap(({ grant }) => grant.routes))].sort();
+  const allowedRoutes = withPublish(grants.flatMap(({ grant }) => grant.routes));
   let routes: string[] | undefined = anyRoute ? undefined : allowedRoutes;
   if (request.routes !== undefined) {
     const outside = anyRoute ? [] : request.routes.filter((r) => !allowedRoutes.includes(r));
     if (outside.length > 0) return refuse('route-not-allowed', `your groups may not receive route ${outside[0]}`, `requested route(s) ${outside.join(', ')}: groups ${chosen.join(', ')} grant ${allowedRoutes.join(', ')}`);
-    routes = [...new Set(request.routes)].sort();
+    routes = withPublish(request.routes);
   }
-  const publishAll = grants.flatMap(({ grant }) => grant.publish ?? []);
-  const publish = publishAll.length === 0 ? undefined : publishAll.includes('*') ? ['*'] : [...new Set(publishAll)].sort();
 
   // Lifetime: asked for (or the default), cut by every chosen group's maxTtl and by the IdP session.
   let ttl = request.ttlSeconds ?? seconds(rules.ttl);

@@ -2,6 +2,9 @@
 // pages), decided once on the normalized path, so every spelling of a target and every way in agree.
 import { normalizeTarget } from './normalizePath.ts';
 
+/** The route name a publisher's registration is decided as (`route("publish")` in the publish policy). */
+export const PUBLISH_ROUTE = 'publish';
+
 /** Where `gatehouse publish` registers (the publish protocol, upstream/publishProtocol.ts, upgrades it). */
 export const PUBLISH_PATH = '/.well-known/gatehouse/publish';
 
