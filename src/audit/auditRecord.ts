@@ -14,6 +14,9 @@ export type AuditEvent =
   | 'request'
   | 'tunnel.open'
   | 'tunnel.close'
+  /** A UDP flow admitted and its upstream socket open; `udp.close` ends it with its counts (forward/udpFlow.ts). */
+  | 'udp.open'
+  | 'udp.close'
   | 'session.start'
   | 'session.end'
   | 'publish.open'
@@ -28,6 +31,19 @@ export type AuditEvent =
   | 'audit.log.new'
   /** The cluster database reached, lost, or not heard from for cluster.staleSeconds (clusterNode.ts). */
   | 'cluster.database';
+
+/** Datagrams a UDP flow dropped, each way (`in`: client to upstream), by cause; only non-zero counts are written. */
+export interface UdpDrops {
+  /** Larger than `limits.udp.maxDatagramBytes`. */
+  oversizeIn?: number;
+  oversizeOut?: number;
+  /** The flow's queue was full (the receiver was slower than the sender). */
+  queueFullIn?: number;
+  queueFullOut?: number;
+  /** Above the flow's or the identity's packets per second. */
+  rateIn?: number;
+  rateOut?: number;
+}
 
 export interface AuditClient {
   cn: string;
@@ -72,7 +88,7 @@ export interface AuditRecord {
   upstream?: string;
   /** The publisher connection (its `conn` id) a request or tunnel to a published service went through. */
   publisher?: string;
-  protocol?: 'http' | 'websocket' | 'tcp';
+  protocol?: 'http' | 'websocket' | 'tcp' | 'udp';
   method?: string;
   /** Normalized path: what routing and policy saw. */
   path?: string;
@@ -87,6 +103,10 @@ export interface AuditRecord {
   /** Bytes from upstream to client (response body, or tunnel bytes). */
   bytesOut?: number;
   durationMs?: number;
+  /** UDP flows (`udp.close`): datagrams carried and dropped each way, by cause. */
+  packetsIn?: number;
+  packetsOut?: number;
+  dropped?: UdpDrops;
   /** Free-form details for gateway events (config file, counts, errors). */
   detail?: Record<string, unknown>;
   /** Only on `audit.checkpoint` records. */
