@@ -79,6 +79,8 @@ export function startDnsmasq(port: number): Promise<ChildProcess> {
 /** A raw CONNECT-UDP client: the upgrade request written by hand, then capsules read and written by the test. */
 export interface RawUdpFlow {
   tls: Watched<TLSSocket>;
+  /** The `source` of its records (read while the socket is open). */
+  source: string;
   status: number;
   head: string;
   /** Payloads of DATAGRAM capsules received (context 0). */
@@ -89,6 +91,7 @@ export interface RawUdpFlow {
 
 export async function rawConnectUdp(h: Harness, client: TestClientCertificate, token: string, path: string, extraHeaders: string[] = []): Promise<RawUdpFlow> {
   const tls = await tlsClient(h, client);
+  const source = `127.0.0.1:${tls.socket.localPort}`;
   tls.socket.write([`GET ${path} HTTP/1.1`, `Host: localhost:${h.port}`, 'Connection: Upgrade', 'Upgrade: connect-udp', 'Capsule-Protocol: ?1', `Authorization: Bearer ${token}`, ...extraHeaders, '', ''].join('\r\n'));
   const datagrams: Buffer[] = [];
   const reader = new CapsuleReader(70_000);
@@ -116,6 +119,7 @@ export async function rawConnectUdp(h: Harness, client: TestClientCertificate, t
   });
   return {
     tls,
+    source,
     status,
     head: head ?? '',
     datagrams,
