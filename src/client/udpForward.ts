@@ -35,7 +35,8 @@ interface LocalFlow {
 let flowCounter = 0;
 
 export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }>, deps: UdpForwardDeps): Promise<ForwardResult> {
-  const socket = createSocket({ type: isIP(spec.host) === 6 ? 'udp6' : 'udp4' });
+  // A burst from the local sender waits in the kernel while this process encrypts the previous one: room for ~4 MiB.
+  const socket = createSocket({ type: isIP(spec.host) === 6 ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
