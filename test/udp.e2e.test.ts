@@ -1,12 +1,13 @@
 // UDP flows through a real `gatehouse serve`: `gatehouse tunnel -L udp:` over RFC 9298 CONNECT-UDP and the
 // WebSocket transport to a UDP echo and to dnsmasq answering dig; the RFC's template; refusals; the records.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
-import { encodeCapsule } from '../src/tunnel/capsules.ts';
-import { startHarness, type Harness } from './support/gatewayHarness.ts';
+import { datagramCapsule, encodeCapsule } from '../src/tunnel/capsules.ts';
+import { inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { freePort, which } from './support/localServices.ts';
 import { responseHead, tlsClient } from './support/rawClients.ts';
 import type { TestClientCertificate } from './support/pki.ts';
@@ -143,4 +144,27 @@ describe('RFC 9298 over HTTP/1.1, by hand', () => {
     expect(head.head).toMatch(/^upgrade: connect-udp$/im);
     tls.socket.destroy();
   });
+});
+
+describe('a flow is decided once, and ended when that decision no longer holds', () => {
+  it('takes datagrams sent with the request, before the 101 (RFC 9298 §3.3: optimistic sending)', async () => {
+    const flow = await rawConnectUdp(h, alice, readFileSync(aliceToken, 'utf8').trim(), '/.well-known/gatehouse/udp/echo', [], datagramCapsule(Buffer.from('early')));
+    expect(flow.status).toBe(101);
+    expect((await flow.waitDatagrams(1)).map(String)).toEqual(['early']);
+    flow.tls.socket.end();
+  });
+
+  it('ends an open flow when its token is revoked, with the reason in udp.close', async () => {
+    const carolToken = mintRaw(h.rootKey.privateKey, `user("carol"); check if time($t), $t <= ${inOneHour()};`);
+    const carol = await h.pki.client('carol');
+    const flow = await rawConnectUdp(h, carol, carolToken, '/.well-known/gatehouse/udp/echo');
+    flow.sendDatagram(Buffer.from('ping'));
+    expect((await flow.waitDatagrams(1)).map(String)).toEqual(['ping']);
+    const ids = biscuit.Biscuit.fromBase64(carolToken, biscuit.PublicKey.fromString(h.rootKey.publicKey.replace(/^ed25519\//, ''), biscuit.SignatureAlgorithm.Ed25519)).getRevocationIdentifiers().map(String);
+    appendFileSync(h.revocationList, `${ids[0]}\n`);
+    h.proc.kill('SIGHUP');
+    await flow.tls.closed;
+    const record = await h.waitForAudit((r) => r.event === 'udp.close' && r.source === flow.source);
+    expect(record).toMatchObject({ reason: 'token revoked', packetsIn: 1, packetsOut: 1, token: { user: 'carol' } });
+  }, 20_000);
 });

@@ -89,10 +89,11 @@ export interface RawUdpFlow {
   waitDatagrams(count: number, timeoutMs?: number): Promise<Buffer[]>;
 }
 
-export async function rawConnectUdp(h: Harness, client: TestClientCertificate, token: string, path: string, extraHeaders: string[] = []): Promise<RawUdpFlow> {
+/** `early`: bytes written right after the request head, before any answer (datagrams sent optimistically). */
+export async function rawConnectUdp(h: Harness, client: TestClientCertificate, token: string, path: string, extraHeaders: string[] = [], early?: Buffer): Promise<RawUdpFlow> {
   const tls = await tlsClient(h, client);
   const source = `127.0.0.1:${tls.socket.localPort}`;
-  tls.socket.write([`GET ${path} HTTP/1.1`, `Host: localhost:${h.port}`, 'Connection: Upgrade', 'Upgrade: connect-udp', 'Capsule-Protocol: ?1', `Authorization: Bearer ${token}`, ...extraHeaders, '', ''].join('\r\n'));
+  tls.socket.write([`GET ${path} HTTP/1.1`, `Host: localhost:${h.port}`, 'Connection: Upgrade', 'Upgrade: connect-udp', 'Capsule-Protocol: ?1', `Authorization: Bearer ${token}`, ...extraHeaders, '', ''].join('\r\n') + (early ? early.toString('latin1') : ''), 'latin1');
   const datagrams: Buffer[] = [];
   const reader = new CapsuleReader(70_000);
   let buffered = Buffer.alloc(0);
