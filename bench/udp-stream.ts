@@ -1,17 +1,17 @@
 // A detector-like stream: 1 KiB sequence-numbered datagrams at fixed, increasing rates, sent straight to a sink,
 // through socat as a plain UDP relay, and through `gatehouse tunnel -L udp:` (CONNECT-UDP and WebSocket) in one run.
-// Usage: node bench/udp-stream.ts [--seconds 5] [--rates 1000,5000,10000,20000,40000] [--only direct,socat,connect,websocket]
+// Usage: node bench/udp-stream.ts [--seconds 5] [--rates 1000,5000,10000,20000,40000] [--only direct,socat,connect,websocket] [--json FILE]
 // Per path and rate: delivered datagrams/s, loss, reordering; and the highest rate with under 0.1% loss.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cli, cliNode, startHarness } from '../test/support/gatewayHarness.ts';
 import { freePort, which } from '../test/support/localServices.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } from '../test/support/tunnelClient.ts';
 
-const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rates: { type: 'string', default: '1000,5000,10000,20000,40000' }, only: { type: 'string' } } });
+const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rates: { type: 'string', default: '1000,5000,10000,20000,40000' }, only: { type: 'string' }, json: { type: 'string' } } });
 const seconds = Number(args.seconds);
 const rates = args.rates.split(',').map(Number);
 const only = args.only?.split(',');
@@ -128,11 +128,14 @@ try {
 }
 
 const paths = [...new Set(rows.map((r) => r.path))];
+/** Per path: the highest rate of the ladder delivered with under 0.1% loss (0: none). */
+const highest = Object.fromEntries(paths.map((path) => [path, rows.filter((r) => r.path === path && r.loss < LOSS_GOAL).reduce((max, r) => Math.max(max, r.rate), 0)]));
+if (args.json) writeFileSync(args.json, JSON.stringify({ seconds, rates, rows, highest }, null, 1));
 const lines = ['| path | rate (datagrams/s of 1 KiB) | sent/s | delivered/s | loss | reordered |', '| --- | --- | --- | --- | --- | --- |'];
 for (const r of rows) lines.push(`| ${r.path} | ${r.rate} | ${r.sentPerSecond} | ${r.deliveredPerSecond} | ${(r.loss * 100).toFixed(3)}% | ${(r.reordered * 100).toFixed(3)}% |`);
 lines.push('', '| path | highest rate with under 0.1% loss |', '| --- | --- |');
 for (const path of paths) {
-  const best = rows.filter((r) => r.path === path && r.loss < LOSS_GOAL).reduce((max, r) => Math.max(max, r.rate), 0);
+  const best = highest[path] ?? 0;
   lines.push(`| ${path} | ${best > 0 ? `${best}/s (${((best * 1024) / 1e6).toFixed(1)} MB/s)` : `none of ${rates.join(', ')}`} |`);
 }
 process.stdout.write(`${seconds} s per rate, 1 KiB datagrams, loopback\n\n${lines.join('\n')}\n`);
