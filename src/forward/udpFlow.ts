@@ -100,9 +100,10 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
         if (upstreamErrors.length < 5) upstreamErrors.push(err.code ?? err.message);
       });
 
+      // Idle and shutdown end the flow cleanly (FIN, close 1000); a revocation or a revoked certificate cuts it.
       const stop = (reason: string) => {
         stopReason ??= reason;
-        channel.close(reason, reason !== 'gateway shutting down');
+        channel.close(reason, reason !== 'idle timeout' && reason !== 'gateway shutting down');
       };
       let idle: NodeJS.Timeout;
       const armIdle = (ms: number) => {
