@@ -1,6 +1,7 @@
 // UDP flows through a real `gatehouse serve`: `gatehouse tunnel -L udp:` over RFC 9298 CONNECT-UDP and the
 // WebSocket transport to a UDP echo and to dnsmasq answering dig; the RFC's template; refusals; the records.
 import { execFile, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { join } from 'node:path';
@@ -30,13 +31,25 @@ let home: string;
 let echo: UdpEcho;
 let dnsPort: number;
 let dnsmasq: ChildProcess | undefined;
+/** Answers `go` with FIREHOSE datagrams of 1,400 bytes, as fast as it can: more than any reader that stopped reading holds. */
+let firehose: { port: number; close(): void };
+const FIREHOSE = 20_000;
 
 beforeAll(async () => {
   echo = await startUdpEcho();
+  firehose = await new Promise((resolve) => {
+    const socket = createSocket({ type: 'udp4', sendBufferSize: 8 << 20 });
+    socket.on('message', (msg, rinfo) => {
+      if (String(msg) !== 'go') return;
+      const datagram = Buffer.alloc(1400, 0x42);
+      for (let i = 0; i < FIREHOSE; i++) socket.send(datagram, rinfo.port, rinfo.address);
+    });
+    socket.bind(0, '127.0.0.1', () => resolve({ port: socket.address().port, close: () => socket.close() }));
+  });
   dnsPort = await freePort();
   if (hasDnsTools) dnsmasq = await startDnsmasq(dnsPort);
   h = await startHarness({
-    routes: [udpRoute('echo', `udp:127.0.0.1:${echo.port}`), udpRoute('dns', `udp:127.0.0.1:${dnsPort}`), udpRoute('ops-echo', `udp:127.0.0.1:${echo.port}`, 'allow if group("ops");')].join(''),
+    routes: [udpRoute('echo', `udp:127.0.0.1:${echo.port}`), udpRoute('dns', `udp:127.0.0.1:${dnsPort}`), udpRoute('ops-echo', `udp:127.0.0.1:${echo.port}`, 'allow if group("ops");'), udpRoute('firehose', `udp:127.0.0.1:${firehose.port}`)].join(''),
   });
   alice = await h.pki.client('alice');
   home = join(h.dir, 'home-alice');
@@ -47,6 +60,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
   echo?.close();
+  firehose?.close();
   dnsmasq?.kill();
 });
 
@@ -168,3 +182,20 @@ describe('a flow is decided once, and ended when that decision no longer holds',
     expect(record).toMatchObject({ reason: 'token revoked', packetsIn: 1, packetsOut: 1, token: { user: 'carol' } });
   }, 20_000);
 });
+
+it('holds a bounded queue for a client that stops reading: the rest of a burst is dropped and counted, not buffered', async () => {
+  const flow = await rawConnectUdp(h, alice, readFileSync(aliceToken, 'utf8').trim(), '/.well-known/gatehouse/udp/firehose');
+  expect(flow.status).toBe(101);
+  flow.tls.socket.pause();
+  flow.sendDatagram(Buffer.from('go'));
+  // The gateway reads the burst while nothing is read here; then the client reads what was queued, and leaves.
+  await new Promise((r) => setTimeout(r, 3000));
+  flow.tls.socket.resume();
+  await new Promise((r) => setTimeout(r, 500));
+  flow.tls.socket.end();
+  const record = await h.waitForAudit((r) => r.event === 'udp.close' && r.source === flow.source);
+  expect(record.dropped?.queueFullOut).toBeGreaterThan(0);
+  expect((record.packetsOut ?? 0) + (record.dropped?.queueFullOut ?? 0) + (record.dropped?.rateOut ?? 0)).toBeLessThanOrEqual(FIREHOSE);
+  // What was carried fits in the queue (256 full-size datagrams) plus what the two kernels' socket buffers took.
+  expect(record.packetsOut).toBeLessThan(FIREHOSE);
+}, 20_000);
