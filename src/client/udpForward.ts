@@ -27,12 +27,21 @@ interface LocalFlow {
   failedUntil?: number;
   lastActivity: number;
   sent: number;
+  sentBytes: number;
   received: number;
+  receivedBytes: number;
   opened: number;
   idle?: NodeJS.Timeout;
 }
 
 let flowCounter = 0;
+
+/** Sends one datagram of the local peer on its flow; one the flow's queue has no room for is dropped (UDP). */
+function carry(flow: LocalFlow, channel: DatagramChannel, payload: Buffer): void {
+  if (!channel.send(payload)) return;
+  flow.sent += 1;
+  flow.sentBytes += payload.length;
+}
 
 export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }>, deps: UdpForwardDeps): Promise<ForwardResult> {
   // A burst from the local sender waits in the kernel while this process encrypts the previous one: room for ~4 MiB.
@@ -56,7 +65,7 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
   const end = (flow: LocalFlow, outcome: string, failed: boolean) => {
     clearTimeout(flow.idle);
     if (flows.get(flow.peer) === flow) flows.delete(flow.peer);
-    const line = `[${flow.id}] ${flow.peer} -> ${spec.route}: ${outcome}; ${flow.sent} datagrams (${formatBytes(flow.sent)}) sent, ${flow.received} received, ${((performance.now() - flow.opened) / 1000).toFixed(1)} s`;
+    const line = `[${flow.id}] ${flow.peer} -> ${spec.route}: ${outcome}; ${flow.sent} datagrams (${formatBytes(flow.sentBytes)}) sent, ${flow.received} (${formatBytes(flow.receivedBytes)}) received, ${((performance.now() - flow.opened) / 1000).toFixed(1)} s`;
     if (deps.verbose) deps.say(line);
     else if (failed) deps.say(`error: ${line}`);
   };
@@ -83,11 +92,12 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
     channel.onDatagram = (payload) => {
       flow.lastActivity = performance.now();
       flow.received += 1;
+      flow.receivedBytes += payload.length;
       socket.send(payload, rinfo.port, rinfo.address);
     };
     void channel.ended.then((ended) => end(flow, ended.error ? `flow failed: ${ended.reason}` : ended.reason === 'idle timeout' ? 'idle, closed' : `closed (${ended.reason})`, ended.error));
     if (deps.verbose) deps.say(`[${flow.id}] ${flow.peer} -> ${spec.route}: open`);
-    for (const payload of flow.pending) if (channel.send(payload)) flow.sent += 1;
+    for (const payload of flow.pending) carry(flow, channel, payload);
     flow.pending = [];
     if (deps.idleTimeoutMs > 0) armIdle(flow, deps.idleTimeoutMs);
   };
@@ -102,14 +112,13 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
       flow = undefined;
     }
     if (!flow) {
-      flow = { id: ++flowCounter, peer, pending: [], lastActivity: now, sent: 0, received: 0, opened: now };
+      flow = { id: ++flowCounter, peer, pending: [], lastActivity: now, sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, opened: now };
       flows.set(peer, flow);
       void open(flow, rinfo);
     }
     flow.lastActivity = now;
-    if (flow.channel) {
-      if (flow.channel.send(payload)) flow.sent += 1;
-    } else if (flow.pending.length < PENDING_LIMIT) flow.pending.push(payload);
+    if (flow.channel) carry(flow, flow.channel, payload);
+    else if (flow.pending.length < PENDING_LIMIT) flow.pending.push(payload);
   });
 
   announceReady(spec, label, deps);
