@@ -71,7 +71,10 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
       const upstreamErrors: string[] = [];
 
       // Client -> upstream. Checks in order of cost; each drop is counted, never queued.
+      let socketOpen = true;
       channel.onDatagram = (payload) => {
+        // The upstream socket is closed once the channel ends; send() on it would throw.
+        if (!socketOpen) return;
         const now = performance.now();
         lastActivity = now;
         if (payload.length > limits.maxDatagramBytes) return void (counts.dropped.oversizeIn += 1);
@@ -126,6 +129,7 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
       void channel.ended.then((end) => {
         clearTimeout(idle);
         forget();
+        socketOpen = false;
         socket.close();
         const reason = stopReason ?? (end.error ? `client error: ${end.reason}` : 'client closed');
         close({ status, reason }, upstreamErrors.length > 0 ? { upstreamErrors } : {});

@@ -41,6 +41,11 @@ abstract class ChannelBase implements DatagramChannel {
     this.ended = new Promise((resolve) => (this.#resolve = resolve));
   }
 
+  /** True once the channel ended: nothing more is delivered, whatever the peer still sends. */
+  protected get done(): boolean {
+    return this.#done;
+  }
+
   protected end(reason: string, error: boolean): boolean {
     if (this.#done) return false;
     this.#done = true;
@@ -81,13 +86,15 @@ export class CapsuleChannel extends ChannelBase {
   }
 
   #read(chunk: Buffer): void {
+    // A cleanly closed stream stays readable until the peer's FIN: what it sends after our close is not delivered.
+    if (this.done) return;
     const read = this.#reader.push(chunk);
     if (!read.ok) return this.#fail(`malformed capsule: ${read.invalid}`);
     for (const capsule of read.capsules) {
       if (capsule.type !== DATAGRAM_CAPSULE) continue;
       const datagram = udpPayloadOf(capsule.value);
       if (!datagram.ok) return this.#fail(`malformed capsule: ${datagram.invalid}`);
-      if (datagram.payload !== undefined) this.onDatagram(datagram.payload);
+      if (datagram.payload !== undefined && !this.done) this.onDatagram(datagram.payload);
     }
   }
 
@@ -97,7 +104,7 @@ export class CapsuleChannel extends ChannelBase {
 
   send(payload: Buffer): boolean {
     // writableLength counts what the connection has not yet taken: past the queue's bytes the peer reads too slowly.
-    if (this.#stream.writableLength > this.#queueBytes || this.#stream.destroyed) return false;
+    if (this.#stream.writableLength > this.#queueBytes || this.#stream.writableEnded || this.#stream.destroyed) return false;
     // Hot path: the datagrams of one event-loop turn go out as one TLS write (a record and a syscall per
     // datagram cost the sender its receive buffer at a few thousand datagrams per second).
     if (!this.#corked) {
@@ -126,6 +133,7 @@ export class WebSocketChannel extends ChannelBase {
     this.#ws = ws;
     this.#queueBytes = queueBytes;
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (this.done) return; // messages that crossed our close frame
       if (!isBinary) return this.#fail(1003, 'text message on a UDP flow');
       this.onDatagram(data);
     });

@@ -163,3 +163,19 @@ it('ends a WebSocket flow that sends a text message (close 1003), with a record'
   const record = await h.waitForAudit((r) => r.event === 'udp.close' && r.source === source);
   expect(record).toMatchObject({ reason: 'client error: text message on a UDP flow', detail: { transport: 'websocket-udp' } });
 });
+
+// Last: it stops the gateway.
+it('a flow still sending while the gateway shuts down ends with its record, and the gateway exits cleanly', async () => {
+  const flow = await open('echo');
+  const datagram = datagramCapsule(Buffer.from('drop: still talking'));
+  const talking = setInterval(() => {
+    if (!flow.tls.isClosed()) flow.tls.socket.write(Buffer.concat([datagram, datagram, datagram, datagram]));
+  }, 1);
+  await new Promise((r) => setTimeout(r, 200));
+  const code = await h.stop('SIGTERM');
+  clearInterval(talking);
+  expect(h.stderr()).not.toMatch(/ERR_SOCKET_DGRAM_NOT_RUNNING|Uncaught|uncaught/);
+  expect(code).toBe(0);
+  const record = h.audit().find((r) => r.event === 'udp.close' && r.source === flow.source);
+  expect(record).toMatchObject({ reason: 'gateway shutting down' });
+}, 30_000);
