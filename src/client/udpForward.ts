@@ -60,6 +60,7 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
   const port = socket.address().port;
   const label = listenerLabel(spec, port);
   const flows = new Map<string, LocalFlow>();
+  let socketClosed = false;
   socket.on('error', (err) => deps.say(`error: listener ${label}: ${err.message}`));
 
   const end = (flow: LocalFlow, outcome: string, failed: boolean) => {
@@ -88,8 +89,11 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
       return;
     }
     const channel = result.channel;
+    // Stopped while this flow was opening: the local socket is gone, so is the flow.
+    if (socketClosed) return channel.close('tunnel stopping');
     flow.channel = channel;
     channel.onDatagram = (payload) => {
+      if (socketClosed) return; // send() on a closed socket throws
       flow.lastActivity = performance.now();
       flow.received += 1;
       flow.receivedBytes += payload.length;
@@ -143,6 +147,7 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
         // A datagram flow has no end of its own: what is in flight is given `graceMs` at most, then every flow ends.
         await new Promise((r) => setTimeout(r, Math.min(graceMs, 200)));
         closeAll('tunnel stopping');
+        socketClosed = true;
         socket.close();
       },
     },
