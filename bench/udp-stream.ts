@@ -22,7 +22,7 @@ const LOSS_GOAL = 0.001;
 class SinkRun {
   readonly seen: Uint8Array;
   received = 0;
-  duplicates = 0;
+  repeated = 0;
   reordered = 0;
   #highest = -1;
   constructor(total: number) {
@@ -30,7 +30,7 @@ class SinkRun {
   }
   take(seq: number): void {
     if (seq >= this.seen.length) return;
-    if (this.seen[seq]) this.duplicates += 1;
+    if (this.seen[seq]) this.repeated += 1;
     else {
       this.seen[seq] = 1;
       this.received += 1;
