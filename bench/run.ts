@@ -1,6 +1,6 @@
 // `npm run bench`: every scenario against every peer installed on this machine, in one run; writes
 // JSON, a Markdown table and an SVG chart of the ratios to bench/results/ (see bench/README.md).
-// Usage: npm run bench [-- --quick] [--only http,latency,handshake,idle,tunnel,parallel,server-tunnel] [--seconds 8 --rounds 3]
+// Usage: npm run bench [-- --quick] [--only http,latency,handshake,idle,tunnel,parallel,server-tunnel,udp] [--seconds 8 --rounds 3]
 //        [--baseline DIR] (another checkout's gatehouse beside this one in the HTTP scenario: before/after a change)
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { createBenchEnv } from './support/benchEnv.ts';
 import { loadProcesses } from './support/loadGenerator.ts';
 import { markdown, writeResults, type BenchRun } from './support/report.ts';
+import { udpStream } from './support/udpScenario.ts';
 import { handshakes, httpThroughput, idleTunnels, lowLoadLatency, serverTunnels, tunnelThroughput, type ScenarioOptions, type ScenarioResult } from './support/scenarios.ts';
 
 const { values: args } = parseArgs({
@@ -40,6 +41,7 @@ const scenarios: Record<string, (env: Awaited<ReturnType<typeof createBenchEnv>>
   tunnel: (env) => tunnelThroughput(env, { ...options, rounds: Math.min(options.rounds, 2) }, 1),
   parallel: (env) => tunnelThroughput(env, { ...options, rounds: 1 }, 8),
   'server-tunnel': (env) => serverTunnels(env, options),
+  udp: (env) => udpStream(env, options),
 };
 const wanted = args.only ? args.only.split(',') : Object.keys(scenarios);
 

@@ -107,7 +107,7 @@ describe('options with a fixed set of values', () => {
   it.each([
     [['audit', 'query', '--decision', 'maybe', 'x.log'], /--decision.*Allowed choices are allow, deny/],
     [['audit', 'query', '--format', 'csv', 'x.log'], /--format.*Allowed choices are table, json, summary, delegations/],
-    [['authz', 'explain', '--route', 'r', '--cert', 'c.pem', '--protocol', 'udp'], /--protocol.*Allowed choices are http, websocket, tcp/],
+    [['authz', 'explain', '--route', 'r', '--cert', 'c.pem', '--protocol', 'quic'], /--protocol.*Allowed choices are http, websocket, tcp, udp/],
     [['tunnel', '--stdio', 'r', '--transport', 'quic'], /--transport.*Allowed choices are connect, websocket/],
   ])('%j is refused before the command runs', async (args, message) => {
     const run = await runGatehouse(args);

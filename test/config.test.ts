@@ -142,12 +142,12 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(errors)).toEqual([
       '7:3 tls.minVersoin: unknown key "minVersoin" (did you mean "minVersion"?)',
-      '20:15 routes[1].upstream: expected unix:/path, tcp:host:port or published:USER/SERVICE',
+      '20:15 routes[1].upstream: expected unix:/path, tcp:host:port, udp:host:port or published:USER/SERVICE',
       '22:11 routes[2].name: duplicate route name "a" (also routes[0])',
       '27:7 routes[2].policy: policy does not parse near "allow if user($u) and"',
     ]);
     expect(errors[1]?.file).toMatch(/routes\.yaml$/);
-    expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path, tcp:host:port or published:USER\/SERVICE$/);
+    expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path, tcp:host:port, udp:host:port or published:USER\/SERVICE$/);
   });
 
   it('bounds audit records: a cap under 4 KiB and a budget of zero are errors at their keys', async () => {
@@ -212,6 +212,42 @@ describe('errors carry their line and key', () => {
       '30:13 routes[3].policy: policy uses {u}, which is not filled in: declare it in authz.externalKeys to trust blocks signed by that key ("trusting {u}"); match path captures with param("name", $var)',
       '32:11 routes[4].path: two captures side by side ("}{") cannot be told apart',
       '33:15 routes[4].upstream: socket paths must not contain ".." segments',
+    ]);
+  });
+
+  it('checks udp routes: protocols [udp] alone, a fixed udp: upstream, no http keys; refuses unixgram: with the reason', async () => {
+    const { errors } = await loadLines([
+      ...header,
+      '  - name: dns', //                                          13
+      '    protocols: [udp]', //                                   14
+      '    upstream: udp:127.0.0.1:5353', //                       15
+      '    idleTimeoutSeconds: 30', //                             16
+      '    policy: "allow if user($u), protocol(\\"udp\\");"', // 17
+      '  - name: mixed', //                                        18
+      '    protocols: [udp, tcp]', //                              19
+      '    upstream: unix:run/x.sock', //                          20
+      '    policy: "allow if user($u);"', //                       21
+      '  - name: web-to-udp', //                                   22
+      '    path: /w/', //                                          23
+      '    upstream: udp:127.0.0.1:70000', //                      24
+      '    policy: "allow if user($u);"', //                       25
+      '  - name: dgram', //                                        26
+      '    protocols: [udp]', //                                   27
+      '    upstream: unixgram:/run/x.sock', //                     28
+      '    policy: "allow if user($u);"', //                       29
+      '  - name: pathy', //                                        30
+      '    protocols: [udp]', //                                   31
+      '    path: /p/', //                                          32
+      '    upstream: udp:localhost:53', //                         33
+      '    policy: "allow if user($u);"', //                       34
+    ]);
+    expect(brief(errors)).toEqual([
+      '19:16 routes[1].protocols: udp routes carry datagrams only: protocols: [udp] alone',
+      '20:15 routes[1].upstream: a udp route needs a udp:host:port upstream',
+      '24:15 routes[2].upstream: port 70000 is out of range 1..65535',
+      '24:15 routes[2].upstream: a udp: upstream needs protocols: [udp]',
+      '28:15 routes[3].upstream: unixgram: upstreams are not supported yet (Node has no datagram UNIX sockets); use udp:127.0.0.1:PORT',
+      '32:11 routes[4].path: path has no effect on a udp route: flows name the route itself and carry datagrams',
     ]);
   });
 

@@ -16,6 +16,9 @@ export type AuditEvent =
   | 'tunnel.close'
   /** A stream relayed here by another instance of the cluster, as this (carrying) instance carried it. */
   | 'relay.close'
+  /** A UDP flow admitted and its upstream socket open; `udp.close` ends it with its counts (forward/udpFlow.ts). */
+  | 'udp.open'
+  | 'udp.close'
   | 'session.start'
   | 'session.end'
   | 'publish.open'
@@ -32,6 +35,19 @@ export type AuditEvent =
   | 'cluster.database'
   /** This log's checkpoint disagrees with what the cluster database recorded for its origin (checkpointRecorder.ts). */
   | 'cluster.checkpoint';
+
+/** Datagrams a UDP flow dropped, each way (`in`: client to upstream), by cause; only non-zero counts are written. */
+export interface UdpDrops {
+  /** Larger than `limits.udp.maxDatagramBytes`. */
+  oversizeIn?: number;
+  oversizeOut?: number;
+  /** The flow's queue was full (the receiver was slower than the sender). */
+  queueFullIn?: number;
+  queueFullOut?: number;
+  /** Above the flow's or the identity's packets per second. */
+  rateIn?: number;
+  rateOut?: number;
+}
 
 export interface AuditClient {
   cn: string;
@@ -86,7 +102,7 @@ export interface AuditRecord {
    * (on the carrier's record, whose `client` and `source` are the original client's, as the entry decided).
    */
   relay?: { id: string; to?: string; from?: string };
-  protocol?: 'http' | 'websocket' | 'tcp';
+  protocol?: 'http' | 'websocket' | 'tcp' | 'udp';
   method?: string;
   /** Normalized path: what routing and policy saw. */
   path?: string;
@@ -101,6 +117,10 @@ export interface AuditRecord {
   /** Bytes from upstream to client (response body, or tunnel bytes). */
   bytesOut?: number;
   durationMs?: number;
+  /** UDP flows (`udp.close`): datagrams carried and dropped each way, by cause. */
+  packetsIn?: number;
+  packetsOut?: number;
+  dropped?: UdpDrops;
   /** Free-form details for gateway events (config file, counts, errors). */
   detail?: Record<string, unknown>;
   /** Only on `audit.checkpoint` records. */

@@ -70,7 +70,7 @@ interface ExplainOptions {
   host?: string;
   param?: string[];
   sourceIp: string;
-  protocol?: 'http' | 'websocket' | 'tcp';
+  protocol?: 'http' | 'websocket' | 'tcp' | 'udp';
   time?: string;
   json?: boolean;
 }
@@ -165,7 +165,7 @@ export function registerAuthz(program: Command): void {
     .option('--host <host>', 'Host header')
     .option('--param <name=value>', 'set a param(name, value) fact (repeatable; path captures are set from --path)', collect)
     .option('--source-ip <ip>', 'client address', '127.0.0.1')
-    .addOption(choiceOption('--protocol <protocol>', "the request's protocol (default: the route's first)", ['http', 'websocket', 'tcp']))
+    .addOption(choiceOption('--protocol <protocol>', "the request's protocol (default: the route's first)", ['http', 'websocket', 'tcp', 'udp']))
     .option('--time <date>', 'evaluate at this time instead of now (RFC 3339)')
     .option('--json', 'machine-readable output')
     .addHelpText('after', '\nExit status: 0 allowed, 2 denied, 1 the question could not be answered (bad config, token file, certificate).')

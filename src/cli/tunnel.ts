@@ -10,6 +10,8 @@ import { endpointOf } from '../client/gatewayEndpoint.ts';
 import { openTunnel, preflight } from '../client/tunnelDialer.ts';
 import { renewalFor } from '../client/tokenRenewal.ts';
 import { startForward, type LocalForward } from '../client/localListeners.ts';
+import { openUdpFlow } from '../client/udpDialer.ts';
+import { startUdpForward } from '../client/udpForward.ts';
 import { runStdioTunnel } from '../client/stdioTunnel.ts';
 import { stdoutErrorsHandledByCommand } from './closedPipe.ts';
 import { EXIT, describeFailure, exitCodeFor } from '../client/tunnelFailure.ts';
@@ -21,6 +23,7 @@ interface TunnelCommandOptions extends TunnelFlags {
   stdio?: string;
   verbose?: boolean;
   graceMs?: string;
+  udpIdleSeconds?: string;
 }
 
 const say = sayer('');
@@ -68,13 +71,11 @@ async function runListeners(specs: ForwardSpec[], opts: TunnelCommandOptions): P
   const forwards: LocalForward[] = [];
   const stopAll = () => Promise.all(forwards.map((f) => f.stopListening()));
   for (const spec of specs) {
-    const started = await startForward(spec, {
-      open: (route) => openTunnel(endpoint, settings.settings.transport, route, 'relay'),
-      gateway: endpoint.label,
-      transport: settings.settings.transport,
-      say,
-      verbose: opts.verbose === true,
-    });
+    const common = { gateway: endpoint.label, transport: settings.settings.transport, say, verbose: opts.verbose === true };
+    const started =
+      spec.kind === 'udp'
+        ? await startUdpForward(spec, { ...common, open: (route) => openUdpFlow(endpoint, settings.settings.transport, route), idleTimeoutMs: Number(opts.udpIdleSeconds ?? 120) * 1000 })
+        : await startForward(spec, { ...common, open: (route) => openTunnel(endpoint, settings.settings.transport, route, 'relay') });
     if (!started.ok) {
       say(`error: ${started.error}`);
       await stopAll();
@@ -105,11 +106,12 @@ export function registerTunnel(program: Command): void {
   const command = program
     .command('tunnel')
     .description('reach a route through the gateway from local ports, private UNIX sockets (-L) or stdin/stdout (--stdio)')
-    .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE or unix:PATH:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
+    .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE, unix:PATH:ROUTE or udp:[ADDR:]PORT:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
     .option('--stdio <route>', 'one tunnel over stdin/stdout, e.g. as ssh ProxyCommand')
     .addOption(choiceOption('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)', ['connect', 'websocket']));
   addGatewayOptions(command)
     .option('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long open tunnels may finish', '2000')
+    .option('--udp-idle-seconds <s>', '-L udp: close a local peer\'s flow after this long without a datagram either way', '120')
     .option('-v, --verbose', 'log every connection: open, close, bytes each way')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
     .addHelpText(
@@ -121,10 +123,13 @@ ${SETTINGS_HELP}
 others (mode 0700); a missing directory is created with mode 0700, any other is refused. A stale
 socket at PATH is replaced; the socket is removed on exit. A TCP port (-L 8888:ROUTE) can be used
 by every local user of this machine: prefer a UNIX socket on shared machines.
+-L udp:[ADDR:]PORT:ROUTE carries UDP datagrams (RFC 9298 CONNECT-UDP, or the WebSocket transport):
+each local peer address gets its own flow, closed after --udp-idle-seconds without a datagram.
 
 Examples:
   gatehouse tunnel --gateway https://gw.example.org:8443 -L unix:$HOME/.gatehouse/jupyter.sock:jupyter
   gatehouse tunnel --gateway https://gw.example.org:8443 -L 8888:jupyter
+  gatehouse tunnel --gateway https://gw.example.org:8443 -L udp:5353:dns
   ssh -o ProxyCommand='gatehouse tunnel --stdio sshd' user@login-node
 
 Exit codes: 0 done, 1 tunnel broke, 2 bad options or files, 3 gateway unreachable or TLS failed,
@@ -135,6 +140,7 @@ Exit codes: 0 done, 1 tunnel broke, 2 bad options or files, 3 gateway unreachabl
       if (opts.stdio !== undefined && locals.length > 0) usageError(['give either -L specs or --stdio ROUTE, not both']);
       if (opts.stdio === undefined && locals.length === 0) usageError(['nothing to do: give -L [ADDR:]PORT:ROUTE, -L unix:PATH:ROUTE or --stdio ROUTE']);
       if (opts.graceMs !== undefined && !/^\d+$/.test(opts.graceMs)) usageError([`--grace-ms ${JSON.stringify(opts.graceMs)}: expected milliseconds`]);
+      if (opts.udpIdleSeconds !== undefined && !/^\d+(\.\d+)?$/.test(opts.udpIdleSeconds)) usageError([`--udp-idle-seconds ${JSON.stringify(opts.udpIdleSeconds)}: expected seconds`]);
       if (opts.stdio !== undefined) {
         const route = validRoute(opts.stdio);
         if (!route.ok) usageError([`--stdio: ${route.error.message}`]);

@@ -1,15 +1,16 @@
-// Parses `-L` forward specifications: `[addr:]port:ROUTE` (a local TCP port) and `unix:PATH:ROUTE`
-// (a local UNIX socket). Pure: binding and permission checks happen in the listener modules.
+// Parses `-L` forward specifications: `[addr:]port:ROUTE` (a local TCP port), `unix:PATH:ROUTE` (a local
+// UNIX socket) and `udp:[addr:]port:ROUTE` (a local UDP port). Pure: binding happens in the listener modules.
 import { isIP } from 'node:net';
 import { validRoute } from '../token/names.ts';
 
 export type ForwardSpec =
   | { kind: 'tcp'; host: string; port: number; route: string }
-  | { kind: 'unix'; path: string; route: string };
+  | { kind: 'unix'; path: string; route: string }
+  | { kind: 'udp'; host: string; port: number; route: string };
 
 export type SpecResult = { ok: true; spec: ForwardSpec } | { ok: false; error: string };
 
-const usage = 'expected [ADDR:]PORT:ROUTE or unix:PATH:ROUTE';
+const usage = 'expected [ADDR:]PORT:ROUTE, unix:PATH:ROUTE or udp:[ADDR:]PORT:ROUTE';
 
 function invalid(text: string, why: string): SpecResult {
   return { ok: false, error: `-L ${JSON.stringify(text)}: ${why}` };
@@ -33,22 +34,23 @@ export function parseForwardSpec(text: string): SpecResult {
     return { ok: true, spec: { kind: 'unix', path, route } };
   }
 
+  const udp = local.startsWith('udp:');
   // `port`, `addr:port` or `[v6]:port`.
-  const m = /^(?:(\[[^\]]*\]|[^:[\]]+):)?(\d{1,5})$/.exec(local);
+  const m = /^(?:(\[[^\]]*\]|[^:[\]]+):)?(\d{1,5})$/.exec(udp ? local.slice('udp:'.length) : local);
   if (!m) return invalid(text, usage);
   const port = Number(m[2]);
   if (port > 65535) return invalid(text, `port ${port} is out of range (0-65535)`);
   const host = (m[1] ?? '127.0.0.1').replace(/^\[|\]$/g, '');
   if (host.length === 0) return invalid(text, 'empty address');
   if (m[1]?.startsWith('[') && isIP(host) !== 6) return invalid(text, `${m[1]} is not an IPv6 address`);
-  return { ok: true, spec: { kind: 'tcp', host, port, route } };
+  return { ok: true, spec: { kind: udp ? 'udp' : 'tcp', host, port, route } };
 }
 
-/** How a listener is named in messages: `127.0.0.1:8888`, `[::1]:8888`, `unix:/path`. */
+/** How a listener is named in messages: `127.0.0.1:8888`, `[::1]:8888`, `unix:/path`, `udp:127.0.0.1:5353`. */
 export function listenerLabel(spec: ForwardSpec, boundPort?: number): string {
   if (spec.kind === 'unix') return `unix:${spec.path}`;
   const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
-  return `${host}:${boundPort ?? spec.port}`;
+  return `${spec.kind === 'udp' ? 'udp:' : ''}${host}:${boundPort ?? spec.port}`;
 }
 
 /** True for addresses only this machine can reach. */

@@ -33,7 +33,7 @@ export type ForwardResult = { ok: true; forward: LocalForward } | { ok: false; e
 
 let connectionCounter = 0;
 
-function formatBytes(n: number): string {
+export function formatBytes(n: number): string {
   if (n < 10_000) return `${n} B`;
   if (n < 10_000_000) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1048576).toFixed(1)} MiB`;
@@ -59,6 +59,23 @@ export function spliceStreams(local: Socket, tunnel: Duplex, onDone: (failure: {
   void carried.done.then(({ error }) => onDone(error && { side: error.side === 'client' ? 'local' : 'tunnel', error: error.error }));
 }
 
+/** The line scripts wait for, after a warning when others on this machine (or beyond) can use the port. */
+export function announceReady(spec: ForwardSpec, label: string, deps: Pick<ForwardDeps, 'say' | 'gateway' | 'transport'>): void {
+  if (spec.kind === 'tcp' || spec.kind === 'udp') {
+    const who = isLoopback(spec.host) ? 'every local user on this machine' : 'anyone who can reach this address';
+    const instead = spec.kind === 'tcp' ? `; on a shared machine use -L unix:PATH:${spec.route} instead` : '';
+    deps.say(`warning: ${label} is a ${spec.kind.toUpperCase()} port: ${who} can ${spec.kind === 'tcp' ? 'connect to it' : 'send to it'} and use the ${spec.kind === 'tcp' ? 'tunnel' : 'flow'} with your credentials${instead}`);
+  }
+  deps.say(`ready: ${label} -> ${spec.route} via ${deps.gateway} (${deps.transport})`);
+}
+
+/** Why a local listener (TCP, UNIX or UDP) could not be bound, in the user's words. */
+export function bindFailure(spec: ForwardSpec, err: unknown): { ok: false; error: string } {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (err as Error).message;
+  return { ok: false, error: `cannot listen on ${listenerLabel(spec)}: ${why}` };
+}
+
 async function bind(server: Server, spec: ForwardSpec): Promise<{ ok: true; port?: number; path?: string; ino?: number } | { ok: false; error: string }> {
   let path: string | undefined;
   if (spec.kind === 'unix') {
@@ -77,9 +94,7 @@ async function bind(server: Server, spec: ForwardSpec): Promise<{ ok: true; port
       else if (spec.kind === 'tcp') server.listen(spec.port, spec.host, listening);
     });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (err as Error).message;
-    return { ok: false, error: `cannot listen on ${listenerLabel(spec)}: ${why}` };
+    return bindFailure(spec, err);
   }
   if (path !== undefined) return { ok: true, path, ino: await restrictSocket(path) };
   const address = server.address();
@@ -129,11 +144,7 @@ export async function startForward(spec: ForwardSpec, deps: ForwardDeps): Promis
     );
   }
 
-  if (spec.kind === 'tcp') {
-    const who = isLoopback(spec.host) ? 'every local user on this machine' : 'anyone who can reach this address';
-    deps.say(`warning: ${label} is a TCP port: ${who} can connect to it and use the tunnel with your credentials; on a shared machine use -L unix:PATH:${spec.route} instead`);
-  }
-  deps.say(`ready: ${label} -> ${spec.route} via ${deps.gateway} (${deps.transport})`);
+  announceReady(spec, label, deps);
 
   let stopped: Promise<void> | undefined;
   return {

@@ -1,10 +1,10 @@
 // The WebSocket transport, for networks that pass only HTTP(S): an mTLS upgrade to
-// /.well-known/gatehouse/tunnel/<route> with subprotocol gatehouse-tunnel.v1 and the token as Bearer.
+// /.well-known/gatehouse/tunnel/<route> (or udp/<route>) with the transport's subprotocol and the token as Bearer.
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import { bearerOf, tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { TUNNEL_PATH, TUNNEL_SUBPROTOCOL, TunnelStream, type TunnelStreamOptions } from '../tunnel/tunnelProtocol.ts';
-import { classifyError, refusalReason, type OpenResult } from './tunnelFailure.ts';
+import { classifyError, refusalReason, type OpenResult, type TunnelFailure } from './tunnelFailure.ts';
 
 /** The client opened the WebSocket, so it ends it, and reports how it ended to the user (see TunnelStreamOptions). */
 const CLIENT_SIDE: TunnelStreamOptions = { closeAfterBothEof: true, peerCloseIsEnd: true, sendErrorDestroys: true, readableHighWaterMark: 1 << 20, writableHighWaterMark: 256 << 10 };
@@ -30,10 +30,15 @@ function readBody(res: IncomingMessage, limit = 64 * 1024): Promise<string> {
 }
 
 export function openWebSocketTunnel(endpoint: GatewayEndpoint, route: string, timeoutMs = 20_000): Promise<OpenResult> {
+  return openGatewayWebSocket(endpoint, `${TUNNEL_PATH}${encodeURIComponent(route)}`, TUNNEL_SUBPROTOCOL, 64 << 20, timeoutMs).then((opened) => (opened.ok ? { ok: true, stream: new TunnelStream(opened.ws, CLIENT_SIDE) } : opened));
+}
+
+/** An mTLS WebSocket to `path` on the gateway speaking `subprotocol`, or why it could not be opened (a refusal with its reason). */
+export function openGatewayWebSocket(endpoint: GatewayEndpoint, path: string, subprotocol: string, maxPayload: number, timeoutMs = 20_000): Promise<{ ok: true; ws: WebSocket } | { ok: false; failure: TunnelFailure }> {
   return new Promise((resolve) => {
     const tls = tlsOptions(endpoint);
     const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
-    const ws = new WebSocket(`wss://${host}:${endpoint.port}${TUNNEL_PATH}${encodeURIComponent(route)}`, TUNNEL_SUBPROTOCOL, {
+    const ws = new WebSocket(`wss://${host}:${endpoint.port}${path}`, subprotocol, {
       cert: tls.cert,
       key: tls.key,
       ...(tls.ca && { ca: tls.ca }),
@@ -42,12 +47,12 @@ export function openWebSocketTunnel(endpoint: GatewayEndpoint, route: string, ti
       headers: { authorization: `Bearer ${bearerOf(endpoint)}`, 'user-agent': 'gatehouse-tunnel' },
       perMessageDeflate: false,
       handshakeTimeout: timeoutMs,
-      maxPayload: 64 << 20,
+      maxPayload,
       skipUTF8Validation: true,
       generateMask: zeroMask,
     });
     let settled = false;
-    const finish = (result: OpenResult) => {
+    const finish = (result: { ok: true; ws: WebSocket } | { ok: false; failure: TunnelFailure }) => {
       if (settled) return;
       settled = true;
       ws.off('error', onError);
@@ -68,12 +73,12 @@ export function openWebSocketTunnel(endpoint: GatewayEndpoint, route: string, ti
       });
     });
     ws.once('open', () => {
-      if (ws.protocol !== TUNNEL_SUBPROTOCOL) {
-        finish({ ok: false, failure: { kind: 'protocol', detail: `the gateway did not accept subprotocol ${TUNNEL_SUBPROTOCOL}` } });
+      if (ws.protocol !== subprotocol) {
+        finish({ ok: false, failure: { kind: 'protocol', detail: `the gateway did not accept subprotocol ${subprotocol}` } });
         ws.terminate();
         return;
       }
-      finish({ ok: true, stream: new TunnelStream(ws, CLIENT_SIDE) });
+      finish({ ok: true, ws });
     });
   });
 }

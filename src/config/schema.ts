@@ -210,6 +210,21 @@ const auditSchema = z
  * What one client, one source address or the whole gateway may hold or send. Every limit refuses with
  * a short reason, a rate-limited audit record and a metric; defaults are safe for one 2-core host.
  */
+const udpLimitsSchema = z
+  .object({
+    /** UDP flows one identity (token user) may hold open at once; past it: 429. */
+    flowsPerIdentity: z.number().int().positive().max(100_000).default(64),
+    /** Datagrams per second one flow may send each way (token bucket, burst of one second); past it the datagram is dropped. */
+    packetsPerSecondPerFlow: z.number().positive().max(10_000_000).default(20_000),
+    /** Datagrams per second all flows of one identity may send each way together; past it the datagram is dropped. */
+    packetsPerSecondPerIdentity: z.number().positive().max(10_000_000).default(50_000),
+    /** Largest UDP payload carried (bytes); a larger datagram is dropped and counted. 1,472 fills a 1,500-byte Ethernet frame. */
+    maxDatagramBytes: z.number().int().min(64).max(65_507).default(1472),
+    /** Datagrams a flow may have waiting each way (not yet handed to the kernel or the client's connection); past it: dropped. */
+    queuePackets: z.number().int().positive().max(100_000).default(256),
+  })
+  .strict();
+
 const gatewayLimitsSchema = z
   .object({
     /** Open client connections (TLS or not yet), all sources together. */
@@ -238,10 +253,12 @@ const gatewayLimitsSchema = z
     requestTimeoutSeconds: z.number().nonnegative().max(86_400).default(300),
     /** A keep-alive connection with no request in flight is closed after this long. */
     idleTimeoutSeconds: z.number().positive().max(3600).default(30),
+    /** UDP flows (`protocols: [udp]` routes): how many, how fast, how large (see forward/udpLimits.ts). */
+    udp: udpLimitsSchema.prefault({}),
   })
   .strict();
 
-const protocol = z.enum(['http', 'websocket', 'tcp']);
+const protocol = z.enum(['http', 'websocket', 'tcp', 'udp']);
 
 const routeSchema = z
   .object({
@@ -251,8 +268,11 @@ const routeSchema = z
     /** Path prefix, optionally with `{param}` segments, e.g. `/~{user}/{service}/`. */
     path: z.string().startsWith('/', 'paths start with /').default('/'),
     protocols: z.array(protocol).min(1).default(['http']),
-    /** `unix:/path/{param}.sock`, `tcp:host:port`, or `published:{user}/{service}` (a service a user publishes with `gatehouse publish`). */
-    upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5}|published:[^/]+\/[^/]+)$/, 'expected unix:/path, tcp:host:port or published:USER/SERVICE'),
+    /**
+     * `unix:/path/{param}.sock`, `tcp:host:port`, or `published:{user}/{service}` (a service a user publishes with `gatehouse publish`);
+     * `udp:host:port` for `protocols: [udp]` routes (`unixgram:` is refused by `gatehouse check`: not supported yet).
+     */
+    upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5}|udp:.+:\d{1,5}|unixgram:.+|published:[^/]+\/[^/]+)$/, 'expected unix:/path, tcp:host:port, udp:host:port or published:USER/SERVICE'),
     /** tcp routes: the tunnel name template, e.g. `{service}.{user}` (CONNECT target / tunnel endpoint name); without it the route's name. */
     tunnel: z.string().regex(/^[A-Za-z0-9_.{}-]+$/, 'tunnel names are letters, digits, _ . - and {param} captures').optional(),
     /** Name of a path (or tunnel) parameter holding a user name; the UNIX socket must be owned by that user. */
@@ -264,7 +284,7 @@ const routeSchema = z
     /** Datalog: checks and allow/deny policies added to the authorizer for this route. */
     policy: z.string().min(1),
     limits: routeLimitsSchema.optional(),
-    /** websocket and tcp routes: close a tunnel after this many seconds with no byte either way; 0 = never (default 3600). */
+    /** websocket and tcp routes: close a tunnel after this many seconds with no byte either way; 0 = never (default 3600). udp routes: a flow with no datagram either way (default 120). */
     idleTimeoutSeconds: z.number().nonnegative().max(604_800).optional(),
     /** websocket and tcp routes: give up reaching the upstream (connect, and for WebSocket its 101) after this long (default 10). */
     connectTimeoutSeconds: z.number().positive().max(300).optional(),
@@ -317,3 +337,4 @@ export type RunLimits = z.infer<typeof limitsSchema>;
 export type Protocol = z.infer<typeof protocol>;
 export type AuthzConfig = z.infer<typeof authzSchema>;
 export type GatewayLimits = z.infer<typeof gatewayLimitsSchema>;
+export type UdpLimits = z.infer<typeof udpLimitsSchema>;

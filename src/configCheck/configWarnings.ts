@@ -72,7 +72,7 @@ export function configWarnings(data: unknown, configDir: string): ConfigIssue[] 
     const route = record(value);
     if (!route) return;
     const upstream = text(route.upstream) ?? '';
-    const protocols = routeProtocols(route).filter((p): p is FactScope => p === 'http' || p === 'websocket' || p === 'tcp');
+    const protocols = routeProtocols(route).filter((p): p is FactScope => p === 'http' || p === 'websocket' || p === 'tcp' || p === 'udp');
     const policy = text(route.policy);
     if (policy !== undefined && protocols.length > 0) {
       const what = `on this route (protocols: ${protocols.join(', ')}${upstream.startsWith('published:') ? ', a published: upstream' : ''})`;

@@ -52,7 +52,30 @@ function missingFrom(captures: Captures, name: string): string | undefined {
   return undefined;
 }
 
-const UPSTREAM = /^(unix:.+|tcp:.+:\d{1,5}|published:[^/]+\/[^/]+)$/;
+const UPSTREAM = /^(unix:.+|tcp:.+:\d{1,5}|udp:.+:\d{1,5}|published:[^/]+\/[^/]+)$/;
+
+/**
+ * UDP routes carry datagrams only: `protocols: [udp]` alone, a fixed `udp:host:port` upstream (the route's
+ * name is the flow's target, and the RFC 9298 template names that address). `unixgram:` is refused for now.
+ */
+function checkUdpRoute(route: Raw, at: (string | number)[], issues: ConfigIssue[]): void {
+  const upstream = text(route.upstream) ?? '';
+  const protocols = routeProtocols(route);
+  if (upstream.startsWith('unixgram:')) {
+    issues.push({ path: [...at, 'upstream'], message: 'unixgram: upstreams are not supported yet (Node has no datagram UNIX sockets); use udp:127.0.0.1:PORT' });
+    return;
+  }
+  const udp = protocols.includes('udp');
+  const udpUpstream = upstream.startsWith('udp:');
+  if (udp && protocols.length > 1) issues.push({ path: [...at, 'protocols'], message: 'udp routes carry datagrams only: protocols: [udp] alone' });
+  if (udp && !udpUpstream && upstream !== '') issues.push({ path: [...at, 'upstream'], message: 'a udp route needs a udp:host:port upstream' });
+  if (udpUpstream && !udp) issues.push({ path: [...at, 'upstream'], message: 'a udp: upstream needs protocols: [udp]' });
+  if (udpUpstream && upstream.includes('{')) issues.push({ path: [...at, 'upstream'], message: 'udp: upstreams are fixed addresses (no {param})' });
+  if (!udp) return;
+  for (const key of ['host', 'path', 'stripPrefix', 'forwardToken', 'connectTimeoutSeconds']) {
+    if (route[key] !== undefined) issues.push({ path: [...at, key], message: `${key} has no effect on a udp route: flows name the route itself and carry datagrams` });
+  }
+}
 
 /** Upstream checks: its template uses only what every way in captures. */
 function checkUpstream(route: Raw, at: (string | number)[], captures: Captures, issues: ConfigIssue[]): void {
@@ -140,7 +163,8 @@ function checkRoute(route: Raw, index: number, issues: ConfigIssue[], externalKe
   const captures: Captures = { path: captured, tunnel: checkTunnelTemplateKey(route, at, issues), protocols: routeProtocols(route) };
   checkUpstream(route, at, captures, issues);
   checkSocketOwner(route, at, captures, issues);
-  checkTunnelKeys(route, at, issues);
+  if (routeProtocols(route).includes('udp') || text(route.upstream)?.match(/^(udp|unixgram):/)) checkUdpRoute(route, at, issues);
+  else checkTunnelKeys(route, at, issues);
   const policy = text(route.policy);
   if (policy !== undefined && policy.trim() !== '') {
     const params = [...new Set([...(captured ?? []), ...(captures.tunnel ?? [])])];

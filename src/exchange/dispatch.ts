@@ -15,6 +15,7 @@ import { openExchange, refuseUncounted, type ExchangeSinks } from './exchange.ts
 import type { DecisionKind, WayIn } from './wayIn.ts';
 
 export type PortalPage = Extract<ReservedPath, { kind: 'portal' }>;
+export type UdpPath = Extract<ReservedPath, { kind: 'udp' }>;
 
 /** A way in of any state and decision, as dispatch hands it arrivals of the shape `A`. */
 type WayInOf<A extends unknown[]> = WayIn<A, unknown, DecisionKind>;
@@ -27,6 +28,8 @@ export interface DispatchTargets {
   connect: WayInOf<[IncomingMessage, Duplex, Buffer]>;
   tunnelEndpoint: WayInOf<[IncomingMessage, Duplex, Buffer, string]>;
   publish: WayInOf<[IncomingMessage, Duplex]>;
+  /** UDP flows (RFC 9298 CONNECT-UDP over HTTP/1.1, or the WebSocket transport) to the route or target named. */
+  udp: WayInOf<[IncomingMessage, Duplex, Buffer, UdpPath]>;
   portal: WayInOf<[IncomingMessage, ServerResponse, PortalPage]>;
 }
 
@@ -37,8 +40,14 @@ function refuseUnauthenticated(socket: Duplex): void {
 }
 
 /** A plain HTTP request on an endpoint that takes only an upgrade: it is not a route, whatever routes.yaml says. */
-function upgradeRequired(sinks: ExchangeSinks, conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, reserved: Extract<ReservedPath, { kind: 'tunnel' | 'publish' }>): void {
+function upgradeRequired(sinks: ExchangeSinks, conn: ConnectionContext, req: IncomingMessage, res: ServerResponse, reserved: Extract<ReservedPath, { kind: 'tunnel' | 'publish' | 'udp' }>): void {
   const method = req.method ?? '';
+  if (reserved.kind === 'udp') {
+    // RFC 9298 §3.2: a CONNECT-UDP request is an upgrade; anything else on its template is not one.
+    refuseUncounted(conn, sinks, { protocol: 'udp', method, target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'UDP endpoint needs an upgrade to connect-udp or websocket' });
+    res.setHeader('upgrade', 'connect-udp');
+    return sendRefusal(res, refuse('GH_UPGRADE_REQUIRED', 'UDP endpoint needs an upgrade', { clientReason: 'UDP endpoint needs Upgrade: connect-udp (or websocket)' }));
+  }
   if (reserved.kind === 'tunnel') {
     refuseUncounted(conn, sinks, { protocol: 'http', method, target: redactTarget((req.url ?? '').slice(0, 200)), decision: 'deny', status: 426, reason: 'tunnel endpoint needs a WebSocket upgrade' });
     res.setHeader('upgrade', 'websocket');
@@ -78,6 +87,7 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
       if (reserved === undefined) return enter(to.websocket, conn, to.websocket.arrive(req, socket, head));
       if (reserved.kind === 'tunnel') return enter(to.tunnelEndpoint, conn, to.tunnelEndpoint.arrive(req, socket, head, reserved.routeName));
       if (reserved.kind === 'publish') return enter(to.publish, conn, to.publish.arrive(req, socket));
+      if (reserved.kind === 'udp') return enter(to.udp, conn, to.udp.arrive(req, socket, head, reserved));
       return refusePageUpgrade(to.sinks, conn, req, socket, reserved);
     },
     connect(req, socket, head, conn) {

@@ -86,7 +86,7 @@ export function createTunnelRegistry(): TunnelRegistry {
 
 /** The audit fields that describe what the client asked for. */
 export interface TunnelRequestFields {
-  protocol: 'http' | 'websocket' | 'tcp';
+  protocol: 'http' | 'websocket' | 'tcp' | 'udp';
   method: string;
   path?: string;
   target?: string;

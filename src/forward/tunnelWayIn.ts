@@ -38,7 +38,7 @@ export function malformed(refusal: Refusal, fields: Omit<TunnelRequestFields, 't
 }
 
 /** Answers on the socket and closes the exchange with its deny record, within the client's budgets. */
-function closeRefused(t: TunnelArrival, exchange: Exchange, refusal: Refusal, extra: Partial<AuditRecord> = {}): void {
+export function closeRefused(t: TunnelArrival, exchange: Exchange, refusal: Refusal, extra: Partial<AuditRecord> = {}): void {
   sendRefusalOnSocket(t.socket, refusal);
   // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
   exchange.close({ decision: 'deny', status: refusal.status, durationMs: exchange.elapsedMs(), reason: refusal.reason, ...extra, detail: { transport: t.fields.transport } }, 'refused');
@@ -51,6 +51,25 @@ function dropTargetWhenPath(t: TunnelArrival, exchange: Exchange, path: string |
 
 /** A tunnel way in: admission once per tunnel, then the carrier's own transport. */
 export function tunnelWayIn<A extends unknown[], S extends TunnelArrival>(deps: TunnelDeps, carrier: TunnelCarrier<A, S>): WayIn<A, S, 'route'> {
+  return rawWayIn(deps, carrier, (t, exchange, admitted) => {
+    const admission = admitted.decided;
+    dropTargetWhenPath(t, exchange, admission.path);
+    const token = auditTokenOf(admission.decision);
+    if (!deps.tunnels.accepting || t.socket.destroyed) {
+      return closeRefused(t, exchange, refuse('GH_DRAINING', t.socket.destroyed ? 'client left during admission' : 'gateway shutting down'), { route: admission.route.config.name, token });
+    }
+    // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
+    const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
+    if (!slot.ok) return closeRefused(t, exchange, refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': slot.retryAfterSeconds } }), { route: admission.route.config.name, token });
+    return carrier.carry(t, openTunnel(deps, { exchange, socket: t.socket, admission, release: () => slot.release(), transport: t.fields.transport, token }));
+  });
+}
+
+/**
+ * The steps every raw way in (a tunnel, a UDP flow) shares up to carrying: its records' fields, the drain
+ * check, the credential and decision, refusals on the raw socket; `carry` takes the admitted exchange.
+ */
+export function rawWayIn<A extends unknown[], S extends TunnelArrival>(deps: TunnelDeps, carrier: Omit<TunnelCarrier<A, S>, 'carry'>, carry: WayIn<A, S, 'route'>['carry']): WayIn<A, S, 'route'> {
   return {
     stage: deps,
     decides: 'route',
@@ -73,17 +92,6 @@ export function tunnelWayIn<A extends unknown[], S extends TunnelArrival>(deps: 
       // Early refusals add nothing; admission's add its route, token and path (undefined ones are not written).
       closeRefused(t, exchange, refusal, 'token' in record ? { route, token, ...(path !== undefined && { path }) } : {});
     },
-    carry(t, exchange, admitted) {
-      const admission = admitted.decided;
-      dropTargetWhenPath(t, exchange, admission.path);
-      const token = auditTokenOf(admission.decision);
-      if (!deps.tunnels.accepting || t.socket.destroyed) {
-        return closeRefused(t, exchange, refuse('GH_DRAINING', t.socket.destroyed ? 'client left during admission' : 'gateway shutting down'), { route: admission.route.config.name, token });
-      }
-      // Tunnels hold resources for hours: each identity (the token's user) may hold only so many at once.
-      const slot = deps.identityLimits.reserveTunnel(admission.decision.user);
-      if (!slot.ok) return closeRefused(t, exchange, refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': slot.retryAfterSeconds } }), { route: admission.route.config.name, token });
-      return carrier.carry(t, openTunnel(deps, { exchange, socket: t.socket, admission, release: () => slot.release(), transport: t.fields.transport, token }));
-    },
+    carry,
   };
 }

@@ -20,6 +20,7 @@ import { openTlsMaterial } from '../tls/tlsMaterial.ts';
 import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder } from '../forward/tunnelForwarder.ts';
+import { createUdpForwarder } from '../forward/udpForwarder.ts';
 import { dispatchTo } from '../exchange/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
@@ -152,6 +153,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const publish = createPublishEndpoint({ admission: () => admission, audit, refusals, tunnels, identityLimits, config: () => config, published });
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
+  const udp = createUdpForwarder(tunnelDeps);
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
   // In a cluster the database holds the sign-in codes (any instance redeems them); else the primary or this process.
@@ -169,7 +171,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   });
   const login = loginPages(issuer, loginEndpoints({ issuer, sessions: () => admission.sessions, limits, bearer: (headers) => bearerCredential(headers, limits().maxTokenBytes, 'authorization') }));
   const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, dryRun: admitRequest, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), login, ...(handoffs && { handoffs }) });
-  const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn });
+  const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn, udp: udp.wayIn });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
@@ -285,6 +287,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       clearTimeout(timer);
       await tunnelsClosed;
       tcp.close();
+      udp.close();
       http.close();
       await admission.close();
       await issuer.close();

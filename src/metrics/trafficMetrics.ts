@@ -1,5 +1,5 @@
 // Traffic counted from the audit records every stage already writes: requests by protocol, route,
-// decision and status, tunnels opened and open, bytes by route, replica retries, reloads, records by event.
+// decision and status, tunnels and UDP flows opened and open, bytes by route, replica retries, reloads, records by event.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import { CounterTally } from './counterTally.ts';
@@ -17,6 +17,10 @@ export function trafficMetrics(prefix: string, registers: Registry[]): (record: 
   };
   const reloads = new Counter({ name: `${prefix}reloads_total`, help: 'Configuration and revocation list reloads by kind and result', labelNames: ['kind', 'result'], registers });
   const openTunnels = new Gauge({ name: `${prefix}open_tunnels`, help: 'Tunnels and proxied WebSockets open now, by protocol (tcp, websocket) and route', labelNames: ['protocol', 'route'], registers });
+  const udpFlows = new Counter({ name: `${prefix}udp_flows_opened_total`, help: 'UDP flows opened, by route', labelNames: ['route'], registers });
+  const openUdpFlows = new Gauge({ name: `${prefix}open_udp_flows`, help: 'UDP flows open now, by route', labelNames: ['route'], registers });
+  const udpPackets = new Counter({ name: `${prefix}udp_packets_total`, help: 'Datagrams carried by closed UDP flows, by direction (in: client to upstream)', labelNames: ['direction'], registers });
+  const udpDropped = new Counter({ name: `${prefix}udp_dropped_total`, help: 'Datagrams dropped by closed UDP flows, by direction and cause (oversize, queueFull, rate)', labelNames: ['direction', 'cause'], registers });
   const routeBytes = new CounterTally<'route' | 'direction'>();
   routeBytes.bind(new Counter({ name: `${prefix}bytes_total`, help: 'Bytes by route and direction (in: client to upstream), HTTP bodies as each request ends and tunnels as each closes', labelNames: ['route', 'direction'], registers, collect: () => routeBytes.flush() }));
   const auditRecords = new CounterTally<'event'>();
@@ -50,6 +54,20 @@ export function trafficMetrics(prefix: string, registers: Registry[]): (record: 
         if (record.bytesOut) tunnelBytes.inc({ direction: 'out' }, record.bytesOut);
         countBytes();
         countRetries('tunnel', record.detail?.retried);
+        break;
+      case 'udp.open':
+        udpFlows.inc({ route });
+        openUdpFlows.inc({ route });
+        break;
+      case 'udp.close':
+        openUdpFlows.dec({ route });
+        if (record.packetsIn) udpPackets.inc({ direction: 'in' }, record.packetsIn);
+        if (record.packetsOut) udpPackets.inc({ direction: 'out' }, record.packetsOut);
+        for (const [key, count] of Object.entries(record.dropped ?? {})) {
+          const direction = key.endsWith('In') ? 'in' : 'out';
+          if (count) udpDropped.inc({ direction, cause: key.slice(0, -(direction === 'in' ? 2 : 3)) }, count);
+        }
+        countBytes();
         break;
       case 'config.reload':
       case 'revocation.reload':

@@ -58,13 +58,18 @@ export function socketAddress(target: UpstreamTarget): { socketPath: string; hos
 export function createUpstreamOpener(published: StreamUpstreams): UpstreamOpener {
   return {
     inspect: (target) => (target.kind === 'published' ? published.inspect(target) : { target }),
-    open: (target, timeoutMs, options) => (target.kind === 'published' ? published.open(target, timeoutMs) : openSocket(target, timeoutMs, options)),
+    open(target, timeoutMs, options) {
+      if (target.kind === 'published') return published.open(target, timeoutMs);
+      // Only udp routes have udp upstreams, and they carry datagrams (udpUpstream.ts), never a stream.
+      if (target.kind === 'udp') return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} carries datagrams, not a stream`)));
+      return openSocket(target, timeoutMs, options);
+    },
     failover: (target) => (target.kind === 'published' ? published.failover(target) : undefined),
   };
 }
 
 /** The socket is half-open capable, so either direction can finish on its own. */
-export function openSocket(target: Exclude<UpstreamTarget, { kind: 'published' }>, timeoutMs: number, options: StreamOptions = {}): Promise<UpstreamConnection> {
+export function openSocket(target: Extract<UpstreamTarget, { kind: 'unix' | 'tcp' }>, timeoutMs: number, options: StreamOptions = {}): Promise<UpstreamConnection> {
   return new Promise((resolve) => {
     const socket =
       target.kind === 'unix'

@@ -15,6 +15,8 @@ import type { Protocol } from '../config/schema.ts';
 export type UpstreamTarget =
   | { kind: 'unix'; path: string; label: string; via?: string }
   | { kind: 'tcp'; host: string; port: number; label: string; via?: string }
+  /** A UDP address: reached by datagrams (upstream/udpUpstream.ts), never as a stream. */
+  | { kind: 'udp'; host: string; port: number; label: string; via?: string }
   | { kind: 'published'; user: string; service: string; label: string; via?: string; relay?: RelayTicket };
 
 /**
@@ -58,9 +60,9 @@ export function parseUpstream(filled: string): UpstreamCheck {
     if (!user || !service || extra !== undefined) return { ok: false, reason: `upstream ${filled} is not published:USER/SERVICE` };
     return { ok: true, target: { kind: 'published', user, service, label: filled } };
   }
-  const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(filled);
+  const m = /^(tcp|udp):(\[[^\]]+\]|[^:]+):(\d+)$/.exec(filled);
   if (!m) return { ok: false, reason: `unrecognized upstream ${filled}` };
-  return { ok: true, target: { kind: 'tcp', host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]), label: filled } };
+  return { ok: true, target: { kind: m[1] as 'tcp' | 'udp', host: (m[2] as string).replace(/^\[|\]$/g, ''), port: Number(m[3]), label: filled } };
 }
 
 /** POSIX portable user names (plus the `$` of machine accounts), as useradd accepts them by default. */

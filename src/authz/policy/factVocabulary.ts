@@ -3,7 +3,7 @@
 // `authz explain` read the same list, so what they say a policy can see is what the authorizer gives it.
 
 /** The decisions facts are stated in: a request or tunnel of a route's protocol, or a publisher's registration. */
-export type FactScope = 'http' | 'websocket' | 'tcp' | 'publish';
+export type FactScope = 'http' | 'websocket' | 'tcp' | 'udp' | 'publish';
 
 export interface GatewayFact {
   /** Number of terms. */
@@ -16,8 +16,8 @@ export interface GatewayFact {
   example: string;
 }
 
-const everywhere: readonly FactScope[] = ['http', 'websocket', 'tcp', 'publish'];
-const routes: readonly FactScope[] = ['http', 'websocket', 'tcp'];
+const everywhere: readonly FactScope[] = ['http', 'websocket', 'tcp', 'udp', 'publish'];
+const routes: readonly FactScope[] = ['http', 'websocket', 'tcp', 'udp'];
 const requests: readonly FactScope[] = ['http', 'websocket'];
 
 /** What the gateway states, predicate by predicate. */

@@ -1,0 +1,134 @@
+// UDP peers for the end-to-end tests: an echo service, a real DNS server (dnsmasq), a local client that
+// sends datagrams and collects the answers, and a raw RFC 9298 client speaking capsules over mTLS.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import type { TLSSocket } from 'node:tls';
+import { CapsuleReader, datagramCapsule, udpPayloadOf } from '../../src/tunnel/capsules.ts';
+import type { Harness } from './gatewayHarness.ts';
+import type { TestClientCertificate } from './pki.ts';
+import { tlsClient, type Watched } from './rawClients.ts';
+
+export interface UdpEcho {
+  port: number;
+  /** Datagrams the service received, in order. */
+  received: Buffer[];
+  close(): void;
+}
+
+/** Echoes every datagram to its sender; `silent` datagrams (starting with `drop`) are only counted. */
+export function startUdpEcho(): Promise<UdpEcho> {
+  return new Promise((resolve) => {
+    const socket = createSocket('udp4');
+    const received: Buffer[] = [];
+    socket.on('message', (msg, rinfo) => {
+      received.push(msg);
+      if (!msg.subarray(0, 4).equals(Buffer.from('drop'))) socket.send(msg, rinfo.port, rinfo.address);
+    });
+    socket.bind(0, '127.0.0.1', () => resolve({ port: socket.address().port, received, close: () => socket.close() }));
+  });
+}
+
+/** A local UDP client: sends from one port, collects what comes back. */
+export interface UdpClient {
+  socket: Socket;
+  replies: Buffer[];
+  send(payload: Buffer | string, port: number): Promise<void>;
+  /** Waits until `count` replies are in (or the timeout); returns them all. */
+  waitReplies(count: number, timeoutMs?: number): Promise<Buffer[]>;
+  close(): void;
+}
+
+export function udpClient(): Promise<UdpClient> {
+  return new Promise((resolve) => {
+    const socket = createSocket('udp4');
+    const replies: Buffer[] = [];
+    socket.on('message', (msg) => replies.push(msg));
+    socket.bind(0, '127.0.0.1', () =>
+      resolve({
+        socket,
+        replies,
+        send: (payload, port) => new Promise((ok, fail) => socket.send(payload, port, '127.0.0.1', (err) => (err ? fail(err) : ok()))),
+        async waitReplies(count, timeoutMs = 5000) {
+          const until = Date.now() + timeoutMs;
+          while (replies.length < count && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+          return replies;
+        },
+        close: () => socket.close(),
+      }),
+    );
+  });
+}
+
+/** dnsmasq answering `*.gatehouse.test` with 192.0.2.7 on 127.0.0.1:`port`, nothing else (no upstream servers). */
+export function startDnsmasq(port: number): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn('dnsmasq', ['--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${port}`, '--address=/gatehouse.test/192.0.2.7', '--pid-file=', '--log-facility=-', '--user=root'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    proc.once('exit', (code) => reject(new Error(`dnsmasq exited with ${code}: ${err}`)));
+    // dnsmasq binds before it logs that it started; a short wait for its first line is enough.
+    const timer = setInterval(() => {
+      if (/started/.test(err)) {
+        clearInterval(timer);
+        resolve(proc);
+      }
+    }, 20);
+  });
+}
+
+/** A raw CONNECT-UDP client: the upgrade request written by hand, then capsules read and written by the test. */
+export interface RawUdpFlow {
+  tls: Watched<TLSSocket>;
+  /** The `source` of its records (read while the socket is open). */
+  source: string;
+  status: number;
+  head: string;
+  /** Payloads of DATAGRAM capsules received (context 0). */
+  datagrams: Buffer[];
+  sendDatagram(payload: Buffer): void;
+  waitDatagrams(count: number, timeoutMs?: number): Promise<Buffer[]>;
+}
+
+/** `early`: bytes written right after the request head, before any answer (datagrams sent optimistically). */
+export async function rawConnectUdp(h: Harness, client: TestClientCertificate, token: string, path: string, extraHeaders: string[] = [], early?: Buffer): Promise<RawUdpFlow> {
+  const tls = await tlsClient(h, client);
+  const source = `127.0.0.1:${tls.socket.localPort}`;
+  tls.socket.write([`GET ${path} HTTP/1.1`, `Host: localhost:${h.port}`, 'Connection: Upgrade', 'Upgrade: connect-udp', 'Capsule-Protocol: ?1', `Authorization: Bearer ${token}`, ...extraHeaders, '', ''].join('\r\n') + (early ? early.toString('latin1') : ''), 'latin1');
+  const datagrams: Buffer[] = [];
+  const reader = new CapsuleReader(70_000);
+  let buffered = Buffer.alloc(0);
+  let head: string | undefined;
+  let status = 0;
+  await new Promise<void>((resolve) => {
+    tls.socket.on('data', (chunk: Buffer) => {
+      if (head === undefined) {
+        buffered = Buffer.concat([buffered, chunk]);
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        head = buffered.subarray(0, end).toString('latin1');
+        status = Number(head.slice(9, 12));
+        chunk = buffered.subarray(end + 4);
+        resolve();
+      }
+      const read = reader.push(chunk);
+      if (read.ok) for (const c of read.capsules) if (c.type === 0) {
+        const p = udpPayloadOf(c.value);
+        if (p.ok && p.payload) datagrams.push(Buffer.from(p.payload));
+      }
+    });
+    tls.socket.once('close', () => resolve());
+  });
+  return {
+    tls,
+    source,
+    status,
+    head: head ?? '',
+    datagrams,
+    sendDatagram: (payload) => void tls.socket.write(datagramCapsule(payload)),
+    async waitDatagrams(count, timeoutMs = 5000) {
+      const until = Date.now() + timeoutMs;
+      while (datagrams.length < count && Date.now() < until && !tls.isClosed()) await new Promise((r) => setTimeout(r, 20));
+      return datagrams;
+    },
+  };
+}
