@@ -111,6 +111,11 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     const far = await carried(id);
     expect(far).toMatchObject({ event: 'relay.close', decision: 'allow', route: 'published', upstream: 'published:alice/web', path: '/~alice/web/upload', protocol: 'http', relay: { id, from: 'gw3' }, client: { cn: 'alice', fingerprint: alice.fingerprint }, token: { user: 'alice' } });
     expect(far.publisher).toBe(entry.publisher);
+    // `audit query --relay` over every instance's files answers with both sides of that one request.
+    const query = await runGatehouse(['audit', 'query', '--relay', id, '--format', 'json', ...[gw1(), gw2(), gw3()].map((i) => i.h.auditFile)]);
+    expect(query.code, query.stderr).toBe(0);
+    const both = query.stdout.trim().split('\n').map((line) => JSON.parse(line) as AuditRecord);
+    expect(both.map((r) => [r.event, r.relay?.id]).sort()).toEqual([['relay.close', id], ['request', id]]);
     // What the carrier passed is at least the upload (plus the request head the entry instance wrote).
     expect(far.bytesIn).toBeGreaterThan(body.length);
     // The instances that carry it serve it themselves, without a relay.

@@ -18,6 +18,8 @@ export interface AuditFilter {
   publisher?: string[];
   /** IdP subjects: the token.issue records of their logins and every record made with those tokens, loans included. */
   idpSubject?: string[];
+  /** Correlation ids of requests and tunnels relayed between cluster instances: the entry's and the carrier's records. */
+  relay?: string[];
   /** Milliseconds since the epoch, inclusive. */
   since?: number;
   /** Milliseconds since the epoch, inclusive. */
@@ -82,6 +84,7 @@ export function matchesFilter(r: WrittenAuditRecord, f: AuditFilter): boolean {
     anyOf(f.source, (v) => r.source !== undefined && (r.source === v || sourceIp(r.source) === v)) &&
     anyOf(f.delegatedBy, (v) => loanOf(r)?.lender === v) &&
     anyOf(f.publisher, (v) => r.publisher === v) &&
-    anyOf(f.idpSubject, (v) => idpSubjectOf(r) === v)
+    anyOf(f.idpSubject, (v) => idpSubjectOf(r) === v) &&
+    anyOf(f.relay, (v) => r.relay?.id === v)
   );
 }

@@ -13,7 +13,7 @@ import { QUERY_FORMATS as FORMATS, type QueryFormat as Format } from './queryFor
 
 export type QueryResult = { ok: true; matched: number; skipped: number } | { ok: false; message: string };
 
-const LIST_OPTIONS = ['user', 'cn', 'fingerprint', 'route', 'decision', 'status', 'source', 'event', 'delegatedBy', 'publisher', 'idpSubject'] as const;
+const LIST_OPTIONS = ['user', 'cn', 'fingerprint', 'route', 'decision', 'status', 'source', 'event', 'delegatedBy', 'publisher', 'idpSubject', 'relay'] as const;
 
 export function filterFromOptions(opts: Record<string, unknown>, now = Date.now()): { ok: true; filter: AuditFilter } | { ok: false; message: string } {
   const filter: AuditFilter = {};

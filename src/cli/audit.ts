@@ -166,6 +166,7 @@ function registerQuery(audit: Command): void {
     .option('--delegated-by <user>', 'made under a token this user lent to another certificate', collect)
     .option('--publisher <id>', 'through this publisher connection (its id in publish.open), and its publish.open/close', collect)
     .option('--idp-subject <sub>', 'tokens issued after this IdP subject\'s logins: their token.issue records and every record made with them, loans included', collect)
+    .option('--relay <id>', 'a request or tunnel relayed between cluster instances, by its correlation id (relay.id): the entry instance\'s record and the carrier\'s relay.close; give every instance\'s files', collect)
     .option('--since <time>', 'from this time: ISO 8601, or a duration back from now (30m, 24h, 7d)')
     .option('--until <time>', 'up to this time (same forms)')
     .addOption(choiceOption('--format <format>', 'table, JSON lines, a per-user and per-route summary, or delegations (per loan: lender, borrower, first/last use, requests, bytes, routes)', QUERY_FORMATS).default('table'))
