@@ -5,12 +5,10 @@
 // Usage: node bench/cluster-limits.ts [--rate 100] [--seconds 10] [--connections 4] [--split even|skewed]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { Pool } from 'undici';
 import { startEchoService } from '../src/demo/echoService.ts';
-import { migrate } from '../src/cluster/migrations.ts';
 import { inOneHour, makeRootKey, mintRaw, startHarness, type Harness } from '../test/support/gatewayHarness.ts';
-import { startPostgres } from '../test/support/postgres.ts';
+import { startMigratedPostgres } from '../test/support/postgres.ts';
 
 const { values: args } = parseArgs({
   options: { rate: { type: 'string', default: '100' }, seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '4' }, split: { type: 'string', default: 'even' } },
@@ -21,11 +19,7 @@ const connections = Number(args.connections);
 // skewed: one instance gets most of the clients, as an unlucky balancer would give it.
 const clientsOf = (i: number) => (args.split === 'skewed' ? (i === 0 ? connections * 2 : 1) : connections);
 
-const db = await startPostgres();
-const setup = new pg.Client({ connectionString: db.url });
-await setup.connect();
-await migrate(setup, 'bench');
-await setup.end();
+const db = await startMigratedPostgres();
 
 const rootKey = makeRootKey();
 const routes = `  - name: demo\n    path: /demo/\n    upstream: unix:run/demo.sock\n    policy: |\n      allow if user($u);\n`;

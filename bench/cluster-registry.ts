@@ -12,7 +12,7 @@ import pg from 'pg';
 import { startClusterNode, type ClusterNode } from '../src/cluster/clusterNode.ts';
 import type { CarriedPublisher } from '../src/cluster/publisherLeases.ts';
 import { migrate } from '../src/cluster/migrations.ts';
-import { startPostgres } from '../test/support/postgres.ts';
+import { startMigratedPostgres } from '../test/support/postgres.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,10 +32,10 @@ const seconds = Number(args.seconds);
 const leaseSeconds = Number(args.lease);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const db = await startPostgres();
+const db = await startMigratedPostgres();
+// Reads the database's own statistics while the simulation runs.
 const setup = new pg.Client({ connectionString: db.url });
 await setup.connect();
-await migrate(setup, 'bench');
 
 /** CPU seconds (user + system) of the database server's processes: the postmaster owning `dir` and its children. */
 function databaseCpuSeconds(): number {

@@ -7,13 +7,11 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
-import pg from 'pg';
 import { Pool } from 'undici';
 import { startEchoService } from '../src/demo/echoService.ts';
 import { revokeShared } from '../src/cluster/clusterCommands.ts';
-import { migrate } from '../src/cluster/migrations.ts';
 import { inOneHour, makeRootKey, mintRaw, runGatehouse, startHarness, type Harness } from '../test/support/gatewayHarness.ts';
-import { startPostgres } from '../test/support/postgres.ts';
+import { startMigratedPostgres } from '../test/support/postgres.ts';
 
 const { values: args } = parseArgs({
   options: { revocations: { type: 'string', default: '20' }, 'stale-seconds': { type: 'string', default: '10' }, 'outage-seconds': { type: 'string', default: '30' }, outage: { type: 'string', default: 'stop' } },
@@ -22,11 +20,7 @@ const revocations = Number(args.revocations);
 const staleSeconds = Number(args['stale-seconds']);
 const outageSeconds = Number(args['outage-seconds']);
 
-const db = await startPostgres();
-const setup = new pg.Client({ connectionString: db.url });
-await setup.connect();
-await migrate(setup, 'bench');
-await setup.end();
+const db = await startMigratedPostgres();
 
 const rootKey = makeRootKey();
 const routes = `  - name: demo\n    path: /demo/\n    upstream: unix:run/demo.sock\n    policy: |\n      allow if user($u);\n`;

@@ -41,6 +41,8 @@ export const issuerSettingsSchema = z
         clientId: z.string().min(1).max(256),
         /** File holding the client secret of a confidential client; absent = a public client (device flow, PKCE). */
         clientSecretFile: z.string().min(1).optional(),
+        /** Longest wait for one answer of the IdP (discovery, device start and poll, code exchange): then the login is refused 503. */
+        timeoutSeconds: z.number().int().min(1).max(120).default(10),
         /** PEM CA bundle the provider's HTTPS certificate must chain to (a site CA); absent = the system's CAs. */
         ca: z.string().min(1).optional(),
         /** Shown on the sign-in page's button, "Sign in with <displayName>" (default "your identity provider"). */

@@ -96,7 +96,7 @@ export function createIssuerService(deps: IssuerServiceDeps): IssuerService {
           const { provider } = settings;
           const fetch = providerFetch(provider.ca !== undefined ? readFileSync(provider.ca, 'utf8') : undefined);
           const clientSecret = provider.clientSecretFile !== undefined ? readFileSync(provider.clientSecretFile, 'utf8').trim() : undefined;
-          const party = connectProvider({ url: provider.url, clientId: provider.clientId, ...(clientSecret !== undefined && { clientSecret }), fetch: fetch.fetch });
+          const party = connectProvider({ url: provider.url, clientId: provider.clientId, timeoutSeconds: provider.timeoutSeconds, ...(clientSecret !== undefined && { clientSecret }), fetch: fetch.fetch });
           partyFor = { settings, party, fetch };
         } catch (err) {
           return { ok: false, reason: `issuer.provider: ${message(err)}` };

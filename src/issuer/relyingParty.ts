@@ -9,6 +9,11 @@ export interface ProviderConnection {
   clientId: string;
   /** Confidential clients only (the browser's code flow). */
   clientSecret?: string;
+  /**
+   * How long one request to the provider may take (openid-client's default is 30 s): a frozen IdP makes the
+   * client's login request a 503 in this time, before the client's own request gives up.
+   */
+  timeoutSeconds?: number;
   /** A fetch with the trust the site needs (a private CA); default the global fetch. */
   fetch?: typeof fetch;
 }
@@ -76,7 +81,8 @@ function loginOf(tokens: oidc.TokenEndpointResponse & oidc.TokenEndpointResponse
 }
 
 export async function connectProvider(connection: ProviderConnection): Promise<RelyingParty> {
-  const options = connection.fetch ? { [oidc.customFetch]: connection.fetch } : {};
+  // The timeout given to discovery is kept by the configuration for every later request.
+  const options = { timeout: connection.timeoutSeconds ?? 10, ...(connection.fetch && { [oidc.customFetch]: connection.fetch }) };
   const config = await oidc.discovery(new URL(connection.url), connection.clientId, connection.clientSecret, undefined, options);
   if (connection.fetch) config[oidc.customFetch] = connection.fetch;
   return {

@@ -37,6 +37,8 @@ export interface IssuerGatewayOptions extends Pick<HarnessOptions, 'routes' | 's
   /** More lines under `issuer:` (indented by 2), e.g. `  refreshLimit: 5m`; a function gets the gateway's PKI (its CA as an issuing CA). */
   issuerExtra?: string | ((pki: TestPki) => string);
   provider?: OidcProviderOptions;
+  /** issuer.provider.timeoutSeconds (default: the gateway's 10 s). */
+  providerTimeoutSeconds?: number;
 }
 
 /**
@@ -56,7 +58,7 @@ export async function startIssuerGateway(options: IssuerGatewayOptions): Promise
     url: ${idp.issuer}
     clientId: ${idp.deviceClientId}
     ca: ${pki.caCertPath}
-  groups:
+${options.providerTimeoutSeconds !== undefined ? `    timeoutSeconds: ${options.providerTimeoutSeconds}\n` : ''}  groups:
     hpc: { routes: [notebook], publish: ['*'], maxTtl: 8h }
     staff: { routes: ['*'] }
 ${typeof options.issuerExtra === 'function' ? options.issuerExtra(pki) : options.issuerExtra ?? ''}`;
