@@ -67,8 +67,9 @@ export async function listenForPeers(address: string, tls: PeerTls, relay: Relay
     if (!identity || !instance) {
       // Signed by the site CA but not an instance's (a user's certificate): it must never carry a relay.
       audit.write({ event: 'tls.reject', source: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`, client: auditClient(identity), decision: 'deny', reason: 'peer channel: the certificate has no instance role (URI gatehouse-instance:<name>)' });
+      // The session's socket is a guarded proxy: destroying the session closes it (Node 20 throws, ending the
+      // process, on socket.destroy() there).
       session.destroy();
-      socket.destroy();
       return;
     }
     sessions.add(session);
