@@ -8,7 +8,7 @@ import { connect as connectTcp, createServer as createTcpServer, type AddressInf
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { CHROMIUM, chromiumArgs, JUPYTER, startJupyter } from './support/browserPeers.ts';
+import { CHROMIUM, chromiumArgs, JUPYTER, runFirstCell, startJupyter } from './support/browserPeers.ts';
 import { inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
@@ -117,12 +117,7 @@ suite(title, () => {
       expect(cookies.find((c) => c.name === '__Host-gatehouse-session')).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
 
       await page.goto(`${h.base}/~alice/jupyter/notebooks/check.ipynb`);
-      await page.waitForSelector('#kernel_indicator_icon.kernel_idle_icon', { timeout: 60_000 });
-      await page.click('.cell .CodeMirror');
-      await page.keyboard.press('Shift+Enter');
-      const output = page.locator('.output_area .output_subarea').first();
-      await output.waitFor({ timeout: 60_000 });
-      expect((await output.textContent())?.trim()).toBe('2');
+      expect(await runFirstCell(page)).toBe('2');
       await page.screenshot({ path: join(shots, '3-notebook.png') });
     } finally {
       await context.close();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
-import { CHROMIUM, chromiumArgs, JUPYTER, startJupyter } from './support/browserPeers.ts';
+import { CHROMIUM, chromiumArgs, JUPYTER, runFirstCell, startJupyter } from './support/browserPeers.ts';
 import { curlReply, startHarness, type CurlReply, type Harness } from './support/gatewayHarness.ts';
 import { writeIssuerKey } from './support/issuerFixtures.ts';
 import { freePort } from './support/localServices.ts';
@@ -278,12 +278,7 @@ suite(missing.length === 0 ? 'sign in with the IdP in headless Chromium' : `sign
       expect(visited.some((u) => u.startsWith(`${h.base}${CALLBACK}?`))).toBe(true);
       expect(referers.filter((r) => r.includes(CALLBACK))).toEqual([]);
 
-      await page.waitForSelector('#kernel_indicator_icon.kernel_idle_icon', { timeout: 60_000 });
-      await page.click('.cell .CodeMirror');
-      await page.keyboard.press('Shift+Enter');
-      const output = page.locator('.output_area .output_subarea').first();
-      await output.waitFor({ timeout: 60_000 });
-      expect((await output.textContent())?.trim()).toBe('2');
+      expect(await runFirstCell(page)).toBe('2');
       await page.screenshot({ path: join(shots, 'idp-3-notebook.png') });
     } finally {
       await context.close();

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const JUPYTER = '/usr/bin/jupyter-notebook';
@@ -35,3 +36,13 @@ export async function startJupyter(dir: string, socket: string): Promise<ChildPr
   return proc;
 }
 
+
+/** Runs the open notebook's first cell once its kernel is idle; the cell's output text (`check.ipynb`: `2`). */
+export async function runFirstCell(page: Page): Promise<string | undefined> {
+  await page.waitForSelector('#kernel_indicator_icon.kernel_idle_icon', { timeout: 60_000 });
+  await page.click('.cell .CodeMirror');
+  await page.keyboard.press('Shift+Enter');
+  const output = page.locator('.output_area .output_subarea').first();
+  await output.waitFor({ timeout: 60_000 });
+  return (await output.textContent())?.trim();
+}

@@ -3,12 +3,10 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, chromiumArgs } from './browserPeers.ts';
 
-export const CHROMIUM = '/usr/bin/chromium';
+export { CHROMIUM };
 export const chromiumMissing = !existsSync(CHROMIUM);
-
-/** A quiet, self-contained headless Chromium: no network of its own, no GPU, no first-run pages. */
-export const headlessChromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** base64 of the SHA-256 of a certificate's public key (SPKI): what Chromium pins with --ignore-certificate-errors-spki-list. */
 function spkiPin(certPath: string): string {
@@ -21,7 +19,7 @@ function spkiPin(certPath: string): string {
  * system's store is not touched, and every other certificate error still stops the page).
  */
 export function launchIdpBrowser(idpCertPath: string): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...headlessChromiumArgs, `--ignore-certificate-errors-spki-list=${spkiPin(idpCertPath)}`] });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...chromiumArgs, `--ignore-certificate-errors-spki-list=${spkiPin(idpCertPath)}`] });
 }
 
 export interface Approval {
