@@ -13,19 +13,9 @@ import { curl, inOneHour, makeRootKey, mintRaw, runGatehouse, startHarness, type
 import type { TestClientCertificate } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
 import { tcpRelay } from './support/faultPeers.ts';
-import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
+import { connectTunnel, demoAndRawRoutes, unixService, type UnixService } from './support/tunnelPeers.ts';
 
-const routes = `  - name: demo
-    path: /demo/
-    upstream: unix:run/demo.sock
-    policy: |
-      allow if user($u);
-  - name: raw
-    protocols: [tcp]
-    upstream: unix:run/raw.sock
-    policy: |
-      allow if user($u);
-`;
+const routes = demoAndRawRoutes;
 
 interface Instance {
   name: string;

@@ -7,20 +7,10 @@ import { startEchoService } from '../src/demo/echoService.ts';
 import { inOneHour, makeRootKey, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
-import { connectTunnel, unixService, type Opened, type UnixService } from './support/tunnelPeers.ts';
+import { connectTunnel, demoAndRawRoutes, unixService, type Opened, type UnixService } from './support/tunnelPeers.ts';
 import type { Server } from 'node:http';
 
-const routes = `  - name: demo
-    path: /demo/
-    upstream: unix:run/demo.sock
-    policy: |
-      allow if user($u);
-  - name: raw
-    protocols: [tcp]
-    upstream: unix:run/raw.sock
-    policy: |
-      allow if user($u);
-`;
+const routes = demoAndRawRoutes;
 
 const RATE = 20;
 const TUNNELS = 2;

@@ -8,7 +8,7 @@ import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoService } from '../src/demo/echoService.ts';
 import { runGatehouse, curl, inOneHour, mintRaw, startHarness, type Harness } from './support/gatewayHarness.ts';
-import { connectTunnel, unixService, type UnixService } from './support/tunnelPeers.ts';
+import { connectTunnel, demoAndRawRoutes, unixService, type UnixService } from './support/tunnelPeers.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 
 let h: Harness;
@@ -16,17 +16,7 @@ let alice: TestClientCertificate;
 let echo: Server;
 let raw: UnixService;
 
-const routes = `  - name: demo
-    path: /demo/
-    upstream: unix:run/demo.sock
-    policy: |
-      allow if user($u);
-  - name: raw
-    protocols: [tcp]
-    upstream: unix:run/raw.sock
-    policy: |
-      allow if user($u);
-`;
+const routes = demoAndRawRoutes;
 
 beforeAll(async () => {
   h = await startHarness({ routes, extraTop: 'metrics:\n  listen: 127.0.0.1:0\n' });

@@ -9,6 +9,19 @@ import { EOF_MESSAGE, TUNNEL_HIGH_WATER, TUNNEL_PATH, TUNNEL_SUBPROTOCOL, contro
 import type { Harness } from './gatewayHarness.ts';
 import type { TestClientCertificate } from './pki.ts';
 
+/** Two routes for any user with a token: HTTP `demo` to run/demo.sock and the tcp tunnel `raw` to run/raw.sock. */
+export const demoAndRawRoutes = `  - name: demo
+    path: /demo/
+    upstream: unix:run/demo.sock
+    policy: |
+      allow if user($u);
+  - name: raw
+    protocols: [tcp]
+    upstream: unix:run/raw.sock
+    policy: |
+      allow if user($u);
+`;
+
 export interface UnixService {
   server: Server;
   /** Connections accepted so far. */
