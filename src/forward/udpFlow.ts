@@ -1,11 +1,11 @@
 // One admitted UDP flow: its udp.open record, the datagrams carried between the client's channel and the
 // upstream socket under the flow's limits (size, rate, queue), the idle timeout, and one udp.close record.
-import type { Socket as DatagramSocket } from 'node:dgram';
 import type { AuditRecord, AuditToken, UdpDrops } from '../audit/auditRecord.ts';
 import type { UdpLimits } from '../config/schema.ts';
 import type { RouteAdmission } from '../exchange/admit.ts';
 import type { Exchange } from '../exchange/exchange.ts';
 import type { DatagramChannel } from '../tunnel/udpChannel.ts';
+import type { DatagramUpstream } from '../upstream/udpUpstream.ts';
 import type { TunnelRegistry } from './tunnelSession.ts';
 import { PacketBucket, type IdentityFlows } from './udpLimits.ts';
 
@@ -28,7 +28,7 @@ export interface OpenUdpFlow {
   /** No datagram will flow (upstream unreachable, client gone): the close record, with `status`. */
   fail(reason: string, status?: number): void;
   /** Carries datagrams until either side ends, the idle timeout, shutdown or revocation; then the close record. */
-  run(channel: DatagramChannel, upstream: DatagramSocket, status: number): void;
+  run(channel: DatagramChannel, upstreamSide: DatagramUpstream, status: number): void;
 }
 
 /** Counts of one flow, written into its close record. */
@@ -61,7 +61,7 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
 
   return {
     fail: (reason, status) => close({ reason, ...(status !== undefined && { status }) }),
-    run(channel, socket, status) {
+    run(channel, upstreamSide, status) {
       const perFlowIn = new PacketBucket(limits.packetsPerSecondPerFlow);
       const perFlowOut = new PacketBucket(limits.packetsPerSecondPerFlow);
       const { toUpstream, toClient } = t.shared;
@@ -71,10 +71,7 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
       const upstreamErrors: string[] = [];
 
       // Client -> upstream. Checks in order of cost; each drop is counted, never queued.
-      let socketOpen = true;
       channel.onDatagram = (payload) => {
-        // The upstream socket is closed once the channel ends; send() on it would throw.
-        if (!socketOpen) return;
         const now = performance.now();
         lastActivity = now;
         if (payload.length > limits.maxDatagramBytes) return void (counts.dropped.oversizeIn += 1);
@@ -85,10 +82,10 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
         counts.packetsIn += 1;
         counts.bytesIn += payload.length;
         // The payload is a view into the connection's read; copied so the send owns its bytes.
-        socket.send(Buffer.from(payload), () => (inFlight -= 1));
+        upstreamSide.send(Buffer.from(payload), () => (inFlight -= 1));
       };
       // Upstream -> client.
-      socket.on('message', (payload) => {
+      upstreamSide.onDatagram((payload) => {
         const now = performance.now();
         lastActivity = now;
         if (payload.length > limits.maxDatagramBytes) return void (counts.dropped.oversizeOut += 1);
@@ -98,9 +95,8 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
         counts.bytesOut += payload.length;
       });
       // An ICMP error (port unreachable) is reported on the next send or receive: UDP is lossy, the flow goes on.
-      socket.removeAllListeners('error');
-      socket.on('error', (err: NodeJS.ErrnoException) => {
-        if (upstreamErrors.length < 5) upstreamErrors.push(err.code ?? err.message);
+      upstreamSide.onError((reason) => {
+        if (upstreamErrors.length < 5) upstreamErrors.push(reason);
       });
 
       // Idle and shutdown end the flow cleanly (FIN, close 1000); a revocation or a revoked certificate cuts it.
@@ -126,11 +122,13 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
         return written;
       }, admission.decision.revocationIds, exchange.conn.id);
       if (!t.registry.accepting) stop('gateway shutting down');
+      // An upstream that ends on its own (a publisher gone) cuts the flow: the client must not take it for idle.
+      upstreamSide.onEnd((reason) => stop(`upstream ended: ${reason}`));
       void channel.ended.then((end) => {
         clearTimeout(idle);
         forget();
-        socketOpen = false;
-        socket.close();
+        // The upstream is closed once the channel ends; a send on it afterwards is dropped.
+        upstreamSide.close();
         const reason = stopReason ?? (end.error ? `client error: ${end.reason}` : 'client closed');
         close({ status, reason }, upstreamErrors.length > 0 ? { upstreamErrors } : {});
         recorded();

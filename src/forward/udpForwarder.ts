@@ -9,7 +9,7 @@ import type { Refused } from '../exchange/admit.ts';
 import type { WayIn } from '../exchange/wayIn.ts';
 import { refuse, refusalOf } from '../errors/refusal.ts';
 import type { AdmissionContext } from '../admission/admitRequest.ts';
-import { openDatagramUpstream } from '../upstream/udpUpstream.ts';
+import { openDatagramTarget } from '../upstream/udpUpstream.ts';
 import { CapsuleChannel, CONNECT_UDP, MAX_UDP_PAYLOAD, UDP_SUBPROTOCOL, WebSocketChannel } from '../tunnel/udpChannel.ts';
 import { udpEndpointPath } from '../routing/reservedPaths.ts';
 import { ignoreSocketErrors, sendRefusalOnSocket } from './refusals.ts';
@@ -89,34 +89,28 @@ export function createUdpForwarder(deps: TunnelDeps) {
       const slot = identities.reserve(admission.decision.user, limits);
       if (!slot.ok) return closeRefused(t, exchange, refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': 1 } }), { route, token });
       const flow = openUdpFlow({ exchange, admission, token, transport: t.upgrade, limits, shared: slot.shared, release: slot.release, registry: deps.tunnels });
-      const target = admission.upstream;
-      if (target.kind !== 'udp') {
-        const refusal = refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} is not a udp: upstream`);
-        sendRefusalOnSocket(t.socket, refusal);
-        return flow.fail(refusal.reason, refusal.status);
-      }
-      const upstream = await openDatagramUpstream(target, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000));
-      if (!upstream.ok) {
-        const refusal = refusalOf(upstream);
+      const opened = await openDatagramTarget(admission.upstream, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000));
+      if (!opened.ok) {
+        const refusal = refusalOf(opened);
         sendRefusalOnSocket(t.socket, refusal);
         return flow.fail(`upstream error: ${refusal.reason}`, refusal.status);
       }
       if (t.socket.destroyed) {
-        upstream.socket.close();
+        opened.upstream.close();
         return flow.fail('client closed before the flow opened');
       }
       const queueBytes = queueBytesFor(limits.queuePackets, limits.maxDatagramBytes);
       if (t.upgrade === 'connect-udp') {
         // RFC 9298 §3.3: 101 with the upgrade token, and the capsule protocol on (RFC 9297 §3.4).
         t.socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${CONNECT_UDP}\r\nCapsule-Protocol: ?1\r\n\r\n`);
-        return flow.run(new CapsuleChannel(t.socket, queueBytes, t.head), upstream.socket, 101);
+        return flow.run(new CapsuleChannel(t.socket, queueBytes, t.head), opened.upstream, 101);
       }
       // ws answers a handshake it dislikes itself and never calls back: then the socket closes, and so must the flow.
       let upgraded = false;
       const abandon = () => {
         if (upgraded) return;
         upgraded = true;
-        upstream.socket.close();
+        opened.upstream.close();
         flow.fail('client closed before the flow opened');
       };
       t.socket.once('close', abandon);
@@ -124,7 +118,7 @@ export function createUdpForwarder(deps: TunnelDeps) {
         if (upgraded) return void ws.terminate();
         upgraded = true;
         t.socket.removeListener('close', abandon);
-        flow.run(new WebSocketChannel(ws, queueBytes), upstream.socket, 101);
+        flow.run(new WebSocketChannel(ws, queueBytes), opened.upstream, 101);
       });
     },
   );

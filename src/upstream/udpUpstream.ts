@@ -1,18 +1,50 @@
-// Opens a connected UDP socket to a `udp:host:port` upstream within a deadline: the upstream side of one
-// UDP flow. Connected, so the kernel passes up only the upstream's own datagrams (no other sender's).
+// Opens the upstream side of one UDP flow: a `DatagramUpstream` the flow carries datagrams to and from,
+// whatever the target (`udp:host:port` here; other datagram targets plug in through `openDatagramTarget`).
 import { createSocket, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type UpstreamRefusal } from './openUpstream.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 
-export type DatagramUpstream = { ok: true; socket: Socket } | UpstreamRefusal;
+/** One flow's upstream, as the flow sees it: datagrams each way, errors that do not end it, and its end. */
+export interface DatagramUpstream {
+  /** Sends one datagram (the upstream owns `payload` from now on); `sent` once it left this process. */
+  send(payload: Buffer, sent: () => void): void;
+  /** Datagrams from the upstream (only from the target itself). */
+  onDatagram(receive: (payload: Buffer) => void): void;
+  /** Errors that do not end the flow (an ICMP unreachable on UDP: UDP is lossy, the flow goes on). */
+  onError(report: (reason: string) => void): void;
+  /** The upstream ended on its own (a publisher gone): the flow ends with this reason. Never, for a socket. */
+  onEnd(ended: (reason: string) => void): void;
+  close(): void;
+}
+
+export type OpenedDatagramUpstream = { ok: true; upstream: DatagramUpstream } | UpstreamRefusal;
 
 /** Kernel buffers of a flow's upstream socket: room for a burst of full-size datagrams each way. */
 const SOCKET_BUFFER_BYTES = 1 << 20;
 
+/** A connected UDP socket as a flow's upstream: the kernel passes up only the target's own datagrams. */
+function socketUpstream(socket: Socket): DatagramUpstream {
+  let open = true;
+  return {
+    send: (payload, sent) => (open ? socket.send(payload, sent) : undefined),
+    onDatagram: (receive) => void socket.on('message', receive),
+    onError(report) {
+      socket.removeAllListeners('error');
+      socket.on('error', (err: NodeJS.ErrnoException) => report(err.code ?? err.message));
+    },
+    onEnd: () => undefined,
+    close() {
+      if (!open) return;
+      open = false;
+      socket.close();
+    },
+  };
+}
+
 /** A socket of the target's family, connected to it (a name is resolved by the kernel's resolver, first address). */
-export function openDatagramUpstream(target: Extract<UpstreamTarget, { kind: 'udp' }>, timeoutMs: number): Promise<DatagramUpstream> {
+export function openUdpUpstream(target: Extract<UpstreamTarget, { kind: 'udp' }>, timeoutMs: number): Promise<OpenedDatagramUpstream> {
   return new Promise((resolve) => {
     const socket = createSocket({ type: isIP(target.host) === 6 ? 'udp6' : 'udp4', recvBufferSize: SOCKET_BUFFER_BYTES, sendBufferSize: SOCKET_BUFFER_BYTES });
     let settled = false;
@@ -32,7 +64,13 @@ export function openDatagramUpstream(target: Extract<UpstreamTarget, { kind: 'ud
       socket.removeAllListeners('error');
       // Whoever carries the flow adds its own listener; until then an error (an ICMP unreachable) must not crash the process.
       socket.on('error', () => {});
-      resolve({ ok: true, socket });
+      resolve({ ok: true, upstream: socketUpstream(socket) });
     });
   });
+}
+
+/** The upstream of a flow to `target`, or the refusal the client gets. */
+export function openDatagramTarget(target: UpstreamTarget, timeoutMs: number): Promise<OpenedDatagramUpstream> {
+  if (target.kind === 'udp') return openUdpUpstream(target, timeoutMs);
+  return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} is not a datagram upstream`)));
 }
