@@ -75,6 +75,8 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
   const node = startClusterNode(settings, me, { ...metrics, health: (event) => auditHealth(audit, settings.instance, event) }, carrying);
   // A publisher arriving or leaving here is written to the database soon after; nobody waits for it.
   published.onCarriedChange(() => node.publishersChanged());
+  // The publishers and services per user count what the other instances lease (within a read of the leases).
+  published.countRemote((user) => node.publishers.usageOf(user));
   const relays: RelayClient | undefined = tls && createRelayClient(settings.instance, tls, node.publishers, metrics.peerUnreachable);
   if (relays) published.useRemote(relays);
   let peers: PeerListener | undefined;
