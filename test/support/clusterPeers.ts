@@ -52,6 +52,8 @@ export interface InstanceOptions {
   staleSeconds?: number;
   /** The instance certificate to use (default: one naming this instance). */
   cert?: InstanceCertificate;
+  /** More keys of the publish block (e.g. `  publishersPerUser: 2\n`). */
+  publishLimits?: string;
 }
 
 /** An instance with the published route, a peer channel on a free port and its own instance certificate. */
@@ -59,7 +61,7 @@ export async function startClusterInstance(name: string, o: InstanceOptions): Pr
   const peerPort = await freePort();
   const cert = o.cert ?? instanceCertificate(o.pki, o.dir, name);
   const cluster = `cluster:\n  postgres: ${o.db.url}\n  instance: ${name}\n  peerListen: 127.0.0.1:${peerPort}\n  peerCert: ${cert.certPath}\n  peerKey: ${cert.keyPath}\n  publisherLeaseSeconds: ${o.leaseSeconds}\n  staleSeconds: ${o.staleSeconds ?? 4}\n`;
-  const h = await startHarness({ routes: publishedRoute, rootKey: o.rootKey, pki: o.pki, extraTop: cluster + clusterTop });
+  const h = await startHarness({ routes: publishedRoute, rootKey: o.rootKey, pki: o.pki, extraTop: cluster + clusterTop.replace('  streamsPerPublisher: 400\n', `  streamsPerPublisher: 400\n${o.publishLimits ?? ''}`) });
   return { name, h, peerPort };
 }
 

@@ -1,0 +1,140 @@
+// publish.publishersPerUser and servicesPerUser held by three real `gatehouse serve` instances on one real
+// PostgreSQL: a `gatehouse publish` process counts once however many instances it holds, and no more.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerPublisher } from '../src/client/publishConnection.ts';
+import { makeRootKey } from './support/gatewayHarness.ts';
+import { carriersOf, leasesUntil, publishedHome, startClusterInstance, type ClusterInstance, type PublishedHome } from './support/clusterPeers.ts';
+import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
+import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
+import { startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { cleanEnv } from './support/tunnelClient.ts';
+
+const LEASE_SECONDS = 3;
+const limits = '  publishersPerUser: 2\n  servicesPerUser: 2\n';
+
+let db: TestPostgres;
+let pki: TestPki;
+let work: string;
+let alice: TestClientCertificate;
+let home: PublishedHome;
+const instances: ClusterInstance[] = [];
+const running: PublisherProcess[] = [];
+const servers: Server[] = [];
+const rootKey = makeRootKey();
+
+const at = (i: number) => instances[i] as ClusterInstance;
+const gatewayFlag = (i: ClusterInstance) => ['--gateway', `https://localhost:${i.h.port}`];
+const configOf = () => join(at(0).h.dir, 'routes.yaml');
+
+/** `gatehouse publish` as alice through `through`, publishing `services` (NAME=TARGET). */
+function publish(through: ClusterInstance[], services: string[]): PublisherProcess {
+  const p = startPublisher([...through.flatMap(gatewayFlag), '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', home.tokenFile, ...services], cleanEnv(home.home));
+  running.push(p);
+  return p;
+}
+const [web, echo] = [() => home.services[0] as string, () => home.services[1] as string];
+const other = () => `other=unix:${join(home.home, 'private', 'web.sock')}`;
+
+/** Alice's live leases of `service`: how many publisher connections carry it, on which instances. */
+const aliceLeases = (service: string, done: (instances: string[], rows: number) => boolean) =>
+  leasesUntil(configOf(), (all) => {
+    const rows = all.filter((l) => l.user === 'alice' && l.service === service);
+    return done(carriersOf(all, 'alice', service), rows.length);
+  });
+
+beforeAll(async () => {
+  if (postgresSkipReason) return;
+  db = await startMigratedPostgres();
+  work = mkdtempSync(join(tmpdir(), 'gatehouse-climits-'));
+  pki = await makeTestPki(join(work, 'pki'));
+  alice = await pki.client('alice');
+  for (const name of ['gw1', 'gw2', 'gw3']) instances.push(await startClusterInstance(name, { db, pki, dir: work, rootKey, leaseSeconds: LEASE_SECONDS, publishLimits: limits }));
+  home = await publishedHome(work, at(0).h, 'alice');
+  servers.push(...home.servers);
+}, 120_000);
+
+afterAll(async () => {
+  for (const p of running) await p.stop('SIGKILL');
+  for (const i of instances) await i.h.stop();
+  for (const s of servers) s.close();
+  await db?.remove();
+});
+
+describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerUser 2 on three instances${postgresSkipReason}`, () => {
+  let first: PublisherProcess;
+
+  it('services: two published through gw1 and gw2 count on gw3; a third name is refused there, a name already published is a replica', async () => {
+    first = publish([at(0), at(1)], [web(), echo()]);
+    await first.waitForStderr(/published as alice through[\s\S]*published as alice through/);
+    await aliceLeases('echo', (on) => on.length === 2);
+    const third = publish([at(2)], [other()]);
+    await third.waitForStderr(/429 .*"too many published services"; retrying/);
+    await third.stop();
+    const refused = await at(2).h.waitForAudit((r) => r.event === 'publish.open' && r.status === 429);
+    expect(refused.reason).toBe('alice publishes 2 services (2 on other instances); 1 more would pass publish.servicesPerUser 2');
+    // A service alice publishes elsewhere gains a replica here; the new name beside it is not published.
+    const replica = publish([at(2)], [web(), other()]);
+    await replica.waitForStderr(/published as alice through.*\n.*not published: other \(alice publishes 2 services \(2 on other instances\)/);
+    await aliceLeases('web', (on) => on.length === 3);
+    await replica.stop();
+  }, 60_000);
+
+  it('publishers: a process with two connections counts once; a third process is refused on whichever instance it lands, and gets in once one leaves', async () => {
+    const second = publish([at(1), at(2)], [web()]);
+    await second.waitForStderr(/published as alice through[\s\S]*published as alice through/);
+    // Two processes, four connections: every instance has heard of both.
+    await aliceLeases('web', (_, rows) => rows === 4);
+    const third = publish([at(0), at(2)], [web()]);
+    await third.waitForStderr(/429 .*"too many publishers"; retrying[\s\S]*429 .*"too many publishers"; retrying/);
+    for (const i of [at(0), at(2)]) {
+      const refused = await i.h.waitForAudit((r) => r.event === 'publish.open' && r.status === 429 && /publishersPerUser/.test(r.reason ?? ''));
+      expect(refused.reason).toMatch(/^alice already has 2 publishers connected \(1 on other instances\) \(publish\.publishersPerUser 2\)$/);
+    }
+    expect(third.stderr()).not.toMatch(/published as alice/);
+    // The first process leaves: its slot is free on every instance within a lease (its instances drop its leases at once).
+    const left = Date.now();
+    await first.stop();
+    await third.waitForStderr(/published as alice through[\s\S]*published as alice through/, 30_000);
+    process.stdout.write(`publishersPerUser across instances: the third process in ${Date.now() - left} ms after the first left (it retries with backoff)\n`);
+    await second.stop();
+    await third.stop();
+  }, 90_000);
+
+  it('hostile: one publisher id sent by six connections (two per instance) gains one connection per instance, and counts once', async () => {
+    const bob = await pki.client('bob');
+    const bobHome = await publishedHome(work, at(0).h, 'bob');
+    servers.push(...bobHome.servers);
+    const endpointOf = (i: ClusterInstance) => ({ host: 'localhost', port: i.h.port, label: i.name, cert: Buffer.from(bob.cert), key: Buffer.from(bob.key), ca: readFileSync(pki.caCertPath), token: bobHome.token });
+    const register = (i: ClusterInstance, identity: string) => registerPublisher(endpointOf(i), ['web'], { identity });
+    const shared = 'AAAAAAAAAAAAAAAAAAAAAA';
+    const tries = await Promise.all([0, 1, 2, 0, 1, 2].map((n) => register(at(n), shared)));
+    const held = tries.flatMap((t) => (t.ok ? [t] : []));
+    for (const t of tries) if (!t.ok) expect(t.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'publisher already connected to this instance' });
+    expect(held.map((t) => t.instance).sort()).toEqual(['gw1', 'gw2', 'gw3']);
+    // The id counts once: one more publisher fits under publishersPerUser 2, and a third is refused.
+    const two = await register(at(0), 'BBBBBBBBBBBBBBBBBBBBBB');
+    expect(two.ok).toBe(true);
+    await leasesUntil(configOf(), (all) => all.filter((l) => l.user === 'bob').length === 4);
+    // gw2 reads the leases within a heartbeat of the database having them.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const three = await register(at(1), 'CCCCCCCCCCCCCCCCCCCCCC');
+    expect(three.ok ? 101 : three.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'too many publishers' });
+    // Naming the connection it replaces takes its place (the old one is let go), never a second one beside it.
+    const gw2 = held.find((t) => t.instance === 'gw2');
+    const replacing = await register(at(1), `${shared}; replaces=${gw2?.publisherId}`);
+    expect(replacing.ok).toBe(true);
+    await at(1).h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === gw2?.publisherId && /replaced by connection/.test(r.reason ?? ''));
+    const again = await register(at(1), `${shared}; replaces=${gw2?.publisherId}`);
+    expect(again.ok ? 101 : again.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'publisher already connected to this instance' });
+    // A malformed id is refused with a record naming it.
+    const bad = await register(at(2), 'short!');
+    expect(bad.ok ? 101 : bad.failure).toMatchObject({ kind: 'refused', status: 400 });
+    const record = await at(2).h.waitForAudit((r) => r.event === 'publish.open' && r.status === 400);
+    expect(record.reason).toMatch(/^gatehouse-publisher-id "short!": expected 16 to 64 base64url characters/);
+    for (const t of [...held, two, replacing]) if (t.ok) t.session.destroy();
+  }, 60_000);
+});
