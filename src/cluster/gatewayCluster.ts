@@ -70,7 +70,7 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
   if (!settings) return undefined;
   const tls = await peerTls(config);
   const me = memberIdentity({ ...config, cluster: settings }, gatehouseVersion());
-  const carrying = { carried: () => published.carried(), leaseSeconds: settings.publisherLeaseSeconds ?? DEFAULT_PUBLISHER_LEASE_SECONDS };
+  const carrying = { carried: () => published.carried(), leaseSeconds: settings.publisherLeaseSeconds ?? DEFAULT_PUBLISHER_LEASE_SECONDS, leasesRead: published.settleAcross };
   const metrics = clusterMetrics(registry);
   const node = startClusterNode(settings, me, { ...metrics, health: (event) => auditHealth(audit, settings.instance, event) }, carrying);
   // A publisher arriving or leaving here is written to the database soon after; nobody waits for it.

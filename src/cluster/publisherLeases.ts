@@ -24,6 +24,8 @@ export interface PublisherLease extends CarriedPublisher {
   peerAddress: string | null;
   /** Seconds the lease has left, by the database's clock. */
   remainingSeconds: number;
+  /** When the row was first written (Unix ms, the database's clock): the instances rank a user's publishers by it. */
+  registeredAt: number;
 }
 
 /**
@@ -61,14 +63,14 @@ export async function renewLeases(client: ClientBase, instanceId: string, carrie
 
 /** Every lease not yet run out, with its instance's name and peer address (`withIdentity` false: a schema before 5). */
 export async function liveLeases(client: ClientBase, withIdentity = true): Promise<PublisherLease[]> {
-  const result = await client.query<{ instance_id: string; name: string | null; peer_address: string | null; publisher_id: string; publisher_identity: string; username: string; service: string; fingerprint: string; remaining: number }>(
+  const result = await client.query<{ instance_id: string; name: string | null; peer_address: string | null; publisher_id: string; publisher_identity: string; username: string; service: string; fingerprint: string; remaining: number; registered: number }>(
     `SELECT p.instance_id, i.name, i.peer_address, p.publisher_id, ${withIdentity ? 'p.publisher_identity' : "''::text AS publisher_identity"}, p.username, p.service, p.fingerprint,
-            extract(epoch FROM p.lease_until - now())::float8 AS remaining
+            extract(epoch FROM p.lease_until - now())::float8 AS remaining, (extract(epoch FROM p.registered_at) * 1000)::float8 AS registered
        FROM gatehouse_publishers p LEFT JOIN gatehouse_instances i ON i.id = p.instance_id
       WHERE p.lease_until > now()
       ORDER BY p.username, p.service, i.name, p.publisher_id`,
   );
-  return result.rows.map((r) => ({ instanceId: r.instance_id, instance: r.name ?? '?', peerAddress: r.peer_address, publisher: r.publisher_id, identity: r.publisher_identity || `connection:${r.publisher_id}`, user: r.username, service: r.service, fingerprint: r.fingerprint, remainingSeconds: r.remaining }));
+  return result.rows.map((r) => ({ instanceId: r.instance_id, instance: r.name ?? '?', peerAddress: r.peer_address, publisher: r.publisher_id, identity: r.publisher_identity || `connection:${r.publisher_id}`, user: r.username, service: r.service, fingerprint: r.fingerprint, remainingSeconds: r.remaining, registeredAt: r.registered }));
 }
 
 /** Rows whose lease ran out a while ago (an instance that died): swept by whichever instance comes by. */

@@ -24,8 +24,26 @@ export interface PublisherView {
   carriers(user: string, service: string, fingerprint?: string): RemotePublisher[];
   /** What `user` holds on the other instances (any, relayable or not): publisher keys and service names of live leases. */
   usageOf(user: string): RemoteUsage;
+  /**
+   * Every user's publisher keys over all instances (this one too), first registered first (then by key): the
+   * same order on every instance that read the same leases, so all agree on who came last.
+   */
+  ranked(): ReadonlyMap<string, readonly string[]>;
   /** How many remote (user, service, publisher) leases the view holds now. */
   size(): number;
+}
+
+/** Each user's publisher keys by their first registration anywhere, ties by key. */
+function rank(leases: readonly PublisherLease[]): Map<string, string[]> {
+  const first = new Map<string, Map<string, number>>();
+  for (const l of leases) {
+    const mine = first.get(l.user) ?? new Map<string, number>();
+    mine.set(l.identity, Math.min(mine.get(l.identity) ?? Infinity, l.registeredAt));
+    first.set(l.user, mine);
+  }
+  const order = new Map<string, string[]>();
+  for (const [user, since] of first) order.set(user, [...since].sort(([a, at], [b, bt]) => at - bt || (a < b ? -1 : a > b ? 1 : 0)).map(([key]) => key));
+  return order;
 }
 
 /**
@@ -37,6 +55,7 @@ export function createPublisherView(selfId: string, silentAfterMs: number): Publ
   let byService = new Map<string, RemotePublisher[]>();
   let byUser = new Map<string, Array<{ identity: string; service: string; until: number }>>();
   let count = 0;
+  let order = new Map<string, string[]>();
   let readAt = performance.now();
   return {
     replace(leases) {
@@ -60,6 +79,7 @@ export function createPublisherView(selfId: string, silentAfterMs: number): Publ
       }
       byService = next;
       byUser = users;
+      order = rank(leases);
     },
     carriers(user, service, fingerprint) {
       const now = performance.now();
@@ -73,6 +93,7 @@ export function createPublisherView(selfId: string, silentAfterMs: number): Publ
       const held = (byUser.get(user) ?? []).filter((r) => silent || r.until > now);
       return { publishers: new Set(held.map((r) => r.identity)), services: new Set(held.map((r) => r.service)) };
     },
+    ranked: () => order,
     size: () => count,
   };
 }

@@ -60,3 +60,14 @@ export function admitPublisher(info: PublisherInfo, mine: ReadonlySet<Entry>, re
   }
   return { ok: true, services, refused, replacing: current };
 }
+
+/**
+ * The publishers past the limit when instances admitted several at once, each before hearing of the others:
+ * per user, the keys ranked after the first `publishersPerUser` (every instance ranks alike, so each closes
+ * its own connections of those and the user is back at the limit within a read of the leases).
+ */
+export function pastTheLimit(ranked: ReadonlyMap<string, readonly string[]>, publishersPerUser: number): Map<string, Set<string>> {
+  const past = new Map<string, Set<string>>();
+  for (const [user, keys] of ranked) if (keys.length > publishersPerUser) past.set(user, new Set(keys.slice(publishersPerUser)));
+  return past;
+}

@@ -70,6 +70,8 @@ export interface Lease {
   service: string;
   instance: string;
   publisher: string;
+  /** The publisher's key (its process's id, or `connection:` and its connection id). */
+  identity: string;
   fingerprint: string;
 }
 
