@@ -194,7 +194,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     const certificateLogins = config.issuer?.certificates !== undefined ? { certificateLogins: () => config.issuer?.certificates !== undefined } : {};
     for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected, ...certificateLogins }));
     // Streams other instances relay here, to the publishers this one carries (cluster.peerListen).
-    await cluster?.openPeers({ audit, refusals, admission: () => admission });
+    await cluster?.openPeers({ audit, refusals, admission: () => admission, isRevoked: (ids) => admission.isRevoked(ids), tunnels });
   } catch (err) {
     for (const l of listeners) l.server.close();
     tls?.close();

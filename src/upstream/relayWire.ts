@@ -23,7 +23,8 @@ export function instanceOf(identity: PeerIdentity): string | undefined {
 
 const text = (max: number) => z.string().min(1).max(max);
 const identity = z.object({ cn: z.string().max(1024), subject: z.string().max(4096), issuer: z.string().max(4096), serial: text(128), fingerprint: text(128), sans: z.array(z.object({ kind: text(16), value: z.string().max(1024) })).max(64), notAfter: text(64) }).strict();
-const token = z.object({ user: z.string().max(1024).optional() }).passthrough();
+// The token's revocation ids travel too: the carrier refuses, and ends, what its own revocations name.
+const token = z.object({ user: z.string().max(1024).optional(), revocationIds: z.array(z.string().max(256)).max(64).optional() }).passthrough();
 const wire = z
   .object({
     v: z.literal(1),
