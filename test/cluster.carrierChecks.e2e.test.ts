@@ -1,12 +1,14 @@
-// The carrying instance checks a relayed token against its own revocations: a relayed tunnel is ended there
-// when it hears of the revocation, and a new relayed stream is refused there, though the entry instance allowed it.
+// What the carrying instance checks itself: a relayed token against its own revocations (an open relayed tunnel
+// ends when it hears, a new one is refused), and the entry instance's certificate against tls.crl on the peer port.
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
-import { appendFileSync, mkdtempSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inOneHour, makeRootKey, mintRaw } from './support/gatewayHarness.ts';
+import { curl, inOneHour, makeRootKey, mintRaw } from './support/gatewayHarness.ts';
+import { crlPathOf, enableCrl, installCrl, makeCrl } from './support/clientCrls.ts';
 import { carriersOf, leasesUntil, publishedHome, startClusterInstance, type ClusterInstance } from './support/clusterPeers.ts';
 import { makeTestPki, type TestClientCertificate } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
@@ -19,6 +21,7 @@ let alice: TestClientCertificate;
 let publisher: PublisherProcess;
 let carrier: ClusterInstance;
 let entry: ClusterInstance;
+let work: string;
 const servers: Server[] = [];
 const rootKey = makeRootKey();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -26,7 +29,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 beforeAll(async () => {
   if (postgresSkipReason) return;
   db = await startMigratedPostgres();
-  const work = mkdtempSync(join(tmpdir(), 'gatehouse-carrier-revocation-'));
+  work = mkdtempSync(join(tmpdir(), 'gatehouse-carrier-revocation-'));
   const pki = await makeTestPki(join(work, 'pki'));
   alice = await pki.client('alice');
   carrier = await startClusterInstance('gw1', { db, pki, dir: work, rootKey, leaseSeconds: 3 });
@@ -74,5 +77,21 @@ describe.skipIf(postgresSkipReason !== '')(`the carrier re-checks revocation${po
     const refused = await carrier.h.waitForAudit((r) => r.event === 'relay.close' && r.decision === 'deny' && r.status === 403);
     expect(refused.reason).toBe('relayed stream from instance gw2: the token is revoked (as this instance knows)');
     expect(refused.relay?.from).toBe('gw2');
+  }, 60_000);
+
+  it('the peer port applies tls.crl: a CRL revoking the entry instance\'s certificate ends its session and refuses its next handshake (tls.reject)', async () => {
+    const token = mintRaw(rootKey.privateKey, `user("alice"); check if time($t), $t <= ${inOneHour()};`);
+    await enableCrl(carrier.h);
+    expect((await curl(entry.h, '/~alice/web/before', { client: alice, token })).status).toBe(200);
+    const serial = new X509Certificate(readFileSync(join(work, 'gw2.crt'))).serialNumber;
+    installCrl(crlPathOf(carrier.h), await makeCrl(carrier.h, [serial]));
+    const ended = await carrier.h.waitForAudit((r) => r.event === 'tls.reject' && /^peer channel: instance certificate revoked \(tls\.crl\): session ended$/.test(r.reason ?? ''));
+    expect(ended.client?.cn).toBe('gw2');
+    const after = await curl(entry.h, '/~alice/web/after', { client: alice, token });
+    expect(after.status).toBeGreaterThanOrEqual(500);
+    const refused = await carrier.h.waitForAudit((r) => r.event === 'tls.reject' && /^peer channel: client certificate revoked \(tls\.crl\)/.test(r.reason ?? ''));
+    expect(refused.decision).toBe('deny');
+    // Users are unaffected: alice reaches her service through the carrier itself.
+    expect((await curl(carrier.h, '/~alice/web/direct', { client: alice, token })).status).toBe(200);
   }, 60_000);
 });
