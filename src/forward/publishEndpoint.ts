@@ -54,6 +54,8 @@ interface Acceptance {
   /** Authorizes the registration again under the current config. */
   reauthorize: PublisherDecided['reauthorize'];
   rawTcp: string[];
+  /** The id the publisher process sent (its records name it, so its connections to every instance are found together). */
+  publisherId: string | undefined;
   deny(refusal: Refusal): void;
 }
 
@@ -76,7 +78,7 @@ function accept(deps: PublishDeps, a: Acceptance): void {
   const { conn, socket, decision, reservation } = a;
   const { refused } = reservation;
   const rawTcp = a.rawTcp.filter((s) => reservation.services.includes(s));
-  const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(refused.length > 0 && { refused }) };
+  const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(refused.length > 0 && { refused }), ...(a.publisherId !== undefined && { publisherId: a.publisherId }) };
   const record: Partial<AuditRecord> = { token: publisherTokenOf(decision), publisher: conn.id, detail: published };
   const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
   if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);
@@ -184,7 +186,7 @@ export function createPublishEndpoint(deps: PublishDeps): { wayIn: WayIn<[Incomi
       const { publisherId, replaces } = p.registration ?? {};
       const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: request.services, rawTcp, ...(publisherId !== undefined && { publisherId }), ...(replaces !== undefined && { replaces }) });
       if (!reservation.ok) return deny(p, exchange, refusalOf(reservation), { token });
-      accept(deps, { conn, req: p.req, socket: p.socket, exchange, decision, reservation, reauthorize, rawTcp, deny: (refusal) => deny(p, exchange, refusal, { token }) });
+      accept(deps, { conn, req: p.req, socket: p.socket, exchange, decision, reservation, reauthorize, rawTcp, publisherId, deny: (refusal) => deny(p, exchange, refusal, { token }) });
     },
   };
   return { wayIn };
