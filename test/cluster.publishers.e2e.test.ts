@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerPublisher } from '../src/client/publishConnection.ts';
+import { runPublisherFleet } from '../src/client/publisherFleet.ts';
 import { makeRootKey } from './support/gatewayHarness.ts';
 import { carriersOf, leasesUntil, publishedHome, startClusterInstance, type ClusterInstance, type Lease, type PublishedHome } from './support/clusterPeers.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
@@ -176,4 +177,30 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
     }
     process.stdout.write(`publishersPerUser 2, six publishers at once through three instances: admitted per round ${admitted.join(' ')}; back at 2 after ${settledMs.join(' ')} ms\n`);
   }, 150_000);
+
+  it('a renewed token registers again on the instance the publisher holds: the new connection replaces the old one there (no refusal, one connection left)', async () => {
+    const dave = await pki.client('dave');
+    const daveHome = await publishedHome(work, at(0).h, 'dave');
+    servers.push(...daveHome.servers);
+    const lines: string[] = [];
+    const endpoint = { host: 'localhost', port: at(0).h.port, label: 'gw1', cert: Buffer.from(dave.cert), key: Buffer.from(dave.key), ca: readFileSync(pki.caCertPath), token: daveHome.token };
+    const fleet = runPublisherFleet({ endpoints: [endpoint], specs: [{ service: 'web', target: { kind: 'unix', path: join(daveHome.home, 'private', 'web.sock') } }], say: (line) => lines.push(line), verbose: false, connections: 1 });
+    const said = async (pattern: RegExp) => {
+      for (let i = 0; i < 200 && !lines.some((l) => pattern.test(l)); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      return lines.find((l) => pattern.test(l));
+    };
+    try {
+      const first = /\(publisher ([0-9a-f]+)\)/.exec((await said(/^published as dave/)) ?? '')?.[1];
+      expect(first).toBeDefined();
+      fleet.tokenRenewed();
+      expect(await said(/^re-registered as dave/)).toBeDefined();
+      const closed = await at(0).h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === first);
+      expect(closed.reason).toMatch(/^replaced by connection [0-9a-f]+ of the same publisher$|^publisher said goodbye$/);
+      expect(at(0).h.audit().some((r) => r.event === 'publish.open' && r.token?.user === 'dave' && r.decision === 'deny')).toBe(false);
+      expect(lines.join('\n')).not.toMatch(/already connected|retrying/);
+    } finally {
+      fleet.stop();
+      await fleet.done;
+    }
+  }, 60_000);
 });
