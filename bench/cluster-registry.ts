@@ -86,7 +86,7 @@ const pick = (avoid: readonly number[]) => {
     if (!avoid.includes(n)) return n;
   }
 };
-const publisherOf = (p: number, conn: number): CarriedPublisher => ({ publisher: `pub${p}.${conn}`, user: `user${p}`, service: 'svc', fingerprint: `sha256:${p.toString(16).padStart(64, '0')}` });
+const publisherOf = (p: number, conn: number): CarriedPublisher => ({ publisher: `pub${p}.${conn}`, identity: `process${p}`, user: `user${p}`, service: 'svc', fingerprint: `sha256:${p.toString(16).padStart(64, '0')}` });
 for (let p = 0; p < publisherCount; p++) {
   const on: number[] = [];
   for (let c = 0; c < k; c++) {

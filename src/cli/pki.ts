@@ -1,9 +1,9 @@
-// `gatehouse pki init`, `gatehouse pki client NAME` and `gatehouse pki ticket-key FILE`: the development CA,
-// server and client certificates, and the shared session-ticket key. Errors are one line and exit code 1.
+// `gatehouse pki init`, `pki client NAME`, `pki instance NAME` and `pki ticket-key FILE`: the development CA, server,
+// client and cluster instance certificates, and the shared session-ticket key. Errors are one line and exit code 1.
 import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import { DEFAULT_CLIENT_DAYS, DEFAULT_SERVER_DAYS } from '../pki/defaults.ts';
-import type { PkiFileReport, PkiInitResult, IssuedClientCertificate } from '../pki/index.ts';
+import type { PkiFileReport, PkiInitResult, IssuedClientCertificate, IssuedInstanceCertificate } from '../pki/index.ts';
 import { displaySafe } from '../text/displayText.ts';
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -70,6 +70,24 @@ function printClient(name: string, issued: IssuedClientCertificate): void {
   );
 }
 
+function printInstance(name: string, issued: IssuedInstanceCertificate): void {
+  process.stdout.write(
+    [
+      `instance certificate for ${name} (URI gatehouse-instance:${name}${issued.hosts.length > 0 ? `, ${issued.hosts.join(', ')}` : ''}):`,
+      `  wrote ${issued.cert}`,
+      `  wrote ${issued.key}  (private key, mode 0600)`,
+      `  serial ${issued.serial}`,
+      `  fingerprint ${issued.fingerprint}`,
+      `  expires ${issued.notAfter.toISOString()}`,
+      'in that instance\'s config:',
+      `  cluster:`,
+      `    instance: ${name}`,
+      `    peerCert: ${shellWord(issued.cert)}`,
+      `    peerKey: ${shellWord(issued.key)}`,
+    ].join('\n') + '\n',
+  );
+}
+
 export function registerPki(program: Command): void {
   const pki = program
     .command('pki')
@@ -121,6 +139,33 @@ export function registerPki(program: Command): void {
         printClient(name, issued);
       } catch (err) {
         fail('client', err);
+      }
+    });
+
+  pki
+    .command('instance')
+    .description('issue a cluster instance certificate (cluster.peerCert): URI gatehouse-instance:NAME, server and client use')
+    .argument('<name>', 'the instance name, as its cluster.instance says it')
+    .option('--dir <dir>', 'directory that holds ca.crt and ca.key', 'certs')
+    .option('--host <name>', 'DNS name or IP address the other instances reach its peer port at (repeatable)', collect)
+    .option('--out <dir>', 'where to write NAME.crt and NAME.key (default: <dir>/instances)')
+    .option('--days <days>', `validity in days (default ${DEFAULT_CLIENT_DAYS})`, parseDays)
+    .option('--force', 'replace an existing certificate of the same name')
+    .addHelpText('after', '\nExample: gatehouse pki instance gw1 --host gw1.example.org --host 10.0.0.11')
+    .action(async (name: string, opts: { dir: string; host?: string[]; out?: string; days?: number; force?: boolean }) => {
+      try {
+        const { issueInstanceCertificate } = await import('../pki/index.ts');
+        const issued = await issueInstanceCertificate({
+          dir: opts.dir,
+          name,
+          hosts: opts.host ?? [],
+          force: opts.force ?? false,
+          ...(opts.out !== undefined && { out: opts.out }),
+          ...(opts.days !== undefined && { days: opts.days }),
+        });
+        printInstance(name, issued);
+      } catch (err) {
+        fail('instance', err);
       }
     });
 

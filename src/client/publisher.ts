@@ -8,6 +8,7 @@ import { targetLabel, type PublishSpec } from './publishSpec.ts';
 import { serveStreams } from './publishStreams.ts';
 import { describeFailure, type TunnelFailure } from './tunnelFailure.ts';
 import { socketErrorWords, watchLiveness } from '../upstream/sessionLiveness.ts';
+import { ALREADY_CONNECTED } from '../upstream/publishProtocol.ts';
 
 export interface PublisherOptions {
   endpoint: GatewayEndpoint;
@@ -19,6 +20,8 @@ export interface PublisherOptions {
   maxDelayMs?: number;
   /** In a cluster: where this connection may land, and which instance it holds (see Landing). */
   landing?: Landing;
+  /** This process's publisher id, sent on every connection: the gateways count the process once, however many it holds. */
+  identity?: string;
 }
 
 /**
@@ -50,6 +53,11 @@ export interface RunningPublisher {
 /** Refusals that the same request will meet again: retrying would only fill the audit log. */
 function permanent(failure: TunnelFailure): boolean {
   return failure.kind === 'refused' && [400, 401, 403, 404, 426].includes(failure.status);
+}
+
+/** The instance refused a second connection of this publisher (another of its connections holds it): land elsewhere. */
+function landedOnOwn(failure: TunnelFailure): boolean {
+  return failure.kind === 'refused' && failure.status === 429 && failure.reason.includes(ALREADY_CONNECTED);
 }
 
 /** A failure to reach the gateway at all (refused, reset, timed out): it writes no record, so retrying soon costs nothing. */
@@ -178,8 +186,11 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
     let failures = 0;
     let landings = 0;
     let everRegistered = false;
+    /** This connection's id on its gateway last time: a reconnect or a renewed token's registration replaces it there. */
+    let previous: string | undefined;
     while (!stopped) {
-      const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service) });
+      const identity = options.identity === undefined ? undefined : `${options.identity}${previous === undefined ? '' : `; replaces=${previous}`}`;
+      const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service), ...(identity !== undefined && { identity }) });
       if (stopped) {
         if (registration.ok) registration.session.close();
         break;
@@ -188,6 +199,12 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       if (registration.ok && handingOver) {
         leaveGracefully(handingOver);
         handingOver = undefined;
+      }
+      if (!registration.ok && landedOnOwn(registration.failure) && landings < MAX_LANDINGS) {
+        landings += 1;
+        say(`${endpoint.label} answered from an instance another connection of this publisher holds; reconnecting for another (${landings}/${MAX_LANDINGS})`);
+        await sleep(Math.round(100 * (0.5 + Math.random() / 2)));
+        continue;
       }
       if (!registration.ok) {
         const line = describeFailure(registration.failure, endpoint.label, services.join(', ')).replace(/refused route/, 'refused publishing');
@@ -203,6 +220,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
       }
       failures = 0;
       const { session, socket, user, publisherId, notPublished, instance } = registration;
+      previous = publisherId;
       if (instance !== '' && options.landing?.taken().has(instance)) {
         landings += 1;
         if (landings <= MAX_LANDINGS) {

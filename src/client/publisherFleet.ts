@@ -1,6 +1,7 @@
 // `gatehouse publish` to several gateway instances: one publisher (connection, registration, reconnects) per
 // instance given or resolved, and in a cluster (instances relay to each other) up to k connections to distinct
 // instances through one balancer name. A name's addresses are re-resolved as instances come and go.
+import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
@@ -50,7 +51,9 @@ async function instancesOf(endpoint: GatewayEndpoint, resolveAll: (host: string)
 
 /** Runs one publisher per gateway instance; stops them all on a refusal that retrying cannot fix (same token everywhere). */
 export function runPublisherFleet(options: FleetOptions): RunningPublisher {
-  const { endpoints, resolveEveryMs = RESOLVE_EVERY_MS, resolveAll = systemResolveAll, connections = DEFAULT_CONNECTIONS, ...publisherOptions } = options;
+  const { endpoints, resolveEveryMs = RESOLVE_EVERY_MS, resolveAll = systemResolveAll, connections = DEFAULT_CONNECTIONS, ...given } = options;
+  // One id for the process, on every connection: the gateways count this publisher once against publishersPerUser.
+  const publisherOptions = { ...given, identity: given.identity ?? randomBytes(16).toString('base64url') };
   const running = new Map<string, RunningPublisher>();
   /** The instance each connection holds now (by its key), as its gateway named it in the 101. */
   const holding = new Map<string, string>();

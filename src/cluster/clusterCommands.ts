@@ -56,7 +56,7 @@ export function clusterStatus(settings: ClusterSettings): Promise<ClusterStatus>
       staleSeconds: settings.staleSeconds,
       instances: members.map((m) => ({ ...m, stale: m.ageSeconds > settings.staleSeconds })),
       revocations: { count: Number(revoked.rows[0]?.count ?? 0), lastSeq: Number(revoked.rows[0]?.last ?? 0) },
-      publishers: version >= 3 ? await liveLeases(client) : [],
+      publishers: version >= 3 ? await liveLeases(client, version >= 5) : [],
     };
   });
 }

@@ -35,6 +35,8 @@ export interface ClusterObserver {
 export interface CarriedSource {
   carried(): CarriedPublisher[];
   leaseSeconds: number;
+  /** Called after each read of the leases with every user's publishers ranked (PublisherView.ranked). */
+  leasesRead?(ranked: ReadonlyMap<string, readonly string[]>): void;
 }
 
 export interface ClusterNode {
@@ -135,6 +137,7 @@ export function startClusterNode(settings: ClusterSettings, me: MemberIdentity, 
     if (++rounds % SWEEP_EVERY === 0) await sweepLapsed(c);
     view.replace(await liveLeases(c));
     observer.remotePublishers?.(view.size());
+    carrying.leasesRead?.(view.ranked());
   };
 
   /** One connection's life: set up, then heartbeat until it breaks or the node closes. */

@@ -18,7 +18,9 @@ import { INSTANCE_URI_PREFIX, instanceOf } from '../upstream/relayWire.ts';
 import { DEFAULT_PUBLISHER_LEASE_SECONDS } from '../config/clusterSettings.ts';
 import type { PublishedServices } from '../upstream/publishedServices.ts';
 import { createRelayWayIn, type RelayDeps } from '../forward/relayWayIn.ts';
-import { listenForPeers, type PeerListener, type PeerTls } from './peerChannel.ts';
+import type { RefusalRecords } from '../audit/refusalRecords.ts';
+import type { TlsMaterial } from '../tls/tlsMaterial.ts';
+import { listenForPeers, type PeerCrl, type PeerListener, type PeerTls } from './peerChannel.ts';
 import { createRelayClient, type RelayClient } from './relayClient.ts';
 
 /** Start-up waits this long at most for the first read of the shared revocations; requests never wait. */
@@ -49,8 +51,10 @@ export interface GatewayCluster {
   shareLimits(limits: Pick<IdentityLimits, 'takeDemand'>): void;
   /** /readyz: with whenStale: deny, an instance with stale revocations refuses, so it is not ready either. */
   readiness(): Record<string, boolean>;
-  /** Opens the peer channel (cluster.peerListen) once the stages a relayed stream goes through exist. */
-  openPeers(deps: Omit<RelayDeps, 'published'>): Promise<void>;
+  /** Opens the peer channel (cluster.peerListen) once the stages a relayed stream goes through exist; `crl`: tls.crl as it is now. */
+  openPeers(deps: Omit<RelayDeps, 'published' | 'refusals'> & { refusals: RelayDeps['refusals'] & Pick<RefusalRecords, 'write'> }, tls: ClientCrlSource): Promise<void>;
+  /** tls.crl changed (or became unusable): the peer port applies it as the user listener does. */
+  peersCrl(tls: ClientCrlSource): void;
   close(): Promise<void>;
 }
 
@@ -65,16 +69,27 @@ async function peerTls(config: GatewayConfig): Promise<PeerTls | undefined> {
   return { cert, key, ca };
 }
 
+/** The listeners' TLS material, as far as the peer port reads it: the client CRL now and its check. */
+type ClientCrlSource = Pick<TlsMaterial, 'settings' | 'revocationCheck'>;
+
+function peerCrlOf(material: ClientCrlSource): PeerCrl {
+  const { crl, refuseClients } = material.settings();
+  const isRevoked = material.revocationCheck();
+  return { ...(crl !== undefined && { crl: [crl].flat().map(String) }), ...(refuseClients !== undefined && { refuseClients }), ...(isRevoked && { isRevoked }) };
+}
+
 export async function joinCluster(config: GatewayConfig, audit: AuditLog, registry: Registry, published: PublishedServices): Promise<GatewayCluster | undefined> {
   const settings = config.cluster;
   if (!settings) return undefined;
   const tls = await peerTls(config);
   const me = memberIdentity({ ...config, cluster: settings }, gatehouseVersion());
-  const carrying = { carried: () => published.carried(), leaseSeconds: settings.publisherLeaseSeconds ?? DEFAULT_PUBLISHER_LEASE_SECONDS };
+  const carrying = { carried: () => published.carried(), leaseSeconds: settings.publisherLeaseSeconds ?? DEFAULT_PUBLISHER_LEASE_SECONDS, leasesRead: published.settleAcross };
   const metrics = clusterMetrics(registry);
   const node = startClusterNode(settings, me, { ...metrics, health: (event) => auditHealth(audit, settings.instance, event) }, carrying);
   // A publisher arriving or leaving here is written to the database soon after; nobody waits for it.
   published.onCarriedChange(() => node.publishersChanged());
+  // The publishers and services per user count what the other instances lease (within a read of the leases).
+  published.countRemote((user) => node.publishers.usageOf(user));
   const relays: RelayClient | undefined = tls && createRelayClient(settings.instance, tls, node.publishers, metrics.peerUnreachable);
   if (relays) published.useRemote(relays);
   let peers: PeerListener | undefined;
@@ -97,13 +112,14 @@ export async function joinCluster(config: GatewayConfig, audit: AuditLog, regist
       reporting.unref();
     },
     readiness: (): Record<string, boolean> => (settings.whenStale === 'deny' ? { clusterDatabase: node.fresh() } : {}),
-    async openPeers(deps) {
+    peersCrl: (material) => peers?.setCrl(peerCrlOf(material)),
+    async openPeers(deps, material) {
       if (settings.peerListen === undefined) return;
       if (!tls) {
         audit.write({ event: 'cluster.database', decision: 'deny', reason: 'cluster.peerListen is set without peerCert and peerKey: no peer channel, nothing is relayed to this instance', detail: { instance: settings.instance, state: 'no peer channel' } });
         return;
       }
-      peers = await listenForPeers(settings.peerListen, tls, createRelayWayIn({ ...deps, published }), audit);
+      peers = await listenForPeers(settings.peerListen, tls, createRelayWayIn({ ...deps, published }), audit, deps.refusals, peerCrlOf(material));
     },
     async close() {
       clearInterval(reporting);

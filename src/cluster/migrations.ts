@@ -81,6 +81,13 @@ export const migrations: readonly Migration[] = [
         PRIMARY KEY (origin, size)
       );`,
   },
+  {
+    version: 5,
+    name: 'publisher identity on leases',
+    // The id a publisher process sends on each of its connections, so the instances count a user's publishers
+    // by process, not by connection ('' from a row written before: read as the connection itself).
+    sql: `ALTER TABLE gatehouse_publishers ADD COLUMN publisher_identity text NOT NULL DEFAULT '';`,
+  },
 ];
 
 /** The schema version this code reads and writes. */

@@ -1,6 +1,7 @@
 // This instance's copy of which other instances carry which published services: replaced at each read of
 // the leases (notification or heartbeat), and judged by the lease's own end, so a lookup never waits.
 import type { PublisherLease } from './publisherLeases.ts';
+import type { RemoteUsage } from '../upstream/publisherQuota.ts';
 
 /** Another instance carrying a service, as a relay needs it. */
 export interface RemotePublisher {
@@ -21,8 +22,28 @@ export interface PublisherView {
   replace(leases: readonly PublisherLease[]): void;
   /** The live remote carriers of `user`'s `service` (of one certificate if given), fewest relays first. */
   carriers(user: string, service: string, fingerprint?: string): RemotePublisher[];
+  /** What `user` holds on the other instances (any, relayable or not): publisher keys and service names of live leases. */
+  usageOf(user: string): RemoteUsage;
+  /**
+   * Every user's publisher keys over all instances (this one too), first registered first (then by key): the
+   * same order on every instance that read the same leases, so all agree on who came last.
+   */
+  ranked(): ReadonlyMap<string, readonly string[]>;
   /** How many remote (user, service, publisher) leases the view holds now. */
   size(): number;
+}
+
+/** Each user's publisher keys by their first registration anywhere, ties by key. */
+function rank(leases: readonly PublisherLease[]): Map<string, string[]> {
+  const first = new Map<string, Map<string, number>>();
+  for (const l of leases) {
+    const mine = first.get(l.user) ?? new Map<string, number>();
+    mine.set(l.identity, Math.min(mine.get(l.identity) ?? Infinity, l.registeredAt));
+    first.set(l.user, mine);
+  }
+  const order = new Map<string, string[]>();
+  for (const [user, since] of first) order.set(user, [...since].sort(([a, at], [b, bt]) => at - bt || (a < b ? -1 : a > b ? 1 : 0)).map(([key]) => key));
+  return order;
 }
 
 /**
@@ -32,15 +53,22 @@ export interface PublisherView {
  */
 export function createPublisherView(selfId: string, silentAfterMs: number): PublisherView {
   let byService = new Map<string, RemotePublisher[]>();
+  let byUser = new Map<string, Array<{ identity: string; service: string; until: number }>>();
   let count = 0;
+  let order = new Map<string, string[]>();
   let readAt = performance.now();
   return {
     replace(leases) {
       const now = performance.now();
       readAt = now;
       const next = new Map<string, RemotePublisher[]>();
+      const users = new Map<string, Array<{ identity: string; service: string; until: number }>>();
       count = 0;
       for (const lease of leases) {
+        if (lease.instanceId === selfId) continue;
+        const held = users.get(lease.user) ?? [];
+        held.push({ identity: lease.identity, service: lease.service, until: now + lease.remainingSeconds * 1000 });
+        users.set(lease.user, held);
         // An instance that registered no peer address cannot be relayed to: it is not a carrier for the others.
         if (lease.instanceId === selfId || lease.peerAddress === null) continue;
         const k = key(lease.user, lease.service);
@@ -50,6 +78,8 @@ export function createPublisherView(selfId: string, silentAfterMs: number): Publ
         count += 1;
       }
       byService = next;
+      byUser = users;
+      order = rank(leases);
     },
     carriers(user, service, fingerprint) {
       const now = performance.now();
@@ -57,6 +87,13 @@ export function createPublisherView(selfId: string, silentAfterMs: number): Publ
       // A lease past its end is not used while the database answers: its instance stopped renewing it.
       return (byService.get(key(user, service)) ?? []).filter((r) => (silent || r.until > now) && (fingerprint === undefined || r.fingerprint === fingerprint));
     },
+    usageOf(user) {
+      const now = performance.now();
+      const silent = now - readAt > silentAfterMs;
+      const held = (byUser.get(user) ?? []).filter((r) => silent || r.until > now);
+      return { publishers: new Set(held.map((r) => r.identity)), services: new Set(held.map((r) => r.service)) };
+    },
+    ranked: () => order,
     size: () => count,
   };
 }

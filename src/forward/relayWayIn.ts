@@ -12,6 +12,7 @@ import type { UpstreamConnection } from '../upstream/openUpstream.ts';
 import { decodeRelay, RELAY_ERROR_HEADER, RELAY_HEADER, type RelayWire } from '../upstream/relayWire.ts';
 import type { UpstreamTarget } from '../upstream/upstreamTarget.ts';
 import { splice, type Splice } from './byteSplice.ts';
+import type { TunnelRegistry } from './tunnelSession.ts';
 
 type Published = Extract<UpstreamTarget, { kind: 'published' }>;
 
@@ -31,6 +32,10 @@ export interface RelayDeps {
   admission: () => AdmissionContext;
   /** Publishers here only: a relayed stream is never relayed on. */
   published: { openRelayed(target: Published, fingerprint: string, timeoutMs: number): Promise<UpstreamConnection> };
+  /** This instance's own revocations: a relayed token it knows revoked is refused, though the entry instance allowed it. */
+  isRevoked(ids: readonly string[]): boolean;
+  /** Open relayed streams are registered here with their token's ids, so a revocation heard here ends them, as local tunnels. */
+  tunnels: Pick<TunnelRegistry, 'add'>;
 }
 
 /**
@@ -47,6 +52,7 @@ const decidedElsewhere: IdentityLimits = {
 };
 
 const ticketOf = (r: RelayArrival): RelayWire => (r.read as Extract<RelayArrival['read'], { ok: true }>).ticket;
+const revocationIdsOf = (t: RelayWire): readonly string[] => t.decided.token?.revocationIds ?? [];
 
 /** Answers on the stream (the entry instance reads the reason from the header and records it). */
 function answer(r: RelayArrival, refusal: Refusal): void {
@@ -70,6 +76,8 @@ export function createRelayWayIn(deps: RelayDeps): RelayWayIn {
       if (!r.read.ok) return { refusal: refuse('GH_BAD_REQUEST', `relayed stream from instance ${r.from}: ${r.read.reason}`), record: { event: 'relay.close' } };
       // An instance speaks for itself only: a ticket naming another entry instance is refused.
       if (r.read.ticket.from !== r.from) return { refusal: refuse('GH_BAD_REQUEST', `relayed stream from instance ${r.from} names ${r.read.ticket.from} as its entry`), record: { event: 'relay.close', relay: { id: r.read.ticket.id, from: r.from } } };
+      // The entry instance may not have heard of a revocation this one has (each reads the database on its own).
+      if (deps.isRevoked(revocationIdsOf(r.read.ticket))) return { refusal: refuse('GH_TOKEN_REVOKED', `relayed stream from instance ${r.from}: the token is revoked (as this instance knows)`), record: { event: 'relay.close', relay: { id: r.read.ticket.id, from: r.from } } };
       return undefined;
     },
     opens(r) {
@@ -103,9 +111,18 @@ export function createRelayWayIn(deps: RelayDeps): RelayWayIn {
       // The entry instance enforces the route's idle timeout on its client; here the bytes only pass through.
       const live = splice({ client: r.stream, upstream: opened.stream, idleTimeoutMs: 0 });
       carrying.add(live);
+      let recorded!: () => void;
+      const written = new Promise<void>((resolve) => (recorded = resolve));
+      // A revocation heard here ends it like a local tunnel (the entry instance ends its side when it hears).
+      const forget = deps.tunnels.add((reason) => {
+        live.stop(reason, reason === 'gateway shutting down' ? 1001 : 1008);
+        return written;
+      }, revocationIdsOf(t));
       const result = await live.done;
       carrying.delete(live);
+      forget();
       exchange.close({ publisher: target.via, decision: 'allow', status: 200, durationMs: exchange.elapsedMs(), bytesIn: result.bytesIn, bytesOut: result.bytesOut, reason: result.reason });
+      recorded();
     },
   };
   return {

@@ -181,7 +181,11 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const endRevokedCertificates = (isRevoked: (certificate: CertificateRef) => boolean) => void endRevokedConnections(openConnections(), isRevoked, tunnels).catch(couldNotEnd('revoked'));
   try {
     tls = await openTlsMaterial(config.tls, {
-      apply: (settings) => listeners.forEach((l) => l.setTls(settings)),
+      apply: (settings) => {
+        listeners.forEach((l) => l.setTls(settings));
+        // The peer port (cluster.peerListen) takes tls.crl as the user listener does.
+        if (tls) cluster?.peersCrl(tls);
+      },
       onCrlReload: (result) => {
         audit.write(result.ok
           ? { event: 'revocation.reload', decision: 'allow', detail: { crl: result.snapshot.file, lists: result.snapshot.lists.map((l) => ({ ...l, nextUpdate: l.nextUpdate?.toISOString() })) } }
@@ -194,7 +198,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
     const certificateLogins = config.issuer?.certificates !== undefined ? { certificateLogins: () => config.issuer?.certificates !== undefined } : {};
     for (const listen of config.listen) listeners.push(await openListener(listen, tls.settings(), handlers, audit, { limits: config.limits, connectionLimits, refusals, proxyRefused: metrics.proxyRefused, tlsRejected: metrics.tlsRejected, ...certificateLogins }));
     // Streams other instances relay here, to the publishers this one carries (cluster.peerListen).
-    await cluster?.openPeers({ audit, refusals, admission: () => admission });
+    await cluster?.openPeers({ audit, refusals, admission: () => admission, isRevoked: (ids) => admission.isRevoked(ids), tunnels }, tls);
   } catch (err) {
     for (const l of listeners) l.server.close();
     tls?.close();
@@ -235,6 +239,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
           throw err;
         }
         for (const l of listeners) l.setTls(material.settings());
+        cluster?.peersCrl(material);
         const revocationCheck = material.revocationCheck();
         if (revocationCheck) endRevokedCertificates(revocationCheck);
         const previous = admission;

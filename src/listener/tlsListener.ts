@@ -68,7 +68,7 @@ export interface ListenerOptions {
 const listenerSecureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 
 /** Why a handshake failed, for tls.reject and its metric: OpenSSL's verification code, revocation said plainly. */
-function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): { kind: TlsRejectKind; reason: string } {
+export function tlsRejectReason(err: NodeJS.ErrnoException, socket: TLSSocket): { kind: TlsRejectKind; reason: string } {
   // A certificate from another CA passes the handshake itself; Node then checks the chain, notes
   // why it failed in authorizationError and drops the socket, so that is the reason worth recording.
   const verifyError = socket.authorizationError ?? (/^(CERT|CRL)_[A-Z_]+$/.test(err.code ?? '') ? err.code : undefined);

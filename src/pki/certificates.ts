@@ -1,9 +1,10 @@
-// The three kinds of certificate the development CA makes (CA, server, client) and their
+// The kinds of certificate the development CA makes (CA, server, client, cluster instance) and their
 // extensions. Pure construction: no files; devCa.ts decides what to write where.
 import { isIP } from 'node:net';
 import { x509 } from './x509.ts';
 import type { CryptoKey, CryptoKeyPair } from './x509.ts';
 import { SIGNING_ALGORITHM, randomSerial } from './keyFiles.ts';
+import { INSTANCE_URI_PREFIX } from '../tls/instanceRole.ts';
 
 export const CA_COMMON_NAME = 'gatehouse dev CA';
 export const SERVER_COMMON_NAME = 'gatehouse';
@@ -43,7 +44,7 @@ interface LeafParams {
   publicKey: CryptoKey;
   subject: x509.JsonName;
   days: number;
-  extendedKeyUsage: x509.ExtendedKeyUsage;
+  extendedKeyUsage: x509.ExtendedKeyUsage[];
   altNames: x509.JsonGeneralNames;
 }
 
@@ -51,7 +52,7 @@ async function createLeafCertificate(params: LeafParams): Promise<x509.X509Certi
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([params.extendedKeyUsage], false),
+    new x509.ExtendedKeyUsageExtension(params.extendedKeyUsage, false),
     await x509.SubjectKeyIdentifierExtension.create(params.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(params.ca.certificate.publicKey),
   ];
@@ -84,7 +85,7 @@ export function createServerCertificate(
     publicKey,
     subject: [{ CN: [SERVER_COMMON_NAME] }],
     days,
-    extendedKeyUsage: x509.ExtendedKeyUsage.serverAuth,
+    extendedKeyUsage: [x509.ExtendedKeyUsage.serverAuth],
     altNames: serverAltNames(names),
   });
 }
@@ -102,7 +103,22 @@ export function createClientCertificate(
     // Most significant attribute first in the encoding, so the DN reads `CN=name,O=gatehouse dev`.
     subject: [{ O: [CLIENT_ORGANIZATION] }, { CN: [name] }],
     days,
-    extendedKeyUsage: x509.ExtendedKeyUsage.clientAuth,
+    extendedKeyUsage: [x509.ExtendedKeyUsage.clientAuth],
     altNames: email === undefined ? [] : [{ type: 'email', value: email }],
+  });
+}
+
+/**
+ * A cluster instance's certificate (cluster.peerCert): its role as the URI name `gatehouse-instance:NAME`, and
+ * both usages, since each instance dials the others (client) and takes their relays (server) on its peer port.
+ */
+export function createInstanceCertificate(ca: IssuingCa, publicKey: CryptoKey, name: string, hosts: readonly string[], days: number): Promise<x509.X509Certificate> {
+  return createLeafCertificate({
+    ca,
+    publicKey,
+    subject: [{ O: [CLIENT_ORGANIZATION] }, { CN: [name] }],
+    days,
+    extendedKeyUsage: [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+    altNames: [{ type: 'url', value: `${INSTANCE_URI_PREFIX}${name}` }, ...serverAltNames(hosts)],
   });
 }

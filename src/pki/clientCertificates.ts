@@ -7,6 +7,7 @@ import { PkiError } from './errors.ts';
 import { fileExists, generateKeyPair, writeCertificateFile, writePrivateKeyFile } from './keyFiles.ts';
 import { createClientCertificate } from './certificates.ts';
 import { CA_CERT_FILE, checkDays, loadCa } from './devCa.ts';
+import type { CryptoKey, x509 } from './x509.ts';
 
 export const CLIENTS_DIR = 'clients';
 import { DEFAULT_CLIENT_DAYS } from './defaults.ts';
@@ -57,10 +58,17 @@ export async function issueClientCertificate(opts: IssueClientOptions): Promise<
   const days = checkDays(opts.days, DEFAULT_CLIENT_DAYS);
   const ca = await loadCa(opts.dir);
 
-  const outDir = opts.out ?? join(opts.dir, CLIENTS_DIR);
-  const certPath = join(outDir, `${opts.name}.crt`);
-  const keyPath = join(outDir, `${opts.name}.key`);
-  if (!opts.force) {
+  return writeLeaf(opts.dir, opts.out ?? join(opts.dir, CLIENTS_DIR), opts.name, opts.force ?? false, (publicKey) => createClientCertificate(ca, publicKey, opts.name, opts.email, days));
+}
+
+/**
+ * Writes NAME.crt and NAME.key into `outDir` (never over existing ones unless `force`): a new key pair, and the
+ * certificate `make` issues for its public key. Returns the paths and what the policies see of it.
+ */
+export async function writeLeaf(dir: string, outDir: string, name: string, force: boolean, make: (publicKey: CryptoKey) => Promise<x509.X509Certificate>): Promise<IssuedClientCertificate> {
+  const certPath = join(outDir, `${name}.crt`);
+  const keyPath = join(outDir, `${name}.key`);
+  if (!force) {
     for (const path of [certPath, keyPath]) {
       if (await fileExists(path)) {
         throw new PkiError('exists', `${path} already exists: pick another name or replace it with --force`, path);
@@ -70,7 +78,7 @@ export async function issueClientCertificate(opts: IssueClientOptions): Promise<
   await mkdir(outDir, { recursive: true, mode: 0o700 });
 
   const keys = await generateKeyPair();
-  const certificate = await createClientCertificate(ca, keys.publicKey, opts.name, opts.email, days);
+  const certificate = await make(keys.publicKey);
   const pem = certificate.toString('pem');
   await writePrivateKeyFile(keyPath, keys.privateKey);
   await writeCertificateFile(certPath, pem);
@@ -79,7 +87,7 @@ export async function issueClientCertificate(opts: IssueClientOptions): Promise<
   return {
     cert: certPath,
     key: keyPath,
-    caCert: join(opts.dir, CA_CERT_FILE),
+    caCert: join(dir, CA_CERT_FILE),
     serial: parsed.serialNumber.toLowerCase(),
     fingerprint: 'sha256:' + parsed.fingerprint256.replace(/:/g, '').toLowerCase(),
     notAfter: new Date(parsed.validTo),

@@ -68,15 +68,20 @@ export function checkDays(days: number | undefined, fallback: number): number {
   return value;
 }
 
-/** localhost and the requested names, lower-cased, then 127.0.0.1 and ::1; no repeats. */
-function serverNameList(requested: readonly string[] | undefined): string[] {
-  const names = ['localhost', ...(requested ?? [])].map(canonicalName);
+/** DNS names and IP addresses for a certificate, lower-cased and in one spelling each; a bad one is refused. */
+export function hostNames(requested: readonly string[]): string[] {
+  const names = requested.map(canonicalName);
   for (const name of names) {
     if (!isIP(name) && !(DNS_NAME.test(name) && name.length <= 253)) {
       throw new PkiError('invalid-server-name', `invalid server name "${name}": expected a DNS name or an IP address`);
     }
   }
-  return [...new Set([...names, '127.0.0.1', '::1'])];
+  return [...new Set(names)];
+}
+
+/** localhost and the requested names, lower-cased, then 127.0.0.1 and ::1; no repeats. */
+function serverNameList(requested: readonly string[] | undefined): string[] {
+  return [...new Set([...hostNames(['localhost', ...(requested ?? [])]), '127.0.0.1', '::1'])];
 }
 
 /** The CA in `dir`, checked: a CA certificate, not expired, with its ECDSA P-256 key. */

@@ -6,3 +6,5 @@ export { issueClientCertificate, isValidClientName, CLIENTS_DIR, DEFAULT_CLIENT_
 export type { IssueClientOptions, IssuedClientCertificate } from './clientCertificates.ts';
 export { PkiError, isPkiError } from './errors.ts';
 export type { PkiErrorCode } from './errors.ts';
+export { issueInstanceCertificate, INSTANCES_DIR } from './instanceCertificates.ts';
+export type { IssueInstanceOptions, IssuedInstanceCertificate } from './instanceCertificates.ts';

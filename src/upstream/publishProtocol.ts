@@ -9,6 +9,25 @@ export const SERVICES_HEADER = 'gatehouse-publish';
  * command line), comma-separated. The portal offers `tunnel -L` for them instead of a web link.
  */
 export const RAW_TCP_HEADER = 'gatehouse-publish-tcp';
+/**
+ * Request header: the publisher process's own random id (the same on every connection of its fleet), so the
+ * instances count one process once against publish.publishersPerUser; `ID; replaces=CONN` when this
+ * connection takes the place of connection CONN (a reconnect, a renewed token) on the instance it lands on.
+ */
+export const PUBLISHER_ID_HEADER = 'gatehouse-publisher-id';
+/** A publisher id: 16 to 64 base64url characters (the client sends 128 random bits, 22 characters). */
+export const PUBLISHER_ID = /^[A-Za-z0-9_-]{16,64}$/;
+
+/** What the gateway tells a second connection of one publisher to one instance (it then tries to land on another). */
+export const ALREADY_CONNECTED = 'publisher already connected to this instance';
+
+/** The publisher id and the connection it replaces, checked; both absent from an older publisher. */
+export function parsePublisherId(header: string | undefined): { ok: true; id?: string; replaces?: string } | { ok: false; reason: string } {
+  if (header === undefined) return { ok: true };
+  const m = /^([^;\s]*)\s*(?:;\s*replaces=([0-9a-f]{1,32}))?$/.exec(header.trim());
+  if (!m || !PUBLISHER_ID.test(m[1] ?? '')) return { ok: false, reason: `${PUBLISHER_ID_HEADER} ${JSON.stringify(header.slice(0, 80))}: expected 16 to 64 base64url characters, optionally "; replaces=CONNECTION"` };
+  return { ok: true, id: m[1] as string, ...(m[2] !== undefined && { replaces: m[2] }) };
+}
 /** 101 headers: the user the services are published under (the token's), and the publisher's connection id. */
 export const USER_HEADER = 'gatehouse-user';
 export const PUBLISHER_HEADER = 'gatehouse-publisher';

@@ -6,7 +6,8 @@ import { Gauge, type Registry } from 'prom-client';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type StreamUpstreams, type UpstreamConnection, type UpstreamInspection, type UpstreamRefusal } from './openUpstream.ts';
 import { notPublished, openPublishedStream } from './publishedStream.ts';
-import { live, PublisherRegistry, type CarriedService, type Entry, type Published } from './publisherRegistry.ts';
+import { live, publisherKeyOf, PublisherRegistry, type CarriedService, type Entry, type Published } from './publisherRegistry.ts';
+import { admitPublisher, NO_REMOTE_USAGE, pastTheLimit, type RemoteUsage } from './publisherQuota.ts';
 import type { RemoteCarriers } from './relayedUpstreams.ts';
 import { attachPublisher } from './publisherSession.ts';
 import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
@@ -27,6 +28,10 @@ export interface PublisherInfo {
   /** sha256 fingerprint of the publisher's client certificate. */
   fingerprint: string;
   services: readonly string[];
+  /** The publisher process's own id (the same on each of its connections); absent from an older publisher. */
+  publisherId?: string;
+  /** The connection (id) of the same publisher here that this one takes the place of (a reconnect, a renewed token). */
+  replaces?: string;
   /** Of `services`, those the publisher says speak raw TCP, not HTTP (the portal offers no web link for them). */
   rawTcp?: readonly string[];
 }
@@ -86,26 +91,15 @@ export interface PublishedServices extends StreamUpstreams {
   onCarriedChange(listener: () => void): void;
   /** A cluster: a service nobody publishes here is looked up among the other instances' publishers. */
   useRemote(remote: RemoteCarriers): void;
+  /** A cluster: the limits per user count what `usage` says the user holds on the other instances. */
+  countRemote(usage: (user: string) => RemoteUsage): void;
+  /** A cluster read the leases: closes this instance's connections of publishers ranked past publishersPerUser. */
+  settleAcross(ranked: ReadonlyMap<string, readonly string[]>): void;
   /**
    * A stream relayed here by another instance: to a publisher here with the certificate the policy decided
    * on, never relayed on again (no loops between instances).
    */
   openRelayed(target: Published, fingerprint: string, timeoutMs: number): Promise<UpstreamConnection>;
-}
-
-/** The services `info` may publish now: those it already publishes (another replica) and new ones up to the limit. */
-function roomFor(info: PublisherInfo, mine: ReadonlySet<Entry>, servicesPerUser: number): { services: string[]; refused: ServiceRefusal[]; publishing: number } {
-  // A service the user already publishes gains a replica (it counts once); new names fit up to the limit,
-  // and those past it are refused one by one, so the others are still published.
-  const publishing = new Set([...mine].flatMap((e) => e.services));
-  let room = servicesPerUser - publishing.size;
-  const services: string[] = [];
-  const refused: ServiceRefusal[] = [];
-  for (const service of info.services) {
-    if (publishing.has(service) || room-- > 0) services.push(service);
-    else refused.push({ service, reason: `${info.user} publishes ${publishing.size} services (publish.servicesPerUser ${servicesPerUser})` });
-  }
-  return { services, refused, publishing: publishing.size };
 }
 
 /**
@@ -127,6 +121,11 @@ function place(info: PublisherInfo, services: string[], publishers: PublisherReg
       // Connected now: it can be leased to the cluster.
       publishers.onChange();
       const drain = entry.drain;
+      // Replaced by a newer connection of the same publisher: its streams finish, the gateway goes on serving.
+      entry.retire = (reason) => {
+        entry.retired = true;
+        drain(reason, RETIRE_DRAIN_MS);
+      };
       entry.drain = (reason, deadlineMs) => {
         draining(reason);
         drain(reason, deadlineMs);
@@ -140,6 +139,9 @@ function place(info: PublisherInfo, services: string[], publishers: PublisherReg
   };
 }
 
+/** A replaced connection's streams may finish for this long; then what still runs is cut. */
+const RETIRE_DRAIN_MS = 30_000;
+
 function registerPublishMetrics(registry: Registry, counts: PublishedServices['counts']): void {
   const gauge = (name: string, help: string, pick: (c: ReturnType<typeof counts>) => number) =>
     new Gauge({ name: `gatehouse_${name}`, help, registers: [registry], collect() { this.set(pick(counts())); } });
@@ -152,6 +154,8 @@ function registerPublishMetrics(registry: Registry, counts: PublishedServices['c
 export function createPublishedServices(limits: () => PublisherLimits | undefined): PublishedServices {
   const publishers = new PublisherRegistry();
   let remote: RemoteCarriers | undefined;
+  /** In a cluster: what each user holds on the other instances, as last read (never waits). */
+  let remoteUsage: (user: string) => RemoteUsage = () => NO_REMOTE_USAGE;
   /** Set once shutdown drains the publishers: new streams are refused with this, as new tunnels are. */
   let goingAway: string | undefined;
 
@@ -159,12 +163,13 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     const now = limits();
     if (!now) return upstreamRefusal(refuse('GH_PUBLISH_DISABLED', 'routes.yaml has no publish: block'));
     const mine = publishers.publishersOf(info.user);
-    if (mine.size >= now.publishersPerUser) {
-      return upstreamRefusal(refuse('GH_TOO_MANY_PUBLISHERS', `${info.user} already has ${mine.size} publishers connected (publish.publishersPerUser ${now.publishersPerUser})`));
-    }
-    const { services, refused, publishing } = roomFor(info, mine, now.servicesPerUser);
-    if (services.length === 0) {
-      return upstreamRefusal(refuse('GH_TOO_MANY_SERVICES', `${info.user} publishes ${publishing} services; ${info.services.length} more would pass publish.servicesPerUser ${now.servicesPerUser}`));
+    const admitted = admitPublisher(info, mine, remoteUsage(info.user), now);
+    if (!admitted.ok) return admitted;
+    const { services, refused, replacing } = admitted;
+    if (replacing) {
+      // At most two connections per (user, publisher) here: the one taking streams and the one it replaced.
+      for (const e of mine) if (e.retired && publisherKeyOf(e) === publisherKeyOf(replacing)) e.close(`replaced again, by connection ${info.id}`);
+      replacing.retire?.(`replaced by connection ${info.id} of the same publisher`);
     }
     return { ok: true, services, refused, ...place(info, services, publishers, limits, (reason) => (goingAway = reason)) };
   }
@@ -247,6 +252,17 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     },
     useRemote(next) {
       remote = next;
+    },
+    countRemote(usage) {
+      remoteUsage = usage;
+    },
+    settleAcross(ranked) {
+      const limit = limits()?.publishersPerUser;
+      if (limit === undefined) return;
+      for (const [user, past] of pastTheLimit(ranked, limit)) {
+        const why = `publish.publishersPerUser ${limit} passed: ${user}'s publishers were admitted at once on several instances, the last registered leave`;
+        publishers.closeWhere((e) => e.user === user && e.session !== undefined && past.has(publisherKeyOf(e)), why);
+      }
     },
     openRelayed,
   };

@@ -11,7 +11,17 @@ export interface Entry extends Publisher, PublisherSession {
   streamsServed: number;
   /** The same counts per service this publisher carries (the portal lists one row per service and replica). */
   perService: Map<string, { open: number; served: number }>;
+  /** Replaced by a newer connection of the same publisher here: it carries no new stream and ends soon. */
+  retired?: boolean;
+  /** Lets its streams finish (no new one) and ends it, as a publisher replaced here; set once attached. */
+  retire?(reason: string): void;
 }
+
+/**
+ * The publisher a connection belongs to, as the limits count it: the id the publisher process sent (one for
+ * all its connections, on every instance), or for an older publisher that sends none, the connection itself.
+ */
+export const publisherKeyOf = (p: Pick<Entry, 'id' | 'publisherId'>): string => p.publisherId ?? `connection:${p.id}`;
 
 export function tallyOf(entry: Entry, service: string): { open: number; served: number } {
   let tally = entry.perService.get(service);
@@ -25,6 +35,8 @@ export const live = (e: Entry): boolean => e.session !== undefined && !e.session
 /** One service one publisher connection here carries: what this instance registers in a cluster. */
 export interface CarriedService {
   publisher: string;
+  /** The publisher's key (publisherKeyOf): the instances count a user's publishers by it. */
+  identity: string;
   user: string;
   service: string;
   fingerprint: string;
@@ -76,7 +88,7 @@ export class PublisherRegistry {
       const cut = k.indexOf('\u0000');
       const user = k.slice(0, cut);
       const service = k.slice(cut + 1);
-      for (const e of replicas) if (live(e)) rows.push({ publisher: e.id, user, service, fingerprint: e.fingerprint });
+      for (const e of replicas) if (live(e)) rows.push({ publisher: e.id, identity: publisherKeyOf(e), user, service, fingerprint: e.fingerprint });
     }
     return rows;
   }

@@ -1,29 +1,21 @@
 // The peer channel between the instances of a cluster, as both ends speak it: the instance role in a
 // certificate, and the one header a relayed stream opens with (what the entry instance decided).
 import { z } from 'zod';
-import type { PeerIdentity } from '../tls/peerIdentity.ts';
+import { INSTANCE_NAME } from '../tls/instanceRole.ts';
 import type { RelayDecided, RelayTicket, UpstreamTarget } from './upstreamTarget.ts';
 
-/** A certificate is an instance's when it names it in a URI: `gatehouse-instance:<instance name>`. */
-export const INSTANCE_URI_PREFIX = 'gatehouse-instance:';
+export { INSTANCE_URI_PREFIX, instanceOf } from '../tls/instanceRole.ts';
+
 /** The header that carries the ticket (base64url JSON), and the one a refused stream's answer says why in. */
 export const RELAY_HEADER = 'gatehouse-relay';
 export const RELAY_ERROR_HEADER = 'gatehouse-relay-error';
 /** A relayed stream is an HTTP/2 CONNECT to this authority (the ticket says where it really goes). */
 export const RELAY_AUTHORITY = 'relay.gatehouse.invalid:443';
 
-const INSTANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-
-/** The instance a certificate's identity names, or undefined: a user's certificate has no instance role. */
-export function instanceOf(identity: PeerIdentity): string | undefined {
-  const names = identity.sans.filter((s) => s.kind === 'uri' && s.value.startsWith(INSTANCE_URI_PREFIX)).map((s) => s.value.slice(INSTANCE_URI_PREFIX.length));
-  // Exactly one role name, and a valid one: a certificate naming two instances is no instance's.
-  return names.length === 1 && INSTANCE_NAME.test(names[0] as string) ? names[0] : undefined;
-}
-
 const text = (max: number) => z.string().min(1).max(max);
 const identity = z.object({ cn: z.string().max(1024), subject: z.string().max(4096), issuer: z.string().max(4096), serial: text(128), fingerprint: text(128), sans: z.array(z.object({ kind: text(16), value: z.string().max(1024) })).max(64), notAfter: text(64) }).strict();
-const token = z.object({ user: z.string().max(1024).optional() }).passthrough();
+// The token's revocation ids travel too: the carrier refuses, and ends, what its own revocations name.
+const token = z.object({ user: z.string().max(1024).optional(), revocationIds: z.array(z.string().max(256)).max(64).optional() }).passthrough();
 const wire = z
   .object({
     v: z.literal(1),

@@ -1,10 +1,10 @@
 // Instances of a cluster for tests: an instance certificate from the test CA (the role is a URI name
-// `gatehouse-instance:<name>`, serverAuth + clientAuth, made with openssl as a site's own CA would), a
+// `gatehouse-instance:<name>`, serverAuth + clientAuth, as `gatehouse pki instance` issues it), a
 // real `gatehouse serve` per instance on one PostgreSQL, and the publisher leases `cluster status` lists.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
+import { issueInstanceCertificate } from '../../src/pki/index.ts';
 import { runGatehouse, startHarness, type Harness } from './gatewayHarness.ts';
 import { freePort } from './localServices.ts';
 import type { TestPki } from './pki.ts';
@@ -22,17 +22,10 @@ export interface InstanceCertificate {
   keyPath: string;
 }
 
-/** Issues `name`'s certificate into `dir`; `uris` replaces the role names (a test of a certificate without, or with two). */
-export function instanceCertificate(pki: TestPki, dir: string, name: string, uris: string[] = [`gatehouse-instance:${name}`]): InstanceCertificate {
-  const keyPath = join(dir, `${name}.key`);
-  const csrPath = join(dir, `${name}.csr`);
-  const certPath = join(dir, `${name}.crt`);
-  const extPath = join(dir, `${name}.ext`);
-  const sans = [...uris.map((u) => `URI:${u}`), 'IP:127.0.0.1'].join(',');
-  writeFileSync(extPath, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=${sans}\n`);
-  execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-subj', `/O=gatehouse dev/CN=${name}`, '-out', csrPath], { stdio: 'ignore' });
-  execFileSync('openssl', ['x509', '-req', '-in', csrPath, '-CA', pki.caCertPath, '-CAkey', join(pki.dir, 'ca.key'), '-CAcreateserial', '-days', '2', '-extfile', extPath, '-out', certPath], { stdio: 'ignore' });
-  return { certPath, keyPath };
+/** Issues `name`'s certificate into `dir` as `gatehouse pki instance NAME --host 127.0.0.1` does. */
+export async function instanceCertificate(pki: TestPki, dir: string, name: string): Promise<InstanceCertificate> {
+  const issued = await issueInstanceCertificate({ dir: pki.dir, name, hosts: ['127.0.0.1'], out: dir, force: true });
+  return { certPath: issued.cert, keyPath: issued.key };
 }
 
 export interface ClusterInstance {
@@ -52,14 +45,16 @@ export interface InstanceOptions {
   staleSeconds?: number;
   /** The instance certificate to use (default: one naming this instance). */
   cert?: InstanceCertificate;
+  /** More keys of the publish block (e.g. `  publishersPerUser: 2\n`). */
+  publishLimits?: string;
 }
 
 /** An instance with the published route, a peer channel on a free port and its own instance certificate. */
 export async function startClusterInstance(name: string, o: InstanceOptions): Promise<ClusterInstance> {
   const peerPort = await freePort();
-  const cert = o.cert ?? instanceCertificate(o.pki, o.dir, name);
+  const cert = o.cert ?? (await instanceCertificate(o.pki, o.dir, name));
   const cluster = `cluster:\n  postgres: ${o.db.url}\n  instance: ${name}\n  peerListen: 127.0.0.1:${peerPort}\n  peerCert: ${cert.certPath}\n  peerKey: ${cert.keyPath}\n  publisherLeaseSeconds: ${o.leaseSeconds}\n  staleSeconds: ${o.staleSeconds ?? 4}\n`;
-  const h = await startHarness({ routes: publishedRoute, rootKey: o.rootKey, pki: o.pki, extraTop: cluster + clusterTop });
+  const h = await startHarness({ routes: publishedRoute, rootKey: o.rootKey, pki: o.pki, extraTop: cluster + clusterTop.replace('  streamsPerPublisher: 400\n', `  streamsPerPublisher: 400\n${o.publishLimits ?? ''}`) });
   return { name, h, peerPort };
 }
 
@@ -68,6 +63,8 @@ export interface Lease {
   service: string;
   instance: string;
   publisher: string;
+  /** The publisher's key (its process's id, or `connection:` and its connection id). */
+  identity: string;
   fingerprint: string;
 }
 
