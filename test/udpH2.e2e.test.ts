@@ -6,11 +6,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCapsule, encodeVarint } from '../src/tunnel/capsules.ts';
-import { startHarness, type Harness } from './support/gatewayHarness.ts';
+import { runGatehouse, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { rawH2ConnectUdp, rawH2Session } from './support/h2Peers.ts';
 import { which } from './support/localServices.ts';
 import type { TestClientCertificate } from './support/pki.ts';
-import { writeToken } from './support/tunnelClient.ts';
+import { gatewayFlags, writeToken } from './support/tunnelClient.ts';
 import { rawConnectUdp, startUdpEcho, type UdpEcho } from './support/udpPeers.ts';
 
 const udpRoute = (name: string, upstream: string, policy = 'allow if user($u), protocol("udp");') => `  - name: ${name}
@@ -121,6 +121,15 @@ describe('RFC 9298 §3.5 over HTTP/2, by hand', () => {
     expect(overHttp1.head).toMatch(/^proxy-status: gatehouse; error=http_request_denied; details="denied by policy"$/im);
     overHttp1.tls.socket.destroy();
   });
+});
+
+it('tunnel --transport http2 carries UDP only: a TCP forward or --stdio is a usage error (exit 2)', async () => {
+  const tokenFile = join(h.dir, 'alice.token');
+  for (const args of [['-L', '127.0.0.1:0:echo'], ['--stdio', 'echo']]) {
+    const result = await runGatehouse(['tunnel', ...args, ...gatewayFlags(h, alice, tokenFile, 'http2')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--transport http2 carries UDP flows only/);
+  }
 });
 
 describe('ALPN: h2 only for a client that offers it without http/1.1', () => {

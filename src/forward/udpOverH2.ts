@@ -8,8 +8,16 @@ import { CapsuleChannel, type DatagramChannel } from '../tunnel/udpChannel.ts';
 import { refusal as refusalParts } from './refusals.ts';
 import { malformed } from './tunnelWayIn.ts';
 
-/** A client that does not read its refusal keeps the stream no longer than this. */
-const REFUSAL_LINGER_MS = 2000;
+/** Once the gateway ended its side, a client that does not end its own keeps the stream no longer than this. */
+const LINGER_MS = 1000;
+
+/**
+ * After the gateway's END_STREAM (a refusal, a flow closed by idle timeout or shutdown), RST_STREAM NO_ERROR
+ * if the client has not ended its side (RFC 9113 §8.1): a half-closed stream would hold its session (GOAWAY waits).
+ */
+function closeAfterOurEnd(stream: ServerHttp2Stream): void {
+  stream.once('finish', () => setTimeout(() => stream.closed || stream.close(constants.NGHTTP2_NO_ERROR), LINGER_MS).unref());
+}
 
 export interface UdpOverH2 {
   accept(queueBytes: number, run: (channel: DatagramChannel, status: number) => void, gone: () => void): void;
@@ -34,6 +42,7 @@ export function acceptOverH2(stream: ServerHttp2Stream): UdpOverH2 {
       // RFC 9297 §3.3: a malformed capsule makes the message malformed, a stream error PROTOCOL_ERROR (RFC 9113
       // §8.1.1); the gateway's own cuts (revocation, an upstream gone) say CANCEL. Neither is a clean end.
       const cut = (malformedCapsule: boolean) => stream.close(malformedCapsule ? constants.NGHTTP2_PROTOCOL_ERROR : constants.NGHTTP2_CANCEL);
+      closeAfterOurEnd(stream);
       run(new CapsuleChannel(stream, queueBytes, undefined, cut), 200);
     },
     refuse(refusal) {
@@ -41,10 +50,10 @@ export function acceptOverH2(stream: ServerHttp2Stream): UdpOverH2 {
       if (stream.headersSent) return void stream.close(constants.NGHTTP2_CANCEL);
       const { headers, body } = refusalParts(refusal.status, refusal.clientReason, refusal.headers);
       stream.respond({ ':status': refusal.status, ...headers });
-      stream.end(body);
       // Whatever the client still sends is read and dropped; one that never ends its side is reset.
+      closeAfterOurEnd(stream);
+      stream.end(body);
       stream.resume();
-      setTimeout(() => stream.closed || stream.close(constants.NGHTTP2_NO_ERROR), REFUSAL_LINGER_MS).unref();
     },
   };
 }

@@ -88,7 +88,9 @@ export class CapsuleChannel extends ChannelBase {
     stream.on('data', (chunk: Buffer) => this.#read(chunk));
     stream.on('end', () => this.close('peer closed'));
     stream.on('error', (err: NodeJS.ErrnoException) => this.#fail(`connection error: ${err.code ?? err.message}`));
-    // Closed before the peer's end: reset (an HTTP/2 RST_STREAM, a connection gone), not a clean close.
+    // Closed before the peer's end: reset (a connection gone), not a clean close. An HTTP/2 stream says
+    // 'aborted' when reset (RST_STREAM, its session gone) before it ends its readable side for the close.
+    stream.on('aborted', () => this.#fail('connection reset'));
     stream.on('close', () => this.end(stream.readableEnded ? 'peer closed' : 'connection reset', !stream.readableEnded));
     // Bytes that arrived with the request head are the first capsules; read them once the caller has set onDatagram.
     if (head.length > 0) queueMicrotask(() => this.#read(head));
