@@ -94,6 +94,8 @@ describe.each(['connect', 'websocket', 'http2'] as const)('gatehouse tunnel -L u
     const byCount = flows.sort((x, y) => (y.packetsIn ?? 0) - (x.packetsIn ?? 0));
     expect(byCount[0]).toMatchObject({ protocol: 'udp', route: 'echo', upstream: `udp:127.0.0.1:${echo.port}`, packetsIn: 5, packetsOut: 5, bytesIn: 15, bytesOut: 15, token: { user: 'alice' }, detail: { transport: transportName } });
     expect(byCount[1]).toMatchObject({ packetsIn: 1, packetsOut: 1 });
+    // Over HTTP/2 the flows of one tunnel share one connection (a stream each); otherwise a connection each.
+    expect(byCount[0]?.conn === byCount[1]?.conn).toBe(transport === 'http2');
     expect(byCount[0]?.dropped).toBeUndefined();
     const opens = h.audit().filter((r) => r.event === 'udp.open' && r.req === byCount[0]?.req);
     expect(opens).toHaveLength(1);

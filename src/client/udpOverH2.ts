@@ -3,6 +3,7 @@
 import { connect as connectH2, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { connect as connectTls } from 'node:tls';
 import { CapsuleChannel, CONNECT_UDP } from '../tunnel/udpChannel.ts';
+import { SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from '../listener/h2Sessions.ts';
 import { bearerOf, tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { classifyError, refusalReason, type TunnelFailure } from './tunnelFailure.ts';
 import type { FlowOpenResult } from './udpDialer.ts';
@@ -26,7 +27,9 @@ function sessionFor(endpoint: GatewayEndpoint): SharedSession {
   const known = sessions.get(key);
   if (known && !known.session.closed && !known.session.destroyed) return known;
   // ALPN offers h2 alone: the gateway speaks HTTP/2 only to clients that do not offer http/1.1.
-  const session = connectH2(`https://${endpoint.host}:${endpoint.port}`, { createConnection: () => connectTls({ ...tlsOptions(endpoint), ALPNProtocols: ['h2'] }) });
+  // Wide receive windows, as the gateway's: the flows' datagrams must not wait on WINDOW_UPDATEs.
+  const session = connectH2(`https://${endpoint.host}:${endpoint.port}`, { settings: { initialWindowSize: STREAM_WINDOW_BYTES }, createConnection: () => connectTls({ ...tlsOptions(endpoint), ALPNProtocols: ['h2'] }) });
+  session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
   const shared: SharedSession = {
     session,
     connectProtocol: new Promise((resolve) => {
@@ -69,7 +72,20 @@ function readRefusal(stream: ClientHttp2Stream, status: number): Promise<TunnelF
   });
 }
 
+/**
+ * Opens a flow's stream; a session the gateway was closing (GOAWAY after its idle timeout, or a shutdown) refuses
+ * new streams, and the flow is tried once more on a new session.
+ */
 export async function openUdpFlowOverH2(endpoint: GatewayEndpoint, path: string, queueBytes: number, timeoutMs: number): Promise<FlowOpenResult> {
+  const first = await openOnSession(endpoint, path, queueBytes, timeoutMs);
+  if (!('retry' in first)) return first;
+  const second = await openOnSession(endpoint, path, queueBytes, timeoutMs);
+  return 'retry' in second ? second.opened : second;
+}
+
+type Attempt = FlowOpenResult | { retry: true; opened: FlowOpenResult };
+
+async function openOnSession(endpoint: GatewayEndpoint, path: string, queueBytes: number, timeoutMs: number): Promise<Attempt> {
   const shared = sessionFor(endpoint);
   shared.flows += 1;
   clearTimeout(shared.idle);
@@ -84,6 +100,8 @@ export async function openUdpFlowOverH2(endpoint: GatewayEndpoint, path: string,
     const settings = await Promise.race([shared.connectProtocol, timeout]);
     if (typeof settings === 'object') return fail(settings);
     if (!settings) return fail({ kind: 'protocol', detail: 'the gateway does not take CONNECT-UDP over HTTP/2 (no SETTINGS_ENABLE_CONNECT_PROTOCOL)' });
+    // A session closing under us (GOAWAY received) throws here rather than refusing the stream.
+    if (shared.session.closed || shared.session.destroyed) return retry(fail({ kind: 'network', code: 'GOAWAY', detail: 'the gateway closed the connection' }));
     const stream = shared.session.request({
       ':method': 'CONNECT',
       ':protocol': CONNECT_UDP,
@@ -104,13 +122,23 @@ export async function openUdpFlowOverH2(endpoint: GatewayEndpoint, path: string,
     ]);
     if (typeof answer === 'object') {
       stream.close(constants.NGHTTP2_CANCEL);
-      return fail(answer);
+      // REFUSED_STREAM: never processed (RFC 9113 §8.7), safe to send again.
+      return stream.rstCode === constants.NGHTTP2_REFUSED_STREAM ? retry(fail(answer)) : fail(answer);
     }
-    if (answer !== 200) return fail(await readRefusal(stream, answer));
+    if (answer !== 200) {
+      const refused = await readRefusal(stream, answer);
+      stream.close(constants.NGHTTP2_NO_ERROR);
+      return fail(refused);
+    }
     stream.once('close', () => release(shared));
     // The gateway's cuts are resets; ours say CANCEL (a malformed capsule from the gateway: PROTOCOL_ERROR).
     return { ok: true, channel: new CapsuleChannel(stream, queueBytes, undefined, (malformed) => stream.close(malformed ? constants.NGHTTP2_PROTOCOL_ERROR : constants.NGHTTP2_CANCEL)) };
+  } catch (err) {
+    // The session failed between the check and the request (ERR_HTTP2_GOAWAY_SESSION, ERR_HTTP2_INVALID_SESSION).
+    return retry(fail(classifyError(err instanceof Error ? err : new Error(String(err)))));
   } finally {
     clearTimeout(timer);
   }
 }
+
+const retry = (opened: FlowOpenResult): Attempt => ({ retry: true, opened });

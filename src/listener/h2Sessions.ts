@@ -15,6 +15,14 @@ export function selectAlpn({ protocols }: { protocols: string[] }): string | und
   return protocols.includes('h2') ? 'h2' : undefined;
 }
 
+/**
+ * Receive windows: a stream's and the whole session's. HTTP/2's default (64 KiB) makes a flow wait for a
+ * WINDOW_UPDATE every 64 datagrams of 1 KiB, and an event-loop pause then costs the sender drops. The gateway
+ * reads every stream at once (a datagram goes to its socket or is dropped), so a wide window holds no memory.
+ */
+export const STREAM_WINDOW_BYTES = 1 << 20;
+export const SESSION_WINDOW_BYTES = 8 << 20;
+
 /** Invalid frames (and refused streams) a session may send before it is closed: nghttp2's flood guards, tighter than Node's 1,000. */
 const MAX_INVALID_FRAMES = 100;
 const MAX_REJECTED_STREAMS = 100;
@@ -40,6 +48,7 @@ export function serveH2(limits: Limits, onStream: StreamHandler): H2Sessions {
       // One connection holds no more flows than its identity may (admission refuses past that anyway).
       maxConcurrentStreams: limits.udp.flowsPerIdentity,
       maxHeaderListSize: limits.maxHeaderBytes,
+      initialWindowSize: STREAM_WINDOW_BYTES,
     },
     maxHeaderListPairs: 64,
     maxSessionInvalidFrames: MAX_INVALID_FRAMES,
@@ -57,6 +66,7 @@ export function serveH2(limits: Limits, onStream: StreamHandler): H2Sessions {
     const socket = taking;
     if (!socket) return void session.destroy();
     sessions.set(session, socket);
+    session.setLocalWindowSize(SESSION_WINDOW_BYTES);
     // A peer's protocol errors end its own session, never the process.
     session.on('error', () => {});
     session.on('frameError', () => {});
