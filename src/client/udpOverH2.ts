@@ -2,8 +2,7 @@
 // shared by the flows of one `tunnel` process; DATAGRAM capsules ride each stream's DATA.
 import { connect as connectH2, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { connect as connectTls } from 'node:tls';
-import { CapsuleChannel, CONNECT_UDP } from '../tunnel/udpChannel.ts';
-import { SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from '../listener/h2Sessions.ts';
+import { CapsuleChannel, CONNECT_UDP, H2_SESSION_WINDOW_BYTES, H2_STREAM_WINDOW_BYTES } from '../tunnel/udpChannel.ts';
 import { bearerOf, tlsOptions, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { classifyError, refusalReason, type TunnelFailure } from './tunnelFailure.ts';
 import type { FlowOpenResult } from './udpDialer.ts';
@@ -28,8 +27,8 @@ function sessionFor(endpoint: GatewayEndpoint): SharedSession {
   if (known && !known.session.closed && !known.session.destroyed) return known;
   // ALPN offers h2 alone: the gateway speaks HTTP/2 only to clients that do not offer http/1.1.
   // Wide receive windows, as the gateway's: the flows' datagrams must not wait on WINDOW_UPDATEs.
-  const session = connectH2(`https://${endpoint.host}:${endpoint.port}`, { settings: { initialWindowSize: STREAM_WINDOW_BYTES }, createConnection: () => connectTls({ ...tlsOptions(endpoint), ALPNProtocols: ['h2'] }) });
-  session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
+  const session = connectH2(`https://${endpoint.host}:${endpoint.port}`, { settings: { initialWindowSize: H2_STREAM_WINDOW_BYTES }, createConnection: () => connectTls({ ...tlsOptions(endpoint), ALPNProtocols: ['h2'] }) });
+  session.once('connect', () => session.setLocalWindowSize(H2_SESSION_WINDOW_BYTES));
   const shared: SharedSession = {
     session,
     connectProtocol: new Promise((resolve) => {

@@ -3,7 +3,9 @@
 import { constants, createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { Server } from 'node:https';
 import type { GatewayLimits } from '../config/schema.ts';
+import { H2_SESSION_WINDOW_BYTES, H2_STREAM_WINDOW_BYTES } from '../tunnel/udpChannel.ts';
 
 /**
  * ALPN: browsers, curl and every HTTP/1.1 client offer http/1.1 and keep it (the HTTP, WebSocket, tunnel and
@@ -15,17 +17,17 @@ export function selectAlpn({ protocols }: { protocols: string[] }): string | und
   return protocols.includes('h2') ? 'h2' : undefined;
 }
 
-/**
- * Receive windows: a stream's and the whole session's. HTTP/2's default (64 KiB) makes a flow wait for a
- * WINDOW_UPDATE every 64 datagrams of 1 KiB, and an event-loop pause then costs the sender drops. The gateway
- * reads every stream at once (a datagram goes to its socket or is dropped), so a wide window holds no memory.
- */
-export const STREAM_WINDOW_BYTES = 1 << 20;
-export const SESSION_WINDOW_BYTES = 8 << 20;
-
 /** Invalid frames (and refused streams) a session may send before it is closed: nghttp2's flood guards, tighter than Node's 1,000. */
 const MAX_INVALID_FRAMES = 100;
 const MAX_REJECTED_STREAMS = 100;
+
+/** Sockets that negotiated h2 go to `h2`; every other one to the HTTPS server's own (HTTP/1.1) listener, as before. */
+export function splitByAlpn(server: Server, h2: H2Sessions): void {
+  const [http1, ...others] = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
+  if (http1 === undefined || others.length > 0) throw new Error('the HTTPS server has not exactly one connection listener');
+  server.removeListener('secureConnection', http1);
+  server.on('secureConnection', (socket: TLSSocket) => (socket.alpnProtocol === 'h2' ? h2.take(socket) : http1.call(server, socket)));
+}
 
 export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, socket: TLSSocket) => void;
 
@@ -48,7 +50,8 @@ export function serveH2(limits: Limits, onStream: StreamHandler): H2Sessions {
       // One connection holds no more flows than its identity may (admission refuses past that anyway).
       maxConcurrentStreams: limits.udp.flowsPerIdentity,
       maxHeaderListSize: limits.maxHeaderBytes,
-      initialWindowSize: STREAM_WINDOW_BYTES,
+      // The gateway reads every stream at once (a datagram goes to its socket or is dropped): wide windows hold no memory.
+      initialWindowSize: H2_STREAM_WINDOW_BYTES,
     },
     maxHeaderListPairs: 64,
     maxSessionInvalidFrames: MAX_INVALID_FRAMES,
@@ -66,7 +69,7 @@ export function serveH2(limits: Limits, onStream: StreamHandler): H2Sessions {
     const socket = taking;
     if (!socket) return void session.destroy();
     sessions.set(session, socket);
-    session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+    session.setLocalWindowSize(H2_SESSION_WINDOW_BYTES);
     // A peer's protocol errors end its own session, never the process.
     session.on('error', () => {});
     session.on('frameError', () => {});

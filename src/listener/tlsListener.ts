@@ -1,5 +1,5 @@
-// The front door: HTTPS servers on TCP addresses and UNIX sockets that demand a client certificate
-// from the site CA, record who connected, and hand requests, upgrades and CONNECTs to the forwarders.
+// The front door: HTTPS servers on TCP addresses and UNIX sockets that demand a client certificate from the
+// site CA, record who connected, and hand requests, upgrades, CONNECTs and HTTP/2 streams to the forwarders.
 import cluster from 'node:cluster';
 import { constants as cryptoConstants } from 'node:crypto';
 import { chmod, mkdir } from 'node:fs/promises';
@@ -24,7 +24,7 @@ import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, responseInFlight, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { removeStaleSocket } from './staleSocket.ts';
-import { selectAlpn, serveH2, type H2Sessions, type StreamHandler } from './h2Sessions.ts';
+import { selectAlpn, serveH2, splitByAlpn, type StreamHandler } from './h2Sessions.ts';
 
 /** The secure-context part of `tls`, without our own keys, with renegotiation refused. */
 function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): SecureContextOptions {
@@ -111,13 +111,6 @@ function createTlsServer(tls: TlsSettings, limits: GatewayLimits, certificateLog
   });
 }
 
-/** Sockets that negotiated h2 go to `h2`; every other one to the HTTP/1.1 server as before. */
-function splitByAlpn(server: Server, h2: H2Sessions): void {
-  const [http1, ...others] = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
-  if (http1 === undefined || others.length > 0) throw new Error('the HTTPS server has not exactly one connection listener');
-  server.removeListener('secureConnection', http1);
-  server.on('secureConnection', (socket: TLSSocket) => (socket.alpnProtocol === 'h2' ? h2.take(socket) : http1.call(server, socket)));
-}
 
 /** Records every refused handshake (tls.reject, within its budgets) and counts it by kind. */
 function recordTlsRejects(server: Server, options: ListenerOptions): void {

@@ -8,6 +8,12 @@ import { CapsuleReader, DATAGRAM_CAPSULE, datagramCapsule, udpPayloadOf } from '
 export const UDP_SUBPROTOCOL = 'gatehouse-udp.v1';
 /** The HTTP/1.1 upgrade token of RFC 9298. */
 export const CONNECT_UDP = 'connect-udp';
+/**
+ * HTTP/2 receive windows of a CONNECT-UDP stream and of its session, on both sides. The default (64 KiB) makes a
+ * flow wait for a WINDOW_UPDATE every 64 datagrams of 1 KiB, and an event-loop pause then costs the sender drops.
+ */
+export const H2_STREAM_WINDOW_BYTES = 1 << 20;
+export const H2_SESSION_WINDOW_BYTES = 8 << 20;
 /** The largest UDP payload there is (65,535 - 8 UDP - 20 IPv4 header bytes): anything longer is not a datagram. */
 export const MAX_UDP_PAYLOAD = 65_507;
 /** A capsule holding the largest payload: its context ID and that payload. A longer capsule is malformed (RFC 9297 §3.3). */
