@@ -75,9 +75,13 @@ export function serveH2(limits: Limits, onStream: StreamHandler): H2Sessions {
     session.on('frameError', () => {});
     let open = 0;
     let idle: NodeJS.Timeout | undefined;
-    // A session with no stream open for the listener's idle timeout is closed (GOAWAY), as an idle keep-alive is.
+    // A session with no stream open for the listener's idle timeout is closed (GOAWAY), as an idle keep-alive is;
+    // one that still holds a stream nghttp2 has not handed over (headers never finished) is destroyed after as long again.
     const armIdle = () => {
-      idle = setTimeout(() => session.close(), idleMs);
+      idle = setTimeout(() => {
+        session.close();
+        setTimeout(() => session.destroy(), idleMs).unref();
+      }, idleMs);
       idle.unref();
     };
     armIdle();

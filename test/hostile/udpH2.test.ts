@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/auditRecord.ts';
 import { inOneHour, mintRaw, startHarness, type Harness } from '../support/gatewayHarness.ts';
 import { rawH2ConnectUdp, rawH2Session, type RawH2Session } from '../support/h2Peers.ts';
+import { tlsClient } from '../support/rawClients.ts';
 import type { TestClientCertificate } from '../support/pki.ts';
 import { writeToken } from '../support/tunnelClient.ts';
 import { startUdpEcho, type UdpEcho } from '../support/udpPeers.ts';
@@ -163,6 +164,16 @@ it('closes a session with no stream open after limits.idleTimeoutSeconds', async
   const s = await rawH2Session(h, alice);
   await s.closed;
   await h.waitForAudit((r) => r.event === 'connection.close' && r.source === s.source);
+}, 15_000);
+
+it('closes a session whose request headers never end (HEADERS without END_HEADERS, no CONTINUATION)', async () => {
+  const tls = await tlsClient(h, alice, { ALPNProtocols: ['h2'] });
+  expect(tls.socket.alpnProtocol).toBe('h2');
+  const frame = (type: number, flags: number, stream: number, payload: Buffer) => Buffer.concat([Buffer.from([0, 0, payload.length, type, flags, 0, 0, 0, stream]), payload]);
+  // The preface, empty SETTINGS, then a header block (`:method GET`, HPACK index 2) that never ends.
+  tls.socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0, 1, Buffer.from([0x82]))]));
+  // Within twice limits.idleTimeoutSeconds (2 s), whatever nghttp2 holds.
+  expect(await tls.closed).toBeLessThan(8000);
 }, 15_000);
 
 it('ends an HTTP/2 flow when its token is revoked, with the reason in udp.close', async () => {
