@@ -1,6 +1,7 @@
 // A detector-like stream: 1 KiB sequence-numbered datagrams at fixed, increasing rates, sent straight to a sink,
-// through socat as a plain UDP relay, and through `gatehouse tunnel -L udp:` (CONNECT-UDP and WebSocket) in one run.
-// Usage: node bench/udp-stream.ts [--seconds 5] [--rates 1000,5000,10000,20000,40000] [--only direct,socat,connect,websocket] [--json FILE]
+// through socat as a plain UDP relay, and through `gatehouse tunnel -L udp:` (CONNECT-UDP over HTTP/1.1 and HTTP/2,
+// and WebSocket) in one run.
+// Usage: node bench/udp-stream.ts [--seconds 5] [--rates 1000,5000,10000,20000,40000] [--only direct,socat,connect,http2,websocket] [--json FILE]
 // Per path and rate: delivered datagrams/s, loss, reordering; and the highest rate with under 0.1% loss.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -101,7 +102,7 @@ try {
       })));
     }
   }
-  const transports = (['connect', 'websocket'] as const).filter(wanted);
+  const transports = (['connect', 'http2', 'websocket'] as const).filter(wanted);
   if (transports.length > 0) {
     const h = await startHarness({
       routes: `  - name: sink\n    protocols: [udp]\n    upstream: udp:127.0.0.1:${sinkPort}\n    policy: |\n      allow if user($u), protocol("udp");\n`,
@@ -114,7 +115,7 @@ try {
     const token = writeToken(h, join(home, 'token'), 'bench');
     for (const transport of transports) {
       const tunnel: TunnelProcess = await startTunnel(['-L', 'udp:127.0.0.1:0:sink', ...gatewayFlags(h, client, token, transport)], cleanEnv(home), 1, [cliNode, cli]);
-      rows.push(...(await measure(`gatehouse ${transport === 'connect' ? 'CONNECT-UDP' : 'WebSocket'}`, tunnel.ready[0]?.port as number)));
+      rows.push(...(await measure(`gatehouse ${{ connect: 'CONNECT-UDP', http2: 'CONNECT-UDP over HTTP/2', websocket: 'WebSocket' }[transport]}`, tunnel.ready[0]?.port as number)));
       await tunnel.stop();
     }
     await new Promise((r) => setTimeout(r, 500));

@@ -108,7 +108,7 @@ describe('options with a fixed set of values', () => {
     [['audit', 'query', '--decision', 'maybe', 'x.log'], /--decision.*Allowed choices are allow, deny/],
     [['audit', 'query', '--format', 'csv', 'x.log'], /--format.*Allowed choices are table, json, summary, delegations/],
     [['authz', 'explain', '--route', 'r', '--cert', 'c.pem', '--protocol', 'quic'], /--protocol.*Allowed choices are http, websocket, tcp, udp/],
-    [['tunnel', '--stdio', 'r', '--transport', 'quic'], /--transport.*Allowed choices are connect, websocket/],
+    [['tunnel', '--stdio', 'r', '--transport', 'quic'], /--transport.*Allowed choices are connect, websocket, http2/],
   ])('%j is refused before the command runs', async (args, message) => {
     const run = await runGatehouse(args);
     expect(run.stderr).toMatch(message);

@@ -212,7 +212,7 @@ describe('settings: flags > environment > config file', () => {
     writeFileSync(join(home, 'bad.yaml'), 'gatway: https://x\ntransport: carrier-pigeon\n');
     const fileErrors = errorsOf({ config: join(home, 'bad.yaml') });
     expect(fileErrors).toContain(`${join(home, 'bad.yaml')}: unknown key "gatway" (expected: gateway, cert, key, ca, tokenFile, transport)`);
-    expect(fileErrors).toContain(`${join(home, 'bad.yaml')}: transport: expected one of connect, websocket`);
+    expect(fileErrors).toContain(`${join(home, 'bad.yaml')}: transport: expected one of connect, websocket, http2`);
     expect(errorsOf({ config: join(home, 'absent.yaml') })).toEqual([`client config ${join(home, 'absent.yaml')} does not exist`]);
   });
 

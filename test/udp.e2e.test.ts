@@ -71,7 +71,7 @@ function dig(port: number, name: string): Promise<string> {
   return new Promise((resolve) => execFile('dig', ['@127.0.0.1', '-p', String(port), name, 'A', '+short', '+tries=2', '+time=3'], (_err, stdout) => resolve(stdout.trim())));
 }
 
-describe.each(['connect', 'websocket'] as const)('gatehouse tunnel -L udp: over %s', (transport) => {
+describe.each(['connect', 'websocket', 'http2'] as const)('gatehouse tunnel -L udp: over %s', (transport) => {
   it('carries datagrams both ways, one flow per local peer, and records each flow once with its counts', async () => {
     const before = closes('echo').length;
     const tunnel = await startTunnel(['-L', 'udp:127.0.0.1:0:echo', ...gatewayFlags(h, alice, aliceToken, transport)], env());
@@ -90,10 +90,12 @@ describe.each(['connect', 'websocket'] as const)('gatehouse tunnel -L udp: over 
     }
     await h.waitForAudit(() => closes('echo').length >= before + 2);
     const flows = closes('echo').slice(before);
-    const transportName = transport === 'connect' ? 'connect-udp' : 'websocket-udp';
+    const transportName = { connect: 'connect-udp', websocket: 'websocket-udp', http2: 'h2-connect-udp' }[transport];
     const byCount = flows.sort((x, y) => (y.packetsIn ?? 0) - (x.packetsIn ?? 0));
     expect(byCount[0]).toMatchObject({ protocol: 'udp', route: 'echo', upstream: `udp:127.0.0.1:${echo.port}`, packetsIn: 5, packetsOut: 5, bytesIn: 15, bytesOut: 15, token: { user: 'alice' }, detail: { transport: transportName } });
     expect(byCount[1]).toMatchObject({ packetsIn: 1, packetsOut: 1 });
+    // Over HTTP/2 the flows of one tunnel share one connection (a stream each); otherwise a connection each.
+    expect(byCount[0]?.conn === byCount[1]?.conn).toBe(transport === 'http2');
     expect(byCount[0]?.dropped).toBeUndefined();
     const opens = h.audit().filter((r) => r.event === 'udp.open' && r.req === byCount[0]?.req);
     expect(opens).toHaveLength(1);

@@ -35,9 +35,13 @@ function usageError(errors: string[]): never {
   process.exit(EXIT.usage);
 }
 
+/** HTTP/2 (extended CONNECT) carries UDP flows only: a TCP tunnel asked over it is a usage error. */
+const HTTP2_UDP_ONLY = '--transport http2 carries UDP flows only (-L udp:...); TCP tunnels and --stdio use connect or websocket';
+
 async function runStdio(route: string, opts: TunnelCommandOptions): Promise<never> {
   const settings = resolveClientSettings(opts);
   if (!settings.ok) usageError(settings.errors);
+  if (settings.settings.transport === 'http2') usageError([HTTP2_UDP_ONLY]);
   for (const w of settings.warnings) say(w);
   const endpoint = endpointOf(settings.settings);
   let abort: (() => void) | undefined;
@@ -60,6 +64,7 @@ async function runStdio(route: string, opts: TunnelCommandOptions): Promise<neve
 async function runListeners(specs: ForwardSpec[], opts: TunnelCommandOptions): Promise<void> {
   const settings = resolveClientSettings(opts);
   if (!settings.ok) usageError(settings.errors);
+  if (settings.settings.transport === 'http2' && specs.some((spec) => spec.kind !== 'udp')) usageError([HTTP2_UDP_ONLY]);
   for (const w of settings.warnings) say(w);
   // Each new tunnel sends the newest token: a long-running tunnel outlives a token from `gatehouse login`.
   const endpoint = endpointOf(settings.settings, renewalFor(settings.settings, say)?.holder);
@@ -108,7 +113,7 @@ export function registerTunnel(program: Command): void {
     .description('reach a route through the gateway from local ports, private UNIX sockets (-L) or stdin/stdout (--stdio)')
     .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE, unix:PATH:ROUTE or udp:[ADDR:]PORT:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
     .option('--stdio <route>', 'one tunnel over stdin/stdout, e.g. as ssh ProxyCommand')
-    .addOption(choiceOption('--transport <kind>', 'connect (HTTP CONNECT, default) or websocket (env GATEHOUSE_TRANSPORT)', ['connect', 'websocket']));
+    .addOption(choiceOption('--transport <kind>', 'connect (HTTP CONNECT, default), websocket, or http2 (UDP flows only: RFC 9298 over HTTP/2) (env GATEHOUSE_TRANSPORT)', ['connect', 'websocket', 'http2']));
   addGatewayOptions(command)
     .option('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long open tunnels may finish', '2000')
     .option('--udp-idle-seconds <s>', '-L udp: close a local peer\'s flow after this long without a datagram either way', '120')
@@ -123,8 +128,9 @@ ${SETTINGS_HELP}
 others (mode 0700); a missing directory is created with mode 0700, any other is refused. A stale
 socket at PATH is replaced; the socket is removed on exit. A TCP port (-L 8888:ROUTE) can be used
 by every local user of this machine: prefer a UNIX socket on shared machines.
--L udp:[ADDR:]PORT:ROUTE carries UDP datagrams (RFC 9298 CONNECT-UDP, or the WebSocket transport):
-each local peer address gets its own flow, closed after --udp-idle-seconds without a datagram.
+-L udp:[ADDR:]PORT:ROUTE carries UDP datagrams (RFC 9298 CONNECT-UDP over HTTP/1.1, or over HTTP/2
+with --transport http2, or the WebSocket transport): each local peer address gets its own flow, closed
+after --udp-idle-seconds without a datagram. With http2 the flows share one connection to the gateway.
 
 Examples:
   gatehouse tunnel --gateway https://gw.example.org:8443 -L unix:$HOME/.gatehouse/jupyter.sock:jupyter

@@ -7,7 +7,7 @@ import { parse } from 'yaml';
 
 /** The file's keys. Checked by hand: zod would cost the client ~20 MiB of memory for six strings. */
 const stringKeys = ['gateway', 'cert', 'key', 'ca', 'tokenFile'] as const;
-const transports = ['connect', 'websocket'] as const;
+const transports = ['connect', 'websocket', 'http2'] as const;
 const knownKeys: readonly string[] = [...stringKeys, 'transport'];
 
 export type ClientConfigFile = Partial<Record<(typeof stringKeys)[number], string>> & { transport?: (typeof transports)[number] };

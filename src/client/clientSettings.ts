@@ -9,7 +9,8 @@ import { expandPath, readClientConfigFile } from './clientConfigFile.ts';
 import { storedLoginCertificate } from './loginCertificate.ts';
 import { cleanToken, readTokenFile, tokenProblem, type LoginFacts } from './tokenFile.ts';
 
-export type Transport = 'connect' | 'websocket';
+/** `http2` (RFC 9298 extended CONNECT) carries UDP flows only. */
+export type Transport = 'connect' | 'websocket' | 'http2';
 
 /** What the command line gave (commander's camel-cased option names). */
 export interface TunnelFlags {
@@ -170,7 +171,7 @@ export function resolveClientSettings(flags: TunnelFlags, env: NodeJS.ProcessEnv
   if (gatewayText === undefined) errors.push(`no gateway: give --gateway https://HOST[:PORT], set GATEHOUSE_GATEWAY, or put "gateway:" in ${configFile}`);
 
   const transport = flags.transport ?? envValue('GATEHOUSE_TRANSPORT') ?? fromFile.transport ?? 'connect';
-  if (transport !== 'connect' && transport !== 'websocket') errors.push(`transport ${JSON.stringify(transport)}: expected connect or websocket`);
+  if (transport !== 'connect' && transport !== 'websocket' && transport !== 'http2') errors.push(`transport ${JSON.stringify(transport)}: expected connect, websocket or http2`);
 
   // Named nowhere: the certificate of the last `gatehouse login --certificate`, beside the token file.
   const stored = options.noCertificate ? undefined : storedLoginCertificate(namedTokenFile);

@@ -1,5 +1,5 @@
 // Opens one UDP flow to a route through the gateway: RFC 9298 CONNECT-UDP over an mTLS HTTP/1.1 upgrade
-// (the `connect` transport), or the WebSocket transport (`websocket`) for networks that pass only HTTP(S).
+// (`connect`) or an HTTP/2 extended CONNECT stream (`http2`), or the WebSocket transport (`websocket`).
 import type { Transport } from './clientSettings.ts';
 import type { GatewayEndpoint } from './gatewayEndpoint.ts';
 import { requestOverTls } from './gatewayRequest.ts';
@@ -18,6 +18,10 @@ export async function openUdpFlow(endpoint: GatewayEndpoint, transport: Transpor
     const { openGatewayWebSocket } = await import('./websocketTransport.ts');
     const opened = await openGatewayWebSocket(endpoint, path, UDP_SUBPROTOCOL, MAX_UDP_PAYLOAD, timeoutMs);
     return opened.ok ? { ok: true, channel: new WebSocketChannel(opened.ws, QUEUE_BYTES) } : opened;
+  }
+  if (transport === 'http2') {
+    const { openUdpFlowOverH2 } = await import('./udpOverH2.ts');
+    return openUdpFlowOverH2(endpoint, path, QUEUE_BYTES, timeoutMs);
   }
   const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
   const answer = await requestOverTls(endpoint, {

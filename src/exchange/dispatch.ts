@@ -1,6 +1,7 @@
 // Dispatch: which way in takes a request, an upgrade or a CONNECT once the listener has it. The gateway's
 // reserved paths (tunnel and publish endpoints, its own pages; see routing/reservedPaths) come before any route.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { ConnectionContext, ListenerHandlers } from './connection.ts';
 import { reservedPath, type ReservedPath } from '../routing/reservedPaths.ts';
@@ -11,6 +12,7 @@ import { PUBLISH_PROTOCOL } from '../upstream/publishProtocol.ts';
 import { redactTarget } from '../forward/redactTarget.ts';
 import { certificatelessTo } from './certificatelessDispatch.ts';
 import { enter } from './enter.ts';
+import { dispatchStream } from './h2Dispatch.ts';
 import { openExchange, refuseUncounted, type ExchangeSinks } from './exchange.ts';
 import type { DecisionKind, WayIn } from './wayIn.ts';
 
@@ -30,6 +32,8 @@ export interface DispatchTargets {
   publish: WayInOf<[IncomingMessage, Duplex]>;
   /** UDP flows (RFC 9298 CONNECT-UDP over HTTP/1.1, or the WebSocket transport) to the route or target named. */
   udp: WayInOf<[IncomingMessage, Duplex, Buffer, UdpPath]>;
+  /** The same UDP flows over HTTP/2 (RFC 9298 §3.5 extended CONNECT), a stream each. */
+  udpH2: WayInOf<[ServerHttp2Stream, IncomingHttpHeaders, UdpPath]>;
   portal: WayInOf<[IncomingMessage, ServerResponse, PortalPage]>;
 }
 
@@ -94,5 +98,6 @@ export function dispatchTo(to: DispatchTargets): ListenerHandlers {
       if (!conn) return refuseUnauthenticated(socket);
       return enter(to.connect, conn, to.connect.arrive(req, socket, head));
     },
+    stream: dispatchStream(to),
   };
 }

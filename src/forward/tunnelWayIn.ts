@@ -1,6 +1,6 @@
 // The three tunnel ways in (CONNECT, the WebSocket tunnel endpoint, a proxied WebSocket) as the exchange
 // stage drives them: the deny record, refusals on the raw socket, the identity's tunnel slot, then carrying.
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AuditRecord } from '../audit/auditRecord.ts';
 import { auditTokenOf } from '../audit/auditToken.ts';
@@ -13,20 +13,34 @@ import { redactTarget } from './redactTarget.ts';
 import { sendRefusalOnSocket } from './refusals.ts';
 import { openTunnel, type AdmittedTunnel, type TunnelDeps, type TunnelRequestFields } from './tunnelSession.ts';
 
-/** One tunnel's arrival: the state the exchange stage hands each step. */
-export interface TunnelArrival {
-  req: IncomingMessage;
+/** One raw way in's arrival (a tunnel, a UDP flow over HTTP/1.1 or HTTP/2): the state the exchange stage hands each step. */
+export interface RawArrival {
+  req: { headers: IncomingHttpHeaders; method?: string | undefined; url?: string | undefined };
+  /** The client's connection (HTTP/1.1) or stream (HTTP/2). */
   socket: Duplex;
-  head: Buffer;
   /** What the route decision is made on. */
   ask: DecisionAsks['route'];
   fields: TunnelRequestFields;
   /** The header fields that may carry the credential, in order. */
   tokenHeaders: CredentialSource[];
+  /** How a refusal is answered, when not as a status line on the raw socket (an HTTP/2 stream's HEADERS). */
+  answer?(refusal: Refusal): void;
+}
+
+/** One tunnel's arrival: an HTTP/1.1 request that left HTTP parsing. */
+export interface TunnelArrival extends RawArrival {
+  req: IncomingMessage;
+  head: Buffer;
+}
+
+/** Answers a refusal on the arrival's transport. */
+export function answerRefusal(t: RawArrival, refusal: Refusal): void {
+  if (t.answer) t.answer(refusal);
+  else sendRefusalOnSocket(t.socket, refusal);
 }
 
 /** What a tunnel way in adds to the shared steps: its arrival, its early checks and how it carries bytes. */
-export interface TunnelCarrier<A extends unknown[], S extends TunnelArrival> {
+export interface TunnelCarrier<A extends unknown[], S extends RawArrival> {
   arrive(...args: A): S;
   screen?(state: S): Refused | undefined;
   carry(state: S, tunnel: AdmittedTunnel): void | Promise<void>;
@@ -38,14 +52,14 @@ export function malformed(refusal: Refusal, fields: Omit<TunnelRequestFields, 't
 }
 
 /** Answers on the socket and closes the exchange with its deny record, within the client's budgets. */
-export function closeRefused(t: TunnelArrival, exchange: Exchange, refusal: Refusal, extra: Partial<AuditRecord> = {}): void {
-  sendRefusalOnSocket(t.socket, refusal);
+export function closeRefused(t: RawArrival, exchange: Exchange, refusal: Refusal, extra: Partial<AuditRecord> = {}): void {
+  answerRefusal(t, refusal);
   // A client's own refusals (4xx, 429s under a limit) are recorded within its budgets, so they cannot fill the audit disk.
   exchange.close({ decision: 'deny', status: refusal.status, durationMs: exchange.elapsedMs(), reason: refusal.reason, ...extra, detail: { transport: t.fields.transport } }, 'refused');
 }
 
 /** A recorded target that is the path itself is not written twice. */
-function dropTargetWhenPath(t: TunnelArrival, exchange: Exchange, path: string | undefined): void {
+function dropTargetWhenPath(t: RawArrival, exchange: Exchange, path: string | undefined): void {
   if (path !== undefined && path === t.fields.target) delete exchange.base.target;
 }
 
@@ -69,7 +83,7 @@ export function tunnelWayIn<A extends unknown[], S extends TunnelArrival>(deps: 
  * The steps every raw way in (a tunnel, a UDP flow) shares up to carrying: its records' fields, the drain
  * check, the credential and decision, refusals on the raw socket; `carry` takes the admitted exchange.
  */
-export function rawWayIn<A extends unknown[], S extends TunnelArrival>(deps: TunnelDeps, carrier: Omit<TunnelCarrier<A, S>, 'carry'>, carry: WayIn<A, S, 'route'>['carry']): WayIn<A, S, 'route'> {
+export function rawWayIn<A extends unknown[], S extends RawArrival>(deps: TunnelDeps, carrier: Omit<TunnelCarrier<A, S>, 'carry'>, carry: WayIn<A, S, 'route'>['carry']): WayIn<A, S, 'route'> {
   return {
     stage: deps,
     decides: 'route',
@@ -85,7 +99,7 @@ export function rawWayIn<A extends unknown[], S extends TunnelArrival>(deps: Tun
     // A page of another origin can open a WebSocket with the user's cookie (cross-site WebSocket hijacking).
     credential: (t) => ({ headers: t.req.headers, method: t.fields.method, maxTokenBytes: deps.limits().maxTokenBytes, sources: t.tokenHeaders, websocket: true }),
     decideOn: (t) => t.ask,
-    answer: (t, refusal) => sendRefusalOnSocket(t.socket, refusal),
+    answer: answerRefusal,
     refuse(t, exchange, { refusal, record }) {
       const { path, route, token } = record;
       dropTargetWhenPath(t, exchange, path);

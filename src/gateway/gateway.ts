@@ -171,7 +171,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   });
   const login = loginPages(issuer, loginEndpoints({ issuer, sessions: () => admission.sessions, limits, bearer: (headers) => bearerCredential(headers, limits().maxTokenBytes, 'authorization') }));
   const portal = createPortal({ audit, refusals, identityLimits, limits, rootKey, isRevoked: (ids) => admission.isRevoked(ids), sessions: () => admission.sessions, admission: () => admission, dryRun: admitRequest, auditFile: () => config.audit.file, browser: () => config.browser, publishedBy: (user) => published.listOf(user), listenerHosts: () => listenerHostNames(config.listen), login, ...(handoffs && { handoffs }) });
-  const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn, udp: udp.wayIn });
+  const handlers = dispatchTo({ sinks: { audit, refusals }, http: http.wayIn, websocket: websocket.wayIn, connect: tcp.connect, tunnelEndpoint: tcp.tunnelEndpoint, publish: publish.wayIn, portal: portal.wayIn, udp: udp.wayIn, udpH2: udp.h2WayIn });
   const listeners: BoundListener[] = [];
   let tls: Awaited<ReturnType<typeof openTlsMaterial>> | undefined;
   // A new CRL is checked at each handshake; connections already open with a certificate it revokes end here.
@@ -283,7 +283,7 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
       // (GOAWAY): the HTTP requests they carry finish like those to sockets, until the same deadline.
       const tunnelsClosed = tunnels.closeAll('gateway shutting down', graceMs);
       http.drain();
-      const timer = setTimeout(() => listeners.forEach((l) => l.server.closeAllConnections()), graceMs);
+      const timer = setTimeout(() => listeners.forEach((l) => l.closeAllConnections()), graceMs);
       await Promise.all(closing);
       clearInterval(idleSweep);
       // The server reports closed before the sockets' own close handlers have written their records.

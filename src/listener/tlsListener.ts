@@ -1,11 +1,12 @@
-// The front door: HTTPS servers on TCP addresses and UNIX sockets that demand a client certificate
-// from the site CA, record who connected, and hand requests, upgrades and CONNECTs to the forwarders.
+// The front door: HTTPS servers on TCP addresses and UNIX sockets that demand a client certificate from the
+// site CA, record who connected, and hand requests, upgrades, CONNECTs and HTTP/2 streams to the forwarders.
 import cluster from 'node:cluster';
 import { constants as cryptoConstants } from 'node:crypto';
 import { chmod, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
@@ -23,6 +24,7 @@ import type { ConnectionLimits } from './connectionLimits.ts';
 import { destroyIdleSockets, releaseToTunnel, responseInFlight, serverTimeoutOptions, trackResponse } from './listenerTimeouts.ts';
 import { createProxyFront, type ProxyRefusal } from './proxyFront.ts';
 import { removeStaleSocket } from './staleSocket.ts';
+import { selectAlpn, serveH2, splitByAlpn, type StreamHandler } from './h2Sessions.ts';
 
 /** The secure-context part of `tls`, without our own keys, with renegotiation refused. */
 function secureContextOf({ refuseClients: _refuse, ...tls }: TlsSettings): SecureContextOptions {
@@ -43,8 +45,10 @@ export interface BoundListener {
   setTls(tls: TlsSettings): void;
   /** Destroys every socket that has not authenticated (shutdown): nothing is owed to them. */
   dropUnauthenticated(): void;
-  /** Shutdown: every response not yet begun says `Connection: close` and ends its connection. */
+  /** Shutdown: every response not yet begun says `Connection: close` and ends its connection (HTTP/2: GOAWAY). */
   closeAfterResponses(): void;
+  /** The shutdown deadline: every connection is closed, HTTP/1.1 and HTTP/2 alike. */
+  closeAllConnections(): void;
 }
 
 export interface ListenerOptions {
@@ -102,8 +106,11 @@ function createTlsServer(tls: TlsSettings, limits: GatewayLimits, certificateLog
     ...serverTimeoutOptions(limits),
     // The HTTP forwarder answers a Host-less HTTP/1.1 request itself, with an audit record.
     requireHostHeader: false,
+    // HTTP/1.1 to every client that offers it; h2 (CONNECT-UDP only) to a client that offers h2 alone.
+    ALPNCallback: selectAlpn,
   });
 }
+
 
 /** Records every refused handshake (tls.reject, within its budgets) and counts it by kind. */
 function recordTlsRejects(server: Server, options: ListenerOptions): void {
@@ -150,7 +157,7 @@ function openConnections(server: Server, audit: AuditLog, options: ListenerOptio
  * Hands each request, upgrade and CONNECT to `handlers` with its connection's context (looked up here, the
  * only place that does). Returns the switch that makes every later response end its connection (shutdown).
  */
-function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): () => void {
+function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: AuditLog, options: ListenerOptions): { onStream: StreamHandler; closeConnections: () => void } {
   // A handler that throws must never take the gateway down or touch other connections.
   // It runs a microtask after the server's event, not inside it: by then the parser has gone through
   // the bytes it holds, so a request it refuses mid-way (a bad Transfer-Encoding, a broken chunk, the
@@ -204,9 +211,17 @@ function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: Aud
     );
   server.on('upgrade', onTunnel('upgrade'));
   server.on('connect', onTunnel('connect'));
+  // An HTTP/2 stream (CONNECT-UDP): a certificate-less connection has no context here, and dispatch refuses it.
+  const onStream = guard<[ServerHttp2Stream, IncomingHttpHeaders, TLSSocket]>(
+    (stream, headers, socket) => handlers.stream(stream, headers, contextOf(socket)),
+    (stream) => stream.close(h2constants.NGHTTP2_INTERNAL_ERROR),
+  );
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, options.refusals, options.limits));
-  return () => {
-    closingConnections = true;
+  return {
+    onStream,
+    closeConnections: () => {
+      closingConnections = true;
+    },
   };
 }
 
@@ -249,8 +264,10 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
   const held = options.connectionLimits.watch(server, acceptor);
   destroyIdleSockets(server, limits);
   recordTlsRejects(server, options);
+  const { onStream, closeConnections } = handRequestsDown(server, handlers, audit, options);
+  const h2 = serveH2(limits, onStream);
+  splitByAlpn(server, h2);
   const connections = openConnections(server, audit, options, () => refuseClients);
-  const closeConnections = handRequestsDown(server, handlers, audit, options);
 
   const bound = {
     server,
@@ -270,11 +287,16 @@ export async function openListener(listen: ListenAddress, tls: TlsSettings, hand
     },
     closeAfterResponses: () => {
       closeConnections();
+      h2.goAway();
       // Responses already under way: Node decides the Connection field when it writes the head.
       for (const socket of connections) {
         const res = responseInFlight(socket);
         if (res && !res.headersSent) res.shouldKeepAlive = false;
       }
+    },
+    closeAllConnections: () => {
+      server.closeAllConnections();
+      h2.destroyAll();
     },
   };
   return { ...bound, ...(await bind(listen, server, acceptor)) };

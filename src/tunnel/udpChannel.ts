@@ -8,6 +8,12 @@ import { CapsuleReader, DATAGRAM_CAPSULE, datagramCapsule, udpPayloadOf } from '
 export const UDP_SUBPROTOCOL = 'gatehouse-udp.v1';
 /** The HTTP/1.1 upgrade token of RFC 9298. */
 export const CONNECT_UDP = 'connect-udp';
+/**
+ * HTTP/2 receive windows of a CONNECT-UDP stream and of its session, on both sides. The default (64 KiB) makes a
+ * flow wait for a WINDOW_UPDATE every 64 datagrams of 1 KiB, and an event-loop pause then costs the sender drops.
+ */
+export const H2_STREAM_WINDOW_BYTES = 1 << 20;
+export const H2_SESSION_WINDOW_BYTES = 8 << 20;
 /** The largest UDP payload there is (65,535 - 8 UDP - 20 IPv4 header bytes): anything longer is not a datagram. */
 export const MAX_UDP_PAYLOAD = 65_507;
 /** A capsule holding the largest payload: its context ID and that payload. A longer capsule is malformed (RFC 9297 §3.3). */
@@ -58,28 +64,40 @@ abstract class ChannelBase implements DatagramChannel {
 }
 
 /**
- * RFC 9298 over an upgraded HTTP/1.1 connection: DATAGRAM capsules with context ID 0 carry payloads; other
- * contexts are dropped and other capsule types read past (RFC 9297 §3.2); a malformed capsule ends the flow.
- * `queueBytes` bounds what may wait to be written: UDP drops, it never buffers without bound.
+ * How a capsule stream is cut (not closed): `malformed` when the peer broke the capsule protocol. An HTTP/1.1
+ * connection is destroyed; an HTTP/2 stream is reset with the code that says which (RFC 9297 §3.3).
+ */
+export type CutStream = (malformed: boolean) => void;
+
+/**
+ * RFC 9298 over any byte stream (an upgraded HTTP/1.1 connection, an HTTP/2 stream): DATAGRAM capsules with
+ * context ID 0 carry payloads; other contexts are dropped and other capsule types read past (RFC 9297 §3.2); a
+ * malformed capsule ends the flow. `queueBytes` bounds what may wait to be written: UDP drops, it never
+ * buffers without bound. A stream that closes without its peer's end (a reset) ends the flow as an error.
  */
 export class CapsuleChannel extends ChannelBase {
   readonly #stream: Duplex;
   readonly #queueBytes: number;
   readonly #reader = new CapsuleReader(MAX_CAPSULE_BYTES);
+  readonly #cut: CutStream;
   #corked = false;
   readonly #uncork = () => {
     this.#corked = false;
     this.#stream.uncork();
   };
 
-  constructor(stream: Duplex, queueBytes: number, head: Buffer = Buffer.alloc(0)) {
+  constructor(stream: Duplex, queueBytes: number, head: Buffer = Buffer.alloc(0), cut: CutStream = () => stream.destroy()) {
     super();
     this.#stream = stream;
     this.#queueBytes = queueBytes;
+    this.#cut = cut;
     stream.on('data', (chunk: Buffer) => this.#read(chunk));
     stream.on('end', () => this.close('peer closed'));
     stream.on('error', (err: NodeJS.ErrnoException) => this.#fail(`connection error: ${err.code ?? err.message}`));
-    stream.on('close', () => this.end('peer closed', false));
+    // Closed before the peer's end: reset (a connection gone), not a clean close. An HTTP/2 stream says
+    // 'aborted' when reset (RST_STREAM, its session gone) before it ends its readable side for the close.
+    stream.on('aborted', () => this.#fail('connection reset'));
+    stream.on('close', () => this.end(stream.readableEnded ? 'peer closed' : 'connection reset', !stream.readableEnded));
     // Bytes that arrived with the request head are the first capsules; read them once the caller has set onDatagram.
     if (head.length > 0) queueMicrotask(() => this.#read(head));
     stream.resume();
@@ -89,17 +107,17 @@ export class CapsuleChannel extends ChannelBase {
     // A cleanly closed stream stays readable until the peer's FIN: what it sends after our close is not delivered.
     if (this.done) return;
     const read = this.#reader.push(chunk);
-    if (!read.ok) return this.#fail(`malformed capsule: ${read.invalid}`);
+    if (!read.ok) return this.#fail(`malformed capsule: ${read.invalid}`, true);
     for (const capsule of read.capsules) {
       if (capsule.type !== DATAGRAM_CAPSULE) continue;
       const datagram = udpPayloadOf(capsule.value);
-      if (!datagram.ok) return this.#fail(`malformed capsule: ${datagram.invalid}`);
+      if (!datagram.ok) return this.#fail(`malformed capsule: ${datagram.invalid}`, true);
       if (datagram.payload !== undefined && !this.done) this.onDatagram(datagram.payload);
     }
   }
 
-  #fail(reason: string): void {
-    if (this.end(reason, true)) this.#stream.destroy();
+  #fail(reason: string, malformed = false): void {
+    if (this.end(reason, true)) this.#cut(malformed);
   }
 
   send(payload: Buffer): boolean {
@@ -118,7 +136,7 @@ export class CapsuleChannel extends ChannelBase {
 
   close(reason: string, error = false): void {
     if (!this.end(reason, error)) return;
-    if (error) this.#stream.destroy();
+    if (error) this.#cut(false);
     else this.#stream.end();
   }
 }

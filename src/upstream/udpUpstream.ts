@@ -57,7 +57,9 @@ export function openUdpUpstream(target: Extract<UpstreamTarget, { kind: 'udp' }>
     };
     const timer = setTimeout(() => fail(`connect timed out after ${timeoutMs} ms`), timeoutMs);
     socket.once('error', (err: NodeJS.ErrnoException) => fail(err.code ?? err.message));
-    socket.connect(target.port, target.host, () => {
+    // A name that does not resolve comes back through the callback (Node passes the lookup's error to it, not to 'error').
+    socket.connect(target.port, target.host, (err?: NodeJS.ErrnoException) => {
+      if (err) return fail(err.code ?? err.message);
       if (settled) return;
       settled = true;
       clearTimeout(timer);

@@ -34,7 +34,7 @@ export function writeToken(h: Harness, file: string, user: string, extra = ''): 
 }
 
 /** The flags that reach the harness gateway with `client`'s certificate. */
-export function gatewayFlags(h: Harness, client: TestClientCertificate, tokenFile: string, transport: 'connect' | 'websocket' = 'connect'): string[] {
+export function gatewayFlags(h: Harness, client: TestClientCertificate, tokenFile: string, transport: 'connect' | 'websocket' | 'http2' = 'connect'): string[] {
   return ['--gateway', `https://localhost:${h.port}`, '--ca', h.pki.caCertPath, '--cert', client.certPath, '--key', client.keyPath, '--token-file', tokenFile, '--transport', transport];
 }
 
