@@ -6,7 +6,7 @@ import { bearerOf, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
-import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, UDP_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 import { PUBLISH_SESSION_SETTINGS, sizeWindowsToPath, type PathWindows } from '../upstream/publishWindows.ts';
 
@@ -16,8 +16,8 @@ export type Registration =
   | { ok: true; session: ServerHttp2Session; socket: TLSSocket; user: string; publisherId: string; notPublished: string; instance: string; windows: PathWindows }
   | { ok: false; failure: TunnelFailure };
 
-/** Registers `services` (`rawTcp` of them speak raw TCP) and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
-export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], { timeoutMs = 20_000, rawTcp = [] }: { timeoutMs?: number; rawTcp?: readonly string[] } = {}): Promise<Registration> {
+/** Registers `services` (`rawTcp` of them speak raw TCP, `udp` are UDP services) and resolves once the gateway has said 101 and HTTP/2 runs, or with why not. */
+export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], { timeoutMs = 20_000, rawTcp = [], udp = [] }: { timeoutMs?: number; rawTcp?: readonly string[]; udp?: readonly string[] } = {}): Promise<Registration> {
   const answer = await requestOverTls(endpoint, {
     lines: (e) => [
       `GET ${PUBLISH_PATH} HTTP/1.1`,
@@ -27,6 +27,7 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
       `Authorization: Bearer ${bearerOf(e)}`,
       `${SERVICES_HEADER}: ${services.join(', ')}`,
       ...(rawTcp.length > 0 ? [`${RAW_TCP_HEADER}: ${rawTcp.join(', ')}`] : []),
+      ...(udp.length > 0 ? [`${UDP_HEADER}: ${udp.join(', ')}`] : []),
       'User-Agent: gatehouse-publish',
     ],
     success: 101,

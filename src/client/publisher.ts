@@ -179,7 +179,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
     let landings = 0;
     let everRegistered = false;
     while (!stopped) {
-      const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service) });
+      const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service), udp: specs.filter((s) => s.target.kind === 'udp').map((s) => s.service) });
       if (stopped) {
         if (registration.ok) registration.session.close();
         break;

@@ -17,7 +17,7 @@ import type { Exchange } from '../exchange/exchange.ts';
 import type { PublisherDecided, WayIn } from '../exchange/wayIn.ts';
 import type { Publisher, PublishedServices, Reservation } from '../upstream/publishedServices.ts';
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
-import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, parseRawTcpList, parseServiceList, parseUdpList, PUBLISH_PROTOCOL, PUBLISHER_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, UDP_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 import { ignoreSocketErrors, sendRefusalOnSocket } from './refusals.ts';
 import { headerSafe } from './upstreamHeaders.ts';
@@ -38,8 +38,10 @@ export interface PublishDeps {
   published: PublishedServices;
 }
 
-type ServiceList = { services: string[]; rawTcp?: string[] };
+type ServiceList = { services: string[]; rawTcp?: string[]; udp?: string[] };
 type AttachedPublisher = Publisher;
+/** A well-formed registration: the services named, and which of them speak raw TCP or are UDP services. */
+type Registration = { services: string[]; rawTcp: string[]; udp: string[] };
 
 /** An admitted registration with its services reserved, on its way to the 101. */
 interface Acceptance {
@@ -52,11 +54,12 @@ interface Acceptance {
   /** Authorizes the registration again under the current config. */
   reauthorize: PublisherDecided['reauthorize'];
   rawTcp: string[];
+  udp: string[];
   deny(refusal: Refusal): void;
 }
 
 /** The registration's own checks, before it spends any of the rate: the gateway is not stopping, the upgrade and service lists are well formed. */
-function checkRegistration(deps: PublishDeps, req: IncomingMessage): { ok: true; services: string[]; rawTcp: string[] } | { ok: false; refused: Refused } {
+function checkRegistration(deps: PublishDeps, req: IncomingMessage): { ok: true } & Registration | { ok: false; refused: Refused } {
   const badRegistration = (reason: string, clientReason = reason, record: Partial<AuditRecord> = {}) => ({ ok: false as const, refused: { refusal: refuse('GH_BAD_PUBLISH', reason, { clientReason }), record } });
   if (!deps.tunnels.accepting) return { ok: false, refused: { refusal: refuse('GH_DRAINING', 'gateway shutting down'), record: {} } };
   if (req.headers.upgrade?.toLowerCase() !== PUBLISH_PROTOCOL) return badRegistration(`publish endpoint asked to upgrade to ${JSON.stringify(String(req.headers.upgrade ?? '').slice(0, 60))}`, `expected Upgrade: ${PUBLISH_PROTOCOL}`);
@@ -64,7 +67,9 @@ function checkRegistration(deps: PublishDeps, req: IncomingMessage): { ok: true;
   if (!named.ok) return badRegistration(named.reason);
   const raw = parseRawTcpList(req.headers[RAW_TCP_HEADER] as string | undefined, named.services);
   if (!raw.ok) return badRegistration(raw.reason, raw.reason, { detail: { services: named.services } });
-  return { ok: true, services: named.services, rawTcp: raw.rawTcp };
+  const udp = parseUdpList(req.headers[UDP_HEADER] as string | undefined, named.services, raw.rawTcp);
+  if (!udp.ok) return badRegistration(udp.reason, udp.reason, { detail: { services: named.services } });
+  return { ok: true, services: named.services, rawTcp: raw.rawTcp, udp: udp.udp };
 }
 
 /** Answers 101 naming the services that could not be published (with why), then serves the publisher until it goes. */
@@ -72,7 +77,8 @@ function accept(deps: PublishDeps, a: Acceptance): void {
   const { conn, socket, decision, reservation } = a;
   const { refused } = reservation;
   const rawTcp = a.rawTcp.filter((s) => reservation.services.includes(s));
-  const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(refused.length > 0 && { refused }) };
+  const udp = a.udp.filter((s) => reservation.services.includes(s));
+  const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(udp.length > 0 && { udp }), ...(refused.length > 0 && { refused }) };
   const record: Partial<AuditRecord> = { token: publisherTokenOf(decision), publisher: conn.id, detail: published };
   const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
   if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);
@@ -133,7 +139,7 @@ interface PublishArrival {
   req: IncomingMessage;
   socket: Duplex;
   /** The registration's services, once it is well formed. */
-  registration: { services: string[]; rawTcp: string[] } | undefined;
+  registration: Registration | undefined;
   /** The services named, once the registration is well formed: every later refusal's record names them. */
   detail: ServiceList | undefined;
 }
@@ -163,7 +169,7 @@ export function createPublishEndpoint(deps: PublishDeps): { wayIn: WayIn<[Incomi
       const checked = checkRegistration(deps, p.req);
       if (!checked.ok) return checked.refused;
       p.registration = checked;
-      p.detail = { services: checked.services, ...(checked.rawTcp.length > 0 && { rawTcp: checked.rawTcp }) };
+      p.detail = { services: checked.services, ...(checked.rawTcp.length > 0 && { rawTcp: checked.rawTcp }), ...(checked.udp.length > 0 && { udp: checked.udp }) };
       return undefined;
     },
     // A program's bearer token only; its 429 names no retry-after: the publisher retries on its own schedule.
@@ -177,9 +183,10 @@ export function createPublishEndpoint(deps: PublishDeps): { wayIn: WayIn<[Incomi
       const token = publisherTokenOf(decision);
       if (p.socket.destroyed) return deny(p, exchange, refuse('GH_CLIENT_CLOSED', 'publisher left during admission'), { token });
       const rawTcp = p.registration?.rawTcp ?? [];
-      const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: request.services, rawTcp });
+      const udp = p.registration?.udp ?? [];
+      const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: request.services, rawTcp, udp });
       if (!reservation.ok) return deny(p, exchange, refusalOf(reservation), { token });
-      accept(deps, { conn, req: p.req, socket: p.socket, exchange, decision, reservation, reauthorize, rawTcp, deny: (refusal) => deny(p, exchange, refusal, { token }) });
+      accept(deps, { conn, req: p.req, socket: p.socket, exchange, decision, reservation, reauthorize, rawTcp, udp, deny: (refusal) => deny(p, exchange, refusal, { token }) });
     },
   };
   return { wayIn };

@@ -89,7 +89,7 @@ export function createUdpForwarder(deps: TunnelDeps) {
       const slot = identities.reserve(admission.decision.user, limits);
       if (!slot.ok) return closeRefused(t, exchange, refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': 1 } }), { route, token });
       const flow = openUdpFlow({ exchange, admission, token, transport: t.upgrade, limits, shared: slot.shared, release: slot.release, registry: deps.tunnels });
-      const opened = await openDatagramTarget(admission.upstream, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000));
+      const opened = await openDatagramTarget(admission.upstream, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000), deps.upstreams);
       if (!opened.ok) {
         const refusal = refusalOf(opened);
         sendRefusalOnSocket(t.socket, refusal);
