@@ -11,18 +11,9 @@ import { startHarness, type Harness } from './support/gatewayHarness.ts';
 import { freePort, which } from './support/localServices.ts';
 import { computeNodeUnavailable, createComputeNode, type ComputeNode } from './support/computeNode.ts';
 import type { TestClientCertificate } from './support/pki.ts';
-import { publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { publishedUdpRoute, publishFlags, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken } from './support/tunnelClient.ts';
 import { startDnsmasq, startUdpEcho, udpClient, type UdpEcho } from './support/udpPeers.ts';
-
-/** Every user's published UDP services: `tunnel -L udp:PORT:dns.alice` reaches alice's `dns=udp:…`. */
-export const publishedUdpRoute = `  - name: published-udp
-    tunnel: "{service}.{user}"
-    protocols: [udp]
-    upstream: published:{user}/{service}
-    policy: |
-      allow if user($u), param("user", $u), protocol("udp");
-`;
 
 const hasDnsTools = which('dnsmasq') !== undefined && which('dig') !== undefined;
 const nodeUnavailable = computeNodeUnavailable() ?? (hasDnsTools ? undefined : 'dnsmasq or dig missing');
@@ -55,7 +46,7 @@ beforeAll(async () => {
   home = join(h.dir, 'home-alice');
   mkdirSync(home, { recursive: true });
   tokenFile = writeToken(h, join(home, 'token'), 'alice');
-  publisher = startPublisher([...publisherFlags(`https://localhost:${h.port}`), `echo=udp:${echo.port}`, `dns=udp:127.0.0.1:${dnsPort}`], cleanEnv(home));
+  publisher = startPublisher([...publishFlags(h, alice, tokenFile), `echo=udp:${echo.port}`, `dns=udp:127.0.0.1:${dnsPort}`], cleanEnv(home));
   publisherId = (await publisher.waitForStderr(/published as alice through \S+ \(publisher ([0-9a-f]+)\)/))[1] as string;
 }, 60_000);
 
@@ -68,13 +59,6 @@ afterAll(async () => {
   echo?.close();
   dnsmasq?.kill();
 });
-
-/** The publisher's flags: the gateway at `url`, alice's certificate and token (no --transport: publish has none). */
-function publisherFlags(url: string): string[] {
-  const flags = gatewayFlags(h, alice, tokenFile).filter((f, i, all) => f !== '--transport' && all[i - 1] !== '--transport');
-  flags[flags.indexOf('--gateway') + 1] = url;
-  return flags;
-}
 
 function dig(server: string, port: number, name: string, extra: string[] = []): Promise<string> {
   return new Promise((resolve) => execFile('dig', [`@${server}`, '-p', String(port), name, 'A', '+short', '+tries=1', '+time=2', ...extra], (_err, stdout) => resolve(stdout.trim())));
@@ -173,7 +157,7 @@ describe('the compute node: a publisher in a network namespace that accepts no i
     const gatewayPort = Number(new RegExp(`listening on https://${n.hostAddress.replace(/\./g, '\\.')}:(\\d+)`).exec(h.stderr())?.[1]);
     const nodeHome = join(h.dir, 'home-node');
     mkdirSync(nodeHome, { recursive: true });
-    inNode.publisher = startPublisher([...publisherFlags(`https://${n.hostAddress}:${gatewayPort}`), `nodedns=udp:127.0.0.1:${nodeDnsPort}`], cleanEnv(nodeHome), n.exec);
+    inNode.publisher = startPublisher([...publishFlags(h, alice, tokenFile, `https://${n.hostAddress}:${gatewayPort}`), `nodedns=udp:127.0.0.1:${nodeDnsPort}`], cleanEnv(nodeHome), n.exec);
     const nodePublisher = (await inNode.publisher.waitForStderr(/published as alice through \S+ \(publisher ([0-9a-f]+)\)/))[1];
 
     const tunnel = await startTunnel(['-L', 'udp:127.0.0.1:0:nodedns.alice', ...gatewayFlags(h, alice, tokenFile)], cleanEnv(home));

@@ -29,7 +29,9 @@ export function publishedDatagrams(stream: Duplex): DatagramUpstream {
     onEnd(ended) {
       // A publisher gone, or its stream reset, ends the flow; a clean end is still an end the client did not ask for.
       void channel.ended.then((end) => {
-        if (!closing) ended(end.error ? end.reason : `publisher ended the flow (${end.reason})`);
+        if (closing) return;
+        // A cut stream's error is the publisher session's own words ("publisher lost (ping timeout)"): kept as they are.
+        ended(end.error ? end.reason.replace(/^connection error: /, '') : `publisher ended the flow (${end.reason})`);
       });
     },
     close() {
