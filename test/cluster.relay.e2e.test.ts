@@ -18,6 +18,7 @@ import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './
 import { startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv } from './support/tunnelClient.ts';
 import { connectTunnel, type TunnelEnd } from './support/tunnelPeers.ts';
+import { rawConnectUdp, startUdpEcho } from './support/udpPeers.ts';
 
 type Instance = ClusterInstance;
 
@@ -169,6 +170,29 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     expect(far.bytesIn).toBe(sent.length);
     expect(far.bytesOut).toBe(sent.length);
   });
+
+  it('a UDP flow through gw3 to a published UDP service on gw1: relayed, datagrams echoed, one correlation id in udp.close and relay.close', async () => {
+    const echo = await startUdpEcho();
+    const published = await publishedHome(work, gw1().h, 'alice');
+    servers.push(...published.servers);
+    const udpPublisher = startPublisher(['--gateway', `https://localhost:${gw1().h.port}`, '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', published.tokenFile, `udpecho=udp:${echo.port}`], cleanEnv(published.home));
+    try {
+      await udpPublisher.waitForStderr(/published as alice through/);
+      await leasesUntil((l) => carriers(l, 'udpecho').length === 1);
+      const flow = await rawConnectUdp(gw3().h, alice, aliceToken, '/.well-known/gatehouse/udp/udpecho.alice');
+      expect(flow.status).toBe(101);
+      for (const word of ['one', 'two', 'three']) flow.sendDatagram(Buffer.from(word));
+      expect((await flow.waitDatagrams(3)).map(String).sort()).toEqual(['one', 'three', 'two']);
+      flow.tls.socket.end();
+      const entry = await gw3().h.waitForAudit((r) => r.event === 'udp.close' && r.source === flow.source);
+      expect(entry).toMatchObject({ upstream: 'published:alice/udpecho', packetsIn: 3, packetsOut: 3, relay: { to: 'gw1' } });
+      const far = await carried(entry.relay?.id as string);
+      expect(far).toMatchObject({ event: 'relay.close', decision: 'allow', protocol: 'udp', upstream: 'published:alice/udpecho', relay: { from: 'gw3' } });
+    } finally {
+      await udpPublisher.stop('SIGKILL');
+      echo.close();
+    }
+  }, 60_000);
 
   it('64 MiB echoed through a relayed tunnel and through a direct one: sha256-identical (the figures are printed)', async () => {
     const through = async (i: Instance) => {
