@@ -12,7 +12,7 @@ import { WebSocket } from 'ws';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
 import { identityFromPem } from '../src/tls/peerIdentity.ts';
 import { curl, makeRootKey, runGatehouse } from './support/gatewayHarness.ts';
-import { carriersOf, publishedHome, leases as readLeases, leasesUntil as pollLeases, startClusterInstance, type ClusterInstance, type Lease } from './support/clusterPeers.ts';
+import { carriersOf, publishedHome, type PublishedHome, leases as readLeases, leasesUntil as pollLeases, startClusterInstance, type ClusterInstance, type Lease } from './support/clusterPeers.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
 import { startPublisher, type PublisherProcess } from './support/publishPeers.ts';
@@ -32,6 +32,7 @@ let pki: TestPki;
 let work: string;
 let alice: TestClientCertificate;
 let aliceToken: string;
+let aliceHome: PublishedHome;
 let publisher: PublisherProcess;
 const instances: Instance[] = [];
 const servers: Server[] = [];
@@ -66,6 +67,7 @@ beforeAll(async () => {
   alice = await pki.client('alice');
   for (const name of ['gw1', 'gw2', 'gw3']) instances.push(await startClusterInstance(name, { db, pki, dir: work, rootKey, leaseSeconds: LEASE_SECONDS, staleSeconds: STALE_SECONDS }));
   const published = await publishedHome(work, gw1().h, 'alice');
+  aliceHome = published;
   servers.push(...published.servers);
   aliceToken = published.token;
   // Connected to gw1 and gw2 only: gw3 must relay.
@@ -173,9 +175,7 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
 
   it('a UDP flow through gw3 to a published UDP service on gw1: relayed, datagrams echoed, one correlation id in udp.close and relay.close', async () => {
     const echo = await startUdpEcho();
-    const published = await publishedHome(work, gw1().h, 'alice');
-    servers.push(...published.servers);
-    const udpPublisher = startPublisher(['--gateway', `https://localhost:${gw1().h.port}`, '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', published.tokenFile, `udpecho=udp:${echo.port}`], cleanEnv(published.home));
+    const udpPublisher = startPublisher(['--gateway', `https://localhost:${gw1().h.port}`, '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', aliceHome.tokenFile, `udpecho=udp:${echo.port}`], cleanEnv(aliceHome.home));
     try {
       await udpPublisher.waitForStderr(/published as alice through/);
       await leasesUntil((l) => carriers(l, 'udpecho').length === 1);
