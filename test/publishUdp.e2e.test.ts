@@ -3,15 +3,15 @@
 // compute node: the publisher in a network namespace that accepts no inbound traffic.
 import { execFile, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from './support/gatewayHarness.ts';
+import { curl, startHarness, type Harness } from './support/gatewayHarness.ts';
 import { freePort, which } from './support/localServices.ts';
 import { computeNodeUnavailable, createComputeNode, type ComputeNode } from './support/computeNode.ts';
 import type { TestClientCertificate } from './support/pki.ts';
-import { publishedUdpRoute, publishFlags, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
+import { publishedRoute, publishedUdpRoute, publishFlags, publishTop, startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken } from './support/tunnelClient.ts';
 import { startDnsmasq, startUdpEcho, udpClient, type UdpEcho } from './support/udpPeers.ts';
 
@@ -38,7 +38,8 @@ beforeAll(async () => {
   // The gateway also listens on the host's end of the node's veth pair, with a certificate for that address.
   if (!nodeUnavailable) node = createComputeNode();
   h = await startHarness({
-    routes: publishedUdpRoute,
+    // Beside the udp route, the web/tcp one: a UDP service must not show up there as a link or a raw TCP line.
+    routes: publishedRoute + publishedUdpRoute,
     extraTop: publishTop,
     ...(node && { extraListen: `  - tcp: ${node.hostAddress}:0\n`, serverNames: [node.hostAddress] }),
   });
@@ -105,6 +106,20 @@ it('the registration names the UDP services (publish.open), and the publisher sa
   const open = await h.waitForAudit((r) => r.event === 'publish.open' && r.decision === 'allow' && r.publisher === publisherId);
   expect(open.detail).toMatchObject({ services: ['echo', 'dns'], udp: ['echo', 'dns'] });
   expect(publisher.stderr()).toMatch(/echo -> udp:127\.0\.0\.1:\d+, dns -> udp:127\.0\.0\.1:\d+/);
+});
+
+it('the portal lists the UDP services as UDP: a `tunnel -L udp:` line each, never a web link or a raw TCP line', async () => {
+  const jar = join(home, 'portal-cookies.txt');
+  await curl(h, '/.well-known/gatehouse/session', { client: alice, args: ['-c', jar, '--data-urlencode', `token=${readFileSync(tokenFile, 'utf8').trim()}`] });
+  const portal = await curl(h, '/.well-known/gatehouse/', { client: alice, args: ['-b', jar] });
+  const table = /<table id="published">([\s\S]*?)<\/table>/.exec(portal.body)?.[1] ?? '';
+  expect(table).toContain('<td>echo (UDP)</td>');
+  expect(table).toContain('<td>dns (UDP)</td>');
+  const links = /<ul id="links">([\s\S]*?)<\/ul>/.exec(portal.body)?.[1] ?? '';
+  expect(links).toContain('<li>UDP: <code>gatehouse tunnel -L udp:5353:dns.alice</code></li>');
+  expect(links).toContain('<li>UDP: <code>gatehouse tunnel -L udp:5353:echo.alice</code></li>');
+  expect(links).not.toContain('/~alice/dns/');
+  expect(links).not.toContain('8888:dns.alice');
 });
 
 /** A UDP probe to `address:port`: whatever comes back within `ms` (an answer, or an ICMP error reported as one). */
