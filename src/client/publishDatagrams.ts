@@ -5,8 +5,11 @@ import { isIP } from 'node:net';
 import type { ServerHttp2Stream } from 'node:http2';
 import { CapsuleChannel } from '../tunnel/udpChannel.ts';
 
-/** Datagrams waiting for the kernel towards the service, per flow: past this a flood is dropped, never buffered. */
-const QUEUE_PACKETS = 256;
+/**
+ * Bytes waiting for the kernel towards the service, per flow: past this a flood is dropped, never buffered. A
+ * read from the gateway's stream can hold hundreds of datagrams at once, all sent before the first completes.
+ */
+const QUEUE_BYTES_TO_SERVICE = 1 << 20;
 /** Bytes waiting on the stream towards the gateway, per flow (about 256 full-size datagrams with their framing). */
 const QUEUE_BYTES = 256 * 1_536;
 
@@ -37,14 +40,15 @@ export function openLocalDatagrams(target: { host: string; port: number }, timeo
 export function carryDatagrams(stream: ServerHttp2Stream, socket: Socket, done: (summary: string) => void): void {
   const channel = new CapsuleChannel(stream, QUEUE_BYTES);
   const counts = { in: 0, out: 0, droppedIn: 0, droppedOut: 0 };
-  let inFlight = 0;
+  let inFlightBytes = 0;
   let lastError: string | undefined;
   channel.onDatagram = (payload) => {
-    if (inFlight >= QUEUE_PACKETS) return void (counts.droppedIn += 1);
-    inFlight += 1;
+    if (inFlightBytes + payload.length > QUEUE_BYTES_TO_SERVICE) return void (counts.droppedIn += 1);
+    const size = payload.length;
+    inFlightBytes += size;
     counts.in += 1;
     // The payload is a view into the stream's read: copied so the send owns its bytes.
-    socket.send(Buffer.from(payload), () => (inFlight -= 1));
+    socket.send(Buffer.from(payload), () => (inFlightBytes -= size));
   };
   socket.on('message', (payload) => {
     if (channel.send(payload)) counts.out += 1;

@@ -89,7 +89,8 @@ export function createUdpForwarder(deps: TunnelDeps) {
       const slot = identities.reserve(admission.decision.user, limits);
       if (!slot.ok) return closeRefused(t, exchange, refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': 1 } }), { route, token });
       const flow = openUdpFlow({ exchange, admission, token, transport: t.upgrade, limits, shared: slot.shared, release: slot.release, registry: deps.tunnels });
-      const opened = await openDatagramTarget(admission.upstream, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000), deps.upstreams);
+      const queueBytes = queueBytesFor(limits.queuePackets, limits.maxDatagramBytes);
+      const opened = await openDatagramTarget(admission.upstream, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000), { streams: deps.upstreams, queueBytes });
       if (!opened.ok) {
         const refusal = refusalOf(opened);
         sendRefusalOnSocket(t.socket, refusal);
@@ -99,7 +100,6 @@ export function createUdpForwarder(deps: TunnelDeps) {
         opened.upstream.close();
         return flow.fail('client closed before the flow opened');
       }
-      const queueBytes = queueBytesFor(limits.queuePackets, limits.maxDatagramBytes);
       if (t.upgrade === 'connect-udp') {
         // RFC 9298 §3.3: 101 with the upgrade token, and the capsule protocol on (RFC 9297 §3.4).
         t.socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${CONNECT_UDP}\r\nCapsule-Protocol: ?1\r\n\r\n`);

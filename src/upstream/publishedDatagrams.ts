@@ -6,15 +6,20 @@ import type { UpstreamOpener } from './openUpstream.ts';
 import type { DatagramUpstream, OpenedDatagramUpstream } from './udpUpstream.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 
-/**
- * Bytes that may wait on the publisher's stream beyond what its flow-control window took. The flow already
- * bounds the datagrams in flight (its queue, by the `sent` callbacks); this is the channel's own backstop.
- */
-const STREAM_QUEUE_BYTES = 1 << 20;
+/** Where a flow's publisher streams come from, and the flow's queue in bytes (its queuePackets of full-size datagrams). */
+export interface PublishedDatagramStreams {
+  streams: Pick<UpstreamOpener, 'open'>;
+  queueBytes: number;
+}
 
-/** The flow's side of a publisher stream: datagrams as capsules; the stream's end, unless we ended it, ends the flow. */
-export function publishedDatagrams(stream: Duplex): DatagramUpstream {
-  const channel = new CapsuleChannel(stream, STREAM_QUEUE_BYTES);
+/**
+ * The flow's side of a publisher stream: datagrams as capsules; the stream's end, unless we ended it, ends the flow.
+ * What waits on the stream beyond its flow-control window is bounded by the flow (the datagrams whose `sent`
+ * has not come, each counted as dropped past its queue); `queueBytes` is that same bound, so the channel never
+ * drops one the flow counted as carried.
+ */
+export function publishedDatagrams(stream: Duplex, queueBytes: number): DatagramUpstream {
+  const channel = new CapsuleChannel(stream, queueBytes);
   let closing = false;
   return {
     send(payload, sent) {
@@ -43,7 +48,7 @@ export function publishedDatagrams(stream: Duplex): DatagramUpstream {
 }
 
 /** A stream to the published UDP service `target` names, as a flow's upstream; refused as the stream would be. */
-export async function openPublishedDatagrams(target: Extract<UpstreamTarget, { kind: 'published' }>, timeoutMs: number, streams: Pick<UpstreamOpener, 'open'>): Promise<OpenedDatagramUpstream> {
+export async function openPublishedDatagrams(target: Extract<UpstreamTarget, { kind: 'published' }>, timeoutMs: number, { streams, queueBytes }: PublishedDatagramStreams): Promise<OpenedDatagramUpstream> {
   const opened = await streams.open(target, timeoutMs, { datagrams: true });
-  return opened.ok ? { ok: true, upstream: publishedDatagrams(opened.stream) } : opened;
+  return opened.ok ? { ok: true, upstream: publishedDatagrams(opened.stream, queueBytes) } : opened;
 }
