@@ -70,7 +70,7 @@ afterAll(async () => {
 });
 
 function dig(server: string, port: number, name: string, extra: string[] = []): Promise<string> {
-  return new Promise((resolve) => execFile('dig', [`@${server}`, '-p', String(port), name, 'A', '+short', '+tries=1', '+time=2', ...extra], (_err, stdout) => resolve(stdout.trim())));
+  return new Promise((resolve) => execFile('dig', [`@${server}`, '-p', String(port), name, 'A', '+short', '+tries=2', '+time=3', ...extra], (_err, stdout) => resolve(stdout.trim())));
 }
 
 const closes = (service: string) => h.audit().filter((r) => r.event === 'udp.close' && r.upstream === `published:alice/${service}`);
@@ -171,7 +171,7 @@ describe('the compute node: a publisher in a network namespace that accepts no i
     // Inside, the service answers on both addresses: the namespace itself reaches it.
     expect(await runIn(n, ['dig', `@${n.nodeAddress}`, '-p', String(nodeDnsPort), 'host.gatehouse.test', 'A', '+short', '+tries=1', '+time=2'])).toBe('192.0.2.7');
     // From the host, nothing comes back: no answer, no ICMP error, no reset. Every inbound packet is dropped.
-    expect(await dig(n.nodeAddress, nodeDnsPort, 'host.gatehouse.test')).not.toContain('192.0.2.7');
+    expect(await dig(n.nodeAddress, nodeDnsPort, 'host.gatehouse.test', ['+tries=1', '+time=2'])).not.toContain('192.0.2.7');
     expect(await udpProbe(n.nodeAddress, nodeDnsPort)).toBe('nothing');
     expect(await udpProbe(n.nodeAddress, 9)).toBe('nothing');
     expect(await tcpProbe(n.nodeAddress, nodeDnsPort)).toBe('nothing');
