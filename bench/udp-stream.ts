@@ -1,7 +1,7 @@
 // A detector-like stream: 1 KiB sequence-numbered datagrams at fixed, increasing rates, sent straight to a sink,
 // through socat as a plain UDP relay, and through `gatehouse tunnel -L udp:` (CONNECT-UDP over HTTP/1.1 and HTTP/2,
-// and WebSocket) in one run.
-// Usage: node bench/udp-stream.ts [--seconds 5] [--rates 1000,5000,10000,20000,40000] [--only direct,socat,connect,http2,websocket] [--json FILE]
+// WebSocket; and to the sink published by `gatehouse publish sink=udp:…`) in one run.
+// Usage: node bench/udp-stream.ts [--seconds 5] [--rates 1000,5000,10000,20000,40000] [--only direct,socat,connect,http2,websocket,published] [--json FILE]
 // Per path and rate: delivered datagrams/s, loss, reordering; and the highest rate with under 0.1% loss.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { cli, cliNode, startHarness } from '../test/support/gatewayHarness.ts';
 import { freePort, which } from '../test/support/localServices.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } from '../test/support/tunnelClient.ts';
+import { publishedUdpRoute, publishFlags, startPublisher } from '../test/support/publishPeers.ts';
 
 const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rates: { type: 'string', default: '1000,5000,10000,20000,40000' }, only: { type: 'string' }, json: { type: 'string' } } });
 const seconds = Number(args.seconds);
@@ -103,10 +104,10 @@ try {
     }
   }
   const transports = (['connect', 'http2', 'websocket'] as const).filter(wanted);
-  if (transports.length > 0) {
+  if (transports.length > 0 || wanted('published')) {
     const h = await startHarness({
-      routes: `  - name: sink\n    protocols: [udp]\n    upstream: udp:127.0.0.1:${sinkPort}\n    policy: |\n      allow if user($u), protocol("udp");\n`,
-      extraTop: 'limits:\n  udp:\n    packetsPerSecondPerFlow: 1000000\n    packetsPerSecondPerIdentity: 1000000\n    queuePackets: 4096\n',
+      routes: `  - name: sink\n    protocols: [udp]\n    upstream: udp:127.0.0.1:${sinkPort}\n    policy: |\n      allow if user($u), protocol("udp");\n${publishedUdpRoute}`,
+      extraTop: 'publish:\n  policy: |\n    allow if user($u);\nlimits:\n  udp:\n    packetsPerSecondPerFlow: 1000000\n    packetsPerSecondPerIdentity: 1000000\n    queuePackets: 4096\n',
     });
     stops.push(() => h.stop());
     const client = await h.pki.client('bench');
@@ -116,6 +117,15 @@ try {
     for (const transport of transports) {
       const tunnel: TunnelProcess = await startTunnel(['-L', 'udp:127.0.0.1:0:sink', ...gatewayFlags(h, client, token, transport)], cleanEnv(home), 1, [cliNode, cli]);
       rows.push(...(await measure(`gatehouse ${{ connect: 'CONNECT-UDP', http2: 'CONNECT-UDP over HTTP/2', websocket: 'WebSocket' }[transport]}`, tunnel.ready[0]?.port as number)));
+      await tunnel.stop();
+    }
+    if (wanted('published')) {
+      // The sink published from this machine: the flow goes on over the publisher's connection to the gateway.
+      const publisher = startPublisher([...publishFlags(h, client, token), `sink=udp:127.0.0.1:${sinkPort}`], cleanEnv(home));
+      stops.push(() => publisher.stop());
+      await publisher.waitForStderr(/published as bench/);
+      const tunnel: TunnelProcess = await startTunnel(['-L', 'udp:127.0.0.1:0:sink.bench', ...gatewayFlags(h, client, token)], cleanEnv(home), 1, [cliNode, cli]);
+      rows.push(...(await measure('gatehouse published (CONNECT-UDP)', tunnel.ready[0]?.port as number)));
       await tunnel.stop();
     }
     await new Promise((r) => setTimeout(r, 500));

@@ -12,12 +12,13 @@ import { WebSocket } from 'ws';
 import type { AuditRecord } from '../src/audit/auditRecord.ts';
 import { identityFromPem } from '../src/tls/peerIdentity.ts';
 import { curl, makeRootKey, runGatehouse } from './support/gatewayHarness.ts';
-import { carriersOf, publishedHome, leases as readLeases, leasesUntil as pollLeases, startClusterInstance, type ClusterInstance, type Lease } from './support/clusterPeers.ts';
+import { carriersOf, publishedHome, type PublishedHome, leases as readLeases, leasesUntil as pollLeases, startClusterInstance, type ClusterInstance, type Lease } from './support/clusterPeers.ts';
 import { makeTestPki, type TestClientCertificate, type TestPki } from './support/pki.ts';
 import { postgresSkipReason, startMigratedPostgres, type TestPostgres } from './support/postgres.ts';
 import { startPublisher, type PublisherProcess } from './support/publishPeers.ts';
 import { cleanEnv } from './support/tunnelClient.ts';
 import { connectTunnel, type TunnelEnd } from './support/tunnelPeers.ts';
+import { rawConnectUdp, startUdpEcho } from './support/udpPeers.ts';
 
 type Instance = ClusterInstance;
 
@@ -31,6 +32,7 @@ let pki: TestPki;
 let work: string;
 let alice: TestClientCertificate;
 let aliceToken: string;
+let aliceHome: PublishedHome;
 let publisher: PublisherProcess;
 const instances: Instance[] = [];
 const servers: Server[] = [];
@@ -65,6 +67,7 @@ beforeAll(async () => {
   alice = await pki.client('alice');
   for (const name of ['gw1', 'gw2', 'gw3']) instances.push(await startClusterInstance(name, { db, pki, dir: work, rootKey, leaseSeconds: LEASE_SECONDS, staleSeconds: STALE_SECONDS }));
   const published = await publishedHome(work, gw1().h, 'alice');
+  aliceHome = published;
   servers.push(...published.servers);
   aliceToken = published.token;
   // Connected to gw1 and gw2 only: gw3 must relay.
@@ -169,6 +172,27 @@ describe.skipIf(postgresSkipReason !== '')(`a publisher on 2 of 3 instances, rel
     expect(far.bytesIn).toBe(sent.length);
     expect(far.bytesOut).toBe(sent.length);
   });
+
+  it('a UDP flow through gw3 to a published UDP service on gw1: relayed, datagrams echoed, one correlation id in udp.close and relay.close', async () => {
+    const echo = await startUdpEcho();
+    const udpPublisher = startPublisher(['--gateway', `https://localhost:${gw1().h.port}`, '--ca', pki.caCertPath, '--cert', alice.certPath, '--key', alice.keyPath, '--token-file', aliceHome.tokenFile, `udpecho=udp:${echo.port}`], cleanEnv(aliceHome.home));
+    try {
+      await udpPublisher.waitForStderr(/published as alice through/);
+      await leasesUntil((l) => carriers(l, 'udpecho').length === 1);
+      const flow = await rawConnectUdp(gw3().h, alice, aliceToken, '/.well-known/gatehouse/udp/udpecho.alice');
+      expect(flow.status).toBe(101);
+      for (const word of ['one', 'two', 'three']) flow.sendDatagram(Buffer.from(word));
+      expect((await flow.waitDatagrams(3)).map(String).sort()).toEqual(['one', 'three', 'two']);
+      flow.tls.socket.end();
+      const entry = await gw3().h.waitForAudit((r) => r.event === 'udp.close' && r.source === flow.source);
+      expect(entry).toMatchObject({ upstream: 'published:alice/udpecho', packetsIn: 3, packetsOut: 3, relay: { to: 'gw1' } });
+      const far = await carried(entry.relay?.id as string);
+      expect(far).toMatchObject({ event: 'relay.close', decision: 'allow', protocol: 'udp', upstream: 'published:alice/udpecho', relay: { from: 'gw3' } });
+    } finally {
+      await udpPublisher.stop('SIGKILL');
+      echo.close();
+    }
+  }, 60_000);
 
   it('64 MiB echoed through a relayed tunnel and through a direct one: sha256-identical (the figures are printed)', async () => {
     const through = async (i: Instance) => {

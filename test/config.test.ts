@@ -243,7 +243,7 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(errors)).toEqual([
       '19:16 routes[1].protocols: udp routes carry datagrams only: protocols: [udp] alone',
-      '20:15 routes[1].upstream: a udp route needs a udp:host:port upstream',
+      '20:15 routes[1].upstream: a udp route needs a udp:host:port or published:USER/SERVICE upstream',
       '24:15 routes[2].upstream: port 70000 is out of range 1..65535',
       '24:15 routes[2].upstream: a udp: upstream needs protocols: [udp]',
       '28:15 routes[3].upstream: unixgram: upstreams are not supported yet (Node has no datagram UNIX sockets); use udp:127.0.0.1:PORT',

@@ -8,7 +8,7 @@ import { loadConfig } from '../src/configCheck/loadConfig.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 import { RouteTable } from '../src/routing/routeTable.ts';
 import { parsePublishSpec, parseWindowSize } from '../src/client/publishSpec.ts';
-import { parseRawTcpList, parseServiceList } from '../src/upstream/publishProtocol.ts';
+import { parseRawTcpList, parseServiceList, parseUdpList } from '../src/upstream/publishProtocol.ts';
 import { gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
 import { makeTestPki } from './support/pki.ts';
 import { publishedRoute } from './support/publishPeers.ts';
@@ -86,7 +86,7 @@ describe('routes.yaml', () => {
     const text = found.join('\n');
     expect(text).toMatch(/upstream uses \{user\}, but tcp tunnels name the route itself: give the route a tunnel: template/);
     expect(text).toMatch(/two captures side by side/);
-    expect(text).toMatch(/tunnel names tcp tunnels; this route does not allow tcp/);
+    expect(text).toMatch(/tunnel names tcp tunnels and udp flows; this route allows neither/);
     expect(text).toMatch(/upstream uses \{user\}, but the tunnel template does not capture it/);
     expect(text).toMatch(/^publish.policy: policy does not parse/m);
     expect(text).toMatch(/^routes\[0\].upstream: /m);
@@ -135,6 +135,19 @@ describe('gatehouse publish targets', () => {
     expect(parseRawTcpList('db', ['web', 'db'])).toEqual({ ok: true, rawTcp: ['db'] });
     expect(parseRawTcpList(undefined, ['web'])).toEqual({ ok: true, rawTcp: [] });
     expect(parseRawTcpList('other', ['web'])).toMatchObject({ ok: false });
+  });
+
+  it('NAME=udp:[HOST:]PORT is a UDP service on this machine only; it takes no /tcp or /http', () => {
+    expect(parsePublishSpec('stream=udp:127.0.0.1:9000')).toEqual({ ok: true, spec: { service: 'stream', target: { kind: 'udp', host: '127.0.0.1', port: 9000 } } });
+    expect(parsePublishSpec('dns=udp:5353')).toEqual({ ok: true, spec: { service: 'dns', target: { kind: 'udp', host: '127.0.0.1', port: 5353 } } });
+    expect(parsePublishSpec('dns=udp:[::1]:53')).toMatchObject({ ok: true, spec: { target: { kind: 'udp', host: '::1' } } });
+    expect(parsePublishSpec('dns=udp:10.0.0.5:53')).toMatchObject({ ok: false, error: expect.stringMatching(/not a loopback address/) });
+    expect(parsePublishSpec('dns/tcp=udp:53')).toMatchObject({ ok: false, error: expect.stringMatching(/drop the \/tcp/) });
+    for (const bad of ['dns=udp:', 'dns=udp:0', 'dns=udp:unix:/x', 'dns=udp:70000']) expect(parsePublishSpec(bad).ok).toBe(false);
+    expect(parseUdpList('dns', ['web', 'dns'], [])).toEqual({ ok: true, udp: ['dns'] });
+    expect(parseUdpList(undefined, ['web'], [])).toEqual({ ok: true, udp: [] });
+    expect(parseUdpList('other', ['web'], [])).toMatchObject({ ok: false });
+    expect(parseUdpList('db', ['db'], ['db'])).toMatchObject({ ok: false, reason: expect.stringMatching(/both a UDP and a raw TCP service/) });
   });
 
   it('checks the service list a publisher sends', () => {

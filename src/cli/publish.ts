@@ -28,7 +28,7 @@ export function registerPublish(program: Command): void {
   const command = program
     .command('publish')
     .description('publish local services (UNIX sockets or loopback ports) through the gateway under your own name')
-    .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT; NAME/tcp=… for a raw TCP service (not HTTP)')
+    .argument('<NAME=TARGET...>', 'NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT; NAME/tcp=… for a raw TCP service (not HTTP); NAME=udp:[HOST:]PORT for a UDP service')
     .option('-v, --verbose', 'log every stream: open, close, bytes each way')
     .option('--window <size>', 'largest receive window of one stream (e.g. 16M): windows grow to the path up to this; it is also what a service that stops reading may leave unread here', '16M')
     .option('--connections <k>', 'in a cluster (gateways that relay to each other), connections to distinct instances to keep through one balancer name', String(DEFAULT_CONNECTIONS));
@@ -45,6 +45,9 @@ alice's "jupyter" is reached as /~alice/jupyter/ or with "gatehouse tunnel -L 88
 connects to nothing else. It reconnects after a gateway restart or a network loss.
 A service that speaks raw TCP rather than HTTP (a database, ssh) is given as NAME/tcp=TARGET: the
 portal then shows the "gatehouse tunnel -L" command for it instead of a web link.
+A UDP service (a DNS server, a detector stream's receiver) is given as NAME=udp:PORT or
+NAME=udp:127.0.0.1:PORT: udp routes reach it ("gatehouse tunnel -L udp:..."), each flow over its own
+local UDP socket to the service.
 
 Several gateway instances (behind a load balancer): give each one, with --gateway repeated or as a
 comma list (also in GATEHOUSE_GATEWAY and "gateway:"), or one name that resolves to all of them; the
@@ -57,6 +60,7 @@ reconnecting through the balancer until it lands on an instance it does not hold
 Examples:
   gatehouse publish jupyter=unix:~/.gatehouse/jupyter.sock
   gatehouse publish api=127.0.0.1:8000 db/tcp=unix:/run/user/1000/db.sock
+  gatehouse publish stream=udp:127.0.0.1:9000
   gatehouse publish --gateway https://gw1.example.org --gateway https://gw2.example.org jupyter=unix:~/j.sock
 
 Exit codes: 0 stopped by a signal, 2 bad options or files, 4 refused by the gateway (400/401/403).`,

@@ -6,7 +6,7 @@ import { bearerOf, type GatewayEndpoint } from './gatewayEndpoint.ts';
 import { headerValue, requestOverTls } from './gatewayRequest.ts';
 import type { TunnelFailure } from './tunnelFailure.ts';
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
-import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, PUBLISH_PROTOCOL, PUBLISHER_HEADER, PUBLISHER_ID_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, PUBLISH_PROTOCOL, PUBLISHER_HEADER, PUBLISHER_ID_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, UDP_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 import { PUBLISH_SESSION_SETTINGS, sizeWindowsToPath, type PathWindows } from '../upstream/publishWindows.ts';
 
@@ -17,10 +17,10 @@ export type Registration =
   | { ok: false; failure: TunnelFailure };
 
 /**
- * Registers `services` (`rawTcp` of them speak raw TCP) and resolves once the gateway has said 101 and HTTP/2 runs, or with why not.
+ * Registers `services` (`rawTcp` of them speak raw TCP, `udp` are UDP services) and resolves once the gateway has said 101 and HTTP/2 runs, or with why not.
  * `identity`: the publisher-id header's value (the process's id, and the connection this one replaces).
  */
-export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], { timeoutMs = 20_000, rawTcp = [], identity }: { timeoutMs?: number; rawTcp?: readonly string[]; identity?: string } = {}): Promise<Registration> {
+export async function registerPublisher(endpoint: GatewayEndpoint, services: readonly string[], { timeoutMs = 20_000, rawTcp = [], udp = [], identity }: { timeoutMs?: number; rawTcp?: readonly string[]; udp?: readonly string[]; identity?: string } = {}): Promise<Registration> {
   const answer = await requestOverTls(endpoint, {
     lines: (e) => [
       `GET ${PUBLISH_PATH} HTTP/1.1`,
@@ -31,6 +31,7 @@ export async function registerPublisher(endpoint: GatewayEndpoint, services: rea
       `${SERVICES_HEADER}: ${services.join(', ')}`,
       ...(rawTcp.length > 0 ? [`${RAW_TCP_HEADER}: ${rawTcp.join(', ')}`] : []),
       ...(identity !== undefined ? [`${PUBLISHER_ID_HEADER}: ${identity}`] : []),
+      ...(udp.length > 0 ? [`${UDP_HEADER}: ${udp.join(', ')}`] : []),
       'User-Agent: gatehouse-publish',
     ],
     success: 101,

@@ -1,12 +1,13 @@
 // Parses `gatehouse publish` arguments, NAME=TARGET: the service name and what the publisher may connect
-// to for it (a UNIX socket path, or a loopback port). Nothing else can ever be a target.
+// to for it (a UNIX socket path, a loopback port, or a loopback UDP port). Nothing else can ever be a target.
 import { isIP } from 'node:net';
 import { expandPath } from './clientConfigFile.ts';
 import { isLoopback } from './forwardSpec.ts';
 import { serviceNameProblem } from '../upstream/publishProtocol.ts';
 import { DEFAULT_MAX_STREAM_WINDOW, MAX_STREAM_WINDOW, MIN_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
 
-export type PublishTarget = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+/** `udp`: a UDP service (`NAME=udp:PORT`), reached by datagrams only, from udp routes. */
+export type PublishTarget = { kind: 'unix'; path: string } | { kind: 'tcp' | 'udp'; host: string; port: number };
 export interface PublishSpec {
   service: string;
   target: PublishTarget;
@@ -16,9 +17,9 @@ export interface PublishSpec {
 
 export type PublishSpecResult = { ok: true; spec: PublishSpec } | { ok: false; error: string };
 
-const usage = 'expected NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT (NAME/tcp=… for a raw TCP service)';
+const usage = 'expected NAME=unix:PATH, NAME=PORT or NAME=127.0.0.1:PORT (NAME/tcp=… for a raw TCP service, NAME=udp:[HOST:]PORT for a UDP one)';
 
-/** `jupyter=unix:~/.gatehouse/jupyter.sock`, `api=127.0.0.1:8000`, `api=8000`, `api=[::1]:8000`, `redis/tcp=6379`. */
+/** `jupyter=unix:~/.gatehouse/jupyter.sock`, `api=127.0.0.1:8000`, `api=8000`, `api=[::1]:8000`, `redis/tcp=6379`, `stream=udp:127.0.0.1:9000`. */
 export function parsePublishSpec(text: string, home?: string): PublishSpecResult {
   const bad = (why: string): PublishSpecResult => ({ ok: false, error: `${JSON.stringify(text)}: ${why}` });
   const eq = text.indexOf('=');
@@ -36,19 +37,24 @@ export function parsePublishSpec(text: string, home?: string): PublishSpecResult
     if (Buffer.byteLength(path) > 107) return bad(`socket path is ${Buffer.byteLength(path)} bytes; UNIX socket paths are limited to 107`);
     return { ok: true, spec: { service, target: { kind: 'unix', path }, ...kind } };
   }
-  const m = /^(?:tcp:)?(?:(\[[^\]]*\]|[^:[\]]+):)?(\d{1,5})$/.exec(target);
+  const m = /^(tcp:|udp:)?(?:(\[[^\]]*\]|[^:[\]]+):)?(\d{1,5})$/.exec(target);
   if (!m) return bad(usage);
-  const port = Number(m[2]);
+  const [, scheme, hostPart, portText] = m;
+  const udp = scheme === 'udp:';
+  // A UDP service speaks datagrams: `/tcp` or `/http` (a byte stream) cannot describe it.
+  if (udp && speaks !== undefined) return bad(`a udp: target is a UDP service; drop the /${speaks}`);
+  const port = Number(portText);
   if (port < 1 || port > 65535) return bad(`port ${port} is out of range (1-65535)`);
-  const host = (m[1] ?? '127.0.0.1').replace(/^\[|\]$/g, '');
-  if (m[1]?.startsWith('[') && isIP(host) !== 6) return bad(`${m[1]} is not an IPv6 address`);
+  const host = (hostPart ?? '127.0.0.1').replace(/^\[|\]$/g, '');
+  if (hostPart?.startsWith('[') && isIP(host) !== 6) return bad(`${hostPart} is not an IPv6 address`);
   // Only this machine: a publisher must not become a way into the network it runs in.
   if (!isLoopback(host)) return bad(`${host} is not a loopback address; a publisher reaches only this machine (127.0.0.0/8, ::1, localhost) or a UNIX socket`);
-  return { ok: true, spec: { service, target: { kind: 'tcp', host, port }, ...kind } };
+  return { ok: true, spec: { service, target: { kind: udp ? 'udp' : 'tcp', host, port }, ...kind } };
 }
 
 export function targetLabel(target: PublishTarget): string {
-  return target.kind === 'unix' ? `unix:${target.path}` : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+  if (target.kind === 'unix') return `unix:${target.path}`;
+  return `${target.kind === 'udp' ? 'udp:' : ''}${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 }
 
 /** `--window`: bytes, or a number with K/M/G (KiB, MiB, GiB), within the protocol's bounds. */

@@ -3,7 +3,8 @@
 import { constants as h2, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { carryBytes } from '../tunnel/carryBytes.ts';
-import { STREAM_ERROR_HEADER } from '../upstream/publishProtocol.ts';
+import { DATAGRAMS_HEADER, STREAM_ERROR_HEADER } from '../upstream/publishProtocol.ts';
+import { carryDatagrams, openLocalDatagrams } from './publishDatagrams.ts';
 import type { PublishSpec } from './publishSpec.ts';
 
 const LOCAL_CONNECT_TIMEOUT_MS = 10_000;
@@ -19,9 +20,22 @@ function refuse(stream: ServerHttp2Stream, status: number, reason: string): void
   stream.respond({ [h2.HTTP2_HEADER_STATUS]: status, [STREAM_ERROR_HEADER]: reason.replace(/[^\x20-\x7e]/g, '?') }, { endStream: true });
 }
 
-function openLocal(spec: PublishSpec): Socket {
-  const { target } = spec;
+function openLocal(target: Exclude<PublishSpec['target'], { kind: 'udp' }>): Socket {
   return target.kind === 'unix' ? connect({ path: target.path, allowHalfOpen: true }) : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+}
+
+/** A datagram stream (one UDP flow) to a UDP service: its own socket to the service, then capsules both ways. */
+function serveFlow(stream: ServerHttp2Stream, service: string, target: { host: string; port: number }, observer: StreamObserver): void {
+  void openLocalDatagrams(target, LOCAL_CONNECT_TIMEOUT_MS).then((local) => {
+    if (!local.ok) {
+      observer.refused?.(service, `${service}: ${local.reason}`);
+      return refuse(stream, 502, `${service}: ${local.reason}`);
+    }
+    if (stream.destroyed || stream.closed) return void local.socket.close();
+    stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+    observer.opened?.(service);
+    carryDatagrams(stream, local.socket, (summary) => observer.closed?.(service, summary));
+  });
 }
 
 /**
@@ -70,7 +84,15 @@ export function serveStreams(session: ServerHttp2Session, specs: readonly Publis
       observer.refused?.(service, 'not published here');
       return refuse(stream, 404, `${service} is not published by this publisher`);
     }
-    const local = openLocal(spec);
+    // A UDP service takes datagram streams only, any other service byte streams only: the gateway checks it too.
+    const datagrams = headers[DATAGRAMS_HEADER] === '?1';
+    if (datagrams !== (spec.target.kind === 'udp')) {
+      const why = datagrams ? `${service} is not a UDP service` : `${service} is a UDP service; only datagram streams reach it`;
+      observer.refused?.(service, why);
+      return refuse(stream, 400, why);
+    }
+    if (spec.target.kind === 'udp') return serveFlow(stream, service, spec.target, observer);
+    const local = openLocal(spec.target);
     const timer = setTimeout(() => local.destroy(new Error(`no connection within ${LOCAL_CONNECT_TIMEOUT_MS} ms`)), LOCAL_CONNECT_TIMEOUT_MS);
     const onError = (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);

@@ -190,7 +190,7 @@ export function runPublisher(options: PublisherOptions): RunningPublisher {
     let previous: string | undefined;
     while (!stopped) {
       const identity = options.identity === undefined ? undefined : `${options.identity}${previous === undefined ? '' : `; replaces=${previous}`}`;
-      const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service), ...(identity !== undefined && { identity }) });
+      const registration = await registerPublisher(endpoint, services, { rawTcp: specs.filter((s) => s.rawTcp).map((s) => s.service), udp: specs.filter((s) => s.target.kind === 'udp').map((s) => s.service), ...(identity !== undefined && { identity }) });
       if (stopped) {
         if (registration.ok) registration.session.close();
         break;

@@ -46,8 +46,9 @@ interface Captures {
 function missingFrom(captures: Captures, name: string): string | undefined {
   const viaPath = captures.protocols.includes('http') || captures.protocols.includes('websocket');
   if (viaPath && captures.path && !captures.path.includes(name)) return 'the path does not capture it';
-  if (captures.protocols.includes('tcp') && captures.tunnel && !captures.tunnel.includes(name)) {
-    return captures.tunnel.length === 0 ? 'tcp tunnels name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"' : 'the tunnel template does not capture it';
+  const named = captures.protocols.find((p) => p === 'tcp' || p === 'udp');
+  if (named && captures.tunnel && !captures.tunnel.includes(name)) {
+    return captures.tunnel.length === 0 ? `${named} tunnels name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"` : 'the tunnel template does not capture it';
   }
   return undefined;
 }
@@ -68,7 +69,8 @@ function checkUdpRoute(route: Raw, at: (string | number)[], issues: ConfigIssue[
   const udp = protocols.includes('udp');
   const udpUpstream = upstream.startsWith('udp:');
   if (udp && protocols.length > 1) issues.push({ path: [...at, 'protocols'], message: 'udp routes carry datagrams only: protocols: [udp] alone' });
-  if (udp && !udpUpstream && upstream !== '') issues.push({ path: [...at, 'upstream'], message: 'a udp route needs a udp:host:port upstream' });
+  // A published UDP service (`gatehouse publish NAME=udp:PORT`) is reached through its publisher.
+  if (udp && !udpUpstream && !upstream.startsWith('published:') && upstream !== '') issues.push({ path: [...at, 'upstream'], message: 'a udp route needs a udp:host:port or published:USER/SERVICE upstream' });
   if (udpUpstream && !udp) issues.push({ path: [...at, 'upstream'], message: 'a udp: upstream needs protocols: [udp]' });
   if (udpUpstream && upstream.includes('{')) issues.push({ path: [...at, 'upstream'], message: 'udp: upstreams are fixed addresses (no {param})' });
   if (!udp) return;
@@ -119,8 +121,9 @@ function checkSocketOwner(route: Raw, at: (string | number)[], captures: Capture
 function checkTunnelTemplateKey(route: Raw, at: (string | number)[], issues: ConfigIssue[]): string[] | undefined {
   const template = text(route.tunnel);
   if (template === undefined) return [];
-  if (!routeProtocols(route).includes('tcp')) {
-    issues.push({ path: [...at, 'tunnel'], message: 'tunnel names tcp tunnels; this route does not allow tcp' });
+  // udp flows name their route as tunnels do (`tunnel -L udp:PORT:dns.alice`).
+  if (!routeProtocols(route).includes('tcp') && !routeProtocols(route).includes('udp')) {
+    issues.push({ path: [...at, 'tunnel'], message: 'tunnel names tcp tunnels and udp flows; this route allows neither' });
   }
   const parsed = checkTunnelTemplate(template);
   if (!parsed.ok) {

@@ -17,7 +17,7 @@ import type { Exchange } from '../exchange/exchange.ts';
 import type { PublisherDecided, WayIn } from '../exchange/wayIn.ts';
 import type { Publisher, PublishedServices, Reservation } from '../upstream/publishedServices.ts';
 import { PUBLISH_PATH } from '../routing/reservedPaths.ts';
-import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, parsePublisherId, parseRawTcpList, parseServiceList, PUBLISH_PROTOCOL, PUBLISHER_HEADER, PUBLISHER_ID_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
+import { INSTANCE_HEADER, NOT_PUBLISHED_HEADER, parsePublisherId, parseRawTcpList, parseServiceList, parseUdpList, PUBLISH_PROTOCOL, PUBLISHER_HEADER, PUBLISHER_ID_HEADER, RAW_TCP_HEADER, SERVICES_HEADER, UDP_HEADER, USER_HEADER } from '../upstream/publishProtocol.ts';
 import { refuse, refusalOf, type Refusal } from '../errors/refusal.ts';
 import { ignoreSocketErrors, sendRefusalOnSocket } from './refusals.ts';
 import { headerSafe } from './upstreamHeaders.ts';
@@ -38,10 +38,13 @@ export interface PublishDeps {
   published: PublishedServices;
 }
 
-type ServiceList = { services: string[]; rawTcp?: string[] };
-/** A well-formed registration: its services, and the publisher id and replaced connection it names (a newer publisher). */
-type Registration = { services: string[]; rawTcp: string[]; publisherId?: string; replaces?: string };
+type ServiceList = { services: string[]; rawTcp?: string[]; udp?: string[] };
 type AttachedPublisher = Publisher;
+/**
+ * A well-formed registration: the services named, which of them speak raw TCP or are UDP services, and the
+ * publisher id and replaced connection it names (a newer publisher).
+ */
+type Registration = { services: string[]; rawTcp: string[]; udp: string[]; publisherId?: string; replaces?: string };
 
 /** An admitted registration with its services reserved, on its way to the 101. */
 interface Acceptance {
@@ -56,6 +59,7 @@ interface Acceptance {
   rawTcp: string[];
   /** The id the publisher process sent (its records name it, so its connections to every instance are found together). */
   publisherId: string | undefined;
+  udp: string[];
   deny(refusal: Refusal): void;
 }
 
@@ -68,9 +72,11 @@ function checkRegistration(deps: PublishDeps, req: IncomingMessage): ({ ok: true
   if (!named.ok) return badRegistration(named.reason);
   const raw = parseRawTcpList(req.headers[RAW_TCP_HEADER] as string | undefined, named.services);
   if (!raw.ok) return badRegistration(raw.reason, raw.reason, { detail: { services: named.services } });
+  const udp = parseUdpList(req.headers[UDP_HEADER] as string | undefined, named.services, raw.rawTcp);
+  if (!udp.ok) return badRegistration(udp.reason, udp.reason, { detail: { services: named.services } });
   const claimed = parsePublisherId(req.headers[PUBLISHER_ID_HEADER] as string | undefined);
   if (!claimed.ok) return badRegistration(claimed.reason, claimed.reason, { detail: { services: named.services } });
-  return { ok: true, services: named.services, rawTcp: raw.rawTcp, ...(claimed.id !== undefined && { publisherId: claimed.id }), ...(claimed.replaces !== undefined && { replaces: claimed.replaces }) };
+  return { ok: true, services: named.services, rawTcp: raw.rawTcp, udp: udp.udp, ...(claimed.id !== undefined && { publisherId: claimed.id }), ...(claimed.replaces !== undefined && { replaces: claimed.replaces }) };
 }
 
 /** Answers 101 naming the services that could not be published (with why), then serves the publisher until it goes. */
@@ -78,7 +84,8 @@ function accept(deps: PublishDeps, a: Acceptance): void {
   const { conn, socket, decision, reservation } = a;
   const { refused } = reservation;
   const rawTcp = a.rawTcp.filter((s) => reservation.services.includes(s));
-  const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(refused.length > 0 && { refused }), ...(a.publisherId !== undefined && { publisherId: a.publisherId }) };
+  const udp = a.udp.filter((s) => reservation.services.includes(s));
+  const published = { services: reservation.services, ...(rawTcp.length > 0 && { rawTcp }), ...(udp.length > 0 && { udp }), ...(refused.length > 0 && { refused }), ...(a.publisherId !== undefined && { publisherId: a.publisherId }) };
   const record: Partial<AuditRecord> = { token: publisherTokenOf(decision), publisher: conn.id, detail: published };
   const head = ['HTTP/1.1 101 Switching Protocols', 'connection: Upgrade', `upgrade: ${PUBLISH_PROTOCOL}`, `${USER_HEADER}: ${headerSafe(decision.user)}`, `${PUBLISHER_HEADER}: ${conn.id}`];
   if (refused.length > 0) head.push(`${NOT_PUBLISHED_HEADER}: ${headerSafe(refused.map((r) => `${r.service} (${r.reason})`).join('; '))}`);
@@ -169,7 +176,7 @@ export function createPublishEndpoint(deps: PublishDeps): { wayIn: WayIn<[Incomi
       const checked = checkRegistration(deps, p.req);
       if (!checked.ok) return checked.refused;
       p.registration = checked;
-      p.detail = { services: checked.services, ...(checked.rawTcp.length > 0 && { rawTcp: checked.rawTcp }) };
+      p.detail = { services: checked.services, ...(checked.rawTcp.length > 0 && { rawTcp: checked.rawTcp }), ...(checked.udp.length > 0 && { udp: checked.udp }) };
       return undefined;
     },
     // A program's bearer token only; its 429 names no retry-after: the publisher retries on its own schedule.
@@ -184,9 +191,10 @@ export function createPublishEndpoint(deps: PublishDeps): { wayIn: WayIn<[Incomi
       if (p.socket.destroyed) return deny(p, exchange, refuse('GH_CLIENT_CLOSED', 'publisher left during admission'), { token });
       const rawTcp = p.registration?.rawTcp ?? [];
       const { publisherId, replaces } = p.registration ?? {};
-      const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: request.services, rawTcp, ...(publisherId !== undefined && { publisherId }), ...(replaces !== undefined && { replaces }) });
+      const udp = p.registration?.udp ?? [];
+      const reservation = deps.published.reserve({ id: conn.id, user: decision.user, fingerprint: conn.identity.fingerprint, services: request.services, rawTcp, udp, ...(publisherId !== undefined && { publisherId }), ...(replaces !== undefined && { replaces }) });
       if (!reservation.ok) return deny(p, exchange, refusalOf(reservation), { token });
-      accept(deps, { conn, req: p.req, socket: p.socket, exchange, decision, reservation, reauthorize, rawTcp, publisherId, deny: (refusal) => deny(p, exchange, refusal, { token }) });
+      accept(deps, { conn, req: p.req, socket: p.socket, exchange, decision, reservation, reauthorize, rawTcp, udp, publisherId, deny: (refusal) => deny(p, exchange, refusal, { token }) });
     },
   };
   return { wayIn };

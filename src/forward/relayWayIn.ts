@@ -31,7 +31,7 @@ export interface RelayDeps {
   refusals: Pick<RefusalRecords, 'request'>;
   admission: () => AdmissionContext;
   /** Publishers here only: a relayed stream is never relayed on. */
-  published: { openRelayed(target: Published, fingerprint: string, timeoutMs: number): Promise<UpstreamConnection> };
+  published: { openRelayed(target: Published, fingerprint: string, timeoutMs: number, datagrams?: boolean): Promise<UpstreamConnection> };
   /** This instance's own revocations: a relayed token it knows revoked is refused, though the entry instance allowed it. */
   isRevoked(ids: readonly string[]): boolean;
   /** Open relayed streams are registered here with their token's ids, so a revocation heard here ends them, as local tunnels. */
@@ -98,7 +98,8 @@ export function createRelayWayIn(deps: RelayDeps): RelayWayIn {
     async carry(r, exchange) {
       const t = ticketOf(r);
       const target: Published = { kind: 'published', user: t.user, service: t.service, label: `published:${t.user}/${t.service}`, via: t.publisher };
-      const opened = await deps.published.openRelayed(target, t.fingerprint, RELAY_OPEN_TIMEOUT_MS);
+      // A udp route's flow: the publisher's stream carries its DATAGRAM capsules, which the relay passes as bytes.
+      const opened = await deps.published.openRelayed(target, t.fingerprint, RELAY_OPEN_TIMEOUT_MS, t.decided.protocol === 'udp');
       if (!opened.ok) {
         answer(r, opened);
         return exchange.close({ decision: 'deny', status: opened.status, reason: opened.reason, durationMs: exchange.elapsedMs() });

@@ -6,6 +6,7 @@ import type { RouteAdmission } from '../exchange/admit.ts';
 import type { Exchange } from '../exchange/exchange.ts';
 import type { DatagramChannel } from '../tunnel/udpChannel.ts';
 import type { DatagramUpstream } from '../upstream/udpUpstream.ts';
+import { relayRecord } from '../upstream/relayedUpstreams.ts';
 import type { TunnelRegistry } from './tunnelSession.ts';
 import { PacketBucket, type IdentityFlows } from './udpLimits.ts';
 
@@ -49,7 +50,8 @@ class FlowCounts {
 export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
   const { exchange, admission, token, transport, limits } = t;
   const { route, upstream } = admission;
-  const flow: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, token };
+  // A published service's flow names its publisher (and the instance it was relayed to), as tunnels do.
+  const flow: Partial<AuditRecord> = { route: route.config.name, upstream: upstream.label, ...(upstream.via !== undefined && { publisher: upstream.via }), ...relayRecord(upstream), token };
   exchange.write({ ...flow, event: 'udp.open', decision: 'allow', reason: admission.decision.matched, durationMs: exchange.elapsedMs(), detail: { transport } });
   const opened = performance.now();
   const counts = new FlowCounts();

@@ -117,7 +117,8 @@ export function createUdpForwarder(deps: TunnelDeps) {
     const slot = identities.reserve(admission.decision.user, limits);
     if (!slot.ok) return closeRefused(t, exchange, refuse('GH_RATE_LIMITED', slot.reason, { headers: { 'retry-after': 1 } }), { route, token });
     const flow = openUdpFlow({ exchange, admission, token, transport: t.upgrade, limits, shared: slot.shared, release: slot.release, registry: deps.tunnels });
-    const opened = await openDatagramTarget(admission.upstream, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000));
+    const queueBytes = queueBytesFor(limits.queuePackets, limits.maxDatagramBytes);
+    const opened = await openDatagramTarget(admission.upstream, Math.round((admission.route.config.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000), { streams: deps.upstreams, queueBytes });
     if (!opened.ok) {
       const refusal = refusalOf(opened);
       answerRefusal(t, refusal);
@@ -131,7 +132,7 @@ export function createUdpForwarder(deps: TunnelDeps) {
       opened.upstream.close();
       flow.fail('client closed before the flow opened');
     };
-    t.accept(queueBytesFor(limits.queuePackets, limits.maxDatagramBytes), (channel, status) => flow.run(channel, opened.upstream, status), gone);
+    t.accept(queueBytes, (channel, status) => flow.run(channel, opened.upstream, status), gone);
   };
 
   /** Every UDP refusal says what kind of error it is (RFC 9209 Proxy-Status), whatever the transport. */

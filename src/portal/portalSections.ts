@@ -54,11 +54,14 @@ async function someEntries(dir: string, limit: number): Promise<string[]> {
   return names;
 }
 
-/** What a service speaks, for the portal: a web page to link to, or raw TCP (reached with `tunnel -L`). */
-type Speaks = 'web' | 'tcp';
+/** What a service speaks, for the portal: a web page to link to, raw TCP or UDP (both reached with `tunnel -L`). */
+type Speaks = 'web' | 'tcp' | 'udp';
 
-/** A published service speaks raw TCP when a publisher of it says so (`NAME/tcp=`): a web link to it could not work. */
-const speaksOf = (service: string, published: readonly PublishedListing[]): Speaks => (published.some((p) => p.service === service && p.rawTcp) ? 'tcp' : 'web');
+/** A published service speaks raw TCP (`NAME/tcp=`) or UDP (`NAME=udp:`) when a publisher of it says so: a web link to it could not work. */
+function speaksOf(service: string, published: readonly PublishedListing[]): Speaks {
+  const rows = published.filter((p) => p.service === service);
+  return rows.some((p) => p.udp) ? 'udp' : rows.some((p) => p.rawTcp) ? 'tcp' : 'web';
+}
 
 /** The service a `published:{user}/NAME` upstream names when NAME is fixed (no capture); undefined otherwise. */
 const fixedService = (upstream: string): string | undefined => /^published:[^/]*\/([^{}/]+)$/.exec(upstream)?.[1];
@@ -67,10 +70,10 @@ const fixedService = (upstream: string): string | undefined => /^published:[^/]*
  * Services of `user` an upstream template names: for `published:` the ones the user publishes now (those
  * that speak `speaks`, if given), for `unix:` the sockets found among the first MAX_DIRECTORY_ENTRIES entries of the directory.
  */
-export async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[], speaks?: Speaks): Promise<Array<Record<string, string>>> {
+export async function servicesOf(upstream: string, user: string, published: readonly PublishedListing[], speaks?: readonly Speaks[]): Promise<Array<Record<string, string>>> {
   // One entry per service, however many replicas publish it.
   if (upstream.startsWith('published:') && /\{service\}/.test(upstream)) {
-    return [...new Set(published.map((p) => p.service))].filter((service) => speaks === undefined || speaksOf(service, published) === speaks).map((service) => ({ service }));
+    return [...new Set(published.map((p) => p.service))].filter((service) => speaks === undefined || speaks.includes(speaksOf(service, published))).map((service) => ({ service }));
   }
   if (!upstream.startsWith('unix:')) return [];
   const filled = fillTemplate(upstream.slice(5), { user });
@@ -90,9 +93,9 @@ export async function servicesOf(upstream: string, user: string, published: read
  * The ways to fill `templates`' captures for `user`: none but {user}, or {service} from the services found;
  * with `speaks`, only services that speak it (a route's fixed published service included).
  */
-async function captureOptions(templates: string, route: CompiledRoute, input: SectionInput, speaks?: Speaks): Promise<Array<Record<string, string>>> {
+async function captureOptions(templates: string, route: CompiledRoute, input: SectionInput, speaks?: readonly Speaks[]): Promise<Array<Record<string, string>>> {
   const fixed = fixedService(route.config.upstream);
-  if (speaks !== undefined && fixed !== undefined && speaksOf(fixed, input.published) !== speaks) return [];
+  if (speaks !== undefined && fixed !== undefined && !speaks.includes(speaksOf(fixed, input.published))) return [];
   const wanted = new Set(templateNames(templates));
   wanted.delete('user');
   return wanted.size === 0 ? [{}] : wanted.size === 1 && wanted.has('service') ? await servicesOf(route.config.upstream, input.user, input.published, speaks) : [];
@@ -104,7 +107,7 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
   if (!config.protocols.includes('http')) return [];
   const hostTemplate = config.host && config.host !== '*' ? config.host : undefined;
   const port = /:(\d+)$/.exec(input.hostHeader)?.[1];
-  const options = await captureOptions(config.path + (hostTemplate ?? ''), route, input, 'web');
+  const options = await captureOptions(config.path + (hostTemplate ?? ''), route, input, ['web']);
   return options.map((extra) => {
     const params = { user: input.user, ...extra };
     const host = hostTemplate ? `${fillTemplate(hostTemplate, params).toLowerCase()}${port ? `:${port}` : ''}` : input.hostHeader;
@@ -113,21 +116,25 @@ async function candidates(route: CompiledRoute, input: SectionInput): Promise<Ar
 }
 
 /**
- * Tunnel names of published services with no web page to link to: every service of a route that carries raw
- * TCP only, and those that say they speak raw TCP on a route that carries HTTP too. `tunnel -L` reaches them.
+ * Tunnel names of published services with no web page to link to: every stream service of a route that carries
+ * raw TCP only, those that say they speak raw TCP on a route that carries HTTP too, and the UDP services of a
+ * udp route. `tunnel -L` reaches them.
  */
-async function tunnelCandidates(route: CompiledRoute, input: SectionInput): Promise<string[]> {
+async function tunnelCandidates(route: CompiledRoute, input: SectionInput): Promise<Array<Extract<PortalLink, { tunnel: string }>>> {
   const { config } = route;
   // Only the account's own published services: a session token is limited to the web (no tunnel dry run
   // can pass it), and these are services the user runs; the route's policy still decides at connect.
-  if (!input.account || !config.upstream.startsWith('published:') || !config.protocols.includes('tcp')) return [];
+  if (!input.account || !config.upstream.startsWith('published:')) return [];
+  const kind = config.protocols.includes('udp') ? 'udp' : config.protocols.includes('tcp') ? 'tcp' : undefined;
+  if (kind === undefined) return [];
   const template = config.tunnel ?? config.name;
-  const options = await captureOptions(template, route, input, config.protocols.includes('http') ? 'tcp' : undefined);
-  return options.map((extra) => fillTemplate(template, { user: input.user, ...extra }));
+  const speaks: Speaks[] = kind === 'udp' ? ['udp'] : config.protocols.includes('http') ? ['tcp'] : ['web', 'tcp'];
+  const options = await captureOptions(template, route, input, speaks);
+  return options.map((extra) => ({ kind, tunnel: fillTemplate(template, { user: input.user, ...extra }) }));
 }
 
-/** A web page to open, or a raw TCP service reached with `gatehouse tunnel -L`. */
-export type PortalLink = { kind: 'web'; href: string } | { kind: 'tcp'; tunnel: string };
+/** A web page to open, or a raw TCP or UDP service reached with `gatehouse tunnel -L`. */
+export type PortalLink = { kind: 'web'; href: string } | { kind: 'tcp' | 'udp'; tunnel: string };
 
 /** The routes the user can open: each web candidate admitted by a dry run (GET, the session token), never forwarded; then the raw TCP ones. */
 export async function openableLinks(input: SectionInput, routes: readonly CompiledRoute[]): Promise<PortalLink[]> {
@@ -143,9 +150,9 @@ export async function openableLinks(input: SectionInput, routes: readonly Compil
       const admitted = await input.dryRun(input.admission, { ...ask, protocol: 'http', method: 'GET', hostHeader: c.host, target: c.path });
       if (admitted.allow) links.push({ kind: 'web', href: c.host === input.hostHeader ? c.path : `https://${c.host}${c.path}` });
     }
-    for (const tunnel of await tunnelCandidates(route, input)) {
+    for (const link of await tunnelCandidates(route, input)) {
       if (links.length >= MAX_LINKS) return links;
-      if (!tunnel.includes('{')) links.push({ kind: 'tcp', tunnel });
+      if (!link.tunnel.includes('{')) links.push(link);
     }
   }
   return links;
@@ -153,6 +160,7 @@ export async function openableLinks(input: SectionInput, routes: readonly Compil
 
 function linkItem(link: PortalLink): string {
   if (link.kind === 'web') return `<li><a href="${escapeHtml(link.href)}">${escapeHtml(link.href)}</a></li>`;
+  if (link.kind === 'udp') return `<li>UDP: <code>gatehouse tunnel -L udp:5353:${escapeHtml(link.tunnel)}</code></li>`;
   return `<li>raw TCP: <code>gatehouse tunnel -L 8888:${escapeHtml(link.tunnel)}</code></li>`;
 }
 
@@ -184,7 +192,7 @@ export async function portalSections(input: SectionInput): Promise<string[]> {
   const records = (await auditTail(input.auditFile)).records as Timed[];
   const mine = records.filter((r) => r.token?.user === input.user).slice(-20).reverse();
   const usedByOthers = records.filter((r) => (r.event === 'request' || r.event === 'tunnel.open') && r.token?.user !== input.user && ownedBy(r, byName, input.user)).slice(-20).reverse();
-  const publishedRows = input.published.map((p) => [p.service, p.publisher, p.fingerprint, String(p.streamsOpen), String(p.streamsServed)]);
+  const publishedRows = input.published.map((p) => [p.udp ? `${p.service} (UDP)` : p.service, p.publisher, p.fingerprint, String(p.streamsOpen), String(p.streamsServed)]);
   return [
     `<h2>Services you publish</h2>\n${table('published', ['service', 'publisher connection', 'publisher certificate', 'streams open', 'streams served'], publishedRows)}`,
     linkSection,

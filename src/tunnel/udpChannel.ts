@@ -120,7 +120,8 @@ export class CapsuleChannel extends ChannelBase {
     if (this.end(reason, true)) this.#cut(malformed);
   }
 
-  send(payload: Buffer): boolean {
+  /** `written`: called once the connection took the capsule (on an HTTP/2 stream: within its flow-control window), or failed to. */
+  send(payload: Buffer, written?: () => void): boolean {
     // writableLength counts what the connection has not yet taken: past the queue's bytes the peer reads too slowly.
     if (this.#stream.writableLength > this.#queueBytes || this.#stream.writableEnded || this.#stream.destroyed) return false;
     // Hot path: the datagrams of one event-loop turn go out as one TLS write (a record and a syscall per
@@ -130,7 +131,7 @@ export class CapsuleChannel extends ChannelBase {
       this.#stream.cork();
       process.nextTick(this.#uncork);
     }
-    this.#stream.write(datagramCapsule(payload));
+    this.#stream.write(datagramCapsule(payload), written && (() => written()));
     return true;
   }
 

@@ -26,7 +26,8 @@ export interface UpstreamInspection {
 /** Published services: found by user and service, reached by a stream over their publisher's connection. */
 export interface StreamUpstreams {
   inspect(target: Extract<UpstreamTarget, { kind: 'published' }>): UpstreamInspection;
-  open(target: Extract<UpstreamTarget, { kind: 'published' }>, timeoutMs: number): Promise<UpstreamConnection>;
+  /** `datagrams`: a stream carrying one UDP flow (DATAGRAM capsules) to a UDP service; otherwise a byte stream. */
+  open(target: Extract<UpstreamTarget, { kind: 'published' }>, timeoutMs: number, datagrams?: boolean): Promise<UpstreamConnection>;
   /**
    * A request on replica `target.via` failed before any answer: if that replica is gone (lost, saying goodbye,
    * closed), the target pinned to another live replica with the same certificate (the policy decided on it);
@@ -39,6 +40,8 @@ export interface StreamUpstreams {
 export interface StreamOptions {
   /** Reads into a caller's buffer instead of a fresh Buffer per read (see net `onread`). */
   onread?: OnReadOpts;
+  /** A published UDP service's stream: one flow's DATAGRAM capsules (upstream/publishedDatagrams.ts). */
+  datagrams?: boolean;
 }
 
 export interface UpstreamOpener {
@@ -59,7 +62,7 @@ export function createUpstreamOpener(published: StreamUpstreams): UpstreamOpener
   return {
     inspect: (target) => (target.kind === 'published' ? published.inspect(target) : { target }),
     open(target, timeoutMs, options) {
-      if (target.kind === 'published') return published.open(target, timeoutMs);
+      if (target.kind === 'published') return published.open(target, timeoutMs, options?.datagrams);
       // Only udp routes have udp upstreams, and they carry datagrams (udpUpstream.ts), never a stream.
       if (target.kind === 'udp') return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} carries datagrams, not a stream`)));
       return openSocket(target, timeoutMs, options);

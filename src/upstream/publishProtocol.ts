@@ -65,8 +65,34 @@ export function parseServiceList(header: string | undefined): { ok: true; servic
 
 /** The raw TCP services a publisher names (a subset of `services`), checked; none when the header is absent. */
 export function parseRawTcpList(header: string | undefined, services: readonly string[]): { ok: true; rawTcp: string[] } | { ok: false; reason: string } {
-  const rawTcp = [...new Set((header ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
-  const unknown = rawTcp.find((s) => !services.includes(s));
-  if (unknown !== undefined) return { ok: false, reason: `${RAW_TCP_HEADER} names ${JSON.stringify(unknown.slice(0, 80))}, which is not among the services published` };
-  return { ok: true, rawTcp };
+  const named = namedAmong(header, services, RAW_TCP_HEADER);
+  return named.ok ? { ok: true, rawTcp: named.names } : named;
+}
+
+/** The names a list header gives (once each), all among `services`. */
+function namedAmong(header: string | undefined, services: readonly string[], name: string): { ok: true; names: string[] } | { ok: false; reason: string } {
+  const names = [...new Set((header ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
+  const unknown = names.find((s) => !services.includes(s));
+  if (unknown !== undefined) return { ok: false, reason: `${name} names ${JSON.stringify(unknown.slice(0, 80))}, which is not among the services published` };
+  return { ok: true, names };
+}
+
+/**
+ * Request header: of the services named, the UDP services (`NAME=udp:PORT` on the command line),
+ * comma-separated. Only udp routes reach them, by streams marked with DATAGRAMS_HEADER; no other stream does.
+ */
+export const UDP_HEADER = 'gatehouse-publish-udp';
+/**
+ * On a user stream (gateway to publisher): `?1` when the stream carries DATAGRAM capsules (RFC 9297) for a UDP
+ * service, one flow per stream; absent on a byte stream. Each side refuses a stream of the other kind.
+ */
+export const DATAGRAMS_HEADER = 'gatehouse-datagrams';
+
+/** The UDP services a publisher names (a subset of `services`, none of them raw TCP), checked; none when the header is absent. */
+export function parseUdpList(header: string | undefined, services: readonly string[], rawTcp: readonly string[]): { ok: true; udp: string[] } | { ok: false; reason: string } {
+  const named = namedAmong(header, services, UDP_HEADER);
+  if (!named.ok) return named;
+  const both = named.names.find((s) => rawTcp.includes(s));
+  if (both !== undefined) return { ok: false, reason: `${JSON.stringify(both)} is named both a UDP and a raw TCP service` };
+  return { ok: true, udp: named.names };
 }

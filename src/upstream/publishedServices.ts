@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { Gauge, type Registry } from 'prom-client';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type StreamUpstreams, type UpstreamConnection, type UpstreamInspection, type UpstreamRefusal } from './openUpstream.ts';
-import { notPublished, openPublishedStream } from './publishedStream.ts';
+import { notPublished, openPublishedStream, wrongKind } from './publishedStream.ts';
 import { live, publisherKeyOf, PublisherRegistry, type CarriedService, type Entry, type Published } from './publisherRegistry.ts';
 import { admitPublisher, NO_REMOTE_USAGE, pastTheLimit, type RemoteUsage } from './publisherQuota.ts';
 import type { RemoteCarriers } from './relayedUpstreams.ts';
@@ -34,6 +34,8 @@ export interface PublisherInfo {
   replaces?: string;
   /** Of `services`, those the publisher says speak raw TCP, not HTTP (the portal offers no web link for them). */
   rawTcp?: readonly string[];
+  /** Of `services`, the UDP services: reached by datagram streams (udp routes) only. */
+  udp?: readonly string[];
 }
 
 export interface Publisher extends PublisherInfo {
@@ -73,6 +75,8 @@ export interface PublishedListing {
   streamsServed: number;
   /** The publisher says the service speaks raw TCP (`NAME/tcp=`), not HTTP. */
   rawTcp: boolean;
+  /** A UDP service (`NAME=udp:PORT`): udp routes reach it. */
+  udp: boolean;
 }
 
 export interface PublishedServices extends StreamUpstreams {
@@ -99,7 +103,7 @@ export interface PublishedServices extends StreamUpstreams {
    * A stream relayed here by another instance: to a publisher here with the certificate the policy decided
    * on, never relayed on again (no loops between instances).
    */
-  openRelayed(target: Published, fingerprint: string, timeoutMs: number): Promise<UpstreamConnection>;
+  openRelayed(target: Published, fingerprint: string, timeoutMs: number, datagrams?: boolean): Promise<UpstreamConnection>;
 }
 
 /**
@@ -200,29 +204,31 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     return entry;
   }
 
-  function open(target: Published, timeoutMs: number, retry = true): Promise<UpstreamConnection> {
+  function open(target: Published, timeoutMs: number, datagrams = false, retry = true): Promise<UpstreamConnection> {
     if (goingAway !== undefined) return Promise.resolve(shuttingDown(target));
     if (target.relay) return remote ? remote.open({ ...target, relay: target.relay }, timeoutMs) : Promise.resolve(notPublished(target, 'no cluster to relay to'));
-    return openHere(target, replicaFor(target), timeoutMs, retry);
+    return openHere(target, replicaFor(target), timeoutMs, datagrams, retry);
   }
 
-  function openHere(target: Published, entry: Entry | undefined, timeoutMs: number, retry: boolean): Promise<UpstreamConnection> {
+  function openHere(target: Published, entry: Entry | undefined, timeoutMs: number, datagrams: boolean, retry: boolean): Promise<UpstreamConnection> {
     const session = entry?.session;
     if (!entry || !session || !live(entry)) {
       return Promise.resolve(notPublished(target, target.via === undefined ? undefined : `publisher ${target.via} went away during admission`));
     }
+    const mismatch = wrongKind(entry, target, datagrams);
+    if (mismatch) return Promise.resolve(mismatch);
     const streamLimit = limits()?.streamsPerPublisher ?? 0;
     if (entry.streamsOpen >= streamLimit) {
       return Promise.resolve(upstreamRefusal(refuse('GH_SERVICE_BUSY', `publisher ${entry.id} has ${entry.streamsOpen} streams open (publish.streamsPerPublisher ${streamLimit})`)));
     }
-    return openPublishedStream(entry, session, target, timeoutMs, retry ? () => open(target, timeoutMs, false) : undefined);
+    return openPublishedStream(entry, session, target, timeoutMs, retry ? () => open(target, timeoutMs, datagrams, false) : undefined, datagrams);
   }
 
-  function openRelayed(target: Published, fingerprint: string, timeoutMs: number): Promise<UpstreamConnection> {
+  function openRelayed(target: Published, fingerprint: string, timeoutMs: number, datagrams = false): Promise<UpstreamConnection> {
     if (goingAway !== undefined) return Promise.resolve(shuttingDown(target));
     const entry = publishers.pick(target, fingerprint);
     if (entry) target.via = entry.id;
-    return openHere(target, entry, timeoutMs, false);
+    return openHere(target, entry, timeoutMs, datagrams, false);
   }
 
   function failover(target: Published): Published | undefined {

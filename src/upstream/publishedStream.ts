@@ -5,7 +5,7 @@ import type { UpstreamConnection } from './openUpstream.ts';
 import { refuse } from '../errors/refusal.ts';
 import { connectAnswer } from './connectAnswer.ts';
 import { upstreamRefusal, type UpstreamRefusal } from './openUpstream.ts';
-import { STREAM_ERROR_HEADER } from './publishProtocol.ts';
+import { DATAGRAMS_HEADER, STREAM_ERROR_HEADER } from './publishProtocol.ts';
 import { tallyOf, type Entry, type Published } from './publisherRegistry.ts';
 
 export function notPublished(target: Published, why = 'nobody publishes it'): UpstreamRefusal {
@@ -13,13 +13,26 @@ export function notPublished(target: Published, why = 'nobody publishes it'): Up
 }
 
 /**
+ * A stream of the wrong kind for the service `entry` publishes: a UDP service is reached by datagram streams
+ * only (udp routes), any other service by byte streams only. Undefined when they match.
+ */
+export function wrongKind(entry: Entry, target: Published, datagrams: boolean): UpstreamRefusal | undefined {
+  const udpService = entry.udp?.includes(target.service) === true;
+  if (udpService === datagrams) return undefined;
+  return udpService
+    ? upstreamRefusal(refuse('GH_NOT_PUBLISHED', `${target.label} is a UDP service (publisher ${entry.id}): only a udp route reaches it`, { clientReason: 'service is published as UDP; use a udp route' }))
+    : upstreamRefusal(refuse('GH_NOT_PUBLISHED', `${target.label} is not a UDP service (publisher ${entry.id} publishes it as a stream): a udp route cannot reach it`, { clientReason: 'service is not published as UDP' }));
+}
+
+/**
  * Opens `target`'s stream on `entry`, whose connection is `session`. `retry` is called (at most once, by the caller's choice) when the
  * replica refused the stream unprocessed (REFUSED_STREAM: leaving, RFC 9113 8.7), so another may take it.
+ * `datagrams`: the stream is one UDP flow (DATAGRAM capsules), marked so the publisher knows.
  */
-export function openPublishedStream(entry: Entry, session: ClientHttp2Session, target: Published, timeoutMs: number, retry: (() => Promise<UpstreamConnection>) | undefined): Promise<UpstreamConnection> {
+export function openPublishedStream(entry: Entry, session: ClientHttp2Session, target: Published, timeoutMs: number, retry: (() => Promise<UpstreamConnection>) | undefined, datagrams = false): Promise<UpstreamConnection> {
   let stream: ClientHttp2Stream;
   try {
-    stream = session.request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: target.service }, { endStream: false });
+    stream = session.request({ [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: target.service, ...(datagrams && { [DATAGRAMS_HEADER]: '?1' }) }, { endStream: false });
   } catch (err) {
     return Promise.resolve(notPublished(target, `publisher connection unusable: ${(err as Error).message}`));
   }

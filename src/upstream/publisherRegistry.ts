@@ -150,7 +150,7 @@ export class PublisherRegistry {
           .filter((service) => this.byService.get(key(user, service))?.includes(entry))
           .map((service) => {
             const tally = entry.perService.get(service);
-            return { service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: tally?.open ?? 0, streamsServed: tally?.served ?? 0, rawTcp: entry.rawTcp?.includes(service) === true };
+            return { service, publisher: entry.id, fingerprint: entry.fingerprint, streamsOpen: tally?.open ?? 0, streamsServed: tally?.served ?? 0, rawTcp: entry.rawTcp?.includes(service) === true, udp: entry.udp?.includes(service) === true };
           }),
       )
       .sort((a, b) => a.service.localeCompare(b.service) || a.publisher.localeCompare(b.publisher));

@@ -25,7 +25,7 @@ const wire = z
     service: text(256),
     publisher: text(128),
     fingerprint: text(128),
-    decided: z.object({ identity, source: z.string().max(64), route: text(256), protocol: z.enum(['http', 'websocket', 'tcp']), user: z.string().max(1024), path: z.string().max(16_384).optional(), token: token.optional() }).strict(),
+    decided: z.object({ identity, source: z.string().max(64), route: text(256), protocol: z.enum(['http', 'websocket', 'tcp', 'udp']), user: z.string().max(1024), path: z.string().max(16_384).optional(), token: token.optional() }).strict(),
   })
   .strict();
 

@@ -4,6 +4,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type UpstreamRefusal } from './openUpstream.ts';
+import { openPublishedDatagrams, type PublishedDatagramStreams } from './publishedDatagrams.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 
 /** One flow's upstream, as the flow sees it: datagrams each way, errors that do not end it, and its end. */
@@ -71,8 +72,12 @@ export function openUdpUpstream(target: Extract<UpstreamTarget, { kind: 'udp' }>
   });
 }
 
-/** The upstream of a flow to `target`, or the refusal the client gets. */
-export function openDatagramTarget(target: UpstreamTarget, timeoutMs: number): Promise<OpenedDatagramUpstream> {
+/**
+ * The upstream of a flow to `target`, or the refusal the client gets. `published` opens publisher streams
+ * (published: targets), each holding up to `queueBytes` (the flow's queue) of datagrams not yet sent.
+ */
+export function openDatagramTarget(target: UpstreamTarget, timeoutMs: number, published?: PublishedDatagramStreams): Promise<OpenedDatagramUpstream> {
   if (target.kind === 'udp') return openUdpUpstream(target, timeoutMs);
+  if (target.kind === 'published' && published) return openPublishedDatagrams(target, timeoutMs, published);
   return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} is not a datagram upstream`)));
 }

@@ -8,7 +8,7 @@ import { issueInstanceCertificate } from '../../src/pki/index.ts';
 import { runGatehouse, startHarness, type Harness } from './gatewayHarness.ts';
 import { freePort } from './localServices.ts';
 import type { TestPki } from './pki.ts';
-import { echoService, httpAndWebSocketService, publishedRoute, publishTop } from './publishPeers.ts';
+import { echoService, httpAndWebSocketService, publishedRoute, publishedUdpRoute, publishTop } from './publishPeers.ts';
 import { writeToken } from './tunnelClient.ts';
 
 /**
@@ -49,12 +49,12 @@ export interface InstanceOptions {
   publishLimits?: string;
 }
 
-/** An instance with the published route, a peer channel on a free port and its own instance certificate. */
+/** An instance with the published routes (and the udp one), a peer channel on a free port and its own instance certificate. */
 export async function startClusterInstance(name: string, o: InstanceOptions): Promise<ClusterInstance> {
   const peerPort = await freePort();
   const cert = o.cert ?? (await instanceCertificate(o.pki, o.dir, name));
   const cluster = `cluster:\n  postgres: ${o.db.url}\n  instance: ${name}\n  peerListen: 127.0.0.1:${peerPort}\n  peerCert: ${cert.certPath}\n  peerKey: ${cert.keyPath}\n  publisherLeaseSeconds: ${o.leaseSeconds}\n  staleSeconds: ${o.staleSeconds ?? 4}\n`;
-  const h = await startHarness({ routes: publishedRoute, rootKey: o.rootKey, pki: o.pki, extraTop: cluster + clusterTop.replace('  streamsPerPublisher: 400\n', `  streamsPerPublisher: 400\n${o.publishLimits ?? ''}`) });
+  const h = await startHarness({ routes: publishedRoute + publishedUdpRoute, rootKey: o.rootKey, pki: o.pki, extraTop: cluster + clusterTop.replace('  streamsPerPublisher: 400\n', `  streamsPerPublisher: 400\n${o.publishLimits ?? ''}`) });
   return { name, h, peerPort };
 }
 

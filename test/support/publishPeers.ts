@@ -8,6 +8,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { cli, cliNode, type Harness } from './gatewayHarness.ts';
+import type { TestClientCertificate } from './pki.ts';
 
 /** The one route for every user's published services (docs/admin/configure.md), and a publish block with room for load tests. */
 export const publishedRoute = `  - name: published
@@ -17,6 +18,14 @@ export const publishedRoute = `  - name: published
     upstream: published:{user}/{service}
     policy: |
       allow if user($u), param("user", $u);
+`;
+/** Every user's published UDP services (`NAME=udp:PORT`): `tunnel -L udp:PORT:dns.alice` reaches alice's `dns`. */
+export const publishedUdpRoute = `  - name: published-udp
+    tunnel: "{service}.{user}"
+    protocols: [udp]
+    upstream: published:{user}/{service}
+    policy: |
+      allow if user($u), param("user", $u), protocol("udp");
 `;
 export const publishTop = `metrics:
   listen: 127.0.0.1:0
@@ -29,6 +38,11 @@ limits:
   requestsPerSecond: 1000
   requestBurst: 2000
 `;
+
+/** `gatehouse publish`'s flags to reach `h` (or `url`, another of its listeners) with `client`'s certificate and token file. */
+export function publishFlags(h: Harness, client: Pick<TestClientCertificate, 'certPath' | 'keyPath'>, tokenFile: string, url = `https://localhost:${h.port}`): string[] {
+  return ['--gateway', url, '--ca', h.pki.caCertPath, '--cert', client.certPath, '--key', client.keyPath, '--token-file', tokenFile];
+}
 
 export interface PublisherProcess {
   proc: ChildProcess;

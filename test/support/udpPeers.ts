@@ -59,10 +59,14 @@ export function udpClient(): Promise<UdpClient> {
   });
 }
 
-/** dnsmasq answering `*.gatehouse.test` with 192.0.2.7 on 127.0.0.1:`port`, nothing else (no upstream servers). */
-export function startDnsmasq(port: number): Promise<ChildProcess> {
+/**
+ * dnsmasq answering `*.gatehouse.test` with 192.0.2.7 on 127.0.0.1:`port` (or `addresses`), nothing else (no
+ * upstream servers). `wrap` runs it under another command (e.g. `ip netns exec NS`).
+ */
+export function startDnsmasq(port: number, { wrap = [], addresses = ['127.0.0.1'] }: { wrap?: string[]; addresses?: string[] } = {}): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const proc = spawn('dnsmasq', ['--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${port}`, '--address=/gatehouse.test/192.0.2.7', '--pid-file=', '--log-facility=-', '--user=root'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const command = [...wrap, 'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${addresses.join(',')}`, `--port=${port}`, '--address=/gatehouse.test/192.0.2.7', '--pid-file=', '--log-facility=-', '--user=root'];
+    const proc = spawn(command[0] as string, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     proc.once('exit', (code) => reject(new Error(`dnsmasq exited with ${code}: ${err}`)));
