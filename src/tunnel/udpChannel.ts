@@ -91,13 +91,20 @@ export class CapsuleChannel extends ChannelBase {
     this.#stream = stream;
     this.#queueBytes = queueBytes;
     this.#cut = cut;
-    stream.on('data', (chunk: Buffer) => this.#read(chunk));
-    stream.on('end', () => this.close('peer closed'));
-    stream.on('error', (err: NodeJS.ErrnoException) => this.#fail(`connection error: ${err.code ?? err.message}`));
     // Closed before the peer's end: reset (a connection gone), not a clean close. An HTTP/2 stream says
-    // 'aborted' when reset (RST_STREAM, its session gone) before it ends its readable side for the close.
-    stream.on('aborted', () => this.#fail('connection reset'));
-    stream.on('close', () => this.end(stream.readableEnded ? 'peer closed' : 'connection reset', !stream.readableEnded));
+    // 'aborted' when reset (RST_STREAM, its session gone), then ends its readable side ('end') before 'close';
+    // a stream destroyed with an error (a publisher session's own words: "publisher lost (ping timeout)") says
+    // 'error' instead of 'end', and that names the cause.
+    let aborted = false;
+    stream.on('data', (chunk: Buffer) => this.#read(chunk));
+    stream.on('end', () => (aborted ? this.#fail('connection reset') : this.close('peer closed')));
+    // The peer's RST_STREAM is a reset like a connection's; other errors keep their words.
+    stream.on('error', (err: NodeJS.ErrnoException) => this.#fail(err.code === 'ERR_HTTP2_STREAM_ERROR' ? 'connection reset' : `connection error: ${err.code ?? err.message}`));
+    stream.on('aborted', () => (aborted = true));
+    stream.on('close', () => {
+      const reset = aborted || !stream.readableEnded;
+      this.end(reset ? 'connection reset' : 'peer closed', reset);
+    });
     // Bytes that arrived with the request head are the first capsules; read them once the caller has set onDatagram.
     if (head.length > 0) queueMicrotask(() => this.#read(head));
     stream.resume();
