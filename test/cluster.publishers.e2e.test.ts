@@ -1,7 +1,7 @@
 // publish.publishersPerUser and servicesPerUser held by three real `gatehouse serve` instances on one real
 // PostgreSQL: a `gatehouse publish` process counts once however many instances it holds, and no more.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +40,20 @@ function publish(through: ClusterInstance[], services: string[]): PublisherProce
 }
 const [web, echo] = [() => home.services[0] as string, () => home.services[1] as string];
 const other = () => `other=unix:${join(home.home, 'private', 'web.sock')}`;
+
+let limitsNow = limits;
+/** Rewrites the publish limits of every instance's routes.yaml and reloads each (SIGHUP); resolves once all applied it. */
+async function setLimits(next: string): Promise<void> {
+  for (const i of instances) {
+    const config = join(i.h.dir, 'routes.yaml');
+    const applied = () => i.h.audit().filter((r) => r.event === 'config.reload' && r.decision === 'allow').length;
+    const before = applied();
+    writeFileSync(config, readFileSync(config, 'utf8').replace(limitsNow, next));
+    i.h.proc.kill('SIGHUP');
+    await i.h.waitForAudit(() => applied() > before, 10_000);
+  }
+  limitsNow = next;
+}
 
 /** Alice's live leases of `service`: how many publisher connections carry it, on which instances. */
 const aliceLeases = (service: string, done: (instances: string[], rows: number) => boolean) =>
@@ -218,4 +232,68 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
       await fleet.done;
     }
   }, 60_000);
+  it('tolerance: three publishers of one user with distinct service names starting at once through the three instances (servicesPerUser 2), five rounds: how many names get in, and the last registered leave', async () => {
+    const erin = await pki.client('erin');
+    const erinHome = await publishedHome(work, at(0).h, 'erin');
+    servers.push(...erinHome.servers);
+    // Three publishers fit publishersPerUser: only the service names pass a limit.
+    await setLimits('  publishersPerUser: 8\n  servicesPerUser: 2\n');
+    const endpointOf = (i: ClusterInstance) => ({ host: 'localhost', port: i.h.port, label: i.name, cert: Buffer.from(erin.cert), key: Buffer.from(erin.key), ca: readFileSync(pki.caCertPath), token: erinHome.token });
+    const names = (all: Lease[]) => new Set(all.filter((l) => l.user === 'erin').map((l) => l.service));
+    const admitted: number[] = [];
+    const settledMs: number[] = [];
+    try {
+      for (let round = 0; round < 5; round++) {
+        const tries = await Promise.all([0, 1, 2].map((n) => registerPublisher(endpointOf(at(n)), [`s${round}n${n}`], { identity: randomBytes(16).toString('base64url') })));
+        const at0 = Date.now();
+        const held = tries.flatMap((t) => (t.ok ? [t] : []));
+        for (const t of held) t.session.on('error', () => undefined);
+        admitted.push(held.length);
+        for (const t of tries) if (!t.ok) expect(t.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'too many published services' });
+        const open = () => held.filter((t) => !t.session.closed && !t.session.destroyed);
+        // Once the instances have read each other's leases, the name registered last is let go: two names stay.
+        const left = await leasesUntil(configOf(), (all) => names(all).size === 2 && open().length === 2);
+        expect(names(left).size).toBe(2);
+        expect(open().length).toBe(2);
+        settledMs.push(Date.now() - at0);
+        for (const t of held) t.session.destroy();
+        await leasesUntil(configOf(), (all) => !all.some((l) => l.user === 'erin'));
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      // Whatever was let go is recorded with why, on the instance that carried it.
+      const dropped = instances.flatMap((i) => i.h.audit().filter((r) => r.event === 'publish.close' && r.token?.user === 'erin' && /servicesPerUser/.test(r.reason ?? '')));
+      expect(dropped.length).toBe(admitted.reduce((sum, n) => sum + n, 0) - 2 * admitted.length);
+      for (const r of dropped) expect(r.reason).toMatch(/^s\dn\d no longer published: erin publishes 3 services across the cluster \(publish\.servicesPerUser 2\), the last registered leave$/);
+    } finally {
+      await setLimits(limits);
+    }
+    process.stdout.write(`servicesPerUser 2, three publishers with distinct names at once through three instances: names admitted per round ${admitted.join(' ')}; back at 2 names after ${settledMs.join(' ')} ms\n`);
+  }, 120_000);
+
+  it('servicesPerUser lowered on reload: new names are refused past it, and the name registered last is let go (its publisher told why when it registers again); raised again, it gets in', async () => {
+    const first = publish([at(0), at(1)], [web()]);
+    await first.waitForStderr(/published as alice through[\s\S]*published as alice through/);
+    await aliceLeases('web', (on) => on.length === 2);
+    const second = publish([at(2)], [other()]);
+    await second.waitForStderr(/published as alice through/);
+    await aliceLeases('other', (on) => on.length === 1);
+    const lowered = second.stderr().length;
+    try {
+      await setLimits('  publishersPerUser: 2\n  servicesPerUser: 1\n');
+      // gw3 lets `other` go (registered after web): the publisher reconnects and is refused, as any name past the limit.
+      const closed = await at(2).h.waitForAudit((r) => r.event === 'publish.close' && /servicesPerUser 1/.test(r.reason ?? ''), 15_000);
+      expect(closed.reason).toBe('other no longer published: alice publishes 2 services across the cluster (publish.servicesPerUser 1), the last registered leave');
+      await second.waitForStderr(/429 .*"too many published services"; retrying/, 15_000, lowered);
+      const held = await leasesUntil(configOf(), (all) => !all.some((l) => l.user === 'alice' && l.service === 'other'));
+      expect([...new Set(held.filter((l) => l.user === 'alice').map((l) => l.service))]).toEqual(['web']);
+      expect(carriersOf(held, 'alice', 'web')).toEqual(['gw1', 'gw2']);
+      expect(first.stderr()).not.toMatch(/reconnecting/);
+    } finally {
+      await setLimits(limits);
+    }
+    await second.waitForStderr(/re-registered as alice through/, 60_000, lowered);
+    await aliceLeases('other', (on) => on.length === 1);
+    await second.stop();
+    await first.stop();
+  }, 120_000);
 });
