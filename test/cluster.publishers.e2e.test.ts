@@ -194,11 +194,13 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
     for (const gapMs of [100, 100, 100, 20, 20, 20]) {
       const tries = [];
       for (const n of [0, 1, 2, 0, 1, 2]) {
-        tries.push(await registerPublisher(endpointOf(at(n)), ['web'], { identity: randomBytes(16).toString('base64url') }));
+        const t = await registerPublisher(endpointOf(at(n)), ['web'], { identity: randomBytes(16).toString('base64url') });
+        // One admitted before its instance heard of the others may be closed (an error here) before the next registers.
+        if (t.ok) t.session.on('error', () => undefined);
+        tries.push(t);
         await new Promise((resolve) => setTimeout(resolve, gapMs));
       }
       const held = tries.flatMap((t) => (t.ok ? [t] : []));
-      for (const t of held) t.session.on('error', () => undefined);
       spaced.push(`${held.length} (${gapMs} ms apart)`);
       for (const t of held) t.session.destroy();
       await leasesUntil(configOf(), (all) => !all.some((l) => l.user === 'carol'));
