@@ -6,7 +6,7 @@ import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerPublisher } from '../src/client/publishConnection.ts';
+import { registerPublisher, type Registration } from '../src/client/publishConnection.ts';
 import { runPublisherFleet } from '../src/client/publisherFleet.ts';
 import { makeRootKey } from './support/gatewayHarness.ts';
 import { carriersOf, leasesUntil, publishedHome, startClusterInstance, type ClusterInstance, type Lease, type PublishedHome } from './support/clusterPeers.ts';
@@ -40,6 +40,16 @@ function publish(through: ClusterInstance[], services: string[]): PublisherProce
 }
 const [web, echo] = [() => home.services[0] as string, () => home.services[1] as string];
 const other = () => `other=unix:${join(home.home, 'private', 'web.sock')}`;
+
+/**
+ * A registration whose session takes its error handler at once: the cluster may close one admitted before its
+ * instance heard of the others (an error on this side) while the registrations beside it are still under way.
+ */
+async function register(endpoint: Parameters<typeof registerPublisher>[0], services: string[], identity = randomBytes(16).toString('base64url')): Promise<Registration> {
+  const t = await registerPublisher(endpoint, services, { identity });
+  if (t.ok) t.session.on('error', () => undefined);
+  return t;
+}
 
 let limitsNow = limits;
 /** Rewrites the publish limits of every instance's routes.yaml and reloads each (SIGHUP); resolves once all applied it. */
@@ -132,30 +142,29 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
     const bobHome = await publishedHome(work, at(0).h, 'bob');
     servers.push(...bobHome.servers);
     const endpointOf = (i: ClusterInstance) => ({ host: 'localhost', port: i.h.port, label: i.name, cert: Buffer.from(bob.cert), key: Buffer.from(bob.key), ca: readFileSync(pki.caCertPath), token: bobHome.token });
-    const register = (i: ClusterInstance, identity: string) => registerPublisher(endpointOf(i), ['web'], { identity });
+    const registerAt = (i: ClusterInstance, identity: string) => register(endpointOf(i), ['web'], identity);
     const shared = 'AAAAAAAAAAAAAAAAAAAAAA';
-    const tries = await Promise.all([0, 1, 2, 0, 1, 2].map((n) => register(at(n), shared)));
+    const tries = await Promise.all([0, 1, 2, 0, 1, 2].map((n) => registerAt(at(n), shared)));
     const held = tries.flatMap((t) => (t.ok ? [t] : []));
-    for (const t of held) t.session.on('error', () => undefined);
     for (const t of tries) if (!t.ok) expect(t.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'publisher already connected to this instance' });
     expect(held.map((t) => t.instance).sort()).toEqual(['gw1', 'gw2', 'gw3']);
     // The id counts once: one more publisher fits under publishersPerUser 2, and a third is refused.
-    const two = await register(at(0), 'BBBBBBBBBBBBBBBBBBBBBB');
+    const two = await registerAt(at(0), 'BBBBBBBBBBBBBBBBBBBBBB');
     expect(two.ok).toBe(true);
     await leasesUntil(configOf(), (all) => all.filter((l) => l.user === 'bob').length === 4);
     // gw2 reads the leases within a heartbeat of the database having them.
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    const three = await register(at(1), 'CCCCCCCCCCCCCCCCCCCCCC');
+    const three = await registerAt(at(1), 'CCCCCCCCCCCCCCCCCCCCCC');
     expect(three.ok ? 101 : three.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'too many publishers' });
     // Naming the connection it replaces takes its place (the old one is let go), never a second one beside it.
     const gw2 = held.find((t) => t.instance === 'gw2');
-    const replacing = await register(at(1), `${shared}; replaces=${gw2?.publisherId}`);
+    const replacing = await registerAt(at(1), `${shared}; replaces=${gw2?.publisherId}`);
     expect(replacing.ok).toBe(true);
     await at(1).h.waitForAudit((r) => r.event === 'publish.close' && r.publisher === gw2?.publisherId && /replaced by connection/.test(r.reason ?? ''));
-    const again = await register(at(1), `${shared}; replaces=${gw2?.publisherId}`);
+    const again = await registerAt(at(1), `${shared}; replaces=${gw2?.publisherId}`);
     expect(again.ok ? 101 : again.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'publisher already connected to this instance' });
     // A malformed id is refused with a record naming it.
-    const bad = await register(at(2), 'short!');
+    const bad = await registerAt(at(2), 'short!');
     expect(bad.ok ? 101 : bad.failure).toMatchObject({ kind: 'refused', status: 400 });
     const record = await at(2).h.waitForAudit((r) => r.event === 'publish.open' && r.status === 400);
     expect(record.reason).toMatch(/^gatehouse-publisher-id "short!": expected 16 to 64 base64url characters/);
@@ -171,11 +180,9 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
     const settledMs: number[] = [];
     const carols = (all: Lease[]) => new Set(all.filter((l) => l.user === 'carol').map((l) => l.identity)).size;
     for (let round = 0; round < 10; round++) {
-      const tries = await Promise.all([0, 1, 2, 0, 1, 2].map((n) => registerPublisher(endpointOf(at(n)), ['web'], { identity: randomBytes(16).toString('base64url') })));
+      const tries = await Promise.all([0, 1, 2, 0, 1, 2].map((n) => register(endpointOf(at(n)), ['web'])));
       const at0 = Date.now();
       const held = tries.flatMap((t) => (t.ok ? [t] : []));
-      // Those the gateway closes end with an error on this side: expected here.
-      for (const t of held) t.session.on('error', () => undefined);
       admitted.push(held.length);
       // Each instance alone never passes the limit: what passes 2 is what the instances admitted before hearing of each other.
       for (const name of ['gw1', 'gw2', 'gw3']) expect(held.filter((t) => t.instance === name).length).toBeLessThanOrEqual(2);
@@ -194,10 +201,7 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
     for (const gapMs of [100, 100, 100, 20, 20, 20]) {
       const tries = [];
       for (const n of [0, 1, 2, 0, 1, 2]) {
-        const t = await registerPublisher(endpointOf(at(n)), ['web'], { identity: randomBytes(16).toString('base64url') });
-        // One admitted before its instance heard of the others may be closed (an error here) before the next registers.
-        if (t.ok) t.session.on('error', () => undefined);
-        tries.push(t);
+        tries.push(await register(endpointOf(at(n)), ['web']));
         await new Promise((resolve) => setTimeout(resolve, gapMs));
       }
       const held = tries.flatMap((t) => (t.ok ? [t] : []));
@@ -246,10 +250,9 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
     const settledMs: number[] = [];
     try {
       for (let round = 0; round < 5; round++) {
-        const tries = await Promise.all([0, 1, 2].map((n) => registerPublisher(endpointOf(at(n)), [`s${round}n${n}`], { identity: randomBytes(16).toString('base64url') })));
+        const tries = await Promise.all([0, 1, 2].map((n) => register(endpointOf(at(n)), [`s${round}n${n}`])));
         const at0 = Date.now();
         const held = tries.flatMap((t) => (t.ok ? [t] : []));
-        for (const t of held) t.session.on('error', () => undefined);
         admitted.push(held.length);
         for (const t of tries) if (!t.ok) expect(t.failure).toMatchObject({ kind: 'refused', status: 429, reason: 'too many published services' });
         const open = () => held.filter((t) => !t.session.closed && !t.session.destroyed);
