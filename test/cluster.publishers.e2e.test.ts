@@ -285,7 +285,7 @@ describe.skipIf(postgresSkipReason !== '')(`publishersPerUser 2 and servicesPerU
     await second.waitForStderr(/published as alice through/);
     await aliceLeases('other', (on) => on.length === 1);
     const names = (all: Lease[]) => [...new Set(all.filter((l) => l.user === 'alice').map((l) => l.service))].sort();
-    const closedFor = (limit: number) => at(2).h.waitForAudit((r) => r.event === 'publish.close' && new RegExp(`servicesPerUser ${limit}\\)`).test(r.reason ?? ''), 15_000);
+    const closedFor = (limit: number) => at(2).h.waitForAudit((r) => r.event === 'publish.close' && r.token?.user === 'alice' && new RegExp(`servicesPerUser ${limit}\\)`).test(r.reason ?? ''), 15_000);
     try {
       // Down to 2: gw3 lets `other` go (echo and other were registered together, after web; ties go by name).
       let mark = second.stderr().length;
