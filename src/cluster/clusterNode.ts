@@ -9,6 +9,7 @@ import { databaseVersion, schemaVersion } from './migrations.ts';
 import { createRevocationMirror } from './revocationMirror.ts';
 import { dropLeases, liveLeases, PUBLISHER_CHANNEL, renewLeases, sweepLapsed, type CarriedPublisher } from './publisherLeases.ts';
 import { createPublisherView, type PublisherView } from './publisherView.ts';
+import type { Ranking } from '../upstream/publisherQuota.ts';
 import { parseRevocationNotice, REVOCATION_CHANNEL, revocationCount, revokedSince } from './sharedRevocations.ts';
 
 /** What an operator must hear about: transitions only, never one record per retry. */
@@ -35,8 +36,8 @@ export interface ClusterObserver {
 export interface CarriedSource {
   carried(): CarriedPublisher[];
   leaseSeconds: number;
-  /** Called after each read of the leases with every user's publishers ranked (PublisherView.ranked). */
-  leasesRead?(ranked: ReadonlyMap<string, readonly string[]>): void;
+  /** Called after each read of the leases with every user's publishers and services ranked (PublisherView.ranked). */
+  leasesRead?(ranked: Ranking): void;
 }
 
 export interface ClusterNode {

@@ -1,7 +1,7 @@
 // This instance's copy of which other instances carry which published services: replaced at each read of
 // the leases (notification or heartbeat), and judged by the lease's own end, so a lookup never waits.
 import type { PublisherLease } from './publisherLeases.ts';
-import type { RemoteUsage } from '../upstream/publisherQuota.ts';
+import type { Ranking, RemoteUsage } from '../upstream/publisherQuota.ts';
 
 /** Another instance carrying a service, as a relay needs it. */
 export interface RemotePublisher {
@@ -25,20 +25,20 @@ export interface PublisherView {
   /** What `user` holds on the other instances (any, relayable or not): publisher keys and service names of live leases. */
   usageOf(user: string): RemoteUsage;
   /**
-   * Every user's publisher keys over all instances (this one too), first registered first (then by key): the
-   * same order on every instance that read the same leases, so all agree on who came last.
+   * Every user's publisher keys and service names over all instances (this one too), first registered first
+   * (then by key or name): the same order on every instance that read the same leases, so all agree on who came last.
    */
-  ranked(): ReadonlyMap<string, readonly string[]>;
+  ranked(): Ranking;
   /** How many remote (user, service, publisher) leases the view holds now. */
   size(): number;
 }
 
-/** Each user's publisher keys by their first registration anywhere, ties by key. */
-function rank(leases: readonly PublisherLease[]): Map<string, string[]> {
+/** Each user's publisher keys (or service names: `keyOf`) by their first registration anywhere, ties by key. */
+function rank(leases: readonly PublisherLease[], keyOf: (lease: PublisherLease) => string): Map<string, string[]> {
   const first = new Map<string, Map<string, number>>();
   for (const l of leases) {
     const mine = first.get(l.user) ?? new Map<string, number>();
-    mine.set(l.identity, Math.min(mine.get(l.identity) ?? Infinity, l.registeredAt));
+    mine.set(keyOf(l), Math.min(mine.get(keyOf(l)) ?? Infinity, l.registeredAt));
     first.set(l.user, mine);
   }
   const order = new Map<string, string[]>();
@@ -55,7 +55,7 @@ export function createPublisherView(selfId: string, silentAfterMs: number): Publ
   let byService = new Map<string, RemotePublisher[]>();
   let byUser = new Map<string, Array<{ identity: string; service: string; until: number }>>();
   let count = 0;
-  let order = new Map<string, string[]>();
+  let order: Ranking = { publishers: new Map(), services: new Map() };
   let readAt = performance.now();
   return {
     replace(leases) {
@@ -79,7 +79,7 @@ export function createPublisherView(selfId: string, silentAfterMs: number): Publ
       }
       byService = next;
       byUser = users;
-      order = rank(leases);
+      order = { publishers: rank(leases, (l) => l.identity), services: rank(leases, (l) => l.service) };
     },
     carriers(user, service, fingerprint) {
       const now = performance.now();

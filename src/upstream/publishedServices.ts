@@ -7,7 +7,7 @@ import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type StreamUpstreams, type UpstreamConnection, type UpstreamInspection, type UpstreamRefusal } from './openUpstream.ts';
 import { notPublished, openPublishedStream, wrongKind } from './publishedStream.ts';
 import { live, publisherKeyOf, PublisherRegistry, type CarriedService, type Entry, type Published } from './publisherRegistry.ts';
-import { admitPublisher, NO_REMOTE_USAGE, pastTheLimit, type RemoteUsage } from './publisherQuota.ts';
+import { admitPublisher, NO_REMOTE_USAGE, settleAcross, type Ranking, type RemoteUsage } from './publisherQuota.ts';
 import type { RemoteCarriers } from './relayedUpstreams.ts';
 import { attachPublisher } from './publisherSession.ts';
 import { DEFAULT_MAX_STREAM_WINDOW } from '../config/publishWindowBounds.ts';
@@ -97,8 +97,8 @@ export interface PublishedServices extends StreamUpstreams {
   useRemote(remote: RemoteCarriers): void;
   /** A cluster: the limits per user count what `usage` says the user holds on the other instances. */
   countRemote(usage: (user: string) => RemoteUsage): void;
-  /** A cluster read the leases: closes this instance's connections of publishers ranked past publishersPerUser. */
-  settleAcross(ranked: ReadonlyMap<string, readonly string[]>): void;
+  /** A cluster read the leases: ends this instance's share of the publishers and service names ranked past the limits. */
+  settleAcross(ranking: Ranking): void;
   /**
    * A stream relayed here by another instance: to a publisher here with the certificate the policy decided
    * on, never relayed on again (no loops between instances).
@@ -262,13 +262,9 @@ export function createPublishedServices(limits: () => PublisherLimits | undefine
     countRemote(usage) {
       remoteUsage = usage;
     },
-    settleAcross(ranked) {
-      const limit = limits()?.publishersPerUser;
-      if (limit === undefined) return;
-      for (const [user, past] of pastTheLimit(ranked, limit)) {
-        const why = `publish.publishersPerUser ${limit} passed: ${user}'s publishers were admitted at once on several instances, the last registered leave`;
-        publishers.closeWhere((e) => e.user === user && e.session !== undefined && past.has(publisherKeyOf(e)), why);
-      }
+    settleAcross(ranking) {
+      const now = limits();
+      if (now) settleAcross(publishers, ranking, now);
     },
     openRelayed,
   };

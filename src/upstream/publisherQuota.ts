@@ -3,7 +3,7 @@
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal } from './openUpstream.ts';
 import { ALREADY_CONNECTED } from './publishProtocol.ts';
-import { publisherKeyOf, type Entry } from './publisherRegistry.ts';
+import { publisherKeyOf, type Entry, type PublisherRegistry } from './publisherRegistry.ts';
 import type { PublisherInfo, PublisherLimits, Refusal, ServiceRefusal } from './publishedServices.ts';
 
 /** What a user holds on the other instances (their live leases): publisher keys and service names. */
@@ -61,13 +61,42 @@ export function admitPublisher(info: PublisherInfo, mine: ReadonlySet<Entry>, re
   return { ok: true, services, refused, replacing: current };
 }
 
+/** Per user, publisher keys and service names over every instance's leases, each first registered first. */
+export interface Ranking {
+  publishers: ReadonlyMap<string, readonly string[]>;
+  services: ReadonlyMap<string, readonly string[]>;
+}
+
 /**
- * The publishers past the limit when instances admitted several at once, each before hearing of the others:
- * per user, the keys ranked after the first `publishersPerUser` (every instance ranks alike, so each closes
- * its own connections of those and the user is back at the limit within a read of the leases).
+ * The publishers (or service names) past the limit when instances admitted several at once, each before
+ * hearing of the others: per user, those ranked after the first `limit` (every instance ranks alike, so each
+ * ends its own share of them and the user is back at the limit within a read of the leases).
  */
-export function pastTheLimit(ranked: ReadonlyMap<string, readonly string[]>, publishersPerUser: number): Map<string, Set<string>> {
+export function pastTheLimit(ranked: ReadonlyMap<string, readonly string[]>, limit: number): Map<string, Set<string>> {
   const past = new Map<string, Set<string>>();
-  for (const [user, keys] of ranked) if (keys.length > publishersPerUser) past.set(user, new Set(keys.slice(publishersPerUser)));
+  for (const [user, keys] of ranked) if (keys.length > limit) past.set(user, new Set(keys.slice(limit)));
   return past;
+}
+
+/**
+ * After a read of the leases: ends this instance's share of what is past the limits across the cluster.
+ * Publishers ranked past publishersPerUser are closed. Service names ranked past servicesPerUser are taken
+ * out of the registry at once (no new stream reaches them, they leave this instance's leases, and they no
+ * longer count against the user here), then each connection that carried one is let go as a replaced one is
+ * (GOAWAY; its streams in flight finish). The protocol tells a publisher what is not published only in the
+ * answer to its registration, so that is how it hears: it reconnects at once, publishes its other names again
+ * and is told `not published: NAME (reason)` (or 429 and retries, if that was its only name), and it gets the
+ * name in once a slot frees. Dropping the name silently would leave a publisher that believes it publishes
+ * it, never asks again, and still counts against publishersPerUser with nothing to carry.
+ */
+export function settleAcross(publishers: PublisherRegistry, ranking: Ranking, limits: PublisherLimits): void {
+  for (const [user, past] of pastTheLimit(ranking.publishers, limits.publishersPerUser)) {
+    const why = `publish.publishersPerUser ${limits.publishersPerUser} passed: ${user}'s publishers were admitted at once on several instances, the last registered leave`;
+    publishers.closeWhere((e) => e.user === user && e.session !== undefined && past.has(publisherKeyOf(e)), why);
+  }
+  for (const [user, past] of pastTheLimit(ranking.services, limits.servicesPerUser)) {
+    for (const { entry, dropped } of publishers.drop(user, past)) {
+      entry.retire?.(`${dropped.join(', ')} no longer published: ${user} publishes ${(ranking.services.get(user) ?? []).length} services across the cluster (publish.servicesPerUser ${limits.servicesPerUser}), the last registered leave`);
+    }
+  }
 }

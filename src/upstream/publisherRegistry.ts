@@ -70,15 +70,31 @@ export class PublisherRegistry {
     this.onChange();
   }
 
-  /** Takes `entry`'s services out (a goodbye): no new stream goes to it; it still counts as the user's publisher. */
-  withdraw(entry: Entry): void {
-    for (const service of entry.services) {
+  /** Takes `entry`'s services (or those of them named) out (a goodbye): no new stream goes to it; it still counts as the user's publisher. */
+  withdraw(entry: Entry, services: readonly string[] = entry.services): void {
+    for (const service of services) {
       const k = key(entry.user, service);
       const replicas = this.byService.get(k)?.filter((e) => e !== entry) ?? [];
       if (replicas.length > 0) this.byService.set(k, replicas);
       else this.byService.delete(k);
     }
     this.onChange();
+  }
+
+  /**
+   * Takes `names` out of `user`'s connected publishers here (none retired): no new stream reaches them, and
+   * they leave this instance's leases. Each publisher that carried one, with those it lost.
+   */
+  drop(user: string, names: ReadonlySet<string>): Array<{ entry: Entry; dropped: string[] }> {
+    const touched: Array<{ entry: Entry; dropped: string[] }> = [];
+    for (const entry of this.publishersOf(user)) {
+      const dropped = entry.services.filter((s) => names.has(s));
+      if (dropped.length === 0 || entry.retired || !live(entry)) continue;
+      this.withdraw(entry, dropped);
+      entry.services = entry.services.filter((s) => !names.has(s));
+      touched.push({ entry, dropped });
+    }
+    return touched;
   }
 
   /** Every service carried by a connected publisher here, one row per replica (its lease in a cluster). */
