@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type UpstreamRefusal } from './openUpstream.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
+import { openUnixgramUpstream } from './unixgramUpstream.ts';
 
 /** One flow's upstream, as the flow sees it: datagrams each way, errors that do not end it, and its end. */
 export interface DatagramUpstream {
@@ -16,6 +17,8 @@ export interface DatagramUpstream {
   onError(report: (reason: string) => void): void;
   /** The upstream ended on its own (a publisher gone): the flow ends with this reason. Never, for a socket. */
   onEnd(ended: (reason: string) => void): void;
+  /** Datagrams dropped for coming from elsewhere than the target (absent where the kernel filters them). */
+  strangers?(): number;
   close(): void;
 }
 
@@ -72,5 +75,6 @@ export function openUdpUpstream(target: Extract<UpstreamTarget, { kind: 'udp' }>
 /** The upstream of a flow to `target`, or the refusal the client gets. */
 export function openDatagramTarget(target: UpstreamTarget, timeoutMs: number): Promise<OpenedDatagramUpstream> {
   if (target.kind === 'udp') return openUdpUpstream(target, timeoutMs);
+  if (target.kind === 'unixgram') return openUnixgramUpstream(target);
   return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} is not a datagram upstream`)));
 }
