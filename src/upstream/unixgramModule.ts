@@ -8,6 +8,7 @@ export interface UnixDatagramSocket {
   sendTo(buf: Buffer, offset: number, length: number, destPath: string, onWrite?: (err: Error | undefined) => void): void;
   on(event: 'data', listener: (payload: Buffer, from: string) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
+  removeAllListeners(event: 'data'): this;
   setRecvBufferSize(size: number): void;
   setSendBufferSize(size: number): void;
   close(): void;

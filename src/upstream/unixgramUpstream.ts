@@ -17,12 +17,15 @@ const RECHECK_MS = 1000;
 
 const unavailable = (reason: string) => upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', reason));
 
-/** The target's identity (device and inode), or why it is not a socket one could send to. */
+/**
+ * The target's identity, or why it is not a socket one could send to. A socket created after another was
+ * removed often gets the freed inode number: its owner and change time tell them apart.
+ */
 async function socketIdentity(path: string): Promise<{ ok: true; id: string } | { ok: false; reason: string }> {
   try {
     const st = await lstat(path);
     if (!st.isSocket()) return { ok: false, reason: `upstream ${path} is not a socket` };
-    return { ok: true, id: `${st.dev}:${st.ino}` };
+    return { ok: true, id: `${st.dev}:${st.ino}:${st.uid}:${st.ctimeMs}:${st.birthtimeMs}` };
   } catch (err) {
     return { ok: false, reason: `upstream socket ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
   }
