@@ -1,6 +1,7 @@
 // unixgram: upstreams and `-L unixgram:` through a real `gatehouse serve`: a socat datagram echo reached from
 // `gatehouse tunnel -L udp:` and `-L unixgram:` (socat bound to a path, logger bound nowhere); refusals; records.
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -74,6 +75,10 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
 
   it('gatehouse tunnel -L udp: reaches the datagram UNIX socket service; one udp.open and one udp.close with the counts', async () => {
     const before = closes('dgram').length;
+    // What a gateway killed with open flows left behind: swept when this one prepares its directory.
+    const leftover = join(flowDir(), '..', `unixgram-${spawnSync('true').pid}`);
+    mkdirSync(leftover, { recursive: true });
+    writeFileSync(join(leftover, 'old.sock'), '');
     const tunnel = await startTunnel(['-L', 'udp:127.0.0.1:0:dgram', ...gatewayFlags(h, alice, aliceToken)], env());
     try {
       const client = await udpClient();
@@ -81,6 +86,7 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
       expect((await client.waitReplies(3)).map(String).sort()).toEqual(['u-0', 'u-1', 'u-2']);
       // The flow's own socket, in the gateway's directory (0711): writable by the service that answers, whoever runs it.
       expect(flowSockets()).toHaveLength(1);
+      expect(existsSync(leftover)).toBe(false);
       expect(lstatSync(flowDir()).mode & 0o777).toBe(0o711);
       expect(lstatSync(join(flowDir(), flowSockets()[0] as string)).mode & 0o777).toBe(0o622);
       client.close();
