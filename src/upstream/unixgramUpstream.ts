@@ -1,81 +1,91 @@
 // A UDP flow's upstream on a datagram UNIX socket (`unixgram:/path`): a socket of the flow's own, bound to a
 // fresh path in the gateway's flow directory, sending to the target and taking datagrams from the target alone.
-import { lstat, unlink, chmod } from 'node:fs/promises';
+import { chmod, unlink } from 'node:fs/promises';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal } from './openUpstream.ts';
 import { flowSocketDirectory, flowSocketPath, FLOW_SOCKET_MODE } from './flowSocketDirectory.ts';
 import type { DatagramUpstream, OpenedDatagramUpstream } from './udpUpstream.ts';
 import { MAX_SOCKET_PATH_BYTES, unixDatagramModule, type UnixDatagramSocket } from './unixgramModule.ts';
-import { verifySocketOwner, type UpstreamTarget } from './upstreamTarget.ts';
+import { identityAtPath, pinSocket, type PinnedSocket } from './unixgramTarget.ts';
+import type { UpstreamTarget } from './upstreamTarget.ts';
 
 type UnixgramTarget = Extract<UpstreamTarget, { kind: 'unixgram' }>;
 
 /** Kernel buffers of a flow's socket, as for udp: flows. */
 const SOCKET_BUFFER_BYTES = 1 << 20;
-/** How often a flow whose socket has an owner looks at whether the target path is still the socket it checked. */
+/** How often a flow looks whether the socket at the target's path is still the one it sends to. */
 const RECHECK_MS = 1000;
 
 const unavailable = (reason: string) => upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', reason));
 
 /**
- * The target's identity, or why it is not a socket one could send to. A socket created after another was
- * removed often gets the freed inode number: its owner and change time tell them apart.
+ * A service that restarts removes its socket and binds a new one at the same path: the flow follows it, with
+ * the checks of the first (pinSocket: a socket, no symlink, its `socketOwner`'s). Until one is there, nothing
+ * is sent or taken; one that fails the checks ends the flow. Looked at every RECHECK_MS, and at once when a
+ * send fails (the pinned socket closed).
  */
-async function socketIdentity(path: string): Promise<{ ok: true; id: string } | { ok: false; reason: string }> {
-  try {
-    const st = await lstat(path);
-    if (!st.isSocket()) return { ok: false, reason: `upstream ${path} is not a socket` };
-    return { ok: true, id: `${st.dev}:${st.ino}:${st.uid}:${st.ctimeMs}:${st.birthtimeMs}` };
-  } catch (err) {
-    return { ok: false, reason: `upstream socket ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+class TargetWatch {
+  #pin: PinnedSocket | undefined;
+  #checking = false;
+  readonly #timer: NodeJS.Timeout;
+  readonly target: UnixgramTarget;
+  readonly end: (reason: string) => void;
+
+  constructor(target: UnixgramTarget, first: PinnedSocket, end: (reason: string) => void) {
+    this.target = target;
+    this.end = end;
+    this.#pin = first;
+    this.#timer = setInterval(() => this.check(), RECHECK_MS);
+    this.#timer.unref();
+  }
+
+  /** Where to send now; undefined while no checked socket is there. */
+  get via(): string | undefined {
+    return this.#pin?.via;
+  }
+
+  check(): void {
+    if (this.#checking) return;
+    this.#checking = true;
+    void this.#recheck().finally(() => (this.#checking = false));
+  }
+
+  async #recheck(): Promise<void> {
+    const now = await identityAtPath(this.target);
+    if (now !== undefined && now === this.#pin?.id) return;
+    const pinned = await pinSocket(this.target);
+    this.#pin?.release();
+    this.#pin = pinned.ok ? pinned.pin : undefined;
+    if (!pinned.ok && !pinned.gone) this.end(`upstream socket replaced: ${pinned.reason}`);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#pin?.release();
+    this.#pin = undefined;
   }
 }
 
-/**
- * A datagram flow reaches the target by its path on every send, not by a connection: if the socket is removed
- * and another created there, later datagrams go to the new one. For a route with `socketOwner`, the new socket
- * is checked as the first was (its owner) before any datagram goes to it or is taken from it; one that fails
- * ends the flow. What remains is a window of up to RECHECK_MS after a replacement.
- */
-function ownerWatch(target: UnixgramTarget, firstId: string, end: (reason: string) => void): { trusted(): boolean; stop(): void } {
-  const owner = target.owner;
-  if (owner === undefined) return { trusted: () => true, stop: () => undefined };
-  let id: string | undefined = firstId;
-  let checking = false;
-  const timer = setInterval(() => {
-    if (checking) return;
-    checking = true;
-    void (async () => {
-      const now = await socketIdentity(target.path);
-      if (now.ok && now.id === id) return;
-      id = undefined;
-      if (!now.ok) return; // gone for now: nothing is sent to it or taken from it until a socket is back
-      const check = await verifySocketOwner(target.path, owner);
-      if (check.ok) id = now.id;
-      else end(`upstream socket replaced: ${check.reason}`);
-    })().finally(() => (checking = false));
-  }, RECHECK_MS);
-  timer.unref();
-  return { trusted: () => id !== undefined, stop: () => clearInterval(timer) };
-}
-
 /** The flow's socket as a DatagramUpstream; `path` is removed when the flow closes. */
-function unixgramUpstream(socket: UnixDatagramSocket, path: string, target: UnixgramTarget, firstId: string): DatagramUpstream {
+function unixgramUpstream(socket: UnixDatagramSocket, path: string, target: UnixgramTarget, first: PinnedSocket): DatagramUpstream {
   let open = true;
   let strangers = 0;
   let report: (reason: string) => void = () => undefined;
   let ended: (reason: string) => void = () => undefined;
-  const watch = ownerWatch(target, firstId, (reason) => ended(reason));
+  const watch = new TargetWatch(target, first, (reason) => ended(reason));
   // The addon closes the socket on a receive error: the flow cannot go on.
   socket.on('error', (err) => ended(`socket error: ${err.message}`));
   return {
     send(payload, sent) {
-      if (!open || !watch.trusted()) return sent();
+      const via = watch.via;
+      if (!open || via === undefined) return sent();
       try {
         // The addon queues a send the kernel cannot take yet (EAGAIN) and calls back once it left: the flow's queue.
-        socket.sendTo(payload, 0, payload.length, target.path, (err) => {
+        socket.sendTo(payload, 0, payload.length, via, (err) => {
           sent();
-          if (err) report(err.message);
+          if (!err) return;
+          report(err.message);
+          watch.check();
         });
       } catch (err) {
         sent();
@@ -84,7 +94,7 @@ function unixgramUpstream(socket: UnixDatagramSocket, path: string, target: Unix
     },
     onDatagram(receive) {
       // Only the target's datagrams belong to the flow: anyone else who found this path is dropped and counted.
-      socket.on('data', (payload, from) => (from === target.path && watch.trusted() ? receive(payload) : (strangers += 1)));
+      socket.on('data', (payload, from) => (from === target.path && watch.via !== undefined ? receive(payload) : (strangers += 1)));
     },
     onError: (r) => void (report = r),
     onEnd: (e) => void (ended = e),
@@ -104,10 +114,10 @@ export async function openUnixgramUpstream(target: UnixgramTarget): Promise<Open
   const addon = unixDatagramModule();
   if (!addon.ok) return unavailable(addon.reason);
   if (Buffer.byteLength(target.path) > MAX_SOCKET_PATH_BYTES) return unavailable(`upstream socket path ${target.path} is longer than ${MAX_SOCKET_PATH_BYTES} bytes`);
-  const first = await socketIdentity(target.path);
-  if (!first.ok) return unavailable(first.reason);
   const directory = await flowSocketDirectory();
   if (!directory.ok) return unavailable(directory.reason);
+  const first = await pinSocket(target);
+  if (!first.ok) return unavailable(first.reason);
   const path = flowSocketPath(directory.dir);
   let socket: UnixDatagramSocket | undefined;
   try {
@@ -118,8 +128,9 @@ export async function openUnixgramUpstream(target: UnixgramTarget): Promise<Open
     socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
   } catch (err) {
     socket?.close();
+    first.pin.release();
     await unlink(path).catch(() => undefined);
     return unavailable(`cannot bind the flow's socket ${path}: ${(err as Error).message}`);
   }
-  return { ok: true, upstream: unixgramUpstream(socket, path, target, first.id) };
+  return { ok: true, upstream: unixgramUpstream(socket, path, target, first.pin) };
 }

@@ -18,10 +18,21 @@ async function until(ready: () => boolean, what: string, timeoutMs = 5000): Prom
 }
 
 /** `socat UNIX-RECVFROM:PATH,fork EXEC:cat`: answers every datagram with itself, from PATH. `runAs`: setpriv's ids. */
-export async function startUnixgramEcho(path: string, runAs?: { uid: number; gid: number }): Promise<UnixgramEcho> {
-  const socat = ['socat', `UNIX-RECVFROM:${path},fork,unlink-early`, 'EXEC:cat'];
+export function startUnixgramEcho(path: string, runAs?: { uid: number; gid: number }): Promise<UnixgramEcho> {
+  return startSocat(['socat', `UNIX-RECVFROM:${path},fork,unlink-early`, 'EXEC:cat'], path, runAs);
+}
+
+/** `socat -u UNIX-RECVFROM:PATH,fork -`: takes datagrams and answers none; `received()` is what came. */
+export async function startUnixgramSink(path: string): Promise<UnixgramEcho & { received(): string }> {
+  let received = '';
+  const sink = await startSocat(['socat', '-u', `UNIX-RECVFROM:${path},fork,unlink-early`, '-'], path, undefined, (d) => (received += d.toString()));
+  return { ...sink, received: () => received };
+}
+
+async function startSocat(socat: string[], path: string, runAs?: { uid: number; gid: number }, onStdout?: (d: Buffer) => void): Promise<UnixgramEcho> {
   const argv = runAs ? ['setpriv', `--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, '--clear-groups', ...socat] : socat;
-  const proc = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', onStdout ? 'pipe' : 'ignore', 'pipe'] });
+  if (onStdout) proc.stdout?.on('data', onStdout);
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   await until(() => existsSync(path) || proc.exitCode !== null, `socat at ${path}`);
