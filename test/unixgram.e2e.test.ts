@@ -1,8 +1,9 @@
 // unixgram: upstreams and `-L unixgram:` through a real `gatehouse serve`: a socat datagram echo reached from
 // `gatehouse tunnel -L udp:` and `-L unixgram:` (socat bound to a path, logger bound nowhere); refusals; records.
+// Hostile peers (strangers on a flow's socket, oversize datagrams, a socket swapped for a symlink): hostile/udpUnixgram.test.ts.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './support/gatewayHarness.ts';
@@ -10,18 +11,11 @@ import { which } from './support/localServices.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
 import { udpClient } from './support/udpPeers.ts';
-import { logTo, sendFromPath, startUnixgramEcho, startUnixgramSink, type UnixgramEcho } from './support/unixgramPeers.ts';
+import { logTo, sendFromPath, startUnixgramEcho, unixgramRoute, type UnixgramEcho } from './support/unixgramPeers.ts';
 
 const missingTools = ['socat', 'logger'].filter((tool) => !which(tool));
 const isRoot = process.getuid?.() === 0 && which('setpriv') !== undefined;
 const NOBODY = { uid: 65534, gid: 65534 };
-
-const udpRoute = (name: string, upstream: string, extra = '') => `  - name: ${name}
-    protocols: [udp]
-    upstream: ${upstream}
-${extra}    policy: |
-      allow if user($u), protocol("udp");
-`;
 
 let h: Harness;
 let alice: TestClientCertificate;
@@ -43,10 +37,9 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
     chownSync(join(run, 'users', 'nobody'), NOBODY.uid, NOBODY.gid);
     h = await startHarness({
       routes: [
-        udpRoute('dgram', `unixgram:${run}/echo.sock`),
-        udpRoute('gone', `unixgram:${run}/nothing-here.sock`),
-        udpRoute('user-dgram', `unixgram:${run}/users/{user}/echo.sock`, '    tunnel: "{user}.echo"\n    socketOwner: user\n'),
-        udpRoute('own-dgram', `unixgram:${run}/own/{user}/echo.sock`, '    tunnel: "{user}.own"\n    socketOwner: user\n'),
+        unixgramRoute('dgram', `${run}/echo.sock`),
+        unixgramRoute('gone', `${run}/nothing-here.sock`),
+        unixgramRoute('user-dgram', `${run}/users/{user}/echo.sock`, '    tunnel: "{user}.echo"\n    socketOwner: user\n'),
       ].join(''),
     });
     alice = await h.pki.client('alice');
@@ -178,31 +171,6 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
     }
   }, 30_000);
 
-  it('a user who swaps their socket for a symlink under a live flow cannot send the gateway\'s datagrams elsewhere; the flow ends', async () => {
-    const me = userInfo().username;
-    const own = join(run, 'own', me);
-    mkdirSync(own, { recursive: true });
-    const mine = await startUnixgramEcho(join(own, 'echo.sock'));
-    // A socket the gateway's user can write to and the flow's user cannot (a syslog or a service manager's, say).
-    const privileged = await startUnixgramSink(join(run, 'privileged.sock'));
-    const myToken = writeToken(h, join(home, 'me-token'), me);
-    const { tunnel, path } = await unixgramTunnel(`${me}.own`, myToken);
-    const client = join(home, 'f.sock');
-    try {
-      expect((await sendFromPath(client, path, 'first')).answers).toBe('first');
-      renameSync(join(own, 'echo.sock'), join(own, 'old.sock'));
-      symlinkSync(join(run, 'privileged.sock'), join(own, 'echo.sock'));
-      for (let i = 0; i < 5; i++) await sendFromPath(client, path, `redirected-${i}`, 100);
-      const record = await h.waitForAudit((r) => r.event === 'udp.close' && r.route === 'own-dgram', 10_000);
-      expect(record.reason).toMatch(/upstream socket replaced: upstream socket .*echo\.sock is a symlink/);
-      expect(privileged.received()).toBe('');
-    } finally {
-      await tunnel.stop();
-      await mine.stop();
-      await privileged.stop();
-    }
-  }, 30_000);
-
   it('goes on when the service restarts under a live flow (the socket deleted and created again at its path)', async () => {
     const before = closes('dgram').length;
     const tunnel = await startTunnel(['-L', 'udp:127.0.0.1:0:dgram', ...gatewayFlags(h, alice, aliceToken)], env());
@@ -229,26 +197,5 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
     const record = closes('dgram').at(-1);
     expect(record?.packetsOut).toBeGreaterThanOrEqual(2);
     expect((record?.detail as { upstreamErrors?: string[] }).upstreamErrors?.[0]).toMatch(/No such file|refused/i);
-  }, 30_000);
-
-  it('drops what another sender sends to the flow\'s socket, and oversize datagrams, and counts both in udp.close', async () => {
-    const before = closes('dgram').length;
-    const { tunnel, path } = await unixgramTunnel('dgram');
-    const client = join(home, 'e.sock');
-    try {
-      expect((await sendFromPath(client, path, 'open')).answers).toBe('open');
-      const [flowSocket] = flowSockets();
-      // A hostile local process found the flow's path: its datagrams reach the socket and go no further.
-      const stranger = await sendFromPath(join(run, 'stranger.sock'), join(flowDir(), flowSocket as string), 'forged answer', 500);
-      expect(stranger.code).toBe(0);
-      // Larger than limits.udp.maxDatagramBytes (1,472): dropped at the gateway, counted.
-      expect((await sendFromPath(client, path, Buffer.alloc(2000, 0x61), 1000)).answers).toBe('');
-      expect((await sendFromPath(client, path, 'still-here')).answers).toBe('still-here');
-    } finally {
-      await tunnel.stop();
-    }
-    await h.waitForAudit(() => closes('dgram').length > before);
-    const record = closes('dgram').at(-1);
-    expect(record).toMatchObject({ packetsIn: 2, packetsOut: 2, dropped: { strangerOut: 1, oversizeIn: 1 } });
   }, 30_000);
 });

@@ -3,6 +3,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
+/** A `protocols: [udp]` route to the datagram socket at `path` (a YAML list item); `extra`: more keys, indented. */
+export function unixgramRoute(name: string, path: string, extra = ''): string {
+  return `  - name: ${name}\n    protocols: [udp]\n    upstream: unixgram:${path}\n${extra}    policy: |\n      allow if user($u), protocol("udp");\n`;
+}
+
 export interface UnixgramEcho {
   path: string;
   proc: ChildProcess;
@@ -29,7 +34,7 @@ export async function startUnixgramSink(path: string): Promise<UnixgramEcho & { 
   return { ...sink, received: () => received };
 }
 
-async function startSocat(socat: string[], path: string, runAs?: { uid: number; gid: number }, onStdout?: (d: Buffer) => void): Promise<UnixgramEcho> {
+export async function startSocat(socat: string[], path: string, runAs?: { uid: number; gid: number }, onStdout?: (d: Buffer) => void): Promise<UnixgramEcho> {
   const argv = runAs ? ['setpriv', `--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, '--clear-groups', ...socat] : socat;
   const proc = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', onStdout ? 'pipe' : 'ignore', 'pipe'] });
   if (onStdout) proc.stdout?.on('data', onStdout);
