@@ -86,7 +86,7 @@ describe('routes.yaml', () => {
     const text = found.join('\n');
     expect(text).toMatch(/upstream uses \{user\}, but tcp tunnels name the route itself: give the route a tunnel: template/);
     expect(text).toMatch(/two captures side by side/);
-    expect(text).toMatch(/tunnel names tcp tunnels; this route does not allow tcp/);
+    expect(text).toMatch(/tunnel names tcp tunnels and udp flows; this route allows neither/);
     expect(text).toMatch(/upstream uses \{user\}, but the tunnel template does not capture it/);
     expect(text).toMatch(/^publish.policy: policy does not parse/m);
     expect(text).toMatch(/^routes\[0\].upstream: /m);
