@@ -25,6 +25,7 @@ let home: string;
 /** The services' sockets: a short absolute path (unixgram: paths are absolute, socket paths short). */
 let run: string;
 let echo: UnixgramEcho;
+let leftover: string;
 
 describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat', 'logger'].join(' and ')})`, () => {
   beforeAll(async () => {
@@ -35,6 +36,10 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
     mkdirSync(join(run, 'users', 'nobody'), { recursive: true });
     chmodSync(join(run, 'users'), 0o711);
     chownSync(join(run, 'users', 'nobody'), NOBODY.uid, NOBODY.gid);
+    // What a gateway killed with open flows left behind: swept when the next one with unixgram: routes starts.
+    leftover = join(tmpdir(), `gatehouse-${process.getuid?.() ?? 'user'}`, `unixgram-${spawnSync('true').pid}`);
+    mkdirSync(leftover, { recursive: true });
+    writeFileSync(join(leftover, 'old.sock'), '');
     h = await startHarness({
       routes: [
         unixgramRoute('dgram', `${run}/echo.sock`),
@@ -69,10 +74,6 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
 
   it('gatehouse tunnel -L udp: reaches the datagram UNIX socket service; one udp.open and one udp.close with the counts', async () => {
     const before = closes('dgram').length;
-    // What a gateway killed with open flows left behind: swept when this one prepares its directory.
-    const leftover = join(flowDir(), '..', `unixgram-${spawnSync('true').pid}`);
-    mkdirSync(leftover, { recursive: true });
-    writeFileSync(join(leftover, 'old.sock'), '');
     const tunnel = await startTunnel(['-L', 'udp:127.0.0.1:0:dgram', ...gatewayFlags(h, alice, aliceToken)], env());
     try {
       const client = await udpClient();

@@ -10,7 +10,7 @@ import { cli, cliNode, gatewayConfig, startHarness, type Harness } from './suppo
 import { cleanEnv, gatewayFlags, startTunnel, writeToken } from './support/tunnelClient.ts';
 import { startUdpEcho, udpClient, type UdpEcho } from './support/udpPeers.ts';
 
-const WHY = /datagram UNIX sockets need the node-unix-socket module, which does not load on this platform \(\S+\): no build of node-unix-socket here/;
+const WHY = /datagram UNIX sockets need the node-unix-socket module, which does not load here \(\S+\): no build of node-unix-socket here/;
 const unixgramRoute = '  - name: dgram\n    protocols: [udp]\n    upstream: unixgram:/run/gatehouse-test/none.sock\n    policy: |\n      allow if user($u);\n';
 
 let h: Harness;

@@ -26,7 +26,7 @@ export function unixDatagramModule(): UnixDatagramModule {
     loaded = { ok: true, create: () => new DgramSocket() };
   } catch (err) {
     const why = (err as Error).message.split('\n')[0] ?? String(err);
-    loaded = { ok: false, reason: `datagram UNIX sockets need the node-unix-socket module, which does not load on this platform (${process.platform}-${process.arch}): ${why}` };
+    loaded = { ok: false, reason: `datagram UNIX sockets need the node-unix-socket module, which does not load here (${process.platform}-${process.arch}): ${why}` };
   }
   return loaded;
 }
