@@ -2,10 +2,11 @@
 // datagrams from local peers (each with a key for its flow) and a way to answer the peer that can be answered.
 import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
+import { bindDatagramSocket, type BoundDatagramSocket } from '../upstream/boundDatagramSocket.ts';
 import { MAX_SOCKET_PATH_BYTES, unixDatagramModule } from '../upstream/unixgramModule.ts';
 import { listenerLabel, type ForwardSpec } from './forwardSpec.ts';
 import { bindFailure } from './localListeners.ts';
-import { preparePrivateSocketPath, removeOwnSocket, restrictSocket } from './privateSocket.ts';
+import { preparePrivateSocketPath } from './privateSocket.ts';
 
 /** Who sent a local datagram: its flow's key and, if it can be answered, how. */
 export interface LocalPeer {
@@ -82,35 +83,27 @@ async function bindUnixgram(spec: Extract<ForwardSpec, { kind: 'unixgram' }>, sa
   if (!prepared.ok) return prepared;
   const path = prepared.path;
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) return { ok: false, error: `cannot listen on unixgram:${path}: longer than ${MAX_SOCKET_PATH_BYTES} bytes` };
-  const socket = addon.create();
-  let ino: number;
+  let socket: BoundDatagramSocket;
   try {
-    socket.bind(path);
-    ino = await restrictSocket(path);
-    socket.setRecvBufferSize(LOCAL_BUFFER_BYTES);
-    socket.setSendBufferSize(LOCAL_BUFFER_BYTES);
+    socket = bindDatagramSocket({ create: addon.create, path, mode: 0o600, bufferBytes: LOCAL_BUFFER_BYTES });
   } catch (err) {
-    socket.close();
     return bindFailure(spec, err);
   }
   const label = `unixgram:${path}`;
-  let closed = false;
-  socket.on('error', (err) => say(`error: listener ${label}: ${err.message}`));
-  // A sender that left before its answer: the answer is lost, as UDP's would be.
-  const answer = (to: string) => (payload: Buffer) => void (closed || socket.sendTo(payload, 0, payload.length, to, () => undefined));
+  socket.onFailure((reason) => say(`error: listener ${label}: ${reason}`));
+  // A sender that left, or does not read, loses its answer, as UDP's would be lost.
+  const answer = (to: string) => (payload: Buffer) => socket.send(payload, to, () => undefined);
   return {
     ok: true,
     local: {
       label,
       onDatagram(receive) {
-        socket.on('data', (payload, from) => receive(payload, from.startsWith('/') ? { key: from, reply: answer(from) } : { key: UNBOUND_SENDERS }));
+        socket.onDatagram((payload, from) => receive(payload, from.startsWith('/') ? { key: from, reply: answer(from) } : { key: UNBOUND_SENDERS }));
       },
-      stopReceiving: () => void socket.removeAllListeners('data'),
-      async close() {
-        if (closed) return;
-        closed = true;
+      stopReceiving: () => socket.stopReceiving(),
+      close() {
         socket.close();
-        await removeOwnSocket(path, ino);
+        return Promise.resolve();
       },
     },
   };

@@ -73,7 +73,8 @@ export function flowSocketDirectory(): Promise<FlowDirectory> {
     if (dirProblem) return fail(dirProblem);
     // mkdir's mode is cut by the umask: the services that reply need x on it.
     await chmod(dir, DIRECTORY_MODE);
-    if (Buffer.byteLength(flowSocketPath(dir)) > MAX_SOCKET_PATH_BYTES) return { ok: false, reason: `${dir} is too long for a socket path (set RUNTIME_DIRECTORY or TMPDIR to a shorter directory)` };
+    // A flow's senders are named after its socket, with a number (boundDatagramSocket.ts): room for it.
+    if (Buffer.byteLength(flowSocketPath(dir)) + 6 > MAX_SOCKET_PATH_BYTES) return { ok: false, reason: `${dir} is too long for a socket path (set RUNTIME_DIRECTORY or TMPDIR to a shorter directory)` };
     return { ok: true, dir };
   })();
   return prepared.then((result) => {

@@ -1,11 +1,11 @@
 // A UDP flow's upstream on a datagram UNIX socket (`unixgram:/path`): a socket of the flow's own, bound to a
 // fresh path in the gateway's flow directory, sending to the target and taking datagrams from the target alone.
-import { chmod, unlink } from 'node:fs/promises';
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal } from './openUpstream.ts';
 import { flowSocketDirectory, flowSocketPath, FLOW_SOCKET_MODE } from './flowSocketDirectory.ts';
 import type { DatagramUpstream, OpenedDatagramUpstream } from './udpUpstream.ts';
-import { MAX_SOCKET_PATH_BYTES, unixDatagramModule, type UnixDatagramSocket } from './unixgramModule.ts';
+import { bindReceiverWithSenders, RECEIVER_FULL, type BoundDatagramSocket } from './boundDatagramSocket.ts';
+import { MAX_SOCKET_PATH_BYTES, unixDatagramModule } from './unixgramModule.ts';
 import { identityAtPath, pinSocket, type PinnedSocket } from './unixgramTarget.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
 
@@ -13,6 +13,8 @@ type UnixgramTarget = Extract<UpstreamTarget, { kind: 'unixgram' }>;
 
 /** Kernel buffers of a flow's socket, as for udp: flows. */
 const SOCKET_BUFFER_BYTES = 1 << 20;
+/** The longest pause before a datagram the service had no room for is sent again. */
+const MAX_PAUSE_MS = 50;
 /** How often a flow looks whether the socket at the target's path is still the one it sends to. */
 const RECHECK_MS = 1000;
 
@@ -66,35 +68,52 @@ class TargetWatch {
   }
 }
 
-/** The flow's socket as a DatagramUpstream; `path` is removed when the flow closes. */
-function unixgramUpstream(socket: UnixDatagramSocket, path: string, target: UnixgramTarget, first: PinnedSocket): DatagramUpstream {
+/**
+ * The flow's socket as a DatagramUpstream. A service's socket takes only a few datagrams ahead of its reads
+ * (net.unix.max_dgram_qlen, 10 by default): a datagram it has no room for waits in the flow's queue (the flow
+ * bounds it: limits.udp.queuePackets) and is sent again after a pause that doubles up to MAX_PAUSE_MS.
+ */
+function unixgramUpstream(socket: BoundDatagramSocket, target: UnixgramTarget, first: PinnedSocket): DatagramUpstream {
   let open = true;
   let strangers = 0;
   let report: (reason: string) => void = () => undefined;
   let ended: (reason: string) => void = () => undefined;
   const watch = new TargetWatch(target, first, (reason) => ended(reason));
-  // The addon closes the socket on a receive error: the flow cannot go on.
-  socket.on('error', (err) => ended(`socket error: ${err.message}`));
+  socket.onFailure((reason) => ended(reason));
+  const waiting: Array<{ payload: Buffer; sent: () => void }> = [];
+  let pause: NodeJS.Timeout | undefined;
+  let pauseMs = 0;
+  const flush = () => {
+    while (waiting.length > 0 && pause === undefined) {
+      const next = waiting[0] as { payload: Buffer; sent: () => void };
+      const via = watch.via;
+      let dropped: string | undefined;
+      if (open && via !== undefined) socket.send(next.payload, via, (reason) => (dropped = reason));
+      if (dropped === RECEIVER_FULL) {
+        pauseMs = Math.min(Math.max(1, pauseMs * 2), MAX_PAUSE_MS);
+        pause = setTimeout(() => {
+          pause = undefined;
+          flush();
+        }, pauseMs);
+        return;
+      }
+      pauseMs = 0;
+      waiting.shift();
+      next.sent();
+      if (dropped !== undefined) {
+        report(dropped);
+        watch.check();
+      }
+    }
+  };
   return {
     send(payload, sent) {
-      const via = watch.via;
-      if (!open || via === undefined) return sent();
-      try {
-        // The addon queues a send the kernel cannot take yet (EAGAIN) and calls back once it left: the flow's queue.
-        socket.sendTo(payload, 0, payload.length, via, (err) => {
-          sent();
-          if (!err) return;
-          report(err.message);
-          watch.check();
-        });
-      } catch (err) {
-        sent();
-        report((err as Error).message);
-      }
+      waiting.push({ payload, sent });
+      flush();
     },
     onDatagram(receive) {
       // Only the target's datagrams belong to the flow: anyone else who found this path is dropped and counted.
-      socket.on('data', (payload, from) => (from === target.path && watch.via !== undefined ? receive(payload) : (strangers += 1)));
+      socket.onDatagram((payload, from) => (from === target.path && watch.via !== undefined ? receive(payload) : (strangers += 1)));
     },
     onError: (r) => void (report = r),
     onEnd: (e) => void (ended = e),
@@ -102,9 +121,12 @@ function unixgramUpstream(socket: UnixDatagramSocket, path: string, target: Unix
     close() {
       if (!open) return;
       open = false;
+      clearTimeout(pause);
+      pause = undefined;
+      // What still waits is dropped with the flow (the flow's own count of it ends here too).
+      for (const { sent } of waiting.splice(0)) sent();
       watch.stop();
       socket.close();
-      void unlink(path).catch(() => undefined);
     },
   };
 }
@@ -119,18 +141,11 @@ export async function openUnixgramUpstream(target: UnixgramTarget): Promise<Open
   const first = await pinSocket(target);
   if (!first.ok) return unavailable(first.reason);
   const path = flowSocketPath(directory.dir);
-  let socket: UnixDatagramSocket | undefined;
   try {
-    socket = addon.create();
-    socket.bind(path);
-    await chmod(path, FLOW_SOCKET_MODE);
-    socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
-    socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
+    const socket = bindReceiverWithSenders({ create: addon.create, path, mode: FLOW_SOCKET_MODE, bufferBytes: SOCKET_BUFFER_BYTES });
+    return { ok: true, upstream: unixgramUpstream(socket, target, first.pin) };
   } catch (err) {
-    socket?.close();
     first.pin.release();
-    await unlink(path).catch(() => undefined);
     return unavailable(`cannot bind the flow's socket ${path}: ${(err as Error).message}`);
   }
-  return { ok: true, upstream: unixgramUpstream(socket, path, target, first.pin) };
 }

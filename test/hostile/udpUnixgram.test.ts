@@ -76,6 +76,20 @@ describe.skipIf(!which('socat'))('hostile peers of unixgram: upstreams (needs so
     expect(flow.datagrams.map(String)).not.toContain('forged answer');
   }, 30_000);
 
+  it('carries a burst larger than the service\'s socket holds (10 datagrams ahead of its reads), and the flow goes on answering', async () => {
+    const flow = await rawConnectUdp(h, alice, aliceToken, '/.well-known/gatehouse/udp/dgram');
+    expect(flow.status).toBe(101);
+    for (let i = 0; i < 100; i++) flow.sendDatagram(Buffer.from(`burst-${i}`));
+    const answers = await flow.waitDatagrams(100, 10_000);
+    flow.sendDatagram(Buffer.from('after the burst'));
+    await flow.waitDatagrams(101, 5000);
+    flow.tls.socket.end();
+    const record = await closeOf(flow.source);
+    // Every datagram reached the service and came back (the flow's queue, 256, holds the burst while the service catches up).
+    expect(new Set(answers.map(String)).size).toBe(101);
+    expect(record).toMatchObject({ packetsIn: 101, packetsOut: 101 });
+  }, 30_000);
+
   it('drops oversize datagrams each way and counts them', async () => {
     const flow = await rawConnectUdp(h, alice, aliceToken, '/.well-known/gatehouse/udp/big');
     flow.sendDatagram(Buffer.alloc(2000, 0x61));
