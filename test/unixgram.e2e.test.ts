@@ -1,7 +1,7 @@
 // unixgram: upstreams and `-L unixgram:` through a real `gatehouse serve`: a socat datagram echo reached from
 // `gatehouse tunnel -L udp:` and `-L unixgram:` (socat bound to a path, logger bound nowhere); refusals; records.
 // Hostile peers (strangers on a flow's socket, oversize datagrams, a socket swapped for a symlink): hostile/udpUnixgram.test.ts.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } f
 import { udpClient } from './support/udpPeers.ts';
 import { logTo, sendFromPath, startUnixgramEcho, unixgramRoute, type UnixgramEcho } from './support/unixgramPeers.ts';
 
-const missingTools = ['socat', 'logger'].filter((tool) => !which(tool));
+const missingTools = ['socat', 'logger', 'python3'].filter((tool) => !which(tool));
 const isRoot = process.getuid?.() === 0 && which('setpriv') !== undefined;
 const NOBODY = { uid: 65534, gid: 65534 };
 
@@ -27,7 +27,7 @@ let run: string;
 let echo: UnixgramEcho;
 let leftover: string;
 
-describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat', 'logger'].join(' and ')})`, () => {
+describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat', 'logger', 'python3'].join(', ')})`, () => {
   beforeAll(async () => {
     run = mkdtempSync(join(tmpdir(), 'gh-ug-'));
     // Other users' services live below: they must be able to reach their directories.
@@ -116,6 +116,22 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
     expect(flows.map((f) => f.packetsIn).sort()).toEqual([1, 1, 1]);
     expect(flows.map((f) => f.packetsOut).sort()).toEqual([1, 1, 1]);
     expect(lstatSync(path, { throwIfNoEntry: false })).toBeUndefined();
+  }, 30_000);
+
+  it('-L unixgram: goes on serving others when a local sender stops reading its answers (the listener is bound anew, the answers it has no room for dropped)', async () => {
+    const { tunnel, path } = await unixgramTunnel('dgram');
+    try {
+      // A real sender that never reads: 40 datagrams, 40 answers, room for 10 in its socket.
+      const mute = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nfor i in range(40): s.sendto(b"mute-%d" % i, sys.argv[2])\ntime.sleep(5)', join(home, 'mute.sock'), path], { stdio: 'ignore' });
+      try {
+        await new Promise((r) => setTimeout(r, 1500));
+        expect((await sendFromPath(join(home, 'g.sock'), path, 'still served')).answers).toBe('still served');
+      } finally {
+        mute.kill();
+      }
+    } finally {
+      expect(await tunnel.stop()).toBe(0);
+    }
   }, 30_000);
 
   it('refuses a flow to a missing socket (502 to the client, the reason in the record) and keeps serving', async () => {

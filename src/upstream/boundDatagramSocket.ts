@@ -72,6 +72,21 @@ function sendNow(socket: UnixDatagramSocket, payload: Buffer, to: string, done: 
   return false;
 }
 
+/** Where received datagrams and a failure go: the listeners a BoundDatagramSocket's user sets. */
+function delivery() {
+  let receive: ((payload: Buffer, from: string) => void) | undefined;
+  let failed: (reason: string) => void = () => undefined;
+  return {
+    deliver: (payload: Buffer, from: string) => receive?.(payload, from),
+    fail: (reason: string) => failed(reason),
+    listeners: {
+      onDatagram: (r: (payload: Buffer, from: string) => void) => void (receive = r),
+      onFailure: (f: (reason: string) => void) => void (failed = f),
+      stopReceiving: () => void (receive = undefined),
+    },
+  };
+}
+
 /** Addresses of closed senders kept leading to the receiver (what the service still answers to). */
 const KEPT_ADDRESSES = 16;
 
@@ -84,13 +99,12 @@ const KEPT_ADDRESSES = 16;
 export function bindReceiverWithSenders(o: BindOptions): BoundDatagramSocket {
   const receiver = bindAt(o);
   let open = true;
-  let receive: ((payload: Buffer, from: string) => void) | undefined;
-  let failed: (reason: string) => void = () => undefined;
+  const to = delivery();
   let sender: { socket: UnixDatagramSocket; path: string } | undefined;
   let senders = 0;
-  receiver.on('data', (payload, from) => receive?.(payload, from));
+  receiver.on('data', to.deliver);
   receiver.on('error', (err) => {
-    if (open) failed(`socket error: ${err.message}`);
+    if (open) to.fail(`socket error: ${err.message}`);
   });
   // A closed sender's address still leads to the receiver for a while: the service may not have answered yet.
   const oldAddresses: string[] = [];
@@ -117,18 +131,16 @@ export function bindReceiverWithSenders(o: BindOptions): BoundDatagramSocket {
     return { socket, path };
   };
   return {
-    send(payload, to, done) {
+    ...to.listeners,
+    send(payload, target, done) {
       if (!open) return done('socket closed');
       try {
         sender ??= newSender();
       } catch (err) {
         return done(`cannot bind a sender: ${(err as Error).message}`);
       }
-      if (!sendNow(sender.socket, payload, to, done)) dropSender();
+      if (!sendNow(sender.socket, payload, target, done)) dropSender();
     },
-    onDatagram: (r) => void (receive = r),
-    onFailure: (f) => void (failed = f),
-    stopReceiving: () => void (receive = undefined),
     close() {
       if (!open) return;
       open = false;
@@ -144,17 +156,16 @@ export function bindReceiverWithSenders(o: BindOptions): BoundDatagramSocket {
 export function bindDatagramSocket(o: BindOptions): BoundDatagramSocket {
   let socket = bindAt(o);
   let open = true;
-  let receive: ((payload: Buffer, from: string) => void) | undefined;
-  let failed: (reason: string) => void = () => undefined;
+  const to = delivery();
   const listen = (s: UnixDatagramSocket) => {
-    s.on('data', (payload, from) => receive?.(payload, from));
+    s.on('data', to.deliver);
     // The addon closes the socket on a receive error.
     s.on('error', (err) => fail(`socket error: ${err.message}`));
   };
   const fail = (reason: string) => {
     if (!open) return;
     open = false;
-    failed(reason);
+    to.fail(reason);
   };
   // The old socket's queued send is dropped with it; what the receiver sends meanwhile reaches the new one (same path).
   const rebind = () => {
@@ -170,13 +181,11 @@ export function bindDatagramSocket(o: BindOptions): BoundDatagramSocket {
   };
   listen(socket);
   return {
-    send(payload, to, done) {
+    ...to.listeners,
+    send(payload, target, done) {
       if (!open) return done('socket closed');
-      if (!sendNow(socket, payload, to, done)) rebind();
+      if (!sendNow(socket, payload, target, done)) rebind();
     },
-    onDatagram: (r) => void (receive = r),
-    onFailure: (f) => void (failed = f),
-    stopReceiving: () => void (receive = undefined),
     close() {
       if (!open) return;
       open = false;
