@@ -29,6 +29,7 @@ const unavailable = (reason: string) => upstreamRefusal(refuse('GH_UPSTREAM_UNAV
 class TargetWatch {
   #pin: PinnedSocket | undefined;
   #checking = false;
+  #stopped = false;
   readonly #timer: NodeJS.Timeout;
   readonly target: UnixgramTarget;
   readonly end: (reason: string) => void;
@@ -56,12 +57,16 @@ class TargetWatch {
     const now = await identityAtPath(this.target);
     if (now !== undefined && now === this.#pin?.id) return;
     const pinned = await pinSocket(this.target);
+    // The flow ended meanwhile: the descriptor just opened is not kept.
+    if (this.#stopped) return void (pinned.ok && pinned.pin.release());
+    // `via` names the descriptor: it is closed only once no send can use it (sends use `via` synchronously).
     this.#pin?.release();
     this.#pin = pinned.ok ? pinned.pin : undefined;
     if (!pinned.ok && !pinned.gone) this.end(`upstream socket replaced: ${pinned.reason}`);
   }
 
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#timer);
     this.#pin?.release();
     this.#pin = undefined;
