@@ -133,7 +133,7 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   if (owner !== undefined && (target.kind === 'unix' || target.kind === 'unixgram')) {
     const check = await verifySocketOwner(target.path, params[owner] ?? '');
     if (!check.ok) return { allow: false, refusal: refuse('GH_UPSTREAM_UNAVAILABLE', check.reason), route, decision, ...(path !== undefined && { path }) };
-    // A datagram flow sends to the path anew each time: it checks the owner again if the socket is replaced.
+    // A datagram flow checks the socket it opens, and any that replaces it under the flow, against this owner too.
     if (target.kind === 'unixgram') return { allow: true, route, params, upstream: { ...target, owner: params[owner] ?? '' }, upstreamTarget, path, decision };
   }
   // Carried by another instance: what was decided here travels with the relayed stream (it is not decided there again).

@@ -15,7 +15,7 @@ export interface DatagramUpstream {
   onDatagram(receive: (payload: Buffer) => void): void;
   /** Errors that do not end the flow (an ICMP unreachable on UDP: UDP is lossy, the flow goes on). */
   onError(report: (reason: string) => void): void;
-  /** The upstream ended on its own (a publisher gone): the flow ends with this reason. Never, for a socket. */
+  /** The upstream ended on its own (a publisher gone, a unixgram socket replaced by one that fails its checks): the flow ends with this reason. */
   onEnd(ended: (reason: string) => void): void;
   /** Datagrams dropped for coming from elsewhere than the target (absent where the kernel filters them). */
   strangers?(): number;
