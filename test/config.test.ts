@@ -215,7 +215,7 @@ describe('errors carry their line and key', () => {
     ]);
   });
 
-  it('checks udp routes: protocols [udp] alone, a fixed udp: upstream, no http keys; refuses unixgram: with the reason', async () => {
+  it('checks udp routes: protocols [udp] alone, a fixed udp: upstream, no http keys; accepts unixgram:', async () => {
     const { errors } = await loadLines([
       ...header,
       '  - name: dns', //                                          13
@@ -243,11 +243,42 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(errors)).toEqual([
       '19:16 routes[1].protocols: udp routes carry datagrams only: protocols: [udp] alone',
-      '20:15 routes[1].upstream: a udp route needs a udp:host:port or published:USER/SERVICE upstream',
+      '20:15 routes[1].upstream: a udp route needs a udp:host:port, unixgram:/path or published:USER/SERVICE upstream',
       '24:15 routes[2].upstream: port 70000 is out of range 1..65535',
       '24:15 routes[2].upstream: a udp: upstream needs protocols: [udp]',
-      '28:15 routes[3].upstream: unixgram: upstreams are not supported yet (Node has no datagram UNIX sockets); use udp:127.0.0.1:PORT',
       '32:11 routes[4].path: path has no effect on a udp route: flows name the route itself and carry datagrams',
+    ]);
+  });
+
+  it('checks unixgram: upstreams as unix: ones (captures of a tunnel: template, socketOwner), absolute and udp only', async () => {
+    const { errors } = await loadLines([
+      ...header,
+      '  - name: user-dgram', //                                   13
+      '    protocols: [udp]', //                                   14
+      '    tunnel: "{service}.{user}"', //                         15
+      '    upstream: unixgram:/home/{user}/run/{service}.dgram', // 16
+      '    socketOwner: user', //                                  17
+      '    policy: "allow if user($u);"', //                       18
+      '  - name: no-capture', //                                   19
+      '    protocols: [udp]', //                                   20
+      '    upstream: unixgram:/home/{user}/d.sock', //             21
+      '    socketOwner: user', //                                  22
+      '    policy: "allow if user($u);"', //                       23
+      '  - name: relative', //                                     24
+      '    protocols: [udp]', //                                   25
+      '    upstream: unixgram:run/../d.sock', //                   26
+      '    policy: "allow if user($u);"', //                       27
+      '  - name: stream-dgram', //                                 28
+      '    protocols: [tcp]', //                                   29
+      '    upstream: unixgram:/run/d.sock', //                     30
+      '    policy: "allow if user($u);"', //                       31
+    ]);
+    expect(brief(errors)).toEqual([
+      '21:15 routes[1].upstream: upstream uses {user}, but udp flows name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"',
+      '22:18 routes[1].socketOwner: socketOwner "user" must be a captured parameter, but udp flows name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"',
+      '26:15 routes[2].upstream: socket paths must not contain ".." segments',
+      '26:15 routes[2].upstream: unixgram: paths are absolute (/run/service/dgram.sock)',
+      '30:15 routes[3].upstream: a unixgram: upstream needs protocols: [udp]',
     ]);
   });
 

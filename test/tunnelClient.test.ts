@@ -117,6 +117,7 @@ describe('-L specifications', () => {
     expect(parseForwardSpec('unix:/run/user/1000/a:b.sock:my-route.v2')).toEqual({ ok: true, spec: { kind: 'unix', path: '/run/user/1000/a:b.sock', route: 'my-route.v2' } });
     expect(parseForwardSpec('udp:5353:dns')).toEqual({ ok: true, spec: { kind: 'udp', host: '127.0.0.1', port: 5353, route: 'dns' } });
     expect(parseForwardSpec('udp:[::1]:0:dns')).toEqual({ ok: true, spec: { kind: 'udp', host: '::1', port: 0, route: 'dns' } });
+    expect(parseForwardSpec('unixgram:/run/user/1000/log:dgram.sock:syslog')).toEqual({ ok: true, spec: { kind: 'unixgram', path: '/run/user/1000/log:dgram.sock', route: 'syslog' } });
   });
 
   it('refuses malformed specs with the reason', () => {
@@ -124,12 +125,14 @@ describe('-L specifications', () => {
       const r = parseForwardSpec(s);
       return r.ok ? 'parsed' : r.error;
     };
-    expect(error('jupyter')).toMatch(/expected \[ADDR:\]PORT:ROUTE, unix:PATH:ROUTE or udp:\[ADDR:\]PORT:ROUTE/);
+    expect(error('jupyter')).toMatch(/expected \[ADDR:\]PORT:ROUTE, unix:PATH:ROUTE, udp:\[ADDR:\]PORT:ROUTE or unixgram:PATH:ROUTE/);
     expect(error('70000:db')).toMatch(/port 70000 is out of range/);
     expect(error('udp:70000:dns')).toMatch(/port 70000 is out of range/);
     expect(error('udp::dns')).toMatch(/expected \[ADDR:\]PORT:ROUTE/);
     expect(error('8888:bad/route')).toMatch(/invalid route name/);
     expect(error('unix::db')).toMatch(/empty socket path/);
+    expect(error('unixgram::syslog')).toMatch(/empty socket path/);
+    expect(error(`unixgram:/${'x'.repeat(120)}:syslog`)).toMatch(/limited to 107/);
     expect(error(`unix:/${'x'.repeat(120)}:db`)).toMatch(/limited to 107/);
     expect(error('[nope]:80:db')).toMatch(/not an IPv6 address/);
   });
@@ -388,7 +391,7 @@ describe('through the gateway', () => {
     const both = await runTunnel([...gatewayFlags(h, alice, tokenFile), '--stdio', 'echo', '-L', '0:echo'], env);
     expect([both.code, both.stderr]).toEqual([2, 'error: give either -L specs or --stdio ROUTE, not both\n']);
     const badSpec = await runTunnel([...gatewayFlags(h, alice, tokenFile), '-L', 'nonsense'], env);
-    expect([badSpec.code, badSpec.stderr]).toEqual([2, 'error: -L "nonsense": expected [ADDR:]PORT:ROUTE, unix:PATH:ROUTE or udp:[ADDR:]PORT:ROUTE\n']);
+    expect([badSpec.code, badSpec.stderr]).toEqual([2, 'error: -L "nonsense": expected [ADDR:]PORT:ROUTE, unix:PATH:ROUTE, udp:[ADDR:]PORT:ROUTE or unixgram:PATH:ROUTE\n']);
   });
 
   for (const transport of ['connect', 'websocket'] as const) {

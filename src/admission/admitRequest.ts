@@ -130,9 +130,11 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   if (gone) return { allow: false, refusal: refusalOf(gone), route, decision, ...(path !== undefined && { path }) };
   const target: UpstreamTarget = inspected?.target ?? resolved.target;
   const owner = route.config.socketOwner;
-  if (owner !== undefined && target.kind === 'unix') {
+  if (owner !== undefined && (target.kind === 'unix' || target.kind === 'unixgram')) {
     const check = await verifySocketOwner(target.path, params[owner] ?? '');
     if (!check.ok) return { allow: false, refusal: refuse('GH_UPSTREAM_UNAVAILABLE', check.reason), route, decision, ...(path !== undefined && { path }) };
+    // A datagram flow checks the socket it opens, and any that replaces it under the flow, against this owner too.
+    if (target.kind === 'unixgram') return { allow: true, route, params, upstream: { ...target, owner: params[owner] ?? '' }, upstreamTarget, path, decision };
   }
   // Carried by another instance: what was decided here travels with the relayed stream (it is not decided there again).
   if (target.kind === 'published' && target.relay) target.relay.decided = { identity: req.identity, source: req.sourceIp, route: route.config.name, protocol: req.protocol, user: decision.user, token: auditTokenOf(decision), ...(path !== undefined && { path }) };

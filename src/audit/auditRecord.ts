@@ -47,6 +47,8 @@ export interface UdpDrops {
   /** Above the flow's or the identity's packets per second. */
   rateIn?: number;
   rateOut?: number;
+  /** unixgram: upstreams: datagrams on the flow's socket from another path than the target's. */
+  strangerOut?: number;
 }
 
 export interface AuditClient {

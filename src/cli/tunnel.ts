@@ -78,7 +78,7 @@ async function runListeners(specs: ForwardSpec[], opts: TunnelCommandOptions): P
   for (const spec of specs) {
     const common = { gateway: endpoint.label, transport: settings.settings.transport, say, verbose: opts.verbose === true };
     const started =
-      spec.kind === 'udp'
+      spec.kind === 'udp' || spec.kind === 'unixgram'
         ? await startUdpForward(spec, { ...common, open: (route) => openUdpFlow(endpoint, settings.settings.transport, route), idleTimeoutMs: Number(opts.udpIdleSeconds ?? 120) * 1000 })
         : await startForward(spec, { ...common, open: (route) => openTunnel(endpoint, settings.settings.transport, route, 'relay') });
     if (!started.ok) {
@@ -111,12 +111,12 @@ export function registerTunnel(program: Command): void {
   const command = program
     .command('tunnel')
     .description('reach a route through the gateway from local ports, private UNIX sockets (-L) or stdin/stdout (--stdio)')
-    .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE, unix:PATH:ROUTE or udp:[ADDR:]PORT:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
+    .option('-L, --local <spec>', 'forward [ADDR:]PORT:ROUTE, unix:PATH:ROUTE, udp:[ADDR:]PORT:ROUTE or unixgram:PATH:ROUTE (repeatable; ADDR defaults to 127.0.0.1)', collect)
     .option('--stdio <route>', 'one tunnel over stdin/stdout, e.g. as ssh ProxyCommand')
     .addOption(choiceOption('--transport <kind>', 'connect (HTTP CONNECT, default), websocket, or http2 (UDP flows only: RFC 9298 over HTTP/2) (env GATEHOUSE_TRANSPORT)', ['connect', 'websocket', 'http2']));
   addGatewayOptions(command)
     .option('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long open tunnels may finish', '2000')
-    .option('--udp-idle-seconds <s>', '-L udp: close a local peer\'s flow after this long without a datagram either way', '120')
+    .option('--udp-idle-seconds <s>', '-L udp:/unixgram: close a local peer\'s flow after this long without a datagram either way', '120')
     .option('-v, --verbose', 'log every connection: open, close, bytes each way')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.usage))
     .addHelpText(
@@ -131,6 +131,9 @@ by every local user of this machine: prefer a UNIX socket on shared machines.
 -L udp:[ADDR:]PORT:ROUTE carries UDP datagrams (RFC 9298 CONNECT-UDP over HTTP/1.1, or over HTTP/2
 with --transport http2, or the WebSocket transport): each local peer address gets its own flow, closed
 after --udp-idle-seconds without a datagram. With http2 the flows share one connection to the gateway.
+-L unixgram:PATH:ROUTE does the same from a local datagram UNIX socket (mode 0600, as unix:): each
+sender's bound path gets its own flow; senders with no bound path (logger, a one-shot sendto) share
+one flow that carries their datagrams to the route and drops its replies.
 
 Examples:
   gatehouse tunnel --gateway https://gw.example.org:8443 -L unix:$HOME/.gatehouse/jupyter.sock:jupyter
@@ -158,7 +161,7 @@ Exit codes: 0 done, 1 tunnel broke, 2 bad options or files, 3 gateway unreachabl
       for (const text of locals) {
         const parsed = parseForwardSpec(text);
         // `unix:~/x.sock:route` reaches us unexpanded: the shell expands ~ only at the start of a word.
-        if (parsed.ok) specs.push(parsed.spec.kind === 'unix' ? { ...parsed.spec, path: expandPath(parsed.spec.path) } : parsed.spec);
+        if (parsed.ok) specs.push(parsed.spec.kind === 'unix' || parsed.spec.kind === 'unixgram' ? { ...parsed.spec, path: expandPath(parsed.spec.path) } : parsed.spec);
         else errors.push(parsed.error);
       }
       if (errors.length > 0) usageError(errors);

@@ -1,16 +1,18 @@
 // Parses `-L` forward specifications: `[addr:]port:ROUTE` (a local TCP port), `unix:PATH:ROUTE` (a local
-// UNIX socket) and `udp:[addr:]port:ROUTE` (a local UDP port). Pure: binding happens in the listener modules.
+// UNIX socket), `udp:[addr:]port:ROUTE` (a local UDP port) and `unixgram:PATH:ROUTE` (a local datagram UNIX
+// socket). Pure: binding happens in the listener modules.
 import { isIP } from 'node:net';
 import { validRoute } from '../token/names.ts';
 
 export type ForwardSpec =
   | { kind: 'tcp'; host: string; port: number; route: string }
   | { kind: 'unix'; path: string; route: string }
-  | { kind: 'udp'; host: string; port: number; route: string };
+  | { kind: 'udp'; host: string; port: number; route: string }
+  | { kind: 'unixgram'; path: string; route: string };
 
 export type SpecResult = { ok: true; spec: ForwardSpec } | { ok: false; error: string };
 
-const usage = 'expected [ADDR:]PORT:ROUTE, unix:PATH:ROUTE or udp:[ADDR:]PORT:ROUTE';
+const usage = 'expected [ADDR:]PORT:ROUTE, unix:PATH:ROUTE, udp:[ADDR:]PORT:ROUTE or unixgram:PATH:ROUTE';
 
 function invalid(text: string, why: string): SpecResult {
   return { ok: false, error: `-L ${JSON.stringify(text)}: ${why}` };
@@ -25,13 +27,14 @@ export function parseForwardSpec(text: string): SpecResult {
   const routeCheck = validRoute(route);
   if (!routeCheck.ok) return invalid(text, routeCheck.error.message);
 
-  if (local.startsWith('unix:')) {
-    const path = local.slice('unix:'.length);
+  const socket = /^(unix|unixgram):(.*)$/s.exec(local);
+  if (socket) {
+    const [, kind, path] = socket as unknown as [string, 'unix' | 'unixgram', string];
     if (path.length === 0) return invalid(text, `empty socket path; ${usage}`);
     if (path.includes('\0')) return invalid(text, 'socket path contains a NUL byte');
     // Linux sun_path holds 107 bytes plus the terminator.
     if (Buffer.byteLength(path) > 107) return invalid(text, `socket path is ${Buffer.byteLength(path)} bytes; UNIX socket paths are limited to 107`);
-    return { ok: true, spec: { kind: 'unix', path, route } };
+    return { ok: true, spec: { kind, path, route } };
   }
 
   const udp = local.startsWith('udp:');
@@ -46,9 +49,9 @@ export function parseForwardSpec(text: string): SpecResult {
   return { ok: true, spec: { kind: udp ? 'udp' : 'tcp', host, port, route } };
 }
 
-/** How a listener is named in messages: `127.0.0.1:8888`, `[::1]:8888`, `unix:/path`, `udp:127.0.0.1:5353`. */
+/** How a listener is named in messages: `127.0.0.1:8888`, `[::1]:8888`, `unix:/path`, `udp:127.0.0.1:5353`, `unixgram:/path`. */
 export function listenerLabel(spec: ForwardSpec, boundPort?: number): string {
-  if (spec.kind === 'unix') return `unix:${spec.path}`;
+  if (spec.kind === 'unix' || spec.kind === 'unixgram') return `${spec.kind}:${spec.path}`;
   const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
   return `${spec.kind === 'udp' ? 'udp:' : ''}${host}:${boundPort ?? spec.port}`;
 }

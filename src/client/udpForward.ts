@@ -1,10 +1,9 @@
-// `-L udp:[ADDR:]PORT:ROUTE`: a local UDP port; each local peer address gets its own flow through the
-// gateway, opened on its first datagram and closed after the idle timeout. A failing flow stays local.
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { isIP } from 'node:net';
+// `-L udp:[ADDR:]PORT:ROUTE` and `-L unixgram:PATH:ROUTE`: a local UDP port or datagram UNIX socket; each local
+// peer gets its own flow through the gateway, opened on its first datagram and closed after the idle timeout.
 import type { DatagramChannel } from '../tunnel/udpChannel.ts';
-import { listenerLabel, type ForwardSpec } from './forwardSpec.ts';
-import { announceReady, bindFailure, formatBytes, type ForwardDeps, type ForwardResult } from './localListeners.ts';
+import type { ForwardSpec } from './forwardSpec.ts';
+import { bindLocalDatagrams, type LocalPeer } from './localDatagrams.ts';
+import { announceReady, formatBytes, type ForwardDeps, type ForwardResult } from './localListeners.ts';
 import { describeFailure } from './tunnelFailure.ts';
 import type { FlowOpenResult } from './udpDialer.ts';
 
@@ -30,6 +29,8 @@ interface LocalFlow {
   sentBytes: number;
   received: number;
   receivedBytes: number;
+  /** Answers for a peer that cannot be answered (an unbound UNIX sender): dropped. */
+  unanswerable: number;
   opened: number;
   idle?: NodeJS.Timeout;
 }
@@ -43,30 +44,17 @@ function carry(flow: LocalFlow, channel: DatagramChannel, payload: Buffer): void
   flow.sentBytes += payload.length;
 }
 
-export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }>, deps: UdpForwardDeps): Promise<ForwardResult> {
-  // A burst from the local sender waits in the kernel while this process encrypts the previous one: room for ~4 MiB.
-  const socket = createSocket({ type: isIP(spec.host) === 6 ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(spec.port, spec.host, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (err) {
-    return bindFailure(spec, err);
-  }
-  const port = socket.address().port;
-  const label = listenerLabel(spec, port);
+export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' | 'unixgram' }>, deps: UdpForwardDeps): Promise<ForwardResult> {
+  const bound = await bindLocalDatagrams(spec, deps.say);
+  if (!bound.ok) return bound;
+  const { local } = bound;
   const flows = new Map<string, LocalFlow>();
   let socketClosed = false;
-  socket.on('error', (err) => deps.say(`error: listener ${label}: ${err.message}`));
 
   const end = (flow: LocalFlow, outcome: string, failed: boolean) => {
     clearTimeout(flow.idle);
     if (flows.get(flow.peer) === flow) flows.delete(flow.peer);
-    const line = `[${flow.id}] ${flow.peer} -> ${spec.route}: ${outcome}; ${flow.sent} datagrams (${formatBytes(flow.sentBytes)}) sent, ${flow.received} (${formatBytes(flow.receivedBytes)}) received, ${((performance.now() - flow.opened) / 1000).toFixed(1)} s`;
+    const line = `[${flow.id}] ${flow.peer} -> ${spec.route}: ${outcome}; ${flow.sent} datagrams (${formatBytes(flow.sentBytes)}) sent, ${flow.received} (${formatBytes(flow.receivedBytes)}) received${flow.unanswerable > 0 ? ` (${flow.unanswerable} dropped: the sender has no address to answer)` : ''}, ${((performance.now() - flow.opened) / 1000).toFixed(1)} s`;
     if (deps.verbose) deps.say(line);
     else if (failed) deps.say(`error: ${line}`);
   };
@@ -79,7 +67,7 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
     }, ms);
   };
 
-  const open = async (flow: LocalFlow, rinfo: RemoteInfo) => {
+  const open = async (flow: LocalFlow, sender: LocalPeer) => {
     if (deps.verbose) deps.say(`[${flow.id}] ${flow.peer} -> ${spec.route}: opening`);
     const result = await deps.open(spec.route);
     if (!result.ok) {
@@ -95,9 +83,10 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
     channel.onDatagram = (payload) => {
       if (socketClosed) return; // send() on a closed socket throws
       flow.lastActivity = performance.now();
+      if (!sender.reply) return void (flow.unanswerable += 1);
       flow.received += 1;
       flow.receivedBytes += payload.length;
-      socket.send(payload, rinfo.port, rinfo.address);
+      sender.reply(payload);
     };
     void channel.ended.then((ended) => end(flow, ended.error ? `flow failed: ${ended.reason}` : ended.reason === 'idle timeout' ? 'idle, closed' : `closed (${ended.reason})`, ended.error));
     if (deps.verbose) deps.say(`[${flow.id}] ${flow.peer} -> ${spec.route}: open`);
@@ -106,8 +95,8 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
     if (deps.idleTimeoutMs > 0) armIdle(flow, deps.idleTimeoutMs);
   };
 
-  socket.on('message', (payload, rinfo) => {
-    const peer = `${rinfo.family === 'IPv6' ? `[${rinfo.address}]` : rinfo.address}:${rinfo.port}`;
+  local.onDatagram((payload, sender) => {
+    const peer = sender.key;
     let flow = flows.get(peer);
     const now = performance.now();
     if (flow?.failedUntil !== undefined) {
@@ -116,15 +105,16 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
       flow = undefined;
     }
     if (!flow) {
-      flow = { id: ++flowCounter, peer, pending: [], lastActivity: now, sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, opened: now };
+      flow = { id: ++flowCounter, peer, pending: [], lastActivity: now, sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, unanswerable: 0, opened: now };
       flows.set(peer, flow);
-      void open(flow, rinfo);
+      void open(flow, sender);
     }
     flow.lastActivity = now;
     if (flow.channel) carry(flow, flow.channel, payload);
     else if (flow.pending.length < PENDING_LIMIT) flow.pending.push(payload);
   });
 
+  const label = local.label;
   announceReady(spec, label, deps);
 
   let stopped = false;
@@ -135,11 +125,11 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
     ok: true,
     forward: {
       label,
-      port,
+      ...(local.port !== undefined && { port: local.port }),
       stopListening() {
         if (!stopped) {
           stopped = true;
-          socket.removeAllListeners('message');
+          local.stopReceiving();
         }
         return Promise.resolve();
       },
@@ -148,7 +138,7 @@ export async function startUdpForward(spec: Extract<ForwardSpec, { kind: 'udp' }
         await new Promise((r) => setTimeout(r, Math.min(graceMs, 200)));
         closeAll('tunnel stopping');
         socketClosed = true;
-        socket.close();
+        await local.close();
       },
     },
   };

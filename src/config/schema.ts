@@ -270,10 +270,10 @@ const routeSchema = z
     protocols: z.array(protocol).min(1).default(['http']),
     /**
      * `unix:/path/{param}.sock`, `tcp:host:port`, or `published:{user}/{service}` (a service a user publishes with `gatehouse publish`);
-     * `udp:host:port` for `protocols: [udp]` routes (`unixgram:` is refused by `gatehouse check`: not supported yet).
+     * `udp:host:port` or `unixgram:/path` (a datagram UNIX socket) for `protocols: [udp]` routes.
      */
     upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5}|udp:.+:\d{1,5}|unixgram:.+|published:[^/]+\/[^/]+)$/, 'expected unix:/path, tcp:host:port, udp:host:port or published:USER/SERVICE'),
-    /** tcp routes: the tunnel name template, e.g. `{service}.{user}` (CONNECT target / tunnel endpoint name); without it the route's name. */
+    /** tcp and udp routes: the tunnel (or flow) name template, e.g. `{service}.{user}` (CONNECT target / tunnel endpoint name); without it the route's name. */
     tunnel: z.string().regex(/^[A-Za-z0-9_.{}-]+$/, 'tunnel names are letters, digits, _ . - and {param} captures').optional(),
     /** Name of a path (or tunnel) parameter holding a user name; the UNIX socket must be owned by that user. */
     socketOwner: z.string().regex(paramName).optional(),

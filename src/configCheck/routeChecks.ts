@@ -6,6 +6,7 @@ import { checkPathTemplate, checkTunnelTemplate, templateParams } from '../confi
 import { hostTemplateExample, hostTemplateParams } from '../routing/hostTemplate.ts';
 import { checkPolicy } from './policyCheck.ts';
 import { authzChecks, externalKeyNames } from './authzChecks.ts';
+import { MAX_SOCKET_PATH_BYTES, unixDatagramModule } from '../upstream/unixgramModule.ts';
 
 type Raw = Record<string, unknown>;
 
@@ -46,37 +47,47 @@ interface Captures {
 function missingFrom(captures: Captures, name: string): string | undefined {
   const viaPath = captures.protocols.includes('http') || captures.protocols.includes('websocket');
   if (viaPath && captures.path && !captures.path.includes(name)) return 'the path does not capture it';
-  const named = captures.protocols.find((p) => p === 'tcp' || p === 'udp');
-  if (named && captures.tunnel && !captures.tunnel.includes(name)) {
-    return captures.tunnel.length === 0 ? `${named} tunnels name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"` : 'the tunnel template does not capture it';
+  const byName = captures.protocols.find((p) => p === 'tcp' || p === 'udp');
+  if (byName && captures.tunnel && !captures.tunnel.includes(name)) {
+    return captures.tunnel.length === 0 ? `${byName} ${byName === 'tcp' ? 'tunnels' : 'flows'} name the route itself: give the route a tunnel: template that captures it, e.g. tunnel: "{service}.{user}"` : 'the tunnel template does not capture it';
   }
   return undefined;
 }
 
-const UPSTREAM = /^(unix:.+|tcp:.+:\d{1,5}|udp:.+:\d{1,5}|published:[^/]+\/[^/]+)$/;
+const UPSTREAM = /^(unix:.+|unixgram:.+|tcp:.+:\d{1,5}|udp:.+:\d{1,5}|published:[^/]+\/[^/]+)$/;
 
 /**
- * UDP routes carry datagrams only: `protocols: [udp]` alone, a fixed `udp:host:port` upstream (the route's
- * name is the flow's target, and the RFC 9298 template names that address). `unixgram:` is refused for now.
+ * UDP routes carry datagrams only: `protocols: [udp]` alone, and a fixed `udp:host:port` upstream (the route's
+ * name is the flow's target, and the RFC 9298 template names that address) or a `unixgram:/path` (which, like
+ * `unix:`, may use what a `tunnel:` template captures). The datagram socket module must load here.
  */
 function checkUdpRoute(route: Raw, at: (string | number)[], issues: ConfigIssue[]): void {
   const upstream = text(route.upstream) ?? '';
   const protocols = routeProtocols(route);
-  if (upstream.startsWith('unixgram:')) {
-    issues.push({ path: [...at, 'upstream'], message: 'unixgram: upstreams are not supported yet (Node has no datagram UNIX sockets); use udp:127.0.0.1:PORT' });
-    return;
-  }
   const udp = protocols.includes('udp');
   const udpUpstream = upstream.startsWith('udp:');
+  const unixgram = upstream.startsWith('unixgram:');
   if (udp && protocols.length > 1) issues.push({ path: [...at, 'protocols'], message: 'udp routes carry datagrams only: protocols: [udp] alone' });
   // A published UDP service (`gatehouse publish NAME=udp:PORT`) is reached through its publisher.
-  if (udp && !udpUpstream && !upstream.startsWith('published:') && upstream !== '') issues.push({ path: [...at, 'upstream'], message: 'a udp route needs a udp:host:port or published:USER/SERVICE upstream' });
-  if (udpUpstream && !udp) issues.push({ path: [...at, 'upstream'], message: 'a udp: upstream needs protocols: [udp]' });
+  if (udp && !udpUpstream && !unixgram && !upstream.startsWith('published:') && upstream !== '') issues.push({ path: [...at, 'upstream'], message: 'a udp route needs a udp:host:port, unixgram:/path or published:USER/SERVICE upstream' });
+  if ((udpUpstream || unixgram) && !udp) issues.push({ path: [...at, 'upstream'], message: `a ${unixgram ? 'unixgram' : 'udp'}: upstream needs protocols: [udp]` });
+  if (unixgram) checkUnixgramUpstream(upstream.slice('unixgram:'.length), [...at, 'upstream'], issues);
   if (udpUpstream && upstream.includes('{')) issues.push({ path: [...at, 'upstream'], message: 'udp: upstreams are fixed addresses (no {param})' });
   if (!udp) return;
   for (const key of ['host', 'path', 'stripPrefix', 'forwardToken', 'connectTimeoutSeconds']) {
     if (route[key] !== undefined) issues.push({ path: [...at, key], message: `${key} has no effect on a udp route: flows name the route itself and carry datagrams` });
   }
+}
+
+/**
+ * A unixgram: path: absolute (the flow takes only datagrams whose sender is this exact path, and a service
+ * bound by another spelling of it would be taken for a stranger), short enough for a socket address.
+ */
+function checkUnixgramUpstream(socket: string, where: (string | number)[], issues: ConfigIssue[]): void {
+  if (!socket.startsWith('/')) issues.push({ path: where, message: 'unixgram: paths are absolute (/run/service/dgram.sock)' });
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) issues.push({ path: where, message: `socket path is longer than the ${MAX_SOCKET_PATH_BYTES} bytes a UNIX socket address holds` });
+  const addon = unixDatagramModule();
+  if (!addon.ok) issues.push({ path: where, message: addon.reason });
 }
 
 /** Upstream checks: its template uses only what every way in captures. */
@@ -93,8 +104,8 @@ function checkUpstream(route: Raw, at: (string | number)[], captures: Captures, 
     const why = missingFrom(captures, name);
     if (why) issues.push({ path: where, message: `upstream uses {${name}}, but ${why}` });
   }
-  if (upstream.startsWith('unix:')) {
-    const socket = upstream.slice('unix:'.length);
+  if (upstream.startsWith('unix:') || upstream.startsWith('unixgram:')) {
+    const socket = upstream.slice(upstream.indexOf(':') + 1);
     if (socket.split('/').includes('..')) issues.push({ path: where, message: 'socket paths must not contain ".." segments' });
   } else if (upstream.startsWith('published:')) {
     for (const part of upstream.slice('published:'.length).split('/')) {
@@ -111,8 +122,8 @@ function checkSocketOwner(route: Raw, at: (string | number)[], captures: Capture
   if (owner === undefined) return;
   const where = [...at, 'socketOwner'];
   const upstream = text(route.upstream);
-  if (upstream !== undefined && !upstream.startsWith('unix:')) {
-    issues.push({ path: where, message: 'socketOwner needs a unix: upstream' });
+  if (upstream !== undefined && !upstream.startsWith('unix:') && !upstream.startsWith('unixgram:')) {
+    issues.push({ path: where, message: 'socketOwner needs a unix: or unixgram: upstream' });
   }
   const why = missingFrom(captures, owner);
   if (why) issues.push({ path: where, message: `socketOwner "${owner}" must be a captured parameter, but ${why}` });

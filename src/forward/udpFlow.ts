@@ -38,7 +38,7 @@ class FlowCounts {
   packetsOut = 0;
   bytesIn = 0;
   bytesOut = 0;
-  readonly dropped: Required<UdpDrops> = { oversizeIn: 0, oversizeOut: 0, queueFullIn: 0, queueFullOut: 0, rateIn: 0, rateOut: 0 };
+  readonly dropped: Required<UdpDrops> = { oversizeIn: 0, oversizeOut: 0, queueFullIn: 0, queueFullOut: 0, rateIn: 0, rateOut: 0, strangerOut: 0 };
 
   record(): Partial<AuditRecord> {
     const dropped = Object.fromEntries(Object.entries(this.dropped).filter(([, n]) => n > 0)) as UdpDrops;
@@ -131,6 +131,7 @@ export function openUdpFlow(t: UdpFlowOpening): OpenUdpFlow {
         forget();
         // The upstream is closed once the channel ends; a send on it afterwards is dropped.
         upstreamSide.close();
+        counts.dropped.strangerOut = upstreamSide.strangers?.() ?? 0;
         const reason = stopReason ?? (end.error ? `client error: ${end.reason}` : 'client closed');
         close({ status, reason }, upstreamErrors.length > 0 ? { upstreamErrors } : {});
         recorded();

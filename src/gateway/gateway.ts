@@ -21,6 +21,7 @@ import { createConnectionLimits } from '../listener/connectionLimits.ts';
 import { admitRequest, type AdmissionContext } from '../admission/admitRequest.ts';
 import { createTunnelForwarder } from '../forward/tunnelForwarder.ts';
 import { createUdpForwarder } from '../forward/udpForwarder.ts';
+import { flowSocketDirectory } from '../upstream/flowSocketDirectory.ts';
 import { dispatchTo } from '../exchange/dispatch.ts';
 import { createTunnelRegistry, type TunnelRegistry } from '../forward/tunnelSession.ts';
 import { createWebSocketForwarder } from '../forward/websocketForwarder.ts';
@@ -154,6 +155,8 @@ export async function startGateway(config: GatewayConfig, source: string, deps: 
   const tcp = createTunnelForwarder(tunnelDeps);
   const websocket = createWebSocketForwarder(tunnelDeps);
   const udp = createUdpForwarder(tunnelDeps);
+  // unixgram: flows bind their sockets in this process's directory: prepared now, so a dead gateway's leftovers go at start-up.
+  if (config.routes.some((r) => r.upstream.startsWith('unixgram:'))) void flowSocketDirectory().then((dir) => dir.ok || process.stderr.write(`gatehouse: ${dir.reason}\n`));
   const rootKey = createRootKeySource();
   await rootKey.load(config.authz.rootKey);
   // In a cluster the database holds the sign-in codes (any instance redeems them); else the primary or this process.

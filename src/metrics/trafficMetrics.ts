@@ -20,7 +20,7 @@ export function trafficMetrics(prefix: string, registers: Registry[]): (record: 
   const udpFlows = new Counter({ name: `${prefix}udp_flows_opened_total`, help: 'UDP flows opened, by route', labelNames: ['route'], registers });
   const openUdpFlows = new Gauge({ name: `${prefix}open_udp_flows`, help: 'UDP flows open now, by route', labelNames: ['route'], registers });
   const udpPackets = new Counter({ name: `${prefix}udp_packets_total`, help: 'Datagrams carried by closed UDP flows, by direction (in: client to upstream)', labelNames: ['direction'], registers });
-  const udpDropped = new Counter({ name: `${prefix}udp_dropped_total`, help: 'Datagrams dropped by closed UDP flows, by direction and cause (oversize, queueFull, rate)', labelNames: ['direction', 'cause'], registers });
+  const udpDropped = new Counter({ name: `${prefix}udp_dropped_total`, help: 'Datagrams dropped by closed UDP flows, by direction and cause (oversize, queueFull, rate, stranger)', labelNames: ['direction', 'cause'], registers });
   const routeBytes = new CounterTally<'route' | 'direction'>();
   routeBytes.bind(new Counter({ name: `${prefix}bytes_total`, help: 'Bytes by route and direction (in: client to upstream), HTTP bodies as each request ends and tunnels as each closes', labelNames: ['route', 'direction'], registers, collect: () => routeBytes.flush() }));
   const auditRecords = new CounterTally<'event'>();

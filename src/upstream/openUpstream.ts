@@ -63,8 +63,8 @@ export function createUpstreamOpener(published: StreamUpstreams): UpstreamOpener
     inspect: (target) => (target.kind === 'published' ? published.inspect(target) : { target }),
     open(target, timeoutMs, options) {
       if (target.kind === 'published') return published.open(target, timeoutMs, options?.datagrams);
-      // Only udp routes have udp upstreams, and they carry datagrams (udpUpstream.ts), never a stream.
-      if (target.kind === 'udp') return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} carries datagrams, not a stream`)));
+      // Only udp routes have udp and unixgram upstreams, and they carry datagrams (udpUpstream.ts), never a stream.
+      if (target.kind === 'udp' || target.kind === 'unixgram') return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} carries datagrams, not a stream`)));
       return openSocket(target, timeoutMs, options);
     },
     failover: (target) => (target.kind === 'published' ? published.failover(target) : undefined),

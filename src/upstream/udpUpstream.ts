@@ -6,6 +6,7 @@ import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal, type UpstreamRefusal } from './openUpstream.ts';
 import { openPublishedDatagrams, type PublishedDatagramStreams } from './publishedDatagrams.ts';
 import type { UpstreamTarget } from './upstreamTarget.ts';
+import { openUnixgramUpstream } from './unixgramUpstream.ts';
 
 /** One flow's upstream, as the flow sees it: datagrams each way, errors that do not end it, and its end. */
 export interface DatagramUpstream {
@@ -15,8 +16,10 @@ export interface DatagramUpstream {
   onDatagram(receive: (payload: Buffer) => void): void;
   /** Errors that do not end the flow (an ICMP unreachable on UDP: UDP is lossy, the flow goes on). */
   onError(report: (reason: string) => void): void;
-  /** The upstream ended on its own (a publisher gone): the flow ends with this reason. Never, for a socket. */
+  /** The upstream ended on its own (a publisher gone, a unixgram socket replaced by one that fails its checks): the flow ends with this reason. */
   onEnd(ended: (reason: string) => void): void;
+  /** Datagrams dropped for coming from elsewhere than the target (absent where the kernel filters them). */
+  strangers?(): number;
   close(): void;
 }
 
@@ -79,5 +82,6 @@ export function openUdpUpstream(target: Extract<UpstreamTarget, { kind: 'udp' }>
 export function openDatagramTarget(target: UpstreamTarget, timeoutMs: number, published?: PublishedDatagramStreams): Promise<OpenedDatagramUpstream> {
   if (target.kind === 'udp') return openUdpUpstream(target, timeoutMs);
   if (target.kind === 'published' && published) return openPublishedDatagrams(target, timeoutMs, published);
+  if (target.kind === 'unixgram') return openUnixgramUpstream(target);
   return Promise.resolve(upstreamRefusal(refuse('GH_UPSTREAM_UNAVAILABLE', `${target.label} is not a datagram upstream`)));
 }

@@ -17,6 +17,11 @@ export type UpstreamTarget =
   | { kind: 'tcp'; host: string; port: number; label: string; via?: string }
   /** A UDP address: reached by datagrams (upstream/udpUpstream.ts), never as a stream. */
   | { kind: 'udp'; host: string; port: number; label: string; via?: string }
+  /**
+   * A datagram UNIX socket (upstream/unixgramUpstream.ts). `owner` is the user the route's `socketOwner` proved
+   * owns it at admission: a datagram flow reaches the path anew with every send, so the flow checks it again.
+   */
+  | { kind: 'unixgram'; path: string; label: string; via?: string; owner?: string }
   | { kind: 'published'; user: string; service: string; label: string; via?: string; relay?: RelayTicket };
 
 /**
@@ -50,10 +55,11 @@ export type UpstreamCheck = { ok: true; target: UpstreamTarget } | { ok: false; 
 
 /** Reads a route's upstream once admission has filled its `{param}` placeholders (see admitRequest's resolveUpstream). */
 export function parseUpstream(filled: string): UpstreamCheck {
-  if (filled.startsWith('unix:')) {
-    const path = filled.slice(5);
+  const socket = /^(unix|unixgram):(.*)$/s.exec(filled);
+  if (socket) {
+    const [, kind, path] = socket as unknown as [string, 'unix' | 'unixgram', string];
     if (path.split('/').some((s) => s === '..' || s === '.')) return { ok: false, reason: `upstream path ${path} has dot segments` };
-    return { ok: true, target: { kind: 'unix', path, label: filled } };
+    return { ok: true, target: { kind, path, label: filled } };
   }
   if (filled.startsWith('published:')) {
     const [user, service, extra] = filled.slice('published:'.length).split('/');
