@@ -142,12 +142,12 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(errors)).toEqual([
       '7:3 tls.minVersoin: unknown key "minVersoin" (did you mean "minVersion"?)',
-      '20:15 routes[1].upstream: expected unix:/path, tcp:host:port, udp:host:port or published:USER/SERVICE',
+      '20:15 routes[1].upstream: expected unix:/path, tcp:host:port, udp:host:port, unixgram:/path or published:USER/SERVICE',
       '22:11 routes[2].name: duplicate route name "a" (also routes[0])',
       '27:7 routes[2].policy: policy does not parse near "allow if user($u) and"',
     ]);
     expect(errors[1]?.file).toMatch(/routes\.yaml$/);
-    expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path, tcp:host:port, udp:host:port or published:USER\/SERVICE$/);
+    expect(formatConfigError(errors[1] as ConfigError)).toMatch(/routes\.yaml:20:15: routes\[1\]\.upstream: expected unix:\/path, tcp:host:port, udp:host:port, unixgram:\/path or published:USER\/SERVICE$/);
   });
 
   it('bounds audit records: a cap under 4 KiB and a budget of zero are errors at their keys', async () => {

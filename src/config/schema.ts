@@ -272,7 +272,7 @@ const routeSchema = z
      * `unix:/path/{param}.sock`, `tcp:host:port`, or `published:{user}/{service}` (a service a user publishes with `gatehouse publish`);
      * `udp:host:port` or `unixgram:/path` (a datagram UNIX socket) for `protocols: [udp]` routes.
      */
-    upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5}|udp:.+:\d{1,5}|unixgram:.+|published:[^/]+\/[^/]+)$/, 'expected unix:/path, tcp:host:port, udp:host:port or published:USER/SERVICE'),
+    upstream: z.string().regex(/^(unix:.+|tcp:.+:\d{1,5}|udp:.+:\d{1,5}|unixgram:.+|published:[^/]+\/[^/]+)$/, 'expected unix:/path, tcp:host:port, udp:host:port, unixgram:/path or published:USER/SERVICE'),
     /** tcp and udp routes: the tunnel (or flow) name template, e.g. `{service}.{user}` (CONNECT target / tunnel endpoint name); without it the route's name. */
     tunnel: z.string().regex(/^[A-Za-z0-9_.{}-]+$/, 'tunnel names are letters, digits, _ . - and {param} captures').optional(),
     /** Name of a path (or tunnel) parameter holding a user name; the UNIX socket must be owned by that user. */
