@@ -52,13 +52,13 @@ afterAll(() => {
 });
 
 /** Writes `lines` as routes.yaml in a fresh copy of the site and loads it. */
-async function loadLines(lines: string[]): Promise<{ file: string; errors: ConfigError[] }> {
+async function loadLines(lines: string[]): Promise<{ file: string; errors: ConfigError[]; warnings: ConfigError[] }> {
   const dir = tempDir();
   fs.cpSync(path.join(site, 'certs'), path.join(dir, 'certs'), { recursive: true });
   const file = path.join(dir, 'routes.yaml');
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
   const result = await loadConfig(file);
-  return { file, errors: result.ok ? [] : result.errors };
+  return { file, errors: result.ok ? [] : result.errors, warnings: result.warnings };
 }
 
 const header = [
@@ -282,6 +282,46 @@ describe('errors carry their line and key', () => {
     ]);
   });
 
+  it('refuses a templated unixgram: path without socketOwner, warns for such a unix: path, and takes unixgramReplies on unixgram: routes only', async () => {
+    const { errors, warnings } = await loadLines([
+      ...header,
+      '  - name: open-dgram', //                                   13
+      '    protocols: [udp]', //                                   14
+      '    tunnel: "{service}.{user}"', //                         15
+      '    upstream: unixgram:/home/{user}/run/{service}.dgram', // 16
+      '    policy: "allow if user($u);"', //                       17
+      '  - name: open-stream', //                                  18
+      '    path: /~{user}/', //                                    19
+      '    upstream: unix:/tmp/{user}.sock', //                    20
+      '    policy: "allow if user($u);"', //                       21
+      '  - name: shared-dgram', //                                 22
+      '    protocols: [udp]', //                                   23
+      '    tunnel: "{user}.dgram"', //                             24
+      '    upstream: unixgram:/home/{user}/d.sock', //             25
+      '    socketOwner: user', //                                  26
+      '    unixgramReplies: any-local-user', //                    27
+      '    policy: "allow if user($u);"', //                       28
+      '  - name: stream-replies', //                               29
+      '    path: /s/', //                                          30
+      '    upstream: unix:/tmp/s.sock', //                         31
+      '    unixgramReplies: any-local-user', //                    32
+      '    policy: "allow if user($u);"', //                       33
+      '  - name: bad-replies', //                                  34
+      '    protocols: [udp]', //                                   35
+      '    upstream: unixgram:/run/d.sock', //                     36
+      '    unixgramReplies: everyone', //                          37
+      '    policy: "allow if user($u);"', //                       38
+    ]);
+    expect(brief(errors)).toEqual([
+      "16:15 routes[0].upstream: a unixgram: path with a {param} is a user's to change: add socketOwner (the parameter naming the user who must own the socket), or the gateway follows their symlinks to any socket it can send to",
+      '32:22 routes[3].unixgramReplies: unixgramReplies needs a unixgram: upstream',
+      '37:22 routes[4].unixgramReplies: Invalid option: expected one of "gateway-user"|"any-local-user"',
+    ]);
+    expect(brief(warnings)).toEqual([
+      "20:15 routes[1].upstream: a unix: path with a {param} is a user's to change: without socketOwner the gateway follows their symlinks to any socket it can connect to; add socketOwner (the parameter naming the user who must own the socket)",
+    ]);
+  });
+
   it('finds routes on the same host and path, and duplicate or invalid listeners', async () => {
     const { errors } = await loadLines([
       'listen:', //                                 1
@@ -405,7 +445,7 @@ describe('gatehouse check', () => {
     expect(reported).toEqual([
       'bad.yaml:17:11: routes[1].name: duplicate route name "a" (also routes[0])',
       'bad.yaml:18:11: routes[1].path: same host and path as routes[0]: requests could reach only one of them',
-      'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, tunnel, socketOwner, stripPrefix, forwardToken, policy, limits, idleTimeoutSeconds, connectTimeoutSeconds)',
+      'bad.yaml:20:5: routes[1].bogus: unknown key "bogus" (expected one of: name, host, path, protocols, upstream, tunnel, socketOwner, unixgramReplies, stripPrefix, forwardToken, policy, limits, idleTimeoutSeconds, connectTimeoutSeconds)',
     ]);
     expect(run.stdout).not.toMatch(/OK/);
     expect(run.status).toBe(1);

@@ -128,7 +128,9 @@ export async function admitRequest(ctx: AdmissionContext, req: AdmissionRequest)
   if (!resolved.ok) return { allow: false, refusal: refuse('GH_UPSTREAM_UNAVAILABLE', resolved.reason), route, decision, ...(path !== undefined && { path }) };
   const gone = inspected?.unavailable;
   if (gone) return { allow: false, refusal: refusalOf(gone), route, decision, ...(path !== undefined && { path }) };
-  const target: UpstreamTarget = inspected?.target ?? resolved.target;
+  const found: UpstreamTarget = inspected?.target ?? resolved.target;
+  const replies = route.config.unixgramReplies;
+  const target: UpstreamTarget = found.kind === 'unixgram' && replies !== undefined ? { ...found, replies } : found;
   const owner = route.config.socketOwner;
   if (owner !== undefined && (target.kind === 'unix' || target.kind === 'unixgram')) {
     const check = await verifySocketOwner(target.path, params[owner] ?? '');

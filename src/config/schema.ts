@@ -277,6 +277,11 @@ const routeSchema = z
     tunnel: z.string().regex(/^[A-Za-z0-9_.{}-]+$/, 'tunnel names are letters, digits, _ . - and {param} captures').optional(),
     /** Name of a path (or tunnel) parameter holding a user name; the UNIX socket must be owned by that user. */
     socketOwner: z.string().regex(paramName).optional(),
+    /**
+     * unixgram: routes: who may send to a flow's socket, so whose service can reply. `gateway-user` (default): the
+     * gateway's user and root only. `any-local-user`: any local user can find it (/proc/net/unix) and send to it.
+     */
+    unixgramReplies: z.enum(['gateway-user', 'any-local-user']).optional(),
     /** Remove the matched prefix before forwarding (default true). */
     stripPrefix: z.boolean().default(true),
     /** Forward the client's Authorization header to the upstream (default false). */

@@ -1,6 +1,6 @@
 // What `gatehouse check` warns about (and `--strict` refuses): a configuration that loads but cannot work
 // as written — a policy reading facts nothing states, or facts the route's protocols never carry, and
-// upstream sockets in directories that do not exist.
+// upstream sockets in directories that do not exist, templated unix: sockets no socketOwner proves.
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { gatewayFacts, predicatesIn, tokenFacts, type FactScope, type GatewayPredicate } from '../authz/policy/factVocabulary.ts';
@@ -85,6 +85,8 @@ export function configWarnings(data: unknown, configDir: string): ConfigIssue[] 
     if (upstream.startsWith('unix:')) {
       const { dir, templated } = socketDirectory(upstream, configDir);
       if (!isDirectory(dir)) warn(['routes', index, 'upstream'], `no directory ${dir}${templated ? ' (the fixed part of the template)' : ''}: the socket cannot be there until it exists; requests would get 502`);
+      // Refused for unixgram: (routeChecks.ts); a warning here, since configurations written before this check exist.
+      if (templated && route.socketOwner === undefined) warn(['routes', index, 'upstream'], 'a unix: path with a {param} is a user\'s to change: without socketOwner the gateway follows their symlinks to any socket it can connect to; add socketOwner (the parameter naming the user who must own the socket)');
     }
   });
   const publishPolicy = text(record(root.publish)?.policy);

@@ -72,6 +72,10 @@ function checkUdpRoute(route: Raw, at: (string | number)[], issues: ConfigIssue[
   if (udp && !udpUpstream && !unixgram && !upstream.startsWith('published:') && upstream !== '') issues.push({ path: [...at, 'upstream'], message: 'a udp route needs a udp:host:port, unixgram:/path or published:USER/SERVICE upstream' });
   if ((udpUpstream || unixgram) && !udp) issues.push({ path: [...at, 'upstream'], message: `a ${unixgram ? 'unixgram' : 'udp'}: upstream needs protocols: [udp]` });
   if (unixgram) checkUnixgramUpstream(upstream.slice('unixgram:'.length), [...at, 'upstream'], issues);
+  // A user's path without socketOwner would be followed wherever the user points it (a symlink to /dev/log).
+  if (unixgram && upstream.includes('{') && route.socketOwner === undefined) {
+    issues.push({ path: [...at, 'upstream'], message: 'a unixgram: path with a {param} is a user\'s to change: add socketOwner (the parameter naming the user who must own the socket), or the gateway follows their symlinks to any socket it can send to' });
+  }
   if (udpUpstream && upstream.includes('{')) issues.push({ path: [...at, 'upstream'], message: 'udp: upstreams are fixed addresses (no {param})' });
   if (!udp) return;
   for (const key of ['host', 'path', 'stripPrefix', 'forwardToken', 'connectTimeoutSeconds']) {
@@ -177,6 +181,7 @@ function checkRoute(route: Raw, index: number, issues: ConfigIssue[], externalKe
   const captures: Captures = { path: captured, tunnel: checkTunnelTemplateKey(route, at, issues), protocols: routeProtocols(route) };
   checkUpstream(route, at, captures, issues);
   checkSocketOwner(route, at, captures, issues);
+  if (route.unixgramReplies !== undefined && !text(route.upstream)?.startsWith('unixgram:')) issues.push({ path: [...at, 'unixgramReplies'], message: 'unixgramReplies needs a unixgram: upstream' });
   if (routeProtocols(route).includes('udp') || text(route.upstream)?.match(/^(udp|unixgram):/)) checkUdpRoute(route, at, issues);
   else checkTunnelKeys(route, at, issues);
   const policy = text(route.policy);

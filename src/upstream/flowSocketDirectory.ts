@@ -1,27 +1,41 @@
 // Where the gateway binds the datagram UNIX sockets of its unixgram flows: one directory per gateway process,
-// reachable (not listable) by the services that reply to them, its leftovers from dead processes removed.
+// created afresh (mkdtemp), private unless a route lets other users' services reply; its dead leftovers removed.
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAX_SOCKET_PATH_BYTES } from './unixgramModule.ts';
 
 /**
- * Modes. A service replies with sendto() to the flow's socket: it needs search (x) on every directory on the
- * way and write (w) on the socket, whoever runs it, so the directory is 0711 (no one else can list it) and the
- * socket 0622. The socket's name is 128 random bits that only the target learns (as the sender of our
- * datagrams); anyone else who sends to it anyway is dropped, since the flow takes only the target's datagrams.
+ * Who may send to a flow's sockets. Every bound AF_UNIX path is listed in the world-readable /proc/net/unix,
+ * so a flow's socket name is no secret, and node-unix-socket can neither connect() a receiver to its target
+ * nor read the sender's credentials: the file modes are the only lock. `gateway-user` (the default): a 0700
+ * directory and 0600 sockets, which only the gateway's user and root can send to. `any-local-user` (a route's
+ * `unixgramReplies: any-local-user`, for a service run as another user): a 0711 directory and 0622 sockets,
+ * which every local user can send to; the flow drops and counts what does not come from the target's path.
  */
-const DIRECTORY_MODE = 0o711;
-export const FLOW_SOCKET_MODE = 0o622;
-const PREFIX = 'unixgram-';
+export type FlowSocketAccess = 'gateway-user' | 'any-local-user';
 
-export type FlowDirectory = { ok: true; dir: string } | { ok: false; reason: string };
+const ACCESS: Record<FlowSocketAccess, { subdirectory: string; directoryMode: number; socketMode: number }> = {
+  'gateway-user': { subdirectory: 'private', directoryMode: 0o700, socketMode: 0o600 },
+  'any-local-user': { subdirectory: 'shared', directoryMode: 0o711, socketMode: 0o622 },
+};
+/** The process's directory: searchable (not listable) so that the shared subdirectory can be reached. */
+const PROCESS_DIRECTORY_MODE = 0o711;
+const PREFIX = 'gatehouse-unixgram-';
+/** In a process directory: which boot, PID namespace and process made it, so a sweep can prove it dead. */
+const MARKER = '.owner';
 
-/** systemd's RuntimeDirectory= (the service's own), else a directory of this user's under the temporary directory. */
-function baseDirectory(): string {
-  const runtime = process.env.RUNTIME_DIRECTORY?.split(':')[0];
-  return runtime || join(tmpdir(), `gatehouse-${process.getuid?.() ?? 'user'}`);
+export type FlowDirectory = { ok: true; dir: string; socketMode: number } | { ok: false; reason: string };
+
+/** This boot and PID namespace (Linux): a pid means a process only within both. */
+function processScope(): string | undefined {
+  try {
+    return `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()} ${readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function alive(pid: number): boolean {
@@ -33,18 +47,26 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Directories of gateway processes no longer running (a crash or kill left their flow sockets): removed. */
-async function sweepLeftovers(base: string): Promise<void> {
+/**
+ * Process directories in `base` of gateway processes no longer running (a crash or kill left their flow
+ * sockets): removed only when their marker proves it: written in this boot and PID namespace by a pid that is
+ * not running. Anything else (no marker, another namespace's gateway sharing the base) is left alone.
+ */
+export async function sweepLeftovers(base: string): Promise<void> {
+  const scope = processScope();
+  if (scope === undefined) return;
   for (const name of await readdir(base).catch(() => [] as string[])) {
-    const pid = Number(name.slice(PREFIX.length));
-    if (!name.startsWith(PREFIX) || !Number.isInteger(pid) || (pid !== process.pid && alive(pid))) continue;
+    if (!name.startsWith(PREFIX)) continue;
+    const marker = await readFile(join(base, name, MARKER), 'utf8').catch(() => '');
+    const match = /^(.+) (\d+)\n$/.exec(marker);
+    const pid = Number(match?.[2]);
+    if (!match || match[1] !== scope || pid === process.pid || alive(pid)) continue;
     await rm(join(base, name), { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-/** The base must be ours and no one else's to write: another user could otherwise swap our sockets. */
-async function ownedDirectory(dir: string, create: boolean): Promise<string | undefined> {
-  if (create) await mkdir(dir, { recursive: true, mode: DIRECTORY_MODE }).catch(() => undefined);
+/** systemd's RuntimeDirectory= must be ours and no one else's to write: another user could swap our sockets. */
+async function ownedDirectory(dir: string): Promise<string | undefined> {
   let st;
   try {
     st = await lstat(dir);
@@ -58,33 +80,76 @@ async function ownedDirectory(dir: string, create: boolean): Promise<string | un
   return undefined;
 }
 
-let prepared: Promise<FlowDirectory> | undefined;
+type Prepared = { ok: true; dir: string } | { ok: false; reason: string };
 
-/** This process's directory, prepared on the first unixgram flow (its leftovers swept then). */
-export function flowSocketDirectory(): Promise<FlowDirectory> {
-  prepared ??= (async (): Promise<FlowDirectory> => {
-    const base = baseDirectory();
-    const dir = join(base, `${PREFIX}${process.pid}`);
-    const fail = (problem: string): FlowDirectory => ({ ok: false, reason: `cannot use ${dir} for datagram sockets: ${problem}` });
-    const baseProblem = await ownedDirectory(base, true);
-    if (baseProblem) return fail(baseProblem);
-    await sweepLeftovers(base);
-    const dirProblem = await ownedDirectory(dir, true);
-    if (dirProblem) return fail(dirProblem);
-    // mkdir's mode is cut by the umask: the services that reply need x on it.
-    await chmod(dir, DIRECTORY_MODE);
-    // A flow's senders are named after its socket, with a number (boundDatagramSocket.ts): room for it.
-    if (Buffer.byteLength(flowSocketPath(dir)) + 6 > MAX_SOCKET_PATH_BYTES) return { ok: false, reason: `${dir} is too long for a socket path (set RUNTIME_DIRECTORY or TMPDIR to a shorter directory)` };
-    return { ok: true, dir };
-  })();
-  return prepared.then((result) => {
+/**
+ * The process's directory: in systemd's RuntimeDirectory= (the service's own; leftovers of dead processes
+ * swept), else in the temporary directory. Made with mkdtemp (a new name no one could have created first,
+ * owned by the gateway) and removed when the process exits.
+ */
+async function prepareProcessDirectory(): Promise<Prepared> {
+  const runtime = process.env.RUNTIME_DIRECTORY?.split(':')[0];
+  const base = runtime || tmpdir();
+  const fail = (problem: string): Prepared => ({ ok: false, reason: `cannot make a directory in ${base} for datagram sockets: ${problem}` });
+  if (runtime) {
+    const problem = await ownedDirectory(runtime);
+    if (problem) return fail(problem);
+    await sweepLeftovers(runtime);
+  }
+  let dir: string;
+  try {
+    dir = await mkdtemp(join(base, `${PREFIX}${process.pid}-`));
+  } catch (err) {
+    return fail((err as NodeJS.ErrnoException).code ?? String(err));
+  }
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const scope = processScope();
+  if (scope !== undefined) await writeFile(join(dir, MARKER), `${scope} ${process.pid}\n`, { mode: 0o600 });
+  await chmod(dir, PROCESS_DIRECTORY_MODE);
+  // A flow's senders are named after its socket, with a number (boundDatagramSocket.ts): room for it.
+  if (Buffer.byteLength(flowSocketPath(join(dir, ACCESS['any-local-user'].subdirectory))) + 6 > MAX_SOCKET_PATH_BYTES) {
+    return { ok: false, reason: `${dir} is too long for a socket path (set RUNTIME_DIRECTORY or TMPDIR to a shorter directory)` };
+  }
+  return { ok: true, dir };
+}
+
+let prepared: Promise<Prepared> | undefined;
+const subdirectories = new Map<FlowSocketAccess, Promise<FlowDirectory>>();
+
+async function prepareSubdirectory(access: FlowSocketAccess): Promise<FlowDirectory> {
+  prepared ??= prepareProcessDirectory();
+  const base = await prepared;
+  if (!base.ok) {
     // A failure (a directory not there yet) is tried again on the next flow.
-    if (!result.ok) prepared = undefined;
+    prepared = undefined;
+    return base;
+  }
+  const { subdirectory, directoryMode, socketMode } = ACCESS[access];
+  const dir = join(base.dir, subdirectory);
+  try {
+    await mkdir(dir, { mode: directoryMode });
+    // mkdir's mode is cut by the umask: the shared one needs x for the services that reply.
+    await chmod(dir, directoryMode);
+  } catch (err) {
+    return { ok: false, reason: `cannot make ${dir} for datagram sockets: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+  }
+  return { ok: true, dir, socketMode };
+}
+
+/** The directory for flows of this access, prepared on the first such flow; with the mode of their sockets. */
+export function flowSocketDirectory(access: FlowSocketAccess = 'gateway-user'): Promise<FlowDirectory> {
+  let made = subdirectories.get(access);
+  if (!made) {
+    made = prepareSubdirectory(access);
+    subdirectories.set(access, made);
+  }
+  return made.then((result) => {
+    if (!result.ok) subdirectories.delete(access);
     return result;
   });
 }
 
-/** A fresh, unguessable socket path in `dir`. */
+/** A fresh, unguessable socket path in `dir` (unguessable, not secret: /proc/net/unix lists it once bound). */
 export function flowSocketPath(dir: string): string {
   return join(dir, `${randomBytes(16).toString('base64url')}.sock`);
 }

@@ -2,7 +2,7 @@
 // fresh path in the gateway's flow directory, sending to the target and taking datagrams from the target alone.
 import { refuse } from '../errors/refusal.ts';
 import { upstreamRefusal } from './openUpstream.ts';
-import { flowSocketDirectory, flowSocketPath, FLOW_SOCKET_MODE } from './flowSocketDirectory.ts';
+import { flowSocketDirectory, flowSocketPath } from './flowSocketDirectory.ts';
 import type { DatagramUpstream, OpenedDatagramUpstream } from './udpUpstream.ts';
 import { bindReceiverWithSenders, RECEIVER_FULL, type BoundDatagramSocket } from './boundDatagramSocket.ts';
 import { MAX_SOCKET_PATH_BYTES, unixDatagramModule } from './unixgramModule.ts';
@@ -117,7 +117,8 @@ function unixgramUpstream(socket: BoundDatagramSocket, target: UnixgramTarget, f
       flush();
     },
     onDatagram(receive) {
-      // Only the target's datagrams belong to the flow: anyone else who found this path is dropped and counted.
+      // Only the target's datagrams belong to the flow: anyone else who may send here (the gateway's user, root, or
+      // with unixgramReplies: any-local-user every local user: /proc/net/unix lists the path) is dropped and counted.
       socket.onDatagram((payload, from) => (from === target.path && watch.via !== undefined ? receive(payload) : (strangers += 1)));
     },
     onError: (r) => void (report = r),
@@ -141,13 +142,14 @@ export async function openUnixgramUpstream(target: UnixgramTarget): Promise<Open
   const addon = unixDatagramModule();
   if (!addon.ok) return unavailable(addon.reason);
   if (Buffer.byteLength(target.path) > MAX_SOCKET_PATH_BYTES) return unavailable(`upstream socket path ${target.path} is longer than ${MAX_SOCKET_PATH_BYTES} bytes`);
-  const directory = await flowSocketDirectory();
+  // Private unless the route lets a service run by another user reply (flowSocketDirectory.ts says what that risks).
+  const directory = await flowSocketDirectory(target.replies ?? 'gateway-user');
   if (!directory.ok) return unavailable(directory.reason);
   const first = await pinSocket(target);
   if (!first.ok) return unavailable(first.reason);
   const path = flowSocketPath(directory.dir);
   try {
-    const socket = bindReceiverWithSenders({ create: addon.create, path, mode: FLOW_SOCKET_MODE, bufferBytes: SOCKET_BUFFER_BYTES });
+    const socket = bindReceiverWithSenders({ create: addon.create, path, mode: directory.socketMode, bufferBytes: SOCKET_BUFFER_BYTES });
     return { ok: true, upstream: unixgramUpstream(socket, target, first.pin) };
   } catch (err) {
     first.pin.release();

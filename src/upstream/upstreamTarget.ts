@@ -20,8 +20,9 @@ export type UpstreamTarget =
   /**
    * A datagram UNIX socket (upstream/unixgramUpstream.ts). `owner` is the user the route's `socketOwner` proved
    * owns it at admission: a datagram flow reaches the path anew with every send, so the flow checks it again.
+   * `replies`: the route's `unixgramReplies` (who may send to the flow's socket; flowSocketDirectory.ts).
    */
-  | { kind: 'unixgram'; path: string; label: string; via?: string; owner?: string }
+  | { kind: 'unixgram'; path: string; label: string; via?: string; owner?: string; replies?: 'gateway-user' | 'any-local-user' }
   | { kind: 'published'; user: string; service: string; label: string; via?: string; relay?: RelayTicket };
 
 /**
