@@ -4,14 +4,14 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './support/gatewayHarness.ts';
 import { which } from './support/localServices.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken, type TunnelProcess } from './support/tunnelClient.ts';
 import { udpClient } from './support/udpPeers.ts';
-import { logTo, sendFromPath, startUnixgramEcho, unixgramRoute, type UnixgramEcho } from './support/unixgramPeers.ts';
+import { flowSockets as liveFlowSockets, logTo, sendFromPath, startUnixgramEcho, unixgramRoute, type UnixgramEcho } from './support/unixgramPeers.ts';
 
 const missingTools = ['socat', 'logger', 'python3'].filter((tool) => !which(tool));
 const isRoot = process.getuid?.() === 0 && which('setpriv') !== undefined;
@@ -25,7 +25,6 @@ let home: string;
 /** The services' sockets: a short absolute path (unixgram: paths are absolute, socket paths short). */
 let run: string;
 let echo: UnixgramEcho;
-let leftover: string;
 
 describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat', 'logger', 'python3'].join(', ')})`, () => {
   beforeAll(async () => {
@@ -36,15 +35,11 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
     mkdirSync(join(run, 'users', 'nobody'), { recursive: true });
     chmodSync(join(run, 'users'), 0o711);
     chownSync(join(run, 'users', 'nobody'), NOBODY.uid, NOBODY.gid);
-    // What a gateway killed with open flows left behind: swept when the next one with unixgram: routes starts.
-    leftover = join(tmpdir(), `gatehouse-${process.getuid?.() ?? 'user'}`, `unixgram-${spawnSync('true').pid}`);
-    mkdirSync(leftover, { recursive: true });
-    writeFileSync(join(leftover, 'old.sock'), '');
     h = await startHarness({
       routes: [
         unixgramRoute('dgram', `${run}/echo.sock`),
         unixgramRoute('gone', `${run}/nothing-here.sock`),
-        unixgramRoute('user-dgram', `${run}/users/{user}/echo.sock`, '    tunnel: "{user}.echo"\n    socketOwner: user\n'),
+        unixgramRoute('user-dgram', `${run}/users/{user}/echo.sock`, '    tunnel: "{user}.echo"\n    socketOwner: user\n    unixgramReplies: any-local-user\n'),
       ].join(''),
     });
     alice = await h.pki.client('alice');
@@ -62,9 +57,8 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
 
   const env = () => cleanEnv(home);
   const closes = (route: string) => h.audit().filter((r) => r.event === 'udp.close' && r.route === route);
-  /** The gateway's flow sockets (the test runs as the gateway's user, who may list the directory). */
-  const flowDir = () => join(tmpdir(), `gatehouse-${process.getuid?.() ?? 'user'}`, `unixgram-${h.proc.pid}`);
-  const flowSockets = () => readdirSync(flowDir()).filter((f) => f.endsWith('.sock'));
+  /** The gateway's flow sockets (the test runs as the gateway's user, who may list its directory). */
+  const flowSockets = () => liveFlowSockets(h.proc.pid as number);
 
   async function unixgramTunnel(route: string, token = aliceToken): Promise<{ tunnel: TunnelProcess; path: string }> {
     const path = join(home, `${route}.dgram`);
@@ -79,11 +73,11 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
       const client = await udpClient();
       for (let i = 0; i < 3; i++) await client.send(`u-${i}`, tunnel.ready[0]?.port as number);
       expect((await client.waitReplies(3)).map(String).sort()).toEqual(['u-0', 'u-1', 'u-2']);
-      // The flow's own socket, in the gateway's directory (0711): writable by the service that answers, whoever runs it.
+      // The flow's own socket, in the gateway's private directory (0700, the socket 0600): the gateway's user and root only.
       expect(flowSockets()).toHaveLength(1);
-      expect(existsSync(leftover)).toBe(false);
-      expect(lstatSync(flowDir()).mode & 0o777).toBe(0o711);
-      expect(lstatSync(join(flowDir(), flowSockets()[0] as string)).mode & 0o777).toBe(0o622);
+      const socket = flowSockets()[0] as string;
+      expect(lstatSync(dirname(socket)).mode & 0o777).toBe(0o700);
+      expect(lstatSync(socket).mode & 0o777).toBe(0o600);
       client.close();
     } finally {
       await tunnel.stop();
@@ -168,7 +162,7 @@ describe.skipIf(missingTools.length > 0)(`unixgram: upstreams (needs ${['socat',
     }
   }, 30_000);
 
-  it.skipIf(!isRoot)('reaches a socket its owner runs (as nobody: the answer crosses the 0711 directory), and ends the flow when another user replaces it (needs root and setpriv)', async () => {
+  it.skipIf(!isRoot)('reaches a socket its owner runs (as nobody: with unixgramReplies: any-local-user the answer crosses the 0711 directory), and ends the flow when another user replaces it (needs root and setpriv)', async () => {
     const owned = await startUnixgramEcho(join(run, 'users', 'nobody', 'echo.sock'), NOBODY);
     const { tunnel, path } = await unixgramTunnel('nobody.echo', nobodyToken);
     const client = join(home, 'd.sock');

@@ -11,9 +11,11 @@ import { which } from '../support/localServices.ts';
 import type { TestClientCertificate } from '../support/pki.ts';
 import { writeToken } from '../support/tunnelClient.ts';
 import { rawConnectUdp } from '../support/udpPeers.ts';
-import { sendFromPath, startSocat, startUnixgramEcho, startUnixgramSink, unixgramRoute, type UnixgramEcho } from '../support/unixgramPeers.ts';
+import { flowSockets as liveFlowSockets, sendFromPath, startSocat, strangerSends, startUnixgramEcho, startUnixgramSink, unixgramRoute, type UnixgramEcho } from '../support/unixgramPeers.ts';
 
 const me = userInfo().username;
+const NOBODY = { uid: 65534, gid: 65534 };
+const asRoot = process.getuid?.() === 0 && ['setpriv', 'unshare', 'python3'].every((tool) => which(tool) !== undefined);
 let h: Harness;
 let alice: TestClientCertificate;
 let aliceToken: string;
@@ -33,6 +35,7 @@ describe.skipIf(!which('socat'))('hostile peers of unixgram: upstreams (needs so
       routes: [
         unixgramRoute('dgram', `${run}/echo.sock`),
         unixgramRoute('big', `${run}/big.sock`),
+        unixgramRoute('shared-dgram', `${run}/echo.sock`, '    unixgramReplies: any-local-user\n'),
         unixgramRoute('own-dgram', `${run}/own/{user}/echo.sock`, '    tunnel: "{user}.own"\n    socketOwner: user\n'),
       ].join(''),
     });
@@ -47,9 +50,8 @@ describe.skipIf(!which('socat'))('hostile peers of unixgram: upstreams (needs so
     if (run) rmSync(run, { recursive: true, force: true });
   });
 
-  /** The gateway's flow sockets (the test runs as the gateway's user, who may list the directory). */
-  const flowDir = () => join(tmpdir(), `gatehouse-${process.getuid?.() ?? 'user'}`, `unixgram-${h.proc.pid}`);
-  const flowSockets = () => readdirSync(flowDir()).filter((f) => f.endsWith('.sock'));
+  /** The gateway's flow sockets (the test runs as the gateway's user, who may list its directory). */
+  const flowSockets = () => liveFlowSockets(h.proc.pid as number);
   const closeOf = (source: string) => h.waitForAudit((r) => r.event === 'udp.close' && r.source === source, 10_000);
 
   it('drops what another process sends to a flow\'s socket, a flood of it too, and counts it; the flow goes on', async () => {
@@ -58,7 +60,7 @@ describe.skipIf(!which('socat'))('hostile peers of unixgram: upstreams (needs so
     flow.sendDatagram(Buffer.from('open'));
     expect((await flow.waitDatagrams(1)).map(String)).toEqual(['open']);
     expect(flowSockets()).toHaveLength(1);
-    const target = join(flowDir(), flowSockets()[0] as string);
+    const target = flowSockets()[0] as string;
     // A local process that found the flow's path: a forged answer, then a flood of 500 more.
     await sendFromPath(join(run, 'stranger.sock'), target, 'forged answer', 200);
     const addon = unixDatagramModule();
@@ -74,6 +76,45 @@ describe.skipIf(!which('socat'))('hostile peers of unixgram: upstreams (needs so
     expect(record).toMatchObject({ packetsIn: 2, packetsOut: 2, reason: 'client closed' });
     expect(record.dropped?.strangerOut).toBe(501);
     expect(flow.datagrams.map(String)).not.toContain('forged answer');
+  }, 30_000);
+
+  /** An open flow on `route` that answered once, and what the gateway process's paths in /proc/net/unix hold. */
+  async function answeredFlow(route: string) {
+    const flow = await rawConnectUdp(h, alice, aliceToken, `/.well-known/gatehouse/udp/${route}`);
+    expect(flow.status).toBe(101);
+    flow.sendDatagram(Buffer.from('open'));
+    expect((await flow.waitDatagrams(1)).map(String)).toEqual(['open']);
+    return { flow, marker: `unixgram-${h.proc.pid as number}` };
+  }
+
+  it.skipIf(!asRoot)('another local user who finds a flow\'s socket in /proc/net/unix cannot send to it: no flood, no answer forged from the service\'s path taken over with unshare -Urm and a tmpfs (EACCES) (needs root, setpriv, unshare, python3)', async () => {
+    const { flow, marker } = await answeredFlow('dgram');
+    const flood = await strangerSends(NOBODY, marker, 50);
+    expect(flood.found).toHaveLength(1);
+    expect(flood).toMatchObject({ sent: 0, errors: Array(50).fill('EACCES') });
+    const forged = await strangerSends(NOBODY, marker, 1, `${run}/echo.sock`);
+    expect(forged).toMatchObject({ sent: 0, errors: ['EACCES'] });
+    flow.sendDatagram(Buffer.from('still-here'));
+    expect((await flow.waitDatagrams(2)).map(String)).toEqual(['open', 'still-here']);
+    flow.tls.socket.end();
+    const record = await closeOf(flow.source);
+    expect(record).toMatchObject({ packetsIn: 2, packetsOut: 2 });
+    expect(record.dropped?.strangerOut).toBeUndefined();
+    expect(flow.datagrams.map(String).filter((d) => d.startsWith('stranger'))).toEqual([]);
+  }, 30_000);
+
+  it.skipIf(!asRoot)('with unixgramReplies: any-local-user another local user reaches the flow\'s socket, and what it sends is dropped and counted as a stranger\'s (needs root, setpriv, python3)', async () => {
+    const { flow, marker } = await answeredFlow('shared-dgram');
+    const flood = await strangerSends(NOBODY, marker, 50);
+    expect(flood.found).toHaveLength(1);
+    expect(flood.found[0]).toMatch(/\/shared\/[^/]+\.sock$/);
+    expect(flood.sent).toBeGreaterThan(0);
+    flow.sendDatagram(Buffer.from('still-here'));
+    expect((await flow.waitDatagrams(2)).map(String)).toEqual(['open', 'still-here']);
+    flow.tls.socket.end();
+    const record = await closeOf(flow.source);
+    expect(record).toMatchObject({ packetsIn: 2, packetsOut: 2 });
+    expect(record.dropped?.strangerOut).toBe(flood.sent);
   }, 30_000);
 
   it('carries a burst larger than the service\'s socket holds (10 datagrams ahead of its reads), and the flow goes on answering', async () => {
