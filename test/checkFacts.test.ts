@@ -83,7 +83,7 @@ describe('check warns on facts no request can produce', () => {
 
 describe('check warns on sockets that cannot exist', () => {
   it('a unix: upstream in a missing directory, and a template whose fixed part is missing', async () => {
-    const run = await check(route('a', 'allow if user($u);', '    path: /a/\n    upstream: unix:/nonexistent/dir/x.sock\n') + route('b', 'allow if user($u);', '    path: /~{user}/b/\n    upstream: unix:/nonexistent/{user}/b.sock\n') + route('c', 'allow if user($u);', '    path: /~{user}/c/\n    upstream: unix:run/users/{user}/c.sock\n'));
+    const run = await check(route('a', 'allow if user($u);', '    path: /a/\n    upstream: unix:/nonexistent/dir/x.sock\n') + route('b', 'allow if user($u);', '    path: /~{user}/b/\n    upstream: unix:/nonexistent/{user}/b.sock\n    socketOwner: user\n') + route('c', 'allow if user($u);', '    path: /~{user}/c/\n    upstream: unix:run/users/{user}/c.sock\n    socketOwner: user\n'));
     expect(run.lines).toEqual([
       expect.stringMatching(/routes\[0\]\.upstream: warning: no directory \/nonexistent\/dir: the socket cannot be there until it exists/),
       expect.stringMatching(/routes\[1\]\.upstream: warning: no directory \/nonexistent \(the fixed part of the template\)/),
