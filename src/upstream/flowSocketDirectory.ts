@@ -13,7 +13,9 @@ import { MAX_SOCKET_PATH_BYTES } from './unixgramModule.ts';
  * nor read the sender's credentials: the file modes are the only lock. `gateway-user` (the default): a 0700
  * directory and 0600 sockets, which only the gateway's user and root can send to. `any-local-user` (a route's
  * `unixgramReplies: any-local-user`, for a service run as another user): a 0711 directory and 0622 sockets,
- * which every local user can send to; the flow drops and counts what does not come from the target's path.
+ * which every local user can send to. The flow drops and counts what does not come from the target's path,
+ * but that path is only the string the sender bound: a user with unprivileged user namespaces (unshare -Urm)
+ * binds it in a mount of their own and forges the service's answers, and anyone can flood the flow's queue.
  */
 export type FlowSocketAccess = 'gateway-user' | 'any-local-user';
 

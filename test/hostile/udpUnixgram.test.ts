@@ -1,6 +1,7 @@
 // Hostile peers of unixgram: upstreams against a real `gatehouse serve` (raw RFC 9298 flows): another local
-// process sending to a flow's socket (once, and a flood), oversize datagrams each way, and a user who swaps
-// their socket for a symlink under a live flow to have the gateway's datagrams delivered elsewhere.
+// process sending to a flow's socket (once, and a flood; another user, who finds it in /proc/net/unix, with and
+// without unixgramReplies: any-local-user, and forging the service's path in namespaces of their own), oversize
+// datagrams each way, and a user who swaps their socket for a symlink to have the datagrams delivered elsewhere.
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
