@@ -282,7 +282,7 @@ describe('errors carry their line and key', () => {
     ]);
   });
 
-  it('refuses a templated unixgram: path without socketOwner, warns for such a unix: path, and takes unixgramReplies on unixgram: routes only', async () => {
+  it('refuses a templated unixgram: path without socketOwner, warns for such a unix: path, takes unixgramReplies on unixgram: routes only, and warns where a socketOwner\'s service could not answer without it', async () => {
     const { errors, warnings } = await loadLines([
       ...header,
       '  - name: open-dgram', //                                   13
@@ -311,6 +311,12 @@ describe('errors carry their line and key', () => {
       '    upstream: unixgram:/run/d.sock', //                     36
       '    unixgramReplies: everyone', //                          37
       '    policy: "allow if user($u);"', //                       38
+      '  - name: owner-dgram', //                                  39
+      '    protocols: [udp]', //                                   40
+      '    tunnel: "{user}.owned"', //                             41
+      '    upstream: unixgram:/home/{user}/d.sock', //             42
+      '    socketOwner: user', //                                  43
+      '    policy: "allow if user($u);"', //                       44
     ]);
     expect(brief(errors)).toEqual([
       "16:15 routes[0].upstream: a unixgram: path with a {param} is a user's to change: add socketOwner (the parameter naming the user who must own the socket), or the gateway follows their symlinks to any socket it can send to",
@@ -319,6 +325,7 @@ describe('errors carry their line and key', () => {
     ]);
     expect(brief(warnings)).toEqual([
       "20:15 routes[1].upstream: a unix: path with a {param} is a user's to change: without socketOwner the gateway follows their symlinks to any socket it can connect to; add socketOwner (the parameter naming the user who must own the socket)",
+      "42:15 routes[5].upstream: a service run by its socketOwner answers as that user, and only the gateway's user and root can send to a flow's socket: its answers are refused unless the route sets unixgramReplies: any-local-user (which lets every local user reach the flow's socket)",
     ]);
   });
 

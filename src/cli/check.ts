@@ -26,7 +26,9 @@ Warns (fails with --strict) about what loads but cannot work as written:
   - a policy that reads a fact the route's protocols never carry (method, host and path on a
     tcp-only route; service, token_blocks, publish_granted outside publish.policy),
   - a unix: upstream whose directory does not exist (for a template, its fixed part),
-  - a unix: upstream with a {param} and no socketOwner (refused for unixgram:).
+  - a unix: upstream with a {param} and no socketOwner (refused for unixgram:),
+  - a unixgram: upstream with socketOwner and no unixgramReplies: any-local-user (the owner's
+    service could not answer).
 Each error names file:line:column and the key, e.g.
   routes.yaml:12:5: routes[2].upstream: expected unix:/path or tcp:host:port`,
     )

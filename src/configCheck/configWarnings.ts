@@ -1,6 +1,7 @@
 // What `gatehouse check` warns about (and `--strict` refuses): a configuration that loads but cannot work
 // as written — a policy reading facts nothing states, or facts the route's protocols never carry, and
-// upstream sockets in directories that do not exist, templated unix: sockets no socketOwner proves.
+// upstream sockets in directories that do not exist, templated unix: sockets no socketOwner proves, and
+// unixgram: services run by their owner whose answers the private flow sockets would refuse.
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { gatewayFacts, predicatesIn, tokenFacts, type FactScope, type GatewayPredicate } from '../authz/policy/factVocabulary.ts';
@@ -81,6 +82,10 @@ export function configWarnings(data: unknown, configDir: string): ConfigIssue[] 
     const routePath = text(route.path);
     if (routePath !== undefined && reservedPath(routePath.split('{')[0] ?? '') !== undefined) {
       warn(['routes', index, 'path'], 'paths under /.well-known/gatehouse/ belong to the gateway (its pages, tunnel and publish endpoints): no request reaches this route there');
+    }
+    // A service its owner runs answers as that user: the private flow sockets take only the gateway's user and root.
+    if (upstream.startsWith('unixgram:') && route.socketOwner !== undefined && route.unixgramReplies === undefined) {
+      warn(['routes', index, 'upstream'], 'a service run by its socketOwner answers as that user, and only the gateway\'s user and root can send to a flow\'s socket: its answers are refused unless the route sets unixgramReplies: any-local-user (which lets every local user reach the flow\'s socket)');
     }
     if (upstream.startsWith('unix:')) {
       const { dir, templated } = socketDirectory(upstream, configDir);
