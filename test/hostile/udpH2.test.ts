@@ -117,7 +117,8 @@ describe('many streams on one session', () => {
     // GET / on https://localhost (HPACK: indexed :method GET, :path /, :scheme https; :authority literal).
     const headerBlock = Buffer.concat([Buffer.from([0x82, 0x84, 0x87, 0x01, 9]), Buffer.from('localhost')]);
     const cancel = Buffer.from([0, 0, 0, constants.NGHTTP2_CANCEL]);
-    // HEADERS and RST_STREAM of each stream in one write: nghttp2 has reset the stream by the time it is dispatched.
+    // HEADERS and RST_STREAM of each stream in one write: should a stream be reset before it is dispatched, Node has
+    // cleared its stream.session by then; the cap must hold all the same.
     const pairs = Array.from({ length: 150 }, (_, i) => [frame(1, 0x5, 2 * i + 1, headerBlock), frame(3, 0, 2 * i + 1, cancel)]).flat();
     tls.socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), ...pairs]));
     const source = `127.0.0.1:${tls.socket.localPort}`;
