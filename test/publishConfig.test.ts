@@ -8,6 +8,7 @@ import { loadConfig } from '../src/configCheck/loadConfig.ts';
 import type { RouteConfig } from '../src/config/schema.ts';
 import { RouteTable } from '../src/routing/routeTable.ts';
 import { parsePublishSpec, parseWindowSize } from '../src/client/publishSpec.ts';
+import { isLoopback } from '../src/client/forwardSpec.ts';
 import { parseRawTcpList, parseServiceList, parseUdpList } from '../src/upstream/publishProtocol.ts';
 import { gatewayConfig, makeRootKey } from './support/gatewayHarness.ts';
 import { makeTestPki } from './support/pki.ts';
@@ -125,6 +126,16 @@ describe('gatehouse publish targets', () => {
       expect(parsePublishSpec(bad)).toMatchObject({ ok: false, error: expect.stringMatching(/not a loopback address/) });
     }
     for (const bad of ['Api=8000', 'alice/api=8000', 'a.b=8000', '=8000', 'api=', 'api=unix:', 'api=99999']) expect(parsePublishSpec(bad).ok).toBe(false);
+  });
+
+  it('a loopback target is an IP literal in 127.0.0.0/8 or ::1, or localhost: a name that merely starts with 127. is refused', () => {
+    for (const bad of ['api=127.evil.example:80', 'api=tcp:127.0.0.1.nip.io:80', 'dns=udp:127.evil.example:53', 'api=127.1:80', 'api=localhost.evil.example:80']) {
+      expect(parsePublishSpec(bad)).toMatchObject({ ok: false, error: expect.stringMatching(/is not a loopback address; a publisher reaches only this machine/) });
+    }
+    for (const good of ['api=127.255.255.254:80', 'api=[0:0:0:0:0:0:0:1]:80', 'dns=udp:localhost:53']) expect(parsePublishSpec(good).ok).toBe(true);
+    expect(isLoopback('127.evil.example')).toBe(false);
+    expect(isLoopback('::ffff:127.0.0.1')).toBe(true);
+    expect(isLoopback('127.0.0.1')).toBe(true);
   });
 
   it('NAME/tcp= says the service speaks raw TCP (the portal shows tunnel -L for it); NAME/http= is the default', () => {

@@ -1,7 +1,7 @@
 // Parses `-L` forward specifications: `[addr:]port:ROUTE` (a local TCP port), `unix:PATH:ROUTE` (a local
 // UNIX socket), `udp:[addr:]port:ROUTE` (a local UDP port) and `unixgram:PATH:ROUTE` (a local datagram UNIX
 // socket). Pure: binding happens in the listener modules.
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { validRoute } from '../token/names.ts';
 
 export type ForwardSpec =
@@ -56,7 +56,17 @@ export function listenerLabel(spec: ForwardSpec, boundPort?: number): string {
   return `${spec.kind === 'udp' ? 'udp:' : ''}${host}:${boundPort ?? spec.port}`;
 }
 
-/** True for addresses only this machine can reach. */
+/** 127.0.0.0/8 and ::1 (an IPv4-mapped ::ffff:127.x.y.z is matched as its IPv4 address). */
+const loopbackAddresses = new BlockList();
+loopbackAddresses.addSubnet('127.0.0.0', 8, 'ipv4');
+loopbackAddresses.addAddress('::1', 'ipv6');
+
+/**
+ * True for addresses only this machine can reach: an IP literal in 127.0.0.0/8 or ::1, or `localhost`. A name
+ * that merely looks like one (`127.evil.example`) is a DNS name that can resolve anywhere, so it is not.
+ */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (host === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && loopbackAddresses.check(host, family === 6 ? 'ipv6' : 'ipv4');
 }

@@ -7,7 +7,7 @@ import { admitRequest, type Admission } from '../admission/admitRequest.ts';
 import { admitPublisher } from '../admission/admitPublisher.ts';
 import { tokenOf } from '../admission/bearerCredential.ts';
 import { auditTokenOf, publisherTokenOf } from '../audit/auditToken.ts';
-import type { Refusal } from '../errors/refusal.ts';
+import { refuse, type Refusal } from '../errors/refusal.ts';
 import type { RequestCredential } from '../session/requestCredential.ts';
 import { auditUnavailable, overRequestRate, readCredential } from './admissionPreamble.ts';
 import type { Exchange } from './exchange.ts';
@@ -29,6 +29,15 @@ export interface AdmitDeps {
 export type RouteAdmission = Extract<Admission, { allow: true }>;
 
 const refused = (refusal: Refusal, record: Partial<AuditRecord> = {}) => ({ ok: false as const, error: { refusal, record } });
+
+/**
+ * A connection being ended (a CRL reload revoked its certificate, or it expired) is admitted nothing new while
+ * what already runs on it gets its grace to write close records: its certificate no longer holds.
+ */
+function connectionEnding(exchange: Exchange): Refusal | undefined {
+  const { endedBy } = exchange.conn;
+  return endedBy === undefined ? undefined : refuse('GH_DENIED', endedBy, { clientReason: 'this connection is closing: its client certificate no longer holds' });
+}
 
 type Decider<K extends DecisionKind> = (stage: ExchangeStage, exchange: Exchange, on: DecisionAsks[K], token: string | undefined) => Promise<Result<Decisions[K], Refused>>;
 
@@ -59,7 +68,7 @@ const deciders: { [K in DecisionKind]: Decider<K> } = {
  */
 export async function admit<A extends unknown[], S, K extends DecisionKind>(exchange: Exchange, way: WayIn<A, S, K>, state: S): Promise<Result<Admitted<Decisions[K]>, Refused>> {
   const { stage } = way;
-  const unavailable = auditUnavailable(stage.audit);
+  const unavailable = auditUnavailable(stage.audit) ?? connectionEnding(exchange);
   if (unavailable) return refused(unavailable);
   const early = way.precheck?.(state);
   if (early) return { ok: false, error: early };
@@ -75,5 +84,8 @@ export async function admit<A extends unknown[], S, K extends DecisionKind>(exch
   const decide = deciders[way.decides] as Decider<K>;
   const decided = await decide(stage, exchange, way.decideOn(state), credential && tokenOf(credential));
   if (!decided.ok) return decided;
+  // The decision took turns: the connection may have been ended meanwhile.
+  const ending = connectionEnding(exchange);
+  if (ending) return refused(ending);
   return { ok: true, value: { credential, decided: decided.value } };
 }

@@ -1,7 +1,7 @@
 // What a client connection is to the stages below the listener: its id, verified identity, address and counts.
 // The listener makes one per authenticated connection and hands it down with each request; no stage looks it up.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { ServerHttp2Stream } from 'node:http2';
+import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { PeerIdentity } from '../tls/peerIdentity.ts';
 
@@ -31,7 +31,7 @@ export interface ListenerHandlers {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
   connect(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnectionContext | undefined): void | Promise<void>;
   /** A stream of an HTTP/2 connection (which serves RFC 9298 extended CONNECT alone; undefined: no certificate). */
-  stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, conn: ConnectionContext | undefined): void | Promise<void>;
+  stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, conn: ConnectionContext | undefined, session: ServerHttp2Session): void | Promise<void>;
   /**
    * What takes the requests of a connection that presented no client certificate (issuer.certificates):
    * its context is never handed to the handlers above, so nothing reaches a route, tunnel or page by mistake.

@@ -15,10 +15,11 @@ const MAX_REFUSED_STREAMS = 100;
 
 const refusedStreams = new WeakMap<ServerHttp2Session, number>();
 
-/** Counts a refused stream against its session; past the limit the whole session goes. */
-function spendRefusal(stream: ServerHttp2Stream): void {
-  const session = stream.session as ServerHttp2Session | undefined;
-  if (!session) return;
+/**
+ * Counts a refused stream against its session; past the limit the whole session goes. The session is the one
+ * taken when the stream arrived: a stream reset in the same read (HEADERS + RST_STREAM) has none of its own by now.
+ */
+function spendRefusal(session: ServerHttp2Session): void {
   const refused = (refusedStreams.get(session) ?? 0) + 1;
   refusedStreams.set(session, refused);
   if (refused > MAX_REFUSED_STREAMS) session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
@@ -30,13 +31,13 @@ function spendRefusal(stream: ServerHttp2Stream): void {
  * says 426 (Upgrade Required: the same meaning), which also puts it under the client's refusal-record budget.
  */
 export function dispatchStream(to: Pick<DispatchTargets, 'sinks' | 'udpH2'>) {
-  return (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, conn: ConnectionContext | undefined): void | Promise<void> => {
+  return (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, conn: ConnectionContext | undefined, session: ServerHttp2Session): void | Promise<void> => {
     const method = String(headers[':method'] ?? '');
     const path = String(headers[':path'] ?? '');
     const extended = method === 'CONNECT' && headers[':protocol'] === CONNECT_UDP;
     const reserved = extended ? reservedPath(path) : undefined;
     if (conn && reserved?.kind === 'udp') return enter(to.udpH2, conn, to.udpH2.arrive(stream, headers, reserved));
-    spendRefusal(stream);
+    spendRefusal(session);
     // No certificate (certificate logins): its pages are HTTP/1.1, and no record can name a client.
     if (!conn) return void stream.close(constants.NGHTTP2_HTTP_1_1_REQUIRED);
     const target = redactTarget(path.slice(0, 200));

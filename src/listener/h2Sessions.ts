@@ -29,7 +29,8 @@ export function splitByAlpn(server: Server, h2: H2Sessions): void {
   server.on('secureConnection', (socket: TLSSocket) => (socket.alpnProtocol === 'h2' ? h2.take(socket) : http1.call(server, socket)));
 }
 
-export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, socket: TLSSocket) => void;
+/** `session` is the stream's own, taken when it arrived: Node clears `stream.session` once the stream is destroyed. */
+export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, socket: TLSSocket, session: ServerHttp2Session) => void;
 
 export interface H2Sessions {
   /** Serves a TLS socket that negotiated h2 (its connection records are the listener's, as for HTTP/1.1). */
@@ -103,9 +104,11 @@ export function serveH2(limits: Limits, onStream: StreamHandler): H2Sessions {
   });
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     stream.on('error', () => {});
-    const socket = sessions.get(stream.session as ServerHttp2Session);
+    // The session is read here, in the event: a stream the peer reset in the same read has none by the time it is dispatched.
+    const session = stream.session as ServerHttp2Session;
+    const socket = sessions.get(session);
     if (!socket) return void stream.close(constants.NGHTTP2_REFUSED_STREAM);
-    onStream(stream, headers, socket);
+    onStream(stream, headers, socket, session);
   });
   server.on('sessionError', () => {});
 

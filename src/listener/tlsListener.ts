@@ -6,7 +6,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
+import { constants as h2constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
@@ -212,8 +212,8 @@ function handRequestsDown(server: Server, handlers: ListenerHandlers, audit: Aud
   server.on('upgrade', onTunnel('upgrade'));
   server.on('connect', onTunnel('connect'));
   // An HTTP/2 stream (CONNECT-UDP): a certificate-less connection has no context here, and dispatch refuses it.
-  const onStream = guard<[ServerHttp2Stream, IncomingHttpHeaders, TLSSocket]>(
-    (stream, headers, socket) => handlers.stream(stream, headers, contextOf(socket)),
+  const onStream = guard<[ServerHttp2Stream, IncomingHttpHeaders, TLSSocket, ServerHttp2Session]>(
+    (stream, headers, socket, session) => handlers.stream(stream, headers, contextOf(socket), session),
     (stream) => stream.close(h2constants.NGHTTP2_INTERNAL_ERROR),
   );
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => handleClientError(err, socket, options.refusals, options.limits));

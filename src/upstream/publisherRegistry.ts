@@ -19,9 +19,13 @@ export interface Entry extends Publisher, PublisherSession {
 
 /**
  * The publisher a connection belongs to, as the limits count it: the id the publisher process sent (one for
- * all its connections, on every instance), or for an older publisher that sends none, the connection itself.
+ * all its connections, on every instance) with the certificate it presents, or for an older publisher that
+ * sends none, the connection itself. The id is no secret (it is on the portal): the certificate keeps another
+ * holder of a publish token for the same user from replacing or locking out that publisher under its id; the
+ * same id from two certificates counts as two publishers.
  */
-export const publisherKeyOf = (p: Pick<Entry, 'id' | 'publisherId'>): string => p.publisherId ?? `connection:${p.id}`;
+export const publisherKeyOf = (p: Pick<Entry, 'id' | 'publisherId' | 'fingerprint'>): string =>
+  p.publisherId === undefined ? `connection:${p.id}` : `${p.publisherId}@${p.fingerprint}`;
 
 export function tallyOf(entry: Entry, service: string): { open: number; served: number } {
   let tally = entry.perService.get(service);

@@ -107,6 +107,27 @@ describe('many streams on one session', () => {
     next.session.close();
   });
 
+  it('a session that sends each refused request with its RST_STREAM right behind it is ended all the same', async () => {
+    const tls = await tlsClient(h, alice, { ALPNProtocols: ['h2'] });
+    const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
+      const head = Buffer.from([0, 0, payload.length, type, flags, 0, 0, 0, 0]);
+      head.writeUInt32BE(stream, 5);
+      return Buffer.concat([head, payload]);
+    };
+    // GET / on https://localhost (HPACK: indexed :method GET, :path /, :scheme https; :authority literal).
+    const headerBlock = Buffer.concat([Buffer.from([0x82, 0x84, 0x87, 0x01, 9]), Buffer.from('localhost')]);
+    const cancel = Buffer.from([0, 0, 0, constants.NGHTTP2_CANCEL]);
+    // HEADERS and RST_STREAM of each stream in one write: should a stream be reset before it is dispatched, Node has
+    // cleared its stream.session by then; the cap must hold all the same.
+    const pairs = Array.from({ length: 150 }, (_, i) => [frame(1, 0x5, 2 * i + 1, headerBlock), frame(3, 0, 2 * i + 1, cancel)]).flat();
+    tls.socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), ...pairs]));
+    const source = `127.0.0.1:${tls.socket.localPort}`;
+    await tls.closed;
+    await h.waitForAudit((r) => r.event === 'connection.close' && r.source === source);
+    const refusals = h.audit().filter((r) => r.event === 'request' && r.source === source);
+    expect(refusals.length).toBeLessThanOrEqual(101);
+  });
+
   it('a session holds no more flows than the identity may (SETTINGS_MAX_CONCURRENT_STREAMS); past the identity limit: 429', async () => {
     const s = await rawH2Session(h, alice);
     expect(s.settings.maxConcurrentStreams).toBe(FLOWS_PER_IDENTITY);
