@@ -1,7 +1,6 @@
 // UDP flows through a real `gatehouse serve`: `gatehouse tunnel -L udp:` over RFC 9298 CONNECT-UDP and the
 // WebSocket transport to a UDP echo and to dnsmasq answering dig; the RFC's template; refusals; the records.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import * as biscuit from '@biscuit-auth/biscuit-wasm';
 import { join } from 'node:path';
@@ -13,16 +12,9 @@ import { freePort, which } from './support/localServices.ts';
 import { responseHead, tlsClient } from './support/rawClients.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { cleanEnv, gatewayFlags, startTunnel, writeToken } from './support/tunnelClient.ts';
-import { rawConnectUdp, startDnsmasq, startUdpEcho, udpClient, type UdpEcho } from './support/udpPeers.ts';
+import { expectFlowPerPeer, rawConnectUdp, startDnsmasq, startFirehose, startUdpEcho, udpClient, udpRoute, type UdpEcho } from './support/udpPeers.ts';
 
 const hasDnsTools = which('dnsmasq') !== undefined && which('dig') !== undefined;
-
-const udpRoute = (name: string, upstream: string, policy = 'allow if user($u), protocol("udp");') => `  - name: ${name}
-    protocols: [udp]
-    upstream: ${upstream}
-    policy: |
-      ${policy}
-`;
 
 let h: Harness;
 let alice: TestClientCertificate;
@@ -37,15 +29,7 @@ const FIREHOSE = 20_000;
 
 beforeAll(async () => {
   echo = await startUdpEcho();
-  firehose = await new Promise((resolve) => {
-    const socket = createSocket({ type: 'udp4', sendBufferSize: 8 << 20 });
-    socket.on('message', (msg, rinfo) => {
-      if (String(msg) !== 'go') return;
-      const datagram = Buffer.alloc(1400, 0x42);
-      for (let i = 0; i < FIREHOSE; i++) socket.send(datagram, rinfo.port, rinfo.address);
-    });
-    socket.bind(0, '127.0.0.1', () => resolve({ port: socket.address().port, close: () => socket.close() }));
-  });
+  firehose = await startFirehose(FIREHOSE);
   dnsPort = await freePort();
   if (hasDnsTools) dnsmasq = await startDnsmasq(dnsPort);
   h = await startHarness({
@@ -78,13 +62,7 @@ describe.each(['connect', 'websocket', 'http2'] as const)('gatehouse tunnel -L u
     try {
       expect(tunnel.stderr()).toMatch(/^ready: udp:127\.0\.0\.1:\d+ -> echo via https:\/\/localhost:\d+ \(/m);
       const port = tunnel.ready[0]?.port as number;
-      const [a, b] = [await udpClient(), await udpClient()];
-      for (let i = 0; i < 5; i++) await a.send(`a-${i}`, port);
-      await b.send('b-0', port);
-      expect((await a.waitReplies(5)).map(String).sort()).toEqual(['a-0', 'a-1', 'a-2', 'a-3', 'a-4']);
-      expect((await b.waitReplies(1)).map(String)).toEqual(['b-0']);
-      a.close();
-      b.close();
+      await expectFlowPerPeer(port);
     } finally {
       await tunnel.stop();
     }

@@ -11,14 +11,7 @@ import { rawH2ConnectUdp, rawH2Session } from './support/h2Peers.ts';
 import { which } from './support/localServices.ts';
 import type { TestClientCertificate } from './support/pki.ts';
 import { gatewayFlags, writeToken } from './support/tunnelClient.ts';
-import { rawConnectUdp, startUdpEcho, type UdpEcho } from './support/udpPeers.ts';
-
-const udpRoute = (name: string, upstream: string, policy = 'allow if user($u), protocol("udp");') => `  - name: ${name}
-    protocols: [udp]
-    upstream: ${upstream}
-    policy: |
-      ${policy}
-`;
+import { rawConnectUdp, startUdpEcho, udpRoute, type UdpEcho } from './support/udpPeers.ts';
 
 let h: Harness;
 let alice: TestClientCertificate;

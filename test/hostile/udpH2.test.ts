@@ -1,6 +1,5 @@
 // Hostile HTTP/2 clients of the UDP flows: requests other than CONNECT-UDP, floods of streams, resets mid-flow,
 // a client that never reads, an idle session, a revoked token, and shutdown (GOAWAY) with a flow open.
-import { createSocket } from 'node:dgram';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { constants } from 'node:http2';
 import { join } from 'node:path';
@@ -12,7 +11,7 @@ import { rawH2ConnectUdp, rawH2Session, type RawH2Session } from '../support/h2P
 import { tlsClient } from '../support/rawClients.ts';
 import type { TestClientCertificate } from '../support/pki.ts';
 import { writeToken } from '../support/tunnelClient.ts';
-import { startUdpEcho, type UdpEcho } from '../support/udpPeers.ts';
+import { startFirehose, startUdpEcho, udpRoute as udpUpstreamRoute, type UdpEcho } from '../support/udpPeers.ts';
 
 const FLOWS_PER_IDENTITY = 3;
 const FIREHOSE = 20_000;
@@ -24,24 +23,11 @@ let echo: UdpEcho;
 /** Answers `go` with FIREHOSE datagrams of 1,400 bytes: more than a client that stopped reading holds. */
 let firehose: { port: number; close(): void };
 
-const udpRoute = (name: string, port: number) => `  - name: ${name}
-    protocols: [udp]
-    upstream: udp:127.0.0.1:${port}
-    policy: |
-      allow if user($u), protocol("udp");
-`;
+const udpRoute = (name: string, port: number) => udpUpstreamRoute(name, `udp:127.0.0.1:${port}`);
 
 beforeAll(async () => {
   echo = await startUdpEcho();
-  firehose = await new Promise((resolve) => {
-    const socket = createSocket({ type: 'udp4', sendBufferSize: 8 << 20 });
-    socket.on('message', (msg, rinfo) => {
-      if (String(msg) !== 'go') return;
-      const datagram = Buffer.alloc(1400, 0x42);
-      for (let i = 0; i < FIREHOSE; i++) socket.send(datagram, rinfo.port, rinfo.address);
-    });
-    socket.bind(0, '127.0.0.1', () => resolve({ port: socket.address().port, close: () => socket.close() }));
-  });
+  firehose = await startFirehose(FIREHOSE);
   h = await startHarness({
     routes: [udpRoute('echo', echo.port), udpRoute('firehose', firehose.port)].join(''),
     extraTop: `limits:\n  idleTimeoutSeconds: 2\n  udp:\n    flowsPerIdentity: ${FLOWS_PER_IDENTITY}\n`,

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import type { TLSSocket } from 'node:tls';
+import { expect } from 'vitest';
 import { CapsuleReader, datagramCapsule, udpPayloadOf } from '../../src/tunnel/capsules.ts';
 import type { Harness } from './gatewayHarness.ts';
 import type { TestClientCertificate } from './pki.ts';
@@ -26,6 +27,41 @@ export function startUdpEcho(): Promise<UdpEcho> {
     });
     socket.bind(0, '127.0.0.1', () => resolve({ port: socket.address().port, received, close: () => socket.close() }));
   });
+}
+
+/** A `protocols: [udp]` route for the tests' routes.yaml. */
+export const udpRoute = (name: string, upstream: string, policy = 'allow if user($u), protocol("udp");') => `  - name: ${name}
+    protocols: [udp]
+    upstream: ${upstream}
+    policy: |
+      ${policy}
+`;
+
+/** Answers `go` with `count` datagrams of 1,400 bytes, as fast as it can: more than any reader that stopped reading holds. */
+export function startFirehose(count: number): Promise<{ port: number; close(): void }> {
+  return new Promise((resolve) => {
+    const socket = createSocket({ type: 'udp4', sendBufferSize: 8 << 20 });
+    socket.on('message', (msg, rinfo) => {
+      if (String(msg) !== 'go') return;
+      const datagram = Buffer.alloc(1400, 0x42);
+      for (let i = 0; i < count; i++) socket.send(datagram, rinfo.port, rinfo.address);
+    });
+    socket.bind(0, '127.0.0.1', () => resolve({ port: socket.address().port, close: () => socket.close() }));
+  });
+}
+
+/** Two local peers through a `-L udp:` port to an echo: each gets its own datagrams back, none of the other's (a flow per peer). */
+export async function expectFlowPerPeer(port: number): Promise<void> {
+  const [a, b] = [await udpClient(), await udpClient()];
+  try {
+    for (let i = 0; i < 5; i++) await a.send(`a-${i}`, port);
+    await b.send('b-0', port);
+    expect((await a.waitReplies(5)).map(String).sort()).toEqual(['a-0', 'a-1', 'a-2', 'a-3', 'a-4']);
+    expect((await b.waitReplies(1)).map(String)).toEqual(['b-0']);
+  } finally {
+    a.close();
+    b.close();
+  }
 }
 
 /** A local UDP client: sends from one port, collects what comes back. */
